@@ -1,0 +1,37 @@
+//! Compiles `proto/` with the pure-Rust protox compiler (no protoc needed), generates prost
+//! messages, tonic clients/servers and pbjson serde impls into OUT_DIR, and writes the file
+//! descriptor set used by gRPC reflection.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+const PROTOS: &[&str] = &[
+    "proto/attackmesh/v1/common.proto",
+    "proto/attackmesh/v1/events.proto",
+    "proto/attackmesh/v1/ingest.proto",
+    "proto/attackmesh/v1/attribution.proto",
+    "proto/attackmesh/v1/export.proto",
+    "proto/attackmesh/v1/intel.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    let fds = protox::compile(PROTOS, ["proto"])?;
+    let descriptor_path = out.join("attackmesh_descriptor.bin");
+    fs::write(&descriptor_path, fds.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .compile_fds(fds)?;
+
+    let descriptors = fs::read(&descriptor_path)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .preserve_proto_field_names()
+        .emit_fields()
+        .build(&[".attackmesh.v1"])?;
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! The attackmesh contract: the protobuf event schema (generated types, gRPC clients and servers),
+//! the canonical JSON form of events, validation, and helpers for detector clients.
+//!
+//! Everything that crosses a service boundary is defined here, so every service and every client
+//! agrees on one schema. This crate holds no service logic.
+
+pub mod json;
+pub mod limits;
+pub mod proto;
+pub mod validate;
