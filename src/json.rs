@@ -43,15 +43,28 @@ pub fn from_json<T: DeserializeOwned>(input: &str) -> Result<T, JsonError> {
         let field = render_path(err.path());
         let inner = err.into_inner();
         let message = if field.is_empty() {
-            format!("invalid JSON at line {} column {}: {inner}", inner.line(), inner.column())
+            format!(
+                "invalid JSON at line {} column {}: {inner}",
+                inner.line(),
+                inner.column()
+            )
         } else {
             format!("field `{field}`: {inner}")
         };
-        JsonError { field, message, line: inner.line(), column: inner.column() }
+        JsonError {
+            field,
+            message,
+            line: inner.line(),
+            column: inner.column(),
+        }
     })?;
     de.end().map_err(|inner| JsonError {
         field: String::new(),
-        message: format!("invalid JSON at line {} column {}: {inner}", inner.line(), inner.column()),
+        message: format!(
+            "invalid JSON at line {} column {}: {inner}",
+            inner.line(),
+            inner.column()
+        ),
         line: inner.line(),
         column: inner.column(),
     })?;

@@ -11,8 +11,8 @@ use pbjson_types::Timestamp;
 
 use crate::limits::*;
 use crate::proto::{
-    AttributionStatus, DetectionEvent, DetectorKind, EnrichedEvent, Endpoint, FieldViolation, Indicator,
-    IndicatorType, Severity,
+    AttributionStatus, DetectionEvent, DetectorKind, Endpoint, EnrichedEvent, FieldViolation, Indicator, IndicatorType,
+    Severity,
 };
 
 /// Collects violations under a path prefix.
@@ -25,7 +25,10 @@ pub struct Violations {
 impl Violations {
     /// Starts an empty collection whose field paths begin with `prefix` (may be empty).
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into(), items: Vec::new() }
+        Self {
+            prefix: prefix.into(),
+            items: Vec::new(),
+        }
     }
 
     /// Records one violation of `field` (relative to the prefix).
@@ -35,7 +38,10 @@ impl Violations {
             (false, true) => self.prefix.clone(),
             (false, false) => format!("{}.{field}", self.prefix),
         };
-        self.items.push(FieldViolation { field, description: description.into() });
+        self.items.push(FieldViolation {
+            field,
+            description: description.into(),
+        });
     }
 
     /// True when nothing was recorded.
@@ -107,7 +113,10 @@ pub fn enriched_event(event: &EnrichedEvent) -> Result<(), Vec<FieldViolation>> 
     }
     for (i, id) in event.technique_ids.iter().enumerate() {
         if !is_technique_id(id) {
-            v.add(&format!("technique_ids[{i}]"), format!("`{id}` is not an ATT&CK technique id (T1234 or T1234.567)"));
+            v.add(
+                &format!("technique_ids[{i}]"),
+                format!("`{id}` is not an ATT&CK technique id (T1234 or T1234.567)"),
+            );
         }
     }
     v.unit_interval("confidence_score", event.confidence_score);
@@ -133,11 +142,20 @@ fn check_detection(v: &mut Violations, event: &DetectionEvent) {
     v.max_len("original_format", &event.original_format, MAX_SHORT_BYTES);
     indicators(v, "indicators", &event.indicators);
     if event.technique_hints.len() > MAX_TECHNIQUE_HINTS {
-        v.add("technique_hints", format!("at most {MAX_TECHNIQUE_HINTS} hints, got {}", event.technique_hints.len()));
+        v.add(
+            "technique_hints",
+            format!(
+                "at most {MAX_TECHNIQUE_HINTS} hints, got {}",
+                event.technique_hints.len()
+            ),
+        );
     }
     for (i, hint) in event.technique_hints.iter().enumerate() {
         if !is_technique_id(hint) {
-            v.add(&format!("technique_hints[{i}]"), format!("`{}` is not an ATT&CK technique id (T1234 or T1234.567)", clip(hint)));
+            v.add(
+                &format!("technique_hints[{i}]"),
+                format!("`{}` is not an ATT&CK technique id (T1234 or T1234.567)", clip(hint)),
+            );
         }
     }
     if let Some(c) = event.detector_confidence {
@@ -155,7 +173,10 @@ fn event_id(v: &mut Violations, id: &str, required: bool) {
     }
     if id.len() > MAX_EVENT_ID_BYTES {
         v.add("event_id", format!("must be at most {MAX_EVENT_ID_BYTES} bytes"));
-    } else if !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')) {
+    } else if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    {
         v.add("event_id", "may contain only letters, digits and . _ : -");
     }
 }
@@ -189,10 +210,16 @@ fn enum_value<E: TryFrom<i32>>(v: &mut Violations, field: &str, value: i32) {
 fn endpoint(v: &mut Violations, field: &str, endpoint: Option<&Endpoint>) {
     let Some(e) = endpoint else { return };
     if !e.ip.is_empty() && e.ip.parse::<IpAddr>().is_err() {
-        v.add(&format!("{field}.ip"), format!("`{}` is not an IPv4 or IPv6 address", clip(&e.ip)));
+        v.add(
+            &format!("{field}.ip"),
+            format!("`{}` is not an IPv4 or IPv6 address", clip(&e.ip)),
+        );
     }
     if e.port > u32::from(u16::MAX) {
-        v.add(&format!("{field}.port"), format!("must be at most 65535, got {}", e.port));
+        v.add(
+            &format!("{field}.port"),
+            format!("must be at most 65535, got {}", e.port),
+        );
     }
     v.max_len(&format!("{field}.hostname"), &e.hostname, MAX_HOSTNAME_BYTES);
     v.max_len(&format!("{field}.user"), &e.user, MAX_USER_BYTES);
@@ -200,13 +227,20 @@ fn endpoint(v: &mut Violations, field: &str, endpoint: Option<&Endpoint>) {
         v.max_len(&format!("{field}.process.name"), &p.name, MAX_SHORT_BYTES);
         v.max_len(&format!("{field}.process.executable"), &p.executable, MAX_SHORT_BYTES);
         v.max_len(&format!("{field}.process.parent_name"), &p.parent_name, MAX_SHORT_BYTES);
-        v.max_len(&format!("{field}.process.command_line"), &p.command_line, MAX_COMMAND_LINE_BYTES);
+        v.max_len(
+            &format!("{field}.process.command_line"),
+            &p.command_line,
+            MAX_COMMAND_LINE_BYTES,
+        );
     }
 }
 
 fn indicators(v: &mut Violations, field: &str, items: &[Indicator]) {
     if items.len() > MAX_INDICATORS {
-        v.add(field, format!("at most {MAX_INDICATORS} indicators, got {}", items.len()));
+        v.add(
+            field,
+            format!("at most {MAX_INDICATORS} indicators, got {}", items.len()),
+        );
     }
     for (i, ind) in items.iter().enumerate() {
         if let Err(why) = indicator(ind) {
@@ -222,11 +256,17 @@ struct IndicatorError {
 }
 
 fn indicator(ind: &Indicator) -> Result<(), IndicatorError> {
-    let bad_value = |message: String| IndicatorError { on_type: false, message };
+    let bad_value = |message: String| IndicatorError {
+        on_type: false,
+        message,
+    };
     let kind = IndicatorType::try_from(ind.r#type)
         .ok()
         .filter(|t| *t != IndicatorType::Unspecified)
-        .ok_or_else(|| IndicatorError { on_type: true, message: format!("unknown indicator type {}", ind.r#type) })?;
+        .ok_or_else(|| IndicatorError {
+            on_type: true,
+            message: format!("unknown indicator type {}", ind.r#type),
+        })?;
     let value = ind.value.as_str();
     if value.is_empty() {
         return Err(bad_value("is required".into()));
@@ -238,18 +278,30 @@ fn indicator(ind: &Indicator) -> Result<(), IndicatorError> {
         IndicatorType::Ipv4 => ip_or_cidr(value, true),
         IndicatorType::Ipv6 => ip_or_cidr(value, false),
         IndicatorType::Domain => is_domain(value),
-        IndicatorType::Url => value.split_once("://").is_some_and(|(s, rest)| !s.is_empty() && !rest.is_empty()),
+        IndicatorType::Url => value
+            .split_once("://")
+            .is_some_and(|(s, rest)| !s.is_empty() && !rest.is_empty()),
         IndicatorType::FileMd5 => is_hex(value, 32),
         IndicatorType::FileSha1 | IndicatorType::X509Sha1 => is_hex(value, 40),
         IndicatorType::FileSha256 => is_hex(value, 64),
-        IndicatorType::Email => value.split_once('@').is_some_and(|(l, d)| !l.is_empty() && is_domain(d)),
+        IndicatorType::Email => value
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && is_domain(d)),
         IndicatorType::Mac => is_mac(value),
         IndicatorType::FileName | IndicatorType::UserAccount | IndicatorType::ProcessCommandLine => {
             !value.chars().any(|c| c == '\0')
         }
         IndicatorType::Unspecified => false,
     };
-    if ok { Ok(()) } else { Err(bad_value(format!("`{}` is not a valid {}", clip(value), kind.as_str_name()))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(bad_value(format!(
+            "`{}` is not a valid {}",
+            clip(value),
+            kind.as_str_name()
+        )))
+    }
 }
 
 fn ip_or_cidr(value: &str, v4: bool) -> bool {
@@ -269,7 +321,9 @@ fn is_domain(value: &str) -> bool {
         && value.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
@@ -284,14 +338,23 @@ fn is_mac(value: &str) -> bool {
 
 fn attributes(v: &mut Violations, attrs: &std::collections::HashMap<String, String>) {
     if attrs.len() > MAX_ATTRIBUTES {
-        v.add("attributes", format!("at most {MAX_ATTRIBUTES} attributes, got {}", attrs.len()));
+        v.add(
+            "attributes",
+            format!("at most {MAX_ATTRIBUTES} attributes, got {}", attrs.len()),
+        );
     }
     for (key, value) in attrs {
         if key.is_empty() || key.len() > MAX_ATTRIBUTE_KEY_BYTES {
-            v.add("attributes", format!("key `{}` must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes", clip(key)));
+            v.add(
+                "attributes",
+                format!("key `{}` must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes", clip(key)),
+            );
         }
         if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
-            v.add(&format!("attributes[{}]", clip(key)), format!("must be at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes"));
+            v.add(
+                &format!("attributes[{}]", clip(key)),
+                format!("must be at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes"),
+            );
         }
     }
 }
@@ -319,7 +382,13 @@ fn clip(s: &str) -> &str {
 /// Turns violations into `InvalidArgument` with `BadRequest` details, every path under `prefix`.
 pub fn to_status(prefix: &str, violations: &[FieldViolation]) -> tonic::Status {
     use tonic_types::{ErrorDetails, StatusExt};
-    let path = |f: &str| if prefix.is_empty() { f.to_owned() } else { format!("{prefix}.{f}") };
+    let path = |f: &str| {
+        if prefix.is_empty() {
+            f.to_owned()
+        } else {
+            format!("{prefix}.{f}")
+        }
+    };
     let summary = violations
         .iter()
         .take(3)
@@ -332,7 +401,11 @@ pub fn to_status(prefix: &str, violations: &[FieldViolation]) -> tonic::Status {
             .map(|fv| tonic_types::FieldViolation::new(path(&fv.field), fv.description.clone()))
             .collect::<Vec<_>>(),
     );
-    tonic::Status::with_error_details(tonic::Code::InvalidArgument, format!("invalid argument: {summary}"), details)
+    tonic::Status::with_error_details(
+        tonic::Code::InvalidArgument,
+        format!("invalid argument: {summary}"),
+        details,
+    )
 }
 
 #[cfg(test)]

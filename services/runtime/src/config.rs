@@ -1,0 +1,212 @@
+//! Layered, typed configuration: defaults → YAML/JSON file → `ATTACKMESH_…` environment.
+//!
+//! Environment keys map to config paths by lower-casing and splitting on `__`
+//! (`ATTACKMESH_ATTRIBUTION__RELOAD_INTERVAL=10s` sets `attribution.reload_interval`); a short
+//! alias table keeps the seed's variable names working. Values are read as YAML scalars, so
+//! numbers and booleans get their type (quote a value to force a string: `'"0123"'`).
+//! Unknown keys are rejected by the target types (`deny_unknown_fields`), wherever they come from.
+//! Loaders take the environment as a map so tests never touch the process environment.
+
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Map, Value};
+
+use crate::{auth::AuthConfig, error::Error, telemetry::TelemetryConfig, tls::TlsConfig};
+
+/// Prefix of every environment variable that configures attackmesh.
+pub const ENV_PREFIX: &str = "ATTACKMESH_";
+/// Environment variable naming the config file (not itself a config key).
+pub const ENV_CONFIG_FILE: &str = "ATTACKMESH_CONFIG";
+
+/// Settings every service shares.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Logs, traces and metrics.
+    pub telemetry: TelemetryConfig,
+    /// Who may call which RPC.
+    pub auth: AuthConfig,
+    /// TLS for every listener and client.
+    pub tls: TlsConfig,
+    /// How long a stopping service waits for in-flight streams before closing them.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            telemetry: TelemetryConfig::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Checks what serde cannot: files exist, values are consistent.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.auth.validate()?;
+        self.tls.validate()?;
+        self.telemetry.validate()?;
+        if self.shutdown_grace > Duration::from_secs(600) {
+            return Err(Error::ConfigInvalid("shutdown_grace: must be at most 10m".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Loads `T` from defaults, an optional file and the `ATTACKMESH_…` entries of `env`.
+/// `aliases` maps whole variable names to config paths (`("ATTACKMESH_SPLUNK_INDEX", "siem_export.splunk_hec.index")`).
+pub fn load<T: DeserializeOwned>(
+    file: Option<&Path>,
+    env: &BTreeMap<String, String>,
+    aliases: &[(&str, &str)],
+) -> Result<T, Error> {
+    let mut root = match file {
+        Some(path) => read_file(path)?,
+        None => Value::Object(Map::new()),
+    };
+    if root.is_null() {
+        root = Value::Object(Map::new());
+    }
+    for (key, raw) in env {
+        if key == ENV_CONFIG_FILE || !key.starts_with(ENV_PREFIX) {
+            continue;
+        }
+        let path = match aliases.iter().find(|(name, _)| name == key) {
+            Some((_, path)) => path.split('.').map(str::to_owned).collect::<Vec<_>>(),
+            None => key[ENV_PREFIX.len()..]
+                .to_ascii_lowercase()
+                .split("__")
+                .map(str::to_owned)
+                .collect(),
+        };
+        set_path(&mut root, &path, scalar(raw)).map_err(|why| Error::ConfigInvalid(format!("{key}: {why}")))?;
+    }
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(&root, &mut track);
+    T::deserialize(de).map_err(|e| {
+        let path = track.path().to_string();
+        if path == "." || path.is_empty() {
+            Error::ConfigInvalid(e.to_string())
+        } else {
+            Error::ConfigInvalid(format!("{path}: {e}"))
+        }
+    })
+}
+
+fn read_file(path: &Path) -> Result<Value, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+        path: path.into(),
+        source,
+    })?;
+    serde_yaml::from_str::<Value>(&text)
+        .map_err(|e| Error::ConfigInvalid(format!("{}: not valid YAML/JSON: {e}", path.display())))
+}
+
+fn scalar(raw: &str) -> Value {
+    match serde_yaml::from_str::<Value>(raw) {
+        Ok(v @ (Value::Bool(_) | Value::Number(_) | Value::String(_))) => v,
+        _ => Value::String(raw.to_owned()),
+    }
+}
+
+fn set_path(root: &mut Value, path: &[String], value: Value) -> Result<(), String> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err("empty key".into());
+    };
+    if path.iter().any(String::is_empty) {
+        return Err("empty path segment".into());
+    }
+    let mut node = root;
+    for seg in parents {
+        let Value::Object(map) = node else {
+            return Err(format!("`{seg}` is inside a value that is not a section"));
+        };
+        node = map.entry(seg.clone()).or_insert_with(|| Value::Object(Map::new()));
+    }
+    match node {
+        Value::Object(map) => {
+            map.insert(last.clone(), value);
+            Ok(())
+        }
+        _ => Err(format!("`{last}` is inside a value that is not a section")),
+    }
+}
+
+/// The process environment as a map (call once, in `main`).
+pub fn process_env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, Default, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Demo {
+        name: String,
+        count: u32,
+        inner: Inner,
+    }
+
+    #[derive(Debug, Deserialize, Default, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Inner {
+        url: String,
+        on: bool,
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn env_overrides_file_with_typed_values_and_aliases() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, "name: a\ncount: 1\ninner:\n  url: x\n").unwrap();
+        let e = env(&[
+            ("ATTACKMESH_COUNT", "7"),
+            ("ATTACKMESH_INNER__ON", "true"),
+            ("ATTACKMESH_URL", "http://h"),
+            ("HOME", "/root"),
+        ]);
+        let got: Demo = load(Some(&file), &e, &[("ATTACKMESH_URL", "inner.url")]).unwrap();
+        assert_eq!(
+            got,
+            Demo {
+                name: "a".into(),
+                count: 7,
+                inner: Inner {
+                    url: "http://h".into(),
+                    on: true
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_path() {
+        let err = load::<Demo>(None, &env(&[("ATTACKMESH_INNER__URLL", "x")]), &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("urll"), "{msg}");
+        assert_eq!(err.exit_code(), 64);
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let err = load::<Demo>(None, &env(&[("ATTACKMESH_COUNT", "many")]), &[]).unwrap_err();
+        assert!(err.to_string().contains("count"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_a_config_error() {
+        let err = load::<Demo>(Some(Path::new("/nonexistent/x.yaml")), &BTreeMap::new(), &[]).unwrap_err();
+        assert_eq!(err.exit_code(), 64);
+    }
+}

@@ -1,0 +1,16 @@
+//! The runtime every attackmesh service shares: layered typed configuration, telemetry
+//! (tracing + OpenTelemetry with W3C context over gRPC metadata), bearer-token authentication
+//! with per-RPC roles, TLS, gRPC health and reflection, and graceful serving with a bounded drain.
+//!
+//! Service crates hand this crate their tonic routes; they never bind sockets, parse tokens or
+//! install signal handlers themselves.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tls;
+
+pub use error::Error;
