@@ -4,6 +4,7 @@
 //! Everything that crosses a service boundary is defined here, so every service and every client
 //! agrees on one schema. This crate holds no service logic.
 
+pub mod formats;
 pub mod json;
 pub mod limits;
 pub mod proto;

@@ -1,0 +1,298 @@
+//! The event builder: collects what a parser found and keeps every event inside
+//! [`crate::limits`] and the value rules of validation, so a parsed event is never rejected for
+//! its shape.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use pbjson_types::Timestamp;
+use uuid::Uuid;
+
+use super::common::{truncate, truncated};
+use super::{EVENT_ID_NAMESPACE, Format};
+use crate::limits::{
+    MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES, MAX_COMMAND_LINE_BYTES, MAX_DESCRIPTION_BYTES,
+    MAX_EVENT_TYPE_BYTES, MAX_HOSTNAME_BYTES, MAX_INDICATOR_BYTES, MAX_INDICATORS, MAX_ORIGINAL_BYTES, MAX_SHORT_BYTES,
+    MAX_SOURCE_SERVICE_BYTES, MAX_TECHNIQUE_HINTS, MAX_USER_BYTES,
+};
+use crate::proto::{DetectionEvent, DetectorKind, Endpoint, Indicator, IndicatorType, Severity};
+use crate::validate::is_technique_id;
+
+/// Attribute set when `original` had to be cut to [`MAX_ORIGINAL_BYTES`].
+pub(crate) const ORIGINAL_TRUNCATED: &str = "original_truncated";
+/// Attribute holding how many attributes were left out to respect [`MAX_ATTRIBUTES`].
+pub(crate) const ATTRIBUTES_DROPPED: &str = "attributes_dropped";
+
+/// Collects the parts of one event and enforces [`crate::limits`] when finished.
+pub(crate) struct EventBuilder {
+    /// The event under construction; parsers set plain fields directly.
+    pub(crate) event: DetectionEvent,
+    format: Format,
+    line: String,
+    attributes: Vec<(String, String)>,
+    priority: &'static [&'static str],
+    seen_indicators: HashSet<(i32, String)>,
+    original_truncated: bool,
+}
+
+impl EventBuilder {
+    /// Starts an event for `line` (without its line terminator) of `format`.
+    pub(crate) fn new(format: Format, line: &str, kind: DetectorKind) -> Self {
+        let mut original = line.to_owned();
+        let original_truncated = original.len() > MAX_ORIGINAL_BYTES;
+        truncate(&mut original, MAX_ORIGINAL_BYTES);
+        let event = DetectionEvent {
+            detector_kind: kind as i32,
+            original,
+            original_format: format.name().to_owned(),
+            ..DetectionEvent::default()
+        };
+        Self {
+            event,
+            format,
+            line: line.to_owned(),
+            attributes: Vec::new(),
+            priority: &[],
+            seen_indicators: HashSet::new(),
+            original_truncated,
+        }
+    }
+
+    /// Attribute keys (exact, or prefixes ending in `.`) kept first when the cap bites.
+    pub(crate) fn priority(&mut self, keys: &'static [&'static str]) {
+        self.priority = keys;
+    }
+
+    /// Adds attributes; order and caps are settled in [`EventBuilder::finish`].
+    pub(crate) fn attributes(&mut self, pairs: impl IntoIterator<Item = (String, String)>) {
+        self.attributes.extend(pairs);
+    }
+
+    pub(crate) fn event_type(&mut self, event_type: &str) {
+        self.event.event_type = truncated(event_type.trim(), MAX_EVENT_TYPE_BYTES);
+    }
+
+    pub(crate) fn source_service(&mut self, name: &str) {
+        self.event.source_service = truncated(name.trim(), MAX_SOURCE_SERVICE_BYTES);
+    }
+
+    pub(crate) fn severity(&mut self, severity: Severity) {
+        self.event.severity = severity as i32;
+    }
+
+    pub(crate) fn timestamp(&mut self, timestamp: Timestamp) {
+        self.event.timestamp = Some(timestamp);
+    }
+
+    pub(crate) fn description(&mut self, text: &str) {
+        self.event.description = truncated(text.trim(), MAX_DESCRIPTION_BYTES);
+    }
+
+    /// Sets the initiator; its address also becomes an indicator.
+    pub(crate) fn source(&mut self, endpoint: Endpoint) {
+        self.ip_indicator(&endpoint.ip.clone());
+        self.event.source = bounded(endpoint);
+    }
+
+    /// Sets the target; its address also becomes an indicator.
+    pub(crate) fn destination(&mut self, endpoint: Endpoint) {
+        self.ip_indicator(&endpoint.ip.clone());
+        self.event.destination = bounded(endpoint);
+    }
+
+    /// Adds a detector-supplied technique id, trimmed and uppercased. Anything that is not
+    /// shaped like a technique id (`T1234`, `T1234.567`) is left out: validation would reject
+    /// the whole event for it. The detector's value stays in the attributes either way.
+    pub(crate) fn hint(&mut self, id: &str) {
+        let id = id.trim().to_ascii_uppercase();
+        let hints = &mut self.event.technique_hints;
+        if is_technique_id(&id) && hints.len() < MAX_TECHNIQUE_HINTS && !hints.contains(&id) {
+            hints.push(id);
+        }
+    }
+
+    /// Adds an IPv4 or IPv6 indicator; anything that is not an address is skipped.
+    pub(crate) fn ip_indicator(&mut self, text: &str) {
+        match text.trim().parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) => self.push_indicator(IndicatorType::Ipv4, ip.to_string()),
+            Ok(IpAddr::V6(ip)) => self.push_indicator(IndicatorType::Ipv6, ip.to_string()),
+            Err(_) => {}
+        }
+    }
+
+    /// Adds a domain indicator; an address given as host name becomes an IP indicator.
+    pub(crate) fn domain_indicator(&mut self, text: &str) {
+        let host = text.trim().trim_end_matches('.');
+        if host.parse::<IpAddr>().is_ok() {
+            self.ip_indicator(host);
+        } else if is_domain(host) {
+            self.push_indicator(IndicatorType::Domain, host.to_ascii_lowercase());
+        }
+    }
+
+    /// Adds a file hash indicator when `text` has the hex length of `kind`.
+    pub(crate) fn hash_indicator(&mut self, kind: IndicatorType, text: &str) {
+        let hex = text.trim().to_ascii_lowercase();
+        let expected = match kind {
+            IndicatorType::FileMd5 => 32,
+            IndicatorType::FileSha1 | IndicatorType::X509Sha1 => 40,
+            IndicatorType::FileSha256 => 64,
+            _ => return,
+        };
+        if hex.len() == expected && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            self.push_indicator(kind, hex);
+        }
+    }
+
+    /// Adds a URL, e-mail address, file name, account or command line indicator, trimmed.
+    /// Values validation would reject (malformed URL or address, NUL bytes) are skipped.
+    pub(crate) fn indicator(&mut self, kind: IndicatorType, text: &str) {
+        let value = text.trim();
+        let valid = match kind {
+            IndicatorType::Url => value
+                .split_once("://")
+                .is_some_and(|(scheme, rest)| !scheme.is_empty() && !rest.is_empty()),
+            IndicatorType::Email => value
+                .split_once('@')
+                .is_some_and(|(local, domain)| !local.is_empty() && is_domain(domain)),
+            _ => !value.is_empty(),
+        };
+        if valid && !value.contains('\0') {
+            self.push_indicator(kind, value.to_owned());
+        }
+    }
+
+    /// Too long an observable is left out rather than cut: a cut one would be a different value.
+    fn push_indicator(&mut self, kind: IndicatorType, value: String) {
+        if self.event.indicators.len() >= MAX_INDICATORS || value.len() > MAX_INDICATOR_BYTES {
+            return;
+        }
+        if self.seen_indicators.insert((kind as i32, value.clone())) {
+            self.event.indicators.push(Indicator {
+                r#type: kind as i32,
+                value,
+            });
+        }
+    }
+
+    /// Settles attributes and derives the event id.
+    pub(crate) fn finish(mut self) -> DetectionEvent {
+        let mut fixed = Vec::new();
+        if self.original_truncated {
+            fixed.push((ORIGINAL_TRUNCATED.to_owned(), "true".to_owned()));
+        }
+        let attributes = cap_attributes(fixed, self.attributes, self.priority);
+        self.event.attributes = attributes.into_iter().collect();
+        self.event.event_id = event_id(self.format, &self.event.event_type, &self.line);
+        self.event
+    }
+}
+
+/// The deterministic id of a record, see [`super::EVENT_ID_NAMESPACE`].
+pub(crate) fn event_id(format: Format, event_type: &str, line: &str) -> String {
+    let mut name = Vec::with_capacity(format.name().len() + event_type.len() + line.len() + 2);
+    name.extend_from_slice(format.name().as_bytes());
+    name.push(b'\n');
+    name.extend_from_slice(event_type.as_bytes());
+    name.push(b'\n');
+    name.extend_from_slice(line.as_bytes());
+    Uuid::new_v5(&EVENT_ID_NAMESPACE, &name).to_string()
+}
+
+/// `None` for an endpoint nothing is known about; otherwise its texts cut to the limits.
+fn bounded(mut endpoint: Endpoint) -> Option<Endpoint> {
+    if endpoint == Endpoint::default() {
+        return None;
+    }
+    truncate(&mut endpoint.hostname, MAX_HOSTNAME_BYTES);
+    truncate(&mut endpoint.user, MAX_USER_BYTES);
+    if let Some(process) = endpoint.process.as_mut() {
+        truncate(&mut process.name, MAX_SHORT_BYTES);
+        truncate(&mut process.executable, MAX_SHORT_BYTES);
+        truncate(&mut process.parent_name, MAX_SHORT_BYTES);
+        truncate(&mut process.command_line, MAX_COMMAND_LINE_BYTES);
+    }
+    Some(endpoint)
+}
+
+/// A domain name as STIX `domain-name` (and validation) accepts it: dot-separated labels of
+/// 1 to 63 letters, digits, `-` or `_`, at most 253 bytes in all.
+pub(crate) fn is_domain(value: &str) -> bool {
+    let value = value.strip_suffix('.').unwrap_or(value);
+    !value.is_empty()
+        && value.len() <= 253
+        && value.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+fn rank(key: &str, priority: &[&str]) -> usize {
+    priority
+        .iter()
+        .position(|p| key == *p || (p.ends_with('.') && key.starts_with(p)))
+        .unwrap_or(priority.len())
+}
+
+/// Orders attributes by priority, drops over-long keys and duplicates, truncates values and
+/// keeps at most [`MAX_ATTRIBUTES`], noting how many were left out.
+fn cap_attributes(
+    fixed: Vec<(String, String)>,
+    mut pairs: Vec<(String, String)>,
+    priority: &[&str],
+) -> Vec<(String, String)> {
+    pairs.sort_by_key(|(key, _)| rank(key, priority));
+    let mut keys: HashSet<String> = fixed.iter().map(|(key, _)| key.clone()).collect();
+    let mut kept = fixed;
+    let mut dropped = 0usize;
+    for (key, mut value) in pairs {
+        if key.is_empty() || key.len() > MAX_ATTRIBUTE_KEY_BYTES {
+            dropped += 1;
+            continue;
+        }
+        if keys.contains(&key) {
+            continue;
+        }
+        truncate(&mut value, MAX_ATTRIBUTE_VALUE_BYTES);
+        keys.insert(key.clone());
+        kept.push((key, value));
+    }
+    if kept.len() > MAX_ATTRIBUTES {
+        dropped += kept.len() - (MAX_ATTRIBUTES - 1);
+        kept.truncate(MAX_ATTRIBUTES - 1);
+    }
+    if dropped > 0 {
+        if kept.len() >= MAX_ATTRIBUTES {
+            kept.truncate(MAX_ATTRIBUTES - 1);
+            dropped += 1;
+        }
+        kept.push((ATTRIBUTES_DROPPED.to_owned(), dropped.to_string()));
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_are_capped_with_priority_kept() {
+        let pairs: Vec<(String, String)> = (0..300)
+            .map(|i| (format!("k{i:03}"), "v".repeat(2000)))
+            .chain([("z.important".to_owned(), "yes".to_owned())])
+            .chain([("x".repeat(200), "long key".to_owned())])
+            .collect();
+        let kept = cap_attributes(Vec::new(), pairs, &["z."]);
+        assert_eq!(kept.len(), MAX_ATTRIBUTES);
+        assert_eq!(kept[0], ("z.important".to_owned(), "yes".to_owned()));
+        assert!(
+            kept.iter()
+                .all(|(k, v)| k.len() <= MAX_ATTRIBUTE_KEY_BYTES && v.len() <= MAX_ATTRIBUTE_VALUE_BYTES)
+        );
+        let dropped = kept.iter().find(|(k, _)| k == ATTRIBUTES_DROPPED);
+        assert_eq!(dropped.map(|(_, v)| v.as_str()), Some("175"));
+    }
+}

@@ -1,0 +1,279 @@
+//! JSON helpers shared by the format parsers: flattening to dotted keys, typed field lookups,
+//! ports, addresses and lenient timestamps.
+//!
+//! Nothing here knows a detector's record layout; that lives in the per-format modules.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use pbjson_types::Timestamp;
+use serde_json::Value;
+
+use super::ParseError;
+
+/// Cuts `s` to at most `max` bytes without splitting a character.
+pub(crate) fn truncate(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut end = max;
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+}
+
+/// Returns `s` cut to at most `max` bytes without splitting a character.
+pub(crate) fn truncated(s: &str, max: usize) -> String {
+    let mut owned = s.to_owned();
+    truncate(&mut owned, max);
+    owned
+}
+
+/// Flattens the scalar leaves of `value` into dotted keys (`alert.signature`), in document
+/// order. Arrays of scalars are joined with `,`; arrays holding objects get index segments
+/// (`dns.answers.0.rdata`). Nulls, empty strings and empty arrays are left out.
+pub(crate) fn flatten(value: &Value, out: &mut Vec<(String, String)>) {
+    flatten_into(value, "", out);
+}
+
+fn join_key(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn flatten_into(value: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                flatten_into(child, &join_key(prefix, key), out);
+            }
+        }
+        Value::Array(items) => {
+            if items.iter().all(|item| !item.is_object() && !item.is_array()) {
+                let joined: Vec<String> = items.iter().filter_map(scalar_string).collect();
+                if !joined.is_empty() && !prefix.is_empty() {
+                    out.push((prefix.to_owned(), joined.join(",")));
+                }
+            } else {
+                for (index, item) in items.iter().enumerate() {
+                    flatten_into(item, &join_key(prefix, &index.to_string()), out);
+                }
+            }
+        }
+        scalar => {
+            if let Some(text) = scalar_string(scalar)
+                && !prefix.is_empty()
+            {
+                out.push((prefix.to_owned(), text));
+            }
+        }
+    }
+}
+
+/// The textual form of a JSON scalar; `None` for null, empty strings, objects and arrays.
+pub(crate) fn scalar_string(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Follows `path` through nested objects; each segment is one literal key (which may itself
+/// contain dots, as Falco's `output_fields` keys do).
+pub(crate) fn get<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |current, key| current.get(key))
+}
+
+/// The trimmed, non-empty string at `path`.
+pub(crate) fn get_str<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    get(value, path)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// The scalar at `path` as text (numbers and booleans included).
+pub(crate) fn get_text(value: &Value, path: &[&str]) -> Option<String> {
+    get(value, path)
+        .and_then(scalar_string)
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// The integer at `path`, given as a JSON number or a numeric string.
+pub(crate) fn get_i64(value: &Value, path: &[&str]) -> Option<i64> {
+    match get(value, path)? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The strings at `path`: each string of an array, or the single string found there.
+pub(crate) fn get_strings(value: &Value, path: &[&str]) -> Vec<String> {
+    match get(value, path) {
+        Some(Value::Array(items)) => items.iter().filter_map(scalar_string).collect(),
+        Some(other) => scalar_string(other).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// A port from text; anything outside 0..=65535 (or not a number) is unknown (0).
+pub(crate) fn port_from_str(text: &str) -> u32 {
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|port| *port <= u32::from(u16::MAX))
+        .unwrap_or(0)
+}
+
+/// A port from the JSON value at `path`, see [`port_from_str`].
+pub(crate) fn get_port(value: &Value, path: &[&str]) -> u32 {
+    get_text(value, path).map_or(0, |text| port_from_str(&text))
+}
+
+/// The address in canonical textual form when `text` is an IPv4 or IPv6 address, else empty.
+pub(crate) fn ip_text(text: &str) -> String {
+    text.trim()
+        .parse::<IpAddr>()
+        .map(|ip| ip.to_string())
+        .unwrap_or_default()
+}
+
+/// Parses the timestamp found in `field`, see [`parse_time`].
+pub(crate) fn timestamp_field(record: &Value, field: &str) -> Result<Timestamp, ParseError> {
+    match record.get(field) {
+        None | Some(Value::Null) => Err(ParseError::MissingField(field.to_owned())),
+        Some(Value::String(text)) => parse_time(field, text),
+        Some(Value::Number(number)) => parse_time(field, &number.to_string()),
+        Some(other) => Err(ParseError::BadTimestamp {
+            field: field.to_owned(),
+            value: truncated(&other.to_string(), 64),
+        }),
+    }
+}
+
+/// Parses a detector timestamp leniently: RFC 3339 (`Z` or `+hh:mm`), `+hhmm` offsets
+/// (Suricata, Wazuh), no offset at all (taken as UTC), or epoch seconds with a fraction (Zeek).
+pub(crate) fn parse_time(field: &str, text: &str) -> Result<Timestamp, ParseError> {
+    parse_datetime(text.trim())
+        .map(Timestamp::from)
+        .ok_or_else(|| ParseError::BadTimestamp {
+            field: field.to_owned(),
+            value: truncated(text, 64),
+        })
+}
+
+fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
+    if text.is_empty() {
+        return None;
+    }
+    if text.starts_with(|c: char| c.is_ascii_digit()) && !text.contains('-') && !text.contains(':') {
+        return parse_epoch(text);
+    }
+    if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
+        return Some(parsed.with_timezone(&Utc));
+    }
+    for pattern in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+        if let Ok(parsed) = DateTime::parse_from_str(text, pattern) {
+            return Some(parsed.with_timezone(&Utc));
+        }
+    }
+    for pattern in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(parsed) = NaiveDateTime::parse_from_str(text, pattern) {
+            return Some(parsed.and_utc());
+        }
+    }
+    None
+}
+
+/// Epoch seconds as `digits[.digits]`, parsed exactly (no float rounding), or in exponent form.
+fn parse_epoch(text: &str) -> Option<DateTime<Utc>> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if !whole.is_empty() && whole.bytes().all(|b| b.is_ascii_digit()) && fraction.bytes().all(|b| b.is_ascii_digit()) {
+        let seconds: i64 = whole.parse().ok()?;
+        let mut nanos: u32 = 0;
+        for (index, digit) in fraction.bytes().take(9).enumerate() {
+            let exponent = u32::try_from(8 - index).ok()?;
+            nanos += u32::from(digit - b'0') * 10u32.pow(exponent);
+        }
+        return DateTime::from_timestamp(seconds, nanos);
+    }
+    let float: f64 = text.parse().ok()?;
+    if !float.is_finite() || !(0.0..=1.0e11).contains(&float) {
+        return None;
+    }
+    let seconds = float.trunc();
+    let nanos = ((float - seconds) * 1.0e9).round().clamp(0.0, 999_999_999.0);
+    // Both values are finite and range-checked above, so the casts cannot saturate.
+    DateTime::from_timestamp(seconds as i64, nanos as u32)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seconds(text: &str) -> Option<(i64, i32)> {
+        parse_time("ts", text).ok().map(|t| (t.seconds, t.nanos))
+    }
+
+    #[test]
+    fn timestamps_are_parsed_leniently() {
+        assert_eq!(
+            seconds("2019-01-02T03:50:11.315110"),
+            Some((1_546_401_011, 315_110_000))
+        );
+        assert_eq!(
+            seconds("2015-03-29T11:01:38.221126-0600"),
+            Some((1_427_648_498, 221_126_000))
+        );
+        assert_eq!(
+            seconds("2024-01-01T10:00:00.123+0000"),
+            Some((1_704_103_200, 123_000_000))
+        );
+        assert_eq!(
+            seconds("2024-01-01T10:00:00.123456789Z"),
+            Some((1_704_103_200, 123_456_789))
+        );
+        assert_eq!(seconds("2024-01-01T11:00:00+01:00"), Some((1_704_103_200, 0)));
+        assert_eq!(seconds("1379288667.706265"), Some((1_379_288_667, 706_265_000)));
+        assert_eq!(seconds("1575413096"), Some((1_575_413_096, 0)));
+        assert_eq!(seconds("1.5e9"), Some((1_500_000_000, 0)));
+        for bad in ["", "yesterday", "2024-13-01T00:00:00Z", "99999999999999999999", "-"] {
+            assert!(seconds(bad).is_none(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn flattening_joins_scalar_arrays_and_indexes_objects() {
+        let value: Value = serde_json::json!({
+            "alert": {"signature_id": 7, "metadata": {"mitre_technique_id": ["T1046", "T1595"]}},
+            "answers": [{"rdata": "1.2.3.4"}],
+            "empty": "", "none": null, "flag": true
+        });
+        let mut out = Vec::new();
+        flatten(&value, &mut out);
+        let find = |key: &str| out.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(find("alert.signature_id"), Some("7"));
+        assert_eq!(find("alert.metadata.mitre_technique_id"), Some("T1046,T1595"));
+        assert_eq!(find("answers.0.rdata"), Some("1.2.3.4"));
+        assert_eq!(find("flag"), Some("true"));
+        assert_eq!(find("empty"), None);
+        assert_eq!(find("none"), None);
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        let mut text = "é".repeat(10);
+        truncate(&mut text, 5);
+        assert_eq!(text, "éé");
+        assert_eq!(port_from_str("65535"), 65535);
+        assert_eq!(port_from_str("65536"), 0);
+        assert_eq!(port_from_str("-1"), 0);
+    }
+}

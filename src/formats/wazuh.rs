@@ -1,0 +1,110 @@
+//! Wazuh manager alerts, one JSON object per line as written to `alerts.json`.
+//!
+//! `data.srcip`/`data.srcport`/`data.srcuser` describe the source; `data.dstip`/`data.dstport`/
+//! `data.dstuser` the destination, whose host is the reporting agent (`agent.name`, and
+//! `agent.ip` when the alert names no destination address).
+
+use super::builder::EventBuilder;
+use super::common::{flatten, get_i64, get_port, get_str, get_strings, ip_text, timestamp_field};
+use super::{Format, ParseError, json_object};
+use crate::proto::{DetectionEvent, DetectorKind, Endpoint, IndicatorType, Severity};
+
+/// Attributes kept first when a record has more than the cap allows.
+const PRIORITY: &[&str] = &["rule.", "decoder.", "location", "data.", "syscheck.", "agent."];
+
+/// Parses one `alerts.json` line.
+pub(super) fn parse(line: &str) -> Result<DetectionEvent, ParseError> {
+    let record = json_object(line)?;
+    let mut b = EventBuilder::new(Format::Wazuh, line, DetectorKind::BehaviouralAnalysis);
+    b.timestamp(timestamp_field(&record, "timestamp")?);
+    b.event_type("wazuh.alert");
+    let service = get_str(&record, &["manager", "name"])
+        .or(get_str(&record, &["agent", "name"]))
+        .unwrap_or("wazuh");
+    b.source_service(service);
+    b.severity(severity(get_i64(&record, &["rule", "level"])));
+    let description = get_str(&record, &["rule", "description"])
+        .or(get_str(&record, &["full_log"]))
+        .unwrap_or("wazuh alert");
+    b.description(description);
+    for id in get_strings(&record, &["rule", "mitre", "id"]) {
+        b.hint(&id);
+    }
+
+    let data = |name: &str| get_str(&record, &["data", name]);
+    b.source(Endpoint {
+        ip: data("srcip").map(ip_text).unwrap_or_default(),
+        port: get_port(&record, &["data", "srcport"]),
+        user: data("srcuser").unwrap_or_default().to_owned(),
+        ..Endpoint::default()
+    });
+    let dest_ip = data("dstip").or(get_str(&record, &["agent", "ip"]));
+    b.destination(Endpoint {
+        ip: dest_ip.map(ip_text).unwrap_or_default(),
+        port: get_port(&record, &["data", "dstport"]),
+        user: data("dstuser").unwrap_or_default().to_owned(),
+        hostname: get_str(&record, &["agent", "name"]).unwrap_or_default().to_owned(),
+        ..Endpoint::default()
+    });
+
+    if let Some(user) = data("srcuser") {
+        b.indicator(IndicatorType::UserAccount, user);
+    }
+    for (field, kind) in [
+        ("md5_after", IndicatorType::FileMd5),
+        ("sha1_after", IndicatorType::FileSha1),
+        ("sha256_after", IndicatorType::FileSha256),
+    ] {
+        if let Some(hash) = get_str(&record, &["syscheck", field]) {
+            b.hash_indicator(kind, hash);
+        }
+    }
+    if let Some(path) = get_str(&record, &["syscheck", "path"]) {
+        b.indicator(IndicatorType::FileName, path);
+    }
+
+    let mut attributes = Vec::new();
+    flatten(&record, &mut attributes);
+    b.priority(PRIORITY);
+    b.attributes(attributes);
+    Ok(b.finish())
+}
+
+/// Wazuh rule levels run from 0 to 15.
+fn severity(level: Option<i64>) -> Severity {
+    match level {
+        Some(level) if level >= 12 => Severity::Critical,
+        Some(level) if level >= 8 => Severity::High,
+        Some(level) if level >= 5 => Severity::Medium,
+        _ => Severity::Low,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_grade_severity() {
+        assert_eq!(severity(Some(15)), Severity::Critical);
+        assert_eq!(severity(Some(12)), Severity::Critical);
+        assert_eq!(severity(Some(10)), Severity::High);
+        assert_eq!(severity(Some(5)), Severity::Medium);
+        assert_eq!(severity(Some(3)), Severity::Low);
+        assert_eq!(severity(None), Severity::Low);
+    }
+
+    #[test]
+    fn level_may_be_a_string() {
+        let line = r#"{"timestamp":"2024-01-01T10:00:00.123+0000","rule":{"level":"10","description":"sshd: brute force","id":"5712","mitre":{"id":["t1110"]}},"agent":{"id":"001","name":"web-01","ip":"10.0.0.10"},"data":{"srcip":"198.51.100.23","srcport":"70000"}}"#;
+        let event = parse(line).unwrap_or_default();
+        assert_eq!(event.severity, Severity::High as i32);
+        assert_eq!(event.technique_hints, vec!["T1110".to_owned()]);
+        assert_eq!(event.source_service, "web-01");
+        assert_eq!(
+            event.source.map(|s| (s.ip, s.port)),
+            Some(("198.51.100.23".to_owned(), 0))
+        );
+        assert_eq!(event.destination.map(|d| d.ip), Some("10.0.0.10".to_owned()));
+    }
+}
