@@ -23,7 +23,14 @@
 //!   `"<format name>\n<event_type>\n<line>"`, so re-shipping a line yields the same id wherever
 //!   the file lives. Detector ids are not used: Cowrie's `uuid` names the sensor and Suricata's
 //!   `flow_id` is shared by every alert of a flow.
-//! * A record without a usable timestamp is an error naming the field.
+//! * `technique_hints` are the detector's own ATT&CK ids (Suricata
+//!   `alert.metadata.mitre_technique_id`, Falco tags, Wazuh `rule.mitre.id`), trimmed and
+//!   uppercased; values not shaped like `T1234` or `T1234.567` (tactics such as `TA0011`) are
+//!   left out, since validation rejects an event carrying one. They remain in the attributes.
+//! * Indicators that validation would reject (malformed domain, URL or hash, over
+//!   [`MAX_INDICATOR_BYTES`](crate::limits::MAX_INDICATOR_BYTES)) are left out, never cut.
+//! * A record without a usable timestamp is an error naming the field. Byte-identical lines of
+//!   the same format and event type share an id: they are one event logged twice.
 
 mod builder;
 mod common;

@@ -468,7 +468,29 @@ fn wazuh_fixture_parses() {
     assert_eq!(by_rule("510").severity, Severity::Medium as i32);
     assert!(by_rule("510").technique_hints.is_empty());
     assert_eq!(by_rule("31103").technique_hints, vec!["T1190".to_owned()]);
-    assert_eq!(by_rule("92057").severity, Severity::Critical as i32);
+    let macro_shell = by_rule("92057");
+    assert_eq!(macro_shell.severity, Severity::Critical as i32);
+    let process = macro_shell
+        .source
+        .as_ref()
+        .and_then(|s| s.process.as_ref())
+        .expect("process");
+    assert_eq!(
+        (process.name.as_str(), process.parent_name.as_str(), process.pid),
+        ("powershell.exe", "WINWORD.EXE", 6120)
+    );
+    assert!(process.command_line.starts_with("powershell.exe -nop -w hidden -enc "));
+    let sudo = by_rule("5402")
+        .source
+        .as_ref()
+        .and_then(|s| s.process.as_ref())
+        .map(|p| p.command_line.as_str());
+    assert_eq!(sudo, Some("/usr/bin/vi /etc/passwd"));
+    assert!(has_indicator(
+        by_rule("5402"),
+        IndicatorType::ProcessCommandLine,
+        "/usr/bin/vi /etc/passwd"
+    ));
     assert_eq!(by_rule("5502").severity, Severity::Low as i32);
     let v6 = by_rule("40111");
     assert!(has_indicator(v6, IndicatorType::Ipv6, "2001:db8:77::15"));

@@ -2,12 +2,15 @@
 //!
 //! `data.srcip`/`data.srcport`/`data.srcuser` describe the source; `data.dstip`/`data.dstport`/
 //! `data.dstuser` the destination, whose host is the reporting agent (`agent.name`, and
-//! `agent.ip` when the alert names no destination address).
+//! `agent.ip` when the alert names no destination address). The process that acted (Windows
+//! event data, or the `data.command` of sudo alerts) is the source's process.
+
+use serde_json::Value;
 
 use super::builder::EventBuilder;
 use super::common::{flatten, get_i64, get_port, get_str, get_strings, ip_text, timestamp_field};
 use super::{Format, ParseError, json_object};
-use crate::proto::{DetectionEvent, DetectorKind, Endpoint, IndicatorType, Severity};
+use crate::proto::{DetectionEvent, DetectorKind, Endpoint, IndicatorType, Process, Severity};
 
 /// Attributes kept first when a record has more than the cap allows.
 const PRIORITY: &[&str] = &["rule.", "decoder.", "location", "data.", "syscheck.", "agent."];
@@ -32,10 +35,15 @@ pub(super) fn parse(line: &str) -> Result<DetectionEvent, ParseError> {
     }
 
     let data = |name: &str| get_str(&record, &["data", name]);
+    let process = process(&record);
+    if !process.command_line.is_empty() {
+        b.indicator(IndicatorType::ProcessCommandLine, &process.command_line);
+    }
     b.source(Endpoint {
         ip: data("srcip").map(ip_text).unwrap_or_default(),
         port: get_port(&record, &["data", "srcport"]),
         user: data("srcuser").unwrap_or_default().to_owned(),
+        process: (process != Process::default()).then_some(process),
         ..Endpoint::default()
     });
     let dest_ip = data("dstip").or(get_str(&record, &["agent", "ip"]));
@@ -68,6 +76,30 @@ pub(super) fn parse(line: &str) -> Result<DetectionEvent, ParseError> {
     b.priority(PRIORITY);
     b.attributes(attributes);
     Ok(b.finish())
+}
+
+/// The process that acted, from Windows event data (Sysmon and the like) or a logged command
+/// (`data.command`, as sudo alerts carry it).
+fn process(record: &Value) -> Process {
+    let event = |name: &str| get_str(record, &["data", "win", "eventdata", name]);
+    let image = event("image").unwrap_or_default();
+    Process {
+        pid: event("processId").and_then(|pid| pid.parse().ok()).unwrap_or(0),
+        name: base_name(image).to_owned(),
+        executable: image.to_owned(),
+        command_line: event("commandLine")
+            .or(get_str(record, &["data", "command"]))
+            .unwrap_or_default()
+            .to_owned(),
+        parent_name: base_name(event("parentImage").unwrap_or_default()).to_owned(),
+    }
+}
+
+/// The last component of a Windows or POSIX path.
+fn base_name(path: &str) -> &str {
+    path.rsplit(['\\', '/'])
+        .find(|part| !part.is_empty())
+        .unwrap_or_default()
 }
 
 /// Wazuh rule levels run from 0 to 15.
