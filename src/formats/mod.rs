@@ -275,13 +275,15 @@ impl ParseState {
     }
 }
 
-/// Parses one line (a trailing `\n` or `\r\n` is ignored).
+/// Parses one line (a trailing `\n` or `\r\n` and a leading byte-order mark are ignored).
 ///
 /// Returns `Ok(None)` for lines that carry no detection: blank lines, Zeek `#` header lines
 /// (which update `state`) and Suricata `stats` records.
 pub fn parse_line(format: Format, line: &str, state: &mut ParseState) -> Result<Option<DetectionEvent>, ParseError> {
     let line = line.strip_suffix('\n').unwrap_or(line);
     let line = line.strip_suffix('\r').unwrap_or(line);
+    // Editors on Windows start files with a byte-order mark; it is not part of the record.
+    let line = line.strip_prefix('\u{feff}').unwrap_or(line);
     if line.trim().is_empty() {
         return Ok(None);
     }

@@ -325,6 +325,9 @@ mod tests {
             assert!(parse_line(Format::Zeek, line, &mut state).is_ok_and(|e| e.is_none()));
         }
         assert_eq!(state.zeek_header().path(), Some("dns"));
+        let mut with_bom = ParseState::default();
+        assert!(parse_line(Format::Zeek, "\u{feff}#path\tconn", &mut with_bom).is_ok());
+        assert_eq!(with_bom.zeek_header().path(), Some("conn"));
         let line = "1379288667.631940\tCZG\t192.168.33.10\t1030\tfe80::1\t53\tEvil.Example.COM.\ta.example;1.2.3.4\t-";
         let event = parse_line(Format::Zeek, line, &mut state)
             .ok()
