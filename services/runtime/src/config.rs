@@ -3,7 +3,8 @@
 //! Environment keys map to config paths by lower-casing and splitting on `__`
 //! (`ATTACKMESH_ATTRIBUTION__RELOAD_INTERVAL=10s` sets `attribution.reload_interval`); a short
 //! alias table keeps the seed's variable names working. Values are read as YAML scalars, so
-//! numbers and booleans get their type (quote a value to force a string: `'"0123"'`).
+//! numbers, booleans and flow lists (`[a, b]`) get their type (quote a value to force a string:
+//! `'"0123"'`).
 //! Unknown keys are rejected by the target types (`deny_unknown_fields`), wherever they come from.
 //! Loaders take the environment as a map so tests never touch the process environment.
 
@@ -110,6 +111,7 @@ fn read_file(path: &Path) -> Result<Value, Error> {
 fn scalar(raw: &str) -> Value {
     match serde_yaml::from_str::<Value>(raw) {
         Ok(v @ (Value::Bool(_) | Value::Number(_) | Value::String(_))) => v,
+        Ok(Value::Array(items)) if items.iter().all(|i| !i.is_object() && !i.is_array()) => Value::Array(items),
         _ => Value::String(raw.to_owned()),
     }
 }
