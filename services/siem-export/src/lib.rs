@@ -1,0 +1,1 @@
+//! SIEM export service.
