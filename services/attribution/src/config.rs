@@ -1,0 +1,108 @@
+//! Configuration of the attribution service (the `attribution` section of the runtime config).
+//!
+//! Defaults work offline: the embedded knowledge base and rule packs, no hot reload. Only
+//! parsing, defaults and validation live here; the runtime crate layers file and env values.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::kb::Kb;
+use crate::rules::RulePack;
+
+/// Largest batch `Attribute` accepts (the contract's limit).
+pub const MAX_BATCH_LIMIT: usize = 10_000;
+
+/// Attribution service settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttributionConfig {
+    /// A newer knowledge base: a compact KB or an official ATT&CK bundle (`.json`/`.json.gz`).
+    /// Unset: the embedded ATT&CK 18.1 knowledge base.
+    pub kb_path: Option<PathBuf>,
+    /// Directory of rule packs (`*.yaml`, `*.yml`, `*.json`) applied over the embedded packs
+    /// (same pack name replaces, `enabled: false` removes) and watched for changes.
+    pub rules_dir: Option<PathBuf>,
+    /// How often the rules directory is checked for changes, e.g. "5s".
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+    /// Most events one `Attribute` batch may hold (1 to 10,000).
+    pub max_batch: usize,
+}
+
+impl Default for AttributionConfig {
+    fn default() -> Self {
+        Self { kb_path: None, rules_dir: None, reload_interval: Duration::from_secs(5), max_batch: MAX_BATCH_LIMIT }
+    }
+}
+
+impl AttributionConfig {
+    /// Checks values and that configured paths exist.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.max_batch == 0 || self.max_batch > MAX_BATCH_LIMIT {
+            return Err(Error::Config(format!("max_batch must be 1 to {MAX_BATCH_LIMIT}, got {}", self.max_batch)));
+        }
+        if self.reload_interval < Duration::from_millis(100) {
+            return Err(Error::Config(format!(
+                "reload_interval must be at least 100ms, got {}",
+                humantime_serde::re::humantime::format_duration(self.reload_interval)
+            )));
+        }
+        if let Some(p) = &self.kb_path {
+            if !p.is_file() {
+                return Err(Error::Config(format!("kb_path {} is not a readable file", p.display())));
+            }
+        }
+        if let Some(d) = &self.rules_dir {
+            if !d.is_dir() {
+                return Err(Error::Config(format!("rules_dir {} is not a directory", d.display())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the configured knowledge base (or the embedded one).
+    pub fn load_kb(&self) -> Result<Arc<Kb>, Error> {
+        match &self.kb_path {
+            Some(p) => Kb::load(p).map(Arc::new),
+            None => Kb::embedded(),
+        }
+    }
+
+    /// Builds the engine this configuration describes.
+    pub fn build_engine(&self) -> Result<Engine, Error> {
+        let kb = self.load_kb()?;
+        let packs = match &self.rules_dir {
+            Some(dir) => RulePack::embedded_with_dir(dir)?,
+            None => RulePack::embedded()?,
+        };
+        Engine::new(kb, packs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_human_durations() {
+        let c: AttributionConfig = serde_json::from_str(r#"{"reload_interval":"250ms"}"#).expect("parses");
+        assert_eq!(c.reload_interval, Duration::from_millis(250));
+        assert_eq!(c.max_batch, MAX_BATCH_LIMIT);
+        c.validate().expect("valid");
+        assert_eq!(AttributionConfig::default().reload_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(serde_json::from_str::<AttributionConfig>(r#"{"max_batchh":3}"#).is_err());
+        let c = AttributionConfig { max_batch: 20_000, ..Default::default() };
+        assert!(c.validate().expect_err("too big").to_string().contains("max_batch"));
+        let c = AttributionConfig { rules_dir: Some("/nonexistent/rules".into()), ..Default::default() };
+        assert!(c.validate().expect_err("missing").to_string().contains("rules_dir"));
+    }
+}

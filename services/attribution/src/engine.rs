@@ -1,0 +1,267 @@
+//! The attribution engine: knowledge base + compiled rules → `Attribution` for an event.
+//!
+//! Confidence model (documented in `rules/README.md` too):
+//! - one piece of evidence supports a technique with `c = rule confidence` (or
+//!   [`HINT_CONFIDENCE`] for a validated detector hint), multiplied by the event's
+//!   `detector_confidence` when the detector set one;
+//! - a technique's confidence is the noisy-OR of its evidence, `1 − Π(1 − cᵢ)`, capped at
+//!   [`MAX_CONFIDENCE`];
+//! - the event's `confidence_score` is the highest technique confidence (0 when none).
+//!
+//! Every technique in an output is an active technique of the loaded knowledge base: rules are
+//! validated when compiled, and detector hints are resolved (revoked → replacement, recorded in
+//! `replaces_revoked_id`) or dropped (unknown, deprecated, malformed).
+
+use std::sync::Arc;
+
+use attackmesh::proto::{
+    Attribution, AttributionStatus, DetectionEvent, DetectorKind, EnrichmentMetadata, Evidence, EvidenceSource,
+    GetKnowledgeBaseInfoResponse, PatternMapping, TechniqueDetail, ThreatActor,
+};
+use tracing::debug;
+
+use crate::actors::{self, TOP_ACTORS, round4};
+use crate::error::Error;
+use crate::kb::{Kb, TechIdx};
+use crate::rules::{EventFields, PatternFields, RulePack, RuleSet, with_scratch};
+
+/// Confidence a validated detector hint supports on its own.
+pub const HINT_CONFIDENCE: f64 = 0.6;
+/// Upper bound of any combined confidence: attribution is never certain.
+pub const MAX_CONFIDENCE: f64 = 0.99;
+
+/// Knowledge base plus compiled rule packs. Cheap to share behind an `Arc`; immutable.
+#[derive(Debug)]
+pub struct Engine {
+    kb: Arc<Kb>,
+    rules: RuleSet,
+}
+
+impl Engine {
+    /// Compiles `packs` against `kb`; fails on the first invalid pack or rule.
+    pub fn new(kb: Arc<Kb>, packs: Vec<RulePack>) -> Result<Self, Error> {
+        let rules = RuleSet::compile(&kb, &packs)?;
+        Ok(Self { kb, rules })
+    }
+
+    /// The embedded knowledge base with the embedded rule packs.
+    pub fn embedded() -> Result<Self, Error> {
+        Engine::new(Kb::embedded()?, RulePack::embedded()?)
+    }
+
+    /// The knowledge base.
+    pub fn kb(&self) -> &Arc<Kb> {
+        &self.kb
+    }
+
+    /// The compiled rules.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// `name@version` of every loaded pack.
+    pub fn rule_pack_version(&self) -> &str {
+        self.rules.version()
+    }
+
+    /// Attributes one detection: rule matches and validated hints, combined per technique,
+    /// plus candidate groups when at least two techniques were found.
+    pub fn attribute(&self, ev: &DetectionEvent) -> Attribution {
+        let mut acc = Accumulator::new(ev.detector_confidence);
+        with_scratch(|scratch| {
+            let fields = EventFields(ev);
+            self.rules.matches(&fields, scratch);
+            for r in &scratch.matched {
+                let rule = &self.rules.rules[*r as usize];
+                let detail = match self.rules.matched_text(*r, &fields) {
+                    Some(text) => format!("{}: {text}", rule.description),
+                    None => rule.description.clone(),
+                };
+                for (t, c) in &rule.techniques {
+                    acc.add(*t, None, rule_evidence(&rule.full_id, &detail, *c));
+                }
+            }
+        });
+        add_hints(&self.kb, ev, &mut acc);
+        let status = if acc.is_empty() { AttributionStatus::NoMatch } else { AttributionStatus::Ok };
+        acc.into_attribution(&self.kb, status, self.rules.version(), true)
+    }
+
+    /// What enrichment records when attribution is unreachable: only the detector's hints,
+    /// validated against `kb`, with status DEGRADED (the event is re-attributed later).
+    pub fn degraded(kb: &Kb, ev: &DetectionEvent) -> Attribution {
+        let mut acc = Accumulator::new(ev.detector_confidence);
+        add_hints(kb, ev, &mut acc);
+        acc.into_attribution(kb, AttributionStatus::Degraded, "", false)
+    }
+
+    /// Maps free-text patterns (signatures, command lines, rule names) to techniques. Every
+    /// field a rule reads is the pattern; `event_type`/`kind` filter rules when given.
+    pub fn map_patterns<S: AsRef<str>>(&self, patterns: &[S], event_type: &str, kind: DetectorKind) -> Vec<PatternMapping> {
+        let event_type = (!event_type.trim().is_empty()).then_some(event_type.trim());
+        let kind = (kind != DetectorKind::Unspecified).then_some(kind);
+        patterns
+            .iter()
+            .map(|p| {
+                let pattern = p.as_ref();
+                let mut acc = Accumulator::new(None);
+                with_scratch(|scratch| {
+                    let fields = PatternFields { pattern, event_type, kind };
+                    self.rules.matches(&fields, scratch);
+                    for r in &scratch.matched {
+                        let rule = &self.rules.rules[*r as usize];
+                        for (t, c) in &rule.techniques {
+                            acc.add(*t, None, rule_evidence(&rule.full_id, &rule.description, *c));
+                        }
+                    }
+                });
+                PatternMapping { pattern: pattern.to_owned(), techniques: acc.into_details(&self.kb) }
+            })
+            .collect()
+    }
+
+    /// Ranks candidate groups for techniques observed together (e.g. across many events).
+    pub fn rank_actors(&self, techniques: &[&str]) -> Vec<ThreatActor> {
+        actors::rank_actors(&self.kb, techniques)
+    }
+
+    /// What `GetKnowledgeBaseInfo` reports.
+    pub fn info(&self) -> GetKnowledgeBaseInfoResponse {
+        let c = self.kb.counts();
+        GetKnowledgeBaseInfoResponse {
+            attack_version: self.kb.attack_version().to_owned(),
+            techniques: c.techniques as u32,
+            subtechniques: c.subtechniques as u32,
+            tactics: c.tactics as u32,
+            groups: c.groups as u32,
+            rule_pack_version: self.rules.version().to_owned(),
+            rules: self.rules.len() as u32,
+        }
+    }
+}
+
+fn rule_evidence(rule_id: &str, detail: &str, confidence: f64) -> Evidence {
+    Evidence {
+        source: EvidenceSource::Rule as i32,
+        rule_id: rule_id.to_owned(),
+        detail: detail.to_owned(),
+        confidence,
+    }
+}
+
+/// Normalises a detector's tag to a technique id: `t1059.004`, `attack.t1059.004`, `T1059_004`.
+fn normalise_hint(hint: &str) -> Option<String> {
+    let h = hint.trim();
+    let lower = h.to_ascii_lowercase();
+    let h = ["attack.", "mitre.", "mitre_attack.", "mitre-attack:"]
+        .iter()
+        .find_map(|p| lower.strip_prefix(p))
+        .unwrap_or(&lower);
+    let id = h.to_ascii_uppercase().replace('_', ".");
+    attackmesh::validate::is_technique_id(&id).then_some(id)
+}
+
+fn add_hints(kb: &Kb, ev: &DetectionEvent, acc: &mut Accumulator) {
+    for hint in &ev.technique_hints {
+        let resolved = normalise_hint(hint).and_then(|id| kb.resolve_idx(&id).map(|r| (id, r)));
+        match resolved {
+            Some((id, (t, revoked))) => {
+                let detail = if revoked {
+                    format!("detector tagged {id}, revoked in ATT&CK {}; replaced by {}", kb.attack_version(), kb.at(t).id)
+                } else {
+                    format!("detector tagged {id}")
+                };
+                let evidence = Evidence {
+                    source: EvidenceSource::DetectorHint as i32,
+                    rule_id: hint.clone(),
+                    detail,
+                    confidence: HINT_CONFIDENCE,
+                };
+                acc.add(t, revoked.then_some(id), evidence);
+            }
+            None => debug!(hint = %crate::rules::clip(hint, 64), "dropped detector hint that is not an active ATT&CK technique"),
+        }
+    }
+}
+
+/// Evidence per technique of one event or pattern.
+struct Accumulator {
+    scale: f64,
+    items: Vec<(TechIdx, Option<String>, Vec<Evidence>)>,
+}
+
+impl Accumulator {
+    fn new(detector_confidence: Option<f64>) -> Self {
+        let scale = detector_confidence.filter(|d| d.is_finite()).map_or(1.0, |d| d.clamp(0.0, 1.0));
+        Self { scale, items: Vec::new() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn add(&mut self, t: TechIdx, revoked: Option<String>, mut evidence: Evidence) {
+        evidence.confidence = round4(evidence.confidence * self.scale);
+        match self.items.iter_mut().find(|(x, ..)| *x == t) {
+            Some((_, rev, list)) => {
+                if rev.is_none() {
+                    *rev = revoked;
+                }
+                if !list.iter().any(|e| e.rule_id == evidence.rule_id && e.source == evidence.source) {
+                    list.push(evidence);
+                }
+            }
+            None => self.items.push((t, revoked, vec![evidence])),
+        }
+    }
+
+    fn into_details(self, kb: &Kb) -> Vec<TechniqueDetail> {
+        let mut details: Vec<TechniqueDetail> = self
+            .items
+            .into_iter()
+            .map(|(t, revoked, evidence)| {
+                let miss: f64 = evidence.iter().map(|e| 1.0 - e.confidence.clamp(0.0, 1.0)).product();
+                let mut d = kb.technique_detail(kb.at(t));
+                d.confidence = round4((1.0 - miss).min(MAX_CONFIDENCE));
+                d.evidence = evidence;
+                d.replaces_revoked_id = revoked.unwrap_or_default();
+                d
+            })
+            .collect();
+        details.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then_with(|| a.id.cmp(&b.id)));
+        details
+    }
+
+    fn into_attribution(self, kb: &Kb, status: AttributionStatus, version: &str, actors: bool) -> Attribution {
+        let observed: Vec<TechIdx> = self.items.iter().map(|(t, ..)| *t).collect();
+        let techniques = self.into_details(kb);
+        let threat_actors = if actors && observed.len() >= 2 {
+            let mut sorted = observed;
+            sorted.sort_unstable();
+            actors::rank(kb, &sorted, TOP_ACTORS, false)
+        } else {
+            Vec::new()
+        };
+        Attribution {
+            technique_ids: techniques.iter().map(|t| t.id.clone()).collect(),
+            confidence_score: techniques.first().map_or(0.0, |t| t.confidence),
+            metadata: Some(EnrichmentMetadata { techniques, threat_actors, rule_pack_version: version.to_owned() }),
+            status: status as i32,
+            attack_version: kb.attack_version().to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_hint;
+
+    #[test]
+    fn hints_are_normalised_or_refused() {
+        assert_eq!(normalise_hint(" t1059.004 ").as_deref(), Some("T1059.004"));
+        assert_eq!(normalise_hint("attack.t1110.001").as_deref(), Some("T1110.001"));
+        assert_eq!(normalise_hint("T1003_008").as_deref(), Some("T1003.008"));
+        assert_eq!(normalise_hint("mitre_execution"), None);
+        assert_eq!(normalise_hint("T12"), None);
+    }
+}
