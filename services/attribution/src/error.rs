@@ -30,6 +30,9 @@ pub enum Error {
     /// The configuration is invalid.
     #[error("invalid attribution config: {0}")]
     Config(String),
+    /// The shared runtime (listener, TLS, health) failed.
+    #[error(transparent)]
+    Runtime(#[from] attackmesh_runtime::Error),
     /// A file or directory could not be read.
     #[error("cannot read {path}: {source}")]
     Io {

@@ -7,6 +7,7 @@
 //! - [`actors`]: ranking of ATT&CK groups by how specifically observed techniques match them.
 //! - [`engine`]: [`Engine`], the library entry point used by the service, enrichment and CLI.
 //! - [`service`]: the tonic `AttributionService` with hot reload of rule packs.
+//! - [`server`]: wiring onto the shared runtime's gRPC server.
 //!
 //! This crate does no authentication (a tower layer of the runtime does) and never invents
 //! technique ids: every id it outputs is an active technique of the loaded knowledge base.
@@ -19,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod kb;
 pub mod rules;
+pub mod server;
 pub mod service;
 
 pub use actors::rank_actors;

@@ -35,10 +35,18 @@ pub async fn serve(
     let state = AttributionState::new(engine, config);
     let stop_watch = CancellationToken::new();
     if let Some(dir) = config.rules_dir.clone() {
-        tokio::spawn(watch_rules(dir, config.reload_interval, state.engine.clone(), stop_watch.clone().cancelled_owned()));
+        tokio::spawn(watch_rules(
+            dir,
+            config.reload_interval,
+            state.engine.clone(),
+            stop_watch.clone().cancelled_owned(),
+        ));
     }
     let server = server.add_service(grpc_service(state)).await;
-    server.health().serving::<AttributionServiceServer<AttributionApi>>().await;
+    server
+        .health()
+        .serving::<AttributionServiceServer<AttributionApi>>()
+        .await;
     let result = server.serve(listener, shutdown).await;
     stop_watch.cancel();
     result.map_err(Error::from)
