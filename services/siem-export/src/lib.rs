@@ -1,1 +1,30 @@
-//! SIEM export service.
+//! SIEM export: delivers enriched events, without loss, to Elasticsearch (ECS documents over
+//! `_bulk`), Splunk HEC and NDJSON files — each sink fed from its own crash-safe on-disk queue.
+//!
+//! - [`config`]: the `siem_export` configuration section, credentials as [`config::Secret`]s.
+//! - [`queue`]: append-only checksummed segment files with a persisted cursor, per sink.
+//! - [`sinks`]: the [`sinks::Sink`] trait and one module per sink kind.
+//! - [`driver`]: drains a queue into its sink (batching, retries, dead letters).
+//! - [`dlq`]: dead letters on disk; list, show and replay for `attackmesh dlq`.
+//! - [`service`]: the gRPC `ExportService`; [`server`]: wiring onto the shared runtime.
+//! - [`metrics`], [`status`]: Prometheus metrics and `GetSinkStatus` counters.
+//!
+//! An Export batch is acknowledged only once every sink's queue holds it on disk; sinks drain
+//! independently, so a dead sink never delays the others. This crate does no authentication
+//! (the runtime's tower layer does) and never logs credentials or event payloads.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dlq;
+pub mod driver;
+pub mod error;
+pub mod metrics;
+pub mod queue;
+pub mod server;
+pub mod service;
+pub mod sinks;
+pub mod status;
+
+pub use config::{ENV_ALIASES, Secret, SiemExportConfig};
+pub use error::Error;

@@ -1,0 +1,330 @@
+//! Configuration of the siem-export service (the `siem_export` section of the product config).
+//!
+//! Only parsing, defaults and validation live here; the runtime crate layers file and
+//! environment values. A sink is enabled when its URL (or path) is set; with no sink configured
+//! the file sink writes NDJSON under `data_dir`. Credentials are [`Secret`]s: they never appear
+//! in `Debug`, `Display`, serialised config, logs, errors or metrics.
+
+use std::{fmt, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::Error;
+use crate::sinks::{SinkSpec, elasticsearch::ElasticsearchConfig, file::FileSinkConfig, splunk_hec::SplunkHecConfig};
+
+/// The seed's environment variables, mapped to their paths in the product config (where this
+/// section sits under the key `siem_export`).
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("ATTACKMESH_ELASTICSEARCH_URL", "siem_export.elasticsearch.url"),
+    ("ATTACKMESH_ELASTICSEARCH_API_KEY", "siem_export.elasticsearch.api_key"),
+    (
+        "ATTACKMESH_ELASTICSEARCH_USERNAME",
+        "siem_export.elasticsearch.username",
+    ),
+    (
+        "ATTACKMESH_ELASTICSEARCH_PASSWORD",
+        "siem_export.elasticsearch.password",
+    ),
+    ("ATTACKMESH_SPLUNK_HEC_URL", "siem_export.splunk_hec.url"),
+    ("ATTACKMESH_SPLUNK_HEC_TOKEN", "siem_export.splunk_hec.token"),
+    ("ATTACKMESH_SPLUNK_INDEX", "siem_export.splunk_hec.index"),
+];
+
+/// Text shown instead of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// A credential (API key, password, token). `Debug`, `Display` and `Serialize` print
+/// [`REDACTED`]; only [`Secret::expose`] yields the value, for building a request header.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The credential itself; use it only to build an outgoing request.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when no credential was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        stringish(deserializer).map(Secret)
+    }
+}
+
+/// Deserialises a string, also from a number or boolean (environment values are read as YAML
+/// scalars, so a numeric password or index name arrives as a number).
+pub(crate) fn stringish<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<String, E> {
+            Ok(String::new())
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<String, E> {
+            Ok(String::new())
+        }
+    }
+    deserializer.deserialize_any(V)
+}
+
+/// [`stringish`] for optional fields.
+pub(crate) fn opt_stringish<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    stringish(deserializer).map(|s| if s.trim().is_empty() { None } else { Some(s) })
+}
+
+/// When a queue append is forced to disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// One `fsync` per Export batch, before the batch is acknowledged (the default): an
+    /// acknowledged event survives a process crash and a power loss.
+    #[default]
+    Batch,
+    /// Never `fsync` queue appends (the OS writes back in its own time): an acknowledged event
+    /// survives a process crash (kill -9) but not a power loss or kernel crash.
+    Never,
+}
+
+/// Bounds of every sink's on-disk queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Most bytes one sink's queue may hold on disk. When a batch would not fit in every queue,
+    /// Export answers it `ACK_STATUS_RETRY` with `retry_after` (the full-policy is to block upstream).
+    pub max_bytes: u64,
+    /// Size at which a queue starts a new segment file; delivered segments are deleted whole.
+    pub segment_bytes: u64,
+    /// When appends are forced to disk.
+    pub fsync: FsyncPolicy,
+    /// `retry_after` given upstream with `ACK_STATUS_RETRY` when a queue is full.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 1 << 30,
+            segment_bytes: 64 << 20,
+            fsync: FsyncPolicy::Batch,
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How events are grouped into sink requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most events per sink request.
+    pub max_events: usize,
+    /// Most encoded bytes per sink request (before compression).
+    pub max_bytes: usize,
+    /// Longest an event waits for its batch to fill while requests are in flight; an idle sink
+    /// sends at once.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_events: 1000,
+            max_bytes: 5 << 20,
+            max_age: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Retries of failed sink requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// First backoff; doubled after each failure, with full jitter.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest backoff.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// How long one batch is retried before its remaining events go to the dead-letter queue
+    /// (with the last error as reason); replay them once the sink is fixed.
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+    /// Timeout of one sink request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Requests one sink may have in flight, retries included.
+    pub max_in_flight: usize,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+            max_duration: Duration::from_secs(3600),
+            request_timeout: Duration::from_secs(30),
+            max_in_flight: 2,
+        }
+    }
+}
+
+/// SIEM export service settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiemExportConfig {
+    /// Directory of the sink queues (`queues/<sink>/`) and dead letters (`dlq/<sink>/`).
+    pub data_dir: PathBuf,
+    /// Queue bounds and durability.
+    pub queue: QueueConfig,
+    /// Sink request batching.
+    pub batch: BatchConfig,
+    /// Retries.
+    pub retry: RetryConfig,
+    /// Elasticsearch sink; enabled when `url` is set.
+    pub elasticsearch: ElasticsearchConfig,
+    /// Splunk HEC sink; enabled when `url` is set.
+    pub splunk_hec: SplunkHecConfig,
+    /// NDJSON file sink; enabled when `path` is set, and by default when no other sink is.
+    pub file: FileSinkConfig,
+    /// On shutdown, how long sinks keep delivering after the Export listener stopped; what is
+    /// left stays queued on disk for the next start.
+    #[serde(with = "humantime_serde")]
+    pub drain_grace: Duration,
+}
+
+impl Default for SiemExportConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("attackmesh-data/siem-export"),
+            queue: QueueConfig::default(),
+            batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+            elasticsearch: ElasticsearchConfig::default(),
+            splunk_hec: SplunkHecConfig::default(),
+            file: FileSinkConfig::default(),
+            drain_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl SiemExportConfig {
+    /// Checks values and that configured files exist.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir must be set".into());
+        }
+        let q = &self.queue;
+        if q.segment_bytes < 4096 {
+            return bad(format!(
+                "queue.segment_bytes must be at least 4096, got {}",
+                q.segment_bytes
+            ));
+        }
+        if q.max_bytes < q.segment_bytes {
+            return bad(format!(
+                "queue.max_bytes ({}) must be at least queue.segment_bytes ({})",
+                q.max_bytes, q.segment_bytes
+            ));
+        }
+        let b = &self.batch;
+        if b.max_events == 0 || b.max_events > attackmesh::limits::MAX_BATCH_EVENTS {
+            return bad(format!("batch.max_events must be 1 to 10000, got {}", b.max_events));
+        }
+        if b.max_bytes < 1024 {
+            return bad(format!("batch.max_bytes must be at least 1024, got {}", b.max_bytes));
+        }
+        if b.max_age > Duration::from_secs(60) {
+            return bad("batch.max_age must be at most 60s".into());
+        }
+        let r = &self.retry;
+        if r.initial_backoff.is_zero() || r.initial_backoff > r.max_backoff {
+            return bad("retry.initial_backoff must be above 0 and at most retry.max_backoff".into());
+        }
+        if r.request_timeout < Duration::from_millis(100) {
+            return bad("retry.request_timeout must be at least 100ms".into());
+        }
+        if r.max_in_flight == 0 || r.max_in_flight > 64 {
+            return bad(format!("retry.max_in_flight must be 1 to 64, got {}", r.max_in_flight));
+        }
+        if self.drain_grace > Duration::from_secs(600) {
+            return bad("drain_grace must be at most 10m".into());
+        }
+        self.elasticsearch.validate()?;
+        self.splunk_hec.validate()?;
+        self.file.validate()?;
+        Ok(())
+    }
+
+    /// The sinks this configuration enables, in a fixed order; the file sink under `data_dir`
+    /// when nothing else is configured.
+    pub fn sinks(&self) -> Vec<SinkSpec> {
+        let mut out = Vec::new();
+        if self.elasticsearch.enabled() {
+            out.push(SinkSpec::Elasticsearch(self.elasticsearch.clone()));
+        }
+        if self.splunk_hec.enabled() {
+            out.push(SinkSpec::SplunkHec(self.splunk_hec.clone()));
+        }
+        if self.file.enabled() {
+            out.push(SinkSpec::File(self.file.clone()));
+        }
+        if out.is_empty() {
+            let mut file = self.file.clone();
+            file.path = Some(self.data_dir.join("events").join("events.ndjson"));
+            out.push(SinkSpec::File(file));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

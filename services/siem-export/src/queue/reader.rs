@@ -1,0 +1,203 @@
+//! The consumer side of a queue: reads synced records in order from the cursor on, reporting
+//! damaged regions instead of failing, and waits for appends when it has caught up.
+//!
+//! The reader reads ahead of the cursor (several batches may be in flight); it never moves the
+//! cursor itself — the driver acknowledges with [`super::Queue::ack`] once a sink took a batch.
+
+use std::{fs::File, os::unix::fs::FileExt, path::PathBuf, sync::Arc};
+
+use super::{Queue, record, segment_path};
+use crate::{error::Error, sinks::QueuedEvent};
+
+/// One item read from a queue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadItem {
+    /// A record.
+    Event(Arc<QueuedEvent>),
+    /// Bytes that are not a valid record; the reader continues after them.
+    Damaged {
+        /// Segment file.
+        segment: PathBuf,
+        /// Offset of the damaged bytes in it.
+        offset: u64,
+        /// How many bytes were skipped.
+        len: u64,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// The single consumer of a [`Queue`].
+#[derive(Debug)]
+pub struct QueueReader {
+    queue: Arc<Queue>,
+    segment: u64,
+    file: Option<File>,
+    offset: u64,
+    skip_below: u64,
+}
+
+impl QueueReader {
+    pub(super) fn new(queue: Arc<Queue>, segment: u64, skip_below: u64) -> Self {
+        Self {
+            queue,
+            segment,
+            file: None,
+            offset: 0,
+            skip_below,
+        }
+    }
+
+    /// The queue read from.
+    pub fn queue(&self) -> &Arc<Queue> {
+        &self.queue
+    }
+
+    /// Reads what is available now, at most `max_events` events and about `max_bytes` bytes
+    /// (blocking file I/O). Empty when the reader has caught up.
+    pub fn read_available(&mut self, max_events: usize, max_bytes: usize) -> Result<Vec<ReadItem>, Error> {
+        let mut out = Vec::new();
+        let mut events = 0;
+        let mut bytes = 0;
+        while events < max_events && bytes < max_bytes {
+            let (limit, sealed, next) = {
+                let s = self.queue.shared();
+                match s.limit(self.segment) {
+                    Some((limit, sealed)) => (limit, sealed, s.next_segment(self.segment)),
+                    None => (0, true, s.next_segment(self.segment)),
+                }
+            };
+            if self.offset >= limit {
+                match (sealed, next) {
+                    (true, Some(next)) => {
+                        self.segment = next;
+                        self.file = None;
+                        self.offset = 0;
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            match self.read_one(limit)? {
+                Some(ReadItemRaw::Event(raw)) => {
+                    events += 1;
+                    bytes += raw.event_len;
+                    out.push(ReadItem::Event(raw.into_event()));
+                }
+                Some(ReadItemRaw::Damaged(damaged)) => out.push(damaged),
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits until something is appended (returns at once if an append happened since the last wait).
+    pub async fn wait(&self) {
+        self.queue.notified().await;
+    }
+
+    fn read_one(&mut self, limit: u64) -> Result<Option<ReadItemRaw>, Error> {
+        let path = segment_path(self.queue.dir(), self.segment);
+        if self.file.is_none() {
+            self.file = Some(File::open(&path).map_err(|e| Error::io("open segment", &path, e))?);
+        }
+        let Some(file) = self.file.take() else { return Ok(None) };
+        let result = self.read_record(&file, &path, limit);
+        self.file = Some(file);
+        result
+    }
+
+    fn read_record(&mut self, file: &File, path: &std::path::Path, limit: u64) -> Result<Option<ReadItemRaw>, Error> {
+        let avail = limit - self.offset;
+        let mut header = vec![0u8; record::HEADER.min(avail as usize)];
+        file.read_exact_at(&mut header, self.offset)
+            .map_err(|e| Error::io("read segment", path, e))?;
+        let whole = match record::parse(&header) {
+            record::Frame::Corrupt(reason) => return self.damaged(file, path, limit, reason).map(Some),
+            _ if header.len() < record::HEADER => {
+                return self.damaged(file, path, limit, "truncated record").map(Some);
+            }
+            _ => {
+                let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as u64;
+                if record::HEADER as u64 + len > avail {
+                    return self
+                        .damaged(file, path, limit, "record runs past the segment end")
+                        .map(Some);
+                }
+                let mut buf = vec![0u8; record::HEADER + len as usize];
+                file.read_exact_at(&mut buf, self.offset)
+                    .map_err(|e| Error::io("read segment", path, e))?;
+                buf
+            }
+        };
+        match record::parse(&whole) {
+            record::Frame::Record { end } => {
+                let entry = record::decode(&whole[record::HEADER..end]);
+                let at = self.offset;
+                self.offset += end as u64;
+                match entry {
+                    Ok(entry) if entry.event.is_some() => {
+                        if entry.seq < self.skip_below {
+                            return Ok(None);
+                        }
+                        Ok(Some(ReadItemRaw::Event(RawEvent { entry, event_len: end })))
+                    }
+                    _ => Ok(Some(ReadItemRaw::Damaged(ReadItem::Damaged {
+                        segment: path.to_owned(),
+                        offset: at,
+                        len: end as u64,
+                        reason: "record does not decode as a queue entry".into(),
+                    }))),
+                }
+            }
+            record::Frame::Corrupt(reason) => self.damaged(file, path, limit, reason).map(Some),
+            record::Frame::Incomplete => self.damaged(file, path, limit, "truncated record").map(Some),
+        }
+    }
+
+    /// Skips to the next valid record (or the segment's readable end) and describes what was skipped.
+    fn damaged(&mut self, file: &File, path: &std::path::Path, limit: u64, reason: &str) -> Result<ReadItemRaw, Error> {
+        let mut rest = vec![0u8; (limit - self.offset) as usize];
+        file.read_exact_at(&mut rest, self.offset)
+            .map_err(|e| Error::io("read segment", path, e))?;
+        let skip = record::resync(&rest).unwrap_or(rest.len()) as u64;
+        let at = self.offset;
+        self.offset += skip;
+        tracing::warn!(
+            sink = self.queue.name(),
+            segment = %path.display(),
+            offset = at,
+            bytes = skip,
+            reason,
+            "skipped damaged queue bytes"
+        );
+        Ok(ReadItemRaw::Damaged(ReadItem::Damaged {
+            segment: path.to_owned(),
+            offset: at,
+            len: skip,
+            reason: reason.to_owned(),
+        }))
+    }
+}
+
+struct RawEvent {
+    entry: record::QueueEntry,
+    event_len: usize,
+}
+
+impl RawEvent {
+    fn into_event(self) -> Arc<QueuedEvent> {
+        let e = self.entry;
+        Arc::new(QueuedEvent {
+            seq: e.seq,
+            event: e.event.unwrap_or_default(),
+            trace_context: e.trace_context,
+            enqueued_at_micros: e.enqueued_at_micros,
+        })
+    }
+}
+
+enum ReadItemRaw {
+    Event(RawEvent),
+    Damaged(ReadItem),
+}

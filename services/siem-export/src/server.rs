@@ -1,0 +1,104 @@
+//! Wiring: opens every configured sink's queue and dead-letter directory, starts one driver
+//! per sink in the background, registers the Export service on a runtime [`GrpcServer`],
+//! reports SERVING once the queues are open, and on shutdown stops accepting, lets the sinks
+//! deliver what they can within `drain_grace`, and leaves the rest queued on disk.
+
+use std::{future::Future, sync::Arc};
+
+use attackmesh::proto::export_service_server::ExportServiceServer;
+use attackmesh_runtime::server::GrpcServer;
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::SiemExportConfig,
+    dlq::DeadLetterQueue,
+    driver::Driver,
+    error::Error,
+    queue::{Queue, QueueSettings},
+    service::{ExportApi, ExportState, grpc_service},
+    status::{SinkHandle, SinkStats},
+};
+
+/// The sinks of a configuration with their queues open and drivers not yet started.
+pub struct Sinks {
+    /// One handle per sink (for the service and status).
+    pub handles: Vec<SinkHandle>,
+    /// One driver per sink.
+    pub drivers: Vec<Driver>,
+}
+
+/// Opens queues (recovering them), dead-letter directories and sink clients.
+pub async fn open_sinks(config: &SiemExportConfig) -> Result<Sinks, Error> {
+    config.validate()?;
+    let settings = QueueSettings {
+        max_bytes: config.queue.max_bytes,
+        segment_bytes: config.queue.segment_bytes,
+        fsync: config.queue.fsync,
+    };
+    let mut handles = Vec::new();
+    let mut drivers = Vec::new();
+    for spec in config.sinks() {
+        let name = spec.name();
+        let sink = spec.build()?;
+        let dir = config.data_dir.join("queues").join(name);
+        let data_dir = config.data_dir.clone();
+        let (queue, dlq, recovery) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            let (queue, recovery) = Queue::open(name, &dir, settings)?;
+            let dlq = DeadLetterQueue::open(&data_dir, name)?;
+            Ok((queue, dlq, recovery))
+        })
+        .await
+        .map_err(|e| Error::sink(name, format!("queue open task failed: {e}")))??;
+        tracing::info!(
+            sink = name,
+            depth = recovery.depth,
+            truncated_bytes = recovery.truncated_bytes,
+            "queue open"
+        );
+        let Some(reader) = queue.reader() else {
+            return Err(Error::sink(name, "queue reader already taken"));
+        };
+        let stats = Arc::new(SinkStats::default());
+        handles.push(SinkHandle {
+            name,
+            kind: spec.kind(),
+            queue,
+            stats: stats.clone(),
+        });
+        drivers.push(Driver {
+            name,
+            sink,
+            reader,
+            dlq: Arc::new(dlq),
+            stats,
+            batch: config.batch.clone(),
+            retry: config.retry.clone(),
+        });
+    }
+    Ok(Sinks { handles, drivers })
+}
+
+/// Serves the siem-export service on `listener` until `shutdown` completes.
+pub async fn serve(
+    config: &SiemExportConfig,
+    server: GrpcServer,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let sinks = open_sinks(config).await?;
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    for driver in sinks.drivers {
+        tasks.spawn(driver.run(stop.clone(), config.drain_grace));
+    }
+    let names: Vec<&str> = sinks.handles.iter().map(|h| h.name).collect();
+    tracing::info!(sinks = ?names, data_dir = %config.data_dir.display(), "siem export ready");
+    let state = ExportState::new(sinks.handles, config.queue.retry_after);
+    let server = server.add_service(grpc_service(state)).await;
+    server.health().serving::<ExportServiceServer<ExportApi>>().await;
+    let result = server.serve(listener, shutdown).await;
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    result.map_err(Error::from)
+}

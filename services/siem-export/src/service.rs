@@ -1,0 +1,198 @@
+//! The gRPC `ExportService`: validates every event of a batch, appends the valid ones to every
+//! sink's queue (synced per the fsync policy) and only then answers the batch, in order.
+//!
+//! Invalid events are listed in `rejections` and never queued; the valid ones of the same batch
+//! are. A batch that does not fit in every queue is answered `ACK_STATUS_RETRY` with
+//! `retry_after`, and nothing of it is queued anywhere. Authentication and roles are enforced by
+//! the runtime's tower layer, not here.
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use attackmesh::proto::{
+    AckStatus, EnrichedEvent, EventRejection, ExportRequest, ExportResponse, GetSinkStatusRequest,
+    GetSinkStatusResponse,
+    export_service_server::{ExportService, ExportServiceServer},
+};
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use crate::{error::Error, metrics, queue::EncodedEvent, queue::lock, status::SinkHandle};
+
+/// Largest request message the service decodes (a full batch of large events).
+pub const MAX_MESSAGE_BYTES: usize = attackmesh::limits::MAX_MESSAGE_BYTES;
+
+/// What the service needs: the sinks' queues and the retry hint.
+#[derive(Debug, Clone)]
+pub struct ExportState {
+    sinks: Arc<Vec<SinkHandle>>,
+    retry_after: Duration,
+    append: Arc<std::sync::Mutex<()>>,
+}
+
+impl ExportState {
+    /// State over the running sinks.
+    pub fn new(sinks: Vec<SinkHandle>, retry_after: Duration) -> Self {
+        Self {
+            sinks: Arc::new(sinks),
+            retry_after,
+            append: Arc::default(),
+        }
+    }
+
+    /// The sinks.
+    pub fn sinks(&self) -> &[SinkHandle] {
+        &self.sinks
+    }
+
+    /// Appends `events` to every sink's queue, all or nothing as far as the size bound goes;
+    /// returns when they are synced (per the fsync policy).
+    pub async fn enqueue(
+        &self,
+        events: Vec<EnrichedEvent>,
+        trace_context: std::collections::HashMap<String, String>,
+    ) -> Result<(), Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now().timestamp_micros();
+            let encoded: Vec<EncodedEvent> = events
+                .iter()
+                .map(|e| EncodedEvent::new(e, &trace_context, now))
+                .collect();
+            let bytes: u64 = encoded.iter().map(|e| e.framed_len() as u64).sum();
+            // One batch at a time, so the size check and the appends see the same queues.
+            let _guard = lock(&state.append);
+            for s in state.sinks.iter() {
+                if !s.queue.fits(bytes) {
+                    let q = s.queue.stats();
+                    return Err(Error::QueueFull {
+                        sink: s.name.to_owned(),
+                        bytes: q.bytes,
+                        max_bytes: s.queue.max_bytes(),
+                    });
+                }
+            }
+            if state.sinks.len() == 1 {
+                state.sinks[0].queue.append(&encoded, now)?;
+                return Ok(());
+            }
+            // Each queue syncs its own files: do them side by side.
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = state
+                    .sinks
+                    .iter()
+                    .map(|s| scope.spawn(|| s.queue.append(&encoded, now).map(|_| ())))
+                    .collect();
+                handles.into_iter().try_for_each(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::DeadLetter("append thread panicked".into())))
+                })
+            })
+        })
+        .await
+        .map_err(|e| Error::DeadLetter(format!("append task failed: {e}")))?
+    }
+
+    /// Answers one Export batch.
+    pub async fn export_batch(&self, batch: ExportRequest) -> Result<ExportResponse, Status> {
+        if batch.events.len() > attackmesh::limits::MAX_BATCH_EVENTS {
+            let v = attackmesh::proto::FieldViolation {
+                field: "events".into(),
+                description: format!(
+                    "at most {} events per batch, got {}",
+                    attackmesh::limits::MAX_BATCH_EVENTS,
+                    batch.events.len()
+                ),
+            };
+            return Err(attackmesh::validate::to_status("", &[v]));
+        }
+        let mut rejections = Vec::new();
+        let mut valid = Vec::with_capacity(batch.events.len());
+        for (i, event) in batch.events.into_iter().enumerate() {
+            match attackmesh::validate::enriched_event(&event) {
+                Ok(()) => valid.push(event),
+                Err(violations) => rejections.push(EventRejection {
+                    index: i as u32,
+                    event_id: event.event_id.clone(),
+                    violations,
+                }),
+            }
+        }
+        let accepted = valid.len() as u32;
+        let mut response = ExportResponse {
+            batch_id: batch.batch_id,
+            rejections,
+            ..Default::default()
+        };
+        match self.enqueue(valid, batch.trace_context).await {
+            Ok(()) => {
+                response.status = AckStatus::Durable as i32;
+                response.accepted = accepted;
+            }
+            Err(err) => {
+                metrics::METRICS.refused_batches.inc();
+                let message = match &err {
+                    Error::QueueFull { sink, .. } => format!("queue of sink `{sink}` is full; resend later"),
+                    other => {
+                        tracing::error!(error = %other, batch_id = batch.batch_id, "cannot queue export batch");
+                        "queue write failed; resend later".to_owned()
+                    }
+                };
+                response.status = AckStatus::Retry as i32;
+                response.message = message;
+                response.retry_after = Some(pbjson_types::Duration {
+                    seconds: self.retry_after.as_secs() as i64,
+                    nanos: self.retry_after.subsec_nanos() as i32,
+                });
+            }
+        }
+        Ok(response)
+    }
+}
+
+/// The tonic service for `state`, accepting and sending gzip.
+pub fn grpc_service(state: ExportState) -> ExportServiceServer<ExportApi> {
+    ExportServiceServer::new(ExportApi { state })
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Implementation of `attackmesh.v1.ExportService`.
+#[derive(Debug)]
+pub struct ExportApi {
+    state: ExportState,
+}
+
+type ExportStream = Pin<Box<dyn Stream<Item = Result<ExportResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ExportService for ExportApi {
+    type ExportStream = ExportStream;
+
+    async fn export(&self, request: Request<Streaming<ExportRequest>>) -> Result<Response<ExportStream>, Status> {
+        let state = self.state.clone();
+        let responses = request.into_inner().then(move |batch| {
+            let state = state.clone();
+            async move {
+                let batch = batch?;
+                let span = tracing::info_span!("export_batch", batch_id = batch.batch_id, events = batch.events.len());
+                attackmesh_runtime::telemetry::set_parent_from_map(&span, &batch.trace_context);
+                state.export_batch(batch).instrument(span).await
+            }
+        });
+        Ok(Response::new(Box::pin(responses)))
+    }
+
+    async fn get_sink_status(
+        &self,
+        _request: Request<GetSinkStatusRequest>,
+    ) -> Result<Response<GetSinkStatusResponse>, Status> {
+        let sinks = self.state.sinks.iter().map(SinkHandle::status).collect();
+        Ok(Response::new(GetSinkStatusResponse { sinks }))
+    }
+}

@@ -1,0 +1,247 @@
+//! The Elasticsearch sink: `_bulk` requests with per-item outcomes.
+//!
+//! - 2xx/409 items are delivered (409 means the same or a newer revision is already indexed);
+//!   429/5xx items are retried; other item errors go to the dead-letter queue with ES's reason.
+//! - HTTP 413 splits the batch in halves (a single document that is still too large is
+//!   dead-lettered); 429/5xx/408 and transport errors retry the whole batch; other 4xx
+//!   (authentication, bad request) dead-letter it with the answer as reason.
+//! - Credentials go only into the `Authorization` header (marked sensitive); error texts never
+//!   contain them.
+
+use std::{io::Write, sync::Arc};
+
+use futures::future::BoxFuture;
+use http::HeaderValue;
+use serde_json::{Value, json};
+
+use super::{config::ElasticsearchConfig, encode, template};
+use crate::{
+    error::Error,
+    sinks::{ItemOutcome, QueuedEvent, Sink, clip, http as h},
+};
+
+/// The Elasticsearch sink.
+pub struct ElasticsearchSink {
+    config: ElasticsearchConfig,
+    client: reqwest::Client,
+    base: String,
+    auth: Option<HeaderValue>,
+}
+
+impl ElasticsearchSink {
+    /// Builds the sink from validated settings.
+    pub fn new(config: &ElasticsearchConfig) -> Result<Self, Error> {
+        let url = config.url.as_deref().unwrap_or_default();
+        h::check_url("elasticsearch.url", url)?;
+        let client = h::client(super::KIND, config.ca_file.as_deref(), config.request_timeout)?;
+        let auth = match (&config.api_key, &config.username, &config.password) {
+            (Some(key), _, _) if !key.is_empty() => Some(sensitive(&format!("ApiKey {}", key.expose()))?),
+            (_, Some(user), Some(pass)) => {
+                let token = base64(format!("{user}:{}", pass.expose()).as_bytes());
+                Some(sensitive(&format!("Basic {token}"))?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            config: config.clone(),
+            client,
+            base: url.trim_end_matches('/').to_owned(),
+            auth,
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut req = self.client.request(method, format!("{}/{path}", self.base));
+        if let Some(auth) = &self.auth {
+            req = req.header(http::header::AUTHORIZATION, auth.clone());
+        }
+        req
+    }
+
+    /// The bulk action line for one event.
+    fn action(&self, event: &attackmesh::proto::EnrichedEvent) -> Value {
+        match &self.config.data_stream {
+            Some(ds) => {
+                let id = if event.revision > 1 {
+                    format!("{}-r{}", event.event_id, event.revision)
+                } else {
+                    event.event_id.clone()
+                };
+                json!({"create": {"_index": ds, "_id": id}})
+            }
+            None => json!({"index": {
+                "_index": self.config.index,
+                "_id": event.event_id,
+                "version": event.revision.max(1),
+                "version_type": "external",
+            }}),
+        }
+    }
+
+    async fn bulk(&self, events: &[Arc<QueuedEvent>]) -> Vec<ItemOutcome> {
+        let now = chrono::Utc::now();
+        let mut body = Vec::with_capacity(events.len() * 2048);
+        for ev in events {
+            let _ = serde_json::to_writer(&mut body, &self.action(&ev.event));
+            body.push(b'\n');
+            let _ = serde_json::to_writer(&mut body, &encode::document(&ev.event, now));
+            body.push(b'\n');
+        }
+        let mut req = self
+            .request(reqwest::Method::POST, "_bulk")
+            .header(http::header::CONTENT_TYPE, "application/x-ndjson");
+        if self.config.gzip {
+            let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+            if gz.write_all(&body).is_ok()
+                && let Ok(compressed) = gz.finish()
+            {
+                body = compressed;
+                req = req.header(http::header::CONTENT_ENCODING, "gzip");
+            }
+        }
+        let resp = match req.body(body).send().await {
+            Ok(r) => r,
+            Err(e) => return vec![ItemOutcome::Retry(h::describe(&e)); events.len()],
+        };
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        if status == 413 {
+            return self.split(events).await;
+        }
+        if !(200..300).contains(&status) {
+            let why = format!("elasticsearch answered HTTP {status}: {}", clip(&text, 300));
+            let outcome = if h::retryable_status(status) {
+                ItemOutcome::Retry(why)
+            } else {
+                ItemOutcome::Dead(why)
+            };
+            return vec![outcome; events.len()];
+        }
+        items(&text, events.len())
+    }
+
+    fn split<'a>(&'a self, events: &'a [Arc<QueuedEvent>]) -> BoxFuture<'a, Vec<ItemOutcome>> {
+        Box::pin(async move {
+            if events.len() <= 1 {
+                return vec![ItemOutcome::Dead("document too large for elasticsearch (HTTP 413)".into()); events.len()];
+            }
+            tracing::info!(
+                sink = super::KIND,
+                events = events.len(),
+                "bulk request too large; splitting"
+            );
+            let (a, b) = events.split_at(events.len() / 2);
+            let mut out = self.bulk(a).await;
+            out.extend(self.bulk(b).await);
+            out
+        })
+    }
+}
+
+/// Per-item outcomes of a `_bulk` answer.
+fn items(text: &str, n: usize) -> Vec<ItemOutcome> {
+    let parsed: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => return vec![ItemOutcome::Retry("unreadable bulk answer".into()); n],
+    };
+    let Some(items) = parsed.get("items").and_then(Value::as_array).filter(|i| i.len() == n) else {
+        return vec![ItemOutcome::Retry("bulk answer has the wrong number of items".into()); n];
+    };
+    items
+        .iter()
+        .map(|item| {
+            let inner = item
+                .as_object()
+                .and_then(|o| o.values().next())
+                .cloned()
+                .unwrap_or_default();
+            let status = inner.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
+            if (200..300).contains(&status) || status == 409 {
+                return ItemOutcome::Delivered;
+            }
+            let err = inner.get("error");
+            let kind = err
+                .and_then(|e| e.get("type"))
+                .and_then(Value::as_str)
+                .unwrap_or("error");
+            let reason = err.and_then(|e| e.get("reason")).and_then(Value::as_str).unwrap_or("");
+            let why = format!("HTTP {status} {kind}: {}", clip(reason, 400));
+            if h::retryable_status(status) {
+                ItemOutcome::Retry(why)
+            } else {
+                ItemOutcome::Dead(why)
+            }
+        })
+        .collect()
+}
+
+fn sensitive(value: &str) -> Result<HeaderValue, Error> {
+    let mut v = HeaderValue::from_str(value)
+        .map_err(|_| Error::Config("elasticsearch: credentials contain characters not allowed in a header".into()))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// Standard base64 with padding.
+pub(crate) fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+impl Sink for ElasticsearchSink {
+    fn kind(&self) -> &'static str {
+        super::KIND
+    }
+
+    fn start(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let resp = self
+                .request(reqwest::Method::GET, "")
+                .send()
+                .await
+                .map_err(|e| h::describe(&e))?;
+            let status = resp.status().as_u16();
+            if !(200..300).contains(&status) {
+                return Err(format!("elasticsearch healthcheck answered HTTP {status}"));
+            }
+            if self.config.install_template {
+                let name = self.config.target();
+                let body = template::index_template(name, self.config.data_stream.is_some());
+                let resp = self
+                    .request(reqwest::Method::PUT, &format!("_index_template/{name}"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| h::describe(&e))?;
+                let status = resp.status().as_u16();
+                if !(200..300).contains(&status) {
+                    let text = resp.text().await.unwrap_or_default();
+                    return Err(format!("index template refused: HTTP {status}: {}", clip(&text, 300)));
+                }
+                tracing::info!(sink = super::KIND, template = name, "index template installed");
+            }
+            Ok(())
+        })
+    }
+
+    fn send<'a>(&'a self, events: &'a [Arc<QueuedEvent>]) -> BoxFuture<'a, Vec<ItemOutcome>> {
+        Box::pin(self.bulk(events))
+    }
+}

@@ -1,0 +1,108 @@
+//! Sinks: where queued events go. Each sink kind is one module (`config`, `encode`, `service`,
+//! `tests`) implementing [`Sink`]; [`SinkSpec`] lists the kinds a configuration can enable.
+//!
+//! A sink only encodes and sends one batch and reports, per event, whether it was delivered,
+//! should be retried, or must go to the dead-letter queue. It never touches the queue, never
+//! sleeps between retries and never decides when to give up: the driver does that, the same way
+//! for every sink. Adding a sink kind (e.g. `intel`) is one new module, one [`SinkSpec`] variant
+//! and its arm in [`SinkSpec::build`].
+
+use std::{collections::HashMap, sync::Arc};
+
+use attackmesh::proto::EnrichedEvent;
+use futures::future::BoxFuture;
+
+use crate::error::Error;
+
+pub mod elasticsearch;
+pub mod file;
+pub(crate) mod http;
+pub mod splunk_hec;
+
+/// One event as read back from a sink's queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedEvent {
+    /// Position in the sink's queue.
+    pub seq: u64,
+    /// The event.
+    pub event: EnrichedEvent,
+    /// W3C trace context of the Export batch that carried it.
+    pub trace_context: HashMap<String, String>,
+    /// When it was queued, in microseconds since the Unix epoch.
+    pub enqueued_at_micros: i64,
+}
+
+/// What became of one event of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    /// The sink holds it (or already held it: a duplicate is delivered).
+    Delivered,
+    /// A transient failure (busy, throttled, unreachable): send it again after a backoff.
+    Retry(String),
+    /// The sink will never take it as it is: keep it in the dead-letter queue with this reason.
+    Dead(String),
+}
+
+/// A destination for enriched events.
+pub trait Sink: Send + Sync + 'static {
+    /// Sink kind as reported in `SinkStatus.kind`.
+    fn kind(&self) -> &'static str;
+
+    /// Prepares the destination (index template, channel), called before the first batch and
+    /// again after a failure; an error is retried with backoff and shown as the sink's last error.
+    fn start(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Sends one batch; the answer has exactly one outcome per event, in order. Error texts
+    /// must never contain credentials.
+    fn send<'a>(&'a self, events: &'a [Arc<QueuedEvent>]) -> BoxFuture<'a, Vec<ItemOutcome>>;
+}
+
+/// One configured sink.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkSpec {
+    /// Elasticsearch `_bulk` with ECS documents.
+    Elasticsearch(elasticsearch::ElasticsearchConfig),
+    /// Splunk HTTP Event Collector.
+    SplunkHec(splunk_hec::SplunkHecConfig),
+    /// NDJSON files.
+    File(file::FileSinkConfig),
+}
+
+impl SinkSpec {
+    /// Name of the sink: its queue directory, metrics label and `SinkStatus.name`.
+    pub fn name(&self) -> &'static str {
+        self.kind()
+    }
+
+    /// Kind of the sink.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkSpec::Elasticsearch(_) => elasticsearch::KIND,
+            SinkSpec::SplunkHec(_) => splunk_hec::KIND,
+            SinkSpec::File(_) => file::KIND,
+        }
+    }
+
+    /// Builds the sink (HTTP clients, files) without contacting the destination.
+    pub fn build(&self) -> Result<Arc<dyn Sink>, Error> {
+        Ok(match self {
+            SinkSpec::Elasticsearch(c) => Arc::new(elasticsearch::ElasticsearchSink::new(c)?),
+            SinkSpec::SplunkHec(c) => Arc::new(splunk_hec::SplunkHecSink::new(c)?),
+            SinkSpec::File(c) => Arc::new(file::FileSink::new(c)?),
+        })
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary (error bodies in reasons).
+pub(crate) fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
