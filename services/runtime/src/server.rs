@@ -109,6 +109,11 @@ impl GrpcServer {
         self.health.clone()
     }
 
+    /// The token checks of this server, for HTTP endpoints served beside it.
+    pub fn authenticator(&self) -> Authenticator {
+        self.options.auth.clone()
+    }
+
     /// Adds a service; it reports NOT_SERVING until [`Health::serving`] is called for it.
     pub async fn add_service<S>(mut self, service: S) -> Self
     where
