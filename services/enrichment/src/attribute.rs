@@ -1,0 +1,154 @@
+//! [`Attributor`]: attribution of detections over the long-lived `Attribute` streams, with the
+//! DEGRADED fallback.
+//!
+//! Large batches are split into `attribution.max_batch` chunks that are attributed
+//! concurrently. A chunk the attribution service cannot answer in time is attributed with
+//! [`Engine::degraded`] (validated detector hints only, status DEGRADED); the caller decides
+//! whether to queue it for re-attribution. A chunk is never dropped.
+
+use std::{collections::HashMap, sync::Arc};
+
+use attackmesh::proto::{AttributeRequest, AttributeResponse, Attribution, AttributionStatus, DetectionEvent};
+use attackmesh_attribution::{Engine, Kb};
+use futures::future::join_all;
+use tokio::sync::watch;
+
+use crate::upstream::link::{Link, LinkError, Rpc};
+
+/// The `Attribute` RPC.
+pub(crate) struct AttributeRpc;
+
+impl Rpc for AttributeRpc {
+    type Req = AttributeRequest;
+    type Resp = AttributeResponse;
+    const PATH: &'static str = "/attackmesh.v1.AttributionService/Attribute";
+
+    fn batch_id(resp: &AttributeResponse) -> u64 {
+        resp.batch_id
+    }
+}
+
+/// Attributes detections, falling back to DEGRADED.
+pub(crate) struct Attributor {
+    link: Link<AttributeRpc>,
+    kb: Arc<Kb>,
+    max_batch: usize,
+}
+
+impl Attributor {
+    /// Wraps a link; `kb` validates detector hints in degraded mode.
+    pub(crate) fn new(link: Link<AttributeRpc>, kb: Arc<Kb>, max_batch: usize) -> Self {
+        Self { link, kb, max_batch }
+    }
+
+    /// Attributes every event: by the attribution service when it answers, DEGRADED otherwise.
+    /// Events come back paired with their attribution, in order.
+    pub(crate) async fn attribute(
+        &self,
+        events: Vec<DetectionEvent>,
+        trace: &HashMap<String, String>,
+    ) -> Vec<(DetectionEvent, Attribution)> {
+        let chunks = split(events, self.max_batch);
+        let answers = join_all(chunks.into_iter().map(|chunk| async move {
+            let (events, result) = self.try_chunk(chunk, trace).await;
+            match result {
+                Ok(attributions) => events.into_iter().zip(attributions).collect::<Vec<_>>(),
+                Err(error) => {
+                    tracing::debug!(events = events.len(), %error, "attribution unavailable; degrading");
+                    events
+                        .into_iter()
+                        .map(|ev| {
+                            let attribution = Engine::degraded(&self.kb, &ev);
+                            (ev, attribution)
+                        })
+                        .collect()
+                }
+            }
+        }))
+        .await;
+        answers.into_iter().flatten().collect()
+    }
+
+    /// Attributes one chunk by the service only (no fallback); the events come back either way.
+    pub(crate) async fn try_chunk(
+        &self,
+        events: Vec<DetectionEvent>,
+        trace: &HashMap<String, String>,
+    ) -> (Vec<DetectionEvent>, Result<Vec<Attribution>, LinkError>) {
+        let count = events.len();
+        let mut request = Some(AttributeRequest {
+            batch_id: 0,
+            events,
+            trace_context: trace.clone(),
+        });
+        let (shared, answer) = self
+            .link
+            .call(|batch_id| {
+                let mut request = request.take().unwrap_or_default();
+                request.batch_id = batch_id;
+                request
+            })
+            .await;
+        let events = Arc::try_unwrap(shared)
+            .map(|r| r.events)
+            .unwrap_or_else(|r| r.events.clone());
+        let result = answer.and_then(|resp| {
+            if resp.attributions.len() == count
+                && resp
+                    .attributions
+                    .iter()
+                    .all(|a| a.status != AttributionStatus::Degraded as i32)
+            {
+                Ok(resp.attributions)
+            } else {
+                tracing::warn!(
+                    sent = count,
+                    got = resp.attributions.len(),
+                    "attribution answered with the wrong number of attributions"
+                );
+                Err(LinkError::Unavailable(
+                    "attribution answered an incomplete batch".into(),
+                ))
+            }
+        });
+        (events, result)
+    }
+
+    /// Most events per attribution request.
+    pub(crate) fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Follows whether a stream to attribution is open.
+    pub(crate) fn watch(&self) -> watch::Receiver<bool> {
+        self.link.watch()
+    }
+}
+
+/// Splits `events` into chunks of at most `max` (one chunk when it fits).
+pub(crate) fn split<T>(mut events: Vec<T>, max: usize) -> Vec<Vec<T>> {
+    let max = max.max(1);
+    if events.len() <= max {
+        return vec![events];
+    }
+    let mut chunks = Vec::with_capacity(events.len().div_ceil(max));
+    while events.len() > max {
+        let rest = events.split_off(max);
+        chunks.push(std::mem::replace(&mut events, rest));
+    }
+    chunks.push(events);
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn split_keeps_order_and_sizes() {
+        let chunks = split((0..7).collect::<Vec<_>>(), 3);
+        assert_eq!(chunks, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
+        assert_eq!(split(vec![1], 3), vec![vec![1]]);
+        assert_eq!(split(Vec::<u8>::new(), 3), vec![Vec::<u8>::new()]);
+    }
+}

@@ -1,0 +1,416 @@
+//! Configuration of the enrichment service (the `enrichment` section of the product config).
+//!
+//! Only parsing, defaults and validation live here; the runtime crate layers file and
+//! environment values. Every limit that bounds memory is a setting here, so the bound can be
+//! read off the config (see [`IngestLimits`]).
+
+use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use attackmesh_runtime::tls::TlsConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Most events one batch may hold on any stream (the contract's limit).
+pub const MAX_BATCH_LIMIT: usize = attackmesh::limits::MAX_BATCH_EVENTS;
+
+/// Enrichment service settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichmentConfig {
+    /// Directory for the re-attribution log (created when missing).
+    pub data_dir: PathBuf,
+    /// Address of the HTTP listener for Falco's `http_output` (`POST /falco`); off when unset.
+    pub http_listen: Option<SocketAddr>,
+    /// Largest HTTP body `POST /falco` accepts, in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// How often `dns:///` endpoints are resolved again (and token files re-read).
+    #[serde(with = "humantime_serde")]
+    pub dns_refresh: Duration,
+    /// Knowledge base used to validate detector hints while attribution is unavailable (an
+    /// ATT&CK bundle or compact KB); the embedded one when unset.
+    pub kb_path: Option<PathBuf>,
+    /// Batch, stream and in-flight limits of the ingest side.
+    pub ingest: IngestLimits,
+    /// Per-detector rate limits.
+    pub rate_limits: RateLimits,
+    /// The attribution service.
+    pub attribution: UpstreamConfig,
+    /// The siem-export service.
+    pub export: UpstreamConfig,
+    /// Re-attribution of events enriched while attribution was unavailable.
+    pub reattribute: ReattributeConfig,
+    /// TLS for calls to attribution and export: the product's shared `tls` section, set by
+    /// whoever loads the product config (plaintext when it has no `ca_file`).
+    #[serde(skip)]
+    pub client_tls: TlsConfig,
+}
+
+impl Default for EnrichmentConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("attackmesh-data/enrichment"),
+            http_listen: None,
+            max_body_bytes: 4 * 1024 * 1024,
+            dns_refresh: Duration::from_secs(30),
+            kb_path: None,
+            ingest: IngestLimits::default(),
+            rate_limits: RateLimits::default(),
+            attribution: UpstreamConfig::default(),
+            export: UpstreamConfig::default(),
+            reattribute: ReattributeConfig::default(),
+            client_tls: TlsConfig::default(),
+        }
+    }
+}
+
+/// Limits of the ingest side. Memory held for batches in flight is bounded by
+/// `max_in_flight_bytes` (encoded size; decoded events, the copy sent to attribution and the
+/// enriched events take about four times that), and no stream holds more than
+/// `max_in_flight_batches_per_stream` batches of at most `max_batch_events` events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestLimits {
+    /// Most events one `Ingest` batch may hold (1 to 10,000); a larger batch ends the stream
+    /// with `INVALID_ARGUMENT`.
+    pub max_batch_events: usize,
+    /// Largest `Ingest`/`Enrich` request message, in bytes.
+    pub max_message_bytes: usize,
+    /// Most concurrent `Ingest` streams; more are refused with `RESOURCE_EXHAUSTED`.
+    pub max_streams: usize,
+    /// Batches one stream may have unacknowledged; further batches are answered RETRY.
+    pub max_in_flight_batches_per_stream: usize,
+    /// Batches all streams together may have in flight; further batches are answered RETRY.
+    pub max_in_flight_batches: usize,
+    /// Encoded bytes all batches in flight may take together; further batches are answered RETRY.
+    pub max_in_flight_bytes: usize,
+    /// `retry_after` sent when a batch is refused for an in-flight limit.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        Self {
+            max_batch_events: MAX_BATCH_LIMIT,
+            max_message_bytes: attackmesh::limits::MAX_MESSAGE_BYTES,
+            max_streams: 1_024,
+            max_in_flight_batches_per_stream: 16,
+            max_in_flight_batches: 256,
+            max_in_flight_bytes: 256 * 1024 * 1024,
+            retry_after: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A token bucket: `events_per_second` refill, `burst` capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained events per second.
+    pub events_per_second: f64,
+    /// Bucket size: events accepted at once after a quiet period (at least one batch).
+    pub burst: f64,
+}
+
+/// Per-detector rate limits, keyed by the caller name of the detector's token.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// Limit for callers not listed in `detectors`; no limit when unset.
+    pub default: Option<RateLimit>,
+    /// Limits by caller name (the `name` of the token entry).
+    pub detectors: BTreeMap<String, RateLimit>,
+}
+
+/// How to reach one upstream service (attribution or siem-export) and how to stream to it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Replicas to balance over: `dns:///host:port` (A/AAAA records resolved every
+    /// `dns_refresh`, one connection per address), `http(s)://host:port` or `host:port`. Empty:
+    /// the service's own listen address in the same configuration.
+    pub endpoints: Vec<String>,
+    /// File holding the bearer token (role admin) presented to the service; re-read every
+    /// `dns_refresh`.
+    pub token_file: Option<PathBuf>,
+    /// Most events per request batch; larger ingest batches are split.
+    pub max_batch: usize,
+    /// Long-lived streams kept open (each balanced to a replica).
+    pub streams: usize,
+    /// Batches sent on one stream without an answer yet.
+    pub max_in_flight: usize,
+    /// Longest wait for a connection and stream.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest wait for the answer to a batch on an open stream before the stream is
+    /// considered broken (its batches are then sent again on a new one).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long a batch may wait for the service to come back before giving up (attribution:
+    /// the events go on DEGRADED; export: the detector is told to retry).
+    #[serde(with = "humantime_serde")]
+    pub give_up_after: Duration,
+    /// Broken streams a batch survives before giving up.
+    pub max_attempts: u32,
+    /// Compress requests with gzip (worth it across zones, not on loopback).
+    pub gzip: bool,
+    /// A token known only to this process (`serve all`), used when `token_file` is unset.
+    #[serde(skip)]
+    pub internal_token: Option<String>,
+}
+
+impl fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("endpoints", &self.endpoints)
+            .field("token_file", &self.token_file)
+            .field("max_batch", &self.max_batch)
+            .field("streams", &self.streams)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("give_up_after", &self.give_up_after)
+            .field("max_attempts", &self.max_attempts)
+            .field("gzip", &self.gzip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            token_file: None,
+            max_batch: 2_000,
+            streams: 4,
+            max_in_flight: 8,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+            give_up_after: Duration::from_secs(3),
+            max_attempts: 3,
+            gzip: false,
+            internal_token: None,
+        }
+    }
+}
+
+/// What to do with a degraded batch when the re-attribution log is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Answer the detector RETRY: nothing leaves unattributed without a way back (default).
+    #[default]
+    Retry,
+    /// Deliver the events DEGRADED without queueing them for re-attribution (counted in
+    /// `attackmesh_enrichment_reattribute_skipped_total`).
+    KeepDegraded,
+}
+
+/// Re-attribution of DEGRADED events once attribution is back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReattributeConfig {
+    /// Queue degraded events and export them again, attributed, with `revision = 2`.
+    pub enabled: bool,
+    /// Largest size of the on-disk log under `data_dir`, in bytes.
+    pub max_bytes: u64,
+    /// What happens to degraded batches when the log is full.
+    pub when_full: WhenFull,
+}
+
+impl Default for ReattributeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: 256 * 1024 * 1024,
+            when_full: WhenFull::Retry,
+        }
+    }
+}
+
+impl EnrichmentConfig {
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Config(m));
+        let i = &self.ingest;
+        if i.max_batch_events == 0 || i.max_batch_events > MAX_BATCH_LIMIT {
+            return bad(format!("ingest.max_batch_events must be 1 to {MAX_BATCH_LIMIT}"));
+        }
+        if i.max_message_bytes < 1024 || i.max_message_bytes > u32::MAX as usize {
+            return bad("ingest.max_message_bytes must be 1 KiB to 4 GiB".into());
+        }
+        for (name, value) in [
+            ("ingest.max_streams", i.max_streams),
+            (
+                "ingest.max_in_flight_batches_per_stream",
+                i.max_in_flight_batches_per_stream,
+            ),
+            ("ingest.max_in_flight_batches", i.max_in_flight_batches),
+        ] {
+            if value == 0 {
+                return bad(format!("{name} must be at least 1"));
+            }
+        }
+        if i.max_in_flight_bytes < i.max_message_bytes.min(64 * 1024 * 1024) {
+            return bad(
+                "ingest.max_in_flight_bytes must hold at least one message (max_message_bytes, up to 64 MiB)".into(),
+            );
+        }
+        if self.max_body_bytes < 1024 || self.max_body_bytes > i.max_message_bytes {
+            return bad("max_body_bytes must be 1 KiB to ingest.max_message_bytes".into());
+        }
+        if self.dns_refresh < Duration::from_secs(1) {
+            return bad("dns_refresh must be at least 1s".into());
+        }
+        for (name, limit) in self
+            .rate_limits
+            .default
+            .iter()
+            .map(|l| ("default", l))
+            .chain(self.rate_limits.detectors.iter().map(|(n, l)| (n.as_str(), l)))
+        {
+            let rate_ok = limit.events_per_second > 0.0 && limit.events_per_second.is_finite();
+            if !rate_ok || limit.burst.is_nan() || limit.burst < 1.0 {
+                return bad(format!(
+                    "rate_limits.{name}: events_per_second must be > 0 and burst at least 1"
+                ));
+            }
+        }
+        self.attribution.validate("attribution")?;
+        self.export.validate("export")?;
+        if self.reattribute.enabled && self.reattribute.max_bytes < 1024 * 1024 {
+            return bad("reattribute.max_bytes must be at least 1 MiB".into());
+        }
+        if let Some(kb) = &self.kb_path
+            && !kb.is_file()
+        {
+            return bad(format!("kb_path {} is not a readable file", kb.display()));
+        }
+        Ok(())
+    }
+
+    /// Points empty endpoint lists at services in this process (or on this host): `attribution`
+    /// and `export` are their listen addresses.
+    pub fn default_endpoints(&mut self, attribution: SocketAddr, export: SocketAddr) {
+        if self.attribution.endpoints.is_empty() {
+            self.attribution.endpoints = vec![format!("http://{}", loopback_if_unspecified(attribution))];
+        }
+        if self.export.endpoints.is_empty() {
+            self.export.endpoints = vec![format!("http://{}", loopback_if_unspecified(export))];
+        }
+    }
+
+    /// For `serve all`: when neither upstream has a `token_file`, gives both a fresh random
+    /// token and returns it, so the caller can admit it (role admin) on the in-process services.
+    pub fn internal_token(&mut self) -> Option<String> {
+        if self.attribution.token_file.is_some() || self.export.token_file.is_some() {
+            return None;
+        }
+        let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        self.attribution.internal_token = Some(token.clone());
+        self.export.internal_token = Some(token.clone());
+        Some(token)
+    }
+}
+
+fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let ip = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(ip, addr.port())
+    } else {
+        addr
+    }
+}
+
+impl UpstreamConfig {
+    fn validate(&self, name: &str) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Config(format!("{name}.{m}")));
+        for endpoint in &self.endpoints {
+            if let Err(why) = crate::upstream::Target::parse(endpoint) {
+                return bad(format!("endpoints: `{endpoint}`: {why}"));
+            }
+        }
+        if self.max_batch == 0 || self.max_batch > MAX_BATCH_LIMIT {
+            return bad(format!("max_batch must be 1 to {MAX_BATCH_LIMIT}"));
+        }
+        if self.streams == 0 || self.streams > 64 {
+            return bad("streams must be 1 to 64".into());
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > 1024 {
+            return bad("max_in_flight must be 1 to 1024".into());
+        }
+        if self.max_attempts == 0 {
+            return bad("max_attempts must be at least 1".into());
+        }
+        for (what, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if d < Duration::from_millis(10) {
+                return bad(format!("{what} must be at least 10ms"));
+            }
+        }
+        if let Some(path) = &self.token_file
+            && let Err(e) = std::fs::metadata(path)
+        {
+            return bad(format!("token_file {}: {}", path.display(), e.kind()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_durations_are_human() {
+        EnrichmentConfig::default().validate().unwrap();
+        let c: EnrichmentConfig = serde_json::from_str(
+            r#"{"dns_refresh":"10s","attribution":{"endpoints":["dns:///attribution-headless.ns.svc:50051"],"give_up_after":"250ms"},
+               "rate_limits":{"detectors":{"suricata-01":{"events_per_second":100,"burst":500}}}}"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.dns_refresh, Duration::from_secs(10));
+        assert_eq!(c.attribution.give_up_after, Duration::from_millis(250));
+        assert_eq!(
+            c.attribution.max_batch, 2_000,
+            "section defaults survive a partial section"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(serde_json::from_str::<EnrichmentConfig>(r#"{"ingest":{"max_batch":3}}"#).is_err());
+        let mut c = EnrichmentConfig::default();
+        c.ingest.max_batch_events = 20_000;
+        assert!(c.validate().unwrap_err().to_string().contains("max_batch_events"));
+        let mut c = EnrichmentConfig::default();
+        c.export.endpoints = vec!["ftp://x:1".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("export.endpoints"));
+        let mut c = EnrichmentConfig::default();
+        c.rate_limits.default = Some(RateLimit {
+            events_per_second: 0.0,
+            burst: 1.0,
+        });
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn local_endpoints_and_internal_token() {
+        let mut c = EnrichmentConfig::default();
+        c.default_endpoints("0.0.0.0:50051".parse().unwrap(), "127.0.0.1:50053".parse().unwrap());
+        assert_eq!(c.attribution.endpoints, vec!["http://127.0.0.1:50051"]);
+        assert_eq!(c.export.endpoints, vec!["http://127.0.0.1:50053"]);
+        let token = c.internal_token().unwrap();
+        assert!(!format!("{c:?}").contains(&token), "tokens never show in Debug");
+        c.attribution.token_file = Some("/x".into());
+        assert!(c.internal_token().is_none());
+    }
+}

@@ -1,0 +1,164 @@
+//! [`Exporter`]: durable hand-off of enriched events over the long-lived `Export` streams.
+//!
+//! A batch is handed off only when the export service answers DURABLE (every sink's queue holds
+//! it). RETRY answers and an unreachable export service are reported to the caller, which
+//! passes them upstream as backpressure; nothing here waits or drops on its own.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use attackmesh::proto::{AckStatus, EnrichedEvent, EventRejection, ExportRequest, ExportResponse};
+use futures::future::join_all;
+use tokio::sync::watch;
+
+use crate::{
+    attribute::split,
+    upstream::link::{Link, LinkError, Rpc},
+};
+
+/// Wait suggested when export gives no `retry_after`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The `Export` RPC.
+pub(crate) struct ExportRpc;
+
+impl Rpc for ExportRpc {
+    type Req = ExportRequest;
+    type Resp = ExportResponse;
+    const PATH: &'static str = "/attackmesh.v1.ExportService/Export";
+
+    fn batch_id(resp: &ExportResponse) -> u64 {
+        resp.batch_id
+    }
+}
+
+/// What export did with a batch.
+#[derive(Debug)]
+pub(crate) enum Exported {
+    /// Every event not listed is durably queued for every sink; indices refer to the batch given.
+    Durable(Vec<EventRejection>),
+    /// Export is slow or full: resend after `after`.
+    Retry {
+        /// How long to wait.
+        after: Duration,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Hands enriched events to the export service.
+pub(crate) struct Exporter {
+    link: Link<ExportRpc>,
+    max_batch: usize,
+}
+
+impl Exporter {
+    /// Wraps a link; batches over `max_batch` events are split.
+    pub(crate) fn new(link: Link<ExportRpc>, max_batch: usize) -> Self {
+        Self { link, max_batch }
+    }
+
+    /// Exports `events` as one batch (or several, when over `max_batch`); the events come back
+    /// so a caller can retry or answer with them. When any part is not durable the whole is
+    /// reported as RETRY (resending is safe: sinks de-duplicate by `event_id`).
+    pub(crate) async fn export(
+        &self,
+        events: Vec<EnrichedEvent>,
+        trace: &HashMap<String, String>,
+    ) -> (Vec<EnrichedEvent>, Result<Exported, LinkError>) {
+        let chunks = split(events, self.max_batch);
+        let results = join_all(chunks.into_iter().map(|chunk| self.export_chunk(chunk, trace))).await;
+        let mut events = Vec::new();
+        let mut rejections = Vec::new();
+        let mut retry: Option<(Duration, String)> = None;
+        let mut failure = None;
+        for (chunk, result) in results {
+            let offset = events.len() as u32;
+            events.extend(chunk);
+            match result {
+                Ok(Exported::Durable(found)) => rejections.extend(found.into_iter().map(|mut r| {
+                    r.index += offset;
+                    r
+                })),
+                Ok(Exported::Retry { after, message }) => {
+                    let after = retry.as_ref().map_or(after, |(a, _)| after.max(*a));
+                    retry = Some((after, message));
+                }
+                Err(error) => failure = Some(error),
+            }
+        }
+        let result = match (failure, retry) {
+            (Some(error), _) => Err(error),
+            (None, Some((after, message))) => Ok(Exported::Retry { after, message }),
+            (None, None) => Ok(Exported::Durable(rejections)),
+        };
+        (events, result)
+    }
+
+    async fn export_chunk(
+        &self,
+        events: Vec<EnrichedEvent>,
+        trace: &HashMap<String, String>,
+    ) -> (Vec<EnrichedEvent>, Result<Exported, LinkError>) {
+        let count = events.len();
+        let mut request = Some(ExportRequest {
+            batch_id: 0,
+            events,
+            trace_context: trace.clone(),
+        });
+        let (shared, answer) = self
+            .link
+            .call(|batch_id| {
+                let mut request = request.take().unwrap_or_default();
+                request.batch_id = batch_id;
+                request
+            })
+            .await;
+        let events = Arc::try_unwrap(shared)
+            .map(|r| r.events)
+            .unwrap_or_else(|r| r.events.clone());
+        let result = answer.map(|resp| {
+            if resp.status == AckStatus::Durable as i32 {
+                let rejections = resp
+                    .rejections
+                    .into_iter()
+                    .filter(|r| (r.index as usize) < count)
+                    .collect();
+                Exported::Durable(rejections)
+            } else {
+                let after = resp
+                    .retry_after
+                    .map(proto_duration)
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(DEFAULT_RETRY_AFTER);
+                let message = if resp.message.is_empty() {
+                    "export asked to retry".to_owned()
+                } else {
+                    format!("export: {}", resp.message)
+                };
+                Exported::Retry { after, message }
+            }
+        });
+        (events, result)
+    }
+
+    /// Follows whether a stream to export is open.
+    pub(crate) fn watch(&self) -> watch::Receiver<bool> {
+        self.link.watch()
+    }
+}
+
+/// A protobuf duration as a `std` one (negative becomes zero).
+pub(crate) fn proto_duration(d: pbjson_types::Duration) -> Duration {
+    if d.seconds < 0 || d.nanos < 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(d.seconds as u64, d.nanos as u32)
+}
+
+/// A `std` duration as a protobuf one.
+pub(crate) fn to_proto_duration(d: Duration) -> pbjson_types::Duration {
+    pbjson_types::Duration {
+        seconds: d.as_secs().min(i64::MAX as u64) as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}

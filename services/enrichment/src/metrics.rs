@@ -1,0 +1,178 @@
+//! Prometheus metrics of the enrichment service, registered once in the runtime's registry.
+//!
+//! Labels are fixed words (outcome, reason, upstream name), never caller tokens, event content
+//! or endpoint URLs. Counters get `_total` appended by the registry.
+
+use std::{sync::LazyLock, time::Duration};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+};
+
+/// Events accepted (durably queued for every sink).
+pub const ACCEPTED: &str = "enrichment_accepted_events";
+/// Events rejected as invalid.
+pub const REJECTED: &str = "enrichment_rejected_events";
+/// Batches answered RETRY, by reason.
+pub const RETRIED: &str = "enrichment_retried_batches";
+/// Events exported DEGRADED because attribution was unavailable.
+pub const DEGRADED: &str = "enrichment_degraded";
+/// Events exported again, attributed, with revision 2.
+pub const REATTRIBUTED: &str = "enrichment_reattributed";
+/// Degraded events not queued for re-attribution (log full with `when_full: keep_degraded`, or re-attribution off).
+pub const REATTRIBUTE_SKIPPED: &str = "enrichment_reattribute_skipped";
+/// Bytes waiting in the re-attribution log.
+pub const REATTRIBUTE_BACKLOG: &str = "enrichment_reattribute_backlog_bytes";
+/// Seconds from receiving a batch to acknowledging it.
+pub const ACK_LATENCY: &str = "enrichment_ack_latency_seconds";
+/// Batches being processed.
+pub const IN_FLIGHT: &str = "enrichment_in_flight_batches";
+/// Open streams to each upstream.
+pub const UPSTREAM_STREAMS: &str = "enrichment_upstream_streams";
+/// Stream (re)connection attempts to each upstream.
+pub const UPSTREAM_RECONNECTS: &str = "enrichment_upstream_reconnects";
+/// Seconds from sending a batch upstream to its answer.
+pub const UPSTREAM_LATENCY: &str = "enrichment_upstream_batch_seconds";
+
+/// Label: why a batch was answered RETRY.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `rate_limit`, `in_flight`, `export`, `reattribute_full`, `shutdown`.
+    pub reason: &'static str,
+}
+
+/// Label: which upstream.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabel {
+    /// `attribution` or `export`.
+    pub upstream: &'static str,
+}
+
+/// The metrics.
+pub struct Metrics {
+    /// See [`ACCEPTED`].
+    pub accepted: Counter,
+    /// See [`REJECTED`].
+    pub rejected: Counter,
+    /// See [`RETRIED`].
+    pub retried: Family<ReasonLabel, Counter>,
+    /// See [`DEGRADED`].
+    pub degraded: Counter,
+    /// See [`REATTRIBUTED`].
+    pub reattributed: Counter,
+    /// See [`REATTRIBUTE_SKIPPED`].
+    pub reattribute_skipped: Counter,
+    /// See [`REATTRIBUTE_BACKLOG`].
+    pub reattribute_backlog: Gauge,
+    /// See [`ACK_LATENCY`].
+    pub ack_latency: Histogram,
+    /// See [`IN_FLIGHT`].
+    pub in_flight: Gauge,
+    /// See [`UPSTREAM_STREAMS`].
+    pub upstream_streams: Family<UpstreamLabel, Gauge>,
+    /// See [`UPSTREAM_RECONNECTS`].
+    pub upstream_reconnects: Family<UpstreamLabel, Counter>,
+    /// See [`UPSTREAM_LATENCY`].
+    pub upstream_latency: Family<UpstreamLabel, Histogram>,
+}
+
+fn buckets() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
+}
+
+/// The process-wide metrics of this crate.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    use attackmesh_runtime::metrics::register;
+    let m = Metrics {
+        accepted: Counter::default(),
+        rejected: Counter::default(),
+        retried: Family::default(),
+        degraded: Counter::default(),
+        reattributed: Counter::default(),
+        reattribute_skipped: Counter::default(),
+        reattribute_backlog: Gauge::default(),
+        ack_latency: buckets(),
+        in_flight: Gauge::default(),
+        upstream_streams: Family::default(),
+        upstream_reconnects: Family::default(),
+        upstream_latency: Family::new_with_constructor(buckets),
+    };
+    register(
+        ACCEPTED,
+        "Events accepted and durably queued for every sink",
+        m.accepted.clone(),
+    );
+    register(REJECTED, "Events rejected as invalid", m.rejected.clone());
+    register(RETRIED, "Batches answered RETRY, by reason", m.retried.clone());
+    register(
+        DEGRADED,
+        "Events exported DEGRADED because attribution was unavailable",
+        m.degraded.clone(),
+    );
+    register(
+        REATTRIBUTED,
+        "Degraded events exported again, attributed, with revision 2",
+        m.reattributed.clone(),
+    );
+    register(
+        REATTRIBUTE_SKIPPED,
+        "Degraded events not queued for re-attribution",
+        m.reattribute_skipped.clone(),
+    );
+    register(
+        REATTRIBUTE_BACKLOG,
+        "Bytes waiting in the re-attribution log",
+        m.reattribute_backlog.clone(),
+    );
+    register(
+        ACK_LATENCY,
+        "Seconds from receiving a batch to acknowledging it",
+        m.ack_latency.clone(),
+    );
+    register(IN_FLIGHT, "Ingest batches being processed", m.in_flight.clone());
+    register(
+        UPSTREAM_STREAMS,
+        "Open streams to each upstream service",
+        m.upstream_streams.clone(),
+    );
+    register(
+        UPSTREAM_RECONNECTS,
+        "Stream connection attempts to each upstream service",
+        m.upstream_reconnects.clone(),
+    );
+    register(
+        UPSTREAM_LATENCY,
+        "Seconds from sending a batch upstream to its answer",
+        m.upstream_latency.clone(),
+    );
+    m
+});
+
+/// Counts a batch answered RETRY.
+pub(crate) fn retried(reason: &'static str) {
+    METRICS.retried.get_or_create(&ReasonLabel { reason }).inc();
+}
+
+pub(crate) fn upstream_streams(upstream: &'static str, open: usize) {
+    METRICS
+        .upstream_streams
+        .get_or_create(&UpstreamLabel { upstream })
+        .set(open as i64);
+}
+
+pub(crate) fn upstream_reconnect(upstream: &'static str) {
+    METRICS
+        .upstream_reconnects
+        .get_or_create(&UpstreamLabel { upstream })
+        .inc();
+}
+
+pub(crate) fn upstream_latency(upstream: &'static str, elapsed: Duration) {
+    METRICS
+        .upstream_latency
+        .get_or_create(&UpstreamLabel { upstream })
+        .observe(elapsed.as_secs_f64());
+}

@@ -1,0 +1,280 @@
+//! The path every detection takes, whichever door it came in by (gRPC `Ingest`, `Enrich`, or
+//! Falco over HTTP): validate → attribute (or degrade) → export durably → (queue degraded events
+//! for re-attribution) → answer.
+//!
+//! A batch is answered DURABLE only after export acknowledged it and, for degraded events, after
+//! the re-attribution log holds them on disk. Any other outcome is RETRY: the detector resends,
+//! and `event_id` makes that safe. Invalid events are rejected one by one and never reach
+//! attribution; the others go on. This module holds no socket and no stream state.
+
+use std::{collections::HashMap, sync::Arc, time::Instant};
+
+use attackmesh::proto::{
+    AckStatus, AttributeRequest, AttributionStatus, DetectionEvent, EnrichedEvent, EventRejection, IngestResponse,
+};
+use attackmesh_runtime::telemetry;
+use tracing::Instrument as _;
+
+use crate::{
+    admission::{Admission, Permit, Refused},
+    attribute::Attributor,
+    config::{EnrichmentConfig, WhenFull},
+    error::Error,
+    export::{Exported, Exporter, to_proto_duration},
+    metrics::{self, METRICS},
+    reattribute::ReattributeLog,
+    upstream::link::LinkError,
+};
+
+/// Revision of a first enrichment.
+const FIRST_REVISION: u32 = 1;
+
+/// What a delivered batch came to.
+#[derive(Debug, Default)]
+pub(crate) struct Delivered {
+    /// Events export refused, by index in the batch given to [`Pipeline::deliver`].
+    pub(crate) rejections: Vec<EventRejection>,
+    /// The events as exported, when asked for.
+    pub(crate) enriched: Vec<EnrichedEvent>,
+}
+
+/// Everything a batch needs on its way through.
+pub(crate) struct Pipeline {
+    pub(crate) attributor: Arc<Attributor>,
+    pub(crate) exporter: Arc<Exporter>,
+    pub(crate) log: Option<ReattributeLog>,
+    pub(crate) admission: Admission,
+    pub(crate) when_full: WhenFull,
+    pub(crate) reattribute: bool,
+}
+
+impl Pipeline {
+    /// Assembles the pipeline from its parts.
+    pub(crate) fn new(
+        config: &EnrichmentConfig,
+        attributor: Arc<Attributor>,
+        exporter: Arc<Exporter>,
+        log: Option<ReattributeLog>,
+    ) -> Self {
+        Self {
+            attributor,
+            exporter,
+            log,
+            admission: Admission::new(&config.ingest, &config.rate_limits),
+            when_full: config.reattribute.when_full,
+            reattribute: config.reattribute.enabled,
+        }
+    }
+
+    /// Takes room for a batch, or says why not (see [`Admission::admit`]).
+    pub(crate) fn admit(&self, caller: &str, events: usize, bytes: usize) -> Result<Permit, Refused> {
+        let result = self.admission.admit(caller, events, bytes);
+        if let Err(refused) = &result {
+            metrics::retried(refused.reason);
+        }
+        result
+    }
+
+    /// Validates, enriches and exports one detector batch, and builds its acknowledgement.
+    /// `_permit` is held until the answer is ready.
+    pub(crate) async fn ingest(
+        &self,
+        caller: &str,
+        batch_id: u64,
+        events: Vec<DetectionEvent>,
+        trace_context: HashMap<String, String>,
+        _permit: Permit,
+    ) -> IngestResponse {
+        let started = Instant::now();
+        METRICS.in_flight.inc();
+        let span = tracing::info_span!("ingest_batch", caller, batch_id, events = events.len());
+        telemetry::set_parent_from_map(&span, &trace_context);
+        let response = self
+            .ingest_inner(batch_id, events, trace_context)
+            .instrument(span)
+            .await;
+        METRICS.in_flight.dec();
+        METRICS.ack_latency.observe(started.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn ingest_inner(
+        &self,
+        batch_id: u64,
+        events: Vec<DetectionEvent>,
+        trace_context: HashMap<String, String>,
+    ) -> IngestResponse {
+        let (valid, positions, mut rejections) = validate(events);
+        METRICS.rejected.inc_by(rejections.len() as u64);
+        let mut response = IngestResponse {
+            batch_id,
+            status: AckStatus::Durable as i32,
+            ..Default::default()
+        };
+        if !valid.is_empty() {
+            let count = valid.len();
+            match self.deliver(valid, trace_context, false).await {
+                Ok(delivered) => {
+                    METRICS.rejected.inc_by(delivered.rejections.len() as u64);
+                    response.accepted = (count - delivered.rejections.len()) as u32;
+                    rejections.extend(delivered.rejections.into_iter().map(|mut r| {
+                        r.index = positions.get(r.index as usize).copied().unwrap_or(r.index);
+                        r
+                    }));
+                    rejections.sort_by_key(|r| r.index);
+                }
+                Err(error) => return retry_response(batch_id, error),
+            }
+        }
+        METRICS.accepted.inc_by(u64::from(response.accepted));
+        response.rejected = rejections.len() as u32;
+        response.rejections = rejections;
+        response
+    }
+
+    /// Attributes and exports valid events; `Ok` once export holds them durably (and the
+    /// re-attribution log holds the degraded ones), [`Error::Retry`] otherwise.
+    pub(crate) async fn deliver(
+        &self,
+        events: Vec<DetectionEvent>,
+        trace_context: HashMap<String, String>,
+        keep: bool,
+    ) -> Result<Delivered, Error> {
+        // One detector batch is one trace: the batch's span (child of the detector's context)
+        // travels to attribution and export; without a tracer, the detector's context does.
+        let mut trace = telemetry::inject_map();
+        if trace.is_empty() {
+            trace = trace_context;
+        }
+        let attributed = self.attributor.attribute(events, &trace).await;
+        let degraded_bytes: usize = attributed
+            .iter()
+            .filter(|(_, a)| a.status == AttributionStatus::Degraded as i32)
+            .map(|(d, _)| prost::Message::encoded_len(d))
+            .sum();
+        let queue = match (&self.log, degraded_bytes) {
+            (_, 0) => None,
+            (Some(log), bytes) if log.has_room(bytes as u64 + 64) => Some(log),
+            (Some(_), _) if self.when_full == WhenFull::Retry => {
+                metrics::retried("reattribute_full");
+                return Err(Error::Retry {
+                    after: std::time::Duration::from_secs(5),
+                    message: "attribution is unavailable and the re-attribution backlog is full".into(),
+                });
+            }
+            _ => None,
+        };
+        let mut degraded = Vec::new();
+        let enriched: Vec<EnrichedEvent> = attributed
+            .into_iter()
+            .enumerate()
+            .map(|(i, (detection, attribution))| {
+                if attribution.status == AttributionStatus::Degraded as i32 {
+                    degraded.push((i as u32, queue.is_some().then(|| detection.clone())));
+                }
+                attackmesh_attribution::enriched_event(detection, attribution, FIRST_REVISION)
+            })
+            .collect();
+        let (enriched, result) = self.exporter.export(enriched, &trace).await;
+        let rejections = match result {
+            Ok(Exported::Durable(rejections)) => rejections,
+            Ok(Exported::Retry { after, message }) => {
+                metrics::retried("export");
+                return Err(Error::Retry { after, message });
+            }
+            Err(LinkError::Unavailable(message)) => {
+                metrics::retried("export");
+                return Err(Error::Retry {
+                    after: std::time::Duration::from_secs(1),
+                    message,
+                });
+            }
+            Err(LinkError::Stopped) => return Err(Error::Unavailable("enrichment is shutting down".into())),
+        };
+        let refused = |i: u32| rejections.iter().any(|r| r.index == i);
+        let degraded: Vec<(u32, Option<DetectionEvent>)> = degraded.into_iter().filter(|(i, _)| !refused(*i)).collect();
+        if !degraded.is_empty() {
+            METRICS.degraded.inc_by(degraded.len() as u64);
+            match queue {
+                Some(log) => {
+                    let events = degraded.into_iter().filter_map(|(_, d)| d).collect();
+                    log.append(AttributeRequest {
+                        batch_id: 0,
+                        events,
+                        trace_context: trace,
+                    })
+                    .await?;
+                }
+                None => {
+                    if self.reattribute {
+                        tracing::warn!(
+                            events = degraded.len(),
+                            "re-attribution backlog full; events stay DEGRADED"
+                        );
+                    }
+                    METRICS.reattribute_skipped.inc_by(degraded.len() as u64);
+                }
+            }
+        }
+        Ok(Delivered {
+            rejections,
+            enriched: if keep { enriched } else { Vec::new() },
+        })
+    }
+}
+
+/// Splits a batch into valid events (with ids filled in) and rejections; `positions[i]` is the
+/// index in the batch of the i-th valid event.
+pub(crate) fn validate(events: Vec<DetectionEvent>) -> (Vec<DetectionEvent>, Vec<u32>, Vec<EventRejection>) {
+    let mut valid = Vec::with_capacity(events.len());
+    let mut positions = Vec::with_capacity(events.len());
+    let mut rejections = Vec::new();
+    for (index, mut event) in events.into_iter().enumerate() {
+        attackmesh::validate::prepare_detection(&mut event);
+        match attackmesh::validate::detection_event(&event) {
+            Ok(()) => {
+                valid.push(event);
+                positions.push(index as u32);
+            }
+            Err(violations) => rejections.push(EventRejection {
+                index: index as u32,
+                event_id: event.event_id,
+                violations,
+            }),
+        }
+    }
+    (valid, positions, rejections)
+}
+
+/// A RETRY acknowledgement for `error`.
+pub(crate) fn retry_response(batch_id: u64, error: Error) -> IngestResponse {
+    let (after, message) = match error {
+        Error::Retry { after, message } | Error::Exhausted { after, message } => (after, message),
+        Error::Unavailable(message) => (std::time::Duration::from_secs(1), message),
+        other => {
+            tracing::error!(error = %other, batch_id, "batch failed; asking the detector to retry");
+            (
+                std::time::Duration::from_secs(1),
+                "enrichment failed; retry later".to_owned(),
+            )
+        }
+    };
+    IngestResponse {
+        batch_id,
+        status: AckStatus::Retry as i32,
+        retry_after: Some(to_proto_duration(after)),
+        message,
+        ..Default::default()
+    }
+}
+
+/// A RETRY acknowledgement for a refused admission.
+pub(crate) fn refused_response(batch_id: u64, refused: Refused) -> IngestResponse {
+    retry_response(
+        batch_id,
+        Error::Retry {
+            after: refused.after,
+            message: refused.message,
+        },
+    )
+}

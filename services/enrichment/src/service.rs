@@ -1,0 +1,254 @@
+//! The gRPC `IngestService`: detector streams (`Ingest`) and manual enrichment (`Enrich`).
+//!
+//! Each `Ingest` stream is served by one task that reads batches, admits or refuses each one
+//! at once, runs admitted batches concurrently, and answers strictly in request order. A stream
+//! holds at most `max_in_flight_batches_per_stream` batches in processing; batches beyond that,
+//! or beyond the global limits or the caller's rate, are answered RETRY right away. When the
+//! answers are not read the task stops reading requests, so a slow reader cannot make it buffer.
+//! Authentication and roles are checked by the runtime's tower layer before any of this runs.
+
+use std::{pin::Pin, sync::Arc};
+
+use attackmesh::proto::{
+    EnrichRequest, EnrichResponse, IngestRequest, IngestResponse,
+    ingest_service_server::{IngestService, IngestServiceServer},
+};
+use attackmesh_runtime::{auth, telemetry};
+use futures::{Stream, StreamExt, stream::FuturesOrdered};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
+
+use crate::{
+    config::IngestLimits,
+    error::Error,
+    pipeline::{Pipeline, refused_response, retry_response},
+};
+
+/// What the service shares with every stream and with the HTTP endpoint.
+pub struct IngestState {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) limits: IngestLimits,
+    pub(crate) streams: Arc<Semaphore>,
+    /// Cancelled when the service starts draining: streams take no new batches.
+    pub(crate) draining: CancellationToken,
+}
+
+impl IngestState {
+    pub(crate) fn new(pipeline: Pipeline, limits: IngestLimits, draining: CancellationToken) -> Self {
+        Self {
+            pipeline,
+            streams: Arc::new(Semaphore::new(limits.max_streams)),
+            limits,
+            draining,
+        }
+    }
+}
+
+/// Implementation of `attackmesh.v1.IngestService`.
+pub struct IngestApi {
+    state: Arc<IngestState>,
+}
+
+/// The tonic service for `state`, accepting and sending gzip.
+pub fn grpc_service(state: Arc<IngestState>) -> IngestServiceServer<IngestApi> {
+    let max = state.limits.max_message_bytes;
+    IngestServiceServer::new(IngestApi { state })
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max)
+}
+
+type IngestStream = Pin<Box<dyn Stream<Item = Result<IngestResponse, Status>> + Send>>;
+
+fn caller_name<T>(request: &Request<T>) -> Arc<str> {
+    auth::caller(request)
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| Arc::from("anonymous"))
+}
+
+#[tonic::async_trait]
+impl IngestService for IngestApi {
+    type IngestStream = IngestStream;
+
+    async fn ingest(&self, request: Request<Streaming<IngestRequest>>) -> Result<Response<IngestStream>, Status> {
+        if self.state.draining.is_cancelled() {
+            return Err(Error::Unavailable("enrichment is shutting down; reconnect to another replica".into()).into());
+        }
+        let caller = caller_name(&request);
+        let permit = self
+            .state
+            .streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Exhausted {
+                after: std::time::Duration::from_secs(1),
+                message: format!(
+                    "at most {} ingest streams are served at once",
+                    self.state.limits.max_streams
+                ),
+            })?;
+        let (tx, rx) = mpsc::channel(self.state.limits.max_in_flight_batches_per_stream + 1);
+        let state = self.state.clone();
+        let inbound = request.into_inner();
+        let span = tracing::info_span!("ingest_stream", caller = %caller);
+        tokio::spawn(
+            async move {
+                run_stream(&state, &caller, inbound, tx).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn enrich(&self, request: Request<EnrichRequest>) -> Result<Response<EnrichResponse>, Status> {
+        let caller = caller_name(&request);
+        let mut trace = std::collections::HashMap::new();
+        opentelemetry_inject(&request, &mut trace);
+        let Some(mut event) = request.into_inner().event else {
+            return Err(Error::invalid("event", "is required").into());
+        };
+        attackmesh::validate::prepare_detection(&mut event);
+        if let Err(violations) = attackmesh::validate::detection_event(&event) {
+            return Err(attackmesh::validate::to_status("event", &violations));
+        }
+        let bytes = prost::Message::encoded_len(&event);
+        let _permit = self.state.pipeline.admit(&caller, 1, bytes).map_err(|r| Error::Retry {
+            after: r.after,
+            message: r.message,
+        })?;
+        let span = tracing::info_span!("enrich", caller = %caller, event_id = %event.event_id);
+        telemetry::set_parent_from_map(&span, &trace);
+        let delivered = self
+            .state
+            .pipeline
+            .deliver(vec![event], trace, true)
+            .instrument(span)
+            .await?;
+        if let Some(rejection) = delivered.rejections.into_iter().next() {
+            return Err(attackmesh::validate::to_status("event", &rejection.violations));
+        }
+        let event = delivered.enriched.into_iter().next();
+        Ok(Response::new(EnrichResponse { event }))
+    }
+}
+
+/// Copies a W3C context from the request's metadata into a `trace_context` map.
+fn opentelemetry_inject<T>(request: &Request<T>, map: &mut std::collections::HashMap<String, String>) {
+    for key in ["traceparent", "tracestate"] {
+        if let Some(value) = request.metadata().get(key).and_then(|v| v.to_str().ok()) {
+            map.insert(key.to_owned(), value.to_owned());
+        }
+    }
+}
+
+type Answer = Pin<Box<dyn std::future::Future<Output = (IngestResponse, bool)> + Send>>;
+
+/// Serves one `Ingest` stream until the detector closes it (answering everything taken) or it
+/// breaks.
+async fn run_stream(
+    state: &Arc<IngestState>,
+    caller: &Arc<str>,
+    mut inbound: Streaming<IngestRequest>,
+    tx: mpsc::Sender<Result<IngestResponse, Status>>,
+) {
+    let per_stream = state.limits.max_in_flight_batches_per_stream;
+    // Answers waiting their turn, processing or not; refusals are cheap but still bounded.
+    let max_pending = per_stream * 2 + 1;
+    let mut pending: FuturesOrdered<Answer> = FuturesOrdered::new();
+    let mut processing = 0usize;
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some((answer, processed)) = pending.next(), if !pending.is_empty() => {
+                if processed {
+                    processing -= 1;
+                }
+                if tx.send(Ok(answer)).await.is_err() {
+                    return;
+                }
+            }
+            () = state.draining.cancelled(), if reading => reading = false,
+            message = inbound.message(), if reading && pending.len() < max_pending => match message {
+                Ok(Some(batch)) => {
+                    if batch.events.len() > state.limits.max_batch_events {
+                        let error = Error::invalid(
+                            "events",
+                            format!("at most {} events per batch, got {}", state.limits.max_batch_events, batch.events.len()),
+                        );
+                        let _ = tx.send(Err(error.into())).await;
+                        return;
+                    }
+                    let admitted = processing < per_stream;
+                    pending.push_back(admit(state, caller, batch, admitted));
+                    if admitted {
+                        processing += 1;
+                    }
+                }
+                Ok(None) => reading = false,
+                Err(status) => {
+                    tracing::debug!(code = ?status.code(), message = status.message(), "ingest stream ended by the detector");
+                    return;
+                }
+            },
+            else => break,
+        }
+        if !reading && pending.is_empty() {
+            break;
+        }
+    }
+    if state.draining.is_cancelled() {
+        let _ = tx
+            .send(Err(Error::Unavailable(
+                "enrichment is shutting down; reconnect to resend unacknowledged batches".into(),
+            )
+            .into()))
+            .await;
+    }
+}
+
+/// Starts processing an admitted batch, or answers RETRY at once; the bool says whether the
+/// answer comes from processing (and so counts against the stream's in-flight limit).
+fn admit(state: &Arc<IngestState>, caller: &Arc<str>, batch: IngestRequest, room_on_stream: bool) -> Answer {
+    let batch_id = batch.batch_id;
+    if !room_on_stream {
+        crate::metrics::retried("in_flight");
+        let answer = retry_response(
+            batch_id,
+            Error::Retry {
+                after: state.limits.retry_after,
+                message: format!(
+                    "at most {} batches may be unacknowledged on one stream",
+                    state.limits.max_in_flight_batches_per_stream
+                ),
+            },
+        );
+        return Box::pin(std::future::ready((answer, false)));
+    }
+    let bytes = prost::Message::encoded_len(&batch);
+    match state.pipeline.admit(caller, batch.events.len(), bytes) {
+        Err(refused) => Box::pin(std::future::ready((refused_response(batch_id, refused), true))),
+        Ok(permit) => {
+            let state = state.clone();
+            let caller = caller.clone();
+            let task = tokio::spawn(async move {
+                state
+                    .pipeline
+                    .ingest(&caller, batch_id, batch.events, batch.trace_context, permit)
+                    .await
+            });
+            Box::pin(async move {
+                let answer = match task.await {
+                    Ok(answer) => answer,
+                    Err(error) => retry_response(batch_id, Error::Rpc(format!("batch task failed: {error}"))),
+                };
+                (answer, true)
+            })
+        }
+    }
+}

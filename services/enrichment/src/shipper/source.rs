@@ -1,0 +1,217 @@
+//! Reading one file on a blocking thread: parse records from a start point, report each as an
+//! [`Item`] with its offsets, and in follow mode wait for more data, noticing rotation and
+//! truncation. The channel it sends on is bounded, so a slow ingest service slows the reading
+//! down instead of filling memory.
+
+use std::{
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use attackmesh::{
+    formats::{Format, ParseState, Reader, open_path, open_path_at},
+    proto::DetectionEvent,
+};
+use tokio::sync::mpsc;
+
+use super::checkpoint::{Checkpoint, Checkpoints};
+use crate::error::Error;
+
+/// What the reader of file `file` found.
+#[derive(Debug)]
+pub(crate) enum Item {
+    /// A record that parsed to an event.
+    Event {
+        file: usize,
+        line: u64,
+        end_offset: u64,
+        event: Box<DetectionEvent>,
+    },
+    /// A record that did not parse.
+    Rejected {
+        file: usize,
+        line: u64,
+        end_offset: u64,
+        reason: String,
+    },
+    /// A line without an event (blank, header); `state` is the parser state after it (Zeek).
+    Skip {
+        file: usize,
+        line: u64,
+        end_offset: u64,
+        state: Option<ParseState>,
+    },
+    /// No more data for now (follow mode): flush what is pending.
+    Idle { file: usize },
+    /// The file was replaced or truncated; records from here on belong to `inode` from offset 0.
+    Reset { file: usize, inode: u64 },
+    /// The file is finished (or could not be read further).
+    Done { file: usize, error: Option<String> },
+}
+
+/// Where shipping of `path` starts: its checkpoint when it still matches the file, else the start.
+pub(crate) fn start_point(path: &Path, checkpoints: Option<&Checkpoints>) -> Result<Checkpoint, Error> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let fresh = Checkpoint {
+        path: path.to_owned(),
+        inode: meta.ino(),
+        offset: 0,
+        line: 0,
+        state: ParseState::new(path.to_string_lossy()),
+    };
+    let Some(saved) = checkpoints.map(|c| c.load(path)).transpose()?.flatten() else {
+        return Ok(fresh);
+    };
+    if saved.inode != meta.ino() {
+        tracing::info!(path = %path.display(), "file was replaced since its checkpoint; shipping it from the start");
+        return Ok(fresh);
+    }
+    Ok(saved)
+}
+
+/// A file to read.
+pub(crate) struct Source {
+    pub(crate) index: usize,
+    pub(crate) path: PathBuf,
+    pub(crate) start: Checkpoint,
+}
+
+/// Reads `source` on a blocking thread until done, `stop` is set, or the receiver is gone.
+pub(crate) fn spawn(
+    format: Format,
+    source: Source,
+    follow: bool,
+    poll: Duration,
+    tx: mpsc::Sender<Item>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        let file = source.index;
+        let error = read(format, &source, follow, poll, &tx, &stop).err();
+        let _ = tx.blocking_send(Item::Done { file, error });
+    })
+}
+
+fn read(
+    format: Format,
+    source: &Source,
+    follow: bool,
+    poll: Duration,
+    tx: &mpsc::Sender<Item>,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let file = source.index;
+    let path = &source.path;
+    let name = path.to_string_lossy().into_owned();
+    let mut start = source.start.clone();
+    'open: loop {
+        let input = if start.offset == 0 {
+            open_path(path)
+        } else {
+            open_path_at(path, start.offset)
+        };
+        let input = match input {
+            Ok(input) => input,
+            Err(e) if start.offset > 0 => {
+                tracing::warn!(path = %name, error = %e, "cannot resume at the checkpoint; shipping the file from the start");
+                start = Checkpoint {
+                    offset: 0,
+                    line: 0,
+                    state: ParseState::new(&name),
+                    ..start
+                };
+                let _ = tx.blocking_send(Item::Reset {
+                    file,
+                    inode: start.inode,
+                });
+                continue 'open;
+            }
+            Err(e) => return Err(format!("cannot open: {e}")),
+        };
+        let mut reader = Reader::resume(format, input, &name, start.offset, start.state.clone())
+            .with_first_line(start.line + 1)
+            .follow(follow);
+        let mut idle_sent = false;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let Some(record) = reader.next() else {
+                if !follow {
+                    return Ok(());
+                }
+                if !idle_sent {
+                    idle_sent = true;
+                    if tx.blocking_send(Item::Idle { file }).is_err() {
+                        return Ok(());
+                    }
+                }
+                std::thread::sleep(poll);
+                if let Some(inode) = replaced(path, start.inode, reader.offset()) {
+                    tracing::info!(path = %name, "file rotated or truncated; following the new one from its start");
+                    start = Checkpoint {
+                        path: path.clone(),
+                        inode,
+                        offset: 0,
+                        line: 0,
+                        state: ParseState::new(&name),
+                    };
+                    if tx.blocking_send(Item::Reset { file, inode }).is_err() {
+                        return Ok(());
+                    }
+                    continue 'open;
+                }
+                continue;
+            };
+            idle_sent = false;
+            let (line, end_offset) = (record.line, record.end_offset);
+            let item = match record.result {
+                Ok(Some(event)) => Item::Event {
+                    file,
+                    line,
+                    end_offset,
+                    event: Box::new(event),
+                },
+                Ok(None) => Item::Skip {
+                    file,
+                    line,
+                    end_offset,
+                    state: (format == Format::Zeek).then(|| reader.state().clone()),
+                },
+                // A read error completes no line and ends the stream.
+                Err(error) if record.end_offset == record.offset => return Err(error.kind().to_string()),
+                Err(error) => Item::Rejected {
+                    file,
+                    line,
+                    end_offset,
+                    reason: error.kind().to_string(),
+                },
+            };
+            if tx.blocking_send(item).is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The new inode when `path` now names another file, or the same inode when it shrank below
+/// `offset` (truncated in place); `None` when it is the same file.
+fn replaced(path: &Path, inode: u64, offset: u64) -> Option<u64> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.ino() != inode {
+        return Some(meta.ino());
+    }
+    // Gzip offsets count decompressed bytes and cannot be compared with the file size.
+    let gzip = std::fs::File::open(path)
+        .and_then(|mut f| {
+            let mut magic = [0u8; 2];
+            std::io::Read::read_exact(&mut f, &mut magic).map(|()| magic == [0x1f, 0x8b])
+        })
+        .unwrap_or(false);
+    (!gzip && meta.len() < offset).then_some(inode)
+}

@@ -1,0 +1,488 @@
+//! Test harness: attribution, enrichment and siem-export (file sink) as real gRPC services on
+//! 127.0.0.1, each in its own runtime on its own thread so a test can kill one the way a crash
+//! would (every task and socket of it gone at once) and start it again on the same port.
+
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use attackmesh::proto::{
+    AttributionStatus, DetectionEvent, EnrichedEvent, IngestRequest, IngestResponse,
+    ingest_service_client::IngestServiceClient,
+};
+use attackmesh_enrichment::EnrichmentConfig;
+use attackmesh_runtime::{
+    auth::{AuthConfig, Role, TokenEntry, hash_token},
+    config::RuntimeConfig,
+    server::{GrpcServer, ServeOptions},
+};
+use tokio::net::TcpListener;
+use tonic::{Request, transport::Channel};
+
+pub const DETECTOR_TOKEN: &str = "det-token";
+pub const LIMITED_TOKEN: &str = "limited-token";
+pub const ANALYST_TOKEN: &str = "ana-token";
+pub const ADMIN_TOKEN: &str = "adm-token";
+
+/// Every service's auth: a detector, a rate-limited detector, an analyst and an admin (the
+/// identity enrichment uses to call attribution and export).
+pub fn runtime() -> RuntimeConfig {
+    let token = |name: &str, role, token: &str| TokenEntry {
+        name: name.into(),
+        role,
+        sha256: hash_token(token),
+    };
+    RuntimeConfig {
+        auth: AuthConfig {
+            tokens: vec![
+                token("det", Role::Detector, DETECTOR_TOKEN),
+                token("limited", Role::Detector, LIMITED_TOKEN),
+                token("ana", Role::Analyst, ANALYST_TOKEN),
+                token("enrichment", Role::Admin, ADMIN_TOKEN),
+            ],
+            ..Default::default()
+        },
+        shutdown_grace: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
+async fn grpc_server() -> GrpcServer {
+    GrpcServer::new(ServeOptions::from_config(&runtime()).unwrap())
+        .await
+        .unwrap()
+}
+
+/// A service running in a runtime of its own.
+pub struct Proc {
+    pub addr: SocketAddr,
+    pub http: Option<SocketAddr>,
+    kill: Option<tokio::sync::oneshot::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proc {
+    /// Binds `addr` (port 0 for any) and runs `serve(listener, http_listener, shutdown)`.
+    fn start<F, Fut>(addr: SocketAddr, with_http: bool, serve: F) -> Self
+    where
+        F: FnOnce(TcpListener, Option<TcpListener>, tokio::sync::oneshot::Receiver<bool>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (kill, killed) = tokio::sync::oneshot::channel::<bool>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = bind(addr).await;
+                let http = if with_http {
+                    Some(TcpListener::bind("127.0.0.1:0").await.unwrap())
+                } else {
+                    None
+                };
+                ready_tx
+                    .send((
+                        listener.local_addr().unwrap(),
+                        http.as_ref().map(|l| l.local_addr().unwrap()),
+                    ))
+                    .unwrap();
+                serve(listener, http, killed).await;
+            });
+            // Dropping the runtime ends every task and closes every socket, like a crash.
+            rt.shutdown_background();
+        });
+        let (addr, http) = ready_rx.recv().unwrap();
+        Self {
+            addr,
+            http,
+            kill: Some(kill),
+            thread: Some(thread),
+        }
+    }
+
+    /// Ends the service abruptly: no drain, no flush.
+    pub fn kill(mut self) -> SocketAddr {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(true);
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        self.addr
+    }
+
+    /// Stops the service gracefully (drain within its grace period).
+    pub fn stop(mut self) -> SocketAddr {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(false);
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        self.addr
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(true);
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> TcpListener {
+    // A restarted service takes its old port back; the old socket may need a moment to go.
+    for _ in 0..100 {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    panic!("cannot bind {addr}");
+}
+
+/// Runs `serve` until killed (abrupt) or stopped (graceful shutdown future resolves).
+async fn until_killed<Fut>(
+    killed: tokio::sync::oneshot::Receiver<bool>,
+    serve: impl FnOnce(tokio::sync::oneshot::Receiver<()>) -> Fut,
+) where
+    Fut: Future<Output = ()>,
+{
+    let (graceful_tx, graceful_rx) = tokio::sync::oneshot::channel();
+    let serving = serve(graceful_rx);
+    tokio::pin!(serving);
+    tokio::select! {
+        () = &mut serving => {}
+        abrupt = killed => {
+            if abrupt.unwrap_or(true) {
+                return;
+            }
+            let _ = graceful_tx.send(());
+            serving.await;
+        }
+    }
+}
+
+pub fn start_attribution(addr: SocketAddr) -> Proc {
+    Proc::start(addr, false, |listener, _, killed| async move {
+        let server = grpc_server().await;
+        until_killed(killed, |graceful| async move {
+            let config = attackmesh_attribution::AttributionConfig::default();
+            attackmesh_attribution::server::serve(&config, server, listener, async {
+                let _ = graceful.await;
+            })
+            .await
+            .unwrap();
+        })
+        .await;
+    })
+}
+
+pub fn export_config(dir: &Path) -> attackmesh_siem_export::config::SiemExportConfig {
+    let mut config = attackmesh_siem_export::config::SiemExportConfig {
+        data_dir: dir.join("export"),
+        ..Default::default()
+    };
+    config.file.path = Some(sink_path(dir));
+    config
+}
+
+pub fn sink_path(dir: &Path) -> PathBuf {
+    dir.join("sink").join("events.ndjson")
+}
+
+pub fn start_export(addr: SocketAddr, dir: &Path) -> Proc {
+    let config = export_config(dir);
+    Proc::start(addr, false, move |listener, _, killed| async move {
+        let server = grpc_server().await;
+        until_killed(killed, |graceful| async move {
+            attackmesh_siem_export::server::serve(&config, server, listener, async {
+                let _ = graceful.await;
+            })
+            .await
+            .unwrap();
+        })
+        .await;
+    })
+}
+
+/// Enrichment config pointing at `attribution` and `export`, with its data under `dir`.
+pub fn enrichment_config(dir: &Path, attribution: SocketAddr, export: SocketAddr) -> EnrichmentConfig {
+    let token_file = dir.join("enrichment.token");
+    std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
+    let mut config = EnrichmentConfig {
+        data_dir: dir.join("enrichment"),
+        ..Default::default()
+    };
+    config.attribution.endpoints = vec![format!("http://{attribution}")];
+    config.attribution.token_file = Some(token_file.clone());
+    config.attribution.give_up_after = Duration::from_millis(500);
+    config.attribution.connect_timeout = Duration::from_millis(500);
+    config.export.endpoints = vec![format!("http://{export}")];
+    config.export.token_file = Some(token_file);
+    config.export.give_up_after = Duration::from_secs(2);
+    config.rate_limits.detectors.insert(
+        "limited".into(),
+        attackmesh_enrichment::config::RateLimit {
+            events_per_second: 1.0,
+            burst: 5.0,
+        },
+    );
+    config
+}
+
+pub fn start_enrichment(addr: SocketAddr, config: EnrichmentConfig) -> Proc {
+    Proc::start(addr, true, move |listener, http, killed| async move {
+        let server = grpc_server().await;
+        until_killed(killed, |graceful| async move {
+            attackmesh_enrichment::server::serve(&config, server, listener, http, async {
+                let _ = graceful.await;
+            })
+            .await
+            .unwrap();
+        })
+        .await;
+    })
+}
+
+/// The three services with a file sink, all on fresh ports.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub attribution: Option<Proc>,
+    pub export: Option<Proc>,
+    pub enrichment: Proc,
+}
+
+impl Cluster {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut EnrichmentConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let attribution = start_attribution(any);
+        let export = start_export(any, dir.path());
+        let mut config = enrichment_config(dir.path(), attribution.addr, export.addr);
+        adjust(&mut config);
+        let enrichment = start_enrichment(any, config);
+        let cluster = Self {
+            dir,
+            attribution: Some(attribution),
+            export: Some(export),
+            enrichment,
+        };
+        wait_serving(cluster.attribution.as_ref().unwrap().addr).await;
+        wait_serving(cluster.enrichment.addr).await;
+        cluster
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.enrichment.addr)
+    }
+
+    pub fn sink(&self) -> PathBuf {
+        sink_path(self.dir.path())
+    }
+
+    pub async fn ingest_client(&self) -> IngestServiceClient<Channel> {
+        IngestServiceClient::new(channel(self.enrichment.addr).await)
+    }
+}
+
+pub async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Waits until `addr` reports SERVING in gRPC health.
+pub async fn wait_serving(addr: SocketAddr) {
+    wait_health(addr, true).await;
+}
+
+/// Waits until `addr` reports SERVING (`serving`) or NOT_SERVING in gRPC health.
+pub async fn wait_health(addr: SocketAddr, serving: bool) {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let want = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    let mut health = HealthClient::new(channel);
+    for _ in 0..1500 {
+        if let Ok(r) = health.check(HealthCheckRequest { service: String::new() }).await
+            && r.into_inner().status == want as i32
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{addr} never reported {want:?}");
+}
+
+pub fn with_token<T>(message: T, token: &str) -> Request<T> {
+    let mut req = Request::new(message);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+/// A detection from a traffic monitor.
+pub fn port_scan(id: &str, source_ip: &str) -> DetectionEvent {
+    DetectionEvent {
+        event_id: id.into(),
+        timestamp: Some(chrono::Utc::now().into()),
+        source_service: "netmon-01".into(),
+        detector_kind: attackmesh::proto::DetectorKind::TrafficMonitor as i32,
+        event_type: "port_scan".into(),
+        source: Some(attackmesh::proto::Endpoint {
+            ip: source_ip.into(),
+            ..Default::default()
+        }),
+        destination: Some(attackmesh::proto::Endpoint {
+            ip: "10.0.0.5".into(),
+            port: 22,
+            ..Default::default()
+        }),
+        severity: attackmesh::proto::Severity::Medium as i32,
+        description: "SYN scan of 1000 ports".into(),
+        technique_hints: vec!["T1046".into()],
+        ..Default::default()
+    }
+}
+
+/// Sends `batches` on one stream and returns the answers.
+pub async fn ingest(
+    client: &mut IngestServiceClient<Channel>,
+    token: &str,
+    batches: Vec<IngestRequest>,
+) -> Result<Vec<IngestResponse>, tonic::Status> {
+    let count = batches.len();
+    let mut answers = client
+        .ingest(with_token(tokio_stream::iter(batches), token))
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while out.len() < count {
+        match answers.message().await? {
+            Some(answer) => out.push(answer),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Every line of the sink file (and its rotations), decoded.
+pub fn sink_events(path: &Path) -> Vec<EnrichedEvent> {
+    let Some(dir) = path.parent() else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            out.push(attackmesh::json::from_json::<EnrichedEvent>(line).unwrap());
+        }
+    }
+    out
+}
+
+/// The latest revision of every event in the sink, by id.
+pub fn latest(events: &[EnrichedEvent]) -> BTreeMap<String, EnrichedEvent> {
+    let mut map: BTreeMap<String, EnrichedEvent> = BTreeMap::new();
+    for ev in events {
+        match map.get(&ev.event_id) {
+            Some(have) if have.revision >= ev.revision => {}
+            _ => {
+                map.insert(ev.event_id.clone(), ev.clone());
+            }
+        }
+    }
+    map
+}
+
+/// Waits until the sink holds every id in `ids` and `done` holds for the latest revisions.
+pub async fn wait_for_sink(
+    path: &Path,
+    ids: &std::collections::BTreeSet<String>,
+    done: impl Fn(&BTreeMap<String, EnrichedEvent>) -> bool,
+) -> Vec<EnrichedEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let events = sink_events(path);
+        let map = latest(&events);
+        if ids.iter().all(|id| map.contains_key(id)) && done(&map) {
+            return events;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let missing: Vec<_> = ids.iter().filter(|id| !map.contains_key(*id)).take(5).collect();
+            panic!(
+                "sink never got everything: {} of {} ids present, e.g. missing {missing:?}",
+                ids.iter().filter(|id| map.contains_key(*id)).count(),
+                ids.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Event ids the parsers derive from the records of `path`, with how many records carry each
+/// (byte-identical lines are one event logged twice and share an id).
+pub fn expected_records(format: attackmesh::formats::Format, path: &Path) -> BTreeMap<String, usize> {
+    let input = attackmesh::formats::open_path(path).unwrap();
+    let mut out = BTreeMap::new();
+    for event in
+        attackmesh::formats::Reader::new(format, input, path.to_string_lossy()).filter_map(|r| r.result.ok().flatten())
+    {
+        *out.entry(event.event_id).or_insert(0) += 1;
+    }
+    out
+}
+
+pub fn is_degraded(ev: &EnrichedEvent) -> bool {
+    ev.attribution_status == AttributionStatus::Degraded as i32
+}
+
+/// `attackmesh_<name>` from the process's metrics.
+pub fn metric(name: &str) -> f64 {
+    let text = attackmesh_runtime::metrics::render();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("attackmesh_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub fn counts(events: &[EnrichedEvent]) -> HashMap<(String, u32), usize> {
+    let mut map = HashMap::new();
+    for ev in events {
+        *map.entry((ev.event_id.clone(), ev.revision)).or_insert(0) += 1;
+    }
+    map
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+/// `../shared/data` of the checkout, when present.
+pub fn shared_data() -> Option<PathBuf> {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
+    dir.is_dir().then(|| dir.to_owned())
+}

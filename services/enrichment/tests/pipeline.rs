@@ -1,0 +1,281 @@
+//! Detector → enrichment → attribution → siem-export (file sink), over real gRPC on 127.0.0.1:
+//! what a detector author and a SOC engineer see.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{collections::BTreeSet, time::Duration};
+
+use attackmesh::{
+    formats::Format,
+    proto::{AckStatus, AttributionStatus, EnrichRequest, IngestRequest},
+};
+use attackmesh_enrichment::shipper::{ShipOptions, ship};
+use common::*;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+async fn ship_files(
+    cluster: &Cluster,
+    format: Format,
+    paths: Vec<std::path::PathBuf>,
+) -> attackmesh_enrichment::shipper::Summary {
+    let mut options = ShipOptions::new(format, paths, cluster.endpoint());
+    options.token = Some(DETECTOR_TOKEN.into());
+    options.batch = 16;
+    options.checkpoint_dir = Some(cluster.dir.path().join("checkpoints"));
+    ship(options, CancellationToken::new()).await.unwrap()
+}
+
+/// Ships every file and checks that each record arrives enriched exactly once.
+async fn ship_and_check(cluster: &Cluster, files: &[(Format, Vec<std::path::PathBuf>)]) {
+    let mut records = std::collections::BTreeMap::new();
+    for (format, paths) in files {
+        for path in paths {
+            for (id, n) in expected_records(*format, path) {
+                *records.entry(id).or_insert(0) += n;
+            }
+        }
+        let summary = ship_files(cluster, *format, paths.clone()).await;
+        assert!(!summary.interrupted);
+    }
+    assert!(!records.is_empty());
+    let ids: BTreeSet<String> = records.keys().cloned().collect();
+    let events = wait_for_sink(&cluster.sink(), &ids, |_| true).await;
+    let counts = counts(&events);
+    for (id, n) in &records {
+        assert_eq!(
+            counts.get(&(id.clone(), 1)),
+            Some(n),
+            "every record of event {id} delivered exactly once"
+        );
+    }
+    let latest = latest(&events);
+    assert_eq!(
+        latest.len(),
+        ids.len(),
+        "nothing but the shipped records reached the sink"
+    );
+    for ev in latest.values() {
+        assert_ne!(
+            ev.attribution_status,
+            AttributionStatus::Degraded as i32,
+            "{}",
+            ev.event_id
+        );
+        assert!(!ev.attack_version.is_empty());
+        assert!(ev.enriched_at.is_some());
+    }
+    let attributed = latest
+        .values()
+        .filter(|e| e.attribution_status == AttributionStatus::Ok as i32)
+        .count();
+    assert!(attributed > 0, "some records map to techniques");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_samples_arrive_enriched_exactly_once() {
+    let cluster = Cluster::start().await;
+    ship_and_check(
+        &cluster,
+        &[
+            (Format::SuricataEve, vec![fixture("suricata.eve.ndjson")]),
+            (Format::Zeek, vec![fixture("zeek/notice.log"), fixture("zeek/dns.log")]),
+            (Format::Cowrie, vec![fixture("cowrie.json")]),
+        ],
+    )
+    .await;
+    // Shipping the same files again sends nothing: the checkpoints cover them.
+    let summary = ship_files(&cluster, Format::Cowrie, vec![fixture("cowrie.json")]).await;
+    assert_eq!(summary.progress.accepted, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_samples_arrive_enriched_exactly_once() {
+    let Some(data) = shared_data() else {
+        eprintln!("skipping: ../shared/data is not present (the committed fixtures cover the same path)");
+        return;
+    };
+    let samples = data.join("samples");
+    let suricata: Vec<_> = ["first-org-conf-2015", "honeypot-2018", "wrccdc-2017"]
+        .iter()
+        .map(|n| samples.join(format!("suricata/{n}.eve.ndjson")))
+        .collect();
+    let zeek: Vec<_> = [
+        "conn", "dns", "http", "notice", "ssl", "weird", "files", "x509", "smtp", "ftp", "dhcp",
+    ]
+    .iter()
+    .map(|n| samples.join(format!("zeek/zat-0.4.9/{n}.log")))
+    .collect();
+    let cluster = Cluster::start().await;
+    ship_and_check(
+        &cluster,
+        &[
+            (Format::SuricataEve, suricata),
+            (Format::Zeek, zeek),
+            (Format::Cowrie, vec![samples.join("cowrie/cowrie_local_session.json")]),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_event_is_rejected_alone_and_its_batch_delivered() {
+    let cluster = Cluster::start().await;
+    let mut client = cluster.ingest_client().await;
+    let mut bad = port_scan("bad-1", "999.1.1.1");
+    bad.technique_hints.push("TA0001".into());
+    let batch = IngestRequest {
+        batch_id: 7,
+        events: vec![
+            port_scan("good-1", "203.0.113.7"),
+            bad,
+            port_scan("good-2", "203.0.113.8"),
+        ],
+        trace_context: [(
+            "traceparent".to_owned(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+        )]
+        .into(),
+    };
+    let answers = ingest(&mut client, DETECTOR_TOKEN, vec![batch]).await.unwrap();
+    let ack = &answers[0];
+    assert_eq!(ack.batch_id, 7);
+    assert_eq!(ack.status, AckStatus::Durable as i32);
+    assert_eq!((ack.accepted, ack.rejected), (2, 1));
+    let rejection = &ack.rejections[0];
+    assert_eq!((rejection.index, rejection.event_id.as_str()), (1, "bad-1"));
+    let fields: Vec<&str> = rejection.violations.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(fields, ["source.ip", "technique_hints[1]"]);
+
+    let ids: BTreeSet<String> = ["good-1", "good-2"].map(String::from).into();
+    let events = wait_for_sink(&cluster.sink(), &ids, |_| true).await;
+    assert!(
+        events.iter().all(|e| e.event_id != "bad-1"),
+        "nothing of the bad event is exported"
+    );
+    let good = latest(&events).remove("good-1").unwrap();
+    assert!(
+        good.technique_ids.contains(&"T1046".to_owned()),
+        "{:?}",
+        good.technique_ids
+    );
+    assert_eq!(good.revision, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_roles_are_enforced_and_analysts_enrich_on_demand() {
+    let cluster = Cluster::start().await;
+    let mut client = cluster.ingest_client().await;
+    let batch = || IngestRequest {
+        batch_id: 1,
+        events: vec![port_scan("auth-1", "203.0.113.9")],
+        ..Default::default()
+    };
+    let err = ingest(&mut client, "wrong-token", vec![batch()]).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err}");
+    let err = ingest(&mut client, ANALYST_TOKEN, vec![batch()]).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::PermissionDenied,
+        "analysts do not stream detections: {err}"
+    );
+    let request = || EnrichRequest {
+        event: Some(port_scan("manual-1", "198.51.100.4")),
+    };
+    let err = client.enrich(with_token(request(), DETECTOR_TOKEN)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+
+    let enriched = client
+        .enrich(with_token(request(), ANALYST_TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
+        .event
+        .unwrap();
+    assert_eq!(enriched.event_id, "manual-1");
+    assert!(enriched.technique_ids.contains(&"T1046".to_owned()));
+    // Exported before the answer: the sink has it.
+    let ids: BTreeSet<String> = ["manual-1".to_owned()].into();
+    wait_for_sink(&cluster.sink(), &ids, |_| true).await;
+
+    let mut invalid = port_scan("", "not-an-ip");
+    invalid.event_type.clear();
+    let err = client
+        .enrich(with_token(EnrichRequest { event: Some(invalid) }, ANALYST_TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("event.event_type"), "{}", err.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detector_over_its_rate_gets_retry_with_a_wait() {
+    let cluster = Cluster::start().await;
+    let mut client = cluster.ingest_client().await;
+    let batch = |id: u64| IngestRequest {
+        batch_id: id,
+        events: (0..5)
+            .map(|i| port_scan(&format!("rl-{id}-{i}"), "203.0.113.10"))
+            .collect(),
+        ..Default::default()
+    };
+    let answers = ingest(&mut client, LIMITED_TOKEN, vec![batch(1), batch(2)])
+        .await
+        .unwrap();
+    assert_eq!(answers[0].status, AckStatus::Durable as i32, "the burst passes");
+    assert_eq!(answers[1].status, AckStatus::Retry as i32, "{:?}", answers[1]);
+    let wait = answers[1].retry_after.unwrap();
+    assert!(wait.seconds >= 3, "5 events at 1/s: {wait:?}");
+    assert_eq!(answers[1].accepted, 0);
+    // Other detectors are not affected.
+    let answers = ingest(&mut client, DETECTOR_TOKEN, vec![batch(3)]).await.unwrap();
+    assert_eq!(answers[0].status, AckStatus::Durable as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_the_limit_ends_the_stream() {
+    let cluster = Cluster::start_with(|c| c.ingest.max_batch_events = 3).await;
+    let mut client = cluster.ingest_client().await;
+    let batch = IngestRequest {
+        batch_id: 1,
+        events: (0..4).map(|i| port_scan(&format!("big-{i}"), "203.0.113.11")).collect(),
+        ..Default::default()
+    };
+    let err = ingest(&mut client, DETECTOR_TOKEN, vec![batch]).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("at most 3 events"), "{}", err.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_down_means_retry_and_not_serving_then_recovery() {
+    let mut cluster = Cluster::start().await;
+    let mut client = cluster.ingest_client().await;
+    let addr = cluster.export.take().unwrap().kill();
+    wait_health(cluster.enrichment.addr, false).await;
+    let batch = |id: u64| IngestRequest {
+        batch_id: id,
+        events: vec![port_scan(&format!("down-{id}"), "203.0.113.12")],
+        ..Default::default()
+    };
+    let answers = ingest(&mut client, DETECTOR_TOKEN, vec![batch(1)]).await.unwrap();
+    assert_eq!(answers[0].status, AckStatus::Retry as i32, "{:?}", answers[0]);
+    assert!(answers[0].retry_after.is_some());
+    assert!(!answers[0].message.is_empty());
+
+    cluster.export = Some(start_export(addr, cluster.dir.path()));
+    wait_serving(cluster.enrichment.addr).await;
+    let mut delivered = false;
+    for _ in 0..50 {
+        let answers = ingest(&mut client, DETECTOR_TOKEN, vec![batch(1)]).await.unwrap();
+        if answers[0].status == AckStatus::Durable as i32 {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(delivered, "the resent batch is taken once export is back");
+    let ids: BTreeSet<String> = ["down-1".to_owned()].into();
+    wait_for_sink(&cluster.sink(), &ids, |_| true).await;
+}
