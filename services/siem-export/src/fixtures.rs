@@ -2,19 +2,26 @@
 //! the sinks encode. Not used by the service itself.
 
 use attackmesh::proto::{
-    AttributionStatus, DetectorKind, EnrichedEvent, EnrichmentMetadata, Endpoint, Evidence, EvidenceSource, Indicator,
+    AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, Evidence, EvidenceSource, Indicator,
     IndicatorType, Process, Severity, Tactic, TechniqueDetail, ThreatActor,
 };
 use pbjson_types::Timestamp;
 
 fn tactic(id: &str, name: &str, short: &str) -> Tactic {
-    Tactic { id: id.into(), name: name.into(), shortname: short.into() }
+    Tactic {
+        id: id.into(),
+        name: name.into(),
+        shortname: short.into(),
+    }
 }
 
 /// A fully attributed SSH brute-force event number `i` (unique `event_id`, revision 1).
 pub fn event(i: u64) -> EnrichedEvent {
     let now = chrono::Utc::now();
-    let ts = Timestamp { seconds: now.timestamp() - 5, nanos: 123_456_000 };
+    let ts = Timestamp {
+        seconds: now.timestamp() - 5,
+        nanos: 123_456_000,
+    };
     let technique = |id: &str, name: &str, tactics: Vec<Tactic>, confidence: f64| TechniqueDetail {
         id: id.into(),
         name: name.into(),
@@ -61,26 +68,83 @@ pub fn event(i: u64) -> EnrichedEvent {
         technique_ids: vec!["T1110.001".into(), "T1110".into(), "T1046".into()],
         confidence_score: 0.82,
         related_indicators: vec![
-            Indicator { r#type: IndicatorType::Ipv4 as i32, value: "203.0.113.7".into() },
-            Indicator { r#type: IndicatorType::Ipv4 as i32, value: "198.51.100.0/24".into() },
-            Indicator { r#type: IndicatorType::Ipv6 as i32, value: "2001:db8::7".into() },
-            Indicator { r#type: IndicatorType::Domain as i32, value: "scanner.example".into() },
-            Indicator { r#type: IndicatorType::Url as i32, value: "http://scanner.example/x.sh".into() },
-            Indicator { r#type: IndicatorType::FileSha256 as i32, value: "A".repeat(64) },
-            Indicator { r#type: IndicatorType::FileMd5 as i32, value: "b".repeat(32) },
-            Indicator { r#type: IndicatorType::FileSha1 as i32, value: "c".repeat(40) },
-            Indicator { r#type: IndicatorType::FileName as i32, value: "x.sh".into() },
-            Indicator { r#type: IndicatorType::Email as i32, value: "ops@example.org".into() },
-            Indicator { r#type: IndicatorType::UserAccount as i32, value: "root".into() },
-            Indicator { r#type: IndicatorType::ProcessCommandLine as i32, value: "curl x | sh".into() },
-            Indicator { r#type: IndicatorType::Mac as i32, value: "00:11:22:33:44:55".into() },
-            Indicator { r#type: IndicatorType::X509Sha1 as i32, value: "d".repeat(40) },
+            Indicator {
+                r#type: IndicatorType::Ipv4 as i32,
+                value: "203.0.113.7".into(),
+            },
+            Indicator {
+                r#type: IndicatorType::Ipv4 as i32,
+                value: "198.51.100.0/24".into(),
+            },
+            Indicator {
+                r#type: IndicatorType::Ipv6 as i32,
+                value: "2001:db8::7".into(),
+            },
+            Indicator {
+                r#type: IndicatorType::Domain as i32,
+                value: "scanner.example".into(),
+            },
+            Indicator {
+                r#type: IndicatorType::Url as i32,
+                value: "http://scanner.example/x.sh".into(),
+            },
+            Indicator {
+                r#type: IndicatorType::FileSha256 as i32,
+                value: "A".repeat(64),
+            },
+            Indicator {
+                r#type: IndicatorType::FileMd5 as i32,
+                value: "b".repeat(32),
+            },
+            Indicator {
+                r#type: IndicatorType::FileSha1 as i32,
+                value: "c".repeat(40),
+            },
+            Indicator {
+                r#type: IndicatorType::FileName as i32,
+                value: "x.sh".into(),
+            },
+            Indicator {
+                r#type: IndicatorType::Email as i32,
+                value: "ops@example.org".into(),
+            },
+            Indicator {
+                r#type: IndicatorType::UserAccount as i32,
+                value: "root".into(),
+            },
+            Indicator {
+                r#type: IndicatorType::ProcessCommandLine as i32,
+                value: "curl x | sh".into(),
+            },
+            Indicator {
+                r#type: IndicatorType::Mac as i32,
+                value: "00:11:22:33:44:55".into(),
+            },
+            Indicator {
+                r#type: IndicatorType::X509Sha1 as i32,
+                value: "d".repeat(40),
+            },
         ],
         metadata: Some(EnrichmentMetadata {
             techniques: vec![
-                technique("T1110.001", "Password Guessing", vec![tactic("TA0006", "Credential Access", "credential-access")], 0.8),
-                technique("T1110", "Brute Force", vec![tactic("TA0006", "Credential Access", "credential-access")], 0.7),
-                technique("T1046", "Network Service Discovery", vec![tactic("TA0007", "Discovery", "discovery")], 0.6),
+                technique(
+                    "T1110.001",
+                    "Password Guessing",
+                    vec![tactic("TA0006", "Credential Access", "credential-access")],
+                    0.8,
+                ),
+                technique(
+                    "T1110",
+                    "Brute Force",
+                    vec![tactic("TA0006", "Credential Access", "credential-access")],
+                    0.7,
+                ),
+                technique(
+                    "T1046",
+                    "Network Service Discovery",
+                    vec![tactic("TA0007", "Discovery", "discovery")],
+                    0.6,
+                ),
             ],
             threat_actors: vec![
                 ThreatActor {
@@ -104,10 +168,17 @@ pub fn event(i: u64) -> EnrichedEvent {
         }),
         attack_version: "18.1".into(),
         attribution_status: AttributionStatus::Ok as i32,
-        attributes: [("signature_id".to_owned(), "2003068".to_owned()), ("proto".to_owned(), "TCP".to_owned())].into(),
+        attributes: [
+            ("signature_id".to_owned(), "2003068".to_owned()),
+            ("proto".to_owned(), "TCP".to_owned()),
+        ]
+        .into(),
         original: r#"{"event_type":"alert","alert":{"signature_id":2003068}}"#.into(),
         original_format: "suricata-eve".into(),
-        enriched_at: Some(Timestamp { seconds: now.timestamp(), nanos: 0 }),
+        enriched_at: Some(Timestamp {
+            seconds: now.timestamp(),
+            nanos: 0,
+        }),
         revision: 1,
     }
 }
@@ -119,7 +190,11 @@ pub fn degraded_event(i: u64) -> EnrichedEvent {
     ev.metadata = None;
     ev.technique_ids = vec!["T1059.004".into()];
     ev.related_indicators.clear();
-    ev.source = Some(Endpoint { hostname: "web-01".into(), user: "www-data".into(), ..Default::default() });
+    ev.source = Some(Endpoint {
+        hostname: "web-01".into(),
+        user: "www-data".into(),
+        ..Default::default()
+    });
     ev.destination = None;
     ev.detector_kind = DetectorKind::BehaviouralAnalysis as i32;
     ev.severity = Severity::Unspecified as i32;

@@ -5,12 +5,7 @@
 
 use std::{future::Future, path::Path, time::Duration};
 
-use attackmesh_siem_export::{
-    SiemExportConfig, dlq,
-    server::open_sinks,
-    service::ExportState,
-    status::SinkHandle,
-};
+use attackmesh_siem_export::{SiemExportConfig, dlq, server::open_sinks, service::ExportState, status::SinkHandle};
 use tokio_util::sync::CancellationToken;
 
 pub struct Harness {
@@ -27,7 +22,11 @@ impl Harness {
         for d in sinks.drivers {
             tasks.spawn(d.run(stop.clone(), Duration::from_secs(2)));
         }
-        Harness { state: ExportState::new(sinks.handles, Duration::from_millis(500)), stop, tasks }
+        Harness {
+            state: ExportState::new(sinks.handles, Duration::from_millis(500)),
+            stop,
+            tasks,
+        }
     }
 
     pub fn sink(&self, name: &str) -> &SinkHandle {
@@ -42,7 +41,10 @@ impl Harness {
 
 /// A configuration with fast retries for tests.
 pub fn config(data_dir: &Path) -> SiemExportConfig {
-    let mut c = SiemExportConfig { data_dir: data_dir.to_owned(), ..Default::default() };
+    let mut c = SiemExportConfig {
+        data_dir: data_dir.to_owned(),
+        ..Default::default()
+    };
     c.retry.initial_backoff = Duration::from_millis(10);
     c.retry.max_backoff = Duration::from_millis(100);
     c.retry.request_timeout = Duration::from_secs(5);

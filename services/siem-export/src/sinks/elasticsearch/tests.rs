@@ -26,7 +26,9 @@ static ECS: LazyLock<HashMap<String, EcsField>> = LazyLock::new(|| {
 /// Every problem of `doc` against ECS; custom fields under `attackmesh.` are exempt.
 fn ecs_violations(doc: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    let Value::Object(map) = doc else { return vec!["document is not an object".into()] };
+    let Value::Object(map) = doc else {
+        return vec!["document is not an object".into()];
+    };
     for (k, v) in map {
         walk(k, v, &mut out);
     }
@@ -61,7 +63,9 @@ fn walk(path: &str, value: &Value, out: &mut Vec<String>) {
                 if let Some(why) = type_mismatch(&f.ty, leaf) {
                     out.push(format!("{path}: {why}"));
                 }
-                if !f.allowed_values.is_empty() && !leaf.as_str().is_some_and(|s| f.allowed_values.iter().any(|a| a == s)) {
+                if !f.allowed_values.is_empty()
+                    && !leaf.as_str().is_some_and(|s| f.allowed_values.iter().any(|a| a == s))
+                {
                     out.push(format!("{path}: {leaf} is not one of {:?}", f.allowed_values));
                 }
             }
@@ -76,7 +80,9 @@ fn type_mismatch(ty: &str, v: &Value) -> Option<String> {
         "float" | "double" | "scaled_float" | "half_float" => v.is_number(),
         "boolean" => v.is_boolean(),
         "ip" => v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
-        "date" => v.as_str().is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
+        "date" => v
+            .as_str()
+            .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
         _ => true,
     };
     (!ok).then(|| format!("{v} is not a valid {ty}"))
@@ -95,7 +101,10 @@ fn documents() -> Vec<Value> {
     if let Some(s) = v6.source.as_mut() {
         s.ip = "2001:db8::1".into();
     }
-    [fixtures::event(1), fixtures::degraded_event(2), minimal, v6].iter().map(|e| encode::document(e, now)).collect()
+    [fixtures::event(1), fixtures::degraded_event(2), minimal, v6]
+        .iter()
+        .map(|e| encode::document(e, now))
+        .collect()
 }
 
 #[test]
@@ -115,8 +124,18 @@ fn the_checker_catches_what_ecs_does_not_allow() {
         "threat": {"technique": "T1110"},
     });
     let problems = ecs_violations(&bad);
-    for needle in ["@timestamp", "event.kind", "event.severity", "source.ip", "source.made_up", "threat.technique"] {
-        assert!(problems.iter().any(|p| p.starts_with(needle)), "{needle} not caught: {problems:#?}");
+    for needle in [
+        "@timestamp",
+        "event.kind",
+        "event.severity",
+        "source.ip",
+        "source.made_up",
+        "threat.technique",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(needle)),
+            "{needle} not caught: {problems:#?}"
+        );
     }
 }
 
@@ -128,11 +147,18 @@ fn the_index_template_maps_ecs_fields_with_their_ecs_types() {
     }
     let t = template::index_template("attackmesh-alerts", false);
     let props = &t["template"]["mappings"]["properties"];
-    assert_eq!(props["threat"]["properties"]["technique"]["properties"]["id"]["type"], "keyword");
+    assert_eq!(
+        props["threat"]["properties"]["technique"]["properties"]["id"]["type"],
+        "keyword"
+    );
     assert_eq!(props["source"]["properties"]["ip"]["type"], "ip");
     assert_eq!(props["attackmesh"]["properties"]["threat"]["type"], "nested");
     assert_eq!(t["index_patterns"][0], "attackmesh-alerts*");
-    assert!(template::index_template("logs-attackmesh-default", true).get("data_stream").is_some());
+    assert!(
+        template::index_template("logs-attackmesh-default", true)
+            .get("data_stream")
+            .is_some()
+    );
 }
 
 #[test]
@@ -141,7 +167,11 @@ fn every_written_ecs_field_is_in_the_template() {
     fn leaves(prefix: &str, v: &Value, out: &mut Vec<String>) {
         match v {
             Value::Object(m) => m.iter().for_each(|(k, v)| {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 leaves(&p, v, out)
             }),
             Value::Array(a) => a.iter().for_each(|v| leaves(prefix, v, out)),
@@ -152,7 +182,10 @@ fn every_written_ecs_field_is_in_the_template() {
         let mut out = Vec::new();
         leaves("", &doc, &mut out);
         for f in out.iter().filter(|f| !f.starts_with("attackmesh.")) {
-            assert!(mapped.contains(f.as_str()), "{f} is written but not in the index template");
+            assert!(
+                mapped.contains(f.as_str()),
+                "{f} is written but not in the index template"
+            );
         }
     }
 }
@@ -163,9 +196,15 @@ fn attack_attribution_lands_in_threat_with_the_pairing_kept() {
     let t = &doc["threat"];
     assert_eq!(t["framework"], "MITRE ATT&CK");
     assert_eq!(t["technique"]["id"], serde_json::json!(["T1110", "T1046"]));
-    assert_eq!(t["technique"]["name"], serde_json::json!(["Brute Force", "Network Service Discovery"]));
+    assert_eq!(
+        t["technique"]["name"],
+        serde_json::json!(["Brute Force", "Network Service Discovery"])
+    );
     assert_eq!(t["technique"]["subtechnique"]["id"], serde_json::json!(["T1110.001"]));
-    assert_eq!(t["technique"]["subtechnique"]["reference"][0], "https://attack.mitre.org/techniques/T1110/001/");
+    assert_eq!(
+        t["technique"]["subtechnique"]["reference"][0],
+        "https://attack.mitre.org/techniques/T1110/001/"
+    );
     assert_eq!(t["tactic"]["id"], serde_json::json!(["TA0006", "TA0007"]));
     assert_eq!(t["tactic"]["reference"][0], "https://attack.mitre.org/tactics/TA0006/");
     // Only the actor with a score of at least 0.5 is claimed.
@@ -182,6 +221,12 @@ fn attack_attribution_lands_in_threat_with_the_pairing_kept() {
     assert_eq!(doc["event"]["severity"], 73);
     assert_eq!(doc["event"]["kind"], "alert");
     assert_eq!(doc["event"]["id"], "evt-00000001");
-    assert_eq!(doc["related"]["ip"], serde_json::json!(["203.0.113.7", "10.0.0.5", "2001:db8::7"]));
-    assert_eq!(doc["threat"]["indicator"]["ip"], serde_json::json!(["203.0.113.7", "2001:db8::7"]));
+    assert_eq!(
+        doc["related"]["ip"],
+        serde_json::json!(["203.0.113.7", "10.0.0.5", "2001:db8::7"])
+    );
+    assert_eq!(
+        doc["threat"]["indicator"]["ip"],
+        serde_json::json!(["203.0.113.7", "2001:db8::7"])
+    );
 }

@@ -1,0 +1,244 @@
+//! The Export service over real tonic on 127.0.0.1, behind the runtime's authentication: a
+//! batch is acknowledged only once it is on disk in every sink's queue, invalid events are
+//! rejected one by one while the valid ones are delivered, and a full queue answers RETRY.
+
+mod common;
+
+use std::{collections::HashMap, time::Duration};
+
+use attackmesh::proto::{
+    AckStatus, ExportRequest, ExportResponse, GetSinkStatusRequest, export_service_client::ExportServiceClient,
+};
+use attackmesh_runtime::{
+    auth::{AuthConfig, Role, TokenEntry, hash_token},
+    config::RuntimeConfig,
+    server::{GrpcServer, ServeOptions},
+};
+use attackmesh_siem_export::{
+    SiemExportConfig, fixtures,
+    queue::{Queue, QueueSettings, ReadItem},
+};
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, metadata::MetadataValue, transport::Channel};
+
+use common::eventually;
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+struct Running {
+    channel: Channel,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), attackmesh_siem_export::Error>>,
+}
+
+async fn start(config: SiemExportConfig) -> Running {
+    let auth = AuthConfig {
+        tokens: vec![
+            TokenEntry {
+                name: "enrich".into(),
+                role: Role::Admin,
+                sha256: hash_token("adm-token"),
+            },
+            TokenEntry {
+                name: "soc".into(),
+                role: Role::Analyst,
+                sha256: hash_token("ana-token"),
+            },
+        ],
+        ..Default::default()
+    };
+    let runtime = RuntimeConfig {
+        auth,
+        shutdown_grace: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let server = GrpcServer::new(ServeOptions::from_config(&runtime).unwrap())
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let shutdown = stop.clone().cancelled_owned();
+    let task =
+        tokio::spawn(async move { attackmesh_siem_export::server::serve(&config, server, listener, shutdown).await });
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    Running { channel, stop, task }
+}
+
+fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut req = Request::new(message);
+    req.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
+    req
+}
+
+/// Sends batches on one stream and collects the answers.
+async fn export(channel: &Channel, batches: Vec<ExportRequest>) -> Vec<ExportResponse> {
+    let n = batches.len();
+    let mut client = ExportServiceClient::new(channel.clone());
+    let stream = tokio_stream::iter(batches);
+    let mut answers = client.export(authed(stream, "adm-token")).await.unwrap().into_inner();
+    let mut out = Vec::new();
+    while let Some(a) = answers.next().await {
+        out.push(a.unwrap());
+    }
+    assert_eq!(out.len(), n);
+    out
+}
+
+/// A file sink plus an Elasticsearch sink nobody answers (its queue keeps everything).
+fn config(dir: &std::path::Path) -> SiemExportConfig {
+    let mut c = common::config(dir);
+    c.file.path = Some(dir.join("out").join("events.ndjson"));
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    c.elasticsearch.url = Some(format!("http://{unused}"));
+    c
+}
+
+/// Opens a copy of a queue directory as a fresh process would after a crash.
+fn recovered_ids(queue_dir: &std::path::Path) -> (Vec<String>, Vec<HashMap<String, String>>) {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(queue_dir).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, copy.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let settings = QueueSettings {
+        max_bytes: 1 << 30,
+        segment_bytes: 1 << 26,
+        fsync: Default::default(),
+    };
+    let (q, _) = Queue::open("copy", copy.path(), settings).unwrap();
+    let mut reader = q.reader().unwrap();
+    let items = reader.read_available(100_000, usize::MAX).unwrap();
+    items
+        .into_iter()
+        .filter_map(|i| match i {
+            ReadItem::Event(e) => Some((e.event.event_id.clone(), e.trace_context.clone())),
+            ReadItem::Damaged { .. } => None,
+        })
+        .unzip()
+}
+
+#[tokio::test]
+async fn invalid_events_are_rejected_one_by_one_and_valid_ones_are_durable_before_the_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(config(dir.path())).await;
+    let mut events: Vec<_> = (0..4).map(fixtures::event).collect();
+    events[1].revision = 0;
+    events[1].source.as_mut().unwrap().ip = "not-an-ip".into();
+    let batch = ExportRequest {
+        batch_id: 7,
+        events,
+        trace_context: HashMap::from([("traceparent".to_owned(), TRACEPARENT.to_owned())]),
+    };
+    let answers = export(&running.channel, vec![batch]).await;
+    let a = &answers[0];
+    assert_eq!((a.batch_id, a.status, a.accepted), (7, AckStatus::Durable as i32, 3));
+    assert_eq!(a.rejections.len(), 1);
+    assert_eq!(
+        (a.rejections[0].index, a.rejections[0].event_id.as_str()),
+        (1, "evt-00000001")
+    );
+    let fields: Vec<&str> = a.rejections[0].violations.iter().map(|v| v.field.as_str()).collect();
+    assert!(
+        fields.contains(&"revision") && fields.contains(&"source.ip"),
+        "{fields:?}"
+    );
+    // At the moment of the ack the events were on disk in the dead sink's queue, with the trace.
+    let (ids, traces) = recovered_ids(&dir.path().join("queues").join("elasticsearch"));
+    assert_eq!(ids, vec!["evt-00000000", "evt-00000002", "evt-00000003"]);
+    assert_eq!(traces[0].get("traceparent").map(String::as_str), Some(TRACEPARENT));
+    // The file sink delivers the valid events, never the invalid one.
+    let out = dir.path().join("out").join("events.ndjson");
+    eventually(10, "file sink wrote 3 lines", || async {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() == 3)
+    })
+    .await;
+    let text = std::fs::read_to_string(&out).unwrap();
+    let written: Vec<attackmesh::proto::EnrichedEvent> =
+        text.lines().map(|l| attackmesh::json::from_json(l).unwrap()).collect();
+    assert_eq!(written.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ids);
+    // Status for an analyst: both sinks, the dead one unhealthy with its backlog.
+    let mut client = ExportServiceClient::new(running.channel.clone());
+    let status = client
+        .get_sink_status(authed(GetSinkStatusRequest {}, "ana-token"))
+        .await
+        .unwrap()
+        .into_inner();
+    let by_name: HashMap<_, _> = status.sinks.iter().map(|s| (s.name.as_str(), s)).collect();
+    assert_eq!(by_name["file"].delivered, 3);
+    assert_eq!(by_name["elasticsearch"].queue_depth, 3);
+    assert!(!by_name["elasticsearch"].healthy);
+    running.stop.cancel();
+    running.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_retry_and_takes_nothing_of_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.queue.segment_bytes = 16 * 1024;
+    c.queue.max_bytes = 64 * 1024;
+    c.queue.retry_after = Duration::from_millis(1500);
+    let running = start(c).await;
+    let batches: Vec<_> = (0..20u64)
+        .map(|b| ExportRequest {
+            batch_id: b,
+            events: (b * 10..b * 10 + 10).map(fixtures::event).collect(),
+            trace_context: HashMap::new(),
+        })
+        .collect();
+    let answers = export(&running.channel, batches).await;
+    let first_retry = answers
+        .iter()
+        .position(|a| a.status == AckStatus::Retry as i32)
+        .expect("the queue fills up");
+    assert!(first_retry > 0);
+    let r = &answers[first_retry];
+    assert_eq!(r.accepted, 0);
+    assert_eq!(
+        r.retry_after.as_ref().map(|d| (d.seconds, d.nanos)),
+        Some((1, 500_000_000))
+    );
+    assert!(r.message.contains("elasticsearch"), "{}", r.message);
+    let durable: Vec<u64> = answers
+        .iter()
+        .filter(|a| a.status == AckStatus::Durable as i32)
+        .map(|a| a.batch_id)
+        .collect();
+    // Exactly the acknowledged batches were queued for the dead sink.
+    let (ids, _) = recovered_ids(&dir.path().join("queues").join("elasticsearch"));
+    let expected: Vec<String> = durable
+        .iter()
+        .flat_map(|b| (b * 10..b * 10 + 10).map(|i| format!("evt-{i:08}")))
+        .collect();
+    assert_eq!(ids, expected);
+    running.stop.cancel();
+    running.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn export_needs_the_admin_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(config(dir.path())).await;
+    let mut client = ExportServiceClient::new(running.channel.clone());
+    let batch = ExportRequest {
+        batch_id: 1,
+        events: vec![fixtures::event(1)],
+        trace_context: HashMap::new(),
+    };
+    let err = client
+        .export(authed(tokio_stream::iter(vec![batch]), "ana-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    running.stop.cancel();
+    running.task.await.unwrap().unwrap();
+}
