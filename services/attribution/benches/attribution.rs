@@ -23,8 +23,12 @@ fn shared_data() -> Option<PathBuf> {
 }
 
 fn read(format: Format, path: PathBuf) -> Vec<DetectionEvent> {
-    let Ok(input) = formats::open_path(&path) else { return Vec::new() };
-    Reader::new(format, input, path.display().to_string()).filter_map(|r| r.result.ok().flatten()).collect()
+    let Ok(input) = formats::open_path(&path) else {
+        return Vec::new();
+    };
+    Reader::new(format, input, path.display().to_string())
+        .filter_map(|r| r.result.ok().flatten())
+        .collect()
 }
 
 fn synthetic() -> Vec<DetectionEvent> {
@@ -36,18 +40,52 @@ fn synthetic() -> Vec<DetectionEvent> {
         ..Default::default()
     };
     vec![
-        ev("port_scan", DetectorKind::TrafficMonitor, "scan of 1000 ports", &[("direction", "inbound")]),
-        ev("brute_force", DetectorKind::TrafficMonitor, "ssh brute force", &[("service", "ssh")]),
-        ev("beaconing", DetectorKind::TrafficMonitor, "periodic callbacks", &[("protocol", "tls")]),
-        ev("unusual_login", DetectorKind::BehaviouralAnalysis, "login at 03:00 from new country", &[]),
-        ev("decoy_login", DetectorKind::Decoy, "login to decoy", &[("outcome", "failure")]),
+        ev(
+            "port_scan",
+            DetectorKind::TrafficMonitor,
+            "scan of 1000 ports",
+            &[("direction", "inbound")],
+        ),
+        ev(
+            "brute_force",
+            DetectorKind::TrafficMonitor,
+            "ssh brute force",
+            &[("service", "ssh")],
+        ),
+        ev(
+            "beaconing",
+            DetectorKind::TrafficMonitor,
+            "periodic callbacks",
+            &[("protocol", "tls")],
+        ),
+        ev(
+            "unusual_login",
+            DetectorKind::BehaviouralAnalysis,
+            "login at 03:00 from new country",
+            &[],
+        ),
+        ev(
+            "decoy_login",
+            DetectorKind::Decoy,
+            "login to decoy",
+            &[("outcome", "failure")],
+        ),
         ev(
             "suricata.alert",
             DetectorKind::TrafficMonitor,
             "ET SCAN Potential SSH Scan",
-            &[("alert.signature", "ET SCAN Potential SSH Scan"), ("alert.category", "Attempted Information Leak"), ("proto", "TCP")],
+            &[
+                ("alert.signature", "ET SCAN Potential SSH Scan"),
+                ("alert.category", "Attempted Information Leak"),
+                ("proto", "TCP"),
+            ],
         ),
-        ev("cowrie.command.input", DetectorKind::Decoy, "cat /etc/passwd", &[("input", "cat /etc/passwd")]),
+        ev(
+            "cowrie.command.input",
+            DetectorKind::Decoy,
+            "cat /etc/passwd",
+            &[("input", "cat /etc/passwd")],
+        ),
     ]
 }
 
@@ -59,7 +97,15 @@ fn event_mix() -> Vec<DetectionEvent> {
         mix.extend(read(Format::SuricataEve, s.join(format!("suricata/{f}.eve.ndjson"))));
     }
     mix.extend(read(Format::Cowrie, s.join("cowrie/cowrie_local_session.json")));
-    for f in ["notice.log", "dns.log", "http.log", "conn.log", "weird.log", "files.log", "ssl.log"] {
+    for f in [
+        "notice.log",
+        "dns.log",
+        "http.log",
+        "conn.log",
+        "weird.log",
+        "files.log",
+        "ssl.log",
+    ] {
         mix.extend(read(Format::Zeek, s.join("zeek/zat-0.4.9").join(f)));
     }
     mix.extend(synthetic());
@@ -72,17 +118,27 @@ fn rules(c: &mut Criterion) {
     let mut g = c.benchmark_group("rules");
     g.throughput(Throughput::Elements(mix.len() as u64));
     g.bench_function(BenchmarkId::new("evaluate", format!("{}-event mix", mix.len())), |b| {
-        b.iter(|| mix.iter().map(|ev| engine.rules().count_matches(black_box(ev))).sum::<usize>())
+        b.iter(|| {
+            mix.iter()
+                .map(|ev| engine.rules().count_matches(black_box(ev)))
+                .sum::<usize>()
+        })
     });
     g.bench_function(BenchmarkId::new("attribute", format!("{}-event mix", mix.len())), |b| {
-        b.iter(|| mix.iter().map(|ev| engine.attribute(black_box(ev)).technique_ids.len()).sum::<usize>())
+        b.iter(|| {
+            mix.iter()
+                .map(|ev| engine.attribute(black_box(ev)).technique_ids.len())
+                .sum::<usize>()
+        })
     });
     g.finish();
 }
 
 fn kb(c: &mut Criterion) {
     let mut g = c.benchmark_group("kb");
-    g.bench_function("load_compact", |b| b.iter(|| Kb::from_bytes(black_box(COMPACT_KB), None).expect("decodes")));
+    g.bench_function("load_compact", |b| {
+        b.iter(|| Kb::from_bytes(black_box(COMPACT_KB), None).expect("decodes"))
+    });
     if let Some(dir) = shared_data() {
         let path = dir.join("attack/enterprise-attack-18.1.json.gz");
         if let Ok(bundle) = std::fs::read(&path) {
@@ -98,14 +154,32 @@ fn kb(c: &mut Criterion) {
 fn actors(c: &mut Criterion) {
     let engine = Engine::embedded().expect("embedded engine");
     let mut g = c.benchmark_group("actors");
-    let apt29: Vec<String> = engine.kb().group("G0016").map(|g| g.techniques.clone()).unwrap_or_default();
+    let apt29: Vec<String> = engine
+        .kb()
+        .group("G0016")
+        .map(|g| g.techniques.clone())
+        .unwrap_or_default();
     let sets: [(&str, Vec<&str>); 3] = [
         ("2-generic", vec!["T1059", "T1105"]),
-        ("8-mixed", vec!["T1110.001", "T1078", "T1021.004", "T1098.004", "T1070.003", "T1082", "T1033", "T1105"]),
+        (
+            "8-mixed",
+            vec![
+                "T1110.001",
+                "T1078",
+                "T1021.004",
+                "T1098.004",
+                "T1070.003",
+                "T1082",
+                "T1033",
+                "T1105",
+            ],
+        ),
         ("apt29-profile", apt29.iter().map(String::as_str).collect()),
     ];
     for (name, set) in &sets {
-        g.bench_function(BenchmarkId::new("rank", name), |b| b.iter(|| engine.rank_actors(black_box(set))));
+        g.bench_function(BenchmarkId::new("rank", name), |b| {
+            b.iter(|| engine.rank_actors(black_box(set)))
+        });
     }
     g.finish();
 }

@@ -48,8 +48,11 @@ impl ActorIndex {
         let n_tech = kb.technique_count();
         let mut by_technique: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n_tech];
         let mut profile_size = vec![0u32; kb.data().groups.len()];
-        let software: HashMap<&str, &Vec<String>> =
-            kb.all_software().filter(|s| !s.revoked).map(|s| (s.id.as_str(), &s.techniques)).collect();
+        let software: HashMap<&str, &Vec<String>> = kb
+            .all_software()
+            .filter(|s| !s.revoked)
+            .map(|s| (s.id.as_str(), &s.techniques))
+            .collect();
         for (gi, group) in kb.groups().enumerate().filter(|(_, g)| g.is_active()) {
             let mut profile: HashMap<TechIdx, f32> = HashMap::new();
             fn add(profile: &mut HashMap<TechIdx, f32>, t: TechIdx, w: f32) {
@@ -91,19 +94,30 @@ impl ActorIndex {
                 ((n_groups + 1.0) / (groups.len() as f32 + 1.0)).ln()
             })
             .collect();
-        Self { by_technique, idf, profile_size }
+        Self {
+            by_technique,
+            idf,
+            profile_size,
+        }
     }
 
     /// Rarity weight of a technique (0 when no group uses it).
     pub(crate) fn idf(&self, t: TechIdx) -> f32 {
-        if self.by_technique.get(t as usize).is_none_or(Vec::is_empty) { 0.0 } else { self.idf[t as usize] }
+        if self.by_technique.get(t as usize).is_none_or(Vec::is_empty) {
+            0.0
+        } else {
+            self.idf[t as usize]
+        }
     }
 }
 
 /// Ranks groups for a set of technique ids (any order, duplicates and unknown ids ignored,
 /// revoked ids replaced). Use it for one event or for everything seen across many events.
 pub fn rank_actors(kb: &Kb, techniques: &[&str]) -> Vec<ThreatActor> {
-    let mut idx: Vec<TechIdx> = techniques.iter().filter_map(|t| kb.resolve_idx(t).map(|(i, _)| i)).collect();
+    let mut idx: Vec<TechIdx> = techniques
+        .iter()
+        .filter_map(|t| kb.resolve_idx(t).map(|(i, _)| i))
+        .collect();
     idx.sort_unstable();
     idx.dedup();
     rank(kb, &idx, TOP_ACTORS, true)
@@ -130,7 +144,12 @@ pub(crate) fn rank(kb: &Kb, observed: &[TechIdx], limit: usize, keep_thin: bool)
         let idf = index.idf(*t);
         for (g, w) in &index.by_technique[*t as usize] {
             let at = *slot.entry(*g).or_insert_with(|| {
-                candidates.push(Candidate { group: *g as usize, mass: 0.0, matched: Vec::new(), specific: false });
+                candidates.push(Candidate {
+                    group: *g as usize,
+                    mass: 0.0,
+                    matched: Vec::new(),
+                    specific: false,
+                });
                 candidates.len() - 1
             });
             let c = &mut candidates[at];
@@ -165,7 +184,8 @@ pub(crate) fn rank(kb: &Kb, observed: &[TechIdx], limit: usize, keep_thin: bool)
         .into_iter()
         .map(|(score, mut c)| {
             let group = &kb.data().groups[c.group];
-            c.matched.sort_by(|a, b| index.idf(*b).total_cmp(&index.idf(*a)).then(a.cmp(b)));
+            c.matched
+                .sort_by(|a, b| index.idf(*b).total_cmp(&index.idf(*a)).then(a.cmp(b)));
             ThreatActor {
                 group_id: group.id.clone(),
                 name: group.name.clone(),

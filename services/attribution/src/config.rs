@@ -36,7 +36,12 @@ pub struct AttributionConfig {
 
 impl Default for AttributionConfig {
     fn default() -> Self {
-        Self { kb_path: None, rules_dir: None, reload_interval: Duration::from_secs(5), max_batch: MAX_BATCH_LIMIT }
+        Self {
+            kb_path: None,
+            rules_dir: None,
+            reload_interval: Duration::from_secs(5),
+            max_batch: MAX_BATCH_LIMIT,
+        }
     }
 }
 
@@ -44,7 +49,10 @@ impl AttributionConfig {
     /// Checks values and that configured paths exist.
     pub fn validate(&self) -> Result<(), Error> {
         if self.max_batch == 0 || self.max_batch > MAX_BATCH_LIMIT {
-            return Err(Error::Config(format!("max_batch must be 1 to {MAX_BATCH_LIMIT}, got {}", self.max_batch)));
+            return Err(Error::Config(format!(
+                "max_batch must be 1 to {MAX_BATCH_LIMIT}, got {}",
+                self.max_batch
+            )));
         }
         if self.reload_interval < Duration::from_millis(100) {
             return Err(Error::Config(format!(
@@ -52,15 +60,11 @@ impl AttributionConfig {
                 humantime_serde::re::humantime::format_duration(self.reload_interval)
             )));
         }
-        if let Some(p) = &self.kb_path {
-            if !p.is_file() {
-                return Err(Error::Config(format!("kb_path {} is not a readable file", p.display())));
-            }
+        if let Some(p) = self.kb_path.as_ref().filter(|p| !p.is_file()) {
+            return Err(Error::Config(format!("kb_path {} is not a readable file", p.display())));
         }
-        if let Some(d) = &self.rules_dir {
-            if !d.is_dir() {
-                return Err(Error::Config(format!("rules_dir {} is not a directory", d.display())));
-            }
+        if let Some(d) = self.rules_dir.as_ref().filter(|d| !d.is_dir()) {
+            return Err(Error::Config(format!("rules_dir {} is not a directory", d.display())));
         }
         Ok(())
     }
@@ -100,9 +104,15 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(serde_json::from_str::<AttributionConfig>(r#"{"max_batchh":3}"#).is_err());
-        let c = AttributionConfig { max_batch: 20_000, ..Default::default() };
+        let c = AttributionConfig {
+            max_batch: 20_000,
+            ..Default::default()
+        };
         assert!(c.validate().expect_err("too big").to_string().contains("max_batch"));
-        let c = AttributionConfig { rules_dir: Some("/nonexistent/rules".into()), ..Default::default() };
+        let c = AttributionConfig {
+            rules_dir: Some("/nonexistent/rules".into()),
+            ..Default::default()
+        };
         assert!(c.validate().expect_err("missing").to_string().contains("rules_dir"));
     }
 }

@@ -83,7 +83,11 @@ impl Engine {
             }
         });
         add_hints(&self.kb, ev, &mut acc);
-        let status = if acc.is_empty() { AttributionStatus::NoMatch } else { AttributionStatus::Ok };
+        let status = if acc.is_empty() {
+            AttributionStatus::NoMatch
+        } else {
+            AttributionStatus::Ok
+        };
         acc.into_attribution(&self.kb, status, self.rules.version(), true)
     }
 
@@ -97,7 +101,12 @@ impl Engine {
 
     /// Maps free-text patterns (signatures, command lines, rule names) to techniques. Every
     /// field a rule reads is the pattern; `event_type`/`kind` filter rules when given.
-    pub fn map_patterns<S: AsRef<str>>(&self, patterns: &[S], event_type: &str, kind: DetectorKind) -> Vec<PatternMapping> {
+    pub fn map_patterns<S: AsRef<str>>(
+        &self,
+        patterns: &[S],
+        event_type: &str,
+        kind: DetectorKind,
+    ) -> Vec<PatternMapping> {
         let event_type = (!event_type.trim().is_empty()).then_some(event_type.trim());
         let kind = (kind != DetectorKind::Unspecified).then_some(kind);
         patterns
@@ -106,7 +115,11 @@ impl Engine {
                 let pattern = p.as_ref();
                 let mut acc = Accumulator::new(None);
                 with_scratch(|scratch| {
-                    let fields = PatternFields { pattern, event_type, kind };
+                    let fields = PatternFields {
+                        pattern,
+                        event_type,
+                        kind,
+                    };
                     self.rules.matches(&fields, scratch);
                     for r in &scratch.matched {
                         let rule = &self.rules.rules[*r as usize];
@@ -115,7 +128,10 @@ impl Engine {
                         }
                     }
                 });
-                PatternMapping { pattern: pattern.to_owned(), techniques: acc.into_details(&self.kb) }
+                PatternMapping {
+                    pattern: pattern.to_owned(),
+                    techniques: acc.into_details(&self.kb),
+                }
             })
             .collect()
     }
@@ -167,7 +183,11 @@ fn add_hints(kb: &Kb, ev: &DetectionEvent, acc: &mut Accumulator) {
         match resolved {
             Some((id, (t, revoked))) => {
                 let detail = if revoked {
-                    format!("detector tagged {id}, revoked in ATT&CK {}; replaced by {}", kb.attack_version(), kb.at(t).id)
+                    format!(
+                        "detector tagged {id}, revoked in ATT&CK {}; replaced by {}",
+                        kb.attack_version(),
+                        kb.at(t).id
+                    )
                 } else {
                     format!("detector tagged {id}")
                 };
@@ -179,7 +199,9 @@ fn add_hints(kb: &Kb, ev: &DetectionEvent, acc: &mut Accumulator) {
                 };
                 acc.add(t, revoked.then_some(id), evidence);
             }
-            None => debug!(hint = %crate::rules::clip(hint, 64), "dropped detector hint that is not an active ATT&CK technique"),
+            None => {
+                debug!(hint = %crate::rules::clip(hint, 64), "dropped detector hint that is not an active ATT&CK technique")
+            }
         }
     }
 }
@@ -192,8 +214,13 @@ struct Accumulator {
 
 impl Accumulator {
     fn new(detector_confidence: Option<f64>) -> Self {
-        let scale = detector_confidence.filter(|d| d.is_finite()).map_or(1.0, |d| d.clamp(0.0, 1.0));
-        Self { scale, items: Vec::new() }
+        let scale = detector_confidence
+            .filter(|d| d.is_finite())
+            .map_or(1.0, |d| d.clamp(0.0, 1.0));
+        Self {
+            scale,
+            items: Vec::new(),
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -207,7 +234,10 @@ impl Accumulator {
                 if rev.is_none() {
                     *rev = revoked;
                 }
-                if !list.iter().any(|e| e.rule_id == evidence.rule_id && e.source == evidence.source) {
+                if !list
+                    .iter()
+                    .any(|e| e.rule_id == evidence.rule_id && e.source == evidence.source)
+                {
                     list.push(evidence);
                 }
             }
@@ -245,7 +275,11 @@ impl Accumulator {
         Attribution {
             technique_ids: techniques.iter().map(|t| t.id.clone()).collect(),
             confidence_score: techniques.first().map_or(0.0, |t| t.confidence),
-            metadata: Some(EnrichmentMetadata { techniques, threat_actors, rule_pack_version: version.to_owned() }),
+            metadata: Some(EnrichmentMetadata {
+                techniques,
+                threat_actors,
+                rule_pack_version: version.to_owned(),
+            }),
             status: status as i32,
             attack_version: kb.attack_version().to_owned(),
         }

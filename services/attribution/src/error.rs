@@ -46,21 +46,35 @@ pub enum Error {
 impl Error {
     /// A pack-level error (no rule).
     pub(crate) fn pack(file: &str, message: impl Into<String>) -> Self {
-        Error::Pack { file: file.to_owned(), rule: None, message: message.into() }
+        Error::Pack {
+            file: file.to_owned(),
+            rule: None,
+            message: message.into(),
+        }
     }
 
     /// A rule-level error.
     pub(crate) fn rule(file: &str, rule: &str, message: impl Into<String>) -> Self {
-        Error::Pack { file: file.to_owned(), rule: Some(rule.to_owned()), message: message.into() }
+        Error::Pack {
+            file: file.to_owned(),
+            rule: Some(rule.to_owned()),
+            message: message.into(),
+        }
     }
 
     /// One invalid field.
     pub(crate) fn invalid(field: &str, description: impl Into<String>) -> Self {
-        Error::InvalidArgument(vec![FieldViolation { field: field.to_owned(), description: description.into() }])
+        Error::InvalidArgument(vec![FieldViolation {
+            field: field.to_owned(),
+            description: description.into(),
+        }])
     }
 
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.display().to_string(), source }
+        Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 

@@ -56,7 +56,10 @@ pub fn enriched_event(detection: DetectionEvent, attribution: Attribution, revis
         attributes: detection.attributes,
         original: detection.original,
         original_format: detection.original_format,
-        enriched_at: Some(pbjson_types::Timestamp { seconds: now.timestamp(), nanos: now.timestamp_subsec_nanos() as i32 }),
+        enriched_at: Some(pbjson_types::Timestamp {
+            seconds: now.timestamp(),
+            nanos: now.timestamp_subsec_nanos() as i32,
+        }),
         revision,
     }
 }

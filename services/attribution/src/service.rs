@@ -80,7 +80,10 @@ pub struct AttributionState {
 impl AttributionState {
     /// State for an engine with the limits of `config`.
     pub fn new(engine: Engine, config: &AttributionConfig) -> Self {
-        Self { engine: EngineHandle::new(engine), max_batch: config.max_batch.clamp(1, MAX_BATCH_LIMIT) }
+        Self {
+            engine: EngineHandle::new(engine),
+            max_batch: config.max_batch.clamp(1, MAX_BATCH_LIMIT),
+        }
     }
 }
 
@@ -105,7 +108,10 @@ type AttributeStream = Pin<Box<dyn Stream<Item = Result<AttributeResponse, Statu
 impl AttributionService for AttributionApi {
     type AttributeStream = AttributeStream;
 
-    async fn attribute(&self, request: Request<Streaming<AttributeRequest>>) -> Result<Response<AttributeStream>, Status> {
+    async fn attribute(
+        &self,
+        request: Request<Streaming<AttributeRequest>>,
+    ) -> Result<Response<AttributeStream>, Status> {
         let state = self.state.clone();
         let responses = request.into_inner().then(move |batch| {
             let state = state.clone();
@@ -114,14 +120,28 @@ impl AttributionService for AttributionApi {
         Ok(Response::new(Box::pin(responses)))
     }
 
-    async fn map_patterns(&self, request: Request<MapPatternsRequest>) -> Result<Response<MapPatternsResponse>, Status> {
+    async fn map_patterns(
+        &self,
+        request: Request<MapPatternsRequest>,
+    ) -> Result<Response<MapPatternsResponse>, Status> {
         let req = request.into_inner();
         let mut violations = Vec::new();
         if req.patterns.len() > MAX_PATTERNS {
-            violations.push(violation("patterns", format!("at most {MAX_PATTERNS} patterns, got {}", req.patterns.len())));
+            violations.push(violation(
+                "patterns",
+                format!("at most {MAX_PATTERNS} patterns, got {}", req.patterns.len()),
+            ));
         }
-        for (i, p) in req.patterns.iter().enumerate().filter(|(_, p)| p.len() > MAX_PATTERN_BYTES) {
-            violations.push(violation(&format!("patterns[{i}]"), format!("must be at most {MAX_PATTERN_BYTES} bytes, got {}", p.len())));
+        for (i, p) in req
+            .patterns
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.len() > MAX_PATTERN_BYTES)
+        {
+            violations.push(violation(
+                &format!("patterns[{i}]"),
+                format!("must be at most {MAX_PATTERN_BYTES} bytes, got {}", p.len()),
+            ));
         }
         let kind = DetectorKind::try_from(req.detector_kind)
             .map_err(|_| Error::invalid("detector_kind", format!("unknown detector kind {}", req.detector_kind)))?;
@@ -133,7 +153,10 @@ impl AttributionService for AttributionApi {
         Ok(Response::new(MapPatternsResponse { mappings }))
     }
 
-    async fn get_technique(&self, request: Request<GetTechniqueRequest>) -> Result<Response<GetTechniqueResponse>, Status> {
+    async fn get_technique(
+        &self,
+        request: Request<GetTechniqueRequest>,
+    ) -> Result<Response<GetTechniqueResponse>, Status> {
         let id = request.into_inner().id;
         let id = id.trim();
         if id.is_empty() {
@@ -153,7 +176,10 @@ impl AttributionService for AttributionApi {
                 .into());
             }
         };
-        Ok(Response::new(GetTechniqueResponse { technique: Some(kb.technique_proto(technique)), revoked_id }))
+        Ok(Response::new(GetTechniqueResponse {
+            technique: Some(kb.technique_proto(technique)),
+            revoked_id,
+        }))
     }
 
     async fn get_group(&self, request: Request<GetGroupRequest>) -> Result<Response<GetGroupResponse>, Status> {
@@ -164,7 +190,9 @@ impl AttributionService for AttributionApi {
         let engine = self.state.engine.current();
         let kb = engine.kb();
         match kb.group(&id) {
-            Some(g) => Ok(Response::new(GetGroupResponse { group: Some(kb.group_proto(g)) })),
+            Some(g) => Ok(Response::new(GetGroupResponse {
+                group: Some(kb.group_proto(g)),
+            })),
             None => Err(Error::NotFound(format!(
                 "no group with id, name or alias `{}` in ATT&CK {}",
                 crate::rules::clip(id.trim(), 64),
@@ -183,18 +211,32 @@ impl AttributionService for AttributionApi {
 }
 
 fn violation(field: &str, description: impl Into<String>) -> FieldViolation {
-    FieldViolation { field: field.to_owned(), description: description.into() }
+    FieldViolation {
+        field: field.to_owned(),
+        description: description.into(),
+    }
 }
 
 /// Validates and attributes one batch with the engine current when it arrived.
 async fn attribute_batch(state: &AttributionState, batch: AttributeRequest) -> Result<AttributeResponse, Error> {
     if batch.events.len() > state.max_batch {
-        return Err(Error::invalid("events", format!("at most {} events per batch, got {}", state.max_batch, batch.events.len())));
+        return Err(Error::invalid(
+            "events",
+            format!(
+                "at most {} events per batch, got {}",
+                state.max_batch,
+                batch.events.len()
+            ),
+        ));
     }
     let mut violations = Vec::new();
     for (i, ev) in batch.events.iter().enumerate() {
         if let Err(found) = attackmesh::validate::detection_event(ev) {
-            violations.extend(found.into_iter().map(|v| violation(&format!("events[{i}].{}", v.field), v.description)));
+            violations.extend(
+                found
+                    .into_iter()
+                    .map(|v| violation(&format!("events[{i}].{}", v.field), v.description)),
+            );
         }
     }
     if !violations.is_empty() {
@@ -242,12 +284,16 @@ pub async fn watch_rules(dir: PathBuf, interval: Duration, handle: EngineHandle,
 type Snapshot = Vec<(PathBuf, Option<SystemTime>, u64)>;
 
 async fn snapshot_blocking(dir: PathBuf) -> Snapshot {
-    tokio::task::spawn_blocking(move || snapshot(&dir)).await.unwrap_or_default()
+    tokio::task::spawn_blocking(move || snapshot(&dir))
+        .await
+        .unwrap_or_default()
 }
 
 /// Name, modification time and size of every pack file in `dir`.
 fn snapshot(dir: &Path) -> Snapshot {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut out: Snapshot = entries
         .filter_map(Result::ok)
         .map(|e| e.path())

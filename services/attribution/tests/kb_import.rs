@@ -36,7 +36,10 @@ fn password_guessing_is_credential_access() {
     assert_eq!(t.name, "Password Guessing");
     assert_eq!(t.parent_id.as_deref(), Some("T1110"));
     assert!(t.is_subtechnique && t.is_active());
-    let tactics: Vec<_> = kb.tactics_of(t).map(|t| (t.id.as_str(), t.name.as_str(), t.shortname.as_str())).collect();
+    let tactics: Vec<_> = kb
+        .tactics_of(t)
+        .map(|t| (t.id.as_str(), t.name.as_str(), t.shortname.as_str()))
+        .collect();
     assert_eq!(tactics, [("TA0006", "Credential Access", "credential-access")]);
     assert_eq!(t.url, "https://attack.mitre.org/techniques/T1110/001");
     assert!(t.stix_id.starts_with("attack-pattern--"));
@@ -50,12 +53,28 @@ fn apt29_is_found_by_id_name_and_alias() {
     let g = kb.group("G0016").expect("G0016");
     assert_eq!(g.name, "APT29");
     for alias in ["Cozy Bear", "NOBELIUM", "Midnight Blizzard", "The Dukes"] {
-        assert!(g.aliases.iter().any(|a| a == alias), "alias {alias} missing from {:?}", g.aliases);
-        assert_eq!(kb.group(alias).map(|g| g.id.as_str()), Some("G0016"), "lookup by {alias}");
+        assert!(
+            g.aliases.iter().any(|a| a == alias),
+            "alias {alias} missing from {:?}",
+            g.aliases
+        );
+        assert_eq!(
+            kb.group(alias).map(|g| g.id.as_str()),
+            Some("G0016"),
+            "lookup by {alias}"
+        );
     }
     assert_eq!(kb.group("apt29").map(|g| g.id.as_str()), Some("G0016"));
-    assert!(g.techniques.len() > 50, "APT29 uses many techniques: {}", g.techniques.len());
-    assert!(g.techniques.iter().all(|t| matches!(kb.resolve(t), Resolved::Active(_))));
+    assert!(
+        g.techniques.len() > 50,
+        "APT29 uses many techniques: {}",
+        g.techniques.len()
+    );
+    assert!(
+        g.techniques
+            .iter()
+            .all(|t| matches!(kb.resolve(t), Resolved::Active(_)))
+    );
 }
 
 #[test]
@@ -99,13 +118,20 @@ fn compact_form_round_trips() {
     let again = Kb::from_bytes(&bytes, None).expect("decodes");
     assert_eq!(again.data(), kb.data());
     let data: &KbData = kb.data();
-    assert!(data.techniques.windows(2).all(|w| w[0].id < w[1].id), "techniques sorted by id");
+    assert!(
+        data.techniques.windows(2).all(|w| w[0].id < w[1].id),
+        "techniques sorted by id"
+    );
 }
 
 #[test]
 fn garbage_is_not_a_knowledge_base() {
     let err = Kb::from_bytes(b"hello", None).expect_err("garbage");
-    assert!(err.to_string().contains("neither a compact knowledge base nor an ATT&CK STIX bundle"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("neither a compact knowledge base nor an ATT&CK STIX bundle"),
+        "{err}"
+    );
 }
 
 /// Rewrites the committed compact KB from the shared bundle.

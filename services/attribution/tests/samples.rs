@@ -6,7 +6,7 @@ mod common;
 mod samples;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use attackmesh::formats::{self, Format, Reader};
 use attackmesh::proto::AttributionStatus;
@@ -16,9 +16,14 @@ fn engine() -> Engine {
     Engine::embedded().expect("embedded engine")
 }
 
-fn files(dir: &PathBuf, sub: &str, suffix: &str) -> Vec<PathBuf> {
+fn files(dir: &Path, sub: &str, suffix: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir.join(sub))
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(suffix)).collect())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(suffix))
+                .collect()
+        })
         .unwrap_or_default();
     out.sort();
     out
@@ -46,13 +51,20 @@ fn suricata_alerts_map_to_a_technique_in_at_least_80_percent_of_each_sample() {
             }
         }
         let coverage = mapped as f64 / alerts as f64;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         println!("coverage {name}: {mapped}/{alerts} alerts = {:.1}%", coverage * 100.0);
         for (sig, n) in &unmapped {
             println!("  unmapped ({n}): {sig}");
         }
         assert!(alerts > 0, "{name}: no alerts parsed");
-        assert!(coverage >= 0.8, "{name}: only {:.1}% of alerts mapped", coverage * 100.0);
+        assert!(
+            coverage >= 0.8,
+            "{name}: only {:.1}% of alerts mapped",
+            coverage * 100.0
+        );
     }
 }
 
@@ -68,21 +80,33 @@ fn suricata_signatures_map_to_what_an_analyst_would_say() {
         ("ET POLICY PE EXE or DLL Windows file download HTTP", &["T1105"]),
         ("ET POLICY curl User-Agent Outbound", &["T1105"]),
         ("ET TROJAN Possible NanoCore C2 60B", &["T1071"]),
-        ("ET TOR Known Tor Relay/Router (Not Exit) Node Traffic group 128", &["T1090.003"]),
+        (
+            "ET TOR Known Tor Relay/Router (Not Exit) Node Traffic group 128",
+            &["T1090.003"],
+        ),
         ("ET POLICY SMB2 Remote AT Scheduled Job Create Request", &["T1053.002"]),
-        ("ET DOS Possible NTP DDoS Inbound Frequent Un-Authed MON_LIST Requests IMPL 0x03", &["T1498.002"]),
+        (
+            "ET DOS Possible NTP DDoS Inbound Frequent Un-Authed MON_LIST Requests IMPL 0x03",
+            &["T1498.002"],
+        ),
         ("ET WEB_CLIENT Hex Obfuscation of unescape % Encoding", &["T1027"]),
-        ("ET ATTACK_RESPONSE Metasploit Meterpreter Reverse HTTPS certificate", &["T1573.002"]),
+        (
+            "ET ATTACK_RESPONSE Metasploit Meterpreter Reverse HTTPS certificate",
+            &["T1573.002"],
+        ),
         ("ET POLICY Possible IP Check api.ipify.org", &["T1016"]),
     ];
     let mut seen = BTreeMap::new();
     for path in files(&dir, "samples/suricata", ".eve.ndjson") {
         for (_, ev) in samples::events(Format::SuricataEve, &path) {
-            seen.entry(ev.description.clone()).or_insert_with(|| engine.attribute(&ev).technique_ids);
+            seen.entry(ev.description.clone())
+                .or_insert_with(|| engine.attribute(&ev).technique_ids);
         }
     }
     for (signature, techniques) in expected {
-        let got = seen.get(*signature).unwrap_or_else(|| panic!("signature not in samples: {signature}"));
+        let got = seen
+            .get(*signature)
+            .unwrap_or_else(|| panic!("signature not in samples: {signature}"));
         for t in *techniques {
             assert!(got.iter().any(|g| g == t), "{signature}: expected {t}, got {got:?}");
         }
@@ -92,7 +116,10 @@ fn suricata_signatures_map_to_what_an_analyst_would_say() {
     let skype = &seen["ET CHAT Skype VOIP Checking Version (Startup)"];
     assert!(skype.is_empty(), "Skype version check mapped to {skype:?}");
     let miuref = &seen["ET TROJAN Miuref/Boaxxe Checkin"];
-    assert!(!miuref.iter().any(|t| t == "T1190"), "Boaxxe check-in mapped to {miuref:?}");
+    assert!(
+        !miuref.iter().any(|t| t == "T1190"),
+        "Boaxxe check-in mapped to {miuref:?}"
+    );
 }
 
 /// What every command of the Cowrie sample session means.
@@ -130,7 +157,10 @@ fn cowrie_commands_and_logins_map_right() {
             "cowrie.login.failed" => assert_eq!(ids.first().map(String::as_str), Some("T1110.001"), "{ctx}: {ids:?}"),
             "cowrie.login.success" => {
                 assert_eq!(ids.first().map(String::as_str), Some("T1078"), "{ctx}: {ids:?}");
-                assert!(ids.iter().any(|t| t == "T1021.004"), "{ctx}: SSH login should be T1021.004: {ids:?}");
+                assert!(
+                    ids.iter().any(|t| t == "T1021.004"),
+                    "{ctx}: SSH login should be T1021.004: {ids:?}"
+                );
             }
             "cowrie.command.input" => {
                 let input = ev.attributes.get("input").cloned().unwrap_or_default();
@@ -144,26 +174,42 @@ fn cowrie_commands_and_logins_map_right() {
                 for t in *expected {
                     assert!(ids.iter().any(|i| i == t), "{ctx}: expected {t}, got {ids:?}");
                 }
-                assert!(!ids.iter().any(|t| t == "T1059.004") || expected.is_empty(), "{ctx}: fallback fired: {ids:?}");
+                assert!(
+                    !ids.iter().any(|t| t == "T1059.004") || expected.is_empty(),
+                    "{ctx}: fallback fired: {ids:?}"
+                );
             }
             "cowrie.session.file_download" => {
-                assert_eq!(ev.attributes.get("destfile").map(String::as_str), Some("/root/.ssh/authorized_keys"));
-                assert_eq!(ids, &["T1098.004"], "{ctx}: a shell redirect into authorized_keys, not a download");
+                assert_eq!(
+                    ev.attributes.get("destfile").map(String::as_str),
+                    Some("/root/.ssh/authorized_keys")
+                );
+                assert_eq!(
+                    ids,
+                    &["T1098.004"],
+                    "{ctx}: a shell redirect into authorized_keys, not a download"
+                );
             }
-            "cowrie.session.connect" | "cowrie.client.version" | "cowrie.client.kex" | "cowrie.client.size"
-            | "cowrie.session.params" | "cowrie.log.closed" | "cowrie.session.closed" => {
+            "cowrie.session.connect"
+            | "cowrie.client.version"
+            | "cowrie.client.kex"
+            | "cowrie.client.size"
+            | "cowrie.session.params"
+            | "cowrie.log.closed"
+            | "cowrie.session.closed" => {
                 assert!(ids.is_empty(), "{ctx}: bookkeeping mapped to {ids:?}");
                 assert_eq!(a.status, AttributionStatus::NoMatch as i32);
             }
             other => panic!("{ctx}: unexpected Cowrie event {other}"),
         }
-        *counts.entry(match ev.event_type.as_str() {
-            "cowrie.login.failed" => "failed logins",
-            "cowrie.login.success" => "successful logins",
-            "cowrie.command.input" => "commands",
-            _ => "other",
-        })
-        .or_default() += 1;
+        *counts
+            .entry(match ev.event_type.as_str() {
+                "cowrie.login.failed" => "failed logins",
+                "cowrie.login.success" => "successful logins",
+                "cowrie.command.input" => "commands",
+                _ => "other",
+            })
+            .or_default() += 1;
     }
     assert_eq!(counts.get("commands"), Some(&13), "{counts:?}");
     assert_eq!(counts.get("failed logins"), Some(&2), "{counts:?}");
@@ -195,21 +241,42 @@ fn zeek_notices_and_features_map_and_benign_logs_do_not() {
     let zeek = dir.join("samples/zeek/zat-0.4.9");
     for (line, ev) in samples::events(Format::Zeek, &zeek.join("notice.log")) {
         let a = engine.attribute(&ev);
-        assert_eq!(ev.attributes.get("note").map(String::as_str), Some("TeamCymruMalwareHashRegistry::Match"));
-        assert_eq!(a.technique_ids.first().map(String::as_str), Some("T1105"), "notice line {line}");
+        assert_eq!(
+            ev.attributes.get("note").map(String::as_str),
+            Some("TeamCymruMalwareHashRegistry::Match")
+        );
+        assert_eq!(
+            a.technique_ids.first().map(String::as_str),
+            Some("T1105"),
+            "notice line {line}"
+        );
     }
     let dyn_dns = samples::events(Format::Zeek, &zeek.join("dns.log"))
         .into_iter()
         .filter(|(_, ev)| ev.description.ends_with("myftp.biz"))
         .map(|(_, ev)| engine.attribute(&ev).technique_ids)
         .collect::<Vec<_>>();
-    assert!(!dyn_dns.is_empty() && dyn_dns.iter().all(|t| t == &["T1568"]), "{dyn_dns:?}");
-    for log in ["conn.log", "json/conn.log", "json/dns.log", "json/kerberos.log", "x509.log", "ssl.log"] {
+    assert!(
+        !dyn_dns.is_empty() && dyn_dns.iter().all(|t| t == &["T1568"]),
+        "{dyn_dns:?}"
+    );
+    for log in [
+        "conn.log",
+        "json/conn.log",
+        "json/dns.log",
+        "json/kerberos.log",
+        "x509.log",
+        "ssl.log",
+    ] {
         let events = samples::events(Format::Zeek, &zeek.join(log));
         assert!(!events.is_empty(), "{log}: no events");
         for (line, ev) in events {
             let a = engine.attribute(&ev);
-            assert!(a.technique_ids.is_empty(), "{log}:{line} benign record mapped to {:?}", a.technique_ids);
+            assert!(
+                a.technique_ids.is_empty(),
+                "{log}:{line} benign record mapped to {:?}",
+                a.technique_ids
+            );
         }
     }
 }
@@ -220,10 +287,26 @@ fn no_output_on_any_sample_names_anything_but_an_active_technique() {
     let engine = engine();
     let kb: &Kb = engine.kb();
     let mut inputs: Vec<(Format, PathBuf)> = Vec::new();
-    inputs.extend(files(&dir, "samples/suricata", ".ndjson").into_iter().map(|p| (Format::SuricataEve, p)));
-    inputs.extend(files(&dir, "samples/cowrie", ".json").into_iter().map(|p| (Format::Cowrie, p)));
-    inputs.extend(files(&dir, "samples/zeek/zat-0.4.9", ".log").into_iter().map(|p| (Format::Zeek, p)));
-    inputs.extend(files(&dir, "samples/zeek/zat-0.4.9/json", ".log").into_iter().map(|p| (Format::Zeek, p)));
+    inputs.extend(
+        files(&dir, "samples/suricata", ".ndjson")
+            .into_iter()
+            .map(|p| (Format::SuricataEve, p)),
+    );
+    inputs.extend(
+        files(&dir, "samples/cowrie", ".json")
+            .into_iter()
+            .map(|p| (Format::Cowrie, p)),
+    );
+    inputs.extend(
+        files(&dir, "samples/zeek/zat-0.4.9", ".log")
+            .into_iter()
+            .map(|p| (Format::Zeek, p)),
+    );
+    inputs.extend(
+        files(&dir, "samples/zeek/zat-0.4.9/json", ".log")
+            .into_iter()
+            .map(|p| (Format::Zeek, p)),
+    );
     let (mut events, mut attributed) = (0usize, 0usize);
     for (format, path) in &inputs {
         let input = formats::open_path(path).expect("opens");
@@ -238,15 +321,27 @@ fn no_output_on_any_sample_names_anything_but_an_active_technique() {
         }
     }
     println!("{events} sample events, {attributed} attributed");
-    assert!(events > 1500 && attributed > 350, "{events} events, {attributed} attributed");
+    assert!(
+        events > 1500 && attributed > 350,
+        "{events} events, {attributed} attributed"
+    );
     // Every signature as a free-text pattern, too.
     let mut signatures: Vec<String> = Vec::new();
     for path in files(&dir, "samples/suricata", ".eve.ndjson") {
-        signatures.extend(samples::events(Format::SuricataEve, &path).into_iter().map(|(_, ev)| ev.description));
+        signatures.extend(
+            samples::events(Format::SuricataEve, &path)
+                .into_iter()
+                .map(|(_, ev)| ev.description),
+        );
     }
     for mapping in engine.map_patterns(&signatures, "", attackmesh::proto::DetectorKind::Unspecified) {
         for t in &mapping.techniques {
-            assert!(matches!(kb.resolve(&t.id), attackmesh_attribution::Resolved::Active(_)), "{}: {}", mapping.pattern, t.id);
+            assert!(
+                matches!(kb.resolve(&t.id), attackmesh_attribution::Resolved::Active(_)),
+                "{}: {}",
+                mapping.pattern,
+                t.id
+            );
         }
     }
 }

@@ -62,11 +62,23 @@ async fn start(max_batch: usize) -> Running {
             .await
             .expect("server");
     });
-    tokio::spawn(watch_rules(rules.path().to_path_buf(), config.reload_interval, state.engine.clone(), async {
-        let _ = watch_stop.await;
-    }));
-    let client = AttributionServiceClient::connect(format!("http://{addr}")).await.expect("connect");
-    Running { client, stop: Some(stop), rules, state }
+    tokio::spawn(watch_rules(
+        rules.path().to_path_buf(),
+        config.reload_interval,
+        state.engine.clone(),
+        async {
+            let _ = watch_stop.await;
+        },
+    ));
+    let client = AttributionServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    Running {
+        client,
+        stop: Some(stop),
+        rules,
+        state,
+    }
 }
 
 fn probe_batch(batch_id: u64) -> AttributeRequest {
@@ -74,7 +86,12 @@ fn probe_batch(batch_id: u64) -> AttributeRequest {
         batch_id,
         events: vec![
             common::event("lab_probe", DetectorKind::TrafficMonitor, "probe", &[]),
-            common::event("cowrie.login.failed", DetectorKind::Decoy, "login attempt [root/root] failed", &[]),
+            common::event(
+                "cowrie.login.failed",
+                DetectorKind::Decoy,
+                "login attempt [root/root] failed",
+                &[],
+            ),
             common::event("heartbeat", DetectorKind::Other, "nothing", &[]),
         ],
         ..Default::default()
@@ -89,7 +106,10 @@ async fn wait_for_pack(state: &AttributionState, version: &str) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("rules never reloaded to {version}: {}", state.engine.current().rule_pack_version());
+    panic!(
+        "rules never reloaded to {version}: {}",
+        state.engine.current().rule_pack_version()
+    );
 }
 
 #[tokio::test]
@@ -97,7 +117,12 @@ async fn attribute_stream_survives_hot_reload() {
     let mut s = start(100).await;
     let kb = s.state.engine.current().kb().clone();
     let (tx, rx) = mpsc::channel(4);
-    let mut responses = s.client.attribute(ReceiverStream::new(rx)).await.expect("stream opens").into_inner();
+    let mut responses = s
+        .client
+        .attribute(ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
 
     tx.send(probe_batch(7)).await.expect("send");
     let first = responses.next().await.expect("a response").expect("ok");
@@ -109,28 +134,63 @@ async fn attribute_stream_survives_hot_reload() {
     for a in &first.attributions {
         common::assert_only_active(&kb, a, "batch 7");
     }
-    assert!(first.attributions[0].metadata.as_ref().expect("metadata").rule_pack_version.contains("lab@1.0.0"));
+    assert!(
+        first.attributions[0]
+            .metadata
+            .as_ref()
+            .expect("metadata")
+            .rule_pack_version
+            .contains("lab@1.0.0")
+    );
 
     // Change the pack on disk while the stream is open; a broken pack next to it is refused and
     // the running rules are kept until it is fixed.
     std::fs::write(s.rules.path().join("zz-broken.yaml"), "pack: broken\nversion: 1.0.0\nrules:\n  - id: r\n    event_type: x\n    techniques: [{ id: T0001, confidence: 0.5 }]\n").expect("write");
     std::fs::write(s.rules.path().join("lab.yaml"), PROBE_PACK_V2).expect("write");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(s.state.engine.current().rule_pack_version().contains("lab@1.0.0"), "a bad pack set must not replace the running one");
+    assert!(
+        s.state.engine.current().rule_pack_version().contains("lab@1.0.0"),
+        "a bad pack set must not replace the running one"
+    );
     std::fs::remove_file(s.rules.path().join("zz-broken.yaml")).expect("remove");
     wait_for_pack(&s.state, "lab@2.0.0").await;
 
     tx.send(probe_batch(8)).await.expect("send on the same stream");
     let second = responses.next().await.expect("a response").expect("ok");
     assert_eq!(second.batch_id, 8);
-    assert_eq!(second.attributions[0].technique_ids, ["T1595.001"], "the reloaded pack applies");
-    assert!(second.attributions[0].metadata.as_ref().expect("metadata").rule_pack_version.contains("lab@2.0.0"));
+    assert_eq!(
+        second.attributions[0].technique_ids,
+        ["T1595.001"],
+        "the reloaded pack applies"
+    );
+    assert!(
+        second.attributions[0]
+            .metadata
+            .as_ref()
+            .expect("metadata")
+            .rule_pack_version
+            .contains("lab@2.0.0")
+    );
 
     drop(tx);
     assert!(responses.next().await.is_none(), "stream ends when the client closes");
 
-    let info = s.client.get_knowledge_base_info(GetKnowledgeBaseInfoRequest {}).await.expect("info").into_inner();
-    assert_eq!((info.attack_version.as_str(), info.techniques, info.subtechniques, info.tactics, info.groups), ("18.1", 216, 475, 14, 172));
+    let info = s
+        .client
+        .get_knowledge_base_info(GetKnowledgeBaseInfoRequest {})
+        .await
+        .expect("info")
+        .into_inner();
+    assert_eq!(
+        (
+            info.attack_version.as_str(),
+            info.techniques,
+            info.subtechniques,
+            info.tactics,
+            info.groups
+        ),
+        ("18.1", 216, 475, 14, 172)
+    );
     assert!(info.rule_pack_version.contains("lab@2.0.0") && info.rules > 400);
 }
 
@@ -139,14 +199,23 @@ async fn oversized_or_invalid_batches_are_invalid_argument() {
     let mut s = start(2).await;
     let stream = tokio_stream::iter(vec![probe_batch(1)]);
     let mut responses = s.client.attribute(stream).await.expect("opens").into_inner();
-    let err = responses.next().await.expect("an item").expect_err("3 events > max_batch 2");
+    let err = responses
+        .next()
+        .await
+        .expect("an item")
+        .expect_err("3 events > max_batch 2");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("at most 2 events"), "{}", err.message());
 
     let mut bad = probe_batch(2);
     bad.events.truncate(1);
     bad.events[0].source_service.clear();
-    let mut responses = s.client.attribute(tokio_stream::iter(vec![bad])).await.expect("opens").into_inner();
+    let mut responses = s
+        .client
+        .attribute(tokio_stream::iter(vec![bad]))
+        .await
+        .expect("opens")
+        .into_inner();
     let err = responses.next().await.expect("an item").expect_err("invalid event");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("events[0].source_service"), "{}", err.message());
@@ -170,28 +239,61 @@ async fn map_patterns_and_lookups() {
     assert_eq!(m.mappings[1].techniques[0].name, "Clear Command History");
     assert!(m.mappings[2].techniques.is_empty());
 
-    let revoked = s.client.get_technique(GetTechniqueRequest { id: "T1073".into() }).await.expect("found").into_inner();
+    let revoked = s
+        .client
+        .get_technique(GetTechniqueRequest { id: "T1073".into() })
+        .await
+        .expect("found")
+        .into_inner();
     assert_eq!(revoked.revoked_id, "T1073");
     let t = revoked.technique.expect("technique");
     assert_eq!((t.id.as_str(), t.parent_id.as_str()), ("T1574.001", "T1574"));
     assert!(!t.deprecated);
 
-    let parent = s.client.get_technique(GetTechniqueRequest { id: "T1110".into() }).await.expect("found").into_inner();
+    let parent = s
+        .client
+        .get_technique(GetTechniqueRequest { id: "T1110".into() })
+        .await
+        .expect("found")
+        .into_inner();
     let parent = parent.technique.expect("technique");
-    assert!(parent.subtechnique_ids.contains(&"T1110.001".to_owned()), "{:?}", parent.subtechnique_ids);
+    assert!(
+        parent.subtechnique_ids.contains(&"T1110.001".to_owned()),
+        "{:?}",
+        parent.subtechnique_ids
+    );
     assert_eq!(parent.tactics[0].shortname, "credential-access");
 
-    let missing = s.client.get_technique(GetTechniqueRequest { id: "T9999".into() }).await.expect_err("unknown");
+    let missing = s
+        .client
+        .get_technique(GetTechniqueRequest { id: "T9999".into() })
+        .await
+        .expect_err("unknown");
     assert_eq!(missing.code(), tonic::Code::NotFound);
     assert_eq!(missing.message(), "technique `T9999` is not in ATT&CK 18.1");
-    let empty = s.client.get_technique(GetTechniqueRequest { id: " ".into() }).await.expect_err("empty");
+    let empty = s
+        .client
+        .get_technique(GetTechniqueRequest { id: " ".into() })
+        .await
+        .expect_err("empty");
     assert_eq!(empty.code(), tonic::Code::InvalidArgument);
 
-    let group = s.client.get_group(GetGroupRequest { id: "cozy bear".into() }).await.expect("found").into_inner();
+    let group = s
+        .client
+        .get_group(GetGroupRequest { id: "cozy bear".into() })
+        .await
+        .expect("found")
+        .into_inner();
     let group = group.group.expect("group");
     assert_eq!((group.id.as_str(), group.name.as_str()), ("G0016", "APT29"));
     assert!(group.technique_ids.len() > 50);
-    let missing = s.client.get_group(GetGroupRequest { id: "Nobody Bear".into() }).await.expect_err("unknown");
+    let missing = s
+        .client
+        .get_group(GetGroupRequest {
+            id: "Nobody Bear".into(),
+        })
+        .await
+        .expect_err("unknown");
     assert_eq!(missing.code(), tonic::Code::NotFound);
 }
 
@@ -199,11 +301,18 @@ async fn map_patterns_and_lookups() {
 fn reload_from_dir_keeps_the_engine_on_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let handle = attackmesh_attribution::EngineHandle::new(
-        Engine::new(attackmesh_attribution::Kb::embedded().expect("kb"), RulePack::embedded().expect("packs")).expect("engine"),
+        Engine::new(
+            attackmesh_attribution::Kb::embedded().expect("kb"),
+            RulePack::embedded().expect("packs"),
+        )
+        .expect("engine"),
     );
     std::fs::write(dir.path().join("x.yaml"), "pack: x\nversion: 1.0.0\nrules:\n  - id: r\n    when:\n      - { field: description, regex: '(' }\n    techniques: [{ id: T1046, confidence: 0.5 }]\n").expect("write");
     let before = handle.current().rule_pack_version().to_owned();
     let err = handle.reload_from_dir(dir.path()).expect_err("bad regex");
-    assert!(err.to_string().contains("x.yaml") && err.to_string().contains("`r`"), "{err}");
+    assert!(
+        err.to_string().contains("x.yaml") && err.to_string().contains("`r`"),
+        "{err}"
+    );
     assert_eq!(handle.current().rule_pack_version(), before);
 }

@@ -31,7 +31,9 @@ pub fn import_bundle<R: Read>(reader: R) -> Result<KbData, Error> {
 /// Imports a bundle; `options.attack_version` is used when the bundle does not name its release.
 pub fn import_bundle_with<R: Read>(mut reader: R, options: &ImportOptions) -> Result<KbData, Error> {
     let mut bytes = Vec::new();
-    reader.read_to_end(&mut bytes).map_err(|e| Error::Kb(format!("cannot read ATT&CK bundle: {e}")))?;
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Kb(format!("cannot read ATT&CK bundle: {e}")))?;
     import_slice(&bytes, options)
 }
 
@@ -47,7 +49,9 @@ pub fn version_from_file_name(name: &str) -> Option<String> {
     let stem = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let start = stem.find("attack-")? + "attack-".len();
     let rest = &stem[start..];
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
     let version = rest[..end].trim_end_matches('.');
     (!version.is_empty()).then(|| version.to_owned())
 }
@@ -132,7 +136,9 @@ struct Importer<'a> {
 impl<'a> Importer<'a> {
     fn new(objects: &'a [StixObject]) -> Result<Self, Error> {
         if !objects.iter().any(|o| o.kind == "attack-pattern") {
-            return Err(Error::Kb("bundle holds no attack-pattern objects: not an ATT&CK bundle".into()));
+            return Err(Error::Kb(
+                "bundle holds no attack-pattern objects: not an ATT&CK bundle".into(),
+            ));
         }
         let by_stix = objects.iter().map(|o| (o.id.as_str(), o)).collect();
         let revoked_by = objects
@@ -140,7 +146,11 @@ impl<'a> Importer<'a> {
             .filter(|o| o.kind == "relationship" && o.relationship_type == "revoked-by")
             .map(|o| (o.source_ref.as_str(), o.target_ref.as_str()))
             .collect();
-        Ok(Self { objects, by_stix, revoked_by })
+        Ok(Self {
+            objects,
+            by_stix,
+            revoked_by,
+        })
     }
 
     fn run(&self, options: &ImportOptions) -> Result<KbData, Error> {
@@ -161,7 +171,11 @@ impl<'a> Importer<'a> {
             .objects
             .iter()
             .find(|o| o.kind == "x-mitre-matrix")
-            .and_then(|m| m.attack_id().map(str::to_owned).or_else(|| m.x_mitre_domains.first().cloned()))
+            .and_then(|m| {
+                m.attack_id()
+                    .map(str::to_owned)
+                    .or_else(|| m.x_mitre_domains.first().cloned())
+            })
             .unwrap_or_else(|| "enterprise-attack".to_owned());
         let tactics = self.tactics();
         let rel = self.relationships();
@@ -178,7 +192,9 @@ impl<'a> Importer<'a> {
     }
 
     fn of_kind(&self, kinds: &'a [&'a str]) -> impl Iterator<Item = &'a StixObject> + 'a {
-        self.objects.iter().filter(move |o| kinds.contains(&o.kind.as_str()) && o.attack_id().is_some())
+        self.objects
+            .iter()
+            .filter(move |o| kinds.contains(&o.kind.as_str()) && o.attack_id().is_some())
     }
 
     fn tactics(&self) -> Vec<Tactic> {
@@ -188,8 +204,10 @@ impl<'a> Importer<'a> {
             .filter(|o| o.kind == "x-mitre-matrix")
             .flat_map(|m| m.tactic_refs.iter().map(String::as_str))
             .collect();
-        let mut tactics: Vec<&StixObject> =
-            self.of_kind(&["x-mitre-tactic"]).filter(|t| !t.revoked() && !t.deprecated()).collect();
+        let mut tactics: Vec<&StixObject> = self
+            .of_kind(&["x-mitre-tactic"])
+            .filter(|t| !t.revoked() && !t.deprecated())
+            .collect();
         for t in &tactics {
             if !order.contains(&t.id.as_str()) {
                 order.push(t.id.as_str());
@@ -222,14 +240,22 @@ impl<'a> Importer<'a> {
                 return None;
             }
         }
-        (current.kind == "attack-pattern" && !current.deprecated()).then(|| current.attack_id()).flatten()
+        (current.kind == "attack-pattern" && !current.deprecated())
+            .then(|| current.attack_id())
+            .flatten()
     }
 
     fn relationships(&self) -> Relations<'a> {
         let mut rel = Relations::default();
-        for r in self.objects.iter().filter(|o| o.kind == "relationship" && !o.revoked() && !o.deprecated()) {
-            let (Some(source), Some(target)) = (self.by_stix.get(r.source_ref.as_str()), self.by_stix.get(r.target_ref.as_str()))
-            else {
+        for r in self
+            .objects
+            .iter()
+            .filter(|o| o.kind == "relationship" && !o.revoked() && !o.deprecated())
+        {
+            let (Some(source), Some(target)) = (
+                self.by_stix.get(r.source_ref.as_str()),
+                self.by_stix.get(r.target_ref.as_str()),
+            ) else {
                 continue;
             };
             let Some(source_id) = source.attack_id() else { continue };
@@ -345,7 +371,11 @@ impl<'a> Importer<'a> {
                 Software {
                     id: id.to_owned(),
                     name: o.name.clone(),
-                    kind: if o.kind == "tool" { SoftwareKind::Tool } else { SoftwareKind::Malware },
+                    kind: if o.kind == "tool" {
+                        SoftwareKind::Tool
+                    } else {
+                        SoftwareKind::Malware
+                    },
                     aliases: o.aliases_without_name(&o.x_mitre_aliases),
                     stix_id: o.id.clone(),
                     url: o.url(),
@@ -374,7 +404,11 @@ impl<'a> Importer<'a> {
                     url: o.url(),
                     techniques: rel.techniques_of(id),
                     software: rel.software_of(id),
-                    groups: rel.groups.get(id).map(|s| s.iter().map(|g| (*g).to_owned()).collect()).unwrap_or_default(),
+                    groups: rel
+                        .groups
+                        .get(id)
+                        .map(|s| s.iter().map(|g| (*g).to_owned()).collect())
+                        .unwrap_or_default(),
                     deprecated: o.deprecated(),
                     revoked: o.revoked(),
                 }
@@ -418,10 +452,16 @@ struct Relations<'a> {
 
 impl Relations<'_> {
     fn techniques_of(&self, id: &str) -> Vec<String> {
-        self.techniques.get(id).map(|s| s.iter().map(|t| (*t).to_owned()).collect()).unwrap_or_default()
+        self.techniques
+            .get(id)
+            .map(|s| s.iter().map(|t| (*t).to_owned()).collect())
+            .unwrap_or_default()
     }
     fn software_of(&self, id: &str) -> Vec<String> {
-        self.software.get(id).map(|s| s.iter().map(|t| (*t).to_owned()).collect()).unwrap_or_default()
+        self.software
+            .get(id)
+            .map(|s| s.iter().map(|t| (*t).to_owned()).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -431,8 +471,14 @@ mod tests {
 
     #[test]
     fn version_comes_from_official_file_names() {
-        assert_eq!(version_from_file_name("enterprise-attack-18.1.json.gz").as_deref(), Some("18.1"));
-        assert_eq!(version_from_file_name("/x/y/enterprise-attack-15.0.json").as_deref(), Some("15.0"));
+        assert_eq!(
+            version_from_file_name("enterprise-attack-18.1.json.gz").as_deref(),
+            Some("18.1")
+        );
+        assert_eq!(
+            version_from_file_name("/x/y/enterprise-attack-15.0.json").as_deref(),
+            Some("15.0")
+        );
         assert_eq!(version_from_file_name("enterprise-attack.json"), None);
         assert_eq!(version_from_file_name("bundle.json"), None);
     }
@@ -470,7 +516,14 @@ mod tests {
           "external_references":[{"source_name":"mitre-attack","external_id":"T1000"}]}]}"#;
         let err = import_bundle(bundle.as_bytes()).expect_err("no version");
         assert!(err.to_string().contains("names no ATT&CK release"), "{err}");
-        let opts = ImportOptions { attack_version: Some("1.0".into()) };
-        assert_eq!(import_bundle_with(bundle.as_bytes(), &opts).expect("imports").attack_version, "1.0");
+        let opts = ImportOptions {
+            attack_version: Some("1.0".into()),
+        };
+        assert_eq!(
+            import_bundle_with(bundle.as_bytes(), &opts)
+                .expect("imports")
+                .attack_version,
+            "1.0"
+        );
     }
 }

@@ -122,13 +122,19 @@ impl Kb {
             return Kb::from_data(data);
         }
         if plain.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-            let options = ImportOptions { attack_version: file_name.and_then(version_from_file_name) };
+            let options = ImportOptions {
+                attack_version: file_name.and_then(version_from_file_name),
+            };
             return Kb::from_data(import::import_slice(plain, &options)?);
         }
         if plain.starts_with(b"AMKB") {
-            return Err(Error::Kb("compact knowledge base of an unsupported format revision".into()));
+            return Err(Error::Kb(
+                "compact knowledge base of an unsupported format revision".into(),
+            ));
         }
-        Err(Error::Kb("neither a compact knowledge base nor an ATT&CK STIX bundle".into()))
+        Err(Error::Kb(
+            "neither a compact knowledge base nor an ATT&CK STIX bundle".into(),
+        ))
     }
 
     /// Indexes imported or decoded data.
@@ -136,8 +142,12 @@ impl Kb {
         if data.techniques.is_empty() {
             return Err(Error::Kb("knowledge base holds no techniques".into()));
         }
-        let technique_index: HashMap<String, TechIdx> =
-            data.techniques.iter().enumerate().map(|(i, t)| (t.id.clone(), i as TechIdx)).collect();
+        let technique_index: HashMap<String, TechIdx> = data
+            .techniques
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.clone(), i as TechIdx))
+            .collect();
         let replacement = data
             .techniques
             .iter()
@@ -147,17 +157,27 @@ impl Kb {
                     if !current.revoked {
                         break;
                     }
-                    current = current.revoked_by.as_ref().and_then(|r| technique_index.get(r)).map(|i| &data.techniques[*i as usize])?;
+                    current = current
+                        .revoked_by
+                        .as_ref()
+                        .and_then(|r| technique_index.get(r))
+                        .map(|i| &data.techniques[*i as usize])?;
                 }
-                current.is_active().then(|| technique_index.get(&current.id).copied()).flatten()
+                current
+                    .is_active()
+                    .then(|| technique_index.get(&current.id).copied())
+                    .flatten()
             })
             .collect();
         let mut subtechniques = vec![Vec::new(); data.techniques.len()];
         for (i, t) in data.techniques.iter().enumerate() {
-            if let Some(parent) = t.parent_id.as_ref().and_then(|p| technique_index.get(p)) {
-                if t.is_active() {
-                    subtechniques[*parent as usize].push(i as TechIdx);
-                }
+            if let Some(parent) = t
+                .parent_id
+                .as_ref()
+                .and_then(|p| technique_index.get(p))
+                .filter(|_| t.is_active())
+            {
+                subtechniques[*parent as usize].push(i as TechIdx);
             }
         }
         let mut tactic_index = HashMap::new();
@@ -167,12 +187,21 @@ impl Kb {
         }
         let group_index = name_index(data.groups.iter().map(|g| (&g.id, &g.name, &g.aliases, g.is_active())));
         let software_index = name_index(
-            data.software.iter().map(|s| (&s.id, &s.name, &s.aliases, !s.revoked && !s.deprecated)),
+            data.software
+                .iter()
+                .map(|s| (&s.id, &s.name, &s.aliases, !s.revoked && !s.deprecated)),
         );
         let campaign_index = name_index(
-            data.campaigns.iter().map(|c| (&c.id, &c.name, &c.aliases, !c.revoked && !c.deprecated)),
+            data.campaigns
+                .iter()
+                .map(|c| (&c.id, &c.name, &c.aliases, !c.revoked && !c.deprecated)),
         );
-        let mitigation_index = data.mitigations.iter().enumerate().map(|(i, m)| (m.id.clone(), i)).collect();
+        let mitigation_index = data
+            .mitigations
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.clone(), i))
+            .collect();
         let active_tech = data.techniques.iter().filter(|t| t.is_active());
         let counts = KbCounts {
             techniques: active_tech.clone().filter(|t| !t.is_subtechnique).count(),
@@ -206,7 +235,9 @@ impl Kb {
         let body = postcard::to_stdvec(&self.data).map_err(|e| Error::Kb(format!("cannot encode: {e}")))?;
         plain.extend_from_slice(&body);
         let mut gz = GzEncoder::new(Vec::new(), Compression::best());
-        gz.write_all(&plain).and_then(|_| gz.finish()).map_err(|e| Error::Kb(format!("cannot compress: {e}")))
+        gz.write_all(&plain)
+            .and_then(|_| gz.finish())
+            .map_err(|e| Error::Kb(format!("cannot compress: {e}")))
     }
 
     /// The underlying records.
@@ -236,13 +267,18 @@ impl Kb {
 
     /// What `id` stands for now: active, revoked (with its replacement), deprecated or unknown.
     pub fn resolve(&self, id: &str) -> Resolved<'_> {
-        let Some(i) = self.technique_idx(id) else { return Resolved::Unknown };
+        let Some(i) = self.technique_idx(id) else {
+            return Resolved::Unknown;
+        };
         let t = self.at(i);
         if t.is_active() {
             Resolved::Active(t)
         } else if t.revoked {
             match self.replacement[i as usize] {
-                Some(r) => Resolved::Revoked { requested: t, replacement: self.at(r) },
+                Some(r) => Resolved::Revoked {
+                    requested: t,
+                    replacement: self.at(r),
+                },
                 None => Resolved::Unknown,
             }
         } else {
@@ -289,7 +325,12 @@ impl Kb {
     pub fn group(&self, id_or_name_or_alias: &str) -> Option<&Group> {
         let mut g = &self.data.groups[*self.group_index.get(&id_or_name_or_alias.trim().to_lowercase())?];
         for _ in 0..8 {
-            match g.revoked_by.as_ref().filter(|_| g.revoked).and_then(|r| self.group_index.get(&r.to_lowercase())) {
+            match g
+                .revoked_by
+                .as_ref()
+                .filter(|_| g.revoked)
+                .and_then(|r| self.group_index.get(&r.to_lowercase()))
+            {
                 Some(next) => g = &self.data.groups[*next],
                 None => break,
             }
@@ -304,7 +345,9 @@ impl Kb {
 
     /// Software by id, name or alias (case-insensitive).
     pub fn software(&self, id_or_name: &str) -> Option<&Software> {
-        self.software_index.get(&id_or_name.trim().to_lowercase()).map(|i| &self.data.software[*i])
+        self.software_index
+            .get(&id_or_name.trim().to_lowercase())
+            .map(|i| &self.data.software[*i])
     }
 
     /// All software, sorted by id.
@@ -314,7 +357,9 @@ impl Kb {
 
     /// A campaign by id, name or alias (case-insensitive).
     pub fn campaign(&self, id_or_name: &str) -> Option<&Campaign> {
-        self.campaign_index.get(&id_or_name.trim().to_lowercase()).map(|i| &self.data.campaigns[*i])
+        self.campaign_index
+            .get(&id_or_name.trim().to_lowercase())
+            .map(|i| &self.data.campaigns[*i])
     }
 
     /// All campaigns, sorted by id.
@@ -334,7 +379,10 @@ impl Kb {
 
     /// Active mitigations that address a technique.
     pub fn mitigations_for<'a>(&'a self, technique_id: &'a str) -> impl Iterator<Item = &'a Mitigation> + 'a {
-        self.data.mitigations.iter().filter(move |m| !m.deprecated && m.techniques.iter().any(|t| t == technique_id))
+        self.data
+            .mitigations
+            .iter()
+            .filter(move |m| !m.deprecated && m.techniques.iter().any(|t| t == technique_id))
     }
 
     pub(crate) fn technique_idx(&self, id: &str) -> Option<TechIdx> {
@@ -372,7 +420,11 @@ impl Kb {
     /// The tactics of a technique as protobuf messages.
     pub fn tactic_protos(&self, technique: &Technique) -> Vec<proto::Tactic> {
         self.tactics_of(technique)
-            .map(|t| proto::Tactic { id: t.id.clone(), name: t.name.clone(), shortname: t.shortname.clone() })
+            .map(|t| proto::Tactic {
+                id: t.id.clone(),
+                name: t.name.clone(),
+                shortname: t.shortname.clone(),
+            })
             .collect()
     }
 
@@ -419,7 +471,9 @@ impl Kb {
 }
 
 /// Lower-cased id, name and aliases → index; active entries win over inactive ones.
-fn name_index<'a>(items: impl Iterator<Item = (&'a String, &'a String, &'a Vec<String>, bool)>) -> HashMap<String, usize> {
+fn name_index<'a>(
+    items: impl Iterator<Item = (&'a String, &'a String, &'a Vec<String>, bool)>,
+) -> HashMap<String, usize> {
     let items: Vec<_> = items.collect();
     let mut index = HashMap::new();
     // Inactive first so that active entries overwrite them; ids always point at their own entry.

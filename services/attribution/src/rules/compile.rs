@@ -29,7 +29,10 @@ impl RuleSet {
         let mut names = HashMap::new();
         for pack in packs {
             if let Some(other) = names.insert(pack.def.pack.clone(), pack.source.clone()) {
-                return Err(Error::pack(&pack.source, format!("pack `{}` is also defined in {other}", pack.def.pack)));
+                return Err(Error::pack(
+                    &pack.source,
+                    format!("pack `{}` is also defined in {other}", pack.def.pack),
+                ));
             }
             b.pack(kb, pack)?;
         }
@@ -51,13 +54,29 @@ struct Builder {
 
 impl Builder {
     fn pack(&mut self, kb: &Kb, pack: &RulePack) -> Result<(), Error> {
-        let PackDef { pack: name, version, rules, .. } = &pack.def;
+        let PackDef {
+            pack: name,
+            version,
+            rules,
+            ..
+        } = &pack.def;
         let file = pack.source.as_str();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-            return Err(Error::pack(file, format!("pack name `{name}` must be non-empty [A-Za-z0-9._-]")));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(Error::pack(
+                file,
+                format!("pack name `{name}` must be non-empty [A-Za-z0-9._-]"),
+            ));
         }
         let parts: Vec<&str> = version.split('.').collect();
-        if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        if parts.len() != 3
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
             return Err(Error::pack(file, format!("version `{version}` is not x.y.z")));
         }
         let mut ids = HashSet::new();
@@ -67,7 +86,12 @@ impl Builder {
             }
             self.rule(kb, file, name, rule)?;
         }
-        self.packs.push(PackInfo { name: name.clone(), version: version.clone(), source: file.to_owned(), rules: rules.len() });
+        self.packs.push(PackInfo {
+            name: name.clone(),
+            version: version.clone(),
+            source: file.to_owned(),
+            rules: rules.len(),
+        });
         Ok(())
     }
 
@@ -81,12 +105,17 @@ impl Builder {
             .event_type
             .0
             .iter()
-            .map(|g| Glob::parse(g).ok_or_else(|| err(format!("event_type `{g}`: only `x`, `x*`, `*x` and `*` are supported"))))
+            .map(|g| {
+                Glob::parse(g)
+                    .ok_or_else(|| err(format!("event_type `{g}`: only `x`, `x*`, `*x` and `*` are supported")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut kinds = 0u8;
         for k in &def.detector_kind.0 {
             kinds |= parse_kind(k).ok_or_else(|| {
-                err(format!("detector_kind `{k}` is not one of traffic_monitor, behavioural_analysis, decoy, other"))
+                err(format!(
+                    "detector_kind `{k}` is not one of traffic_monitor, behavioural_analysis, decoy, other"
+                ))
             })?;
         }
         if def.techniques.is_empty() {
@@ -98,23 +127,41 @@ impl Builder {
                 TechniqueDef::Id(id) => (id, def.confidence),
                 TechniqueDef::Full { id, confidence } => (id, confidence.or(def.confidence)),
             };
-            let confidence = confidence.ok_or_else(|| err(format!("technique {id}: no confidence (set it on the technique or the rule)")))?;
+            let confidence = confidence.ok_or_else(|| {
+                err(format!(
+                    "technique {id}: no confidence (set it on the technique or the rule)"
+                ))
+            })?;
             if !(0.0..=1.0).contains(&confidence) {
-                return Err(err(format!("technique {id}: confidence {confidence} is outside [0, 1]")));
+                return Err(err(format!(
+                    "technique {id}: confidence {confidence} is outside [0, 1]"
+                )));
             }
             let tech = match kb.resolve(id) {
                 Resolved::Active(t) => t,
                 Resolved::Revoked { replacement, .. } => {
-                    return Err(err(format!("technique {id} is revoked in ATT&CK {}; use {}", kb.attack_version(), replacement.id)));
+                    return Err(err(format!(
+                        "technique {id} is revoked in ATT&CK {}; use {}",
+                        kb.attack_version(),
+                        replacement.id
+                    )));
                 }
                 Resolved::Deprecated(_) => {
-                    return Err(err(format!("technique {id} is deprecated in ATT&CK {}", kb.attack_version())));
+                    return Err(err(format!(
+                        "technique {id} is deprecated in ATT&CK {}",
+                        kb.attack_version()
+                    )));
                 }
                 Resolved::Unknown => {
-                    return Err(err(format!("technique {id} is not a technique of ATT&CK {}", kb.attack_version())));
+                    return Err(err(format!(
+                        "technique {id} is not a technique of ATT&CK {}",
+                        kb.attack_version()
+                    )));
                 }
             };
-            let ti = kb.technique_idx(&tech.id).ok_or_else(|| err(format!("technique {id} not indexed")))?;
+            let ti = kb
+                .technique_idx(&tech.id)
+                .ok_or_else(|| err(format!("technique {id} not indexed")))?;
             if techniques.iter().any(|(t, _)| *t == ti) {
                 return Err(err(format!("technique {id} listed twice")));
             }
@@ -122,15 +169,23 @@ impl Builder {
         }
         let mut conditions = Vec::new();
         for (i, c) in def.when.iter().enumerate() {
-            conditions.push(self.condition(c).map_err(|m| err(format!("condition {}: {m}", i + 1)))?);
+            conditions.push(
+                self.condition(c)
+                    .map_err(|m| err(format!("condition {}: {m}", i + 1)))?,
+            );
         }
         let trigger = pick_trigger(&def.when);
         if let Some(t) = trigger {
-            self.register_trigger(&def.when[t], conditions[t].field, idx).map_err(|m| err(m))?;
+            self.register_trigger(&def.when[t], conditions[t].field, idx)
+                .map_err(err)?;
         }
         self.rules.push(Rule {
             full_id: format!("{pack}/{}", def.id),
-            description: if def.description.is_empty() { def.id.clone() } else { def.description.clone() },
+            description: if def.description.is_empty() {
+                def.id.clone()
+            } else {
+                def.description.clone()
+            },
             event_types,
             kinds,
             conditions,
@@ -166,16 +221,29 @@ impl Builder {
     fn condition(&mut self, c: &ConditionDef) -> Result<Condition, String> {
         let field = self.field(c)?;
         let compare = [c.gt, c.gte, c.lt, c.lte];
-        let ops = [c.equals.is_some(), c.one_of.is_some(), c.contains.is_some(), c.regex.is_some(), c.command.is_some(), c.exists.is_some()]
-            .iter()
-            .filter(|x| **x)
-            .count()
+        let ops = [
+            c.equals.is_some(),
+            c.one_of.is_some(),
+            c.contains.is_some(),
+            c.regex.is_some(),
+            c.command.is_some(),
+            c.exists.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count()
             + usize::from(compare.iter().any(Option::is_some));
         if ops != 1 {
-            return Err("exactly one operator is required (equals, in, contains, regex, command, gt/gte/lt/lte, exists)".into());
+            return Err(
+                "exactly one operator is required (equals, in, contains, regex, command, gt/gte/lt/lte, exists)".into(),
+            );
         }
         let nonempty = |v: &[String], what: &str| {
-            if v.is_empty() || v.iter().any(String::is_empty) { Err(format!("`{what}` needs non-empty values")) } else { Ok(()) }
+            if v.is_empty() || v.iter().any(String::is_empty) {
+                Err(format!("`{what}` needs non-empty values"))
+            } else {
+                Ok(())
+            }
         };
         let op = if let Some(v) = &c.equals {
             Op::Equals(vec![v.text().into()])
@@ -189,7 +257,11 @@ impl Builder {
             Op::Contains(substring_matcher(&v.0)?)
         } else if let Some(v) = &c.regex {
             nonempty(&v.0, "regex")?;
-            Op::Regex(v.0.iter().map(|r| Regex::new(r).map_err(|e| format!("bad regex `{r}`: {e}"))).collect::<Result<_, _>>()?)
+            Op::Regex(
+                v.0.iter()
+                    .map(|r| Regex::new(r).map_err(|e| format!("bad regex `{r}`: {e}")))
+                    .collect::<Result<_, _>>()?,
+            )
         } else if let Some(v) = &c.command {
             nonempty(&v.0, "command")?;
             Op::Command(v.0.iter().map(|s| s.as_str().into()).collect())
@@ -199,22 +271,40 @@ impl Builder {
             if compare.iter().flatten().any(|x| !x.is_finite()) {
                 return Err("numeric bounds must be finite".into());
             }
-            Op::Compare { gt: c.gt, gte: c.gte, lt: c.lt, lte: c.lte }
+            Op::Compare {
+                gt: c.gt,
+                gte: c.gte,
+                lt: c.lt,
+                lte: c.lte,
+            }
         };
-        Ok(Condition { field, op, negate: c.not })
+        Ok(Condition {
+            field,
+            op,
+            negate: c.not,
+        })
     }
 
     fn register_trigger(&mut self, c: &ConditionDef, field: FieldIdx, rule: RuleIdx) -> Result<(), String> {
         let f = field as usize;
         if let Some(v) = &c.equals {
-            self.equals[f].entry(v.text().to_ascii_lowercase().into()).or_default().push(rule);
+            self.equals[f]
+                .entry(v.text().to_ascii_lowercase().into())
+                .or_default()
+                .push(rule);
         } else if let Some(v) = &c.one_of {
             for s in v {
-                self.equals[f].entry(s.text().to_ascii_lowercase().into()).or_default().push(rule);
+                self.equals[f]
+                    .entry(s.text().to_ascii_lowercase().into())
+                    .or_default()
+                    .push(rule);
             }
         } else if let Some(v) = &c.command {
             for s in &v.0 {
-                self.command[f].entry(s.to_ascii_lowercase().into()).or_default().push(rule);
+                self.command[f]
+                    .entry(s.to_ascii_lowercase().into())
+                    .or_default()
+                    .push(rule);
             }
         } else if let Some(v) = &c.contains {
             for s in &v.0 {
@@ -233,15 +323,22 @@ impl Builder {
     fn finish(self) -> Result<RuleSet, Error> {
         let mut triggers = Vec::with_capacity(self.fields.len());
         let mut has_trigger = vec![false; self.fields.len()];
-        for (f, ((contains, regex), (equals, command))) in
-            self.contains.into_iter().zip(self.regex).zip(self.equals.into_iter().zip(self.command)).enumerate()
+        for (f, ((contains, regex), (equals, command))) in self
+            .contains
+            .into_iter()
+            .zip(self.regex)
+            .zip(self.equals.into_iter().zip(self.command))
+            .enumerate()
         {
             has_trigger[f] = !(contains.is_empty() && regex.is_empty() && equals.is_empty() && command.is_empty());
             let contains = if contains.is_empty() {
                 None
             } else {
                 let (patterns, rules): (Vec<String>, Vec<Vec<RuleIdx>>) = contains.into_iter().unzip();
-                Some((substring_matcher(&patterns).map_err(|m| Error::pack("rules", m))?, rules))
+                Some((
+                    substring_matcher(&patterns).map_err(|m| Error::pack("rules", m))?,
+                    rules,
+                ))
             };
             let regex = if regex.is_empty() {
                 None
@@ -250,7 +347,12 @@ impl Builder {
                 let set = RegexSet::new(&patterns).map_err(|e| Error::pack("rules", format!("regex set: {e}")))?;
                 Some((set, rules))
             };
-            triggers.push(FieldTriggers { contains, regex, equals, command });
+            triggers.push(FieldTriggers {
+                contains,
+                regex,
+                equals,
+                command,
+            });
         }
         let rules = self.rules;
         let trigger_field = |r: &Rule| r.trigger.map(|t| r.conditions[t].field);
@@ -295,7 +397,10 @@ impl Builder {
                 }
             }
         }
-        let all_trigger_fields = (0..has_trigger.len()).filter(|f| has_trigger[*f]).map(|f| f as FieldIdx).collect();
+        let all_trigger_fields = (0..has_trigger.len())
+            .filter(|f| has_trigger[*f])
+            .map(|f| f as FieldIdx)
+            .collect();
         let mut version: Vec<String> = self.packs.iter().map(|p| format!("{}@{}", p.name, p.version)).collect();
         version.sort();
         Ok(RuleSet {
@@ -329,7 +434,12 @@ fn pick_trigger(conditions: &[ConditionDef]) -> Option<usize> {
             None
         }
     };
-    conditions.iter().enumerate().filter_map(|(i, c)| rank(c).map(|r| (r, i))).min().map(|(_, i)| i)
+    conditions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| rank(c).map(|r| (r, i)))
+        .min()
+        .map(|(_, i)| i)
 }
 
 fn substring_matcher(patterns: &[String]) -> Result<AhoCorasick, String> {

@@ -90,7 +90,10 @@ impl RuleSet {
     pub fn matching_rule_ids(&self, event: &DetectionEvent) -> Vec<String> {
         with_scratch(|s| {
             self.matches(&EventFields(event), s);
-            s.matched.iter().map(|r| self.rules[*r as usize].full_id.clone()).collect()
+            s.matched
+                .iter()
+                .map(|r| self.rules[*r as usize].full_id.clone())
+                .collect()
         })
     }
 
@@ -157,7 +160,9 @@ impl RuleSet {
         if !scratch.first_field(field) {
             return;
         }
-        let Some(value) = f.get(&self.fields[field as usize]) else { return };
+        let Some(value) = f.get(&self.fields[field as usize]) else {
+            return;
+        };
         let mut buf = NumBuf::default();
         let text = value.as_text(&mut buf);
         let t = &self.triggers[field as usize];
@@ -172,9 +177,9 @@ impl RuleSet {
             scratch.regex_hits.clear();
             scratch.regex_hits.resize(set.len(), false);
             if set.matches_read_at(&mut scratch.regex_hits, text, 0) {
-                for i in 0..set.len() {
+                for (i, rule) in rules.iter().enumerate() {
                     if scratch.regex_hits[i] {
-                        self.candidate(rules[i], f, scratch);
+                        self.candidate(*rule, f, scratch);
                     }
                 }
             }
@@ -217,10 +222,10 @@ impl RuleSet {
         } else if rule.conditions.is_empty() {
             return false;
         }
-        if let Some(kind) = f.kind() {
-            if rule.kinds != 0 && rule.kinds & kind_bit(kind) == 0 {
-                return false;
-            }
+        if f.kind()
+            .is_some_and(|kind| rule.kinds != 0 && rule.kinds & kind_bit(kind) == 0)
+        {
+            return false;
         }
         rule.conditions
             .iter()
@@ -229,9 +234,11 @@ impl RuleSet {
     }
 
     /// The text of the field a rule matched on (its trigger, else its first condition), clipped.
-    pub(crate) fn matched_text<'e, F: Fields>(&self, r: RuleIdx, f: &'e F) -> Option<String> {
+    pub(crate) fn matched_text<F: Fields>(&self, r: RuleIdx, f: &F) -> Option<String> {
         let rule = &self.rules[r as usize];
-        let c = rule.trigger.or(if rule.conditions.is_empty() { None } else { Some(0) })?;
+        let c = rule
+            .trigger
+            .or(if rule.conditions.is_empty() { None } else { Some(0) })?;
         let value = f.get(&self.fields[rule.conditions[c].field as usize])?;
         let mut buf = NumBuf::default();
         Some(clip(value.as_text(&mut buf), 160).to_owned())
@@ -384,7 +391,12 @@ enum Op {
     Contains(AhoCorasick),
     Regex(Vec<Regex>),
     Command(Vec<Box<str>>),
-    Compare { gt: Option<f64>, gte: Option<f64>, lt: Option<f64>, lte: Option<f64> },
+    Compare {
+        gt: Option<f64>,
+        gte: Option<f64>,
+        lt: Option<f64>,
+        lte: Option<f64>,
+    },
     Exists(bool),
 }
 
@@ -477,11 +489,17 @@ fn endpoint_field(ep: &Endpoint, f: EndpointField) -> Option<Value<'_>> {
 /// The command line an event carries: a process command line, else a known attribute.
 fn command_line(ev: &DetectionEvent) -> Option<&str> {
     fn process(ep: &Option<Endpoint>) -> Option<&str> {
-        ep.as_ref().and_then(|e| e.process.as_ref()).map(|p| p.command_line.as_str()).filter(|c| !c.is_empty())
+        ep.as_ref()
+            .and_then(|e| e.process.as_ref())
+            .map(|p| p.command_line.as_str())
+            .filter(|c| !c.is_empty())
     }
-    process(&ev.source)
-        .or_else(|| process(&ev.destination))
-        .or_else(|| COMMAND_LINE_ATTRS.iter().find_map(|k| ev.attributes.get(*k).filter(|v| !v.is_empty())).map(String::as_str))
+    process(&ev.source).or_else(|| process(&ev.destination)).or_else(|| {
+        COMMAND_LINE_ATTRS
+            .iter()
+            .find_map(|k| ev.attributes.get(*k).filter(|v| !v.is_empty()))
+            .map(String::as_str)
+    })
 }
 
 fn severity_name(s: i32) -> &'static str {
@@ -531,25 +549,32 @@ fn s(v: &str) -> Option<&str> {
 /// the path and a `.exe` suffix stripped and `sudo`/`nohup`/`busybox`/`env`/`VAR=value`
 /// prefixes skipped.
 pub fn command_words(line: &str) -> impl Iterator<Item = &str> {
-    line.split(['\n', ';', '|', '&', '(', ')', '`', '{', '}']).filter_map(|segment| {
-        segment
-            .split_ascii_whitespace()
-            .map(|w| w.trim_matches(['"', '\'', '$', '!']))
-            .filter(|w| !w.is_empty())
-            .find(|w| {
-                !matches!(*w, "sudo" | "nohup" | "busybox" | "env" | "exec" | "command" | "time" | "nice" | "then" | "do" | "else")
-                    && !(w.contains('=') && !w.starts_with('/') && !w.starts_with('-'))
-                    && !w.starts_with('-')
-            })
-            .map(|w| {
-                let base = w.rsplit(['/', '\\']).next().unwrap_or(w);
-                match base.len().checked_sub(4) {
-                    Some(cut) if base.is_char_boundary(cut) && base[cut..].eq_ignore_ascii_case(".exe") => &base[..cut],
-                    _ => base,
-                }
-            })
-            .filter(|w| !w.is_empty())
-    })
+    line.split(['\n', ';', '|', '&', '(', ')', '`', '{', '}'])
+        .filter_map(|segment| {
+            segment
+                .split_ascii_whitespace()
+                .map(|w| w.trim_matches(['"', '\'', '$', '!']))
+                .filter(|w| !w.is_empty())
+                .find(|w| !is_prefix_word(w))
+                .map(|w| {
+                    let base = w.rsplit(['/', '\\']).next().unwrap_or(w);
+                    match base.len().checked_sub(4) {
+                        Some(cut) if base.is_char_boundary(cut) && base[cut..].eq_ignore_ascii_case(".exe") => {
+                            &base[..cut]
+                        }
+                        _ => base,
+                    }
+                })
+                .filter(|w| !w.is_empty())
+        })
+}
+
+/// Words before the command itself: wrappers, shell keywords, options and `VAR=value`.
+fn is_prefix_word(w: &str) -> bool {
+    const WRAPPERS: &[&str] = &[
+        "sudo", "nohup", "busybox", "env", "exec", "command", "time", "nice", "then", "do", "else",
+    ];
+    WRAPPERS.contains(&w) || w.starts_with('-') || (w.contains('=') && !w.starts_with('/'))
 }
 
 /// Per-thread reusable buffers of rule evaluation.
@@ -631,8 +656,14 @@ mod tests {
         assert_eq!(words, ["mkdir", "echo", "id", "wc"]);
         let words: Vec<&str> = command_words("HISTFILE=/dev/null busybox wget http://x/y; $(curl -s z)").collect();
         assert_eq!(words, ["wget", "curl"]);
-        assert_eq!(command_words("cat /proc/cpuinfo | grep name | wc -l").collect::<Vec<_>>(), ["cat", "grep", "wc"]);
-        assert_eq!(command_words(r"C:\Windows\System32\WHOAMI.EXE /all").collect::<Vec<_>>(), ["WHOAMI"]);
+        assert_eq!(
+            command_words("cat /proc/cpuinfo | grep name | wc -l").collect::<Vec<_>>(),
+            ["cat", "grep", "wc"]
+        );
+        assert_eq!(
+            command_words(r"C:\Windows\System32\WHOAMI.EXE /all").collect::<Vec<_>>(),
+            ["WHOAMI"]
+        );
     }
 
     #[test]

@@ -187,12 +187,18 @@ impl RulePack {
     /// Parses one pack; `source` names it in errors.
     pub fn parse(source: &str, text: &str) -> Result<RulePack, Error> {
         let def: PackDef = serde_yaml::from_str(text).map_err(|e| Error::pack(source, e.to_string()))?;
-        Ok(RulePack { source: source.to_owned(), def })
+        Ok(RulePack {
+            source: source.to_owned(),
+            def,
+        })
     }
 
     /// The packs embedded in the binary.
     pub fn embedded() -> Result<Vec<RulePack>, Error> {
-        EMBEDDED_PACKS.iter().map(|(name, text)| RulePack::parse(&format!("embedded:{name}"), text)).collect()
+        EMBEDDED_PACKS
+            .iter()
+            .map(|(name, text)| RulePack::parse(&format!("embedded:{name}"), text))
+            .collect()
     }
 
     /// Every `*.yaml`, `*.yml` and `*.json` file of a directory (not recursive), by file name.
@@ -222,8 +228,10 @@ impl RulePack {
 
 /// `base` with every pack of `overrides` replacing the base pack of the same name.
 pub fn overlay(base: Vec<RulePack>, overrides: Vec<RulePack>) -> Vec<RulePack> {
-    let mut out: Vec<RulePack> =
-        base.into_iter().filter(|b| !overrides.iter().any(|o| o.def.pack == b.def.pack)).collect();
+    let mut out: Vec<RulePack> = base
+        .into_iter()
+        .filter(|b| !overrides.iter().any(|o| o.def.pack == b.def.pack))
+        .collect();
     out.extend(overrides);
     out.retain(|p| p.def.enabled);
     out
@@ -232,6 +240,12 @@ pub fn overlay(base: Vec<RulePack>, overrides: Vec<RulePack>) -> Vec<RulePack> {
 /// True for files a rules directory may hold packs in.
 pub(crate) fn is_pack_file(path: &Path) -> bool {
     path.is_file()
-        && path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-        && !path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
+        && path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+        && !path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'))
 }

@@ -10,14 +10,19 @@ pub fn shared_data() -> Option<PathBuf> {
     if dir.join("attack").is_dir() {
         Some(dir)
     } else {
-        eprintln!("skipped: shared data not found at {} (the ATT&CK bundle and samples live there)", dir.display());
+        eprintln!(
+            "skipped: shared data not found at {} (the ATT&CK bundle and samples live there)",
+            dir.display()
+        );
         None
     }
 }
 
 /// The official ATT&CK 18.1 bundle, when the shared data is present.
 pub fn attack_bundle() -> Option<PathBuf> {
-    shared_data().map(|d| d.join("attack/enterprise-attack-18.1.json.gz")).filter(|p| p.is_file())
+    shared_data()
+        .map(|d| d.join("attack/enterprise-attack-18.1.json.gz"))
+        .filter(|p| p.is_file())
 }
 
 use attackmesh::proto::{DetectionEvent, DetectorKind};
@@ -26,12 +31,18 @@ use attackmesh::proto::{DetectionEvent, DetectorKind};
 pub fn event(event_type: &str, kind: DetectorKind, description: &str, attributes: &[(&str, &str)]) -> DetectionEvent {
     DetectionEvent {
         event_id: format!("test-{}", event_type.replace(|c: char| !c.is_ascii_alphanumeric(), "-")),
-        timestamp: Some(pbjson_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
+        timestamp: Some(pbjson_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        }),
         source_service: "attribution-tests".into(),
         detector_kind: kind as i32,
         event_type: event_type.into(),
         description: description.into(),
-        attributes: attributes.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        attributes: attributes
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
         ..Default::default()
     }
 }
@@ -41,19 +52,46 @@ pub fn assert_only_active(kb: &attackmesh_attribution::Kb, a: &attackmesh::proto
     use attackmesh_attribution::Resolved;
     let meta = a.metadata.as_ref().unwrap_or_else(|| panic!("{context}: no metadata"));
     let detail_ids: Vec<&str> = meta.techniques.iter().map(|t| t.id.as_str()).collect();
-    assert_eq!(a.technique_ids.iter().map(String::as_str).collect::<Vec<_>>(), detail_ids, "{context}: order");
-    let actor_ids = meta.threat_actors.iter().flat_map(|t| t.matched_techniques.iter().map(String::as_str));
+    assert_eq!(
+        a.technique_ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        detail_ids,
+        "{context}: order"
+    );
+    let actor_ids = meta
+        .threat_actors
+        .iter()
+        .flat_map(|t| t.matched_techniques.iter().map(String::as_str));
     for id in detail_ids.iter().copied().chain(actor_ids) {
-        assert!(matches!(kb.resolve(id), Resolved::Active(_)), "{context}: `{id}` is not an active ATT&CK technique");
+        assert!(
+            matches!(kb.resolve(id), Resolved::Active(_)),
+            "{context}: `{id}` is not an active ATT&CK technique"
+        );
     }
     for t in &meta.techniques {
-        assert!((0.0..=0.99).contains(&t.confidence), "{context}: {} confidence {}", t.id, t.confidence);
+        assert!(
+            (0.0..=0.99).contains(&t.confidence),
+            "{context}: {} confidence {}",
+            t.id,
+            t.confidence
+        );
         assert!(!t.evidence.is_empty(), "{context}: {} has no evidence", t.id);
-        assert!(!t.name.is_empty() && !t.tactics.is_empty() && !t.url.is_empty(), "{context}: {} details", t.id);
+        assert!(
+            !t.name.is_empty() && !t.tactics.is_empty() && !t.url.is_empty(),
+            "{context}: {} details",
+            t.id
+        );
     }
     for actor in &meta.threat_actors {
-        assert!((0.0..=1.0).contains(&actor.score), "{context}: actor score {}", actor.score);
+        assert!(
+            (0.0..=1.0).contains(&actor.score),
+            "{context}: actor score {}",
+            actor.score
+        );
     }
-    assert!((0.0..=1.0).contains(&a.confidence_score), "{context}: confidence {}", a.confidence_score);
+    assert!(
+        (0.0..=1.0).contains(&a.confidence_score),
+        "{context}: confidence {}",
+        a.confidence_score
+    );
     assert_eq!(a.attack_version, kb.attack_version(), "{context}: attack version");
 }
