@@ -1,0 +1,188 @@
+//! `attackmesh serve <service|all>`: runs services on their configured listeners until SIGTERM/SIGINT.
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, pin::Pin, process::ExitCode};
+
+use anyhow::Context as _;
+use attackmesh_runtime::{
+    config::process_env,
+    server::{GrpcServer, ServeOptions},
+    shutdown, telemetry,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// A service `serve` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Service {
+    /// ATT&CK attribution (knowledge base, rule packs, actor ranking).
+    Attribution,
+    /// Detector ingest and enrichment.
+    Enrichment,
+    /// Delivery to Elasticsearch, Splunk HEC, files and intel.
+    SiemExport,
+    /// STIX 2.1 / TAXII 2.1 intel sharing.
+    Intel,
+    /// Every service in this process.
+    All,
+}
+
+impl Service {
+    fn name(self) -> &'static str {
+        match self {
+            Service::Attribution => "attribution",
+            Service::Enrichment => "enrichment",
+            Service::SiemExport => "siem-export",
+            Service::Intel => "intel",
+            Service::All => "all",
+        }
+    }
+
+    fn expand(self) -> Vec<Service> {
+        match self {
+            Service::All => vec![
+                Service::Attribution,
+                Service::Enrichment,
+                Service::SiemExport,
+                Service::Intel,
+            ],
+            one => vec![one],
+        }
+    }
+
+    fn addr(self, config: &Config) -> SocketAddr {
+        match self {
+            Service::Attribution | Service::All => config.listen.attribution,
+            Service::Enrichment => config.listen.enrichment,
+            Service::SiemExport => config.listen.siem_export,
+            Service::Intel => config.listen.intel,
+        }
+    }
+}
+
+/// Arguments of `attackmesh serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Which service to run.
+    #[arg(value_enum)]
+    service: Service,
+    /// Configuration file (YAML or JSON); `ATTACKMESH_…` variables override it.
+    #[arg(long, short, env = "ATTACKMESH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Load and validate the configuration, print `configuration ok`, and exit (64 when invalid).
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// Runs `attackmesh serve`.
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args.config.as_deref(), &process_env())?;
+    if args.check_config {
+        println!("configuration ok");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(config, args.service))
+}
+
+async fn serve(mut config: Config, which: Service) -> anyhow::Result<ExitCode> {
+    let telemetry = telemetry::init(&config.telemetry, &format!("attackmesh-{}", which.name()))?;
+    // In one process, enrichment calls its neighbours with a token made for this run unless
+    // token files are configured.
+    if which == Service::All
+        && let Some(token) = config.enrichment.internal_token()
+    {
+        config.auth.tokens.push(attackmesh_runtime::auth::TokenEntry {
+            name: "enrichment".into(),
+            role: attackmesh_runtime::auth::Role::Admin,
+            sha256: attackmesh_runtime::auth::hash_token(&token),
+        });
+    }
+    let signals = shutdown::signals()?;
+    let stop = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for service in which.expand() {
+        let addr = service.addr(&config);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for {}", service.name()))?;
+        tasks.spawn(start(service, config.clone(), listener, stop.clone()).await?);
+    }
+    let mut failed = false;
+    tokio::select! {
+        () = signals => {}
+        Some(joined) = tasks.join_next() => failed |= report(joined),
+    }
+    stop.cancel();
+    while let Some(joined) = tasks.join_next().await {
+        failed |= report(joined);
+    }
+    telemetry.shutdown();
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn report(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> bool {
+    match joined {
+        Ok(Ok(())) => false,
+        Ok(Err(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "service stopped with an error");
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "service task panicked");
+            true
+        }
+    }
+}
+
+type ServiceFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// Builds one service on a bound listener; the returned future serves until `stop` is cancelled.
+pub(crate) async fn start(
+    service: Service,
+    config: Config,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<ServiceFuture> {
+    let options = ServeOptions::from_config(&config.runtime())?;
+    let shutdown = stop.cancelled_owned();
+    Ok(match service {
+        Service::Attribution => {
+            let server = GrpcServer::new(options).await?;
+            Box::pin(async move {
+                attackmesh_attribution::server::serve(&config.attribution, server, listener, shutdown).await?;
+                Ok(())
+            })
+        }
+        Service::Enrichment => {
+            let server = GrpcServer::new(options).await?;
+            let mut enrichment = config.enrichment.clone();
+            // Unset endpoints mean the neighbours' listen addresses of this same config.
+            enrichment.default_endpoints(config.listen.attribution, config.listen.siem_export);
+            enrichment.client_tls = config.tls.clone();
+            let http = match enrichment.http_listen {
+                Some(addr) => Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot listen on {addr} for falco http"))?,
+                ),
+                None => None,
+            };
+            Box::pin(async move {
+                attackmesh_enrichment::server::serve(&enrichment, server, listener, http, shutdown).await?;
+                Ok(())
+            })
+        }
+        // These services have their contracts in proto/ but no implementation in this release:
+        // they answer health (NOT_SERVING), reflection and authentication, and UNIMPLEMENTED otherwise.
+        Service::SiemExport | Service::Intel => {
+            let server = GrpcServer::new(options).await?;
+            Box::pin(async move {
+                server.serve(listener, shutdown).await?;
+                Ok(())
+            })
+        }
+        Service::All => anyhow::bail!("`all` is expanded before services start"),
+    })
+}

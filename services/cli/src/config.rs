@@ -1,0 +1,99 @@
+//! The product's one configuration document: shared runtime settings, listen addresses and one
+//! section per service. Loaded by `serve`, `demo` and `--check-config` through the same path.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+
+use attackmesh_attribution::config::AttributionConfig;
+use attackmesh_runtime::{
+    Error,
+    auth::AuthConfig,
+    config::{RuntimeConfig, load},
+    telemetry::TelemetryConfig,
+    tls::TlsConfig,
+};
+use serde::{Deserialize, Serialize};
+
+/// Environment variables kept from the seed, mapped to their config paths.
+pub(crate) const ENV_ALIASES: &[(&str, &str)] = &[];
+
+/// Everything `attackmesh serve` reads.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    /// Logs and traces.
+    pub(crate) telemetry: TelemetryConfig,
+    /// Tokens and roles.
+    pub(crate) auth: AuthConfig,
+    /// TLS files.
+    pub(crate) tls: TlsConfig,
+    /// Drain time on shutdown.
+    #[serde(with = "humantime_serde", default = "default_grace")]
+    pub(crate) shutdown_grace: Duration,
+    /// Where each service listens.
+    pub(crate) listen: Listen,
+    /// Attribution service settings.
+    pub(crate) attribution: AttributionConfig,
+    /// Enrichment (ingest) service settings.
+    pub(crate) enrichment: attackmesh_enrichment::EnrichmentConfig,
+}
+
+fn default_grace() -> Duration {
+    RuntimeConfig::default().shutdown_grace
+}
+
+/// gRPC listen addresses, one per service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Listen {
+    /// Attribution service.
+    pub(crate) attribution: SocketAddr,
+    /// Enrichment (ingest) service.
+    pub(crate) enrichment: SocketAddr,
+    /// SIEM export service.
+    pub(crate) siem_export: SocketAddr,
+    /// Intel service.
+    pub(crate) intel: SocketAddr,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        Self {
+            attribution: at(50051),
+            enrichment: at(50052),
+            siem_export: at(50053),
+            intel: at(50054),
+        }
+    }
+}
+
+impl Config {
+    /// Loads and validates: defaults → file → `ATTACKMESH_…` variables of `env`.
+    pub(crate) fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Self, Error> {
+        let config: Config = load(file, env, ENV_ALIASES)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every section.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        self.runtime().validate()?;
+        self.attribution
+            .validate()
+            .map_err(|e| Error::ConfigInvalid(format!("attribution: {e}")))?;
+        self.enrichment
+            .validate()
+            .map_err(|e| Error::ConfigInvalid(format!("enrichment: {e}")))?;
+        Ok(())
+    }
+
+    /// The shared runtime part.
+    pub(crate) fn runtime(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            telemetry: self.telemetry.clone(),
+            auth: self.auth.clone(),
+            tls: self.tls.clone(),
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `attackmesh`: one binary for every service and tool. Subcommands live in `cmd/`; this file
+//! only parses arguments and maps errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod config;
+
+/// attackmesh: attribute security detections to MITRE ATT&CK and deliver them to SIEMs and intel partners.
+#[derive(Parser)]
+#[command(name = "attackmesh", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one service (or all of them in one process).
+    Serve(cmd::serve::Args),
+    /// Run the whole pipeline locally on simulated detectors and write the results to a folder.
+    Demo(cmd::demo::Args),
+    /// Ship detector log files to the ingest service.
+    Ship(cmd::ship::Args),
+    /// Attribute detector records offline and print enriched events as JSON lines.
+    Enrich(cmd::enrich::Args),
+    /// Inspect or rebuild the ATT&CK knowledge base.
+    Kb(cmd::kb::Args),
+    /// Turn enriched events into an ATT&CK Navigator layer.
+    Navigator(cmd::navigator::Args),
+    /// Manage bearer tokens.
+    Token(cmd::token::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Ship(args) => cmd::ship::run(args),
+        Command::Enrich(args) => cmd::enrich::run(args),
+        Command::Kb(args) => cmd::kb::run(args),
+        Command::Navigator(args) => cmd::navigator::run(args),
+        Command::Token(args) => cmd::token::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(cmd::exit_code(&err))
+        }
+    }
+}
