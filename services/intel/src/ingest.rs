@@ -1,0 +1,127 @@
+//! [`Intel`]: the library entry point that turns enriched events and shared indicators into
+//! stored STIX objects. The export service's `intel` sink calls [`Intel::ingest_events`]
+//! in-process; the TAXII server and the gRPC service use the same handle.
+
+use std::sync::Arc;
+
+use attackmesh::proto::EnrichedEvent;
+use attackmesh_attribution::Kb;
+use chrono::Utc;
+
+use crate::{
+    config::IntelConfig,
+    error::Error,
+    stix::{StixObject, StixOptions, stix_objects_for},
+    store::{Store, WriteMode, WriteResult},
+};
+
+/// What one ingest stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestReport {
+    /// Ids of the indicator objects created or updated, in order, without repeats.
+    pub indicator_ids: Vec<String>,
+    /// Object versions added (new objects and new versions).
+    pub versions_added: usize,
+}
+
+/// Builds, merges and stores STIX objects. Cheap to clone.
+#[derive(Clone)]
+pub struct Intel {
+    store: Store,
+    kb: Arc<Kb>,
+    options: Arc<StixOptions>,
+    default_collection: Arc<str>,
+    collections: Arc<[String]>,
+}
+
+impl std::fmt::Debug for Intel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intel")
+            .field("store", &self.store)
+            .field("default_collection", &self.default_collection)
+            .finish()
+    }
+}
+
+impl Intel {
+    /// Opens the store `config` names (creating its schema).
+    pub async fn open(config: &IntelConfig, kb: Arc<Kb>) -> Result<Self, Error> {
+        let store = Store::open(&config.db_url()).await?;
+        Ok(Self::new(store, kb, config))
+    }
+
+    /// Wraps an opened store.
+    pub fn new(store: Store, kb: Arc<Kb>, config: &IntelConfig) -> Self {
+        Self {
+            store,
+            kb,
+            options: Arc::new(config.stix_options()),
+            default_collection: config.default_collection_id().into(),
+            collections: config.collections().into_iter().map(|c| c.id).collect(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The knowledge base technique and group ids are checked against.
+    pub fn kb(&self) -> &Arc<Kb> {
+        &self.kb
+    }
+
+    /// How objects are built.
+    pub fn options(&self) -> &StixOptions {
+        &self.options
+    }
+
+    /// The collection used when none is named.
+    pub fn default_collection(&self) -> &str {
+        &self.default_collection
+    }
+
+    /// The configured collection `id` (empty: the default one), or `NotFound`.
+    pub fn collection<'a>(&'a self, id: &'a str) -> Result<&'a str, Error> {
+        let id = if id.is_empty() { self.default_collection() } else { id };
+        if self.collections.iter().any(|c| c.as_str() == id) {
+            Ok(id)
+        } else {
+            Err(Error::NotFound(format!("collection `{id}` does not exist")))
+        }
+    }
+
+    /// Builds the STIX objects of enriched events and stores them in `collection` (empty: the
+    /// default one) as new objects or new versions of existing ones, in one transaction.
+    pub async fn ingest_events(&self, collection: &str, events: &[EnrichedEvent]) -> Result<IngestReport, Error> {
+        let mut objects = Vec::new();
+        for event in events {
+            objects.extend(stix_objects_for(event, &self.kb, &self.options));
+        }
+        self.store_produced(collection, objects).await
+    }
+
+    /// Stores objects attackmesh produced (merged into existing versions), preceded by the
+    /// identity and marking definition they reference.
+    pub async fn store_produced(&self, collection: &str, objects: Vec<StixObject>) -> Result<IngestReport, Error> {
+        let collection = self.collection(collection)?.to_owned();
+        let mut all = self.options.base_objects();
+        all.extend(objects);
+        let results = self.store.write(&collection, all, WriteMode::Merge, Utc::now()).await?;
+        Ok(report(&results))
+    }
+}
+
+fn report(results: &[WriteResult]) -> IngestReport {
+    let mut out = IngestReport::default();
+    for r in results {
+        if r.added {
+            out.versions_added += 1;
+        }
+        if r.id.starts_with("indicator--") && !out.indicator_ids.contains(&r.id) {
+            out.indicator_ids.push(r.id.clone());
+        }
+    }
+    crate::metrics::objects_added(out.versions_added);
+    out
+}

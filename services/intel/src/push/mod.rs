@@ -1,0 +1,250 @@
+//! Push to remote TAXII 2.1 collections (OpenCTI, MISP, a partner's server): every new object
+//! version of a local collection is POSTed in order, the returned status is polled at
+//! `…/status/{id}/` until complete, and only then does the persisted cursor move. Delivery is
+//! at least once: a crash or an unanswered status resends the batch, which TAXII servers take
+//! idempotently (same id and version).
+//!
+//! Credentials are read from files before each attempt (so rotation needs no restart) and never
+//! logged; errors name the target, never its URL's credentials or a header.
+
+use std::{path::Path, time::Duration};
+
+use reqwest::{StatusCode, header};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    attribution::read_secret,
+    config::PushTarget,
+    error::Error,
+    store::{Query, Store, VersionMatch},
+    taxii::TAXII_MEDIA_TYPE,
+};
+
+/// Pushes one local collection to one remote collection.
+pub struct Pusher {
+    target: PushTarget,
+    collection: String,
+    store: Store,
+    client: reqwest::Client,
+    objects_url: reqwest::Url,
+    status_base: reqwest::Url,
+    batch: usize,
+}
+
+/// Why one push attempt failed.
+#[derive(Debug)]
+enum Failure {
+    /// Worth retrying after a backoff (network, 5xx, 429, status not final yet).
+    Retry(String),
+    /// The remote refused the request's size: send fewer objects at once.
+    TooLarge,
+}
+
+impl Pusher {
+    /// A pusher of `collection` to `target`.
+    pub fn new(target: PushTarget, collection: String, store: Store) -> Result<Self, Error> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut url = reqwest::Url::parse(&target.url)
+            .map_err(|e| Error::Config(format!("push `{}`: url is not a URL ({e})", target.name)))?;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::Config(format!(
+                "push `{}`: put credentials in files, not in the url",
+                target.name
+            )));
+        }
+        let objects_url = url
+            .join("objects/")
+            .map_err(|e| Error::Config(format!("push `{}`: {e}", target.name)))?;
+        // The API root is the collection URL without `collections/<id>/`.
+        let status_base = url
+            .join("../../status/")
+            .map_err(|e| Error::Config(format!("push `{}`: {e}", target.name)))?;
+        let mut builder = reqwest::Client::builder()
+            .timeout(target.timeout)
+            .connect_timeout(target.timeout.min(Duration::from_secs(10)));
+        if let Some(ca) = &target.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| Error::Config(format!("push `{}`: ca_file: {}", target.name, e.kind())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|_| Error::Config(format!("push `{}`: ca_file is not a PEM bundle", target.name)))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| Error::Config(format!("push `{}`: http client: {e}", target.name)))?;
+        let batch = target.batch;
+        Ok(Self {
+            target,
+            collection,
+            store,
+            client,
+            objects_url,
+            status_base,
+            batch,
+        })
+    }
+
+    fn cursor_name(&self) -> String {
+        format!("push:{}:{}", self.target.name, self.collection)
+    }
+
+    /// Pushes until `stop` is cancelled.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut backoff = self.target.interval;
+        tracing::info!(push = %self.target.name, collection = %self.collection, "taxii push started");
+        loop {
+            let wait = match self.push_once().await {
+                Ok(0) => {
+                    backoff = self.target.interval;
+                    self.target.interval
+                }
+                Ok(_) => {
+                    backoff = self.target.interval;
+                    Duration::ZERO
+                }
+                Err(why) => {
+                    crate::metrics::push_retry(&self.target.name);
+                    tracing::warn!(push = %self.target.name, reason = %why, retry_in = ?backoff, "taxii push failed; will retry");
+                    let wait = jitter(backoff);
+                    backoff = (backoff * 2).min(self.target.max_backoff);
+                    wait
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::info!(push = %self.target.name, "taxii push stopped");
+    }
+
+    /// Sends the next batch; returns how many records were delivered (0: nothing new).
+    pub async fn push_once(&mut self) -> Result<usize, Error> {
+        let name = self.cursor_name();
+        let cursor = self.store.cursor(&name).await?;
+        let query = Query {
+            after_seq: cursor,
+            versions: vec![VersionMatch::All],
+            limit: self.batch,
+            ..Default::default()
+        };
+        let page = self.store.query(&self.collection, &query).await?;
+        let Some(last) = page.records.last() else { return Ok(0) };
+        let envelope = format!(
+            "{{\"objects\":[{}]}}",
+            page.records
+                .iter()
+                .map(|r| r.body.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        match self.deliver(envelope).await {
+            Ok((ok, refused)) => {
+                self.store.set_cursor(&name, last.seq).await?;
+                crate::metrics::pushed(&self.target.name, ok, refused);
+                tracing::debug!(push = %self.target.name, delivered = ok, refused, "taxii push batch delivered");
+                if self.batch < self.target.batch {
+                    self.batch = (self.batch * 2).min(self.target.batch);
+                }
+                Ok(page.records.len())
+            }
+            Err(Failure::TooLarge) if self.batch > 1 => {
+                self.batch = (self.batch / 2).max(1);
+                Err(Error::Unavailable(format!(
+                    "remote refused the batch size; retrying with {} objects",
+                    self.batch
+                )))
+            }
+            Err(Failure::TooLarge) => Err(Error::Unavailable("remote refused even one object as too large".into())),
+            Err(Failure::Retry(why)) => Err(Error::Unavailable(why)),
+        }
+    }
+
+    async fn deliver(&self, envelope: String) -> Result<(usize, usize), Failure> {
+        let resp = self
+            .request(
+                self.client
+                    .post(self.objects_url.clone())
+                    .header(header::CONTENT_TYPE, TAXII_MEDIA_TYPE)
+                    .body(envelope),
+            )
+            .await?;
+        let code = resp.status();
+        if code == StatusCode::PAYLOAD_TOO_LARGE {
+            return Err(Failure::TooLarge);
+        }
+        if !code.is_success() {
+            return Err(Failure::Retry(format!("remote answered HTTP {code}")));
+        }
+        let mut status: Value = resp
+            .json()
+            .await
+            .map_err(|e| Failure::Retry(format!("status is not JSON: {e}")))?;
+        let deadline = tokio::time::Instant::now() + self.target.timeout;
+        let mut poll = Duration::from_millis(200);
+        while status.get("status").and_then(Value::as_str) != Some("complete") {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Failure::Retry("status did not complete in time; resending".into()));
+            }
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(Duration::from_secs(5));
+            let id = status.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+            let url = self
+                .status_base
+                .join(&format!("{id}/"))
+                .map_err(|e| Failure::Retry(format!("status id is not usable in a URL: {e}")))?;
+            let resp = self.request(self.client.get(url)).await?;
+            if !resp.status().is_success() {
+                return Err(Failure::Retry(format!("status poll answered HTTP {}", resp.status())));
+            }
+            status = resp
+                .json()
+                .await
+                .map_err(|e| Failure::Retry(format!("status is not JSON: {e}")))?;
+        }
+        let count = |k: &str| status.get(k).and_then(Value::as_u64).unwrap_or(0) as usize;
+        if let Some(Value::Array(failures)) = status.get("failures") {
+            for f in failures.iter().take(10) {
+                let id = f.get("id").and_then(|v| v.as_str()).unwrap_or("");
+                let message = f.get("message").and_then(|v| v.as_str()).unwrap_or("");
+                tracing::info!(push = %self.target.name, id, message, "remote collection did not take an object");
+            }
+        }
+        Ok((count("success_count"), count("failure_count")))
+    }
+
+    async fn request(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
+        let mut builder = builder.header(header::ACCEPT, TAXII_MEDIA_TYPE);
+        if let Some(file) = &self.target.token_file {
+            builder = builder.bearer_auth(secret(file)?);
+        } else if let (Some(user), Some(file)) = (&self.target.username, &self.target.password_file) {
+            builder = builder.basic_auth(user, Some(secret(file)?));
+        }
+        builder.send().await.map_err(|e| Failure::Retry(describe(e)))
+    }
+}
+
+fn secret(path: &Path) -> Result<String, Failure> {
+    read_secret(path).map_err(|e| Failure::Retry(e.to_string()))
+}
+
+/// A transport error without the URL (which may name internal hosts) or any header.
+fn describe(err: reqwest::Error) -> String {
+    if err.is_timeout() {
+        "request timed out".into()
+    } else if err.is_connect() {
+        "cannot connect".into()
+    } else {
+        format!("request failed: {}", err.without_url())
+    }
+}
+
+/// Up to 25% random jitter on top of `d`, so replicas and targets do not retry in step.
+fn jitter(d: Duration) -> Duration {
+    let r = uuid::Uuid::new_v4().as_u128() as u64 % 1000;
+    d + d.mul_f64(r as f64 / 4000.0)
+}

@@ -1,0 +1,117 @@
+//! Wiring: opens the store, builds the attributor (attribution service or embedded engine),
+//! registers `IntelService` on a runtime [`GrpcServer`], serves TAXII 2.1 on its own HTTP
+//! listener with the same tokens, starts the push tasks, and stops all of them on shutdown.
+
+use std::{future::Future, sync::Arc};
+
+use attackmesh::proto::intel_service_server::IntelServiceServer;
+use attackmesh_attribution::{Engine, Kb, RulePack};
+use attackmesh_runtime::server::GrpcServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    attribution::Attributor,
+    config::IntelConfig,
+    error::Error,
+    ingest::Intel,
+    push::Pusher,
+    service::{IntelApi, grpc_service},
+    taxii::{TaxiiState, router},
+};
+
+/// Loads the knowledge base `config` names (or the embedded one) off the async threads.
+pub async fn load_kb(config: &IntelConfig) -> Result<Arc<Kb>, Error> {
+    let path = config.kb_path.clone();
+    tokio::task::spawn_blocking(move || match path {
+        Some(p) => Kb::load(p).map(Arc::new),
+        None => Kb::embedded(),
+    })
+    .await
+    .map_err(|e| Error::Storage(format!("knowledge base task: {e}")))?
+    .map_err(Error::from)
+}
+
+/// The attributor `config` asks for.
+pub async fn attributor(config: &IntelConfig, kb: Arc<Kb>) -> Result<Attributor, Error> {
+    match &config.attribution_endpoint {
+        Some(endpoint) => Attributor::remote(
+            endpoint,
+            config.attribution_token_file.as_deref(),
+            config.attribution_ca_file.as_deref(),
+            config.attribution_timeout,
+            kb,
+        ),
+        None => {
+            let engine = tokio::task::spawn_blocking(move || Engine::new(kb, RulePack::embedded()?))
+                .await
+                .map_err(|e| Error::Storage(format!("attribution engine task: {e}")))??;
+            Ok(Attributor::Embedded(Arc::new(engine)))
+        }
+    }
+}
+
+/// Serves gRPC on `listener` and TAXII on `http_listener` until `shutdown` completes.
+pub async fn serve(
+    config: &IntelConfig,
+    server: GrpcServer,
+    listener: TcpListener,
+    http_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    config.validate()?;
+    let kb = load_kb(config).await?;
+    let intel = Intel::open(config, kb.clone()).await?;
+    let attributor = attributor(config, kb.clone()).await?;
+    tracing::info!(
+        attack_version = kb.attack_version(),
+        collections = config.collections().len(),
+        push_targets = config.push.len(),
+        remote_attribution = config.attribution_endpoint.is_some(),
+        "intel service ready"
+    );
+    let stop = CancellationToken::new();
+    let taxii = TaxiiState::new(config, intel.clone(), server.authenticator());
+    let http = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let result =
+                attackmesh_runtime::metrics::serve_http(http_listener, router(taxii), stop.clone().cancelled_owned())
+                    .await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "taxii listener failed");
+            }
+            stop.cancel();
+            result
+        })
+    };
+    let mut pushers = tokio::task::JoinSet::new();
+    for target in &config.push {
+        let collection = target
+            .collection
+            .clone()
+            .unwrap_or_else(|| config.default_collection_id());
+        let pusher = Pusher::new(target.clone(), collection, intel.store().clone())?;
+        pushers.spawn(pusher.run(stop.clone()));
+    }
+    let api = IntelApi::new(intel, attributor, config.collections());
+    let server = server.add_service(grpc_service(api)).await;
+    server.health().serving::<IntelServiceServer<IntelApi>>().await;
+    let grpc_stop = {
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = stop.cancelled() => {}
+            }
+            stop.cancel();
+        }
+    };
+    let result = server.serve(listener, grpc_stop).await;
+    stop.cancel();
+    while pushers.join_next().await.is_some() {}
+    let http_result = http.await.map_err(|e| Error::Storage(format!("taxii task: {e}")))?;
+    result?;
+    http_result?;
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! The tonic `IntelService`: `ShareIndicators` (manual sharing, attributed when no technique ids
+//! are given) and `ListCollections`. Authentication and the role check happen in the runtime's
+//! tower layer; per-collection write access is checked here.
+
+use attackmesh::{
+    limits::{MAX_DESCRIPTION_BYTES, MAX_SOURCE_SERVICE_BYTES},
+    proto::{
+        AttributionStatus, Collection, FieldViolation, ListCollectionsRequest, ListCollectionsResponse,
+        ShareIndicatorsRequest, ShareIndicatorsResponse,
+        intel_service_server::{IntelService, IntelServiceServer},
+    },
+    validate::is_technique_id,
+};
+use attackmesh_attribution::Resolved;
+use attackmesh_runtime::auth::Caller;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    attribution::{Attributor, share_detection},
+    config::CollectionConfig,
+    error::Error,
+    ingest::Intel,
+    stix::{
+        builder::{actor_links, technique_links},
+        pattern::pattern_for,
+        share_objects,
+    },
+    taxii::auth::{Access, access},
+};
+
+/// Most indicators one `ShareIndicators` call may carry.
+pub const MAX_SHARED_INDICATORS: usize = 1000;
+
+/// The gRPC service.
+#[derive(Clone)]
+pub struct IntelApi {
+    intel: Intel,
+    attributor: Attributor,
+    collections: Vec<CollectionConfig>,
+}
+
+impl IntelApi {
+    /// A service storing through `intel` and attributing with `attributor`.
+    pub fn new(intel: Intel, attributor: Attributor, collections: Vec<CollectionConfig>) -> Self {
+        Self {
+            intel,
+            attributor,
+            collections,
+        }
+    }
+
+    fn access(&self, caller: Option<&Caller>, collection: &CollectionConfig) -> Access {
+        match caller {
+            Some(c) => access(c, collection),
+            // Without an auth layer (in-process use) the runtime already decided.
+            None => Access {
+                read: true,
+                write: true,
+            },
+        }
+    }
+}
+
+/// The tonic server for `api`.
+pub fn grpc_service(api: IntelApi) -> IntelServiceServer<IntelApi> {
+    IntelServiceServer::new(api)
+}
+
+fn validate(req: &ShareIndicatorsRequest) -> Result<(), Error> {
+    let mut v: Vec<FieldViolation> = Vec::new();
+    let mut add = |field: String, description: String| v.push(FieldViolation { field, description });
+    if req.indicators.is_empty() || req.indicators.len() > MAX_SHARED_INDICATORS {
+        add(
+            "indicators".into(),
+            format!(
+                "must hold 1 to {MAX_SHARED_INDICATORS} indicators, got {}",
+                req.indicators.len()
+            ),
+        );
+    }
+    for (i, ind) in req.indicators.iter().enumerate().take(MAX_SHARED_INDICATORS) {
+        if let Err(why) = pattern_for(ind) {
+            add(format!("indicators[{i}].value"), why.to_string());
+        }
+    }
+    for (i, id) in req.technique_ids.iter().enumerate() {
+        if !is_technique_id(id) {
+            add(
+                format!("technique_ids[{i}]"),
+                "is not an ATT&CK technique id (T1234 or T1234.567)".into(),
+            );
+        }
+    }
+    if !(0.0..=1.0).contains(&req.confidence) {
+        add(
+            "confidence".into(),
+            format!("must be within [0, 1], got {}", req.confidence),
+        );
+    }
+    if req.description.len() > MAX_DESCRIPTION_BYTES {
+        add(
+            "description".into(),
+            format!("must be at most {MAX_DESCRIPTION_BYTES} bytes"),
+        );
+    }
+    if req.source_service.len() > MAX_SOURCE_SERVICE_BYTES {
+        add(
+            "source_service".into(),
+            format!("must be at most {MAX_SOURCE_SERVICE_BYTES} bytes"),
+        );
+    }
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(v))
+    }
+}
+
+#[tonic::async_trait]
+impl IntelService for IntelApi {
+    async fn share_indicators(
+        &self,
+        request: Request<ShareIndicatorsRequest>,
+    ) -> Result<Response<ShareIndicatorsResponse>, Status> {
+        let caller = attackmesh_runtime::auth::caller(&request).cloned();
+        let req = request.into_inner();
+        validate(&req)?;
+        let id = self.intel.collection(&req.collection_id)?.to_owned();
+        let collection = self
+            .collections
+            .iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| Error::NotFound(id.clone()))?;
+        if !self.access(caller.as_ref(), collection).write {
+            return Err(Error::PermissionDenied(format!("you may not write to collection `{id}`")).into());
+        }
+        let kb = self.intel.kb();
+        let (links, actors, status) = if req.technique_ids.is_empty() {
+            let detection = share_detection(&req.description, &req.indicators, req.confidence, &req.source_service);
+            let attribution = self.attributor.attribute(detection).await;
+            let actors = attribution
+                .metadata
+                .as_ref()
+                .map(|m| m.threat_actors.as_slice())
+                .unwrap_or_default();
+            let status = AttributionStatus::try_from(attribution.status).unwrap_or(AttributionStatus::Degraded);
+            (
+                technique_links(kb, &attribution.technique_ids),
+                actor_links(kb, actors, self.intel.options().min_actor_score),
+                status,
+            )
+        } else {
+            let unknown: Vec<FieldViolation> = req
+                .technique_ids
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| matches!(kb.resolve(t), Resolved::Unknown | Resolved::Deprecated(_)))
+                .map(|(i, t)| FieldViolation {
+                    field: format!("technique_ids[{i}]"),
+                    description: format!("`{t}` is not an active technique of ATT&CK {}", kb.attack_version()),
+                })
+                .collect();
+            if !unknown.is_empty() {
+                return Err(Error::InvalidArgument(unknown).into());
+            }
+            (
+                technique_links(kb, &req.technique_ids),
+                Vec::new(),
+                AttributionStatus::Ok,
+            )
+        };
+        let objects = share_objects(
+            &req.indicators,
+            links.clone(),
+            actors,
+            req.confidence,
+            &req.description,
+            self.intel.options(),
+        );
+        let report = self.intel.store_produced(&id, objects).await?;
+        tracing::info!(
+            collection = %id,
+            caller = caller.as_ref().map_or("-", |c| &*c.name),
+            indicators = report.indicator_ids.len(),
+            status = status.as_str_name(),
+            "indicators shared"
+        );
+        Ok(Response::new(ShareIndicatorsResponse {
+            object_ids: report.indicator_ids,
+            technique_ids: links.into_iter().map(|l| l.id).collect(),
+            attribution_status: status as i32,
+        }))
+    }
+
+    async fn list_collections(
+        &self,
+        request: Request<ListCollectionsRequest>,
+    ) -> Result<Response<ListCollectionsResponse>, Status> {
+        let caller = attackmesh_runtime::auth::caller(&request).cloned();
+        let mut out = Vec::new();
+        for c in &self.collections {
+            let a = self.access(caller.as_ref(), c);
+            if !a.read && !a.write {
+                continue;
+            }
+            out.push(Collection {
+                id: c.id.clone(),
+                title: c.title.clone(),
+                description: c.description.clone(),
+                can_read: a.read,
+                can_write: a.write,
+                object_count: self.intel.store().count(&c.id).await?,
+            });
+        }
+        Ok(Response::new(ListCollectionsResponse { collections: out }))
+    }
+}

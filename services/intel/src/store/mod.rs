@@ -1,0 +1,221 @@
+//! Storage of TAXII collections: every version of every object with its `date_added`, TAXII
+//! status resources, and the push cursors. SQLite (embedded, the default) for one replica,
+//! PostgreSQL when several replicas share one store.
+//!
+//! Paging is by a per-row sequence number. Writers to one collection are serialised (one SQLite
+//! connection; a PostgreSQL transaction-scoped advisory lock per collection), and `date_added` is
+//! strictly increasing with the sequence inside a collection, so a cursor (`next`) or an exclusive
+//! `added_after` never skips or repeats an object while new objects arrive. This module decides
+//! nothing about who may read or write.
+
+pub mod postgres;
+pub mod query;
+pub mod sqlite;
+
+use chrono::{DateTime, Utc};
+
+pub use query::{Query, VersionMatch};
+
+use crate::{error::Error, stix::StixObject};
+
+/// How long TAXII status resources are kept.
+pub const STATUS_RETENTION_SECS: i64 = 24 * 3600;
+
+/// One stored object version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Position in the store's write order (the paging cursor).
+    pub seq: i64,
+    /// STIX id.
+    pub id: String,
+    /// TAXII version: `modified`, `created`, or the date added.
+    pub version: String,
+    /// When this version was added to the collection, in microseconds since the epoch.
+    pub date_added_us: i64,
+    /// `spec_version` of the object.
+    pub spec_version: String,
+    /// The object as JSON.
+    pub body: String,
+}
+
+/// A page of records in write order.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The records.
+    pub records: Vec<Record>,
+    /// More records match after the last one.
+    pub more: bool,
+}
+
+/// How objects are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// As given (TAXII `POST`): a version already present is left alone.
+    Exact,
+    /// Objects attackmesh produces: folded into the latest stored version (see [`crate::stix::merge`]).
+    Merge,
+}
+
+/// What happened to one object of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteResult {
+    /// STIX id.
+    pub id: String,
+    /// The version stored (new or already present).
+    pub version: String,
+    /// True when a new version was added.
+    pub added: bool,
+}
+
+/// A storage backend.
+#[derive(Clone)]
+pub enum Store {
+    /// Embedded SQLite file.
+    Sqlite(sqlite::SqliteStore),
+    /// Shared PostgreSQL database.
+    Postgres(postgres::PostgresStore),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Store::Sqlite(_) => "Store::Sqlite",
+            Store::Postgres(_) => "Store::Postgres",
+        })
+    }
+}
+
+/// Where a `db` URL points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    /// `sqlite:PATH` (or `sqlite::memory:`).
+    Sqlite(String),
+    /// `postgres://…` / `postgresql://…`.
+    Postgres(String),
+}
+
+impl DbUrl {
+    /// Parses a `db` setting.
+    pub fn parse(url: &str) -> Result<Self, Error> {
+        let url = url.trim();
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(Error::Config("db: `sqlite:` needs a file path".into()));
+            }
+            Ok(DbUrl::Sqlite(path.to_owned()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DbUrl::Postgres(url.to_owned()))
+        } else {
+            Err(Error::Config("db: must be `sqlite:PATH` or `postgres://…`".into()))
+        }
+    }
+}
+
+impl Store {
+    /// Opens (and creates the schema of) the store `url` names.
+    pub async fn open(url: &str) -> Result<Self, Error> {
+        match DbUrl::parse(url)? {
+            DbUrl::Sqlite(path) => Ok(Store::Sqlite(sqlite::SqliteStore::open(&path).await?)),
+            DbUrl::Postgres(url) => Ok(Store::Postgres(postgres::PostgresStore::open(&url, 4).await?)),
+        }
+    }
+
+    /// Writes objects into a collection in one transaction, in order.
+    pub async fn write(
+        &self,
+        collection: &str,
+        objects: Vec<StixObject>,
+        mode: WriteMode,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WriteResult>, Error> {
+        match self {
+            Store::Sqlite(s) => s.write(collection, objects, mode, now).await,
+            Store::Postgres(s) => s.write(collection, objects, mode, now).await,
+        }
+    }
+
+    /// Records matching `query` in write order, at most `query.limit`.
+    pub async fn query(&self, collection: &str, query: &Query) -> Result<Page, Error> {
+        match self {
+            Store::Sqlite(s) => s.query(collection, query).await,
+            Store::Postgres(s) => s.query(collection, query).await,
+        }
+    }
+
+    /// Number of distinct objects (all versions counted once) in a collection.
+    pub async fn count(&self, collection: &str) -> Result<u64, Error> {
+        match self {
+            Store::Sqlite(s) => s.count(collection).await,
+            Store::Postgres(s) => s.count(collection).await,
+        }
+    }
+
+    /// Stores a TAXII status resource (JSON); statuses older than a day are dropped.
+    pub async fn put_status(&self, id: &str, body: &str, now: DateTime<Utc>) -> Result<(), Error> {
+        match self {
+            Store::Sqlite(s) => s.put_status(id, body, now).await,
+            Store::Postgres(s) => s.put_status(id, body, now).await,
+        }
+    }
+
+    /// A TAXII status resource by id.
+    pub async fn status(&self, id: &str) -> Result<Option<String>, Error> {
+        match self {
+            Store::Sqlite(s) => s.status(id).await,
+            Store::Postgres(s) => s.status(id).await,
+        }
+    }
+
+    /// The last sequence number delivered to a push target (0 when none).
+    pub async fn cursor(&self, name: &str) -> Result<i64, Error> {
+        match self {
+            Store::Sqlite(s) => s.cursor(name).await,
+            Store::Postgres(s) => s.cursor(name).await,
+        }
+    }
+
+    /// Records that a push target has everything up to `seq`.
+    pub async fn set_cursor(&self, name: &str, seq: i64) -> Result<(), Error> {
+        match self {
+            Store::Sqlite(s) => s.set_cursor(name, seq).await,
+            Store::Postgres(s) => s.set_cursor(name, seq).await,
+        }
+    }
+}
+
+/// The version of an object as stored, and its sortable form; objects with neither `modified`
+/// nor `created` are versioned by the date they are added.
+pub(crate) fn version_of(object: &StixObject, date_added_us: i64) -> Result<(String, i64), String> {
+    match object.version() {
+        Some(v) => match crate::stix::parse_micros(v) {
+            Some(us) => Ok((v.to_owned(), us)),
+            None => Err(format!("`modified`/`created` is not an RFC 3339 timestamp: {v}")),
+        },
+        None => Ok((crate::stix::taxii_timestamp(date_added_us), date_added_us)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_urls() {
+        assert_eq!(
+            DbUrl::parse("sqlite:/var/lib/x.db").unwrap(),
+            DbUrl::Sqlite("/var/lib/x.db".into())
+        );
+        assert_eq!(
+            DbUrl::parse("sqlite:///var/lib/x.db").unwrap(),
+            DbUrl::Sqlite("/var/lib/x.db".into())
+        );
+        assert_eq!(
+            DbUrl::parse("sqlite:data/x.db").unwrap(),
+            DbUrl::Sqlite("data/x.db".into())
+        );
+        assert!(matches!(DbUrl::parse("postgres://u@h/db").unwrap(), DbUrl::Postgres(_)));
+        assert!(DbUrl::parse("mysql://h").is_err());
+        assert!(DbUrl::parse("sqlite:").is_err());
+    }
+}

@@ -1,0 +1,275 @@
+//! The shared store: PostgreSQL for several intel replicas. A small pool of connections;
+//! writes to one collection are serialised by a transaction-scoped advisory lock so the paging
+//! sequence and `date_added` are committed in the same order on every replica.
+//!
+//! Connections are plaintext (`NoTls`): run PostgreSQL on the same host or inside the cluster
+//! network. The connection URL is never logged.
+
+use std::{
+    str::FromStr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::{Client, Config, NoTls, types::ToSql};
+
+use super::{Page, Query, Record, STATUS_RETENTION_SECS, WriteMode, WriteResult, query::Param, version_of};
+use crate::{
+    error::Error,
+    stix::{StixObject, merge::merge},
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS objects (
+    seq BIGSERIAL PRIMARY KEY,
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    spec_version TEXT NOT NULL,
+    version TEXT NOT NULL,
+    version_us BIGINT NOT NULL,
+    date_added_us BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (collection, id, version_us)
+);
+CREATE INDEX IF NOT EXISTS objects_by_collection ON objects (collection, seq);
+CREATE INDEX IF NOT EXISTS objects_by_id ON objects (collection, id, version_us);
+CREATE TABLE IF NOT EXISTS statuses (id TEXT PRIMARY KEY, created_us BIGINT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq BIGINT NOT NULL);
+";
+
+/// Advisory-lock class of schema creation and of per-collection writes.
+const LOCK_SCHEMA: i64 = 0x6174_6b6d_0001;
+const LOCK_CLASS_COLLECTION: i32 = 0x6174_6b6d;
+
+/// A PostgreSQL-backed store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    slots: Vec<Mutex<Option<Client>>>,
+    next: AtomicUsize,
+}
+
+impl PostgresStore {
+    /// Connects with up to `pool` connections and creates the schema.
+    pub async fn open(url: &str, pool: usize) -> Result<Self, Error> {
+        let config = Config::from_str(url).map_err(|e| Error::Config(format!("db: invalid postgres URL: {e}")))?;
+        let store = Self {
+            inner: Arc::new(Inner {
+                config,
+                slots: (0..pool.max(1)).map(|_| Mutex::new(None)).collect(),
+                next: AtomicUsize::new(0),
+            }),
+        };
+        let mut guard = store.slot().await?;
+        let client = connected(&mut guard)?;
+        client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_SCHEMA]).await?;
+        let created = client.batch_execute(SCHEMA).await;
+        client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_SCHEMA]).await?;
+        created?;
+        drop(guard);
+        Ok(store)
+    }
+
+    async fn slot(&self) -> Result<MutexGuard<'_, Option<Client>>, Error> {
+        let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.slots.len();
+        let mut guard = self.inner.slots[i].lock().await;
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            let (client, connection) = self.inner.config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "postgres connection closed");
+                }
+            });
+            *guard = Some(client);
+        }
+        Ok(guard)
+    }
+
+    pub(super) async fn write(
+        &self,
+        collection: &str,
+        objects: Vec<StixObject>,
+        mode: WriteMode,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WriteResult>, Error> {
+        let mut guard = self.slot().await?;
+        let client = connected(&mut guard)?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&LOCK_CLASS_COLLECTION, &collection],
+        )
+        .await?;
+        let mut last_added: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(date_added_us), 0) FROM objects WHERE collection = $1",
+                &[&collection],
+            )
+            .await?
+            .get(0);
+        let mut results = Vec::with_capacity(objects.len());
+        for object in objects {
+            let date_added = now.timestamp_micros().max(last_added + 1);
+            let id = object.id().to_owned();
+            let latest = tx
+                .query_opt(
+                    "SELECT body FROM objects WHERE collection = $1 AND id = $2 ORDER BY version_us DESC LIMIT 1",
+                    &[&collection, &id],
+                )
+                .await?
+                .map(|row| serde_json::from_str::<StixObject>(row.get::<_, &str>(0)))
+                .transpose()
+                .map_err(|e| Error::Storage(format!("stored object is not valid JSON: {e}")))?;
+            let candidate = match mode {
+                WriteMode::Merge => merge(latest.as_ref(), object, now),
+                WriteMode::Exact if object.version().is_none() && latest.as_ref() == Some(&object) => None,
+                WriteMode::Exact => Some(object),
+            };
+            let Some(object) = candidate else {
+                let version = latest.and_then(|l| l.version().map(str::to_owned)).unwrap_or_default();
+                results.push(WriteResult {
+                    id,
+                    version,
+                    added: false,
+                });
+                continue;
+            };
+            let (version, version_us) = version_of(&object, date_added).map_err(Error::Stix)?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO objects (collection, id, type, spec_version, version, version_us, date_added_us, body) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (collection, id, version_us) DO NOTHING",
+                    &[
+                        &collection,
+                        &id,
+                        &object.object_type(),
+                        &object.spec_version(),
+                        &version,
+                        &version_us,
+                        &date_added,
+                        &object.to_json(),
+                    ],
+                )
+                .await?;
+            if inserted > 0 {
+                last_added = date_added;
+            }
+            results.push(WriteResult {
+                id,
+                version,
+                added: inserted > 0,
+            });
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    pub(super) async fn query(&self, collection: &str, query: &Query) -> Result<Page, Error> {
+        let (sql, params) = query.to_sql(collection, |n| format!("${n}"));
+        let values: Vec<Box<dyn ToSql + Sync + Send>> = params
+            .into_iter()
+            .map(|p| -> Box<dyn ToSql + Sync + Send> {
+                match p {
+                    Param::Text(s) => Box::new(s),
+                    Param::Int(i) => Box::new(i),
+                }
+            })
+            .collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+        let mut guard = self.slot().await?;
+        let client = connected(&mut guard)?;
+        let rows = client.query(&sql, &refs).await?;
+        let mut records: Vec<Record> = rows
+            .into_iter()
+            .map(|r| Record {
+                seq: r.get(0),
+                id: r.get(1),
+                version: r.get(2),
+                date_added_us: r.get(3),
+                spec_version: r.get(4),
+                body: r.get(5),
+            })
+            .collect();
+        let more = records.len() > query.limit;
+        records.truncate(query.limit);
+        Ok(Page { records, more })
+    }
+
+    pub(super) async fn count(&self, collection: &str) -> Result<u64, Error> {
+        let mut guard = self.slot().await?;
+        let client = connected(&mut guard)?;
+        let n: i64 = client
+            .query_one(
+                "SELECT COUNT(DISTINCT id) FROM objects WHERE collection = $1",
+                &[&collection],
+            )
+            .await?
+            .get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub(super) async fn put_status(&self, id: &str, body: &str, now: DateTime<Utc>) -> Result<(), Error> {
+        let mut guard = self.slot().await?;
+        let client = connected(&mut guard)?;
+        let now_us = now.timestamp_micros();
+        client
+            .execute(
+                "DELETE FROM statuses WHERE created_us < $1",
+                &[&(now_us - STATUS_RETENTION_SECS * 1_000_000)],
+            )
+            .await?;
+        client
+            .execute(
+                "INSERT INTO statuses (id, created_us, body) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body, created_us = excluded.created_us",
+                &[&id, &now_us, &body],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn status(&self, id: &str) -> Result<Option<String>, Error> {
+        let mut guard = self.slot().await?;
+        let client = connected(&mut guard)?;
+        Ok(client
+            .query_opt("SELECT body FROM statuses WHERE id = $1", &[&id])
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    pub(super) async fn cursor(&self, name: &str) -> Result<i64, Error> {
+        let mut guard = self.slot().await?;
+        let client = connected(&mut guard)?;
+        Ok(client
+            .query_opt("SELECT seq FROM cursors WHERE name = $1", &[&name])
+            .await?
+            .map_or(0, |r| r.get(0)))
+    }
+
+    pub(super) async fn set_cursor(&self, name: &str, seq: i64) -> Result<(), Error> {
+        let mut guard = self.slot().await?;
+        let client = connected(&mut guard)?;
+        client
+            .execute(
+                "INSERT INTO cursors (name, seq) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                &[&name, &seq],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn connected<'a>(guard: &'a mut MutexGuard<'_, Option<Client>>) -> Result<&'a mut Client, Error> {
+    guard
+        .as_mut()
+        .ok_or_else(|| Error::Storage("postgres: no connection".into()))
+}

@@ -1,0 +1,246 @@
+//! The embedded store: one SQLite file (WAL), one connection used from blocking threads.
+//! A single connection serialises writers, which is what keeps `date_added` and the paging
+//! sequence in the same order.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::{Page, Query, Record, STATUS_RETENTION_SECS, WriteMode, WriteResult, query::Param, version_of};
+use crate::{
+    error::Error,
+    stix::{StixObject, merge::merge},
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS objects (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    spec_version TEXT NOT NULL,
+    version TEXT NOT NULL,
+    version_us INTEGER NOT NULL,
+    date_added_us INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (collection, id, version_us)
+);
+CREATE INDEX IF NOT EXISTS objects_by_collection ON objects (collection, seq);
+CREATE INDEX IF NOT EXISTS objects_by_id ON objects (collection, id, version_us);
+CREATE TABLE IF NOT EXISTS statuses (id TEXT PRIMARY KEY, created_us INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+";
+
+/// A SQLite-backed store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens or creates the database file (parent directories included); `:memory:` for tests.
+    pub async fn open(path: &str) -> Result<Self, Error> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            if path != ":memory:"
+                && let Some(dir) = std::path::Path::new(&path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir)?;
+            }
+            let conn = Connection::open(&path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.execute_batch(SCHEMA)?;
+            Ok(Self {
+                conn: Arc::new(Mutex::new(conn)),
+            })
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("sqlite open task: {e}")))?
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| Error::Storage("sqlite connection poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("sqlite task: {e}")))?
+    }
+
+    pub(super) async fn write(
+        &self,
+        collection: &str,
+        objects: Vec<StixObject>,
+        mode: WriteMode,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WriteResult>, Error> {
+        let collection = collection.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let mut last_added: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(date_added_us), 0) FROM objects WHERE collection = ?1",
+                params![collection],
+                |r| r.get(0),
+            )?;
+            let mut results = Vec::with_capacity(objects.len());
+            for object in objects {
+                let date_added = now.timestamp_micros().max(last_added + 1);
+                let latest: Option<String> = tx
+                    .query_row(
+                        "SELECT body FROM objects WHERE collection = ?1 AND id = ?2 ORDER BY version_us DESC LIMIT 1",
+                        params![collection, object.id()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let latest = latest.map(|b| serde_json::from_str::<StixObject>(&b)).transpose().map_err(stored)?;
+                let id = object.id().to_owned();
+                let candidate = match mode {
+                    WriteMode::Merge => merge(latest.as_ref(), object, now),
+                    WriteMode::Exact if object.version().is_none() && latest.as_ref() == Some(&object) => None,
+                    WriteMode::Exact => Some(object),
+                };
+                let Some(object) = candidate else {
+                    let version = latest.and_then(|l| l.version().map(str::to_owned)).unwrap_or_default();
+                    results.push(WriteResult { id, version, added: false });
+                    continue;
+                };
+                let (version, version_us) = version_of(&object, date_added).map_err(Error::Stix)?;
+                let exists: bool = tx
+                    .query_row(
+                        "SELECT 1 FROM objects WHERE collection = ?1 AND id = ?2 AND version_us = ?3",
+                        params![collection, id, version_us],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some();
+                if !exists {
+                    tx.execute(
+                        "INSERT INTO objects (collection, id, type, spec_version, version, version_us, date_added_us, body) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![
+                            collection,
+                            id,
+                            object.object_type(),
+                            object.spec_version(),
+                            version,
+                            version_us,
+                            date_added,
+                            object.to_json()
+                        ],
+                    )?;
+                    last_added = date_added;
+                }
+                results.push(WriteResult { id, version, added: !exists });
+            }
+            tx.commit()?;
+            Ok(results)
+        })
+        .await
+    }
+
+    pub(super) async fn query(&self, collection: &str, query: &Query) -> Result<Page, Error> {
+        let (sql, params) = query.to_sql(collection, |n| format!("?{n}"));
+        let limit = query.limit;
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let values = params.into_iter().map(|p| match p {
+                Param::Text(s) => rusqlite::types::Value::Text(s),
+                Param::Int(i) => rusqlite::types::Value::Integer(i),
+            });
+            let mut records: Vec<Record> = stmt
+                .query_map(params_from_iter(values), |r| {
+                    Ok(Record {
+                        seq: r.get(0)?,
+                        id: r.get(1)?,
+                        version: r.get(2)?,
+                        date_added_us: r.get(3)?,
+                        spec_version: r.get(4)?,
+                        body: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            let more = records.len() > limit;
+            records.truncate(limit);
+            Ok(Page { records, more })
+        })
+        .await
+    }
+
+    pub(super) async fn count(&self, collection: &str) -> Result<u64, Error> {
+        let collection = collection.to_owned();
+        self.with(move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(DISTINCT id) FROM objects WHERE collection = ?1",
+                params![collection],
+                |r| r.get(0),
+            )?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    pub(super) async fn put_status(&self, id: &str, body: &str, now: DateTime<Utc>) -> Result<(), Error> {
+        let (id, body) = (id.to_owned(), body.to_owned());
+        self.with(move |conn| {
+            let now_us = now.timestamp_micros();
+            conn.execute(
+                "DELETE FROM statuses WHERE created_us < ?1",
+                params![now_us - STATUS_RETENTION_SECS * 1_000_000],
+            )?;
+            conn.execute(
+                "INSERT OR REPLACE INTO statuses (id, created_us, body) VALUES (?1, ?2, ?3)",
+                params![id, now_us, body],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn status(&self, id: &str) -> Result<Option<String>, Error> {
+        let id = id.to_owned();
+        self.with(move |conn| {
+            Ok(conn
+                .query_row("SELECT body FROM statuses WHERE id = ?1", params![id], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    pub(super) async fn cursor(&self, name: &str) -> Result<i64, Error> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            Ok(conn
+                .query_row("SELECT seq FROM cursors WHERE name = ?1", params![name], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0))
+        })
+        .await
+    }
+
+    pub(super) async fn set_cursor(&self, name: &str, seq: i64) -> Result<(), Error> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO cursors (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                params![name, seq],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn stored(e: serde_json::Error) -> Error {
+    Error::Storage(format!("stored object is not valid JSON: {e}"))
+}

@@ -1,0 +1,482 @@
+//! TAXII 2.1 endpoint handlers. Each one authenticates, checks the `Accept` header, finds the
+//! API root and collection the caller may see, then answers from the store.
+
+use attackmesh_runtime::auth::Caller;
+use axum::{
+    body::Body,
+    extract::{Path, Query, State, rejection::QueryRejection},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::{
+    TAXII_MEDIA_TYPE, TaxiiError, TaxiiState,
+    auth::{Access, access, authenticate},
+    params, taxii_json,
+};
+use crate::{
+    config::CollectionConfig,
+    stix::{STIX_MEDIA_TYPE, StixObject, taxii_timestamp},
+    store::{Page, Query as StoreQuery, VersionMatch, WriteMode},
+};
+
+type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+const OBJECT_FILTERS: &[&str] = &["id", "type", "version", "spec_version"];
+const ONE_OBJECT_FILTERS: &[&str] = &["version", "spec_version"];
+const VERSION_FILTERS: &[&str] = &["spec_version"];
+
+fn finish(endpoint: &'static str, result: Result<Response, TaxiiError>) -> Response {
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    crate::metrics::request(endpoint, response.status().as_u16());
+    response
+}
+
+/// True when `value` (an Accept or Content-Type list) names TAXII 2.1 (`*/*` counts for Accept).
+fn names_taxii(value: Option<&HeaderValue>, wildcard: bool) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    value.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let version_ok = parts
+            .filter_map(|p| p.split_once('='))
+            .all(|(k, v)| !k.trim().eq_ignore_ascii_case("version") || v.trim().trim_matches('"') == "2.1");
+        match media.as_str() {
+            "application/taxii+json" => version_ok,
+            "*/*" | "application/*" => wildcard,
+            _ => false,
+        }
+    })
+}
+
+fn begin(state: &TaxiiState, headers: &HeaderMap, root: Option<&str>) -> Result<Caller, TaxiiError> {
+    let caller = authenticate(&state.inner.auth, headers)?;
+    if !names_taxii(headers.get(header::ACCEPT), true) {
+        return Err(TaxiiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "Not acceptable",
+            format!("this server answers with {TAXII_MEDIA_TYPE} only"),
+        ));
+    }
+    if root.is_some_and(|r| r != state.inner.api_root) {
+        return Err(TaxiiError::not_found("no such API root"));
+    }
+    Ok(caller)
+}
+
+fn find_collection<'a>(
+    state: &'a TaxiiState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(&'a CollectionConfig, Access), TaxiiError> {
+    let not_found = || TaxiiError::not_found(format!("collection `{id}` not found"));
+    let c = state
+        .inner
+        .collections
+        .iter()
+        .find(|c| c.id == id)
+        .ok_or_else(not_found)?;
+    let a = access(caller, c);
+    if !a.read && !a.write {
+        return Err(not_found());
+    }
+    Ok((c, a))
+}
+
+fn need_read(a: Access, id: &str) -> Result<(), TaxiiError> {
+    if a.read {
+        Ok(())
+    } else {
+        Err(TaxiiError::forbidden(format!("you may not read collection `{id}`")))
+    }
+}
+
+fn query_params(state: &TaxiiState, pairs: Pairs, allowed: &[&str]) -> Result<StoreQuery, TaxiiError> {
+    let Query(pairs) = pairs.map_err(|e| TaxiiError::bad_request(e.body_text()))?;
+    params::parse(&pairs, state.inner.page_size, state.inner.max_page_size, allowed).map_err(TaxiiError::bad_request)
+}
+
+fn root_url(state: &TaxiiState) -> String {
+    format!(
+        "{}/{}/",
+        state.inner.public_url.as_deref().unwrap_or(""),
+        state.inner.api_root
+    )
+}
+
+pub(super) async fn discovery(State(state): State<TaxiiState>, headers: HeaderMap) -> Response {
+    finish(
+        "discovery",
+        (|| {
+            begin(&state, &headers, None)?;
+            let root = root_url(&state);
+            let body = json!({
+                "title": state.inner.title,
+                "description": "STIX 2.1 indicators attributed to MITRE ATT&CK by attackmesh",
+                "default": root,
+                "api_roots": [root],
+            });
+            Ok(taxii_json(StatusCode::OK, body.to_string()))
+        })(),
+    )
+}
+
+pub(super) async fn api_root(
+    State(state): State<TaxiiState>,
+    Path(root): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    finish(
+        "api_root",
+        (|| {
+            begin(&state, &headers, Some(&root))?;
+            let body = json!({
+                "title": state.inner.title,
+                "description": "attackmesh intel collections",
+                "versions": [TAXII_MEDIA_TYPE],
+                "max_content_length": state.inner.max_body_bytes,
+            });
+            Ok(taxii_json(StatusCode::OK, body.to_string()))
+        })(),
+    )
+}
+
+fn collection_resource(c: &CollectionConfig, a: Access) -> Value {
+    json!({
+        "id": c.id,
+        "title": c.title,
+        "description": c.description,
+        "can_read": a.read,
+        "can_write": a.write,
+        "media_types": [STIX_MEDIA_TYPE],
+    })
+}
+
+pub(super) async fn collections(
+    State(state): State<TaxiiState>,
+    Path(root): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    finish(
+        "collections",
+        (|| {
+            let caller = begin(&state, &headers, Some(&root))?;
+            let visible: Vec<Value> = state
+                .inner
+                .collections
+                .iter()
+                .map(|c| (c, access(&caller, c)))
+                .filter(|(_, a)| a.read || a.write)
+                .map(|(c, a)| collection_resource(c, a))
+                .collect();
+            let body = if visible.is_empty() {
+                json!({})
+            } else {
+                json!({ "collections": visible })
+            };
+            Ok(taxii_json(StatusCode::OK, body.to_string()))
+        })(),
+    )
+}
+
+pub(super) async fn collection(
+    State(state): State<TaxiiState>,
+    Path((root, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    finish(
+        "collection",
+        (|| {
+            let caller = begin(&state, &headers, Some(&root))?;
+            let (c, a) = find_collection(&state, &caller, &id)?;
+            Ok(taxii_json(StatusCode::OK, collection_resource(c, a).to_string()))
+        })(),
+    )
+}
+
+/// A paged envelope (`objects`, `versions`, …) with the TAXII date-added headers.
+fn paged(page: &Page, key: &str, items: Vec<String>, with_next: bool) -> Response {
+    let mut body = format!("{{\"more\":{}", page.more);
+    if page.more
+        && with_next
+        && let Some(last) = page.records.last()
+    {
+        body.push_str(&format!(",\"next\":\"{}\"", last.seq));
+    }
+    if !items.is_empty() {
+        body.push_str(&format!(",\"{key}\":[{}]", items.join(",")));
+    }
+    body.push('}');
+    let mut resp = taxii_json(StatusCode::OK, body);
+    if let (Some(first), Some(last)) = (page.records.first(), page.records.last()) {
+        for (name, us) in [
+            ("x-taxii-date-added-first", first.date_added_us),
+            ("x-taxii-date-added-last", last.date_added_us),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(&taxii_timestamp(us)) {
+                resp.headers_mut().insert(name, v);
+            }
+        }
+    }
+    resp
+}
+
+pub(super) async fn get_objects(
+    State(state): State<TaxiiState>,
+    Path((root, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    pairs: Pairs,
+) -> Response {
+    finish(
+        "objects",
+        async {
+            let caller = begin(&state, &headers, Some(&root))?;
+            let (_, a) = find_collection(&state, &caller, &id)?;
+            need_read(a, &id)?;
+            let q = query_params(&state, pairs, OBJECT_FILTERS)?;
+            let page = state.inner.intel.store().query(&id, &q).await?;
+            let items = page.records.iter().map(|r| r.body.clone()).collect();
+            Ok(paged(&page, "objects", items, true))
+        }
+        .await,
+    )
+}
+
+pub(super) async fn get_object(
+    State(state): State<TaxiiState>,
+    Path((root, id, object)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    pairs: Pairs,
+) -> Response {
+    finish(
+        "object",
+        async {
+            let caller = begin(&state, &headers, Some(&root))?;
+            let (_, a) = find_collection(&state, &caller, &id)?;
+            need_read(a, &id)?;
+            let mut q = query_params(&state, pairs, ONE_OBJECT_FILTERS)?;
+            q.object_id = Some(object.clone());
+            let page = state.inner.intel.store().query(&id, &q).await?;
+            if page.records.is_empty() && q.after_seq == 0 {
+                let any = StoreQuery {
+                    object_id: Some(object.clone()),
+                    versions: vec![VersionMatch::All],
+                    limit: 1,
+                    ..Default::default()
+                };
+                if state.inner.intel.store().query(&id, &any).await?.records.is_empty() {
+                    return Err(TaxiiError::not_found(format!("object `{object}` not found")));
+                }
+            }
+            let items = page.records.iter().map(|r| r.body.clone()).collect();
+            Ok(paged(&page, "objects", items, true))
+        }
+        .await,
+    )
+}
+
+pub(super) async fn versions(
+    State(state): State<TaxiiState>,
+    Path((root, id, object)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    pairs: Pairs,
+) -> Response {
+    finish(
+        "versions",
+        async {
+            let caller = begin(&state, &headers, Some(&root))?;
+            let (_, a) = find_collection(&state, &caller, &id)?;
+            need_read(a, &id)?;
+            let mut q = query_params(&state, pairs, VERSION_FILTERS)?;
+            q.object_id = Some(object.clone());
+            q.versions = vec![VersionMatch::All];
+            let page = state.inner.intel.store().query(&id, &q).await?;
+            if page.records.is_empty() && q.after_seq == 0 && q.added_after_us.is_none() {
+                return Err(TaxiiError::not_found(format!("object `{object}` not found")));
+            }
+            let items = page
+                .records
+                .iter()
+                .map(|r| Value::from(r.version.clone()).to_string())
+                .collect();
+            Ok(paged(&page, "versions", items, true))
+        }
+        .await,
+    )
+}
+
+pub(super) async fn manifest(
+    State(state): State<TaxiiState>,
+    Path((root, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    pairs: Pairs,
+) -> Response {
+    finish(
+        "manifest",
+        async {
+            let caller = begin(&state, &headers, Some(&root))?;
+            let (_, a) = find_collection(&state, &caller, &id)?;
+            need_read(a, &id)?;
+            let q = query_params(&state, pairs, OBJECT_FILTERS)?;
+            let page = state.inner.intel.store().query(&id, &q).await?;
+            let items = page
+                .records
+                .iter()
+                .map(|r| {
+                    json!({
+                        "id": r.id,
+                        "date_added": taxii_timestamp(r.date_added_us),
+                        "version": r.version,
+                        "media_type": format!("application/stix+json;version={}", r.spec_version),
+                    })
+                    .to_string()
+                })
+                .collect();
+            Ok(paged(&page, "objects", items, true))
+        }
+        .await,
+    )
+}
+
+pub(super) async fn add_objects(
+    State(state): State<TaxiiState>,
+    Path((root, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    finish(
+        "add_objects",
+        async {
+            let caller = begin(&state, &headers, Some(&root))?;
+            let (_, a) = find_collection(&state, &caller, &id)?;
+            if !a.write {
+                return Err(TaxiiError::forbidden(format!("you may not write to collection `{id}`")));
+            }
+            if !names_taxii(headers.get(header::CONTENT_TYPE), false) {
+                return Err(TaxiiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "Unsupported media type",
+                    format!("send {TAXII_MEDIA_TYPE}"),
+                ));
+            }
+            let max = state.inner.max_body_bytes;
+            let too_large = || {
+                TaxiiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Payload too large",
+                    format!("the limit is {max} bytes"),
+                )
+            };
+            let declared = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            if declared.is_some_and(|n| n > max) {
+                return Err(too_large());
+            }
+            let bytes = axum::body::to_bytes(body, max).await.map_err(|_| too_large())?;
+            let envelope: Value =
+                serde_json::from_slice(&bytes).map_err(|e| TaxiiError::bad_request(format!("invalid JSON: {e}")))?;
+            let Some(Value::Array(items)) = envelope.get("objects") else {
+                return Err(TaxiiError::bad_request(
+                    "the body must be a TAXII envelope with `objects`",
+                ));
+            };
+            let now = Utc::now();
+            let mut failures = Vec::new();
+            let mut objects = Vec::new();
+            for item in items {
+                let (oid, version) = (str_of(item, "id"), str_of(item, "modified"));
+                match StixObject::from_value(item.clone()) {
+                    Ok(o) if o.spec_version() != "2.1" => {
+                        failures.push(json!({"id": oid, "version": version, "message": "only STIX 2.1 is accepted"}));
+                    }
+                    Ok(o) => objects.push(o),
+                    Err(why) => failures.push(json!({"id": oid, "version": version, "message": why})),
+                }
+            }
+            let written = state
+                .inner
+                .intel
+                .store()
+                .write(&id, objects, WriteMode::Exact, now)
+                .await?;
+            crate::metrics::objects_added(written.iter().filter(|w| w.added).count());
+            let successes: Vec<Value> = written
+                .iter()
+                .map(|w| json!({"id": w.id, "version": w.version}))
+                .collect();
+            let status_id = uuid::Uuid::new_v4().to_string();
+            let status = json!({
+                "id": status_id,
+                "status": "complete",
+                "request_timestamp": crate::stix::timestamp(now),
+                "total_count": successes.len() + failures.len(),
+                "success_count": successes.len(),
+                "successes": successes,
+                "failure_count": failures.len(),
+                "failures": failures,
+                "pending_count": 0,
+                "pendings": [],
+            })
+            .to_string();
+            state.inner.intel.store().put_status(&status_id, &status, now).await?;
+            tracing::info!(collection = %id, caller = %caller.name, added = written.len(), "objects added over taxii");
+            Ok(taxii_json(StatusCode::ACCEPTED, status))
+        }
+        .await,
+    )
+}
+
+fn str_of(v: &Value, key: &str) -> String {
+    v.get(key).and_then(Value::as_str).unwrap_or("").to_owned()
+}
+
+pub(super) async fn status(
+    State(state): State<TaxiiState>,
+    Path((root, status)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    finish(
+        "status",
+        async {
+            begin(&state, &headers, Some(&root))?;
+            match state.inner.intel.store().status(&status).await? {
+                Some(body) => Ok(taxii_json(StatusCode::OK, body)),
+                None => Err(TaxiiError::not_found(format!("status `{status}` not found"))),
+            }
+        }
+        .await,
+    )
+}
+
+pub(super) async fn not_found(State(state): State<TaxiiState>, headers: HeaderMap) -> Response {
+    finish(
+        "other",
+        (|| {
+            begin(&state, &headers, None)?;
+            Err(TaxiiError::not_found("no such TAXII resource"))
+        })(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_are_matched_by_name_and_version() {
+        let hv = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert!(names_taxii(Some(&hv("application/taxii+json;version=2.1")), true));
+        assert!(names_taxii(Some(&hv("application/taxii+json; version=2.1")), false));
+        assert!(names_taxii(Some(&hv("application/taxii+json")), false));
+        assert!(names_taxii(Some(&hv("text/html, */*")), true));
+        assert!(!names_taxii(Some(&hv("*/*")), false));
+        assert!(!names_taxii(Some(&hv("application/json")), true));
+        assert!(!names_taxii(Some(&hv("application/taxii+json;version=2.0")), true));
+        assert!(!names_taxii(None, true));
+    }
+}
