@@ -101,7 +101,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             p.rejected,
             p.resent,
             p.reconnects,
-            if summary.interrupted { " (stopped before the end)" } else { "" }
+            if summary.interrupted {
+                " (stopped before the end)"
+            } else {
+                ""
+            }
         );
         let code = if p.rejected > 0 {
             ExitCode::from(2)
