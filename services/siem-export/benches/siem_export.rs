@@ -1,1 +1,3 @@
+//! Benchmarks of the siem-export queue and sinks.
+
 fn main() {}

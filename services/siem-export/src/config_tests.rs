@@ -1,1 +1,127 @@
+use std::collections::BTreeMap;
 
+use super::*;
+use crate::sinks::file::FileShape;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Top {
+    #[serde(default)]
+    siem_export: SiemExportConfig,
+}
+
+fn load(env: &[(&str, &str)], file: Option<&str>) -> Result<SiemExportConfig, attackmesh_runtime::Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    if let Some(text) = file {
+        std::fs::write(&path, text).unwrap();
+    }
+    let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    attackmesh_runtime::config::load::<Top>(file.map(|_| path.as_path()), &env, ENV_ALIASES).map(|t| t.siem_export)
+}
+
+#[test]
+fn the_seed_variables_configure_the_sinks() {
+    let c = load(
+        &[
+            ("ATTACKMESH_ELASTICSEARCH_URL", "https://es.example:9200"),
+            ("ATTACKMESH_ELASTICSEARCH_USERNAME", "elastic"),
+            ("ATTACKMESH_ELASTICSEARCH_PASSWORD", "123456"),
+            ("ATTACKMESH_SPLUNK_HEC_URL", "https://splunk.example:8088"),
+            ("ATTACKMESH_SPLUNK_HEC_TOKEN", "hec-token-value"),
+            ("ATTACKMESH_SPLUNK_INDEX", "security"),
+            ("ATTACKMESH_SIEM_EXPORT__BATCH__MAX_AGE", "50ms"),
+        ],
+        None,
+    )
+    .unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.elasticsearch.url.as_deref(), Some("https://es.example:9200"));
+    assert_eq!(
+        c.elasticsearch.password.as_ref().map(Secret::expose),
+        Some("123456"),
+        "a numeric password stays text"
+    );
+    assert_eq!(c.splunk_hec.index.as_deref(), Some("security"));
+    assert_eq!(c.batch.max_age, Duration::from_millis(50));
+    let kinds: Vec<&str> = c.sinks().iter().map(|s| s.kind()).collect();
+    assert_eq!(kinds, vec!["elasticsearch", "splunk_hec"]);
+}
+
+#[test]
+fn secrets_never_show_in_debug_display_or_serialised_config() {
+    let c = load(
+        &[
+            ("ATTACKMESH_ELASTICSEARCH_URL", "https://es.example:9200"),
+            ("ATTACKMESH_ELASTICSEARCH_API_KEY", "top-secret-api-key"),
+            ("ATTACKMESH_SPLUNK_HEC_URL", "https://splunk.example:8088"),
+            ("ATTACKMESH_SPLUNK_HEC_TOKEN", "top-secret-hec-token"),
+        ],
+        None,
+    )
+    .unwrap();
+    let shown = [
+        format!("{c:?}"),
+        format!("{:#?}", c),
+        serde_json::to_string(&c).unwrap(),
+    ];
+    for text in shown {
+        assert!(!text.contains("top-secret"), "{text}");
+        assert!(text.contains(REDACTED));
+    }
+    assert_eq!(
+        c.splunk_hec.token.as_ref().map(|t| t.to_string()).as_deref(),
+        Some(REDACTED)
+    );
+}
+
+#[test]
+fn with_no_sink_configured_the_file_sink_writes_under_the_data_dir() {
+    let c = SiemExportConfig::default();
+    c.validate().unwrap();
+    let sinks = c.sinks();
+    assert_eq!(sinks.len(), 1);
+    let SinkSpec::File(f) = &sinks[0] else {
+        panic!("{sinks:?}")
+    };
+    assert!(f.path.as_ref().unwrap().starts_with(&c.data_dir));
+    assert_eq!(f.shape, FileShape::Canonical);
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_refused_with_their_path() {
+    let err = load(&[], Some("siem_export:\n  elasticsearch:\n    urll: http://x\n")).unwrap_err();
+    assert!(err.to_string().contains("urll"), "{err}");
+    let bad = |f: fn(&mut SiemExportConfig)| {
+        let mut c = SiemExportConfig::default();
+        f(&mut c);
+        c.validate().unwrap_err().to_string()
+    };
+    assert!(bad(|c| c.splunk_hec.url = Some("https://s:8088".into())).contains("token"));
+    assert!(bad(|c| c.elasticsearch.url = Some("https://elastic:pw@es:9200".into())).contains("credentials"));
+    assert!(bad(|c| c.elasticsearch.url = Some("ftp://es".into())).contains("http"));
+    assert!(
+        bad(|c| {
+            c.elasticsearch.url = Some("http://es:9200".into());
+            c.elasticsearch.index = "Bad Index".into();
+        })
+        .contains("index")
+    );
+    assert!(bad(|c| c.batch.max_events = 0).contains("max_events"));
+    assert!(bad(|c| c.queue.max_bytes = 10).contains("max_bytes"));
+    assert!(
+        bad(|c| {
+            c.elasticsearch.url = Some("http://es:9200".into());
+            c.elasticsearch.username = Some("elastic".into());
+        })
+        .contains("together")
+    );
+}
+
+#[test]
+fn fsync_policy_and_durations_read_from_yaml() {
+    let c = load(&[], Some("siem_export:\n  queue: {fsync: never, max_bytes: 1048576, segment_bytes: 65536}\n  retry: {max_duration: 2m}\n")).unwrap();
+    assert_eq!(c.queue.fsync, FsyncPolicy::Never);
+    assert_eq!(c.retry.max_duration, Duration::from_secs(120));
+    c.validate().unwrap();
+}

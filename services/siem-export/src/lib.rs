@@ -14,6 +14,7 @@
 //! (the runtime's tower layer does) and never logs credentials or event payloads.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
 pub mod dlq;

@@ -2,6 +2,8 @@
 //! versions (409 on an older or equal revision), whole-request 429/5xx, 413 above a body size,
 //! and per-item errors (a 400 mapping error, a one-off 429).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::{
@@ -159,26 +161,27 @@ async fn documents_are_indexed_once_by_event_id_and_newer_revisions_replace_olde
     let stale = events[3].clone();
     h.state.enqueue(vec![newer, stale], HashMap::new()).await.unwrap();
     delivered(&h, 42).await;
-    let s = es.lock().unwrap();
-    assert_eq!(s.docs.len(), 20);
-    assert!(s.gzip_seen, "bodies are gzip-compressed");
-    assert_eq!(s.templates, vec!["attackmesh-alerts"]);
-    assert!(
-        s.auth_seen.iter().all(|a| a == "ApiKey a2V5OnNlY3JldA=="),
-        "{:?}",
-        s.auth_seen
-    );
-    let (version, doc) = &s.docs["evt-00000003"];
-    assert_eq!(
-        *version, 2,
-        "the re-attributed revision replaced the first, the stale one did not come back"
-    );
-    assert_eq!(doc["attackmesh"]["technique_ids"], json!(["T1021.004"]));
-    assert_eq!(
-        s.docs["evt-00000000"].1["threat"]["technique"]["id"],
-        json!(["T1110", "T1046"])
-    );
-    drop(s);
+    {
+        let s = es.lock().unwrap();
+        assert_eq!(s.docs.len(), 20);
+        assert!(s.gzip_seen, "bodies are gzip-compressed");
+        assert_eq!(s.templates, vec!["attackmesh-alerts"]);
+        assert!(
+            s.auth_seen.iter().all(|a| a == "ApiKey a2V5OnNlY3JldA=="),
+            "{:?}",
+            s.auth_seen
+        );
+        let (version, doc) = &s.docs["evt-00000003"];
+        assert_eq!(
+            *version, 2,
+            "the re-attributed revision replaced the first, the stale one did not come back"
+        );
+        assert_eq!(doc["attackmesh"]["technique_ids"], json!(["T1021.004"]));
+        assert_eq!(
+            s.docs["evt-00000000"].1["threat"]["technique"]["id"],
+            json!(["T1110", "T1046"])
+        );
+    }
     assert!(dead_letters(dir.path(), "elasticsearch").is_empty());
     h.shutdown().await;
 }
@@ -219,10 +222,11 @@ async fn a_413_splits_the_batch_until_it_fits() {
         .await
         .unwrap();
     delivered(&h, 100).await;
-    let s = es.lock().unwrap();
-    assert_eq!(s.docs.len(), 100);
-    assert!(s.too_large > 0, "the double must have refused a large body");
-    drop(s);
+    {
+        let s = es.lock().unwrap();
+        assert_eq!(s.docs.len(), 100);
+        assert!(s.too_large > 0, "the double must have refused a large body");
+    }
     assert!(dead_letters(dir.path(), "elasticsearch").is_empty());
     h.shutdown().await;
 }
@@ -245,15 +249,16 @@ async fn per_item_errors_retry_only_throttled_items_and_dead_letter_rejected_one
         s.delivered == 9 && s.dead_lettered == 1
     })
     .await;
-    let s = es.lock().unwrap();
-    assert_eq!(s.docs.len(), 9);
-    assert_eq!(s.bulk_requests, 2, "only the throttled item is sent again");
-    assert!(
-        s.auth_seen.iter().all(|a| a == "Basic ZWxhc3RpYzpjaGFuZ2VtZQ=="),
-        "{:?}",
-        s.auth_seen
-    );
-    drop(s);
+    {
+        let s = es.lock().unwrap();
+        assert_eq!(s.docs.len(), 9);
+        assert_eq!(s.bulk_requests, 2, "only the throttled item is sent again");
+        assert!(
+            s.auth_seen.iter().all(|a| a == "Basic ZWxhc3RpYzpjaGFuZ2VtZQ=="),
+            "{:?}",
+            s.auth_seen
+        );
+    }
     let dead = dead_letters(dir.path(), "elasticsearch");
     assert_eq!(dead[0].entry.event_id.as_deref(), Some("evt-00000002"));
     assert!(

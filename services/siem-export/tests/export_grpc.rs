@@ -2,6 +2,8 @@
 //! batch is acknowledged only once it is on disk in every sink's queue, invalid events are
 //! rejected one by one while the valid ones are delivered, and a full queue answers RETRY.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::{collections::HashMap, time::Duration};

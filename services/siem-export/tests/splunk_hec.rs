@@ -5,6 +5,8 @@
 //! indexer acknowledgement on a channel (`/services/collector/ack`), and 400 code 14 when the
 //! token has acknowledgement disabled.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::{
@@ -209,36 +211,37 @@ async fn batches_are_concatenated_objects_under_the_byte_cap() {
     })
     .await;
     assert_eq!(indexed_ids(&hec).len(), 60);
-    let s = hec.lock().unwrap();
-    assert!(s.requests > 1, "60 events of ~3 KiB need several requests");
-    assert!(
-        s.largest_body <= 16 * 1024,
-        "a request of {} bytes exceeds the cap",
-        s.largest_body
-    );
-    let first = &s.indexed[0];
-    assert_eq!(first["index"], "security");
-    assert_eq!(first["sourcetype"], "attackmesh:alert");
-    assert_eq!(first["host"], "suricata-edge-01");
-    assert!(first["time"].as_f64().unwrap() > 1.7e9);
-    let e = &first["event"];
-    assert_eq!(
-        e["mitre_attack"]["technique_ids"],
-        json!(["T1110.001", "T1110", "T1046"])
-    );
-    assert_eq!(e["mitre_attack"]["techniques"][0]["tactics"][0]["id"], "TA0006");
-    assert_eq!(e["mitre_attack"]["threat_actors"][0]["group_id"], "G0016");
-    assert_eq!(e["annotations"]["mitre_attack"]["mitre_technique_id"][0], "T1110.001");
-    assert_eq!(
-        (e["src"].as_str(), e["dest_port"].as_u64(), e["user"].as_str()),
-        (Some("203.0.113.7"), Some(22), Some("root"))
-    );
-    assert_eq!(e["severity"], "high");
-    assert_eq!(
-        first["fields"]["mitre_technique_id"],
-        json!(["T1110.001", "T1110", "T1046"])
-    );
-    drop(s);
+    {
+        let s = hec.lock().unwrap();
+        assert!(s.requests > 1, "60 events of ~3 KiB need several requests");
+        assert!(
+            s.largest_body <= 16 * 1024,
+            "a request of {} bytes exceeds the cap",
+            s.largest_body
+        );
+        let first = &s.indexed[0];
+        assert_eq!(first["index"], "security");
+        assert_eq!(first["sourcetype"], "attackmesh:alert");
+        assert_eq!(first["host"], "suricata-edge-01");
+        assert!(first["time"].as_f64().unwrap() > 1.7e9);
+        let e = &first["event"];
+        assert_eq!(
+            e["mitre_attack"]["technique_ids"],
+            json!(["T1110.001", "T1110", "T1046"])
+        );
+        assert_eq!(e["mitre_attack"]["techniques"][0]["tactics"][0]["id"], "TA0006");
+        assert_eq!(e["mitre_attack"]["threat_actors"][0]["group_id"], "G0016");
+        assert_eq!(e["annotations"]["mitre_attack"]["mitre_technique_id"][0], "T1110.001");
+        assert_eq!(
+            (e["src"].as_str(), e["dest_port"].as_u64(), e["user"].as_str()),
+            (Some("203.0.113.7"), Some(22), Some("root"))
+        );
+        assert_eq!(e["severity"], "high");
+        assert_eq!(
+            first["fields"]["mitre_technique_id"],
+            json!(["T1110.001", "T1110", "T1046"])
+        );
+    }
     h.shutdown().await;
 }
 
@@ -353,11 +356,12 @@ async fn indexer_acknowledgement_is_polled_on_the_channel_before_delivery_counts
         h.sink("splunk_hec").status().delivered == 20
     })
     .await;
-    let s = hec.lock().unwrap();
-    assert_eq!(s.indexed.len(), 20);
-    assert!(s.ack_polls >= 2, "each ackId needs two polls here: {}", s.ack_polls);
-    assert_eq!(s.channels.len(), 1, "one channel per sink");
-    drop(s);
+    {
+        let s = hec.lock().unwrap();
+        assert_eq!(s.indexed.len(), 20);
+        assert!(s.ack_polls >= 2, "each ackId needs two polls here: {}", s.ack_polls);
+        assert_eq!(s.channels.len(), 1, "one channel per sink");
+    }
     h.shutdown().await;
 }
 

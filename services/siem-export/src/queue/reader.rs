@@ -140,7 +140,7 @@ impl QueueReader {
                         if entry.seq < self.skip_below {
                             return Ok(None);
                         }
-                        Ok(Some(ReadItemRaw::Event(RawEvent { entry, event_len: end })))
+                        Ok(Some(ReadItemRaw::Event(Box::new(RawEvent { entry, event_len: end }))))
                     }
                     _ => Ok(Some(ReadItemRaw::Damaged(ReadItem::Damaged {
                         segment: path.to_owned(),
@@ -198,6 +198,6 @@ impl RawEvent {
 }
 
 enum ReadItemRaw {
-    Event(RawEvent),
+    Event(Box<RawEvent>),
     Damaged(ReadItem),
 }

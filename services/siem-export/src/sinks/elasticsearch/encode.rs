@@ -328,7 +328,8 @@ fn threat(d: &mut Doc, event: &EnrichedEvent) {
 fn rule_threat(techniques: &[TechniqueDetail]) -> Vec<Value> {
     // tactic id → (name, parent technique id → (name, sub-techniques))
     type Subs = Vec<(String, String)>;
-    let mut by_tactic: BTreeMap<String, (String, BTreeMap<String, (String, Subs)>)> = BTreeMap::new();
+    type Techniques = BTreeMap<String, (String, Subs)>;
+    let mut by_tactic: BTreeMap<String, (String, Techniques)> = BTreeMap::new();
     let names: BTreeMap<&str, &str> = techniques.iter().map(|t| (t.id.as_str(), t.name.as_str())).collect();
     for t in techniques {
         let parent = t.id.split('.').next().unwrap_or(&t.id).to_owned();
