@@ -35,6 +35,8 @@ pub(crate) struct Config {
     pub(crate) attribution: AttributionConfig,
     /// Enrichment (ingest) service settings.
     pub(crate) enrichment: attackmesh_enrichment::EnrichmentConfig,
+    /// Intel service settings (STIX 2.1 / TAXII 2.1).
+    pub(crate) intel: attackmesh_intel::IntelConfig,
 }
 
 fn default_grace() -> Duration {
@@ -84,6 +86,7 @@ impl Config {
         self.enrichment
             .validate()
             .map_err(|e| Error::ConfigInvalid(format!("enrichment: {e}")))?;
+        self.intel.validate().map_err(|e| Error::ConfigInvalid(e.to_string()))?;
         Ok(())
     }
 

@@ -174,9 +174,20 @@ pub(crate) async fn start(
                 Ok(())
             })
         }
-        // These services have their contracts in proto/ but no implementation in this release:
-        // they answer health (NOT_SERVING), reflection and authentication, and UNIMPLEMENTED otherwise.
-        Service::SiemExport | Service::Intel => {
+        Service::Intel => {
+            let server = GrpcServer::new(options).await?;
+            let addr = config.intel.http_listen;
+            let http = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for taxii"))?;
+            Box::pin(async move {
+                attackmesh_intel::server::serve(&config.intel, server, listener, http, shutdown).await?;
+                Ok(())
+            })
+        }
+        // This service has its contract in proto/ but no implementation in this release:
+        // it answers health (NOT_SERVING), reflection and authentication, and UNIMPLEMENTED otherwise.
+        Service::SiemExport => {
             let server = GrpcServer::new(options).await?;
             Box::pin(async move {
                 server.serve(listener, shutdown).await?;

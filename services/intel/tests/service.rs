@@ -1,0 +1,228 @@
+//! The gRPC `IntelService` over real gRPC on 127.0.0.1:0, wired by `server::serve` with the
+//! TAXII listener beside it: sharing (attributed, explicit, degraded), validation, permissions.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use attackmesh::proto::{
+    AttributionStatus, Indicator, IndicatorType, ListCollectionsRequest, ShareIndicatorsRequest,
+    intel_service_client::IntelServiceClient,
+};
+use attackmesh_intel::IntelConfig;
+use attackmesh_runtime::{
+    auth::Authenticator,
+    server::{GrpcServer, ServeOptions},
+};
+use common::{READER, TAXII, WRITER};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, transport::Channel};
+
+struct Running {
+    client: IntelServiceClient<Channel>,
+    http: String,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn start(mut config: IntelConfig) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    config.data_dir = dir.path().to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, http_addr) = (listener.local_addr().unwrap(), http.local_addr().unwrap());
+    let options = ServeOptions {
+        auth: Authenticator::new(&common::auth_config()).unwrap(),
+        tls: None,
+        grace: Duration::from_secs(1),
+    };
+    let server = GrpcServer::new(options).await.unwrap();
+    let stop = CancellationToken::new();
+    let shutdown = stop.clone().cancelled_owned();
+    tokio::spawn(async move {
+        attackmesh_intel::server::serve(&config, server, listener, http, shutdown)
+            .await
+            .unwrap()
+    });
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap();
+    let channel = loop {
+        match channel.connect().await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    Running {
+        client: IntelServiceClient::new(channel),
+        http: format!("http://{http_addr}"),
+        stop,
+        _dir: dir,
+    }
+}
+
+fn as_caller<T>(msg: T, who: (&str, &str)) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {}", who.1).parse().unwrap());
+    req
+}
+
+fn ind(kind: IndicatorType, value: &str) -> Indicator {
+    Indicator {
+        r#type: kind as i32,
+        value: value.into(),
+    }
+}
+
+fn share(collection: &str, techniques: &[&str]) -> ShareIndicatorsRequest {
+    ShareIndicatorsRequest {
+        collection_id: collection.into(),
+        indicators: vec![
+            ind(IndicatorType::Ipv4, "203.0.113.50"),
+            ind(IndicatorType::ProcessCommandLine, "crontab -l"),
+        ],
+        technique_ids: techniques.iter().map(|t| t.to_string()).collect(),
+        description: "cron persistence seen by the SOC".into(),
+        confidence: 0.9,
+        source_service: "soc".into(),
+    }
+}
+
+#[tokio::test]
+async fn shared_indicators_are_attributed_stored_and_served() {
+    let mut s = start(common::config()).await;
+    let resp = s
+        .client
+        .share_indicators(as_caller(share("rw", &[]), WRITER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.attribution_status, AttributionStatus::Ok as i32);
+    assert!(
+        resp.technique_ids.contains(&"T1053.003".to_owned()),
+        "{:?}",
+        resp.technique_ids
+    );
+    assert_eq!(resp.object_ids.len(), 2);
+    let explicit = s
+        .client
+        .share_indicators(as_caller(share("rw", &["T1110.001"]), WRITER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(explicit.technique_ids, vec!["T1110.001"]);
+    assert_eq!(explicit.object_ids, resp.object_ids, "same observables, same objects");
+
+    let url = format!(
+        "{}/intel/collections/rw/objects/{}/versions/",
+        s.http, resp.object_ids[0]
+    );
+    let versions: serde_json::Value = common::client()
+        .get(url)
+        .basic_auth(READER.0, Some(READER.1))
+        .header("accept", TAXII)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        2,
+        "the second share made a new version"
+    );
+
+    let list = s
+        .client
+        .list_collections(as_caller(ListCollectionsRequest {}, READER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.collections.len(), 1);
+    assert_eq!(list.collections[0].id, "rw");
+    assert!(list.collections[0].can_read && !list.collections[0].can_write);
+    assert!(list.collections[0].object_count >= 4, "{:?}", list.collections[0]);
+}
+
+#[tokio::test]
+async fn bad_requests_and_foreign_collections_are_refused() {
+    let mut s = start(common::config()).await;
+    let err = s
+        .client
+        .share_indicators(as_caller(share("rw", &["T9999"]), WRITER))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("technique_ids[0]"), "{}", err.message());
+    let mut empty = share("rw", &[]);
+    empty.indicators.clear();
+    let err = s.client.share_indicators(as_caller(empty, WRITER)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let mut bad = share("rw", &[]);
+    bad.indicators.push(ind(IndicatorType::Ipv4, "300.1.1.1"));
+    let err = s.client.share_indicators(as_caller(bad, WRITER)).await.unwrap_err();
+    assert!(err.message().contains("indicators[2].value"), "{}", err.message());
+    let err = s
+        .client
+        .share_indicators(as_caller(share("rw", &[]), READER))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = s
+        .client
+        .share_indicators(as_caller(share("nope", &[]), WRITER))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = s
+        .client
+        .share_indicators(as_caller(share("rw", &[]), common::DETECTOR))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "detectors may not share intel");
+}
+
+#[tokio::test]
+async fn attribution_service_down_means_degraded_without_technique_links() {
+    // A port nobody listens on.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = IntelConfig {
+        attribution_endpoint: Some(format!("http://{dead}")),
+        attribution_timeout: Duration::from_millis(500),
+        ..common::config()
+    };
+    let mut s = start(config).await;
+    let resp = s
+        .client
+        .share_indicators(as_caller(share("rw", &[]), WRITER))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.attribution_status, AttributionStatus::Degraded as i32);
+    assert!(resp.technique_ids.is_empty());
+    assert_eq!(resp.object_ids.len(), 2, "the indicators are still shared");
+    let url = format!("{}/intel/collections/rw/objects/?match[type]=relationship", s.http);
+    let body: serde_json::Value = common::client()
+        .get(url)
+        .bearer_auth(READER.1)
+        .header("accept", TAXII)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body.get("objects").is_none(), "no technique links: {body}");
+}

@@ -1,0 +1,81 @@
+"""Fixtures shared by the Python peer tests: the attackmesh binary, free ports, token files,
+waiting for a process to answer, and gRPC stubs generated from proto/ with grpcio-tools."""
+
+import hashlib
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = os.environ.get("ATTACKMESH_BIN", str(ROOT / "target" / "debug" / "attackmesh"))
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_tokens(path, tokens):
+    """Writes a runtime token file: `tokens` maps name -> (role, secret); only digests are stored."""
+    path.write_text("".join(
+        f"- name: {name}\n  role: {role}\n  sha256: {hashlib.sha256(secret.encode()).hexdigest()}\n"
+        for name, (role, secret) in tokens.items()
+    ))
+    return path
+
+
+def wait_until(check, proc, log, what, timeout=90):
+    """Polls `check()` until it returns truthy; fails early with the log when `proc` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"{what} exited:\n{pathlib.Path(log).read_text()}"
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        assert time.monotonic() < deadline, f"{what} never came up:\n{pathlib.Path(log).read_text()}"
+        time.sleep(0.2)
+
+
+def stop(proc, log):
+    """SIGTERM, then expect a clean exit."""
+    proc.terminate()
+    code = proc.wait(timeout=30)
+    assert code == 0, pathlib.Path(log).read_text()
+
+
+@pytest.fixture(scope="session")
+def proto_stubs(tmp_path_factory):
+    """The attackmesh.v1 Python modules generated from proto/ (importable as attackmesh.v1.*)."""
+    from grpc_tools import protoc
+
+    out = tmp_path_factory.mktemp("gen")
+    protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
+    include = pathlib.Path(protoc.__file__).parent / "_proto"
+    code = protoc.main(
+        ["grpc_tools.protoc", f"-I{ROOT / 'proto'}", f"-I{include}", f"--python_out={out}",
+         f"--grpc_python_out={out}", *protos]
+    )
+    assert code == 0, "grpc_tools.protoc failed"
+    sys.path.insert(0, str(out))
+    import importlib
+
+    return {name: importlib.import_module(f"attackmesh.v1.{name}")
+            for name in ("common_pb2", "intel_pb2", "intel_pb2_grpc", "events_pb2")}
+
+
+def spawn(args, env, log):
+    """Starts a process with stdout and stderr going to `log`. Without `env`, it gets this
+    environment minus `ATTACKMESH_…` variables (such as ATTACKMESH_BIN), which attackmesh would
+    read as configuration."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ATTACKMESH_")}
+    return subprocess.Popen(args, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
