@@ -221,9 +221,11 @@ impl Sink for ElasticsearchSink {
             if !(200..300).contains(&status) {
                 return Err(format!("elasticsearch healthcheck answered HTTP {status}"));
             }
+            let info: Value = resp.json().await.unwrap_or_default();
+            let opensearch = info["version"]["distribution"] == "opensearch";
             if self.config.install_template {
                 let name = self.config.target();
-                let body = template::index_template(name, self.config.data_stream.is_some());
+                let body = template::index_template(name, self.config.data_stream.is_some(), opensearch);
                 let resp = self
                     .request(reqwest::Method::PUT, &format!("_index_template/{name}"))
                     .json(&body)

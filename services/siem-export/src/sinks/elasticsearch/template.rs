@@ -74,8 +74,9 @@ pub const ECS_FIELDS: &[(&str, &str)] = &[
     ("threat.indicator.email.address", "keyword"),
 ];
 
-/// Mappings of the custom `attackmesh.*` fields.
-fn custom_mappings() -> Value {
+/// Mappings of the custom `attackmesh.*` fields (`attributes` is a free-form map: `flattened`
+/// on Elasticsearch, `flat_object` on OpenSearch).
+fn custom_mappings(opensearch: bool) -> Value {
     let kw = json!({"type": "keyword", "ignore_above": 1024});
     let tactic = json!({"properties": {"id": kw, "name": kw, "reference": kw}});
     let technique = json!({"type": "nested", "properties": {
@@ -91,7 +92,7 @@ fn custom_mappings() -> Value {
         "techniques": {"type": "object", "dynamic": true},
         "threat_actors": {"type": "object", "dynamic": true},
         "indicators": {"properties": {"type": kw, "value": kw}},
-        "attributes": {"type": "flattened"},
+        "attributes": {"type": if opensearch { "flat_object" } else { "flattened" }},
     }})
 }
 
@@ -105,13 +106,14 @@ fn mapping(field: &str, ty: &str) -> Value {
     }
 }
 
-/// The composable index template for `name` (an index prefix, or a data stream).
-pub fn index_template(name: &str, data_stream: bool) -> Value {
+/// The composable index template for `name` (an index prefix, or a data stream), for
+/// Elasticsearch or (with `opensearch`) an OpenSearch cluster.
+pub fn index_template(name: &str, data_stream: bool, opensearch: bool) -> Value {
     let mut root = Map::new();
     for (field, ty) in ECS_FIELDS {
         insert(&mut root, field, mapping(field, ty));
     }
-    root.insert("attackmesh".into(), custom_mappings());
+    root.insert("attackmesh".into(), custom_mappings(opensearch));
     let mut body = json!({
         "index_patterns": [format!("{name}*")],
         "priority": 200,

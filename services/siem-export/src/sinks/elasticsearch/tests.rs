@@ -145,7 +145,7 @@ fn the_index_template_maps_ecs_fields_with_their_ecs_types() {
         let ecs = ECS.get(*field).unwrap_or_else(|| panic!("{field} is not in ECS"));
         assert_eq!(&ecs.ty, ty, "{field}");
     }
-    let t = template::index_template("attackmesh-alerts", false);
+    let t = template::index_template("attackmesh-alerts", false, false);
     let props = &t["template"]["mappings"]["properties"];
     assert_eq!(
         props["threat"]["properties"]["technique"]["properties"]["id"]["type"],
@@ -154,8 +154,14 @@ fn the_index_template_maps_ecs_fields_with_their_ecs_types() {
     assert_eq!(props["source"]["properties"]["ip"]["type"], "ip");
     assert_eq!(props["attackmesh"]["properties"]["threat"]["type"], "nested");
     assert_eq!(t["index_patterns"][0], "attackmesh-alerts*");
+    assert_eq!(props["attackmesh"]["properties"]["attributes"]["type"], "flattened");
+    let os = template::index_template("attackmesh-alerts", false, true);
+    assert_eq!(
+        os["template"]["mappings"]["properties"]["attackmesh"]["properties"]["attributes"]["type"],
+        "flat_object"
+    );
     assert!(
-        template::index_template("logs-attackmesh-default", true)
+        template::index_template("logs-attackmesh-default", true, false)
             .get("data_stream")
             .is_some()
     );
