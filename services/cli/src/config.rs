@@ -14,7 +14,7 @@ use attackmesh_runtime::{
 use serde::{Deserialize, Serialize};
 
 /// Environment variables kept from the seed, mapped to their config paths.
-pub(crate) const ENV_ALIASES: &[(&str, &str)] = &[];
+pub(crate) const ENV_ALIASES: &[(&str, &str)] = attackmesh_siem_export::ENV_ALIASES;
 
 /// Everything `attackmesh serve` reads.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -35,6 +35,8 @@ pub(crate) struct Config {
     pub(crate) attribution: AttributionConfig,
     /// Enrichment (ingest) service settings.
     pub(crate) enrichment: attackmesh_enrichment::EnrichmentConfig,
+    /// SIEM export service settings (sinks, queues, dead letters).
+    pub(crate) siem_export: attackmesh_siem_export::SiemExportConfig,
     /// Intel service settings (STIX 2.1 / TAXII 2.1).
     pub(crate) intel: attackmesh_intel::IntelConfig,
 }
@@ -86,6 +88,7 @@ impl Config {
         self.enrichment
             .validate()
             .map_err(|e| Error::ConfigInvalid(format!("enrichment: {e}")))?;
+        self.siem_export.validate().map_err(|e| Error::ConfigInvalid(e.to_string()))?;
         self.intel.validate().map_err(|e| Error::ConfigInvalid(e.to_string()))?;
         Ok(())
     }

@@ -185,12 +185,10 @@ pub(crate) async fn start(
                 Ok(())
             })
         }
-        // This service has its contract in proto/ but no implementation in this release:
-        // it answers health (NOT_SERVING), reflection and authentication, and UNIMPLEMENTED otherwise.
         Service::SiemExport => {
             let server = GrpcServer::new(options).await?;
             Box::pin(async move {
-                server.serve(listener, shutdown).await?;
+                attackmesh_siem_export::server::serve(&config.siem_export, server, listener, shutdown).await?;
                 Ok(())
             })
         }
