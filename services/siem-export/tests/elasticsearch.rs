@@ -118,13 +118,17 @@ async fn bulk(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> (Stat
 }
 
 async fn double(es: Es) -> (SocketAddr, Shared) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    double_on(listener, es).await
+}
+
+async fn double_on(listener: tokio::net::TcpListener, es: Es) -> (SocketAddr, Shared) {
     let shared = Arc::new(Mutex::new(es));
     let app = Router::new()
         .route("/", get(root))
         .route("/_index_template/{name}", put(template))
         .route("/_bulk", post(bulk))
         .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, shared)
@@ -293,5 +297,47 @@ async fn a_dead_elasticsearch_does_not_delay_the_file_sink() {
     let es = h.sink("elasticsearch").status();
     assert_eq!((es.delivered, es.queue_depth, es.healthy), (0, 50, false));
     assert!(es.last_error.contains("connect"), "{}", es.last_error);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_outage_delays_delivery_but_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Reserve a port, then leave it closed: Elasticsearch is down.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut c = es_config(dir.path(), addr);
+    c.retry.max_backoff = std::time::Duration::from_millis(200);
+    let h = Harness::start(&c).await;
+    for b in 0..10u64 {
+        h.state
+            .enqueue((b * 100..b * 100 + 100).map(fixtures::event).collect(), HashMap::new())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let down = h.sink("elasticsearch").status();
+    assert_eq!(
+        (down.delivered, down.queue_depth, down.healthy),
+        (0, 1000, false),
+        "{down:?}"
+    );
+    assert!(down.oldest_age.as_ref().is_some_and(|a| a.nanos > 0 || a.seconds > 0));
+    // Elasticsearch comes back on the same address.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (_, es) = double_on(listener, Es::default()).await;
+    delivered(&h, 1000).await;
+    assert_eq!(es.lock().unwrap().docs.len(), 1000);
+    let up = h.sink("elasticsearch").status();
+    assert!(
+        up.healthy && up.last_error.is_empty() && up.dead_lettered == 0,
+        "{up:?}"
+    );
+    eventually(5, "queue drained", || async {
+        h.sink("elasticsearch").status().queue_depth == 0
+    })
+    .await;
     h.shutdown().await;
 }
