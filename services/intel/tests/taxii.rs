@@ -386,3 +386,49 @@ async fn paging_while_objects_arrive_has_no_duplicates_or_gaps() {
         .collect();
     assert_eq!(seen, expected, "objects skipped or out of order");
 }
+
+/// What a remote export sink does: POST the objects `stix_objects_for` builds. attackmesh's own
+/// objects merge into new versions exactly as in-process ingest does.
+#[tokio::test]
+async fn posted_attackmesh_objects_merge_like_local_ingest() {
+    let (s, _d) = server().await;
+    let kb = attackmesh_attribution::Kb::embedded().unwrap();
+    let options = s.intel.options().clone();
+    let event = |technique: &str| attackmesh::proto::EnrichedEvent {
+        event_id: "e".into(),
+        timestamp: Some(pbjson_types::Timestamp {
+            seconds: 1_780_000_000,
+            nanos: 0,
+        }),
+        source_service: "sensor".into(),
+        event_type: "port_scan".into(),
+        technique_ids: vec![technique.into()],
+        confidence_score: 0.5,
+        related_indicators: vec![attackmesh::proto::Indicator {
+            r#type: attackmesh::proto::IndicatorType::Ipv4 as i32,
+            value: "203.0.113.200".into(),
+        }],
+        revision: 1,
+        ..Default::default()
+    };
+    for technique in ["T1046", "T1110"] {
+        let mut objects = options.base_objects();
+        objects.extend(attackmesh_intel::stix_objects_for(&event(technique), &kb, &options));
+        let resp = post(
+            &s.url("collections/rw/objects/"),
+            WRITER,
+            &json!({ "objects": objects }),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    }
+    let url = s.url("collections/rw/objects/?match[type]=indicator,sighting");
+    let latest: Value = get(&url, READER).send().await.unwrap().json().await.unwrap();
+    let objects = latest["objects"].as_array().unwrap();
+    let indicator = objects.iter().find(|o| o["type"] == "indicator").unwrap();
+    assert_eq!(indicator["labels"], json!(["mitre_attack:T1046", "mitre_attack:T1110"]));
+    let sighting = objects.iter().find(|o| o["type"] == "sighting").unwrap();
+    assert_eq!(sighting["count"], json!(2));
+}

@@ -398,12 +398,17 @@ pub(super) async fn add_objects(
                     Err(why) => failures.push(json!({"id": oid, "version": version, "message": why})),
                 }
             }
-            let written = state
-                .inner
-                .intel
-                .store()
-                .write(&id, objects, WriteMode::Exact, now)
-                .await?;
+            // Objects attackmesh itself produced (its identity created them; their ids are
+            // deterministic) fold into the stored versions exactly as in-process ingest does,
+            // so a remote export sink and a local one build the same history.
+            let producer = state.inner.intel.options().producer.id();
+            let (ours, theirs): (Vec<StixObject>, Vec<StixObject>) = objects.into_iter().partition(|o| {
+                o.str("created_by_ref") == producer
+                    && matches!(o.object_type(), "indicator" | "sighting" | "relationship")
+            });
+            let store = state.inner.intel.store();
+            let mut written = store.write(&id, theirs, WriteMode::Exact, now).await?;
+            written.extend(store.write(&id, ours, WriteMode::Merge, now).await?);
             crate::metrics::objects_added(written.iter().filter(|w| w.added).count());
             let successes: Vec<Value> = written
                 .iter()
