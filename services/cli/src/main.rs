@@ -30,6 +30,8 @@ enum Command {
     Kb(cmd::kb::Args),
     /// Turn enriched events into an ATT&CK Navigator layer.
     Navigator(cmd::navigator::Args),
+    /// Ask a service's gRPC health endpoint whether it is SERVING.
+    Health(cmd::health::Args),
     /// Manage bearer tokens.
     Token(cmd::token::Args),
 }
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Kb(args) => cmd::kb::run(args),
         Command::Navigator(args) => cmd::navigator::run(args),
         Command::Token(args) => cmd::token::run(args),
+        Command::Health(args) => cmd::health::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 
 pub(crate) mod demo;
 pub(crate) mod enrich;
+pub(crate) mod health;
 pub(crate) mod kb;
 pub(crate) mod navigator;
 pub(crate) mod serve;
