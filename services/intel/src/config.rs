@@ -49,6 +49,9 @@ pub struct IntelConfig {
     pub min_actor_score: f64,
     /// Emit `sighting` objects for indicators observed in events.
     pub sightings: bool,
+    /// Versions kept of each object attackmesh produces (a sighting gains one per observation);
+    /// older ones are dropped. 0 keeps every version.
+    pub max_versions: usize,
     /// ATT&CK knowledge base that technique and group ids are checked against: a compact KB or
     /// an official bundle (`.json`/`.json.gz`); unset: the embedded one. Use the same file as
     /// the attribution service.
@@ -176,6 +179,7 @@ impl Default for IntelConfig {
             identity_name: "attackmesh".into(),
             min_actor_score: DEFAULT_MIN_ACTOR_SCORE,
             sightings: true,
+            max_versions: 20,
             kb_path: None,
             attribution_endpoint: None,
             attribution_token_file: None,

@@ -32,6 +32,7 @@ pub struct Intel {
     options: Arc<StixOptions>,
     default_collection: Arc<str>,
     collections: Arc<[String]>,
+    max_versions: usize,
 }
 
 impl std::fmt::Debug for Intel {
@@ -58,6 +59,7 @@ impl Intel {
             options: Arc::new(config.stix_options()),
             default_collection: config.default_collection_id().into(),
             collections: config.collections().into_iter().map(|c| c.id).collect(),
+            max_versions: config.max_versions,
         }
     }
 
@@ -108,7 +110,17 @@ impl Intel {
         let mut all = self.options.base_objects();
         all.extend(objects);
         let results = self.store.write(&collection, all, WriteMode::Merge, Utc::now()).await?;
+        self.prune(&collection, &results).await;
         Ok(report(&results))
+    }
+
+    /// Drops versions beyond `max_versions` of the objects that just got a new one. Failing to
+    /// prune loses nothing, so it is logged, not returned.
+    pub(crate) async fn prune(&self, collection: &str, results: &[WriteResult]) {
+        let ids: Vec<String> = results.iter().filter(|r| r.added).map(|r| r.id.clone()).collect();
+        if let Err(e) = self.store.prune_versions(collection, &ids, self.max_versions).await {
+            tracing::warn!(collection, error = %e, "old versions not pruned");
+        }
     }
 }
 

@@ -163,6 +163,26 @@ async fn merged_versions_accumulate(store: &Store) {
     assert_eq!(body["first_seen"], json!("2026-01-01T00:00:00.000Z"));
     assert_eq!(body["last_seen"], json!("2026-01-03T00:00:00.000Z"));
     assert_eq!(body["created"], json!("2026-01-01T00:00:00.000Z"));
+
+    // Pruning keeps the newest versions only, and the latest stays the latest.
+    assert_eq!(store.prune_versions(&c, &[sid.to_owned()], 2).await.unwrap(), 1);
+    let all = store
+        .query(
+            &c,
+            &Query {
+                versions: vec![VersionMatch::All],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.records.len(), 2);
+    assert_eq!(all.records[1].body, latest.records[0].body);
+    assert_eq!(
+        store.prune_versions(&c, &[sid.to_owned()], 0).await.unwrap(),
+        0,
+        "0 keeps everything"
+    );
 }
 
 /// A reader pages with a small limit while a writer keeps adding: every object is seen exactly

@@ -135,6 +135,20 @@ impl Store {
         }
     }
 
+    /// Deletes all but the newest `keep` versions of each of `ids` (0 keeps everything);
+    /// returns how many versions were dropped. Used for objects attackmesh produces, whose
+    /// sightings gain a version per observation.
+    pub async fn prune_versions(&self, collection: &str, ids: &[String], keep: usize) -> Result<u64, Error> {
+        if keep == 0 || ids.is_empty() {
+            return Ok(0);
+        }
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        match self {
+            Store::Sqlite(s) => s.prune_versions(collection, ids, keep).await,
+            Store::Postgres(s) => s.prune_versions(collection, ids, keep).await,
+        }
+    }
+
     /// Records matching `query` in write order, at most `query.limit`.
     pub async fn query(&self, collection: &str, query: &Query) -> Result<Page, Error> {
         match self {

@@ -173,6 +173,21 @@ impl PostgresStore {
         Ok(results)
     }
 
+    pub(super) async fn prune_versions(&self, collection: &str, ids: &[String], keep: i64) -> Result<u64, Error> {
+        let mut guard = self.slot().await?;
+        let client = connected(&mut guard)?;
+        let dropped = client
+            .execute(
+                "DELETE FROM objects o USING (SELECT id, version_us, ROW_NUMBER() OVER \
+                 (PARTITION BY id ORDER BY version_us DESC) AS n FROM objects \
+                 WHERE collection = $1 AND id = ANY($2)) r \
+                 WHERE o.collection = $1 AND o.id = r.id AND o.version_us = r.version_us AND r.n > $3",
+                &[&collection, &ids, &keep],
+            )
+            .await?;
+        Ok(dropped)
+    }
+
     pub(super) async fn query(&self, collection: &str, query: &Query) -> Result<Page, Error> {
         let (sql, params) = query.to_sql(collection, |n| format!("${n}"));
         let values: Vec<Box<dyn ToSql + Sync + Send>> = params

@@ -149,6 +149,24 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn prune_versions(&self, collection: &str, ids: &[String], keep: i64) -> Result<u64, Error> {
+        let (collection, ids) = (collection.to_owned(), ids.to_vec());
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let mut dropped = 0u64;
+            for id in &ids {
+                dropped += tx.execute(
+                    "DELETE FROM objects WHERE collection = ?1 AND id = ?2 AND version_us NOT IN \
+                 (SELECT version_us FROM objects WHERE collection = ?1 AND id = ?2 ORDER BY version_us DESC LIMIT ?3)",
+                    params![collection, id, keep],
+                )? as u64;
+            }
+            tx.commit()?;
+            Ok(dropped)
+        })
+        .await
+    }
+
     pub(super) async fn query(&self, collection: &str, query: &Query) -> Result<Page, Error> {
         let (sql, params) = query.to_sql(collection, |n| format!("?{n}"));
         let limit = query.limit;

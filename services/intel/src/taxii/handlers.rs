@@ -408,7 +408,9 @@ pub(super) async fn add_objects(
             });
             let store = state.inner.intel.store();
             let mut written = store.write(&id, theirs, WriteMode::Exact, now).await?;
-            written.extend(store.write(&id, ours, WriteMode::Merge, now).await?);
+            let merged = store.write(&id, ours, WriteMode::Merge, now).await?;
+            state.inner.intel.prune(&id, &merged).await;
+            written.extend(merged);
             crate::metrics::objects_added(written.iter().filter(|w| w.added).count());
             let successes: Vec<Value> = written
                 .iter()
