@@ -1,0 +1,161 @@
+{{/*
+The product configuration one service runs with (`attackmesh serve <svc> --config ...`), as a
+YAML document: the shared sections, the service's listen address, and its section built from
+`<service>.config` plus the paths, endpoints and listeners the chart owns. Credentials are never
+written here: they arrive as environment variables from Secrets, or as mounted files.
+Call with (dict "root" $ "c" $component).
+*/}}
+
+{{- define "attackmesh.paths" -}}
+config: /etc/attackmesh/config.yaml
+data: /var/lib/attackmesh
+tls: /etc/attackmesh/tls
+internal: /etc/attackmesh/internal
+tokens: /etc/attackmesh/tokens
+rules: /etc/attackmesh/rules
+sinks: /etc/attackmesh/sinks
+push: /etc/attackmesh/push
+{{- end }}
+
+{{/* `HOST:PORT` for a listener, bracketing IPv6 hosts: (dict "host" "0.0.0.0" "port" 50051). */}}
+{{- define "attackmesh.hostPort" -}}
+{{- if contains ":" .host }}{{ printf "[%s]:%d" .host (int .port) }}{{ else }}{{ printf "%s:%d" .host (int .port) }}{{ end }}
+{{- end }}
+
+{{- define "attackmesh.config" -}}
+{{- $root := .root }}
+{{- $c := .c }}
+{{- $V := $root.Values }}
+{{- $v := index $V $c.key }}
+{{- $p := include "attackmesh.paths" . | fromYaml }}
+{{- $doc := dict }}
+{{- $_ := set $doc "telemetry" (deepCopy $V.telemetry) }}
+{{- $_ = set $doc "shutdown_grace" (printf "%ds" (int $V.shutdownGraceSeconds)) }}
+{{- /* auth: inline digests, the internal token's digest file, and mounted token files */}}
+{{- $files := list (printf "%s/%s" $p.internal $V.auth.internalToken.tokensFileKey) }}
+{{- range $i, $s := $V.auth.tokenSecrets }}
+{{- $files = append $files (printf "%s/%d/%s" $p.tokens $i $s.key) }}
+{{- end }}
+{{- $auth := dict "tokens" $V.auth.tokens "token_files" $files }}
+{{- $_ = set $doc "auth" $auth }}
+{{- if $V.tls.enabled }}
+{{- $tls := dict "cert_file" (printf "%s/tls.crt" $p.tls) "key_file" (printf "%s/tls.key" $p.tls) "ca_file" (printf "%s/ca.crt" $p.tls) }}
+{{- if $V.tls.mutual }}{{ $_ = set $tls "client_ca_file" (printf "%s/ca.crt" $p.tls) }}{{ end }}
+{{- $_ = set $doc "tls" $tls }}
+{{- end }}
+{{- $_ = set $doc "listen" (dict $c.section (include "attackmesh.hostPort" (dict "host" $V.listenHost "port" $v.port))) }}
+{{- $s := deepCopy $v.config }}
+{{- if eq $c.key "attribution" }}
+{{- if $v.rules.configMap }}{{ $_ = set $s "rules_dir" $p.rules }}{{ end }}
+{{- else if eq $c.key "enrichment" }}
+{{- $_ = set $s "data_dir" $p.data }}
+{{- if $v.falcoHttp.enabled }}
+{{- $_ = set $s "http_listen" (include "attackmesh.hostPort" (dict "host" $V.listenHost "port" $v.falcoHttp.port)) }}
+{{- end }}
+{{- $token := printf "%s/%s" $p.internal $V.auth.internalToken.tokenKey }}
+{{- range $up := list (list "attribution" "attribution") (list "export" "siemExport") }}
+{{- $target := index $V (index $up 1) }}
+{{- $name := printf "%s-%s-headless" (include "attackmesh.fullname" $root | trunc 40 | trimSuffix "-") (ternary "siem-export" "attribution" (eq (index $up 1) "siemExport")) }}
+{{- $section := deepCopy (default dict (index $s (index $up 0))) }}
+{{- $_ = set $section "endpoints" (list (printf "dns:///%s:%d" (include "attackmesh.fqdn" (dict "root" $root "name" $name)) (int $target.port))) }}
+{{- $_ = set $section "token_file" $token }}
+{{- $_ = set $s (index $up 0) $section }}
+{{- end }}
+{{- else if eq $c.key "siemExport" }}
+{{- $_ = set $s "data_dir" $p.data }}
+{{- range $sink := list (list "elasticsearch" "elasticsearch") (list "splunk_hec" "splunkHec") }}
+{{- $ca := index $v.sinkCA (index $sink 1) }}
+{{- if $ca.secretName }}
+{{- $section := deepCopy (default dict (index $s (index $sink 0))) }}
+{{- $_ = set $section "ca_file" (printf "%s/%s/%s" $p.sinks (index $sink 1) $ca.key) }}
+{{- $_ = set $s (index $sink 0) $section }}
+{{- end }}
+{{- end }}
+{{- else if eq $c.key "intel" }}
+{{- $_ = set $s "data_dir" $p.data }}
+{{- $_ = set $s "http_listen" (include "attackmesh.hostPort" (dict "host" $V.listenHost "port" $v.taxii.port)) }}
+{{- if $v.taxii.publicUrl }}
+{{- $_ = set $s "public_url" $v.taxii.publicUrl }}
+{{- end }}
+{{- if $v.remoteAttribution.enabled }}
+{{- $name := printf "%s-attribution" (include "attackmesh.fullname" $root | trunc 40 | trimSuffix "-") }}
+{{- $_ = set $s "attribution_endpoint" (printf "http://%s:%d" (include "attackmesh.fqdn" (dict "root" $root "name" $name)) (int $V.attribution.port)) }}
+{{- $_ = set $s "attribution_token_file" (printf "%s/%s" $p.internal $V.auth.internalToken.tokenKey) }}
+{{- end }}
+{{- $push := list }}
+{{- range $t := $v.push }}
+{{- $dir := printf "%s/%s" $p.push $t.name }}
+{{- $e := dict "name" $t.name "url" $t.url }}
+{{- range $k := list "collection" "interval" "batch" "timeout" }}
+{{- if hasKey $t $k }}{{ $_ = set $e $k (index $t $k) }}{{ end }}
+{{- end }}
+{{- if $t.maxBackoff }}{{ $_ = set $e "max_backoff" $t.maxBackoff }}{{ end }}
+{{- if $t.username }}
+{{- $_ = set $e "username" $t.username }}
+{{- $_ = set $e "password_file" (printf "%s/%s" $dir (default "password" $t.passwordKey)) }}
+{{- else if $t.existingSecret }}
+{{- $_ = set $e "token_file" (printf "%s/%s" $dir (default "token" $t.tokenKey)) }}
+{{- end }}
+{{- if and $t.existingSecret $t.caKey }}
+{{- $_ = set $e "ca_file" (printf "%s/%s" $dir $t.caKey) }}
+{{- end }}
+{{- $push = append $push $e }}
+{{- end }}
+{{- if $push }}{{ $_ = set $s "push" $push }}{{ end }}
+{{- end }}
+{{- $_ = set $doc $c.section $s }}
+{{- toYaml $doc }}
+{{- end }}
+
+{{/*
+Environment variables carrying credentials from Secrets (never from values).
+Call with (dict "root" $ "c" $component).
+*/}}
+{{- define "attackmesh.secretEnv" -}}
+{{- $V := .root.Values }}
+{{- $v := index $V .c.key }}
+{{- if eq .c.key "siemExport" }}
+{{- with $v.credentials.elasticsearch }}
+{{- if .existingSecret }}
+{{- if .apiKeyKey }}
+- name: ATTACKMESH_SIEM_EXPORT__ELASTICSEARCH__API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .apiKeyKey }}
+{{- end }}
+{{- if .usernameKey }}
+- name: ATTACKMESH_SIEM_EXPORT__ELASTICSEARCH__USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .usernameKey }}
+{{- end }}
+{{- if .passwordKey }}
+- name: ATTACKMESH_SIEM_EXPORT__ELASTICSEARCH__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .passwordKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with $v.credentials.splunkHec }}
+{{- if .existingSecret }}
+- name: ATTACKMESH_SIEM_EXPORT__SPLUNK_HEC__TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .tokenKey }}
+{{- end }}
+{{- end }}
+{{- else if eq .c.key "intel" }}
+{{- if $v.database.existingSecret }}
+- name: ATTACKMESH_INTEL__DB
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.database.existingSecret }}
+      key: {{ $v.database.key }}
+{{- end }}
+{{- end }}
+{{- end }}
