@@ -1,3 +1,54 @@
-//! Benchmarks of the siem-export queue and sinks.
+//! Micro-benchmarks of the export hot path: queue appends (with and without the per-batch
+//! fsync) and the per-event encoders of the Elasticsearch and Splunk HEC sinks.
 
-fn main() {}
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
+use std::collections::HashMap;
+
+use attackmesh_siem_export::{
+    config::FsyncPolicy,
+    fixtures,
+    queue::{EncodedEvent, Queue, QueueSettings},
+    sinks::{elasticsearch::encode::document, splunk_hec::SplunkHecConfig, splunk_hec::encode::envelope_bytes},
+};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn queue(c: &mut Criterion) {
+    let events: Vec<_> = (0..500).map(fixtures::event).collect();
+    let trace = HashMap::new();
+    let encoded: Vec<EncodedEvent> = events.iter().map(|e| EncodedEvent::new(e, &trace, 1)).collect();
+    let mut group = c.benchmark_group("queue_append_500");
+    group.throughput(Throughput::Elements(500));
+    group.sample_size(20);
+    for (name, fsync) in [
+        ("fsync_per_batch", FsyncPolicy::Batch),
+        ("no_fsync", FsyncPolicy::Never),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = QueueSettings {
+            max_bytes: 1 << 34,
+            segment_bytes: 64 << 20,
+            fsync,
+        };
+        let (q, _) = Queue::open("bench", dir.path(), settings).expect("queue");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let seqs = q.append(&encoded, 1).expect("append");
+                q.ack(seqs.end, None).expect("ack");
+            })
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("encode_event");
+    group.throughput(Throughput::Elements(1));
+    let ev = fixtures::event(1);
+    let now = chrono::Utc::now();
+    group.bench_function("queue_record", |b| b.iter(|| EncodedEvent::new(&ev, &trace, 1)));
+    group.bench_function("ecs_document", |b| b.iter(|| serde_json::to_vec(&document(&ev, now))));
+    let hec = SplunkHecConfig::default();
+    group.bench_function("hec_envelope", |b| b.iter(|| envelope_bytes(&ev, &hec)));
+    group.finish();
+}
+
+criterion_group!(benches, queue);
+criterion_main!(benches);

@@ -74,6 +74,12 @@ impl Driver {
             stats,
             retry,
         });
+        let gauges = crate::status::SinkHandle {
+            name,
+            kind: ctx.sink.kind(),
+            queue: queue.clone(),
+            stats: ctx.stats.clone(),
+        };
         if !ctx.start(&stop).await {
             return;
         }
@@ -146,7 +152,11 @@ impl Driver {
                 }
                 () = reader_wait(&queue), if can_read => {}
                 () = sleep_opt(age_due), if can_read && age_due.is_some() => {}
-                _ = replay_tick.tick(), if deadline.is_none() => ctx.replays(&queue).await,
+                _ = replay_tick.tick(), if deadline.is_none() => {
+                    ctx.replays(&queue).await;
+                    // Keeps the queue gauges fresh for Prometheus between status calls.
+                    let _ = gauges.status();
+                }
                 () = stop.cancelled(), if deadline.is_none() => {
                     deadline = Some(Instant::now() + grace);
                 }

@@ -86,6 +86,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    std::sync::LazyLock::force(&crate::metrics::METRICS);
     let sinks = open_sinks(config).await?;
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();

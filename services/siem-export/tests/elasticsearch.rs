@@ -39,6 +39,8 @@ struct Es {
     gzip_seen: bool,
     auth_seen: Vec<String>,
     throttled_once: Vec<String>,
+    /// The mapping was fixed: nothing is rejected any more.
+    fixed: bool,
 }
 
 type Shared = Arc<Mutex<Es>>;
@@ -95,7 +97,7 @@ async fn bulk(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> (Stat
             .unwrap();
         let id = meta["_id"].as_str().unwrap().to_owned();
         let version = meta["version"].as_u64().unwrap_or(1);
-        let item = if doc["message"] == "REJECT" {
+        let item = if doc["message"] == "REJECT" && !es.fixed {
             json!({"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "failed to parse field [source.ip]"}})
         } else if doc["message"] == "THROTTLE" && !es.throttled_once.contains(&id) {
             es.throttled_once.push(id.clone());
@@ -271,6 +273,18 @@ async fn per_item_errors_retry_only_throttled_items_and_dead_letter_rejected_one
         dead[0].entry.reason
     );
     assert!(!dead[0].entry.reason.contains("changeme"));
+    // Once the cause is fixed, `attackmesh dlq replay` hands the event back and it is delivered.
+    es.lock().unwrap().fixed = true;
+    let report = attackmesh_siem_export::dlq::replay(dir.path(), Some("elasticsearch"), &[]).unwrap();
+    assert_eq!(report.replayed.get("elasticsearch"), Some(&1));
+    eventually(10, "replayed event delivered", || async {
+        es.lock().unwrap().docs.contains_key("evt-00000002")
+    })
+    .await;
+    eventually(5, "marked replayed", || async {
+        dead_letters(dir.path(), "elasticsearch")[0].state == attackmesh_siem_export::dlq::ReplayState::Replayed
+    })
+    .await;
     h.shutdown().await;
 }
 

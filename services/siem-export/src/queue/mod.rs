@@ -27,7 +27,7 @@ use std::{
 use tokio::sync::Notify;
 
 pub use reader::{QueueReader, ReadItem};
-pub(crate) use record::EncodedEvent;
+pub use record::EncodedEvent;
 
 use crate::{config::FsyncPolicy, error::Error};
 
@@ -202,7 +202,7 @@ impl Queue {
 
     /// Appends events (blocking I/O; call from a blocking thread) and, with the batch fsync
     /// policy, syncs them before returning. Returns the sequence numbers taken.
-    pub(crate) fn append(&self, events: &[EncodedEvent], now_micros: i64) -> Result<std::ops::Range<u64>, Error> {
+    pub fn append(&self, events: &[EncodedEvent], now_micros: i64) -> Result<std::ops::Range<u64>, Error> {
         let mut w = lock(&self.writer);
         let was_empty = {
             let s = lock(&self.shared);
@@ -296,7 +296,7 @@ impl Queue {
     /// Acknowledges delivery of everything below `next` (blocking I/O): persists the cursor and
     /// deletes segments that hold nothing undelivered. `oldest_micros` is the enqueue time of the
     /// record at `next` when the caller knows it.
-    pub(crate) fn ack(&self, next: u64, oldest_micros: Option<i64>) -> Result<(), Error> {
+    pub fn ack(&self, next: u64, oldest_micros: Option<i64>) -> Result<(), Error> {
         let doomed = {
             let mut s = lock(&self.shared);
             if next <= s.acked {

@@ -38,13 +38,13 @@ pub(crate) struct QueueEntry {
 /// The part of a [`QueueEntry`] that is the same in every sink's queue: the encoded event field
 /// and trace context, built once per event and framed once per queue with its own sequence number.
 #[derive(Debug, Clone)]
-pub(crate) struct EncodedEvent {
+pub struct EncodedEvent {
     body: Vec<u8>,
 }
 
 impl EncodedEvent {
     /// Encodes fields 2–4 of the entry.
-    pub(crate) fn new(event: &EnrichedEvent, trace_context: &HashMap<String, String>, enqueued_at_micros: i64) -> Self {
+    pub fn new(event: &EnrichedEvent, trace_context: &HashMap<String, String>, enqueued_at_micros: i64) -> Self {
         let head = QueueEntry {
             seq: 0,
             enqueued_at_micros,
@@ -56,8 +56,8 @@ impl EncodedEvent {
         }
     }
 
-    /// Framed record size for this event.
-    pub(crate) fn framed_len(&self) -> usize {
+    /// Framed record size for this event (an upper bound).
+    pub fn framed_len(&self) -> usize {
         HEADER + 11 + self.body.len()
     }
 
