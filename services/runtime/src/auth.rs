@@ -13,6 +13,7 @@ use std::{
     path::PathBuf,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use arc_swap::ArcSwap;
@@ -65,7 +66,7 @@ impl fmt::Debug for TokenEntry {
 }
 
 /// Authentication settings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Tokens listed inline (digests only).
@@ -75,12 +76,32 @@ pub struct AuthConfig {
     /// Role given to calls without a token. Unset (the default) refuses them; set it only on a
     /// trusted loopback-only deployment.
     pub anonymous_role: Option<Role>,
+    /// How often serving processes re-read `token_files` (a changed file takes effect within
+    /// this interval, without a restart).
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            token_files: Vec::new(),
+            anonymous_role: None,
+            reload_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 impl AuthConfig {
     /// Checks digests, names and files.
     pub fn validate(&self) -> Result<(), Error> {
         let table = TokenTable::build(self)?;
+        if self.reload_interval < Duration::from_millis(100) || self.reload_interval > Duration::from_secs(3600) {
+            return Err(Error::ConfigInvalid(
+                "auth.reload_interval: must be between 100ms and 1h".into(),
+            ));
+        }
         if table.by_digest.is_empty() && self.anonymous_role.is_none() {
             return Err(Error::ConfigInvalid(
                 "auth: no tokens configured (auth.tokens or auth.token_files) and no auth.anonymous_role: nobody could call"
@@ -195,6 +216,47 @@ impl Authenticator {
         Ok(())
     }
 
+    /// Re-reads the token files every `reload_interval` until the returned guard is dropped, and
+    /// swaps the new tokens in when a file's contents changed. A file that cannot be read or
+    /// parsed leaves the current tokens in force (logged once per distinct content). `None`
+    /// when no token files are configured.
+    pub fn watch(&self) -> Option<WatchGuard> {
+        if self.config.token_files.is_empty() {
+            return None;
+        }
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let mut seen = this.fingerprint();
+            let mut ticker = tokio::time::interval(this.config.reload_interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let now = this.fingerprint();
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                match this.reload() {
+                    Ok(()) => tracing::info!(tokens = this.table.load().by_digest.len(), "token files reloaded"),
+                    Err(error) => tracing::warn!(%error, "token files not reloaded; current tokens stay in force"),
+                }
+            }
+        });
+        Some(WatchGuard(task))
+    }
+
+    /// Digest of the token files' current contents (unreadable files count as empty).
+    fn fingerprint(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        for path in &self.config.token_files {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+        }
+        hasher.finalize().into()
+    }
+
     /// Authenticates an `authorization` header value and authorises `path` (a gRPC method path).
     pub fn check(&self, path: &str, authorization: Option<&str>) -> Result<Option<Caller>, Denied> {
         let allowed = rbac(path);
@@ -231,6 +293,16 @@ impl Authenticator {
                 role: caller.role,
             })
         }
+    }
+}
+
+/// Stops the token file watcher of [`Authenticator::watch`] when dropped.
+#[derive(Debug)]
+pub struct WatchGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

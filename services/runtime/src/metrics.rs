@@ -40,21 +40,25 @@ pub fn router() -> axum::Router {
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(|| async {
-            ([(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], render())
+            (
+                [(
+                    http::header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                render(),
+            )
         }),
     )
 }
 
-/// Serves an HTTP router on `listener` until `shutdown` resolves (in-flight requests finish).
+/// Serves an HTTP router in plaintext on `listener` until `shutdown` resolves (in-flight requests
+/// finish); [`crate::http::serve`] also takes the listener TLS.
 pub async fn serve_http(
     listener: TcpListener,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "http listener up");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
-    Ok(())
+    crate::http::serve(listener, router, None, shutdown).await
 }
 
 #[cfg(test)]

@@ -5,17 +5,14 @@
 use std::{future::Future, time::Duration};
 
 use tokio::net::TcpListener;
-use tonic::{
-    server::NamedService,
-    service::RoutesBuilder,
-    transport::{Server, ServerTlsConfig},
-};
+use tonic::{server::NamedService, service::RoutesBuilder, transport::Server};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
     auth::{AuthLayer, Authenticator},
     config::RuntimeConfig,
     error::Error,
+    tls::ListenerTls,
 };
 
 /// What every listener needs besides its services.
@@ -23,8 +20,9 @@ use crate::{
 pub struct ServeOptions {
     /// Token checks and RBAC.
     pub auth: Authenticator,
-    /// Listener TLS (server-only or mutual); plaintext when `None`.
-    pub tls: Option<ServerTlsConfig>,
+    /// Listener TLS (server-only or mutual) for gRPC and the HTTP listeners beside it;
+    /// plaintext when `None`.
+    pub tls: Option<ListenerTls>,
     /// Longest wait for in-flight calls after shutdown starts.
     pub grace: Duration,
 }
@@ -34,7 +32,7 @@ impl ServeOptions {
     pub fn from_config(config: &RuntimeConfig) -> Result<Self, Error> {
         Ok(Self {
             auth: Authenticator::new(&config.auth)?,
-            tls: config.tls.server()?,
+            tls: config.tls.listener()?,
             grace: config.shutdown_grace,
         })
     }
@@ -114,6 +112,12 @@ impl GrpcServer {
         self.options.auth.clone()
     }
 
+    /// TLS for HTTP listeners served beside this server (Falco input, TAXII, metrics), so they
+    /// speak TLS exactly when gRPC does; pass it to [`crate::http::serve`].
+    pub fn http_tls(&self) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+        self.options.tls.as_ref().map(|tls| tls.http.clone())
+    }
+
     /// Adds a service; it reports NOT_SERVING until [`Health::serving`] is called for it.
     pub async fn add_service<S>(mut self, service: S) -> Self
     where
@@ -144,9 +148,11 @@ impl GrpcServer {
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
-        if let Some(tls) = self.options.tls.clone() {
-            builder = builder.tls_config(tls)?;
+        if let Some(tls) = &self.options.tls {
+            builder = builder.tls_config(tls.grpc.clone())?;
         }
+        // Token files rotate without a restart for as long as this server runs.
+        let _token_watch = self.options.auth.watch();
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let router = builder

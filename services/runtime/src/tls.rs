@@ -1,6 +1,12 @@
 //! TLS settings for listeners (server-only or mutual) and for service-to-service clients, with rustls.
+//!
+//! One set of files serves every listener of a process: gRPC through tonic, and the HTTP
+//! listeners (Falco input, TAXII, metrics) through [`ListenerTls::http`], a rustls server config
+//! on the ring provider with the same certificate and, when set, the same client CA.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
@@ -65,6 +71,19 @@ impl TlsConfig {
         Ok(Some(tls))
     }
 
+    /// TLS for every listener of this process, gRPC and HTTP alike, when configured.
+    pub fn listener(&self) -> Result<Option<ListenerTls>, Error> {
+        let Some(grpc) = self.server()? else { return Ok(None) };
+        let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
+            return Ok(None);
+        };
+        let http = http_server_config(cert, key, self.client_ca_file.as_ref())?;
+        Ok(Some(ListenerTls {
+            grpc,
+            http: Arc::new(http),
+        }))
+    }
+
     /// Client TLS for calling other attackmesh services, when a CA is configured. Presents this
     /// service's own certificate so peers requiring mutual TLS accept it.
     pub fn client(&self, host: &str) -> Result<Option<ClientTlsConfig>, Error> {
@@ -80,6 +99,67 @@ impl TlsConfig {
         }
         Ok(Some(tls))
     }
+}
+
+/// Listener TLS in the two forms the servers need.
+#[derive(Clone)]
+pub struct ListenerTls {
+    /// For tonic's gRPC listeners.
+    pub grpc: ServerTlsConfig,
+    /// For the HTTP listeners (ALPN `h2` and `http/1.1`).
+    pub http: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for ListenerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerTls").finish_non_exhaustive()
+    }
+}
+
+fn http_server_config(
+    cert: &PathBuf,
+    key: &PathBuf,
+    client_ca: Option<&PathBuf>,
+) -> Result<rustls::ServerConfig, Error> {
+    let invalid = |what: &'static str, path: &PathBuf, reason: String| Error::Secret {
+        what,
+        path: path.clone(),
+        reason,
+    };
+    let chain = CertificateDer::pem_slice_iter(&read("tls certificate", cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("tls certificate", cert, format!("not PEM certificates ({e})")))?;
+    if chain.is_empty() {
+        return Err(invalid("tls certificate", cert, "no certificate in the file".into()));
+    }
+    // The key's own parse error is not shown: it could quote key material.
+    let private = PrivateKeyDer::from_pem_slice(&read("tls key", key)?)
+        .map_err(|_| invalid("tls key", key, "no PEM private key in the file".into()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::ConfigInvalid(format!("tls: {e}")))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for der in CertificateDer::pem_slice_iter(&read("client CA", ca)?) {
+                let der = der.map_err(|e| invalid("client CA", ca, format!("not PEM certificates ({e})")))?;
+                roots
+                    .add(der)
+                    .map_err(|e| invalid("client CA", ca, format!("unusable CA certificate ({e})")))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| invalid("client CA", ca, e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, private)
+        .map_err(|e| invalid("tls key", key, format!("does not match the certificate ({e})")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 fn read(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, Error> {
