@@ -258,3 +258,46 @@ def test_readiness_command_reports_serving_from_a_service_started_with_the_rende
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def schema_config_paths(schema, prefix=()):
+    """Leaf key paths of a schema object (maps and lists of objects count as leaves)."""
+    paths = set()
+    for key, sub in schema.get("properties", {}).items():
+        if "properties" in sub:
+            paths |= schema_config_paths(sub, prefix + (key,))
+        else:
+            paths.add(prefix + (key,))
+    return paths
+
+
+def value_paths(values, prefix=()):
+    paths = set()
+    for key, sub in values.items():
+        if isinstance(sub, dict) and sub:
+            paths |= value_paths(sub, prefix + (key,))
+        else:
+            paths.add(prefix + (key,))
+    return paths
+
+
+def covered(path, given):
+    return any(g[: len(path)] == path for g in given)
+
+
+def test_every_config_key_the_schema_allows_is_exercised_against_the_binary():
+    """values.schema.json may only allow config keys that ci/all-config-keys-values.yaml sets (and
+    so the binary accepts, by the test above): a key renamed or dropped in the binary fails CI."""
+    import json
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "ci" / "all-config-keys-values.yaml").read_text())
+    missing = []
+    for svc in ("attribution", "enrichment", "siemExport", "intel"):
+        allowed = schema_config_paths(schema["properties"][svc]["properties"]["config"])
+        given = value_paths(values[svc]["config"])
+        missing += [(svc,) + p for p in sorted(allowed) if not covered(p, given)]
+    given = value_paths(values["telemetry"])
+    missing += [("telemetry",) + p for p in sorted(schema_config_paths(schema["properties"]["telemetry"]))
+                if not covered(p, given)]
+    assert not missing, f"schema keys not exercised by ci/all-config-keys-values.yaml: {missing}"
