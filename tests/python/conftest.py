@@ -12,7 +12,7 @@ import time
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = os.environ.get("ATTACKMESH_BIN", str(ROOT / "target" / "debug" / "attackmesh"))
+BIN = os.environ.get("TEST_ATTACKMESH_BIN", str(ROOT / "target" / "debug" / "attackmesh"))
 
 
 def free_port():
@@ -74,8 +74,8 @@ def proto_stubs(tmp_path_factory):
 
 def spawn(args, env, log):
     """Starts a process with stdout and stderr going to `log`. Without `env`, it gets this
-    environment minus `ATTACKMESH_…` variables (such as ATTACKMESH_BIN), which attackmesh would
-    read as configuration."""
+    environment minus `ATTACKMESH_…` variables, which attackmesh would read as configuration
+    (test settings use the `TEST_` prefix for that reason)."""
     if env is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATTACKMESH_")}
     return subprocess.Popen(args, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_tools import protoc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = os.environ.get("ATTACKMESH_BIN", str(ROOT / "target" / "debug" / "attackmesh"))
+BIN = os.environ.get("TEST_ATTACKMESH_BIN", str(ROOT / "target" / "debug" / "attackmesh"))
 TOKENS = {"analyst": "analyst-secret-token", "detector": "detector-secret-token"}
 
 

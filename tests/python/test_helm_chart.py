@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = os.environ.get("ATTACKMESH_BIN", str(ROOT / "target" / "debug" / "attackmesh"))
+BIN = os.environ.get("TEST_ATTACKMESH_BIN", str(ROOT / "target" / "debug" / "attackmesh"))
 CHART = ROOT / "helm" / "attackmesh"
 HELM = ROOT / "target" / "tools" / "bin" / "helm"
 CASES = ["defaults"] + sorted(p.name for p in (CHART / "ci").glob("*.yaml"))

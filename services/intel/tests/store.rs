@@ -279,7 +279,7 @@ async fn postgres_replicas_share_one_ordered_collection() {
     let Some(a) = common::postgres_store().await else {
         return;
     };
-    let url = std::env::var("ATTACKMESH_TEST_POSTGRES_URL").unwrap();
+    let url = std::env::var("TEST_POSTGRES_URL").unwrap();
     let b = Store::open(&url).await.unwrap();
     let c = common::unique("replicas");
     let write = |store: Store, range: std::ops::Range<usize>, c: String| {

@@ -1,5 +1,5 @@
 //! Shared test fixtures: a TAXII server on 127.0.0.1:0 over a fresh store, tokens, and the
-//! stores under test (SQLite always; PostgreSQL when `ATTACKMESH_TEST_POSTGRES_URL` is set).
+//! stores under test (SQLite always; PostgreSQL when `TEST_POSTGRES_URL` is set).
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
@@ -74,16 +74,16 @@ pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
 }
 
 /// The PostgreSQL store, or `None` (with a note) when no test database is configured. Fails
-/// when `ATTACKMESH_REQUIRE_POSTGRES=1` and none is.
+/// when `TEST_REQUIRE_POSTGRES=1` and none is.
 pub async fn postgres_store() -> Option<Store> {
-    match std::env::var("ATTACKMESH_TEST_POSTGRES_URL") {
+    match std::env::var("TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(Store::open(&url).await.expect("connect to the test PostgreSQL")),
         _ => {
             assert!(
-                std::env::var("ATTACKMESH_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "ATTACKMESH_REQUIRE_POSTGRES=1 but ATTACKMESH_TEST_POSTGRES_URL is not set"
+                std::env::var("TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "TEST_REQUIRE_POSTGRES=1 but TEST_POSTGRES_URL is not set"
             );
-            eprintln!("PostgreSQL store test NOT RUN: set ATTACKMESH_TEST_POSTGRES_URL (scripts/with-postgres does)");
+            eprintln!("PostgreSQL store test NOT RUN: set TEST_POSTGRES_URL (scripts/with-postgres does)");
             None
         }
     }
