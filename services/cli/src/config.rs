@@ -57,6 +57,8 @@ pub(crate) struct Listen {
     pub(crate) siem_export: SocketAddr,
     /// Intel service.
     pub(crate) intel: SocketAddr,
+    /// Prometheus `/metrics` over HTTP (with the `tls` settings); not served when unset.
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 impl Default for Listen {
@@ -67,6 +69,7 @@ impl Default for Listen {
             enrichment: at(50052),
             siem_export: at(50053),
             intel: at(50054),
+            metrics: None,
         }
     }
 }
@@ -88,7 +91,9 @@ impl Config {
         self.enrichment
             .validate()
             .map_err(|e| Error::ConfigInvalid(format!("enrichment: {e}")))?;
-        self.siem_export.validate().map_err(|e| Error::ConfigInvalid(e.to_string()))?;
+        self.siem_export
+            .validate()
+            .map_err(|e| Error::ConfigInvalid(e.to_string()))?;
         self.intel.validate().map_err(|e| Error::ConfigInvalid(e.to_string()))?;
         Ok(())
     }

@@ -193,6 +193,9 @@ async fn run_stream(
                 Ok(None) => reading = false,
                 Err(status) => {
                     tracing::debug!(code = ?status.code(), message = status.message(), "ingest stream ended by the detector");
+                    // Say why the stream ends (a message over max_message_bytes is OUT_OF_RANGE);
+                    // without this the detector saw a clean end and no answer for its batch.
+                    let _ = tx.try_send(Err(status));
                     return;
                 }
             },

@@ -109,6 +109,17 @@ async fn serve(mut config: Config, which: Service) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {addr} for {}", service.name()))?;
         tasks.spawn(start(service, config.clone(), listener, stop.clone()).await?);
     }
+    if let Some(addr) = config.listen.metrics {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        let tls = config.tls.listener()?.map(|tls| tls.http);
+        let stop = stop.clone().cancelled_owned();
+        tasks.spawn(async move {
+            attackmesh_runtime::http::serve(listener, attackmesh_runtime::metrics::router(), tls, stop).await?;
+            Ok(())
+        });
+    }
     let mut failed = false;
     tokio::select! {
         () = signals => {}

@@ -1,0 +1,322 @@
+//! Helpers of the binary-level security tests: a `attackmesh serve all` process on free
+//! loopback ports with a config written for the test, raw gRPC calls to any method path, and
+//! the secret finder that the redaction test relies on.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::{
+    net::{SocketAddr, TcpListener as StdListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+use bytes::{Buf, BufMut};
+use serde_json::{Value, json};
+use tonic::{
+    Code, Status,
+    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    transport::Channel,
+};
+
+/// Tokens of the test, by caller name: (role, token).
+pub const TOKENS: &[(&str, &str, &str)] = &[
+    ("edge-detector", "detector", "det-7d1c0e52a9b84f6b9e3a"),
+    ("soc-analyst", "analyst", "ana-4f0b2c9e8d7a4613b5c1"),
+    ("ops-admin", "admin", "adm-93e5a1d7c2b04e8f9a6d"),
+    ("slow-detector", "detector", "slw-1a2b3c4d5e6f7a8b9c0d"),
+];
+
+/// The token of caller `name`.
+pub fn token(name: &str) -> &'static str {
+    TOKENS.iter().find(|(n, _, _)| *n == name).map(|(_, _, t)| *t).unwrap()
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_addr() -> SocketAddr {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn sha256_hex(text: &str) -> String {
+    attackmesh_runtime::auth::hash_token(text)
+}
+
+/// Writes the token file (digests only) and returns its path.
+pub fn write_tokens(dir: &Path) -> PathBuf {
+    let path = dir.join("tokens.yaml");
+    let text: String = TOKENS
+        .iter()
+        .map(|(name, role, token)| format!("- name: {name}\n  role: {role}\n  sha256: {}\n", sha256_hex(token)))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Listen addresses of one `serve all`.
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    pub attribution: SocketAddr,
+    pub enrichment: SocketAddr,
+    pub siem_export: SocketAddr,
+    pub intel: SocketAddr,
+    pub falco: SocketAddr,
+    pub taxii: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+impl Addrs {
+    pub fn new() -> Self {
+        Self {
+            attribution: free_addr(),
+            enrichment: free_addr(),
+            siem_export: free_addr(),
+            intel: free_addr(),
+            falco: free_addr(),
+            taxii: free_addr(),
+            metrics: free_addr(),
+        }
+    }
+
+    /// The gRPC listener serving `service` (a proto service name).
+    pub fn grpc_for(&self, service: &str) -> Option<SocketAddr> {
+        match service {
+            "attackmesh.v1.AttributionService" => Some(self.attribution),
+            "attackmesh.v1.IngestService" => Some(self.enrichment),
+            "attackmesh.v1.ExportService" => Some(self.siem_export),
+            "attackmesh.v1.IntelService" => Some(self.intel),
+            _ => None,
+        }
+    }
+}
+
+/// A baseline config for `serve all` in `dir`: every service on its own port, the test's
+/// tokens, the file sink only.
+pub fn base_config(dir: &Path, addrs: &Addrs) -> Value {
+    json!({
+        "auth": {"token_files": [write_tokens(dir)]},
+        "telemetry": {"log_level": "info"},
+        "shutdown_grace": "2s",
+        "listen": {
+            "attribution": addrs.attribution.to_string(),
+            "enrichment": addrs.enrichment.to_string(),
+            "siem_export": addrs.siem_export.to_string(),
+            "intel": addrs.intel.to_string(),
+            "metrics": addrs.metrics.to_string(),
+        },
+        "enrichment": {
+            "data_dir": dir.join("enrichment"),
+            "http_listen": addrs.falco.to_string(),
+        },
+        "siem_export": {
+            "data_dir": dir.join("export"),
+            "file": {"path": dir.join("out/events.ndjson")},
+        },
+        "intel": {
+            "data_dir": dir.join("intel"),
+            "http_listen": addrs.taxii.to_string(),
+        },
+    })
+}
+
+/// A running `attackmesh serve all`, killed when dropped.
+pub struct Serve {
+    pub child: Child,
+    pub log: PathBuf,
+    pub addrs: Addrs,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    /// Starts `serve all` with `config` and waits until every gRPC service reports SERVING.
+    pub async fn start(dir: &Path, addrs: Addrs, config: &Value) -> Self {
+        let path = dir.join("config.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        let log = dir.join("serve.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_attackmesh"))
+            .args(["serve", "all", "--config"])
+            .arg(&path)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let mut serve = Self { child, log, addrs };
+        for addr in [addrs.attribution, addrs.enrichment, addrs.siem_export, addrs.intel] {
+            serve.wait_serving(addr).await;
+        }
+        serve
+    }
+
+    /// Everything the process wrote so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_serving(&mut self, addr: SocketAddr) {
+        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("serve all exited with {status}:\n{}", self.output());
+            }
+            if let Ok(channel) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await
+                && let Ok(answer) = HealthClient::new(channel)
+                    .check(HealthCheckRequest { service: String::new() })
+                    .await
+                && answer.get_ref().status == ServingStatus::Serving as i32
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{addr} never served:\n{}", self.output());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Passes protobuf bytes through unchanged, so any method can be called by path.
+#[derive(Debug, Clone, Default)]
+pub struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// Calls `path` on `addr` with one request message (`body`, protobuf bytes; empty = all
+/// defaults) and `authorization`; returns the first status the call ends with (`Ok` when it
+/// answered without error) and the error message, if any.
+pub async fn call(addr: SocketAddr, path: &str, authorization: Option<&str>, body: Vec<u8>) -> (Code, String) {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20);
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(tokio_stream::iter(vec![body]));
+    if let Some(value) = authorization {
+        request.metadata_mut().insert("authorization", value.parse().unwrap());
+    }
+    let path = http::uri::PathAndQuery::try_from(path.to_owned()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut stream = grpc.streaming(request, path, RawCodec).await?.into_inner();
+        while stream.message().await?.is_some() {}
+        Ok::<(), Status>(())
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => (Code::Ok, String::new()),
+        Ok(Err(status)) => (status.code(), status.message().to_owned()),
+        Err(_) => (Code::DeadlineExceeded, "no answer in 15s".into()),
+    }
+}
+
+/// A plain HTTP client (TLS tests build their own).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap()
+}
+
+/// Where a secret was found: its label and the text around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leak {
+    pub secret: String,
+    pub form: &'static str,
+    pub context: String,
+}
+
+/// Finds each secret in `haystack` as written, and in the encodings it takes on the wire or in
+/// logs: base64 (alone and as a Basic `user:password` pair), URL-encoded, JSON-escaped and hex.
+/// `secrets` are (label, value) pairs; `users` are Basic user names the secret may pair with.
+pub fn find_secrets(haystack: &str, secrets: &[(&str, &str)], users: &[&str]) -> Vec<Leak> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut leaks = Vec::new();
+    for (label, value) in secrets {
+        let mut forms: Vec<(&'static str, String)> = vec![
+            ("plain", (*value).to_owned()),
+            ("base64", b64.encode(value)),
+            ("url-encoded", url_encode(value)),
+            (
+                "json-escaped",
+                serde_json::to_string(value).unwrap().trim_matches('"').to_owned(),
+            ),
+            ("hex", value.bytes().map(|b| format!("{b:02x}")).collect()),
+        ];
+        for user in users {
+            forms.push(("basic-auth", b64.encode(format!("{user}:{value}"))));
+        }
+        for (form, needle) in forms {
+            if needle.len() < 6 {
+                continue;
+            }
+            if let Some(at) = haystack.find(&needle) {
+                let mut start = at.saturating_sub(80);
+                while !haystack.is_char_boundary(start) {
+                    start -= 1;
+                }
+                let mut end = (at + needle.len() + 80).min(haystack.len());
+                while !haystack.is_char_boundary(end) {
+                    end += 1;
+                }
+                leaks.push(Leak {
+                    secret: (*label).to_owned(),
+                    form,
+                    context: haystack[start..end].to_owned(),
+                });
+            }
+        }
+    }
+    leaks
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
