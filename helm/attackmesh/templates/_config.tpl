@@ -43,7 +43,11 @@ push: /etc/attackmesh/push
 {{- if $V.tls.mutual }}{{ $_ = set $tls "client_ca_file" (printf "%s/ca.crt" $p.tls) }}{{ end }}
 {{- $_ = set $doc "tls" $tls }}
 {{- end }}
-{{- $_ = set $doc "listen" (dict $c.section (include "attackmesh.hostPort" (dict "host" $V.listenHost "port" $v.port))) }}
+{{- $listen := dict $c.section (include "attackmesh.hostPort" (dict "host" $V.listenHost "port" $v.port)) }}
+{{- if $V.metrics.enabled }}
+{{- $_ = set $listen "metrics" (include "attackmesh.hostPort" (dict "host" $V.listenHost "port" $V.metrics.port)) }}
+{{- end }}
+{{- $_ = set $doc "listen" $listen }}
 {{- $s := deepCopy $v.config }}
 {{- if eq $c.key "attribution" }}
 {{- if $v.rules.configMap }}{{ $_ = set $s "rules_dir" $p.rules }}{{ end }}
