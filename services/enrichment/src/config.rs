@@ -153,7 +153,7 @@ pub struct UpstreamConfig {
     pub give_up_after: Duration,
     /// Broken streams a batch survives before giving up.
     pub max_attempts: u32,
-    /// Compress requests with gzip (worth it across zones, not on loopback).
+    /// Compress requests and answers with gzip (worth it across zones, not on a local network).
     pub gzip: bool,
     /// A token known only to this process (`serve all`), used when `token_file` is unset.
     #[serde(skip)]
