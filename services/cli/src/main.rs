@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// Run one service (or all of them in one process).
     Serve(cmd::serve::Args),
-    /// Run the whole pipeline locally on simulated detectors and write the results to a folder.
+    /// Attribute a simulated three-detector intrusion over real gRPC and write the results to a folder.
     Demo(cmd::demo::Args),
     /// Ship detector log files to the ingest service.
     Ship(cmd::ship::Args),
@@ -32,6 +32,10 @@ enum Command {
     Navigator(cmd::navigator::Args),
     /// Ask a service's gRPC health endpoint whether it is SERVING.
     Health(cmd::health::Args),
+    /// Inspect and replay the siem-export dead-letter queues.
+    Dlq(cmd::dlq::Args),
+    /// Export an intel collection as one STIX 2.1 bundle.
+    Intel(cmd::intel::Args),
     /// Manage bearer tokens.
     Token(cmd::token::Args),
 }
@@ -47,6 +51,8 @@ fn main() -> ExitCode {
         Command::Navigator(args) => cmd::navigator::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Health(args) => cmd::health::run(args),
+        Command::Intel(args) => cmd::intel::run(args),
+        Command::Dlq(args) => cmd::dlq::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,8 +1,10 @@
 //! One module per subcommand, each with a clap `Args` and a `run` returning the exit code.
 
 pub(crate) mod demo;
+pub(crate) mod dlq;
 pub(crate) mod enrich;
 pub(crate) mod health;
+pub(crate) mod intel;
 pub(crate) mod kb;
 pub(crate) mod navigator;
 pub(crate) mod serve;
