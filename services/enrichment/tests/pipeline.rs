@@ -279,3 +279,93 @@ async fn export_down_means_retry_and_not_serving_then_recovery() {
     let ids: BTreeSet<String> = ["down-1".to_owned()].into();
     wait_for_sink(&cluster.sink(), &ids, |_| true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_beyond_the_stream_window_are_answered_retry_in_order() {
+    let cluster = Cluster::start_with(|c| c.ingest.max_in_flight_batches_per_stream = 1).await;
+    let mut client = cluster.ingest_client().await;
+    let batches: Vec<IngestRequest> = (1..=6)
+        .map(|id| IngestRequest {
+            batch_id: id,
+            events: (0..50)
+                .map(|i| port_scan(&format!("win-{id}-{i}"), "203.0.113.60"))
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    let answers = ingest(&mut client, DETECTOR_TOKEN, batches).await.unwrap();
+    let ids: Vec<u64> = answers.iter().map(|a| a.batch_id).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6], "answers come in request order");
+    assert_eq!(answers[0].status, AckStatus::Durable as i32);
+    let retried: Vec<_> = answers.iter().filter(|a| a.status == AckStatus::Retry as i32).collect();
+    assert!(
+        !retried.is_empty(),
+        "a stream may hold one batch at a time: {answers:?}"
+    );
+    for a in retried {
+        assert!(a.message.contains("one stream"), "{}", a.message);
+        assert!(a.retry_after.is_some());
+        assert_eq!(a.accepted, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_are_found_through_dns() {
+    let dir = tempfile::tempdir().unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let attribution = start_attribution(any);
+    let export = start_export(any, dir.path());
+    let mut config = enrichment_config(dir.path(), attribution.addr, export.addr);
+    config.attribution.endpoints = vec![format!("dns:///localhost:{}", attribution.addr.port())];
+    config.export.endpoints = vec![format!("dns:///localhost:{}", export.addr.port())];
+    let enrichment = start_enrichment(any, config);
+    wait_serving(attribution.addr).await;
+    wait_serving(enrichment.addr).await;
+    let mut client = attackmesh::proto::ingest_service_client::IngestServiceClient::new(channel(enrichment.addr).await);
+    let batch = IngestRequest {
+        batch_id: 1,
+        events: vec![port_scan("dns-1", "203.0.113.61")],
+        ..Default::default()
+    };
+    let answers = ingest(&mut client, DETECTOR_TOKEN, vec![batch]).await.unwrap();
+    assert_eq!(answers[0].status, AckStatus::Durable as i32, "{:?}", answers[0]);
+    let ids: BTreeSet<String> = ["dns-1".to_owned()].into();
+    // Batches sent before the link noticed attribution come out DEGRADED and are re-attributed.
+    let attributed = |m: &std::collections::BTreeMap<String, attackmesh::proto::EnrichedEvent>| {
+        m.values().all(|e| e.attribution_status == AttributionStatus::Ok as i32)
+    };
+    wait_for_sink(&sink_path(dir.path()), &ids, attributed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_what_it_took_then_ends_streams_with_unavailable() {
+    let cluster = Cluster::start().await;
+    let mut client = cluster.ingest_client().await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut answers = client
+        .ingest(with_token(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            DETECTOR_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(IngestRequest {
+        batch_id: 1,
+        events: vec![port_scan("drain-1", "203.0.113.62")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let first = answers.message().await.unwrap().unwrap();
+    assert_eq!(first.status, AckStatus::Durable as i32);
+    let Cluster { enrichment, .. } = cluster;
+    let stopping = std::thread::spawn(move || enrichment.stop());
+    let end = tokio::time::timeout(Duration::from_secs(10), answers.message())
+        .await
+        .expect("the stream ends within the grace period");
+    let status = end.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    stopping.join().unwrap();
+    drop(tx);
+}

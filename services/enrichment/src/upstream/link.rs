@@ -33,7 +33,7 @@ use crate::{config::UpstreamConfig, metrics};
 /// First pause before reconnecting; doubles (with jitter) up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest pause between connection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Largest message sent or accepted on a link.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 

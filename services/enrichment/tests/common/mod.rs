@@ -273,6 +273,9 @@ impl Cluster {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let attribution = start_attribution(any);
         let export = start_export(any, dir.path());
+        // Enrichment degrades batches while attribution is still loading; tests that want
+        // attributed events start it once attribution answers.
+        wait_serving(attribution.addr).await;
         let mut config = enrichment_config(dir.path(), attribution.addr, export.addr);
         adjust(&mut config);
         let enrichment = start_enrichment(any, config);
