@@ -369,3 +369,43 @@ async fn shutdown_answers_what_it_took_then_ends_streams_with_unavailable() {
     stopping.join().unwrap();
     drop(tx);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_detector_batch_carries_its_trace_to_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let attribution = start_attribution(any);
+    let capture = CapturingExport::default();
+    let export = start_capturing_export(any, capture.clone());
+    wait_serving(attribution.addr).await;
+    let enrichment = start_enrichment(any, enrichment_config(dir.path(), attribution.addr, export.addr));
+    wait_serving(enrichment.addr).await;
+    let mut client = attackmesh::proto::ingest_service_client::IngestServiceClient::new(channel(enrichment.addr).await);
+    let traces = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"];
+    let batches = traces
+        .iter()
+        .enumerate()
+        .map(|(n, trace)| IngestRequest {
+            batch_id: n as u64,
+            events: (0..3)
+                .map(|i| port_scan(&format!("trace-{n}-{i}"), "203.0.113.70"))
+                .collect(),
+            trace_context: [("traceparent".to_owned(), format!("00-{trace}-00f067aa0ba902b7-01"))].into(),
+        })
+        .collect();
+    let answers = ingest(&mut client, DETECTOR_TOKEN, batches).await.unwrap();
+    assert!(answers.iter().all(|a| a.status == AckStatus::Durable as i32));
+    let seen = capture.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "one export batch per detector batch");
+    for (n, trace) in traces.iter().enumerate() {
+        let (context, ids) = seen
+            .iter()
+            .find(|(_, ids)| ids[0].starts_with(&format!("trace-{n}-")))
+            .unwrap();
+        assert_eq!(ids.len(), 3);
+        assert!(
+            context["traceparent"].contains(trace),
+            "batch {n} stays in its detector's trace: {context:?}"
+        );
+    }
+}
