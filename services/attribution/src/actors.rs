@@ -46,53 +46,62 @@ pub(crate) struct ActorIndex {
 impl ActorIndex {
     pub(crate) fn build(kb: &Kb) -> Self {
         let n_tech = kb.technique_count();
-        let mut by_technique: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n_tech];
-        let mut profile_size = vec![0u32; kb.data().groups.len()];
-        let software: HashMap<&str, &Vec<String>> = kb
+        let resolve =
+            |ids: &[String]| -> Vec<TechIdx> { ids.iter().filter_map(|t| kb.resolve_idx(t).map(|(i, _)| i)).collect() };
+        let parent: Vec<Option<TechIdx>> = (0..n_tech as TechIdx)
+            .map(|t| {
+                kb.at(t)
+                    .parent_id
+                    .as_deref()
+                    .and_then(|p| kb.resolve_idx(p))
+                    .map(|(i, _)| i)
+            })
+            .collect();
+        let software: HashMap<&str, Vec<TechIdx>> = kb
             .all_software()
             .filter(|s| !s.revoked)
-            .map(|s| (s.id.as_str(), &s.techniques))
+            .map(|s| (s.id.as_str(), resolve(&s.techniques)))
             .collect();
-        for (gi, group) in kb.groups().enumerate().filter(|(_, g)| g.is_active()) {
-            let mut profile: HashMap<TechIdx, f32> = HashMap::new();
-            fn add(profile: &mut HashMap<TechIdx, f32>, t: TechIdx, w: f32) {
-                let e = profile.entry(t).or_insert(0.0);
-                *e = e.max(w);
+        let mut by_technique: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n_tech];
+        let mut profile_size = vec![0u32; kb.data().groups.len()];
+        // Dense per-group profile, reused: weight per technique and the techniques touched.
+        let mut weight = vec![0f32; n_tech];
+        let mut touched: Vec<TechIdx> = Vec::new();
+        let add = |weight: &mut [f32], touched: &mut Vec<TechIdx>, t: TechIdx, w: f32| {
+            let slot = &mut weight[t as usize];
+            if *slot == 0.0 {
+                touched.push(t);
             }
-            for t in &group.techniques {
-                if let Some((i, _)) = kb.resolve_idx(t) {
-                    add(&mut profile, i, 1.0);
-                }
+            *slot = slot.max(w);
+        };
+        for (gi, group) in kb.groups().enumerate().filter(|(_, g)| g.is_active()) {
+            for t in resolve(&group.techniques) {
+                add(&mut weight, &mut touched, t, 1.0);
             }
             for s in group.software.iter().filter_map(|s| software.get(s.as_str())) {
-                for t in s.iter() {
-                    if let Some((i, _)) = kb.resolve_idx(t) {
-                        add(&mut profile, i, 0.5);
-                    }
+                for t in s {
+                    add(&mut weight, &mut touched, *t, 0.5);
                 }
             }
-            let base: Vec<(TechIdx, f32)> = profile.iter().map(|(t, w)| (*t, *w)).collect();
-            for (t, w) in base {
-                let technique = kb.at(t);
-                if let Some((p, _)) = technique.parent_id.as_deref().and_then(|p| kb.resolve_idx(p)) {
-                    add(&mut profile, p, w * 0.5);
+            for i in 0..touched.len() {
+                let (t, w) = (touched[i], weight[touched[i] as usize]);
+                if let Some(p) = parent[t as usize] {
+                    add(&mut weight, &mut touched, p, w * 0.5);
                 }
-                for s in kb.subtechniques_of(technique).filter_map(|s| kb.technique_idx(&s.id)) {
-                    add(&mut profile, s, w * 0.5);
+                for s in kb.subtechnique_indices(t) {
+                    add(&mut weight, &mut touched, *s, w * 0.5);
                 }
             }
-            profile_size[gi] = profile.len() as u32;
-            for (t, w) in profile {
-                by_technique[t as usize].push((gi as u32, w));
+            profile_size[gi] = touched.len() as u32;
+            for t in touched.drain(..) {
+                by_technique[t as usize].push((gi as u32, weight[t as usize]));
+                weight[t as usize] = 0.0;
             }
         }
         let n_groups = profile_size.iter().filter(|s| **s > 0).count() as f32;
         let idf = by_technique
-            .iter_mut()
-            .map(|groups| {
-                groups.sort_unstable_by_key(|(g, _)| *g);
-                ((n_groups + 1.0) / (groups.len() as f32 + 1.0)).ln()
-            })
+            .iter()
+            .map(|groups| ((n_groups + 1.0) / (groups.len() as f32 + 1.0)).ln())
             .collect();
         Self {
             by_technique,
@@ -123,11 +132,17 @@ pub fn rank_actors(kb: &Kb, techniques: &[&str]) -> Vec<ThreatActor> {
     rank(kb, &idx, TOP_ACTORS, true)
 }
 
-struct Candidate {
-    group: usize,
-    mass: f64,
-    matched: Vec<TechIdx>,
-    specific: bool,
+/// Per-group accumulators of one ranking, dense by group index.
+#[derive(Default)]
+struct Accumulators {
+    mass: Vec<f64>,
+    matched: Vec<u16>,
+    specific: Vec<bool>,
+    touched: Vec<u32>,
+}
+
+thread_local! {
+    static ACC: std::cell::RefCell<Accumulators> = std::cell::RefCell::new(Accumulators::default());
 }
 
 /// Ranks groups for distinct active technique indexes; `keep_thin` keeps candidates whose
@@ -138,64 +153,91 @@ pub(crate) fn rank(kb: &Kb, observed: &[TechIdx], limit: usize, keep_thin: bool)
     if total <= 0.0 {
         return Vec::new();
     }
-    let mut candidates: Vec<Candidate> = Vec::new();
-    let mut slot: HashMap<u32, usize> = HashMap::new();
+    ACC.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut acc) => rank_with(kb, observed, total, limit, keep_thin, &mut acc),
+        Err(_) => rank_with(kb, observed, total, limit, keep_thin, &mut Accumulators::default()),
+    })
+}
+
+fn rank_with(
+    kb: &Kb,
+    observed: &[TechIdx],
+    total: f64,
+    limit: usize,
+    keep_thin: bool,
+    acc: &mut Accumulators,
+) -> Vec<ThreatActor> {
+    let index = &kb.actors;
+    let n = index.profile_size.len();
+    acc.mass.resize(n, 0.0);
+    acc.matched.resize(n, 0);
+    acc.specific.resize(n, false);
     for t in observed {
         let idf = index.idf(*t);
         for (g, w) in &index.by_technique[*t as usize] {
-            let at = *slot.entry(*g).or_insert_with(|| {
-                candidates.push(Candidate {
-                    group: *g as usize,
-                    mass: 0.0,
-                    matched: Vec::new(),
-                    specific: false,
-                });
-                candidates.len() - 1
-            });
-            let c = &mut candidates[at];
-            c.mass += f64::from(w * idf);
-            c.matched.push(*t);
-            c.specific |= idf >= GENERIC_IDF && *w >= 0.5;
+            let g = *g as usize;
+            if acc.matched[g] == 0 {
+                acc.touched.push(g as u32);
+            }
+            acc.mass[g] += f64::from(w * idf);
+            acc.matched[g] += 1;
+            acc.specific[g] |= idf >= GENERIC_IDF && *w >= 0.5;
         }
     }
-    let mut scored: Vec<(f64, Candidate)> = candidates
-        .into_iter()
-        .filter_map(|c| {
-            let coverage = c.mass / total;
-            let strength = 1.0 - (-c.mass / STRENGTH_SCALE).exp();
-            let mut score = (coverage * strength).clamp(0.0, 1.0);
-            let thin = c.matched.len() < 2 || !c.specific;
-            if thin {
-                score = score.min(THIN_EVIDENCE_CAP);
-            } else if c.matched.len() == 2 {
-                score = score.min(TWO_TECHNIQUE_CAP);
-            }
-            (score >= MIN_REPORTED && (keep_thin || !thin)).then_some((score, c))
-        })
-        .collect();
-    scored.sort_by(|(sa, a), (sb, b)| {
+    let mut scored: Vec<(f64, f64, usize)> = Vec::new();
+    for g in acc.touched.drain(..) {
+        let g = g as usize;
+        let (mass, matched, specific) = (acc.mass[g], acc.matched[g], acc.specific[g]);
+        (acc.mass[g], acc.matched[g], acc.specific[g]) = (0.0, 0, false);
+        let coverage = mass / total;
+        let strength = 1.0 - (-mass / STRENGTH_SCALE).exp();
+        let mut score = (coverage * strength).clamp(0.0, 1.0);
+        let thin = matched < 2 || !specific;
+        if thin {
+            score = score.min(THIN_EVIDENCE_CAP);
+        } else if matched == 2 {
+            score = score.min(TWO_TECHNIQUE_CAP);
+        }
+        if score >= MIN_REPORTED && (keep_thin || !thin) {
+            scored.push((score, mass, g));
+        }
+    }
+    scored.sort_by(|(sa, ma, a), (sb, mb, b)| {
         sb.total_cmp(sa)
-            .then(b.mass.total_cmp(&a.mass))
-            .then(index.profile_size[a.group].cmp(&index.profile_size[b.group]))
-            .then(a.group.cmp(&b.group))
+            .then(mb.total_cmp(ma))
+            .then(index.profile_size[*a].cmp(&index.profile_size[*b]))
+            .then(a.cmp(b))
     });
     scored.truncate(limit);
     scored
         .into_iter()
-        .map(|(score, mut c)| {
-            let group = &kb.data().groups[c.group];
-            c.matched
-                .sort_by(|a, b| index.idf(*b).total_cmp(&index.idf(*a)).then(a.cmp(b)));
+        .map(|(score, _, g)| {
+            let group = &kb.data().groups[g];
+            let mut matched: Vec<TechIdx> = observed
+                .iter()
+                .copied()
+                .filter(|t| weight_of(index, *t, g).is_some())
+                .collect();
+            matched.sort_by(|a, b| index.idf(*b).total_cmp(&index.idf(*a)).then(a.cmp(b)));
             ThreatActor {
                 group_id: group.id.clone(),
                 name: group.name.clone(),
                 aliases: group.aliases.clone(),
                 score: round4(score),
-                matched_techniques: c.matched.iter().map(|t| kb.at(*t).id.clone()).collect(),
+                matched_techniques: matched.iter().map(|t| kb.at(*t).id.clone()).collect(),
                 stix_id: group.stix_id.clone(),
             }
         })
         .collect()
+}
+
+/// Profile weight of technique `t` for group `g` (entries are sorted by group).
+fn weight_of(index: &ActorIndex, t: TechIdx, g: usize) -> Option<f32> {
+    let entries = &index.by_technique[t as usize];
+    entries
+        .binary_search_by_key(&(g as u32), |(x, _)| *x)
+        .ok()
+        .map(|i| entries[i].1)
 }
 
 /// Rounds to four decimals so scores read cleanly in JSON.

@@ -100,7 +100,8 @@ fn probe_batch(batch_id: u64) -> AttributeRequest {
 
 /// Waits (bounded) until the running engine reports `version` for the lab pack.
 async fn wait_for_pack(state: &AttributionState, version: &str) {
-    for _ in 0..100 {
+    // Compiling the packs takes a while in debug builds on a busy machine: allow 60 s.
+    for _ in 0..1200 {
         if state.engine.current().rule_pack_version().contains(version) {
             return;
         }

@@ -413,6 +413,11 @@ impl Kb {
         &self.data.techniques[i as usize]
     }
 
+    /// Active sub-techniques of the technique at `i`.
+    pub(crate) fn subtechnique_indices(&self, i: TechIdx) -> &[TechIdx] {
+        &self.subtechniques[i as usize]
+    }
+
     pub(crate) fn technique_count(&self) -> usize {
         self.data.techniques.len()
     }

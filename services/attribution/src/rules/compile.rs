@@ -6,6 +6,7 @@
 //! set either compiles whole or not at all.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use attackmesh::proto::DetectorKind;
@@ -46,10 +47,17 @@ struct Builder {
     packs: Vec<PackInfo>,
     fields: Vec<FieldRef>,
     field_index: HashMap<FieldRef, FieldIdx>,
-    contains: Vec<BTreeMap<String, Vec<RuleIdx>>>,
-    regex: Vec<Vec<(String, RuleIdx)>>,
-    equals: Vec<HashMap<Box<str>, Vec<RuleIdx>>>,
-    command: Vec<HashMap<Box<str>, Vec<RuleIdx>>>,
+    /// Per rule: its trigger field and what triggers it.
+    triggers: Vec<Option<(FieldIdx, TriggerDef)>>,
+}
+
+/// The trigger condition of a rule, as the shared matchers need it.
+#[derive(Debug, Clone)]
+enum TriggerDef {
+    Equals(Vec<String>),
+    Command(Vec<String>),
+    Contains(Vec<String>),
+    Regex(Vec<String>),
 }
 
 impl Builder {
@@ -175,10 +183,12 @@ impl Builder {
             );
         }
         let trigger = pick_trigger(&def.when);
-        if let Some(t) = trigger {
-            self.register_trigger(&def.when[t], conditions[t].field, idx)
-                .map_err(err)?;
-        }
+        let trigger_def = match trigger {
+            Some(t) => Some((conditions[t].field, trigger_def(&def.when[t]).map_err(err)?)),
+            None => None,
+        };
+        debug_assert_eq!(self.triggers.len(), idx as usize);
+        self.triggers.push(trigger_def);
         self.rules.push(Rule {
             full_id: format!("{pack}/{}", def.id),
             description: if def.description.is_empty() {
@@ -211,10 +221,6 @@ impl Builder {
         let i = self.fields.len() as FieldIdx;
         self.fields.push(field.clone());
         self.field_index.insert(field, i);
-        self.contains.push(BTreeMap::new());
-        self.regex.push(Vec::new());
-        self.equals.push(HashMap::new());
-        self.command.push(HashMap::new());
         Ok(i)
     }
 
@@ -285,86 +291,10 @@ impl Builder {
         })
     }
 
-    fn register_trigger(&mut self, c: &ConditionDef, field: FieldIdx, rule: RuleIdx) -> Result<(), String> {
-        let f = field as usize;
-        if let Some(v) = &c.equals {
-            self.equals[f]
-                .entry(v.text().to_ascii_lowercase().into())
-                .or_default()
-                .push(rule);
-        } else if let Some(v) = &c.one_of {
-            for s in v {
-                self.equals[f]
-                    .entry(s.text().to_ascii_lowercase().into())
-                    .or_default()
-                    .push(rule);
-            }
-        } else if let Some(v) = &c.command {
-            for s in &v.0 {
-                self.command[f]
-                    .entry(s.to_ascii_lowercase().into())
-                    .or_default()
-                    .push(rule);
-            }
-        } else if let Some(v) = &c.contains {
-            for s in &v.0 {
-                self.contains[f].entry(s.to_ascii_lowercase()).or_default().push(rule);
-            }
-        } else if let Some(v) = &c.regex {
-            for r in &v.0 {
-                self.regex[f].push((r.clone(), rule));
-            }
-        } else {
-            return Err("internal: condition cannot trigger".into());
-        }
-        Ok(())
-    }
-
     fn finish(self) -> Result<RuleSet, Error> {
-        let mut triggers = Vec::with_capacity(self.fields.len());
-        let mut has_trigger = vec![false; self.fields.len()];
-        for (f, ((contains, regex), (equals, command))) in self
-            .contains
-            .into_iter()
-            .zip(self.regex)
-            .zip(self.equals.into_iter().zip(self.command))
-            .enumerate()
-        {
-            has_trigger[f] = !(contains.is_empty() && regex.is_empty() && equals.is_empty() && command.is_empty());
-            let contains = if contains.is_empty() {
-                None
-            } else {
-                let (patterns, rules): (Vec<String>, Vec<Vec<RuleIdx>>) = contains.into_iter().unzip();
-                Some((
-                    substring_matcher(&patterns).map_err(|m| Error::pack("rules", m))?,
-                    rules,
-                ))
-            };
-            let regex = if regex.is_empty() {
-                None
-            } else {
-                let (patterns, rules): (Vec<String>, Vec<RuleIdx>) = regex.into_iter().unzip();
-                let set = RegexSet::new(&patterns).map_err(|e| Error::pack("rules", format!("regex set: {e}")))?;
-                Some((set, rules))
-            };
-            triggers.push(FieldTriggers {
-                contains,
-                regex,
-                equals,
-                command,
-            });
-        }
         let rules = self.rules;
-        let trigger_field = |r: &Rule| r.trigger.map(|t| r.conditions[t].field);
-        // Dispatch: one entry per exact event type named by any rule, one per glob, one for "any".
-        let mut exact: HashMap<Box<str>, Dispatch> = HashMap::new();
-        let mut globs: Vec<(Glob, Dispatch)> = Vec::new();
-        let mut any = Dispatch::default();
-        let add = |d: &mut Dispatch, i: usize, r: &Rule| match trigger_field(r) {
-            None => d.plain.push(i as RuleIdx),
-            Some(f) if !d.fields.contains(&f) => d.fields.push(f),
-            Some(_) => {}
-        };
+        let mut exact: HashMap<Box<str>, Vec<RuleIdx>> = HashMap::new();
+        let mut globs: Vec<(Glob, Vec<RuleIdx>)> = Vec::new();
         for r in &rules {
             for g in &r.event_types {
                 match g {
@@ -372,35 +302,49 @@ impl Builder {
                         exact.entry(e.clone()).or_default();
                     }
                     Glob::Prefix(_) | Glob::Suffix(_) if !globs.iter().any(|(x, _)| x == g) => {
-                        globs.push((g.clone(), Dispatch::default()));
+                        globs.push((g.clone(), Vec::new()));
                     }
                     _ => {}
                 }
             }
         }
+        // Which rules apply to each exact event type named by a rule, to each glob, to any type.
+        let mut any = Vec::new();
         for (i, r) in rules.iter().enumerate() {
+            let i = i as RuleIdx;
             if r.event_types.is_empty() || r.event_types.contains(&Glob::Any) {
-                add(&mut any, i, r);
-                for d in exact.values_mut() {
-                    add(d, i, r);
-                }
+                any.push(i);
+                exact.values_mut().for_each(|d| d.push(i));
                 continue;
             }
             for (et, d) in exact.iter_mut() {
                 if r.event_types.iter().any(|g| g.matches(et)) {
-                    add(d, i, r);
+                    d.push(i);
                 }
             }
             for (g, d) in globs.iter_mut() {
                 if r.event_types.contains(g) {
-                    add(d, i, r);
+                    d.push(i);
                 }
             }
         }
-        let all_trigger_fields = (0..has_trigger.len())
-            .filter(|f| has_trigger[*f])
-            .map(|f| f as FieldIdx)
+        let all: Vec<RuleIdx> = (0..rules.len() as RuleIdx)
+            .filter(|r| self.triggers[*r as usize].is_some())
             .collect();
+        let mut shared = SharedTriggers {
+            defs: &self.triggers,
+            cache: HashMap::new(),
+        };
+        let exact = exact
+            .into_iter()
+            .map(|(et, members)| Ok((et, shared.dispatch(&members)?)))
+            .collect::<Result<HashMap<_, _>, Error>>()?;
+        let globs = globs
+            .into_iter()
+            .map(|(g, members)| Ok((g, shared.dispatch(&members)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let any = shared.dispatch(&any)?;
+        let all = shared.dispatch(&all)?;
         let mut version: Vec<String> = self.packs.iter().map(|p| format!("{}@{}", p.name, p.version)).collect();
         version.sort();
         Ok(RuleSet {
@@ -408,12 +352,115 @@ impl Builder {
             packs: self.packs,
             version: version.join(","),
             fields: self.fields,
-            triggers,
             exact,
             globs,
             any,
-            all_trigger_fields,
+            all,
         })
+    }
+}
+
+/// Builds dispatches, sharing the matchers of identical (field, rules) sets.
+struct SharedTriggers<'a> {
+    defs: &'a [Option<(FieldIdx, TriggerDef)>],
+    cache: HashMap<(FieldIdx, Vec<RuleIdx>), Arc<FieldTriggers>>,
+}
+
+impl SharedTriggers<'_> {
+    fn dispatch(&mut self, members: &[RuleIdx]) -> Result<Dispatch, Error> {
+        let mut plain = Vec::new();
+        let mut by_field: BTreeMap<FieldIdx, Vec<RuleIdx>> = BTreeMap::new();
+        for r in members {
+            match &self.defs[*r as usize] {
+                None => plain.push(*r),
+                Some((field, _)) => by_field.entry(*field).or_default().push(*r),
+            }
+        }
+        let mut fields = Vec::with_capacity(by_field.len());
+        for (field, rules) in by_field {
+            let key = (field, rules);
+            let triggers = match self.cache.get(&key) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = Arc::new(build_triggers(self.defs, &key.1)?);
+                    self.cache.insert(key, t.clone());
+                    t
+                }
+            };
+            fields.push((field, triggers));
+        }
+        Ok(Dispatch { plain, fields })
+    }
+}
+
+/// One field's matchers for `rules` (all of which trigger on that field).
+fn build_triggers(defs: &[Option<(FieldIdx, TriggerDef)>], rules: &[RuleIdx]) -> Result<FieldTriggers, Error> {
+    let mut contains: BTreeMap<String, Vec<RuleIdx>> = BTreeMap::new();
+    let mut regex: Vec<(String, RuleIdx)> = Vec::new();
+    let mut equals: HashMap<Box<str>, Vec<RuleIdx>> = HashMap::new();
+    let mut command: HashMap<Box<str>, Vec<RuleIdx>> = HashMap::new();
+    for r in rules {
+        let Some((_, def)) = &defs[*r as usize] else { continue };
+        match def {
+            TriggerDef::Equals(values) => {
+                for v in values {
+                    equals.entry(v.to_ascii_lowercase().into()).or_default().push(*r);
+                }
+            }
+            TriggerDef::Command(names) => {
+                for n in names {
+                    command.entry(n.to_ascii_lowercase().into()).or_default().push(*r);
+                }
+            }
+            TriggerDef::Contains(patterns) => {
+                for p in patterns {
+                    let list = contains.entry(p.to_ascii_lowercase()).or_default();
+                    if !list.contains(r) {
+                        list.push(*r);
+                    }
+                }
+            }
+            TriggerDef::Regex(patterns) => regex.extend(patterns.iter().map(|p| (p.clone(), *r))),
+        }
+    }
+    let contains = if contains.is_empty() {
+        None
+    } else {
+        let (patterns, rules): (Vec<String>, Vec<Vec<RuleIdx>>) = contains.into_iter().unzip();
+        Some((
+            fast_substring_matcher(&patterns).map_err(|m| Error::pack("rules", m))?,
+            rules,
+        ))
+    };
+    let regex = if regex.is_empty() {
+        None
+    } else {
+        let (patterns, rules): (Vec<String>, Vec<RuleIdx>) = regex.into_iter().unzip();
+        let set = RegexSet::new(&patterns).map_err(|e| Error::pack("rules", format!("regex set: {e}")))?;
+        Some((set, rules))
+    };
+    Ok(FieldTriggers {
+        contains,
+        regex,
+        equals,
+        command,
+    })
+}
+
+/// What triggers a rule, from its trigger condition.
+fn trigger_def(c: &ConditionDef) -> Result<TriggerDef, String> {
+    if let Some(v) = &c.equals {
+        Ok(TriggerDef::Equals(vec![v.text()]))
+    } else if let Some(v) = &c.one_of {
+        Ok(TriggerDef::Equals(v.iter().map(|s| s.text()).collect()))
+    } else if let Some(v) = &c.command {
+        Ok(TriggerDef::Command(v.0.clone()))
+    } else if let Some(v) = &c.contains {
+        Ok(TriggerDef::Contains(v.0.clone()))
+    } else if let Some(v) = &c.regex {
+        Ok(TriggerDef::Regex(v.0.clone()))
+    } else {
+        Err("internal: condition cannot trigger".into())
     }
 }
 
@@ -440,6 +487,14 @@ fn pick_trigger(conditions: &[ConditionDef]) -> Option<usize> {
         .filter_map(|(i, c)| rank(c).map(|r| (r, i)))
         .min()
         .map(|(_, i)| i)
+}
+
+/// A shared trigger automaton over lower-case patterns, searched in lower-cased text.
+fn fast_substring_matcher(patterns: &[String]) -> Result<AhoCorasick, String> {
+    AhoCorasickBuilder::new()
+        .match_kind(MatchKind::Standard)
+        .build(patterns)
+        .map_err(|e| format!("substring matcher: {e}"))
 }
 
 fn substring_matcher(patterns: &[String]) -> Result<AhoCorasick, String> {

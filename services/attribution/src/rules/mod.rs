@@ -12,6 +12,7 @@ pub mod pack;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
 use attackmesh::proto::{DetectionEvent, DetectorKind, Endpoint, Severity};
@@ -57,12 +58,11 @@ pub struct RuleSet {
     packs: Vec<PackInfo>,
     version: String,
     fields: Vec<FieldRef>,
-    triggers: Vec<FieldTriggers>,
     exact: HashMap<Box<str>, Dispatch>,
     globs: Vec<(Glob, Dispatch)>,
     any: Dispatch,
-    /// Every field with a trigger (pattern mode scans them all).
-    all_trigger_fields: Vec<FieldIdx>,
+    /// Every rule with a trigger (pattern mode without an event type).
+    all: Dispatch,
 }
 
 impl RuleSet {
@@ -108,7 +108,7 @@ impl RuleSet {
     /// Fills `scratch.matched` with the rules matching the fields, fallbacks dropped when any
     /// other rule matched.
     pub(crate) fn matches<F: Fields>(&self, f: &F, scratch: &mut Scratch) {
-        scratch.reset(self.rules.len(), self.fields.len());
+        scratch.reset(self.rules.len());
         match f.event_type() {
             Some(et) => {
                 let lowered;
@@ -132,11 +132,7 @@ impl RuleSet {
                     }
                 }
             }
-            None => {
-                for field in &self.all_trigger_fields {
-                    self.run_field(*field, f, scratch);
-                }
-            }
+            None => self.run_dispatch(&self.all, f, scratch),
         }
         if scratch.matched.iter().any(|r| !self.rules[*r as usize].fallback) {
             let rules = &self.rules;
@@ -151,27 +147,35 @@ impl RuleSet {
                 scratch.matched.push(*r);
             }
         }
-        for field in &d.fields {
-            self.run_field(*field, f, scratch);
+        for (field, triggers) in &d.fields {
+            self.run_field(*field, triggers, f, scratch);
         }
     }
 
-    fn run_field<F: Fields>(&self, field: FieldIdx, f: &F, scratch: &mut Scratch) {
-        if !scratch.first_field(field) {
-            return;
-        }
+    fn run_field<F: Fields>(&self, field: FieldIdx, t: &FieldTriggers, f: &F, scratch: &mut Scratch) {
         let Some(value) = f.get(&self.fields[field as usize]) else {
             return;
         };
         let mut buf = NumBuf::default();
         let text = value.as_text(&mut buf);
-        let t = &self.triggers[field as usize];
         if let Some((ac, rules)) = &t.contains {
-            for m in ac.find_overlapping_iter(text) {
+            // Patterns are lower-case; searching lower-cased text lets the automaton stay small
+            // and use its prefilters (ASCII case-insensitive automata can do neither).
+            let mut lowered = std::mem::take(&mut scratch.text);
+            let haystack: &str = if text.bytes().any(|b| b.is_ascii_uppercase()) {
+                lowered.clear();
+                lowered.push_str(text);
+                lowered.make_ascii_lowercase();
+                &lowered
+            } else {
+                text
+            };
+            for m in ac.find_overlapping_iter(haystack) {
                 for r in &rules[m.pattern().as_usize()] {
                     self.candidate(*r, f, scratch);
                 }
             }
+            scratch.text = lowered;
         }
         if let Some((set, rules)) = &t.regex {
             scratch.regex_hits.clear();
@@ -258,14 +262,16 @@ pub(crate) struct Rule {
     fallback: bool,
 }
 
-/// Rules to evaluate for one event type: trigger-less rules directly, the rest through fields.
+/// Rules to evaluate for one event type: trigger-less rules directly, the rest through the
+/// matchers of their trigger field (built from exactly the rules of this dispatch, and shared
+/// between dispatches with the same rules).
 #[derive(Debug, Default, Clone)]
 struct Dispatch {
     plain: Vec<RuleIdx>,
-    fields: Vec<FieldIdx>,
+    fields: Vec<(FieldIdx, Arc<FieldTriggers>)>,
 }
 
-/// Shared matchers of one field, each result mapped to the rules it triggers.
+/// Matchers of one field for a set of rules, each result mapped to the rules it triggers.
 #[derive(Debug, Default)]
 struct FieldTriggers {
     contains: Option<(AhoCorasick, Vec<Vec<RuleIdx>>)>,
@@ -494,12 +500,37 @@ fn command_line(ev: &DetectionEvent) -> Option<&str> {
             .map(|p| p.command_line.as_str())
             .filter(|c| !c.is_empty())
     }
-    process(&ev.source).or_else(|| process(&ev.destination)).or_else(|| {
-        COMMAND_LINE_ATTRS
-            .iter()
-            .find_map(|k| ev.attributes.get(*k).filter(|v| !v.is_empty()))
-            .map(String::as_str)
-    })
+    if let Some(c) = process(&ev.source).or_else(|| process(&ev.destination)) {
+        return Some(c);
+    }
+    // One pass over a typical attribute map is cheaper than a hash lookup per candidate key.
+    if ev.attributes.len() <= 64 {
+        // Bit n is set when some candidate key is n bytes long: most keys are skipped on length.
+        const LENGTHS: u64 = {
+            let mut mask = 0u64;
+            let mut i = 0;
+            while i < COMMAND_LINE_ATTRS.len() {
+                mask |= 1 << COMMAND_LINE_ATTRS[i].len();
+                i += 1;
+            }
+            mask
+        };
+        let mut best: Option<(usize, &str)> = None;
+        for (k, v) in &ev.attributes {
+            if k.len() >= 64 || LENGTHS & (1 << k.len()) == 0 {
+                continue;
+            }
+            let rank = COMMAND_LINE_ATTRS.iter().position(|c| *c == k);
+            if let Some(rank) = rank.filter(|rank| !v.is_empty() && best.is_none_or(|(r, _)| *rank < r)) {
+                best = Some((rank, v));
+            }
+        }
+        return best.map(|(_, v)| v);
+    }
+    COMMAND_LINE_ATTRS
+        .iter()
+        .find_map(|k| ev.attributes.get(*k).filter(|v| !v.is_empty()))
+        .map(String::as_str)
 }
 
 fn severity_name(s: i32) -> &'static str {
@@ -581,27 +612,21 @@ fn is_prefix_word(w: &str) -> bool {
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     seen: Vec<u64>,
-    fields_done: Vec<u64>,
     pub(crate) matched: Vec<RuleIdx>,
     regex_hits: Vec<bool>,
     lower: String,
+    text: String,
 }
 
 impl Scratch {
-    fn reset(&mut self, rules: usize, fields: usize) {
+    fn reset(&mut self, rules: usize) {
         self.seen.clear();
         self.seen.resize(rules.div_ceil(64), 0);
-        self.fields_done.clear();
-        self.fields_done.resize(fields.div_ceil(64), 0);
         self.matched.clear();
     }
 
     fn first_visit(&mut self, r: RuleIdx) -> bool {
         first(&mut self.seen, r as usize)
-    }
-
-    fn first_field(&mut self, f: FieldIdx) -> bool {
-        first(&mut self.fields_done, f as usize)
     }
 }
 
