@@ -144,7 +144,7 @@ fn es_config(dir: &std::path::Path, addr: SocketAddr) -> attackmesh_siem_export:
 }
 
 async fn delivered(h: &Harness, n: u64) {
-    eventually(10, &format!("{n} delivered"), || async {
+    eventually(30, &format!("{n} delivered"), || async {
         h.sink("elasticsearch").status().delivered >= n
     })
     .await;
@@ -250,7 +250,7 @@ async fn per_item_errors_retry_only_throttled_items_and_dead_letter_rejected_one
     events[2].description = "REJECT".into();
     events[7].description = "THROTTLE".into();
     h.state.enqueue(events, HashMap::new()).await.unwrap();
-    eventually(10, "9 delivered, 1 dead", || async {
+    eventually(30, "9 delivered, 1 dead", || async {
         let s = h.sink("elasticsearch").status();
         s.delivered == 9 && s.dead_lettered == 1
     })
@@ -277,7 +277,7 @@ async fn per_item_errors_retry_only_throttled_items_and_dead_letter_rejected_one
     es.lock().unwrap().fixed = true;
     let report = attackmesh_siem_export::dlq::replay(dir.path(), Some("elasticsearch"), &[]).unwrap();
     assert_eq!(report.replayed.get("elasticsearch"), Some(&1));
-    eventually(10, "replayed event delivered", || async {
+    eventually(30, "replayed event delivered", || async {
         es.lock().unwrap().docs.contains_key("evt-00000002")
     })
     .await;
@@ -304,7 +304,7 @@ async fn a_dead_elasticsearch_does_not_delay_the_file_sink() {
         .enqueue((0..50).map(fixtures::event).collect(), HashMap::new())
         .await
         .unwrap();
-    eventually(10, "file sink delivered", || async {
+    eventually(30, "file sink delivered", || async {
         h.sink("file").status().delivered == 50
     })
     .await;

@@ -159,7 +159,7 @@ async fn invalid_events_are_rejected_one_by_one_and_valid_ones_are_durable_befor
     assert_eq!(traces[0].get("traceparent").map(String::as_str), Some(TRACEPARENT));
     // The file sink delivers the valid events, never the invalid one.
     let out = dir.path().join("out").join("events.ndjson");
-    eventually(10, "file sink wrote 3 lines", || async {
+    eventually(30, "file sink wrote 3 lines", || async {
         std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() == 3)
     })
     .await;
@@ -168,12 +168,23 @@ async fn invalid_events_are_rejected_one_by_one_and_valid_ones_are_durable_befor
         text.lines().map(|l| attackmesh::json::from_json(l).unwrap()).collect();
     assert_eq!(written.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ids);
     // Status for an analyst: both sinks, the dead one unhealthy with its backlog.
-    let mut client = ExportServiceClient::new(running.channel.clone());
-    let status = client
-        .get_sink_status(authed(GetSinkStatusRequest {}, "ana-token"))
-        .await
-        .unwrap()
-        .into_inner();
+    let status = || async {
+        let mut client = ExportServiceClient::new(running.channel.clone());
+        client
+            .get_sink_status(authed(GetSinkStatusRequest {}, "ana-token"))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    eventually(30, "file sink counted 3 delivered", || async {
+        status()
+            .await
+            .sinks
+            .iter()
+            .any(|s| s.name == "file" && s.delivered == 3)
+    })
+    .await;
+    let status = status().await;
     let by_name: HashMap<_, _> = status.sinks.iter().map(|s| (s.name.as_str(), s)).collect();
     assert_eq!(by_name["file"].delivered, 3);
     assert_eq!(by_name["elasticsearch"].queue_depth, 3);

@@ -206,7 +206,7 @@ async fn batches_are_concatenated_objects_under_the_byte_cap() {
     let h = Harness::start(&c).await;
     let events: Vec<_> = (0..60).map(fixtures::event).collect();
     h.state.enqueue(events, HashMap::new()).await.unwrap();
-    eventually(10, "60 events delivered", || async {
+    eventually(30, "60 events delivered", || async {
         h.sink("splunk_hec").status().delivered == 60
     })
     .await;
@@ -258,7 +258,7 @@ async fn a_refused_token_dead_letters_with_the_reason_and_never_leaks_the_token(
         .enqueue((0..5).map(fixtures::event).collect(), HashMap::new())
         .await
         .unwrap();
-    eventually(10, "5 dead letters", || async {
+    eventually(30, "5 dead letters", || async {
         h.sink("splunk_hec").status().dead_lettered == 5
     })
     .await;
@@ -296,7 +296,7 @@ async fn a_busy_collector_is_retried_until_it_takes_the_events() {
         .enqueue((0..10).map(fixtures::event).collect(), HashMap::new())
         .await
         .unwrap();
-    eventually(10, "10 events delivered after code 9", || async {
+    eventually(30, "10 events delivered after code 9", || async {
         h.sink("splunk_hec").status().delivered == 10
     })
     .await;
@@ -319,7 +319,7 @@ async fn an_invalid_event_is_split_out_and_dead_lettered_the_rest_delivered() {
     let mut events: Vec<_> = (0..10).map(fixtures::event).collect();
     events[4].description = "POISON".into();
     h.state.enqueue(events, HashMap::new()).await.unwrap();
-    eventually(10, "9 delivered + 1 dead", || async {
+    eventually(30, "9 delivered + 1 dead", || async {
         let s = h.sink("splunk_hec").status();
         s.delivered == 9 && s.dead_lettered == 1
     })
@@ -352,7 +352,7 @@ async fn indexer_acknowledgement_is_polled_on_the_channel_before_delivery_counts
         .enqueue((0..20).map(fixtures::event).collect(), HashMap::new())
         .await
         .unwrap();
-    eventually(10, "20 delivered", || async {
+    eventually(30, "20 delivered", || async {
         h.sink("splunk_hec").status().delivered == 20
     })
     .await;
@@ -380,7 +380,7 @@ async fn a_token_without_acknowledgement_falls_back_cleanly() {
         .enqueue((0..5).map(fixtures::event).collect(), HashMap::new())
         .await
         .unwrap();
-    eventually(10, "5 delivered without ack", || async {
+    eventually(30, "5 delivered without ack", || async {
         h.sink("splunk_hec").status().delivered == 5
     })
     .await;

@@ -43,17 +43,18 @@ pub struct EncodedEvent {
 }
 
 impl EncodedEvent {
-    /// Encodes fields 2–4 of the entry.
+    /// Encodes fields 2–4 of the entry (the event is encoded in place, not copied).
     pub fn new(event: &EnrichedEvent, trace_context: &HashMap<String, String>, enqueued_at_micros: i64) -> Self {
         let head = QueueEntry {
             seq: 0,
             enqueued_at_micros,
             trace_context: trace_context.clone(),
-            event: Some(event.clone()),
+            event: None,
         };
-        Self {
-            body: head.encode_to_vec(),
-        }
+        let mut body = head.encode_to_vec();
+        body.reserve(event.encoded_len() + 8);
+        prost::encoding::message::encode(4, event, &mut body);
+        Self { body }
     }
 
     /// Framed record size for this event (an upper bound).

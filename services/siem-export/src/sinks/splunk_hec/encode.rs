@@ -4,8 +4,11 @@
 //! `user`, `signature`, `severity`, `annotations.mitre_attack.*`). Index-time `fields` hold only
 //! strings or lists of strings, as HEC requires. No I/O here.
 
+use std::collections::HashMap;
+
 use attackmesh::proto::{AttributionStatus, DetectorKind, Endpoint, EnrichedEvent};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::SplunkHecConfig;
 use crate::sinks::elasticsearch::encode::{
@@ -13,80 +16,197 @@ use crate::sinks::elasticsearch::encode::{
 };
 
 /// Epoch seconds with microseconds, as HEC's `time`.
-fn epoch(ts: Option<&pbjson_types::Timestamp>) -> Value {
-    match ts {
-        Some(ts) => {
-            let micros = i64::from(ts.nanos) / 1000;
-            let v = ts.seconds as f64 + micros as f64 / 1e6;
-            serde_json::Number::from_f64((v * 1e6).round() / 1e6).map_or(Value::Null, Value::Number)
+fn epoch(ts: Option<&pbjson_types::Timestamp>) -> Option<f64> {
+    let ts = ts?;
+    let micros = i64::from(ts.nanos) / 1000;
+    Some(((ts.seconds as f64 + micros as f64 / 1e6) * 1e6).round() / 1e6)
+}
+
+fn no_str(s: &str) -> bool {
+    s.is_empty()
+}
+
+fn no_items<T>(v: &[T]) -> bool {
+    v.is_empty()
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<f64>,
+    #[serde(skip_serializing_if = "no_str")]
+    host: &'a str,
+    #[serde(skip_serializing_if = "no_str")]
+    source: &'a str,
+    #[serde(skip_serializing_if = "no_str")]
+    sourcetype: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<&'a str>,
+    event: Body<'a>,
+    fields: Fields<'a>,
+}
+
+#[derive(Serialize)]
+struct Fields<'a> {
+    event_id: &'a str,
+    severity: &'static str,
+    #[serde(skip_serializing_if = "no_items")]
+    mitre_technique_id: &'a [String],
+}
+
+#[derive(Serialize, Default)]
+struct Side<'a> {
+    addr: &'a str,
+    ip: &'a str,
+    host: &'a str,
+    port: Option<u32>,
+    user: &'a str,
+}
+
+impl<'a> Side<'a> {
+    fn of(e: Option<&'a Endpoint>) -> Self {
+        let Some(e) = e else { return Self::default() };
+        let addr = if e.ip.is_empty() {
+            e.hostname.as_str()
+        } else {
+            e.ip.as_str()
+        };
+        Self {
+            addr,
+            ip: &e.ip,
+            host: &e.hostname,
+            port: (e.port > 0).then_some(e.port),
+            user: &e.user,
         }
-        None => Value::Null,
     }
 }
 
-fn put(map: &mut Map<String, Value>, key: &str, value: impl Into<Value>) {
-    let value = value.into();
-    let empty = match &value {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-        _ => false,
-    };
-    if !empty {
-        map.insert(key.to_owned(), value);
-    }
+#[derive(Serialize)]
+struct Body<'a> {
+    event_id: &'a str,
+    event_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp: Option<String>,
+    #[serde(skip_serializing_if = "no_str")]
+    description: &'a str,
+    signature: &'a str,
+    severity: &'static str,
+    severity_id: i64,
+    #[serde(skip_serializing_if = "no_str")]
+    src: &'a str,
+    #[serde(skip_serializing_if = "no_str")]
+    src_ip: &'a str,
+    #[serde(skip_serializing_if = "no_str")]
+    src_host: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_port: Option<u32>,
+    #[serde(skip_serializing_if = "no_str")]
+    src_user: &'a str,
+    #[serde(skip_serializing_if = "no_str")]
+    dest: &'a str,
+    #[serde(skip_serializing_if = "no_str")]
+    dest_ip: &'a str,
+    #[serde(skip_serializing_if = "no_str")]
+    dest_host: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dest_port: Option<u32>,
+    #[serde(skip_serializing_if = "no_str")]
+    dest_user: &'a str,
+    #[serde(skip_serializing_if = "no_str")]
+    user: &'a str,
+    vendor_product: &'static str,
+    #[serde(skip_serializing_if = "no_str")]
+    source_service: &'a str,
+    detector_kind: &'static str,
+    confidence_score: f64,
+    #[serde(skip_serializing_if = "no_str")]
+    attack_version: &'a str,
+    attribution_status: &'static str,
+    revision: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enriched_at: Option<String>,
+    mitre_attack: Mitre<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<Annotations<'a>>,
+    #[serde(skip_serializing_if = "no_items")]
+    indicators: Vec<IndicatorOut<'a>>,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    attributes: &'a HashMap<String, String>,
+    #[serde(skip_serializing_if = "no_str")]
+    original_format: &'a str,
 }
 
-fn side(map: &mut Map<String, Value>, prefix: &str, e: Option<&Endpoint>) {
-    let Some(e) = e else { return };
-    let addr = if e.ip.is_empty() {
-        e.hostname.as_str()
-    } else {
-        e.ip.as_str()
-    };
-    put(map, prefix, addr);
-    put(map, &format!("{prefix}_ip"), e.ip.as_str());
-    put(map, &format!("{prefix}_host"), e.hostname.as_str());
-    if e.port > 0 {
-        put(map, &format!("{prefix}_port"), e.port);
-    }
-    put(map, &format!("{prefix}_user"), e.user.as_str());
+#[derive(Serialize)]
+struct Mitre<'a> {
+    technique_ids: &'a [String],
+    #[serde(skip_serializing_if = "no_items")]
+    techniques: Vec<TechniqueOut<'a>>,
+    #[serde(skip_serializing_if = "no_items")]
+    tactic_ids: Vec<&'a str>,
+    #[serde(skip_serializing_if = "no_items")]
+    threat_actors: Vec<ActorOut<'a>>,
 }
 
-/// The `event` object.
-pub fn event_body(ev: &EnrichedEvent) -> Value {
-    let mut m = Map::new();
-    put(&mut m, "event_id", ev.event_id.as_str());
-    put(&mut m, "event_type", ev.event_type.as_str());
-    put(&mut m, "timestamp", rfc3339(ev.timestamp.as_ref()));
-    put(&mut m, "description", ev.description.as_str());
-    let signature = if ev.description.is_empty() {
-        &ev.event_type
-    } else {
-        &ev.description
-    };
-    put(&mut m, "signature", signature.as_str());
-    put(&mut m, "severity", severity_name(ev.severity));
-    put(&mut m, "severity_id", severity_number(ev.severity));
-    side(&mut m, "src", ev.source.as_ref());
-    side(&mut m, "dest", ev.destination.as_ref());
-    let user = [&ev.source, &ev.destination]
-        .into_iter()
-        .flatten()
-        .map(|e| e.user.as_str())
-        .find(|u| !u.is_empty());
-    put(&mut m, "user", user.unwrap_or_default());
-    put(&mut m, "vendor_product", "attackmesh");
-    put(&mut m, "source_service", ev.source_service.as_str());
-    let kind = DetectorKind::try_from(ev.detector_kind).unwrap_or(DetectorKind::Unspecified);
-    put(&mut m, "detector_kind", kind.as_str_name());
-    put(&mut m, "confidence_score", ev.confidence_score);
-    put(&mut m, "attack_version", ev.attack_version.as_str());
-    let status = AttributionStatus::try_from(ev.attribution_status).unwrap_or(AttributionStatus::Unspecified);
-    put(&mut m, "attribution_status", status.as_str_name());
-    put(&mut m, "revision", ev.revision);
-    put(&mut m, "enriched_at", rfc3339(ev.enriched_at.as_ref()));
+#[derive(Serialize)]
+struct TechniqueOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    url: String,
+    confidence: f64,
+    tactics: Vec<TacticOut<'a>>,
+    evidence: Vec<EvidenceOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct TacticOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    reference: String,
+}
+
+#[derive(Serialize)]
+struct EvidenceOut<'a> {
+    rule_id: &'a str,
+    detail: &'a str,
+    confidence: f64,
+}
+
+#[derive(Serialize)]
+struct ActorOut<'a> {
+    group_id: &'a str,
+    name: &'a str,
+    aliases: &'a [String],
+    score: f64,
+    matched_techniques: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Annotations<'a> {
+    mitre_attack: Ann<'a>,
+}
+
+#[derive(Serialize)]
+struct Ann<'a> {
+    #[serde(skip_serializing_if = "no_items")]
+    mitre_technique_id: &'a [String],
+    #[serde(skip_serializing_if = "no_items")]
+    mitre_technique: Vec<&'a str>,
+    #[serde(skip_serializing_if = "no_items")]
+    mitre_tactic_id: Vec<&'a str>,
+    #[serde(skip_serializing_if = "no_items")]
+    mitre_tactic: Vec<&'a str>,
+    #[serde(skip_serializing_if = "no_items")]
+    mitre_threat_group_name: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct IndicatorOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: &'a str,
+}
+
+fn body(ev: &EnrichedEvent) -> Body<'_> {
     let techniques = ev
         .metadata
         .as_ref()
@@ -97,17 +217,6 @@ pub fn event_body(ev: &EnrichedEvent) -> Value {
         .as_ref()
         .map(|md| md.threat_actors.as_slice())
         .unwrap_or_default();
-    let details: Vec<Value> = techniques
-        .iter()
-        .map(|t| {
-            json!({
-                "id": t.id, "name": t.name, "url": if t.url.is_empty() { technique_url(&t.id) } else { t.url.clone() },
-                "confidence": t.confidence,
-                "tactics": t.tactics.iter().map(|x| json!({"id": x.id, "name": x.name, "reference": tactic_url(&x.id)})).collect::<Vec<_>>(),
-                "evidence": t.evidence.iter().map(|e| json!({"rule_id": e.rule_id, "detail": e.detail, "confidence": e.confidence})).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
     let mut tactic_ids: Vec<&str> = Vec::new();
     let mut tactic_names: Vec<&str> = Vec::new();
     for t in techniques {
@@ -118,66 +227,143 @@ pub fn event_body(ev: &EnrichedEvent) -> Value {
             }
         }
     }
-    let threat_actors: Vec<Value> = actors
+    let details = techniques
         .iter()
-        .map(|a| json!({"group_id": a.group_id, "name": a.name, "aliases": a.aliases, "score": a.score, "matched_techniques": a.matched_techniques}))
+        .map(|t| TechniqueOut {
+            id: &t.id,
+            name: &t.name,
+            url: if t.url.is_empty() {
+                technique_url(&t.id)
+            } else {
+                t.url.clone()
+            },
+            confidence: t.confidence,
+            tactics: t
+                .tactics
+                .iter()
+                .map(|x| TacticOut {
+                    id: &x.id,
+                    name: &x.name,
+                    reference: tactic_url(&x.id),
+                })
+                .collect(),
+            evidence: t
+                .evidence
+                .iter()
+                .map(|e| EvidenceOut {
+                    rule_id: &e.rule_id,
+                    detail: &e.detail,
+                    confidence: e.confidence,
+                })
+                .collect(),
+        })
         .collect();
-    let mut mitre = Map::new();
-    mitre.insert("technique_ids".into(), json!(ev.technique_ids));
-    put(&mut mitre, "techniques", Value::Array(details));
-    put(&mut mitre, "tactic_ids", json!(tactic_ids));
-    put(&mut mitre, "threat_actors", Value::Array(threat_actors));
-    m.insert("mitre_attack".into(), Value::Object(mitre));
-    let claimed: Vec<&str> = actors
-        .iter()
-        .filter(|a| a.score >= GROUP_CLAIM_SCORE)
-        .map(|a| a.name.as_str())
-        .collect();
-    let mut ann = Map::new();
-    put(&mut ann, "mitre_technique_id", json!(ev.technique_ids));
-    put(
-        &mut ann,
-        "mitre_technique",
-        json!(techniques.iter().map(|t| t.name.as_str()).collect::<Vec<_>>()),
-    );
-    put(&mut ann, "mitre_tactic_id", json!(tactic_ids));
-    put(&mut ann, "mitre_tactic", json!(tactic_names));
-    put(&mut ann, "mitre_threat_group_name", json!(claimed));
-    if !ann.is_empty() {
-        m.insert("annotations".into(), json!({"mitre_attack": ann}));
+    let ann = Ann {
+        mitre_technique_id: &ev.technique_ids,
+        mitre_technique: techniques.iter().map(|t| t.name.as_str()).collect(),
+        mitre_tactic_id: tactic_ids.clone(),
+        mitre_tactic: tactic_names,
+        mitre_threat_group_name: actors
+            .iter()
+            .filter(|a| a.score >= GROUP_CLAIM_SCORE)
+            .map(|a| a.name.as_str())
+            .collect(),
+    };
+    let has_ann = !(ann.mitre_technique_id.is_empty()
+        && ann.mitre_technique.is_empty()
+        && ann.mitre_tactic_id.is_empty()
+        && ann.mitre_threat_group_name.is_empty());
+    let (src, dest) = (Side::of(ev.source.as_ref()), Side::of(ev.destination.as_ref()));
+    let user = if src.user.is_empty() { dest.user } else { src.user };
+    let kind = DetectorKind::try_from(ev.detector_kind).unwrap_or(DetectorKind::Unspecified);
+    let status = AttributionStatus::try_from(ev.attribution_status).unwrap_or(AttributionStatus::Unspecified);
+    Body {
+        event_id: &ev.event_id,
+        event_type: &ev.event_type,
+        timestamp: rfc3339(ev.timestamp.as_ref()),
+        description: &ev.description,
+        signature: if ev.description.is_empty() {
+            &ev.event_type
+        } else {
+            &ev.description
+        },
+        severity: severity_name(ev.severity),
+        severity_id: severity_number(ev.severity),
+        src: src.addr,
+        src_ip: src.ip,
+        src_host: src.host,
+        src_port: src.port,
+        src_user: src.user,
+        dest: dest.addr,
+        dest_ip: dest.ip,
+        dest_host: dest.host,
+        dest_port: dest.port,
+        dest_user: dest.user,
+        user,
+        vendor_product: "attackmesh",
+        source_service: &ev.source_service,
+        detector_kind: kind.as_str_name(),
+        confidence_score: ev.confidence_score,
+        attack_version: &ev.attack_version,
+        attribution_status: status.as_str_name(),
+        revision: ev.revision,
+        enriched_at: rfc3339(ev.enriched_at.as_ref()),
+        mitre_attack: Mitre {
+            technique_ids: &ev.technique_ids,
+            techniques: details,
+            tactic_ids,
+            threat_actors: actors
+                .iter()
+                .map(|a| ActorOut {
+                    group_id: &a.group_id,
+                    name: &a.name,
+                    aliases: &a.aliases,
+                    score: a.score,
+                    matched_techniques: &a.matched_techniques,
+                })
+                .collect(),
+        },
+        annotations: has_ann.then_some(Annotations { mitre_attack: ann }),
+        indicators: ev
+            .related_indicators
+            .iter()
+            .map(|i| IndicatorOut {
+                kind: stix_type(i.r#type),
+                value: &i.value,
+            })
+            .collect(),
+        attributes: &ev.attributes,
+        original_format: &ev.original_format,
     }
-    let indicators: Vec<Value> = ev
-        .related_indicators
-        .iter()
-        .map(|i| json!({"type": stix_type(i.r#type), "value": i.value}))
-        .collect();
-    put(&mut m, "indicators", Value::Array(indicators));
-    if !ev.attributes.is_empty() {
-        m.insert("attributes".into(), json!(ev.attributes));
+}
+
+/// The `event` object.
+pub fn event_body(ev: &EnrichedEvent) -> Value {
+    serde_json::to_value(body(ev)).unwrap_or_default()
+}
+
+fn envelope_of<'a>(ev: &'a EnrichedEvent, config: &'a SplunkHecConfig) -> Envelope<'a> {
+    Envelope {
+        time: epoch(ev.timestamp.as_ref()),
+        host: config.host.as_deref().unwrap_or(&ev.source_service),
+        source: &config.source,
+        sourcetype: &config.sourcetype,
+        index: config.index.as_deref(),
+        event: body(ev),
+        fields: Fields {
+            event_id: &ev.event_id,
+            severity: severity_name(ev.severity),
+            mitre_technique_id: &ev.technique_ids,
+        },
     }
-    put(&mut m, "original_format", ev.original_format.as_str());
-    Value::Object(m)
 }
 
 /// The whole envelope for one event.
 pub fn envelope(ev: &EnrichedEvent, config: &SplunkHecConfig) -> Value {
-    let mut m = Map::new();
-    put(&mut m, "time", epoch(ev.timestamp.as_ref()));
-    let host = config.host.clone().unwrap_or_else(|| ev.source_service.clone());
-    put(&mut m, "host", host);
-    put(&mut m, "source", config.source.as_str());
-    put(&mut m, "sourcetype", config.sourcetype.as_str());
-    put(&mut m, "index", config.index.clone());
-    m.insert("event".into(), event_body(ev));
-    let mut fields = Map::new();
-    put(&mut fields, "event_id", ev.event_id.as_str());
-    put(&mut fields, "severity", severity_name(ev.severity));
-    put(&mut fields, "mitre_technique_id", json!(ev.technique_ids));
-    put(&mut m, "fields", Value::Object(fields));
-    Value::Object(m)
+    serde_json::to_value(envelope_of(ev, config)).unwrap_or_default()
 }
 
 /// The envelope serialised, as it goes into a batch body.
 pub fn envelope_bytes(ev: &EnrichedEvent, config: &SplunkHecConfig) -> Vec<u8> {
-    serde_json::to_vec(&envelope(ev, config)).unwrap_or_default()
+    serde_json::to_vec(&envelope_of(ev, config)).unwrap_or_default()
 }
