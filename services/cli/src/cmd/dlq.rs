@@ -58,7 +58,11 @@ enum Command {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let data_dir = match args.data_dir {
         Some(dir) => dir,
-        None => Config::load(args.config.as_deref(), &process_env())?.siem_export.data_dir,
+        None => {
+            Config::load(args.config.as_deref(), &process_env())?
+                .siem_export
+                .data_dir
+        }
     };
     match args.command {
         Command::List { sink, json } => {
@@ -95,7 +99,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!("nothing to replay");
             }
             if report.not_replayable > 0 {
-                println!("{} entr(y/ies) record damaged queue bytes and hold no event to replay", report.not_replayable);
+                println!(
+                    "{} entr(y/ies) record damaged queue bytes and hold no event to replay",
+                    report.not_replayable
+                );
             }
         }
     }

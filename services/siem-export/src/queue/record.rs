@@ -35,7 +35,7 @@ pub(crate) struct QueueEntry {
     pub(crate) event: Option<EnrichedEvent>,
 }
 
-/// The part of a [`QueueEntry`] that is the same in every sink's queue: the encoded event field
+/// The part of a queue entry that is the same in every sink's queue: the encoded event field
 /// and trace context, built once per event and framed once per queue with its own sequence number.
 #[derive(Debug, Clone)]
 pub struct EncodedEvent {
