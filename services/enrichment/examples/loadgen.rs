@@ -323,25 +323,36 @@ async fn drive(
     stats
 }
 
-/// Mean seconds per batch of each upstream, from the enrichment metrics (in-process runs only).
-fn upstream_breakdown() {
+/// Sum and count of each upstream's batch latency histogram (in-process runs only).
+fn upstream_totals() -> [(f64, f64); 2] {
     let text = attackmesh_runtime::metrics::render();
-    let value = |name: &str| -> Option<f64> {
+    let value = |name: String| -> f64 {
         text.lines()
-            .find(|l| l.starts_with(name))
+            .find(|l| l.starts_with(&name))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
     };
-    for upstream in ["attribution", "export"] {
+    ["attribution", "export"].map(|upstream| {
         let label = format!("{{upstream=\"{upstream}\"}}");
-        let sum = value(&format!("attackmesh_enrichment_upstream_batch_seconds_sum{label}"));
-        let count = value(&format!("attackmesh_enrichment_upstream_batch_seconds_count{label}"));
-        if let (Some(sum), Some(count)) = (sum, count)
-            && count > 0.0
-        {
+        (
+            value(format!("attackmesh_enrichment_upstream_batch_seconds_sum{label}")),
+            value(format!("attackmesh_enrichment_upstream_batch_seconds_count{label}")),
+        )
+    })
+}
+
+/// Mean time from send to answer per upstream since `before`.
+fn upstream_breakdown(before: [(f64, f64); 2]) {
+    for (upstream, ((sum, count), (sum0, count0))) in ["attribution", "export"]
+        .iter()
+        .zip(upstream_totals().into_iter().zip(before))
+    {
+        if count > count0 {
             println!(
-                "  {upstream}: {count:.0} batches, mean {:.1} ms from send to answer",
-                1000.0 * sum / count
+                "  {upstream}: {:.0} batches, mean {:.1} ms from send to answer",
+                count - count0,
+                1000.0 * (sum - sum0) / (count - count0)
             );
         }
     }
@@ -376,6 +387,7 @@ async fn main() {
     let mut client = IngestServiceClient::new(channel).max_decoding_message_size(64 << 20);
     // Warm up: connections, streams, the knowledge base's caches.
     drive(&mut client, &args, 20, None).await;
+    let before = upstream_totals();
 
     match args.rate {
         None => {
@@ -396,7 +408,7 @@ async fn main() {
                 percentile(&lat, 0.5),
                 percentile(&lat, 0.99)
             );
-            upstream_breakdown();
+            upstream_breakdown(before);
         }
         Some(rate) => {
             let interval = Duration::from_secs_f64(args.batch as f64 / rate);
@@ -418,7 +430,7 @@ async fn main() {
                 percentile(&lat, 0.99),
                 lat.last().copied().unwrap_or_default()
             );
-            upstream_breakdown();
+            upstream_breakdown(before);
         }
     }
 }
