@@ -202,12 +202,18 @@ fn rank_with(
             scored.push((score, mass, g));
         }
     }
-    scored.sort_by(|(sa, ma, a), (sb, mb, b)| {
+    let order = |(sa, ma, a): &(f64, f64, usize), (sb, mb, b): &(f64, f64, usize)| {
         sb.total_cmp(sa)
             .then(mb.total_cmp(ma))
             .then(index.profile_size[*a].cmp(&index.profile_size[*b]))
             .then(a.cmp(b))
-    });
+    };
+    // Only the best `limit` are reported: select them in linear time, then order them.
+    if scored.len() > limit && limit > 0 {
+        scored.select_nth_unstable_by(limit - 1, order);
+        scored.truncate(limit);
+    }
+    scored.sort_by(order);
     scored.truncate(limit);
     scored
         .into_iter()
