@@ -54,7 +54,11 @@ pub fn runtime() -> RuntimeConfig {
 }
 
 async fn grpc_server() -> GrpcServer {
-    GrpcServer::new(ServeOptions::from_config(&runtime()).unwrap())
+    grpc_server_with(&runtime()).await
+}
+
+async fn grpc_server_with(runtime: &RuntimeConfig) -> GrpcServer {
+    GrpcServer::new(ServeOptions::from_config(runtime).unwrap())
         .await
         .unwrap()
 }
@@ -174,8 +178,12 @@ async fn until_killed<Fut>(
 }
 
 pub fn start_attribution(addr: SocketAddr) -> Proc {
-    Proc::start(addr, false, |listener, _, killed| async move {
-        let server = grpc_server().await;
+    start_attribution_with(addr, runtime())
+}
+
+pub fn start_attribution_with(addr: SocketAddr, runtime: RuntimeConfig) -> Proc {
+    Proc::start(addr, false, move |listener, _, killed| async move {
+        let server = grpc_server_with(&runtime).await;
         until_killed(killed, |graceful| async move {
             let config = attackmesh_attribution::AttributionConfig::default();
             attackmesh_attribution::server::serve(&config, server, listener, async {
@@ -202,9 +210,13 @@ pub fn sink_path(dir: &Path) -> PathBuf {
 }
 
 pub fn start_export(addr: SocketAddr, dir: &Path) -> Proc {
+    start_export_with(addr, dir, runtime())
+}
+
+pub fn start_export_with(addr: SocketAddr, dir: &Path, runtime: RuntimeConfig) -> Proc {
     let config = export_config(dir);
     Proc::start(addr, false, move |listener, _, killed| async move {
-        let server = grpc_server().await;
+        let server = grpc_server_with(&runtime).await;
         until_killed(killed, |graceful| async move {
             attackmesh_siem_export::server::serve(&config, server, listener, async {
                 let _ = graceful.await;
@@ -242,8 +254,12 @@ pub fn enrichment_config(dir: &Path, attribution: SocketAddr, export: SocketAddr
 }
 
 pub fn start_enrichment(addr: SocketAddr, config: EnrichmentConfig) -> Proc {
+    start_enrichment_with(addr, config, runtime())
+}
+
+pub fn start_enrichment_with(addr: SocketAddr, config: EnrichmentConfig, runtime: RuntimeConfig) -> Proc {
     Proc::start(addr, true, move |listener, http, killed| async move {
-        let server = grpc_server().await;
+        let server = grpc_server_with(&runtime).await;
         until_killed(killed, |graceful| async move {
             attackmesh_enrichment::server::serve(&config, server, listener, http, async {
                 let _ = graceful.await;
