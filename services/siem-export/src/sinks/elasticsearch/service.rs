@@ -59,7 +59,7 @@ impl ElasticsearchSink {
     }
 
     /// The bulk action line for one event.
-    fn action(&self, event: &attackmesh::proto::EnrichedEvent) -> Value {
+    pub(super) fn action(&self, event: &attackmesh::proto::EnrichedEvent) -> Value {
         match &self.config.data_stream {
             Some(ds) => {
                 let id = if event.revision > 1 {

@@ -236,3 +236,28 @@ fn attack_attribution_lands_in_threat_with_the_pairing_kept() {
         serde_json::json!(["203.0.113.7", "2001:db8::7"])
     );
 }
+
+#[test]
+fn bulk_actions_use_external_versions_for_indices_and_create_for_data_streams() {
+    let mut config = super::ElasticsearchConfig {
+        url: Some("http://127.0.0.1:9200".into()),
+        ..Default::default()
+    };
+    let mut ev = fixtures::event(5);
+    ev.revision = 3;
+    let sink = super::ElasticsearchSink::new(&config).unwrap();
+    let a = sink.action(&ev);
+    assert_eq!(a["index"]["_id"], "evt-00000005");
+    assert_eq!(a["index"]["version"], 3);
+    assert_eq!(a["index"]["version_type"], "external");
+    assert_eq!(a["index"]["_index"], "attackmesh-alerts");
+    config.data_stream = Some("logs-attackmesh-default".into());
+    let sink = super::ElasticsearchSink::new(&config).unwrap();
+    let a = sink.action(&ev);
+    assert_eq!(
+        a["create"]["_id"], "evt-00000005-r3",
+        "a data stream keeps each revision as its own document"
+    );
+    ev.revision = 1;
+    assert_eq!(sink.action(&ev)["create"]["_id"], "evt-00000005");
+}
