@@ -6,7 +6,7 @@ and must come out searchable by ATT&CK technique, once per event however often t
 import json
 import os
 import pathlib
-import sys
+import subprocess
 import urllib.request
 
 import grpc
@@ -31,7 +31,12 @@ def start_noida(tmp):
     data = tmp / "noida-data"
     data.mkdir()
     log = tmp / "noida.log"
-    proc = spawn([str(pathlib.Path(sys.executable).parent / "noida-db"), "start", "--data-dir", str(data), "--only", "elasticsearch",
+    import noida_db
+
+    # The server binary itself (the `noida-db` console script only launches it and would leave
+    # it running when killed).
+    exe = pathlib.Path(noida_db.__file__).parent / "noida-db"
+    proc = spawn([str(exe), "start", "--data-dir", str(data), "--only", "elasticsearch",
                   "--elasticsearch-port", str(port)], None, log)
     return proc, log, port
 
@@ -54,8 +59,12 @@ def peer(request, tmp_path):
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: http("GET", base + "/").get("version"), proc, log, request.param)
     yield request.param, base
-    proc.kill()
-    proc.wait(timeout=10)
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture
