@@ -5,17 +5,14 @@
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     future::Future,
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use attackmesh::proto::{
-    AttributionStatus, DetectionEvent, EnrichedEvent, IngestRequest, IngestResponse,
-    ingest_service_client::IngestServiceClient,
-};
+use attackmesh::proto::{DetectionEvent, IngestRequest, IngestResponse, ingest_service_client::IngestServiceClient};
 use attackmesh_enrichment::EnrichmentConfig;
 use attackmesh_runtime::{
     auth::{AuthConfig, Role, TokenEntry, hash_token},
@@ -24,6 +21,12 @@ use attackmesh_runtime::{
 };
 use tokio::net::TcpListener;
 use tonic::{Request, transport::Channel};
+
+mod sink;
+mod stub_export;
+pub use sink::*;
+#[allow(unused_imports)]
+pub use stub_export::{Captured, CapturingExport, start_capturing_export};
 
 pub const DETECTOR_TOKEN: &str = "det-token";
 pub const LIMITED_TOKEN: &str = "limited-token";
@@ -405,80 +408,6 @@ pub async fn ingest(
     Ok(out)
 }
 
-/// Every line of the sink file (and its rotations), decoded.
-pub fn sink_events(path: &Path) -> Vec<EnrichedEvent> {
-    let Some(dir) = path.parent() else { return Vec::new() };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for entry in entries.filter_map(Result::ok) {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            out.push(attackmesh::json::from_json::<EnrichedEvent>(line).unwrap());
-        }
-    }
-    out
-}
-
-/// The latest revision of every event in the sink, by id.
-pub fn latest(events: &[EnrichedEvent]) -> BTreeMap<String, EnrichedEvent> {
-    let mut map: BTreeMap<String, EnrichedEvent> = BTreeMap::new();
-    for ev in events {
-        match map.get(&ev.event_id) {
-            Some(have) if have.revision >= ev.revision => {}
-            _ => {
-                map.insert(ev.event_id.clone(), ev.clone());
-            }
-        }
-    }
-    map
-}
-
-/// Waits until the sink holds every id in `ids` and `done` holds for the latest revisions.
-pub async fn wait_for_sink(
-    path: &Path,
-    ids: &std::collections::BTreeSet<String>,
-    done: impl Fn(&BTreeMap<String, EnrichedEvent>) -> bool,
-) -> Vec<EnrichedEvent> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let events = sink_events(path);
-        let map = latest(&events);
-        if ids.iter().all(|id| map.contains_key(id)) && done(&map) {
-            return events;
-        }
-        if tokio::time::Instant::now() > deadline {
-            let missing: Vec<_> = ids.iter().filter(|id| !map.contains_key(*id)).take(5).collect();
-            panic!(
-                "sink never got everything: {} of {} ids present, e.g. missing {missing:?}",
-                ids.iter().filter(|id| map.contains_key(*id)).count(),
-                ids.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Event ids the parsers derive from the records of `path`, with how many records carry each
-/// (byte-identical lines are one event logged twice and share an id).
-pub fn expected_records(format: attackmesh::formats::Format, path: &Path) -> BTreeMap<String, usize> {
-    let input = attackmesh::formats::open_path(path).unwrap();
-    let mut out = BTreeMap::new();
-    for event in
-        attackmesh::formats::Reader::new(format, input, path.to_string_lossy()).filter_map(|r| r.result.ok().flatten())
-    {
-        *out.entry(event.event_id).or_insert(0) += 1;
-    }
-    out
-}
-
-pub fn is_degraded(ev: &EnrichedEvent) -> bool {
-    ev.attribution_status == AttributionStatus::Degraded as i32
-}
-
 /// `attackmesh_<name>` from the process's metrics.
 pub fn metric(name: &str) -> f64 {
     let text = attackmesh_runtime::metrics::render();
@@ -486,14 +415,6 @@ pub fn metric(name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(&format!("attackmesh_{name} ")))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
-}
-
-pub fn counts(events: &[EnrichedEvent]) -> HashMap<(String, u32), usize> {
-    let mut map = HashMap::new();
-    for ev in events {
-        *map.entry((ev.event_id.clone(), ev.revision)).or_insert(0) += 1;
-    }
-    map
 }
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -540,63 +461,4 @@ pub async fn http_post(
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     (status, headers, body.to_owned())
-}
-
-/// What a [`CapturingExport`] saw: each batch's trace context and event ids.
-pub type Captured = std::sync::Arc<std::sync::Mutex<Vec<(HashMap<String, String>, Vec<String>)>>>;
-
-/// An export service that acknowledges every batch at once and records it.
-#[derive(Clone, Default)]
-pub struct CapturingExport {
-    pub seen: Captured,
-}
-
-#[tonic::async_trait]
-impl attackmesh::proto::export_service_server::ExportService for CapturingExport {
-    type ExportStream =
-        std::pin::Pin<Box<dyn futures::Stream<Item = Result<attackmesh::proto::ExportResponse, tonic::Status>> + Send>>;
-
-    async fn export(
-        &self,
-        request: Request<tonic::Streaming<attackmesh::proto::ExportRequest>>,
-    ) -> Result<tonic::Response<Self::ExportStream>, tonic::Status> {
-        use futures::StreamExt;
-        let seen = self.seen.clone();
-        let answers = request.into_inner().map(move |batch| {
-            let batch = batch?;
-            let ids = batch.events.iter().map(|e| e.event_id.clone()).collect();
-            seen.lock().unwrap().push((batch.trace_context.clone(), ids));
-            Ok(attackmesh::proto::ExportResponse {
-                batch_id: batch.batch_id,
-                status: attackmesh::proto::AckStatus::Durable as i32,
-                accepted: batch.events.len() as u32,
-                ..Default::default()
-            })
-        });
-        Ok(tonic::Response::new(Box::pin(answers)))
-    }
-
-    async fn get_sink_status(
-        &self,
-        _request: Request<attackmesh::proto::GetSinkStatusRequest>,
-    ) -> Result<tonic::Response<attackmesh::proto::GetSinkStatusResponse>, tonic::Status> {
-        Ok(tonic::Response::new(Default::default()))
-    }
-}
-
-pub fn start_capturing_export(addr: SocketAddr, export: CapturingExport) -> Proc {
-    use attackmesh::proto::export_service_server::ExportServiceServer;
-    Proc::start(addr, false, move |listener, _, killed| async move {
-        let server = grpc_server().await.add_service(ExportServiceServer::new(export)).await;
-        server.health().serving::<ExportServiceServer<CapturingExport>>().await;
-        until_killed(killed, |graceful| async move {
-            server
-                .serve(listener, async {
-                    let _ = graceful.await;
-                })
-                .await
-                .unwrap();
-        })
-        .await;
-    })
 }

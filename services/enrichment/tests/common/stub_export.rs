@@ -1,0 +1,67 @@
+//! A stand-in export service that acknowledges every batch at once and records what it saw
+//! (trace context and event ids), for checks the real service's sinks cannot show.
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use tonic::Request;
+
+use super::{Proc, grpc_server, until_killed};
+
+/// What a [`CapturingExport`] saw: each batch's trace context and event ids.
+pub type Captured = std::sync::Arc<std::sync::Mutex<Vec<(HashMap<String, String>, Vec<String>)>>>;
+
+/// An export service that acknowledges every batch at once and records it.
+#[derive(Clone, Default)]
+pub struct CapturingExport {
+    pub seen: Captured,
+}
+
+#[tonic::async_trait]
+impl attackmesh::proto::export_service_server::ExportService for CapturingExport {
+    type ExportStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<attackmesh::proto::ExportResponse, tonic::Status>> + Send>>;
+
+    async fn export(
+        &self,
+        request: Request<tonic::Streaming<attackmesh::proto::ExportRequest>>,
+    ) -> Result<tonic::Response<Self::ExportStream>, tonic::Status> {
+        use futures::StreamExt;
+        let seen = self.seen.clone();
+        let answers = request.into_inner().map(move |batch| {
+            let batch = batch?;
+            let ids = batch.events.iter().map(|e| e.event_id.clone()).collect();
+            seen.lock().unwrap().push((batch.trace_context.clone(), ids));
+            Ok(attackmesh::proto::ExportResponse {
+                batch_id: batch.batch_id,
+                status: attackmesh::proto::AckStatus::Durable as i32,
+                accepted: batch.events.len() as u32,
+                ..Default::default()
+            })
+        });
+        Ok(tonic::Response::new(Box::pin(answers)))
+    }
+
+    async fn get_sink_status(
+        &self,
+        _request: Request<attackmesh::proto::GetSinkStatusRequest>,
+    ) -> Result<tonic::Response<attackmesh::proto::GetSinkStatusResponse>, tonic::Status> {
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+pub fn start_capturing_export(addr: SocketAddr, export: CapturingExport) -> Proc {
+    use attackmesh::proto::export_service_server::ExportServiceServer;
+    Proc::start(addr, false, move |listener, _, killed| async move {
+        let server = grpc_server().await.add_service(ExportServiceServer::new(export)).await;
+        server.health().serving::<ExportServiceServer<CapturingExport>>().await;
+        until_killed(killed, |graceful| async move {
+            server
+                .serve(listener, async {
+                    let _ = graceful.await;
+                })
+                .await
+                .unwrap();
+        })
+        .await;
+    })
+}
