@@ -49,7 +49,8 @@ fn a_complete_event_passes() {
 
 #[test]
 fn each_bad_field_is_named() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut DetectionEvent)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut DetectionEvent)>;
+    let cases: Vec<(&str, Mutation)> = vec![
         ("timestamp", Box::new(|e| e.timestamp = None)),
         (
             "timestamp",
@@ -176,6 +177,35 @@ fn enriched_events_need_id_revision_and_bounded_confidence() {
         fields(enriched_event(&ev)),
         vec!["event_id", "technique_ids[1]", "confidence_score", "revision"]
     );
+}
+
+#[test]
+fn unknown_evidence_sources_are_refused() {
+    // Found by the validate_proto fuzz target: an unknown enum value nested in the metadata
+    // passed validation, and canonical JSON then wrote `{"error":"Invalid variant 17"}` in
+    // place of the event.
+    use crate::proto::{Evidence, EnrichmentMetadata, TechniqueDetail};
+    let evidence = |source| Evidence {
+        source,
+        ..Default::default()
+    };
+    let ev = EnrichedEvent {
+        event_id: "e-1".into(),
+        timestamp: good().timestamp,
+        source_service: "s".into(),
+        event_type: "t".into(),
+        revision: 1,
+        metadata: Some(EnrichmentMetadata {
+            techniques: vec![TechniqueDetail {
+                id: "T1046".into(),
+                evidence: vec![evidence(1), evidence(17)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(fields(enriched_event(&ev)), vec!["metadata.techniques[0].evidence[1].source"]);
 }
 
 #[test]

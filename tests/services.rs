@@ -1,6 +1,8 @@
 //! The attribution service over real gRPC on 127.0.0.1: authentication, roles, validation errors,
 //! health and graceful shutdown, as a detector author or operator would see them.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use attackmesh::proto::{
