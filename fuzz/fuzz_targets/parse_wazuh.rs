@@ -1,0 +1,8 @@
+//! Arbitrary bytes as a wazuh stream: parse_line per line and the Reader over the whole input.
+
+#![no_main]
+
+use attackmesh::formats::Format;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| attackmesh_fuzz::check_format(Format::Wazuh, data));
