@@ -11,8 +11,8 @@ use pbjson_types::Timestamp;
 
 use crate::limits::*;
 use crate::proto::{
-    AttributionStatus, DetectionEvent, DetectorKind, Endpoint, EnrichedEvent, FieldViolation, Indicator, IndicatorType,
-    Severity,
+    AttributionStatus, DetectionEvent, DetectorKind, Endpoint, EnrichedEvent, EvidenceSource, FieldViolation,
+    Indicator, IndicatorType, Severity,
 };
 
 /// Collects violations under a path prefix.
@@ -120,6 +120,14 @@ pub fn enriched_event(event: &EnrichedEvent) -> Result<(), Vec<FieldViolation>> 
         }
     }
     v.unit_interval("confidence_score", event.confidence_score);
+    if let Some(metadata) = &event.metadata {
+        for (i, technique) in metadata.techniques.iter().enumerate() {
+            for (j, evidence) in technique.evidence.iter().enumerate() {
+                let field = format!("metadata.techniques[{i}].evidence[{j}].source");
+                enum_value::<EvidenceSource>(&mut v, &field, evidence.source);
+            }
+        }
+    }
     indicators(&mut v, "related_indicators", &event.related_indicators);
     attributes(&mut v, &event.attributes);
     if event.revision == 0 {

@@ -184,7 +184,7 @@ fn unknown_evidence_sources_are_refused() {
     // Found by the validate_proto fuzz target: an unknown enum value nested in the metadata
     // passed validation, and canonical JSON then wrote `{"error":"Invalid variant 17"}` in
     // place of the event.
-    use crate::proto::{Evidence, EnrichmentMetadata, TechniqueDetail};
+    use crate::proto::{EnrichmentMetadata, Evidence, TechniqueDetail};
     let evidence = |source| Evidence {
         source,
         ..Default::default()
@@ -205,7 +205,10 @@ fn unknown_evidence_sources_are_refused() {
         }),
         ..Default::default()
     };
-    assert_eq!(fields(enriched_event(&ev)), vec!["metadata.techniques[0].evidence[1].source"]);
+    assert_eq!(
+        fields(enriched_event(&ev)),
+        vec!["metadata.techniques[0].evidence[1].source"]
+    );
 }
 
 #[test]

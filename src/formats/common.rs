@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDateTime, Utc};
 use pbjson_types::Timestamp;
 use serde_json::Value;
 
@@ -163,6 +163,9 @@ pub(crate) fn timestamp_field(record: &Value, field: &str) -> Result<Timestamp, 
 /// (Suricata, Wazuh), no offset at all (taken as UTC), or epoch seconds with a fraction (Zeek).
 pub(crate) fn parse_time(field: &str, text: &str) -> Result<Timestamp, ParseError> {
     parse_datetime(text.trim())
+        // A google.protobuf.Timestamp (and RFC 3339) spans the years 0001 to 9999 only: later
+        // instants would be written as JSON that no decoder reads back.
+        .filter(|t| (1..=9999).contains(&t.year()))
         .map(Timestamp::from)
         .ok_or_else(|| ParseError::BadTimestamp {
             field: field.to_owned(),
@@ -220,6 +223,17 @@ mod tests {
 
     fn seconds(text: &str) -> Option<(i64, i32)> {
         parse_time("ts", text).ok().map(|t| (t.seconds, t.nanos))
+    }
+
+    #[test]
+    fn timestamps_beyond_year_9999_are_refused() {
+        // Found by the parse_zeek fuzz target: a Zeek `ts` in milliseconds became year 45677,
+        // which canonical JSON writes as `+45677-…` and cannot read back.
+        assert_eq!(seconds("1379288690947.057"), None);
+        assert_eq!(seconds("+45677-12-01T11:29:07Z"), None);
+        assert_eq!(seconds("253402300800"), None);
+        assert_eq!(seconds("253402300799"), Some((253_402_300_799, 0)));
+        assert_eq!(seconds("9999-12-31T23:59:59Z"), Some((253_402_300_799, 0)));
     }
 
     #[test]
