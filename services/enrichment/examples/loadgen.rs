@@ -141,22 +141,49 @@ impl ExportService for NullExport {
     }
 }
 
-/// Starts attribution, export (file sink under `dir`) and enrichment; returns enrichment's address.
+/// Runs `make()` on a runtime of its own whose threads are all named `name`, so the CPU each
+/// service uses can be read per thread name at the end.
+fn in_runtime<F, Fut>(name: &'static str, make: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name(name)
+                .thread_keep_alive(Duration::from_secs(3600))
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(make());
+        })
+        .unwrap();
+}
+
+fn std_listener() -> std::net::TcpListener {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    l
+}
+
+/// Starts attribution, export (file sink under `dir`) and enrichment, each on its own runtime;
+/// returns enrichment's gRPC and HTTP addresses.
 async fn start_pipeline(dir: &std::path::Path, null_export: bool) -> (SocketAddr, Option<SocketAddr>) {
-    let attribution = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let export = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let enrichment = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (attribution, export, enrichment, http) = (std_listener(), std_listener(), std_listener(), std_listener());
     let (a, e, n, h) = (
         attribution.local_addr().unwrap(),
         export.local_addr().unwrap(),
         enrichment.local_addr().unwrap(),
         http.local_addr().unwrap(),
     );
-    let s = server().await;
-    tokio::spawn(async move {
+    in_runtime("attribution", move || async move {
+        let s = server().await;
         let config = attackmesh_attribution::AttributionConfig::default();
-        attackmesh_attribution::server::serve(&config, s, attribution, std::future::pending()).await
+        let l = TcpListener::from_std(attribution).unwrap();
+        let _ = attackmesh_attribution::server::serve(&config, s, l, std::future::pending()).await;
     });
     let mut export_config = attackmesh_siem_export::config::SiemExportConfig {
         data_dir: dir.join("export"),
@@ -164,16 +191,17 @@ async fn start_pipeline(dir: &std::path::Path, null_export: bool) -> (SocketAddr
     };
     export_config.file.path = Some(dir.join("sink/events.ndjson"));
     export_config.file.rotate_bytes = 1 << 30;
-    let s = server().await;
-    if null_export {
-        let s = s.add_service(ExportServiceServer::new(NullExport)).await;
-        s.health().serving::<ExportServiceServer<NullExport>>().await;
-        tokio::spawn(async move { s.serve(export, std::future::pending()).await });
-    } else {
-        tokio::spawn(async move {
-            attackmesh_siem_export::server::serve(&export_config, s, export, std::future::pending()).await
-        });
-    }
+    in_runtime("export", move || async move {
+        let s = server().await;
+        let l = TcpListener::from_std(export).unwrap();
+        if null_export {
+            let s = s.add_service(ExportServiceServer::new(NullExport)).await;
+            s.health().serving::<ExportServiceServer<NullExport>>().await;
+            let _ = s.serve(l, std::future::pending()).await;
+        } else {
+            let _ = attackmesh_siem_export::server::serve(&export_config, s, l, std::future::pending()).await;
+        }
+    });
     let token_file = dir.join("admin.token");
     std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
     let mut config = attackmesh_enrichment::EnrichmentConfig {
@@ -184,12 +212,57 @@ async fn start_pipeline(dir: &std::path::Path, null_export: bool) -> (SocketAddr
     config.attribution.token_file = Some(token_file.clone());
     config.export.endpoints = vec![format!("http://{e}")];
     config.export.token_file = Some(token_file);
-    let s = server().await;
-    tokio::spawn(async move {
-        attackmesh_enrichment::server::serve(&config, s, enrichment, Some(http), std::future::pending()).await
+    in_runtime("enrichment", move || async move {
+        let s = server().await;
+        let (l, h) = (
+            TcpListener::from_std(enrichment).unwrap(),
+            TcpListener::from_std(http).unwrap(),
+        );
+        let _ = attackmesh_enrichment::server::serve(&config, s, l, Some(h), std::future::pending()).await;
     });
+    wait_serving(a).await;
     wait_serving(n).await;
     (n, Some(h))
+}
+
+/// CPU seconds (user + system) used so far by this process's threads, by thread name.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.filter_map(Result::ok) {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *out.entry(name.trim().to_owned()).or_insert(0.0) += ticks / 100.0;
+    }
+    out
+}
+
+fn print_cpu(before: &std::collections::BTreeMap<String, f64>, events: u64) {
+    let after = cpu_by_thread();
+    let mut total = 0.0;
+    for (name, secs) in &after {
+        let used = secs - before.get(name).copied().unwrap_or(0.0);
+        if used > 0.005 {
+            total += used;
+            println!(
+                "  cpu {name}: {used:.2} s = {:.1} µs/event",
+                1e6 * used / events.max(1) as f64
+            );
+        }
+    }
+    println!(
+        "  cpu total: {total:.2} s = {:.1} µs/event",
+        1e6 * total / events.max(1) as f64
+    );
 }
 
 async fn wait_serving(addr: SocketAddr) {
@@ -365,8 +438,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("client")
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
+}
+
+async fn run() {
     let args = args();
     let dir = tempfile::tempdir().unwrap();
     let endpoint = match &args.endpoint {
@@ -388,6 +470,7 @@ async fn main() {
     // Warm up: connections, streams, the knowledge base's caches.
     drive(&mut client, &args, 20, None).await;
     let before = upstream_totals();
+    let cpu_before = cpu_by_thread();
 
     match args.rate {
         None => {
@@ -409,6 +492,7 @@ async fn main() {
                 percentile(&lat, 0.99)
             );
             upstream_breakdown(before);
+            print_cpu(&cpu_before, stats.accepted);
         }
         Some(rate) => {
             let interval = Duration::from_secs_f64(args.batch as f64 / rate);
@@ -431,6 +515,7 @@ async fn main() {
                 lat.last().copied().unwrap_or_default()
             );
             upstream_breakdown(before);
+            print_cpu(&cpu_before, stats.accepted);
         }
     }
 }
