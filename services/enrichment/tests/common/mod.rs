@@ -24,6 +24,7 @@ use tonic::{Request, transport::Channel};
 
 mod sink;
 mod stub_export;
+#[allow(unused_imports)]
 pub use sink::*;
 #[allow(unused_imports)]
 pub use stub_export::{Captured, CapturingExport, start_capturing_export};
