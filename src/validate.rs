@@ -130,6 +130,7 @@ pub fn enriched_event(event: &EnrichedEvent) -> Result<(), Vec<FieldViolation>> 
     }
     indicators(&mut v, "related_indicators", &event.related_indicators);
     attributes(&mut v, &event.attributes);
+    timestamp(&mut v, "enriched_at", event.enriched_at.as_ref(), false);
     if event.revision == 0 {
         v.add("revision", "must be at least 1");
     }

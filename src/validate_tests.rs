@@ -212,6 +212,29 @@ fn unknown_evidence_sources_are_refused() {
 }
 
 #[test]
+fn enriched_at_must_be_a_plausible_instant() {
+    // Found by the validate_proto fuzz target: `enriched_at` in year 19740 passed validation
+    // and canonical JSON wrote `+19740-11-27T…`, which no decoder reads back.
+    let mut ev = EnrichedEvent {
+        event_id: "e-1".into(),
+        timestamp: good().timestamp,
+        source_service: "s".into(),
+        event_type: "t".into(),
+        revision: 1,
+        enriched_at: Some(pbjson_types::Timestamp {
+            seconds: 560_769_455_608,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    assert_eq!(fields(enriched_event(&ev)), vec!["enriched_at"]);
+    ev.enriched_at = good().timestamp;
+    assert!(enriched_event(&ev).is_ok());
+    ev.enriched_at = None;
+    assert!(enriched_event(&ev).is_ok(), "enriched_at stays optional");
+}
+
+#[test]
 fn status_carries_field_violations() {
     use tonic_types::StatusExt;
     let mut ev = good();
