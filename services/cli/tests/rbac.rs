@@ -237,9 +237,13 @@ async fn oversized_messages_are_refused(addrs: &Addrs) {
         .header("authorization", &detector)
         .body(chunks)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(falco.status().as_u16(), 413, "streamed body without a length");
+        .await;
+    // The server answers 413 as soon as the limit is crossed and closes the connection; a client
+    // still sending its chunks may see that close before it reads the answer.
+    match falco {
+        Ok(response) => assert_eq!(response.status().as_u16(), 413, "streamed body without a length"),
+        Err(e) => assert!(e.is_request(), "streamed body without a length: {e}"),
+    }
     let taxii = client
         .post(format!("http://{}/intel/collections/rbac-test/objects/", addrs.taxii))
         .header("authorization", format!("Bearer {}", token("ops-admin")))
