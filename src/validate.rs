@@ -122,10 +122,15 @@ pub fn enriched_event(event: &EnrichedEvent) -> Result<(), Vec<FieldViolation>> 
     v.unit_interval("confidence_score", event.confidence_score);
     if let Some(metadata) = &event.metadata {
         for (i, technique) in metadata.techniques.iter().enumerate() {
+            v.unit_interval(&format!("metadata.techniques[{i}].confidence"), technique.confidence);
             for (j, evidence) in technique.evidence.iter().enumerate() {
-                let field = format!("metadata.techniques[{i}].evidence[{j}].source");
-                enum_value::<EvidenceSource>(&mut v, &field, evidence.source);
+                let field = format!("metadata.techniques[{i}].evidence[{j}]");
+                enum_value::<EvidenceSource>(&mut v, &format!("{field}.source"), evidence.source);
+                v.unit_interval(&format!("{field}.confidence"), evidence.confidence);
             }
+        }
+        for (i, actor) in metadata.threat_actors.iter().enumerate() {
+            v.unit_interval(&format!("metadata.threat_actors[{i}].score"), actor.score);
         }
     }
     indicators(&mut v, "related_indicators", &event.related_indicators);

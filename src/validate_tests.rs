@@ -212,6 +212,47 @@ fn unknown_evidence_sources_are_refused() {
 }
 
 #[test]
+fn nested_confidences_and_scores_are_within_the_unit_interval() {
+    // Found by the validate_proto fuzz target: a NaN evidence confidence passed validation and
+    // canonical JSON wrote `null`, which does not decode.
+    use crate::proto::{EnrichmentMetadata, Evidence, TechniqueDetail, ThreatActor};
+    let ev = EnrichedEvent {
+        event_id: "e-1".into(),
+        timestamp: good().timestamp,
+        source_service: "s".into(),
+        event_type: "t".into(),
+        revision: 1,
+        metadata: Some(EnrichmentMetadata {
+            techniques: vec![TechniqueDetail {
+                id: "T1046".into(),
+                confidence: f64::INFINITY,
+                evidence: vec![Evidence {
+                    source: 1,
+                    confidence: f64::NAN,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            threat_actors: vec![ThreatActor {
+                group_id: "G0007".into(),
+                score: 1.5,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        fields(enriched_event(&ev)),
+        vec![
+            "metadata.techniques[0].confidence",
+            "metadata.techniques[0].evidence[0].confidence",
+            "metadata.threat_actors[0].score"
+        ]
+    );
+}
+
+#[test]
 fn enriched_at_must_be_a_plausible_instant() {
     // Found by the validate_proto fuzz target: `enriched_at` in year 19740 passed validation
     // and canonical JSON wrote `+19740-11-27T…`, which no decoder reads back.
