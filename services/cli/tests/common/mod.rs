@@ -136,6 +136,16 @@ impl Drop for Serve {
 impl Serve {
     /// Starts `serve all` with `config` and waits until every gRPC service reports SERVING.
     pub async fn start(dir: &Path, addrs: Addrs, config: &Value) -> Self {
+        Self::start_with(dir, addrs, config, None).await
+    }
+
+    /// [`Serve::start`], checking health over TLS with `tls` when given.
+    pub async fn start_with(
+        dir: &Path,
+        addrs: Addrs,
+        config: &Value,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Self {
         let path = dir.join("config.json");
         std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
         let log = dir.join("serve.log");
@@ -152,7 +162,7 @@ impl Serve {
             .unwrap();
         let mut serve = Self { child, log, addrs };
         for addr in [addrs.attribution, addrs.enrichment, addrs.siem_export, addrs.intel] {
-            serve.wait_serving(addr).await;
+            serve.wait_serving(addr, tls.clone()).await;
         }
         serve
     }
@@ -162,14 +172,21 @@ impl Serve {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    async fn wait_serving(&mut self, addr: SocketAddr) {
+    async fn wait_serving(&mut self, addr: SocketAddr, tls: Option<tonic::transport::ClientTlsConfig>) {
         use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("serve all exited with {status}:\n{}", self.output());
             }
-            if let Ok(channel) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await
+            let endpoint = match &tls {
+                None => Channel::from_shared(format!("http://{addr}")).unwrap(),
+                Some(tls) => Channel::from_shared(format!("https://localhost:{}", addr.port()))
+                    .unwrap()
+                    .tls_config(tls.clone())
+                    .unwrap(),
+            };
+            if let Ok(channel) = endpoint.connect().await
                 && let Ok(answer) = HealthClient::new(channel)
                     .check(HealthCheckRequest { service: String::new() })
                     .await
