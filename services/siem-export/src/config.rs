@@ -231,8 +231,11 @@ pub struct SiemExportConfig {
     pub elasticsearch: ElasticsearchConfig,
     /// Splunk HEC sink; enabled when `url` is set.
     pub splunk_hec: SplunkHecConfig,
-    /// NDJSON file sink; enabled when `path` is set, and by default when no other sink is.
+    /// NDJSON file sink `file`; enabled when `path` is set, and by default when no other sink is.
     pub file: FileSinkConfig,
+    /// More NDJSON file sinks, e.g. one per shape; each needs a unique `name` and a `path`, and
+    /// is the sink `file-<name>`.
+    pub files: Vec<FileSinkConfig>,
     /// On shutdown, how long sinks keep delivering after the Export listener stopped; what is
     /// left stays queued on disk for the next start.
     #[serde(with = "humantime_serde")]
@@ -249,6 +252,7 @@ impl Default for SiemExportConfig {
             elasticsearch: ElasticsearchConfig::default(),
             splunk_hec: SplunkHecConfig::default(),
             file: FileSinkConfig::default(),
+            files: Vec::new(),
             drain_grace: Duration::from_secs(10),
         }
     }
@@ -299,7 +303,32 @@ impl SiemExportConfig {
         }
         self.elasticsearch.validate()?;
         self.splunk_hec.validate()?;
-        self.file.validate()?;
+        if self.file.name.is_some() {
+            return bad("file.name is only for the entries of files; the sink `file` has no name".into());
+        }
+        self.file.validate("file")?;
+        self.validate_files()
+    }
+
+    fn validate_files(&self) -> Result<(), Error> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, f) in self.files.iter().enumerate() {
+            let field = format!("files[{i}]");
+            let bad = |m: String| Err(Error::Config(format!("{field}.{m}")));
+            let Some(name) = &f.name else {
+                return bad("name must be set (the sink is called `file-<name>`)".into());
+            };
+            if let Err(why) = crate::sinks::file::check_name(name) {
+                return bad(format!("name {why}"));
+            }
+            if !seen.insert(name.as_str()) {
+                return bad(format!("name `{name}` is used by another entry of files"));
+            }
+            if !f.enabled() {
+                return bad("path must be set".into());
+            }
+            f.validate(&field)?;
+        }
         Ok(())
     }
 
@@ -316,6 +345,7 @@ impl SiemExportConfig {
         if self.file.enabled() {
             out.push(SinkSpec::File(self.file.clone()));
         }
+        out.extend(self.files.iter().cloned().map(SinkSpec::File));
         if out.is_empty() {
             let mut file = self.file.clone();
             file.path = Some(self.data_dir.join("events").join("events.ndjson"));

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::sinks::file::FileShape;
+use crate::sinks::file::{FileShape, FileSinkConfig};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,4 +124,83 @@ fn fsync_policy_and_durations_read_from_yaml() {
     assert_eq!(c.queue.fsync, FsyncPolicy::Never);
     assert_eq!(c.retry.max_duration, Duration::from_secs(120));
     c.validate().unwrap();
+}
+
+#[test]
+fn extra_file_sinks_are_named_file_dash_name_next_to_the_file_sink() {
+    let c = load(
+        &[],
+        Some(
+            "siem_export:\n  file: {path: /tmp/am/events.ndjson}\n  files:\n    - {name: ecs, path: /tmp/am/ecs.ndjson, shape: ecs}\n    - {name: hec-2, path: /tmp/am/hec.ndjson, shape: hec}\n",
+        ),
+    )
+    .unwrap();
+    c.validate().unwrap();
+    let sinks: Vec<(String, &str)> = c.sinks().iter().map(|s| (s.name().into_owned(), s.kind())).collect();
+    assert_eq!(
+        sinks,
+        vec![
+            ("file".into(), "file"),
+            ("file-ecs".into(), "file"),
+            ("file-hec-2".into(), "file")
+        ]
+    );
+    let SinkSpec::File(hec) = &c.sinks()[2] else { panic!() };
+    assert_eq!(hec.shape, FileShape::Hec);
+}
+
+#[test]
+fn extra_file_sinks_alone_replace_the_default_file_sink() {
+    let mut c = SiemExportConfig::default();
+    c.files.push(FileSinkConfig {
+        name: Some("ecs".into()),
+        path: Some("/tmp/am/ecs.ndjson".into()),
+        shape: FileShape::Ecs,
+        ..Default::default()
+    });
+    c.validate().unwrap();
+    let names: Vec<String> = c.sinks().iter().map(|s| s.name().into_owned()).collect();
+    assert_eq!(names, vec!["file-ecs"]);
+}
+
+#[test]
+fn extra_file_sinks_need_a_unique_well_formed_name_and_a_path() {
+    let with = |files: Vec<(Option<&str>, Option<&str>)>| {
+        let mut c = SiemExportConfig::default();
+        c.files = files
+            .into_iter()
+            .map(|(name, path)| FileSinkConfig {
+                name: name.map(Into::into),
+                path: path.map(Into::into),
+                ..Default::default()
+            })
+            .collect();
+        c.validate().map(|()| c.sinks().len()).map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        with(vec![(Some("a"), Some("/tmp/a")), (Some("0-b"), Some("/tmp/b"))]),
+        Ok(2)
+    );
+    let err = with(vec![(Some("a"), Some("/tmp/a")), (None, Some("/tmp/b"))]).unwrap_err();
+    assert!(err.contains("files[1].name must be set"), "{err}");
+    for bad in ["", "-a", "Upper", "a_b", "a.b", &"x".repeat(33)] {
+        let err = with(vec![(Some(bad), Some("/tmp/a"))]).unwrap_err();
+        assert!(err.contains("files[0].name `"), "{bad}: {err}");
+    }
+    assert_eq!(with(vec![(Some(&"x".repeat(32)), Some("/tmp/a"))]), Ok(1));
+    let err = with(vec![(Some("a"), Some("/tmp/a")), (Some("a"), Some("/tmp/b"))]).unwrap_err();
+    assert!(err.contains("files[1].name `a` is used by another entry"), "{err}");
+    let err = with(vec![(Some("a"), None)]).unwrap_err();
+    assert!(err.contains("files[0].path must be set"), "{err}");
+    let mut c = SiemExportConfig::default();
+    c.files.push(FileSinkConfig {
+        name: Some("a".into()),
+        path: Some("/tmp/a".into()),
+        rotate_bytes: 10,
+        ..Default::default()
+    });
+    assert!(c.validate().unwrap_err().to_string().contains("files[0].rotate_bytes"));
+    let mut c = SiemExportConfig::default();
+    c.file.name = Some("x".into());
+    assert!(c.validate().unwrap_err().to_string().contains("file.name"));
 }

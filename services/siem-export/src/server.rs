@@ -39,7 +39,7 @@ pub async fn open_sinks(config: &SiemExportConfig) -> Result<Sinks, Error> {
     let mut handles = Vec::new();
     let mut drivers = Vec::new();
     for spec in config.sinks() {
-        let name = spec.name();
+        let name = crate::sinks::static_name(spec.name());
         let sink = spec.build()?;
         let dir = config.data_dir.join("queues").join(name);
         let data_dir = config.data_dir.clone();

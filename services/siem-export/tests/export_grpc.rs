@@ -1,6 +1,7 @@
 //! The Export service over real tonic on 127.0.0.1, behind the runtime's authentication: a
 //! batch is acknowledged only once it is on disk in every sink's queue, invalid events are
-//! rejected one by one while the valid ones are delivered, and a full queue answers RETRY.
+//! rejected one by one while the valid ones are delivered, a full queue answers RETRY, and one
+//! batch reaches several file sinks, each in its own shape.
 
 #![allow(clippy::unwrap_used)]
 
@@ -19,6 +20,7 @@ use attackmesh_runtime::{
 use attackmesh_siem_export::{
     SiemExportConfig, fixtures,
     queue::{Queue, QueueSettings, ReadItem},
+    sinks::file::{FileShape, FileSinkConfig},
 };
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
@@ -252,6 +254,86 @@ async fn export_needs_the_admin_role() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    running.stop.cancel();
+    running.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn one_batch_lands_in_every_file_sink_each_in_its_own_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut c = common::config(dir.path());
+    c.file.path = Some(out.join("events.ndjson"));
+    for (name, shape) in [("ecs", FileShape::Ecs), ("hec", FileShape::Hec)] {
+        c.files.push(FileSinkConfig {
+            name: Some(name.into()),
+            path: Some(out.join(format!("{name}.ndjson"))),
+            shape,
+            ..Default::default()
+        });
+    }
+    let running = start(c).await;
+    let batch = ExportRequest {
+        batch_id: 1,
+        events: (0..3).map(fixtures::event).collect(),
+        trace_context: HashMap::new(),
+    };
+    let answers = export(&running.channel, vec![batch]).await;
+    assert_eq!((answers[0].status, answers[0].accepted), (AckStatus::Durable as i32, 3));
+    let lines = |file: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join(file))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    for file in ["events.ndjson", "ecs.ndjson", "hec.ndjson"] {
+        eventually(30, &format!("{file} has 3 lines"), || async { lines(file).len() == 3 }).await;
+    }
+    let ids: Vec<String> = (0..3).map(|i| format!("evt-{i:08}")).collect();
+    let ecs = lines("ecs.ndjson");
+    assert_eq!(
+        ecs.iter()
+            .map(|d| d["event"]["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ids
+    );
+    for doc in &ecs {
+        assert_eq!(doc["threat"]["framework"], "MITRE ATT&CK", "{doc}");
+        assert!(doc.get("@timestamp").is_some(), "{doc}");
+    }
+    let hec = lines("hec.ndjson");
+    assert_eq!(
+        hec.iter()
+            .map(|e| e["event"]["event_id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ids
+    );
+    for envelope in &hec {
+        assert!(envelope["time"].is_number(), "{envelope}");
+        assert!(envelope["event"]["mitre_attack"].is_object(), "{envelope}");
+    }
+    let canonical = lines("events.ndjson");
+    assert!(canonical.iter().all(|e| e.get("technique_ids").is_some()));
+    // Each named sink has its own queue, dead letters and status row.
+    let mut client = ExportServiceClient::new(running.channel.clone());
+    let status = client
+        .get_sink_status(authed(GetSinkStatusRequest {}, "ana-token"))
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<(&str, &str)> = status
+        .sinks
+        .iter()
+        .map(|s| (s.name.as_str(), s.kind.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("file", "file"), ("file-ecs", "file"), ("file-hec", "file")]
+    );
+    for name in ["file", "file-ecs", "file-hec"] {
+        assert!(dir.path().join("queues").join(name).is_dir(), "{name}");
+    }
     running.stop.cancel();
     running.task.await.unwrap().unwrap();
 }

@@ -7,7 +7,11 @@
 //! for every sink. Adding a sink kind (e.g. `intel`) is one new module, one [`SinkSpec`] variant
 //! and its arm in [`SinkSpec::build`].
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    borrow::Cow,
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, LazyLock, Mutex},
+};
 
 use attackmesh::proto::EnrichedEvent;
 use futures::future::BoxFuture;
@@ -71,9 +75,16 @@ pub enum SinkSpec {
 }
 
 impl SinkSpec {
-    /// Name of the sink: its queue directory, metrics label and `SinkStatus.name`.
-    pub fn name(&self) -> &'static str {
-        self.kind()
+    /// Name of the sink: its queue directory, metrics label and `SinkStatus.name`. The kind,
+    /// except for the named file sinks of `siem_export.files`: `file-<name>`.
+    pub fn name(&self) -> Cow<'static, str> {
+        match self {
+            SinkSpec::File(c) => match &c.name {
+                Some(name) => Cow::Owned(format!("{}-{name}", file::KIND)),
+                None => Cow::Borrowed(file::KIND),
+            },
+            other => Cow::Borrowed(other.kind()),
+        }
     }
 
     /// Kind of the sink.
@@ -92,6 +103,25 @@ impl SinkSpec {
             SinkSpec::SplunkHec(c) => Arc::new(splunk_hec::SplunkHecSink::new(c)?),
             SinkSpec::File(c) => Arc::new(file::FileSink::new(c)?),
         })
+    }
+}
+
+/// `name` with a `'static` lifetime, for the driver, status and log fields that carry it for the
+/// life of the process. Sink names come from configuration, so there are few: each distinct name
+/// is allocated once per process, however often sinks are opened.
+pub(crate) fn static_name(name: Cow<'static, str>) -> &'static str {
+    static NAMES: LazyLock<Mutex<BTreeSet<&'static str>>> = LazyLock::new(Mutex::default);
+    match name {
+        Cow::Borrowed(name) => name,
+        Cow::Owned(name) => {
+            let mut names = crate::queue::lock(&NAMES);
+            if let Some(known) = names.get(name.as_str()) {
+                return known;
+            }
+            let leaked: &'static str = Box::leak(name.into_boxed_str());
+            names.insert(leaked);
+            leaked
+        }
     }
 }
 

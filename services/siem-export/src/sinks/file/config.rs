@@ -1,4 +1,5 @@
-//! Settings of the file sink (`siem_export.file`).
+//! Settings of a file sink: `siem_export.file` (sink `file`) and each entry of
+//! `siem_export.files` (sink `file-<name>`).
 
 use std::path::PathBuf;
 
@@ -23,6 +24,11 @@ pub enum FileShape {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileSinkConfig {
+    /// Name of an extra sink in `siem_export.files` (required there, unused in
+    /// `siem_export.file`): the sink is called `file-<name>`. Lowercase letters, digits and `-`,
+    /// 1 to 32 characters, starting with a letter or digit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The file written (created with its directory); rotated files sit beside it.
     pub path: Option<PathBuf>,
     /// Line format.
@@ -36,6 +42,7 @@ pub struct FileSinkConfig {
 impl Default for FileSinkConfig {
     fn default() -> Self {
         Self {
+            name: None,
             path: None,
             shape: FileShape::Canonical,
             rotate_bytes: 100 << 20,
@@ -50,19 +57,35 @@ impl FileSinkConfig {
         self.path.as_ref().is_some_and(|p| !p.as_os_str().is_empty())
     }
 
-    /// Checks values.
-    pub fn validate(&self) -> Result<(), Error> {
+    /// Checks values; `field` is where the settings sit (`file`, `files[1]`) for messages.
+    pub fn validate(&self, field: &str) -> Result<(), Error> {
         if self.rotate_bytes < 4096 {
             return Err(Error::Config(format!(
-                "file.rotate_bytes must be at least 4096, got {}",
+                "{field}.rotate_bytes must be at least 4096, got {}",
                 self.rotate_bytes
             )));
         }
         if let Some(p) = &self.path
             && p.is_dir()
         {
-            return Err(Error::Config(format!("file.path {} is a directory", p.display())));
+            return Err(Error::Config(format!("{field}.path {} is a directory", p.display())));
         }
         Ok(())
     }
+}
+
+/// Checks a `files[..].name`: `[a-z0-9][a-z0-9-]{0,31}` (it becomes a directory name and a
+/// metrics label).
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !first_ok || !rest_ok || name.len() > 32 {
+        return Err(format!(
+            "`{name}` must be 1 to 32 lowercase letters, digits or `-`, starting with a letter or digit"
+        ));
+    }
+    Ok(())
 }

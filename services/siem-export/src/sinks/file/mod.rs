@@ -8,6 +8,7 @@ mod service;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use config::check_name;
 pub use config::{FileShape, FileSinkConfig};
 pub use service::FileSink;
 

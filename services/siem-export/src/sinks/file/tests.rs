@@ -22,6 +22,7 @@ async fn lines_have_the_configured_shape_and_files_rotate_by_size() {
             shape,
             rotate_bytes: 8192,
             keep_files: 2,
+            ..Default::default()
         };
         let sink = FileSink::new(&config).unwrap();
         for i in 0..20 {
