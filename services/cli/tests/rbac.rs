@@ -32,6 +32,7 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("attackmesh.v1.ExportService", "GetSinkStatus", &["analyst", "admin"]),
     ("attackmesh.v1.IntelService", "ShareIndicators", &["analyst", "admin"]),
     ("attackmesh.v1.IntelService", "ListCollections", &["analyst", "admin"]),
+    ("attackmesh.v1.IntelService", "ShareEvents", &["admin"]),
 ];
 
 /// Callers tried on every RPC: (label, role, authorization header).

@@ -10,6 +10,8 @@ use prometheus_client::{
 
 /// Object versions added to the store.
 pub const OBJECTS_ADDED: &str = "intel_objects_added";
+/// Enriched events received over `ShareEvents`, by outcome (`accepted`, `skipped`, `rejected`).
+pub const SHARED_EVENTS: &str = "intel_shared_events";
 /// TAXII requests by endpoint and status code.
 pub const TAXII_REQUESTS: &str = "intel_taxii_requests";
 /// Objects delivered to a push target.
@@ -28,6 +30,13 @@ pub struct RequestLabels {
     pub code: u16,
 }
 
+/// Labels of shared event counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `accepted` (indicators stored), `skipped` (no indicator) or `rejected` (invalid).
+    pub outcome: &'static str,
+}
+
 /// Labels of push counts.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
@@ -37,6 +46,7 @@ pub struct TargetLabels {
 
 struct Metrics {
     objects_added: Counter,
+    shared_events: Family<OutcomeLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     delivered: Family<TargetLabels, Counter>,
     refused: Family<TargetLabels, Counter>,
@@ -46,6 +56,7 @@ struct Metrics {
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let m = Metrics {
         objects_added: Counter::default(),
+        shared_events: Family::default(),
         requests: Family::default(),
         delivered: Family::default(),
         refused: Family::default(),
@@ -56,6 +67,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         OBJECTS_ADDED,
         "STIX object versions added to intel collections",
         m.objects_added.clone(),
+    );
+    register(
+        SHARED_EVENTS,
+        "Enriched events received over ShareEvents, by outcome",
+        m.shared_events.clone(),
     );
     register(
         TAXII_REQUESTS,
@@ -82,6 +98,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 
 pub(crate) fn objects_added(n: usize) {
     METRICS.objects_added.inc_by(n as u64);
+}
+
+pub(crate) fn events_shared(accepted: usize, skipped: usize, rejected: usize) {
+    for (outcome, n) in [("accepted", accepted), ("skipped", skipped), ("rejected", rejected)] {
+        METRICS
+            .shared_events
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc_by(n as u64);
+    }
 }
 
 pub(crate) fn request(endpoint: &'static str, code: u16) {

@@ -1,12 +1,14 @@
 //! The tonic `IntelService`: `ShareIndicators` (manual sharing, attributed when no technique ids
-//! are given) and `ListCollections`. Authentication and the role check happen in the runtime's
-//! tower layer; per-collection write access is checked here.
+//! are given), `ShareEvents` (enriched events from siem-export's intel sink) and
+//! `ListCollections`. Authentication and the role check happen in the runtime's tower layer;
+//! per-collection write access is checked here.
 
 use attackmesh::{
-    limits::{MAX_DESCRIPTION_BYTES, MAX_SOURCE_SERVICE_BYTES},
+    limits::{MAX_BATCH_EVENTS, MAX_DESCRIPTION_BYTES, MAX_MESSAGE_BYTES, MAX_SOURCE_SERVICE_BYTES},
     proto::{
-        AttributionStatus, Collection, FieldViolation, ListCollectionsRequest, ListCollectionsResponse,
-        ShareIndicatorsRequest, ShareIndicatorsResponse,
+        AttributionStatus, Collection, EnrichedEvent, EventRejection, FieldViolation, ListCollectionsRequest,
+        ListCollectionsResponse, ShareEventsRequest, ShareEventsResponse, ShareIndicatorsRequest,
+        ShareIndicatorsResponse,
         intel_service_server::{IntelService, IntelServiceServer},
     },
     validate::is_technique_id,
@@ -19,7 +21,7 @@ use crate::{
     attribution::{Attributor, share_detection},
     config::CollectionConfig,
     error::Error,
-    ingest::Intel,
+    ingest::{IngestReport, Intel},
     stix::{
         builder::{actor_links, technique_links},
         pattern::pattern_for,
@@ -49,6 +51,22 @@ impl IntelApi {
         }
     }
 
+    /// The configured collection `id` (empty: the default one) if `caller` may write to it.
+    fn writable(&self, caller: Option<&Caller>, id: &str) -> Result<String, Error> {
+        let id = self.intel.collection(id)?.to_owned();
+        let collection = self
+            .collections
+            .iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| Error::NotFound(id.clone()))?;
+        if !self.access(caller, collection).write {
+            return Err(Error::PermissionDenied(format!(
+                "you may not write to collection `{id}`"
+            )));
+        }
+        Ok(id)
+    }
+
     fn access(&self, caller: Option<&Caller>, collection: &CollectionConfig) -> Access {
         match caller {
             Some(c) => access(c, collection),
@@ -61,9 +79,9 @@ impl IntelApi {
     }
 }
 
-/// The tonic server for `api`.
+/// The tonic server for `api`; it decodes messages up to a full `ShareEvents` batch.
 pub fn grpc_service(api: IntelApi) -> IntelServiceServer<IntelApi> {
-    IntelServiceServer::new(api)
+    IntelServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 fn validate(req: &ShareIndicatorsRequest) -> Result<(), Error> {
@@ -116,6 +134,40 @@ fn validate(req: &ShareIndicatorsRequest) -> Result<(), Error> {
     }
 }
 
+/// The events of one `ShareEvents` call, sorted.
+struct SortedEvents {
+    /// Valid, with at least one indicator a STIX pattern can be built for.
+    shareable: Vec<EnrichedEvent>,
+    /// Valid events with nothing to share.
+    skipped: usize,
+    /// Invalid events, by position.
+    rejections: Vec<EventRejection>,
+}
+
+/// Validates every event on its own, as the export service does, so one bad event never costs
+/// the others their delivery.
+fn sort_events(events: Vec<EnrichedEvent>) -> SortedEvents {
+    let mut out = SortedEvents {
+        shareable: Vec::with_capacity(events.len()),
+        skipped: 0,
+        rejections: Vec::new(),
+    };
+    for (i, event) in events.into_iter().enumerate() {
+        match attackmesh::validate::enriched_event(&event) {
+            Ok(()) if event.related_indicators.iter().any(|ind| pattern_for(ind).is_ok()) => {
+                out.shareable.push(event);
+            }
+            Ok(()) => out.skipped += 1,
+            Err(violations) => out.rejections.push(EventRejection {
+                index: i as u32,
+                event_id: event.event_id,
+                violations,
+            }),
+        }
+    }
+    out
+}
+
 #[tonic::async_trait]
 impl IntelService for IntelApi {
     async fn share_indicators(
@@ -125,15 +177,7 @@ impl IntelService for IntelApi {
         let caller = attackmesh_runtime::auth::caller(&request).cloned();
         let req = request.into_inner();
         validate(&req)?;
-        let id = self.intel.collection(&req.collection_id)?.to_owned();
-        let collection = self
-            .collections
-            .iter()
-            .find(|c| c.id == id)
-            .ok_or_else(|| Error::NotFound(id.clone()))?;
-        if !self.access(caller.as_ref(), collection).write {
-            return Err(Error::PermissionDenied(format!("you may not write to collection `{id}`")).into());
-        }
+        let id = self.writable(caller.as_ref(), &req.collection_id)?;
         let kb = self.intel.kb();
         let (links, actors, status) = if req.technique_ids.is_empty() {
             let detection = share_detection(&req.description, &req.indicators, req.confidence, &req.source_service);
@@ -189,6 +233,47 @@ impl IntelService for IntelApi {
             object_ids: report.indicator_ids,
             technique_ids: links.into_iter().map(|l| l.id).collect(),
             attribution_status: status as i32,
+        }))
+    }
+
+    async fn share_events(
+        &self,
+        request: Request<ShareEventsRequest>,
+    ) -> Result<Response<ShareEventsResponse>, Status> {
+        let caller = attackmesh_runtime::auth::caller(&request).cloned();
+        let req = request.into_inner();
+        let n = req.events.len();
+        if n == 0 || n > MAX_BATCH_EVENTS {
+            let v = FieldViolation {
+                field: "events".into(),
+                description: format!("must hold 1 to {MAX_BATCH_EVENTS} events, got {n}"),
+            };
+            return Err(Error::InvalidArgument(vec![v]).into());
+        }
+        let id = self.writable(caller.as_ref(), &req.collection_id)?;
+        let sorted = sort_events(req.events);
+        let report = if sorted.shareable.is_empty() {
+            IngestReport::default()
+        } else {
+            self.intel.ingest_events(&id, &sorted.shareable).await?
+        };
+        let (accepted, rejected) = (sorted.shareable.len(), sorted.rejections.len());
+        crate::metrics::events_shared(accepted, sorted.skipped, rejected);
+        tracing::info!(
+            collection = %id,
+            caller = caller.as_ref().map_or("-", |c| &*c.name),
+            accepted,
+            skipped = sorted.skipped,
+            rejected,
+            versions = report.versions_added,
+            "events shared"
+        );
+        Ok(Response::new(ShareEventsResponse {
+            accepted: accepted as u32,
+            skipped: sorted.skipped as u32,
+            objects_stored: u32::try_from(report.versions_added).unwrap_or(u32::MAX),
+            indicator_ids: report.indicator_ids,
+            rejections: sorted.rejections,
         }))
     }
 

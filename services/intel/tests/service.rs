@@ -1,5 +1,6 @@
 //! The gRPC `IntelService` over real gRPC on 127.0.0.1:0, wired by `server::serve` with the
-//! TAXII listener beside it: sharing (attributed, explicit, degraded), validation, permissions.
+//! TAXII listener beside it: sharing (attributed, explicit, degraded), sharing enriched events,
+//! validation, permissions.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,15 +9,15 @@ mod common;
 use std::time::Duration;
 
 use attackmesh::proto::{
-    AttributionStatus, Indicator, IndicatorType, ListCollectionsRequest, ShareIndicatorsRequest,
-    intel_service_client::IntelServiceClient,
+    AttributionStatus, EnrichedEvent, Indicator, IndicatorType, ListCollectionsRequest, ShareEventsRequest,
+    ShareIndicatorsRequest, intel_service_client::IntelServiceClient,
 };
 use attackmesh_intel::IntelConfig;
 use attackmesh_runtime::{
     auth::Authenticator,
     server::{GrpcServer, ServeOptions},
 };
-use common::{READER, TAXII, WRITER};
+use common::{ADMIN, READER, TAXII, WRITER};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, transport::Channel};
 
@@ -225,4 +226,114 @@ async fn attribution_service_down_means_degraded_without_technique_links() {
         .await
         .unwrap();
     assert!(body.get("objects").is_none(), "no technique links: {body}");
+}
+
+/// A valid enriched event observing `indicators`, attributed to T1110.001.
+fn enriched(id: &str, indicators: Vec<Indicator>) -> EnrichedEvent {
+    EnrichedEvent {
+        event_id: id.into(),
+        timestamp: Some(pbjson_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp() - 60,
+            nanos: 0,
+        }),
+        source_service: "suricata-edge-01".into(),
+        event_type: "suricata.alert".into(),
+        technique_ids: vec!["T1110.001".into()],
+        confidence_score: 0.8,
+        related_indicators: indicators,
+        attribution_status: AttributionStatus::Ok as i32,
+        revision: 1,
+        ..Default::default()
+    }
+}
+
+async fn object_count(s: &mut Running, collection: &str) -> u64 {
+    let list = s
+        .client
+        .list_collections(as_caller(ListCollectionsRequest {}, ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    list.collections
+        .iter()
+        .find(|c| c.id == collection)
+        .unwrap()
+        .object_count
+}
+
+#[tokio::test]
+async fn shared_events_store_their_indicators_reject_invalid_ones_and_resend_idempotently() {
+    let mut s = start(common::config()).await;
+    let mut invalid = enriched("evt-bad", vec![ind(IndicatorType::Ipv4, "203.0.113.9")]);
+    invalid.revision = 0;
+    invalid.technique_ids = vec!["not-a-technique".into()];
+    let events = vec![
+        enriched(
+            "evt-1",
+            vec![
+                ind(IndicatorType::Ipv4, "203.0.113.50"),
+                ind(IndicatorType::Domain, "c2.example"),
+            ],
+        ),
+        invalid,
+        enriched("evt-quiet", Vec::new()),
+    ];
+    let request = ShareEventsRequest {
+        collection_id: "rw".into(),
+        events,
+    };
+    let first = s
+        .client
+        .share_events(as_caller(request.clone(), ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((first.accepted, first.skipped), (1, 1));
+    assert_eq!(first.indicator_ids.len(), 2, "{:?}", first.indicator_ids);
+    assert!(first.objects_stored >= 2);
+    assert_eq!(first.rejections.len(), 1);
+    let rejection = &first.rejections[0];
+    assert_eq!((rejection.index, rejection.event_id.as_str()), (1, "evt-bad"));
+    let fields: Vec<&str> = rejection.violations.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(fields, vec!["technique_ids[0]", "revision"]);
+    let stored = object_count(&mut s, "rw").await;
+
+    // Deterministic ids: a redelivered batch adds no object and leaves the indicators and
+    // relationships as they were; only each sighting counts the observation again.
+    let again = s
+        .client
+        .share_events(as_caller(request, ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.indicator_ids, first.indicator_ids);
+    assert_eq!(object_count(&mut s, "rw").await, stored);
+    assert_eq!(again.objects_stored, 2, "one new sighting version per indicator");
+}
+
+#[tokio::test]
+async fn share_events_is_for_services_and_takes_one_to_a_batch_of_events() {
+    let mut s = start(common::config()).await;
+    let one = || ShareEventsRequest {
+        collection_id: String::new(),
+        events: vec![enriched("evt-1", vec![ind(IndicatorType::Ipv4, "203.0.113.50")])],
+    };
+    let err = s.client.share_events(as_caller(one(), WRITER)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let empty = ShareEventsRequest::default();
+    let err = s.client.share_events(as_caller(empty, ADMIN)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let unknown = ShareEventsRequest {
+        collection_id: "nope".into(),
+        ..one()
+    };
+    let err = s.client.share_events(as_caller(unknown, ADMIN)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let resp = s
+        .client
+        .share_events(as_caller(one(), ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.accepted, 1, "empty collection id: the default collection");
 }

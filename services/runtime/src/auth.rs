@@ -348,6 +348,7 @@ pub fn rbac(path: &str) -> Allowed {
         ("attackmesh.v1.ExportService", "Export") => Allowed::Roles(ADMIN),
         ("attackmesh.v1.ExportService", "GetSinkStatus") => Allowed::Roles(ANALYST),
         ("attackmesh.v1.IntelService", "ShareIndicators" | "ListCollections") => Allowed::Roles(ANALYST),
+        ("attackmesh.v1.IntelService", "ShareEvents") => Allowed::Roles(ADMIN),
         // HTTP endpoints are checked under `/http/<route>`: detectors post Falco alerts.
         ("http", "falco") => Allowed::Roles(DETECTOR),
         _ => Allowed::Roles(ADMIN),
