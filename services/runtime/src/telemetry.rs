@@ -95,10 +95,9 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> Result<TelemetryGua
         }
         None => None,
     };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("attackmesh")));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(provider.as_ref().map(otel_layer));
     let result = match config.log_format {
         LogFormat::Text => registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
@@ -109,6 +108,32 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> Result<TelemetryGua
     };
     result.map_err(|e| Error::Telemetry(e.to_string()))?;
     Ok(TelemetryGuard { provider })
+}
+
+/// Installs `provider` as the global tracer provider, the W3C propagator, and a global
+/// subscriber that sends spans at `log_level` and above to `provider` and writes no logs: for
+/// tests and tools that read spans back (e.g. from an in-memory exporter). Fails when a global
+/// subscriber is already set.
+pub fn init_traces_only(provider: SdkTracerProvider, log_level: &str) -> Result<TelemetryGuard, Error> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let filter = EnvFilter::try_new(log_level).map_err(|e| Error::Telemetry(e.to_string()))?;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(otel_layer(&provider))
+        .try_init()
+        .map_err(|e| Error::Telemetry(e.to_string()))?;
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
+}
+
+/// The layer turning `tracing` spans into OpenTelemetry spans of `provider`.
+fn otel_layer<S>(provider: &SdkTracerProvider) -> impl tracing_subscriber::Layer<S> + use<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer().with_tracer(provider.tracer("attackmesh"))
 }
 
 /// A tracer provider exporting to `exporter` in batches, tagged with `service_name`.
