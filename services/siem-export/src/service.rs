@@ -127,7 +127,13 @@ impl ExportState {
             rejections,
             ..Default::default()
         };
-        match self.enqueue(valid, batch.trace_context).await {
+        // The queue records carry the context of the current (export batch) span, so the sink
+        // request that delivers them is its child; without a tracer, the batch's own context.
+        let mut trace_context = attackmesh_runtime::telemetry::inject_map();
+        if trace_context.is_empty() {
+            trace_context = batch.trace_context;
+        }
+        match self.enqueue(valid, trace_context).await {
             Ok(()) => {
                 response.status = AckStatus::Durable as i32;
                 response.accepted = accepted;
