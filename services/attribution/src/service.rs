@@ -20,7 +20,7 @@ use attackmesh::proto::{
 };
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 
 use crate::config::{AttributionConfig, MAX_BATCH_LIMIT};
 use crate::engine::Engine;
@@ -115,7 +115,20 @@ impl AttributionService for AttributionApi {
         let state = self.state.clone();
         let responses = request.into_inner().then(move |batch| {
             let state = state.clone();
-            async move { attribute_batch(&state, batch?).await.map_err(Status::from) }
+            async move {
+                let batch = batch?;
+                // One detector batch is one trace: the batch's span joins the context it carries.
+                let span = tracing::info_span!(
+                    "attribute_batch",
+                    batch_id = batch.batch_id,
+                    events = batch.events.len()
+                );
+                attackmesh_runtime::telemetry::set_parent_from_map(&span, &batch.trace_context);
+                attribute_batch(&state, batch)
+                    .instrument(span)
+                    .await
+                    .map_err(Status::from)
+            }
         });
         Ok(Response::new(Box::pin(responses)))
     }
