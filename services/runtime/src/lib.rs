@@ -1,11 +1,13 @@
 //! The runtime every attackmesh service shares: layered typed configuration, telemetry
 //! (tracing + OpenTelemetry with W3C context over gRPC metadata), bearer-token authentication
-//! with per-RPC roles, TLS, gRPC health and reflection, and graceful serving with a bounded drain.
+//! with per-RPC roles, TLS, clients of other attackmesh services (endpoints, client TLS, bearer
+//! tokens), gRPC health and reflection, and graceful serving with a bounded drain.
 //!
 //! Service crates hand this crate their tonic routes; they never bind sockets, parse tokens or
 //! install signal handlers themselves.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -1,5 +1,6 @@
 //! Client side of the calls to attribution and siem-export: endpoint discovery with client-side
-//! balancing, bearer tokens, and long-lived pipelined streams ([`link`]).
+//! balancing and long-lived pipelined streams ([`link`]). Endpoint parsing, client TLS and the
+//! bearer token come from the runtime's [`attackmesh_runtime::client`].
 //!
 //! gRPC keeps one HTTP/2 connection open for a long time, so a Kubernetes Service (L4) pins all
 //! of a client's streams to one pod. Endpoints written `dns:///name:port` are therefore resolved
@@ -12,76 +13,22 @@ pub(crate) mod wire;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
-    sync::{Arc, RwLock},
     time::Duration,
 };
 
-use attackmesh_runtime::tls::TlsConfig;
+pub use attackmesh_runtime::client::Target;
+use attackmesh_runtime::{
+    client::{BearerToken, uri},
+    tls::TlsConfig,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::{
-    metadata::{AsciiMetadataValue, MetadataMap},
+    metadata::MetadataMap,
     transport::{Channel, Endpoint, channel::Change},
 };
 
 use crate::{config::UpstreamConfig, error::Error};
-
-/// One configured endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// `dns:///host:port`: every A/AAAA record of `host` is a replica.
-    Dns {
-        /// Name to resolve (also the TLS server name).
-        host: String,
-        /// Port of every replica.
-        port: u16,
-    },
-    /// `http://host:port`, `https://host:port` or `host:port`: one replica (its name is resolved
-    /// by the connector at each connect).
-    Static {
-        /// Host name or address.
-        host: String,
-        /// Port.
-        port: u16,
-        /// `https://` was written.
-        https: bool,
-    },
-}
-
-impl Target {
-    /// Parses an endpoint as written in config.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        if let Some(rest) = text.strip_prefix("dns://") {
-            // `dns:///name:port` or `dns://resolver/name:port`; the resolver is the system's.
-            let (_authority, name) = rest.split_once('/').ok_or("expected dns:///host:port")?;
-            let (host, port) = host_port(name)?;
-            return Ok(Target::Dns { host, port });
-        }
-        let (https, rest) = if let Some(rest) = text.strip_prefix("https://") {
-            (true, rest)
-        } else if let Some(rest) = text.strip_prefix("http://") {
-            (false, rest)
-        } else if text.contains("://") {
-            return Err("scheme must be dns, http or https".into());
-        } else {
-            (false, text)
-        };
-        let (host, port) = host_port(rest.trim_end_matches('/'))?;
-        Ok(Target::Static { host, port, https })
-    }
-}
-
-fn host_port(text: &str) -> Result<(String, u16), String> {
-    let (host, port) = text.rsplit_once(':').ok_or("a port is required (host:port)")?;
-    let port: u16 = port.parse().map_err(|_| format!("`{port}` is not a port"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || host.contains('/') {
-        return Err("a host is required (host:port)".into());
-    }
-    Ok((host.to_owned(), port))
-}
 
 /// A balanced channel to one service and the credentials to present to it.
 #[derive(Clone)]
@@ -90,7 +37,7 @@ pub(crate) struct Upstream {
     pub(crate) name: &'static str,
     /// Balanced over every known replica.
     pub(crate) channel: Channel,
-    token: Arc<RwLock<Option<AsciiMetadataValue>>>,
+    token: BearerToken,
 }
 
 impl Upstream {
@@ -112,7 +59,7 @@ impl Upstream {
             .map(|e| Target::parse(e).map_err(|why| Error::Config(format!("{name}.endpoints: `{e}`: {why}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let (channel, changes) = Channel::balance_channel::<String>(64);
-        let token = Arc::new(RwLock::new(None));
+        let token = BearerToken::new(config.token_file.clone(), config.internal_token.clone());
         let mut resolver = Resolver {
             name,
             targets,
@@ -139,11 +86,7 @@ impl Upstream {
 
     /// Adds `authorization: Bearer …` when a token is configured.
     pub(crate) fn authorize(&self, metadata: &mut MetadataMap) {
-        if let Ok(token) = self.token.read()
-            && let Some(value) = token.as_ref()
-        {
-            metadata.insert("authorization", value.clone());
-        }
+        self.token.authorize(metadata);
     }
 }
 
@@ -154,12 +97,12 @@ struct Resolver {
     config: UpstreamConfig,
     changes: mpsc::Sender<Change<String, Endpoint>>,
     current: BTreeSet<String>,
-    token: Arc<RwLock<Option<AsciiMetadataValue>>>,
+    token: BearerToken,
 }
 
 impl Resolver {
     async fn refresh(&mut self) -> Result<(), Error> {
-        self.reload_token().await?;
+        self.token.reload().await?;
         let wanted = self.wanted().await?;
         for gone in self
             .current
@@ -225,71 +168,14 @@ impl Resolver {
     }
 
     fn endpoint(&self, uri: &str, host: &str, https: bool) -> Result<Endpoint, Error> {
-        let mut endpoint = Endpoint::from_shared(uri.to_owned())
-            .map_err(|e| Error::Config(format!("{}.endpoints: {uri}: {e}", self.name)))?
-            .connect_timeout(self.config.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .initial_stream_window_size(Some(4 * 1024 * 1024))
-            .initial_connection_window_size(Some(16 * 1024 * 1024));
-        match self.tls.client(host)? {
-            Some(tls) => {
-                endpoint = endpoint
-                    .tls_config(tls)
-                    .map_err(|e| Error::Config(format!("{}: tls: {e}", self.name)))?;
+        attackmesh_runtime::client::endpoint(uri, host, https, &self.tls, self.config.connect_timeout).map_err(|e| {
+            match e {
+                attackmesh_runtime::Error::ConfigInvalid(why) => {
+                    Error::Config(format!("{}.endpoints: {why}", self.name))
+                }
+                other => other.into(),
             }
-            None if https => {
-                return Err(Error::Config(format!(
-                    "{}.endpoints: {uri} asks for https but tls.ca_file is not set",
-                    self.name
-                )));
-            }
-            None => {}
-        }
-        Ok(endpoint)
-    }
-
-    async fn reload_token(&self) -> Result<(), Error> {
-        let value = match (&self.config.token_file, &self.config.internal_token) {
-            (Some(path), _) => Some(read_token(path).await?),
-            (None, Some(token)) => Some(token.clone()),
-            (None, None) => None,
-        };
-        let header = match value {
-            Some(token) => Some(
-                AsciiMetadataValue::try_from(format!("Bearer {}", token.trim())).map_err(|_| {
-                    Error::Config(format!("{}.token_file: the token is not printable ASCII", self.name))
-                })?,
-            ),
-            None => None,
-        };
-        if let Ok(mut slot) = self.token.write() {
-            *slot = header;
-        }
-        Ok(())
-    }
-}
-
-async fn read_token(path: &PathBuf) -> Result<String, Error> {
-    let text = tokio::fs::read_to_string(path).await.map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::new(e.kind(), "cannot read the token file"),
-    })?;
-    let token = text.trim().to_owned();
-    if token.is_empty() {
-        return Err(Error::Config(format!("token file {} is empty", path.display())));
-    }
-    Ok(token)
-}
-
-fn uri(host: &str, port: u16, tls: bool) -> String {
-    let scheme = if tls { "https" } else { "http" };
-    if host.contains(':') {
-        format!("{scheme}://[{host}]:{port}")
-    } else {
-        format!("{scheme}://{host}:{port}")
+        })
     }
 }
 
@@ -318,36 +204,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints_parse_in_every_written_form() {
-        assert_eq!(
-            Target::parse("dns:///attribution-headless.ns.svc:50051").unwrap(),
-            Target::Dns {
-                host: "attribution-headless.ns.svc".into(),
-                port: 50051
-            }
-        );
-        assert_eq!(
-            Target::parse("https://export:443").unwrap(),
-            Target::Static {
-                host: "export".into(),
-                port: 443,
-                https: true
-            }
-        );
-        assert_eq!(
-            Target::parse("[::1]:7").unwrap(),
-            Target::Static {
-                host: "::1".into(),
-                port: 7,
-                https: false
-            }
-        );
-        assert!(Target::parse("dns:///noport").is_err());
-        assert!(Target::parse("grpc://x:1").is_err());
-        assert!(Target::parse("http://x:99999").is_err());
-    }
-
-    #[test]
     fn backoff_grows_to_its_cap_with_jitter() {
         let d = backoff(Duration::from_millis(100), Duration::from_secs(5));
         assert!(
@@ -371,7 +227,7 @@ mod tests {
             config: UpstreamConfig::default(),
             changes,
             current: BTreeSet::new(),
-            token: Arc::default(),
+            token: BearerToken::default(),
         };
         let wanted = resolver.wanted().await.unwrap();
         assert!(wanted.contains_key("http://127.0.0.1:50999"), "{:?}", wanted.keys());

@@ -1,0 +1,316 @@
+//! The client side of calls between attackmesh services: endpoints as written in config, tonic
+//! endpoints with the product's client TLS, and the bearer token presented to the callee.
+//!
+//! Callers decide how to balance, resolve names and retry (enrichment's upstream links balance
+//! over DNS records; siem-export's intel sink uses one endpoint). Nothing here logs, and a token
+//! never appears in `Debug` or in an error.
+
+use std::{
+    fmt,
+    path::PathBuf,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use tonic::{
+    metadata::{AsciiMetadataValue, MetadataMap},
+    service::Interceptor,
+    transport::Endpoint,
+};
+
+use crate::{error::Error, tls::TlsConfig};
+
+/// One endpoint as written in config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `dns:///host:port`: every A/AAAA record of `host` is a replica.
+    Dns {
+        /// Name to resolve (also the TLS server name).
+        host: String,
+        /// Port of every replica.
+        port: u16,
+    },
+    /// `http://host:port`, `https://host:port` or `host:port`: one replica (its name is resolved
+    /// by the connector at each connect).
+    Static {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// `https://` was written.
+        https: bool,
+    },
+}
+
+impl Target {
+    /// Parses an endpoint as written in config.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Some(rest) = text.strip_prefix("dns://") {
+            // `dns:///name:port` or `dns://resolver/name:port`; the resolver is the system's.
+            let (_authority, name) = rest.split_once('/').ok_or("expected dns:///host:port")?;
+            let (host, port) = host_port(name)?;
+            return Ok(Target::Dns { host, port });
+        }
+        let (https, rest) = if let Some(rest) = text.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = text.strip_prefix("http://") {
+            (false, rest)
+        } else if text.contains("://") {
+            return Err("scheme must be dns, http or https".into());
+        } else {
+            (false, text)
+        };
+        let (host, port) = host_port(rest.trim_end_matches('/'))?;
+        Ok(Target::Static { host, port, https })
+    }
+}
+
+fn host_port(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text.rsplit_once(':').ok_or("a port is required (host:port)")?;
+    let port: u16 = port.parse().map_err(|_| format!("`{port}` is not a port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains('/') {
+        return Err("a host is required (host:port)".into());
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// The URI of `host:port`, `https` when `tls`.
+pub fn uri(host: &str, port: u16, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    if host.contains(':') {
+        format!("{scheme}://[{host}]:{port}")
+    } else {
+        format!("{scheme}://{host}:{port}")
+    }
+}
+
+/// A tonic endpoint for `uri` (see [`uri`]) on `host`, with long-lived HTTP/2 settings and, when
+/// `tls` has a CA, client TLS (presenting this service's certificate for mutual TLS). `https`
+/// says the endpoint was written `https://`, which needs a CA. Errors name the URI, so callers
+/// only add the config field in front.
+pub fn endpoint(
+    uri: &str,
+    host: &str,
+    https: bool,
+    tls: &TlsConfig,
+    connect_timeout: Duration,
+) -> Result<Endpoint, Error> {
+    let mut endpoint = Endpoint::from_shared(uri.to_owned())
+        .map_err(|e| Error::ConfigInvalid(format!("{uri}: {e}")))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(Some(4 * 1024 * 1024))
+        .initial_connection_window_size(Some(16 * 1024 * 1024));
+    match tls.client(host)? {
+        Some(client) => {
+            endpoint = endpoint
+                .tls_config(client)
+                .map_err(|e| Error::ConfigInvalid(format!("{uri}: tls: {e}")))?;
+        }
+        None if https => {
+            return Err(Error::ConfigInvalid(format!(
+                "{uri} asks for https but tls.ca_file is not set"
+            )));
+        }
+        None => {}
+    }
+    Ok(endpoint)
+}
+
+/// The bearer token presented to another service: read from a file (re-read by
+/// [`BearerToken::reload`], so it rotates without a restart) or given in memory (`serve all`
+/// makes one per run). Cheap to clone; clones share the loaded token. As an [`Interceptor`] it
+/// adds `authorization: Bearer …` to every request.
+#[derive(Clone, Default)]
+pub struct BearerToken {
+    source: Arc<Source>,
+    header: Arc<RwLock<Option<AsciiMetadataValue>>>,
+}
+
+#[derive(Default)]
+enum Source {
+    #[default]
+    None,
+    File(PathBuf),
+    Memory(String),
+}
+
+impl BearerToken {
+    /// A token read from `file` when set, else `memory`, else none. Nothing is read until
+    /// [`BearerToken::reload`].
+    pub fn new(file: Option<PathBuf>, memory: Option<String>) -> Self {
+        let source = match (file, memory) {
+            (Some(path), _) => Source::File(path),
+            (None, Some(token)) => Source::Memory(token),
+            (None, None) => Source::None,
+        };
+        Self {
+            source: Arc::new(source),
+            header: Arc::default(),
+        }
+    }
+
+    /// Whether a token is configured at all.
+    pub fn is_configured(&self) -> bool {
+        !matches!(*self.source, Source::None)
+    }
+
+    /// Reads the token (again); on error the token loaded before stays in use.
+    pub async fn reload(&self) -> Result<(), Error> {
+        let token = match &*self.source {
+            Source::None => return Ok(()),
+            Source::Memory(token) => token.trim().to_owned(),
+            Source::File(path) => {
+                let secret = |reason: String| Error::Secret {
+                    what: "bearer token",
+                    path: path.clone(),
+                    reason,
+                };
+                let text = tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| secret(e.kind().to_string()))?;
+                let token = text.trim().to_owned();
+                if token.is_empty() {
+                    return Err(secret("the file is empty".into()));
+                }
+                token
+            }
+        };
+        let header = AsciiMetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| Error::ConfigInvalid("the bearer token is not printable ASCII".into()))?;
+        if let Ok(mut slot) = self.header.write() {
+            *slot = Some(header);
+        }
+        Ok(())
+    }
+
+    /// Adds `authorization: Bearer …` when a token is loaded.
+    pub fn authorize(&self, metadata: &mut MetadataMap) {
+        if let Ok(header) = self.header.read()
+            && let Some(value) = header.as_ref()
+        {
+            metadata.insert("authorization", value.clone());
+        }
+    }
+}
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        self.authorize(request.metadata_mut());
+        Ok(request)
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match &*self.source {
+            Source::None => "none".to_owned(),
+            Source::File(path) => format!("file {}", path.display()),
+            Source::Memory(_) => "in memory".to_owned(),
+        };
+        f.debug_struct("BearerToken")
+            .field("source", &source)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_in_every_written_form() {
+        assert_eq!(
+            Target::parse("dns:///attribution-headless.ns.svc:50051").unwrap(),
+            Target::Dns {
+                host: "attribution-headless.ns.svc".into(),
+                port: 50051
+            }
+        );
+        assert_eq!(
+            Target::parse("https://export:443").unwrap(),
+            Target::Static {
+                host: "export".into(),
+                port: 443,
+                https: true
+            }
+        );
+        assert_eq!(
+            Target::parse("[::1]:7").unwrap(),
+            Target::Static {
+                host: "::1".into(),
+                port: 7,
+                https: false
+            }
+        );
+        assert!(Target::parse("dns:///noport").is_err());
+        assert!(Target::parse("grpc://x:1").is_err());
+        assert!(Target::parse("http://x:99999").is_err());
+        assert_eq!(uri("::1", 7, true), "https://[::1]:7");
+    }
+
+    #[test]
+    fn https_without_a_ca_is_refused_by_name() {
+        let err = endpoint(
+            "https://intel:443",
+            "intel",
+            true,
+            &TlsConfig::default(),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("https://intel:443 asks for https"), "{err}");
+        endpoint(
+            "http://intel:50054",
+            "intel",
+            false,
+            &TlsConfig::default(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn tokens_load_from_a_file_or_memory_and_never_show_in_debug_or_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "file-secret-1\n").unwrap();
+        let token = BearerToken::new(Some(path.clone()), Some("memory-secret".into()));
+        token.reload().await.unwrap();
+        let mut metadata = MetadataMap::new();
+        token.authorize(&mut metadata);
+        assert_eq!(metadata.get("authorization").unwrap(), "Bearer file-secret-1");
+        // Rotated on disk, used after the next reload; a broken file keeps the loaded token.
+        std::fs::write(&path, "file-secret-2").unwrap();
+        token.reload().await.unwrap();
+        std::fs::write(&path, "  \n").unwrap();
+        let err = token.reload().await.unwrap_err();
+        let mut metadata = MetadataMap::new();
+        token.clone().authorize(&mut metadata);
+        assert_eq!(metadata.get("authorization").unwrap(), "Bearer file-secret-2");
+        std::fs::remove_file(&path).unwrap();
+        let missing = token.reload().await.unwrap_err();
+        for text in [format!("{token:?}"), err.to_string(), missing.to_string()] {
+            assert!(!text.contains("secret-"), "{text}");
+        }
+
+        let memory = BearerToken::new(None, Some("memory-secret".into()));
+        memory.reload().await.unwrap();
+        let mut metadata = MetadataMap::new();
+        memory.authorize(&mut metadata);
+        assert_eq!(metadata.get("authorization").unwrap(), "Bearer memory-secret");
+        assert!(!format!("{memory:?}").contains("secret"));
+        let none = BearerToken::default();
+        none.reload().await.unwrap();
+        let mut metadata = MetadataMap::new();
+        none.authorize(&mut metadata);
+        assert!(metadata.get("authorization").is_none() && !none.is_configured());
+    }
+}
