@@ -38,6 +38,8 @@ enum Command {
     Intel(cmd::intel::Args),
     /// Manage bearer tokens.
     Token(cmd::token::Args),
+    /// Measure the pipeline's throughput, latency and memory against a no-op baseline.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Health(args) => cmd::health::run(args),
         Command::Intel(args) => cmd::intel::run(args),
         Command::Dlq(args) => cmd::dlq::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! One module per subcommand, each with a clap `Args` and a `run` returning the exit code.
 
+pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod dlq;
 pub(crate) mod enrich;

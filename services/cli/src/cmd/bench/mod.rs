@@ -1,0 +1,322 @@
+//! `attackmesh bench pipeline`: streams generated detections through the real pipeline
+//! (enrichment → attribution, enrichment → siem-export with its durable queue and a sink) and
+//! through a no-op baseline that makes the same gRPC hops without work, in the same run, and
+//! reports throughput, latency from detector send to sink-durable acknowledgement, and peak
+//! memory per service.
+//!
+//! The services run as child processes of this binary (`--processes separate`, as deployed) or
+//! inside this process (`--processes single`). Everything lives in a temporary directory that
+//! is removed afterwards; nothing listens beyond 127.0.0.1. Timing goals are read off the
+//! report, not asserted here.
+
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
+
+use anyhow::{Context as _, bail};
+use attackmesh::proto::ingest_service_client::IngestServiceClient;
+use attackmesh_runtime::{config::process_env, shutdown};
+use serde::Serialize;
+use tonic::transport::Channel;
+
+use crate::config::Config;
+
+mod drive;
+mod noop;
+mod procs;
+mod sink;
+mod stack;
+
+use drive::{Outcome, Percentiles, Plan};
+use sink::HecReceiver;
+use stack::{Setup, Stack};
+
+/// Arguments of `attackmesh bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Measure throughput, latency and memory of the pipeline against a no-op baseline.
+    Pipeline(PipelineArgs),
+    /// Run one no-op service of the baseline (started by `bench pipeline`).
+    #[command(hide = true)]
+    NoopHop(NoopHopArgs),
+}
+
+/// Where the services run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Processes {
+    /// One child process per service, as deployed.
+    Separate,
+    /// All services inside the benchmark process.
+    Single,
+}
+
+/// Where siem-export delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Sink {
+    /// The NDJSON file sink, in the run's temporary directory.
+    File,
+    /// The Splunk HEC sink, posting to a receiver inside the benchmark process.
+    Http,
+}
+
+#[derive(Debug, clap::Args)]
+struct PipelineArgs {
+    /// Events to send (after a short warm-up that is not counted).
+    #[arg(long, default_value_t = 200_000)]
+    events: usize,
+    /// Events per ingest batch (1 to 10000).
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Batches sent and not yet acknowledged, at most.
+    #[arg(long, default_value_t = 8)]
+    in_flight: usize,
+    /// Steady rate in events per second (open loop, latency from each batch's scheduled send);
+    /// as fast as acknowledgements allow when unset.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Run the services as child processes or inside this process.
+    #[arg(long, value_enum, default_value_t = Processes::Separate)]
+    processes: Processes,
+    /// Sink behind siem-export.
+    #[arg(long, value_enum, default_value_t = Sink::File)]
+    sink: Sink,
+    /// Print one JSON object on stdout (the human summary still goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Skip the no-op baseline.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct NoopHopArgs {
+    /// Which service to stand in for.
+    #[arg(long, value_enum)]
+    role: noop::Role,
+    /// The product config the pipeline services of the run read.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+/// Runs `attackmesh bench`.
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match args.command {
+        Command::Pipeline(args) => runtime.block_on(pipeline(args)),
+        Command::NoopHop(args) => runtime.block_on(noop_hop(args)),
+    }
+}
+
+async fn noop_hop(args: NoopHopArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(Some(&args.config), &process_env())?;
+    let addr = args.role.addr(&config);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let signals = shutdown::signals()?;
+    noop::serve(args.role, &config, listener, signals).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Throughput, latency and memory of one phase.
+#[derive(Debug, Serialize)]
+struct Figures {
+    events: u64,
+    seconds: f64,
+    throughput_eps: f64,
+    latency_ms: Percentiles,
+    rss_mb: BTreeMap<String, f64>,
+    rejected: u64,
+    retried_batches: u64,
+}
+
+impl Figures {
+    fn new(outcome: &Outcome, rss_mb: BTreeMap<String, f64>) -> Self {
+        let round = |x: f64, places: i32| (x * 10f64.powi(places)).round() / 10f64.powi(places);
+        let l = outcome.latency;
+        Self {
+            events: outcome.accepted,
+            seconds: round(outcome.seconds, 3),
+            throughput_eps: round(outcome.accepted as f64 / outcome.seconds.max(1e-9), 0),
+            latency_ms: Percentiles {
+                p50: round(l.p50, 2),
+                p99: round(l.p99, 2),
+                p999: round(l.p999, 2),
+            },
+            rss_mb,
+            rejected: outcome.rejected,
+            retried_batches: outcome.retried_batches,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Ratio {
+    throughput: f64,
+    latency_p99: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    #[serde(flatten)]
+    run: Figures,
+    delivered: u64,
+    processes: &'static str,
+    sink: &'static str,
+    rate: Option<f64>,
+    batch: usize,
+    in_flight: usize,
+    baseline: Option<Figures>,
+    ratio_to_baseline: Option<Ratio>,
+}
+
+async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
+    if args.events == 0 || args.batch == 0 || args.batch > attackmesh::limits::MAX_BATCH_EVENTS || args.in_flight == 0 {
+        bail!("--events and --in-flight must be at least 1, --batch 1 to 10000");
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--rate must be a positive number of events per second");
+    }
+    let dir = tempfile::Builder::new().prefix("attackmesh-bench-").tempdir()?;
+    let hec = match args.sink {
+        Sink::Http => Some(HecReceiver::start().await?),
+        Sink::File => None,
+    };
+    let token = || format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let setup = Setup {
+        dir: dir.path().to_owned(),
+        detector_token: token(),
+        internal_token: token(),
+        sink: args.sink,
+        hec_url: hec.as_ref().map(|h| h.url.clone()),
+    };
+    setup.write()?;
+
+    let baseline = if args.no_baseline {
+        None
+    } else {
+        let (outcome, rss, _) = phase(&setup, &args, hec.as_ref(), true).await.context("baseline")?;
+        Some(Figures::new(&outcome, rss))
+    };
+    let (outcome, rss, delivered) = phase(&setup, &args, hec.as_ref(), false).await.context("pipeline")?;
+    let run = Figures::new(&outcome, rss);
+    let ratio_to_baseline = baseline.as_ref().map(|b| Ratio {
+        throughput: (run.throughput_eps / b.throughput_eps.max(1e-9) * 1000.0).round() / 1000.0,
+        latency_p99: (run.latency_ms.p99 / b.latency_ms.p99.max(1e-9) * 1000.0).round() / 1000.0,
+    });
+    let report = Report {
+        run,
+        delivered,
+        processes: match args.processes {
+            Processes::Separate => "separate",
+            Processes::Single => "single",
+        },
+        sink: match args.sink {
+            Sink::File => "file",
+            Sink::Http => "http",
+        },
+        rate: args.rate,
+        batch: args.batch,
+        in_flight: args.in_flight,
+        baseline,
+        ratio_to_baseline,
+    };
+    eprint!("{}", summary(&report));
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts one stack, warms it up, drives it and stops it; for the real pipeline also waits
+/// until the sink holds every acknowledged event and returns how many it holds.
+async fn phase(
+    setup: &Setup,
+    args: &PipelineArgs,
+    hec: Option<&HecReceiver>,
+    noop: bool,
+) -> anyhow::Result<(Outcome, BTreeMap<String, f64>, u64)> {
+    if args.processes == Processes::Single {
+        stack::reset_own_peak_rss();
+    }
+    let stack = Stack::start(setup, args.processes, noop).await?;
+    let channel = Channel::from_shared(format!("http://{}", stack.ingest))?
+        .tcp_nodelay(true)
+        .connect()
+        .await?;
+    let mut client = IngestServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let name = if noop { "baseline" } else { "pipeline" };
+    let prefix = format!("bench-{}-{name}", std::process::id());
+    // Connections, upstream streams and caches are set up before anything is measured.
+    let warmup = Plan {
+        events: args.batch * args.in_flight * 2,
+        batch: args.batch,
+        in_flight: args.in_flight,
+        rate: None,
+    };
+    let warm = drive::drive(&mut client, &setup.detector_token, &format!("{prefix}-warmup"), warmup).await?;
+    let plan = Plan {
+        events: args.events,
+        batch: args.batch,
+        in_flight: args.in_flight,
+        rate: args.rate,
+    };
+    let outcome = drive::drive(&mut client, &setup.detector_token, &prefix, plan).await?;
+    if noop {
+        let rss = stack.peak_rss_mb();
+        stack.stop().await?;
+        return Ok((outcome, rss, 0));
+    }
+    let acked = warm.accepted + outcome.accepted;
+    sink::wait_delivered(stack.export, &setup.internal_token, acked).await?;
+    let rss = stack.peak_rss_mb();
+    stack.stop().await?;
+    let held = match hec {
+        Some(hec) => hec.received(),
+        None => sink::count_lines(&setup.sink_dir())?,
+    };
+    let delivered = held.saturating_sub(warm.accepted);
+    if delivered < outcome.accepted {
+        bail!(
+            "the sink holds {delivered} of the {} events acknowledged DURABLE",
+            outcome.accepted
+        );
+    }
+    Ok((outcome, rss, delivered))
+}
+
+fn summary(r: &Report) -> String {
+    let line = |what: &str, f: &Figures| {
+        let rss: Vec<String> = f.rss_mb.iter().map(|(k, v)| format!("{k} {v} MiB")).collect();
+        format!(
+            "{what}: {} events in {:.2} s = {:.0} events/s; ack latency p50 {} ms, p99 {} ms, p99.9 {} ms; \
+             {} batches resent; peak RSS {}\n",
+            f.events,
+            f.seconds,
+            f.throughput_eps,
+            f.latency_ms.p50,
+            f.latency_ms.p99,
+            f.latency_ms.p999,
+            f.retried_batches,
+            rss.join(", ")
+        )
+    };
+    let layout = match r.processes {
+        "single" => "one process",
+        _ => "separate processes",
+    };
+    let mut text = line(&format!("pipeline ({layout}, {} sink)", r.sink), &r.run);
+    text.push_str(&format!("  the sink holds {} of them\n", r.delivered));
+    if let (Some(b), Some(ratio)) = (&r.baseline, &r.ratio_to_baseline) {
+        text.push_str(&line("baseline (no-op hops)", b));
+        text.push_str(&format!(
+            "  pipeline/baseline: throughput {}x, p99 latency {}x\n",
+            ratio.throughput, ratio.latency_p99
+        ));
+    }
+    text
+}
