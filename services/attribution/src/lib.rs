@@ -6,6 +6,7 @@
 //!   against the knowledge base and compiled into shared matchers.
 //! - [`actors`]: ranking of ATT&CK groups by how specifically observed techniques match them.
 //! - [`engine`]: [`Engine`], the library entry point used by the service, enrichment and CLI.
+//! - [`metrics`]: Prometheus series of the service (batches, hits, latency, reloads).
 //! - [`service`]: the tonic `AttributionService` with hot reload of rule packs.
 //! - [`server`]: wiring onto the shared runtime's gRPC server.
 //!
@@ -19,6 +20,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod kb;
+pub mod metrics;
 pub mod rules;
 pub mod server;
 pub mod service;

@@ -32,6 +32,7 @@ pub async fn serve(
         rules = engine.rules().len(),
         "attribution engine ready"
     );
+    crate::metrics::rules_loaded(engine.rules().len());
     let state = AttributionState::new(engine, config);
     let stop_watch = CancellationToken::new();
     if let Some(dir) = config.rules_dir.clone() {

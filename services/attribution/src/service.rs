@@ -9,7 +9,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use attackmesh::proto::attribution_service_server::{AttributionService, AttributionServiceServer};
@@ -26,6 +26,7 @@ use crate::config::{AttributionConfig, MAX_BATCH_LIMIT};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::kb::Resolved;
+use crate::metrics;
 use crate::rules::RulePack;
 
 /// Most patterns one `MapPatterns` request may hold.
@@ -124,10 +125,14 @@ impl AttributionService for AttributionApi {
                     events = batch.events.len()
                 );
                 attackmesh_runtime::telemetry::set_parent_from_map(&span, &batch.trace_context);
-                attribute_batch(&state, batch)
-                    .instrument(span)
-                    .await
-                    .map_err(Status::from)
+                let started = Instant::now();
+                let result = attribute_batch(&state, batch).instrument(span).await;
+                match &result {
+                    Ok(response) => metrics::batch_answered(&response.attributions, started.elapsed()),
+                    Err(Error::InvalidArgument(_)) => metrics::batch_refused(),
+                    Err(_) => {}
+                }
+                result.map_err(Status::from)
             }
         });
         Ok(Response::new(Box::pin(responses)))
@@ -287,9 +292,19 @@ pub async fn watch_rules(dir: PathBuf, interval: Duration, handle: EngineHandle,
         last = now;
         let (dir2, handle2) = (dir.clone(), handle.clone());
         match tokio::task::spawn_blocking(move || handle2.reload_from_dir(&dir2)).await {
-            Ok(Ok(version)) => info!(dir = %dir.display(), rule_pack_version = %version, "reloaded rule packs"),
-            Ok(Err(error)) => warn!(dir = %dir.display(), %error, "rule packs not reloaded; keeping the running ones"),
-            Err(error) => warn!(dir = %dir.display(), %error, "rule pack reload task failed"),
+            Ok(Ok(version)) => {
+                metrics::reloaded(true);
+                metrics::rules_loaded(handle.current().rules().len());
+                info!(dir = %dir.display(), rule_pack_version = %version, "reloaded rule packs");
+            }
+            Ok(Err(error)) => {
+                metrics::reloaded(false);
+                warn!(dir = %dir.display(), %error, "rule packs not reloaded; keeping the running ones");
+            }
+            Err(error) => {
+                metrics::reloaded(false);
+                warn!(dir = %dir.display(), %error, "rule pack reload task failed");
+            }
         }
     }
 }
