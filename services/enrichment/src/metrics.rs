@@ -10,6 +10,10 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
 };
 
+/// Events received from detectors in admitted batches (a batch refused at admission counts in
+/// [`RETRIED`] instead; a resent batch counts again). In = accepted + rejected + events of
+/// batches answered RETRY after admission.
+pub const RECEIVED: &str = "enrichment_received_events";
 /// Events accepted (durably queued for every sink).
 pub const ACCEPTED: &str = "enrichment_accepted_events";
 /// Events rejected as invalid.
@@ -51,6 +55,8 @@ pub struct UpstreamLabel {
 
 /// The metrics.
 pub struct Metrics {
+    /// See [`RECEIVED`].
+    pub received: Counter,
     /// See [`ACCEPTED`].
     pub accepted: Counter,
     /// See [`REJECTED`].
@@ -87,6 +93,7 @@ fn buckets() -> Histogram {
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     use attackmesh_runtime::metrics::register;
     let m = Metrics {
+        received: Counter::default(),
         accepted: Counter::default(),
         rejected: Counter::default(),
         retried: Family::default(),
@@ -100,6 +107,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         upstream_reconnects: Family::default(),
         upstream_latency: Family::new_with_constructor(buckets),
     };
+    register(
+        RECEIVED,
+        "Events received from detectors in admitted batches (resent batches count again)",
+        m.received.clone(),
+    );
     register(
         ACCEPTED,
         "Events accepted and durably queued for every sink",

@@ -86,6 +86,7 @@ impl Pipeline {
         _permit: Permit,
     ) -> IngestResponse {
         let started = Instant::now();
+        METRICS.received.inc_by(events.len() as u64);
         METRICS.in_flight.inc();
         let span = tracing::info_span!("ingest_batch", caller, batch_id, events = events.len());
         telemetry::set_parent_from_map(&span, &trace_context);

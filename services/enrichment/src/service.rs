@@ -24,6 +24,7 @@ use tracing::Instrument as _;
 use crate::{
     config::IngestLimits,
     error::Error,
+    metrics::METRICS,
     pipeline::{Pipeline, refused_response, retry_response},
 };
 
@@ -112,8 +113,10 @@ impl IngestService for IngestApi {
         let Some(mut event) = request.into_inner().event else {
             return Err(Error::invalid("event", "is required").into());
         };
+        METRICS.received.inc();
         attackmesh::validate::prepare_detection(&mut event);
         if let Err(violations) = attackmesh::validate::detection_event(&event) {
+            METRICS.rejected.inc();
             return Err(attackmesh::validate::to_status("event", &violations));
         }
         let bytes = prost::Message::encoded_len(&event);
@@ -130,8 +133,10 @@ impl IngestService for IngestApi {
             .instrument(span)
             .await?;
         if let Some(rejection) = delivered.rejections.into_iter().next() {
+            METRICS.rejected.inc();
             return Err(attackmesh::validate::to_status("event", &rejection.violations));
         }
+        METRICS.accepted.inc();
         let event = delivered.enriched.into_iter().next();
         Ok(Response::new(EnrichResponse { event }))
     }
