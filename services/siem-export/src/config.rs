@@ -1,7 +1,7 @@
 //! Configuration of the siem-export service (the `siem_export` section of the product config).
 //!
 //! Only parsing, defaults and validation live here; the runtime crate layers file and
-//! environment values. A sink is enabled when its URL (or path) is set; with no sink configured
+//! environment values. A sink is enabled when its URL (path, endpoint) is set; with no sink configured
 //! the file sink writes NDJSON under `data_dir`. Credentials are [`Secret`]s: they never appear
 //! in `Debug`, `Display`, serialised config, logs, errors or metrics.
 
@@ -10,7 +10,12 @@ use std::{fmt, path::PathBuf, time::Duration};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
-use crate::sinks::{SinkSpec, elasticsearch::ElasticsearchConfig, file::FileSinkConfig, splunk_hec::SplunkHecConfig};
+use attackmesh_runtime::tls::TlsConfig;
+
+use crate::sinks::{
+    SinkSpec, elasticsearch::ElasticsearchConfig, file::FileSinkConfig, intel::IntelSinkConfig,
+    splunk_hec::SplunkHecConfig,
+};
 
 /// The seed's environment variables, mapped to their paths in the product config (where this
 /// section sits under the key `siem_export`).
@@ -236,10 +241,16 @@ pub struct SiemExportConfig {
     /// More NDJSON file sinks, e.g. one per shape; each needs a unique `name` and a `path`, and
     /// is the sink `file-<name>`.
     pub files: Vec<FileSinkConfig>,
+    /// Intel sink (the intel service's `ShareEvents`); enabled when `endpoint` is set.
+    pub intel: IntelSinkConfig,
     /// On shutdown, how long sinks keep delivering after the Export listener stopped; what is
     /// left stays queued on disk for the next start.
     #[serde(with = "humantime_serde")]
     pub drain_grace: Duration,
+    /// TLS for calls to the intel service: the product's shared `tls` section, set by whoever
+    /// loads the product config (plaintext when it has no `ca_file`).
+    #[serde(skip)]
+    pub client_tls: TlsConfig,
 }
 
 impl Default for SiemExportConfig {
@@ -253,7 +264,9 @@ impl Default for SiemExportConfig {
             splunk_hec: SplunkHecConfig::default(),
             file: FileSinkConfig::default(),
             files: Vec::new(),
+            intel: IntelSinkConfig::default(),
             drain_grace: Duration::from_secs(10),
+            client_tls: TlsConfig::default(),
         }
     }
 }
@@ -307,6 +320,7 @@ impl SiemExportConfig {
             return bad("file.name is only for the entries of files; the sink `file` has no name".into());
         }
         self.file.validate("file")?;
+        self.intel.validate()?;
         self.validate_files()
     }
 
@@ -346,6 +360,9 @@ impl SiemExportConfig {
             out.push(SinkSpec::File(self.file.clone()));
         }
         out.extend(self.files.iter().cloned().map(SinkSpec::File));
+        if self.intel.enabled() {
+            out.push(SinkSpec::Intel(self.intel.clone(), self.client_tls.clone()));
+        }
         if out.is_empty() {
             let mut file = self.file.clone();
             file.path = Some(self.data_dir.join("events").join("events.ndjson"));

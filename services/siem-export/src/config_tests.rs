@@ -166,15 +166,17 @@ fn extra_file_sinks_alone_replace_the_default_file_sink() {
 #[test]
 fn extra_file_sinks_need_a_unique_well_formed_name_and_a_path() {
     let with = |files: Vec<(Option<&str>, Option<&str>)>| {
-        let mut c = SiemExportConfig::default();
-        c.files = files
-            .into_iter()
-            .map(|(name, path)| FileSinkConfig {
-                name: name.map(Into::into),
-                path: path.map(Into::into),
-                ..Default::default()
-            })
-            .collect();
+        let c = SiemExportConfig {
+            files: files
+                .into_iter()
+                .map(|(name, path)| FileSinkConfig {
+                    name: name.map(Into::into),
+                    path: path.map(Into::into),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
         c.validate().map(|()| c.sinks().len()).map_err(|e| e.to_string())
     };
     assert_eq!(

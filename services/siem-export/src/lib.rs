@@ -1,5 +1,6 @@
 //! SIEM export: delivers enriched events, without loss, to Elasticsearch (ECS documents over
-//! `_bulk`), Splunk HEC and NDJSON files — each sink fed from its own crash-safe on-disk queue.
+//! `_bulk`), Splunk HEC, NDJSON files (one or several, in any shape) and the intel service
+//! (`ShareEvents` over gRPC) — each sink fed from its own crash-safe on-disk queue.
 //!
 //! - [`config`]: the `siem_export` configuration section, credentials as [`config::Secret`]s.
 //! - [`queue`]: append-only checksummed segment files with a persisted cursor, per sink.

@@ -4,7 +4,7 @@
 //! A sink only encodes and sends one batch and reports, per event, whether it was delivered,
 //! should be retried, or must go to the dead-letter queue. It never touches the queue, never
 //! sleeps between retries and never decides when to give up: the driver does that, the same way
-//! for every sink. Adding a sink kind (e.g. `intel`) is one new module, one [`SinkSpec`] variant
+//! for every sink. Adding a sink kind is one new module, one [`SinkSpec`] variant
 //! and its arm in [`SinkSpec::build`].
 
 use std::{
@@ -21,6 +21,7 @@ use crate::error::Error;
 pub mod elasticsearch;
 pub mod file;
 pub(crate) mod http;
+pub mod intel;
 pub mod splunk_hec;
 
 /// One event as read back from a sink's queue.
@@ -72,6 +73,8 @@ pub enum SinkSpec {
     SplunkHec(splunk_hec::SplunkHecConfig),
     /// NDJSON files.
     File(file::FileSinkConfig),
+    /// The intel service's `ShareEvents`, with the client TLS to reach it.
+    Intel(intel::IntelSinkConfig, attackmesh_runtime::tls::TlsConfig),
 }
 
 impl SinkSpec {
@@ -93,6 +96,7 @@ impl SinkSpec {
             SinkSpec::Elasticsearch(_) => elasticsearch::KIND,
             SinkSpec::SplunkHec(_) => splunk_hec::KIND,
             SinkSpec::File(_) => file::KIND,
+            SinkSpec::Intel(..) => intel::KIND,
         }
     }
 
@@ -102,6 +106,7 @@ impl SinkSpec {
             SinkSpec::Elasticsearch(c) => Arc::new(elasticsearch::ElasticsearchSink::new(c)?),
             SinkSpec::SplunkHec(c) => Arc::new(splunk_hec::SplunkHecSink::new(c)?),
             SinkSpec::File(c) => Arc::new(file::FileSink::new(c)?),
+            SinkSpec::Intel(c, tls) => Arc::new(intel::IntelSink::new(c, tls)?),
         })
     }
 }
