@@ -88,16 +88,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn serve(mut config: Config, which: Service) -> anyhow::Result<ExitCode> {
     let telemetry = telemetry::init(&config.telemetry, &format!("attackmesh-{}", which.name()))?;
-    // In one process, enrichment calls its neighbours with a token made for this run unless
-    // token files are configured.
-    if which == Service::All
-        && let Some(token) = config.enrichment.internal_token()
-    {
-        config.auth.tokens.push(attackmesh_runtime::auth::TokenEntry {
-            name: "enrichment".into(),
-            role: attackmesh_runtime::auth::Role::Admin,
-            sha256: attackmesh_runtime::auth::hash_token(&token),
-        });
+    if which == Service::All {
+        admit_run_token(&mut config);
     }
     let signals = shutdown::signals()?;
     let stop = CancellationToken::new();
@@ -131,6 +123,31 @@ async fn serve(mut config: Config, which: Service) -> anyhow::Result<ExitCode> {
     }
     telemetry.shutdown();
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// In one process, enrichment and the intel sink call their neighbours with a token made for
+/// this run (admitted as admin) unless they have token files.
+fn admit_run_token(config: &mut Config) {
+    let admit = |config: &mut Config, name: &str, token: &str| {
+        config.auth.tokens.push(attackmesh_runtime::auth::TokenEntry {
+            name: name.into(),
+            role: attackmesh_runtime::auth::Role::Admin,
+            sha256: attackmesh_runtime::auth::hash_token(token),
+        });
+    };
+    let enrichment = config.enrichment.internal_token();
+    if let Some(token) = &enrichment {
+        admit(config, "enrichment", token);
+    }
+    let intel = &config.siem_export.intel;
+    if intel.enabled() && intel.token_file.is_none() && intel.internal_token.is_none() {
+        let token = enrichment.unwrap_or_else(|| {
+            let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+            admit(config, "siem-export", &token);
+            token
+        });
+        config.siem_export.intel.internal_token = Some(token);
+    }
 }
 
 fn report(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> bool {
@@ -198,8 +215,10 @@ pub(crate) async fn start(
         }
         Service::SiemExport => {
             let server = GrpcServer::new(options).await?;
+            let mut export = config.siem_export.clone();
+            export.client_tls = config.tls.clone();
             Box::pin(async move {
-                attackmesh_siem_export::server::serve(&config.siem_export, server, listener, shutdown).await?;
+                attackmesh_siem_export::server::serve(&export, server, listener, shutdown).await?;
                 Ok(())
             })
         }
