@@ -113,9 +113,16 @@ pub(crate) fn batch_refused() {
     METRICS.refused_batches.inc();
 }
 
-/// Records the number of rules now running.
+/// Records the number of rules now running; the first call also starts the labelled series at
+/// zero, so a scrape shows them before the first reload.
 pub(crate) fn rules_loaded(rules: usize) {
     METRICS.rules.set(rules as i64);
+    for status in ["ok", "no_match"] {
+        let _ = METRICS.events.get_or_create(&StatusLabel { status });
+    }
+    for outcome in ["ok", "failed"] {
+        let _ = METRICS.reloads.get_or_create(&OutcomeLabel { outcome });
+    }
 }
 
 /// Records a reload attempt.

@@ -163,6 +163,14 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     m
 });
 
+/// Registers the metrics and starts every RETRY reason at zero, so a scrape shows the series
+/// before the first refusal.
+pub(crate) fn register() {
+    for reason in ["rate_limit", "in_flight", "export", "reattribute_full"] {
+        let _ = METRICS.retried.get_or_create(&ReasonLabel { reason });
+    }
+}
+
 /// Counts a batch answered RETRY.
 pub(crate) fn retried(reason: &'static str) {
     METRICS.retried.get_or_create(&ReasonLabel { reason }).inc();

@@ -37,6 +37,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     config.validate()?;
+    crate::metrics::register();
     let links = CancellationToken::new();
     let draining = CancellationToken::new();
     let kb = load_kb(config).await?;

@@ -96,6 +96,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     m
 });
 
+/// Registers the intel metrics now, so a scrape lists them before the first object or request.
+pub(crate) fn register() {
+    LazyLock::force(&METRICS);
+}
+
 pub(crate) fn objects_added(n: usize) {
     METRICS.objects_added.inc_by(n as u64);
 }

@@ -60,6 +60,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     config.validate()?;
+    crate::metrics::register();
     let kb = load_kb(config).await?;
     let intel = Intel::open(config, kb.clone()).await?;
     let attributor = attributor(config, kb.clone()).await?;

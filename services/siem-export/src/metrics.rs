@@ -108,6 +108,15 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     m
 });
 
+/// Starts every per-sink counter of `sink` at zero, so dashboards and alerts see a series
+/// (rather than none) before the first retry or dead letter.
+pub fn register_sink(sink: &str) {
+    let label = label(sink);
+    let _ = METRICS.delivered.get_or_create(&label);
+    let _ = METRICS.retried.get_or_create(&label);
+    let _ = METRICS.dead_lettered.get_or_create(&label);
+}
+
 /// The label of `sink`.
 pub fn label(sink: &str) -> SinkLabel {
     SinkLabel { sink: sink.to_owned() }

@@ -94,6 +94,7 @@ pub async fn serve(
         tasks.spawn(driver.run(stop.clone(), config.drain_grace));
     }
     let names: Vec<&str> = sinks.handles.iter().map(|h| h.name).collect();
+    names.iter().for_each(|name| crate::metrics::register_sink(name));
     tracing::info!(sinks = ?names, data_dir = %config.data_dir.display(), "siem export ready");
     let state = ExportState::new(sinks.handles, config.queue.retry_after);
     let server = server.add_service(grpc_service(state)).await;
