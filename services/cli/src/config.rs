@@ -77,9 +77,15 @@ impl Default for Listen {
 impl Config {
     /// Loads and validates: defaults → file → `ATTACKMESH_…` variables of `env`.
     pub(crate) fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Self, Error> {
-        let config: Config = load(file, env, ENV_ALIASES)?;
+        let config = Self::read(file, env)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Reads like [`Config::load`] without validating, for callers that complete the
+    /// configuration (the demo adds its tokens and listeners) and validate it then.
+    pub(crate) fn read(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Self, Error> {
+        load(file, env, ENV_ALIASES)
     }
 
     /// Checks every section.

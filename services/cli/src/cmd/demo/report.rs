@@ -3,75 +3,98 @@
 use std::{
     collections::{BTreeMap, HashMap},
     fmt::Write as _,
-    net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use anyhow::Context as _;
-use attackmesh::proto::{EnrichedEvent, GetKnowledgeBaseInfoResponse};
+use attackmesh::proto::{EnrichedEvent, SinkStatus};
 use attackmesh_attribution::Kb;
+
+use super::Sent;
 
 /// Where the results went.
 pub(crate) struct Report {
-    enriched: PathBuf,
+    out: PathBuf,
     layer: PathBuf,
+    stix: PathBuf,
+    stix_objects: usize,
     kb: std::sync::Arc<Kb>,
 }
 
-/// Writes `enriched.ndjson` and `navigator-layer.json` under `out`.
-pub(crate) fn write(out: &Path, sources: &[(String, Vec<EnrichedEvent>)]) -> anyhow::Result<Report> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let enriched = out.join("enriched.ndjson");
-    let mut buf = Vec::new();
-    for event in sources.iter().flat_map(|(_, events)| events) {
-        attackmesh::json::write_json_line(event, &mut buf);
-    }
-    std::fs::write(&enriched, buf).with_context(|| format!("cannot write {}", enriched.display()))?;
+/// What the run did, for the summary.
+pub(crate) struct Run<'a> {
+    /// Per detector: what was sent and acknowledged.
+    pub(crate) detectors: &'a [Sent],
+    /// Per detector: the enriched events that arrived in `enriched.ndjson`.
+    pub(crate) by_detector: &'a [(String, Vec<EnrichedEvent>)],
+    /// The sinks after delivery.
+    pub(crate) sinks: &'a [SinkStatus],
+    /// Events the pipeline acknowledged.
+    pub(crate) accepted: u64,
+    /// TAXII URL of the collection's objects.
+    pub(crate) taxii_objects: &'a str,
+    /// Time since start.
+    pub(crate) elapsed: Duration,
+}
+
+/// Writes `navigator-layer.json` under `out` from the delivered events; the sinks wrote the
+/// rest.
+pub(crate) fn write(
+    out: &Path,
+    sources: &[(String, Vec<EnrichedEvent>)],
+    stix: PathBuf,
+    stix_objects: usize,
+) -> anyhow::Result<Report> {
     let layer = out.join("navigator-layer.json");
     let events: Vec<&EnrichedEvent> = sources.iter().flat_map(|(_, events)| events).collect();
     let kb = Kb::embedded()?;
     let json = crate::cmd::navigator::layer(&events, &kb, "attackmesh demo");
     std::fs::write(&layer, serde_json::to_vec_pretty(&json)?)
         .with_context(|| format!("cannot write {}", layer.display()))?;
-    Ok(Report { enriched, layer, kb })
+    Ok(Report {
+        out: out.to_owned(),
+        layer,
+        stix,
+        stix_objects,
+        kb,
+    })
 }
 
 impl Report {
     /// Prints the analyst summary.
-    pub(crate) fn print(
-        &self,
-        sources: &[(String, Vec<EnrichedEvent>)],
-        info: &GetKnowledgeBaseInfoResponse,
-        addr: SocketAddr,
-        elapsed: Duration,
-    ) {
-        print!("{}", self.render(sources, info, addr, elapsed));
+    pub(crate) fn print(&self, run: &Run<'_>) {
+        print!("{}", self.render(run));
     }
 
-    fn render(
-        &self,
-        sources: &[(String, Vec<EnrichedEvent>)],
-        info: &GetKnowledgeBaseInfoResponse,
-        addr: SocketAddr,
-        elapsed: Duration,
-    ) -> String {
+    fn render(&self, run: &Run<'_>) -> String {
         let mut s = String::new();
+        let sources = run.by_detector;
         let total: usize = sources.iter().map(|(_, e)| e.len()).sum();
+        let first = sources.iter().flat_map(|(_, e)| e).next();
         let _ = writeln!(
             s,
-            "attackmesh demo — ATT&CK {} · rule packs {} · attribution over gRPC at {addr}\n",
-            info.attack_version, info.rule_pack_version
+            "attackmesh demo — ATT&CK {} · rule packs {} · detectors → enrichment → attribution → siem-export → intel over gRPC\n",
+            first.map_or("?", |e| e.attack_version.as_str()),
+            first
+                .and_then(|e| e.metadata.as_ref())
+                .map_or("?", |m| m.rule_pack_version.as_str()),
         );
         let _ = writeln!(s, "Detections by detector");
-        for (name, events) in sources {
+        let width = sources.iter().map(|(name, _)| name.chars().count()).max().unwrap_or(0);
+        for (sent, (name, events)) in run.detectors.iter().zip(sources) {
             let attributed = events.iter().filter(|e| !e.technique_ids.is_empty()).count();
             let _ = writeln!(
                 s,
-                "  {name:<40} {:>5} events  {:>5} attributed",
-                events.len(),
+                "  {name:<width$}  {:>5} sent {:>5} accepted {:>5} rejected {:>5} attributed",
+                sent.sent,
+                sent.accepted,
+                sent.rejected.len(),
                 attributed
             );
+            for why in sent.rejected.iter().take(3) {
+                let _ = writeln!(s, "      rejected {why}");
+            }
         }
 
         // technique -> (name, count), grouped by tactic in kill-chain order of first appearance
@@ -139,10 +162,46 @@ impl Report {
                 shown.join(", ")
             );
         }
-        let _ = writeln!(s, "\nDelivered");
-        let _ = writeln!(s, "  enriched events (canonical JSON)  {}", self.enriched.display());
+        let _ = writeln!(s, "\nDelivered ({} events acknowledged durable)", run.accepted);
+        for sink in run.sinks {
+            let state = if sink.queue_depth == 0 && sink.healthy {
+                String::from("ok")
+            } else if sink.last_error.is_empty() {
+                format!("{} queued", sink.queue_depth)
+            } else {
+                format!("{} queued, last error: {}", sink.queue_depth, sink.last_error)
+            };
+            let _ = writeln!(
+                s,
+                "  {:<14} {:<13} {:>5} delivered {:>4} dead-lettered  {state}",
+                sink.name, sink.kind, sink.delivered, sink.dead_lettered
+            );
+        }
+        let _ = writeln!(s, "\nFiles in {}", self.out.display());
+        let _ = writeln!(
+            s,
+            "  enriched events (canonical JSON)  {}",
+            self.out.join(super::pipeline::ENRICHED).display()
+        );
+        let _ = writeln!(
+            s,
+            "  ECS documents                     {}",
+            self.out.join(super::pipeline::ECS).display()
+        );
+        let _ = writeln!(
+            s,
+            "  Splunk HEC events                 {}",
+            self.out.join(super::pipeline::HEC).display()
+        );
         let _ = writeln!(s, "  ATT&CK Navigator layer            {}", self.layer.display());
-        let _ = writeln!(s, "\nDone in {:.2} s.", elapsed.as_secs_f64());
+        let _ = writeln!(
+            s,
+            "  STIX 2.1 bundle ({} objects)     {}",
+            self.stix_objects,
+            self.stix.display()
+        );
+        let _ = writeln!(s, "  TAXII 2.1 collection              {}", run.taxii_objects);
+        let _ = writeln!(s, "\nDone in {:.2} s.", run.elapsed.as_secs_f64());
         s
     }
 }

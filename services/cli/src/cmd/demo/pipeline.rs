@@ -1,0 +1,283 @@
+//! The whole pipeline in this process for the demo: attribution, enrichment, siem-export and
+//! intel, each on its own loopback listener and talking real gRPC to the others, exactly as
+//! `serve` starts them.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use attackmesh::proto::{
+    GetSinkStatusRequest, SinkStatus, export_service_client::ExportServiceClient,
+    ingest_service_client::IngestServiceClient,
+};
+use attackmesh_runtime::auth::{Role, TokenEntry, hash_token};
+use attackmesh_siem_export::sinks::file::{FileShape, FileSinkConfig};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    Request, Status,
+    metadata::MetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+use crate::{
+    cmd::serve::{self, Service},
+    config::Config,
+};
+
+/// The result files the sinks write, relative to the output folder.
+pub(crate) const ENRICHED: &str = "enriched.ndjson";
+/// ECS documents, as the Elasticsearch sink sends them.
+pub(crate) const ECS: &str = "ecs.ndjson";
+/// HEC envelopes, as the Splunk sink sends them.
+pub(crate) const HEC: &str = "hec.ndjson";
+/// Queues, dead letters and the intel store of one run.
+const STATE: &str = ".state";
+
+/// A bearer token presented on every call.
+#[derive(Clone)]
+pub(crate) struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A gRPC client that authenticates with a bearer token.
+pub(crate) type Authed = InterceptedService<Channel, Bearer>;
+
+/// The running services.
+pub(crate) struct Pipeline {
+    /// Ingest (enrichment) address.
+    pub(crate) enrichment: SocketAddr,
+    /// Attribution address.
+    pub(crate) attribution: SocketAddr,
+    /// Export address.
+    pub(crate) siem_export: SocketAddr,
+    /// Intel gRPC address.
+    pub(crate) intel: SocketAddr,
+    /// TAXII 2.1 base URL of the default collection's objects.
+    pub(crate) taxii_objects: String,
+    /// Token of role detector.
+    pub(crate) detector_token: String,
+    /// Token of role admin.
+    pub(crate) admin_token: String,
+    /// The configuration the services run with.
+    pub(crate) config: Config,
+    /// In start order; stopped in reverse, so nothing upstream is cut off mid-batch.
+    running: Vec<(Service, CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl Pipeline {
+    /// Starts every service with `config` (real SIEM sinks it configures are kept), writing its
+    /// results under `out`: the canonical, ECS and HEC files, and the intel store.
+    pub(crate) async fn start(mut config: Config, out: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        let state = out.join(STATE);
+        if state.exists() {
+            std::fs::remove_dir_all(&state).with_context(|| format!("cannot clear {}", state.display()))?;
+        }
+        for file in [ENRICHED, ECS, HEC] {
+            remove_if_present(&out.join(file))?;
+        }
+
+        let detector_token = random_token("detector");
+        let admin_token = random_token("admin");
+        let token = |name: &str, role, secret: &str| TokenEntry {
+            name: name.into(),
+            role,
+            sha256: hash_token(secret),
+        };
+        config
+            .auth
+            .tokens
+            .push(token("demo-detector", Role::Detector, &detector_token));
+        config.auth.tokens.push(token("demo-admin", Role::Admin, &admin_token));
+        if let Some(internal) = config.enrichment.internal_token() {
+            config.auth.tokens.push(token("enrichment", Role::Admin, &internal));
+        }
+        // Loopback only: the demo's own listeners are plain gRPC.
+        config.tls = Default::default();
+
+        let mut listeners = Vec::new();
+        for service in [
+            Service::Attribution,
+            Service::SiemExport,
+            Service::Intel,
+            Service::Enrichment,
+        ] {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            match service {
+                Service::Attribution => config.listen.attribution = addr,
+                Service::SiemExport => config.listen.siem_export = addr,
+                Service::Intel => config.listen.intel = addr,
+                Service::Enrichment | Service::All => config.listen.enrichment = addr,
+            }
+            listeners.push((service, listener));
+        }
+        config.listen.metrics = None;
+        config.enrichment.http_listen = None;
+        config.intel.http_listen = free_port()?;
+        config.intel.data_dir = state.join("intel");
+        config.intel.db = None;
+        config.intel.push.clear();
+
+        let export = &mut config.siem_export;
+        export.data_dir = state.join("siem-export");
+        export.file = file_sink(None, out.join(ENRICHED), FileShape::Canonical);
+        export.files = vec![
+            file_sink(Some("ecs"), out.join(ECS), FileShape::Ecs),
+            file_sink(Some("hec"), out.join(HEC), FileShape::Hec),
+        ];
+        export.intel.endpoint = Some(format!("http://{}", config.listen.intel));
+        export.intel.token_file = None;
+        export.intel.internal_token = Some(admin_token.clone());
+        config.validate()?;
+
+        // Neighbours first, each serving before the next starts, so enrichment finds its
+        // upstreams ready and the detectors find enrichment ready.
+        let mut running = Vec::new();
+        for (service, listener) in listeners {
+            let addr = listener.local_addr()?;
+            let stop = CancellationToken::new();
+            let run = serve::start(service, config.clone(), listener, stop.clone())
+                .await
+                .with_context(|| format!("cannot start {service:?}"))?;
+            let task = tokio::spawn(run);
+            wait_serving(addr, &admin_token)
+                .await
+                .with_context(|| format!("{service:?} did not become ready"))?;
+            running.push((service, stop, task));
+        }
+        let taxii_objects = format!(
+            "http://{}/{}/collections/{}/objects/",
+            config.intel.http_listen,
+            config.intel.api_root.trim_matches('/'),
+            config.intel.default_collection_id()
+        );
+        Ok(Self {
+            enrichment: config.listen.enrichment,
+            attribution: config.listen.attribution,
+            siem_export: config.listen.siem_export,
+            intel: config.listen.intel,
+            taxii_objects,
+            detector_token,
+            admin_token,
+            config,
+            running,
+        })
+    }
+
+    /// An Ingest client presenting the detector token.
+    pub(crate) async fn ingest_client(&self) -> anyhow::Result<IngestServiceClient<Authed>> {
+        let channel = connect(self.enrichment).await?;
+        Ok(
+            IngestServiceClient::with_interceptor(channel, bearer(&self.detector_token)?)
+                .max_decoding_message_size(attackmesh::limits::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(attackmesh::limits::MAX_MESSAGE_BYTES),
+        )
+    }
+
+    /// Waits until every sink has delivered (or dead-lettered) `expected` events, or `timeout`
+    /// passed, and returns the sinks' status.
+    pub(crate) async fn wait_delivered(&self, expected: u64, timeout: Duration) -> anyhow::Result<Vec<SinkStatus>> {
+        let channel = connect(self.siem_export).await?;
+        let mut client = ExportServiceClient::with_interceptor(channel, bearer(&self.admin_token)?);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let sinks = client
+                .get_sink_status(GetSinkStatusRequest {})
+                .await?
+                .into_inner()
+                .sinks;
+            let done = sinks
+                .iter()
+                .all(|s| s.queue_depth == 0 && s.delivered + s.dead_lettered >= expected);
+            if done || tokio::time::Instant::now() >= deadline {
+                return Ok(sinks);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the services one by one, detectors' side first (sinks drain within
+    /// `siem_export.drain_grace`).
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for (service, stop, task) in self.running.into_iter().rev() {
+            stop.cancel();
+            let outcome = match task.await {
+                Ok(outcome) => outcome.with_context(|| format!("{service:?} stopped with an error")),
+                Err(e) => Err(e).with_context(|| format!("{service:?} panicked")),
+            };
+            if let Err(e) = outcome {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Waits until the gRPC health service at `addr` reports SERVING (a few seconds at most).
+async fn wait_serving(addr: SocketAddr, token: &str) -> anyhow::Result<()> {
+    let channel = connect(addr).await?;
+    let mut health = HealthClient::with_interceptor(channel, bearer(token)?);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = health
+            .check(HealthCheckRequest { service: String::new() })
+            .await
+            .map(|r| r.into_inner().status);
+        match status {
+            Ok(s) if s == ServingStatus::Serving as i32 => return Ok(()),
+            _ if tokio::time::Instant::now() >= deadline => {
+                anyhow::bail!("not serving after 15 s ({status:?})")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+}
+
+fn file_sink(name: Option<&str>, path: PathBuf, shape: FileShape) -> FileSinkConfig {
+    FileSinkConfig {
+        name: name.map(str::to_owned),
+        path: Some(path),
+        shape,
+        ..Default::default()
+    }
+}
+
+fn random_token(role: &str) -> String {
+    format!("demo-{role}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn bearer(token: &str) -> anyhow::Result<Bearer> {
+    Ok(Bearer(format!("Bearer {token}").parse()?))
+}
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<Channel> {
+    Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}

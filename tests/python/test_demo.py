@@ -1,0 +1,64 @@
+"""`attackmesh demo`'s result files, checked by the peers partners would use on them: the STIX
+bundle exported from the intel collection passes stix2-validator and every indicator pattern
+passes stix2-patterns; the ECS documents carry the ECS fields Elastic Security's detection views
+read."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from stix2patterns.validator import run_validator
+from stix2validator import ValidationOptions, validate_instance
+
+from conftest import BIN
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    run = subprocess.run([BIN, "demo", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return out
+
+
+def test_stix_bundle_passes_stix2_validator(demo):
+    bundle = json.loads((demo / "stix-bundle.json").read_text())
+    indicators = [o for o in bundle["objects"] if o["type"] == "indicator"]
+    assert len(indicators) >= 5
+    options = ValidationOptions(version="2.1")
+    for obj in bundle["objects"]:
+        result = validate_instance(obj, options)
+        assert result.is_valid, (obj, [str(e) for e in result.errors])
+    for indicator in indicators:
+        assert run_validator(indicator["pattern"], stix_version="2.1") == [], indicator["pattern"]
+        assert any(label.startswith("mitre_attack:T") for label in indicator.get("labels", [])), indicator
+    exe = pathlib.Path(sys.executable).parent / "stix2_validator"
+    run = subprocess.run([str(exe), "--version", "2.1", str(demo / "stix-bundle.json")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "[X]" not in run.stdout, run.stdout
+
+
+def test_ecs_documents_carry_threat_fields(demo):
+    enriched = [json.loads(line) for line in (demo / "enriched.ndjson").read_text().splitlines()]
+    docs = [json.loads(line) for line in (demo / "ecs.ndjson").read_text().splitlines()]
+    assert len(docs) == len(enriched)
+    for doc in docs:
+        assert doc["ecs"]["version"].startswith("9."), doc["ecs"]
+        assert doc["event"]["kind"] == "alert"
+        assert doc["@timestamp"]
+    attributed = [d for d in docs if d.get("threat", {}).get("technique")]
+    assert attributed, "no document names a technique"
+    for doc in attributed:
+        assert doc["threat"]["framework"] == "MITRE ATT&CK"
+        assert all(t.startswith("T") for t in doc["threat"]["technique"]["id"])
+
+
+def test_hec_events_are_envelopes(demo):
+    events = [json.loads(line) for line in (demo / "hec.ndjson").read_text().splitlines()]
+    assert events
+    for event in events:
+        assert isinstance(event["time"], (int, float))
+        assert event["sourcetype"]
+        assert event["event"]["event_id"]
