@@ -117,6 +117,7 @@ async fn load_kb(config: &EnrichmentConfig) -> Result<Arc<Kb>, Error> {
 
 /// Reports SERVING while export is reachable, until draining starts.
 async fn follow_export(health: Health, mut up: watch::Receiver<bool>, draining: CancellationToken) {
+    let mut was_serving = false;
     loop {
         let serving = *up.borrow_and_update();
         if draining.is_cancelled() {
@@ -126,9 +127,15 @@ async fn follow_export(health: Health, mut up: watch::Receiver<bool>, draining: 
             tracing::info!("export reachable; serving");
             health.serving::<IngestServiceServer<IngestApi>>().await;
         } else {
-            tracing::warn!("export unreachable; not serving");
+            // Before the first connection this is start-up, not an outage.
+            if was_serving {
+                tracing::warn!("export unreachable; not serving");
+            } else {
+                tracing::info!("waiting for export; not serving yet");
+            }
             health.not_serving::<IngestServiceServer<IngestApi>>().await;
         }
+        was_serving = serving;
         tokio::select! {
             changed = up.changed() => if changed.is_err() { return },
             () = draining.cancelled() => return,

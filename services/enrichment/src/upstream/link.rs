@@ -196,6 +196,8 @@ impl<R: Rpc> Shared<R> {
         });
         if connected && now == 1 {
             tracing::info!(upstream = self.upstream.name, "connected");
+        } else if !connected && now == 0 && self.stop.is_cancelled() {
+            tracing::info!(upstream = self.upstream.name, "streams closed on shutdown");
         } else if !connected && now == 0 {
             tracing::warn!(upstream = self.upstream.name, "no stream open");
         }
