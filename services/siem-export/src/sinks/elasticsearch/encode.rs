@@ -105,6 +105,7 @@ pub fn technique_url(id: &str) -> String {
 pub fn document(event: &EnrichedEvent, ingested: chrono::DateTime<chrono::Utc>) -> Value {
     let mut d = Doc::default();
     d.set("@timestamp", rfc3339(event.timestamp.as_ref()));
+    d.set("ecs.version", super::template::ECS_VERSION);
     d.set("message", event.description.as_str());
     event_fields(&mut d, event, ingested);
     endpoint(&mut d, "source", event.source.as_ref());

@@ -3,9 +3,13 @@
 
 use serde_json::{Map, Value, json};
 
+/// The ECS version the documents follow (`ecs.version` of every document).
+pub const ECS_VERSION: &str = "9.4.0";
+
 /// Every ECS field the sink writes, with its ECS type.
 pub const ECS_FIELDS: &[(&str, &str)] = &[
     ("@timestamp", "date"),
+    ("ecs.version", "keyword"),
     ("message", "match_only_text"),
     ("event.kind", "keyword"),
     ("event.category", "keyword"),
@@ -121,7 +125,7 @@ pub fn index_template(name: &str, data_stream: bool, opensearch: bool) -> Value 
             "settings": {"index.mapping.total_fields.limit": 2000},
             "mappings": {"properties": Value::Object(root)},
         },
-        "_meta": {"managed_by": "attackmesh", "ecs_version": "9.4.0"},
+        "_meta": {"managed_by": "attackmesh", "ecs_version": ECS_VERSION},
     });
     if data_stream {
         body["data_stream"] = json!({});
