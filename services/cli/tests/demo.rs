@@ -23,7 +23,9 @@ fn lines(path: &Path) -> Vec<String> {
 }
 
 fn run_demo(out: &Path, extra: &[&str]) -> String {
+    let cwd = out.parent().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_attackmesh"))
+        .current_dir(cwd)
         .arg("demo")
         .arg("--out")
         .arg(out)
@@ -37,6 +39,13 @@ fn run_demo(out: &Path, extra: &[&str]) -> String {
         output.status.success(),
         "demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
+    // Everything the run keeps is under --out.
+    let mut stray: Vec<_> = std::fs::read_dir(cwd)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    stray.retain(|name| name != out.file_name().unwrap());
+    assert!(stray.is_empty(), "the demo wrote outside --out: {stray:?}");
     stdout
 }
 

@@ -125,6 +125,7 @@ impl Pipeline {
         }
         config.listen.metrics = None;
         config.enrichment.http_listen = None;
+        config.enrichment.data_dir = state.join("enrichment");
         config.intel.http_listen = free_port()?;
         config.intel.data_dir = state.join("intel");
         config.intel.db = None;
