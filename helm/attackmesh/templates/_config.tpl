@@ -67,6 +67,11 @@ push: /etc/attackmesh/push
 {{- end }}
 {{- else if eq $c.key "siemExport" }}
 {{- $_ = set $s "data_dir" $p.data }}
+{{- if (dig "intel" "endpoint" "" $s) }}
+{{- $intel := deepCopy $s.intel }}
+{{- $_ = set $intel "token_file" (printf "%s/%s" $p.internal $V.auth.internalToken.tokenKey) }}
+{{- $_ = set $s "intel" $intel }}
+{{- end }}
 {{- range $sink := list (list "elasticsearch" "elasticsearch") (list "splunk_hec" "splunkHec") }}
 {{- $ca := index $v.sinkCA (index $sink 1) }}
 {{- if $ca.secretName }}
