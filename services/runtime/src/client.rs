@@ -155,6 +155,14 @@ impl BearerToken {
         }
     }
 
+    /// A token given in memory, loaded at once (no [`BearerToken::reload`] needed).
+    pub fn fixed(token: &str) -> Result<Self, Error> {
+        Ok(Self {
+            source: Arc::new(Source::Memory(token.to_owned())),
+            header: Arc::new(RwLock::new(Some(header(token)?))),
+        })
+    }
+
     /// Whether a token is configured at all.
     pub fn is_configured(&self) -> bool {
         !matches!(*self.source, Source::None)
@@ -181,8 +189,7 @@ impl BearerToken {
                 token
             }
         };
-        let header = AsciiMetadataValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| Error::ConfigInvalid("the bearer token is not printable ASCII".into()))?;
+        let header = header(&token)?;
         if let Ok(mut slot) = self.header.write() {
             *slot = Some(header);
         }
@@ -197,6 +204,12 @@ impl BearerToken {
             metadata.insert("authorization", value.clone());
         }
     }
+}
+
+/// The `authorization` value for `token`.
+fn header(token: &str) -> Result<AsciiMetadataValue, Error> {
+    AsciiMetadataValue::try_from(format!("Bearer {}", token.trim()))
+        .map_err(|_| Error::ConfigInvalid("the bearer token is not printable ASCII".into()))
 }
 
 impl Interceptor for BearerToken {

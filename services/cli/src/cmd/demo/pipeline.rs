@@ -13,16 +13,14 @@ use attackmesh::proto::{
     GetSinkStatusRequest, SinkStatus, export_service_client::ExportServiceClient,
     ingest_service_client::IngestServiceClient,
 };
-use attackmesh_runtime::auth::{Role, TokenEntry, hash_token};
+use attackmesh_runtime::{
+    auth::{Role, TokenEntry, hash_token},
+    client::BearerToken,
+};
 use attackmesh_siem_export::sinks::file::{FileShape, FileSinkConfig};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tonic::{
-    Request, Status,
-    metadata::MetadataValue,
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 use crate::{
@@ -39,19 +37,8 @@ pub(crate) const HEC: &str = "hec.ndjson";
 /// Queues, dead letters and the intel store of one run.
 const STATE: &str = ".state";
 
-/// A bearer token presented on every call.
-#[derive(Clone)]
-pub(crate) struct Bearer(MetadataValue<tonic::metadata::Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
 /// A gRPC client that authenticates with a bearer token.
-pub(crate) type Authed = InterceptedService<Channel, Bearer>;
+pub(crate) type Authed = InterceptedService<Channel, BearerToken>;
 
 /// The running services.
 pub(crate) struct Pipeline {
@@ -260,8 +247,8 @@ fn random_token(role: &str) -> String {
     format!("demo-{role}-{}", uuid::Uuid::new_v4().simple())
 }
 
-fn bearer(token: &str) -> anyhow::Result<Bearer> {
-    Ok(Bearer(format!("Bearer {token}").parse()?))
+fn bearer(token: &str) -> anyhow::Result<BearerToken> {
+    Ok(BearerToken::fixed(token)?)
 }
 
 async fn connect(addr: SocketAddr) -> anyhow::Result<Channel> {
