@@ -15,7 +15,7 @@ use std::{
 };
 
 use attackmesh::proto::{AckStatus, IngestRequest};
-use common::{Cluster, DETECTOR_TOKEN, ingest, port_scan, wait_for_sink};
+use common::{Cluster, DETECTOR_TOKEN, port_scan, wait_for_sink, with_token};
 use opentelemetry::trace::{SpanId, TraceContextExt as _, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing::Instrument as _;
@@ -96,30 +96,58 @@ fn ancestry(spans: &[SpanData], trace: TraceId, name: &str) -> Option<Vec<String
     Some(chain)
 }
 
+/// How the detector hands its trace context to enrichment.
+#[derive(Clone, Copy, Debug)]
+enum Carrier {
+    /// In the batch's `trace_context` map (what attackmesh's own clients do).
+    Batch,
+    /// In the Ingest stream's gRPC metadata only (what gRPC-level instrumentation does).
+    Metadata,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_detector_batch_is_one_trace_through_every_hop() {
     let exporter = install_tracing();
     let cluster = Cluster::start().await;
-    let mut client = cluster.ingest_client().await;
+    for (n, carrier) in [Carrier::Batch, Carrier::Metadata].into_iter().enumerate() {
+        exporter.reset();
+        one_trace(&cluster, &exporter, n, carrier).await;
+    }
+}
 
+async fn one_trace(cluster: &Cluster, exporter: &InMemorySpanExporter, n: usize, carrier: Carrier) {
+    let mut client = cluster.ingest_client().await;
     let detector = tracing::info_span!("detector_send");
     let trace_id = detector.context().span().span_context().trace_id();
     let detector_id = detector.context().span().span_context().span_id();
     assert_ne!(trace_id, TraceId::INVALID, "the test's tracer is installed");
-    let ids: BTreeSet<String> = (0..3).map(|i| format!("trace-it-{i}")).collect();
+    let ids: BTreeSet<String> = (0..3).map(|i| format!("trace-{n}-{i}")).collect();
+    let context = detector.in_scope(attackmesh_runtime::telemetry::inject_map);
     let batch = IngestRequest {
         batch_id: 1,
         events: ids.iter().map(|id| port_scan(id, "203.0.113.80")).collect(),
-        trace_context: detector.in_scope(attackmesh_runtime::telemetry::inject_map),
+        trace_context: match carrier {
+            Carrier::Batch => context.clone(),
+            Carrier::Metadata => HashMap::new(),
+        },
     };
-    let answers = ingest(&mut client, DETECTOR_TOKEN, vec![batch])
+    let mut request = with_token(tokio_stream::iter(vec![batch]), DETECTOR_TOKEN);
+    if let Carrier::Metadata = carrier {
+        for (key, value) in &context {
+            request.metadata_mut().insert(
+                tonic::metadata::MetadataKey::from_bytes(key.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+    }
+    let answer = async { client.ingest(request).await.unwrap().into_inner().message().await }
         .instrument(detector.clone())
         .await
+        .unwrap()
         .unwrap();
     drop(detector);
-    assert_eq!(answers.len(), 1);
-    assert_eq!(answers[0].status, AckStatus::Durable as i32, "{:?}", answers[0]);
-    assert_eq!(answers[0].accepted, 3);
+    assert_eq!(answer.status, AckStatus::Durable as i32, "{answer:?}");
+    assert_eq!(answer.accepted, 3);
     wait_for_sink(&cluster.sink(), &ids, |_| true).await;
 
     // The sink request span ends just after the file is written; give it a moment.
@@ -127,7 +155,11 @@ async fn one_detector_batch_is_one_trace_through_every_hop() {
     let mut spans = Vec::new();
     for _ in 0..200 {
         spans = exporter.get_finished_spans().unwrap();
-        let done = |name: &str| spans.iter().any(|s| s.name == name);
+        let done = |name: &str| {
+            spans
+                .iter()
+                .any(|s| s.name == name && s.span_context.trace_id() == trace_id)
+        };
         if done(DETECTOR_SEND) && wanted.iter().all(|n| done(n)) {
             break;
         }
@@ -139,23 +171,23 @@ async fn one_detector_batch_is_one_trace_through_every_hop() {
     assert_eq!(root.span_context.span_id(), detector_id);
     for name in wanted {
         let found: Vec<_> = spans.iter().filter(|s| s.name == name).collect();
-        assert!(!found.is_empty(), "no `{name}` span was recorded:\n{tree}");
+        assert!(!found.is_empty(), "{carrier:?}: no `{name}` span was recorded:\n{tree}");
         for s in found {
             assert_eq!(
                 s.span_context.trace_id(),
                 trace_id,
-                "`{name}` left the detector's trace:\n{tree}"
+                "{carrier:?}: `{name}` left the detector's trace:\n{tree}"
             );
         }
     }
     assert_eq!(
         ancestry(&spans, trace_id, "attribute_batch").unwrap(),
         ["attribute_batch", "ingest_batch", DETECTOR_SEND],
-        "attribution's batch span descends from enrichment's, which descends from the detector's:\n{tree}"
+        "{carrier:?}: attribution's batch span descends from enrichment's, which descends from the detector's:\n{tree}"
     );
     assert_eq!(
         ancestry(&spans, trace_id, "sink_request").unwrap(),
         ["sink_request", "export_batch", "ingest_batch", DETECTOR_SEND],
-        "the sink request descends from export's batch span, through the durable queue:\n{tree}"
+        "{carrier:?}: the sink request descends from export's batch span, through the durable queue:\n{tree}"
     );
 }

@@ -94,11 +94,15 @@ impl IngestService for IngestApi {
             })?;
         let (tx, rx) = mpsc::channel(self.state.limits.max_in_flight_batches_per_stream + 1);
         let state = self.state.clone();
+        // A detector instrumented at the gRPC layer sends its context as stream metadata; it
+        // parents every batch that carries no trace_context of its own.
+        let mut stream_trace = std::collections::HashMap::new();
+        opentelemetry_inject(&request, &mut stream_trace);
         let inbound = request.into_inner();
         let span = tracing::info_span!("ingest_stream", caller = %caller);
         tokio::spawn(
             async move {
-                run_stream(&state, &caller, inbound, tx).await;
+                run_stream(&state, &caller, &stream_trace, inbound, tx).await;
                 drop(permit);
             }
             .instrument(span),
@@ -158,6 +162,7 @@ type Answer = Pin<Box<dyn std::future::Future<Output = (IngestResponse, bool)> +
 async fn run_stream(
     state: &Arc<IngestState>,
     caller: &Arc<str>,
+    stream_trace: &std::collections::HashMap<String, String>,
     mut inbound: Streaming<IngestRequest>,
     tx: mpsc::Sender<Result<IngestResponse, Status>>,
 ) {
@@ -180,7 +185,10 @@ async fn run_stream(
             }
             () = state.draining.cancelled(), if reading => reading = false,
             message = inbound.message(), if reading && pending.len() < max_pending => match message {
-                Ok(Some(batch)) => {
+                Ok(Some(mut batch)) => {
+                    if batch.trace_context.is_empty() {
+                        batch.trace_context.clone_from(stream_trace);
+                    }
                     if batch.events.len() > state.limits.max_batch_events {
                         let error = Error::invalid(
                             "events",
