@@ -4,6 +4,7 @@ passes stix2-patterns; the ECS documents carry the ECS fields Elastic Security's
 read."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -62,3 +63,34 @@ def test_hec_events_are_envelopes(demo):
         assert isinstance(event["time"], (int, float))
         assert event["sourcetype"]
         assert event["event"]["event_id"]
+
+
+def test_seed_variables_send_the_demo_to_elasticsearch(tmp_path):
+    """The seed's ATTACKMESH_ELASTICSEARCH_URL makes the demo deliver to a real Elasticsearch-API
+    server too (noida-db), one document per detection, searchable by ATT&CK technique."""
+    from test_siem_export_peers import http, start_noida
+    from conftest import wait_until
+
+    proc, log, port = start_noida(tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http("GET", base + "/").get("version"), proc, log, "noida-db")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ATTACKMESH_")}
+        env["ATTACKMESH_ELASTICSEARCH_URL"] = base
+        env["ATTACKMESH_ELASTICSEARCH_USERNAME"] = "elastic"
+        env["ATTACKMESH_ELASTICSEARCH_PASSWORD"] = "demo-password-not-checked"
+        out = tmp_path / "out"
+        run = subprocess.run([BIN, "demo", "--out", str(out)], capture_output=True, text=True, timeout=120, env=env)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "elasticsearch" in run.stdout
+        assert "demo-password-not-checked" not in run.stdout + run.stderr
+        ids = {json.loads(line)["event_id"] for line in (out / "enriched.ndjson").read_text().splitlines()}
+        http("POST", f"{base}/attackmesh-alerts/_refresh")
+        hits = http("POST", f"{base}/attackmesh-alerts/_search", {"query": {"match_all": {}}, "size": 1000})["hits"]["hits"]
+        assert {h["_id"] for h in hits} == ids
+        brute = http("POST", f"{base}/attackmesh-alerts/_search",
+                     {"query": {"term": {"threat.technique.id": "T1110"}}, "size": 1000})["hits"]["hits"]
+        assert brute, "no document is searchable by technique T1110"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
