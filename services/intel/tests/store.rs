@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use attackmesh_intel::{
     StixObject, Store,
-    store::{Query, VersionMatch, WriteMode},
+    store::{EVENT_RETENTION_SECS, EventObjects, Query, VersionMatch, WriteMode},
 };
 use chrono::{TimeZone, Utc};
 use serde_json::json;
@@ -240,12 +240,80 @@ async fn paging_while_objects_arrive(store: &Store) {
     assert_eq!(seen, expected, "write order");
 }
 
+/// Events are applied once per (collection, event id, revision); the record of an applied event
+/// is written with its objects and forgotten after the retention period.
+async fn events_are_applied_once_per_revision(store: &Store) {
+    let c = common::unique("events");
+    let now = Utc::now();
+    let sighting = json!({
+        "type": "sighting", "spec_version": "2.1", "id": "sighting--6b0e3d4c-1f0a-5c1e-9d7a-2f4b8e9c0a11",
+        "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+        "sighting_of_ref": common::indicator(1)["id"], "count": 1
+    });
+    let event = |id: &str, revision: u32, indicator: usize| EventObjects {
+        event_id: id.into(),
+        revision,
+        objects: vec![obj(common::indicator(indicator))],
+        observations: vec![obj(sighting.clone())],
+    };
+    let first = store
+        .write_events(&c, vec![], vec![event("evt-1", 1, 1), event("evt-1", 1, 1)], now)
+        .await
+        .unwrap();
+    assert_eq!(first.duplicates, 1, "a repeat inside one batch");
+    assert_eq!(first.results.iter().filter(|r| r.added).count(), 2);
+    assert_eq!(store.event_revision(&c, "evt-1").await.unwrap(), Some(1));
+    assert_eq!(
+        store.event_revision("other", "evt-1").await.unwrap(),
+        None,
+        "per collection"
+    );
+
+    let again = store
+        .write_events(&c, vec![], vec![event("evt-1", 1, 1)], now)
+        .await
+        .unwrap();
+    assert_eq!((again.duplicates, again.results.len()), (1, 0));
+
+    // A higher revision is applied without its observations; a lower one is a duplicate.
+    let revised = store
+        .write_events(&c, vec![], vec![event("evt-1", 2, 2), event("evt-1", 1, 3)], now)
+        .await
+        .unwrap();
+    assert_eq!(revised.duplicates, 1);
+    let ids: Vec<&str> = revised.results.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec![common::indicator(2)["id"].as_str().unwrap()]);
+    assert_eq!(store.event_revision(&c, "evt-1").await.unwrap(), Some(2));
+    let sightings = store
+        .query(
+            &c,
+            &Query {
+                types: vec!["sighting".into()],
+                versions: vec![VersionMatch::All],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sightings.records.len(), 1, "the observation is counted once");
+
+    // Past the retention period the event is forgotten by the next write to the collection.
+    let later = now + chrono::Duration::seconds(EVENT_RETENTION_SECS + 1);
+    store
+        .write_events(&c, vec![], vec![event("evt-2", 1, 4)], later)
+        .await
+        .unwrap();
+    assert_eq!(store.event_revision(&c, "evt-1").await.unwrap(), None);
+    assert_eq!(store.event_revision(&c, "evt-2").await.unwrap(), Some(1));
+}
+
 #[tokio::test]
 async fn sqlite_store_contract() {
     let (store, _dir) = common::sqlite_store().await;
     versions_filters_and_cursors(&store).await;
     merged_versions_accumulate(&store).await;
     paging_while_objects_arrive(&store).await;
+    events_are_applied_once_per_revision(&store).await;
 }
 
 #[tokio::test]
@@ -272,6 +340,7 @@ async fn postgres_store_contract() {
     versions_filters_and_cursors(&store).await;
     merged_versions_accumulate(&store).await;
     paging_while_objects_arrive(&store).await;
+    events_are_applied_once_per_revision(&store).await;
 }
 
 #[tokio::test]

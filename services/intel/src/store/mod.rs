@@ -21,6 +21,14 @@ use crate::{error::Error, stix::StixObject};
 /// How long TAXII status resources are kept.
 pub const STATUS_RETENTION_SECS: i64 = 24 * 3600;
 
+/// How long a collection remembers an ingested event (its id and highest revision), counted from
+/// the last time the event was applied; older rows are dropped by the next event write to the
+/// collection. The table is bounded by age rather than by count because what it guards against,
+/// an at-least-once sender redelivering a batch after a lost answer or a crash, happens within
+/// minutes to hours; a week covers a sender that was down over a weekend. An event redelivered
+/// after that is counted again, as it was before events were remembered.
+pub const EVENT_RETENTION_SECS: i64 = 7 * 24 * 3600;
+
 /// One stored object version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -65,6 +73,52 @@ pub struct WriteResult {
     pub version: String,
     /// True when a new version was added.
     pub added: bool,
+}
+
+/// The objects built from one enriched event, written only when the collection has not yet seen
+/// the event at this or a higher revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventObjects {
+    /// The event's id.
+    pub event_id: String,
+    /// The event's enrichment revision; a higher one supersedes (re-attributes) a lower one.
+    pub revision: u32,
+    /// Objects merged whenever the event is applied (indicators, relationships, …).
+    pub objects: Vec<StixObject>,
+    /// Objects that record the observation itself (sightings): merged only the first time the
+    /// event is applied, since a re-attribution is not another observation.
+    pub observations: Vec<StixObject>,
+}
+
+/// What a write of events did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventsWritten {
+    /// What happened to each object written, in order.
+    pub results: Vec<WriteResult>,
+    /// Events left alone because the collection had them at the same or a higher revision.
+    pub duplicates: usize,
+}
+
+/// What the collection knows of an event, and so what to write for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// Never ingested (or forgotten): write everything.
+    New,
+    /// Ingested at a lower revision: write the objects but not the observations.
+    Older,
+    /// Ingested at this or a higher revision: write nothing.
+    Duplicate,
+}
+
+impl Seen {
+    /// Compares a stored revision (if any) with an incoming one.
+    pub(crate) fn of(stored: Option<i64>, revision: u32) -> Self {
+        match stored {
+            None => Seen::New,
+            Some(r) if r >= i64::from(revision) => Seen::Duplicate,
+            Some(_) => Seen::Older,
+        }
+    }
 }
 
 /// A storage backend.
@@ -133,6 +187,34 @@ impl Store {
             Store::Sqlite(s) => s.write(collection, objects, mode, now).await,
             Store::Postgres(s) => s.write(collection, objects, mode, now).await,
         }
+    }
+
+    /// Writes `base` (merged, as [`WriteMode::Merge`]) and then the objects of every event the
+    /// collection has not seen at the same or a higher revision, recording each applied event
+    /// (id and revision) in the same transaction as its objects, so that a crash can neither
+    /// record an event without its objects nor store them without the record. Events are
+    /// compared in order, so a repeat inside one batch is a duplicate too. Rows older than
+    /// [`EVENT_RETENTION_SECS`] are dropped on the way.
+    pub async fn write_events(
+        &self,
+        collection: &str,
+        base: Vec<StixObject>,
+        events: Vec<EventObjects>,
+        now: DateTime<Utc>,
+    ) -> Result<EventsWritten, Error> {
+        match self {
+            Store::Sqlite(s) => s.write_events(collection, base, events, now).await,
+            Store::Postgres(s) => s.write_events(collection, base, events, now).await,
+        }
+    }
+
+    /// The highest revision of `event_id` the collection has ingested, if it remembers one.
+    pub async fn event_revision(&self, collection: &str, event_id: &str) -> Result<Option<u32>, Error> {
+        let stored = match self {
+            Store::Sqlite(s) => s.event_revision(collection, event_id).await?,
+            Store::Postgres(s) => s.event_revision(collection, event_id).await?,
+        };
+        Ok(stored.map(|r| u32::try_from(r).unwrap_or(u32::MAX)))
     }
 
     /// Deletes all but the newest `keep` versions of each of `ids` (0 keeps everything);
@@ -231,5 +313,13 @@ mod tests {
         assert!(matches!(DbUrl::parse("postgres://u@h/db").unwrap(), DbUrl::Postgres(_)));
         assert!(DbUrl::parse("mysql://h").is_err());
         assert!(DbUrl::parse("sqlite:").is_err());
+    }
+
+    #[test]
+    fn events_are_new_older_or_duplicates_by_revision() {
+        assert_eq!(Seen::of(None, 1), Seen::New);
+        assert_eq!(Seen::of(Some(1), 2), Seen::Older);
+        assert_eq!(Seen::of(Some(2), 2), Seen::Duplicate);
+        assert_eq!(Seen::of(Some(3), 2), Seen::Duplicate);
     }
 }

@@ -15,9 +15,12 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, MutexGuard};
-use tokio_postgres::{Client, Config, NoTls, types::ToSql};
+use tokio_postgres::{Client, Config, NoTls, Transaction, types::ToSql};
 
-use super::{Page, Query, Record, STATUS_RETENTION_SECS, WriteMode, WriteResult, query::Param, version_of};
+use super::{
+    EVENT_RETENTION_SECS, EventObjects, EventsWritten, Page, Query, Record, STATUS_RETENTION_SECS, Seen, WriteMode,
+    WriteResult, query::Param, version_of,
+};
 use crate::{
     error::Error,
     stix::{StixObject, merge::merge},
@@ -40,6 +43,14 @@ CREATE INDEX IF NOT EXISTS objects_by_collection ON objects (collection, seq);
 CREATE INDEX IF NOT EXISTS objects_by_id ON objects (collection, id, version_us);
 CREATE TABLE IF NOT EXISTS statuses (id TEXT PRIMARY KEY, created_us BIGINT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS ingested_events (
+    collection TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    revision BIGINT NOT NULL,
+    seen_us BIGINT NOT NULL,
+    PRIMARY KEY (collection, event_id)
+);
+CREATE INDEX IF NOT EXISTS ingested_events_by_age ON ingested_events (collection, seen_us);
 ";
 
 /// Advisory-lock class of schema creation and of per-collection writes.
@@ -104,73 +115,81 @@ impl PostgresStore {
         let mut guard = self.slot().await?;
         let client = connected(&mut guard)?;
         let tx = client.transaction().await?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            &[&LOCK_CLASS_COLLECTION, &collection],
-        )
-        .await?;
-        let mut last_added: i64 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(date_added_us), 0) FROM objects WHERE collection = $1",
-                &[&collection],
-            )
-            .await?
-            .get(0);
+        let mut last_added = lock_collection(&tx, collection).await?;
         let mut results = Vec::with_capacity(objects.len());
         for object in objects {
-            let date_added = now.timestamp_micros().max(last_added + 1);
-            let id = object.id().to_owned();
-            let latest = tx
-                .query_opt(
-                    "SELECT body FROM objects WHERE collection = $1 AND id = $2 ORDER BY version_us DESC LIMIT 1",
-                    &[&collection, &id],
-                )
-                .await?
-                .map(|row| serde_json::from_str::<StixObject>(row.get::<_, &str>(0)))
-                .transpose()
-                .map_err(|e| Error::Storage(format!("stored object is not valid JSON: {e}")))?;
-            let candidate = match mode {
-                WriteMode::Merge => merge(latest.as_ref(), object, now),
-                WriteMode::Exact if object.version().is_none() && latest.as_ref() == Some(&object) => None,
-                WriteMode::Exact => Some(object),
-            };
-            let Some(object) = candidate else {
-                let version = latest.and_then(|l| l.version().map(str::to_owned)).unwrap_or_default();
-                results.push(WriteResult {
-                    id,
-                    version,
-                    added: false,
-                });
-                continue;
-            };
-            let (version, version_us) = version_of(&object, date_added).map_err(Error::Stix)?;
-            let inserted = tx
-                .execute(
-                    "INSERT INTO objects (collection, id, type, spec_version, version, version_us, date_added_us, body) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (collection, id, version_us) DO NOTHING",
-                    &[
-                        &collection,
-                        &id,
-                        &object.object_type(),
-                        &object.spec_version(),
-                        &version,
-                        &version_us,
-                        &date_added,
-                        &object.to_json(),
-                    ],
-                )
-                .await?;
-            if inserted > 0 {
-                last_added = date_added;
-            }
-            results.push(WriteResult {
-                id,
-                version,
-                added: inserted > 0,
-            });
+            results.push(write_one(&tx, collection, object, mode, now, &mut last_added).await?);
         }
         tx.commit().await?;
         Ok(results)
+    }
+
+    pub(super) async fn write_events(
+        &self,
+        collection: &str,
+        base: Vec<StixObject>,
+        events: Vec<EventObjects>,
+        now: DateTime<Utc>,
+    ) -> Result<EventsWritten, Error> {
+        let mut guard = self.slot().await?;
+        let client = connected(&mut guard)?;
+        let tx = client.transaction().await?;
+        // The collection lock also serialises the check-then-record of events across replicas.
+        let mut last_added = lock_collection(&tx, collection).await?;
+        let now_us = now.timestamp_micros();
+        tx.execute(
+            "DELETE FROM ingested_events WHERE collection = $1 AND seen_us < $2",
+            &[&collection, &(now_us - EVENT_RETENTION_SECS * 1_000_000)],
+        )
+        .await?;
+        let mut out = EventsWritten::default();
+        for object in base {
+            out.results
+                .push(write_one(&tx, collection, object, WriteMode::Merge, now, &mut last_added).await?);
+        }
+        for event in events {
+            let stored: Option<i64> = tx
+                .query_opt(
+                    "SELECT revision FROM ingested_events WHERE collection = $1 AND event_id = $2",
+                    &[&collection, &event.event_id],
+                )
+                .await?
+                .map(|r| r.get(0));
+            let seen = Seen::of(stored, event.revision);
+            if seen == Seen::Duplicate {
+                out.duplicates += 1;
+                continue;
+            }
+            let observations = if seen == Seen::New {
+                event.observations
+            } else {
+                Vec::new()
+            };
+            for object in event.objects.into_iter().chain(observations) {
+                out.results
+                    .push(write_one(&tx, collection, object, WriteMode::Merge, now, &mut last_added).await?);
+            }
+            tx.execute(
+                "INSERT INTO ingested_events (collection, event_id, revision, seen_us) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (collection, event_id) DO UPDATE SET revision = excluded.revision, seen_us = excluded.seen_us",
+                &[&collection, &event.event_id, &i64::from(event.revision), &now_us],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub(super) async fn event_revision(&self, collection: &str, event_id: &str) -> Result<Option<i64>, Error> {
+        let mut guard = self.slot().await?;
+        let client = connected(&mut guard)?;
+        Ok(client
+            .query_opt(
+                "SELECT revision FROM ingested_events WHERE collection = $1 AND event_id = $2",
+                &[&collection, &event_id],
+            )
+            .await?
+            .map(|r| r.get(0)))
     }
 
     pub(super) async fn prune_versions(&self, collection: &str, ids: &[String], keep: i64) -> Result<u64, Error> {
@@ -281,6 +300,83 @@ impl PostgresStore {
             .await?;
         Ok(())
     }
+}
+
+/// Takes the collection's write lock for the rest of `tx`; returns the `date_added` of the
+/// collection's newest version (0 when empty).
+async fn lock_collection(tx: &Transaction<'_>, collection: &str) -> Result<i64, Error> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&LOCK_CLASS_COLLECTION, &collection],
+    )
+    .await?;
+    Ok(tx
+        .query_one(
+            "SELECT COALESCE(MAX(date_added_us), 0) FROM objects WHERE collection = $1",
+            &[&collection],
+        )
+        .await?
+        .get(0))
+}
+
+/// Writes one object inside `tx`, moving `last_added` forward when a version is added.
+async fn write_one(
+    tx: &Transaction<'_>,
+    collection: &str,
+    object: StixObject,
+    mode: WriteMode,
+    now: DateTime<Utc>,
+    last_added: &mut i64,
+) -> Result<WriteResult, Error> {
+    let date_added = now.timestamp_micros().max(*last_added + 1);
+    let id = object.id().to_owned();
+    let latest = tx
+        .query_opt(
+            "SELECT body FROM objects WHERE collection = $1 AND id = $2 ORDER BY version_us DESC LIMIT 1",
+            &[&collection, &id],
+        )
+        .await?
+        .map(|row| serde_json::from_str::<StixObject>(row.get::<_, &str>(0)))
+        .transpose()
+        .map_err(|e| Error::Storage(format!("stored object is not valid JSON: {e}")))?;
+    let candidate = match mode {
+        WriteMode::Merge => merge(latest.as_ref(), object, now),
+        WriteMode::Exact if object.version().is_none() && latest.as_ref() == Some(&object) => None,
+        WriteMode::Exact => Some(object),
+    };
+    let Some(object) = candidate else {
+        let version = latest.and_then(|l| l.version().map(str::to_owned)).unwrap_or_default();
+        return Ok(WriteResult {
+            id,
+            version,
+            added: false,
+        });
+    };
+    let (version, version_us) = version_of(&object, date_added).map_err(Error::Stix)?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO objects (collection, id, type, spec_version, version, version_us, date_added_us, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (collection, id, version_us) DO NOTHING",
+            &[
+                &collection,
+                &id,
+                &object.object_type(),
+                &object.spec_version(),
+                &version,
+                &version_us,
+                &date_added,
+                &object.to_json(),
+            ],
+        )
+        .await?;
+    if inserted > 0 {
+        *last_added = date_added;
+    }
+    Ok(WriteResult {
+        id,
+        version,
+        added: inserted > 0,
+    })
 }
 
 fn connected<'a>(guard: &'a mut MutexGuard<'_, Option<Client>>) -> Result<&'a mut Client, Error> {

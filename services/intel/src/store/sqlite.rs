@@ -5,9 +5,12 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
-use super::{Page, Query, Record, STATUS_RETENTION_SECS, WriteMode, WriteResult, query::Param, version_of};
+use super::{
+    EVENT_RETENTION_SECS, EventObjects, EventsWritten, Page, Query, Record, STATUS_RETENTION_SECS, Seen, WriteMode,
+    WriteResult, query::Param, version_of,
+};
 use crate::{
     error::Error,
     stix::{StixObject, merge::merge},
@@ -30,6 +33,14 @@ CREATE INDEX IF NOT EXISTS objects_by_collection ON objects (collection, seq);
 CREATE INDEX IF NOT EXISTS objects_by_id ON objects (collection, id, version_us);
 CREATE TABLE IF NOT EXISTS statuses (id TEXT PRIMARY KEY, created_us INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ingested_events (
+    collection TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    seen_us INTEGER NOT NULL,
+    PRIMARY KEY (collection, event_id)
+);
+CREATE INDEX IF NOT EXISTS ingested_events_by_age ON ingested_events (collection, seen_us);
 ";
 
 /// A SQLite-backed store.
@@ -88,63 +99,78 @@ impl SqliteStore {
         let collection = collection.to_owned();
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            let mut last_added: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(date_added_us), 0) FROM objects WHERE collection = ?1",
-                params![collection],
-                |r| r.get(0),
+            let mut last_added = last_added(&tx, &collection)?;
+            let results = objects
+                .into_iter()
+                .map(|object| write_one(&tx, &collection, object, mode, now, &mut last_added))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit()?;
+            Ok(results)
+        })
+        .await
+    }
+
+    pub(super) async fn write_events(
+        &self,
+        collection: &str,
+        base: Vec<StixObject>,
+        events: Vec<EventObjects>,
+        now: DateTime<Utc>,
+    ) -> Result<EventsWritten, Error> {
+        let collection = collection.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let now_us = now.timestamp_micros();
+            tx.execute(
+                "DELETE FROM ingested_events WHERE collection = ?1 AND seen_us < ?2",
+                params![collection, now_us - EVENT_RETENTION_SECS * 1_000_000],
             )?;
-            let mut results = Vec::with_capacity(objects.len());
-            for object in objects {
-                let date_added = now.timestamp_micros().max(last_added + 1);
-                let latest: Option<String> = tx
+            let mut last_added = last_added(&tx, &collection)?;
+            let mut out = EventsWritten::default();
+            for object in base {
+                out.results
+                    .push(write_one(&tx, &collection, object, WriteMode::Merge, now, &mut last_added)?);
+            }
+            for event in events {
+                let stored: Option<i64> = tx
                     .query_row(
-                        "SELECT body FROM objects WHERE collection = ?1 AND id = ?2 ORDER BY version_us DESC LIMIT 1",
-                        params![collection, object.id()],
+                        "SELECT revision FROM ingested_events WHERE collection = ?1 AND event_id = ?2",
+                        params![collection, event.event_id],
                         |r| r.get(0),
                     )
                     .optional()?;
-                let latest = latest.map(|b| serde_json::from_str::<StixObject>(&b)).transpose().map_err(stored)?;
-                let id = object.id().to_owned();
-                let candidate = match mode {
-                    WriteMode::Merge => merge(latest.as_ref(), object, now),
-                    WriteMode::Exact if object.version().is_none() && latest.as_ref() == Some(&object) => None,
-                    WriteMode::Exact => Some(object),
-                };
-                let Some(object) = candidate else {
-                    let version = latest.and_then(|l| l.version().map(str::to_owned)).unwrap_or_default();
-                    results.push(WriteResult { id, version, added: false });
+                let seen = Seen::of(stored, event.revision);
+                if seen == Seen::Duplicate {
+                    out.duplicates += 1;
                     continue;
-                };
-                let (version, version_us) = version_of(&object, date_added).map_err(Error::Stix)?;
-                let exists: bool = tx
-                    .query_row(
-                        "SELECT 1 FROM objects WHERE collection = ?1 AND id = ?2 AND version_us = ?3",
-                        params![collection, id, version_us],
-                        |_| Ok(()),
-                    )
-                    .optional()?
-                    .is_some();
-                if !exists {
-                    tx.execute(
-                        "INSERT INTO objects (collection, id, type, spec_version, version, version_us, date_added_us, body) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![
-                            collection,
-                            id,
-                            object.object_type(),
-                            object.spec_version(),
-                            version,
-                            version_us,
-                            date_added,
-                            object.to_json()
-                        ],
-                    )?;
-                    last_added = date_added;
                 }
-                results.push(WriteResult { id, version, added: !exists });
+                let observations = if seen == Seen::New { event.observations } else { Vec::new() };
+                for object in event.objects.into_iter().chain(observations) {
+                    out.results
+                        .push(write_one(&tx, &collection, object, WriteMode::Merge, now, &mut last_added)?);
+                }
+                tx.execute(
+                    "INSERT INTO ingested_events (collection, event_id, revision, seen_us) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (collection, event_id) DO UPDATE SET revision = excluded.revision, seen_us = excluded.seen_us",
+                    params![collection, event.event_id, i64::from(event.revision), now_us],
+                )?;
             }
             tx.commit()?;
-            Ok(results)
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn event_revision(&self, collection: &str, event_id: &str) -> Result<Option<i64>, Error> {
+        let (collection, event_id) = (collection.to_owned(), event_id.to_owned());
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT revision FROM ingested_events WHERE collection = ?1 AND event_id = ?2",
+                    params![collection, event_id],
+                    |r| r.get(0),
+                )
+                .optional()?)
         })
         .await
     }
@@ -257,6 +283,83 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// The `date_added` of the collection's newest version (0 when empty).
+fn last_added(tx: &Transaction<'_>, collection: &str) -> Result<i64, Error> {
+    Ok(tx.query_row(
+        "SELECT COALESCE(MAX(date_added_us), 0) FROM objects WHERE collection = ?1",
+        params![collection],
+        |r| r.get(0),
+    )?)
+}
+
+/// Writes one object inside `tx`, moving `last_added` forward when a version is added.
+fn write_one(
+    tx: &Transaction<'_>,
+    collection: &str,
+    object: StixObject,
+    mode: WriteMode,
+    now: DateTime<Utc>,
+    last_added: &mut i64,
+) -> Result<WriteResult, Error> {
+    let date_added = now.timestamp_micros().max(*last_added + 1);
+    let latest: Option<String> = tx
+        .query_row(
+            "SELECT body FROM objects WHERE collection = ?1 AND id = ?2 ORDER BY version_us DESC LIMIT 1",
+            params![collection, object.id()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let latest = latest
+        .map(|b| serde_json::from_str::<StixObject>(&b))
+        .transpose()
+        .map_err(stored)?;
+    let id = object.id().to_owned();
+    let candidate = match mode {
+        WriteMode::Merge => merge(latest.as_ref(), object, now),
+        WriteMode::Exact if object.version().is_none() && latest.as_ref() == Some(&object) => None,
+        WriteMode::Exact => Some(object),
+    };
+    let Some(object) = candidate else {
+        let version = latest.and_then(|l| l.version().map(str::to_owned)).unwrap_or_default();
+        return Ok(WriteResult {
+            id,
+            version,
+            added: false,
+        });
+    };
+    let (version, version_us) = version_of(&object, date_added).map_err(Error::Stix)?;
+    let exists: bool = tx
+        .query_row(
+            "SELECT 1 FROM objects WHERE collection = ?1 AND id = ?2 AND version_us = ?3",
+            params![collection, id, version_us],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if !exists {
+        tx.execute(
+            "INSERT INTO objects (collection, id, type, spec_version, version, version_us, date_added_us, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                collection,
+                id,
+                object.object_type(),
+                object.spec_version(),
+                version,
+                version_us,
+                date_added,
+                object.to_json()
+            ],
+        )?;
+        *last_added = date_added;
+    }
+    Ok(WriteResult {
+        id,
+        version,
+        added: !exists,
+    })
 }
 
 fn stored(e: serde_json::Error) -> Error {
