@@ -12,7 +12,7 @@ use crate::{
     config::IntelConfig,
     error::Error,
     stix::{StixObject, StixOptions, stix_objects_for},
-    store::{Store, WriteMode, WriteResult},
+    store::{EventObjects, Store, WriteMode, WriteResult},
 };
 
 /// What one ingest stored.
@@ -22,6 +22,9 @@ pub struct IngestReport {
     pub indicator_ids: Vec<String>,
     /// Object versions added (new objects and new versions).
     pub versions_added: usize,
+    /// Events left alone because the collection already had them at the same or a higher
+    /// revision (an at-least-once sender's redelivery).
+    pub duplicates: usize,
 }
 
 /// Builds, merges and stores STIX objects. Cheap to clone.
@@ -95,12 +98,37 @@ impl Intel {
 
     /// Builds the STIX objects of enriched events and stores them in `collection` (empty: the
     /// default one) as new objects or new versions of existing ones, in one transaction.
+    ///
+    /// Idempotent per (collection, `event_id`, `revision`): an event the collection already has
+    /// at the same or a higher revision changes nothing and is counted in
+    /// [`IngestReport::duplicates`], so a redelivered batch neither counts its sightings again nor
+    /// adds versions. A higher revision (a re-attribution) is applied, without counting the
+    /// observation again. See [`Store::write_events`] for how long events are remembered.
     pub async fn ingest_events(&self, collection: &str, events: &[EnrichedEvent]) -> Result<IngestReport, Error> {
-        let mut objects = Vec::new();
-        for event in events {
-            objects.extend(stix_objects_for(event, &self.kb, &self.options));
-        }
-        self.store_produced(collection, objects).await
+        let collection = self.collection(collection)?.to_owned();
+        let events = events
+            .iter()
+            .map(|event| {
+                let (observations, objects) = stix_objects_for(event, &self.kb, &self.options)
+                    .into_iter()
+                    .partition(|o| o.object_type() == "sighting");
+                EventObjects {
+                    event_id: event.event_id.clone(),
+                    revision: event.revision,
+                    objects,
+                    observations,
+                }
+            })
+            .collect();
+        let written = self
+            .store
+            .write_events(&collection, self.options.base_objects(), events, Utc::now())
+            .await?;
+        self.prune(&collection, &written.results).await;
+        Ok(IngestReport {
+            duplicates: written.duplicates,
+            ..report(&written.results)
+        })
     }
 
     /// Stores objects attackmesh produced (merged into existing versions), preceded by the

@@ -10,7 +10,8 @@ use prometheus_client::{
 
 /// Object versions added to the store.
 pub const OBJECTS_ADDED: &str = "intel_objects_added";
-/// Enriched events received over `ShareEvents`, by outcome (`accepted`, `skipped`, `rejected`).
+/// Enriched events received over `ShareEvents`, by outcome (`accepted`, `skipped`, `duplicate`,
+/// `rejected`).
 pub const SHARED_EVENTS: &str = "intel_shared_events";
 /// TAXII requests by endpoint and status code.
 pub const TAXII_REQUESTS: &str = "intel_taxii_requests";
@@ -33,7 +34,8 @@ pub struct RequestLabels {
 /// Labels of shared event counts.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// `accepted` (indicators stored), `skipped` (no indicator) or `rejected` (invalid).
+    /// `accepted` (indicators stored), `skipped` (no indicator), `duplicate` (already ingested at
+    /// the same or a higher revision; reported as skipped) or `rejected` (invalid).
     pub outcome: &'static str,
 }
 
@@ -105,8 +107,13 @@ pub(crate) fn objects_added(n: usize) {
     METRICS.objects_added.inc_by(n as u64);
 }
 
-pub(crate) fn events_shared(accepted: usize, skipped: usize, rejected: usize) {
-    for (outcome, n) in [("accepted", accepted), ("skipped", skipped), ("rejected", rejected)] {
+pub(crate) fn events_shared(accepted: usize, skipped: usize, duplicate: usize, rejected: usize) {
+    for (outcome, n) in [
+        ("accepted", accepted),
+        ("skipped", skipped),
+        ("duplicate", duplicate),
+        ("rejected", rejected),
+    ] {
         METRICS
             .shared_events
             .get_or_create(&OutcomeLabels { outcome })

@@ -138,7 +138,7 @@ fn validate(req: &ShareIndicatorsRequest) -> Result<(), Error> {
 struct SortedEvents {
     /// Valid, with at least one indicator a STIX pattern can be built for.
     shareable: Vec<EnrichedEvent>,
-    /// Valid events with nothing to share.
+    /// Valid events with nothing to share (redelivered ones are counted after storing).
     skipped: usize,
     /// Invalid events, by position.
     rejections: Vec<EventRejection>,
@@ -257,20 +257,24 @@ impl IntelService for IntelApi {
         } else {
             self.intel.ingest_events(&id, &sorted.shareable).await?
         };
-        let (accepted, rejected) = (sorted.shareable.len(), sorted.rejections.len());
-        crate::metrics::events_shared(accepted, sorted.skipped, rejected);
+        // A redelivered event is reported as skipped: valid, and nothing (more) to store.
+        let duplicates = report.duplicates;
+        let accepted = sorted.shareable.len().saturating_sub(duplicates);
+        let rejected = sorted.rejections.len();
+        crate::metrics::events_shared(accepted, sorted.skipped, duplicates, rejected);
         tracing::info!(
             collection = %id,
             caller = caller.as_ref().map_or("-", |c| &*c.name),
             accepted,
             skipped = sorted.skipped,
+            duplicates,
             rejected,
             versions = report.versions_added,
             "events shared"
         );
         Ok(Response::new(ShareEventsResponse {
             accepted: accepted as u32,
-            skipped: sorted.skipped as u32,
+            skipped: (sorted.skipped + duplicates) as u32,
             objects_stored: u32::try_from(report.versions_added).unwrap_or(u32::MAX),
             indicator_ids: report.indicator_ids,
             rejections: sorted.rejections,

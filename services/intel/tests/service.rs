@@ -297,18 +297,76 @@ async fn shared_events_store_their_indicators_reject_invalid_ones_and_resend_ide
     let fields: Vec<&str> = rejection.violations.iter().map(|v| v.field.as_str()).collect();
     assert_eq!(fields, vec!["technique_ids[0]", "revision"]);
     let stored = object_count(&mut s, "rw").await;
+    let versions = taxii_objects(&s, "match[version]=all").await;
+    assert_eq!(sighting_counts(&s).await, vec![1, 1]);
 
-    // Deterministic ids: a redelivered batch adds no object and leaves the indicators and
-    // relationships as they were; only each sighting counts the observation again.
+    // A redelivered batch (lost answer, sender crash) changes nothing: the events are
+    // duplicates, reported as skipped, and no sighting counts the observation again.
     let again = s
         .client
-        .share_events(as_caller(request, ADMIN))
+        .share_events(as_caller(request.clone(), ADMIN))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(again.indicator_ids, first.indicator_ids);
+    assert_eq!((again.accepted, again.skipped, again.objects_stored), (0, 2, 0));
+    assert!(again.indicator_ids.is_empty(), "{:?}", again.indicator_ids);
+    assert_eq!(again.rejections.len(), 1, "invalid events are still refused");
     assert_eq!(object_count(&mut s, "rw").await, stored);
-    assert_eq!(again.objects_stored, 2, "one new sighting version per indicator");
+    assert_eq!(taxii_objects(&s, "match[version]=all").await, versions);
+    assert_eq!(sighting_counts(&s).await, vec![1, 1]);
+
+    // A re-attributed event (higher revision) is applied: it links the new technique, but is the
+    // same observation, so the sightings keep their count. Resending it is a duplicate again.
+    let mut revised = request.events[0].clone();
+    revised.revision = 2;
+    revised.technique_ids.push("T1053.003".into());
+    let revised = ShareEventsRequest {
+        collection_id: "rw".into(),
+        events: vec![revised],
+    };
+    let applied = s
+        .client
+        .share_events(as_caller(revised.clone(), ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((applied.accepted, applied.skipped), (1, 0));
+    assert_eq!(applied.indicator_ids, first.indicator_ids);
+    assert!(applied.objects_stored >= 2, "new technique links: {applied:?}");
+    assert!(object_count(&mut s, "rw").await > stored);
+    assert_eq!(sighting_counts(&s).await, vec![1, 1]);
+    let repeat = s
+        .client
+        .share_events(as_caller(revised, ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((repeat.accepted, repeat.skipped, repeat.objects_stored), (0, 1, 0));
+}
+
+/// The objects of collection `rw` matching `filter`, as served over TAXII.
+async fn taxii_objects(s: &Running, filter: &str) -> Vec<serde_json::Value> {
+    let url = format!("{}/intel/collections/rw/objects/?{filter}", s.http);
+    let body: serde_json::Value = common::client()
+        .get(url)
+        .bearer_auth(READER.1)
+        .header("accept", TAXII)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body.get("objects")
+        .and_then(|o| o.as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The `count` of each sighting in collection `rw`, in order.
+async fn sighting_counts(s: &Running) -> Vec<u64> {
+    let sightings = taxii_objects(s, "match[type]=sighting").await;
+    sightings.iter().map(|s| s["count"].as_u64().unwrap()).collect()
 }
 
 #[tokio::test]
