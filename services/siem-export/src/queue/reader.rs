@@ -32,7 +32,7 @@ pub enum ReadItem {
 pub struct QueueReader {
     queue: Arc<Queue>,
     segment: u64,
-    file: Option<File>,
+    file: Option<(File, std::path::PathBuf)>,
     offset: u64,
     skip_below: u64,
 }
@@ -97,13 +97,17 @@ impl QueueReader {
     }
 
     fn read_one(&mut self, limit: u64) -> Result<Option<ReadItemRaw>, Error> {
-        let path = segment_path(self.queue.dir(), self.segment);
-        if self.file.is_none() {
-            self.file = Some(File::open(&path).map_err(|e| Error::io("open segment", &path, e))?);
-        }
-        let Some(file) = self.file.take() else { return Ok(None) };
+        // The segment's path is built once when it is opened, not formatted for every record.
+        let (file, path) = match self.file.take() {
+            Some(open) => open,
+            None => {
+                let path = segment_path(self.queue.dir(), self.segment);
+                let file = File::open(&path).map_err(|e| Error::io("open segment", &path, e))?;
+                (file, path)
+            }
+        };
         let result = self.read_record(&file, &path, limit);
-        self.file = Some(file);
+        self.file = Some((file, path));
         result
     }
 
