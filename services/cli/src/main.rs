@@ -8,11 +8,6 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod config;
 
-/// The services allocate and free many short-lived buffers per event (decode, enrich, encode,
-/// queue); glibc malloc spent about a fifth of the pipeline's CPU on that, mimalloc far less.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// attackmesh: attribute security detections to MITRE ATT&CK and deliver them to SIEMs and intel partners.
 #[derive(Parser)]
 #[command(name = "attackmesh", version, about, propagate_version = true)]
