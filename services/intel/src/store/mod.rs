@@ -280,6 +280,41 @@ impl Store {
     }
 }
 
+/// What writing `object` over the latest stored version `latest` of its id comes to.
+pub(crate) enum Planned {
+    /// Nothing new: the stored version stays (the result to report).
+    Unchanged(WriteResult),
+    /// A version to insert, with its `version` text and microseconds.
+    Insert(StixObject, String, i64),
+}
+
+/// Decides, the same way for every backend, whether `object` adds a version: merged into the
+/// latest one for objects attackmesh produces, taken as given (unless it is the same unversioned
+/// object again) for TAXII `POST`s.
+pub(crate) fn plan(
+    mode: WriteMode,
+    id: &str,
+    latest: Option<StixObject>,
+    object: StixObject,
+    now: DateTime<Utc>,
+    date_added_us: i64,
+) -> Result<Planned, Error> {
+    let candidate = match mode {
+        WriteMode::Merge => crate::stix::merge::merge(latest.as_ref(), object, now),
+        WriteMode::Exact if object.version().is_none() && latest.as_ref() == Some(&object) => None,
+        WriteMode::Exact => Some(object),
+    };
+    let Some(object) = candidate else {
+        return Ok(Planned::Unchanged(WriteResult {
+            id: id.to_owned(),
+            version: latest.and_then(|l| l.version().map(str::to_owned)).unwrap_or_default(),
+            added: false,
+        }));
+    };
+    let (version, version_us) = version_of(&object, date_added_us).map_err(Error::Stix)?;
+    Ok(Planned::Insert(object, version, version_us))
+}
+
 /// The version of an object as stored, and its sortable form; objects with neither `modified`
 /// nor `created` are versioned by the date they are added.
 pub(crate) fn version_of(object: &StixObject, date_added_us: i64) -> Result<(String, i64), String> {

@@ -18,13 +18,10 @@ use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::{Client, Config, NoTls, Transaction, types::ToSql};
 
 use super::{
-    EVENT_RETENTION_SECS, EventObjects, EventsWritten, Page, Query, Record, STATUS_RETENTION_SECS, Seen, WriteMode,
-    WriteResult, query::Param, version_of,
+    EVENT_RETENTION_SECS, EventObjects, EventsWritten, Page, Planned, Query, Record, STATUS_RETENTION_SECS, Seen,
+    WriteMode, WriteResult, plan, query::Param,
 };
-use crate::{
-    error::Error,
-    stix::{StixObject, merge::merge},
-};
+use crate::{error::Error, stix::StixObject};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS objects (
@@ -339,20 +336,10 @@ async fn write_one(
         .map(|row| serde_json::from_str::<StixObject>(row.get::<_, &str>(0)))
         .transpose()
         .map_err(|e| Error::Storage(format!("stored object is not valid JSON: {e}")))?;
-    let candidate = match mode {
-        WriteMode::Merge => merge(latest.as_ref(), object, now),
-        WriteMode::Exact if object.version().is_none() && latest.as_ref() == Some(&object) => None,
-        WriteMode::Exact => Some(object),
+    let (object, version, version_us) = match plan(mode, &id, latest, object, now, date_added)? {
+        Planned::Unchanged(result) => return Ok(result),
+        Planned::Insert(object, version, version_us) => (object, version, version_us),
     };
-    let Some(object) = candidate else {
-        let version = latest.and_then(|l| l.version().map(str::to_owned)).unwrap_or_default();
-        return Ok(WriteResult {
-            id,
-            version,
-            added: false,
-        });
-    };
-    let (version, version_us) = version_of(&object, date_added).map_err(Error::Stix)?;
     let inserted = tx
         .execute(
             "INSERT INTO objects (collection, id, type, spec_version, version, version_us, date_added_us, body) \

@@ -8,13 +8,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
 use super::{
-    EVENT_RETENTION_SECS, EventObjects, EventsWritten, Page, Query, Record, STATUS_RETENTION_SECS, Seen, WriteMode,
-    WriteResult, query::Param, version_of,
+    EVENT_RETENTION_SECS, EventObjects, EventsWritten, Page, Planned, Query, Record, STATUS_RETENTION_SECS, Seen,
+    WriteMode, WriteResult, plan, query::Param,
 };
-use crate::{
-    error::Error,
-    stix::{StixObject, merge::merge},
-};
+use crate::{error::Error, stix::StixObject};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS objects (
@@ -316,20 +313,10 @@ fn write_one(
         .transpose()
         .map_err(stored)?;
     let id = object.id().to_owned();
-    let candidate = match mode {
-        WriteMode::Merge => merge(latest.as_ref(), object, now),
-        WriteMode::Exact if object.version().is_none() && latest.as_ref() == Some(&object) => None,
-        WriteMode::Exact => Some(object),
+    let (object, version, version_us) = match plan(mode, &id, latest, object, now, date_added)? {
+        Planned::Unchanged(result) => return Ok(result),
+        Planned::Insert(object, version, version_us) => (object, version, version_us),
     };
-    let Some(object) = candidate else {
-        let version = latest.and_then(|l| l.version().map(str::to_owned)).unwrap_or_default();
-        return Ok(WriteResult {
-            id,
-            version,
-            added: false,
-        });
-    };
-    let (version, version_us) = version_of(&object, date_added).map_err(Error::Stix)?;
     let exists: bool = tx
         .query_row(
             "SELECT 1 FROM objects WHERE collection = ?1 AND id = ?2 AND version_us = ?3",
