@@ -6,65 +6,18 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "../../runtime/tests/support/pki.rs"]
+mod pki;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use attackmesh::proto::{AckStatus, DetectionEvent, IngestRequest, ingest_service_client::IngestServiceClient};
 use common::{Addrs, Serve, base_config, token};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use pki::{Pki, client_config};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-struct Pki {
-    ca_pem: String,
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "attackmesh test ca");
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Self {
-            ca_pem: issuer.pem(),
-            issuer,
-        }
-    }
-
-    fn leaf(&self, name: &str) -> (String, String) {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
 fn https_client(ca: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for der in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-        roots.add(der.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match identity {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_slice_iter(cert.as_bytes())
-                    .map(Result::unwrap)
-                    .collect(),
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
+    let config = client_config(ca, identity);
     reqwest::Client::builder()
         .use_preconfigured_tls(config)
         .timeout(Duration::from_secs(15))
@@ -75,7 +28,7 @@ fn https_client(ca: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_listener_of_serve_all_speaks_mutual_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new();
+    let pki = Pki::new("attackmesh test ca");
     let (server_cert, server_key) = pki.leaf("attackmesh");
     let (client_cert, client_key) = pki.leaf("edge-detector");
     let write = |name: &str, text: &str| {

@@ -4,43 +4,16 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "../../runtime/tests/support/pki.rs"]
+mod pki;
 
 use std::{collections::BTreeSet, net::SocketAddr, path::Path};
 
 use attackmesh::proto::{AckStatus, AttributionStatus, IngestRequest, ingest_service_client::IngestServiceClient};
 use attackmesh_runtime::tls::TlsConfig;
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
+use pki::Pki;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-
-struct Pki {
-    ca_pem: String,
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "mesh ca");
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Self {
-            ca_pem: issuer.pem(),
-            issuer,
-        }
-    }
-
-    fn leaf(&self, name: &str) -> (String, String) {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned(), name.to_owned()]).unwrap();
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 fn mesh_tls(pki: &Pki, dir: &Path, name: &str) -> TlsConfig {
     let (cert, key) = pki.leaf(name);
@@ -63,7 +36,7 @@ fn mesh_tls(pki: &Pki, dir: &Path, name: &str) -> TlsConfig {
 async fn every_hop_speaks_mutual_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new();
+    let pki = Pki::new("mesh ca");
     let with_tls = |name: &str| {
         let mut r = runtime();
         r.tls = mesh_tls(&pki, dir.path(), name);

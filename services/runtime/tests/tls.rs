@@ -4,7 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+#[path = "support/pki.rs"]
+mod pki;
+
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use attackmesh_runtime::{
     auth::{AuthConfig, Role, TokenEntry, hash_token},
@@ -12,42 +15,11 @@ use attackmesh_runtime::{
     server::{GrpcServer, ServeOptions},
     tls::TlsConfig,
 };
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
+use pki::{Pki, client_config};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-
-/// A CA and a certificate it issued, as PEM.
-struct Pki {
-    ca_pem: String,
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Self {
-            ca_pem: issuer.pem(),
-            issuer,
-        }
-    }
-
-    /// (certificate PEM, key PEM) for `name`, valid for localhost and 127.0.0.1.
-    fn leaf(&self, name: &str) -> (String, String) {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned(), name.to_owned()]).unwrap();
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -132,27 +104,7 @@ async fn grpc_health(addr: SocketAddr, ca: Option<&str>, identity: Option<(&str,
 
 /// `GET /metrics` over HTTPS trusting `ca`, presenting `identity` when given.
 async fn https_metrics(addr: SocketAddr, ca: &str, identity: Option<(&str, &str)>) -> Result<u16, String> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for der in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-        roots.add(der.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match identity {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_slice_iter(cert.as_bytes())
-                    .map(Result::unwrap)
-                    .collect(),
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
+    let config = client_config(ca, identity);
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(config)
         .timeout(Duration::from_secs(5))
