@@ -214,18 +214,8 @@ async fn attribution_service_down_means_degraded_without_technique_links() {
     assert_eq!(resp.attribution_status, AttributionStatus::Degraded as i32);
     assert!(resp.technique_ids.is_empty());
     assert_eq!(resp.object_ids.len(), 2, "the indicators are still shared");
-    let url = format!("{}/intel/collections/rw/objects/?match[type]=relationship", s.http);
-    let body: serde_json::Value = common::client()
-        .get(url)
-        .bearer_auth(READER.1)
-        .header("accept", TAXII)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(body.get("objects").is_none(), "no technique links: {body}");
+    let links = taxii_objects(&s, "match[type]=relationship").await;
+    assert!(links.is_empty(), "no technique links: {links:?}");
 }
 
 /// A valid enriched event observing `indicators`, attributed to T1110.001.
