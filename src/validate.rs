@@ -4,7 +4,7 @@
 //! missing `event_id`). Violations carry the field path (`source.ip`, `indicators[2].value`, …)
 //! and map to gRPC `InvalidArgument` with `BadRequest` field violations via [`to_status`].
 
-use std::net::IpAddr;
+use std::{fmt::Display, net::IpAddr};
 
 use chrono::Utc;
 use pbjson_types::Timestamp;
@@ -31,10 +31,12 @@ impl Violations {
         }
     }
 
-    /// Records one violation of `field` (relative to the prefix).
-    pub fn add(&mut self, field: &str, description: impl Into<String>) {
+    /// Records one violation of `field` (relative to the prefix). Callers pass composed paths
+    /// as `format_args!`, so valid events (the common case) never format one.
+    pub fn add(&mut self, field: impl Display, description: impl Into<String>) {
+        let field = field.to_string();
         let field = match (self.prefix.is_empty(), field.is_empty()) {
-            (true, _) => field.to_owned(),
+            (true, _) => field,
             (false, true) => self.prefix.clone(),
             (false, false) => format!("{}.{field}", self.prefix),
         };
@@ -58,13 +60,13 @@ impl Violations {
         if self.items.is_empty() { Ok(()) } else { Err(self.items) }
     }
 
-    fn max_len(&mut self, field: &str, value: &str, max: usize) {
+    fn max_len(&mut self, field: impl Display, value: &str, max: usize) {
         if value.len() > max {
             self.add(field, format!("must be at most {max} bytes, got {}", value.len()));
         }
     }
 
-    fn required(&mut self, field: &str, value: &str, max: usize) {
+    fn required(&mut self, field: impl Display, value: &str, max: usize) {
         if value.trim().is_empty() {
             self.add(field, "is required");
         } else {
@@ -72,7 +74,7 @@ impl Violations {
         }
     }
 
-    fn unit_interval(&mut self, field: &str, value: f64) {
+    fn unit_interval(&mut self, field: impl Display, value: f64) {
         if !(0.0..=1.0).contains(&value) {
             self.add(field, format!("must be within [0, 1], got {value}"));
         }
@@ -114,7 +116,7 @@ pub fn enriched_event(event: &EnrichedEvent) -> Result<(), Vec<FieldViolation>> 
     for (i, id) in event.technique_ids.iter().enumerate() {
         if !is_technique_id(id) {
             v.add(
-                &format!("technique_ids[{i}]"),
+                format_args!("technique_ids[{i}]"),
                 format!("`{id}` is not an ATT&CK technique id (T1234 or T1234.567)"),
             );
         }
@@ -122,15 +124,24 @@ pub fn enriched_event(event: &EnrichedEvent) -> Result<(), Vec<FieldViolation>> 
     v.unit_interval("confidence_score", event.confidence_score);
     if let Some(metadata) = &event.metadata {
         for (i, technique) in metadata.techniques.iter().enumerate() {
-            v.unit_interval(&format!("metadata.techniques[{i}].confidence"), technique.confidence);
+            v.unit_interval(
+                format_args!("metadata.techniques[{i}].confidence"),
+                technique.confidence,
+            );
             for (j, evidence) in technique.evidence.iter().enumerate() {
-                let field = format!("metadata.techniques[{i}].evidence[{j}]");
-                enum_value::<EvidenceSource>(&mut v, &format!("{field}.source"), evidence.source);
-                v.unit_interval(&format!("{field}.confidence"), evidence.confidence);
+                enum_value::<EvidenceSource>(
+                    &mut v,
+                    format_args!("metadata.techniques[{i}].evidence[{j}].source"),
+                    evidence.source,
+                );
+                v.unit_interval(
+                    format_args!("metadata.techniques[{i}].evidence[{j}].confidence"),
+                    evidence.confidence,
+                );
             }
         }
         for (i, actor) in metadata.threat_actors.iter().enumerate() {
-            v.unit_interval(&format!("metadata.threat_actors[{i}].score"), actor.score);
+            v.unit_interval(format_args!("metadata.threat_actors[{i}].score"), actor.score);
         }
     }
     indicators(&mut v, "related_indicators", &event.related_indicators);
@@ -167,7 +178,7 @@ fn check_detection(v: &mut Violations, event: &DetectionEvent) {
     for (i, hint) in event.technique_hints.iter().enumerate() {
         if !is_technique_id(hint) {
             v.add(
-                &format!("technique_hints[{i}]"),
+                format_args!("technique_hints[{i}]"),
                 format!("`{}` is not an ATT&CK technique id (T1234 or T1234.567)", clip(hint)),
             );
         }
@@ -196,7 +207,7 @@ fn event_id(v: &mut Violations, id: &str, required: bool) {
 }
 
 /// Checks a timestamp: present when required, nanos in range, between 1990 and one day ahead.
-pub fn timestamp(v: &mut Violations, field: &str, ts: Option<&Timestamp>, required: bool) {
+pub fn timestamp(v: &mut Violations, field: impl Display, ts: Option<&Timestamp>, required: bool) {
     let Some(ts) = ts else {
         if required {
             v.add(field, "is required");
@@ -215,7 +226,7 @@ pub fn timestamp(v: &mut Violations, field: &str, ts: Option<&Timestamp>, requir
     }
 }
 
-fn enum_value<E: TryFrom<i32>>(v: &mut Violations, field: &str, value: i32) {
+fn enum_value<E: TryFrom<i32>>(v: &mut Violations, field: impl Display, value: i32) {
     if E::try_from(value).is_err() {
         v.add(field, format!("unknown enum value {value}"));
     }
@@ -225,24 +236,32 @@ fn endpoint(v: &mut Violations, field: &str, endpoint: Option<&Endpoint>) {
     let Some(e) = endpoint else { return };
     if !e.ip.is_empty() && e.ip.parse::<IpAddr>().is_err() {
         v.add(
-            &format!("{field}.ip"),
+            format_args!("{field}.ip"),
             format!("`{}` is not an IPv4 or IPv6 address", clip(&e.ip)),
         );
     }
     if e.port > u32::from(u16::MAX) {
         v.add(
-            &format!("{field}.port"),
+            format_args!("{field}.port"),
             format!("must be at most 65535, got {}", e.port),
         );
     }
-    v.max_len(&format!("{field}.hostname"), &e.hostname, MAX_HOSTNAME_BYTES);
-    v.max_len(&format!("{field}.user"), &e.user, MAX_USER_BYTES);
+    v.max_len(format_args!("{field}.hostname"), &e.hostname, MAX_HOSTNAME_BYTES);
+    v.max_len(format_args!("{field}.user"), &e.user, MAX_USER_BYTES);
     if let Some(p) = &e.process {
-        v.max_len(&format!("{field}.process.name"), &p.name, MAX_SHORT_BYTES);
-        v.max_len(&format!("{field}.process.executable"), &p.executable, MAX_SHORT_BYTES);
-        v.max_len(&format!("{field}.process.parent_name"), &p.parent_name, MAX_SHORT_BYTES);
+        v.max_len(format_args!("{field}.process.name"), &p.name, MAX_SHORT_BYTES);
         v.max_len(
-            &format!("{field}.process.command_line"),
+            format_args!("{field}.process.executable"),
+            &p.executable,
+            MAX_SHORT_BYTES,
+        );
+        v.max_len(
+            format_args!("{field}.process.parent_name"),
+            &p.parent_name,
+            MAX_SHORT_BYTES,
+        );
+        v.max_len(
+            format_args!("{field}.process.command_line"),
             &p.command_line,
             MAX_COMMAND_LINE_BYTES,
         );
@@ -259,7 +278,7 @@ fn indicators(v: &mut Violations, field: &str, items: &[Indicator]) {
     for (i, ind) in items.iter().enumerate() {
         if let Err(why) = indicator(ind) {
             let sub = if why.on_type { "type" } else { "value" };
-            v.add(&format!("{field}[{i}].{sub}"), why.message);
+            v.add(format_args!("{field}[{i}].{sub}"), why.message);
         }
     }
 }
