@@ -3,7 +3,7 @@
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use attackmesh_siem_export::{
     config::FsyncPolicy,
@@ -15,8 +15,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn queue(c: &mut Criterion) {
     let events: Vec<_> = (0..500).map(fixtures::event).collect();
-    let trace = HashMap::new();
-    let encoded: Vec<EncodedEvent> = events.iter().map(|e| EncodedEvent::new(e, &trace, 1)).collect();
+    let trace = Arc::new(HashMap::new());
+    let encoded: Vec<EncodedEvent> = events
+        .into_iter()
+        .map(|e| EncodedEvent::new(Arc::new(e), trace.clone(), 1))
+        .collect();
     let mut group = c.benchmark_group("queue_append_500");
     group.throughput(Throughput::Elements(500));
     group.sample_size(20);
@@ -41,9 +44,11 @@ fn queue(c: &mut Criterion) {
     group.finish();
     let mut group = c.benchmark_group("encode_event");
     group.throughput(Throughput::Elements(1));
-    let ev = fixtures::event(1);
+    let ev = Arc::new(fixtures::event(1));
     let now = chrono::Utc::now();
-    group.bench_function("queue_record", |b| b.iter(|| EncodedEvent::new(&ev, &trace, 1)));
+    group.bench_function("queue_record", |b| {
+        b.iter(|| EncodedEvent::new(ev.clone(), trace.clone(), 1))
+    });
     group.bench_function("ecs_document", |b| b.iter(|| serde_json::to_vec(&document(&ev, now))));
     let hec = SplunkHecConfig::default();
     group.bench_function("hec_envelope", |b| b.iter(|| envelope_bytes(&ev, &hec)));

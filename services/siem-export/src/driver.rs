@@ -352,8 +352,11 @@ impl Ctx {
             let mut total = 0;
             for (path, events) in dlq.pending_replays()? {
                 let now = chrono::Utc::now().timestamp_micros();
-                let trace = Default::default();
-                let encoded: Vec<EncodedEvent> = events.iter().map(|e| EncodedEvent::new(e, &trace, now)).collect();
+                let trace = Arc::default();
+                let encoded: Vec<EncodedEvent> = events
+                    .into_iter()
+                    .map(|e| EncodedEvent::new(Arc::new(e), Arc::clone(&trace), now))
+                    .collect();
                 if !encoded.is_empty() {
                     queue.append(&encoded, now)?;
                 }

@@ -58,9 +58,10 @@ impl ExportState {
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now().timestamp_micros();
+            let trace_context = Arc::new(trace_context);
             let encoded: Vec<EncodedEvent> = events
-                .iter()
-                .map(|e| EncodedEvent::new(e, &trace_context, now))
+                .into_iter()
+                .map(|e| EncodedEvent::new(Arc::new(e), trace_context.clone(), now))
                 .collect();
             let bytes: u64 = encoded.iter().map(|e| e.framed_len() as u64).sum();
             // One batch at a time, so the size check and the appends see the same queues.

@@ -124,7 +124,7 @@ fn recovered_ids(queue_dir: &std::path::Path) -> (Vec<String>, Vec<HashMap<Strin
     items
         .into_iter()
         .filter_map(|i| match i {
-            ReadItem::Event(e) => Some((e.event.event_id.clone(), e.trace_context.clone())),
+            ReadItem::Event(e) => Some((e.event.event_id.clone(), HashMap::clone(&e.trace_context))),
             ReadItem::Damaged { .. } => None,
         })
         .unzip()

@@ -59,9 +59,12 @@ async fn the_sink_request_is_a_child_of_the_batch_trace() {
         fsync: FsyncPolicy::Batch,
     };
     let (queue, _) = Queue::open("capture", &dir.path().join("q"), settings).unwrap();
-    let trace = HashMap::from([("traceparent".to_owned(), format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))]);
+    let trace = Arc::new(HashMap::from([(
+        "traceparent".to_owned(),
+        format!("00-{TRACE_ID}-00f067aa0ba902b7-01"),
+    )]));
     let encoded: Vec<_> = (0..3)
-        .map(|i| EncodedEvent::new(&fixtures::event(i), &trace, 1))
+        .map(|i| EncodedEvent::new(Arc::new(fixtures::event(i)), trace.clone(), 1))
         .collect();
     queue.append(&encoded, 1).unwrap();
 

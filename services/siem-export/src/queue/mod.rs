@@ -6,6 +6,10 @@
 //!   returns, so a caller may acknowledge what it appended.
 //! - The consumer ([`QueueReader`]) sees only appended-and-synced records, reads ahead of the
 //!   cursor, and [`Queue::ack`]s in order; fully delivered segments are deleted.
+//! - Records this process appended are also kept decoded, up to [`RECENT_MAX_BYTES`], so a reader
+//!   that keeps up takes them from memory instead of reading and decoding them back; a reader
+//!   that falls behind, or starts after a restart, reads the segment files. Both give the same
+//!   events in the same order.
 //! - Recovery on open truncates a torn tail (a crash mid-append), keeps damaged records in the
 //!   middle for the reader to report and skip, and never panics on bad bytes.
 //!
@@ -17,7 +21,7 @@ pub(crate) mod record;
 mod recover;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     fs::{File, OpenOptions},
     io::Write,
     path::{Path, PathBuf},
@@ -29,12 +33,14 @@ use tokio::sync::Notify;
 pub use reader::{QueueReader, ReadItem};
 pub use record::EncodedEvent;
 
-use crate::{config::FsyncPolicy, error::Error};
+use crate::{config::FsyncPolicy, error::Error, sinks::QueuedEvent};
 
 /// Name of the cursor file in a queue directory.
 const CURSOR: &str = "cursor";
 /// Extension of segment files.
 const SEGMENT_EXT: &str = "seg";
+/// Most framed bytes of appended records kept decoded for the reader (a few batches).
+const RECENT_MAX_BYTES: u64 = 4 << 20;
 
 /// Size bounds and durability of one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +72,21 @@ struct Writer {
     next_seq: u64,
 }
 
+/// A record appended by this process, decoded, at its place in the segment files.
+struct RecentRecord {
+    segment: u64,
+    offset: u64,
+    len: u64,
+    event: Arc<QueuedEvent>,
+}
+
+/// Appended records the reader has not reached yet, oldest first.
+#[derive(Default)]
+struct Recent {
+    records: VecDeque<RecentRecord>,
+    bytes: u64,
+}
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// Segment first seq → bytes (the active segment's entry is its synced length).
@@ -90,6 +111,7 @@ pub struct Queue {
     notify: Notify,
     reader_taken: Mutex<Option<(u64, u64)>>,
     syncs: std::sync::atomic::AtomicU64,
+    recent: Mutex<Recent>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -153,6 +175,7 @@ impl Queue {
             notify: Notify::new(),
             reader_taken: Mutex::new(Some(start)),
             syncs: Default::default(),
+            recent: Mutex::default(),
         };
         Ok((Arc::new(queue), recovery))
     }
@@ -211,9 +234,10 @@ impl Queue {
         let first = w.next_seq;
         let mut buf_first = w.next_seq;
         let mut buf = Vec::with_capacity(events.iter().map(EncodedEvent::framed_len).sum());
+        let mut placed = Vec::with_capacity(events.len());
         let result = (|| {
             for ev in events {
-                let before = buf.len();
+                let mut before = buf.len();
                 ev.frame_into(w.next_seq, &mut buf);
                 let used = w.len + before as u64;
                 if used > 0 && used + (buf.len() - before) as u64 > self.settings.segment_bytes {
@@ -223,7 +247,15 @@ impl Queue {
                     self.roll(&mut w)?;
                     buf = tail;
                     buf_first = w.next_seq;
+                    before = 0;
                 }
+                // `buf` is written at the segment's current end.
+                placed.push(RecentRecord {
+                    segment: w.first_seq,
+                    offset: w.len + before as u64,
+                    len: (buf.len() - before) as u64,
+                    event: ev.queued(w.next_seq),
+                });
                 w.next_seq += 1;
             }
             self.write_out(&mut w, &buf)
@@ -235,8 +267,39 @@ impl Queue {
             w.next_seq = buf_first;
             return Err(e);
         }
+        self.remember(placed);
         self.publish(&w, was_empty, now_micros);
         Ok(first..w.next_seq)
+    }
+
+    /// Keeps appended records for the reader while they fit in [`RECENT_MAX_BYTES`]; the rest it
+    /// reads from disk.
+    fn remember(&self, placed: Vec<RecentRecord>) {
+        let mut recent = lock(&self.recent);
+        for record in placed {
+            if recent.bytes + record.len > RECENT_MAX_BYTES {
+                break;
+            }
+            recent.bytes += record.len;
+            recent.records.push_back(record);
+        }
+    }
+
+    /// The record at `offset` of segment `segment`, with its framed length, if it is still held
+    /// decoded. Records before that position were read from disk instead and are dropped.
+    pub(crate) fn take_recent(&self, segment: u64, offset: u64) -> Option<(Arc<QueuedEvent>, u64)> {
+        let mut recent = lock(&self.recent);
+        while let Some(front) = recent.records.front() {
+            if (front.segment, front.offset) > (segment, offset) {
+                return None;
+            }
+            let front = recent.records.pop_front()?;
+            recent.bytes -= front.len;
+            if (front.segment, front.offset) == (segment, offset) {
+                return Some((front.event, front.len));
+            }
+        }
+        None
     }
 
     fn write_out(&self, w: &mut Writer, buf: &[u8]) -> Result<(), Error> {

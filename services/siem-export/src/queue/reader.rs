@@ -78,6 +78,15 @@ impl QueueReader {
                     _ => break,
                 }
             }
+            if let Some((event, len)) = self.queue.take_recent(self.segment, self.offset) {
+                self.offset += len;
+                if event.seq >= self.skip_below {
+                    events += 1;
+                    bytes += len as usize;
+                    out.push(ReadItem::Event(event));
+                }
+                continue;
+            }
             match self.read_one(limit)? {
                 Some(ReadItemRaw::Event(raw)) => {
                     events += 1;
@@ -194,8 +203,8 @@ impl RawEvent {
         let e = self.entry;
         Arc::new(QueuedEvent {
             seq: e.seq,
-            event: e.event.unwrap_or_default(),
-            trace_context: e.trace_context,
+            event: Arc::new(e.event.unwrap_or_default()),
+            trace_context: Arc::new(e.trace_context),
             enqueued_at_micros: e.enqueued_at_micros,
         })
     }

@@ -6,10 +6,12 @@
 //! after a damaged region; the checksum covers the length so a torn or flipped length is caught.
 //! This module only frames and parses bytes: it never opens files.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use attackmesh::proto::EnrichedEvent;
 use prost::Message;
+
+use crate::sinks::QueuedEvent;
 
 /// Marks the start of every record ("AMQ1").
 pub(crate) const MAGIC: u32 = 0x3151_4d41;
@@ -37,24 +39,53 @@ pub(crate) struct QueueEntry {
 
 /// The part of a queue entry that is the same in every sink's queue: the encoded event field
 /// and trace context, built once per event and framed once per queue with its own sequence number.
+/// It keeps the decoded event too, so a queue can hand it to its reader without reading it back.
 #[derive(Debug, Clone)]
 pub struct EncodedEvent {
     body: Vec<u8>,
+    event: Arc<EnrichedEvent>,
+    trace_context: Arc<HashMap<String, String>>,
+    enqueued_at_micros: i64,
 }
 
 impl EncodedEvent {
     /// Encodes fields 2–4 of the entry (the event is encoded in place, not copied).
-    pub fn new(event: &EnrichedEvent, trace_context: &HashMap<String, String>, enqueued_at_micros: i64) -> Self {
-        let head = QueueEntry {
-            seq: 0,
-            enqueued_at_micros,
-            trace_context: trace_context.clone(),
-            event: None,
-        };
-        let mut body = head.encode_to_vec();
+    pub fn new(
+        event: Arc<EnrichedEvent>,
+        trace_context: Arc<HashMap<String, String>>,
+        enqueued_at_micros: i64,
+    ) -> Self {
+        let mut body = Vec::new();
+        if enqueued_at_micros != 0 {
+            prost::encoding::int64::encode(2, &enqueued_at_micros, &mut body);
+        }
+        prost::encoding::hash_map::encode(
+            prost::encoding::string::encode,
+            prost::encoding::string::encoded_len,
+            prost::encoding::string::encode,
+            prost::encoding::string::encoded_len,
+            3,
+            &trace_context,
+            &mut body,
+        );
         body.reserve(event.encoded_len() + 8);
-        prost::encoding::message::encode(4, event, &mut body);
-        Self { body }
+        prost::encoding::message::encode(4, &*event, &mut body);
+        Self {
+            body,
+            event,
+            trace_context,
+            enqueued_at_micros,
+        }
+    }
+
+    /// The event as queue position `seq` hands it to a sink.
+    pub(crate) fn queued(&self, seq: u64) -> Arc<QueuedEvent> {
+        Arc::new(QueuedEvent {
+            seq,
+            event: self.event.clone(),
+            trace_context: self.trace_context.clone(),
+            enqueued_at_micros: self.enqueued_at_micros,
+        })
     }
 
     /// Framed record size for this event (an upper bound).

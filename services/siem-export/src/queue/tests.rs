@@ -22,12 +22,12 @@ fn event(i: usize) -> EnrichedEvent {
 }
 
 fn encoded(range: std::ops::Range<usize>) -> Vec<EncodedEvent> {
-    let trace = HashMap::from([(
+    let trace = Arc::new(HashMap::from([(
         "traceparent".to_owned(),
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
-    )]);
+    )]));
     range
-        .map(|i| EncodedEvent::new(&event(i), &trace, 1_000 + i as i64))
+        .map(|i| EncodedEvent::new(Arc::new(event(i)), trace.clone(), 1_000 + i as i64))
         .collect()
 }
 
@@ -73,6 +73,66 @@ fn appended_events_come_back_in_order_with_their_trace_context() {
     assert!(first.trace_context.contains_key("traceparent"));
     assert!(list_segments_count(dir.path()) > 1, "4 KiB segments must roll");
     assert_eq!(q.stats().depth, 100);
+}
+
+#[test]
+fn events_handed_over_in_memory_equal_those_read_back_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, _) = open(dir.path());
+    // Small segments: the batch rolls several times, so records sit at many (segment, offset)s.
+    q.append(&encoded(0..40), 5).unwrap();
+    q.append(&encoded(40..100), 6).unwrap();
+    assert!(list_segments_count(dir.path()) > 2, "the test needs segment rolls");
+    // Keep a copy of the files, then zero the originals: what the reader still gets whole came
+    // from memory.
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(copy.path().join(path.file_name().unwrap()), &bytes).unwrap();
+        if path.extension().is_some_and(|e| e == SEGMENT_EXT) {
+            std::fs::write(&path, vec![0u8; bytes.len()]).unwrap();
+        }
+    }
+    let from_memory = read_all(&mut q.reader().unwrap());
+    let (reopened, _) = open(copy.path());
+    let from_disk = read_all(&mut reopened.reader().unwrap());
+    assert_eq!(from_memory.len(), 100);
+    assert_eq!(from_memory, from_disk);
+}
+
+#[test]
+fn a_reader_behind_the_memory_bound_reads_the_rest_from_disk_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, _) = Queue::open(
+        "test",
+        dir.path(),
+        QueueSettings {
+            max_bytes: 1 << 30,
+            segment_bytes: 1 << 20,
+            fsync: FsyncPolicy::Never,
+        },
+    )
+    .unwrap();
+    // About 24 MiB: far more than is kept in memory, so most records come from the files.
+    let total = 100_000;
+    for start in (0..total).step_by(10_000) {
+        q.append(&encoded(start..start + 10_000), 5).unwrap();
+    }
+    let mut r = q.reader().unwrap();
+    let mut seqs = Vec::new();
+    // Read a little, append more while behind, then read the rest.
+    seqs.extend(r.read_available(1000, usize::MAX).unwrap());
+    q.append(&encoded(total..total + 500), 6).unwrap();
+    seqs.extend(read_all(&mut r));
+    let got: Vec<u64> = seqs
+        .iter()
+        .map(|i| match i {
+            ReadItem::Event(e) => e.seq,
+            ReadItem::Damaged { reason, .. } => panic!("damaged: {reason}"),
+        })
+        .collect();
+    assert_eq!(got, (0..(total + 500) as u64).collect::<Vec<_>>());
 }
 
 fn list_segments_count(dir: &std::path::Path) -> usize {

@@ -24,15 +24,16 @@ pub(crate) mod http;
 pub mod intel;
 pub mod splunk_hec;
 
-/// One event as read back from a sink's queue.
+/// One event as read back from a sink's queue. The event and trace context are shared: every
+/// sink's queue holds the same ones.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedEvent {
     /// Position in the sink's queue.
     pub seq: u64,
     /// The event.
-    pub event: EnrichedEvent,
+    pub event: Arc<EnrichedEvent>,
     /// W3C trace context of the Export batch that carried it.
-    pub trace_context: HashMap<String, String>,
+    pub trace_context: Arc<HashMap<String, String>>,
     /// When it was queued, in microseconds since the Unix epoch.
     pub enqueued_at_micros: i64,
 }

@@ -75,7 +75,10 @@ impl IntelSink {
         }
         let mut request = tonic::Request::new(ShareEventsRequest {
             collection_id: self.config.collection_id.clone(),
-            events: picked.iter().map(|&i| events[i].event.clone()).collect(),
+            events: picked
+                .iter()
+                .map(|&i| attackmesh::proto::EnrichedEvent::clone(&events[i].event))
+                .collect(),
         });
         self.token.authorize(request.metadata_mut());
         propagate_trace(request.metadata_mut(), &events[picked[0]]);

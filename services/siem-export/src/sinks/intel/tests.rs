@@ -96,8 +96,8 @@ fn queued(i: u64, confidence: f64) -> Arc<QueuedEvent> {
     event.confidence_score = confidence;
     Arc::new(QueuedEvent {
         seq: i,
-        event,
-        trace_context: HashMap::from([("traceparent".to_owned(), TRACEPARENT.to_owned())]),
+        event: Arc::new(event),
+        trace_context: Arc::new(HashMap::from([("traceparent".to_owned(), TRACEPARENT.to_owned())])),
         enqueued_at_micros: 0,
     })
 }
