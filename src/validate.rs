@@ -385,7 +385,7 @@ fn attributes(v: &mut Violations, attrs: &std::collections::HashMap<String, Stri
         }
         if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
             v.add(
-                &format!("attributes[{}]", clip(key)),
+                format_args!("attributes[{}]", clip(key)),
                 format!("must be at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes"),
             );
         }
