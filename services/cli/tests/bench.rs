@@ -43,7 +43,11 @@ fn check_figures(v: &Value, rss_keys: &[&str]) {
     assert!(p50 <= p99 && p99 <= p999, "{v}");
     for key in rss_keys {
         positive(v, &format!("/rss_mb/{key}"));
+        // 10 ms of CPU resolution: a small run may show 0 µs for an idle no-op service.
+        let cpu = v.pointer(&format!("/cpu_us_per_event/{key}")).and_then(Value::as_f64);
+        assert!(cpu.is_some_and(|c| c >= 0.0), "cpu_us_per_event/{key} missing in {v}");
     }
+    positive(v, "/cpu_us_per_event/total");
 }
 
 #[test]
@@ -58,6 +62,7 @@ fn separate_processes_with_the_file_sink() {
     assert_eq!(report["batch"], 100);
     positive(&report, "/ratio_to_baseline/throughput");
     positive(&report, "/ratio_to_baseline/latency_p99");
+    positive(&report, "/ratio_to_baseline/cpu_per_event");
 }
 
 #[test]

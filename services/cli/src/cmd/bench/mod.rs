@@ -130,14 +130,21 @@ struct Figures {
     throughput_eps: f64,
     latency_ms: Percentiles,
     rss_mb: BTreeMap<String, f64>,
+    /// CPU microseconds per event by service and in `total`, from after the warm-up until every
+    /// event was delivered: unlike throughput, barely affected by what else the machine runs.
+    cpu_us_per_event: BTreeMap<String, f64>,
     rejected: u64,
     retried_batches: u64,
 }
 
 impl Figures {
-    fn new(outcome: &Outcome, rss_mb: BTreeMap<String, f64>) -> Self {
+    fn new(outcome: &Outcome, rss_mb: BTreeMap<String, f64>, cpu_seconds: BTreeMap<String, f64>) -> Self {
         let round = |x: f64, places: i32| (x * 10f64.powi(places)).round() / 10f64.powi(places);
         let l = outcome.latency;
+        let per_event = |seconds: f64| round(seconds * 1e6 / outcome.accepted.max(1) as f64, 1);
+        let mut cpu_us_per_event: BTreeMap<String, f64> =
+            cpu_seconds.iter().map(|(k, s)| (k.clone(), per_event(*s))).collect();
+        cpu_us_per_event.insert("total".to_owned(), per_event(cpu_seconds.values().sum()));
         Self {
             events: outcome.accepted,
             seconds: round(outcome.seconds, 3),
@@ -148,6 +155,7 @@ impl Figures {
                 p999: round(l.p999, 2),
             },
             rss_mb,
+            cpu_us_per_event,
             rejected: outcome.rejected,
             retried_batches: outcome.retried_batches,
         }
@@ -158,6 +166,8 @@ impl Figures {
 struct Ratio {
     throughput: f64,
     latency_p99: f64,
+    /// Pipeline CPU per event over the baseline's (the inverse of an efficiency ratio).
+    cpu_per_event: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -199,14 +209,17 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     let baseline = if args.no_baseline {
         None
     } else {
-        let (outcome, rss, _) = phase(&setup, &args, hec.as_ref(), true).await.context("baseline")?;
-        Some(Figures::new(&outcome, rss))
+        let (outcome, rss, cpu, _) = phase(&setup, &args, hec.as_ref(), true).await.context("baseline")?;
+        Some(Figures::new(&outcome, rss, cpu))
     };
-    let (outcome, rss, delivered) = phase(&setup, &args, hec.as_ref(), false).await.context("pipeline")?;
-    let run = Figures::new(&outcome, rss);
+    let (outcome, rss, cpu, delivered) = phase(&setup, &args, hec.as_ref(), false).await.context("pipeline")?;
+    let run = Figures::new(&outcome, rss, cpu);
+    let ratio = |a: f64, b: f64| (a / b.max(1e-9) * 1000.0).round() / 1000.0;
+    let total_cpu = |f: &Figures| f.cpu_us_per_event.get("total").copied().unwrap_or_default();
     let ratio_to_baseline = baseline.as_ref().map(|b| Ratio {
-        throughput: (run.throughput_eps / b.throughput_eps.max(1e-9) * 1000.0).round() / 1000.0,
-        latency_p99: (run.latency_ms.p99 / b.latency_ms.p99.max(1e-9) * 1000.0).round() / 1000.0,
+        throughput: ratio(run.throughput_eps, b.throughput_eps),
+        latency_p99: ratio(run.latency_ms.p99, b.latency_ms.p99),
+        cpu_per_event: ratio(total_cpu(&run), total_cpu(b)),
     });
     let report = Report {
         run,
@@ -239,7 +252,7 @@ async fn phase(
     args: &PipelineArgs,
     hec: Option<&HecReceiver>,
     noop: bool,
-) -> anyhow::Result<(Outcome, BTreeMap<String, f64>, u64)> {
+) -> anyhow::Result<(Outcome, BTreeMap<String, f64>, BTreeMap<String, f64>, u64)> {
     if args.processes == Processes::Single {
         stack::reset_own_peak_rss();
     }
@@ -259,6 +272,7 @@ async fn phase(
         rate: None,
     };
     let warm = drive::drive(&mut client, &setup.detector_token, &format!("{prefix}-warmup"), warmup).await?;
+    let cpu_before = stack.cpu_seconds();
     let plan = Plan {
         events: args.events,
         batch: args.batch,
@@ -266,14 +280,21 @@ async fn phase(
         rate: args.rate,
     };
     let outcome = drive::drive(&mut client, &setup.detector_token, &prefix, plan).await?;
+    let cpu_used = |stack: &Stack| -> BTreeMap<String, f64> {
+        let after = stack.cpu_seconds();
+        after
+            .iter()
+            .map(|(k, s)| (k.clone(), s - cpu_before.get(k).copied().unwrap_or_default()))
+            .collect()
+    };
     if noop {
-        let rss = stack.peak_rss_mb();
+        let (rss, cpu) = (stack.peak_rss_mb(), cpu_used(&stack));
         stack.stop().await?;
-        return Ok((outcome, rss, 0));
+        return Ok((outcome, rss, cpu, 0));
     }
     let acked = warm.accepted + outcome.accepted;
     sink::wait_delivered(stack.export, &setup.internal_token, acked).await?;
-    let rss = stack.peak_rss_mb();
+    let (rss, cpu) = (stack.peak_rss_mb(), cpu_used(&stack));
     stack.stop().await?;
     let held = match hec {
         Some(hec) => hec.received(),
@@ -286,15 +307,16 @@ async fn phase(
             outcome.accepted
         );
     }
-    Ok((outcome, rss, delivered))
+    Ok((outcome, rss, cpu, delivered))
 }
 
 fn summary(r: &Report) -> String {
     let line = |what: &str, f: &Figures| {
         let rss: Vec<String> = f.rss_mb.iter().map(|(k, v)| format!("{k} {v} MiB")).collect();
+        let cpu: Vec<String> = f.cpu_us_per_event.iter().map(|(k, v)| format!("{k} {v}")).collect();
         format!(
             "{what}: {} events in {:.2} s = {:.0} events/s; ack latency p50 {} ms, p99 {} ms, p99.9 {} ms; \
-             {} batches resent; peak RSS {}\n",
+             {} batches resent; peak RSS {}; CPU µs/event {}\n",
             f.events,
             f.seconds,
             f.throughput_eps,
@@ -302,7 +324,8 @@ fn summary(r: &Report) -> String {
             f.latency_ms.p99,
             f.latency_ms.p999,
             f.retried_batches,
-            rss.join(", ")
+            rss.join(", "),
+            cpu.join(", ")
         )
     };
     let layout = match r.processes {
@@ -314,8 +337,8 @@ fn summary(r: &Report) -> String {
     if let (Some(b), Some(ratio)) = (&r.baseline, &r.ratio_to_baseline) {
         text.push_str(&line("baseline (no-op hops)", b));
         text.push_str(&format!(
-            "  pipeline/baseline: throughput {}x, p99 latency {}x\n",
-            ratio.throughput, ratio.latency_p99
+            "  pipeline/baseline: throughput {}x, p99 latency {}x, CPU per event {}x\n",
+            ratio.throughput, ratio.latency_p99, ratio.cpu_per_event
         ));
     }
     text

@@ -114,6 +114,19 @@ impl Children {
             .collect()
     }
 
+    /// CPU time (user + system) each child has used so far, in seconds, by service name.
+    pub(super) fn cpu_seconds(&self) -> BTreeMap<String, f64> {
+        self.0
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.name.replace('-', "_"),
+                    cpu_seconds(&format!("/proc/{}/stat", p.child.id()))?,
+                ))
+            })
+            .collect()
+    }
+
     /// Sends SIGTERM to every child and waits for them to exit; kills those that take too long.
     pub(super) async fn stop(mut self) -> anyhow::Result<()> {
         for proc in &self.0 {
@@ -153,6 +166,18 @@ pub(super) fn peak_rss_mb(status_file: &str) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some((kib / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// User + system CPU time of a `/proc/<pid>/stat` file (all threads, exited ones included), in
+/// seconds. The kernel reports it in USER_HZ, which is 100 on Linux.
+pub(super) fn cpu_seconds(stat_file: &str) -> Option<f64> {
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string(stat_file).ok()?;
+    // Fields after the parenthesised command name start with the state (field 3 of proc(5)).
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
 }
 
 /// The last lines a child logged, for error messages.

@@ -219,6 +219,17 @@ impl Stack {
         }
     }
 
+    /// CPU seconds used so far: per service, or `all` for this process (the load generator
+    /// included).
+    pub(super) fn cpu_seconds(&self) -> BTreeMap<String, f64> {
+        match &self.layout {
+            Layout::Separate(children) => children.cpu_seconds(),
+            Layout::Single { .. } => super::procs::cpu_seconds("/proc/self/stat")
+                .map(|s| BTreeMap::from([("all".to_owned(), s)]))
+                .unwrap_or_default(),
+        }
+    }
+
     /// Stops the services the way an operator would and waits for them.
     pub(super) async fn stop(self) -> anyhow::Result<()> {
         match self.layout {
