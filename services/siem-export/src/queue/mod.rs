@@ -6,7 +6,7 @@
 //!   returns, so a caller may acknowledge what it appended.
 //! - The consumer ([`QueueReader`]) sees only appended-and-synced records, reads ahead of the
 //!   cursor, and [`Queue::ack`]s in order; fully delivered segments are deleted.
-//! - Records this process appended are also kept decoded, up to [`RECENT_MAX_BYTES`], so a reader
+//! - Records this process appended are also kept decoded, up to a few MiB per queue, so a reader
 //!   that keeps up takes them from memory instead of reading and decoding them back; a reader
 //!   that falls behind, or starts after a restart, reads the segment files. Both give the same
 //!   events in the same order.
