@@ -194,12 +194,8 @@ impl Report {
             self.out.join(super::pipeline::HEC).display()
         );
         let _ = writeln!(s, "  ATT&CK Navigator layer            {}", self.layer.display());
-        let _ = writeln!(
-            s,
-            "  STIX 2.1 bundle ({} objects)     {}",
-            self.stix_objects,
-            self.stix.display()
-        );
+        let stix = format!("STIX 2.1 bundle ({} objects)", self.stix_objects);
+        let _ = writeln!(s, "  {stix:<34}{}", self.stix.display());
         let _ = writeln!(s, "  TAXII 2.1 collection              {}", run.taxii_objects);
         let _ = writeln!(s, "\nDone in {:.2} s.", run.elapsed.as_secs_f64());
         s
