@@ -4,8 +4,12 @@
 //! Everything that crosses a service boundary is defined here, so every service and every client
 //! agrees on one schema. This crate holds no service logic.
 
+pub mod enriched;
 pub mod formats;
 pub mod json;
 pub mod limits;
 pub mod proto;
+pub mod text;
 pub mod validate;
+
+pub use enriched::enriched_event;

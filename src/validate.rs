@@ -14,6 +14,7 @@ use crate::proto::{
     AttributionStatus, DetectionEvent, DetectorKind, Endpoint, EnrichedEvent, EvidenceSource, FieldViolation,
     Indicator, IndicatorType, Severity,
 };
+use crate::text::{clip, is_domain};
 
 /// Collects violations under a path prefix.
 #[derive(Debug, Default)]
@@ -179,7 +180,10 @@ fn check_detection(v: &mut Violations, event: &DetectionEvent) {
         if !is_technique_id(hint) {
             v.add(
                 format_args!("technique_hints[{i}]"),
-                format!("`{}` is not an ATT&CK technique id (T1234 or T1234.567)", clip(hint)),
+                format!(
+                    "`{}` is not an ATT&CK technique id (T1234 or T1234.567)",
+                    clip(hint, 64)
+                ),
             );
         }
     }
@@ -237,7 +241,7 @@ fn endpoint(v: &mut Violations, field: &str, endpoint: Option<&Endpoint>) {
     if !e.ip.is_empty() && e.ip.parse::<IpAddr>().is_err() {
         v.add(
             format_args!("{field}.ip"),
-            format!("`{}` is not an IPv4 or IPv6 address", clip(&e.ip)),
+            format!("`{}` is not an IPv4 or IPv6 address", clip(&e.ip, 64)),
         );
     }
     if e.port > u32::from(u16::MAX) {
@@ -331,7 +335,7 @@ fn indicator(ind: &Indicator) -> Result<(), IndicatorError> {
     } else {
         Err(bad_value(format!(
             "`{}` is not a valid {}",
-            clip(value),
+            clip(value, 64),
             kind.as_str_name()
         )))
     }
@@ -345,19 +349,6 @@ fn ip_or_cidr(value: &str, v4: bool) -> bool {
     let Ok(ip) = addr.parse::<IpAddr>() else { return false };
     let max = if ip.is_ipv4() { 32 } else { 128 };
     ip.is_ipv4() == v4 && prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
-}
-
-fn is_domain(value: &str) -> bool {
-    let value = value.strip_suffix('.').unwrap_or(value);
-    !value.is_empty()
-        && value.len() <= 253
-        && value.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
 }
 
 fn is_hex(value: &str, len: usize) -> bool {
@@ -380,12 +371,12 @@ fn attributes(v: &mut Violations, attrs: &std::collections::HashMap<String, Stri
         if key.is_empty() || key.len() > MAX_ATTRIBUTE_KEY_BYTES {
             v.add(
                 "attributes",
-                format!("key `{}` must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes", clip(key)),
+                format!("key `{}` must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes", clip(key, 64)),
             );
         }
         if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
             v.add(
-                format_args!("attributes[{}]", clip(key)),
+                format_args!("attributes[{}]", clip(key, 64)),
                 format!("must be at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes"),
             );
         }
@@ -403,35 +394,37 @@ pub fn is_technique_id(id: &str) -> bool {
     }
 }
 
-/// Shortens a value quoted in an error message (errors must stay small and never echo huge input).
-fn clip(s: &str) -> &str {
-    let mut end = s.len().min(64);
-    while !s.is_char_boundary(end) {
-        end -= 1;
+/// The first three violations as one line (`field: description; …`), for error messages and logs.
+pub fn summary(violations: &[FieldViolation]) -> String {
+    summarize("", violations)
+}
+
+/// Field path of a violation under `prefix` (`prefix.field`, or `field` without a prefix).
+fn field_path(prefix: &str, field: &str) -> String {
+    if prefix.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{prefix}.{field}")
     }
-    &s[..end]
+}
+
+fn summarize(prefix: &str, violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .take(3)
+        .map(|v| format!("{}: {}", field_path(prefix, &v.field), v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Turns violations into `InvalidArgument` with `BadRequest` details, every path under `prefix`.
 pub fn to_status(prefix: &str, violations: &[FieldViolation]) -> tonic::Status {
     use tonic_types::{ErrorDetails, StatusExt};
-    let path = |f: &str| {
-        if prefix.is_empty() {
-            f.to_owned()
-        } else {
-            format!("{prefix}.{f}")
-        }
-    };
-    let summary = violations
-        .iter()
-        .take(3)
-        .map(|fv| format!("{}: {}", path(&fv.field), fv.description))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let summary = summarize(prefix, violations);
     let details = ErrorDetails::with_bad_request(
         violations
             .iter()
-            .map(|fv| tonic_types::FieldViolation::new(path(&fv.field), fv.description.clone()))
+            .map(|fv| tonic_types::FieldViolation::new(field_path(prefix, &fv.field), fv.description.clone()))
             .collect::<Vec<_>>(),
     );
     tonic::Status::with_error_details(

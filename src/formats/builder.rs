@@ -16,6 +16,7 @@ use crate::limits::{
     MAX_SOURCE_SERVICE_BYTES, MAX_TECHNIQUE_HINTS, MAX_USER_BYTES,
 };
 use crate::proto::{DetectionEvent, DetectorKind, Endpoint, Indicator, IndicatorType, Severity};
+use crate::text::is_domain;
 use crate::validate::is_technique_id;
 
 /// Attribute set when `original` had to be cut to [`MAX_ORIGINAL_BYTES`].
@@ -213,21 +214,6 @@ fn bounded(mut endpoint: Endpoint) -> Option<Endpoint> {
         truncate(&mut process.command_line, MAX_COMMAND_LINE_BYTES);
     }
     Some(endpoint)
-}
-
-/// A domain name as STIX `domain-name` (and validation) accepts it: dot-separated labels of
-/// 1 to 63 letters, digits, `-` or `_`, at most 253 bytes in all.
-pub(crate) fn is_domain(value: &str) -> bool {
-    let value = value.strip_suffix('.').unwrap_or(value);
-    !value.is_empty()
-        && value.len() <= 253
-        && value.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
 }
 
 fn rank(key: &str, priority: &[&str]) -> usize {

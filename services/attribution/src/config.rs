@@ -4,15 +4,13 @@
 //! parsing, defaults and validation live here; the runtime crate layers file and env values.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Engine;
+use attackmesh_attack::{Engine, Kb, RulePack};
+
 use crate::error::Error;
-use crate::kb::Kb;
-use crate::rules::RulePack;
 
 /// Largest batch `Attribute` accepts (the contract's limit).
 pub const MAX_BATCH_LIMIT: usize = 10_000;
@@ -69,22 +67,14 @@ impl AttributionConfig {
         Ok(())
     }
 
-    /// Loads the configured knowledge base (or the embedded one).
-    pub fn load_kb(&self) -> Result<Arc<Kb>, Error> {
-        match &self.kb_path {
-            Some(p) => Kb::load(p).map(Arc::new),
-            None => Kb::embedded(),
-        }
-    }
-
     /// Builds the engine this configuration describes.
     pub fn build_engine(&self) -> Result<Engine, Error> {
-        let kb = self.load_kb()?;
+        let kb = Kb::open(self.kb_path.as_deref())?;
         let packs = match &self.rules_dir {
             Some(dir) => RulePack::embedded_with_dir(dir)?,
             None => RulePack::embedded()?,
         };
-        Engine::new(kb, packs)
+        Ok(Engine::new(kb, packs)?)
     }
 }
 

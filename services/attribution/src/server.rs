@@ -25,7 +25,7 @@ pub async fn serve(
     let build = config.clone();
     let engine = tokio::task::spawn_blocking(move || build.build_engine())
         .await
-        .map_err(|e| Error::Kb(format!("engine build task failed: {e}")))??;
+        .map_err(|e| Error::Internal(format!("engine build task failed: {e}")))??;
     tracing::info!(
         attack_version = engine.kb().attack_version(),
         rule_pack_version = engine.rule_pack_version(),

@@ -22,12 +22,11 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument as _, info, warn};
 
+use attackmesh_attack::{Engine, Resolved, RulePack};
+
 use crate::config::{AttributionConfig, MAX_BATCH_LIMIT};
-use crate::engine::Engine;
 use crate::error::Error;
-use crate::kb::Resolved;
 use crate::metrics;
-use crate::rules::RulePack;
 
 /// Most patterns one `MapPatterns` request may hold.
 pub const MAX_PATTERNS: usize = 1_000;
@@ -188,7 +187,7 @@ impl AttributionService for AttributionApi {
             Resolved::Unknown => {
                 return Err(Error::NotFound(format!(
                     "technique `{}` is not in ATT&CK {}",
-                    crate::rules::clip(id, 32),
+                    attackmesh::text::clip(id, 32),
                     kb.attack_version()
                 ))
                 .into());
@@ -213,7 +212,7 @@ impl AttributionService for AttributionApi {
             })),
             None => Err(Error::NotFound(format!(
                 "no group with id, name or alias `{}` in ATT&CK {}",
-                crate::rules::clip(id.trim(), 64),
+                attackmesh::text::clip(id.trim(), 64),
                 kb.attack_version()
             ))
             .into()),
@@ -268,7 +267,7 @@ async fn attribute_batch(state: &AttributionState, batch: AttributeRequest) -> R
     } else {
         tokio::task::spawn_blocking(move || events.iter().map(|e| engine.attribute(e)).collect())
             .await
-            .map_err(|e| Error::Kb(format!("attribution task failed: {e}")))?
+            .map_err(|e| Error::Internal(format!("attribution task failed: {e}")))?
     };
     Ok(AttributeResponse { batch_id, attributions })
 }
@@ -325,7 +324,7 @@ fn snapshot(dir: &Path) -> Snapshot {
     let mut out: Snapshot = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| crate::rules::pack::is_pack_file(p))
+        .filter(|p| attackmesh_attack::rules::pack::is_pack_file(p))
         .map(|p| {
             let meta = std::fs::metadata(&p).ok();
             let modified = meta.as_ref().and_then(|m| m.modified().ok());

@@ -1,8 +1,6 @@
 //! The attribution service over real gRPC on 127.0.0.1:0: a two-batch Attribute stream that
 //! survives a hot reload of the rules directory, batch limits, MapPatterns and lookups.
 
-mod common;
-
 use std::time::Duration;
 
 use attackmesh::proto::attribution_service_client::AttributionServiceClient;
@@ -10,7 +8,8 @@ use attackmesh::proto::{
     AttributeRequest, AttributionStatus, DetectorKind, GetGroupRequest, GetKnowledgeBaseInfoRequest,
     GetTechniqueRequest, MapPatternsRequest,
 };
-use attackmesh_attribution::{AttributionConfig, AttributionState, Engine, RulePack, grpc_service, watch_rules};
+use attackmesh_attack::{Engine, RulePack};
+use attackmesh_attribution::{AttributionConfig, AttributionState, grpc_service, watch_rules};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt;
@@ -85,14 +84,14 @@ fn probe_batch(batch_id: u64) -> AttributeRequest {
     AttributeRequest {
         batch_id,
         events: vec![
-            common::event("lab_probe", DetectorKind::TrafficMonitor, "probe", &[]),
-            common::event(
+            attackmesh_testkit::event("lab_probe", DetectorKind::TrafficMonitor, "probe", &[]),
+            attackmesh_testkit::event(
                 "cowrie.login.failed",
                 DetectorKind::Decoy,
                 "login attempt [root/root] failed",
                 &[],
             ),
-            common::event("heartbeat", DetectorKind::Other, "nothing", &[]),
+            attackmesh_testkit::event("heartbeat", DetectorKind::Other, "nothing", &[]),
         ],
         ..Default::default()
     }
@@ -133,7 +132,7 @@ async fn attribute_stream_survives_hot_reload() {
     assert_eq!(first.attributions[1].technique_ids, ["T1110.001"]);
     assert_eq!(first.attributions[2].status, AttributionStatus::NoMatch as i32);
     for a in &first.attributions {
-        common::assert_only_active(&kb, a, "batch 7");
+        attackmesh_testkit::assert_only_active(&kb, a, "batch 7");
     }
     assert!(
         first.attributions[0]
@@ -303,7 +302,7 @@ fn reload_from_dir_keeps_the_engine_on_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let handle = attackmesh_attribution::EngineHandle::new(
         Engine::new(
-            attackmesh_attribution::Kb::embedded().expect("kb"),
+            attackmesh_attack::Kb::embedded().expect("kb"),
             RulePack::embedded().expect("packs"),
         )
         .expect("engine"),

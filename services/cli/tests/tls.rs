@@ -6,14 +6,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-#[path = "../../runtime/tests/support/pki.rs"]
-mod pki;
 
 use std::time::Duration;
 
 use attackmesh::proto::{AckStatus, DetectionEvent, IngestRequest, ingest_service_client::IngestServiceClient};
+use attackmesh_testkit::pki::{Pki, client_config};
 use common::{Addrs, Serve, base_config, token};
-use pki::{Pki, client_config};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 fn https_client(ca: &str, identity: Option<(&str, &str)>) -> reqwest::Client {

@@ -9,7 +9,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use attackmesh::proto::{AttributeRequest, AttributeResponse, Attribution, AttributionStatus, DetectionEvent};
-use attackmesh_attribution::{Engine, Kb};
+use attackmesh_attack::{Engine, Kb};
 use futures::future::join_all;
 use tokio::sync::watch;
 

@@ -14,7 +14,7 @@ pub enum Error {
     #[error("invalid enrichment config: {0}")]
     Config(String),
     /// A request was malformed.
-    #[error("invalid argument: {}", summary(.0))]
+    #[error("invalid argument: {}", attackmesh::validate::summary(.0))]
     InvalidArgument(Vec<FieldViolation>),
     /// Downstream is slow, full or unavailable: nothing was taken, resend after `after`.
     #[error("{message} (retry in {after:?})")]
@@ -57,7 +57,7 @@ pub enum Error {
     Runtime(#[from] attackmesh_runtime::Error),
     /// The knowledge base for degraded mode could not be loaded.
     #[error(transparent)]
-    Attribution(#[from] attackmesh_attribution::Error),
+    Attack(#[from] attackmesh_attack::Error),
 }
 
 impl Error {
@@ -76,15 +76,6 @@ impl Error {
             description: description.into(),
         }])
     }
-}
-
-fn summary(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .take(3)
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 fn with_retry(code: tonic::Code, message: String, after: Duration) -> tonic::Status {

@@ -173,7 +173,7 @@ impl Pipeline {
                 if attribution.status == AttributionStatus::Degraded as i32 {
                     degraded.push((i as u32, queue.is_some().then(|| detection.clone())));
                 }
-                attackmesh_attribution::enriched_event(detection, attribution, FIRST_REVISION)
+                attackmesh::enriched_event(detection, attribution, FIRST_REVISION)
             })
             .collect();
         let (enriched, result) = self.exporter.export(enriched, &trace).await;

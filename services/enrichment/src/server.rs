@@ -10,7 +10,7 @@
 use std::{future::Future, sync::Arc};
 
 use attackmesh::proto::ingest_service_server::IngestServiceServer;
-use attackmesh_attribution::Kb;
+use attackmesh_attack::Kb;
 use attackmesh_runtime::server::{GrpcServer, Health};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
@@ -106,13 +106,10 @@ pub async fn serve(
 
 async fn load_kb(config: &EnrichmentConfig) -> Result<Arc<Kb>, Error> {
     let path = config.kb_path.clone();
-    tokio::task::spawn_blocking(move || match path {
-        Some(path) => Kb::load(&path).map(Arc::new),
-        None => Kb::embedded(),
-    })
-    .await
-    .map_err(|e| Error::Rpc(format!("knowledge base task failed: {e}")))?
-    .map_err(Error::from)
+    tokio::task::spawn_blocking(move || Kb::open(path.as_deref()))
+        .await
+        .map_err(|e| Error::Rpc(format!("knowledge base task failed: {e}")))?
+        .map_err(Error::from)
 }
 
 /// Reports SERVING while export is reachable, until draining starts.

@@ -4,15 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-#[path = "../../runtime/tests/support/pki.rs"]
-mod pki;
 
 use std::{collections::BTreeSet, net::SocketAddr, path::Path};
 
 use attackmesh::proto::{AckStatus, AttributionStatus, IngestRequest, ingest_service_client::IngestServiceClient};
 use attackmesh_runtime::tls::TlsConfig;
+use attackmesh_testkit::pki::Pki;
 use common::*;
-use pki::Pki;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 fn mesh_tls(pki: &Pki, dir: &Path, name: &str) -> TlsConfig {

@@ -9,7 +9,7 @@ use attackmesh::proto::{
     AttributeRequest, Attribution, AttributionStatus, DetectionEvent, DetectorKind, Endpoint, Indicator, IndicatorType,
     Process, attribution_service_client::AttributionServiceClient,
 };
-use attackmesh_attribution::{Engine, Kb};
+use attackmesh_attack::{Engine, Kb};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 use crate::error::Error;

@@ -12,7 +12,7 @@ pub enum Error {
     #[error("invalid intel config: {0}")]
     Config(String),
     /// A request was malformed.
-    #[error("invalid argument: {}", summary(.0))]
+    #[error("invalid argument: {}", attackmesh::validate::summary(.0))]
     InvalidArgument(Vec<FieldViolation>),
     /// A collection or object does not exist.
     #[error("{0}")]
@@ -31,22 +31,13 @@ pub enum Error {
     Stix(String),
     /// The knowledge base or attribution engine could not be loaded.
     #[error(transparent)]
-    Attribution(#[from] attackmesh_attribution::Error),
+    Attack(#[from] attackmesh_attack::Error),
     /// The shared runtime (listener, TLS, health) failed.
     #[error(transparent)]
     Runtime(#[from] attackmesh_runtime::Error),
     /// A file or socket could not be read or written.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-}
-
-fn summary(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .take(3)
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl From<rusqlite::Error> for Error {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use attackmesh::proto::EnrichedEvent;
-use attackmesh_attribution::Kb;
+use attackmesh_attack::Kb;
 use chrono::Utc;
 
 use crate::{

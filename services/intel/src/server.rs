@@ -5,7 +5,7 @@
 use std::{future::Future, sync::Arc};
 
 use attackmesh::proto::intel_service_server::IntelServiceServer;
-use attackmesh_attribution::{Engine, Kb, RulePack};
+use attackmesh_attack::{Engine, Kb, RulePack};
 use attackmesh_runtime::server::GrpcServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -23,13 +23,10 @@ use crate::{
 /// Loads the knowledge base `config` names (or the embedded one) off the async threads.
 pub async fn load_kb(config: &IntelConfig) -> Result<Arc<Kb>, Error> {
     let path = config.kb_path.clone();
-    tokio::task::spawn_blocking(move || match path {
-        Some(p) => Kb::load(p).map(Arc::new),
-        None => Kb::embedded(),
-    })
-    .await
-    .map_err(|e| Error::Storage(format!("knowledge base task: {e}")))?
-    .map_err(Error::from)
+    tokio::task::spawn_blocking(move || Kb::open(path.as_deref()))
+        .await
+        .map_err(|e| Error::Storage(format!("knowledge base task: {e}")))?
+        .map_err(Error::from)
 }
 
 /// The attributor `config` asks for.

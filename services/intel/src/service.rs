@@ -13,7 +13,7 @@ use attackmesh::{
     },
     validate::is_technique_id,
 };
-use attackmesh_attribution::Resolved;
+use attackmesh_attack::Resolved;
 use attackmesh_runtime::auth::Caller;
 use tonic::{Request, Response, Status};
 

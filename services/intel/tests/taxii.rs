@@ -392,7 +392,7 @@ async fn paging_while_objects_arrive_has_no_duplicates_or_gaps() {
 #[tokio::test]
 async fn posted_attackmesh_objects_merge_like_local_ingest() {
     let (s, _d) = server().await;
-    let kb = attackmesh_attribution::Kb::embedded().unwrap();
+    let kb = attackmesh_attack::Kb::embedded().unwrap();
     let options = s.intel.options().clone();
     let event = |technique: &str| attackmesh::proto::EnrichedEvent {
         event_id: "e".into(),

@@ -13,8 +13,10 @@ use std::{
 };
 
 use anyhow::Context as _;
+use attackmesh::enriched_event;
 use attackmesh::formats::{self, Format, Reader};
-use attackmesh_attribution::{AttributionConfig, Engine, enriched_event};
+use attackmesh_attack::Engine;
+use attackmesh_attribution::AttributionConfig;
 
 /// Exit code when an input file cannot be opened or read (sysexits EX_NOINPUT).
 const EXIT_NO_INPUT: u8 = 66;

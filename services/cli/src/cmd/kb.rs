@@ -22,8 +22,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use attackmesh_attribution::kb::{ImportOptions, import_bundle_with, version_from_file_name};
-use attackmesh_attribution::{Engine, Kb, Resolved, RulePack};
+use attackmesh_attack::kb::{ImportOptions, import_bundle_with, version_from_file_name};
+use attackmesh_attack::{Engine, Kb, Resolved, RulePack};
 
 /// Arguments of `attackmesh kb`.
 #[derive(Debug, clap::Args)]
@@ -84,12 +84,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<Arc<Kb>> {
-    match path {
-        Some(p) => Ok(Arc::new(
-            Kb::load(p).with_context(|| format!("loading {}", p.display()))?,
-        )),
-        None => Ok(Kb::embedded()?),
-    }
+    Kb::open(path.map(PathBuf::as_path)).context("loading the knowledge base")
 }
 
 fn import(bundle: &Path, out: &Path, attack_version: Option<String>) -> anyhow::Result<ExitCode> {

@@ -118,7 +118,7 @@ async fn reattribute(
             events
                 .into_iter()
                 .zip(attributions)
-                .map(|(ev, a)| attackmesh_attribution::enriched_event(ev, a, REATTRIBUTED_REVISION)),
+                .map(|(ev, a)| attackmesh::enriched_event(ev, a, REATTRIBUTED_REVISION)),
         );
     }
     let mut pause = Duration::from_millis(100);

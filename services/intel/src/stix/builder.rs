@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use attackmesh::proto::{EnrichedEvent, Indicator, ThreatActor};
-use attackmesh_attribution::{Kb, Resolved};
+use attackmesh_attack::{Kb, Resolved};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 

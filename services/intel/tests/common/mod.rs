@@ -108,7 +108,7 @@ impl Drop for TestServer {
 
 impl TestServer {
     pub async fn start(config: IntelConfig, store: Store) -> Self {
-        let kb = attackmesh_attribution::Kb::embedded().unwrap();
+        let kb = attackmesh_attack::Kb::embedded().unwrap();
         let intel = Intel::new(store, kb, &config);
         let auth = Authenticator::new(&auth_config()).unwrap();
         let app = router(TaxiiState::new(&config, intel.clone(), auth));

@@ -254,7 +254,7 @@ impl IngestService for NoopIngest {
                     let events = events
                         .into_iter()
                         .zip(answer.attributions)
-                        .map(|(event, attribution)| attackmesh_attribution::enriched_event(event, attribution, 1))
+                        .map(|(event, attribution)| attackmesh::enriched_event(event, attribution, 1))
                         .collect();
                     let request = ExportRequest {
                         batch_id,

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Context as _;
 use attackmesh::proto::{EnrichedEvent, SinkStatus};
-use attackmesh_attribution::Kb;
+use attackmesh_attack::Kb;
 
 use super::Sent;
 
@@ -49,7 +49,7 @@ pub(crate) fn write(
     let layer = out.join("navigator-layer.json");
     let events: Vec<&EnrichedEvent> = sources.iter().flat_map(|(_, events)| events).collect();
     let kb = Kb::embedded()?;
-    let json = crate::cmd::navigator::layer(&events, &kb, "attackmesh demo");
+    let json = attackmesh_attack::navigator::layer(&events, &kb, "attackmesh demo");
     std::fs::write(&layer, serde_json::to_vec_pretty(&json)?)
         .with_context(|| format!("cannot write {}", layer.display()))?;
     Ok(Report {
@@ -141,7 +141,7 @@ impl Report {
             "\nCandidate threat groups (all observed techniques; scores below 0.5 are weak evidence)"
         );
         let refs: Vec<&str> = observed.iter().map(String::as_str).collect();
-        let actors = attackmesh_attribution::rank_actors(&self.kb, &refs);
+        let actors = attackmesh_attack::rank_actors(&self.kb, &refs);
         if actors.is_empty() {
             let _ = writeln!(s, "  none: the evidence does not point to a known group");
         }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use attackmesh::formats::{self, Format, Reader};
 use attackmesh::proto::{DetectionEvent, DetectorKind};
-use attackmesh_attribution::{Engine, Kb};
+use attackmesh_attack::{Engine, Kb};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const COMPACT_KB: &[u8] = include_bytes!("../kb/enterprise-attack-18.1.kb.gz");

@@ -238,7 +238,7 @@ pub fn overlay(base: Vec<RulePack>, overrides: Vec<RulePack>) -> Vec<RulePack> {
 }
 
 /// True for files a rules directory may hold packs in.
-pub(crate) fn is_pack_file(path: &Path) -> bool {
+pub fn is_pack_file(path: &Path) -> bool {
     path.is_file()
         && path
             .extension()

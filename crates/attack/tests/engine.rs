@@ -1,10 +1,8 @@
 //! Engine behaviour a user notices: detector hints are validated and normalised, confidence
 //! combines evidence, statuses are right, and free-text patterns map.
 
-mod common;
-
 use attackmesh::proto::{AttributionStatus, DetectorKind, Endpoint, EvidenceSource, Process};
-use attackmesh_attribution::Engine;
+use attackmesh_attack::Engine;
 
 fn engine() -> Engine {
     Engine::embedded().expect("embedded engine")
@@ -13,7 +11,7 @@ fn engine() -> Engine {
 #[test]
 fn revoked_hint_is_replaced_and_unknown_or_deprecated_hints_are_dropped() {
     let engine = engine();
-    let mut ev = common::event(
+    let mut ev = attackmesh_testkit::event(
         "falco.alert",
         DetectorKind::BehaviouralAnalysis,
         "custom rule fired",
@@ -27,7 +25,7 @@ fn revoked_hint_is_replaced_and_unknown_or_deprecated_hints_are_dropped() {
         "t1059.004".into(),
     ];
     let a = engine.attribute(&ev);
-    common::assert_only_active(engine.kb(), &a, "hints");
+    attackmesh_testkit::assert_only_active(engine.kb(), &a, "hints");
     assert_eq!(a.status, AttributionStatus::Ok as i32);
     let techniques = &a.metadata.as_ref().expect("metadata").techniques;
     let ids: Vec<&str> = techniques.iter().map(|t| t.id.as_str()).collect();
@@ -51,7 +49,7 @@ fn revoked_hint_is_replaced_and_unknown_or_deprecated_hints_are_dropped() {
 #[test]
 fn degraded_carries_only_validated_hints() {
     let engine = engine();
-    let mut ev = common::event(
+    let mut ev = attackmesh_testkit::event(
         "cowrie.login.failed",
         DetectorKind::Decoy,
         "login attempt [root/root] failed",
@@ -73,7 +71,7 @@ fn degraded_carries_only_validated_hints() {
 fn confidence_combines_evidence_and_detector_confidence() {
     let engine = engine();
     // A hint and a rule for the same technique combine by noisy-OR: 1 - (1-0.8)(1-0.6) = 0.92.
-    let mut ev = common::event(
+    let mut ev = attackmesh_testkit::event(
         "cowrie.login.failed",
         DetectorKind::Decoy,
         "login attempt [root/root] failed",
@@ -92,7 +90,7 @@ fn confidence_combines_evidence_and_detector_confidence() {
     let t = &a.metadata.as_ref().expect("metadata").techniques[0];
     assert!((t.confidence - (1.0 - 0.6 * 0.7)).abs() < 1e-9, "{}", t.confidence);
     // Many agreeing rules never reach certainty.
-    let cmd = common::event(
+    let cmd = attackmesh_testkit::event(
         "cowrie.command.input",
         DetectorKind::Decoy,
         "echo x >> ~/.ssh/authorized_keys",
@@ -106,7 +104,12 @@ fn confidence_combines_evidence_and_detector_confidence() {
 
 #[test]
 fn no_match_has_no_techniques_and_zero_confidence() {
-    let a = engine().attribute(&common::event("heartbeat", DetectorKind::Other, "all quiet", &[]));
+    let a = engine().attribute(&attackmesh_testkit::event(
+        "heartbeat",
+        DetectorKind::Other,
+        "all quiet",
+        &[],
+    ));
     assert_eq!(a.status, AttributionStatus::NoMatch as i32);
     assert!(a.technique_ids.is_empty());
     assert_eq!(a.confidence_score, 0.0);
@@ -165,23 +168,23 @@ fn detector_kinds_of_the_seed_map() {
         ("honeytoken_use", DetectorKind::Decoy, &[], "T1078"),
     ];
     for (event_type, kind, attrs, expected) in cases {
-        let a = engine.attribute(&common::event(event_type, *kind, "", attrs));
+        let a = engine.attribute(&attackmesh_testkit::event(event_type, *kind, "", attrs));
         assert!(
             a.technique_ids.iter().any(|t| t == expected),
             "{event_type}: expected {expected}, got {:?}",
             a.technique_ids
         );
-        common::assert_only_active(engine.kb(), &a, event_type);
+        attackmesh_testkit::assert_only_active(engine.kb(), &a, event_type);
     }
     // A persistence event with a known mechanism does not also get the generic fallback.
-    let a = engine.attribute(&common::event(
+    let a = engine.attribute(&attackmesh_testkit::event(
         "persistence",
         DetectorKind::BehaviouralAnalysis,
         "",
         &[("mechanism", "cron")],
     ));
     assert_eq!(a.technique_ids, ["T1053.003"]);
-    let a = engine.attribute(&common::event(
+    let a = engine.attribute(&attackmesh_testkit::event(
         "persistence",
         DetectorKind::BehaviouralAnalysis,
         "",
@@ -193,7 +196,7 @@ fn detector_kinds_of_the_seed_map() {
 #[test]
 fn process_command_lines_map_whatever_the_detector() {
     let engine = engine();
-    let mut ev = common::event("process_start", DetectorKind::Other, "process started", &[]);
+    let mut ev = attackmesh_testkit::event("process_start", DetectorKind::Other, "process started", &[]);
     ev.source = Some(Endpoint {
         process: Some(Process {
             command_line: "vssadmin.exe delete shadows /all /quiet".into(),
@@ -207,14 +210,14 @@ fn process_command_lines_map_whatever_the_detector() {
 #[test]
 fn falco_and_wazuh_map_by_rule_without_tags() {
     let engine = engine();
-    let falco = common::event(
+    let falco = attackmesh_testkit::event(
         "falco.alert",
         DetectorKind::BehaviouralAnalysis,
         "shell",
         &[("rule", "Terminal shell in container")],
     );
     assert_eq!(engine.attribute(&falco).technique_ids, ["T1059"]);
-    let wazuh = common::event(
+    let wazuh = attackmesh_testkit::event(
         "wazuh.alert",
         DetectorKind::BehaviouralAnalysis,
         "sshd: brute force trying to get access to the system.",

@@ -1,16 +1,12 @@
 //! The default rule packs against the real sample files in the shared data: Suricata coverage,
 //! Cowrie commands and logins, Zeek notices, and no output that is not an active technique.
 
-mod common;
-#[path = "common/samples.rs"]
-mod samples;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use attackmesh::formats::{self, Format, Reader};
 use attackmesh::proto::AttributionStatus;
-use attackmesh_attribution::{Engine, Kb};
+use attackmesh_attack::{Engine, Kb};
 
 fn engine() -> Engine {
     Engine::embedded().expect("embedded engine")
@@ -31,14 +27,16 @@ fn files(dir: &Path, sub: &str, suffix: &str) -> Vec<PathBuf> {
 
 #[test]
 fn suricata_alerts_map_to_a_technique_in_at_least_80_percent_of_each_sample() {
-    let Some(dir) = common::shared_data() else { return };
+    let Some(dir) = attackmesh_testkit::shared_data() else {
+        return;
+    };
     let engine = engine();
     let paths = files(&dir, "samples/suricata", ".eve.ndjson");
     assert!(paths.len() >= 3, "expected the three Suricata samples, found {paths:?}");
     for path in paths {
         let (mut alerts, mut mapped) = (0usize, 0usize);
         let mut unmapped = BTreeMap::<String, usize>::new();
-        for (_, ev) in samples::events(Format::SuricataEve, &path) {
+        for (_, ev) in attackmesh_testkit::sample_events(Format::SuricataEve, &path) {
             if ev.event_type != "suricata.alert" {
                 continue;
             }
@@ -70,7 +68,9 @@ fn suricata_alerts_map_to_a_technique_in_at_least_80_percent_of_each_sample() {
 
 #[test]
 fn suricata_signatures_map_to_what_an_analyst_would_say() {
-    let Some(dir) = common::shared_data() else { return };
+    let Some(dir) = attackmesh_testkit::shared_data() else {
+        return;
+    };
     let engine = engine();
     let expected: &[(&str, &[&str])] = &[
         ("ET SCAN Potential SSH Scan", &["T1046"]),
@@ -98,7 +98,7 @@ fn suricata_signatures_map_to_what_an_analyst_would_say() {
     ];
     let mut seen = BTreeMap::new();
     for path in files(&dir, "samples/suricata", ".eve.ndjson") {
-        for (_, ev) in samples::events(Format::SuricataEve, &path) {
+        for (_, ev) in attackmesh_testkit::sample_events(Format::SuricataEve, &path) {
             seen.entry(ev.description.clone())
                 .or_insert_with(|| engine.attribute(&ev).technique_ids);
         }
@@ -145,11 +145,13 @@ const COWRIE_COMMANDS: &[(&str, &[&str])] = &[
 
 #[test]
 fn cowrie_commands_and_logins_map_right() {
-    let Some(dir) = common::shared_data() else { return };
+    let Some(dir) = attackmesh_testkit::shared_data() else {
+        return;
+    };
     let engine = engine();
     let path = dir.join("samples/cowrie/cowrie_local_session.json");
     let mut counts = BTreeMap::<&str, usize>::new();
-    for (line, ev) in samples::events(Format::Cowrie, &path) {
+    for (line, ev) in attackmesh_testkit::sample_events(Format::Cowrie, &path) {
         let a = engine.attribute(&ev);
         let ids = &a.technique_ids;
         let ctx = format!("line {line} {} `{}`", ev.event_type, ev.description);
@@ -218,10 +220,14 @@ fn cowrie_commands_and_logins_map_right() {
 
 #[test]
 fn cowrie_session_as_a_whole_never_names_an_actor_strongly() {
-    let Some(dir) = common::shared_data() else { return };
+    let Some(dir) = attackmesh_testkit::shared_data() else {
+        return;
+    };
     let engine = engine();
     let mut all: Vec<String> = Vec::new();
-    for (_, ev) in samples::events(Format::Cowrie, &dir.join("samples/cowrie/cowrie_local_session.json")) {
+    for (_, ev) in
+        attackmesh_testkit::sample_events(Format::Cowrie, &dir.join("samples/cowrie/cowrie_local_session.json"))
+    {
         all.extend(engine.attribute(&ev).technique_ids);
     }
     all.sort();
@@ -236,10 +242,12 @@ fn cowrie_session_as_a_whole_never_names_an_actor_strongly() {
 
 #[test]
 fn zeek_notices_and_features_map_and_benign_logs_do_not() {
-    let Some(dir) = common::shared_data() else { return };
+    let Some(dir) = attackmesh_testkit::shared_data() else {
+        return;
+    };
     let engine = engine();
     let zeek = dir.join("samples/zeek/zat-0.4.9");
-    for (line, ev) in samples::events(Format::Zeek, &zeek.join("notice.log")) {
+    for (line, ev) in attackmesh_testkit::sample_events(Format::Zeek, &zeek.join("notice.log")) {
         let a = engine.attribute(&ev);
         assert_eq!(
             ev.attributes.get("note").map(String::as_str),
@@ -251,7 +259,7 @@ fn zeek_notices_and_features_map_and_benign_logs_do_not() {
             "notice line {line}"
         );
     }
-    let dyn_dns = samples::events(Format::Zeek, &zeek.join("dns.log"))
+    let dyn_dns = attackmesh_testkit::sample_events(Format::Zeek, &zeek.join("dns.log"))
         .into_iter()
         .filter(|(_, ev)| ev.description.ends_with("myftp.biz"))
         .map(|(_, ev)| engine.attribute(&ev).technique_ids)
@@ -268,7 +276,7 @@ fn zeek_notices_and_features_map_and_benign_logs_do_not() {
         "x509.log",
         "ssl.log",
     ] {
-        let events = samples::events(Format::Zeek, &zeek.join(log));
+        let events = attackmesh_testkit::sample_events(Format::Zeek, &zeek.join(log));
         assert!(!events.is_empty(), "{log}: no events");
         for (line, ev) in events {
             let a = engine.attribute(&ev);
@@ -283,7 +291,9 @@ fn zeek_notices_and_features_map_and_benign_logs_do_not() {
 
 #[test]
 fn no_output_on_any_sample_names_anything_but_an_active_technique() {
-    let Some(dir) = common::shared_data() else { return };
+    let Some(dir) = attackmesh_testkit::shared_data() else {
+        return;
+    };
     let engine = engine();
     let kb: &Kb = engine.kb();
     let mut inputs: Vec<(Format, PathBuf)> = Vec::new();
@@ -314,8 +324,8 @@ fn no_output_on_any_sample_names_anything_but_an_active_technique() {
             let Ok(Some(ev)) = record.result else { continue };
             let ctx = format!("{}:{}", path.display(), record.line);
             let a = engine.attribute(&ev);
-            common::assert_only_active(kb, &a, &ctx);
-            common::assert_only_active(kb, &Engine::degraded(kb, &ev), &ctx);
+            attackmesh_testkit::assert_only_active(kb, &a, &ctx);
+            attackmesh_testkit::assert_only_active(kb, &Engine::degraded(kb, &ev), &ctx);
             events += 1;
             attributed += usize::from(!a.technique_ids.is_empty());
         }
@@ -329,7 +339,7 @@ fn no_output_on_any_sample_names_anything_but_an_active_technique() {
     let mut signatures: Vec<String> = Vec::new();
     for path in files(&dir, "samples/suricata", ".eve.ndjson") {
         signatures.extend(
-            samples::events(Format::SuricataEve, &path)
+            attackmesh_testkit::sample_events(Format::SuricataEve, &path)
                 .into_iter()
                 .map(|(_, ev)| ev.description),
         );
@@ -337,7 +347,7 @@ fn no_output_on_any_sample_names_anything_but_an_active_technique() {
     for mapping in engine.map_patterns(&signatures, "", attackmesh::proto::DetectorKind::Unspecified) {
         for t in &mapping.techniques {
             assert!(
-                matches!(kb.resolve(&t.id), attackmesh_attribution::Resolved::Active(_)),
+                matches!(kb.resolve(&t.id), attackmesh_attack::Resolved::Active(_)),
                 "{}: {}",
                 mapping.pattern,
                 t.id

@@ -200,7 +200,7 @@ fn add_hints(kb: &Kb, ev: &DetectionEvent, acc: &mut Accumulator) {
                 acc.add(t, revoked.then_some(id), evidence);
             }
             None => {
-                debug!(hint = %crate::rules::clip(hint, 64), "dropped detector hint that is not an active ATT&CK technique")
+                debug!(hint = %attackmesh::text::clip(hint, 64), "dropped detector hint that is not an active ATT&CK technique")
             }
         }
     }

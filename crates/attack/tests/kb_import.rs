@@ -1,16 +1,14 @@
 //! The importer against the real ATT&CK 18.1 bundle, and the committed compact KB against a
 //! fresh import of it.
 
-mod common;
-
 use std::sync::OnceLock;
 
-use attackmesh_attribution::Kb;
-use attackmesh_attribution::kb::{KbData, Resolved};
+use attackmesh_attack::Kb;
+use attackmesh_attack::kb::{KbData, Resolved};
 
 fn imported() -> Option<&'static Kb> {
     static KB: OnceLock<Option<Kb>> = OnceLock::new();
-    KB.get_or_init(|| common::attack_bundle().map(|p| Kb::load(p).expect("the official bundle imports")))
+    KB.get_or_init(|| attackmesh_testkit::attack_bundle().map(|p| Kb::load(p).expect("the official bundle imports")))
         .as_ref()
 }
 

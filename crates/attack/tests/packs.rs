@@ -1,12 +1,10 @@
 //! Rule-pack validation: the embedded packs load, and broken packs fail naming file, rule and
 //! what is wrong.
 
-mod common;
-
 use attackmesh::proto::DetectorKind;
-use attackmesh_attribution::{Engine, Kb, RulePack};
+use attackmesh_attack::{Engine, Kb, RulePack};
 
-fn compile(yaml: &str) -> Result<Engine, attackmesh_attribution::Error> {
+fn compile(yaml: &str) -> Result<Engine, attackmesh_attack::Error> {
     let kb = Kb::embedded().expect("embedded KB");
     Engine::new(kb, vec![RulePack::parse("test-pack.yaml", yaml)?])
 }
@@ -123,7 +121,7 @@ fn a_valid_pack_maps_with_all_condition_kinds() {
     );
     let engine = compile(&yaml).expect("valid");
     let ev = |port: &str, attempts: &str, description: &str| {
-        common::event(
+        attackmesh_testkit::event(
             "brute_force",
             DetectorKind::TrafficMonitor,
             description,
@@ -196,7 +194,7 @@ fn a_directory_pack_replaces_the_embedded_one_of_the_same_name_or_removes_it() {
         "{}",
         engine.rule_pack_version()
     );
-    let failed = common::event(
+    let failed = attackmesh_testkit::event(
         "cowrie.login.failed",
         DetectorKind::Decoy,
         "login attempt [root/root] failed",

@@ -1,29 +1,4 @@
-//! Helpers shared by the integration tests: where the shared ATT&CK data and samples are.
-
-#![allow(dead_code, unreachable_pub)]
-
-use std::path::PathBuf;
-
-/// The shared data directory, or `None` (with a note on stderr) when it is absent.
-pub fn shared_data() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
-    if dir.join("attack").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: shared data not found at {} (the ATT&CK bundle and samples live there)",
-            dir.display()
-        );
-        None
-    }
-}
-
-/// The official ATT&CK 18.1 bundle, when the shared data is present.
-pub fn attack_bundle() -> Option<PathBuf> {
-    shared_data()
-        .map(|d| d.join("attack/enterprise-attack-18.1.json.gz"))
-        .filter(|p| p.is_file())
-}
+//! Detections made for tests, and the invariants every attribution must hold.
 
 use attackmesh::proto::{DetectionEvent, DetectorKind};
 
@@ -48,8 +23,8 @@ pub fn event(event_type: &str, kind: DetectorKind, description: &str, attributes
 }
 
 /// Asserts that every technique id an attribution mentions is an active technique of `kb`.
-pub fn assert_only_active(kb: &attackmesh_attribution::Kb, a: &attackmesh::proto::Attribution, context: &str) {
-    use attackmesh_attribution::Resolved;
+pub fn assert_only_active(kb: &attackmesh_attack::Kb, a: &attackmesh::proto::Attribution, context: &str) {
+    use attackmesh_attack::Resolved;
     let meta = a.metadata.as_ref().unwrap_or_else(|| panic!("{context}: no metadata"));
     let detail_ids: Vec<&str> = meta.techniques.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(

@@ -1,8 +1,6 @@
-//! Certificates made for TLS tests (shared by the runtime, enrichment and CLI TLS tests through
-//! `#[path]`): a CA, leaf certificates valid for localhost and 127.0.0.1, and a rustls client
-//! configuration that trusts a CA and optionally presents a client certificate.
-
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+//! Certificates made for TLS tests: a CA, leaf certificates valid for localhost and 127.0.0.1,
+//! and a rustls client configuration that trusts a CA and optionally presents a client
+//! certificate.
 
 use std::sync::Arc;
 

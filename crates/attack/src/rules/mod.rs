@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
-use attackmesh::proto::{DetectionEvent, DetectorKind, Endpoint, Severity};
+use attackmesh::proto::{DetectionEvent, DetectorKind, Endpoint};
+use attackmesh::text::{clip, severity_name};
 use regex::{Regex, RegexSet};
 
 pub use pack::{PackDef, RulePack};
@@ -533,16 +534,6 @@ fn command_line(ev: &DetectionEvent) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn severity_name(s: i32) -> &'static str {
-    match Severity::try_from(s) {
-        Ok(Severity::Low) => "low",
-        Ok(Severity::Medium) => "medium",
-        Ok(Severity::High) => "high",
-        Ok(Severity::Critical) => "critical",
-        _ => "unspecified",
-    }
-}
-
 /// Free text mapped by `MapPatterns`: every field reads the pattern.
 pub(crate) struct PatternFields<'p> {
     pub(crate) pattern: &'p str,
@@ -659,15 +650,6 @@ fn lower_into<'a>(text: &'a str, buf: &'a mut String) -> &'a str {
     } else {
         text
     }
-}
-
-/// Shortens text to at most `max` bytes on a character boundary.
-pub(crate) fn clip(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]

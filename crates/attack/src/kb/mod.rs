@@ -93,6 +93,15 @@ impl Kb {
             .map_err(Error::Kb)
     }
 
+    /// The one way every service and command picks its knowledge base: the file at `path`
+    /// (see [`Kb::load`]) when one is configured, the embedded one otherwise.
+    pub fn open(path: Option<&Path>) -> Result<Arc<Kb>, Error> {
+        match path {
+            Some(p) => Kb::load(p).map(Arc::new),
+            None => Kb::embedded(),
+        }
+    }
+
     /// Loads a compact KB or an official ATT&CK bundle (`.json` or `.json.gz`), detected by
     /// content. A bundle without an `x-mitre-collection` object takes its release from the file
     /// name (`enterprise-attack-18.1.json`).

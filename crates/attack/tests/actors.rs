@@ -1,13 +1,11 @@
 //! Actor ranking: thin or generic evidence never names an actor strongly; a distinctive set of
 //! a known group's techniques ranks that group first.
 
-mod common;
-
 use std::collections::HashMap;
 
 use attackmesh::proto::DetectorKind;
-use attackmesh_attribution::actors::THIN_EVIDENCE_CAP;
-use attackmesh_attribution::{Engine, Kb};
+use attackmesh_attack::actors::THIN_EVIDENCE_CAP;
+use attackmesh_attack::{Engine, Kb};
 
 fn engine() -> Engine {
     Engine::embedded().expect("embedded engine")
@@ -102,7 +100,7 @@ fn a_distinctive_set_ranks_its_group_first() {
 fn per_event_ranking_is_empty_on_thin_evidence() {
     let engine = engine();
     // One technique: no actors at all.
-    let ev = common::event("port_scan", DetectorKind::TrafficMonitor, "", &[]);
+    let ev = attackmesh_testkit::event("port_scan", DetectorKind::TrafficMonitor, "", &[]);
     assert!(
         engine
             .attribute(&ev)
@@ -112,7 +110,7 @@ fn per_event_ranking_is_empty_on_thin_evidence() {
             .is_empty()
     );
     // Two generic techniques (T1105 + T1071.001 + T1573.002 from hints): still nothing claimed.
-    let mut ev = common::event("heartbeat", DetectorKind::Other, "", &[]);
+    let mut ev = attackmesh_testkit::event("heartbeat", DetectorKind::Other, "", &[]);
     ev.technique_hints = vec!["T1105".into(), "T1059".into()];
     let a = engine.attribute(&ev);
     assert_eq!(a.technique_ids.len(), 2);

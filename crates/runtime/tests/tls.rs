@@ -4,9 +4,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/pki.rs"]
-mod pki;
-
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use attackmesh_runtime::{
@@ -15,7 +12,7 @@ use attackmesh_runtime::{
     server::{GrpcServer, ServeOptions},
     tls::TlsConfig,
 };
-use pki::{Pki, client_config};
+use attackmesh_testkit::pki::{Pki, client_config};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
