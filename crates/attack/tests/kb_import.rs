@@ -102,9 +102,9 @@ fn committed_compact_kb_equals_a_fresh_import() {
     let same = embedded.data() == fresh.data();
     assert!(
         same,
-        "services/attribution/kb/enterprise-attack-18.1.kb.gz is stale; regenerate it with \
+        "crates/attack/kb/enterprise-attack-18.1.kb.gz is stale; regenerate it with \
          `attackmesh kb import ../shared/data/attack/enterprise-attack-18.1.json.gz --out \
-         services/attribution/kb/enterprise-attack-18.1.kb.gz` (or `cargo test -p attackmesh-attribution \
+         crates/attack/kb/enterprise-attack-18.1.kb.gz` (or `cargo test -p attackmesh-attack \
          --test kb_import -- --ignored regenerate`)"
     );
 }
@@ -134,7 +134,7 @@ fn garbage_is_not_a_knowledge_base() {
 
 /// Rewrites the committed compact KB from the shared bundle.
 #[test]
-#[ignore = "writes services/attribution/kb; run explicitly to regenerate"]
+#[ignore = "writes crates/attack/kb; run explicitly to regenerate"]
 fn regenerate() {
     let Some(kb) = imported() else { return };
     let out = concat!(env!("CARGO_MANIFEST_DIR"), "/kb/enterprise-attack-18.1.kb.gz");

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! attackmesh kb import ../shared/data/attack/enterprise-attack-18.1.json.gz \
-//!     --out services/attribution/kb/enterprise-attack-18.1.kb.gz
+//!     --out crates/attack/kb/enterprise-attack-18.1.kb.gz
 //! ```
 //!
 //! (the attribution crate's `kb_import` test fails while the committed file differs from a
