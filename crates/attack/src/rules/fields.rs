@@ -1,0 +1,226 @@
+//! Where rule evaluation reads field values from: the fields of a detection event, or free
+//! text mapped by `MapPatterns`. Reading never allocates; it decides nothing about matches.
+
+use attackmesh::proto::{DetectionEvent, DetectorKind, Endpoint};
+use attackmesh::text::severity_name;
+
+/// Attribute keys that carry a process command line, in order of preference, after the
+/// event's own `source.process.command_line` and `destination.process.command_line`.
+const COMMAND_LINE_ATTRS: &[&str] = &[
+    "input",
+    "output_fields.proc.cmdline",
+    "proc.cmdline",
+    "process.command_line",
+    "command_line",
+    "cmdline",
+    "data.command",
+];
+
+/// What a condition reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum FieldRef {
+    Description,
+    EventType,
+    SourceService,
+    Severity,
+    CommandLine,
+    Endpoint(Side, EndpointField),
+    Attr(Box<str>),
+}
+
+/// Which endpoint of an event a field belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Side {
+    Source,
+    Destination,
+}
+
+/// A field of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum EndpointField {
+    Ip,
+    Port,
+    Hostname,
+    User,
+    ProcessName,
+    ProcessExecutable,
+    ProcessCommandLine,
+    ProcessParentName,
+}
+
+/// A field value: text, or a port number (formatted only when compared as text).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Value<'a> {
+    Str(&'a str),
+    Num(u32),
+}
+
+/// Room to format a port number without allocating.
+#[derive(Default)]
+pub(crate) struct NumBuf([u8; 10]);
+
+impl<'a> Value<'a> {
+    pub(super) fn as_text<'b>(&self, buf: &'b mut NumBuf) -> &'b str
+    where
+        'a: 'b,
+    {
+        match *self {
+            Value::Str(s) => s,
+            Value::Num(mut n) => {
+                let mut i = buf.0.len();
+                loop {
+                    i -= 1;
+                    buf.0[i] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                std::str::from_utf8(&buf.0[i..]).unwrap_or_default()
+            }
+        }
+    }
+
+    pub(super) fn as_number(&self) -> Option<f64> {
+        match *self {
+            Value::Str(s) => s.trim().parse().ok(),
+            Value::Num(n) => Some(f64::from(n)),
+        }
+    }
+}
+
+/// Where rule evaluation reads field values from.
+pub(crate) trait Fields {
+    /// The event type; `None` in pattern mode without a type (type filters are ignored).
+    fn event_type(&self) -> Option<&str>;
+    /// The detector kind; `None` when kind filters are ignored.
+    fn kind(&self) -> Option<DetectorKind>;
+    /// A field's value; empty values are absent.
+    fn get(&self, field: &FieldRef) -> Option<Value<'_>>;
+}
+
+/// Fields of a detection event.
+pub(crate) struct EventFields<'e>(pub(crate) &'e DetectionEvent);
+
+impl Fields for EventFields<'_> {
+    fn event_type(&self) -> Option<&str> {
+        Some(&self.0.event_type)
+    }
+
+    fn kind(&self) -> Option<DetectorKind> {
+        Some(match DetectorKind::try_from(self.0.detector_kind) {
+            Ok(DetectorKind::Unspecified) | Err(_) => DetectorKind::Other,
+            Ok(k) => k,
+        })
+    }
+
+    fn get(&self, field: &FieldRef) -> Option<Value<'_>> {
+        let ev = self.0;
+        match field {
+            FieldRef::Attr(key) => ev.attributes.get(&**key).and_then(|v| s(v)).map(Value::Str),
+            FieldRef::Description => s(&ev.description).map(Value::Str),
+            FieldRef::EventType => s(&ev.event_type).map(Value::Str),
+            FieldRef::SourceService => s(&ev.source_service).map(Value::Str),
+            FieldRef::Severity => Some(Value::Str(severity_name(ev.severity))),
+            FieldRef::CommandLine => command_line(ev).map(Value::Str),
+            FieldRef::Endpoint(side, f) => {
+                let ep = match side {
+                    Side::Source => ev.source.as_ref(),
+                    Side::Destination => ev.destination.as_ref(),
+                }?;
+                endpoint_field(ep, *f)
+            }
+        }
+    }
+}
+
+fn endpoint_field(ep: &Endpoint, f: EndpointField) -> Option<Value<'_>> {
+    let p = ep.process.as_ref();
+    match f {
+        EndpointField::Ip => s(&ep.ip).map(Value::Str),
+        EndpointField::Port => (ep.port != 0).then_some(Value::Num(ep.port)),
+        EndpointField::Hostname => s(&ep.hostname).map(Value::Str),
+        EndpointField::User => s(&ep.user).map(Value::Str),
+        EndpointField::ProcessName => p.and_then(|p| s(&p.name)).map(Value::Str),
+        EndpointField::ProcessExecutable => p.and_then(|p| s(&p.executable)).map(Value::Str),
+        EndpointField::ProcessCommandLine => p.and_then(|p| s(&p.command_line)).map(Value::Str),
+        EndpointField::ProcessParentName => p.and_then(|p| s(&p.parent_name)).map(Value::Str),
+    }
+}
+
+/// The command line an event carries: a process command line, else a known attribute.
+fn command_line(ev: &DetectionEvent) -> Option<&str> {
+    fn process(ep: &Option<Endpoint>) -> Option<&str> {
+        ep.as_ref()
+            .and_then(|e| e.process.as_ref())
+            .map(|p| p.command_line.as_str())
+            .filter(|c| !c.is_empty())
+    }
+    if let Some(c) = process(&ev.source).or_else(|| process(&ev.destination)) {
+        return Some(c);
+    }
+    // One pass over a typical attribute map is cheaper than a hash lookup per candidate key.
+    if ev.attributes.len() <= 64 {
+        // Bit n is set when some candidate key is n bytes long: most keys are skipped on length.
+        const LENGTHS: u64 = {
+            let mut mask = 0u64;
+            let mut i = 0;
+            while i < COMMAND_LINE_ATTRS.len() {
+                mask |= 1 << COMMAND_LINE_ATTRS[i].len();
+                i += 1;
+            }
+            mask
+        };
+        let mut best: Option<(usize, &str)> = None;
+        for (k, v) in &ev.attributes {
+            if k.len() >= 64 || LENGTHS & (1 << k.len()) == 0 {
+                continue;
+            }
+            let rank = COMMAND_LINE_ATTRS.iter().position(|c| *c == k);
+            if let Some(rank) = rank.filter(|rank| !v.is_empty() && best.is_none_or(|(r, _)| *rank < r)) {
+                best = Some((rank, v));
+            }
+        }
+        return best.map(|(_, v)| v);
+    }
+    COMMAND_LINE_ATTRS
+        .iter()
+        .find_map(|k| ev.attributes.get(*k).filter(|v| !v.is_empty()))
+        .map(String::as_str)
+}
+
+/// Free text mapped by `MapPatterns`: every field reads the pattern.
+pub(crate) struct PatternFields<'p> {
+    pub(crate) pattern: &'p str,
+    pub(crate) event_type: Option<&'p str>,
+    pub(crate) kind: Option<DetectorKind>,
+}
+
+impl Fields for PatternFields<'_> {
+    fn event_type(&self) -> Option<&str> {
+        self.event_type
+    }
+    fn kind(&self) -> Option<DetectorKind> {
+        self.kind
+    }
+    fn get(&self, _field: &FieldRef) -> Option<Value<'_>> {
+        (!self.pattern.is_empty()).then_some(Value::Str(self.pattern))
+    }
+}
+
+/// `Some(v)` unless `v` is empty.
+fn s(v: &str) -> Option<&str> {
+    (!v.is_empty()).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_format_without_allocation() {
+        let mut buf = NumBuf::default();
+        assert_eq!(Value::Num(2222).as_text(&mut buf), "2222");
+        assert_eq!(Value::Num(0).as_text(&mut NumBuf::default()), "0");
+    }
+}
