@@ -7,10 +7,10 @@ use std::{collections::HashMap, sync::Arc};
 
 use attackmesh_siem_export::{
     config::FsyncPolicy,
-    fixtures,
     queue::{EncodedEvent, Queue, QueueSettings},
     sinks::{elasticsearch::encode::document, splunk_hec::SplunkHecConfig, splunk_hec::encode::envelope_bytes},
 };
+use attackmesh_testkit::fixtures;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn queue(c: &mut Criterion) {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::fixtures;
+use attackmesh_testkit::fixtures;
 
 #[test]
 fn dead_letters_are_listed_shown_and_replayed_once() {

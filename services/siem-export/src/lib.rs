@@ -21,8 +21,6 @@ pub mod config;
 pub mod dlq;
 pub mod driver;
 pub mod error;
-#[doc(hidden)]
-pub mod fixtures;
 pub mod metrics;
 pub mod queue;
 pub mod server;

@@ -13,7 +13,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use attackmesh_siem_export::{Secret, fixtures};
+use attackmesh_siem_export::Secret;
+use attackmesh_testkit::fixtures;
 use axum::{
     Json, Router,
     body::Bytes,

@@ -18,10 +18,11 @@ use attackmesh_runtime::{
     server::{GrpcServer, ServeOptions},
 };
 use attackmesh_siem_export::{
-    SiemExportConfig, fixtures,
+    SiemExportConfig,
     queue::{Queue, QueueSettings, ReadItem},
     sinks::file::{FileShape, FileSinkConfig},
 };
+use attackmesh_testkit::fixtures;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;

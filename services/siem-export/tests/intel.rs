@@ -14,7 +14,8 @@ use attackmesh_runtime::{
     auth::{AuthConfig, Authenticator, Role, TokenEntry, hash_token},
     server::{GrpcServer, ServeOptions},
 };
-use attackmesh_siem_export::{SiemExportConfig, fixtures};
+use attackmesh_siem_export::SiemExportConfig;
+use attackmesh_testkit::fixtures;
 use common::{Harness, dead_letters, eventually};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -13,11 +13,11 @@ use attackmesh_siem_export::{
     config::{BatchConfig, FsyncPolicy, RetryConfig},
     dlq::DeadLetterQueue,
     driver::Driver,
-    fixtures,
     queue::{EncodedEvent, Queue, QueueSettings},
     sinks::{ItemOutcome, QueuedEvent, Sink},
     status::SinkStats,
 };
+use attackmesh_testkit::fixtures;
 use futures::future::BoxFuture;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use tracing_opentelemetry::OpenTelemetrySpanExt;

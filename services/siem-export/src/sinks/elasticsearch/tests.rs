@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{encode, template};
-use crate::fixtures;
+use attackmesh_testkit::fixtures;
 
 #[derive(Debug, Deserialize)]
 struct EcsField {

@@ -6,7 +6,7 @@ use crate::sinks::{ItemOutcome, QueuedEvent, Sink};
 fn queued(i: u64) -> Arc<QueuedEvent> {
     Arc::new(QueuedEvent {
         seq: i,
-        event: Arc::new(crate::fixtures::event(i)),
+        event: Arc::new(attackmesh_testkit::fixtures::event(i)),
         trace_context: Default::default(),
         enqueued_at_micros: 0,
     })

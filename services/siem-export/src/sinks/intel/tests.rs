@@ -92,7 +92,7 @@ async fn fake(
 }
 
 fn queued(i: u64, confidence: f64) -> Arc<QueuedEvent> {
-    let mut event = crate::fixtures::event(i);
+    let mut event = attackmesh_testkit::fixtures::event(i);
     event.confidence_score = confidence;
     Arc::new(QueuedEvent {
         seq: i,

@@ -1,5 +1,5 @@
-//! Sample events for tests and benchmarks: realistic enriched events that exercise every field
-//! the sinks encode. Not used by the service itself.
+//! Enriched events as the pipeline delivers them, for the export sinks' tests and benchmarks:
+//! realistic events that exercise every field the sinks encode.
 
 use attackmesh::proto::{
     AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, Evidence, EvidenceSource, Indicator,
@@ -17,9 +17,12 @@ fn tactic(id: &str, name: &str, short: &str) -> Tactic {
 
 /// A fully attributed SSH brute-force event number `i` (unique `event_id`, revision 1).
 pub fn event(i: u64) -> EnrichedEvent {
-    let now = chrono::Utc::now();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let ts = Timestamp {
-        seconds: now.timestamp() - 5,
+        seconds: now - 5,
         nanos: 123_456_000,
     };
     let technique = |id: &str, name: &str, tactics: Vec<Tactic>, confidence: f64| TechniqueDetail {
@@ -175,10 +178,7 @@ pub fn event(i: u64) -> EnrichedEvent {
         .into(),
         original: r#"{"event_type":"alert","alert":{"signature_id":2003068}}"#.into(),
         original_format: "suricata-eve".into(),
-        enriched_at: Some(Timestamp {
-            seconds: now.timestamp(),
-            nanos: 0,
-        }),
+        enriched_at: Some(Timestamp { seconds: now, nanos: 0 }),
         revision: 1,
     }
 }
