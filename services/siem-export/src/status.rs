@@ -56,11 +56,6 @@ impl SinkStats {
             .get_or_create(&metrics::label(sink))
             .set(i64::from(error.is_none()));
     }
-
-    /// Events delivered since start.
-    pub fn delivered_total(&self) -> u64 {
-        self.delivered.load(Ordering::Relaxed)
-    }
 }
 
 /// A running sink as the service sees it.

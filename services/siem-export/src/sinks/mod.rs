@@ -130,15 +130,3 @@ pub(crate) fn static_name(name: Cow<'static, str>) -> &'static str {
         }
     }
 }
-
-/// Cuts `text` to at most `max` bytes on a character boundary (error bodies in reasons).
-pub(crate) fn clip(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}

@@ -10,6 +10,7 @@
 
 use std::{io::Write, sync::Arc};
 
+use attackmesh::text::clip;
 use futures::future::BoxFuture;
 use http::HeaderValue;
 use serde_json::{Value, json};
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use super::{config::ElasticsearchConfig, encode, template};
 use crate::{
     error::Error,
-    sinks::{ItemOutcome, QueuedEvent, Sink, clip, http as h},
+    sinks::{ItemOutcome, QueuedEvent, Sink, http as h},
 };
 
 /// The Elasticsearch sink.

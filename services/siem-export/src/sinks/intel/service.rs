@@ -10,7 +10,10 @@ use std::{
     time::Duration,
 };
 
-use attackmesh::proto::{EventRejection, ShareEventsRequest, intel_service_client::IntelServiceClient};
+use attackmesh::{
+    proto::{EventRejection, ShareEventsRequest, intel_service_client::IntelServiceClient},
+    text::clip,
+};
 use attackmesh_runtime::{
     client::{self, BearerToken},
     tls::TlsConfig,
@@ -25,7 +28,7 @@ use tonic::{
 use super::IntelSinkConfig;
 use crate::{
     error::Error,
-    sinks::{ItemOutcome, QueuedEvent, Sink, clip},
+    sinks::{ItemOutcome, QueuedEvent, Sink},
 };
 
 /// Longest wait for a connection to intel (the driver bounds the whole request separately).

@@ -9,8 +9,6 @@
 mod config;
 pub mod encode;
 mod service;
-#[cfg(test)]
-mod tests;
 
 pub use config::SplunkHecConfig;
 pub use service::SplunkHecSink;

@@ -18,6 +18,7 @@ use std::{
     time::Duration,
 };
 
+use attackmesh::text::clip;
 use futures::future::BoxFuture;
 use http::HeaderValue;
 use serde_json::{Value, json};
@@ -25,7 +26,7 @@ use serde_json::{Value, json};
 use super::{SplunkHecConfig, encode};
 use crate::{
     error::Error,
-    sinks::{ItemOutcome, QueuedEvent, Sink, clip, http as h},
+    sinks::{ItemOutcome, QueuedEvent, Sink, http as h},
 };
 
 /// Header naming the request channel.
