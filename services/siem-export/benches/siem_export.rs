@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the export hot path: queue appends (with and without the per-batch
-//! fsync) and the per-event encoders of the Elasticsearch and Splunk HEC sinks.
+//! fsync) and the per-event encoders of the Elasticsearch and Splunk HEC sinks (the ECS document
+//! and the HEC envelope).
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
@@ -8,7 +9,7 @@ use std::{collections::HashMap, sync::Arc};
 use attackmesh_siem_export::{
     config::FsyncPolicy,
     queue::{EncodedEvent, Queue, QueueSettings},
-    sinks::{elasticsearch::encode::document, splunk_hec::SplunkHecConfig, splunk_hec::encode::envelope_bytes},
+    sinks::util::{ecs::document, hec},
 };
 use attackmesh_testkit::fixtures;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -50,8 +51,8 @@ fn queue(c: &mut Criterion) {
         b.iter(|| EncodedEvent::new(ev.clone(), trace.clone(), 1))
     });
     group.bench_function("ecs_document", |b| b.iter(|| serde_json::to_vec(&document(&ev, now))));
-    let hec = SplunkHecConfig::default();
-    group.bench_function("hec_envelope", |b| b.iter(|| envelope_bytes(&ev, &hec)));
+    let meta = hec::Metadata::default();
+    group.bench_function("hec_envelope", |b| b.iter(|| hec::envelope_bytes(&ev, &meta)));
     group.finish();
 }
 

@@ -4,7 +4,8 @@
 //!
 //! - [`config`]: the `siem_export` configuration section, credentials as [`config::Secret`]s.
 //! - [`queue`]: append-only checksummed segment files with a persisted cursor, per sink.
-//! - [`sinks`]: the [`sinks::Sink`] trait and one module per sink kind.
+//! - [`sinks`]: the [`sinks::Sink`] trait, one module per sink kind, and [`sinks::util`] for
+//!   what several sinks share (the ATT&CK view of an event, the ECS and HEC shapes).
 //! - [`driver`]: drains a queue into its sink (batching, retries, dead letters).
 //! - [`dlq`]: dead letters on disk; list, show and replay for `attackmesh dlq`.
 //! - [`service`]: the gRPC `ExportService`; [`server`]: wiring onto the shared runtime.

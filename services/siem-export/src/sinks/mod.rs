@@ -1,5 +1,7 @@
 //! Sinks: where queued events go. Each sink kind is one module (`config`, `encode`, `service`,
 //! `tests`) implementing [`Sink`]; [`SinkSpec`] lists the kinds a configuration can enable.
+//! Sinks never import one another: what two of them need (the ATT&CK view of an event, the ECS
+//! and HEC shapes, the HTTP client) lives in [`util`].
 //!
 //! A sink only encodes and sends one batch and reports, per event, whether it was delivered,
 //! should be retried, or must go to the dead-letter queue. It never touches the queue, never
@@ -20,9 +22,9 @@ use crate::error::Error;
 
 pub mod elasticsearch;
 pub mod file;
-pub(crate) mod http;
 pub mod intel;
 pub mod splunk_hec;
+pub mod util;
 
 /// One event as read back from a sink's queue. The event and trace context are shared: every
 /// sink's queue holds the same ones.

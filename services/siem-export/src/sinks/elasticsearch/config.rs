@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::{Secret, opt_stringish},
     error::Error,
-    sinks::http::check_url,
+    sinks::util::http::check_url,
 };
 
 /// Elasticsearch sink settings; the sink is enabled when `url` is set.

@@ -10,7 +10,7 @@
 //! used only for data streams (which take nothing else).
 
 mod config;
-pub mod encode;
+mod encode;
 mod service;
 pub mod template;
 #[cfg(test)]

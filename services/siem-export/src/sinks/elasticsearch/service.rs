@@ -13,12 +13,12 @@ use std::{io::Write, sync::Arc};
 use attackmesh::text::clip;
 use futures::future::BoxFuture;
 use http::HeaderValue;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{config::ElasticsearchConfig, encode, template};
 use crate::{
     error::Error,
-    sinks::{ItemOutcome, QueuedEvent, Sink, http as h},
+    sinks::{ItemOutcome, QueuedEvent, Sink, util::http as h},
 };
 
 /// The Elasticsearch sink.
@@ -59,35 +59,8 @@ impl ElasticsearchSink {
         req
     }
 
-    /// The bulk action line for one event.
-    pub(super) fn action(&self, event: &attackmesh::proto::EnrichedEvent) -> Value {
-        match &self.config.data_stream {
-            Some(ds) => {
-                let id = if event.revision > 1 {
-                    format!("{}-r{}", event.event_id, event.revision)
-                } else {
-                    event.event_id.clone()
-                };
-                json!({"create": {"_index": ds, "_id": id}})
-            }
-            None => json!({"index": {
-                "_index": self.config.index,
-                "_id": event.event_id,
-                "version": event.revision.max(1),
-                "version_type": "external",
-            }}),
-        }
-    }
-
     async fn bulk(&self, events: &[Arc<QueuedEvent>]) -> Vec<ItemOutcome> {
-        let now = chrono::Utc::now();
-        let mut body = Vec::with_capacity(events.len() * 2048);
-        for ev in events {
-            let _ = serde_json::to_writer(&mut body, &self.action(&ev.event));
-            body.push(b'\n');
-            let _ = serde_json::to_writer(&mut body, &encode::document(&ev.event, now));
-            body.push(b'\n');
-        }
+        let mut body = encode::bulk_body(&self.config, events, chrono::Utc::now());
         let mut req = self
             .request(reqwest::Method::POST, "_bulk")
             .header(http::header::CONTENT_TYPE, "application/x-ndjson");

@@ -3,8 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-/// The ECS version the documents follow (`ecs.version` of every document).
-pub const ECS_VERSION: &str = "9.4.0";
+use crate::sinks::util::ecs::ECS_VERSION;
 
 /// Every ECS field the sink writes, with its ECS type.
 pub const ECS_FIELDS: &[(&str, &str)] = &[

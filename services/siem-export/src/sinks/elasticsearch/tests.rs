@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{encode, template};
+use crate::sinks::util::ecs;
 use attackmesh_testkit::fixtures;
 
 #[derive(Debug, Deserialize)]
@@ -103,7 +104,7 @@ fn documents() -> Vec<Value> {
     }
     [fixtures::event(1), fixtures::degraded_event(2), minimal, v6]
         .iter()
-        .map(|e| encode::document(e, now))
+        .map(|e| ecs::document(e, now))
         .collect()
 }
 
@@ -198,7 +199,7 @@ fn every_written_ecs_field_is_in_the_template() {
 
 #[test]
 fn attack_attribution_lands_in_threat_with_the_pairing_kept() {
-    let doc = encode::document(&fixtures::event(1), chrono::Utc::now());
+    let doc = ecs::document(&fixtures::event(1), chrono::Utc::now());
     let t = &doc["threat"];
     assert_eq!(t["framework"], "MITRE ATT&CK");
     assert_eq!(t["technique"]["id"], serde_json::json!(["T1110", "T1046"]));
@@ -245,19 +246,17 @@ fn bulk_actions_use_external_versions_for_indices_and_create_for_data_streams() 
     };
     let mut ev = fixtures::event(5);
     ev.revision = 3;
-    let sink = super::ElasticsearchSink::new(&config).unwrap();
-    let a = sink.action(&ev);
+    let a = encode::action(&config, &ev);
     assert_eq!(a["index"]["_id"], "evt-00000005");
     assert_eq!(a["index"]["version"], 3);
     assert_eq!(a["index"]["version_type"], "external");
     assert_eq!(a["index"]["_index"], "attackmesh-alerts");
     config.data_stream = Some("logs-attackmesh-default".into());
-    let sink = super::ElasticsearchSink::new(&config).unwrap();
-    let a = sink.action(&ev);
+    let a = encode::action(&config, &ev);
     assert_eq!(
         a["create"]["_id"], "evt-00000005-r3",
         "a data stream keeps each revision as its own document"
     );
     ev.revision = 1;
-    assert_eq!(sink.action(&ev)["create"]["_id"], "evt-00000005");
+    assert_eq!(encode::action(&config, &ev)["create"]["_id"], "evt-00000005");
 }

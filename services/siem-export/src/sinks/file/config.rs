@@ -14,9 +14,11 @@ pub enum FileShape {
     /// The canonical JSON of `EnrichedEvent` (lossless; `attackmesh navigator` and replays read it).
     #[default]
     Canonical,
-    /// The ECS document the Elasticsearch sink sends.
+    /// The ECS document for Elastic Security, as indexed over `_bulk`
+    /// ([`ecs`](crate::sinks::util::ecs)).
     Ecs,
-    /// The HEC envelope the Splunk sink sends.
+    /// The Splunk HEC event envelope, with the default `host`, `source` and `sourcetype`
+    /// ([`hec`](crate::sinks::util::hec)).
     Hec,
 }
 

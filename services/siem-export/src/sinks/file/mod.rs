@@ -3,7 +3,7 @@
 //! configured.
 
 mod config;
-pub mod encode;
+mod encode;
 mod service;
 #[cfg(test)]
 mod tests;

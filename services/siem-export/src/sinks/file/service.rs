@@ -17,14 +17,13 @@ use super::{FileSinkConfig, encode};
 use crate::{
     error::Error,
     queue::lock,
-    sinks::{ItemOutcome, QueuedEvent, Sink, splunk_hec::SplunkHecConfig},
+    sinks::{ItemOutcome, QueuedEvent, Sink},
 };
 
 /// The file sink.
 pub struct FileSink {
     config: FileSinkConfig,
     path: PathBuf,
-    hec: SplunkHecConfig,
     file: Arc<Mutex<Option<(File, u64)>>>,
 }
 
@@ -38,7 +37,6 @@ impl FileSink {
         Ok(Self {
             config: config.clone(),
             path,
-            hec: SplunkHecConfig::default(),
             file: Arc::new(Mutex::new(None)),
         })
     }
@@ -124,7 +122,7 @@ impl Sink for FileSink {
         Box::pin(async move {
             let mut buf = Vec::with_capacity(events.len() * 1024);
             for ev in events {
-                encode::write_line(&ev.event, self.config.shape, &self.hec, &mut buf);
+                encode::write_line(&ev.event, self.config.shape, &mut buf);
             }
             let (config, path, slot) = (self.config.clone(), self.path.clone(), self.file.clone());
             let result = tokio::task::spawn_blocking(move || write(&config, &path, &slot, &buf)).await;

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::{Secret, opt_stringish},
     error::Error,
-    sinks::http::check_url,
+    sinks::util::{
+        hec::{DEFAULT_SOURCE, DEFAULT_SOURCETYPE},
+        http::check_url,
+    },
 };
 
 /// Splunk HTTP Event Collector settings; the sink is enabled when `url` is set.
@@ -53,8 +56,8 @@ impl Default for SplunkHecConfig {
             url: None,
             token: None,
             index: None,
-            source: "attackmesh".into(),
-            sourcetype: "attackmesh:alert".into(),
+            source: DEFAULT_SOURCE.into(),
+            sourcetype: DEFAULT_SOURCETYPE.into(),
             host: None,
             ack: false,
             ack_timeout: Duration::from_secs(60),

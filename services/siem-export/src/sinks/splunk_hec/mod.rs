@@ -7,7 +7,7 @@
 //! batches whose acknowledgement timed out.
 
 mod config;
-pub mod encode;
+mod encode;
 mod service;
 
 pub use config::SplunkHecConfig;

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use super::{SplunkHecConfig, encode};
 use crate::{
     error::Error,
-    sinks::{ItemOutcome, QueuedEvent, Sink, http as h},
+    sinks::{ItemOutcome, QueuedEvent, Sink, util::http as h},
 };
 
 /// Header naming the request channel.

@@ -1,0 +1,92 @@
+//! The ATT&CK view every shape reads, and the ECS and HEC shapes agreeing on it.
+
+use attackmesh::proto::Severity;
+use attackmesh_testkit::fixtures;
+use serde_json::Value;
+
+use super::{attack::AttackView, ecs, hec};
+
+fn envelope(ev: &attackmesh::proto::EnrichedEvent) -> Value {
+    serde_json::from_slice(&hec::envelope_bytes(ev, &hec::Metadata::default())).unwrap()
+}
+
+#[test]
+fn the_view_holds_each_technique_with_its_parent_and_each_tactic_once() {
+    let mut ev = fixtures::event(1);
+    // A sub-technique the attribution did not detail, whose parent the event does not carry.
+    ev.technique_ids.push("T1059.004".into());
+    let kb_url = "https://attack.mitre.org/techniques/T1110/001";
+    ev.metadata.as_mut().unwrap().techniques[0].url = kb_url.into();
+    let view = AttackView::of(&ev);
+    let techniques: Vec<_> = view
+        .techniques
+        .iter()
+        .map(|t| (t.id, t.parent, t.parent_name))
+        .collect();
+    assert_eq!(
+        techniques,
+        [
+            ("T1110.001", "T1110", "Brute Force"),
+            ("T1110", "T1110", "Brute Force"),
+            ("T1046", "T1046", "Network Service Discovery"),
+            ("T1059.004", "T1059", ""),
+        ]
+    );
+    assert!(view.techniques[3].detail.is_none() && view.techniques[3].tactics().is_empty());
+    assert_eq!(view.details().count(), 3);
+    assert_eq!(
+        view.techniques[0].parent_reference,
+        "https://attack.mitre.org/techniques/T1110/"
+    );
+    // The page the attribution names wins; ATT&CK's page stands in when it names none.
+    assert_eq!(view.techniques[0].page(), kb_url);
+    assert_eq!(
+        view.techniques[3].page(),
+        "https://attack.mitre.org/techniques/T1059/004/"
+    );
+    let tactics: Vec<_> = view.tactics.iter().map(|t| (t.id, t.name)).collect();
+    assert_eq!(tactics, [("TA0006", "Credential Access"), ("TA0007", "Discovery")]);
+    assert_eq!(
+        view.tactic_reference("TA0007"),
+        "https://attack.mitre.org/tactics/TA0007/"
+    );
+    // Only the actor scoring at least 0.5 is claimed; both stay ranked candidates.
+    assert_eq!(view.actors.len(), 2);
+    let groups: Vec<_> = view
+        .groups
+        .iter()
+        .map(|g| (g.actor.group_id.as_str(), g.reference.as_str()))
+        .collect();
+    assert_eq!(groups, [("G0016", "https://attack.mitre.org/groups/G0016/")]);
+    assert_eq!((view.severity_name(), view.severity_number()), ("high", 73));
+}
+
+#[test]
+fn an_event_without_severity_is_reported_low_in_every_shape() {
+    let mut ev = fixtures::event(1);
+    ev.severity = Severity::Unspecified as i32;
+    let doc = ecs::document(&ev, chrono::Utc::now());
+    assert_eq!(doc["event"]["severity"], 21);
+    assert_eq!(doc["attackmesh"]["severity"], "low");
+    let env = envelope(&ev);
+    assert_eq!(env["event"]["severity"], "low");
+    assert_eq!(env["event"]["severity_id"], 21);
+    assert_eq!(env["fields"]["severity"], "low");
+}
+
+#[test]
+fn ecs_and_hec_tell_the_same_attribution() {
+    for ev in [fixtures::event(1), fixtures::degraded_event(2)] {
+        let doc = ecs::document(&ev, chrono::Utc::now());
+        let env = envelope(&ev);
+        let mitre = &env["event"]["mitre_attack"];
+        let ann = &env["event"]["annotations"]["mitre_attack"];
+        let id = &ev.event_id;
+        assert_eq!(doc["attackmesh"]["technique_ids"], mitre["technique_ids"], "{id}");
+        assert_eq!(doc["threat"]["tactic"]["id"], mitre["tactic_ids"], "{id}");
+        assert_eq!(doc["threat"]["tactic"]["name"], ann["mitre_tactic"], "{id}");
+        assert_eq!(doc["threat"]["group"]["name"], ann["mitre_threat_group_name"], "{id}");
+        assert_eq!(doc["event"]["severity"], env["event"]["severity_id"], "{id}");
+        assert_eq!(doc["attackmesh"]["severity"], env["event"]["severity"], "{id}");
+    }
+}
