@@ -1,10 +1,12 @@
 //! The attackmesh contract: the protobuf event schema (generated types, gRPC clients and servers),
-//! the canonical JSON form of events, validation, and helpers for detector clients.
+//! the canonical JSON form of events, validation, the error policy every service answers
+//! clients by, and helpers for detector clients.
 //!
 //! Everything that crosses a service boundary is defined here, so every service and every client
 //! agrees on one schema. This crate holds no service logic.
 
 pub mod enriched;
+pub mod error;
 pub mod formats;
 pub mod json;
 pub mod limits;
