@@ -46,3 +46,11 @@ impl Error {
         }
     }
 }
+
+/// Every runtime failure is a fault of the server: the policy logs it and tells clients nothing
+/// of it.
+impl attackmesh::error::ServiceError for Error {
+    fn error_code(&self) -> attackmesh::error::ServiceErrorCode {
+        attackmesh::error::ServiceErrorCode::Internal
+    }
+}

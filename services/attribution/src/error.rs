@@ -1,9 +1,13 @@
-//! The attribution service's one error type and its single mapping to gRPC status codes.
+//! The attribution service's one error type and its place in the error policy
+//! ([`attackmesh::error`]), which alone turns it into what clients see.
 //!
 //! Messages name what is wrong (file, rule id, technique id) so an operator can fix it; they
 //! never carry event payloads.
 
-use attackmesh::proto::FieldViolation;
+use attackmesh::{
+    error::{ServiceError, ServiceErrorCode},
+    proto::FieldViolation,
+};
 
 /// Everything that can go wrong in the attribution service.
 #[derive(Debug, thiserror::Error)]
@@ -38,15 +42,26 @@ impl Error {
     }
 }
 
+impl ServiceError for Error {
+    fn error_code(&self) -> ServiceErrorCode {
+        match self {
+            Error::InvalidArgument(_) => ServiceErrorCode::BadRequest,
+            Error::NotFound(_) => ServiceErrorCode::NotFound,
+            Error::Runtime(e) => e.error_code(),
+            Error::Attack(_) | Error::Config(_) | Error::Internal(_) => ServiceErrorCode::Internal,
+        }
+    }
+
+    fn field_violations(&self) -> &[FieldViolation] {
+        match self {
+            Error::InvalidArgument(violations) => violations,
+            _ => &[],
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
-        match err {
-            Error::InvalidArgument(violations) => attackmesh::validate::to_status("", &violations),
-            Error::NotFound(message) => tonic::Status::not_found(message),
-            other => {
-                tracing::error!(error = %other, "attribution request failed");
-                tonic::Status::internal("attribution failed; see the attribution service log")
-            }
-        }
+        attackmesh::error::to_status(&err)
     }
 }

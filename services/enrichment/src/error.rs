@@ -1,11 +1,19 @@
-//! The enrichment crate's one error type and its single mapping to gRPC status codes.
+//! The enrichment crate's one error type and its place in the error policy
+//! ([`attackmesh::error`]), which alone turns it into what clients see.
 //!
 //! Backpressure is an error too: [`Error::Retry`] and [`Error::Exhausted`] carry how long to
-//! wait, sent to clients as `RetryInfo`. Messages never carry event payloads or secrets.
+//! wait, sent to clients as `RetryInfo` or `Retry-After`. Messages never carry event payloads or
+//! secrets.
 
 use std::time::Duration;
 
-use attackmesh::proto::FieldViolation;
+use attackmesh::{
+    error::{ServiceError, ServiceErrorCode},
+    proto::FieldViolation,
+};
+
+/// Wait suggested when the service is stopping: long enough to reconnect to another replica.
+pub(crate) const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Everything that can go wrong in the enrichment crate.
 #[derive(Debug, thiserror::Error)]
@@ -78,22 +86,50 @@ impl Error {
     }
 }
 
-fn with_retry(code: tonic::Code, message: String, after: Duration) -> tonic::Status {
-    use tonic_types::{ErrorDetails, StatusExt};
-    tonic::Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(after)))
+impl ServiceError for Error {
+    fn error_code(&self) -> ServiceErrorCode {
+        match self {
+            Error::InvalidArgument(_) => ServiceErrorCode::BadRequest,
+            Error::Retry { .. } | Error::Unavailable(_) => ServiceErrorCode::Unavailable,
+            Error::Exhausted { .. } => ServiceErrorCode::ResourceExhausted,
+            Error::Runtime(e) => e.error_code(),
+            Error::Config(_)
+            | Error::Unauthenticated(_)
+            | Error::Parse(_)
+            | Error::Io { .. }
+            | Error::Rpc(_)
+            | Error::Attack(_) => ServiceErrorCode::Internal,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Retry { after, .. } | Error::Exhausted { after, .. } => Some(*after),
+            Error::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER),
+            _ => None,
+        }
+    }
+
+    fn field_violations(&self) -> &[FieldViolation] {
+        match self {
+            Error::InvalidArgument(violations) => violations,
+            _ => &[],
+        }
+    }
+
+    /// Backpressure messages are written for detectors (which limit, which dependency).
+    fn public_message(&self) -> Option<String> {
+        match self {
+            Error::Retry { message, .. } | Error::Exhausted { message, .. } | Error::Unavailable(message) => {
+                Some(message.clone())
+            }
+            _ => None,
+        }
+    }
 }
 
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
-        match err {
-            Error::InvalidArgument(violations) => attackmesh::validate::to_status("", &violations),
-            Error::Retry { after, message } => with_retry(tonic::Code::Unavailable, message, after),
-            Error::Exhausted { after, message } => with_retry(tonic::Code::ResourceExhausted, message, after),
-            Error::Unavailable(message) => with_retry(tonic::Code::Unavailable, message, Duration::from_secs(1)),
-            other => {
-                tracing::error!(error = %other, "enrichment request failed");
-                tonic::Status::internal("enrichment failed; see the enrichment service log")
-            }
-        }
+        attackmesh::error::to_status(&err)
     }
 }

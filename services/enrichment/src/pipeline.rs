@@ -247,24 +247,15 @@ pub(crate) fn validate(events: Vec<DetectionEvent>) -> (Vec<DetectionEvent>, Vec
     (valid, positions, rejections)
 }
 
-/// A RETRY acknowledgement for `error`.
+/// A RETRY acknowledgement for `error`, told as the error policy tells it.
 pub(crate) fn retry_response(batch_id: u64, error: Error) -> IngestResponse {
-    let (after, message) = match error {
-        Error::Retry { after, message } | Error::Exhausted { after, message } => (after, message),
-        Error::Unavailable(message) => (std::time::Duration::from_secs(1), message),
-        other => {
-            tracing::error!(error = %other, batch_id, "batch failed; asking the detector to retry");
-            (
-                std::time::Duration::from_secs(1),
-                "enrichment failed; retry later".to_owned(),
-            )
-        }
-    };
+    let answer = attackmesh::error::ErrorAnswer::from_error(&error);
+    let after = answer.retry_after.unwrap_or(crate::error::UNAVAILABLE_RETRY_AFTER);
     IngestResponse {
         batch_id,
         status: AckStatus::Retry as i32,
         retry_after: Some(to_proto_duration(after)),
-        message,
+        message: answer.message,
         ..Default::default()
     }
 }

@@ -1,9 +1,16 @@
-//! The siem-export crate's one error type and its single mapping to gRPC status codes.
+//! The siem-export crate's one error type and its place in the error policy
+//! ([`attackmesh::error`]), which alone turns it into what clients see.
 //!
 //! Messages name the file, sink or setting at fault so an operator can act; they never carry
 //! event payloads or secrets (sink credentials are [`crate::config::Secret`]s and never printed).
+//! Clients are told only that a queue is full (and when to resend); the rest is logged.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use attackmesh::error::{ServiceError, ServiceErrorCode};
 
 /// Everything that can go wrong in the siem-export crate.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +37,8 @@ pub enum Error {
         bytes: u64,
         /// Its configured bound.
         max_bytes: u64,
+        /// When to resend (`queue.retry_after`).
+        retry_after: Duration,
     },
     /// A sink could not be set up (HTTP client, CA file, index template).
     #[error("sink `{sink}`: {message}")]
@@ -66,15 +75,73 @@ impl Error {
     }
 }
 
+impl ServiceError for Error {
+    fn error_code(&self) -> ServiceErrorCode {
+        match self {
+            Error::QueueFull { .. } => ServiceErrorCode::ResourceExhausted,
+            Error::Io { .. } | Error::Sink { .. } => ServiceErrorCode::Unavailable,
+            Error::Runtime(e) => e.error_code(),
+            Error::Config(_) | Error::DeadLetter(_) => ServiceErrorCode::Internal,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::QueueFull { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// A full queue is named (so an operator reading the sender's log knows which sink lags),
+    /// its sizes are not.
+    fn public_message(&self) -> Option<String> {
+        match self {
+            Error::QueueFull { sink, .. } => Some(format!("queue of sink `{sink}` is full; resend later")),
+            _ => None,
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
-        match err {
-            Error::QueueFull { .. } => tonic::Status::resource_exhausted(err.to_string()),
-            Error::Config(message) => tonic::Status::failed_precondition(message),
-            other => {
-                tracing::error!(error = %other, "siem export request failed");
-                tonic::Status::unavailable("export queue unavailable; see the siem-export service log")
-            }
-        }
+        attackmesh::error::to_status(&err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::StatusExt;
+
+    use super::*;
+
+    #[test]
+    fn a_full_queue_says_when_to_resend() {
+        let status = tonic::Status::from(Error::QueueFull {
+            sink: "elasticsearch".into(),
+            bytes: 1024,
+            max_bytes: 1024,
+            retry_after: Duration::from_secs(7),
+        });
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(status.message(), "queue of sink `elasticsearch` is full; resend later");
+        let retry = status.get_details_retry_info().expect("RetryInfo");
+        assert_eq!(retry.retry_delay, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn config_and_file_errors_are_not_told_to_clients() {
+        let status = tonic::Status::from(Error::Config(
+            "sinks.splunk.token_file: /run/secrets/hec unreadable".into(),
+        ));
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(!status.message().contains("/run/secrets"), "{}", status.message());
+        assert!(!status.message().contains("token_file"), "{}", status.message());
+        let status = tonic::Status::from(Error::io(
+            "fsync",
+            Path::new("/var/lib/attackmesh/queue/elasticsearch/00001.seg"),
+            std::io::Error::other("disk gone"),
+        ));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(!status.message().contains("/var/lib"), "{}", status.message());
     }
 }

@@ -8,10 +8,13 @@
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
-use attackmesh::proto::{
-    AckStatus, EnrichedEvent, EventRejection, ExportRequest, ExportResponse, GetSinkStatusRequest,
-    GetSinkStatusResponse,
-    export_service_server::{ExportService, ExportServiceServer},
+use attackmesh::{
+    error::ErrorAnswer,
+    proto::{
+        AckStatus, EnrichedEvent, EventRejection, ExportRequest, ExportResponse, GetSinkStatusRequest,
+        GetSinkStatusResponse,
+        export_service_server::{ExportService, ExportServiceServer},
+    },
 };
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -73,6 +76,7 @@ impl ExportState {
                         sink: s.name.to_owned(),
                         bytes: q.bytes,
                         max_bytes: s.queue.max_bytes(),
+                        retry_after: state.retry_after,
                     });
                 }
             }
@@ -141,18 +145,15 @@ impl ExportState {
             }
             Err(err) => {
                 metrics::METRICS.refused_batches.inc();
-                let message = match &err {
-                    Error::QueueFull { sink, .. } => format!("queue of sink `{sink}` is full; resend later"),
-                    other => {
-                        tracing::error!(error = %other, batch_id = batch.batch_id, "cannot queue export batch");
-                        "queue write failed; resend later".to_owned()
-                    }
-                };
+                // Told as the error policy tells it: a full queue by name, anything else generically
+                // (and logged); the wait is the configured one unless the error says otherwise.
+                let answer = ErrorAnswer::from_error(&err);
+                let after = answer.retry_after.unwrap_or(self.retry_after);
                 response.status = AckStatus::Retry as i32;
-                response.message = message;
+                response.message = answer.message;
                 response.retry_after = Some(pbjson_types::Duration {
-                    seconds: self.retry_after.as_secs() as i64,
-                    nanos: self.retry_after.subsec_nanos() as i32,
+                    seconds: after.as_secs() as i64,
+                    nanos: after.subsec_nanos() as i32,
                 });
             }
         }

@@ -369,5 +369,5 @@ async fn write_one(
 fn connected<'a>(guard: &'a mut MutexGuard<'_, Option<Client>>) -> Result<&'a mut Client, Error> {
     guard
         .as_mut()
-        .ok_or_else(|| Error::Storage("postgres: no connection".into()))
+        .ok_or_else(|| Error::StorageUnavailable("postgres: no connection".into()))
 }
