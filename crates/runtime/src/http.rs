@@ -1,12 +1,20 @@
 //! HTTP listeners beside gRPC (Falco input, TAXII, metrics), plaintext or TLS with the same
-//! certificate, client CA and ALPN as the gRPC listeners.
+//! certificate, client CA and ALPN as the gRPC listeners, and the one way an error is answered
+//! over HTTP ([`error_response`]).
 //!
 //! TLS handshakes run in their own tasks, bounded by [`HANDSHAKE_TIMEOUT`], so a client that
 //! stalls mid-handshake never holds up other connections. A failed handshake (wrong CA, missing
 //! client certificate under mutual TLS, plaintext on a TLS port) closes that connection only.
-//! This module does no authentication: routers check tokens themselves.
+//! This module does no authentication: routers call
+//! [`Authenticator::check_http`](crate::auth::Authenticator::check_http).
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+
+use attackmesh::error::ErrorAnswer;
+use axum::{
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
 
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -43,6 +51,39 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Answers an error over HTTP under the error policy: the answer's status, `Retry-After` (whole
+/// seconds, at least 1) when it carries a wait, `WWW-Authenticate` when it carries a challenge,
+/// and `body` as `media_type` (each surface formats its own body from the answer).
+pub fn error_response(answer: &ErrorAnswer, media_type: &'static str, body: String) -> Response {
+    let mut response = (answer.http_status(), body).into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(media_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    if let Some(after) = answer.retry_after {
+        let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    if let Some(value) = answer.challenge.and_then(|c| HeaderValue::from_str(c).ok()) {
+        headers.insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// [`error_response`] with the JSON body of attackmesh's own HTTP surfaces:
+/// `{"error": message}`, plus `violations` (`field`, `description`) for invalid input.
+pub fn json_error(answer: &ErrorAnswer) -> Response {
+    let mut body = serde_json::json!({ "error": answer.message });
+    if !answer.violations.is_empty() {
+        body["violations"] = answer
+            .violations
+            .iter()
+            .map(|v| serde_json::json!({"field": v.field, "description": v.description}))
+            .collect();
+    }
+    error_response(answer, "application/json", body.to_string())
 }
 
 /// A listener yielding connections whose TLS handshake has completed.
@@ -120,5 +161,31 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         Ok(self.addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use attackmesh::error::{ErrorAnswer, ServiceErrorCode};
+
+    use super::*;
+
+    #[test]
+    fn errors_carry_the_policy_status_wait_and_challenge() {
+        let busy = ErrorAnswer::new(ServiceErrorCode::Unavailable, "export is slow")
+            .with_retry_after(Duration::from_millis(1500));
+        let response = json_error(&busy);
+        assert_eq!(response.status().as_u16(), 503);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
+
+        let mut denied = ErrorAnswer::new(ServiceErrorCode::Unauthenticated, "unknown token");
+        denied.challenge = Some("Bearer");
+        let response = error_response(&denied, "text/plain", "no".into());
+        assert_eq!(response.status().as_u16(), 401);
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "text/plain");
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
     }
 }

@@ -9,22 +9,25 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use attackmesh::proto::{AckStatus, DetectionEvent, EventRejection};
-use attackmesh_runtime::auth::{Authenticator, Denied};
+use attackmesh::{
+    error::{ErrorAnswer, ServiceErrorCode},
+    proto::{AckStatus, DetectionEvent, EventRejection},
+};
+use attackmesh_runtime::{
+    auth::{Authenticator, HttpEndpoint},
+    http::json_error,
+};
 use axum::{
     Json, Router,
     body::Body,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
 };
 use serde_json::{Value, json};
 
-use crate::{export::proto_duration, service::IngestState};
-
-/// Path checked against the RBAC table for `POST /falco` (detector or admin).
-pub const FALCO_RBAC_PATH: &str = "/http/falco";
+use crate::{error::Error, export::proto_duration, service::IngestState};
 
 #[derive(Clone)]
 struct HttpState {
@@ -40,32 +43,18 @@ pub fn router(ingest: Arc<IngestState>, auth: Authenticator, max_body: usize) ->
         .with_state(HttpState { ingest, auth, max_body })
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+fn error(code: ServiceErrorCode, message: impl Into<String>) -> Response {
+    json_error(&ErrorAnswer::new(code, message))
 }
 
 async fn falco(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let caller = match state.auth.check(FALCO_RBAC_PATH, authorization) {
-        Ok(Some(caller)) => caller.name,
-        Ok(None) => Arc::from("anonymous"),
-        Err(Denied::Unauthenticated(why)) => {
-            let mut response = error(StatusCode::UNAUTHORIZED, why);
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
-        }
-        Err(Denied::PermissionDenied { role, .. }) => {
-            return error(
-                StatusCode::FORBIDDEN,
-                format!("role `{role}` may not post Falco alerts"),
-            );
-        }
+    let caller = match state.auth.check_http(HttpEndpoint::FalcoIngest, &headers) {
+        Ok(caller) => caller.name,
+        Err(denied) => return json_error(&ErrorAnswer::from_error(&denied)),
     };
     let too_large = || {
         error(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceErrorCode::PayloadTooLarge,
             format!("body larger than {} bytes", state.max_body),
         )
     };
@@ -81,16 +70,16 @@ async fn falco(State(state): State<HttpState>, headers: HeaderMap, body: Body) -
         Err(_) => return too_large(),
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
-        return error(StatusCode::BAD_REQUEST, "body is not UTF-8");
+        return error(ServiceErrorCode::BadRequest, "body is not UTF-8");
     };
     let events = match parse_body(text) {
-        Ok(events) if events.is_empty() => return error(StatusCode::BAD_REQUEST, "body holds no Falco alert"),
+        Ok(events) if events.is_empty() => return error(ServiceErrorCode::BadRequest, "body holds no Falco alert"),
         Ok(events) => events,
-        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        Err(why) => return error(ServiceErrorCode::BadRequest, why),
     };
     if events.len() > state.ingest.limits.max_batch_events {
         return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceErrorCode::PayloadTooLarge,
             format!("at most {} alerts per request", state.ingest.limits.max_batch_events),
         );
     }
@@ -98,12 +87,12 @@ async fn falco(State(state): State<HttpState>, headers: HeaderMap, body: Body) -
     let pipeline = &state.ingest.pipeline;
     let permit = match pipeline.admit(&caller, events.len(), bytes.len()) {
         Ok(permit) => permit,
-        Err(refused) => return unavailable(refused.after, &refused.message),
+        Err(refused) => return unavailable(refused.after, refused.message),
     };
     let answer = pipeline.ingest(&caller, 0, events, trace, permit).await;
     if answer.status != AckStatus::Durable as i32 {
         let after = answer.retry_after.map(proto_duration).unwrap_or(Duration::from_secs(1));
-        return unavailable(after, &answer.message);
+        return unavailable(after, answer.message);
     }
     let body = json!({
         "accepted": answer.accepted,
@@ -118,13 +107,9 @@ async fn falco(State(state): State<HttpState>, headers: HeaderMap, body: Body) -
     (status, Json(body)).into_response()
 }
 
-fn unavailable(after: Duration, message: &str) -> Response {
-    let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
-    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
-    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
+/// Backpressure: nothing was taken; 503 with `Retry-After`.
+fn unavailable(after: Duration, message: String) -> Response {
+    json_error(&ErrorAnswer::from_error(&Error::Retry { after, message }))
 }
 
 fn rejection_json(r: &EventRejection) -> Value {

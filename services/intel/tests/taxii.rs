@@ -107,6 +107,26 @@ async fn wrong_credentials_are_401_with_a_challenge() {
 }
 
 #[tokio::test]
+async fn malformed_paths_are_taxii_400s() {
+    let (s, _d) = server().await;
+    // `%FF` decodes to bytes that are not UTF-8: no collection, object or status can be named so.
+    for path in [
+        "collections/%FF/",
+        "collections/rw/objects/%FF/",
+        "collections/rw/objects/%FF/versions/",
+        "status/%FF/",
+    ] {
+        let resp = get(&s.url(path), READER).send().await.unwrap();
+        error_body(resp, StatusCode::BAD_REQUEST).await;
+    }
+    let resp = post(&s.url("collections/%FF/objects/"), WRITER, &json!({"objects": []}))
+        .send()
+        .await
+        .unwrap();
+    error_body(resp, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
 async fn read_only_collection_refuses_writes_with_403() {
     let (s, _d) = server().await;
     let envelope = json!({"objects": [common::indicator(1)]});

@@ -1,10 +1,15 @@
-//! TAXII 2.1 endpoint handlers. Each one authenticates, checks the `Accept` header, finds the
-//! API root and collection the caller may see, then answers from the store.
+//! TAXII 2.1 endpoint handlers. Each one checks its path, authenticates, checks the `Accept`
+//! header, finds the API root and collection the caller may see, then answers from the store.
+//! Every refusal is a [`TaxiiError`], so malformed paths and query strings are TAXII 400s too.
 
-use attackmesh_runtime::auth::Caller;
+use attackmesh::error::ServiceErrorCode;
+use attackmesh_runtime::auth::{Caller, HttpEndpoint};
 use axum::{
     body::Body,
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -13,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::{
     TAXII_MEDIA_TYPE, TaxiiError, TaxiiState,
-    auth::{Access, access, authenticate},
+    auth::{Access, access},
     params, taxii_json,
 };
 use crate::{
@@ -23,6 +28,7 @@ use crate::{
 };
 
 type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+type Segments<T> = Result<Path<T>, PathRejection>;
 
 const OBJECT_FILTERS: &[&str] = &["id", "type", "version", "spec_version"];
 const ONE_OBJECT_FILTERS: &[&str] = &["version", "spec_version"];
@@ -53,12 +59,23 @@ fn names_taxii(value: Option<&HeaderValue>, wildcard: bool) -> bool {
     })
 }
 
-fn begin(state: &TaxiiState, headers: &HeaderMap, root: Option<&str>) -> Result<Caller, TaxiiError> {
-    let caller = authenticate(&state.inner.auth, headers)?;
+/// The path segments of a request (percent-decoded), or a 400 naming what is wrong with them.
+fn segments<T>(path: Segments<T>) -> Result<T, TaxiiError> {
+    path.map(|Path(segments)| segments)
+        .map_err(|e| TaxiiError::bad_request(e.body_text()))
+}
+
+/// Authenticates a request for `endpoint`, checks its `Accept` header and API root.
+fn begin(
+    state: &TaxiiState,
+    headers: &HeaderMap,
+    root: Option<&str>,
+    endpoint: HttpEndpoint,
+) -> Result<Caller, TaxiiError> {
+    let caller = state.inner.auth.check_http(endpoint, headers)?;
     if !names_taxii(headers.get(header::ACCEPT), true) {
         return Err(TaxiiError::new(
-            StatusCode::NOT_ACCEPTABLE,
-            "Not acceptable",
+            ServiceErrorCode::NotAcceptable,
             format!("this server answers with {TAXII_MEDIA_TYPE} only"),
         ));
     }
@@ -112,7 +129,7 @@ pub(super) async fn discovery(State(state): State<TaxiiState>, headers: HeaderMa
     finish(
         "discovery",
         (|| {
-            begin(&state, &headers, None)?;
+            begin(&state, &headers, None, HttpEndpoint::TaxiiRead)?;
             let root = root_url(&state);
             let body = json!({
                 "title": state.inner.title,
@@ -125,15 +142,12 @@ pub(super) async fn discovery(State(state): State<TaxiiState>, headers: HeaderMa
     )
 }
 
-pub(super) async fn api_root(
-    State(state): State<TaxiiState>,
-    Path(root): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+pub(super) async fn api_root(State(state): State<TaxiiState>, path: Segments<String>, headers: HeaderMap) -> Response {
     finish(
         "api_root",
         (|| {
-            begin(&state, &headers, Some(&root))?;
+            let root = segments(path)?;
+            begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiRead)?;
             let body = json!({
                 "title": state.inner.title,
                 "description": "attackmesh intel collections",
@@ -158,13 +172,14 @@ fn collection_resource(c: &CollectionConfig, a: Access) -> Value {
 
 pub(super) async fn collections(
     State(state): State<TaxiiState>,
-    Path(root): Path<String>,
+    path: Segments<String>,
     headers: HeaderMap,
 ) -> Response {
     finish(
         "collections",
         (|| {
-            let caller = begin(&state, &headers, Some(&root))?;
+            let root = segments(path)?;
+            let caller = begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiRead)?;
             let visible: Vec<Value> = state
                 .inner
                 .collections
@@ -185,13 +200,14 @@ pub(super) async fn collections(
 
 pub(super) async fn collection(
     State(state): State<TaxiiState>,
-    Path((root, id)): Path<(String, String)>,
+    path: Segments<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     finish(
         "collection",
         (|| {
-            let caller = begin(&state, &headers, Some(&root))?;
+            let (root, id) = segments(path)?;
+            let caller = begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiRead)?;
             let (c, a) = find_collection(&state, &caller, &id)?;
             Ok(taxii_json(StatusCode::OK, collection_resource(c, a).to_string()))
         })(),
@@ -227,14 +243,15 @@ fn paged(page: &Page, key: &str, items: Vec<String>, with_next: bool) -> Respons
 
 pub(super) async fn get_objects(
     State(state): State<TaxiiState>,
-    Path((root, id)): Path<(String, String)>,
+    path: Segments<(String, String)>,
     headers: HeaderMap,
     pairs: Pairs,
 ) -> Response {
     finish(
         "objects",
         async {
-            let caller = begin(&state, &headers, Some(&root))?;
+            let (root, id) = segments(path)?;
+            let caller = begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiRead)?;
             let (_, a) = find_collection(&state, &caller, &id)?;
             need_read(a, &id)?;
             let q = query_params(&state, pairs, OBJECT_FILTERS)?;
@@ -248,14 +265,15 @@ pub(super) async fn get_objects(
 
 pub(super) async fn get_object(
     State(state): State<TaxiiState>,
-    Path((root, id, object)): Path<(String, String, String)>,
+    path: Segments<(String, String, String)>,
     headers: HeaderMap,
     pairs: Pairs,
 ) -> Response {
     finish(
         "object",
         async {
-            let caller = begin(&state, &headers, Some(&root))?;
+            let (root, id, object) = segments(path)?;
+            let caller = begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiRead)?;
             let (_, a) = find_collection(&state, &caller, &id)?;
             need_read(a, &id)?;
             let mut q = query_params(&state, pairs, ONE_OBJECT_FILTERS)?;
@@ -281,14 +299,15 @@ pub(super) async fn get_object(
 
 pub(super) async fn versions(
     State(state): State<TaxiiState>,
-    Path((root, id, object)): Path<(String, String, String)>,
+    path: Segments<(String, String, String)>,
     headers: HeaderMap,
     pairs: Pairs,
 ) -> Response {
     finish(
         "versions",
         async {
-            let caller = begin(&state, &headers, Some(&root))?;
+            let (root, id, object) = segments(path)?;
+            let caller = begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiRead)?;
             let (_, a) = find_collection(&state, &caller, &id)?;
             need_read(a, &id)?;
             let mut q = query_params(&state, pairs, VERSION_FILTERS)?;
@@ -311,14 +330,15 @@ pub(super) async fn versions(
 
 pub(super) async fn manifest(
     State(state): State<TaxiiState>,
-    Path((root, id)): Path<(String, String)>,
+    path: Segments<(String, String)>,
     headers: HeaderMap,
     pairs: Pairs,
 ) -> Response {
     finish(
         "manifest",
         async {
-            let caller = begin(&state, &headers, Some(&root))?;
+            let (root, id) = segments(path)?;
+            let caller = begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiRead)?;
             let (_, a) = find_collection(&state, &caller, &id)?;
             need_read(a, &id)?;
             let q = query_params(&state, pairs, OBJECT_FILTERS)?;
@@ -344,33 +364,27 @@ pub(super) async fn manifest(
 
 pub(super) async fn add_objects(
     State(state): State<TaxiiState>,
-    Path((root, id)): Path<(String, String)>,
+    path: Segments<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     finish(
         "add_objects",
         async {
-            let caller = begin(&state, &headers, Some(&root))?;
+            let (root, id) = segments(path)?;
+            let caller = begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiWrite)?;
             let (_, a) = find_collection(&state, &caller, &id)?;
             if !a.write {
                 return Err(TaxiiError::forbidden(format!("you may not write to collection `{id}`")));
             }
             if !names_taxii(headers.get(header::CONTENT_TYPE), false) {
                 return Err(TaxiiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "Unsupported media type",
+                    ServiceErrorCode::UnsupportedMediaType,
                     format!("send {TAXII_MEDIA_TYPE}"),
                 ));
             }
             let max = state.inner.max_body_bytes;
-            let too_large = || {
-                TaxiiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Payload too large",
-                    format!("the limit is {max} bytes"),
-                )
-            };
+            let too_large = || TaxiiError::new(ServiceErrorCode::PayloadTooLarge, format!("the limit is {max} bytes"));
             let declared = headers
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
@@ -444,13 +458,14 @@ fn str_of(v: &Value, key: &str) -> String {
 
 pub(super) async fn status(
     State(state): State<TaxiiState>,
-    Path((root, status)): Path<(String, String)>,
+    path: Segments<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     finish(
         "status",
         async {
-            begin(&state, &headers, Some(&root))?;
+            let (root, status) = segments(path)?;
+            begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiRead)?;
             match state.inner.intel.store().status(&status).await? {
                 Some(body) => Ok(taxii_json(StatusCode::OK, body)),
                 None => Err(TaxiiError::not_found(format!("status `{status}` not found"))),
@@ -464,7 +479,7 @@ pub(super) async fn not_found(State(state): State<TaxiiState>, headers: HeaderMa
     finish(
         "other",
         (|| {
-            begin(&state, &headers, None)?;
+            begin(&state, &headers, None, HttpEndpoint::TaxiiRead)?;
             Err(TaxiiError::not_found("no such TAXII resource"))
         })(),
     )

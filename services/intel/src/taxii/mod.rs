@@ -2,9 +2,11 @@
 //! versions, manifest and status, with `added_after`, `match[id|type|version|spec_version]` and
 //! `limit`/`next` paging over a stable cursor.
 //!
-//! Every request is authenticated (HTTP Basic with the token as password, or `Bearer`) against
-//! the runtime's token digests, and authorised per collection from config. Errors are TAXII error
-//! resources with the TAXII media type. This module does not build STIX objects or talk SQL.
+//! Every request is authenticated by the runtime (HTTP Basic with the token as password, or
+//! `Bearer`; the TAXII rows of the RBAC table), and authorised per collection from config.
+//! Errors take their status, `Retry-After` and challenge from the error policy and are written as
+//! TAXII error resources with the TAXII media type; internal details never reach the body. This
+//! module does not build STIX objects or talk SQL.
 
 pub mod auth;
 mod handlers;
@@ -12,10 +14,11 @@ pub mod params;
 
 use std::sync::Arc;
 
+use attackmesh::error::{ErrorAnswer, ServiceError, ServiceErrorCode};
 use attackmesh_runtime::auth::Authenticator;
 use axum::{
     Router,
-    http::{HeaderValue, StatusCode, header},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -87,95 +90,117 @@ pub fn router(state: TaxiiState) -> Router {
         .with_state(state)
 }
 
-/// A TAXII error resource with its HTTP status.
+/// A TAXII error resource: what the error policy answers, written in TAXII's shape.
 #[derive(Debug)]
-pub struct TaxiiError {
-    status: StatusCode,
-    title: &'static str,
-    description: String,
-    challenge: bool,
-}
+pub struct TaxiiError(ErrorAnswer);
 
 impl TaxiiError {
-    /// An error with `status`, a short title and a description for the client.
-    pub fn new(status: StatusCode, title: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status,
-            title,
-            description: description.into(),
-            challenge: false,
-        }
-    }
-
-    /// 401 with a `WWW-Authenticate` challenge for Basic and Bearer.
-    pub fn unauthorized(description: impl Into<String>) -> Self {
-        Self {
-            challenge: true,
-            ..Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", description)
-        }
+    /// An error with `code` and a description written for the client.
+    pub fn new(code: ServiceErrorCode, description: impl Into<String>) -> Self {
+        Self(ErrorAnswer::new(code, description))
     }
 
     /// 400.
     pub fn bad_request(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "Bad request", description)
+        Self::new(ServiceErrorCode::BadRequest, description)
     }
 
     /// 403.
     pub fn forbidden(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "Forbidden", description)
+        Self::new(ServiceErrorCode::PermissionDenied, description)
     }
 
     /// 404.
     pub fn not_found(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "Not found", description)
+        Self::new(ServiceErrorCode::NotFound, description)
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.http_status()
     }
 }
 
-impl From<crate::error::Error> for TaxiiError {
-    fn from(err: crate::error::Error) -> Self {
-        match err {
-            crate::error::Error::NotFound(m) => TaxiiError::not_found(m),
-            other => {
-                tracing::error!(error = %other, "taxii request failed");
-                TaxiiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal error",
-                    "see the intel service log",
-                )
-            }
-        }
+/// Any service error (intel's own, a refused credential) answers as the policy says.
+impl<E: ServiceError> From<E> for TaxiiError {
+    fn from(err: E) -> Self {
+        Self(ErrorAnswer::from_error(&err))
     }
 }
 
 impl IntoResponse for TaxiiError {
     fn into_response(self) -> Response {
+        let status = self.0.http_status();
         let body = json!({
-            "title": self.title,
-            "description": self.description,
-            "http_status": self.status.as_u16().to_string(),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "description": self.0.message,
+            "http_status": status.as_u16().to_string(),
         });
-        let mut resp = (
-            self.status,
-            [(header::CONTENT_TYPE, TAXII_MEDIA_TYPE)],
-            body.to_string(),
-        )
-            .into_response();
-        if self.challenge {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"attackmesh\", Bearer realm=\"attackmesh\""),
-            );
-        }
-        resp
+        attackmesh_runtime::http::error_response(&self.0, TAXII_MEDIA_TYPE, body.to_string())
     }
 }
 
 /// A `200 OK` TAXII response with a JSON body.
 pub(crate) fn taxii_json(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, TAXII_MEDIA_TYPE)], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::error::Error;
+
+    async fn answer(err: TaxiiError) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let response = err.into_response();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap();
+        (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn unavailable_storage_is_503_with_retry_after_and_no_detail() {
+        let err = TaxiiError::from(Error::StorageUnavailable("sqlite: database is locked".into()));
+        let (status, headers, body) = answer(err).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::CONTENT_TYPE], TAXII_MEDIA_TYPE);
+        let after: u64 = headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+        assert!(Duration::from_secs(after) >= Duration::from_secs(1));
+        assert_eq!(body["http_status"], "503");
+        assert!(!body.to_string().contains("sqlite"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn only_internal_faults_are_500_and_they_say_nothing_of_themselves() {
+        let err = TaxiiError::from(Error::Storage("sqlite: no such table: objects".into()));
+        let (status, headers, body) = answer(err).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!headers.contains_key(header::RETRY_AFTER));
+        assert!(!body.to_string().contains("objects"), "{body}");
+        let cases = [
+            (
+                Error::InvalidArgument(vec![attackmesh::proto::FieldViolation {
+                    field: "limit".into(),
+                    description: "must be positive".into(),
+                }]),
+                StatusCode::BAD_REQUEST,
+            ),
+            (Error::PermissionDenied("read-only".into()), StatusCode::FORBIDDEN),
+            (
+                Error::NotFound("collection `x` not found".into()),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Error::Unavailable("push target down".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+        ];
+        for (err, want) in cases {
+            let (status, _, body) = answer(TaxiiError::from(err)).await;
+            assert_eq!(status, want, "{body}");
+            assert_eq!(body["http_status"], want.as_u16().to_string());
+            assert!(body["title"].is_string());
+        }
+    }
 }
