@@ -8,7 +8,9 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use attackmesh::proto::{AttributeRequest, AttributeResponse, Attribution, AttributionStatus, DetectionEvent};
+use attackmesh::proto::{
+    AttributeRequest, AttributeResponse, Attribution, AttributionStatus, DetectionEvent, attribution_service_server,
+};
 use attackmesh_attack::{Engine, Kb};
 use futures::future::join_all;
 use tokio::sync::watch;
@@ -21,7 +23,7 @@ pub(crate) struct AttributeRpc;
 impl Rpc for AttributeRpc {
     type Req = AttributeRequest;
     type Resp = AttributeResponse;
-    const PATH: &'static str = "/attackmesh.v1.AttributionService/Attribute";
+    const PATH: &'static str = attackmesh::grpc_path!(attribution_service_server::SERVICE_NAME, "Attribute");
 
     fn batch_id(resp: &AttributeResponse) -> u64 {
         resp.batch_id

@@ -6,7 +6,9 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use attackmesh::proto::{AckStatus, EnrichedEvent, EventRejection, ExportRequest, ExportResponse};
+use attackmesh::proto::{
+    AckStatus, EnrichedEvent, EventRejection, ExportRequest, ExportResponse, export_service_server,
+};
 use futures::future::join_all;
 use tokio::sync::watch;
 
@@ -24,7 +26,7 @@ pub(crate) struct ExportRpc;
 impl Rpc for ExportRpc {
     type Req = ExportRequest;
     type Resp = ExportResponse;
-    const PATH: &'static str = "/attackmesh.v1.ExportService/Export";
+    const PATH: &'static str = attackmesh::grpc_path!(export_service_server::SERVICE_NAME, "Export");
 
     fn batch_id(resp: &ExportResponse) -> u64 {
         resp.batch_id

@@ -429,7 +429,10 @@ impl Run {
             .await
             .map_err(|e| tonic::Status::unavailable(format!("not ready: {e}")))?;
         let codec = tonic_prost::ProstCodec::<Wire<IngestRequest>, IngestResponse>::default();
-        let path = http::uri::PathAndQuery::from_static("/attackmesh.v1.IngestService/Ingest");
+        let path = http::uri::PathAndQuery::from_static(attackmesh::grpc_path!(
+            attackmesh::proto::ingest_service_server::SERVICE_NAME,
+            "Ingest"
+        ));
         let inbound = grpc.streaming(request, path, codec).await?.into_inner();
         Ok(Stream {
             out,

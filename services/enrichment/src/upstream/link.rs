@@ -43,7 +43,7 @@ pub(crate) trait Rpc: Send + Sync + 'static {
     type Req: Message + Send + Sync + 'static;
     /// The answer to one batch.
     type Resp: Message + Default + Send + 'static;
-    /// gRPC method path.
+    /// gRPC method path, built with [`attackmesh::grpc_path!`] from the generated service name.
     const PATH: &'static str;
     /// The batch an answer is for.
     fn batch_id(resp: &Self::Resp) -> u64;
