@@ -1,11 +1,13 @@
 //! Falco's HTTP output: `POST /falco` with Falco JSON (`http_output`, falcosidekick webhook), a
-//! JSON array of alerts, or NDJSON, authenticated with `Authorization: Bearer <token>`.
+//! JSON array of alerts, or NDJSON, authenticated with `Authorization: Bearer <token>` by the
+//! runtime's HTTP credential check (the Falco row of the RBAC table: detectors and admins).
 //!
 //! A request is one batch and goes through exactly the gRPC path: same admission, validation,
 //! attribution, and a 200 only once export holds every accepted event durably. Answers: 200 (all
 //! delivered), 400 (unparseable body: nothing taken; or some events invalid: the others were
 //! delivered, the body lists the rejections), 401/403, 413 (body over `max_body_bytes` or too
-//! many alerts), 503 with `Retry-After` (backpressure: nothing taken, resend).
+//! many alerts), 503 with `Retry-After` (backpressure: nothing taken, resend). Refusals take
+//! status and headers from the error policy and carry `{"error": …}` bodies.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use super::{
     TAXII_MEDIA_TYPE, TaxiiError, TaxiiState,
     auth::{Access, access},
+    media::names_taxii,
     params, taxii_json,
 };
 use crate::{
@@ -38,25 +39,6 @@ fn finish(endpoint: &'static str, result: Result<Response, TaxiiError>) -> Respo
     let response = result.unwrap_or_else(IntoResponse::into_response);
     crate::metrics::request(endpoint, response.status().as_u16());
     response
-}
-
-/// True when `value` (an Accept or Content-Type list) names TAXII 2.1 (`*/*` counts for Accept).
-fn names_taxii(value: Option<&HeaderValue>, wildcard: bool) -> bool {
-    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    value.split(',').any(|item| {
-        let mut parts = item.split(';').map(str::trim);
-        let media = parts.next().unwrap_or("").to_ascii_lowercase();
-        let version_ok = parts
-            .filter_map(|p| p.split_once('='))
-            .all(|(k, v)| !k.trim().eq_ignore_ascii_case("version") || v.trim().trim_matches('"') == "2.1");
-        match media.as_str() {
-            "application/taxii+json" => version_ok,
-            "*/*" | "application/*" => wildcard,
-            _ => false,
-        }
-    })
 }
 
 /// The path segments of a request (percent-decoded), or a 400 naming what is wrong with them.
@@ -483,22 +465,4 @@ pub(super) async fn not_found(State(state): State<TaxiiState>, headers: HeaderMa
             Err(TaxiiError::not_found("no such TAXII resource"))
         })(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn media_types_are_matched_by_name_and_version() {
-        let hv = |s: &str| HeaderValue::from_str(s).unwrap();
-        assert!(names_taxii(Some(&hv("application/taxii+json;version=2.1")), true));
-        assert!(names_taxii(Some(&hv("application/taxii+json; version=2.1")), false));
-        assert!(names_taxii(Some(&hv("application/taxii+json")), false));
-        assert!(names_taxii(Some(&hv("text/html, */*")), true));
-        assert!(!names_taxii(Some(&hv("*/*")), false));
-        assert!(!names_taxii(Some(&hv("application/json")), true));
-        assert!(!names_taxii(Some(&hv("application/taxii+json;version=2.0")), true));
-        assert!(!names_taxii(None, true));
-    }
 }

@@ -10,6 +10,7 @@
 
 pub mod auth;
 mod handlers;
+mod media;
 pub mod params;
 
 use std::sync::Arc;
