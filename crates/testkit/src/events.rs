@@ -1,6 +1,6 @@
 //! Detections made for tests, and the invariants every attribution must hold.
 
-use attackmesh::proto::{DetectionEvent, DetectorKind};
+use attackmesh::proto::{DetectionEvent, DetectorKind, Endpoint, Severity};
 
 /// A valid detection event with the given type, kind, description and attributes.
 pub fn event(event_type: &str, kind: DetectorKind, description: &str, attributes: &[(&str, &str)]) -> DetectionEvent {
@@ -18,6 +18,30 @@ pub fn event(event_type: &str, kind: DetectorKind, description: &str, attributes
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        ..Default::default()
+    }
+}
+
+/// A SYN scan from `source_ip` reported now by a traffic monitor, with id `id`.
+pub fn port_scan(id: &str, source_ip: &str) -> DetectionEvent {
+    DetectionEvent {
+        event_id: id.into(),
+        timestamp: Some(chrono::Utc::now().into()),
+        source_service: "netmon-01".into(),
+        detector_kind: DetectorKind::TrafficMonitor as i32,
+        event_type: "port_scan".into(),
+        source: Some(Endpoint {
+            ip: source_ip.into(),
+            ..Default::default()
+        }),
+        destination: Some(Endpoint {
+            ip: "10.0.0.5".into(),
+            port: 22,
+            ..Default::default()
+        }),
+        severity: Severity::Medium as i32,
+        description: "SYN scan of 1000 ports".into(),
+        technique_hints: vec!["T1046".into()],
         ..Default::default()
     }
 }
