@@ -52,11 +52,6 @@ impl Violations {
         self.items.is_empty()
     }
 
-    /// The recorded violations.
-    pub fn into_vec(self) -> Vec<FieldViolation> {
-        self.items
-    }
-
     fn result(self) -> Result<(), Vec<FieldViolation>> {
         if self.items.is_empty() { Ok(()) } else { Err(self.items) }
     }

@@ -186,10 +186,6 @@ pub fn inject_metadata(metadata: &mut tonic::metadata::MetadataMap) {
     TraceContextPropagator::new().inject_context(&cx, &mut MetadataInjector(metadata));
 }
 
-/// Reads a W3C context from incoming gRPC metadata.
-pub fn extract_metadata(metadata: &tonic::metadata::MetadataMap) -> Context {
-    TraceContextPropagator::new().extract(&MetadataExtractor(metadata))
-}
 
 /// The current span's context as a `trace_context` map for a batch message or queue record.
 pub fn inject_map() -> HashMap<String, String> {
@@ -208,6 +204,15 @@ pub fn set_parent_from_map(span: &tracing::Span, map: &HashMap<String, String>) 
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     if !map.is_empty() {
         let _ = span.set_parent(extract_map(map));
+    }
+}
+
+/// Makes `span` a child of the W3C context carried in incoming gRPC metadata (no-op without a
+/// `traceparent`): for RPCs whose messages carry no `trace_context` map.
+pub fn set_parent_from_metadata(span: &tracing::Span, metadata: &tonic::metadata::MetadataMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if metadata.contains_key("traceparent") {
+        let _ = span.set_parent(TraceContextPropagator::new().extract(&MetadataExtractor(metadata)));
     }
 }
 

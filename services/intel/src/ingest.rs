@@ -1,6 +1,7 @@
 //! [`Intel`]: the library entry point that turns enriched events and shared indicators into
-//! stored STIX objects. The export service's `intel` sink calls [`Intel::ingest_events`]
-//! in-process; the TAXII server and the gRPC service use the same handle.
+//! stored STIX objects. The gRPC service's `ShareEvents`, which the export service's `intel`
+//! sink calls over gRPC, stores through [`Intel::ingest_events`]; the TAXII server uses the
+//! same handle.
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@
 //! - [`store`]: collections in SQLite (default) or PostgreSQL (several replicas), paged by a
 //!   stable cursor.
 //! - [`ingest`]: [`Intel`], the library entry point that builds, merges and stores objects
-//!   (what the export service's `intel` sink calls in-process).
+//!   (behind the gRPC `ShareEvents` that the export service's `intel` sink calls, and TAXII).
 //! - [`taxii`]: the TAXII 2.1 server (axum), authenticated with the runtime's tokens.
 //! - [`push`]: delivery of new objects to remote TAXII collections.
 //! - [`export`]: a collection as one STIX bundle (`attackmesh intel export`).

@@ -16,6 +16,7 @@ use attackmesh::{
 use attackmesh_attack::Resolved;
 use attackmesh_runtime::auth::Caller;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::{
     attribution::{Attributor, share_detection},
@@ -70,12 +71,54 @@ impl IntelApi {
     fn access(&self, caller: Option<&Caller>, collection: &CollectionConfig) -> Access {
         match caller {
             Some(c) => access(c, collection),
-            // Without an auth layer (in-process use) the runtime already decided.
+            // No caller: the service is mounted without the runtime's auth layer, so whoever
+            // mounted it decided who may call.
             None => Access {
                 read: true,
                 write: true,
             },
         }
+    }
+
+    /// Validates, stores and counts the events of one `ShareEvents` call.
+    async fn share(&self, caller: Option<Caller>, req: ShareEventsRequest) -> Result<ShareEventsResponse, Error> {
+        let n = req.events.len();
+        if n == 0 || n > MAX_BATCH_EVENTS {
+            let v = FieldViolation {
+                field: "events".into(),
+                description: format!("must hold 1 to {MAX_BATCH_EVENTS} events, got {n}"),
+            };
+            return Err(Error::InvalidArgument(vec![v]));
+        }
+        let id = self.writable(caller.as_ref(), &req.collection_id)?;
+        let sorted = sort_events(req.events);
+        let report = if sorted.shareable.is_empty() {
+            IngestReport::default()
+        } else {
+            self.intel.ingest_events(&id, &sorted.shareable).await?
+        };
+        // A redelivered event is reported as skipped: valid, and nothing (more) to store.
+        let duplicates = report.duplicates;
+        let accepted = sorted.shareable.len().saturating_sub(duplicates);
+        let rejected = sorted.rejections.len();
+        crate::metrics::events_shared(accepted, sorted.skipped, duplicates, rejected);
+        tracing::info!(
+            collection = %id,
+            caller = caller.as_ref().map_or("-", |c| &*c.name),
+            accepted,
+            skipped = sorted.skipped,
+            duplicates,
+            rejected,
+            versions = report.versions_added,
+            "events shared"
+        );
+        Ok(ShareEventsResponse {
+            accepted: accepted as u32,
+            skipped: (sorted.skipped + duplicates) as u32,
+            objects_stored: u32::try_from(report.versions_added).unwrap_or(u32::MAX),
+            indicator_ids: report.indicator_ids,
+            rejections: sorted.rejections,
+        })
     }
 }
 
@@ -241,44 +284,16 @@ impl IntelService for IntelApi {
         request: Request<ShareEventsRequest>,
     ) -> Result<Response<ShareEventsResponse>, Status> {
         let caller = attackmesh_runtime::auth::caller(&request).cloned();
-        let req = request.into_inner();
-        let n = req.events.len();
-        if n == 0 || n > MAX_BATCH_EVENTS {
-            let v = FieldViolation {
-                field: "events".into(),
-                description: format!("must hold 1 to {MAX_BATCH_EVENTS} events, got {n}"),
-            };
-            return Err(Error::InvalidArgument(vec![v]).into());
-        }
-        let id = self.writable(caller.as_ref(), &req.collection_id)?;
-        let sorted = sort_events(req.events);
-        let report = if sorted.shareable.is_empty() {
-            IngestReport::default()
-        } else {
-            self.intel.ingest_events(&id, &sorted.shareable).await?
-        };
-        // A redelivered event is reported as skipped: valid, and nothing (more) to store.
-        let duplicates = report.duplicates;
-        let accepted = sorted.shareable.len().saturating_sub(duplicates);
-        let rejected = sorted.rejections.len();
-        crate::metrics::events_shared(accepted, sorted.skipped, duplicates, rejected);
-        tracing::info!(
-            collection = %id,
+        // The export service's intel sink sends the batch's W3C context in the metadata, so
+        // storing the indicators joins the detector's trace.
+        let span = tracing::info_span!(
+            "share_events",
             caller = caller.as_ref().map_or("-", |c| &*c.name),
-            accepted,
-            skipped = sorted.skipped,
-            duplicates,
-            rejected,
-            versions = report.versions_added,
-            "events shared"
+            events = request.get_ref().events.len()
         );
-        Ok(Response::new(ShareEventsResponse {
-            accepted: accepted as u32,
-            skipped: (sorted.skipped + duplicates) as u32,
-            objects_stored: u32::try_from(report.versions_added).unwrap_or(u32::MAX),
-            indicator_ids: report.indicator_ids,
-            rejections: sorted.rejections,
-        }))
+        attackmesh_runtime::telemetry::set_parent_from_metadata(&span, request.metadata());
+        let answer = self.share(caller, request.into_inner()).instrument(span).await?;
+        Ok(Response::new(answer))
     }
 
     async fn list_collections(
