@@ -10,80 +10,23 @@ use attackmesh::proto::{
     attribution_service_client::AttributionServiceClient,
 };
 use attackmesh_attribution::AttributionConfig;
-use attackmesh_runtime::{
-    auth::{AuthConfig, Role, TokenEntry, hash_token},
-    config::RuntimeConfig,
-    server::{GrpcServer, ServeOptions},
-};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tonic::{Code, Request, transport::Channel};
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use attackmesh_runtime::auth::Role;
+use attackmesh_testkit::{Running, Tokens, with_token};
+use tonic::Code;
 
-struct Running {
-    channel: Channel,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), attackmesh_attribution::Error>>,
+/// Callers: a detector, an analyst and an admin, presenting `det-token`, `ana-token` and
+/// `adm-token`.
+fn tokens() -> Tokens {
+    Tokens::new(&[("det", Role::Detector), ("ana", Role::Analyst), ("adm", Role::Admin)])
 }
 
-async fn start() -> Running {
-    let auth = AuthConfig {
-        tokens: vec![
-            TokenEntry {
-                name: "det".into(),
-                role: Role::Detector,
-                sha256: hash_token("det-token"),
-            },
-            TokenEntry {
-                name: "ana".into(),
-                role: Role::Analyst,
-                sha256: hash_token("ana-token"),
-            },
-            TokenEntry {
-                name: "adm".into(),
-                role: Role::Admin,
-                sha256: hash_token("adm-token"),
-            },
-        ],
-        ..Default::default()
-    };
-    let runtime = RuntimeConfig {
-        auth,
-        shutdown_grace: Duration::from_secs(2),
-        ..Default::default()
-    };
-    let server = GrpcServer::new(ServeOptions::from_config(&runtime).unwrap())
-        .await
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let shutdown = stop.clone().cancelled_owned();
-    let task = tokio::spawn(async move {
+/// Attribution on 127.0.0.1, SERVING.
+async fn start() -> Running<attackmesh_attribution::Error> {
+    let server = tokens().server().await;
+    Running::start(|listener, shutdown| async move {
         attackmesh_attribution::server::serve(&AttributionConfig::default(), server, listener, shutdown).await
-    });
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
-    Running { channel, stop, task }
-}
-
-fn with_token<T>(message: T, token: &str) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
-}
-
-async fn wait_serving(channel: Channel) {
-    let mut health = HealthClient::new(channel);
-    for _ in 0..500 {
-        if let Ok(r) = health.check(HealthCheckRequest { service: String::new() }).await
-            && r.into_inner().status == ServingStatus::Serving as i32
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("attribution never reported SERVING");
+    })
+    .await
 }
 
 fn event(ip: &str) -> DetectionEvent {
@@ -104,8 +47,7 @@ fn event(ip: &str) -> DetectionEvent {
 #[tokio::test]
 async fn tokens_and_roles_are_enforced_per_rpc() {
     let s = start().await;
-    wait_serving(s.channel.clone()).await;
-    let mut client = AttributionServiceClient::new(s.channel.clone());
+    let mut client = AttributionServiceClient::new(s.channel());
 
     let err = client
         .get_knowledge_base_info(GetKnowledgeBaseInfoRequest {})
@@ -147,16 +89,14 @@ async fn tokens_and_roles_are_enforced_per_rpc() {
         .unwrap();
     assert_eq!(info.into_inner().attack_version, "18.1");
 
-    s.stop.cancel();
-    s.task.await.unwrap().unwrap();
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_bad_field_is_invalid_argument_naming_the_field() {
     use tonic_types::StatusExt;
     let s = start().await;
-    wait_serving(s.channel.clone()).await;
-    let mut client = AttributionServiceClient::new(s.channel.clone());
+    let mut client = AttributionServiceClient::new(s.channel());
     let batch = AttributeRequest {
         batch_id: 7,
         events: vec![event("10.0.0.1"), event("10.0.0.300")],
@@ -193,23 +133,20 @@ async fn a_bad_field_is_invalid_argument_naming_the_field() {
     let response = stream.message().await.unwrap().unwrap();
     assert_eq!(response.batch_id, 8);
     assert_eq!(response.attributions[0].technique_ids, vec!["T1046"]);
-    s.stop.cancel();
-    s.task.await.unwrap().unwrap();
+    s.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn shutdown_drains_within_grace_even_with_open_streams() {
     let s = start().await;
-    wait_serving(s.channel.clone()).await;
-    let mut client = AttributionServiceClient::new(s.channel.clone());
+    let mut client = AttributionServiceClient::new(s.channel());
     // An open stream that never ends must not hold shutdown beyond the grace period.
     let (tx, rx) = tokio::sync::mpsc::channel::<AttributeRequest>(1);
     let _open = client
         .attribute(with_token(tokio_stream::wrappers::ReceiverStream::new(rx), "adm-token"))
         .await
         .unwrap();
-    s.stop.cancel();
-    let finished = tokio::time::timeout(Duration::from_secs(10), s.task).await;
+    let finished = tokio::time::timeout(Duration::from_secs(10), s.stop()).await;
     assert!(finished.is_ok(), "server did not stop within its grace period");
     drop(tx);
 }

@@ -1,25 +1,111 @@
 //! One detector batch is one trace: the detector's send span is the root, and enrichment's
-//! batch span, attribution's batch span, export's batch span and the sink request that writes
-//! the events are its descendants, over real gRPC on 127.0.0.1 and through export's durable
-//! queue. Spans are read back from an in-memory exporter and the parent links are walked.
+//! batch span, attribution's batch span, export's batch span, the sink requests that write the
+//! events and intel's `ShareEvents` span are its descendants, over real gRPC on 127.0.0.1 and
+//! through export's durable queue. Spans are read back from an in-memory exporter and the
+//! parent links are walked.
 
 #![allow(clippy::unwrap_used)]
-
-#[path = "../services/enrichment/tests/common/mod.rs"]
-mod common;
 
 use std::{
     collections::{BTreeSet, HashMap},
     fmt::Write as _,
+    path::PathBuf,
     time::Duration,
 };
 
-use attackmesh::proto::{AckStatus, IngestRequest};
-use common::{Cluster, DETECTOR_TOKEN, port_scan, wait_for_sink, with_token};
+use attackmesh::proto::{AckStatus, IngestRequest, ingest_service_client::IngestServiceClient};
+use attackmesh_runtime::auth::Role;
+use attackmesh_testkit::{Running, Tokens, bind, port_scan, wait_for_sink, with_token};
 use opentelemetry::trace::{SpanId, TraceContextExt as _, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// The detector's caller name.
+const DETECTOR: &str = "det";
+/// The admin identity each service calls the next one with.
+const PEER: &str = "adm";
+
+/// Attribution, intel, siem-export (a file sink and an intel sink) and enrichment, each on its
+/// own port of 127.0.0.1 and on the test's runtime.
+struct Cluster {
+    dir: tempfile::TempDir,
+    tokens: Tokens,
+    enrichment: Running<attackmesh_enrichment::Error>,
+    _export: Running<attackmesh_siem_export::Error>,
+    _intel: Running<attackmesh_intel::Error>,
+    _attribution: Running<attackmesh_attribution::Error>,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = Tokens::new(&[(DETECTOR, Role::Detector), (PEER, Role::Admin)]);
+
+        let config = attackmesh_attribution::AttributionConfig::default();
+        let server = tokens.server().await;
+        let attribution = Running::start(|listener, shutdown| async move {
+            attackmesh_attribution::server::serve(&config, server, listener, shutdown).await
+        })
+        .await;
+
+        let config = attackmesh_intel::IntelConfig {
+            data_dir: dir.path().join("intel"),
+            ..Default::default()
+        };
+        let (server, (taxii, _)) = (tokens.server().await, bind().await);
+        let intel = Running::start(|listener, shutdown| async move {
+            attackmesh_intel::server::serve(&config, server, listener, taxii, shutdown).await
+        })
+        .await;
+
+        let mut config = attackmesh_siem_export::SiemExportConfig {
+            data_dir: dir.path().join("export"),
+            ..Default::default()
+        };
+        config.file.path = Some(sink_path(&dir));
+        config.intel.endpoint = Some(format!("http://{}", intel.addr));
+        config.intel.internal_token = Some(tokens.bearer(PEER));
+        let server = tokens.server().await;
+        let export = Running::start(|listener, shutdown| async move {
+            attackmesh_siem_export::server::serve(&config, server, listener, shutdown).await
+        })
+        .await;
+
+        let token_file = dir.path().join("enrichment.token");
+        std::fs::write(&token_file, tokens.bearer(PEER)).unwrap();
+        let mut config = attackmesh_enrichment::EnrichmentConfig {
+            data_dir: dir.path().join("enrichment"),
+            ..Default::default()
+        };
+        config.attribution.endpoints = vec![format!("http://{}", attribution.addr)];
+        config.attribution.token_file = Some(token_file.clone());
+        config.export.endpoints = vec![format!("http://{}", export.addr)];
+        config.export.token_file = Some(token_file);
+        let server = tokens.server().await;
+        let enrichment = Running::start(|listener, shutdown| async move {
+            attackmesh_enrichment::server::serve(&config, server, listener, None, shutdown).await
+        })
+        .await;
+
+        Self {
+            dir,
+            tokens,
+            enrichment,
+            _export: export,
+            _intel: intel,
+            _attribution: attribution,
+        }
+    }
+
+    fn sink(&self) -> PathBuf {
+        sink_path(&self.dir)
+    }
+}
+
+fn sink_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("sink").join("events.ndjson")
+}
 
 /// Name of the span the test opens as the detector.
 const DETECTOR_SEND: &str = "detector_send";
@@ -116,7 +202,7 @@ async fn one_detector_batch_is_one_trace_through_every_hop() {
 }
 
 async fn one_trace(cluster: &Cluster, exporter: &InMemorySpanExporter, n: usize, carrier: Carrier) {
-    let mut client = cluster.ingest_client().await;
+    let mut client = IngestServiceClient::new(cluster.enrichment.channel());
     let detector = tracing::info_span!("detector_send");
     let trace_id = detector.context().span().span_context().trace_id();
     let detector_id = detector.context().span().span_context().span_id();
@@ -131,7 +217,7 @@ async fn one_trace(cluster: &Cluster, exporter: &InMemorySpanExporter, n: usize,
             Carrier::Metadata => HashMap::new(),
         },
     };
-    let mut request = with_token(tokio_stream::iter(vec![batch]), DETECTOR_TOKEN);
+    let mut request = with_token(tokio_stream::iter(vec![batch]), &cluster.tokens.bearer(DETECTOR));
     if let Carrier::Metadata = carrier {
         for (key, value) in &context {
             request.metadata_mut().insert(
@@ -150,17 +236,28 @@ async fn one_trace(cluster: &Cluster, exporter: &InMemorySpanExporter, n: usize,
     assert_eq!(answer.accepted, 3);
     wait_for_sink(&cluster.sink(), &ids, |_| true).await;
 
-    // The sink request span ends just after the file is written; give it a moment.
-    let wanted = ["ingest_batch", "attribute_batch", "export_batch", "sink_request"];
+    // A span is recorded when it ends: the sink requests end just after the file is written
+    // and intel answered, so give them a moment. Wait for the whole tree (every span of the
+    // trace with its parent recorded), so that nothing of this batch ends in the next round.
+    let wanted = [
+        "ingest_batch",
+        "attribute_batch",
+        "export_batch",
+        "sink_request",
+        "share_events",
+    ];
     let mut spans = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..600 {
         spans = exporter.get_finished_spans().unwrap();
-        let done = |name: &str| {
-            spans
-                .iter()
-                .any(|s| s.name == name && s.span_context.trace_id() == trace_id)
-        };
-        if done(DETECTOR_SEND) && wanted.iter().all(|n| done(n)) {
+        let in_trace: Vec<_> = spans.iter().filter(|s| s.span_context.trace_id() == trace_id).collect();
+        let done = |name: &str| in_trace.iter().any(|s| s.name == name);
+        let recorded: std::collections::HashSet<SpanId> = in_trace.iter().map(|s| s.span_context.span_id()).collect();
+        let whole = in_trace
+            .iter()
+            .all(|s| s.parent_span_id == SpanId::INVALID || recorded.contains(&s.parent_span_id));
+        // One sink request per sink: the file and intel.
+        let requests = in_trace.iter().filter(|s| s.name == "sink_request").count();
+        if done(DETECTOR_SEND) && wanted.iter().all(|n| done(n)) && whole && requests == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -189,5 +286,16 @@ async fn one_trace(cluster: &Cluster, exporter: &InMemorySpanExporter, n: usize,
         ancestry(&spans, trace_id, "sink_request").unwrap(),
         ["sink_request", "export_batch", "ingest_batch", DETECTOR_SEND],
         "{carrier:?}: the sink request descends from export's batch span, through the durable queue:\n{tree}"
+    );
+    assert_eq!(
+        ancestry(&spans, trace_id, "share_events").unwrap(),
+        [
+            "share_events",
+            "sink_request",
+            "export_batch",
+            "ingest_batch",
+            DETECTOR_SEND
+        ],
+        "{carrier:?}: intel's ShareEvents span descends from the intel sink's request:\n{tree}"
     );
 }
