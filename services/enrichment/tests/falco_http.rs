@@ -7,7 +7,9 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use attackmesh_testkit::{wait_for_sink, wait_health};
 use common::*;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 fn alert(rule: &str, cmdline: &str) -> String {
     serde_json::json!({
@@ -134,7 +136,7 @@ async fn falco_gets_503_with_retry_after_when_export_is_down() {
     let mut cluster = Cluster::start().await;
     let http = cluster.enrichment.http.unwrap();
     cluster.export.take().unwrap().kill();
-    wait_health(cluster.enrichment.addr, false).await;
+    wait_health(cluster.enrichment.addr, ServingStatus::NotServing).await;
     let body = alert("Terminal shell in container", "sh");
     let (status, headers, body) = http_post(
         http,

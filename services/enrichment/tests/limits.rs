@@ -8,13 +8,14 @@ mod common;
 use std::net::SocketAddr;
 
 use attackmesh::proto::{AckStatus, IngestRequest, ingest_service_client::IngestServiceClient};
+use attackmesh_testkit::{channel, free_addr, port_scan, wait_serving, with_token};
 use common::*;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_limit_are_refused_with_resource_exhausted() {
     let cluster = Cluster::start_with(|c| c.ingest.max_streams = 1).await;
-    let mut client = cluster.ingest_client().await;
+    let mut client = cluster.ingest_client();
     let (_hold, rx) = tokio::sync::mpsc::channel::<IngestRequest>(1);
     let _first = client
         .ingest(with_token(
@@ -35,13 +36,13 @@ async fn a_full_reattribution_backlog_turns_degraded_batches_into_retry() {
     let dir = tempfile::tempdir().unwrap();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     // Attribution never comes up: every event is DEGRADED and goes to the backlog.
-    let nobody = std::net::TcpListener::bind(any).unwrap().local_addr().unwrap();
+    let nobody = free_addr();
     let export = start_export(any, dir.path());
     let mut config = enrichment_config(dir.path(), nobody, export.addr);
     config.reattribute.max_bytes = 1024 * 1024;
     let enrichment = start_enrichment(any, config);
     wait_serving(enrichment.addr).await;
-    let mut client = IngestServiceClient::new(channel(enrichment.addr).await);
+    let mut client = IngestServiceClient::new(channel(enrichment.addr));
     let mut statuses = Vec::new();
     for b in 0..10u64 {
         let events = (0..5)

@@ -12,9 +12,13 @@ use attackmesh::{
     proto::{AckStatus, AttributionStatus, EnrichRequest, IngestRequest},
 };
 use attackmesh_enrichment::shipper::{ShipOptions, ship};
+use attackmesh_testkit::{
+    channel, latest, port_scan, shared_data, wait_for_sink, wait_health, wait_serving, with_token,
+};
 use common::*;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 async fn ship_files(
     cluster: &Cluster,
@@ -123,7 +127,7 @@ async fn shared_samples_arrive_enriched_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_event_is_rejected_alone_and_its_batch_delivered() {
     let cluster = Cluster::start().await;
-    let mut client = cluster.ingest_client().await;
+    let mut client = cluster.ingest_client();
     let mut bad = port_scan("bad-1", "999.1.1.1");
     bad.technique_hints.push("TA0001".into());
     let batch = IngestRequest {
@@ -167,7 +171,7 @@ async fn a_malformed_event_is_rejected_alone_and_its_batch_delivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_roles_are_enforced_and_analysts_enrich_on_demand() {
     let cluster = Cluster::start().await;
-    let mut client = cluster.ingest_client().await;
+    let mut client = cluster.ingest_client();
     let batch = || IngestRequest {
         batch_id: 1,
         events: vec![port_scan("auth-1", "203.0.113.9")],
@@ -213,7 +217,7 @@ async fn tokens_and_roles_are_enforced_and_analysts_enrich_on_demand() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_detector_over_its_rate_gets_retry_with_a_wait() {
     let cluster = Cluster::start().await;
-    let mut client = cluster.ingest_client().await;
+    let mut client = cluster.ingest_client();
     let batch = |id: u64| IngestRequest {
         batch_id: id,
         events: (0..5)
@@ -237,7 +241,7 @@ async fn a_detector_over_its_rate_gets_retry_with_a_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_over_the_limit_ends_the_stream() {
     let cluster = Cluster::start_with(|c| c.ingest.max_batch_events = 3).await;
-    let mut client = cluster.ingest_client().await;
+    let mut client = cluster.ingest_client();
     let batch = IngestRequest {
         batch_id: 1,
         events: (0..4).map(|i| port_scan(&format!("big-{i}"), "203.0.113.11")).collect(),
@@ -251,9 +255,9 @@ async fn a_batch_over_the_limit_ends_the_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_down_means_retry_and_not_serving_then_recovery() {
     let mut cluster = Cluster::start().await;
-    let mut client = cluster.ingest_client().await;
+    let mut client = cluster.ingest_client();
     let addr = cluster.export.take().unwrap().kill();
-    wait_health(cluster.enrichment.addr, false).await;
+    wait_health(cluster.enrichment.addr, ServingStatus::NotServing).await;
     let batch = |id: u64| IngestRequest {
         batch_id: id,
         events: vec![port_scan(&format!("down-{id}"), "203.0.113.12")],
@@ -283,7 +287,7 @@ async fn export_down_means_retry_and_not_serving_then_recovery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_beyond_the_stream_window_are_answered_retry_in_order() {
     let cluster = Cluster::start_with(|c| c.ingest.max_in_flight_batches_per_stream = 1).await;
-    let mut client = cluster.ingest_client().await;
+    let mut client = cluster.ingest_client();
     let batches: Vec<IngestRequest> = (1..=6)
         .map(|id| IngestRequest {
             batch_id: id,
@@ -321,7 +325,7 @@ async fn replicas_are_found_through_dns() {
     let enrichment = start_enrichment(any, config);
     wait_serving(attribution.addr).await;
     wait_serving(enrichment.addr).await;
-    let mut client = attackmesh::proto::ingest_service_client::IngestServiceClient::new(channel(enrichment.addr).await);
+    let mut client = attackmesh::proto::ingest_service_client::IngestServiceClient::new(channel(enrichment.addr));
     let batch = IngestRequest {
         batch_id: 1,
         events: vec![port_scan("dns-1", "203.0.113.61")],
@@ -340,7 +344,7 @@ async fn replicas_are_found_through_dns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_answers_what_it_took_then_ends_streams_with_unavailable() {
     let cluster = Cluster::start().await;
-    let mut client = cluster.ingest_client().await;
+    let mut client = cluster.ingest_client();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let mut answers = client
         .ingest(with_token(
@@ -380,7 +384,7 @@ async fn each_detector_batch_carries_its_trace_to_export() {
     wait_serving(attribution.addr).await;
     let enrichment = start_enrichment(any, enrichment_config(dir.path(), attribution.addr, export.addr));
     wait_serving(enrichment.addr).await;
-    let mut client = attackmesh::proto::ingest_service_client::IngestServiceClient::new(channel(enrichment.addr).await);
+    let mut client = attackmesh::proto::ingest_service_client::IngestServiceClient::new(channel(enrichment.addr));
     let traces = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"];
     let batches = traces
         .iter()

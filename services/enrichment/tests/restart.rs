@@ -13,6 +13,7 @@ use attackmesh::{
     proto::{AckStatus, AttributionStatus, IngestRequest},
 };
 use attackmesh_enrichment::shipper::{Progress, ShipOptions, ship};
+use attackmesh_testkit::{channel, free_addr, latest, port_scan, wait_for_sink, wait_serving};
 use common::*;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -105,13 +106,13 @@ async fn a_killed_enrichment_keeps_its_reattribution_backlog() {
     let dir = tempfile::tempdir().unwrap();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     // Attribution's port, free for now: it comes up only after enrichment has been killed.
-    let attribution_addr = std::net::TcpListener::bind(any).unwrap().local_addr().unwrap();
+    let attribution_addr = free_addr();
     let _export = start_export(any, dir.path());
     let config = enrichment_config(dir.path(), attribution_addr, _export.addr);
     let enrichment = start_enrichment(any, config.clone());
     wait_serving(enrichment.addr).await;
 
-    let mut client = attackmesh::proto::ingest_service_client::IngestServiceClient::new(channel(enrichment.addr).await);
+    let mut client = attackmesh::proto::ingest_service_client::IngestServiceClient::new(channel(enrichment.addr));
     let ids: BTreeSet<String> = (0..50).map(|i| format!("backlog-{i}")).collect();
     let batch = IngestRequest {
         batch_id: 1,

@@ -9,6 +9,7 @@ use std::{collections::BTreeMap, io::Write, path::PathBuf};
 
 use attackmesh::formats::Format;
 use attackmesh_enrichment::shipper::{Progress, ShipOptions, Summary, ship};
+use attackmesh_testkit::{latest, port_scan, wait_for_sink};
 use common::*;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

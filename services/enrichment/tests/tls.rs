@@ -9,7 +9,7 @@ use std::{collections::BTreeSet, net::SocketAddr, path::Path};
 
 use attackmesh::proto::{AckStatus, AttributionStatus, IngestRequest, ingest_service_client::IngestServiceClient};
 use attackmesh_runtime::tls::TlsConfig;
-use attackmesh_testkit::pki::Pki;
+use attackmesh_testkit::{pki::Pki, port_scan, wait_for_sink};
 use common::*;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 

@@ -12,15 +12,12 @@ use std::{
     time::Duration,
 };
 
-use attackmesh::proto::{DetectionEvent, IngestRequest, IngestResponse, ingest_service_client::IngestServiceClient};
+use attackmesh::proto::{IngestRequest, IngestResponse, ingest_service_client::IngestServiceClient};
 use attackmesh_enrichment::EnrichmentConfig;
-use attackmesh_runtime::{
-    auth::{AuthConfig, Role, TokenEntry, hash_token},
-    config::RuntimeConfig,
-    server::{GrpcServer, ServeOptions},
-};
+use attackmesh_runtime::{auth::Role, config::RuntimeConfig};
+use attackmesh_testkit::{Tokens, channel, tokens::server, wait_serving, with_token};
 use tokio::net::TcpListener;
-use tonic::{Request, transport::Channel};
+use tonic::transport::Channel;
 
 mod sink;
 mod stub_export;
@@ -29,42 +26,26 @@ pub use sink::*;
 #[allow(unused_imports)]
 pub use stub_export::{Captured, CapturingExport, start_capturing_export};
 
+/// Tokens of the callers of [`tokens`] (testkit's `<name>-token`).
 pub const DETECTOR_TOKEN: &str = "det-token";
 pub const LIMITED_TOKEN: &str = "limited-token";
 pub const ANALYST_TOKEN: &str = "ana-token";
 pub const ADMIN_TOKEN: &str = "adm-token";
 
-/// Every service's auth: a detector, a rate-limited detector, an analyst and an admin (the
+/// Every service's callers: a detector, a rate-limited detector, an analyst and an admin (the
 /// identity enrichment uses to call attribution and export).
+pub fn tokens() -> Tokens {
+    Tokens::new(&[
+        ("det", Role::Detector),
+        ("limited", Role::Detector),
+        ("ana", Role::Analyst),
+        ("adm", Role::Admin),
+    ])
+}
+
+/// Every service's runtime config: [`tokens`] and a 2 s shutdown grace.
 pub fn runtime() -> RuntimeConfig {
-    let token = |name: &str, role, token: &str| TokenEntry {
-        name: name.into(),
-        role,
-        sha256: hash_token(token),
-    };
-    RuntimeConfig {
-        auth: AuthConfig {
-            tokens: vec![
-                token("det", Role::Detector, DETECTOR_TOKEN),
-                token("limited", Role::Detector, LIMITED_TOKEN),
-                token("ana", Role::Analyst, ANALYST_TOKEN),
-                token("enrichment", Role::Admin, ADMIN_TOKEN),
-            ],
-            ..Default::default()
-        },
-        shutdown_grace: Duration::from_secs(2),
-        ..Default::default()
-    }
-}
-
-async fn grpc_server() -> GrpcServer {
-    grpc_server_with(&runtime()).await
-}
-
-async fn grpc_server_with(runtime: &RuntimeConfig) -> GrpcServer {
-    GrpcServer::new(ServeOptions::from_config(runtime).unwrap())
-        .await
-        .unwrap()
+    tokens().runtime()
 }
 
 /// A service running in a runtime of its own.
@@ -93,7 +74,7 @@ impl Proc {
             rt.block_on(async move {
                 let listener = bind(addr).await;
                 let http = if with_http {
-                    Some(TcpListener::bind("127.0.0.1:0").await.unwrap())
+                    Some(attackmesh_testkit::bind().await.0)
                 } else {
                     None
                 };
@@ -187,7 +168,7 @@ pub fn start_attribution(addr: SocketAddr) -> Proc {
 
 pub fn start_attribution_with(addr: SocketAddr, runtime: RuntimeConfig) -> Proc {
     Proc::start(addr, false, move |listener, _, killed| async move {
-        let server = grpc_server_with(&runtime).await;
+        let server = server(&runtime).await;
         until_killed(killed, |graceful| async move {
             let config = attackmesh_attribution::AttributionConfig::default();
             attackmesh_attribution::server::serve(&config, server, listener, async {
@@ -220,7 +201,7 @@ pub fn start_export(addr: SocketAddr, dir: &Path) -> Proc {
 pub fn start_export_with(addr: SocketAddr, dir: &Path, runtime: RuntimeConfig) -> Proc {
     let config = export_config(dir);
     Proc::start(addr, false, move |listener, _, killed| async move {
-        let server = grpc_server_with(&runtime).await;
+        let server = server(&runtime).await;
         until_killed(killed, |graceful| async move {
             attackmesh_siem_export::server::serve(&config, server, listener, async {
                 let _ = graceful.await;
@@ -263,7 +244,7 @@ pub fn start_enrichment(addr: SocketAddr, config: EnrichmentConfig) -> Proc {
 
 pub fn start_enrichment_with(addr: SocketAddr, config: EnrichmentConfig, runtime: RuntimeConfig) -> Proc {
     Proc::start(addr, true, move |listener, http, killed| async move {
-        let server = grpc_server_with(&runtime).await;
+        let server = server(&runtime).await;
         until_killed(killed, |graceful| async move {
             attackmesh_enrichment::server::serve(&config, server, listener, http, async {
                 let _ = graceful.await;
@@ -318,73 +299,8 @@ impl Cluster {
         sink_path(self.dir.path())
     }
 
-    pub async fn ingest_client(&self) -> IngestServiceClient<Channel> {
-        IngestServiceClient::new(channel(self.enrichment.addr).await)
-    }
-}
-
-pub async fn channel(addr: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-/// Waits until `addr` reports SERVING in gRPC health.
-pub async fn wait_serving(addr: SocketAddr) {
-    wait_health(addr, true).await;
-}
-
-/// Waits until `addr` reports SERVING (`serving`) or NOT_SERVING in gRPC health.
-pub async fn wait_health(addr: SocketAddr, serving: bool) {
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-    let want = if serving {
-        ServingStatus::Serving
-    } else {
-        ServingStatus::NotServing
-    };
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
-    let mut health = HealthClient::new(channel);
-    for _ in 0..1500 {
-        if let Ok(r) = health.check(HealthCheckRequest { service: String::new() }).await
-            && r.into_inner().status == want as i32
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{addr} never reported {want:?}");
-}
-
-pub fn with_token<T>(message: T, token: &str) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
-}
-
-/// A detection from a traffic monitor.
-pub fn port_scan(id: &str, source_ip: &str) -> DetectionEvent {
-    DetectionEvent {
-        event_id: id.into(),
-        timestamp: Some(chrono::Utc::now().into()),
-        source_service: "netmon-01".into(),
-        detector_kind: attackmesh::proto::DetectorKind::TrafficMonitor as i32,
-        event_type: "port_scan".into(),
-        source: Some(attackmesh::proto::Endpoint {
-            ip: source_ip.into(),
-            ..Default::default()
-        }),
-        destination: Some(attackmesh::proto::Endpoint {
-            ip: "10.0.0.5".into(),
-            port: 22,
-            ..Default::default()
-        }),
-        severity: attackmesh::proto::Severity::Medium as i32,
-        description: "SYN scan of 1000 ports".into(),
-        technique_hints: vec!["T1046".into()],
-        ..Default::default()
+    pub fn ingest_client(&self) -> IngestServiceClient<Channel> {
+        IngestServiceClient::new(channel(self.enrichment.addr))
     }
 }
 
@@ -420,12 +336,6 @@ pub fn metric(name: &str) -> f64 {
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
-}
-
-/// `../shared/data` of the checkout, when present.
-pub fn shared_data() -> Option<PathBuf> {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
-    dir.is_dir().then(|| dir.to_owned())
 }
 
 /// A minimal HTTP/1.1 POST; returns the status, the headers (lower-cased names) and the body.

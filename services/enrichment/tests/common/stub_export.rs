@@ -5,7 +5,7 @@ use std::{collections::HashMap, net::SocketAddr};
 
 use tonic::Request;
 
-use super::{Proc, grpc_server, until_killed};
+use super::{Proc, runtime, until_killed};
 
 /// What a [`CapturingExport`] saw: each batch's trace context and event ids.
 pub type Captured = std::sync::Arc<std::sync::Mutex<Vec<(HashMap<String, String>, Vec<String>)>>>;
@@ -52,7 +52,10 @@ impl attackmesh::proto::export_service_server::ExportService for CapturingExport
 pub fn start_capturing_export(addr: SocketAddr, export: CapturingExport) -> Proc {
     use attackmesh::proto::export_service_server::ExportServiceServer;
     Proc::start(addr, false, move |listener, _, killed| async move {
-        let server = grpc_server().await.add_service(ExportServiceServer::new(export)).await;
+        let server = attackmesh_testkit::tokens::server(&runtime())
+            .await
+            .add_service(ExportServiceServer::new(export))
+            .await;
         server.health().serving::<ExportServiceServer<CapturingExport>>().await;
         until_killed(killed, |graceful| async move {
             server
