@@ -86,11 +86,7 @@ async fn refused_or_unreachable_remotes_keep_the_cursor() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "not-a-valid-token").unwrap();
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = attackmesh_testkit::free_addr();
     let mut down = Pusher::new(
         target("down", format!("http://{dead}/api1/collections/x/"), &token),
         "src".into(),

@@ -13,66 +13,36 @@ use attackmesh::proto::{
     ShareIndicatorsRequest, intel_service_client::IntelServiceClient,
 };
 use attackmesh_intel::IntelConfig;
-use attackmesh_runtime::{
-    auth::Authenticator,
-    server::{GrpcServer, ServeOptions},
-};
+use attackmesh_testkit::{bind, free_addr, with_token};
 use common::{ADMIN, READER, TAXII, WRITER};
-use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, transport::Channel};
 
 struct Running {
     client: IntelServiceClient<Channel>,
     http: String,
-    stop: CancellationToken,
+    _intel: attackmesh_testkit::Running<attackmesh_intel::Error>,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
 }
 
 async fn start(mut config: IntelConfig) -> Running {
     let dir = tempfile::tempdir().unwrap();
     config.data_dir = dir.path().to_owned();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (addr, http_addr) = (listener.local_addr().unwrap(), http.local_addr().unwrap());
-    let options = ServeOptions {
-        auth: Authenticator::new(&common::auth_config()).unwrap(),
-        tls: None,
-        grace: Duration::from_secs(1),
-    };
-    let server = GrpcServer::new(options).await.unwrap();
-    let stop = CancellationToken::new();
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        attackmesh_intel::server::serve(&config, server, listener, http, shutdown)
-            .await
-            .unwrap()
-    });
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap();
-    let channel = loop {
-        match channel.connect().await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
+    let (http, http_addr) = bind().await;
+    let server = common::tokens().server().await;
+    let intel = attackmesh_testkit::Running::start(|listener, shutdown| async move {
+        attackmesh_intel::server::serve(&config, server, listener, http, shutdown).await
+    })
+    .await;
     Running {
-        client: IntelServiceClient::new(channel),
+        client: IntelServiceClient::new(intel.channel()),
         http: format!("http://{http_addr}"),
-        stop,
+        _intel: intel,
         _dir: dir,
     }
 }
 
 fn as_caller<T>(msg: T, who: (&str, &str)) -> Request<T> {
-    let mut req = Request::new(msg);
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {}", who.1).parse().unwrap());
-    req
+    with_token(msg, who.1)
 }
 
 fn ind(kind: IndicatorType, value: &str) -> Indicator {
@@ -194,11 +164,7 @@ async fn bad_requests_and_foreign_collections_are_refused() {
 #[tokio::test]
 async fn attribution_service_down_means_degraded_without_technique_links() {
     // A port nobody listens on.
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = free_addr();
     let config = IntelConfig {
         attribution_endpoint: Some(format!("http://{dead}")),
         attribution_timeout: Duration::from_millis(500),

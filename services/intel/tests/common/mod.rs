@@ -10,34 +10,33 @@ use attackmesh_intel::{
     config::CollectionConfig,
     taxii::{TaxiiState, router},
 };
-use attackmesh_runtime::auth::{AuthConfig, Authenticator, Role, TokenEntry, hash_token};
+use attackmesh_runtime::auth::{AuthConfig, Authenticator, Role};
+use attackmesh_testkit::Tokens;
 use tokio_util::sync::CancellationToken;
 
 pub const TAXII: &str = "application/taxii+json;version=2.1";
+// Callers as (name, token); the tokens are those testkit's table gives these names.
 /// Analyst who may read and write `rw`.
 pub const WRITER: (&str, &str) = ("writer", "writer-token");
 /// Analyst who may only read `rw`.
 pub const READER: (&str, &str) = ("reader", "reader-token");
 /// Admin: everything.
-pub const ADMIN: (&str, &str) = ("ops", "admin-token");
+pub const ADMIN: (&str, &str) = ("ops", "ops-token");
 /// Detector: no TAXII at all.
-pub const DETECTOR: (&str, &str) = ("sensor", "detector-token");
+pub const DETECTOR: (&str, &str) = ("sensor", "sensor-token");
+
+/// The callers above.
+pub fn tokens() -> Tokens {
+    Tokens::new(&[
+        (WRITER.0, Role::Analyst),
+        (READER.0, Role::Analyst),
+        (ADMIN.0, Role::Admin),
+        (DETECTOR.0, Role::Detector),
+    ])
+}
 
 pub fn auth_config() -> AuthConfig {
-    let entry = |(name, token): (&str, &str), role| TokenEntry {
-        name: name.into(),
-        role,
-        sha256: hash_token(token),
-    };
-    AuthConfig {
-        tokens: vec![
-            entry(WRITER, Role::Analyst),
-            entry(READER, Role::Analyst),
-            entry(ADMIN, Role::Admin),
-            entry(DETECTOR, Role::Detector),
-        ],
-        ..Default::default()
-    }
+    tokens().auth()
 }
 
 pub fn config() -> IntelConfig {
@@ -112,8 +111,8 @@ impl TestServer {
         let intel = Intel::new(store, kb, &config);
         let auth = Authenticator::new(&auth_config()).unwrap();
         let app = router(TaxiiState::new(&config, intel.clone(), auth));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, addr) = attackmesh_testkit::bind().await;
+        let base = format!("http://{addr}");
         let stop = CancellationToken::new();
         tokio::spawn(attackmesh_runtime::metrics::serve_http(
             listener,
