@@ -121,8 +121,7 @@ async fn bulk(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> (Stat
 }
 
 async fn double(es: Es) -> (SocketAddr, Shared) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    double_on(listener, es).await
+    double_on(attackmesh_testkit::bind().await.0, es).await
 }
 
 async fn double_on(listener: tokio::net::TcpListener, es: Es) -> (SocketAddr, Shared) {
@@ -294,10 +293,7 @@ async fn a_dead_elasticsearch_does_not_delay_the_file_sink() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     // Nothing listens here.
-    let unused = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let unused = attackmesh_testkit::free_addr();
     c.elasticsearch.url = Some(format!("http://{unused}"));
     c.file.path = Some(dir.path().join("out.ndjson"));
     let h = Harness::start(&c).await;
@@ -319,10 +315,7 @@ async fn a_dead_elasticsearch_does_not_delay_the_file_sink() {
 async fn an_outage_delays_delivery_but_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // Reserve a port, then leave it closed: Elasticsearch is down.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = attackmesh_testkit::free_addr();
     let mut c = es_config(dir.path(), addr);
     c.retry.max_backoff = std::time::Duration::from_millis(200);
     let h = Harness::start(&c).await;

@@ -12,73 +12,30 @@ use std::{collections::HashMap, time::Duration};
 use attackmesh::proto::{
     AckStatus, ExportRequest, ExportResponse, GetSinkStatusRequest, export_service_client::ExportServiceClient,
 };
-use attackmesh_runtime::{
-    auth::{AuthConfig, Role, TokenEntry, hash_token},
-    config::RuntimeConfig,
-    server::{GrpcServer, ServeOptions},
-};
+use attackmesh_runtime::auth::Role;
 use attackmesh_siem_export::{
     SiemExportConfig,
     queue::{Queue, QueueSettings, ReadItem},
     sinks::file::{FileShape, FileSinkConfig},
 };
-use attackmesh_testkit::fixtures;
-use tokio::net::TcpListener;
+use attackmesh_testkit::{Running, Tokens, fixtures, free_addr, with_token};
 use tokio_stream::StreamExt;
-use tokio_util::sync::CancellationToken;
-use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use tonic::transport::Channel;
 
 use common::eventually;
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-struct Running {
-    channel: Channel,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), attackmesh_siem_export::Error>>,
-}
-
-async fn start(config: SiemExportConfig) -> Running {
-    let auth = AuthConfig {
-        tokens: vec![
-            TokenEntry {
-                name: "enrich".into(),
-                role: Role::Admin,
-                sha256: hash_token("adm-token"),
-            },
-            TokenEntry {
-                name: "soc".into(),
-                role: Role::Analyst,
-                sha256: hash_token("ana-token"),
-            },
-        ],
-        ..Default::default()
-    };
-    let runtime = RuntimeConfig {
-        auth,
-        shutdown_grace: Duration::from_secs(2),
-        ..Default::default()
-    };
-    let server = GrpcServer::new(ServeOptions::from_config(&runtime).unwrap())
-        .await
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let shutdown = stop.clone().cancelled_owned();
-    let task =
-        tokio::spawn(async move { attackmesh_siem_export::server::serve(&config, server, listener, shutdown).await });
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
-    Running { channel, stop, task }
-}
-
-fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut().insert(
-        "authorization",
-        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
-    );
-    req
+/// Export on 127.0.0.1, SERVING; `adm` (token `adm-token`) exports, `ana` (`ana-token`) reads
+/// sink status.
+async fn start(config: SiemExportConfig) -> Running<attackmesh_siem_export::Error> {
+    let server = Tokens::new(&[("adm", Role::Admin), ("ana", Role::Analyst)])
+        .server()
+        .await;
+    Running::start(|listener, shutdown| async move {
+        attackmesh_siem_export::server::serve(&config, server, listener, shutdown).await
+    })
+    .await
 }
 
 /// Sends batches on one stream and collects the answers.
@@ -86,7 +43,7 @@ async fn export(channel: &Channel, batches: Vec<ExportRequest>) -> Vec<ExportRes
     let n = batches.len();
     let mut client = ExportServiceClient::new(channel.clone());
     let stream = tokio_stream::iter(batches);
-    let mut answers = client.export(authed(stream, "adm-token")).await.unwrap().into_inner();
+    let mut answers = client.export(with_token(stream, "adm-token")).await.unwrap().into_inner();
     let mut out = Vec::new();
     while let Some(a) = answers.next().await {
         out.push(a.unwrap());
@@ -99,10 +56,7 @@ async fn export(channel: &Channel, batches: Vec<ExportRequest>) -> Vec<ExportRes
 fn config(dir: &std::path::Path) -> SiemExportConfig {
     let mut c = common::config(dir);
     c.file.path = Some(dir.join("out").join("events.ndjson"));
-    let unused = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let unused = free_addr();
     c.elasticsearch.url = Some(format!("http://{unused}"));
     c
 }
@@ -143,7 +97,7 @@ async fn invalid_events_are_rejected_one_by_one_and_valid_ones_are_durable_befor
         events,
         trace_context: HashMap::from([("traceparent".to_owned(), TRACEPARENT.to_owned())]),
     };
-    let answers = export(&running.channel, vec![batch]).await;
+    let answers = export(&running.channel(), vec![batch]).await;
     let a = &answers[0];
     assert_eq!((a.batch_id, a.status, a.accepted), (7, AckStatus::Durable as i32, 3));
     assert_eq!(a.rejections.len(), 1);
@@ -172,9 +126,9 @@ async fn invalid_events_are_rejected_one_by_one_and_valid_ones_are_durable_befor
     assert_eq!(written.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ids);
     // Status for an analyst: both sinks, the dead one unhealthy with its backlog.
     let status = || async {
-        let mut client = ExportServiceClient::new(running.channel.clone());
+        let mut client = ExportServiceClient::new(running.channel());
         client
-            .get_sink_status(authed(GetSinkStatusRequest {}, "ana-token"))
+            .get_sink_status(with_token(GetSinkStatusRequest {}, "ana-token"))
             .await
             .unwrap()
             .into_inner()
@@ -192,8 +146,7 @@ async fn invalid_events_are_rejected_one_by_one_and_valid_ones_are_durable_befor
     assert_eq!(by_name["file"].delivered, 3);
     assert_eq!(by_name["elasticsearch"].queue_depth, 3);
     assert!(!by_name["elasticsearch"].healthy);
-    running.stop.cancel();
-    running.task.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -211,7 +164,7 @@ async fn a_full_queue_answers_retry_and_takes_nothing_of_the_batch() {
             trace_context: HashMap::new(),
         })
         .collect();
-    let answers = export(&running.channel, batches).await;
+    let answers = export(&running.channel(), batches).await;
     let first_retry = answers
         .iter()
         .position(|a| a.status == AckStatus::Retry as i32)
@@ -236,27 +189,25 @@ async fn a_full_queue_answers_retry_and_takes_nothing_of_the_batch() {
         .flat_map(|b| (b * 10..b * 10 + 10).map(|i| format!("evt-{i:08}")))
         .collect();
     assert_eq!(ids, expected);
-    running.stop.cancel();
-    running.task.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn export_needs_the_admin_role() {
     let dir = tempfile::tempdir().unwrap();
     let running = start(config(dir.path())).await;
-    let mut client = ExportServiceClient::new(running.channel.clone());
+    let mut client = ExportServiceClient::new(running.channel());
     let batch = ExportRequest {
         batch_id: 1,
         events: vec![fixtures::event(1)],
         trace_context: HashMap::new(),
     };
     let err = client
-        .export(authed(tokio_stream::iter(vec![batch]), "ana-token"))
+        .export(with_token(tokio_stream::iter(vec![batch]), "ana-token"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
-    running.stop.cancel();
-    running.task.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -279,7 +230,7 @@ async fn one_batch_lands_in_every_file_sink_each_in_its_own_shape() {
         events: (0..3).map(fixtures::event).collect(),
         trace_context: HashMap::new(),
     };
-    let answers = export(&running.channel, vec![batch]).await;
+    let answers = export(&running.channel(), vec![batch]).await;
     assert_eq!((answers[0].status, answers[0].accepted), (AckStatus::Durable as i32, 3));
     let lines = |file: &str| -> Vec<serde_json::Value> {
         std::fs::read_to_string(out.join(file))
@@ -317,9 +268,9 @@ async fn one_batch_lands_in_every_file_sink_each_in_its_own_shape() {
     let canonical = lines("events.ndjson");
     assert!(canonical.iter().all(|e| e.get("technique_ids").is_some()));
     // Each named sink has its own queue, dead letters and status row.
-    let mut client = ExportServiceClient::new(running.channel.clone());
+    let mut client = ExportServiceClient::new(running.channel());
     let status = client
-        .get_sink_status(authed(GetSinkStatusRequest {}, "ana-token"))
+        .get_sink_status(with_token(GetSinkStatusRequest {}, "ana-token"))
         .await
         .unwrap()
         .into_inner();
@@ -335,6 +286,5 @@ async fn one_batch_lands_in_every_file_sink_each_in_its_own_shape() {
     for name in ["file", "file-ecs", "file-hec"] {
         assert!(dir.path().join("queues").join(name).is_dir(), "{name}");
     }
-    running.stop.cancel();
-    running.task.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }

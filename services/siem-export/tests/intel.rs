@@ -7,59 +7,44 @@
 
 mod common;
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{net::SocketAddr, path::Path};
 
 use attackmesh_intel::{IntelConfig, Store, export_bundle};
-use attackmesh_runtime::{
-    auth::{AuthConfig, Authenticator, Role, TokenEntry, hash_token},
-    server::{GrpcServer, ServeOptions},
-};
+use attackmesh_runtime::auth::Role;
 use attackmesh_siem_export::SiemExportConfig;
-use attackmesh_testkit::fixtures;
+use attackmesh_testkit::{Running, Tokens, bind, fixtures, free_addr};
 use common::{Harness, dead_letters, eventually};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-const TOKEN: &str = "siem-export-run-token";
+/// The name intel knows the export service by.
+const CALLER: &str = "siem-export";
+/// The token [`CALLER`] presents (testkit's `<name>-token`).
+const TOKEN: &str = "siem-export-token";
 
 struct Intel {
     config: IntelConfig,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    service: Running<attackmesh_intel::Error>,
 }
 
 impl Intel {
-    /// Serves intel on `listener` with its store under `dir`, admitting [`TOKEN`] as admin.
+    /// Serves intel on `listener` with its store under `dir`, admitting [`CALLER`] as admin,
+    /// and waits until it is SERVING.
     async fn start(listener: TcpListener, dir: &Path) -> Intel {
         let config = IntelConfig {
             data_dir: dir.to_owned(),
             http_listen: "127.0.0.1:0".parse().unwrap(),
             ..Default::default()
         };
-        let auth = AuthConfig {
-            tokens: vec![TokenEntry {
-                name: "siem-export".into(),
-                role: Role::Admin,
-                sha256: hash_token(TOKEN),
-            }],
-            ..Default::default()
-        };
-        let options = ServeOptions {
-            auth: Authenticator::new(&auth).unwrap(),
-            tls: None,
-            grace: Duration::from_secs(1),
-        };
-        let server = GrpcServer::new(options).await.unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stop = CancellationToken::new();
-        let shutdown = stop.clone().cancelled_owned();
+        let tokens = Tokens::new(&[(CALLER, Role::Admin)]);
+        assert_eq!(tokens.bearer(CALLER), TOKEN);
+        let server = tokens.server().await;
+        let (http, _) = bind().await;
         let serve_config = config.clone();
-        let task = tokio::spawn(async move {
-            attackmesh_intel::server::serve(&serve_config, server, listener, http, shutdown)
-                .await
-                .unwrap();
-        });
-        Intel { config, stop, task }
+        let service = Running::start_on(listener, |listener, shutdown| async move {
+            attackmesh_intel::server::serve(&serve_config, server, listener, http, shutdown).await
+        })
+        .await;
+        Intel { config, service }
     }
 
     /// Patterns of the indicator objects in the default collection.
@@ -80,8 +65,7 @@ impl Intel {
     }
 
     async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap();
+        self.service.stop().await.unwrap();
     }
 }
 
@@ -95,8 +79,7 @@ fn config(dir: &Path, intel: SocketAddr) -> SiemExportConfig {
 #[tokio::test]
 async fn indicators_reach_the_intel_store_and_refused_events_are_dead_lettered() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = bind().await;
     let intel = Intel::start(listener, &dir.path().join("intel")).await;
     let data = dir.path().join("export");
     let harness = Harness::start(&config(&data, addr)).await;
@@ -142,10 +125,7 @@ async fn indicators_reach_the_intel_store_and_refused_events_are_dead_lettered()
 async fn events_queued_while_intel_is_down_are_retried_and_delivered_once_it_starts() {
     let dir = tempfile::tempdir().unwrap();
     // A port nobody listens on yet: connections are refused until intel starts on it.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = free_addr();
     let data = dir.path().join("export");
     let harness = Harness::start(&config(&data, addr)).await;
     harness

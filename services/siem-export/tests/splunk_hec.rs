@@ -166,8 +166,7 @@ async fn receiver(hec: Hec) -> (SocketAddr, Shared) {
         .route("/services/collector/event", post(event))
         .route("/services/collector/ack", post(ack))
         .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = attackmesh_testkit::bind().await;
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, shared)
 }
