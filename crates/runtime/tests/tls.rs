@@ -9,11 +9,12 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use attackmesh_runtime::{
     auth::{AuthConfig, Role, TokenEntry, hash_token},
     config::RuntimeConfig,
-    server::{GrpcServer, ServeOptions},
     tls::TlsConfig,
 };
-use attackmesh_testkit::pki::{Pki, client_config};
-use tokio::net::TcpListener;
+use attackmesh_testkit::{
+    bind,
+    pki::{Pki, client_config},
+};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -45,14 +46,8 @@ async fn start(tls: TlsConfig, auth: AuthConfig) -> Server {
         ..Default::default()
     };
     runtime.validate().unwrap();
-    let server = GrpcServer::new(ServeOptions::from_config(&runtime).unwrap())
-        .await
-        .unwrap();
-    let (grpc, http) = (
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    );
-    let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+    let server = attackmesh_testkit::tokens::server(&runtime).await;
+    let ((grpc, grpc_addr), (http, http_addr)) = (bind().await, bind().await);
     let stop = CancellationToken::new();
     tokio::spawn(attackmesh_runtime::http::serve(
         http,

@@ -10,7 +10,6 @@ use attackmesh::proto::{
 };
 use attackmesh_attack::{Engine, RulePack};
 use attackmesh_attribution::{AttributionConfig, AttributionState, grpc_service, watch_rules};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -46,8 +45,7 @@ async fn start(max_batch: usize) -> Running {
     config.validate().expect("valid config");
     let engine = config.build_engine().expect("engine");
     let state = AttributionState::new(engine, &config);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let (listener, addr) = attackmesh_testkit::bind().await;
     let (stop, stopped) = oneshot::channel::<()>();
     let (watch_stop_tx, watch_stop) = oneshot::channel::<()>();
     let service = grpc_service(state.clone());
@@ -69,9 +67,7 @@ async fn start(max_batch: usize) -> Running {
             let _ = watch_stop.await;
         },
     ));
-    let client = AttributionServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect");
+    let client = AttributionServiceClient::new(attackmesh_testkit::channel(addr));
     Running {
         client,
         stop: Some(stop),

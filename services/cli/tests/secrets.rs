@@ -116,8 +116,7 @@ async fn fake_sinks(seen: Arc<Mutex<Seen>>) -> std::net::SocketAddr {
         .route("/taxii/{*rest}", any(taxii))
         .fallback(es)
         .with_state(seen);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = attackmesh_testkit::bind().await;
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
 }

@@ -5,12 +5,14 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::{
-    net::{SocketAddr, TcpListener as StdListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
+use attackmesh_runtime::auth::hash_token;
+pub use attackmesh_testkit::free_addr;
 use base64::Engine as _;
 use bytes::{Buf, BufMut};
 use serde_json::{Value, json};
@@ -33,21 +35,12 @@ pub fn token(name: &str) -> &'static str {
     TOKENS.iter().find(|(n, _, _)| *n == name).map(|(_, _, t)| *t).unwrap()
 }
 
-/// A free port on 127.0.0.1.
-pub fn free_addr() -> SocketAddr {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-fn sha256_hex(text: &str) -> String {
-    attackmesh_runtime::auth::hash_token(text)
-}
-
 /// Writes the token file (digests only) and returns its path.
 pub fn write_tokens(dir: &Path) -> PathBuf {
     let path = dir.join("tokens.yaml");
     let text: String = TOKENS
         .iter()
-        .map(|(name, role, token)| format!("- name: {name}\n  role: {role}\n  sha256: {}\n", sha256_hex(token)))
+        .map(|(name, role, token)| format!("- name: {name}\n  role: {role}\n  sha256: {}\n", hash_token(token)))
         .collect();
     std::fs::write(&path, text).unwrap();
     path
