@@ -186,7 +186,6 @@ pub fn inject_metadata(metadata: &mut tonic::metadata::MetadataMap) {
     TraceContextPropagator::new().inject_context(&cx, &mut MetadataInjector(metadata));
 }
 
-
 /// The current span's context as a `trace_context` map for a batch message or queue record.
 pub fn inject_map() -> HashMap<String, String> {
     let mut map = HashMap::new();

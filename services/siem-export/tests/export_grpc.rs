@@ -43,7 +43,11 @@ async fn export(channel: &Channel, batches: Vec<ExportRequest>) -> Vec<ExportRes
     let n = batches.len();
     let mut client = ExportServiceClient::new(channel.clone());
     let stream = tokio_stream::iter(batches);
-    let mut answers = client.export(with_token(stream, "adm-token")).await.unwrap().into_inner();
+    let mut answers = client
+        .export(with_token(stream, "adm-token"))
+        .await
+        .unwrap()
+        .into_inner();
     let mut out = Vec::new();
     while let Some(a) = answers.next().await {
         out.push(a.unwrap());
