@@ -2,18 +2,20 @@
 //!
 //! Environment keys map to config paths by lower-casing and splitting on `__`
 //! (`ATTACKMESH_ATTRIBUTION__RELOAD_INTERVAL=10s` sets `attribution.reload_interval`); a short
-//! alias table keeps the seed's variable names working. Values are read as YAML scalars, so
-//! numbers, booleans and flow lists (`[a, b]`) get their type (quote a value to force a string:
-//! `'"0123"'`).
+//! alias table keeps the seed's variable names working. A value is text until its field says
+//! otherwise: string settings (passwords, tokens, names) get it verbatim, whatever it looks
+//! like; numeric, boolean and list settings read it as YAML (`5`, `true`, `[a, b]`).
 //! Unknown keys are rejected by the target types (`deny_unknown_fields`), wherever they come from.
 //! Loaders take the environment as a map so tests never touch the process environment.
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{auth::AuthConfig, error::Error, telemetry::TelemetryConfig, tls::TlsConfig};
+
+mod layers;
 
 /// Prefix of every environment variable that configures attackmesh.
 pub const ENV_PREFIX: &str = "ATTACKMESH_";
@@ -67,12 +69,12 @@ pub fn load<T: DeserializeOwned>(
     aliases: &[(&str, &str)],
 ) -> Result<T, Error> {
     let mut root = match file {
-        Some(path) => read_file(path)?,
-        None => Value::Object(Map::new()),
+        Some(path) => match read_file(path)? {
+            Value::Null => layers::Node::empty(),
+            value => layers::Node::File(value),
+        },
+        None => layers::Node::empty(),
     };
-    if root.is_null() {
-        root = Value::Object(Map::new());
-    }
     for (key, raw) in env {
         if key == ENV_CONFIG_FILE || !key.starts_with(ENV_PREFIX) {
             continue;
@@ -85,10 +87,11 @@ pub fn load<T: DeserializeOwned>(
                 .map(str::to_owned)
                 .collect(),
         };
-        set_path(&mut root, &path, scalar(raw)).map_err(|why| Error::ConfigInvalid(format!("{key}: {why}")))?;
+        root.set(&path, raw)
+            .map_err(|why| Error::ConfigInvalid(format!("{key}: {why}")))?;
     }
     let mut track = serde_path_to_error::Track::new();
-    let de = serde_path_to_error::Deserializer::new(&root, &mut track);
+    let de = serde_path_to_error::Deserializer::new(root, &mut track);
     T::deserialize(de).map_err(|e| {
         let path = track.path().to_string();
         if path == "." || path.is_empty() {
@@ -106,37 +109,6 @@ fn read_file(path: &Path) -> Result<Value, Error> {
     })?;
     serde_yaml::from_str::<Value>(&text)
         .map_err(|e| Error::ConfigInvalid(format!("{}: not valid YAML/JSON: {e}", path.display())))
-}
-
-fn scalar(raw: &str) -> Value {
-    match serde_yaml::from_str::<Value>(raw) {
-        Ok(v @ (Value::Bool(_) | Value::Number(_) | Value::String(_))) => v,
-        Ok(Value::Array(items)) if items.iter().all(|i| !i.is_object() && !i.is_array()) => Value::Array(items),
-        _ => Value::String(raw.to_owned()),
-    }
-}
-
-fn set_path(root: &mut Value, path: &[String], value: Value) -> Result<(), String> {
-    let Some((last, parents)) = path.split_last() else {
-        return Err("empty key".into());
-    };
-    if path.iter().any(String::is_empty) {
-        return Err("empty path segment".into());
-    }
-    let mut node = root;
-    for seg in parents {
-        let Value::Object(map) = node else {
-            return Err(format!("`{seg}` is inside a value that is not a section"));
-        };
-        node = map.entry(seg.clone()).or_insert_with(|| Value::Object(Map::new()));
-    }
-    match node {
-        Value::Object(map) => {
-            map.insert(last.clone(), value);
-            Ok(())
-        }
-        _ => Err(format!("`{last}` is inside a value that is not a section")),
-    }
 }
 
 /// The process environment as a map (call once, in `main`).
@@ -190,6 +162,41 @@ mod tests {
                 }
             }
         );
+    }
+
+    /// Text that YAML would read as a number (hex, exponent, sign, octal, bare or trailing-zero
+    /// decimals) is a plausible password or token.
+    const NUMBER_LOOKING: [&str; 6] = ["0x1F2E3D4C", "1e3", "+1", "0o17", ".5", "1.50"];
+
+    #[test]
+    fn string_settings_from_env_keep_the_text_verbatim() {
+        #[derive(Debug, Deserialize, Default)]
+        #[serde(deny_unknown_fields, default)]
+        struct Secrets {
+            password: String,
+            token: Option<String>,
+            names: Vec<String>,
+            count: u32,
+            ratio: f64,
+        }
+        for text in NUMBER_LOOKING {
+            let e = env(&[
+                ("ATTACKMESH_PASSWORD", text),
+                ("ATTACKMESH_TOKEN", text),
+                ("ATTACKMESH_NAMES", &format!("[{text}, b]")),
+            ]);
+            let got: Secrets = load(None, &e, &[]).unwrap();
+            assert_eq!(got.password, text);
+            assert_eq!(got.token.as_deref(), Some(text));
+            assert_eq!(got.names, vec![text.to_owned(), "b".to_owned()]);
+        }
+        for text in ["a: b", "'quoted'", "x # not a comment", "*alias", "null", ""] {
+            let got: Secrets = load(None, &env(&[("ATTACKMESH_PASSWORD", text)]), &[]).unwrap();
+            assert_eq!(got.password, text);
+        }
+        // Numeric settings still take numbers from the environment.
+        let got: Secrets = load(None, &env(&[("ATTACKMESH_COUNT", "0x10"), ("ATTACKMESH_RATIO", ".5")]), &[]).unwrap();
+        assert_eq!((got.count, got.ratio), (16, 0.5));
     }
 
     #[test]

@@ -84,8 +84,8 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// Deserialises a string, also from a number or boolean (environment values are read as YAML
-/// scalars, so a numeric password or index name arrives as a number).
+/// Deserialises a string, also from a number or boolean of the config file (`password: 123456`
+/// in YAML is a number; environment values always arrive as their text).
 pub(crate) fn stringish<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     struct V;
     impl serde::de::Visitor<'_> for V {

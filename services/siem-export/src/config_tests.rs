@@ -49,6 +49,29 @@ fn the_seed_variables_configure_the_sinks() {
 }
 
 #[test]
+fn credentials_from_env_reach_the_sinks_verbatim() {
+    for text in ["0x1F2E3D4C", "1e3", "+1", "0o17", ".5", "1.50"] {
+        let c = load(
+            &[
+                ("ATTACKMESH_ELASTICSEARCH_URL", "https://es.example:9200"),
+                ("ATTACKMESH_ELASTICSEARCH_USERNAME", text),
+                ("ATTACKMESH_SIEM_EXPORT__ELASTICSEARCH__PASSWORD", text),
+                ("ATTACKMESH_SPLUNK_HEC_URL", "https://splunk.example:8088"),
+                ("ATTACKMESH_SPLUNK_HEC_TOKEN", text),
+                ("ATTACKMESH_SPLUNK_INDEX", text),
+            ],
+            None,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.elasticsearch.password.as_ref().map(Secret::expose), Some(text));
+        assert_eq!(c.elasticsearch.username.as_deref(), Some(text));
+        assert_eq!(c.splunk_hec.token.as_ref().map(Secret::expose), Some(text));
+        assert_eq!(c.splunk_hec.index.as_deref(), Some(text));
+    }
+}
+
+#[test]
 fn secrets_never_show_in_debug_display_or_serialised_config() {
     let c = load(
         &[
