@@ -195,7 +195,12 @@ mod tests {
             assert_eq!(got.password, text);
         }
         // Numeric settings still take numbers from the environment.
-        let got: Secrets = load(None, &env(&[("ATTACKMESH_COUNT", "0x10"), ("ATTACKMESH_RATIO", ".5")]), &[]).unwrap();
+        let got: Secrets = load(
+            None,
+            &env(&[("ATTACKMESH_COUNT", "0x10"), ("ATTACKMESH_RATIO", ".5")]),
+            &[],
+        )
+        .unwrap();
         assert_eq!((got.count, got.ratio), (16, 0.5));
     }
 

@@ -9,9 +9,11 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod data_dir;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod secret_file;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

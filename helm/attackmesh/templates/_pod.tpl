@@ -123,7 +123,7 @@ successThreshold: 1
 - name: internal-token
   secret:
     secretName: {{ include "attackmesh.internalTokenSecret" .root }}
-    defaultMode: 0444
+    defaultMode: 0440
     items:
       - key: {{ $V.auth.internalToken.tokensFileKey }}
         path: {{ $V.auth.internalToken.tokensFileKey }}
@@ -135,7 +135,7 @@ successThreshold: 1
 - name: {{ printf "tokens-%d" $i }}
   secret:
     secretName: {{ $s.name }}
-    defaultMode: 0444
+    defaultMode: 0440
     items:
       - key: {{ $s.key }}
         path: {{ $s.key }}
@@ -144,7 +144,7 @@ successThreshold: 1
 - name: tls
   secret:
     secretName: {{ include "attackmesh.tlsSecret" (dict "root" .root "c" $c) }}
-    defaultMode: 0444
+    defaultMode: 0440
     items:
       - key: tls.crt
         path: tls.crt
@@ -175,7 +175,7 @@ successThreshold: 1
 - name: {{ printf "ca-%s" ($sink | lower) }}
   secret:
     secretName: {{ $ca.secretName }}
-    defaultMode: 0444
+    defaultMode: 0440
     items:
       - key: {{ $ca.key }}
         path: {{ $ca.key }}

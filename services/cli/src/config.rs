@@ -1,7 +1,12 @@
 //! The product's one configuration document: shared runtime settings, listen addresses and one
 //! section per service. Loaded by `serve`, `demo` and `--check-config` through the same path.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use attackmesh_attribution::config::AttributionConfig;
 use attackmesh_runtime::{
@@ -102,6 +107,45 @@ impl Config {
             .map_err(|e| Error::ConfigInvalid(e.to_string()))?;
         self.intel.validate().map_err(|e| Error::ConfigInvalid(e.to_string()))?;
         Ok(())
+    }
+
+    /// Every file of this configuration that holds a secret (token, token digests, TLS key,
+    /// password), with the setting that names it.
+    pub(crate) fn secret_files(&self) -> Vec<(String, &Path)> {
+        let mut files: Vec<(String, Option<&PathBuf>)> = self
+            .auth
+            .token_files
+            .iter()
+            .enumerate()
+            .map(|(i, path)| (format!("auth.token_files[{i}]"), Some(path)))
+            .collect();
+        files.extend([
+            ("tls.key_file".to_owned(), self.tls.key_file.as_ref()),
+            (
+                "enrichment.attribution.token_file".to_owned(),
+                self.enrichment.attribution.token_file.as_ref(),
+            ),
+            (
+                "enrichment.export.token_file".to_owned(),
+                self.enrichment.export.token_file.as_ref(),
+            ),
+            (
+                "siem_export.intel.token_file".to_owned(),
+                self.siem_export.intel.token_file.as_ref(),
+            ),
+            (
+                "intel.attribution_token_file".to_owned(),
+                self.intel.attribution_token_file.as_ref(),
+            ),
+        ]);
+        for (i, push) in self.intel.push.iter().enumerate() {
+            files.push((format!("intel.push[{i}].token_file"), push.token_file.as_ref()));
+            files.push((format!("intel.push[{i}].password_file"), push.password_file.as_ref()));
+        }
+        files
+            .into_iter()
+            .filter_map(|(setting, path)| path.map(|p| (setting, p.as_path())))
+            .collect()
     }
 
     /// The shared runtime part.

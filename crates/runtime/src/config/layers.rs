@@ -39,7 +39,10 @@ impl Node {
             return Err("empty path segment".into());
         }
         if let Node::File(Value::Object(map)) = self {
-            let entries = std::mem::take(map).into_iter().map(|(k, v)| (k, Node::File(v))).collect();
+            let entries = std::mem::take(map)
+                .into_iter()
+                .map(|(k, v)| (k, Node::File(v)))
+                .collect();
             *self = Node::Section(entries);
         }
         let Node::Section(entries) = self else {

@@ -1,10 +1,17 @@
 //! `attackmesh serve <service|all>`: runs services on their configured listeners until SIGTERM/SIGINT.
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, pin::Pin, process::ExitCode};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    pin::Pin,
+    process::ExitCode,
+};
 
 use anyhow::Context as _;
 use attackmesh_runtime::{
     config::process_env,
+    data_dir, secret_file,
     server::{GrpcServer, ServeOptions},
     shutdown, telemetry,
 };
@@ -51,6 +58,18 @@ impl Service {
         }
     }
 
+    /// The data directory the service writes, with its setting, when it uses one.
+    fn data_dir(self, config: &Config) -> Option<(&'static str, &Path)> {
+        match self {
+            Service::Enrichment if config.enrichment.reattribute.enabled => {
+                Some(("enrichment.data_dir", &config.enrichment.data_dir))
+            }
+            Service::SiemExport => Some(("siem_export.data_dir", &config.siem_export.data_dir)),
+            Service::Intel if config.intel.db.is_none() => Some(("intel.data_dir", &config.intel.data_dir)),
+            _ => None,
+        }
+    }
+
     fn addr(self, config: &Config) -> SocketAddr {
         match self {
             Service::Attribution | Service::All => config.listen.attribution,
@@ -70,7 +89,9 @@ pub(crate) struct Args {
     /// Configuration file (YAML or JSON); `ATTACKMESH_…` variables override it.
     #[arg(long, short, env = "ATTACKMESH_CONFIG")]
     config: Option<PathBuf>,
-    /// Load and validate the configuration, print `configuration ok`, and exit (64 when invalid).
+    /// Load and validate the configuration (with the data directories of the services named),
+    /// warn about secret files other users can read, print `configuration ok`, and exit (64
+    /// when invalid).
     #[arg(long)]
     check_config: bool,
 }
@@ -78,16 +99,26 @@ pub(crate) struct Args {
 /// Runs `attackmesh serve`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.as_deref(), &process_env())?;
+    for service in args.service.expand() {
+        if let Some((setting, dir)) = service.data_dir(&config) {
+            data_dir::check(setting, dir)?;
+        }
+    }
+    let exposed = secret_file::check_all(config.secret_files());
     if args.check_config {
+        for e in &exposed {
+            eprintln!("warning: {e}");
+        }
         println!("configuration ok");
         return Ok(ExitCode::SUCCESS);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(config, args.service))
+    runtime.block_on(serve(config, args.service, &exposed))
 }
 
-async fn serve(mut config: Config, which: Service) -> anyhow::Result<ExitCode> {
+async fn serve(mut config: Config, which: Service, exposed: &[secret_file::Exposed]) -> anyhow::Result<ExitCode> {
     let telemetry = telemetry::init(&config.telemetry, &format!("attackmesh-{}", which.name()))?;
+    secret_file::warn_all(exposed);
     if which == Service::All {
         admit_run_token(&mut config);
     }

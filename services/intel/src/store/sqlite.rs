@@ -56,7 +56,8 @@ impl SqliteStore {
                     .parent()
                     .filter(|d| !d.as_os_str().is_empty())
             {
-                std::fs::create_dir_all(dir)?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Storage(format!("cannot create {}: {e}", dir.display())))?;
             }
             let conn = Connection::open(&path)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
