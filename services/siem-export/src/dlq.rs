@@ -6,6 +6,11 @@
 //! entries to `dlq/<sink>/replay/`, which the running service (or the next start) appends to
 //! the sink's queue and then moves to `dlq/<sink>/replayed/`. An entry whose id appears there
 //! is shown as replayed. Nothing here ever deletes an entry.
+//!
+//! The files may have been written by someone else: a sink name, whether from an entry or from
+//! the operator, is checked against the known sinks before it names a directory, an entry is
+//! replayed only into the directory it was found in (and only when it names that sink), and
+//! lines that do not parse are reported with their file and line number, never skipped quietly.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -147,8 +152,13 @@ impl DeadLetterQueue {
         let Some((file, path, len)) = cur.as_mut() else {
             return Ok(());
         };
-        file.write_all(&buf).map_err(|e| Error::io("append to", path, e))?;
-        file.sync_data().map_err(|e| Error::io("fsync", path, e))?;
+        if let Err(e) = file.write_all(&buf).and_then(|()| file.sync_data()) {
+            // The retry goes to a fresh file: appended after a torn line, its first entry
+            // would be glued to the torn bytes and lost.
+            let err = Error::io("append to", path, e);
+            *cur = None;
+            return Err(err);
+        }
         *len += buf.len() as u64;
         tracing::warn!(sink = %self.sink, entries = entries.len(), reason = %entries[0].reason, "dead-lettered");
         Ok(())
@@ -169,10 +179,11 @@ impl DeadLetterQueue {
         files.sort();
         let mut out = Vec::new();
         for path in files {
-            let events = read_entries(&path)?
-                .iter()
-                .filter_map(DeadLetter::decode_event)
-                .collect();
+            let (entries, unreadable) = read_entries(&path)?;
+            if !unreadable.is_empty() {
+                tracing::warn!(sink = %self.sink, path = %path.display(), lines = unreadable.len(), "unreadable lines in a replay file");
+            }
+            let events = entries.iter().filter_map(DeadLetter::decode_event).collect();
             out.push((path, events));
         }
         Ok(out)
@@ -187,17 +198,74 @@ impl DeadLetterQueue {
     }
 }
 
-fn read_entries(path: &Path) -> Result<Vec<DeadLetter>, Error> {
+/// A line of a dead-letter file that is not an entry: a torn last line after a crash, or bytes
+/// someone else wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unreadable {
+    /// The file.
+    pub path: PathBuf,
+    /// Its line number, from 1.
+    pub line: usize,
+}
+
+fn read_entries(path: &Path) -> Result<(Vec<DeadLetter>, Vec<Unreadable>), Error> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let mut out = Vec::new();
-    for line in BufReader::new(file).lines() {
+    let mut entries = Vec::new();
+    let mut unreadable = Vec::new();
+    for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
         let line = line.map_err(|e| Error::io("read", path, e))?;
-        // A torn last line (crash mid-append) is not an entry.
-        if let Ok(entry) = serde_json::from_str::<DeadLetter>(&line) {
-            out.push(entry);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<DeadLetter>(&line) {
+            Ok(entry) => entries.push(entry),
+            Err(_) => unreadable.push(Unreadable {
+                path: path.to_owned(),
+                line: i + 1,
+            }),
         }
     }
-    Ok(out)
+    Ok((entries, unreadable))
+}
+
+/// Whether `name` can be a sink's name: a sink kind, or `file-<name>` of `siem_export.files`.
+/// Such a name is one path component, never `..`.
+pub fn is_sink_name(name: &str) -> bool {
+    use crate::sinks::{elasticsearch, file, intel, splunk_hec};
+    [elasticsearch::KIND, splunk_hec::KIND, file::KIND, intel::KIND].contains(&name)
+        || name.strip_prefix("file-").is_some_and(|n| file::check_name(n).is_ok())
+}
+
+/// Sinks this data directory has served: those with a queue under `<data_dir>/queues/`.
+pub fn served_sinks(data_dir: &Path) -> Result<Vec<String>, Error> {
+    let root = data_dir.join("queues");
+    let mut names: Vec<String> = match std::fs::read_dir(&root) {
+        Ok(rd) => rd
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|n| is_sink_name(n))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("list", &root, e)),
+    };
+    names.sort();
+    Ok(names)
+}
+
+/// Checks a sink name given by the operator against the `known` sinks.
+pub fn check_sink<'a>(known: &[String], sink: &'a str) -> Result<&'a str, Error> {
+    if is_sink_name(sink) && known.iter().any(|k| k == sink) {
+        return Ok(sink);
+    }
+    Err(Error::DeadLetter(format!(
+        "`{sink}` is not a configured sink (configured: {})",
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    )))
 }
 
 /// Replay state of an entry.
@@ -219,13 +287,25 @@ pub struct Listed {
     pub entry: DeadLetter,
     /// Whether it was replayed.
     pub state: ReplayState,
+    /// The sink whose dead-letter directory holds it (the entry's `sink` should say the same).
+    pub found_in: String,
 }
 
-/// Every dead letter under `data_dir` (of one sink, or all), oldest first.
-pub fn list(data_dir: &Path, sink: Option<&str>) -> Result<Vec<Listed>, Error> {
+/// What [`list`] found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Listing {
+    /// The entries, oldest first.
+    pub entries: Vec<Listed>,
+    /// Lines that are not entries.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// Every dead letter under `data_dir` (of one sink, or all), oldest first. `sink` must be one of
+/// the `known` sinks; without it, every sink directory present is read.
+pub fn list(data_dir: &Path, known: &[String], sink: Option<&str>) -> Result<Listing, Error> {
     let root = data_dir.join("dlq");
     let sinks: Vec<String> = match sink {
-        Some(s) => vec![s.to_owned()],
+        Some(s) => vec![check_sink(known, s)?.to_owned()],
         None => match std::fs::read_dir(&root) {
             Ok(rd) => {
                 let mut v: Vec<String> = rd
@@ -240,14 +320,20 @@ pub fn list(data_dir: &Path, sink: Option<&str>) -> Result<Vec<Listed>, Error> {
             Err(e) => return Err(Error::io("list", &root, e)),
         },
     };
-    let mut out = Vec::new();
+    let mut out = Listing::default();
     for sink in sinks {
         let dir = sink_dir(data_dir, &sink);
-        let states = replay_states(&dir)?;
+        let states = replay_states(&dir, &mut out.unreadable)?;
         for path in ndjson_files(&dir)? {
-            for entry in read_entries(&path)? {
+            let (entries, unreadable) = read_entries(&path)?;
+            out.unreadable.extend(unreadable);
+            for entry in entries {
                 let state = states.get(&entry.id).copied().unwrap_or(ReplayState::Dead);
-                out.push(Listed { entry, state });
+                out.entries.push(Listed {
+                    entry,
+                    state,
+                    found_in: sink.clone(),
+                });
             }
         }
     }
@@ -256,7 +342,8 @@ pub fn list(data_dir: &Path, sink: Option<&str>) -> Result<Vec<Listed>, Error> {
 
 /// One entry by id.
 pub fn show(data_dir: &Path, id: &str) -> Result<Listed, Error> {
-    list(data_dir, None)?
+    list(data_dir, &[], None)?
+        .entries
         .into_iter()
         .find(|l| l.entry.id == id)
         .ok_or_else(|| Error::DeadLetter(format!("no dead letter with id {id}")))
@@ -269,15 +356,23 @@ pub struct ReplayReport {
     pub replayed: BTreeMap<String, usize>,
     /// Entries that hold no event (damaged bytes) and cannot be replayed.
     pub not_replayable: usize,
+    /// Lines that are not entries (so not replayed either).
+    pub unreadable: Vec<Unreadable>,
 }
 
-/// Hands dead letters back to their sinks: those with the given ids, or every not-yet-replayed
-/// one (of `sink`, or all sinks) when `ids` is empty.
-pub fn replay(data_dir: &Path, sink: Option<&str>, ids: &[String]) -> Result<ReplayReport, Error> {
+/// Hands dead letters back to the `known` sinks: those with the given ids, or every
+/// not-yet-replayed one (of `sink`, or all sinks) when `ids` is empty. Nothing is handed back
+/// when a chosen entry sits in the directory of a sink that is not known or names another sink.
+pub fn replay(data_dir: &Path, known: &[String], sink: Option<&str>, ids: &[String]) -> Result<ReplayReport, Error> {
     let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let mut by_sink: BTreeMap<String, Vec<DeadLetter>> = BTreeMap::new();
-    let mut report = ReplayReport::default();
-    for listed in list(data_dir, sink)? {
+    let listing = list(data_dir, known, sink)?;
+    let mut report = ReplayReport {
+        unreadable: listing.unreadable,
+        ..Default::default()
+    };
+    let mut refused = Vec::new();
+    for listed in listing.entries {
         let chosen = if wanted.is_empty() {
             listed.state == ReplayState::Dead
         } else {
@@ -286,11 +381,30 @@ pub fn replay(data_dir: &Path, sink: Option<&str>, ids: &[String]) -> Result<Rep
         if !chosen {
             continue;
         }
+        if listed.entry.sink != listed.found_in || check_sink(known, &listed.found_in).is_err() {
+            refused.push(format!(
+                "{} (sink `{}` under dlq/{})",
+                listed.entry.id, listed.entry.sink, listed.found_in
+            ));
+            continue;
+        }
         if listed.entry.event.is_none() {
             report.not_replayable += 1;
             continue;
         }
-        by_sink.entry(listed.entry.sink.clone()).or_default().push(listed.entry);
+        by_sink.entry(listed.found_in).or_default().push(listed.entry);
+    }
+    if !refused.is_empty() {
+        return Err(Error::DeadLetter(format!(
+            "nothing replayed: {} entr(y/ies) do not belong to a configured sink ({}): {}",
+            refused.len(),
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            },
+            refused.join("; ")
+        )));
     }
     if !wanted.is_empty() {
         let found: usize = by_sink.values().map(Vec::len).sum::<usize>() + report.not_replayable;
@@ -339,11 +453,13 @@ fn ndjson_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(files)
 }
 
-fn replay_states(dir: &Path) -> Result<BTreeMap<String, ReplayState>, Error> {
+fn replay_states(dir: &Path, unreadable: &mut Vec<Unreadable>) -> Result<BTreeMap<String, ReplayState>, Error> {
     let mut out = BTreeMap::new();
     for (sub, state) in [(REPLAY, ReplayState::Pending), (REPLAYED, ReplayState::Replayed)] {
         for path in ndjson_files(&dir.join(sub))? {
-            for entry in read_entries(&path)? {
+            let (entries, bad) = read_entries(&path)?;
+            unreadable.extend(bad);
+            for entry in entries {
                 out.insert(entry.id, state);
             }
         }

@@ -275,7 +275,9 @@ async fn per_item_errors_retry_only_throttled_items_and_dead_letter_rejected_one
     assert!(!dead[0].entry.reason.contains("changeme"));
     // Once the cause is fixed, `attackmesh dlq replay` hands the event back and it is delivered.
     es.lock().unwrap().fixed = true;
-    let report = attackmesh_siem_export::dlq::replay(dir.path(), Some("elasticsearch"), &[]).unwrap();
+    let report =
+        attackmesh_siem_export::dlq::replay(dir.path(), &["elasticsearch".to_owned()], Some("elasticsearch"), &[])
+            .unwrap();
     assert_eq!(report.replayed.get("elasticsearch"), Some(&1));
     eventually(30, "replayed event delivered", || async {
         es.lock().unwrap().docs.contains_key("evt-00000002")

@@ -28,7 +28,8 @@ pub(crate) struct Args {
 enum Command {
     /// List dead letters, oldest first: id, sink, time, state, event id and reason.
     List {
-        /// Only this sink (`elasticsearch`, `splunk_hec`, `file`).
+        /// Only this sink (`elasticsearch`, `splunk_hec`, `file`, `file-<name>`, `intel`): one of
+        /// the configured sinks.
         #[arg(long)]
         sink: Option<String>,
         /// One JSON object per line instead of a table.
@@ -40,7 +41,8 @@ enum Command {
         /// The entry's id (from `list`).
         id: String,
     },
-    /// Hand dead letters back to their sink for delivery.
+    /// Hand dead letters back to their sink for delivery (exit 1 when some lines could not be
+    /// read, after replaying the others).
     Replay {
         /// Only this sink.
         #[arg(long)]
@@ -56,17 +58,30 @@ enum Command {
 
 /// Runs `attackmesh dlq`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let data_dir = match args.data_dir {
-        Some(dir) => dir,
-        None => {
-            Config::load(args.config.as_deref(), &process_env())?
+    // The sinks a name may refer to: the configured ones; with only --data-dir, those the
+    // directory has queues for.
+    let (data_dir, known) = match args.data_dir {
+        Some(dir) if args.config.is_none() => {
+            let known = dlq::served_sinks(&dir)?;
+            (dir, known)
+        }
+        dir => {
+            let config = Config::load(args.config.as_deref(), &process_env())?;
+            let known = config
                 .siem_export
-                .data_dir
+                .sinks()
+                .iter()
+                .map(|s| s.name().into_owned())
+                .collect();
+            (dir.unwrap_or(config.siem_export.data_dir), known)
         }
     };
+    let mut code = ExitCode::SUCCESS;
     match args.command {
         Command::List { sink, json } => {
-            let entries = dlq::list(&data_dir, sink.as_deref())?;
+            let listing = dlq::list(&data_dir, &known, sink.as_deref())?;
+            report_unreadable(&listing.unreadable);
+            let entries = listing.entries;
             for l in &entries {
                 if json {
                     println!("{}", serde_json::to_string(l)?);
@@ -91,7 +106,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&listed)?);
         }
         Command::Replay { sink, all: _, ids } => {
-            let report = dlq::replay(&data_dir, sink.as_deref(), &ids)?;
+            let report = dlq::replay(&data_dir, &known, sink.as_deref(), &ids)?;
             for (sink, n) in &report.replayed {
                 println!("{sink}: {n} event(s) handed back for delivery");
             }
@@ -104,9 +119,28 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                     report.not_replayable
                 );
             }
+            if !report.unreadable.is_empty() {
+                report_unreadable(&report.unreadable);
+                code = ExitCode::FAILURE;
+            }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
+}
+
+/// Tells which dead-letter lines could not be read: their count, then each file's line numbers.
+fn report_unreadable(lines: &[dlq::Unreadable]) {
+    if lines.is_empty() {
+        return;
+    }
+    eprintln!("warning: {} dead-letter line(s) could not be read:", lines.len());
+    let mut by_file: std::collections::BTreeMap<&std::path::Path, Vec<String>> = Default::default();
+    for l in lines {
+        by_file.entry(&l.path).or_default().push(l.line.to_string());
+    }
+    for (path, numbers) in by_file {
+        eprintln!("  {}: lines {}", path.display(), numbers.join(", "));
+    }
 }
 
 fn state(s: dlq::ReplayState) -> &'static str {

@@ -70,5 +70,7 @@ where
 
 /// Dead letters of `sink`.
 pub fn dead_letters(data_dir: &Path, sink: &str) -> Vec<dlq::Listed> {
-    dlq::list(data_dir, Some(sink)).expect("dlq list")
+    dlq::list(data_dir, &[sink.to_owned()], Some(sink))
+        .expect("dlq list")
+        .entries
 }
