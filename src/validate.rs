@@ -16,6 +16,10 @@ use crate::proto::{
 };
 use crate::text::{clip, is_domain};
 
+mod repeats;
+
+pub use repeats::{InBatch, repeats};
+
 /// Collects violations under a path prefix.
 #[derive(Debug, Default)]
 pub struct Violations {

@@ -9,8 +9,11 @@
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
-use attackmesh::proto::{
-    AckStatus, AttributeRequest, AttributionStatus, DetectionEvent, EnrichedEvent, EventRejection, IngestResponse,
+use attackmesh::{
+    proto::{
+        AckStatus, AttributeRequest, AttributionStatus, DetectionEvent, EnrichedEvent, EventRejection, IngestResponse,
+    },
+    validate::InBatch,
 };
 use attackmesh_runtime::telemetry;
 use tracing::Instrument as _;
@@ -105,7 +108,12 @@ impl Pipeline {
         events: Vec<DetectionEvent>,
         trace_context: HashMap<String, String>,
     ) -> IngestResponse {
-        let (valid, positions, mut rejections) = validate(events);
+        let Sorted {
+            valid,
+            positions,
+            mut rejections,
+            copies,
+        } = validate(events);
         METRICS.rejected.inc_by(rejections.len() as u64);
         let mut response = IngestResponse {
             batch_id,
@@ -113,15 +121,22 @@ impl Pipeline {
             ..Default::default()
         };
         if !valid.is_empty() {
-            let count = valid.len();
+            let count = valid.len() + copies.len();
             match self.deliver(valid, trace_context, false).await {
                 Ok(delivered) => {
-                    METRICS.rejected.inc_by(delivered.rejections.len() as u64);
-                    response.accepted = (count - delivered.rejections.len()) as u32;
-                    rejections.extend(delivered.rejections.into_iter().map(|mut r| {
-                        r.index = positions.get(r.index as usize).copied().unwrap_or(r.index);
-                        r
-                    }));
+                    // A copy shares its original's fate.
+                    let mut refused = Vec::with_capacity(delivered.rejections.len());
+                    for r in delivered.rejections {
+                        let of = r.index as usize;
+                        for &(index, _) in copies.iter().filter(|(_, original)| *original == of) {
+                            refused.push(EventRejection { index, ..r.clone() });
+                        }
+                        let index = positions.get(of).copied().unwrap_or(r.index);
+                        refused.push(EventRejection { index, ..r });
+                    }
+                    METRICS.rejected.inc_by(refused.len() as u64);
+                    response.accepted = (count - refused.len()) as u32;
+                    rejections.extend(refused);
                     rejections.sort_by_key(|r| r.index);
                 }
                 Err(error) => return retry_response(batch_id, error),
@@ -224,27 +239,53 @@ impl Pipeline {
     }
 }
 
-/// Splits a batch into valid events (with ids filled in) and rejections; `positions[i]` is the
-/// index in the batch of the i-th valid event.
-pub(crate) fn validate(events: Vec<DetectionEvent>) -> (Vec<DetectionEvent>, Vec<u32>, Vec<EventRejection>) {
-    let mut valid = Vec::with_capacity(events.len());
-    let mut positions = Vec::with_capacity(events.len());
-    let mut rejections = Vec::new();
-    for (index, mut event) in events.into_iter().enumerate() {
-        attackmesh::validate::prepare_detection(&mut event);
-        match attackmesh::validate::detection_event(&event) {
-            Ok(()) => {
-                valid.push(event);
-                positions.push(index as u32);
+/// A detector batch sorted out by [`validate`].
+#[derive(Debug, Default)]
+pub(crate) struct Sorted {
+    /// Valid events (with ids filled in), each once.
+    pub(crate) valid: Vec<DetectionEvent>,
+    /// `positions[i]`: the index in the batch of `valid[i]`.
+    pub(crate) positions: Vec<u32>,
+    /// Invalid events, and every event whose id the batch gives to a different event too.
+    pub(crate) rejections: Vec<EventRejection>,
+    /// Identical copies of a valid event: (index in the batch, index in `valid` of the original).
+    pub(crate) copies: Vec<(u32, usize)>,
+}
+
+/// Sorts a batch into valid events, identical copies of them (taken once) and rejections.
+pub(crate) fn validate(mut events: Vec<DetectionEvent>) -> Sorted {
+    events.iter_mut().for_each(attackmesh::validate::prepare_detection);
+    let repeats = attackmesh::validate::repeats(&events, |e| (e.event_id.as_str(), 0));
+    let mut sorted = Sorted {
+        valid: Vec::with_capacity(events.len()),
+        positions: Vec::with_capacity(events.len()),
+        ..Default::default()
+    };
+    for ((index, event), repeat) in events.into_iter().enumerate().zip(repeats) {
+        let mut violations = attackmesh::validate::detection_event(&event).err().unwrap_or_default();
+        match repeat {
+            InBatch::Conflict(v) => violations.push(v),
+            InBatch::CopyOf(original) if violations.is_empty() => {
+                // The original is valid too (it is identical), so it is in `valid`.
+                if let Ok(at) = sorted.positions.binary_search(&(original as u32)) {
+                    sorted.copies.push((index as u32, at));
+                }
+                continue;
             }
-            Err(violations) => rejections.push(EventRejection {
+            InBatch::First | InBatch::CopyOf(_) => {}
+        }
+        if violations.is_empty() {
+            sorted.valid.push(event);
+            sorted.positions.push(index as u32);
+        } else {
+            sorted.rejections.push(EventRejection {
                 index: index as u32,
                 event_id: event.event_id,
                 violations,
-            }),
+            });
         }
     }
-    (valid, positions, rejections)
+    sorted
 }
 
 /// A RETRY acknowledgement for `error`, told as the error policy tells it.

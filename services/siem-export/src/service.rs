@@ -2,7 +2,8 @@
 //! sink's queue (synced per the fsync policy) and only then answers the batch, in order.
 //!
 //! Invalid events are listed in `rejections` and never queued; the valid ones of the same batch
-//! are. A batch that does not fit in every queue is answered `ACK_STATUS_RETRY` with
+//! are. An event carried twice is queued once; one `(event_id, revision)` given to different
+//! events is refused for each of them. A batch that does not fit in every queue is answered `ACK_STATUS_RETRY` with
 //! `retry_after`, and nothing of it is queued anywhere. Authentication and roles are enforced by
 //! the runtime's tower layer, not here.
 
@@ -16,6 +17,7 @@ use attackmesh::{
         export_service_server::{ExportService, ExportServiceServer},
     },
 };
+use attackmesh::validate::InBatch;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
@@ -114,19 +116,30 @@ impl ExportState {
             };
             return Err(attackmesh::validate::to_status("", &[v]));
         }
+        let repeats = attackmesh::validate::repeats(&batch.events, |e| (e.event_id.as_str(), e.revision));
         let mut rejections = Vec::new();
         let mut valid = Vec::with_capacity(batch.events.len());
-        for (i, event) in batch.events.into_iter().enumerate() {
-            match attackmesh::validate::enriched_event(&event) {
-                Ok(()) => valid.push(event),
-                Err(violations) => rejections.push(EventRejection {
+        let mut accepted = 0u32;
+        for ((i, event), repeat) in batch.events.into_iter().enumerate().zip(repeats) {
+            let mut violations = attackmesh::validate::enriched_event(&event).err().unwrap_or_default();
+            let copy = matches!(repeat, InBatch::CopyOf(_));
+            if let InBatch::Conflict(v) = repeat {
+                violations.push(v);
+            }
+            if !violations.is_empty() {
+                rejections.push(EventRejection {
                     index: i as u32,
-                    event_id: event.event_id.clone(),
+                    event_id: event.event_id,
                     violations,
-                }),
+                });
+                continue;
+            }
+            accepted += 1;
+            // An identical copy is the same event: queued once.
+            if !copy {
+                valid.push(event);
             }
         }
-        let accepted = valid.len() as u32;
         let mut response = ExportResponse {
             batch_id: batch.batch_id,
             rejections,
