@@ -61,7 +61,8 @@ impl Exporter {
 
     /// Exports `events` as one batch (or several, when over `max_batch`); the events come back
     /// so a caller can retry or answer with them. When any part is not durable the whole is
-    /// reported as RETRY (resending is safe: sinks de-duplicate by `event_id`).
+    /// reported as RETRY (resending is safe: the sinks that can recognise a resent
+    /// `(event_id, revision)` do; see the README).
     pub(crate) async fn export(
         &self,
         events: Vec<EnrichedEvent>,

@@ -40,7 +40,7 @@ pub async fn open_sinks(config: &SiemExportConfig) -> Result<Sinks, Error> {
     let mut drivers = Vec::new();
     for spec in config.sinks() {
         let name = crate::sinks::static_name(spec.name());
-        let sink = spec.build()?;
+        let sink = spec.build(&config.data_dir)?;
         let dir = config.data_dir.join("queues").join(name);
         let data_dir = config.data_dir.clone();
         let (queue, dlq, recovery) = tokio::task::spawn_blocking(move || -> Result<_, Error> {

@@ -154,6 +154,77 @@ async fn invalid_events_are_rejected_one_by_one_and_valid_ones_are_durable_befor
 }
 
 #[tokio::test]
+async fn a_batch_with_an_id_twice_is_one_event_or_refused_for_that_id_and_resends_write_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::config(dir.path());
+    let out = dir.path().join("out").join("events.ndjson");
+    c.file.path = Some(out.clone());
+    let running = start(c).await;
+    let same = fixtures::event(1);
+    let differ = fixtures::event(2);
+    let mut differ_again = differ.clone();
+    differ_again.description = "another event under the same id".into();
+    let mut revised = fixtures::event(3);
+    revised.revision = 2;
+    let batch = |batch_id, events| ExportRequest {
+        batch_id,
+        events,
+        trace_context: HashMap::new(),
+    };
+    let answers = export(
+        &running.channel,
+        vec![
+            batch(
+                1,
+                vec![
+                    same.clone(),
+                    differ,
+                    same.clone(),
+                    differ_again,
+                    fixtures::event(3),
+                    revised,
+                ],
+            ),
+            // A resend of events already delivered: written once all the same.
+            batch(2, vec![same.clone(), fixtures::event(3)]),
+            batch(3, vec![fixtures::event(9)]),
+        ],
+    )
+    .await;
+    let a = &answers[0];
+    assert_eq!((a.status, a.accepted), (AckStatus::Durable as i32, 4), "{a:?}");
+    let refused: Vec<(u32, &str)> = a.rejections.iter().map(|r| (r.index, r.event_id.as_str())).collect();
+    assert_eq!(refused, vec![(1, "evt-00000002"), (3, "evt-00000002")]);
+    for r in &a.rejections {
+        assert_eq!(r.violations[0].field, "event_id");
+        assert!(r.violations[0].description.contains("evt-00000002"), "{r:?}");
+    }
+    eventually(30, "the last batch is written", || async {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("evt-00000009"))
+    })
+    .await;
+    let written: Vec<(String, u32)> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| attackmesh::json::from_json::<attackmesh::proto::EnrichedEvent>(l).unwrap())
+        .map(|e| (e.event_id, e.revision))
+        .collect();
+    let expect = |id: &str, rev: u32| (id.to_owned(), rev);
+    assert_eq!(
+        written,
+        vec![
+            expect("evt-00000001", 1),
+            expect("evt-00000003", 1),
+            expect("evt-00000003", 2),
+            expect("evt-00000009", 1)
+        ],
+        "each (event_id, revision) once; a higher revision is an update"
+    );
+    running.stop.cancel();
+    running.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn a_full_queue_answers_retry_and_takes_nothing_of_the_batch() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());

@@ -9,7 +9,7 @@ use std::{
 use attackmesh::proto::{AttributionStatus, EnrichedEvent};
 
 /// Event ids the parsers derive from the records of `path`, with how many records carry each
-/// (byte-identical lines are one event logged twice and share an id).
+/// (byte-identical lines are one event logged twice and share an id; the sink writes it once).
 pub fn expected_records(format: attackmesh::formats::Format, path: &Path) -> BTreeMap<String, usize> {
     let input = attackmesh::formats::open_path(path).unwrap();
     let mut out = BTreeMap::new();

@@ -103,12 +103,17 @@ impl SinkSpec {
         }
     }
 
-    /// Builds the sink (HTTP clients, files) without contacting the destination.
-    pub fn build(&self) -> Result<Arc<dyn Sink>, Error> {
+    /// Builds the sink (HTTP clients, files) without contacting the destination; state a sink
+    /// keeps for itself goes under `data_dir` (a file sink's record of written event ids:
+    /// `delivered/<name>.log`).
+    pub fn build(&self, data_dir: &std::path::Path) -> Result<Arc<dyn Sink>, Error> {
         Ok(match self {
             SinkSpec::Elasticsearch(c) => Arc::new(elasticsearch::ElasticsearchSink::new(c)?),
             SinkSpec::SplunkHec(c) => Arc::new(splunk_hec::SplunkHecSink::new(c)?),
-            SinkSpec::File(c) => Arc::new(file::FileSink::new(c)?),
+            SinkSpec::File(c) => {
+                let log = data_dir.join("delivered").join(format!("{}.log", self.name()));
+                Arc::new(file::FileSink::new(c, log)?)
+            }
             SinkSpec::Intel(c, tls) => Arc::new(intel::IntelSink::new(c, tls)?),
         })
     }

@@ -22,6 +22,11 @@ pub enum FileShape {
     Hec,
 }
 
+/// Default of [`FileSinkConfig::dedup_ids`]: about 15 MB of memory per file sink.
+pub const DEFAULT_DEDUP_IDS: usize = 100_000;
+/// Largest [`FileSinkConfig::dedup_ids`].
+pub const MAX_DEDUP_IDS: usize = 10_000_000;
+
 /// File sink settings; the sink is enabled when `path` is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -39,6 +44,10 @@ pub struct FileSinkConfig {
     pub rotate_bytes: u64,
     /// Rotated files kept (older ones are deleted); 0 keeps all.
     pub keep_files: usize,
+    /// How many of the most recently written distinct event ids the sink remembers (in memory
+    /// and under `<data_dir>/delivered/`), so that a resent event (same `event_id` and
+    /// `revision`) is not written again; a higher revision is. 0 writes every copy.
+    pub dedup_ids: usize,
 }
 
 impl Default for FileSinkConfig {
@@ -49,6 +58,7 @@ impl Default for FileSinkConfig {
             shape: FileShape::Canonical,
             rotate_bytes: 100 << 20,
             keep_files: 10,
+            dedup_ids: DEFAULT_DEDUP_IDS,
         }
     }
 }
@@ -65,6 +75,12 @@ impl FileSinkConfig {
             return Err(Error::Config(format!(
                 "{field}.rotate_bytes must be at least 4096, got {}",
                 self.rotate_bytes
+            )));
+        }
+        if self.dedup_ids > MAX_DEDUP_IDS {
+            return Err(Error::Config(format!(
+                "{field}.dedup_ids must be at most {MAX_DEDUP_IDS}, got {}",
+                self.dedup_ids
             )));
         }
         if let Some(p) = &self.path

@@ -1,19 +1,26 @@
-//! The file sink: appends lines, syncs, rotates by size and prunes old rotations.
+//! The file sink: appends lines, syncs, rotates by size and prunes old rotations; skips events
+//! it already wrote (same `event_id` and `revision`, among the last `dedup_ids`).
 //!
 //! Writes run on the blocking pool. A failed write or sync is retried by the driver (after the
-//! file is reopened); a resend after a crash between write and acknowledgement can repeat lines
-//! (count by `event_id`).
+//! file is reopened). What was written is recorded before the lines go out (see
+//! [`super::delivered`]), so a resend after a crash, or after a lost acknowledgement upstream,
+//! is recognised and not written twice.
 
 use std::{
+    collections::HashMap,
     fs::{File, OpenOptions},
-    io::Write,
+    io::{Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
 use futures::future::BoxFuture;
 
-use super::{FileSinkConfig, encode};
+use super::{
+    FileSinkConfig,
+    delivered::{Delivered, Line},
+    encode,
+};
 use crate::{
     error::Error,
     queue::lock,
@@ -24,12 +31,22 @@ use crate::{
 pub struct FileSink {
     config: FileSinkConfig,
     path: PathBuf,
-    file: Arc<Mutex<Option<(File, u64)>>>,
+    delivered_log: PathBuf,
+    state: Arc<Mutex<State>>,
+}
+
+/// The open file (with its length) and the record of what was written, both opened on the
+/// first write.
+#[derive(Default)]
+struct State {
+    file: Option<(File, u64)>,
+    delivered: Option<Delivered>,
 }
 
 impl FileSink {
-    /// Builds the sink; the file is opened on first write.
-    pub fn new(config: &FileSinkConfig) -> Result<Self, Error> {
+    /// Builds the sink; the file and `delivered_log` (the record of written event ids) are
+    /// opened on first write.
+    pub fn new(config: &FileSinkConfig, delivered_log: PathBuf) -> Result<Self, Error> {
         let path = config
             .path
             .clone()
@@ -37,7 +54,8 @@ impl FileSink {
         Ok(Self {
             config: config.clone(),
             path,
-            file: Arc::new(Mutex::new(None)),
+            delivered_log,
+            state: Arc::default(),
         })
     }
 
@@ -51,39 +69,98 @@ fn open(path: &Path) -> Result<(File, u64), Error> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
     }
-    let file = OpenOptions::new()
+    let mut file = OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(path)
         .map_err(|e| Error::io("open", path, e))?;
-    let len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    let mut len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    // A line torn by a crash is ended, so the next line stands on its own.
+    if len > 0 {
+        let mut last = [0u8];
+        file.seek(SeekFrom::Start(len - 1))
+            .and_then(|_| file.read_exact(&mut last))
+            .map_err(|e| Error::io("read", path, e))?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n").map_err(|e| Error::io("write", path, e))?;
+            len += 1;
+        }
+    }
     Ok((file, len))
 }
 
-fn write(config: &FileSinkConfig, path: &Path, slot: &Mutex<Option<(File, u64)>>, buf: &[u8]) -> Result<(), Error> {
-    let mut slot = lock(slot);
-    if slot.is_none() {
-        *slot = Some(open(path)?);
-    }
-    let Some((file, len)) = slot.as_mut() else {
-        return Ok(());
-    };
-    let result = file.write_all(buf).and_then(|()| file.sync_data());
-    if let Err(e) = result {
-        // Reopen next time; a partial line is completed by nothing, so start a fresh line.
-        let _ = file.write_all(b"\n");
-        *slot = None;
-        return Err(Error::io("write", path, e));
-    }
-    *len += buf.len() as u64;
-    if *len >= config.rotate_bytes {
-        *slot = None;
-        rotate(config, path)?;
-    }
-    Ok(())
+/// What one batch needs on the blocking pool.
+struct Batch<'a> {
+    config: &'a FileSinkConfig,
+    path: &'a Path,
+    delivered_log: &'a Path,
 }
 
-fn rotate(config: &FileSinkConfig, path: &Path) -> Result<(), Error> {
+impl Batch<'_> {
+    fn write(&self, state: &Mutex<State>, events: &[Arc<QueuedEvent>]) -> Result<(), Error> {
+        let mut state = lock(state);
+        let State { file: slot, delivered } = &mut *state;
+        if slot.is_none() {
+            *slot = Some(open(self.path)?);
+        }
+        let Some((file, len)) = slot.as_mut() else {
+            return Ok(());
+        };
+        if delivered.is_none() && self.config.dedup_ids > 0 {
+            *delivered = Some(Delivered::open(
+                self.delivered_log,
+                self.path,
+                *len,
+                self.config.dedup_ids,
+            )?);
+        }
+        let mut buf = Vec::with_capacity(events.len() * 1024);
+        let mut lines: Vec<Line<'_>> = Vec::with_capacity(events.len());
+        // Revisions written by this batch so far: a copy inside the batch is a resend too.
+        let mut in_batch: HashMap<&str, u32> = HashMap::new();
+        for ev in events {
+            let (id, revision) = (ev.event.event_id.as_str(), ev.event.revision);
+            if let Some(d) = delivered.as_ref() {
+                if d.holds(id, revision) || in_batch.get(id).is_some_and(|r| *r >= revision) {
+                    continue;
+                }
+                in_batch.insert(id, revision);
+            }
+            let start = buf.len();
+            encode::write_line(&ev.event, self.config.shape, &mut buf);
+            lines.push((id, revision, buf.len() - start));
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if let Some(d) = delivered.as_mut() {
+            d.begin(*len, &lines)?;
+        }
+        let result = file.write_all(&buf).and_then(|()| file.sync_data());
+        if let Err(e) = result {
+            // Reopen next time; a partial line is completed by nothing, so start a fresh line.
+            let _ = file.write_all(b"\n");
+            *slot = None;
+            return Err(Error::io("write", self.path, e));
+        }
+        *len += buf.len() as u64;
+        let rotate = *len >= self.config.rotate_bytes;
+        if let Some(d) = delivered.as_mut() {
+            d.complete(*len, &lines)?;
+            if rotate {
+                d.sync()?;
+            }
+        }
+        if rotate {
+            *slot = None;
+            rotate_file(self.config, self.path)?;
+        }
+        Ok(())
+    }
+}
+
+fn rotate_file(config: &FileSinkConfig, path: &Path) -> Result<(), Error> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
     let target = PathBuf::from(format!("{}.{stamp}", path.display()));
     std::fs::rename(path, &target).map_err(|e| Error::io("rotate", path, e))?;
@@ -120,12 +197,22 @@ impl Sink for FileSink {
 
     fn send<'a>(&'a self, events: &'a [Arc<QueuedEvent>]) -> BoxFuture<'a, Vec<ItemOutcome>> {
         Box::pin(async move {
-            let mut buf = Vec::with_capacity(events.len() * 1024);
-            for ev in events {
-                encode::write_line(&ev.event, self.config.shape, &mut buf);
-            }
-            let (config, path, slot) = (self.config.clone(), self.path.clone(), self.file.clone());
-            let result = tokio::task::spawn_blocking(move || write(&config, &path, &slot, &buf)).await;
+            let batch: Vec<Arc<QueuedEvent>> = events.to_vec();
+            let (config, path, log, state) = (
+                self.config.clone(),
+                self.path.clone(),
+                self.delivered_log.clone(),
+                self.state.clone(),
+            );
+            let result = tokio::task::spawn_blocking(move || {
+                let batch_io = Batch {
+                    config: &config,
+                    path: &path,
+                    delivered_log: &log,
+                };
+                batch_io.write(&state, &batch)
+            })
+            .await;
             let outcome = match result {
                 Ok(Ok(())) => ItemOutcome::Delivered,
                 Ok(Err(e)) => ItemOutcome::Retry(e.to_string()),

@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::{io::Write as _, sync::Arc};
 
 use super::*;
 use crate::sinks::{ItemOutcome, QueuedEvent, Sink};
@@ -24,7 +24,7 @@ async fn lines_have_the_configured_shape_and_files_rotate_by_size() {
             keep_files: 2,
             ..Default::default()
         };
-        let sink = FileSink::new(&config).unwrap();
+        let sink = FileSink::new(&config, dir.path().join(format!("{shape:?}.delivered"))).unwrap();
         for i in 0..20 {
             assert_eq!(sink.send(&[queued(i)]).await, vec![ItemOutcome::Delivered]);
         }
@@ -46,4 +46,100 @@ async fn lines_have_the_configured_shape_and_files_rotate_by_size() {
             FileShape::Hec => assert!(line["event"]["mitre_attack"].is_object()),
         }
     }
+}
+
+fn revised(i: u64, revision: u32) -> Arc<QueuedEvent> {
+    let mut event = attackmesh_testkit::fixtures::event(i);
+    event.revision = revision;
+    Arc::new(QueuedEvent {
+        seq: i,
+        event: Arc::new(event),
+        trace_context: Default::default(),
+        enqueued_at_micros: 0,
+    })
+}
+
+fn written(path: &std::path::Path) -> Vec<(String, u32)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| attackmesh::json::from_json::<attackmesh::proto::EnrichedEvent>(l).unwrap())
+        .map(|e| (e.event_id, e.revision))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_event_id_and_revision_is_written_once_and_a_higher_revision_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.ndjson");
+    let config = FileSinkConfig {
+        path: Some(path.clone()),
+        ..Default::default()
+    };
+    let sink = FileSink::new(&config, dir.path().join("delivered.log")).unwrap();
+    let delivered = |n| vec![ItemOutcome::Delivered; n];
+    assert_eq!(sink.send(&[queued(1), queued(2), queued(1)]).await, delivered(3));
+    assert_eq!(sink.send(&[queued(1)]).await, delivered(1));
+    assert_eq!(sink.send(&[queued(2), revised(1, 2)]).await, delivered(2));
+    assert_eq!(
+        sink.send(&[revised(1, 1), revised(1, 2)]).await,
+        delivered(2),
+        "older and same revisions are skipped"
+    );
+    let id = |i: u64| attackmesh_testkit::fixtures::event(i).event_id;
+    assert_eq!(written(&path), vec![(id(1), 1), (id(2), 1), (id(1), 2)]);
+}
+
+#[tokio::test]
+async fn a_restarted_sink_remembers_what_it_wrote_and_ends_a_torn_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.ndjson");
+    let log = dir.path().join("delivered").join("file.log");
+    let config = FileSinkConfig {
+        path: Some(path.clone()),
+        ..Default::default()
+    };
+    let sink = FileSink::new(&config, log.clone()).unwrap();
+    sink.send(&[queued(1), queued(2)]).await;
+    drop(sink);
+    // A crash mid-line left half a line behind.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(b"{\"event_id\":\"half")
+        .unwrap();
+
+    let sink = FileSink::new(&config, log).unwrap();
+    assert_eq!(
+        sink.send(&[queued(2), queued(3), queued(1)]).await,
+        vec![ItemOutcome::Delivered; 3]
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines[2], "{\"event_id\":\"half", "the torn line ends where it broke");
+    let id = |l: &str| {
+        attackmesh::json::from_json::<attackmesh::proto::EnrichedEvent>(l)
+            .unwrap()
+            .event_id
+    };
+    let ids: Vec<String> = [lines[0], lines[1], lines[3]].into_iter().map(id).collect();
+    let fixture = |i: u64| attackmesh_testkit::fixtures::event(i).event_id;
+    assert_eq!(ids, vec![fixture(1), fixture(2), fixture(3)]);
+}
+
+#[tokio::test]
+async fn with_dedup_off_every_copy_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.ndjson");
+    let config = FileSinkConfig {
+        path: Some(path.clone()),
+        dedup_ids: 0,
+        ..Default::default()
+    };
+    let sink = FileSink::new(&config, dir.path().join("delivered.log")).unwrap();
+    sink.send(&[queued(1), queued(1)]).await;
+    assert_eq!(written(&path).len(), 2);
+    assert!(!dir.path().join("delivered.log").exists());
 }

@@ -1,0 +1,288 @@
+//! The record of what a file sink has written: the `(event_id, revision)` of its last
+//! `dedup_ids` distinct events, so a resent event is not written twice while a higher revision
+//! (a re-attribution) is.
+//!
+//! Kept in memory and in an append-only log, `<data_dir>/delivered/<sink>.log`, that survives a
+//! crash at any point. A batch is logged before its lines are written: a header with the file
+//! offset it starts at, one record per line with the line's length, and (after the lines are
+//! synced) a mark that it is complete. On open, a batch without that mark counts only the lines
+//! that reached the file whole, judged by the file's length, so a crash between the two writes
+//! neither forgets written lines nor claims unwritten ones. The log is rewritten (compacted) at
+//! open and whenever it holds twice the bound. Event ids that could break the log's line format
+//! are never recorded (such events are always written).
+//!
+//! Log lines: `attackmesh-delivered 1 <output path as JSON>` (header), `s <rev> <id>` (written,
+//! from a compaction), `b <offset>` (batch starts), `w <rev> <len> <id>` (one line of it),
+//! `@ <len>` (batch complete, file length after it).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    fs::{File, OpenOptions},
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use crate::error::Error;
+
+const HEADER: &str = "attackmesh-delivered 1";
+
+/// One line a batch writes: event id, revision and the line's length in bytes.
+pub(super) type Line<'a> = (&'a str, u32, usize);
+
+/// Whether `id` can be recorded: printable ASCII without spaces, as every valid event id is.
+pub(super) fn recordable(id: &str) -> bool {
+    !id.is_empty() && id.len() <= attackmesh::limits::MAX_EVENT_ID_BYTES && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The last `capacity` distinct event ids written, with their highest revision.
+#[derive(Debug, Default)]
+struct Recent {
+    capacity: usize,
+    revisions: HashMap<Arc<str>, (u32, u64)>,
+    /// Ids in the order they were (last) written, with the stamp of that write; an entry
+    /// whose stamp is older than the id's current one is stale.
+    order: VecDeque<(Arc<str>, u64)>,
+    stamp: u64,
+}
+
+impl Recent {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            ..Default::default()
+        }
+    }
+
+    fn holds(&self, id: &str, revision: u32) -> bool {
+        self.revisions.get(id).is_some_and(|(r, _)| *r >= revision)
+    }
+
+    fn insert(&mut self, id: &str, revision: u32) {
+        self.stamp += 1;
+        let stamp = self.stamp;
+        let key = match self.revisions.get_key_value(id) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(id),
+        };
+        let entry = self.revisions.entry(key.clone()).or_insert((revision, stamp));
+        *entry = (entry.0.max(revision), stamp);
+        self.order.push_back((key, stamp));
+        while self.revisions.len() > self.capacity {
+            let Some((oldest, at)) = self.order.pop_front() else {
+                break;
+            };
+            if self.revisions.get(&oldest).is_some_and(|(_, s)| *s == at) {
+                self.revisions.remove(&oldest);
+            }
+        }
+        if self.order.len() > 2 * self.capacity.max(64) {
+            let revisions = &self.revisions;
+            self.order
+                .retain(|(id, at)| revisions.get(id).is_some_and(|(_, s)| s == at));
+        }
+    }
+
+    /// The current entries, oldest first.
+    fn entries(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.order.iter().filter_map(|(id, at)| {
+            let (revision, stamp) = self.revisions.get(id)?;
+            (stamp == at).then_some((&**id, *revision))
+        })
+    }
+}
+
+/// The delivered record of one file sink.
+#[derive(Debug)]
+pub(super) struct Delivered {
+    recent: Recent,
+    path: PathBuf,
+    output: PathBuf,
+    log: File,
+    records: usize,
+}
+
+impl Delivered {
+    /// Opens (or starts) the record at `path` for the sink writing `output`, whose current
+    /// length is `output_len`; remembers at most `capacity` ids.
+    pub(super) fn open(path: &Path, output: &Path, output_len: u64, capacity: usize) -> Result<Self, Error> {
+        let mut recent = Recent::new(capacity);
+        match File::open(path) {
+            Ok(file) => replay(BufReader::new(file), path, output, output_len, &mut recent)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("open", path, e)),
+        }
+        let (log, records) = rewrite(path, output, &recent)?;
+        Ok(Self {
+            recent,
+            path: path.to_owned(),
+            output: output.to_owned(),
+            log,
+            records,
+        })
+    }
+
+    /// Whether the sink already wrote `id` at `revision` or later.
+    pub(super) fn holds(&self, id: &str, revision: u32) -> bool {
+        self.recent.holds(id, revision)
+    }
+
+    /// Logs (and syncs) a batch about to be written at `offset` of the output file.
+    pub(super) fn begin(&mut self, offset: u64, lines: &[Line<'_>]) -> Result<(), Error> {
+        let mut buf = format!("b {offset}\n");
+        for (id, revision, len) in lines.iter().filter(|(id, ..)| recordable(id)) {
+            buf.push_str(&format!("w {revision} {len} {id}\n"));
+        }
+        self.log
+            .write_all(buf.as_bytes())
+            .and_then(|()| self.log.sync_data())
+            .map_err(|e| Error::io("append to", &self.path, e))?;
+        self.records += lines.len() + 1;
+        Ok(())
+    }
+
+    /// Records that the batch is in the output file, now `len` bytes long. The mark is not
+    /// synced: a lost mark is re-derived from the file's length.
+    pub(super) fn complete(&mut self, len: u64, lines: &[Line<'_>]) -> Result<(), Error> {
+        for (id, revision, _) in lines.iter().filter(|(id, ..)| recordable(id)) {
+            self.recent.insert(id, *revision);
+        }
+        self.log
+            .write_all(format!("@ {len}\n").as_bytes())
+            .map_err(|e| Error::io("append to", &self.path, e))?;
+        self.records += 1;
+        if self.records > 2 * self.recent.capacity + 1024 {
+            (self.log, self.records) = rewrite(&self.path, &self.output, &self.recent)?;
+        }
+        Ok(())
+    }
+
+    /// Syncs the log (before the output file is rotated: a mark lost then could not be
+    /// re-derived from the new file's length).
+    pub(super) fn sync(&self) -> Result<(), Error> {
+        self.log.sync_data().map_err(|e| Error::io("fsync", &self.path, e))
+    }
+}
+
+/// A batch logged but not marked complete.
+struct Pending {
+    offset: u64,
+    lines: Vec<(String, u32, u64)>,
+}
+
+impl Pending {
+    /// Records the lines that fit whole in the output file up to `len`.
+    fn settle(self, len: u64, recent: &mut Recent) {
+        let mut end = self.offset;
+        for (id, revision, line_len) in self.lines {
+            end += line_len;
+            if end > len {
+                break;
+            }
+            recent.insert(&id, revision);
+        }
+    }
+}
+
+fn replay(
+    mut reader: impl BufRead,
+    path: &Path,
+    output: &Path,
+    output_len: u64,
+    recent: &mut Recent,
+) -> Result<(), Error> {
+    let mut line = Vec::new();
+    let mut next = |line: &mut Vec<u8>| -> Result<bool, Error> {
+        line.clear();
+        reader.read_until(b'\n', line).map_err(|e| Error::io("read", path, e))?;
+        // A last line without its newline was torn by a crash mid-append: not a record.
+        Ok(line.pop() == Some(b'\n'))
+    };
+    if !next(&mut line)? {
+        return Ok(());
+    }
+    let header = String::from_utf8_lossy(&line);
+    let Some(logged_output) = header.strip_prefix(HEADER).map(str::trim) else {
+        tracing::warn!(path = %path.display(), "not a delivered-ids log; starting a new one");
+        return Ok(());
+    };
+    // Offsets only mean something for the file they were taken in.
+    let same_output = serde_json::from_str::<String>(logged_output).is_ok_and(|p| p == output.to_string_lossy());
+    let mut pending: Option<Pending> = None;
+    while next(&mut line)? {
+        let text = String::from_utf8_lossy(&line);
+        let fields: Vec<&str> = text.split_ascii_whitespace().collect();
+        match fields.as_slice() {
+            ["s", revision, id] => {
+                if let Ok(revision) = revision.parse() {
+                    recent.insert(id, revision);
+                }
+            }
+            ["b", offset] => {
+                // A batch that failed to write is followed by its retry: what of it reached
+                // the file ends where the retry starts (nothing, if the file was replaced).
+                let offset = offset.parse().unwrap_or(u64::MAX);
+                if let Some(p) = pending.take() {
+                    let end = offset.max(p.offset);
+                    p.settle(end, recent);
+                }
+                pending = Some(Pending {
+                    offset,
+                    lines: Vec::new(),
+                });
+            }
+            ["w", revision, len, id] => {
+                if let (Some(p), Ok(revision), Ok(len)) = (pending.as_mut(), revision.parse(), len.parse()) {
+                    p.lines.push(((*id).to_owned(), revision, len));
+                }
+            }
+            ["@", _] => {
+                if let Some(p) = pending.take() {
+                    p.settle(u64::MAX, recent);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(p) = pending
+        && same_output
+    {
+        p.settle(output_len, recent);
+    }
+    Ok(())
+}
+
+/// Writes the log afresh from `recent` (temporary file, sync, rename, directory sync) and
+/// returns it open for appending, with its record count.
+fn rewrite(path: &Path, output: &Path, recent: &Recent) -> Result<(File, usize), Error> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let output = serde_json::Value::String(output.to_string_lossy().into_owned());
+    let mut text = format!("{HEADER} {output}\n");
+    let mut records = 0;
+    for (id, revision) in recent.entries() {
+        text.push_str(&format!("s {revision} {id}\n"));
+        records += 1;
+    }
+    let tmp = path.with_extension("log.tmp");
+    let mut file = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    let log = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    Ok((log, records))
+}
+
+#[cfg(test)]
+#[path = "delivered_tests.rs"]
+mod tests;
