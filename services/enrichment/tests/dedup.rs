@@ -10,6 +10,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use attackmesh::proto::{AckStatus, EnrichRequest, IngestRequest, ingest_service_client::IngestServiceClient};
+use attackmesh_testkit::{port_scan, wait_for_sink, with_token};
 use common::*;
 use tonic::transport::Channel;
 
@@ -47,7 +48,7 @@ fn lines_of(written: &[(String, u32)], id: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resent_event_id_is_written_once_whichever_way_it_comes() {
     let cluster = Cluster::start().await;
-    let mut client = cluster.ingest_client().await;
+    let mut client = cluster.ingest_client();
 
     // The same detection in three batches.
     for batch_id in 0..3 {
@@ -123,7 +124,7 @@ async fn a_resent_event_id_is_written_once_whichever_way_it_comes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_batch_with_an_id_twice_is_one_event_or_refused_for_that_id() {
     let cluster = Cluster::start().await;
-    let mut client = cluster.ingest_client().await;
+    let mut client = cluster.ingest_client();
 
     let same = port_scan("twice-same", "203.0.113.20");
     let first = port_scan("twice-differ", "203.0.113.21");

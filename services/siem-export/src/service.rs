@@ -9,6 +9,7 @@
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
+use attackmesh::validate::InBatch;
 use attackmesh::{
     error::ErrorAnswer,
     proto::{
@@ -17,7 +18,6 @@ use attackmesh::{
         export_service_server::{ExportService, ExportServiceServer},
     },
 };
-use attackmesh::validate::InBatch;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;

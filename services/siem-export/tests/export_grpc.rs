@@ -172,7 +172,7 @@ async fn a_batch_with_an_id_twice_is_one_event_or_refused_for_that_id_and_resend
         trace_context: HashMap::new(),
     };
     let answers = export(
-        &running.channel,
+        &running.channel(),
         vec![
             batch(
                 1,
@@ -220,8 +220,7 @@ async fn a_batch_with_an_id_twice_is_one_event_or_refused_for_that_id_and_resend
         ],
         "each (event_id, revision) once; a higher revision is an update"
     );
-    running.stop.cancel();
-    running.task.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test]
