@@ -9,48 +9,15 @@ mod common;
 use std::time::Duration;
 
 use attackmesh::proto::{
-    AttributionStatus, EnrichedEvent, Indicator, IndicatorType, ListCollectionsRequest, ShareEventsRequest,
-    ShareIndicatorsRequest, intel_service_client::IntelServiceClient,
+    AttributionStatus, IndicatorType, ListCollectionsRequest, ShareEventsRequest, ShareIndicatorsRequest,
 };
 use attackmesh_intel::IntelConfig;
-use attackmesh_testkit::{bind, free_addr, with_token};
-use common::{ADMIN, READER, TAXII, WRITER};
-use tonic::{Code, Request, transport::Channel};
-
-struct Running {
-    client: IntelServiceClient<Channel>,
-    http: String,
-    _intel: attackmesh_testkit::Running<attackmesh_intel::Error>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(mut config: IntelConfig) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    config.data_dir = dir.path().to_owned();
-    let (http, http_addr) = bind().await;
-    let server = common::tokens().server().await;
-    let intel = attackmesh_testkit::Running::start(|listener, shutdown| async move {
-        attackmesh_intel::server::serve(&config, server, listener, http, shutdown).await
-    })
-    .await;
-    Running {
-        client: IntelServiceClient::new(intel.channel()),
-        http: format!("http://{http_addr}"),
-        _intel: intel,
-        _dir: dir,
-    }
-}
-
-fn as_caller<T>(msg: T, who: (&str, &str)) -> Request<T> {
-    with_token(msg, who.1)
-}
-
-fn ind(kind: IndicatorType, value: &str) -> Indicator {
-    Indicator {
-        r#type: kind as i32,
-        value: value.into(),
-    }
-}
+use attackmesh_testkit::free_addr;
+use common::{
+    ADMIN, READER, TAXII, WRITER,
+    grpc::{Running, as_caller, enriched, ind, start, taxii_objects},
+};
+use tonic::Code;
 
 fn share(collection: &str, techniques: &[&str]) -> ShareIndicatorsRequest {
     ShareIndicatorsRequest {
@@ -184,25 +151,6 @@ async fn attribution_service_down_means_degraded_without_technique_links() {
     assert!(links.is_empty(), "no technique links: {links:?}");
 }
 
-/// A valid enriched event observing `indicators`, attributed to T1110.001.
-fn enriched(id: &str, indicators: Vec<Indicator>) -> EnrichedEvent {
-    EnrichedEvent {
-        event_id: id.into(),
-        timestamp: Some(pbjson_types::Timestamp {
-            seconds: chrono::Utc::now().timestamp() - 60,
-            nanos: 0,
-        }),
-        source_service: "suricata-edge-01".into(),
-        event_type: "suricata.alert".into(),
-        technique_ids: vec!["T1110.001".into()],
-        confidence_score: 0.8,
-        related_indicators: indicators,
-        attribution_status: AttributionStatus::Ok as i32,
-        revision: 1,
-        ..Default::default()
-    }
-}
-
 async fn object_count(s: &mut Running, collection: &str) -> u64 {
     let list = s
         .client
@@ -298,25 +246,6 @@ async fn shared_events_store_their_indicators_reject_invalid_ones_and_resend_ide
         .unwrap()
         .into_inner();
     assert_eq!((repeat.accepted, repeat.skipped, repeat.objects_stored), (0, 1, 0));
-}
-
-/// The objects of collection `rw` matching `filter`, as served over TAXII.
-async fn taxii_objects(s: &Running, filter: &str) -> Vec<serde_json::Value> {
-    let url = format!("{}/intel/collections/rw/objects/?{filter}", s.http);
-    let body: serde_json::Value = common::client()
-        .get(url)
-        .bearer_auth(READER.1)
-        .header("accept", TAXII)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body.get("objects")
-        .and_then(|o| o.as_array())
-        .cloned()
-        .unwrap_or_default()
 }
 
 /// The `count` of each sighting in collection `rw`, in order.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod grpc;
+
 use std::sync::Arc;
 
 use attackmesh_intel::{
