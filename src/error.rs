@@ -27,6 +27,9 @@ pub enum ServiceErrorCode {
     PermissionDenied,
     /// The addressed object does not exist (or is invisible to the caller).
     NotFound,
+    /// What is stored prevents the request (e.g. a stored version no later one can follow);
+    /// resending it unchanged fails again.
+    Conflict,
     /// The client accepts no representation this server produces (HTTP `Accept`).
     NotAcceptable,
     /// The request body or message is over a configured size limit.
@@ -49,6 +52,7 @@ impl ServiceErrorCode {
             Self::Unauthenticated => tonic::Code::Unauthenticated,
             Self::PermissionDenied => tonic::Code::PermissionDenied,
             Self::NotFound => tonic::Code::NotFound,
+            Self::Conflict => tonic::Code::FailedPrecondition,
             Self::PayloadTooLarge => tonic::Code::OutOfRange,
             Self::ResourceExhausted => tonic::Code::ResourceExhausted,
             Self::Unavailable => tonic::Code::Unavailable,
@@ -63,6 +67,7 @@ impl ServiceErrorCode {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict => StatusCode::CONFLICT,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

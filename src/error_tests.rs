@@ -50,6 +50,7 @@ fn every_code_has_one_grpc_code_and_one_http_status() {
         (Unauthenticated, tonic::Code::Unauthenticated, 401),
         (PermissionDenied, tonic::Code::PermissionDenied, 403),
         (NotFound, tonic::Code::NotFound, 404),
+        (Conflict, tonic::Code::FailedPrecondition, 409),
         (NotAcceptable, tonic::Code::InvalidArgument, 406),
         (PayloadTooLarge, tonic::Code::OutOfRange, 413),
         (UnsupportedMediaType, tonic::Code::InvalidArgument, 415),

@@ -35,6 +35,9 @@ pub enum Error {
     /// The storage engine is busy, locked, full or unreachable: retrying later may succeed.
     #[error("storage unavailable: {0}")]
     StorageUnavailable(String),
+    /// What is stored prevents the request (e.g. a stored version no later one can follow).
+    #[error("{0}")]
+    Conflict(String),
     /// The storage engine failed in a way retrying does not fix.
     #[error("storage: {0}")]
     Storage(String),
@@ -100,6 +103,7 @@ impl ServiceError for Error {
             Error::InvalidArgument(_) => ServiceErrorCode::BadRequest,
             Error::NotFound(_) => ServiceErrorCode::NotFound,
             Error::PermissionDenied(_) => ServiceErrorCode::PermissionDenied,
+            Error::Conflict(_) => ServiceErrorCode::Conflict,
             Error::StorageUnavailable(_) | Error::Unavailable(_) => ServiceErrorCode::Unavailable,
             Error::Runtime(e) => e.error_code(),
             Error::Config(_) | Error::Storage(_) | Error::Stix(_) | Error::Attack(_) | Error::Io(_) => {

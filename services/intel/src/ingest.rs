@@ -13,7 +13,7 @@ use crate::{
     config::IntelConfig,
     error::Error,
     stix::{StixObject, StixOptions, stix_objects_for},
-    store::{EventObjects, Store, WriteMode, WriteResult},
+    store::{EventObjects, EventRefused, Store, WriteMode, WriteResult},
 };
 
 /// What one ingest stored.
@@ -26,6 +26,9 @@ pub struct IngestReport {
     /// Events left alone because the collection already had them at the same or a higher
     /// revision (an at-least-once sender's redelivery).
     pub duplicates: usize,
+    /// Events none of whose objects could be stored (their positions in the ingested slice),
+    /// e.g. because a stored version of one of their objects can have no later version.
+    pub refused: Vec<EventRefused>,
 }
 
 /// Builds, merges and stores STIX objects. Cheap to clone.
@@ -104,7 +107,9 @@ impl Intel {
     /// at the same or a higher revision changes nothing and is counted in
     /// [`IngestReport::duplicates`], so a redelivered batch neither counts its sightings again nor
     /// adds versions. A higher revision (a re-attribution) is applied, without counting the
-    /// observation again. See [`Store::write_events`] for how long events are remembered.
+    /// observation again. An event one of whose objects is refused is left out as a whole and
+    /// listed in [`IngestReport::refused`]; the others are stored. See [`Store::write_events`]
+    /// for how long events are remembered.
     pub async fn ingest_events(&self, collection: &str, events: &[EnrichedEvent]) -> Result<IngestReport, Error> {
         let collection = self.collection(collection)?.to_owned();
         let events = events
@@ -128,17 +133,22 @@ impl Intel {
         self.prune(&collection, &written.results).await;
         Ok(IngestReport {
             duplicates: written.duplicates,
+            refused: written.refused,
             ..report(&written.results)
         })
     }
 
     /// Stores objects attackmesh produced (merged into existing versions), preceded by the
-    /// identity and marking definition they reference.
+    /// identity and marking definition they reference: all of them, or (`Conflict`) none when
+    /// one is refused.
     pub async fn store_produced(&self, collection: &str, objects: Vec<StixObject>) -> Result<IngestReport, Error> {
         let collection = self.collection(collection)?.to_owned();
         let mut all = self.options.base_objects();
         all.extend(objects);
         let results = self.store.write(&collection, all, WriteMode::Merge, Utc::now()).await?;
+        if let Some(why) = results.iter().find_map(|r| r.refused.as_deref()) {
+            return Err(Error::Conflict(why.to_owned()));
+        }
         self.prune(&collection, &results).await;
         Ok(report(&results))
     }

@@ -52,15 +52,22 @@ impl IntelApi {
         }
     }
 
-    /// The configured collection `id` (empty: the default one) if `caller` may write to it.
+    /// The configured collection `id` (empty: the default one) if `caller` may write to it. A
+    /// collection the caller may neither read nor write is not found, exactly like a missing
+    /// one, so that its existence is not disclosed.
     fn writable(&self, caller: Option<&Caller>, id: &str) -> Result<String, Error> {
-        let id = self.intel.collection(id)?.to_owned();
+        let not_found = |id: &str| Error::NotFound(format!("collection `{id}` not found"));
+        let id = self.intel.collection(id).map_err(|_| not_found(id))?.to_owned();
         let collection = self
             .collections
             .iter()
             .find(|c| c.id == id)
-            .ok_or_else(|| Error::NotFound(id.clone()))?;
-        if !self.access(caller, collection).write {
+            .ok_or_else(|| not_found(&id))?;
+        let access = self.access(caller, collection);
+        if !access.read && !access.write {
+            return Err(not_found(&id));
+        }
+        if !access.write {
             return Err(Error::PermissionDenied(format!(
                 "you may not write to collection `{id}`"
             )));
@@ -91,15 +98,29 @@ impl IntelApi {
             return Err(Error::InvalidArgument(vec![v]));
         }
         let id = self.writable(caller.as_ref(), &req.collection_id)?;
-        let sorted = sort_events(req.events);
+        let mut sorted = sort_events(req.events);
         let report = if sorted.shareable.is_empty() {
             IngestReport::default()
         } else {
             self.intel.ingest_events(&id, &sorted.shareable).await?
         };
+        // An event whose objects could not be stored is refused on its own (the sender
+        // dead-letters it with the reason); the rest of the batch is stored.
+        for refused in &report.refused {
+            let index = sorted.positions.get(refused.index).copied().unwrap_or_default();
+            sorted.rejections.push(EventRejection {
+                index,
+                event_id: refused.event_id.clone(),
+                violations: vec![FieldViolation {
+                    field: "related_indicators".into(),
+                    description: refused.reason.clone(),
+                }],
+            });
+        }
+        sorted.rejections.sort_by_key(|r| r.index);
         // A redelivered event is reported as skipped: valid, and nothing (more) to store.
         let duplicates = report.duplicates;
-        let accepted = sorted.shareable.len().saturating_sub(duplicates);
+        let accepted = sorted.shareable.len().saturating_sub(duplicates + report.refused.len());
         let rejected = sorted.rejections.len();
         crate::metrics::events_shared(accepted, sorted.skipped, duplicates, rejected);
         tracing::info!(
@@ -181,6 +202,8 @@ fn validate(req: &ShareIndicatorsRequest) -> Result<(), Error> {
 struct SortedEvents {
     /// Valid, with at least one indicator a STIX pattern can be built for.
     shareable: Vec<EnrichedEvent>,
+    /// Position in the request of each shareable event.
+    positions: Vec<u32>,
     /// Valid events with nothing to share (redelivered ones are counted after storing).
     skipped: usize,
     /// Invalid events, by position.
@@ -192,6 +215,7 @@ struct SortedEvents {
 fn sort_events(events: Vec<EnrichedEvent>) -> SortedEvents {
     let mut out = SortedEvents {
         shareable: Vec::with_capacity(events.len()),
+        positions: Vec::with_capacity(events.len()),
         skipped: 0,
         rejections: Vec::new(),
     };
@@ -199,6 +223,7 @@ fn sort_events(events: Vec<EnrichedEvent>) -> SortedEvents {
         match attackmesh::validate::enriched_event(&event) {
             Ok(()) if event.related_indicators.iter().any(|ind| pattern_for(ind).is_ok()) => {
                 out.shareable.push(event);
+                out.positions.push(i as u32);
             }
             Ok(()) => out.skipped += 1,
             Err(violations) => out.rejections.push(EventRejection {

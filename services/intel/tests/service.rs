@@ -280,3 +280,24 @@ async fn share_events_is_for_services_and_takes_one_to_a_batch_of_events() {
         .into_inner();
     assert_eq!(resp.accepted, 1, "empty collection id: the default collection");
 }
+
+#[tokio::test]
+async fn collections_a_caller_cannot_see_are_not_found_like_missing_ones() {
+    let mut s = start(common::config()).await;
+    let hidden = s
+        .client
+        .share_indicators(as_caller(share("private", &[]), READER))
+        .await
+        .unwrap_err();
+    let missing = s
+        .client
+        .share_indicators(as_caller(share("nope", &[]), READER))
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), Code::NotFound, "{hidden:?}");
+    assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(
+        hidden.message().replace("private", "ID"),
+        missing.message().replace("nope", "ID")
+    );
+}

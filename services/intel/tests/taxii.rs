@@ -407,8 +407,9 @@ async fn paging_while_objects_arrive_has_no_duplicates_or_gaps() {
     assert_eq!(seen, expected, "objects skipped or out of order");
 }
 
-/// What a remote export sink does: POST the objects `stix_objects_for` builds. attackmesh's own
-/// objects merge into new versions exactly as in-process ingest does.
+/// What a remote export sink does (attackmesh on another host, with an admin token): POST the
+/// objects `stix_objects_for` builds. attackmesh's own objects merge into new versions exactly
+/// as in-process ingest does. (Other writers may not version them: see tests/provenance.rs.)
 #[tokio::test]
 async fn posted_attackmesh_objects_merge_like_local_ingest() {
     let (s, _d) = server().await;
@@ -434,14 +435,10 @@ async fn posted_attackmesh_objects_merge_like_local_ingest() {
     for technique in ["T1046", "T1110"] {
         let mut objects = options.base_objects();
         objects.extend(attackmesh_intel::stix_objects_for(&event(technique), &kb, &options));
-        let resp = post(
-            &s.url("collections/rw/objects/"),
-            WRITER,
-            &json!({ "objects": objects }),
-        )
-        .send()
-        .await
-        .unwrap();
+        let resp = post(&s.url("collections/rw/objects/"), ADMIN, &json!({ "objects": objects }))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::ACCEPTED);
     }
     let url = s.url("collections/rw/objects/?match[type]=indicator,sighting");

@@ -70,6 +70,38 @@ impl StixOptions {
     }
 }
 
+/// The id attackmesh gives the indicator of `pattern`.
+pub fn indicator_id(pattern: &str) -> String {
+    deterministic_id("indicator", pattern)
+}
+
+/// The id attackmesh gives a relationship of `relationship_type` from `source` to `target`.
+pub fn relationship_id(relationship_type: &str, source: &str, target: &str) -> String {
+    deterministic_id("relationship", &format!("{relationship_type}|{source}|{target}"))
+}
+
+/// The id attackmesh gives `producer`'s sighting of `indicator`.
+pub fn sighting_id(indicator: &str, producer: &str) -> String {
+    deterministic_id("sighting", &format!("{indicator}|{producer}"))
+}
+
+/// Whether `object`'s id is the one attackmesh (as `producer`) gives an object with its content:
+/// an indicator of its pattern, a relationship between its ends, `producer`'s sighting of what
+/// it sighted.
+pub fn has_attackmesh_id(object: &StixObject, producer: &str) -> bool {
+    let derived = match object.object_type() {
+        "indicator" => indicator_id(object.str("pattern")),
+        "relationship" => relationship_id(
+            object.str("relationship_type"),
+            object.str("source_ref"),
+            object.str("target_ref"),
+        ),
+        "sighting" => sighting_id(object.str("sighting_of_ref"), producer),
+        _ => return false,
+    };
+    derived == object.id()
+}
+
 /// An ATT&CK technique as linked from indicators.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TechniqueLink {
@@ -223,7 +255,7 @@ fn build(inputs: Inputs<'_>, options: &StixOptions) -> Vec<StixObject> {
     };
     let mut out = Vec::new();
     for (pattern, (ind, count)) in by_pattern {
-        let id = deterministic_id("indicator", &pattern);
+        let id = indicator_id(&pattern);
         let mut m = common("indicator", &id);
         m.insert("name".into(), pattern::display_name(ind).into());
         if !inputs.description.is_empty() {
@@ -247,7 +279,7 @@ fn build(inputs: Inputs<'_>, options: &StixOptions) -> Vec<StixObject> {
         }
         out.push(StixObject(m));
         for target in inputs.techniques.iter().map(|t| &t.stix_id).chain(&inputs.actors) {
-            let rel_id = deterministic_id("relationship", &format!("indicates|{id}|{target}"));
+            let rel_id = relationship_id("indicates", &id, target);
             let mut r = common("relationship", &rel_id);
             r.insert("relationship_type".into(), "indicates".into());
             r.insert("source_ref".into(), id.clone().into());
@@ -255,8 +287,7 @@ fn build(inputs: Inputs<'_>, options: &StixOptions) -> Vec<StixObject> {
             out.push(StixObject(r));
         }
         if inputs.sighted && options.sightings {
-            let sighting_id = deterministic_id("sighting", &format!("{id}|{producer}"));
-            let mut s = common("sighting", &sighting_id);
+            let mut s = common("sighting", &sighting_id(&id, &producer));
             s.insert("sighting_of_ref".into(), id.clone().into());
             s.insert("count".into(), count.into());
             s.insert("first_seen".into(), valid_from.clone().into());

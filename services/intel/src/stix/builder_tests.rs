@@ -184,3 +184,23 @@ fn invalid_indicators_are_skipped_and_markings_follow_the_options() {
     assert_eq!(base[0].object_type(), "identity");
     assert_eq!(base[1].id(), "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da");
 }
+
+#[test]
+fn attackmesh_ids_are_recognised_from_content() {
+    let options = options();
+    let producer = options.producer.id();
+    let objects = stix_objects_for(&event(vec![ip("203.0.113.1")], &["T1046"], Vec::new()), &kb(), &options);
+    assert_eq!(of_type(&objects, "relationship").len(), 1);
+    for object in &objects {
+        assert!(has_attackmesh_id(object, &producer), "{object:?}");
+        let mut other = object.clone();
+        other.set("pattern", "[ipv4-addr:value = '198.51.100.1']");
+        other.set("source_ref", "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f");
+        other.set("sighting_of_ref", "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f");
+        assert!(!has_attackmesh_id(&other, &producer), "{other:?}");
+    }
+    assert!(
+        !has_attackmesh_id(&options.producer.object(), &producer),
+        "only built objects"
+    );
+}

@@ -9,6 +9,7 @@ pub mod builder;
 pub mod merge;
 pub mod pattern;
 pub mod tlp;
+pub mod validate;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,10 @@ pub use tlp::{Tlp, TlpVersion};
 
 /// The STIX spec version attackmesh speaks.
 pub const SPEC_VERSION: &str = "2.1";
+
+/// The last instant a STIX timestamp can express, 9999-12-31T23:59:59.999Z, in microseconds
+/// since the Unix epoch: no version can follow one dated then.
+pub const LATEST_VERSION_US: i64 = 253_402_300_799_999_000;
 
 /// Media type of STIX 2.1 content in TAXII manifests.
 pub const STIX_MEDIA_TYPE: &str = "application/stix+json;version=2.1";
@@ -83,6 +88,11 @@ impl StixObject {
         [self.str("modified"), self.str("created")]
             .into_iter()
             .find(|v| !v.is_empty())
+    }
+
+    /// `created_by_ref`: the identity that created the object (empty when unnamed).
+    pub fn creator(&self) -> &str {
+        self.str("created_by_ref")
     }
 
     /// A string property, or empty.
@@ -201,6 +211,7 @@ mod tests {
             parse_micros("2026-03-01T10:00:00Z")
         );
         assert!(parse_micros("yesterday").is_none());
+        assert_eq!(parse_micros("9999-12-31T23:59:59.999Z"), Some(LATEST_VERSION_US));
     }
 
     #[test]

@@ -92,6 +92,30 @@ impl Tlp {
     }
 }
 
+/// Checks a marking definition under the id of a published TLP marking: it must state that
+/// marking's level (`extensions` for TLP 2.0, `definition` for TLP 1.0), since every object
+/// referencing the id is read as marked with the published level.
+pub fn check_published(object: &Map<String, Value>) -> Result<(), String> {
+    let Some(id) = object.get("id").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let levels = [Tlp::Clear, Tlp::Green, Tlp::Amber, Tlp::AmberStrict, Tlp::Red];
+    for (version, key) in [(TlpVersion::V2, "extensions"), (TlpVersion::V1, "definition")] {
+        let published = levels.iter().filter_map(|l| l.marking(version)).find(|m| m.id() == id);
+        if let Some(published) = published {
+            return if object.get(key) == published.0.get(key) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`{id}` is the published {} marking; its `{key}` must be the published one",
+                    published.str("name")
+                ))
+            };
+        }
+    }
+    Ok(())
+}
+
 fn object(value: Value) -> StixObject {
     match value {
         Value::Object(map) => StixObject(map),
@@ -114,5 +138,24 @@ mod tests {
         assert_eq!(parsed, Tlp::AmberStrict);
         let parsed: Tlp = serde_json::from_str("\"white\"").unwrap();
         assert_eq!(parsed, Tlp::Clear);
+    }
+
+    #[test]
+    fn published_markings_keep_their_level() {
+        for version in [TlpVersion::V1, TlpVersion::V2] {
+            let red = Tlp::Red.marking(version).unwrap();
+            assert_eq!(check_published(&red.0), Ok(()));
+            let mut relabelled = red.clone();
+            let clear = Tlp::Clear.marking(version).unwrap();
+            for key in ["extensions", "definition"] {
+                if let Some(v) = clear.0.get(key) {
+                    relabelled.set(key, v.clone());
+                }
+            }
+            assert!(check_published(&relabelled.0).is_err(), "{version:?}");
+        }
+        let own =
+            json!({"id": "marking-definition--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f", "definition": {"statement": "x"}});
+        assert_eq!(check_published(own.as_object().unwrap()), Ok(()));
     }
 }

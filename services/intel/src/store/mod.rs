@@ -5,8 +5,12 @@
 //! Paging is by a per-row sequence number. Writers to one collection are serialised (one SQLite
 //! connection; a PostgreSQL transaction-scoped advisory lock per collection), and `date_added` is
 //! strictly increasing with the sequence inside a collection, so a cursor (`next`) or an exclusive
-//! `added_after` never skips or repeats an object while new objects arrive. This module decides
-//! nothing about who may read or write.
+//! `added_after` never skips or repeats an object while new objects arrive.
+//!
+//! What a write may do to the versions already stored is decided here, the same way for both
+//! engines (`plan`): only an object's creator adds versions of it, marking definitions are
+//! never versioned, and attackmesh's merges build only on attackmesh's own versions. This
+//! module decides nothing about which caller may read or write which collection.
 
 pub mod postgres;
 pub mod query;
@@ -16,7 +20,13 @@ use chrono::{DateTime, Utc};
 
 pub use query::{Query, VersionMatch};
 
-use crate::{error::Error, stix::StixObject};
+use crate::{
+    error::Error,
+    stix::{
+        StixObject,
+        merge::{Stored, merge},
+    },
+};
 
 /// How long TAXII status resources are kept.
 pub const STATUS_RETENTION_SECS: i64 = 24 * 3600;
@@ -73,6 +83,31 @@ pub struct WriteResult {
     pub version: String,
     /// True when a new version was added.
     pub added: bool,
+    /// Why the object was refused (nothing was written for it), e.g. a version by another
+    /// creator, or a stored version no later one can follow.
+    pub refused: Option<String>,
+}
+
+/// An event none of whose objects were written, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRefused {
+    /// Position of the event in the write.
+    pub index: usize,
+    /// The event's id.
+    pub event_id: String,
+    /// Why one of its objects was refused.
+    pub reason: String,
+}
+
+/// A TAXII status resource as stored, with who asked for it and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredStatus {
+    /// The collection written to (empty for statuses stored before this was recorded).
+    pub collection: String,
+    /// Name of the caller whose request it answers.
+    pub requester: String,
+    /// The status resource (JSON).
+    pub body: String,
 }
 
 /// The objects built from one enriched event, written only when the collection has not yet seen
@@ -97,6 +132,8 @@ pub struct EventsWritten {
     pub results: Vec<WriteResult>,
     /// Events left alone because the collection had them at the same or a higher revision.
     pub duplicates: usize,
+    /// Events refused as a whole (none of their objects written, the event not recorded).
+    pub refused: Vec<EventRefused>,
 }
 
 /// What the collection knows of an event, and so what to write for it.
@@ -175,7 +212,9 @@ impl Store {
         }
     }
 
-    /// Writes objects into a collection in one transaction, in order.
+    /// Writes objects into a collection in one transaction, in order. In [`WriteMode::Exact`] a
+    /// refused object is skipped and the others are written; in [`WriteMode::Merge`] a refusal
+    /// writes nothing at all (the results say what was refused).
     pub async fn write(
         &self,
         collection: &str,
@@ -193,8 +232,9 @@ impl Store {
     /// collection has not seen at the same or a higher revision, recording each applied event
     /// (id and revision) in the same transaction as its objects, so that a crash can neither
     /// record an event without its objects nor store them without the record. Events are
-    /// compared in order, so a repeat inside one batch is a duplicate too. Rows older than
-    /// [`EVENT_RETENTION_SECS`] are dropped on the way.
+    /// compared in order, so a repeat inside one batch is a duplicate too. An event with a refused
+    /// object is left out as a whole (listed in [`EventsWritten::refused`]) while the others are
+    /// written. Rows older than [`EVENT_RETENTION_SECS`] are dropped on the way.
     pub async fn write_events(
         &self,
         collection: &str,
@@ -247,19 +287,29 @@ impl Store {
         }
     }
 
-    /// Stores a TAXII status resource (JSON); statuses older than a day are dropped.
-    pub async fn put_status(&self, id: &str, body: &str, now: DateTime<Utc>) -> Result<(), Error> {
+    /// Stores a TAXII status resource (JSON) answering `requester`'s write to `collection`;
+    /// statuses older than a day are dropped.
+    pub async fn put_status(&self, id: &str, status: &StoredStatus, now: DateTime<Utc>) -> Result<(), Error> {
         match self {
-            Store::Sqlite(s) => s.put_status(id, body, now).await,
-            Store::Postgres(s) => s.put_status(id, body, now).await,
+            Store::Sqlite(s) => s.put_status(id, status, now).await,
+            Store::Postgres(s) => s.put_status(id, status, now).await,
         }
     }
 
     /// A TAXII status resource by id.
-    pub async fn status(&self, id: &str) -> Result<Option<String>, Error> {
+    pub async fn status(&self, id: &str) -> Result<Option<StoredStatus>, Error> {
         match self {
             Store::Sqlite(s) => s.status(id).await,
             Store::Postgres(s) => s.status(id).await,
+        }
+    }
+
+    /// A random secret made when the store was first created and shared by every replica using
+    /// it: the key TAXII `next` cursors are signed with.
+    pub fn cursor_key(&self) -> &[u8] {
+        match self {
+            Store::Sqlite(s) => s.cursor_key(),
+            Store::Postgres(s) => s.cursor_key(),
         }
     }
 
@@ -280,39 +330,118 @@ impl Store {
     }
 }
 
-/// What writing `object` over the latest stored version `latest` of its id comes to.
+/// Name under which the cursor key is kept in the `settings` table.
+pub(crate) const CURSOR_KEY: &str = "taxii_cursor_key";
+
+/// A fresh random cursor key (hex), for a store created without one.
+pub(crate) fn new_cursor_key() -> String {
+    let a = uuid::Uuid::new_v4();
+    let b = uuid::Uuid::new_v4();
+    format!("{}{}", a.simple(), b.simple())
+}
+
+/// One stored version, as a write reads it.
+pub(crate) struct Version {
+    /// The object.
+    pub(crate) object: StixObject,
+    /// Its `version_us` column.
+    pub(crate) version_us: i64,
+}
+
+/// Whether a write of `object` must look past `latest` for the version it builds on: merges
+/// build on the newest version by the object's own creator.
+pub(crate) fn needs_own(mode: WriteMode, latest: &Version, object: &StixObject) -> bool {
+    mode == WriteMode::Merge && latest.object.creator() != object.creator()
+}
+
+/// Logs a refused identity or marking object of a write of events; the events still go ahead,
+/// since the collection already holds a version of it.
+pub(crate) fn note_base_refusal(collection: &str, result: &WriteResult) {
+    if let Some(reason) = &result.refused {
+        tracing::warn!(collection, id = %result.id, reason = %reason, "shared object not updated");
+    }
+}
+
+/// Parses a stored body.
+pub(crate) fn stored_object(body: &str) -> Result<StixObject, Error> {
+    serde_json::from_str(body).map_err(|e| Error::Storage(format!("stored object is not valid JSON: {e}")))
+}
+
+/// What writing `object` over the stored versions of its id comes to.
 pub(crate) enum Planned {
     /// Nothing new: the stored version stays (the result to report).
     Unchanged(WriteResult),
+    /// Refused: nothing is written (the result to report).
+    Refused(WriteResult),
     /// A version to insert, with its `version` text and microseconds.
     Insert(StixObject, String, i64),
 }
 
-/// Decides, the same way for every backend, whether `object` adds a version: merged into the
-/// latest one for objects attackmesh produces, taken as given (unless it is the same unversioned
-/// object again) for TAXII `POST`s.
+/// Decides, the same way for every backend, whether `object` adds a version, given the newest
+/// stored version of its id (`latest`) and, when that is another creator's, the newest by the
+/// object's creator (`own`, looked up only for merges: see [`needs_own`]).
+///
+/// Objects attackmesh produces ([`WriteMode::Merge`]) fold into `own` (or `latest` when it is
+/// theirs) and always follow `latest`. Objects taken as given ([`WriteMode::Exact`]) are
+/// refused when they would version another creator's object or a marking definition, and are
+/// left alone when they are the same unversioned object again.
 pub(crate) fn plan(
     mode: WriteMode,
-    id: &str,
-    latest: Option<StixObject>,
+    latest: Option<Version>,
+    own: Option<Version>,
     object: StixObject,
     now: DateTime<Utc>,
     date_added_us: i64,
-) -> Result<Planned, Error> {
+) -> Planned {
+    let id = object.id().to_owned();
+    let result = |version: String, refused: Option<String>| WriteResult {
+        id: id.clone(),
+        version,
+        added: false,
+        refused,
+    };
+    let latest_version = || {
+        latest
+            .as_ref()
+            .and_then(|l| l.object.version().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let refused = |why: String| Planned::Refused(result(object.version().unwrap_or_default().to_owned(), Some(why)));
     let candidate = match mode {
-        WriteMode::Merge => crate::stix::merge::merge(latest.as_ref(), object, now),
-        WriteMode::Exact if object.version().is_none() && latest.as_ref() == Some(&object) => None,
-        WriteMode::Exact => Some(object),
+        WriteMode::Merge => {
+            let base = match &latest {
+                Some(l) if !needs_own(mode, l, &object) => Some(l),
+                _ => own.as_ref(),
+            };
+            let base = base.map(|v| Stored {
+                object: &v.object,
+                version_us: v.version_us,
+            });
+            match merge(base, latest.as_ref().map(|l| l.version_us), object.clone(), now) {
+                Ok(candidate) => candidate,
+                Err(why) => return refused(why),
+            }
+        }
+        WriteMode::Exact => match &latest {
+            Some(l) if object.version().is_none() && l.object == object => None,
+            Some(l) if l.object.creator() != object.creator() => {
+                return refused(format!(
+                    "`{id}` exists with another creator; only an object's creator may add versions of it"
+                ));
+            }
+            Some(l) if object.object_type() == "marking-definition" && l.object != object => {
+                return refused(format!("`{id}` exists; marking definitions cannot be versioned"));
+            }
+            _ => Some(object.clone()),
+        },
     };
     let Some(object) = candidate else {
-        return Ok(Planned::Unchanged(WriteResult {
-            id: id.to_owned(),
-            version: latest.and_then(|l| l.version().map(str::to_owned)).unwrap_or_default(),
-            added: false,
-        }));
+        return Planned::Unchanged(result(latest_version(), None));
     };
-    let (version, version_us) = version_of(&object, date_added_us).map_err(Error::Stix)?;
-    Ok(Planned::Insert(object, version, version_us))
+    match version_of(&object, date_added_us) {
+        Ok((version, version_us)) => Planned::Insert(object, version, version_us),
+        Err(why) => refused(why),
+    }
 }
 
 /// The version of an object as stored, and its sortable form; objects with neither `modified`

@@ -18,8 +18,9 @@ use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::{Client, Config, NoTls, Transaction, types::ToSql};
 
 use super::{
-    EVENT_RETENTION_SECS, EventObjects, EventsWritten, Page, Planned, Query, Record, STATUS_RETENTION_SECS, Seen,
-    WriteMode, WriteResult, plan, query::Param,
+    CURSOR_KEY, EVENT_RETENTION_SECS, EventObjects, EventRefused, EventsWritten, Page, Planned, Query, Record,
+    STATUS_RETENTION_SECS, Seen, StoredStatus, Version, WriteMode, WriteResult, needs_own, new_cursor_key, plan,
+    query::Param, stored_object,
 };
 use crate::{error::Error, stix::StixObject};
 
@@ -39,6 +40,9 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE INDEX IF NOT EXISTS objects_by_collection ON objects (collection, seq);
 CREATE INDEX IF NOT EXISTS objects_by_id ON objects (collection, id, version_us);
 CREATE TABLE IF NOT EXISTS statuses (id TEXT PRIMARY KEY, created_us BIGINT NOT NULL, body TEXT NOT NULL);
+ALTER TABLE statuses ADD COLUMN IF NOT EXISTS collection TEXT NOT NULL DEFAULT '';
+ALTER TABLE statuses ADD COLUMN IF NOT EXISTS requester TEXT NOT NULL DEFAULT '';
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS ingested_events (
     collection TEXT NOT NULL,
@@ -62,6 +66,7 @@ pub struct PostgresStore {
 
 struct Inner {
     config: Config,
+    cursor_key: Vec<u8>,
     slots: Vec<Mutex<Option<Client>>>,
     next: AtomicUsize,
 }
@@ -70,36 +75,43 @@ impl PostgresStore {
     /// Connects with up to `pool` connections and creates the schema.
     pub async fn open(url: &str, pool: usize) -> Result<Self, Error> {
         let config = Config::from_str(url).map_err(|e| Error::Config(format!("db: invalid postgres URL: {e}")))?;
-        let store = Self {
+        let slots: Vec<Mutex<Option<Client>>> = (0..pool.max(1)).map(|_| Mutex::new(None)).collect();
+        let cursor_key = {
+            let mut guard = connect(&config, &slots[0]).await?;
+            let client = connected(&mut guard)?;
+            client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_SCHEMA]).await?;
+            let created = client.batch_execute(SCHEMA).await;
+            client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_SCHEMA]).await?;
+            created?;
+            client
+                .execute(
+                    "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    &[&CURSOR_KEY, &new_cursor_key()],
+                )
+                .await?;
+            let key: String = client
+                .query_one("SELECT value FROM settings WHERE name = $1", &[&CURSOR_KEY])
+                .await?
+                .get(0);
+            key.into_bytes()
+        };
+        Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                slots: (0..pool.max(1)).map(|_| Mutex::new(None)).collect(),
+                cursor_key,
+                slots,
                 next: AtomicUsize::new(0),
             }),
-        };
-        let mut guard = store.slot().await?;
-        let client = connected(&mut guard)?;
-        client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_SCHEMA]).await?;
-        let created = client.batch_execute(SCHEMA).await;
-        client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_SCHEMA]).await?;
-        created?;
-        drop(guard);
-        Ok(store)
+        })
+    }
+
+    pub(super) fn cursor_key(&self) -> &[u8] {
+        &self.inner.cursor_key
     }
 
     async fn slot(&self) -> Result<MutexGuard<'_, Option<Client>>, Error> {
         let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.slots.len();
-        let mut guard = self.inner.slots[i].lock().await;
-        if guard.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = self.inner.config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(error = %e, "postgres connection closed");
-                }
-            });
-            *guard = Some(client);
-        }
-        Ok(guard)
+        connect(&self.inner.config, &self.inner.slots[i]).await
     }
 
     pub(super) async fn write(
@@ -117,6 +129,10 @@ impl PostgresStore {
         for object in objects {
             results.push(write_one(&tx, collection, object, mode, now, &mut last_added).await?);
         }
+        if mode == WriteMode::Merge && results.iter().any(|r| r.refused.is_some()) {
+            // Dropping the transaction rolls it back: a merge is written whole or not at all.
+            return Ok(results.into_iter().map(|r| WriteResult { added: false, ..r }).collect());
+        }
         tx.commit().await?;
         Ok(results)
     }
@@ -130,7 +146,7 @@ impl PostgresStore {
     ) -> Result<EventsWritten, Error> {
         let mut guard = self.slot().await?;
         let client = connected(&mut guard)?;
-        let tx = client.transaction().await?;
+        let mut tx = client.transaction().await?;
         // The collection lock also serialises the check-then-record of events across replicas.
         let mut last_added = lock_collection(&tx, collection).await?;
         let now_us = now.timestamp_micros();
@@ -141,10 +157,11 @@ impl PostgresStore {
         .await?;
         let mut out = EventsWritten::default();
         for object in base {
-            out.results
-                .push(write_one(&tx, collection, object, WriteMode::Merge, now, &mut last_added).await?);
+            let result = write_one(&tx, collection, object, WriteMode::Merge, now, &mut last_added).await?;
+            super::note_base_refusal(collection, &result);
+            out.results.push(result);
         }
-        for event in events {
+        for (index, event) in events.into_iter().enumerate() {
             let stored: Option<i64> = tx
                 .query_opt(
                     "SELECT revision FROM ingested_events WHERE collection = $1 AND event_id = $2",
@@ -162,16 +179,38 @@ impl PostgresStore {
             } else {
                 Vec::new()
             };
+            // One savepoint per event: a refused object leaves the whole event out.
+            let event_tx = tx.savepoint("event").await?;
+            let before = last_added;
+            let mut results = Vec::new();
+            let mut refusal = None;
             for object in event.objects.into_iter().chain(observations) {
-                out.results
-                    .push(write_one(&tx, collection, object, WriteMode::Merge, now, &mut last_added).await?);
+                let result = write_one(&event_tx, collection, object, WriteMode::Merge, now, &mut last_added).await?;
+                if result.refused.is_some() {
+                    refusal = result.refused;
+                    break;
+                }
+                results.push(result);
             }
-            tx.execute(
-                "INSERT INTO ingested_events (collection, event_id, revision, seen_us) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (collection, event_id) DO UPDATE SET revision = excluded.revision, seen_us = excluded.seen_us",
-                &[&collection, &event.event_id, &i64::from(event.revision), &now_us],
-            )
-            .await?;
+            if let Some(reason) = refusal {
+                event_tx.rollback().await?;
+                last_added = before;
+                out.refused.push(EventRefused {
+                    index,
+                    event_id: event.event_id,
+                    reason,
+                });
+                continue;
+            }
+            event_tx
+                .execute(
+                    "INSERT INTO ingested_events (collection, event_id, revision, seen_us) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (collection, event_id) DO UPDATE SET revision = excluded.revision, seen_us = excluded.seen_us",
+                    &[&collection, &event.event_id, &i64::from(event.revision), &now_us],
+                )
+                .await?;
+            event_tx.commit().await?;
+            out.results.extend(results);
         }
         tx.commit().await?;
         Ok(out)
@@ -248,7 +287,7 @@ impl PostgresStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    pub(super) async fn put_status(&self, id: &str, body: &str, now: DateTime<Utc>) -> Result<(), Error> {
+    pub(super) async fn put_status(&self, id: &str, status: &StoredStatus, now: DateTime<Utc>) -> Result<(), Error> {
         let mut guard = self.slot().await?;
         let client = connected(&mut guard)?;
         let now_us = now.timestamp_micros();
@@ -260,21 +299,26 @@ impl PostgresStore {
             .await?;
         client
             .execute(
-                "INSERT INTO statuses (id, created_us, body) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id) DO UPDATE SET body = excluded.body, created_us = excluded.created_us",
-                &[&id, &now_us, &body],
+                "INSERT INTO statuses (id, created_us, body, collection, requester) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body, created_us = excluded.created_us, \
+                 collection = excluded.collection, requester = excluded.requester",
+                &[&id, &now_us, &status.body, &status.collection, &status.requester],
             )
             .await?;
         Ok(())
     }
 
-    pub(super) async fn status(&self, id: &str) -> Result<Option<String>, Error> {
+    pub(super) async fn status(&self, id: &str) -> Result<Option<StoredStatus>, Error> {
         let mut guard = self.slot().await?;
         let client = connected(&mut guard)?;
         Ok(client
-            .query_opt("SELECT body FROM statuses WHERE id = $1", &[&id])
+            .query_opt("SELECT body, collection, requester FROM statuses WHERE id = $1", &[&id])
             .await?
-            .map(|r| r.get(0)))
+            .map(|r| StoredStatus {
+                body: r.get(0),
+                collection: r.get(1),
+                requester: r.get(2),
+            }))
     }
 
     pub(super) async fn cursor(&self, name: &str) -> Result<i64, Error> {
@@ -316,6 +360,44 @@ async fn lock_collection(tx: &Transaction<'_>, collection: &str) -> Result<i64, 
         .get(0))
 }
 
+/// The newest stored version of `object`'s id and, when a merge must look past it, the newest
+/// by `object`'s creator.
+async fn stored_versions(
+    tx: &Transaction<'_>,
+    collection: &str,
+    object: &StixObject,
+    mode: WriteMode,
+) -> Result<(Option<Version>, Option<Version>), Error> {
+    const NEWEST_FIRST: &str =
+        "SELECT body, version_us FROM objects WHERE collection = $1 AND id = $2 ORDER BY version_us DESC";
+    let id = object.id();
+    let version = |row: &tokio_postgres::Row| -> Result<Version, Error> {
+        Ok(Version {
+            object: stored_object(row.get::<_, &str>(0))?,
+            version_us: row.get(1),
+        })
+    };
+    let latest = match tx
+        .query_opt(&format!("{NEWEST_FIRST} LIMIT 1"), &[&collection, &id])
+        .await?
+    {
+        Some(row) => version(&row)?,
+        None => return Ok((None, None)),
+    };
+    if !needs_own(mode, &latest, object) {
+        return Ok((Some(latest), None));
+    }
+    let mut own = None;
+    for row in tx.query(NEWEST_FIRST, &[&collection, &id]).await?.iter().skip(1) {
+        let candidate = version(row)?;
+        if candidate.object.creator() == object.creator() {
+            own = Some(candidate);
+            break;
+        }
+    }
+    Ok((Some(latest), own))
+}
+
 /// Writes one object inside `tx`, moving `last_added` forward when a version is added.
 async fn write_one(
     tx: &Transaction<'_>,
@@ -327,17 +409,9 @@ async fn write_one(
 ) -> Result<WriteResult, Error> {
     let date_added = now.timestamp_micros().max(*last_added + 1);
     let id = object.id().to_owned();
-    let latest = tx
-        .query_opt(
-            "SELECT body FROM objects WHERE collection = $1 AND id = $2 ORDER BY version_us DESC LIMIT 1",
-            &[&collection, &id],
-        )
-        .await?
-        .map(|row| serde_json::from_str::<StixObject>(row.get::<_, &str>(0)))
-        .transpose()
-        .map_err(|e| Error::Storage(format!("stored object is not valid JSON: {e}")))?;
-    let (object, version, version_us) = match plan(mode, &id, latest, object, now, date_added)? {
-        Planned::Unchanged(result) => return Ok(result),
+    let (latest, own) = stored_versions(tx, collection, &object, mode).await?;
+    let (object, version, version_us) = match plan(mode, latest, own, object, now, date_added) {
+        Planned::Unchanged(result) | Planned::Refused(result) => return Ok(result),
         Planned::Insert(object, version, version_us) => (object, version, version_us),
     };
     let inserted = tx
@@ -363,7 +437,26 @@ async fn write_one(
         id,
         version,
         added: inserted > 0,
+        refused: None,
     })
+}
+
+/// Locks `slot`, connecting it first when it has no open connection.
+async fn connect<'a>(
+    config: &Config,
+    slot: &'a Mutex<Option<Client>>,
+) -> Result<MutexGuard<'a, Option<Client>>, Error> {
+    let mut guard = slot.lock().await;
+    if guard.as_ref().is_none_or(Client::is_closed) {
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "postgres connection closed");
+            }
+        });
+        *guard = Some(client);
+    }
+    Ok(guard)
 }
 
 fn connected<'a>(guard: &'a mut MutexGuard<'_, Option<Client>>) -> Result<&'a mut Client, Error> {

@@ -5,11 +5,12 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::{
-    EVENT_RETENTION_SECS, EventObjects, EventsWritten, Page, Planned, Query, Record, STATUS_RETENTION_SECS, Seen,
-    WriteMode, WriteResult, plan, query::Param,
+    CURSOR_KEY, EVENT_RETENTION_SECS, EventObjects, EventRefused, EventsWritten, Page, Planned, Query, Record,
+    STATUS_RETENTION_SECS, Seen, StoredStatus, Version, WriteMode, WriteResult, needs_own, new_cursor_key, plan,
+    query::Param, stored_object,
 };
 use crate::{error::Error, stix::StixObject};
 
@@ -28,7 +29,14 @@ CREATE TABLE IF NOT EXISTS objects (
 );
 CREATE INDEX IF NOT EXISTS objects_by_collection ON objects (collection, seq);
 CREATE INDEX IF NOT EXISTS objects_by_id ON objects (collection, id, version_us);
-CREATE TABLE IF NOT EXISTS statuses (id TEXT PRIMARY KEY, created_us INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS statuses (
+    id TEXT PRIMARY KEY,
+    created_us INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    collection TEXT NOT NULL DEFAULT '',
+    requester TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ingested_events (
     collection TEXT NOT NULL,
@@ -40,10 +48,17 @@ CREATE TABLE IF NOT EXISTS ingested_events (
 CREATE INDEX IF NOT EXISTS ingested_events_by_age ON ingested_events (collection, seen_us);
 ";
 
+/// Columns added to tables of older releases: `(table, column, definition)`.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("statuses", "collection", "TEXT NOT NULL DEFAULT ''"),
+    ("statuses", "requester", "TEXT NOT NULL DEFAULT ''"),
+];
+
 /// A SQLite-backed store.
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    cursor_key: Arc<[u8]>,
 }
 
 impl SqliteStore {
@@ -64,12 +79,37 @@ impl SqliteStore {
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
             conn.execute_batch(SCHEMA)?;
+            for (table, column, definition) in ADDED_COLUMNS {
+                let present: bool = conn
+                    .query_row(
+                        &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                        params![column],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map(|n| n > 0)?;
+                if !present {
+                    conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
+                }
+            }
+            conn.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![CURSOR_KEY, new_cursor_key()],
+            )?;
+            let key: String =
+                conn.query_row("SELECT value FROM settings WHERE name = ?1", params![CURSOR_KEY], |r| {
+                    r.get(0)
+                })?;
             Ok(Self {
                 conn: Arc::new(Mutex::new(conn)),
+                cursor_key: key.into_bytes().into(),
             })
         })
         .await
         .map_err(|e| Error::Storage(format!("sqlite open task: {e}")))?
+    }
+
+    pub(super) fn cursor_key(&self) -> &[u8] {
+        &self.cursor_key
     }
 
     async fn with<T: Send + 'static>(
@@ -102,6 +142,10 @@ impl SqliteStore {
                 .into_iter()
                 .map(|object| write_one(&tx, &collection, object, mode, now, &mut last_added))
                 .collect::<Result<Vec<_>, _>>()?;
+            if mode == WriteMode::Merge && results.iter().any(|r| r.refused.is_some()) {
+                // Dropping the transaction rolls it back: a merge is written whole or not at all.
+                return Ok(results.into_iter().map(|r| WriteResult { added: false, ..r }).collect());
+            }
             tx.commit()?;
             Ok(results)
         })
@@ -117,7 +161,7 @@ impl SqliteStore {
     ) -> Result<EventsWritten, Error> {
         let collection = collection.to_owned();
         self.with(move |conn| {
-            let tx = conn.transaction()?;
+            let mut tx = conn.transaction()?;
             let now_us = now.timestamp_micros();
             tx.execute(
                 "DELETE FROM ingested_events WHERE collection = ?1 AND seen_us < ?2",
@@ -126,10 +170,11 @@ impl SqliteStore {
             let mut last_added = last_added(&tx, &collection)?;
             let mut out = EventsWritten::default();
             for object in base {
-                out.results
-                    .push(write_one(&tx, &collection, object, WriteMode::Merge, now, &mut last_added)?);
+                let result = write_one(&tx, &collection, object, WriteMode::Merge, now, &mut last_added)?;
+                super::note_base_refusal(&collection, &result);
+                out.results.push(result);
             }
-            for event in events {
+            for (index, event) in events.into_iter().enumerate() {
                 let stored: Option<i64> = tx
                     .query_row(
                         "SELECT revision FROM ingested_events WHERE collection = ?1 AND event_id = ?2",
@@ -143,15 +188,37 @@ impl SqliteStore {
                     continue;
                 }
                 let observations = if seen == Seen::New { event.observations } else { Vec::new() };
+                // One savepoint per event: a refused object leaves the whole event out.
+                let event_tx = tx.savepoint()?;
+                let before = last_added;
+                let mut results = Vec::new();
+                let mut refusal = None;
                 for object in event.objects.into_iter().chain(observations) {
-                    out.results
-                        .push(write_one(&tx, &collection, object, WriteMode::Merge, now, &mut last_added)?);
+                    let result = write_one(&event_tx, &collection, object, WriteMode::Merge, now, &mut last_added)?;
+                    if result.refused.is_some() {
+                        refusal = result.refused;
+                        break;
+                    }
+                    results.push(result);
                 }
-                tx.execute(
+                if let Some(reason) = refusal {
+                    // Dropping the savepoint rolls the event back.
+                    drop(event_tx);
+                    last_added = before;
+                    out.refused.push(EventRefused {
+                        index,
+                        event_id: event.event_id,
+                        reason,
+                    });
+                    continue;
+                }
+                event_tx.execute(
                     "INSERT INTO ingested_events (collection, event_id, revision, seen_us) VALUES (?1, ?2, ?3, ?4) \
                      ON CONFLICT (collection, event_id) DO UPDATE SET revision = excluded.revision, seen_us = excluded.seen_us",
                     params![collection, event.event_id, i64::from(event.revision), now_us],
                 )?;
+                event_tx.commit()?;
+                out.results.extend(results);
             }
             tx.commit()?;
             Ok(out)
@@ -232,8 +299,8 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn put_status(&self, id: &str, body: &str, now: DateTime<Utc>) -> Result<(), Error> {
-        let (id, body) = (id.to_owned(), body.to_owned());
+    pub(super) async fn put_status(&self, id: &str, status: &StoredStatus, now: DateTime<Utc>) -> Result<(), Error> {
+        let (id, status) = (id.to_owned(), status.clone());
         self.with(move |conn| {
             let now_us = now.timestamp_micros();
             conn.execute(
@@ -241,19 +308,29 @@ impl SqliteStore {
                 params![now_us - STATUS_RETENTION_SECS * 1_000_000],
             )?;
             conn.execute(
-                "INSERT OR REPLACE INTO statuses (id, created_us, body) VALUES (?1, ?2, ?3)",
-                params![id, now_us, body],
+                "INSERT OR REPLACE INTO statuses (id, created_us, body, collection, requester) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, now_us, status.body, status.collection, status.requester],
             )?;
             Ok(())
         })
         .await
     }
 
-    pub(super) async fn status(&self, id: &str) -> Result<Option<String>, Error> {
+    pub(super) async fn status(&self, id: &str) -> Result<Option<StoredStatus>, Error> {
         let id = id.to_owned();
         self.with(move |conn| {
             Ok(conn
-                .query_row("SELECT body FROM statuses WHERE id = ?1", params![id], |r| r.get(0))
+                .query_row(
+                    "SELECT body, collection, requester FROM statuses WHERE id = ?1",
+                    params![id],
+                    |r| {
+                        Ok(StoredStatus {
+                            body: r.get(0)?,
+                            collection: r.get(1)?,
+                            requester: r.get(2)?,
+                        })
+                    },
+                )
                 .optional()?)
         })
         .await
@@ -284,17 +361,46 @@ impl SqliteStore {
 }
 
 /// The `date_added` of the collection's newest version (0 when empty).
-fn last_added(tx: &Transaction<'_>, collection: &str) -> Result<i64, Error> {
-    Ok(tx.query_row(
+fn last_added(conn: &Connection, collection: &str) -> Result<i64, Error> {
+    Ok(conn.query_row(
         "SELECT COALESCE(MAX(date_added_us), 0) FROM objects WHERE collection = ?1",
         params![collection],
         |r| r.get(0),
     )?)
 }
 
-/// Writes one object inside `tx`, moving `last_added` forward when a version is added.
+/// The newest stored version of `object`'s id and, when a merge must look past it, the newest
+/// by `object`'s creator.
+fn stored_versions(
+    conn: &Connection,
+    collection: &str,
+    object: &StixObject,
+    mode: WriteMode,
+) -> Result<(Option<Version>, Option<Version>), Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT body, version_us FROM objects WHERE collection = ?1 AND id = ?2 ORDER BY version_us DESC",
+    )?;
+    let mut rows = stmt.query(params![collection, object.id()])?;
+    let mut latest: Option<Version> = None;
+    while let Some(row) = rows.next()? {
+        let version = Version {
+            object: stored_object(&row.get::<_, String>(0)?)?,
+            version_us: row.get(1)?,
+        };
+        match &latest {
+            None if needs_own(mode, &version, object) => latest = Some(version),
+            None => return Ok((Some(version), None)),
+            Some(_) if version.object.creator() == object.creator() => return Ok((latest, Some(version))),
+            Some(_) => {}
+        }
+    }
+    Ok((latest, None))
+}
+
+/// Writes one object inside `conn`'s transaction, moving `last_added` forward when a version is
+/// added.
 fn write_one(
-    tx: &Transaction<'_>,
+    conn: &Connection,
     collection: &str,
     object: StixObject,
     mode: WriteMode,
@@ -302,23 +408,13 @@ fn write_one(
     last_added: &mut i64,
 ) -> Result<WriteResult, Error> {
     let date_added = now.timestamp_micros().max(*last_added + 1);
-    let latest: Option<String> = tx
-        .query_row(
-            "SELECT body FROM objects WHERE collection = ?1 AND id = ?2 ORDER BY version_us DESC LIMIT 1",
-            params![collection, object.id()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let latest = latest
-        .map(|b| serde_json::from_str::<StixObject>(&b))
-        .transpose()
-        .map_err(stored)?;
+    let (latest, own) = stored_versions(conn, collection, &object, mode)?;
     let id = object.id().to_owned();
-    let (object, version, version_us) = match plan(mode, &id, latest, object, now, date_added)? {
-        Planned::Unchanged(result) => return Ok(result),
+    let (object, version, version_us) = match plan(mode, latest, own, object, now, date_added) {
+        Planned::Unchanged(result) | Planned::Refused(result) => return Ok(result),
         Planned::Insert(object, version, version_us) => (object, version, version_us),
     };
-    let exists: bool = tx
+    let exists: bool = conn
         .query_row(
             "SELECT 1 FROM objects WHERE collection = ?1 AND id = ?2 AND version_us = ?3",
             params![collection, id, version_us],
@@ -327,7 +423,7 @@ fn write_one(
         .optional()?
         .is_some();
     if !exists {
-        tx.execute(
+        conn.execute(
             "INSERT INTO objects (collection, id, type, spec_version, version, version_us, date_added_us, body) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
@@ -347,9 +443,6 @@ fn write_one(
         id,
         version,
         added: !exists,
+        refused: None,
     })
-}
-
-fn stored(e: serde_json::Error) -> Error {
-    Error::Storage(format!("stored object is not valid JSON: {e}"))
 }

@@ -1,11 +1,11 @@
-//! TAXII 2.1 endpoint handlers. Each one checks its path, authenticates, checks the `Accept`
-//! header, finds the API root and collection the caller may see, then answers from the store.
-//! Every refusal is a [`TaxiiError`], so malformed paths and query strings are TAXII 400s too.
+//! TAXII 2.1 endpoint handlers that read. Each one checks its path, authenticates, checks the
+//! `Accept` header, finds the API root and collection the caller may see, then answers from the
+//! store. Every refusal is a [`TaxiiError`], so malformed paths and query strings are TAXII 400s
+//! too. Adding objects and their status resources live in [`super::add`].
 
 use attackmesh::error::ServiceErrorCode;
 use attackmesh_runtime::auth::{Caller, HttpEndpoint};
 use axum::{
-    body::Body,
     extract::{
         Path, Query, State,
         rejection::{PathRejection, QueryRejection},
@@ -13,7 +13,6 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::{
@@ -24,31 +23,31 @@ use super::{
 };
 use crate::{
     config::CollectionConfig,
-    stix::{STIX_MEDIA_TYPE, StixObject, taxii_timestamp},
-    store::{Page, Query as StoreQuery, VersionMatch, WriteMode},
+    stix::{STIX_MEDIA_TYPE, taxii_timestamp},
+    store::{Page, Query as StoreQuery, VersionMatch},
 };
 
 type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
-type Segments<T> = Result<Path<T>, PathRejection>;
+pub(super) type Segments<T> = Result<Path<T>, PathRejection>;
 
 const OBJECT_FILTERS: &[&str] = &["id", "type", "version", "spec_version"];
 const ONE_OBJECT_FILTERS: &[&str] = &["version", "spec_version"];
 const VERSION_FILTERS: &[&str] = &["spec_version"];
 
-fn finish(endpoint: &'static str, result: Result<Response, TaxiiError>) -> Response {
+pub(super) fn finish(endpoint: &'static str, result: Result<Response, TaxiiError>) -> Response {
     let response = result.unwrap_or_else(IntoResponse::into_response);
     crate::metrics::request(endpoint, response.status().as_u16());
     response
 }
 
 /// The path segments of a request (percent-decoded), or a 400 naming what is wrong with them.
-fn segments<T>(path: Segments<T>) -> Result<T, TaxiiError> {
+pub(super) fn segments<T>(path: Segments<T>) -> Result<T, TaxiiError> {
     path.map(|Path(segments)| segments)
         .map_err(|e| TaxiiError::bad_request(e.body_text()))
 }
 
 /// Authenticates a request for `endpoint`, checks its `Accept` header and API root.
-fn begin(
+pub(super) fn begin(
     state: &TaxiiState,
     headers: &HeaderMap,
     root: Option<&str>,
@@ -67,7 +66,7 @@ fn begin(
     Ok(caller)
 }
 
-fn find_collection<'a>(
+pub(super) fn find_collection<'a>(
     state: &'a TaxiiState,
     caller: &Caller,
     id: &str,
@@ -94,9 +93,16 @@ fn need_read(a: Access, id: &str) -> Result<(), TaxiiError> {
     }
 }
 
-fn query_params(state: &TaxiiState, pairs: Pairs, allowed: &[&str]) -> Result<StoreQuery, TaxiiError> {
+fn query_params(
+    state: &TaxiiState,
+    collection: &str,
+    pairs: Pairs,
+    allowed: &[&str],
+) -> Result<StoreQuery, TaxiiError> {
     let Query(pairs) = pairs.map_err(|e| TaxiiError::bad_request(e.body_text()))?;
-    params::parse(&pairs, state.inner.page_size, state.inner.max_page_size, allowed).map_err(TaxiiError::bad_request)
+    let next = |cursor: &str| state.inner.cursors.redeem(collection, cursor);
+    params::parse(&pairs, state.inner.page_size, state.inner.max_page_size, allowed, next)
+        .map_err(TaxiiError::bad_request)
 }
 
 fn root_url(state: &TaxiiState) -> String {
@@ -196,14 +202,15 @@ pub(super) async fn collection(
     )
 }
 
-/// A paged envelope (`objects`, `versions`, …) with the TAXII date-added headers.
-fn paged(page: &Page, key: &str, items: Vec<String>, with_next: bool) -> Response {
+/// A paged envelope (`objects`, `versions`, …) of `collection` with the TAXII date-added
+/// headers, and a `next` cursor when more records follow.
+fn paged(state: &TaxiiState, collection: &str, page: &Page, key: &str, items: Vec<String>) -> Response {
     let mut body = format!("{{\"more\":{}", page.more);
     if page.more
-        && with_next
         && let Some(last) = page.records.last()
     {
-        body.push_str(&format!(",\"next\":\"{}\"", last.seq));
+        let next = state.inner.cursors.issue(collection, last.date_added_us);
+        body.push_str(&format!(",\"next\":{}", Value::from(next)));
     }
     if !items.is_empty() {
         body.push_str(&format!(",\"{key}\":[{}]", items.join(",")));
@@ -236,10 +243,10 @@ pub(super) async fn get_objects(
             let caller = begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiRead)?;
             let (_, a) = find_collection(&state, &caller, &id)?;
             need_read(a, &id)?;
-            let q = query_params(&state, pairs, OBJECT_FILTERS)?;
+            let q = query_params(&state, &id, pairs, OBJECT_FILTERS)?;
             let page = state.inner.intel.store().query(&id, &q).await?;
             let items = page.records.iter().map(|r| r.body.clone()).collect();
-            Ok(paged(&page, "objects", items, true))
+            Ok(paged(&state, &id, &page, "objects", items))
         }
         .await,
     )
@@ -258,25 +265,28 @@ pub(super) async fn get_object(
             let caller = begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiRead)?;
             let (_, a) = find_collection(&state, &caller, &id)?;
             need_read(a, &id)?;
-            let mut q = query_params(&state, pairs, ONE_OBJECT_FILTERS)?;
+            let mut q = query_params(&state, &id, pairs, ONE_OBJECT_FILTERS)?;
             q.object_id = Some(object.clone());
             let page = state.inner.intel.store().query(&id, &q).await?;
-            if page.records.is_empty() && q.after_seq == 0 {
-                let any = StoreQuery {
-                    object_id: Some(object.clone()),
-                    versions: vec![VersionMatch::All],
-                    limit: 1,
-                    ..Default::default()
-                };
-                if state.inner.intel.store().query(&id, &any).await?.records.is_empty() {
-                    return Err(TaxiiError::not_found(format!("object `{object}` not found")));
-                }
+            if page.records.is_empty() && !object_exists(&state, &id, &object).await? {
+                return Err(TaxiiError::not_found(format!("object `{object}` not found")));
             }
             let items = page.records.iter().map(|r| r.body.clone()).collect();
-            Ok(paged(&page, "objects", items, true))
+            Ok(paged(&state, &id, &page, "objects", items))
         }
         .await,
     )
+}
+
+/// Whether collection `id` holds any version of `object`.
+async fn object_exists(state: &TaxiiState, id: &str, object: &str) -> Result<bool, TaxiiError> {
+    let any = StoreQuery {
+        object_id: Some(object.to_owned()),
+        versions: vec![VersionMatch::All],
+        limit: 1,
+        ..Default::default()
+    };
+    Ok(!state.inner.intel.store().query(id, &any).await?.records.is_empty())
 }
 
 pub(super) async fn versions(
@@ -292,11 +302,11 @@ pub(super) async fn versions(
             let caller = begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiRead)?;
             let (_, a) = find_collection(&state, &caller, &id)?;
             need_read(a, &id)?;
-            let mut q = query_params(&state, pairs, VERSION_FILTERS)?;
+            let mut q = query_params(&state, &id, pairs, VERSION_FILTERS)?;
             q.object_id = Some(object.clone());
             q.versions = vec![VersionMatch::All];
             let page = state.inner.intel.store().query(&id, &q).await?;
-            if page.records.is_empty() && q.after_seq == 0 && q.added_after_us.is_none() {
+            if page.records.is_empty() && !object_exists(&state, &id, &object).await? {
                 return Err(TaxiiError::not_found(format!("object `{object}` not found")));
             }
             let items = page
@@ -304,7 +314,7 @@ pub(super) async fn versions(
                 .iter()
                 .map(|r| Value::from(r.version.clone()).to_string())
                 .collect();
-            Ok(paged(&page, "versions", items, true))
+            Ok(paged(&state, &id, &page, "versions", items))
         }
         .await,
     )
@@ -323,7 +333,7 @@ pub(super) async fn manifest(
             let caller = begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiRead)?;
             let (_, a) = find_collection(&state, &caller, &id)?;
             need_read(a, &id)?;
-            let q = query_params(&state, pairs, OBJECT_FILTERS)?;
+            let q = query_params(&state, &id, pairs, OBJECT_FILTERS)?;
             let page = state.inner.intel.store().query(&id, &q).await?;
             let items = page
                 .records
@@ -338,120 +348,7 @@ pub(super) async fn manifest(
                     .to_string()
                 })
                 .collect();
-            Ok(paged(&page, "objects", items, true))
-        }
-        .await,
-    )
-}
-
-pub(super) async fn add_objects(
-    State(state): State<TaxiiState>,
-    path: Segments<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    finish(
-        "add_objects",
-        async {
-            let (root, id) = segments(path)?;
-            let caller = begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiWrite)?;
-            let (_, a) = find_collection(&state, &caller, &id)?;
-            if !a.write {
-                return Err(TaxiiError::forbidden(format!("you may not write to collection `{id}`")));
-            }
-            if !names_taxii(headers.get(header::CONTENT_TYPE), false) {
-                return Err(TaxiiError::new(
-                    ServiceErrorCode::UnsupportedMediaType,
-                    format!("send {TAXII_MEDIA_TYPE}"),
-                ));
-            }
-            let max = state.inner.max_body_bytes;
-            let too_large = || TaxiiError::new(ServiceErrorCode::PayloadTooLarge, format!("the limit is {max} bytes"));
-            let declared = headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-            if declared.is_some_and(|n| n > max) {
-                return Err(too_large());
-            }
-            let bytes = axum::body::to_bytes(body, max).await.map_err(|_| too_large())?;
-            let envelope: Value =
-                serde_json::from_slice(&bytes).map_err(|e| TaxiiError::bad_request(format!("invalid JSON: {e}")))?;
-            let Some(Value::Array(items)) = envelope.get("objects") else {
-                return Err(TaxiiError::bad_request(
-                    "the body must be a TAXII envelope with `objects`",
-                ));
-            };
-            let now = Utc::now();
-            let mut failures = Vec::new();
-            let mut objects = Vec::new();
-            for item in items {
-                let (oid, version) = (str_of(item, "id"), str_of(item, "modified"));
-                match StixObject::from_value(item.clone()) {
-                    Ok(o) if o.spec_version() != "2.1" => {
-                        failures.push(json!({"id": oid, "version": version, "message": "only STIX 2.1 is accepted"}));
-                    }
-                    Ok(o) => objects.push(o),
-                    Err(why) => failures.push(json!({"id": oid, "version": version, "message": why})),
-                }
-            }
-            // Objects attackmesh itself produced (its identity created them; their ids are
-            // deterministic) fold into the stored versions exactly as in-process ingest does,
-            // so a remote export sink and a local one build the same history.
-            let producer = state.inner.intel.options().producer.id();
-            let (ours, theirs): (Vec<StixObject>, Vec<StixObject>) = objects.into_iter().partition(|o| {
-                o.str("created_by_ref") == producer
-                    && matches!(o.object_type(), "indicator" | "sighting" | "relationship")
-            });
-            let store = state.inner.intel.store();
-            let mut written = store.write(&id, theirs, WriteMode::Exact, now).await?;
-            let merged = store.write(&id, ours, WriteMode::Merge, now).await?;
-            state.inner.intel.prune(&id, &merged).await;
-            written.extend(merged);
-            crate::metrics::objects_added(written.iter().filter(|w| w.added).count());
-            let successes: Vec<Value> = written
-                .iter()
-                .map(|w| json!({"id": w.id, "version": w.version}))
-                .collect();
-            let status_id = uuid::Uuid::new_v4().to_string();
-            let status = json!({
-                "id": status_id,
-                "status": "complete",
-                "request_timestamp": crate::stix::timestamp(now),
-                "total_count": successes.len() + failures.len(),
-                "success_count": successes.len(),
-                "successes": successes,
-                "failure_count": failures.len(),
-                "failures": failures,
-                "pending_count": 0,
-                "pendings": [],
-            })
-            .to_string();
-            state.inner.intel.store().put_status(&status_id, &status, now).await?;
-            tracing::info!(collection = %id, caller = %caller.name, added = written.len(), "objects added over taxii");
-            Ok(taxii_json(StatusCode::ACCEPTED, status))
-        }
-        .await,
-    )
-}
-
-fn str_of(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_str).unwrap_or("").to_owned()
-}
-
-pub(super) async fn status(
-    State(state): State<TaxiiState>,
-    path: Segments<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    finish(
-        "status",
-        async {
-            let (root, status) = segments(path)?;
-            begin(&state, &headers, Some(&root), HttpEndpoint::TaxiiRead)?;
-            match state.inner.intel.store().status(&status).await? {
-                Some(body) => Ok(taxii_json(StatusCode::OK, body)),
-                None => Err(TaxiiError::not_found(format!("status `{status}` not found"))),
-            }
+            Ok(paged(&state, &id, &page, "objects", items))
         }
         .await,
     )

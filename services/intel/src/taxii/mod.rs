@@ -8,7 +8,10 @@
 //! TAXII error resources with the TAXII media type; internal details never reach the body. This
 //! module does not build STIX objects or talk SQL.
 
+mod add;
 pub mod auth;
+pub mod cursor;
+pub mod envelope;
 mod handlers;
 mod media;
 pub mod params;
@@ -46,11 +49,13 @@ struct Inner {
     page_size: usize,
     max_page_size: usize,
     collections: Vec<CollectionConfig>,
+    cursors: cursor::Cursors,
 }
 
 impl TaxiiState {
     /// State for `config`, serving `intel`'s store and checking tokens with `auth`.
     pub fn new(config: &IntelConfig, intel: Intel, auth: Authenticator) -> Self {
+        let cursors = cursor::Cursors::new(intel.store().cursor_key());
         Self {
             inner: Arc::new(Inner {
                 intel,
@@ -62,6 +67,7 @@ impl TaxiiState {
                 page_size: config.page_size,
                 max_page_size: config.max_page_size,
                 collections: config.collections(),
+                cursors,
             }),
         }
     }
@@ -77,7 +83,7 @@ pub fn router(state: TaxiiState) -> Router {
         .route("/{root}/collections/{collection}/", get(collection))
         .route(
             "/{root}/collections/{collection}/objects/",
-            get(get_objects).post(add_objects),
+            get(get_objects).post(add::add_objects),
         )
         .route("/{root}/collections/{collection}/objects/{object}/", get(get_object))
         .route(
@@ -85,8 +91,8 @@ pub fn router(state: TaxiiState) -> Router {
             get(versions),
         )
         .route("/{root}/collections/{collection}/manifest/", get(manifest))
-        .route("/{root}/status/{status}/", get(status))
-        .route("/{root}/status/{status}", get(status))
+        .route("/{root}/status/{status}/", get(add::status))
+        .route("/{root}/status/{status}", get(add::status))
         .fallback(not_found)
         .with_state(state)
 }

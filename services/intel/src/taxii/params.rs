@@ -8,12 +8,15 @@ use crate::{
 
 /// Parses the query string pairs of a TAXII request into a store query. `limit` defaults to
 /// `page_size` and is capped at `max_page_size`; `allowed` lists the `match[…]` fields the
-/// endpoint supports (others are refused).
+/// endpoint supports (others are refused). `next` is redeemed by `next` (see
+/// [`super::cursor::Cursors::redeem`]) for the `date_added` the page continues after, which
+/// becomes the query's lower bound together with `added_after`.
 pub fn parse(
     pairs: &[(String, String)],
     page_size: usize,
     max_page_size: usize,
     allowed: &[&str],
+    next: impl Fn(&str) -> Result<i64, String>,
 ) -> Result<Query, String> {
     let mut q = Query {
         limit: page_size,
@@ -29,7 +32,8 @@ pub fn parse(
         };
         match key.as_str() {
             "added_after" => {
-                q.added_after_us = Some(parse_micros(value).ok_or("added_after must be an RFC 3339 timestamp")?);
+                let us = parse_micros(value).ok_or("added_after must be an RFC 3339 timestamp")?;
+                q.added_after_us = Some(q.added_after_us.map_or(us, |after| after.max(us)));
             }
             "limit" => {
                 let n: usize = value.parse().map_err(|_| "limit must be a positive integer")?;
@@ -39,11 +43,8 @@ pub fn parse(
                 q.limit = n.min(max_page_size);
             }
             "next" => {
-                q.after_seq = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or("next is not a value this server returned")?;
+                let us = next(value)?;
+                q.added_after_us = Some(q.added_after_us.map_or(us, |after| after.max(us)));
             }
             k if k.starts_with("match[") && k.ends_with(']') => {
                 let field = &k[6..k.len() - 1];
@@ -86,13 +87,25 @@ mod tests {
 
     const ALL: &[&str] = &["id", "type", "version", "spec_version"];
 
+    /// A `next` redeemer that takes `n<digits>` as the date and refuses anything else.
+    fn next(value: &str) -> Result<i64, String> {
+        value
+            .strip_prefix('n')
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| "next is not a value this server returned".into())
+    }
+
+    fn parse(pairs: &[(String, String)], page_size: usize, max: usize, allowed: &[&str]) -> Result<Query, String> {
+        super::parse(pairs, page_size, max, allowed, next)
+    }
+
     #[test]
     fn filters_are_parsed() {
         let q = parse(
             &pairs(&[
                 ("added_after", "2026-01-01T00:00:00.5Z"),
                 ("limit", "5000"),
-                ("next", "42"),
+                ("next", "n1767225600600000"),
                 ("match[type]", "indicator,sighting"),
                 ("match[version]", "first,2026-01-01T00:00:00Z"),
                 ("match[spec_version]", "2.1"),
@@ -102,15 +115,27 @@ mod tests {
             ALL,
         )
         .unwrap();
-        assert_eq!(q.added_after_us, Some(1_767_225_600_500_000));
+        assert_eq!(
+            q.added_after_us,
+            Some(1_767_225_600_600_000),
+            "the later of added_after and next"
+        );
         assert_eq!(q.limit, 1000);
-        assert_eq!(q.after_seq, 42);
+        assert_eq!(q.after_seq, 0);
         assert_eq!(q.types, vec!["indicator", "sighting"]);
         assert_eq!(
             q.versions,
             vec![VersionMatch::First, VersionMatch::At(1_767_225_600_000_000)]
         );
         assert_eq!(parse(&[], 100, 1000, ALL).unwrap().limit, 100);
+        let q = parse(
+            &pairs(&[("next", "n5"), ("added_after", "2026-01-01T00:00:00.5Z")]),
+            100,
+            1000,
+            ALL,
+        )
+        .unwrap();
+        assert_eq!(q.added_after_us, Some(1_767_225_600_500_000), "in either order");
     }
 
     #[test]
@@ -120,6 +145,7 @@ mod tests {
             ("limit", "0"),
             ("limit", "-1"),
             ("next", "abc"),
+            ("next", "42"),
             ("match[version]", "newest"),
             ("match[colour]", "red"),
         ] {
