@@ -1,22 +1,20 @@
 //! A hostile TAXII request: the first line is the `Authorization` header, the rest the query
 //! string (and, read as JSON, a POSTed envelope). Authentication admits only the real token,
-//! query parameters become a store query whose SQL binds every value (nothing is spliced), and
-//! envelope objects are accepted or refused without panicking.
+//! query parameters become a store query whose SQL binds every value (nothing is spliced), a
+//! `next` cursor is taken only as this server issued it, and envelopes are read without panicking.
 
 #![no_main]
 
 use std::sync::LazyLock;
 
 use base64::Engine as _;
-use attackmesh_intel::{
-    StixObject,
-    taxii::{auth::authenticate, params},
-};
+use attackmesh_intel::taxii::{auth::authenticate, cursor::Cursors, envelope, params};
 use attackmesh_runtime::auth::{AuthConfig, Authenticator, Role, TokenEntry, hash_token};
 use libfuzzer_sys::fuzz_target;
 
 const TOKEN: &str = "fuzz-analyst-token";
 const ALL: &[&str] = &["id", "type", "version", "spec_version"];
+const COLLECTION: &str = "fuzz-collection";
 
 static AUTH: LazyLock<Authenticator> = LazyLock::new(|| {
     Authenticator::new(&AuthConfig {
@@ -56,10 +54,17 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let pairs: Vec<(String, String)> = form_urlencoded::parse(rest).into_owned().collect();
-    if let Ok(q) = params::parse(&pairs, 100, 1000, ALL) {
+    let cursors = Cursors::new(b"fuzz-cursor-key");
+    if let Ok(q) = params::parse(&pairs, 100, 1000, ALL, |c| cursors.redeem(COLLECTION, c)) {
         assert!((1..=1000).contains(&q.limit), "limit out of bounds: {}", q.limit);
+        // A `next` is taken only as this server issued it, and pages after its date.
+        for (_, cursor) in pairs.iter().filter(|(k, _)| k == "next") {
+            let date = cursors.redeem(COLLECTION, cursor).expect("an accepted next redeems");
+            assert_eq!(cursors.issue(COLLECTION, date), cursor.trim(), "a next this server never issued");
+            assert!(q.added_after_us.is_some_and(|after| after >= date));
+        }
         assert!(q.after_seq >= 0);
-        let (sql, binds) = q.to_sql("fuzz-collection", |n| format!("?{n}"));
+        let (sql, binds) = q.to_sql(COLLECTION, |n| format!("?{n}"));
         // The statement is built from fixed text only: a quote, comment, dash, slash, percent
         // or non-ASCII character in it could only come from a spliced value.
         assert!(
@@ -70,13 +75,6 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(placeholders, binds.len(), "placeholders and bound values differ: {sql}");
     }
 
-    if let Ok(envelope) = serde_json::from_slice::<serde_json::Value>(rest)
-        && let Some(serde_json::Value::Array(items)) = envelope.get("objects")
-    {
-        for item in items {
-            if let Ok(object) = StixObject::from_value(item.clone()) {
-                let _ = object.spec_version();
-            }
-        }
-    }
+    // Envelopes are the `taxii_envelope` target's; here only that reading one never panics.
+    let _ = envelope::read(rest, attackmesh_fuzz::stix_now());
 });

@@ -10,6 +10,12 @@ use std::io::Cursor;
 use attackmesh::formats::{Format, ParseState, Reader, parse_line};
 use attackmesh::json::{from_json, to_json};
 use attackmesh::proto::DetectionEvent;
+use attackmesh_intel::stix::{
+    LATEST_VERSION_US, Producer, StixObject, builder,
+    merge::{Stored, merge},
+    micros_to_datetime, parse_micros, validate,
+};
+use chrono::{DateTime, Utc};
 use serde::{Serialize, de::DeserializeOwned};
 
 /// The stream name given to parsers (Zeek names a log by its file when there is no `#path`).
@@ -99,4 +105,46 @@ pub fn json_round_trip<T: Serialize + DeserializeOwned>(message: &T) {
 /// `text` as a JSON value, for comparisons that ignore the order of object keys.
 pub fn json_value(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("canonical JSON is not JSON: {e}: {text}"))
+}
+
+
+/// The instant STIX objects are checked against (2026-05-28T20:26:40Z): fixed, so that an input
+/// means the same on every run.
+pub fn stix_now() -> DateTime<Utc> {
+    micros_to_datetime(1_780_000_000_000_000)
+}
+
+/// A STIX object a TAXII writer's post was let through with: it passes the checks again
+/// unchanged, its id names its type, its version sorts within STIX's years and (for objects
+/// with timestamps) not past the allowed clock skew, it survives JSON, and merging over itself
+/// (as attackmesh does over stored versions) either refuses with a reason or yields a version
+/// strictly later than the stored one.
+pub fn check_stix_object(object: &StixObject, now: DateTime<Utc>) {
+    let value = serde_json::Value::Object(object.0.clone());
+    assert_eq!(validate::check(&value, now).as_ref(), Ok(object), "checks are not idempotent");
+    assert!(validate::is_identifier_of(object.id(), object.object_type()), "id: {value}");
+    let text = object.to_json();
+    assert_eq!(serde_json::from_str::<StixObject>(&text).ok().as_ref(), Some(object), "JSON: {text}");
+    let _ = builder::has_attackmesh_id(object, &Producer::default().id());
+    let Some(version) = object.version() else {
+        return;
+    };
+    let version_us = parse_micros(version).unwrap_or_else(|| panic!("unsortable version {version}"));
+    assert!(version_us <= LATEST_VERSION_US, "version past year 9999: {version}");
+    if object.0.contains_key("modified") {
+        let limit = now.timestamp_micros() + validate::MAX_CLOCK_SKEW_SECS * 1_000_000;
+        assert!(version_us <= limit, "version too far ahead: {version}");
+    }
+    let stored = Stored {
+        object,
+        version_us,
+    };
+    match merge(Some(stored), Some(version_us), object.clone(), now) {
+        Ok(None) => {}
+        Ok(Some(merged)) => {
+            let merged_us = merged.version().and_then(parse_micros);
+            assert!(merged_us.is_some_and(|us| us > version_us && us <= LATEST_VERSION_US), "{merged:?}");
+        }
+        Err(why) => assert!(why.contains(object.id()), "a refusal names the object: {why}"),
+    }
 }

@@ -218,7 +218,7 @@ fn type_specific_properties_are_required() {
             "target_ref",
             json!("sighting--7e150503-88e7-4861-866b-ff1ac82c4475")
         ))
-        .contains("may not reference a sighting")
+        .contains("may not reference a `sighting`")
     );
     let sighting = with(common("sighting"), "sighting_of_ref", indicator()["id"].clone());
     assert!(check(&with(sighting.clone(), "count", json!(3)), now()).is_ok());

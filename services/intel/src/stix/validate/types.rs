@@ -95,7 +95,7 @@ pub(super) fn check_type_specific(map: &Map<String, Value>, ty: &str, kind: Kind
     };
     let required = table.iter().find(|(t, _)| *t == ty).map_or(&[][..], |(_, r)| r);
     for key in required.iter().filter(|k| !map.contains_key(**k)) {
-        problems.push(format!("`{key}` is required in a {ty}"));
+        problems.push(format!("`{key}` is required (type `{ty}`)"));
     }
     let any_of = |keys: &[&str]| keys.iter().any(|k| map.contains_key(*k));
     let alternatives: &[&[&str]] = match ty {
@@ -107,7 +107,7 @@ pub(super) fn check_type_specific(map: &Map<String, Value>, ty: &str, kind: Kind
         _ => &[],
     };
     for keys in alternatives.iter().filter(|k| !any_of(k)) {
-        problems.push(format!("a {ty} needs one of {}", keys.join(", ")));
+        problems.push(format!("one of {} is required (type `{ty}`)", keys.join(", ")));
     }
     if let Some((_, keys)) = TIMESTAMPS.iter().find(|(t, _)| *t == ty) {
         for key in keys.iter() {
@@ -133,7 +133,7 @@ pub(super) fn check_type_specific(map: &Map<String, Value>, ty: &str, kind: Kind
     for (t, key, refused) in NOT_REFERENCING {
         let target = map.get(*key).and_then(Value::as_str).map(id_type);
         if *t == ty && target.is_some_and(|target| refused.contains(&target)) {
-            problems.push(format!("`{key}` may not reference a {}", target.unwrap_or_default()));
+            problems.push(format!("`{key}` may not reference a `{}`", target.unwrap_or_default()));
         }
     }
     if ty == "malware" && map.get("is_family") == Some(&Value::Bool(true)) && !map.contains_key("name") {
