@@ -1,7 +1,9 @@
 """Intel as TAXII partners meet it: indicators shared over gRPC are served by `attackmesh serve
 intel` over TAXII 2.1 to taxii2-client (discovery -> API root -> collections -> paged objects),
 every object passes stix2-validator and stix2-patterns, and the push reaches a real medallion
-server from which the objects can be read back."""
+server from which the objects can be read back. What writers post is refused object by object
+exactly where stix2-validator refuses it (and where attackmesh is stricter on purpose), and a
+writer cannot version attackmesh's own indicators."""
 
 import json
 import pathlib
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 
 import grpc
 import pytest
@@ -28,6 +31,7 @@ TOKENS = {
 }
 SHARED = str(uuid.uuid4())
 PARTNER = str(uuid.uuid4())
+SCRATCH = str(uuid.uuid4())
 REMOTE = str(uuid.uuid4())
 MEDALLION_USER, MEDALLION_PASSWORD = "pusher", "medallion-secret"
 
@@ -83,6 +87,7 @@ def intel(tmp_path_factory, medallion):
             "collections": [
                 {"id": SHARED, "title": "Shared indicators", "read": ["*"], "write": ["py-analyst"]},
                 {"id": PARTNER, "title": "For the partner", "read": ["py-analyst"], "write": ["py-analyst"]},
+                {"id": SCRATCH, "title": "Written by hand", "read": ["*"], "write": ["py-analyst"]},
             ],
             "default_collection": SHARED,
             "push": [{
@@ -264,3 +269,114 @@ def test_taxii_refuses_bad_requests(intel, shared):
     big = json.dumps({"objects": [{"type": "note", "id": f"note--{uuid.uuid4()}", "content": "x" * 1000}] * 400})
     too_big = requests.post(url, data=big, auth=writer, timeout=10, headers={"Accept": TAXII, "Content-Type": TAXII})
     assert too_big.status_code == 413
+
+
+def post_objects(intel, objects, collection=SCRATCH, who="py-analyst"):
+    url = f"{intel['base']}/intel/collections/{collection}/objects/"
+    resp = requests.post(url, data=json.dumps({"objects": objects}), auth=(who, TOKENS[who][1]), timeout=10,
+                         headers={"Accept": TAXII, "Content-Type": TAXII})
+    assert resp.status_code == 202, resp.text
+    return resp.json()
+
+
+def stix_id(kind):
+    return f"{kind}--{uuid.uuid4()}"
+
+
+def indicator(**changes):
+    """A valid indicator with `changes` applied (None removes a property)."""
+    obj = {"type": "indicator", "spec_version": "2.1", "id": stix_id("indicator"),
+           "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+           "pattern": "[ipv4-addr:value = '192.0.2.1']", "pattern_type": "stix", "valid_from": "2026-01-01T00:00:00Z"}
+    for key, value in changes.items():
+        if value is None:
+            obj.pop(key, None)
+        else:
+            obj[key] = value
+    return obj
+
+
+def hand_written_objects():
+    """What careless and hostile writers post: valid objects and the invalid ones a probe found."""
+    relationship = {"type": "relationship", "spec_version": "2.1", "id": stix_id("relationship"),
+                    "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+                    "relationship_type": "indicates", "source_ref": stix_id("indicator"),
+                    "target_ref": "attack-pattern--e3a12395-188d-4051-9a16-ea8e14d07b88"}
+    without_target = dict(relationship, id=stix_id("relationship"))
+    del without_target["target_ref"]
+    return [
+        indicator(),
+        indicator(description="a C2 address", labels=["c2"], confidence=40,
+                  modified="2026-02-01T00:00:00.123456Z"),
+        {"type": "indicator", "spec_version": "2.1", "id": stix_id("indicator")},
+        indicator(created="yesterday"),
+        indicator(modified="2025-12-31T00:00:00.000Z"),
+        indicator(created="0000-01-01T00:00:00.000Z", modified="0000-01-01T00:00:00.000Z"),
+        indicator(created="2026-01-01T00:00:00Z", modified="2026-01-01T00:00:00Z"),
+        indicator(modified="2026-01-01T02:00:00.000+02:00"),
+        indicator(modified="2026-02-30T00:00:00.000Z"),
+        indicator(pattern=None),
+        indicator(pattern="ipv4-addr:value = '192.0.2.1'"),
+        indicator(valid_until="2025-01-01T00:00:00Z"),
+        indicator(confidence=101),
+        indicator(labels=[]),
+        indicator(Name="upper case"),
+        relationship,
+        without_target,
+        {"type": "malware", "spec_version": "2.1", "id": stix_id("malware"), "created": "2026-01-01T00:00:00.000Z",
+         "modified": "2026-01-01T00:00:00.000Z", "is_family": True},
+        {"type": "ipv4-addr", "id": stix_id("ipv4-addr"), "value": "192.0.2.1"},
+        {"type": "ipv4-addr", "id": stix_id("ipv4-addr")},
+    ]
+
+
+# Valid for stix2-validator, refused on purpose: STIX 2.0 objects, a creator that is not an
+# identity (STIX 2.1 says created_by_ref MUST name one), a version dated years ahead.
+STRICTER = [
+    indicator(spec_version="2.0"),
+    indicator(created_by_ref=stix_id("indicator")),
+    indicator(modified="9999-12-31T23:59:59.999Z"),
+]
+
+
+def test_posted_objects_are_refused_exactly_when_stix2_validator_refuses(intel):
+    objects = hand_written_objects()
+    options = ValidationOptions(version="2.1")
+    invalid = {o["id"] for o in objects if not validate_instance(o, options).is_valid}
+    assert 0 < len(invalid) < len(objects)
+    stricter = [dict(o, id=stix_id("indicator")) for o in STRICTER]
+    assert all(validate_instance(o, options).is_valid for o in stricter)
+    invalid |= {o["id"] for o in stricter}
+    objects += stricter
+    status = post_objects(intel, objects)
+    refused = {f["id"] for f in status["failures"]}
+    assert refused == invalid, (sorted(refused - invalid), sorted(invalid - refused), status["failures"])
+    assert status["success_count"] == len(objects) - len(invalid)
+    stored = {o["id"] for e in as_pages(Collection(f"{intel['base']}/intel/collections/{SCRATCH}/",
+                                                   user="py-reader", password=TOKENS["py-reader"][1]).get_objects,
+                                        per_request=50, version="all") for o in e.get("objects", [])}
+    assert stored.isdisjoint(invalid)
+
+
+def test_far_future_versions_are_refused_at_write(intel):
+    far = indicator(modified="9999-12-31T23:59:59.999Z")
+    status = post_objects(intel, [far, indicator()])
+    assert [f["id"] for f in status["failures"]] == [far["id"]], status
+    assert status["success_count"] == 1
+
+
+def test_writers_cannot_version_attackmesh_indicators(intel, proto_stubs):
+    share(intel, proto_stubs, SCRATCH, [("IPV4", "198.51.100.77")], technique_ids=["T1046"])
+    objects = Collection(f"{intel['base']}/intel/collections/{SCRATCH}/", user="py-reader",
+                         password=TOKENS["py-reader"][1]).get_objects(type="indicator")["objects"]
+    ours = next(o for o in objects if o["pattern"] == "[ipv4-addr:value = '198.51.100.77']")
+    forged = {k: v for k, v in ours.items() if k not in ("created_by_ref", "object_marking_refs")}
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    assert now > ours["modified"]
+    forged.update(modified=now, pattern="[ipv4-addr:value = '203.0.113.66']", name="forged")
+    claimed = dict(ours, labels=["mitre_attack:T1486"])
+    status = post_objects(intel, [forged, claimed])
+    assert status["failure_count"] == 2 and status["success_count"] == 0, status
+    latest = Collection(f"{intel['base']}/intel/collections/{SCRATCH}/", user="py-reader",
+                        password=TOKENS["py-reader"][1]).get_object(ours["id"])["objects"][0]
+    assert latest == ours
