@@ -3,7 +3,7 @@
 //! Callers present `authorization: Bearer <token>` (HTTP surfaces that TAXII clients use also
 //! take Basic with the token as password). Tokens are never stored: the config and token files
 //! hold their SHA-256 digests, each with a name (the caller's identity, e.g. one per detector) and
-//! a role ([`tokens`]). The [`Authenticator`] checks the digest and looks the RPC or HTTP surface
+//! a role ([`TokenEntry`]). The [`Authenticator`] checks the digest and looks the RPC or HTTP surface
 //! up in the one RBAC table ([`rbac`]); [`AuthLayer`] applies it to every gRPC request and
 //! [`Authenticator::check_http`] to HTTP routes, so no service parses credentials itself. A
 //! refusal is a [`Denied`], answered through the error policy. gRPC health is open (kubelet
