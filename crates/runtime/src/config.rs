@@ -10,7 +10,7 @@
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use crate::{auth::AuthConfig, error::Error, telemetry::TelemetryConfig, tls::TlsConfig};
@@ -109,6 +109,45 @@ fn read_file(path: &Path) -> Result<Value, Error> {
     })?;
     serde_yaml::from_str::<Value>(&text)
         .map_err(|e| Error::ConfigInvalid(format!("{}: not valid YAML/JSON: {e}", path.display())))
+}
+
+/// Deserialises a string, also from a number or boolean (an unquoted YAML value in a file);
+/// null reads as the empty string. Environment values arrive as the text they are.
+pub fn scalar_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<String, E> {
+            Ok(String::new())
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<String, E> {
+            Ok(String::new())
+        }
+    }
+    deserializer.deserialize_any(Text)
+}
+
+/// [`scalar_string`] for optional fields: empty or whitespace-only reads as `None`.
+pub fn opt_scalar_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    scalar_string(deserializer).map(|s| if s.trim().is_empty() { None } else { Some(s) })
 }
 
 /// The process environment as a map (call once, in `main`).

@@ -1,22 +1,26 @@
 //! The runtime every attackmesh service shares: layered typed configuration, telemetry
 //! (tracing + OpenTelemetry with W3C context over gRPC metadata), bearer-token authentication
 //! with per-RPC roles, TLS, clients of other attackmesh services (endpoints, client TLS, bearer
-//! tokens), gRPC health and reflection, and graceful serving with a bounded drain.
+//! tokens), the one [`secret::Secret`] type, the one retry [`backoff`], the one token generator
+//! ([`token`]), gRPC health and reflection, and graceful serving with a bounded drain.
 //!
 //! Service crates hand this crate their tonic routes; they never bind sockets, parse tokens or
 //! install signal handlers themselves.
 
 pub mod auth;
+pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod data_dir;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod secret;
 pub mod secret_file;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod token;
 
 pub use error::Error;
