@@ -64,8 +64,8 @@ impl Cluster {
             ..Default::default()
         };
         config.file.path = Some(sink_path(&dir));
-        config.intel.endpoint = Some(format!("http://{}", intel.addr));
-        config.intel.internal_token = Some(tokens.bearer(PEER));
+        config.intel.peer.endpoints = vec![format!("http://{}", intel.addr)];
+        config.intel.peer.token = Some(tokens.bearer(PEER).into());
         let server = tokens.server().await;
         let export = Running::start(|listener, shutdown| async move {
             attackmesh_siem_export::server::serve(&config, server, listener, shutdown).await
@@ -78,10 +78,10 @@ impl Cluster {
             data_dir: dir.path().join("enrichment"),
             ..Default::default()
         };
-        config.attribution.endpoints = vec![format!("http://{}", attribution.addr)];
-        config.attribution.token_file = Some(token_file.clone());
-        config.export.endpoints = vec![format!("http://{}", export.addr)];
-        config.export.token_file = Some(token_file);
+        config.attribution.peer.endpoints = vec![format!("http://{}", attribution.addr)];
+        config.attribution.peer.token_file = Some(token_file.clone());
+        config.export.peer.endpoints = vec![format!("http://{}", export.addr)];
+        config.export.peer.token_file = Some(token_file);
         let server = tokens.server().await;
         let enrichment = Running::start(|listener, shutdown| async move {
             attackmesh_enrichment::server::serve(&config, server, listener, None, shutdown).await

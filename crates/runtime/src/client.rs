@@ -1,12 +1,10 @@
-//! The client side of calls between attackmesh services: endpoints as written in config, tonic
-//! endpoints with the product's client TLS, and the bearer token presented to the callee.
+//! The parts of a call to another attackmesh service: endpoints as written in config, tonic
+//! endpoints with a link's client TLS, and the bearer token presented to the callee. Links are
+//! described and connected by [`crate::peer`], which builds on these.
 //!
-//! Callers decide how to balance, resolve names and retry (enrichment's upstream links balance
-//! over DNS records; siem-export's intel sink uses one endpoint). Nothing here logs, and a token
-//! never appears in `Debug` or in an error.
+//! Nothing here logs, and a token never appears in `Debug` or in an error.
 
 use std::{
-    fmt,
     path::PathBuf,
     sync::{Arc, RwLock},
     time::Duration,
@@ -18,7 +16,7 @@ use tonic::{
     transport::Endpoint,
 };
 
-use crate::{error::Error, tls::TlsConfig};
+use crate::{error::Error, secret::Secret, tls::PeerTls};
 
 /// One endpoint as written in config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,14 +85,14 @@ pub fn uri(host: &str, port: u16, tls: bool) -> String {
 }
 
 /// A tonic endpoint for `uri` (see [`uri`]) on `host`, with long-lived HTTP/2 settings and, when
-/// `tls` has a CA, client TLS (presenting this service's certificate for mutual TLS). `https`
-/// says the endpoint was written `https://`, which needs a CA. Errors name the URI, so callers
-/// only add the config field in front.
+/// `tls` has a CA, client TLS (presenting the link's certificate, when set, for mutual TLS).
+/// `https` says the endpoint was written `https://`, which needs a CA. Errors name the URI, so
+/// callers only add the config field in front.
 pub fn endpoint(
     uri: &str,
     host: &str,
     https: bool,
-    tls: &TlsConfig,
+    tls: &PeerTls,
     connect_timeout: Duration,
 ) -> Result<Endpoint, Error> {
     let mut endpoint = Endpoint::from_shared(uri.to_owned())
@@ -123,27 +121,28 @@ pub fn endpoint(
 }
 
 /// The bearer token presented to another service: read from a file (re-read by
-/// [`BearerToken::reload`], so it rotates without a restart) or given in memory (`serve all`
+/// [`BearerToken::reload`], so it rotates without a restart) or given in config (`serve all`
 /// makes one per run). Cheap to clone; clones share the loaded token. As an [`Interceptor`] it
-/// adds `authorization: Bearer …` to every request.
-#[derive(Clone, Default)]
+/// adds `authorization: Bearer …` to every request, marked sensitive (never indexed by HTTP/2
+/// header compression, shown as `Sensitive` by `Debug`).
+#[derive(Debug, Clone, Default)]
 pub struct BearerToken {
     source: Arc<Source>,
     header: Arc<RwLock<Option<AsciiMetadataValue>>>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 enum Source {
     #[default]
     None,
     File(PathBuf),
-    Memory(String),
+    Memory(Secret),
 }
 
 impl BearerToken {
     /// A token read from `file` when set, else `memory`, else none. Nothing is read until
     /// [`BearerToken::reload`].
-    pub fn new(file: Option<PathBuf>, memory: Option<String>) -> Self {
+    pub fn new(file: Option<PathBuf>, memory: Option<Secret>) -> Self {
         let source = match (file, memory) {
             (Some(path), _) => Source::File(path),
             (None, Some(token)) => Source::Memory(token),
@@ -158,7 +157,7 @@ impl BearerToken {
     /// A token given in memory, loaded at once (no [`BearerToken::reload`] needed).
     pub fn fixed(token: &str) -> Result<Self, Error> {
         Ok(Self {
-            source: Arc::new(Source::Memory(token.to_owned())),
+            source: Arc::new(Source::Memory(Secret::new(token))),
             header: Arc::new(RwLock::new(Some(header(token)?))),
         })
     }
@@ -172,7 +171,7 @@ impl BearerToken {
     pub async fn reload(&self) -> Result<(), Error> {
         let token = match &*self.source {
             Source::None => return Ok(()),
-            Source::Memory(token) => token.trim().to_owned(),
+            Source::Memory(token) => token.expose().trim().to_owned(),
             Source::File(path) => {
                 let secret = |reason: String| Error::Secret {
                     what: "bearer token",
@@ -206,29 +205,18 @@ impl BearerToken {
     }
 }
 
-/// The `authorization` value for `token`.
+/// The `authorization` value for `token`, marked sensitive.
 fn header(token: &str) -> Result<AsciiMetadataValue, Error> {
-    AsciiMetadataValue::try_from(format!("Bearer {}", token.trim()))
-        .map_err(|_| Error::ConfigInvalid("the bearer token is not printable ASCII".into()))
+    let mut value = AsciiMetadataValue::try_from(format!("Bearer {}", token.trim()))
+        .map_err(|_| Error::ConfigInvalid("the bearer token is not printable ASCII".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 impl Interceptor for BearerToken {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         self.authorize(request.metadata_mut());
         Ok(request)
-    }
-}
-
-impl fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let source = match &*self.source {
-            Source::None => "none".to_owned(),
-            Source::File(path) => format!("file {}", path.display()),
-            Source::Memory(_) => "in memory".to_owned(),
-        };
-        f.debug_struct("BearerToken")
-            .field("source", &source)
-            .finish_non_exhaustive()
     }
 }
 
@@ -275,7 +263,7 @@ mod tests {
             "https://intel:443",
             "intel",
             true,
-            &TlsConfig::default(),
+            &PeerTls::default(),
             Duration::from_secs(1),
         )
         .unwrap_err();
@@ -284,7 +272,7 @@ mod tests {
             "http://intel:50054",
             "intel",
             false,
-            &TlsConfig::default(),
+            &PeerTls::default(),
             Duration::from_secs(1),
         )
         .unwrap();
@@ -295,7 +283,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "file-secret-1\n").unwrap();
-        let token = BearerToken::new(Some(path.clone()), Some("memory-secret".into()));
+        let token = BearerToken::new(Some(path.clone()), Some(Secret::new("memory-secret")));
         token.reload().await.unwrap();
         let mut metadata = MetadataMap::new();
         token.authorize(&mut metadata);
@@ -314,7 +302,7 @@ mod tests {
             assert!(!text.contains("secret-"), "{text}");
         }
 
-        let memory = BearerToken::new(None, Some("memory-secret".into()));
+        let memory = BearerToken::new(None, Some(Secret::new("memory-secret")));
         memory.reload().await.unwrap();
         let mut metadata = MetadataMap::new();
         memory.authorize(&mut metadata);

@@ -1,8 +1,9 @@
 //! The runtime every attackmesh service shares: layered typed configuration, telemetry
 //! (tracing + OpenTelemetry with W3C context over gRPC metadata), bearer-token authentication
-//! with per-RPC roles, TLS, clients of other attackmesh services (endpoints, client TLS, bearer
-//! tokens), the one [`secret::Secret`] type, the one retry [`backoff`], the one token generator
-//! ([`token`]), gRPC health and reflection, and graceful serving with a bounded drain.
+//! with per-RPC roles, TLS, links to other attackmesh services ([`peer`]: endpoints, client TLS
+//! with the process's identity, bearer tokens), the one [`secret::Secret`] type, the one retry
+//! [`backoff`], the one token generator ([`token`]), gRPC health and reflection, and graceful
+//! serving with a bounded drain.
 //!
 //! Service crates hand this crate their tonic routes; they never bind sockets, parse tokens or
 //! install signal handlers themselves.
@@ -15,6 +16,7 @@ pub mod data_dir;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod peer;
 pub mod secret;
 pub mod secret_file;
 pub mod server;

@@ -2,7 +2,9 @@
 //!
 //! One set of files serves every listener of a process: gRPC through tonic, and the HTTP
 //! listeners (Falco input, TAXII, metrics) through [`ListenerTls::http`], a rustls server config
-//! on the ring provider with the same certificate and, when set, the same client CA.
+//! on the ring provider with the same certificate and, when set, the same client CA. Calls to
+//! other services use [`PeerTls`]: the same certificate as the client identity, unless a link
+//! names its own files.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -24,7 +26,8 @@ pub struct TlsConfig {
     pub key_file: Option<PathBuf>,
     /// PEM CA bundle that client certificates must chain to (enables mutual TLS on listeners).
     pub client_ca_file: Option<PathBuf>,
-    /// PEM CA bundle used to verify the services this one calls (defaults to none: plaintext).
+    /// PEM CA bundle used to verify the services this one calls (defaults to none: plaintext);
+    /// each link's `tls` section may set its own ([`PeerTls`]).
     pub ca_file: Option<PathBuf>,
     /// Server name expected in peer certificates when calling other services (defaults to the host).
     pub server_name: Option<String>,
@@ -83,9 +86,64 @@ impl TlsConfig {
             http: Arc::new(http),
         }))
     }
+}
 
-    /// Client TLS for calling other attackmesh services, when a CA is configured. Presents this
-    /// service's own certificate so peers requiring mutual TLS accept it.
+/// Client TLS of one link to another attackmesh service (`<link>.tls`). Every unset field falls
+/// back to the process's `tls` section ([`PeerTls::inherit`]), so a mesh with one CA and one
+/// certificate per process configures nothing here; set a field to reach a peer with another
+/// CA, server name or client certificate. With a CA the link speaks TLS, and with a certificate
+/// and key the process presents its own identity, as peers requiring mutual TLS want.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerTls {
+    /// PEM CA bundle the peer's certificate must chain to (TLS on; unset: plaintext).
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain presented to the peer (mutual TLS).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Server name expected in the peer's certificate (defaults to the endpoint's host).
+    pub server_name: Option<String>,
+}
+
+impl PeerTls {
+    /// Fills every unset field from the process's `tls` section; the certificate and key come
+    /// as a pair, so a link with its own certificate never mixes it with the process's key.
+    pub fn inherit(&mut self, process: &TlsConfig) {
+        self.ca_file = self.ca_file.take().or_else(|| process.ca_file.clone());
+        if self.cert_file.is_none() && self.key_file.is_none() {
+            self.cert_file = process.cert_file.clone();
+            self.key_file = process.key_file.clone();
+        }
+        self.server_name = self.server_name.take().or_else(|| process.server_name.clone());
+    }
+
+    /// Checks that the certificate and key come together and that every file can be read.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(Error::ConfigInvalid(
+                "tls: cert_file and key_file must be set together".into(),
+            ));
+        }
+        for (what, path) in [
+            ("tls certificate", &self.cert_file),
+            ("tls key", &self.key_file),
+            ("CA", &self.ca_file),
+        ] {
+            if let Some(path) = path {
+                read(what, path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the link speaks TLS (a CA is set).
+    pub fn enabled(&self) -> bool {
+        self.ca_file.is_some()
+    }
+
+    /// Client TLS for a peer reached as `host`, when a CA is set: verifies the peer against the
+    /// CA and presents the certificate and key, when set, as this process's identity.
     pub fn client(&self, host: &str) -> Result<Option<ClientTlsConfig>, Error> {
         let Some(ca) = &self.ca_file else { return Ok(None) };
         let mut tls = ClientTlsConfig::new()
@@ -98,6 +156,15 @@ impl TlsConfig {
             ));
         }
         Ok(Some(tls))
+    }
+}
+
+impl From<&TlsConfig> for PeerTls {
+    /// The client side of the process's `tls` section.
+    fn from(process: &TlsConfig) -> Self {
+        let mut tls = PeerTls::default();
+        tls.inherit(process);
+        tls
     }
 }
 

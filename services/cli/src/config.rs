@@ -13,6 +13,7 @@ use attackmesh_runtime::{
     Error,
     auth::AuthConfig,
     config::{RuntimeConfig, load},
+    peer::PeerConfig,
     telemetry::TelemetryConfig,
     tls::TlsConfig,
 };
@@ -119,25 +120,17 @@ impl Config {
             .enumerate()
             .map(|(i, path)| (format!("auth.token_files[{i}]"), Some(path)))
             .collect();
-        files.extend([
-            ("tls.key_file".to_owned(), self.tls.key_file.as_ref()),
-            (
-                "enrichment.attribution.token_file".to_owned(),
-                self.enrichment.attribution.token_file.as_ref(),
-            ),
-            (
-                "enrichment.export.token_file".to_owned(),
-                self.enrichment.export.token_file.as_ref(),
-            ),
-            (
-                "siem_export.intel.token_file".to_owned(),
-                self.siem_export.intel.token_file.as_ref(),
-            ),
-            (
-                "intel.attribution_token_file".to_owned(),
-                self.intel.attribution_token_file.as_ref(),
-            ),
-        ]);
+        files.push(("tls.key_file".to_owned(), self.tls.key_file.as_ref()));
+        let links: [(&str, &PeerConfig); 4] = [
+            ("enrichment.attribution", &self.enrichment.attribution.peer),
+            ("enrichment.export", &self.enrichment.export.peer),
+            ("siem_export.intel", &self.siem_export.intel.peer),
+            ("intel.attribution", &self.intel.attribution),
+        ];
+        for (name, link) in links {
+            files.push((format!("{name}.token_file"), link.token_file.as_ref()));
+            files.push((format!("{name}.tls.key_file"), link.tls.key_file.as_ref()));
+        }
         for (i, push) in self.intel.push.iter().enumerate() {
             files.push((format!("intel.push[{i}].token_file"), push.token_file.as_ref()));
             files.push((format!("intel.push[{i}].password_file"), push.password_file.as_ref()));

@@ -4,15 +4,19 @@
 //! environment values. Every limit that bounds memory is a setting here, so the bound can be
 //! read off the config (see [`IngestLimits`]).
 
-use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
-use attackmesh_runtime::tls::TlsConfig;
+use attackmesh_runtime::{backoff::Backoff, peer::PeerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
 /// Most events one batch may hold on any stream (the contract's limit).
 pub const MAX_BATCH_LIMIT: usize = attackmesh::limits::MAX_BATCH_EVENTS;
+/// Longest wait for the answer to a batch on an open stream, unless a link sets its own.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause between attempts to open a stream, unless a link sets its own.
+pub const DEFAULT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
 
 /// Enrichment service settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,7 +28,8 @@ pub struct EnrichmentConfig {
     pub http_listen: Option<SocketAddr>,
     /// Largest HTTP body `POST /falco` accepts, in bytes; larger bodies get 413.
     pub max_body_bytes: usize,
-    /// How often `dns:///` endpoints are resolved again (and token files re-read).
+    /// How often `dns:///` endpoints of `attribution` and `export` are resolved again (and
+    /// their token files re-read).
     #[serde(with = "humantime_serde")]
     pub dns_refresh: Duration,
     /// Knowledge base used to validate detector hints while attribution is unavailable (an
@@ -40,10 +45,6 @@ pub struct EnrichmentConfig {
     pub export: UpstreamConfig,
     /// Re-attribution of events enriched while attribution was unavailable.
     pub reattribute: ReattributeConfig,
-    /// TLS for calls to attribution and export: the product's shared `tls` section, set by
-    /// whoever loads the product config (plaintext when it has no `ca_file`).
-    #[serde(skip)]
-    pub client_tls: TlsConfig,
 }
 
 impl Default for EnrichmentConfig {
@@ -59,7 +60,6 @@ impl Default for EnrichmentConfig {
             attribution: UpstreamConfig::default(),
             export: UpstreamConfig::default(),
             reattribute: ReattributeConfig::default(),
-            client_tls: TlsConfig::default(),
         }
     }
 }
@@ -124,29 +124,24 @@ pub struct RateLimits {
 }
 
 /// How to reach one upstream service (attribution or siem-export) and how to stream to it.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
-    /// Replicas to balance over: `dns:///host:port` (A/AAAA records resolved every
-    /// `dns_refresh`, one connection per address), `http(s)://host:port` or `host:port`. Empty:
-    /// the service's own listen address in the same configuration.
-    pub endpoints: Vec<String>,
-    /// File holding the bearer token (role admin) presented to the service; re-read every
-    /// `dns_refresh`.
-    pub token_file: Option<PathBuf>,
+    /// The service: `endpoints` to balance over (`dns:///host:port` is resolved every
+    /// `dns_refresh`, one connection per address; empty: the service's own listen address in
+    /// the same configuration), `token_file` (role admin; re-read every `dns_refresh`) or
+    /// `token`, `tls`, `connect_timeout` (longest wait for a connection and stream),
+    /// `request_timeout` (longest wait for the answer to a batch on an open stream before the
+    /// stream is considered broken and its batches sent again on a new one; default 30s) and
+    /// `backoff` (pause between attempts to open a stream; default 50ms to 1s).
+    #[serde(flatten)]
+    pub peer: PeerConfig,
     /// Most events per request batch; larger ingest batches are split.
     pub max_batch: usize,
     /// Long-lived streams kept open (each balanced to a replica).
     pub streams: usize,
     /// Batches sent on one stream without an answer yet.
     pub max_in_flight: usize,
-    /// Longest wait for a connection and stream.
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// Longest wait for the answer to a batch on an open stream before the stream is
-    /// considered broken (its batches are then sent again on a new one).
-    #[serde(with = "humantime_serde")]
-    pub request_timeout: Duration,
     /// How long a batch may wait for the service to come back before giving up (attribution:
     /// the events go on DEGRADED; export: the detector is told to retry).
     #[serde(with = "humantime_serde")]
@@ -155,42 +150,18 @@ pub struct UpstreamConfig {
     pub max_attempts: u32,
     /// Compress requests and answers with gzip (worth it across zones, not on a local network).
     pub gzip: bool,
-    /// A token known only to this process (`serve all`), used when `token_file` is unset.
-    #[serde(skip)]
-    pub internal_token: Option<String>,
-}
-
-impl fmt::Debug for UpstreamConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpstreamConfig")
-            .field("endpoints", &self.endpoints)
-            .field("token_file", &self.token_file)
-            .field("max_batch", &self.max_batch)
-            .field("streams", &self.streams)
-            .field("max_in_flight", &self.max_in_flight)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("request_timeout", &self.request_timeout)
-            .field("give_up_after", &self.give_up_after)
-            .field("max_attempts", &self.max_attempts)
-            .field("gzip", &self.gzip)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
-            endpoints: Vec::new(),
-            token_file: None,
+            peer: PeerConfig::default(),
             max_batch: 2_000,
             streams: 4,
             max_in_flight: 8,
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(30),
             give_up_after: Duration::from_secs(3),
             max_attempts: 3,
             gzip: false,
-            internal_token: None,
         }
     }
 }
@@ -293,24 +264,11 @@ impl EnrichmentConfig {
     /// Points empty endpoint lists at services in this process (or on this host): `attribution`
     /// and `export` are their listen addresses.
     pub fn default_endpoints(&mut self, attribution: SocketAddr, export: SocketAddr) {
-        if self.attribution.endpoints.is_empty() {
-            self.attribution.endpoints = vec![format!("http://{}", loopback_if_unspecified(attribution))];
+        for (link, addr) in [(&mut self.attribution, attribution), (&mut self.export, export)] {
+            if !link.peer.has_endpoints() {
+                link.peer.endpoints = vec![format!("http://{}", loopback_if_unspecified(addr))];
+            }
         }
-        if self.export.endpoints.is_empty() {
-            self.export.endpoints = vec![format!("http://{}", loopback_if_unspecified(export))];
-        }
-    }
-
-    /// For `serve all`: when neither upstream has a `token_file`, gives both a fresh random
-    /// token and returns it, so the caller can admit it (role admin) on the in-process services.
-    pub fn internal_token(&mut self) -> Option<String> {
-        if self.attribution.token_file.is_some() || self.export.token_file.is_some() {
-            return None;
-        }
-        let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-        self.attribution.internal_token = Some(token.clone());
-        self.export.internal_token = Some(token.clone());
-        Some(token)
     }
 }
 
@@ -328,12 +286,20 @@ fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
 }
 
 impl UpstreamConfig {
+    /// Longest wait for the answer to a batch on an open stream.
+    pub fn request_timeout(&self) -> Duration {
+        self.peer.request_timeout_or(DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// Pause between attempts to open a stream.
+    pub fn backoff(&self) -> Backoff {
+        self.peer.backoff_or(DEFAULT_BACKOFF)
+    }
+
     fn validate(&self, name: &str) -> Result<(), Error> {
         let bad = |m: String| Err(Error::Config(format!("{name}.{m}")));
-        for endpoint in &self.endpoints {
-            if let Err(why) = crate::upstream::Target::parse(endpoint) {
-                return bad(format!("endpoints: `{endpoint}`: {why}"));
-            }
+        if let Err(why) = self.peer.validate() {
+            return bad(why);
         }
         if self.max_batch == 0 || self.max_batch > MAX_BATCH_LIMIT {
             return bad(format!("max_batch must be 1 to {MAX_BATCH_LIMIT}"));
@@ -346,19 +312,6 @@ impl UpstreamConfig {
         }
         if self.max_attempts == 0 {
             return bad("max_attempts must be at least 1".into());
-        }
-        for (what, d) in [
-            ("connect_timeout", self.connect_timeout),
-            ("request_timeout", self.request_timeout),
-        ] {
-            if d < Duration::from_millis(10) {
-                return bad(format!("{what} must be at least 10ms"));
-            }
-        }
-        if let Some(path) = &self.token_file
-            && let Err(e) = std::fs::metadata(path)
-        {
-            return bad(format!("token_file {}: {}", path.display(), e.kind()));
         }
         Ok(())
     }
@@ -380,6 +333,10 @@ mod tests {
         assert_eq!(c.dns_refresh, Duration::from_secs(10));
         assert_eq!(c.attribution.give_up_after, Duration::from_millis(250));
         assert_eq!(
+            c.attribution.peer.endpoints,
+            vec!["dns:///attribution-headless.ns.svc:50051"]
+        );
+        assert_eq!(
             c.attribution.max_batch, 2_000,
             "section defaults survive a partial section"
         );
@@ -392,7 +349,7 @@ mod tests {
         c.ingest.max_batch_events = 20_000;
         assert!(c.validate().unwrap_err().to_string().contains("max_batch_events"));
         let mut c = EnrichmentConfig::default();
-        c.export.endpoints = vec!["ftp://x:1".into()];
+        c.export.peer.endpoints = vec!["ftp://x:1".into()];
         assert!(c.validate().unwrap_err().to_string().contains("export.endpoints"));
         let mut c = EnrichmentConfig::default();
         c.rate_limits.default = Some(RateLimit {
@@ -403,14 +360,24 @@ mod tests {
     }
 
     #[test]
-    fn local_endpoints_and_internal_token() {
+    fn local_endpoints_and_section_defaults() {
         let mut c = EnrichmentConfig::default();
         c.default_endpoints("0.0.0.0:50051".parse().unwrap(), "127.0.0.1:50053".parse().unwrap());
-        assert_eq!(c.attribution.endpoints, vec!["http://127.0.0.1:50051"]);
-        assert_eq!(c.export.endpoints, vec!["http://127.0.0.1:50053"]);
-        let token = c.internal_token().unwrap();
-        assert!(!format!("{c:?}").contains(&token), "tokens never show in Debug");
-        c.attribution.token_file = Some("/x".into());
-        assert!(c.internal_token().is_none());
+        assert_eq!(c.attribution.peer.endpoints, vec!["http://127.0.0.1:50051"]);
+        assert_eq!(c.export.peer.endpoints, vec!["http://127.0.0.1:50053"]);
+        assert_eq!(c.attribution.request_timeout(), DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(c.attribution.backoff(), DEFAULT_BACKOFF);
+        c.export.peer.token = Some(attackmesh_runtime::secret::Secret::new("run-token-value"));
+        assert!(
+            !format!("{c:?}").contains("run-token-value"),
+            "tokens never show in Debug"
+        );
+        let c: EnrichmentConfig = serde_json::from_str(
+            r#"{"export":{"request_timeout":"5s","backoff":{"initial":"10ms","max":"100ms"},"token":"t"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.export.request_timeout(), Duration::from_secs(5));
+        assert_eq!(c.export.backoff().max, Duration::from_millis(100));
+        assert!(serde_json::from_str::<EnrichmentConfig>(r#"{"export":{"token_fil":"/x"}}"#).is_err());
     }
 }

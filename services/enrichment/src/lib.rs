@@ -36,4 +36,3 @@ mod upstream;
 pub use config::EnrichmentConfig;
 pub use error::Error;
 pub use reattribute::REATTRIBUTED_REVISION;
-pub use upstream::Target;

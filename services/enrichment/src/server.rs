@@ -42,18 +42,10 @@ pub async fn serve(
     let draining = CancellationToken::new();
     let kb = load_kb(config).await?;
 
-    let tls = &config.client_tls;
-    let upstream = Upstream::start(
-        "attribution",
-        &config.attribution,
-        tls,
-        config.dns_refresh,
-        links.clone(),
-    )
-    .await?;
+    let upstream = Upstream::start("attribution", &config.attribution, config.dns_refresh).await?;
     let link = Link::start(upstream, &config.attribution, links.clone());
     let attributor = Arc::new(Attributor::new(link, kb, config.attribution.max_batch));
-    let upstream = Upstream::start("export", &config.export, tls, config.dns_refresh, links.clone()).await?;
+    let upstream = Upstream::start("export", &config.export, config.dns_refresh).await?;
     let exporter = Arc::new(Exporter::new(
         Link::start(upstream, &config.export, links.clone()),
         config.export.max_batch,

@@ -321,8 +321,8 @@ async fn replicas_are_found_through_dns() {
     let attribution = start_attribution(any);
     let export = start_export(any, dir.path());
     let mut config = enrichment_config(dir.path(), attribution.addr, export.addr);
-    config.attribution.endpoints = vec![format!("dns:///localhost:{}", attribution.addr.port())];
-    config.export.endpoints = vec![format!("dns:///localhost:{}", export.addr.port())];
+    config.attribution.peer.endpoints = vec![format!("dns:///localhost:{}", attribution.addr.port())];
+    config.export.peer.endpoints = vec![format!("dns:///localhost:{}", export.addr.port())];
     let enrichment = start_enrichment(any, config);
     wait_serving(attribution.addr).await;
     wait_serving(enrichment.addr).await;

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 fn options(cluster: &Cluster, format: Format, path: PathBuf, batch: usize) -> ShipOptions {
     let mut options = ShipOptions::new(format, vec![path], cluster.endpoint());
-    options.token = Some(DETECTOR_TOKEN.into());
+    options.token = Some(attackmesh_runtime::secret::Secret::new(DETECTOR_TOKEN));
     options.batch = batch;
     options.max_in_flight = 2;
     options.checkpoint_dir = Some(cluster.dir.path().join("checkpoints"));

@@ -45,7 +45,8 @@ async fn every_hop_speaks_mutual_tls() {
     let export = start_export_with(any, dir.path(), with_tls("export"));
     let enrichment_runtime = with_tls("enrichment");
     let mut config = enrichment_config(dir.path(), attribution.addr, export.addr);
-    config.client_tls = enrichment_runtime.tls.clone();
+    config.attribution.peer.inherit_tls(&enrichment_runtime.tls);
+    config.export.peer.inherit_tls(&enrichment_runtime.tls);
     let enrichment = start_enrichment_with(any, config, enrichment_runtime);
 
     let (cert, key) = pki.leaf("detector");

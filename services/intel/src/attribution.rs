@@ -1,21 +1,29 @@
 //! Attribution of manually shared indicators that arrive without technique ids: the description
 //! and the indicators become a `DetectionEvent` that goes through the attribution service (gRPC,
-//! when configured) or the embedded engine. When the configured service is unreachable the
-//! result is `DEGRADED` with no technique links, never an error and never a guess.
+//! over the runtime's peer link, when `attribution.endpoints` is set) or the embedded engine.
+//! When the service stays unreachable for the call's deadline the result is `DEGRADED` with no
+//! technique links, never an error and never a guess.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use attackmesh::proto::{
     AttributeRequest, Attribution, AttributionStatus, DetectionEvent, DetectorKind, Endpoint, Indicator, IndicatorType,
     Process, attribution_service_client::AttributionServiceClient,
 };
 use attackmesh_attack::{Engine, Kb};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use attackmesh_runtime::{
+    backoff::Backoff,
+    peer::{DEFAULT_REFRESH, Peer, PeerConfig},
+};
+use tokio::time::Instant;
+use tonic::Code;
 
 use crate::error::Error;
 
 /// Event type of detections made from shared indicators (rule packs may match it).
 pub const SHARE_EVENT_TYPE: &str = "intel.share";
+/// Calls one share makes to an unavailable attribution service before it goes DEGRADED.
+const MAX_ATTEMPTS: u32 = 3;
 
 /// Attributes detections, remotely or in-process.
 #[derive(Clone)]
@@ -29,9 +37,9 @@ pub enum Attributor {
 /// A client of the attribution service.
 #[derive(Clone)]
 pub struct Remote {
-    client: AttributionServiceClient<Channel>,
-    token: Option<Arc<str>>,
+    peer: Peer,
     timeout: Duration,
+    backoff: Backoff,
     kb: Arc<Kb>,
 }
 
@@ -45,38 +53,21 @@ impl std::fmt::Debug for Attributor {
 }
 
 impl Attributor {
-    /// A client of the attribution service at `endpoint` (connects lazily; `kb` validates the
-    /// ids it returns). `ca_file` enables TLS for `https://` endpoints.
-    pub fn remote(
-        endpoint: &str,
-        token_file: Option<&Path>,
-        ca_file: Option<&Path>,
-        timeout: Duration,
-        kb: Arc<Kb>,
-    ) -> Result<Self, Error> {
-        let mut ep = Channel::from_shared(endpoint.to_owned())
-            .map_err(|e| Error::Config(format!("attribution_endpoint: {e}")))?
-            .connect_timeout(timeout)
-            .timeout(timeout);
-        if endpoint.starts_with("https://") {
-            let mut tls = ClientTlsConfig::new();
-            if let Some(ca) = ca_file {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| Error::Config(format!("cannot read {}: {}", ca.display(), e.kind())))?;
-                tls = tls.ca_certificate(Certificate::from_pem(pem));
-            }
-            ep = ep
-                .tls_config(tls)
-                .map_err(|e| Error::Config(format!("attribution_endpoint tls: {e}")))?;
-        }
-        let token = match token_file {
-            Some(p) => Some(read_secret(p)?.into()),
-            None => None,
-        };
+    /// A client of the attribution service `link` describes (resolves its endpoints and loads
+    /// its token now, connects on the first call; `kb` validates the ids it returns). One share
+    /// waits at most `timeout` for it, pausing `backoff` between tries of an unavailable service.
+    pub async fn remote(link: &PeerConfig, timeout: Duration, backoff: Backoff, kb: Arc<Kb>) -> Result<Self, Error> {
+        let peer = link
+            .connect("attribution", DEFAULT_REFRESH)
+            .await
+            .map_err(|e| match e {
+                attackmesh_runtime::Error::ConfigInvalid(why) => Error::Config(format!("attribution.{why}")),
+                other => Error::Config(format!("attribution: {other}")),
+            })?;
         Ok(Attributor::Remote(Box::new(Remote {
-            client: AttributionServiceClient::new(ep.connect_lazy()),
-            token,
+            peer,
             timeout,
+            backoff,
             kb,
         })))
     }
@@ -99,41 +90,53 @@ impl Attributor {
 }
 
 impl Remote {
+    /// Attributes `event`, trying an unavailable service again (another replica, a restart)
+    /// until `MAX_ATTEMPTS` or the deadline.
     async fn call(&self, event: DetectionEvent) -> Result<Attribution, String> {
+        let deadline = Instant::now() + self.timeout;
+        let mut retries = self.backoff.retries();
+        loop {
+            let attempt = tokio::time::timeout_at(deadline, self.call_once(event.clone(), deadline)).await;
+            let status = match attempt {
+                Err(_) => return Err("timed out".to_owned()),
+                Ok(Ok(attribution)) => return Ok(attribution),
+                Ok(Err(status)) => status,
+            };
+            let why = format!("{}: {}", status.code(), status.message());
+            let pause = retries.next_delay();
+            if status.code() != Code::Unavailable
+                || retries.attempt() >= MAX_ATTEMPTS
+                || Instant::now() + pause >= deadline
+            {
+                return Err(why);
+            }
+            tracing::debug!(reason = %why, retry_in = ?pause, "attribution service unavailable; trying again");
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    async fn call_once(&self, event: DetectionEvent, deadline: Instant) -> Result<Attribution, tonic::Status> {
         let request = AttributeRequest {
             batch_id: 1,
             events: vec![event],
             trace_context: Default::default(),
         };
         let mut req = tonic::Request::new(futures::stream::iter([request]));
-        req.set_timeout(self.timeout);
-        if let Some(token) = &self.token {
-            let value = format!("Bearer {token}")
-                .parse()
-                .map_err(|_| "token is not valid header text".to_owned())?;
-            req.metadata_mut().insert("authorization", value);
-        }
-        let mut client = self.client.clone();
-        let call = async move {
-            let mut stream = client
-                .attribute(req)
-                .await
-                .map_err(|s| format!("{}: {}", s.code(), s.message()))?
-                .into_inner();
-            let response = stream
-                .message()
-                .await
-                .map_err(|s| format!("{}: {}", s.code(), s.message()))?
-                .ok_or_else(|| "stream closed without a response".to_owned())?;
-            response
-                .attributions
-                .into_iter()
-                .next()
-                .ok_or_else(|| "empty response".to_owned())
-        };
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| "timed out".to_owned())?
+        req.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        self.peer.authorize(req.metadata_mut());
+        let mut stream = AttributionServiceClient::new(self.peer.channel())
+            .attribute(req)
+            .await?
+            .into_inner();
+        let response = stream
+            .message()
+            .await?
+            .ok_or_else(|| tonic::Status::unavailable("stream closed without a response"))?;
+        response
+            .attributions
+            .into_iter()
+            .next()
+            .ok_or_else(|| tonic::Status::internal("empty response"))
     }
 }
 
@@ -171,15 +174,4 @@ pub fn share_detection(description: &str, indicators: &[Indicator], confidence: 
         detector_confidence: (confidence > 0.0).then_some(confidence),
         ..Default::default()
     }
-}
-
-/// Reads a secret file (trimmed); the error names the file, never the content.
-pub(crate) fn read_secret(path: &Path) -> Result<String, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Config(format!("cannot read secret {}: {}", path.display(), e.kind())))?;
-    let text = text.trim().to_owned();
-    if text.is_empty() {
-        return Err(Error::Config(format!("secret file {} is empty", path.display())));
-    }
-    Ok(text)
 }

@@ -6,6 +6,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use attackmesh_runtime::{backoff::Backoff, peer::PeerConfig, secret::Secret};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -16,6 +17,11 @@ use crate::{
 
 /// Largest TAXII page a client may ask for.
 pub const MAX_PAGE_SIZE_LIMIT: usize = 10_000;
+/// Deadline of one call to the attribution service, unless `attribution.request_timeout` is set.
+pub const DEFAULT_ATTRIBUTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause before trying a failed call to the attribution service again, unless
+/// `attribution.backoff` is set.
+pub const DEFAULT_ATTRIBUTION_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
 
 /// Intel service settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,9 +38,9 @@ pub struct IntelConfig {
     pub title: String,
     /// Directory for the default SQLite database.
     pub data_dir: PathBuf,
-    /// Storage: `sqlite:PATH` or `postgres://user@host/db` (several replicas). Unset:
-    /// `sqlite:<data_dir>/intel.db`.
-    pub db: Option<String>,
+    /// Storage: `sqlite:PATH` or `postgres://user:password@host/db` (several replicas); a
+    /// secret, as the URL may carry a password. Unset: `sqlite:<data_dir>/intel.db`.
+    pub db: Option<Secret>,
     /// TAXII collections; unset: one collection every analyst may read.
     pub collections: Vec<CollectionConfig>,
     /// Collection that events and `ShareIndicators` without a collection go to; unset: the first.
@@ -56,17 +62,14 @@ pub struct IntelConfig {
     /// an official bundle (`.json`/`.json.gz`); unset: the embedded one. Use the same file as
     /// the attribution service.
     pub kb_path: Option<PathBuf>,
-    /// Attribution service (`http://host:port`) for `ShareIndicators` without technique ids;
-    /// unset: the embedded attribution engine.
-    pub attribution_endpoint: Option<String>,
-    /// File holding the bearer token for the attribution service (an `admin` token: the
-    /// `Attribute` RPC is reserved to attackmesh's own services).
-    pub attribution_token_file: Option<PathBuf>,
-    /// PEM CA bundle to verify an `https://` attribution endpoint with.
-    pub attribution_ca_file: Option<PathBuf>,
-    /// Deadline of one call to the attribution service.
-    #[serde(with = "humantime_serde")]
-    pub attribution_timeout: Duration,
+    /// The attribution service, for `ShareIndicators` without technique ids: `endpoints`
+    /// (`dns:///` balances over a headless Service's replicas), `token_file` or `token` (an
+    /// `admin` token: the `Attribute` RPC is reserved to attackmesh's own services), `tls`
+    /// (unset fields: the process's `tls`, so under mutual TLS intel presents its own
+    /// certificate), `connect_timeout`, `request_timeout` (deadline of one share's attribution,
+    /// retries included; default 5s) and `backoff` (pause before trying an unavailable service
+    /// again; default 50ms to 500ms). No endpoints: the embedded attribution engine.
+    pub attribution: PeerConfig,
     /// Largest TAXII request body, in bytes (advertised as `max_content_length`).
     pub max_body_bytes: usize,
     /// Page size when a TAXII client gives no `limit`.
@@ -98,7 +101,7 @@ pub struct CollectionConfig {
 }
 
 /// A remote TAXII 2.1 collection that receives this server's new objects.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushTarget {
     /// Name in logs and metrics; also names the persisted cursor.
@@ -132,15 +135,6 @@ pub struct PushTarget {
     /// Longest wait between retries.
     #[serde(with = "humantime_serde", default = "default_push_backoff")]
     pub max_backoff: Duration,
-}
-
-impl std::fmt::Debug for PushTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PushTarget")
-            .field("name", &self.name)
-            .field("url", &self.url)
-            .finish_non_exhaustive()
-    }
 }
 
 fn default_push_interval() -> Duration {
@@ -181,10 +175,7 @@ impl Default for IntelConfig {
             sightings: true,
             max_versions: 20,
             kb_path: None,
-            attribution_endpoint: None,
-            attribution_token_file: None,
-            attribution_ca_file: None,
-            attribution_timeout: Duration::from_secs(5),
+            attribution: PeerConfig::default(),
             max_body_bytes: 10 * 1024 * 1024,
             page_size: 100,
             max_page_size: 1000,
@@ -208,7 +199,7 @@ impl IntelConfig {
         {
             return bad("public_url must start with http:// or https://".into());
         }
-        DbUrl::parse(&self.db_url())?;
+        DbUrl::parse(self.db_url().expose())?;
         let collections = self.collections();
         for (i, c) in collections.iter().enumerate() {
             if !is_segment(&c.id) {
@@ -238,13 +229,8 @@ impl IntelConfig {
                 self.min_actor_score
             ));
         }
-        if let Some(ep) = &self.attribution_endpoint
-            && !(ep.starts_with("http://") || ep.starts_with("https://"))
-        {
-            return bad("attribution_endpoint must start with http:// or https://".into());
-        }
-        if self.attribution_timeout.is_zero() {
-            return bad("attribution_timeout must be positive".into());
+        if let Err(why) = self.attribution.validate() {
+            return bad(format!("attribution.{why}"));
         }
         if !(1024..=1024 * 1024 * 1024).contains(&self.max_body_bytes) {
             return bad(format!(
@@ -258,11 +244,8 @@ impl IntelConfig {
         if self.page_size == 0 || self.page_size > self.max_page_size {
             return bad("page_size must be 1 to max_page_size".into());
         }
-        for file in [&self.kb_path, &self.attribution_token_file, &self.attribution_ca_file]
-            .into_iter()
-            .flatten()
-        {
-            readable(file)?;
+        if let Some(kb) = &self.kb_path {
+            readable(kb)?;
         }
         for (i, t) in self.push.iter().enumerate() {
             self.validate_push(i, t, &collections)?;
@@ -304,12 +287,17 @@ impl IntelConfig {
         Ok(())
     }
 
-    /// The storage URL in force.
-    pub fn db_url(&self) -> String {
+    /// The storage URL in force (a secret: it may carry a password).
+    pub fn db_url(&self) -> Secret {
         match &self.db {
             Some(db) => db.clone(),
-            None => format!("sqlite:{}", self.data_dir.join("intel.db").display()),
+            None => Secret::new(format!("sqlite:{}", self.data_dir.join("intel.db").display())),
         }
+    }
+
+    /// Deadline of one share's attribution by the attribution service, retries included.
+    pub fn attribution_timeout(&self) -> Duration {
+        self.attribution.request_timeout_or(DEFAULT_ATTRIBUTION_TIMEOUT)
     }
 
     /// The collections in force (the built-in one when none is configured).
@@ -374,7 +362,8 @@ mod tests {
     fn defaults_are_valid_and_use_sqlite_under_the_data_dir() {
         let c = IntelConfig::default();
         c.validate().unwrap();
-        assert_eq!(c.db_url(), "sqlite:data/intel.db");
+        assert_eq!(c.db_url().expose(), "sqlite:data/intel.db");
+        assert_eq!(c.attribution_timeout(), DEFAULT_ATTRIBUTION_TIMEOUT);
         assert_eq!(c.collections().len(), 1);
         assert_eq!(c.default_collection_id(), default_collection_id());
         assert_eq!(c.tlp, Tlp::Amber);
@@ -394,6 +383,27 @@ mod tests {
         )
         .unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("push[0]"));
+        let c: IntelConfig = serde_json::from_str(r#"{"attribution": {"endpoints": ["ftp://a:1"]}}"#).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("attribution.endpoints"));
+        assert!(serde_json::from_str::<IntelConfig>(r#"{"attribution_endpoint": "http://a:1"}"#).is_err());
+        let c: IntelConfig = serde_json::from_str(r#"{"db": "postgres://intel:pa55word@db/intel"}"#).unwrap();
+        c.validate().unwrap();
+        assert!(
+            !format!("{c:?}").contains("pa55word"),
+            "the database password never shows"
+        );
+    }
+
+    #[test]
+    fn the_attribution_link_reads_like_every_other_link() {
+        let c: IntelConfig = serde_json::from_str(
+            r#"{"attribution": {"endpoints": ["dns:///attribution-headless.ns.svc:50051"],
+                "request_timeout": "2s", "tls": {"ca_file": null}}}"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.attribution_timeout(), Duration::from_secs(2));
+        assert!(c.attribution.has_endpoints());
     }
 
     #[test]

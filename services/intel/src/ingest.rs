@@ -54,7 +54,7 @@ impl std::fmt::Debug for Intel {
 impl Intel {
     /// Opens the store `config` names (creating its schema).
     pub async fn open(config: &IntelConfig, kb: Arc<Kb>) -> Result<Self, Error> {
-        let store = Store::open(&config.db_url()).await?;
+        let store = Store::open(config.db_url().expose()).await?;
         Ok(Self::new(store, kb, config))
     }
 

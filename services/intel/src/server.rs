@@ -31,15 +31,14 @@ pub async fn load_kb(config: &IntelConfig) -> Result<Arc<Kb>, Error> {
 
 /// The attributor `config` asks for.
 pub async fn attributor(config: &IntelConfig, kb: Arc<Kb>) -> Result<Attributor, Error> {
-    match &config.attribution_endpoint {
-        Some(endpoint) => Attributor::remote(
-            endpoint,
-            config.attribution_token_file.as_deref(),
-            config.attribution_ca_file.as_deref(),
-            config.attribution_timeout,
-            kb,
-        ),
-        None => {
+    match config.attribution.has_endpoints() {
+        true => {
+            let backoff = config
+                .attribution
+                .backoff_or(crate::config::DEFAULT_ATTRIBUTION_BACKOFF);
+            Attributor::remote(&config.attribution, config.attribution_timeout(), backoff, kb).await
+        }
+        false => {
             let engine = tokio::task::spawn_blocking(move || Engine::new(kb, RulePack::embedded()?))
                 .await
                 .map_err(|e| Error::Storage(format!("attribution engine task: {e}")))??;
@@ -65,7 +64,7 @@ pub async fn serve(
         attack_version = kb.attack_version(),
         collections = config.collections().len(),
         push_targets = config.push.len(),
-        remote_attribution = config.attribution_endpoint.is_some(),
+        remote_attribution = config.attribution.has_endpoints(),
         "intel service ready"
     );
     let stop = CancellationToken::new();

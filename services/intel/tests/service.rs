@@ -133,8 +133,11 @@ async fn attribution_service_down_means_degraded_without_technique_links() {
     // A port nobody listens on.
     let dead = free_addr();
     let config = IntelConfig {
-        attribution_endpoint: Some(format!("http://{dead}")),
-        attribution_timeout: Duration::from_millis(500),
+        attribution: attackmesh_runtime::peer::PeerConfig {
+            endpoints: vec![format!("http://{dead}")],
+            request_timeout: Some(Duration::from_millis(500)),
+            ..Default::default()
+        },
         ..common::config()
     };
     let mut s = start(config).await;

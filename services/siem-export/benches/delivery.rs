@@ -19,7 +19,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use attackmesh_siem_export::{Secret, SiemExportConfig, server::open_sinks, service::ExportState};
+use attackmesh_runtime::secret::Secret;
+use attackmesh_siem_export::{SiemExportConfig, server::open_sinks, service::ExportState};
 use attackmesh_testkit::fixtures;
 use axum::{Router, body::Bytes, extract::State, routing::post};
 use tokio_util::sync::CancellationToken;

@@ -2,15 +2,16 @@
 //!
 //! Only parsing, defaults and validation live here; the runtime crate layers file and
 //! environment values. A sink is enabled when its URL (path, endpoint) is set; with no sink configured
-//! the file sink writes NDJSON under `data_dir`. Credentials are [`Secret`]s: they never appear
-//! in `Debug`, `Display`, serialised config, logs, errors or metrics.
+//! the file sink writes NDJSON under `data_dir`. Credentials are the runtime's
+//! [`Secret`](attackmesh_runtime::secret::Secret)s: they never appear in `Debug`, `Display`,
+//! serialised config, logs, errors or metrics.
 
-use std::{fmt, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use attackmesh_runtime::backoff::Backoff;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use attackmesh_runtime::tls::TlsConfig;
 
 use crate::sinks::{
     SinkSpec, elasticsearch::ElasticsearchConfig, file::FileSinkConfig, intel::IntelSinkConfig,
@@ -34,94 +35,6 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("ATTACKMESH_SPLUNK_HEC_TOKEN", "siem_export.splunk_hec.token"),
     ("ATTACKMESH_SPLUNK_INDEX", "siem_export.splunk_hec.index"),
 ];
-
-/// Text shown instead of a secret.
-pub const REDACTED: &str = "<redacted>";
-
-/// A credential (API key, password, token). `Debug`, `Display` and `Serialize` print
-/// [`REDACTED`]; only [`Secret::expose`] yields the value, for building a request header.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a credential.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The credential itself; use it only to build an outgoing request.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// True when no credential was given.
-    pub fn is_empty(&self) -> bool {
-        self.0.trim().is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(REDACTED)
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        stringish(deserializer).map(Secret)
-    }
-}
-
-/// Deserialises a string, also from a number or boolean of the config file (`password: 123456`
-/// in YAML is a number; environment values always arrive as their text).
-pub(crate) fn stringish<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    struct V;
-    impl serde::de::Visitor<'_> for V {
-        type Value = String;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_owned())
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<String, E> {
-            Ok(String::new())
-        }
-        fn visit_none<E: serde::de::Error>(self) -> Result<String, E> {
-            Ok(String::new())
-        }
-    }
-    deserializer.deserialize_any(V)
-}
-
-/// [`stringish`] for optional fields.
-pub(crate) fn opt_stringish<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    stringish(deserializer).map(|s| if s.trim().is_empty() { None } else { Some(s) })
-}
 
 /// When a queue append is forced to disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,7 +104,8 @@ impl Default for BatchConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
-    /// First backoff; doubled after each failure, with full jitter.
+    /// Bound of the first backoff; doubled after each failure, with full jitter (the runtime's
+    /// [`Backoff`]).
     #[serde(with = "humantime_serde")]
     pub initial_backoff: Duration,
     /// Longest backoff.
@@ -206,6 +120,13 @@ pub struct RetryConfig {
     pub request_timeout: Duration,
     /// Requests one sink may have in flight, retries included.
     pub max_in_flight: usize,
+}
+
+impl RetryConfig {
+    /// The pause between retries these bounds describe.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self.initial_backoff, self.max_backoff)
+    }
 }
 
 impl Default for RetryConfig {
@@ -241,16 +162,12 @@ pub struct SiemExportConfig {
     /// More NDJSON file sinks, e.g. one per shape; each needs a unique `name` and a `path`, and
     /// is the sink `file-<name>`.
     pub files: Vec<FileSinkConfig>,
-    /// Intel sink (the intel service's `ShareEvents`); enabled when `endpoint` is set.
+    /// Intel sink (the intel service's `ShareEvents`); enabled when `endpoints` is set.
     pub intel: IntelSinkConfig,
     /// On shutdown, how long sinks keep delivering after the Export listener stopped; what is
     /// left stays queued on disk for the next start.
     #[serde(with = "humantime_serde")]
     pub drain_grace: Duration,
-    /// TLS for calls to the intel service: the product's shared `tls` section, set by whoever
-    /// loads the product config (plaintext when it has no `ca_file`).
-    #[serde(skip)]
-    pub client_tls: TlsConfig,
 }
 
 impl Default for SiemExportConfig {
@@ -266,7 +183,6 @@ impl Default for SiemExportConfig {
             files: Vec::new(),
             intel: IntelSinkConfig::default(),
             drain_grace: Duration::from_secs(10),
-            client_tls: TlsConfig::default(),
         }
     }
 }
@@ -302,7 +218,7 @@ impl SiemExportConfig {
             return bad("batch.max_age must be at most 60s".into());
         }
         let r = &self.retry;
-        if r.initial_backoff.is_zero() || r.initial_backoff > r.max_backoff {
+        if r.backoff().validate().is_err() {
             return bad("retry.initial_backoff must be above 0 and at most retry.max_backoff".into());
         }
         if r.request_timeout < Duration::from_millis(100) {
@@ -361,7 +277,7 @@ impl SiemExportConfig {
         }
         out.extend(self.files.iter().cloned().map(SinkSpec::File));
         if self.intel.enabled() {
-            out.push(SinkSpec::Intel(self.intel.clone(), self.client_tls.clone()));
+            out.push(SinkSpec::Intel(self.intel.clone()));
         }
         if out.is_empty() {
             let mut file = self.file.clone();

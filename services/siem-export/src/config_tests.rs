@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::sinks::file::{FileShape, FileSinkConfig};
+use attackmesh_runtime::secret::{REDACTED, Secret};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

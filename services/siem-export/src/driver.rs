@@ -5,8 +5,8 @@
 //!   `batch.max_age` old.
 //! - At most `retry.max_in_flight` requests per sink, retries included (a retrying batch keeps
 //!   its slot), so memory is bounded and a failing sink cannot cause a retry storm.
-//! - Retries: exponential backoff with full jitter, per batch for at most `retry.max_duration`;
-//!   what is left then goes to the dead-letter queue with the last error.
+//! - Retries: the runtime's exponential backoff with full jitter, per batch for at most
+//!   `retry.max_duration`; what is left then goes to the dead-letter queue with the last error.
 //! - Batches are acknowledged to the queue in order, after the sink's success answer (or the
 //!   dead-letter write) — never before.
 //!
@@ -14,6 +14,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use attackmesh_runtime::backoff::Backoff;
 use futures::{StreamExt, stream::FuturesOrdered};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -72,6 +73,7 @@ impl Driver {
             sink,
             dlq,
             stats,
+            backoff: retry.backoff(),
             retry,
         });
         let gauges = crate::status::SinkHandle {
@@ -212,6 +214,7 @@ struct Ctx {
     dlq: Arc<DeadLetterQueue>,
     stats: Arc<SinkStats>,
     retry: RetryConfig,
+    backoff: Backoff,
 }
 
 impl Ctx {
@@ -231,7 +234,7 @@ impl Ctx {
             tracing::warn!(sink = self.name, error = %error, attempt, "sink start-up failed; retrying");
             self.stats.set_health(self.name, Some(&error));
             tokio::select! {
-                () = tokio::time::sleep(backoff(&self.retry, attempt)) => {}
+                () = tokio::time::sleep(self.backoff.delay(attempt)) => {}
                 () = stop.cancelled() => return false,
             }
             attempt = attempt.saturating_add(1);
@@ -304,7 +307,7 @@ impl Ctx {
             }
             self.stats.retried(self.name, retry.len() as u64);
             tracing::warn!(sink = self.name, events = retry.len(), attempt, error = ?last_error, "sink request failed; retrying");
-            tokio::time::sleep(backoff(&self.retry, attempt)).await;
+            tokio::time::sleep(self.backoff.delay(attempt)).await;
             attempt = attempt.saturating_add(1);
             pending = retry;
         }
@@ -327,7 +330,7 @@ impl Ctx {
                 Ok(Err(e)) => tracing::error!(sink = self.name, error = %e, "cannot write dead letters; retrying"),
                 Err(e) => tracing::error!(sink = self.name, error = %e, "dead-letter task failed; retrying"),
             }
-            tokio::time::sleep(backoff(&self.retry, attempt)).await;
+            tokio::time::sleep(self.backoff.delay(attempt)).await;
             attempt = attempt.saturating_add(1);
         }
         self.stats.dead_lettered(self.name, n);
@@ -373,14 +376,4 @@ impl Ctx {
             Err(e) => tracing::warn!(sink = name, error = %e, "replay task failed"),
         }
     }
-}
-
-/// Backoff before retry `attempt` (0-based): full jitter over an exponentially growing cap.
-pub(crate) fn backoff(retry: &RetryConfig, attempt: u32) -> Duration {
-    let cap = retry
-        .initial_backoff
-        .saturating_mul(1u32 << attempt.min(20))
-        .min(retry.max_backoff);
-    let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(nanos / 2 + fastrand::u64(0..=nanos / 2))
 }

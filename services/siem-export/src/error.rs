@@ -2,8 +2,9 @@
 //! ([`attackmesh::error`]), which alone turns it into what clients see.
 //!
 //! Messages name the file, sink or setting at fault so an operator can act; they never carry
-//! event payloads or secrets (sink credentials are [`crate::config::Secret`]s and never printed).
-//! Clients are told only that a queue is full (and when to resend); the rest is logged.
+//! event payloads or secrets (sink credentials are [`attackmesh_runtime::secret::Secret`]s and
+//! never printed). Clients are told only that a queue is full (and when to resend); the rest is
+//! logged.
 
 use std::{
     path::{Path, PathBuf},

@@ -2,7 +2,8 @@
 //! `_bulk`), Splunk HEC, NDJSON files (one or several, in any shape) and the intel service
 //! (`ShareEvents` over gRPC) — each sink fed from its own crash-safe on-disk queue.
 //!
-//! - [`config`]: the `siem_export` configuration section, credentials as [`config::Secret`]s.
+//! - [`config`]: the `siem_export` configuration section, credentials as the runtime's
+//!   [`Secret`](attackmesh_runtime::secret::Secret)s.
 //! - [`queue`]: append-only checksummed segment files with a persisted cursor, per sink.
 //! - [`sinks`]: the [`sinks::Sink`] trait, one module per sink kind, and [`sinks::util`] for
 //!   what several sinks share (the ATT&CK view of an event, the ECS and HEC shapes).
@@ -29,5 +30,5 @@ pub mod service;
 pub mod sinks;
 pub mod status;
 
-pub use config::{ENV_ALIASES, Secret, SiemExportConfig};
+pub use config::{ENV_ALIASES, SiemExportConfig};
 pub use error::Error;

@@ -73,7 +73,7 @@ pub async fn open_sinks(config: &SiemExportConfig) -> Result<Sinks, Error> {
             dlq: Arc::new(dlq),
             stats,
             batch: config.batch.clone(),
-            retry: config.retry.clone(),
+            retry: spec.retry(&config.retry),
         });
     }
     Ok(Sinks { handles, drivers })

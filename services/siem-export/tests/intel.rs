@@ -49,7 +49,7 @@ impl Intel {
 
     /// Patterns of the indicator objects in the default collection.
     async fn indicator_patterns(&self) -> Vec<String> {
-        let store = Store::open(&self.config.db_url()).await.unwrap();
+        let store = Store::open(self.config.db_url().expose()).await.unwrap();
         let mut buf = Vec::new();
         export_bundle(&store, &self.config.default_collection_id(), &mut buf)
             .await
@@ -71,8 +71,8 @@ impl Intel {
 
 fn config(dir: &Path, intel: SocketAddr) -> SiemExportConfig {
     let mut c = common::config(dir);
-    c.intel.endpoint = Some(format!("http://{intel}"));
-    c.intel.internal_token = Some(TOKEN.into());
+    c.intel.peer.endpoints = vec![format!("http://{intel}")];
+    c.intel.peer.token = Some(attackmesh_runtime::secret::Secret::new(TOKEN));
     c
 }
 

@@ -15,7 +15,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use attackmesh_siem_export::Secret;
+use attackmesh_runtime::secret::Secret;
 use attackmesh_testkit::fixtures;
 use axum::{
     Json, Router,

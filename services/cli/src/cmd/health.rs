@@ -5,7 +5,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
-use attackmesh_runtime::tls::TlsConfig;
+use attackmesh_runtime::tls::PeerTls;
 use tonic::transport::Endpoint;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
@@ -50,10 +50,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn check(args: &Args) -> anyhow::Result<ServingStatus> {
     let (host, _port) = args.addr.rsplit_once(':').context("--addr must be HOST:PORT")?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let tls = TlsConfig {
+    let tls = PeerTls {
         cert_file: args.tls_cert_file.clone(),
         key_file: args.tls_key_file.clone(),
-        client_ca_file: None,
         ca_file: args.tls_ca_file.clone(),
         server_name: args.tls_server_name.clone(),
     }

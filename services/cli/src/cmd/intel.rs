@@ -4,7 +4,7 @@
 use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use attackmesh_runtime::config::process_env;
+use attackmesh_runtime::{config::process_env, secret::Secret};
 
 use crate::config::Config;
 
@@ -31,7 +31,7 @@ struct ExportArgs {
     collection: Option<String>,
     /// Store URL (`sqlite:PATH` or `postgres://…`); default: the configured `intel.db`.
     #[arg(long)]
-    db: Option<String>,
+    db: Option<Secret>,
     /// Configuration file (YAML or JSON); `ATTACKMESH_…` variables override it.
     #[arg(long, short, env = "ATTACKMESH_CONFIG")]
     config: Option<PathBuf>,
@@ -57,7 +57,7 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let store = runtime
-        .block_on(attackmesh_intel::Store::open(&db))
+        .block_on(attackmesh_intel::Store::open(db.expose()))
         .context("cannot open the intel store")?;
     if args.out.as_os_str() == "-" {
         let mut out = std::io::BufWriter::new(std::io::stdout());

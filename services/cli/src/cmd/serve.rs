@@ -10,10 +10,14 @@ use std::{
 
 use anyhow::Context as _;
 use attackmesh_runtime::{
+    auth::{Role, TokenEntry, hash_token},
     config::process_env,
-    data_dir, secret_file,
+    data_dir,
+    peer::PeerConfig,
+    secret_file,
     server::{GrpcServer, ServeOptions},
     shutdown, telemetry,
+    token::new_token,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -120,7 +124,7 @@ async fn serve(mut config: Config, which: Service, exposed: &[secret_file::Expos
     let telemetry = telemetry::init(&config.telemetry, &format!("attackmesh-{}", which.name()))?;
     secret_file::warn_all(exposed);
     if which == Service::All {
-        admit_run_token(&mut config);
+        admit_run_tokens(&mut config)?;
     }
     let signals = shutdown::signals()?;
     let stop = CancellationToken::new();
@@ -156,29 +160,47 @@ async fn serve(mut config: Config, which: Service, exposed: &[secret_file::Expos
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// In one process, enrichment and the intel sink call their neighbours with a token made for
-/// this run (admitted as admin) unless they have token files.
-fn admit_run_token(config: &mut Config) {
-    let admit = |config: &mut Config, name: &str, token: &str| {
-        config.auth.tokens.push(attackmesh_runtime::auth::TokenEntry {
+/// In one process, every link in use without a token or token file (enrichment's to attribution
+/// and export, whose endpoints default to this process's listeners; the intel sink's and intel's
+/// to attribution when they have endpoints) presents a token made for this run, one per calling
+/// service, admitted as admin under the service's name.
+pub(crate) fn admit_run_tokens(config: &mut Config) -> anyhow::Result<()> {
+    let Config {
+        auth,
+        enrichment,
+        siem_export,
+        intel,
+        ..
+    } = config;
+    // (caller, its links, whether a link without endpoints is still used)
+    let callers: [(&str, Vec<&mut PeerConfig>, bool); 3] = [
+        (
+            "enrichment",
+            vec![&mut enrichment.attribution.peer, &mut enrichment.export.peer],
+            true,
+        ),
+        ("siem-export", vec![&mut siem_export.intel.peer], false),
+        ("intel", vec![&mut intel.attribution], false),
+    ];
+    for (name, links, defaulted) in callers {
+        let mut links: Vec<_> = links
+            .into_iter()
+            .filter(|l| l.has_no_token() && (defaulted || l.has_endpoints()))
+            .collect();
+        if links.is_empty() {
+            continue;
+        }
+        let token = new_token()?;
+        auth.tokens.push(TokenEntry {
             name: name.into(),
-            role: attackmesh_runtime::auth::Role::Admin,
-            sha256: attackmesh_runtime::auth::hash_token(token),
+            role: Role::Admin,
+            sha256: hash_token(token.expose()),
         });
-    };
-    let enrichment = config.enrichment.internal_token();
-    if let Some(token) = &enrichment {
-        admit(config, "enrichment", token);
+        for link in &mut links {
+            link.token = Some(token.clone());
+        }
     }
-    let intel = &config.siem_export.intel;
-    if intel.enabled() && intel.token_file.is_none() && intel.internal_token.is_none() {
-        let token = enrichment.unwrap_or_else(|| {
-            let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-            admit(config, "siem-export", &token);
-            token
-        });
-        config.siem_export.intel.internal_token = Some(token);
-    }
+    Ok(())
 }
 
 fn report(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> bool {
@@ -219,7 +241,8 @@ pub(crate) async fn start(
             let mut enrichment = config.enrichment.clone();
             // Unset endpoints mean the neighbours' listen addresses of this same config.
             enrichment.default_endpoints(config.listen.attribution, config.listen.siem_export);
-            enrichment.client_tls = config.tls.clone();
+            enrichment.attribution.peer.inherit_tls(&config.tls);
+            enrichment.export.peer.inherit_tls(&config.tls);
             let http = match enrichment.http_listen {
                 Some(addr) => Some(
                     TcpListener::bind(addr)
@@ -239,15 +262,17 @@ pub(crate) async fn start(
             let http = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} for taxii"))?;
+            let mut intel = config.intel.clone();
+            intel.attribution.inherit_tls(&config.tls);
             Box::pin(async move {
-                attackmesh_intel::server::serve(&config.intel, server, listener, http, shutdown).await?;
+                attackmesh_intel::server::serve(&intel, server, listener, http, shutdown).await?;
                 Ok(())
             })
         }
         Service::SiemExport => {
             let server = GrpcServer::new(options).await?;
             let mut export = config.siem_export.clone();
-            export.client_tls = config.tls.clone();
+            export.intel.peer.inherit_tls(&config.tls);
             Box::pin(async move {
                 attackmesh_siem_export::server::serve(&export, server, listener, shutdown).await?;
                 Ok(())
@@ -255,4 +280,41 @@ pub(crate) async fn start(
         }
         Service::All => anyhow::bail!("`all` is expanded before services start"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use attackmesh_runtime::secret::Secret;
+
+    use super::*;
+
+    #[test]
+    fn serve_all_gives_each_calling_service_a_run_token_where_a_link_has_none() {
+        let mut config = Config::default();
+        config.siem_export.intel.peer.endpoints = vec!["http://127.0.0.1:50054".into()];
+        config.intel.attribution.token = Some(Secret::new("given"));
+        config.intel.attribution.endpoints = vec!["http://127.0.0.1:50051".into()];
+        admit_run_tokens(&mut config).unwrap();
+
+        let names: Vec<&str> = config.auth.tokens.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["enrichment", "siem-export"], "intel brought its own token");
+        let enrichment = config.enrichment.attribution.peer.token.clone().unwrap();
+        assert_eq!(config.enrichment.export.peer.token.as_ref(), Some(&enrichment));
+        let export = config.siem_export.intel.peer.token.clone().unwrap();
+        assert_ne!(enrichment, export, "one token per calling service");
+        assert_eq!(config.auth.tokens[0].sha256, hash_token(enrichment.expose()));
+        assert_eq!(config.auth.tokens[0].role, Role::Admin);
+        assert_eq!(
+            config.intel.attribution.token.as_ref().map(Secret::expose),
+            Some("given")
+        );
+
+        // Links not in use (no intel sink, the embedded attribution engine) get nothing.
+        let mut config = Config::default();
+        admit_run_tokens(&mut config).unwrap();
+        assert_eq!(config.auth.tokens.len(), 1);
+        assert!(config.siem_export.intel.peer.token.is_none() && config.intel.attribution.token.is_none());
+    }
 }

@@ -53,12 +53,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .parse()
         .map_err(|e| attackmesh_runtime::Error::ConfigInvalid(format!("--format: {e}")))?;
     let token = match &args.token_file {
-        Some(path) => Some(
+        Some(path) => Some(attackmesh_runtime::secret::Secret::new(
             std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the token file {}", path.display()))?
-                .trim()
-                .to_owned(),
-        ),
+                .trim(),
+        )),
         None => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

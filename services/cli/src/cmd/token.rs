@@ -2,7 +2,10 @@
 
 use std::{io::Read, process::ExitCode};
 
-use attackmesh_runtime::auth::{Role, hash_token};
+use attackmesh_runtime::{
+    auth::{Role, hash_token},
+    token::new_token,
+};
 
 /// Arguments of `attackmesh token`.
 #[derive(Debug, clap::Args)]
@@ -35,10 +38,13 @@ fn parse_role(s: &str) -> Result<Role, String> {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.action {
         Action::New { name, role } => {
-            let token = format!("amt_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-            println!("token: {token}");
+            let token = new_token()?;
+            println!("token: {}", token.expose());
             println!("# config entry (auth.tokens):");
-            println!("- name: {name}\n  role: {role}\n  sha256: {}", hash_token(&token));
+            println!(
+                "- name: {name}\n  role: {role}\n  sha256: {}",
+                hash_token(token.expose())
+            );
         }
         Action::Hash => {
             let mut token = String::new();

@@ -11,6 +11,7 @@ mod log;
 
 use std::{sync::Arc, time::Duration};
 
+use attackmesh_runtime::backoff::Backoff;
 pub(crate) use log::ReattributeLog;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -19,13 +20,15 @@ use crate::{
     attribute::{Attributor, split},
     export::{Exported, Exporter},
     metrics::METRICS,
-    upstream::{backoff, link::LinkError},
+    upstream::link::LinkError,
 };
 
 /// Revision of a re-attributed event.
 pub const REATTRIBUTED_REVISION: u32 = 2;
 /// Tries (while attribution is up) before a logged batch is given up.
 const MAX_FAILURES: u32 = 5;
+/// Pause between tries of a batch, to attribution or to export.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 enum Failure {
     Stopped,
@@ -41,7 +44,7 @@ pub(crate) async fn run(
 ) {
     let mut up = attributor.watch();
     let mut failures = 0u32;
-    let mut pause = Duration::from_millis(100);
+    let mut retries = BACKOFF.retries();
     loop {
         let entry = tokio::select! {
             entry = log.next() => entry,
@@ -70,7 +73,7 @@ pub(crate) async fn run(
         {
             Ok(delivered) => {
                 failures = 0;
-                pause = Duration::from_millis(100);
+                retries.reset();
                 METRICS.reattributed.inc_by(delivered);
                 if let Err(error) = log.commit(entry.next).await {
                     tracing::error!(%error, "cannot advance the re-attribution log");
@@ -88,10 +91,9 @@ pub(crate) async fn run(
                     continue;
                 }
                 tracing::debug!(reason = %why, failures, "re-attribution failed; retrying");
-                if sleep_or_stop(pause, &stop).await {
+                if sleep_or_stop(retries.next_delay(), &stop).await {
                     return;
                 }
-                pause = backoff(pause, Duration::from_secs(5));
             }
         }
     }
@@ -121,7 +123,7 @@ async fn reattribute(
                 .map(|(ev, a)| attackmesh::enriched_event(ev, a, REATTRIBUTED_REVISION)),
         );
     }
-    let mut pause = Duration::from_millis(100);
+    let mut retries = BACKOFF.retries();
     loop {
         let (back, result) = exporter.export(enriched, &trace).await;
         enriched = back;
@@ -134,10 +136,7 @@ async fn reattribute(
             }
             Ok(Exported::Retry { after, .. }) => after,
             Err(LinkError::Stopped) => return Err(Failure::Stopped),
-            Err(LinkError::Unavailable(_)) => {
-                pause = backoff(pause, Duration::from_secs(5));
-                pause
-            }
+            Err(LinkError::Unavailable(_)) => retries.next_delay(),
         };
         if sleep_or_stop(wait, stop).await {
             return Err(Failure::Stopped);

@@ -3,8 +3,9 @@
 //!
 //! Delivery is at-least-once with no duplicates in the normal course: up to `max_in_flight`
 //! batches are pipelined on one stream; a RETRY answer resends that batch after `retry_after`
-//! (growing exponentially while RETRYs continue); a broken stream reconnects with exponential
-//! backoff and jitter and resends every unacknowledged batch. A checkpoint (offset, line, parser
+//! plus the runtime's backoff (growing exponentially while RETRYs continue); a broken stream
+//! reconnects with the same exponential, fully jittered backoff and resends every
+//! unacknowledged batch. A checkpoint (offset, line, parser
 //! state, inode) only ever covers acknowledged records and is replaced atomically, so a restart
 //! resends nothing that was acknowledged and skips nothing that was not. Event ids are derived
 //! from the record, so even a resend after a crash de-duplicates in the sinks.
@@ -26,6 +27,7 @@ use attackmesh::{
     formats::Format,
     proto::{AckStatus, IngestRequest, IngestResponse},
 };
+use attackmesh_runtime::{backoff::Backoff, secret::Secret};
 pub use checkpoint::{Checkpoint, Checkpoints};
 use tokio::{
     sync::{mpsc, watch},
@@ -34,17 +36,15 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Streaming, codec::CompressionEncoding, transport::Endpoint};
 
-use crate::{
-    error::Error,
-    export::proto_duration,
-    upstream::{backoff, jitter, wire::Wire},
-};
+use crate::{error::Error, export::proto_duration, upstream::wire::Wire};
 use window::{Batch, Window};
 
 /// Longest pause between reconnects or RETRY resends.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// First pause after a broken stream.
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Pause before reconnecting after a broken stream.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
+/// Pause added to the service's `retry_after` while RETRY answers continue.
+const RESEND: Backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF);
 /// How long a stopping shipper waits for the answers to batches in flight.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -60,7 +60,7 @@ pub struct ShipOptions {
     /// Ingest endpoint, `http://host:port` or `https://host:port`.
     pub endpoint: String,
     /// Bearer token (role detector).
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// CA bundle for `https://` endpoints.
     pub ca_file: Option<PathBuf>,
     /// Directory for checkpoints; without one every run ships the files from the start.
@@ -244,8 +244,8 @@ struct Run {
 impl Run {
     async fn drive(&mut self, endpoint: Endpoint, stop: &CancellationToken) -> Result<(), Error> {
         let mut stream: Option<Stream> = None;
-        let mut pause = FIRST_BACKOFF;
-        let mut retry_pause = Duration::ZERO;
+        let mut reconnect = RECONNECT.retries();
+        let mut resend = RESEND.retries();
         let mut opened = 0u64;
         let mut stopping: Option<Instant> = None;
         loop {
@@ -272,12 +272,12 @@ impl Run {
                         return Err(Error::Rpc(format!("ingest refused the stream: {}", error.message())));
                     }
                     Err(error) => {
+                        let pause = reconnect.next_delay();
                         tracing::warn!(code = ?error.code(), message = error.message(), retry_in = ?pause, "cannot reach the ingest service");
                         tokio::select! {
                             () = tokio::time::sleep(pause) => {}
                             () = stop.cancelled() => stopping = Some(Instant::now()),
                         }
-                        pause = backoff(pause, MAX_BACKOFF);
                         continue;
                     }
                 }
@@ -303,14 +303,13 @@ impl Run {
                 answer = next_answer(&mut stream), if stream.as_ref().is_some_and(|s| !s.in_flight.is_empty()) => {
                     match answer {
                         Ok((batch, response)) => {
-                            pause = FIRST_BACKOFF;
+                            reconnect.reset();
                             if response.status == AckStatus::Durable as i32 {
-                                retry_pause = Duration::ZERO;
+                                resend.reset();
                                 self.durable(&batch, &response);
                             } else {
                                 let asked = response.retry_after.map(proto_duration).unwrap_or(Duration::from_secs(1));
-                                retry_pause = backoff(retry_pause.max(Duration::from_millis(50)), MAX_BACKOFF);
-                                let wait = jitter(asked.max(retry_pause)).min(MAX_BACKOFF.max(asked));
+                                let wait = (asked + resend.next_delay()).min(MAX_BACKOFF.max(asked));
                                 tracing::debug!(batch = batch.seq, message = %response.message, ?wait, "batch answered RETRY");
                                 self.summary.progress.resent += 1;
                                 self.retry.push(Resend { batch, due: Instant::now() + wait });
@@ -322,12 +321,11 @@ impl Run {
                                 return Err(Error::Rpc(format!("ingest ended the stream: {}", status.message())));
                             }
                             tracing::warn!(code = ?status.code(), message = status.message(), "ingest stream broke; resending unacknowledged batches");
-                            let due = Instant::now() + pause;
+                            let due = Instant::now() + reconnect.next_delay();
                             for batch in s.into_iter().flat_map(|s| s.in_flight) {
                                 self.summary.progress.resent += 1;
                                 self.retry.push(Resend { batch, due });
                             }
-                            pause = backoff(pause, MAX_BACKOFF);
                         }
                     }
                 }
@@ -419,7 +417,7 @@ impl Run {
         let (out, rx) = mpsc::channel(self.options.max_in_flight);
         let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
         if let Some(token) = &self.options.token {
-            let value = format!("Bearer {}", token.trim())
+            let value = format!("Bearer {}", token.expose().trim())
                 .parse()
                 .map_err(|_| tonic::Status::unauthenticated("the token is not printable ASCII"))?;
             request.metadata_mut().insert("authorization", value);

@@ -27,13 +27,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming, codec::CompressionEncoding};
 
-use super::{Upstream, backoff, wire::Wire};
+use super::{Upstream, wire::Wire};
 use crate::{config::UpstreamConfig, metrics};
 
-/// First pause before reconnecting; doubles (with jitter) up to [`MAX_BACKOFF`].
-const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
-/// Longest pause between connection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Largest message sent or accepted on a link.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
@@ -313,15 +309,15 @@ impl<R: Rpc> Shared<R> {
 /// One stream task: open, serve until broken, pause, repeat until stopped.
 async fn run<R: Rpc>(shared: Arc<Shared<R>>) {
     let name = shared.upstream.name;
-    let mut pause = INITIAL_BACKOFF;
+    let mut retries = shared.config.backoff().retries();
     while !shared.stop.is_cancelled() {
-        match tokio::time::timeout(shared.config.connect_timeout, open(&shared)).await {
+        match tokio::time::timeout(shared.config.peer.connect_timeout, open(&shared)).await {
             Ok(Ok((out, inbound))) => {
                 shared.set_connected(true);
                 let answered = serve(&shared, out, inbound).await;
                 shared.set_connected(false);
                 if answered > 0 {
-                    pause = INITIAL_BACKOFF;
+                    retries.reset();
                 }
             }
             Ok(Err(status))
@@ -338,8 +334,7 @@ async fn run<R: Rpc>(shared: Arc<Shared<R>>) {
             Err(_) => tracing::debug!(upstream = name, "stream not open within connect_timeout"),
         }
         metrics::upstream_reconnect(name);
-        shared.wait_down(pause).await;
-        pause = backoff(pause, MAX_BACKOFF);
+        shared.wait_down(retries.next_delay()).await;
     }
     shared.fail_all().await;
 }
@@ -350,7 +345,7 @@ async fn open<R: Rpc>(shared: &Shared<R>) -> Result<Opened<R>, Status> {
     let (tx, rx) = mpsc::channel(shared.config.max_in_flight);
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     shared.upstream.authorize(request.metadata_mut());
-    let mut grpc = tonic::client::Grpc::new(shared.upstream.channel.clone())
+    let mut grpc = tonic::client::Grpc::new(shared.upstream.channel())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     // Compression both ways only when asked for: on a local network it costs more CPU than it saves.
@@ -373,8 +368,9 @@ async fn serve<R: Rpc>(shared: &Shared<R>, out: mpsc::Sender<Wire<R::Req>>, mut 
     let name = shared.upstream.name;
     let mut in_flight: VecDeque<(Job<R>, Instant)> = VecDeque::new();
     let mut answered = 0u64;
+    let request_timeout = shared.config.request_timeout();
     loop {
-        let overdue = in_flight.front().map(|(_, sent)| *sent + shared.config.request_timeout);
+        let overdue = in_flight.front().map(|(_, sent)| *sent + request_timeout);
         tokio::select! {
             biased;
             () = shared.stop.cancelled() => break,
@@ -412,7 +408,7 @@ async fn serve<R: Rpc>(shared: &Shared<R>, out: mpsc::Sender<Wire<R::Req>>, mut 
                 in_flight.push_back((job, Instant::now()));
             }
             () = tokio::time::sleep_until(overdue.unwrap_or_else(Instant::now)), if overdue.is_some() => {
-                tracing::warn!(upstream = name, timeout = ?shared.config.request_timeout, "answer overdue; reopening the stream");
+                tracing::warn!(upstream = name, timeout = ?request_timeout, "answer overdue; reopening the stream");
                 break;
             }
         }

@@ -221,12 +221,12 @@ pub fn enrichment_config(dir: &Path, attribution: SocketAddr, export: SocketAddr
         data_dir: dir.join("enrichment"),
         ..Default::default()
     };
-    config.attribution.endpoints = vec![format!("http://{attribution}")];
-    config.attribution.token_file = Some(token_file.clone());
+    config.attribution.peer.endpoints = vec![format!("http://{attribution}")];
+    config.attribution.peer.token_file = Some(token_file.clone());
     config.attribution.give_up_after = Duration::from_millis(500);
-    config.attribution.connect_timeout = Duration::from_millis(500);
-    config.export.endpoints = vec![format!("http://{export}")];
-    config.export.token_file = Some(token_file);
+    config.attribution.peer.connect_timeout = Duration::from_millis(500);
+    config.export.peer.endpoints = vec![format!("http://{export}")];
+    config.export.peer.token_file = Some(token_file);
     config.export.give_up_after = Duration::from_secs(2);
     config.rate_limits.detectors.insert(
         "limited".into(),

@@ -9,17 +9,20 @@
 
 use std::{path::Path, time::Duration};
 
+use attackmesh_runtime::{backoff::Backoff, secret::Secret};
 use reqwest::{StatusCode, header};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    attribution::read_secret,
     config::PushTarget,
     error::Error,
     store::{Query, Store, VersionMatch},
     taxii::TAXII_MEDIA_TYPE,
 };
+
+/// Pause between polls of a pending TAXII status.
+const STATUS_POLL: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
 /// Pushes one local collection to one remote collection.
 pub struct Pusher {
@@ -92,25 +95,25 @@ impl Pusher {
         format!("push:{}:{}", self.target.name, self.collection)
     }
 
-    /// Pushes until `stop` is cancelled.
+    /// Pushes until `stop` is cancelled; after a failure, waits the runtime's backoff from
+    /// `interval` up to `max_backoff`.
     pub async fn run(mut self, stop: CancellationToken) {
-        let mut backoff = self.target.interval;
+        let mut retries = Backoff::new(self.target.interval, self.target.max_backoff).retries();
         tracing::info!(push = %self.target.name, collection = %self.collection, "taxii push started");
         loop {
             let wait = match self.push_once().await {
                 Ok(0) => {
-                    backoff = self.target.interval;
+                    retries.reset();
                     self.target.interval
                 }
                 Ok(_) => {
-                    backoff = self.target.interval;
+                    retries.reset();
                     Duration::ZERO
                 }
                 Err(why) => {
                     crate::metrics::push_retry(&self.target.name);
-                    tracing::warn!(push = %self.target.name, reason = %why, retry_in = ?backoff, "taxii push failed; will retry");
-                    let wait = jitter(backoff);
-                    backoff = (backoff * 2).min(self.target.max_backoff);
+                    let wait = retries.next_delay();
+                    tracing::warn!(push = %self.target.name, reason = %why, retry_in = ?wait, "taxii push failed; will retry");
                     wait
                 }
             };
@@ -185,13 +188,12 @@ impl Pusher {
             .await
             .map_err(|e| Failure::Retry(format!("status is not JSON: {e}")))?;
         let deadline = tokio::time::Instant::now() + self.target.timeout;
-        let mut poll = Duration::from_millis(200);
+        let mut polls = STATUS_POLL.retries();
         while status.get("status").and_then(Value::as_str) != Some("complete") {
             if tokio::time::Instant::now() >= deadline {
                 return Err(Failure::Retry("status did not complete in time; resending".into()));
             }
-            tokio::time::sleep(poll).await;
-            poll = (poll * 2).min(Duration::from_secs(5));
+            tokio::time::sleep(polls.next_delay()).await;
             let id = status.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
             let url = self
                 .status_base
@@ -220,16 +222,23 @@ impl Pusher {
     async fn request(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
         let mut builder = builder.header(header::ACCEPT, TAXII_MEDIA_TYPE);
         if let Some(file) = &self.target.token_file {
-            builder = builder.bearer_auth(secret(file)?);
+            builder = builder.bearer_auth(secret(file)?.expose());
         } else if let (Some(user), Some(file)) = (&self.target.username, &self.target.password_file) {
-            builder = builder.basic_auth(user, Some(secret(file)?));
+            builder = builder.basic_auth(user, Some(secret(file)?.expose()));
         }
         builder.send().await.map_err(|e| Failure::Retry(describe(e)))
     }
 }
 
-fn secret(path: &Path) -> Result<String, Failure> {
-    read_secret(path).map_err(|e| Failure::Retry(e.to_string()))
+/// Reads a secret file (trimmed); the error names the file, never the content.
+fn secret(path: &Path) -> Result<Secret, Failure> {
+    let failed = |why: String| Failure::Retry(format!("cannot read secret {}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| failed(e.kind().to_string()))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(failed("the file is empty".into()));
+    }
+    Ok(Secret::new(text))
 }
 
 /// A transport error without the URL (which may name internal hosts) or any header.
@@ -241,10 +250,4 @@ fn describe(err: reqwest::Error) -> String {
     } else {
         format!("request failed: {}", err.without_url())
     }
-}
-
-/// Up to 25% random jitter on top of `d`, so replicas and targets do not retry in step.
-fn jitter(d: Duration) -> Duration {
-    let r = uuid::Uuid::new_v4().as_u128() as u64 % 1000;
-    d + d.mul_f64(r as f64 / 4000.0)
 }

@@ -181,8 +181,8 @@ impl std::fmt::Debug for Store {
 pub enum DbUrl {
     /// `sqlite:PATH` (or `sqlite::memory:`).
     Sqlite(String),
-    /// `postgres://…` / `postgresql://…`.
-    Postgres(String),
+    /// `postgres://…` / `postgresql://…` (a secret: it may carry a password).
+    Postgres(attackmesh_runtime::secret::Secret),
 }
 
 impl DbUrl {
@@ -196,7 +196,7 @@ impl DbUrl {
             }
             Ok(DbUrl::Sqlite(path.to_owned()))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(DbUrl::Postgres(url.to_owned()))
+            Ok(DbUrl::Postgres(url.into()))
         } else {
             Err(Error::Config("db: must be `sqlite:PATH` or `postgres://…`".into()))
         }
@@ -208,7 +208,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Self, Error> {
         match DbUrl::parse(url)? {
             DbUrl::Sqlite(path) => Ok(Store::Sqlite(sqlite::SqliteStore::open(&path).await?)),
-            DbUrl::Postgres(url) => Ok(Store::Postgres(postgres::PostgresStore::open(&url, 4).await?)),
+            DbUrl::Postgres(url) => Ok(Store::Postgres(postgres::PostgresStore::open(url.expose(), 4).await?)),
         }
     }
 

@@ -22,7 +22,7 @@ pub struct Running {
 pub async fn start(mut config: IntelConfig) -> Running {
     let dir = tempfile::tempdir().unwrap();
     config.data_dir = dir.path().to_owned();
-    let db = config.db_url();
+    let db = config.db_url().expose().to_owned();
     let (http, http_addr) = bind().await;
     let server = super::tokens().server().await;
     let intel = attackmesh_testkit::Running::start(|listener, shutdown| async move {

@@ -76,8 +76,8 @@ pub enum SinkSpec {
     SplunkHec(splunk_hec::SplunkHecConfig),
     /// NDJSON files.
     File(file::FileSinkConfig),
-    /// The intel service's `ShareEvents`, with the client TLS to reach it.
-    Intel(intel::IntelSinkConfig, attackmesh_runtime::tls::TlsConfig),
+    /// The intel service's `ShareEvents`.
+    Intel(intel::IntelSinkConfig),
 }
 
 impl SinkSpec {
@@ -99,7 +99,16 @@ impl SinkSpec {
             SinkSpec::Elasticsearch(_) => elasticsearch::KIND,
             SinkSpec::SplunkHec(_) => splunk_hec::KIND,
             SinkSpec::File(_) => file::KIND,
-            SinkSpec::Intel(..) => intel::KIND,
+            SinkSpec::Intel(_) => intel::KIND,
+        }
+    }
+
+    /// The `retry` section as this sink applies it (the intel link may set its own request
+    /// timeout and backoff).
+    pub fn retry(&self, base: &crate::config::RetryConfig) -> crate::config::RetryConfig {
+        match self {
+            SinkSpec::Intel(c) => c.retry(base),
+            _ => base.clone(),
         }
     }
 
@@ -114,7 +123,7 @@ impl SinkSpec {
                 let log = data_dir.join("delivered").join(format!("{}.log", self.name()));
                 Arc::new(file::FileSink::new(c, log)?)
             }
-            SinkSpec::Intel(c, tls) => Arc::new(intel::IntelSink::new(c, tls)?),
+            SinkSpec::Intel(c) => Arc::new(intel::IntelSink::new(c)?),
         })
     }
 }

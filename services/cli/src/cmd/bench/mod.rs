@@ -196,11 +196,11 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         Sink::Http => Some(HecReceiver::start().await?),
         Sink::File => None,
     };
-    let token = || format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let token = || anyhow::Ok(attackmesh_runtime::token::new_token()?.expose().to_owned());
     let setup = Setup {
         dir: dir.path().to_owned(),
-        detector_token: token(),
-        internal_token: token(),
+        detector_token: token()?,
+        internal_token: token()?,
         sink: args.sink,
         hec_url: hec.as_ref().map(|h| h.url.clone()),
     };

@@ -179,14 +179,15 @@ impl NoopIngest {
         let up = &config.enrichment;
         let token_file = up
             .attribution
+            .peer
             .token_file
             .as_ref()
             .context("the no-op ingest needs a token file")?;
         let token =
             std::fs::read_to_string(token_file).with_context(|| format!("cannot read {}", token_file.display()))?;
         Ok(Self {
-            attribution: channel(&up.attribution.endpoints)?,
-            export: channel(&up.export.endpoints)?,
+            attribution: channel(&up.attribution.peer.endpoints)?,
+            export: channel(&up.export.peer.endpoints)?,
             authorization: format!("Bearer {}", token.trim()).parse()?,
         })
     }

@@ -280,7 +280,7 @@ fn group_by_detector(sent: &[Sent], enriched: Vec<EnrichedEvent>) -> Vec<(String
 }
 
 async fn export_stix(config: &Config, path: &std::path::Path) -> anyhow::Result<usize> {
-    let store = attackmesh_intel::Store::open(&config.intel.db_url())
+    let store = attackmesh_intel::Store::open(config.intel.db_url().expose())
         .await
         .context("cannot open the intel store")?;
     let mut buf = Vec::new();

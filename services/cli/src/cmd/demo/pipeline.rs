@@ -16,6 +16,7 @@ use attackmesh::proto::{
 use attackmesh_runtime::{
     auth::{Role, TokenEntry, hash_token},
     client::BearerToken,
+    token::new_token,
 };
 use attackmesh_siem_export::sinks::file::{FileShape, FileSinkConfig};
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -75,8 +76,8 @@ impl Pipeline {
             remove_if_present(&out.join(file))?;
         }
 
-        let detector_token = random_token("detector");
-        let admin_token = random_token("admin");
+        let detector_token = new_token()?.expose().to_owned();
+        let admin_token = new_token()?.expose().to_owned();
         let token = |name: &str, role, secret: &str| TokenEntry {
             name: name.into(),
             role,
@@ -87,9 +88,6 @@ impl Pipeline {
             .tokens
             .push(token("demo-detector", Role::Detector, &detector_token));
         config.auth.tokens.push(token("demo-admin", Role::Admin, &admin_token));
-        if let Some(internal) = config.enrichment.internal_token() {
-            config.auth.tokens.push(token("enrichment", Role::Admin, &internal));
-        }
         // Loopback only: the demo's own listeners are plain gRPC.
         config.tls = Default::default();
 
@@ -125,9 +123,10 @@ impl Pipeline {
             file_sink(Some("ecs"), out.join(ECS), FileShape::Ecs),
             file_sink(Some("hec"), out.join(HEC), FileShape::Hec),
         ];
-        export.intel.endpoint = Some(format!("http://{}", config.listen.intel));
-        export.intel.token_file = None;
-        export.intel.internal_token = Some(admin_token.clone());
+        export.intel.peer.endpoints = vec![format!("http://{}", config.listen.intel)];
+        export.intel.peer.token_file = None;
+        export.intel.peer.token = None;
+        serve::admit_run_tokens(&mut config)?;
         config.validate()?;
 
         // Neighbours first, each serving before the next starts, so enrichment finds its
@@ -241,10 +240,6 @@ fn file_sink(name: Option<&str>, path: PathBuf, shape: FileShape) -> FileSinkCon
         shape,
         ..Default::default()
     }
-}
-
-fn random_token(role: &str) -> String {
-    format!("demo-{role}-{}", uuid::Uuid::new_v4().simple())
 }
 
 fn bearer(token: &str) -> anyhow::Result<BearerToken> {

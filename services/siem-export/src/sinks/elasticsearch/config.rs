@@ -2,13 +2,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use attackmesh_runtime::{config::opt_scalar_string, secret::Secret};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    config::{Secret, opt_stringish},
-    error::Error,
-    sinks::util::http::check_url,
-};
+use crate::{error::Error, sinks::util::http::check_url};
 
 /// Elasticsearch sink settings; the sink is enabled when `url` is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,7 +16,7 @@ pub struct ElasticsearchConfig {
     /// API key (the base64 `id:api_key` value sent as `Authorization: ApiKey …`).
     pub api_key: Option<Secret>,
     /// User for basic authentication.
-    #[serde(deserialize_with = "opt_stringish")]
+    #[serde(deserialize_with = "opt_scalar_string")]
     pub username: Option<String>,
     /// Password for basic authentication.
     pub password: Option<Secret>,
@@ -31,7 +28,7 @@ pub struct ElasticsearchConfig {
     pub index: String,
     /// Write to this data stream instead of `index`. Data streams only take `create`, so a
     /// re-attributed event (revision > 1) is a separate document with `_id = <event_id>-r<revision>`.
-    #[serde(deserialize_with = "opt_stringish")]
+    #[serde(deserialize_with = "opt_scalar_string")]
     pub data_stream: Option<String>,
     /// Install the index template with ECS mappings at start-up.
     pub install_template: bool,

@@ -1,26 +1,23 @@
-//! Settings of the intel sink (`siem_export.intel`).
+//! Settings of the intel sink (`siem_export.intel`): how to reach the intel service (the
+//! runtime's [`PeerConfig`]) and what to send it.
 
-use std::{fmt, path::PathBuf};
-
-use attackmesh_runtime::client::Target;
+use attackmesh_runtime::peer::PeerConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::{config::RetryConfig, error::Error};
 
-/// Intel sink settings; the sink is enabled when `endpoint` is set.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+/// Intel sink settings; the sink is enabled when `endpoints` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IntelSinkConfig {
-    /// The intel service's gRPC address: `http://host:port`, `https://host:port` (needs
-    /// `tls.ca_file`) or `host:port`.
-    pub endpoint: Option<String>,
+    /// The intel service: `endpoints` (`dns:///` balances over a headless Service's replicas),
+    /// `token_file` (role admin; re-read before each request) or `token`, `tls`,
+    /// `connect_timeout`, and `request_timeout` and `backoff`, which override the `retry`
+    /// section's for this sink.
+    #[serde(flatten)]
+    pub peer: PeerConfig,
     /// TAXII collection the events' indicators go to; empty means intel's default collection.
     pub collection_id: String,
-    /// File holding the bearer token (role admin) presented to intel; re-read before each request.
-    pub token_file: Option<PathBuf>,
-    /// A token known only to this process (`serve all`), used when `token_file` is unset.
-    #[serde(skip)]
-    pub internal_token: Option<String>,
     /// Events with a `confidence_score` below this are counted as delivered without being sent.
     pub min_confidence: f64,
 }
@@ -28,39 +25,28 @@ pub struct IntelSinkConfig {
 impl Default for IntelSinkConfig {
     fn default() -> Self {
         Self {
-            endpoint: None,
+            peer: PeerConfig::default(),
             collection_id: String::new(),
-            token_file: None,
-            internal_token: None,
             min_confidence: 0.0,
         }
-    }
-}
-
-impl fmt::Debug for IntelSinkConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IntelSinkConfig")
-            .field("endpoint", &self.endpoint)
-            .field("collection_id", &self.collection_id)
-            .field("token_file", &self.token_file)
-            .field("min_confidence", &self.min_confidence)
-            .finish_non_exhaustive()
     }
 }
 
 impl IntelSinkConfig {
     /// Whether the sink is configured.
     pub fn enabled(&self) -> bool {
-        self.endpoint.as_deref().is_some_and(|e| !e.trim().is_empty())
+        self.peer.has_endpoints()
     }
 
-    /// The endpoint as host, port and whether `https://` was written.
-    pub(crate) fn target(&self) -> Result<(String, u16, bool), Error> {
-        let endpoint = self.endpoint.as_deref().unwrap_or_default();
-        let bad = |why: &str| Error::Config(format!("intel.endpoint `{endpoint}`: {why}"));
-        match Target::parse(endpoint).map_err(|why| bad(&why))? {
-            Target::Static { host, port, https } => Ok((host, port, https)),
-            Target::Dns { .. } => Err(bad("dns:/// is not supported here; use http(s)://host:port")),
+    /// The `retry` section as this sink applies it: its own `request_timeout` and `backoff`
+    /// when set.
+    pub fn retry(&self, base: &RetryConfig) -> RetryConfig {
+        let backoff = self.peer.backoff_or(base.backoff());
+        RetryConfig {
+            initial_backoff: backoff.initial,
+            max_backoff: backoff.max,
+            request_timeout: self.peer.request_timeout_or(base.request_timeout),
+            ..base.clone()
         }
     }
 
@@ -69,20 +55,13 @@ impl IntelSinkConfig {
         if !self.enabled() {
             return Ok(());
         }
-        self.target()?;
+        self.peer
+            .validate()
+            .map_err(|why| Error::Config(format!("intel.{why}")))?;
         if !(0.0..=1.0).contains(&self.min_confidence) {
             return Err(Error::Config(format!(
                 "intel.min_confidence must be within [0, 1], got {}",
                 self.min_confidence
-            )));
-        }
-        if let Some(path) = &self.token_file
-            && let Err(e) = std::fs::metadata(path)
-        {
-            return Err(Error::Config(format!(
-                "intel.token_file {}: {}",
-                path.display(),
-                e.kind()
             )));
         }
         Ok(())

@@ -5,24 +5,18 @@
 //! operator can fix a token or role without losing events); success is delivery. Error texts
 //! carry intel's status message, never the token.
 
-use std::{
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::sync::{Arc, OnceLock};
 
 use attackmesh::{
     proto::{EventRejection, ShareEventsRequest, intel_service_client::IntelServiceClient},
     text::clip,
 };
-use attackmesh_runtime::{
-    client::{self, BearerToken},
-    tls::TlsConfig,
-};
+use attackmesh_runtime::peer::{DEFAULT_REFRESH, Peer};
 use futures::future::BoxFuture;
 use tonic::{
     Code,
     metadata::{AsciiMetadataValue, MetadataMap},
-    transport::{Channel, Endpoint},
+    transport::Channel,
 };
 
 use super::IntelSinkConfig;
@@ -31,8 +25,6 @@ use crate::{
     sinks::{ItemOutcome, QueuedEvent, Sink},
 };
 
-/// Longest wait for a connection to intel (the driver bounds the whole request separately).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest reason kept from an intel answer.
 const MAX_REASON_BYTES: usize = 1024;
 /// W3C trace context keys forwarded from a queued event when no tracer is installed.
@@ -41,39 +33,32 @@ const TRACE_KEYS: [&str; 2] = ["traceparent", "tracestate"];
 /// The intel sink.
 pub struct IntelSink {
     config: IntelSinkConfig,
-    endpoint: Endpoint,
-    token: BearerToken,
-    channel: OnceLock<Channel>,
+    peer: OnceLock<Peer>,
 }
 
 impl IntelSink {
-    /// Builds the sink with client TLS from `tls` (the product's `tls` section); nothing is
-    /// contacted or read until [`Sink::start`].
-    pub fn new(config: &IntelSinkConfig, tls: &TlsConfig) -> Result<Self, Error> {
-        let (host, port, https) = config.target()?;
-        let uri = client::uri(&host, port, https || tls.ca_file.is_some());
-        let endpoint = client::endpoint(&uri, &host, https, tls, CONNECT_TIMEOUT).map_err(|e| match e {
-            attackmesh_runtime::Error::ConfigInvalid(why) => Error::Config(format!("intel.endpoint: {why}")),
-            other => Error::Config(format!("intel: {other}")),
-        })?;
+    /// Builds the sink, checking its endpoints against its TLS (`https://` needs a CA); nothing
+    /// is contacted or read until [`Sink::start`].
+    pub fn new(config: &IntelSinkConfig) -> Result<Self, Error> {
+        config.peer.targets().map_err(config_error)?;
         Ok(Self {
             config: config.clone(),
-            endpoint,
-            token: BearerToken::new(config.token_file.clone(), config.internal_token.clone()),
-            channel: OnceLock::new(),
+            peer: OnceLock::new(),
         })
     }
 
-    fn client(&self) -> IntelServiceClient<Channel> {
-        let channel = self.channel.get_or_init(|| self.endpoint.connect_lazy());
-        IntelServiceClient::new(channel.clone())
+    fn client(peer: &Peer) -> IntelServiceClient<Channel> {
+        IntelServiceClient::new(peer.channel())
             .max_encoding_message_size(attackmesh::limits::MAX_MESSAGE_BYTES)
             .max_decoding_message_size(attackmesh::limits::MAX_MESSAGE_BYTES)
     }
 
     /// Sends the events at `picked` (positions in `events`) and answers one outcome per pick.
     async fn share(&self, events: &[Arc<QueuedEvent>], picked: &[usize]) -> Vec<ItemOutcome> {
-        if let Err(e) = self.token.reload().await {
+        let Some(peer) = self.peer.get() else {
+            return vec![ItemOutcome::Retry("the intel link is not started".into()); picked.len()];
+        };
+        if let Err(e) = peer.token().reload().await {
             return vec![ItemOutcome::Retry(e.to_string()); picked.len()];
         }
         let mut request = tonic::Request::new(ShareEventsRequest {
@@ -83,9 +68,9 @@ impl IntelSink {
                 .map(|&i| attackmesh::proto::EnrichedEvent::clone(&events[i].event))
                 .collect(),
         });
-        self.token.authorize(request.metadata_mut());
+        peer.authorize(request.metadata_mut());
         propagate_trace(request.metadata_mut(), &events[picked[0]]);
-        match self.client().share_events(request).await {
+        match Self::client(peer).share_events(request).await {
             Ok(response) => {
                 let mut outcomes = vec![ItemOutcome::Delivered; picked.len()];
                 for rejection in response.into_inner().rejections {
@@ -97,6 +82,14 @@ impl IntelSink {
             }
             Err(status) => vec![outcome_of(&status); picked.len()],
         }
+    }
+}
+
+/// A runtime error about the link as this sink's config error, named by its key.
+fn config_error(e: attackmesh_runtime::Error) -> Error {
+    match e {
+        attackmesh_runtime::Error::ConfigInvalid(why) => Error::Config(format!("intel.{why}")),
+        other => Error::Config(format!("intel: {other}")),
     }
 }
 
@@ -152,8 +145,15 @@ impl Sink for IntelSink {
 
     fn start(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            self.token.reload().await.map_err(|e| e.to_string())?;
-            self.client();
+            if self.peer.get().is_none() {
+                let peer = self
+                    .config
+                    .peer
+                    .connect("intel", DEFAULT_REFRESH)
+                    .await
+                    .map_err(|e| config_error(e).to_string())?;
+                let _ = self.peer.set(peer);
+            }
             Ok(())
         })
     }

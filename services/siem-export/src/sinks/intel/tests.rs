@@ -8,7 +8,7 @@ use attackmesh::proto::{
     ShareEventsResponse, ShareIndicatorsRequest, ShareIndicatorsResponse,
     intel_service_server::{IntelService, IntelServiceServer},
 };
-use attackmesh_runtime::tls::TlsConfig;
+use attackmesh_runtime::{backoff::Backoff, peer::PeerConfig, secret::Secret};
 use tonic::{Request, Response, Status};
 
 use super::{service::outcome_of, *};
@@ -104,15 +104,18 @@ fn queued(i: u64, confidence: f64) -> Arc<QueuedEvent> {
 
 fn config(endpoint: &str) -> IntelSinkConfig {
     IntelSinkConfig {
-        endpoint: Some(endpoint.into()),
+        peer: PeerConfig {
+            endpoints: vec![endpoint.into()],
+            token: Some(Secret::new("run-token-value")),
+            ..Default::default()
+        },
         collection_id: "shared".into(),
-        internal_token: Some("run-token-value".into()),
         ..Default::default()
     }
 }
 
 async fn sink(config: &IntelSinkConfig) -> IntelSink {
-    let sink = IntelSink::new(config, &TlsConfig::default()).unwrap();
+    let sink = IntelSink::new(config).unwrap();
     sink.start().await.unwrap();
     sink
 }
@@ -207,7 +210,8 @@ async fn the_token_file_is_reread_and_never_shows_in_errors_or_debug() {
     let path = dir.path().join("intel.token");
     std::fs::write(&path, "first-token-value\n").unwrap();
     let mut c = config(&endpoint);
-    c.token_file = Some(path.clone());
+    c.peer.token = None;
+    c.peer.token_file = Some(path.clone());
     let sink = sink(&c).await;
     let outcomes = sink.send(&[queued(0, 1.0)]).await;
     let ItemOutcome::Retry(why) = &outcomes[0] else {
@@ -241,15 +245,38 @@ fn config_is_checked_and_https_needs_a_ca() {
         c.validate().unwrap_err().to_string()
     };
     config("http://intel:50054").validate().unwrap();
+    config("dns:///intel-headless.ns.svc:50054").validate().unwrap();
     IntelSinkConfig::default().validate().unwrap();
-    assert!(bad(|c| c.endpoint = Some("dns:///intel:50054".into())).contains("intel.endpoint"));
-    assert!(bad(|c| c.endpoint = Some("intel".into())).contains("port"));
+    assert!(bad(|c| c.peer.endpoints = vec!["ftp://intel:50054".into()]).contains("intel.endpoints"));
+    assert!(bad(|c| c.peer.endpoints = vec!["intel".into()]).contains("port"));
     assert!(bad(|c| c.min_confidence = 1.5).contains("intel.min_confidence"));
-    assert!(bad(|c| c.token_file = Some("/does/not/exist".into())).contains("intel.token_file"));
-    let Err(err) = IntelSink::new(&config("https://intel:443"), &TlsConfig::default()) else {
+    assert!(
+        bad(|c| {
+            c.peer.token = None;
+            c.peer.token_file = Some("/does/not/exist".into());
+        })
+        .contains("intel.token_file")
+    );
+    let Err(err) = IntelSink::new(&config("https://intel:443")) else {
         panic!("https without a CA")
     };
     assert!(err.to_string().contains("tls.ca_file"), "{err}");
     let shown = format!("{:?}", config("http://intel:50054"));
     assert!(!shown.contains("run-token-value"), "{shown}");
+}
+
+#[test]
+fn the_link_may_set_its_own_request_timeout_and_backoff() {
+    let base = crate::config::RetryConfig::default();
+    let mut c = config("http://intel:50054");
+    assert_eq!(c.retry(&base), base, "unset: the retry section's");
+    c.peer.request_timeout = Some(std::time::Duration::from_secs(5));
+    c.peer.backoff = Some(Backoff::new(
+        std::time::Duration::from_millis(20),
+        std::time::Duration::from_secs(2),
+    ));
+    let retry = c.retry(&base);
+    assert_eq!(retry.request_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(retry.backoff(), c.peer.backoff.unwrap());
+    assert_eq!(retry.max_duration, base.max_duration);
 }

@@ -2,10 +2,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use attackmesh_runtime::{config::opt_scalar_string, secret::Secret};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::{Secret, opt_stringish},
     error::Error,
     sinks::util::{
         hec::{DEFAULT_SOURCE, DEFAULT_SOURCETYPE},
@@ -23,14 +23,14 @@ pub struct SplunkHecConfig {
     /// HEC token, sent as `Authorization: Splunk <token>`.
     pub token: Option<Secret>,
     /// Index for the events (must be allowed for the token); the token's default when unset.
-    #[serde(deserialize_with = "opt_stringish")]
+    #[serde(deserialize_with = "opt_scalar_string")]
     pub index: Option<String>,
     /// `source` of the events.
     pub source: String,
     /// `sourcetype` of the events.
     pub sourcetype: String,
     /// `host` of the events; the detector's name (`source_service`) when unset.
-    #[serde(deserialize_with = "opt_stringish")]
+    #[serde(deserialize_with = "opt_scalar_string")]
     pub host: Option<String>,
     /// Use indexer acknowledgement: a batch counts as delivered only once `/services/collector/ack`
     /// confirms it was indexed. Falls back to plain delivery if the token has ack disabled.
