@@ -67,7 +67,7 @@ push: /etc/attackmesh/push
 {{- end }}
 {{- else if eq $c.key "siemExport" }}
 {{- $_ = set $s "data_dir" $p.data }}
-{{- if (dig "intel" "endpoint" "" $s) }}
+{{- if (dig "intel" "endpoints" list $s) }}
 {{- $intel := deepCopy $s.intel }}
 {{- $_ = set $intel "token_file" (printf "%s/%s" $p.internal $V.auth.internalToken.tokenKey) }}
 {{- $_ = set $s "intel" $intel }}
@@ -87,9 +87,11 @@ push: /etc/attackmesh/push
 {{- $_ = set $s "public_url" $v.taxii.publicUrl }}
 {{- end }}
 {{- if $v.remoteAttribution.enabled }}
-{{- $name := printf "%s-attribution" (include "attackmesh.fullname" $root | trunc 40 | trimSuffix "-") }}
-{{- $_ = set $s "attribution_endpoint" (printf "http://%s:%d" (include "attackmesh.fqdn" (dict "root" $root "name" $name)) (int $V.attribution.port)) }}
-{{- $_ = set $s "attribution_token_file" (printf "%s/%s" $p.internal $V.auth.internalToken.tokenKey) }}
+{{- $name := printf "%s-attribution-headless" (include "attackmesh.fullname" $root | trunc 40 | trimSuffix "-") }}
+{{- $link := deepCopy (default dict $s.attribution) }}
+{{- $_ = set $link "endpoints" (list (printf "dns:///%s:%d" (include "attackmesh.fqdn" (dict "root" $root "name" $name)) (int $V.attribution.port))) }}
+{{- $_ = set $link "token_file" (printf "%s/%s" $p.internal $V.auth.internalToken.tokenKey) }}
+{{- $_ = set $s "attribution" $link }}
 {{- end }}
 {{- $push := list }}
 {{- range $t := $v.push }}

@@ -156,9 +156,6 @@ round trip turns numbers into floats).
 {{- if and $v.intel.enabled (not $v.intel.database.existingSecret) (or (gt (int $v.intel.replicaCount) 1) $v.intel.autoscaling.enabled) }}
 {{- fail "intel: several replicas need a shared PostgreSQL store (intel.database.existingSecret); with SQLite keep replicaCount 1 and autoscaling off" }}
 {{- end }}
-{{- if and $v.intel.enabled $v.intel.remoteAttribution.enabled $v.tls.enabled }}
-{{- fail "intel.remoteAttribution cannot be used with tls.enabled: the intel service's attribution client presents no client certificate; leave it off to use the embedded engine" }}
-{{- end }}
 {{- if and $v.enrichment.enabled (not $v.attribution.enabled) }}
 {{- fail "enrichment needs attribution.enabled" }}
 {{- end }}
