@@ -1,6 +1,7 @@
 //! TLS on every listener, with certificates made for the test: gRPC (tonic) and HTTP (Falco
 //! input, TAXII, metrics) speak TLS exactly when `tls` is configured, mutual TLS refuses
-//! clients without a certificate from the client CA, and token files rotate without a restart.
+//! clients without a certificate from the client CA (links to other services included: they
+//! present the process's own certificate), and token files rotate without a restart.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +10,8 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use attackmesh_runtime::{
     auth::{AuthConfig, Role, TokenEntry, hash_token},
     config::RuntimeConfig,
-    tls::TlsConfig,
+    peer::PeerConfig,
+    tls::{PeerTls, TlsConfig},
 };
 use attackmesh_testkit::{
     bind,
@@ -196,6 +198,78 @@ async fn mutual_tls_requires_a_client_certificate_from_the_client_ca() {
         https_metrics(server.http, &servers.ca_pem, Some((&rogue_cert, &rogue_key)))
             .await
             .is_err()
+    );
+}
+
+/// gRPC health through a link described by `peer`.
+async fn peer_health(peer: &PeerConfig) -> Result<(), String> {
+    let link = peer
+        .connect("test", Duration::from_secs(30))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut request = tonic::Request::new(HealthCheckRequest { service: String::new() });
+    request.set_timeout(Duration::from_secs(5));
+    HealthClient::new(link.channel())
+        .check(request)
+        .await
+        .map(|_| ())
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+#[tokio::test]
+async fn a_link_presents_the_process_identity_and_without_one_is_refused_under_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("mesh ca");
+    let (server_cert, server_key) = pki.leaf("attribution");
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem);
+    let tls = TlsConfig {
+        cert_file: Some(write(dir.path(), "server.pem", &server_cert)),
+        key_file: Some(write(dir.path(), "server.key", &server_key)),
+        client_ca_file: Some(ca.clone()),
+        ..Default::default()
+    };
+    let server = start(tls, open_auth()).await;
+    let (cert, key) = pki.leaf("intel");
+    let process = TlsConfig {
+        cert_file: Some(write(dir.path(), "intel.pem", &cert)),
+        key_file: Some(write(dir.path(), "intel.key", &key)),
+        ca_file: Some(ca.clone()),
+        server_name: Some("localhost".into()),
+        ..Default::default()
+    };
+    // Written `http://`: the link speaks TLS because it has a CA.
+    let link = |tls: PeerTls| PeerConfig {
+        endpoints: vec![format!("http://127.0.0.1:{}", server.grpc.port())],
+        tls,
+        ..Default::default()
+    };
+
+    let mut inherited = link(PeerTls::default());
+    inherited.inherit_tls(&process);
+    peer_health(&inherited).await.unwrap();
+
+    let anonymous = link(PeerTls {
+        ca_file: Some(ca.clone()),
+        server_name: Some("localhost".into()),
+        ..Default::default()
+    });
+    let refused = peer_health(&anonymous).await;
+    assert!(
+        refused.is_err(),
+        "a link without a client certificate was served under mutual TLS"
+    );
+
+    let rogue = Pki::new("rogue ca");
+    let (rogue_cert, rogue_key) = rogue.leaf("intel");
+    let mut impostor = link(PeerTls {
+        cert_file: Some(write(dir.path(), "rogue.pem", &rogue_cert)),
+        key_file: Some(write(dir.path(), "rogue.key", &rogue_key)),
+        ..Default::default()
+    });
+    impostor.inherit_tls(&process);
+    assert!(
+        peer_health(&impostor).await.is_err(),
+        "a link's own certificate from another CA was accepted"
     );
 }
 

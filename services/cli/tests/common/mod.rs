@@ -1,6 +1,6 @@
-//! Helpers of the binary-level security tests: a `attackmesh serve all` process on free
-//! loopback ports with a config written for the test, raw gRPC calls to any method path, and
-//! the secret finder that the redaction test relies on.
+//! Helpers of the binary-level security tests: `attackmesh serve all` (or one `attackmesh
+//! serve <service>` per service) on free loopback ports with a config written for the test, raw
+//! gRPC calls to any method path, and the secret finder that the redaction test relies on.
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
@@ -112,19 +112,25 @@ pub fn base_config(dir: &Path, addrs: &Addrs) -> Value {
     })
 }
 
-/// A running `attackmesh serve all`, killed when dropped.
+/// A running `attackmesh serve all` (or one `attackmesh serve <service>` per service), killed
+/// when dropped.
 pub struct Serve {
-    pub child: Child,
-    pub log: PathBuf,
+    pub children: Vec<Child>,
+    pub logs: Vec<PathBuf>,
     pub addrs: Addrs,
 }
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
+
+/// The services `attackmesh serve` runs one by one, with the listener their health answers on.
+const SERVICES: [&str; 4] = ["attribution", "enrichment", "siem-export", "intel"];
 
 impl Serve {
     /// Starts `serve all` with `config` and waits until every gRPC service reports SERVING.
@@ -139,38 +145,70 @@ impl Serve {
         config: &Value,
         tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Self {
-        let path = dir.join("config.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        let path = write_config(dir, config);
         let log = dir.join("serve.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_attackmesh"))
-            .args(["serve", "all", "--config"])
-            .arg(&path)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        let mut serve = Self { child, log, addrs };
-        for addr in [addrs.attribution, addrs.enrichment, addrs.siem_export, addrs.intel] {
-            serve.wait_serving(addr, tls.clone()).await;
-        }
+        let child = spawn(&["serve", "all"], &path, &log, &[]);
+        let mut serve = Self {
+            children: vec![child],
+            logs: vec![log],
+            addrs,
+        };
+        serve.wait_all_serving(tls).await;
         serve
     }
 
-    /// Everything the process wrote so far.
+    /// Starts one `serve <service>` process per service with `config`, each with the extra
+    /// environment `env(service)` gives it, and waits until every one reports SERVING.
+    pub async fn start_each(
+        dir: &Path,
+        addrs: Addrs,
+        config: &Value,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+        env: impl Fn(&str) -> Vec<(String, String)>,
+    ) -> Self {
+        let path = write_config(dir, config);
+        let mut serve = Self {
+            children: Vec::new(),
+            logs: Vec::new(),
+            addrs,
+        };
+        for service in SERVICES {
+            let log = dir.join(format!("serve-{service}.log"));
+            serve
+                .children
+                .push(spawn(&["serve", service], &path, &log, &env(service)));
+            serve.logs.push(log);
+        }
+        serve.wait_all_serving(tls).await;
+        serve
+    }
+
+    /// Everything the processes wrote so far.
     pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.logs
+            .iter()
+            .map(|log| {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                format!("--- {}\n{text}", log.display())
+            })
+            .collect()
+    }
+
+    async fn wait_all_serving(&mut self, tls: Option<tonic::transport::ClientTlsConfig>) {
+        let addrs = self.addrs;
+        for addr in [addrs.attribution, addrs.enrichment, addrs.siem_export, addrs.intel] {
+            self.wait_serving(addr, tls.clone()).await;
+        }
     }
 
     async fn wait_serving(&mut self, addr: SocketAddr, tls: Option<tonic::transport::ClientTlsConfig>) {
         use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("serve all exited with {status}:\n{}", self.output());
+            for child in &mut self.children {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("attackmesh serve exited with {status}:\n{}", self.output());
+                }
             }
             let endpoint = match &tls {
                 None => Channel::from_shared(format!("http://{addr}")).unwrap(),
@@ -191,6 +229,30 @@ impl Serve {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+fn write_config(dir: &Path, config: &Value) -> PathBuf {
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+    path
+}
+
+/// `attackmesh <args> --config <config>` with only PATH and `env` in its environment, writing
+/// to `log`.
+fn spawn(args: &[&str], config: &Path, log: &Path, env: &[(String, String)]) -> Child {
+    let file = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_attackmesh"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap()
 }
 
 /// Passes protobuf bytes through unchanged, so any method can be called by path.
