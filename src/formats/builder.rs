@@ -22,7 +22,7 @@ use crate::validate::is_technique_id;
 /// Attribute set when `original` had to be cut to [`MAX_ORIGINAL_BYTES`].
 pub(crate) const ORIGINAL_TRUNCATED: &str = "original_truncated";
 /// Attribute holding how many attributes were left out to respect [`MAX_ATTRIBUTES`].
-pub(crate) const ATTRIBUTES_DROPPED: &str = "attributes_dropped";
+pub const ATTRIBUTES_DROPPED: &str = "attributes_dropped";
 
 /// Collects the parts of one event and enforces [`crate::limits`] when finished.
 pub(crate) struct EventBuilder {

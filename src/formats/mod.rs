@@ -1,5 +1,6 @@
 //! Parsers that turn detector records into [`DetectionEvent`]s: Suricata EVE JSON, Zeek logs (TSV
-//! and JSON), Cowrie JSON, Falco JSON output, Wazuh `alerts.json` and canonical NDJSON.
+//! and JSON), Cowrie JSON, Falco JSON output, Wazuh `alerts.json`, Windows event logs (binary
+//! `.evtx`, `evtx_dump` JSON, Winlogbeat/Elastic Agent documents) and canonical NDJSON.
 //!
 //! A record is one line. [`parse_line`] parses one line; [`Reader`] walks a stream and reports
 //! each line with its byte offsets so a shipper can checkpoint and resume without loss or
@@ -11,7 +12,8 @@
 //! * `event_type` is `"<format>.<subtype>"`: `suricata.<event_type>`, `zeek.<path>`, Cowrie's
 //!   `eventid` verbatim, `falco.alert`, `wazuh.alert`; NDJSON events keep their own.
 //! * `attributes` are the record's scalar leaves flattened to dotted keys (`alert.signature_id`,
-//!   `output_fields.proc.cmdline`, `rule.mitre.id`); arrays of scalars are joined with `,`,
+//!   `output_fields.proc.cmdline`, `rule.mitre.id`); Windows events keep their own field names
+//!   (`Image`, `CommandLine`, `EventID`, see `windows`); arrays of scalars are joined with `,`,
 //!   arrays of objects get index segments (`dns.answers.0.rdata`). Zeek TSV columns are keys as
 //!   named by `#fields`; unset and empty Zeek fields are left out. Caps follow
 //!   [`crate::limits`]: values are cut on a character boundary, over-long keys are dropped, and
@@ -35,11 +37,15 @@
 mod builder;
 mod common;
 mod cowrie;
+mod evtx;
+mod evtx_json;
 mod falco;
 mod ndjson;
 mod reader;
 mod suricata;
 mod wazuh;
+mod windows;
+mod winlogbeat;
 mod zeek;
 
 #[cfg(test)]
@@ -48,6 +54,8 @@ mod reader_tests;
 mod robustness_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod windows_tests;
 
 use std::fmt;
 use std::str::FromStr;
@@ -57,6 +65,8 @@ use uuid::Uuid;
 
 use crate::proto::DetectionEvent;
 
+pub use builder::ATTRIBUTES_DROPPED;
+pub use evtx::EvtxLines;
 pub use falco::{falco_from_json, falco_from_value};
 pub use reader::{Reader, Record, ResumePoint, open_path, open_path_at, resume_path, scan_prefix};
 pub use zeek::ZeekHeader;
@@ -84,21 +94,41 @@ pub enum Format {
     Wazuh,
     /// Canonical `DetectionEvent` JSON, one per line.
     Ndjson,
+    /// Binary Windows event log files (`.evtx`), read record by record.
+    Evtx,
+    /// Windows events as `evtx_dump` JSON (`{"Event":{"System":…,"EventData":…}}`): one per
+    /// line, one document, or an array.
+    EvtxJson,
+    /// Windows events as Winlogbeat / Elastic Agent ECS documents (`winlog.*`).
+    Winlogbeat,
 }
 
 impl Format {
     /// Every format, in the order of [`Format::NAMES`].
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 9] = [
         Format::SuricataEve,
         Format::Zeek,
         Format::Cowrie,
         Format::Falco,
         Format::Wazuh,
         Format::Ndjson,
+        Format::Evtx,
+        Format::EvtxJson,
+        Format::Winlogbeat,
     ];
 
     /// The names accepted by [`FromStr`] and printed by [`fmt::Display`].
-    pub const NAMES: [&'static str; 6] = ["suricata-eve", "zeek", "cowrie", "falco", "wazuh", "ndjson"];
+    pub const NAMES: [&'static str; 9] = [
+        "suricata-eve",
+        "zeek",
+        "cowrie",
+        "falco",
+        "wazuh",
+        "ndjson",
+        "evtx",
+        "evtx-json",
+        "winlogbeat",
+    ];
 
     /// The format's name, also used as `original_format`.
     pub fn name(self) -> &'static str {
@@ -109,7 +139,16 @@ impl Format {
             Format::Falco => "falco",
             Format::Wazuh => "wazuh",
             Format::Ndjson => "ndjson",
+            Format::Evtx => "evtx",
+            Format::EvtxJson => "evtx-json",
+            Format::Winlogbeat => "winlogbeat",
         }
+    }
+
+    /// True for formats whose records may be JSON documents spread over several lines or
+    /// arrays of records (see [`Reader`]).
+    pub fn reads_documents(self) -> bool {
+        matches!(self, Format::Evtx | Format::EvtxJson | Format::Winlogbeat)
     }
 }
 
@@ -197,7 +236,9 @@ pub enum ParseError {
     #[error("invalid detection event: {0}")]
     InvalidEvent(String),
     /// A format name that [`Format::from_str`] does not know.
-    #[error("unknown format `{0}`, expected one of: suricata-eve, zeek, cowrie, falco, wazuh, ndjson")]
+    #[error(
+        "unknown format `{0}`, expected one of: suricata-eve, zeek, cowrie, falco, wazuh, ndjson, evtx, evtx-json, winlogbeat"
+    )]
     UnknownFormat(String),
     /// Reading the input failed (including a corrupt or truncated gzip stream).
     #[error("read error: {0}")]
@@ -294,7 +335,39 @@ pub fn parse_line(format: Format, line: &str, state: &mut ParseState) -> Result<
         Format::Falco => falco::falco_from_json(line).map(Some),
         Format::Wazuh => wazuh::parse(line).map(Some),
         Format::Ndjson => ndjson::parse(line).map(Some),
+        Format::Evtx | Format::EvtxJson => evtx_json::parse(format, line),
+        Format::Winlogbeat => winlogbeat::parse(line).map(Some),
     }
+}
+
+/// Parses a whole document of a [`Format::reads_documents`] format: one record, or an array of
+/// records (each element kept as its own `original`). Other formats parse it as one line.
+pub fn parse_document(format: Format, text: &str) -> Vec<Result<Option<DetectionEvent>, ParseError>> {
+    let trimmed = text.trim().trim_start_matches('\u{feff}');
+    if !format.reads_documents() || !trimmed.starts_with('[') {
+        return vec![parse_line(format, trimmed, &mut ParseState::default())];
+    }
+    match serde_json::from_str::<Vec<serde_json::Value>>(trimmed) {
+        Ok(items) => items
+            .iter()
+            .map(|item| parse_line(format, &item.to_string(), &mut ParseState::default()))
+            .collect(),
+        Err(e) => vec![Err(ParseError::from_json(&e))],
+    }
+}
+
+/// The fields of a Windows event (`evtx`, `evtx-json` or `winlogbeat` record) under the names
+/// Sigma rules use, event data first, values in full (not cut to the attribute limits); `None`
+/// for another format or a record that does not parse. Used to re-read an event that arrived
+/// with only its `original`, or whose attributes were cut.
+pub fn windows_fields(original_format: &str, original: &str) -> Option<Vec<(String, String)>> {
+    let value: serde_json::Value = serde_json::from_str(original).ok()?;
+    let record = match original_format {
+        "evtx" | "evtx-json" => evtx_json::record(&value).ok()?,
+        "winlogbeat" => winlogbeat::record(&value).ok()?,
+        _ => return None,
+    };
+    Some(record.fields())
 }
 
 /// Parses `line` as a JSON object.

@@ -2,16 +2,25 @@
 //! from a checkpointed offset without loss or duplication).
 //!
 //! Offsets count bytes of the stream as parsed: for a gzip file, bytes of the decompressed
-//! data. A checkpoint is the `end_offset` of the last record handled; resuming there yields
-//! exactly the records after it.
+//! data; for an `.evtx` file, bytes of its records rendered as JSON lines (see `EvtxLines`). A
+//! checkpoint is the `end_offset` of the last record handled; resuming there yields exactly the
+//! records after it.
+//!
+//! Formats that read documents ([`Format::reads_documents`]: the Windows event formats) also
+//! take a JSON document spread over several lines (a pretty-printed record) and arrays of
+//! records. Every record of an array but the last carries `end_offset == offset` (the start of
+//! the array): resuming inside an array reads it again whole, and the records' deterministic
+//! ids make the repeats harmless.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use flate2::bufread::MultiGzDecoder;
 
-use super::{Format, MAX_LINE_BYTES, ParseError, ParseState, parse_line};
+use super::evtx::{EvtxLines, MAGIC as EVTX_MAGIC};
+use super::{Format, MAX_LINE_BYTES, ParseError, ParseState, parse_document, parse_line};
 use crate::proto::DetectionEvent;
 
 /// Read buffer size for files.
@@ -53,6 +62,12 @@ pub struct Reader<R: BufRead> {
     pending_len: u64,
     overflow: bool,
     failed: bool,
+    /// A JSON document spread over lines, read so far, with its first line and offset.
+    doc: String,
+    doc_line: u64,
+    doc_offset: u64,
+    /// Further records of an array already parsed.
+    queue: VecDeque<Record>,
 }
 
 impl<R: BufRead> Reader<R> {
@@ -84,6 +99,10 @@ impl<R: BufRead> Reader<R> {
             pending_len: 0,
             overflow: false,
             failed: false,
+            doc: String::new(),
+            doc_line: 0,
+            doc_offset: 0,
+            queue: VecDeque::new(),
         }
     }
 
@@ -124,42 +143,111 @@ impl<R: BufRead> Reader<R> {
         self.inner
     }
 
-    fn emit(&mut self) -> Record {
+    fn emit(&mut self) -> Option<Record> {
         let line = self.next_line;
         let offset = self.offset;
         let end_offset = offset + self.pending_len;
         self.next_line += 1;
         self.offset = end_offset;
         self.pending_len = 0;
-        let result = if std::mem::take(&mut self.overflow) {
+        let pending = std::mem::take(&mut self.pending);
+        let text = if std::mem::take(&mut self.overflow) {
             Err(ParseError::LineTooLong { limit: MAX_LINE_BYTES })
         } else {
-            let bytes = self.pending.strip_suffix(b"\n").unwrap_or(&self.pending);
+            let bytes = pending.strip_suffix(b"\n").unwrap_or(&pending);
             let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
             if bytes.len() > MAX_LINE_BYTES {
                 Err(ParseError::LineTooLong { limit: MAX_LINE_BYTES })
             } else {
-                match std::str::from_utf8(bytes) {
-                    Ok(text) => parse_line(self.format, text, &mut self.state),
-                    Err(error) => Err(ParseError::InvalidUtf8(error.valid_up_to())),
-                }
+                std::str::from_utf8(bytes).map_err(|error| ParseError::InvalidUtf8(error.valid_up_to()))
             }
         };
+        let record = match text {
+            Ok(text) if self.format.reads_documents() => self.document(text, line, offset, end_offset),
+            Ok(text) => Some(Record {
+                line,
+                offset,
+                end_offset,
+                result: parse_line(self.format, text, &mut self.state).map_err(|error| error.at_line(line)),
+            }),
+            Err(error) => {
+                self.doc.clear();
+                Some(Record {
+                    line,
+                    offset,
+                    end_offset,
+                    result: Err(error.at_line(line)),
+                })
+            }
+        };
+        self.pending = pending;
         self.pending.clear();
         self.pending.shrink_to(BUFFER_BYTES);
-        Record {
-            line,
-            offset,
-            end_offset,
-            result: result.map_err(|error| error.at_line(line)),
-        }
+        record
     }
+
+    /// Adds a line to the document being read; the records once it is complete.
+    fn document(&mut self, text: &str, line: u64, offset: u64, end_offset: u64) -> Option<Record> {
+        if self.doc.is_empty() {
+            let t = text.trim().trim_start_matches('\u{feff}');
+            let single = !t.starts_with(['[', '{']) || (t.starts_with('{') && t.ends_with('}'));
+            if single || !incomplete(t) {
+                return self.records(t, line, offset, end_offset);
+            }
+            self.doc_line = line;
+            self.doc_offset = offset;
+        }
+        self.doc.push_str(text);
+        self.doc.push('\n');
+        if self.doc.len() > MAX_LINE_BYTES {
+            self.doc.clear();
+            let error = ParseError::LineTooLong { limit: MAX_LINE_BYTES };
+            return Some(Record {
+                line: self.doc_line,
+                offset: self.doc_offset,
+                end_offset,
+                result: Err(error.at_line(self.doc_line)),
+            });
+        }
+        if incomplete(&self.doc) {
+            return None;
+        }
+        let doc = std::mem::take(&mut self.doc);
+        self.records(&doc, self.doc_line, self.doc_offset, end_offset)
+    }
+
+    /// Queues the records of a complete document and returns the first.
+    fn records(&mut self, doc: &str, line: u64, offset: u64, end_offset: u64) -> Option<Record> {
+        let results = if doc.starts_with('[') {
+            parse_document(self.format, doc)
+        } else {
+            vec![parse_line(self.format, doc, &mut self.state)]
+        };
+        let last = results.len().saturating_sub(1);
+        for (i, result) in results.into_iter().enumerate() {
+            self.queue.push_back(Record {
+                line,
+                offset,
+                end_offset: if i == last { end_offset } else { offset },
+                result: result.map_err(|error| error.at_line(line)),
+            });
+        }
+        self.queue.pop_front()
+    }
+}
+
+/// True when `text` is the start of a JSON document that goes on.
+fn incomplete(text: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).is_err_and(|e| e.is_eof())
 }
 
 impl<R: BufRead> Iterator for Reader<R> {
     type Item = Record;
 
     fn next(&mut self) -> Option<Record> {
+        if let Some(record) = self.queue.pop_front() {
+            return Some(record);
+        }
         if self.failed {
             return None;
         }
@@ -178,10 +266,26 @@ impl<R: BufRead> Iterator for Reader<R> {
                 }
             };
             if buf.is_empty() {
+                if self.pending_len == 0 && !self.follow && !self.doc.is_empty() {
+                    self.doc.clear();
+                    let error = ParseError::InvalidJson {
+                        column: 0,
+                        message: "the document ends before it is complete".into(),
+                    };
+                    return Some(Record {
+                        line: self.doc_line,
+                        offset: self.doc_offset,
+                        end_offset: self.offset,
+                        result: Err(error.at_line(self.doc_line)),
+                    });
+                }
                 if self.pending_len == 0 || self.follow {
                     return None;
                 }
-                return Some(self.emit());
+                match self.emit() {
+                    Some(record) => return Some(record),
+                    None => continue,
+                }
             }
             let (used, complete) = match buf.iter().position(|&b| b == b'\n') {
                 Some(index) => (index + 1, true),
@@ -199,17 +303,21 @@ impl<R: BufRead> Iterator for Reader<R> {
             }
             self.inner.consume(used);
             self.pending_len += used as u64;
-            if complete {
-                return Some(self.emit());
+            if complete && let Some(record) = self.emit() {
+                return Some(record);
             }
         }
     }
 }
 
 /// Opens a file for reading, decompressing it on the fly when it starts with the gzip magic
-/// bytes (whatever its name); concatenated gzip members are read as one stream.
+/// bytes (whatever its name); concatenated gzip members are read as one stream. A binary
+/// Windows event log (`ElfFile` signature) reads as its records rendered as JSON lines.
 pub fn open_path(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
     let mut file = BufReader::with_capacity(BUFFER_BYTES, File::open(path)?);
+    if file.fill_buf()?.starts_with(EVTX_MAGIC) {
+        return Ok(Box::new(BufReader::with_capacity(BUFFER_BYTES, EvtxLines::new(file)?)));
+    }
     if is_gzip(&mut file)? {
         let decoder = MultiGzDecoder::new(file);
         Ok(Box::new(BufReader::with_capacity(BUFFER_BYTES, decoder)))
@@ -218,18 +326,18 @@ pub fn open_path(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
     }
 }
 
-/// Opens a file positioned at `offset` (of the decompressed data for gzip files, which are
-/// read and discarded up to there). An offset beyond the end is an error: the file was
+/// Opens a file positioned at `offset` (of the decompressed data for gzip files, of the JSON
+/// rendering for `.evtx` files; both are read and discarded up to there). An offset beyond the end is an error: the file was
 /// truncated or replaced since the offset was taken.
 pub fn open_path_at(path: &Path, offset: u64) -> io::Result<Box<dyn BufRead + Send>> {
     let mut file = BufReader::with_capacity(BUFFER_BYTES, File::open(path)?);
-    if is_gzip(&mut file)? {
-        let mut decoded = BufReader::with_capacity(BUFFER_BYTES, MultiGzDecoder::new(file));
+    if is_gzip(&mut file)? || file.fill_buf()?.starts_with(EVTX_MAGIC) {
+        let mut decoded = open_path(path)?;
         let skipped = io::copy(&mut (&mut decoded).take(offset), &mut io::sink())?;
         if skipped < offset {
             return Err(beyond_end(path, offset, skipped));
         }
-        return Ok(Box::new(decoded));
+        return Ok(decoded);
     }
     let len = file.get_ref().metadata()?.len();
     if len < offset {

@@ -8,6 +8,10 @@
 //!   [`MAX_CONFIDENCE`];
 //! - the event's `confidence_score` is the highest technique confidence (0 when none).
 //!
+//! Sigma rules (see [`crate::sigma`]) are one more source of rule evidence: a matching rule
+//! supports each technique of its tags with the confidence of its level and status, and its
+//! evidence names the rule (`sigma:<id>`) and title.
+//!
 //! Every technique in an output is an active technique of the loaded knowledge base: rules are
 //! validated when compiled, and detector hints are resolved (revoked → replacement, recorded in
 //! `replaces_revoked_id`) or dropped (unknown, deprecated, malformed).
@@ -24,6 +28,7 @@ use crate::actors::{self, TOP_ACTORS, round4};
 use crate::error::Error;
 use crate::kb::{Kb, TechIdx};
 use crate::rules::{EventFields, PatternFields, RulePack, RuleSet, with_scratch};
+use crate::sigma::{Compiled, SigmaSet};
 
 /// Confidence a validated detector hint supports on its own.
 pub const HINT_CONFIDENCE: f64 = 0.6;
@@ -35,13 +40,33 @@ pub const MAX_CONFIDENCE: f64 = 0.99;
 pub struct Engine {
     kb: Arc<Kb>,
     rules: RuleSet,
+    sigma: SigmaSet,
+    version: String,
 }
 
 impl Engine {
-    /// Compiles `packs` against `kb`; fails on the first invalid pack or rule.
+    /// Compiles `packs` against `kb`, with the embedded Sigma rules; fails on the first invalid
+    /// pack or rule (Sigma rules that cannot be compiled are listed, not fatal).
     pub fn new(kb: Arc<Kb>, packs: Vec<RulePack>) -> Result<Self, Error> {
+        Engine::with_sigma(kb, packs, vec![SigmaSet::embedded_compiled()?])
+    }
+
+    /// Compiles `packs` against `kb` with the given compiled Sigma sets (later sets' rules
+    /// replace earlier rules with the same id; an empty list turns Sigma off).
+    pub fn with_sigma(kb: Arc<Kb>, packs: Vec<RulePack>, sigma: Vec<Arc<Compiled>>) -> Result<Self, Error> {
         let rules = RuleSet::compile(&kb, &packs)?;
-        Ok(Self { kb, rules })
+        let sigma = SigmaSet::bind(&kb, sigma);
+        let version = [rules.version(), sigma.version()]
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(Self {
+            kb,
+            rules,
+            sigma,
+            version,
+        })
     }
 
     /// The embedded knowledge base with the embedded rule packs.
@@ -59,9 +84,14 @@ impl Engine {
         &self.rules
     }
 
-    /// `name@version` of every loaded pack.
+    /// The Sigma rules in force.
+    pub fn sigma(&self) -> &SigmaSet {
+        &self.sigma
+    }
+
+    /// `name@version` of every loaded pack, mapping packs then Sigma packs.
     pub fn rule_pack_version(&self) -> &str {
-        self.rules.version()
+        &self.version
     }
 
     /// Attributes one detection: rule matches and validated hints, combined per technique,
@@ -82,13 +112,19 @@ impl Engine {
                 }
             }
         });
+        self.sigma.for_each_match(ev, |hit, techniques| {
+            let detail = format!("{} (Sigma {} rule, {})", hit.title, hit.level.name(), hit.pack);
+            for t in techniques {
+                acc.add(*t, None, rule_evidence(&format!("sigma:{}", hit.id), &detail, hit.confidence));
+            }
+        });
         add_hints(&self.kb, ev, &mut acc);
         let status = if acc.is_empty() {
             AttributionStatus::NoMatch
         } else {
             AttributionStatus::Ok
         };
-        acc.into_attribution(&self.kb, status, self.rules.version(), true)
+        acc.into_attribution(&self.kb, status, &self.version, true)
     }
 
     /// What enrichment records when attribution is unreachable: only the detector's hints,
@@ -150,8 +186,8 @@ impl Engine {
             subtechniques: c.subtechniques as u32,
             tactics: c.tactics as u32,
             groups: c.groups as u32,
-            rule_pack_version: self.rules.version().to_owned(),
-            rules: self.rules.len() as u32,
+            rule_pack_version: self.version.clone(),
+            rules: (self.rules.len() + self.sigma.len()) as u32,
         }
     }
 }

@@ -4,6 +4,8 @@
 //!   is embedded so the binary works offline).
 //! - [`rules`]: declarative, versioned mapping rule packs (YAML under `rules/`), validated
 //!   against the knowledge base and compiled into shared matchers.
+//! - [`sigma`]: the SigmaHQ Windows rules (embedded) and a user's own Sigma rules, routed by
+//!   log source and evaluated against Windows events.
 //! - [`actors`]: ranking of ATT&CK groups by how specifically observed techniques match them.
 //! - [`engine`]: [`Engine`], knowledge base plus rules → `Attribution`, and the DEGRADED path.
 //! - [`navigator`]: ATT&CK Navigator layers of observed techniques.
@@ -22,6 +24,7 @@ pub mod error;
 pub mod kb;
 pub mod navigator;
 pub mod rules;
+pub mod sigma;
 pub mod url;
 
 pub use actors::rank_actors;
@@ -29,3 +32,4 @@ pub use engine::Engine;
 pub use error::Error;
 pub use kb::{Kb, Resolved};
 pub use rules::{RulePack, RuleSet};
+pub use sigma::{SigmaPack, SigmaSet};

@@ -1,0 +1,364 @@
+//! Compiling Sigma rule files into a [`Compiled`] set: parse each document, route it by log
+//! source, compile its detection and condition, and build the literal prefilter.
+//!
+//! A rule that cannot be compiled is recorded in [`Compiled::rejected`] with its reason; it
+//! never fails the set. The prefilter: every rule whose condition cannot hold unless one of a
+//! few literals occurs in the event (its *needles*) is registered under them in one
+//! Aho-Corasick automaton; rules with no such literals are always evaluated.
+
+use std::collections::HashMap;
+
+use aho_corasick::AhoCorasick;
+use serde::Deserialize as _;
+use serde_yaml::Value;
+
+use super::condition::{self, Expr};
+use super::logsource::{LogSource, Route};
+use super::value::{FieldId, FieldTest, compile_field};
+use super::{Level, SigmaPack, SigmaRejected};
+
+/// Shortest literal worth a place in the prefilter.
+const MIN_NEEDLE: usize = 3;
+
+/// One search identifier of a detection.
+#[derive(Debug)]
+pub(crate) enum Search {
+    /// Every test holds (a mapping).
+    All(Vec<FieldTest>),
+    /// Any of the mappings holds (a list of mappings).
+    Any(Vec<Vec<FieldTest>>),
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub(crate) struct SigmaRule {
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) level: Level,
+    pub(crate) status: String,
+    pub(crate) path: String,
+    pub(crate) pack: usize,
+    pub(crate) logsource: String,
+    pub(crate) tags: Vec<String>,
+    pub(crate) searches: Vec<Search>,
+    pub(crate) condition: Expr,
+    /// Whether the prefilter must see one of the rule's needles before it is evaluated.
+    pub(crate) filtered: bool,
+}
+
+/// The rules of one channel.
+#[derive(Debug, Default)]
+pub(crate) struct ChannelRoutes {
+    /// Rules for any event id of the channel.
+    pub(crate) any: Vec<u32>,
+    /// Rules by event id.
+    pub(crate) by_event_id: HashMap<u32, Vec<u32>>,
+}
+
+/// Per-pack figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SigmaPackInfo {
+    /// Pack name.
+    pub name: String,
+    /// Pack version.
+    pub version: String,
+    /// Where it came from.
+    pub source: String,
+    /// Rules compiled.
+    pub loaded: usize,
+    /// Rules refused (listed in [`Compiled::rejected`]).
+    pub rejected: usize,
+}
+
+/// Compiled rules of some packs, independent of any knowledge base.
+#[derive(Debug)]
+pub struct Compiled {
+    pub(crate) rules: Vec<SigmaRule>,
+    pub(crate) packs: Vec<SigmaPackInfo>,
+    pub(crate) rejected: Vec<SigmaRejected>,
+    /// Interned field names, lowercased.
+    pub(crate) fields: HashMap<Box<str>, FieldId>,
+    /// Rules by channel (lowercase).
+    pub(crate) channels: HashMap<Box<str>, ChannelRoutes>,
+    /// Rules for every Windows event.
+    pub(crate) any_channel: Vec<u32>,
+    /// The prefilter over lowered field values, and the rules of each needle.
+    pub(crate) prefilter: Option<AhoCorasick>,
+    pub(crate) needle_rules: Vec<Vec<u32>>,
+}
+
+impl Compiled {
+    /// Compiles `packs`; later packs' rules replace earlier rules with the same id.
+    pub fn compile(packs: &[SigmaPack]) -> Compiled {
+        let mut c = Compiled {
+            rules: Vec::new(),
+            packs: Vec::new(),
+            rejected: Vec::new(),
+            fields: HashMap::new(),
+            channels: HashMap::new(),
+            any_channel: Vec::new(),
+            prefilter: None,
+            needle_rules: Vec::new(),
+        };
+        let mut routes: Vec<Option<Vec<Route>>> = Vec::new();
+        let mut needles: Vec<Option<Vec<String>>> = Vec::new();
+        for (pack_idx, pack) in packs.iter().enumerate() {
+            let mut info = SigmaPackInfo {
+                name: pack.name.clone(),
+                version: pack.version.clone(),
+                source: pack.source.clone(),
+                ..Default::default()
+            };
+            for file in &pack.files {
+                for (n, doc) in serde_yaml::Deserializer::from_str(&file.text).enumerate() {
+                    let parsed = Value::deserialize(doc).map_err(|e| (String::new(), String::new(), format!("YAML: {e}")));
+                    let path = if n == 0 {
+                        file.path.clone()
+                    } else {
+                        format!("{}#{}", file.path, n + 1)
+                    };
+                    let result = parsed.and_then(|v| c.rule(&v, pack_idx, &path));
+                    match result {
+                        Ok((rule, r)) => {
+                            let nd = rule_needles(&rule);
+                            if let Some(old) = c.rules.iter().position(|x| x.id == rule.id && !x.id.is_empty()) {
+                                // Same id again: the later rule wins (a user's rule over SigmaHQ's).
+                                c.rules[old] = rule;
+                                routes[old] = r;
+                                needles[old] = nd;
+                            } else {
+                                c.rules.push(rule);
+                                routes.push(r);
+                                needles.push(nd);
+                            }
+                            info.loaded += 1;
+                        }
+                        Err((id, title, reason)) => {
+                            info.rejected += 1;
+                            c.rejected.push(SigmaRejected {
+                                pack: pack.name.clone(),
+                                path,
+                                id,
+                                title,
+                                reason,
+                            });
+                        }
+                    }
+                }
+            }
+            c.packs.push(info);
+        }
+        c.index(routes, needles);
+        c
+    }
+
+    fn index(&mut self, routes: Vec<Option<Vec<Route>>>, needles: Vec<Option<Vec<String>>>) {
+        for (i, r) in routes.into_iter().enumerate() {
+            let i = i as u32;
+            match r {
+                None => self.any_channel.push(i),
+                Some(routes) => {
+                    for route in routes {
+                        let channel = self.channels.entry(route.channel.into()).or_default();
+                        if route.event_ids.is_empty() {
+                            channel.any.push(i);
+                        }
+                        for id in route.event_ids {
+                            channel.by_event_id.entry(*id).or_default().push(i);
+                        }
+                    }
+                }
+            }
+        }
+        let mut patterns: HashMap<String, usize> = HashMap::new();
+        for (i, set) in needles.into_iter().enumerate() {
+            let Some(set) = set else { continue };
+            self.rules[i].filtered = true;
+            for needle in set {
+                let next = patterns.len();
+                let at = *patterns.entry(needle).or_insert(next);
+                if at == self.needle_rules.len() {
+                    self.needle_rules.push(Vec::new());
+                }
+                self.needle_rules[at].push(i as u32);
+            }
+        }
+        let mut ordered: Vec<(String, usize)> = patterns.into_iter().collect();
+        ordered.sort_by_key(|(_, i)| *i);
+        let built = AhoCorasick::new(ordered.iter().map(|(p, _)| p.as_str()));
+        match built {
+            Ok(ac) => self.prefilter = Some(ac),
+            Err(_) => {
+                // Without the automaton every rule is evaluated: slower, never wrong.
+                for r in &mut self.rules {
+                    r.filtered = false;
+                }
+            }
+        }
+    }
+
+    fn intern(&mut self, name: &str) -> FieldId {
+        let key = name.to_ascii_lowercase();
+        let next = self.fields.len() as FieldId;
+        *self.fields.entry(key.into_boxed_str()).or_insert(next)
+    }
+
+    /// Compiles one rule document; the error names the rule and says why.
+    #[allow(clippy::type_complexity)]
+    fn rule(
+        &mut self,
+        doc: &Value,
+        pack: usize,
+        path: &str,
+    ) -> Result<(SigmaRule, Option<Vec<Route>>), (String, String, String)> {
+        let text = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or_default().trim().to_owned();
+        let (id, title) = (text("id"), text("title"));
+        let fail = |reason: String| (id.clone(), title.clone(), reason);
+        if doc.get("action").is_some() {
+            return Err(fail("rule collections (`action:`) are not supported".into()));
+        }
+        if doc.get("correlation").is_some() {
+            return Err(fail("correlation rules need state across events; not a per-event rule".into()));
+        }
+        let detection = doc
+            .get("detection")
+            .and_then(Value::as_mapping)
+            .ok_or_else(|| fail("no `detection` mapping".into()))?;
+        let logsource = LogSource::from_yaml(doc.get("logsource"));
+        let routes = logsource.routes().map_err(fail)?;
+        let mut names = Vec::new();
+        let mut searches = Vec::new();
+        let mut cond_text = Vec::new();
+        for (k, v) in detection {
+            let name = k.as_str().unwrap_or_default();
+            if name == "condition" {
+                match v {
+                    Value::String(s) => cond_text.push(s.clone()),
+                    Value::Sequence(list) => cond_text.extend(list.iter().filter_map(Value::as_str).map(str::to_owned)),
+                    _ => return Err(fail("`condition` must be a string or a list of strings".into())),
+                }
+                continue;
+            }
+            if name == "timeframe" {
+                return Err(fail("`timeframe` needs state across events".into()));
+            }
+            let search = self
+                .search(v)
+                .map_err(|e| fail(format!("search `{name}`: {e}")))?;
+            names.push(name.to_owned());
+            searches.push(search);
+        }
+        if cond_text.is_empty() {
+            return Err(fail("no `condition`".into()));
+        }
+        let mut conds = Vec::new();
+        for c in &cond_text {
+            conds.push(condition::parse(c, &names).map_err(&fail)?);
+        }
+        let condition = if conds.len() == 1 {
+            conds.remove(0)
+        } else {
+            Expr::Or(conds)
+        };
+        let tags = doc
+            .get("tags")
+            .and_then(Value::as_sequence)
+            .map(|t| t.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let rule = SigmaRule {
+            id: id.clone(),
+            title: title.clone(),
+            level: Level::parse(&text("level")),
+            status: text("status").to_ascii_lowercase(),
+            path: path.to_owned(),
+            pack,
+            logsource: logsource.key(),
+            tags,
+            searches,
+            condition,
+            filtered: false,
+        };
+        Ok((rule, routes))
+    }
+
+    fn search(&mut self, v: &Value) -> Result<Search, String> {
+        match v {
+            Value::Mapping(m) => Ok(Search::All(self.mapping(m)?)),
+            Value::Sequence(items) if items.iter().all(Value::is_mapping) && !items.is_empty() => {
+                let mut alts = Vec::new();
+                for item in items {
+                    if let Value::Mapping(m) = item {
+                        alts.push(self.mapping(m)?);
+                    }
+                }
+                Ok(Search::Any(alts))
+            }
+            Value::Sequence(items) if items.iter().any(Value::is_mapping) => {
+                Err("mixes mappings and keywords in one list".into())
+            }
+            other => {
+                let mut intern = |n: &str| self.intern(n);
+                Ok(Search::All(vec![compile_field("|contains", other, &mut intern)?]))
+            }
+        }
+    }
+
+    fn mapping(&mut self, m: &serde_yaml::Mapping) -> Result<Vec<FieldTest>, String> {
+        if m.is_empty() {
+            return Err("empty mapping".into());
+        }
+        let mut tests = Vec::with_capacity(m.len());
+        for (k, v) in m {
+            let key = k.as_str().ok_or("a field name must be a string")?;
+            let mut intern = |n: &str| self.intern(n);
+            tests.push(compile_field(key, v, &mut intern)?);
+        }
+        Ok(tests)
+    }
+}
+
+/// Literals one of which must occur for the rule to match; `None` when there is no such set.
+fn rule_needles(rule: &SigmaRule) -> Option<Vec<String>> {
+    expr_needles(&rule.condition, &rule.searches).filter(|set| set.iter().all(|n| n.len() >= MIN_NEEDLE))
+}
+
+fn expr_needles(e: &Expr, searches: &[Search]) -> Option<Vec<String>> {
+    match e {
+        Expr::Search(i) => match searches.get(*i)? {
+            Search::All(tests) => best(tests.iter().map(test_needles)),
+            Search::Any(alts) => union(alts.iter().map(|tests| best(tests.iter().map(test_needles)))),
+        },
+        Expr::Not(_) => None,
+        Expr::And(items) => best(items.iter().map(|x| expr_needles(x, searches))),
+        Expr::Or(items) => union(items.iter().map(|x| expr_needles(x, searches))),
+    }
+}
+
+fn test_needles(t: &FieldTest) -> Option<Vec<String>> {
+    if t.all {
+        // Every value must match: the longest one's literal is required.
+        let n = t.matchers.iter().filter_map(|m| m.needle()).max_by_key(|n| n.len())?;
+        return Some(vec![n.to_ascii_lowercase()]);
+    }
+    t.matchers.iter().map(|m| m.needle().map(str::to_ascii_lowercase)).collect()
+}
+
+/// The most selective of several required sets (longest shortest needle, then fewest).
+fn best(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
+    sets.flatten()
+        .filter(|s| !s.is_empty())
+        .max_by_key(|s| (s.iter().map(String::len).min().unwrap_or(0).min(16), usize::MAX - s.len()))
+}
+
+/// The union of alternatives' sets; `None` when any alternative has none.
+fn union(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for set in sets {
+        for n in set? {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}

@@ -1,0 +1,200 @@
+//! Evaluating a [`Compiled`] set against one Windows event's fields: route by channel and
+//! event id, run the prefilter over the lowered values, then evaluate the conditions of the
+//! routed rules the prefilter let through. Per-thread scratch space is reused, so steady-state
+//! evaluation does not allocate.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+
+use super::compile::{Compiled, Search};
+use super::condition::Expr;
+use super::value::{Cmp, FieldTest, Matcher, Place, Target, in_network};
+
+const NONE: u32 = u32::MAX;
+
+/// Reusable buffers of one thread.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    raw: String,
+    lower: String,
+    /// (raw start, raw end, lower start, lower end) of every value.
+    values: Vec<[u32; 4]>,
+    /// Value index of every interned field of the set being evaluated.
+    slots: Vec<u32>,
+    touched: Vec<u32>,
+    /// Bit per rule: one of its needles occurs.
+    hits: Vec<u64>,
+    key: String,
+    candidates: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch space.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| f(&mut s.borrow_mut()))
+}
+
+/// The fields of one Windows event (name, value), as parsers produce them.
+pub(crate) struct WinEvent<'a, I> {
+    pub(crate) channel: &'a str,
+    pub(crate) event_id: u32,
+    pub(crate) fields: I,
+}
+
+impl Compiled {
+    /// Appends the indexes of the rules matching the event to `out`.
+    pub(crate) fn matches<'a, I>(&self, ev: WinEvent<'a, I>, s: &mut Scratch, out: &mut Vec<u32>)
+    where
+        I: Iterator<Item = (&'a str, &'a str)>,
+    {
+        s.candidates.clear();
+        s.key.clear();
+        s.key.push_str(ev.channel);
+        s.key.make_ascii_lowercase();
+        if let Some(routes) = self.channels.get(s.key.as_str()) {
+            s.candidates.extend_from_slice(&routes.any);
+            if let Some(list) = routes.by_event_id.get(&ev.event_id) {
+                s.candidates.extend_from_slice(list);
+            }
+        }
+        s.candidates.extend_from_slice(&self.any_channel);
+        if s.candidates.is_empty() {
+            return;
+        }
+        self.load(ev.fields, s);
+        s.hits.clear();
+        s.hits.resize(self.rules.len().div_ceil(64), 0);
+        if let Some(ac) = &self.prefilter {
+            for m in ac.find_overlapping_iter(s.lower.as_str()) {
+                for r in &self.needle_rules[m.pattern().as_usize()] {
+                    s.hits[*r as usize / 64] |= 1 << (r % 64);
+                }
+            }
+        }
+        s.candidates.sort_unstable();
+        s.candidates.dedup();
+        for &r in &s.candidates {
+            let rule = &self.rules[r as usize];
+            if rule.filtered && s.hits[r as usize / 64] & (1 << (r % 64)) == 0 {
+                continue;
+            }
+            if self.expr(&rule.condition, &rule.searches, s) {
+                out.push(r);
+            }
+        }
+    }
+
+    fn load<'a>(&self, fields: impl Iterator<Item = (&'a str, &'a str)>, s: &mut Scratch) {
+        for f in s.touched.drain(..) {
+            if let Some(slot) = s.slots.get_mut(f as usize) {
+                *slot = NONE;
+            }
+        }
+        if s.slots.len() < self.fields.len() {
+            s.slots.resize(self.fields.len(), NONE);
+        }
+        s.raw.clear();
+        s.lower.clear();
+        s.values.clear();
+        for (k, v) in fields {
+            let (rs, ls) = (s.raw.len() as u32, s.lower.len() as u32);
+            s.raw.push_str(v);
+            s.lower.push_str(v);
+            let lower_end = s.lower.len();
+            s.lower[ls as usize..lower_end].make_ascii_lowercase();
+            // NUL keeps a needle from matching across two values.
+            s.lower.push('\0');
+            let index = s.values.len() as u32;
+            s.values.push([rs, s.raw.len() as u32, ls, lower_end as u32]);
+            s.key.clear();
+            s.key.push_str(k);
+            s.key.make_ascii_lowercase();
+            if let Some(&f) = self.fields.get(s.key.as_str())
+                && s.slots[f as usize] == NONE
+            {
+                s.slots[f as usize] = index;
+                s.touched.push(f);
+            }
+        }
+    }
+
+    fn expr(&self, e: &Expr, searches: &[Search], s: &Scratch) -> bool {
+        match e {
+            Expr::Search(i) => match &searches[*i] {
+                Search::All(tests) => tests.iter().all(|t| test(t, s)),
+                Search::Any(alts) => alts.iter().any(|tests| tests.iter().all(|t| test(t, s))),
+            },
+            Expr::Not(inner) => !self.expr(inner, searches, s),
+            Expr::And(items) => items.iter().all(|x| self.expr(x, searches, s)),
+            Expr::Or(items) => items.iter().any(|x| self.expr(x, searches, s)),
+        }
+    }
+}
+
+/// The raw and lowered text of value `index`.
+fn value(s: &Scratch, index: u32) -> (&str, &str) {
+    let [rs, re, ls, le] = s.values[index as usize];
+    (&s.raw[rs as usize..re as usize], &s.lower[ls as usize..le as usize])
+}
+
+fn slot(s: &Scratch, field: u32) -> Option<(&str, &str)> {
+    match s.slots.get(field as usize) {
+        Some(&i) if i != NONE => Some(value(s, i)),
+        _ => None,
+    }
+}
+
+fn test(t: &FieldTest, s: &Scratch) -> bool {
+    match t.target {
+        Target::Field(f) => {
+            let v = slot(s, f);
+            if t.all {
+                t.matchers.iter().all(|m| matcher(m, v, s))
+            } else {
+                t.matchers.iter().any(|m| matcher(m, v, s))
+            }
+        }
+        Target::Any => {
+            let each = |m: &Matcher| (0..s.values.len() as u32).any(|i| matcher(m, Some(value(s, i)), s));
+            if t.all {
+                t.matchers.iter().all(each)
+            } else {
+                t.matchers.iter().any(each)
+            }
+        }
+    }
+}
+
+fn matcher(m: &Matcher, v: Option<(&str, &str)>, s: &Scratch) -> bool {
+    match m {
+        Matcher::Exists(yes) => v.is_some() == *yes,
+        Matcher::Null => v.is_none_or(|(raw, _)| raw.is_empty()),
+        _ => {
+            let Some((raw, lower)) = v else { return false };
+            match m {
+                Matcher::Str { pat, cased } => pat.matches(if *cased { raw } else { lower }),
+                Matcher::Regex(re) => re.is_match(raw),
+                Matcher::Cidr { net, bits } => raw
+                    .trim()
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| in_network(ip, *net, *bits)),
+                Matcher::Num(cmp, n) => raw.trim().parse::<f64>().is_ok_and(|x| match cmp {
+                    Cmp::Gt => x > *n,
+                    Cmp::Gte => x >= *n,
+                    Cmp::Lt => x < *n,
+                    Cmp::Lte => x <= *n,
+                }),
+                Matcher::FieldRef { other, place } => slot(s, *other).is_some_and(|(_, o)| match place {
+                    Place::Exact => lower == o,
+                    Place::Contains => lower.contains(o),
+                    Place::Starts => lower.starts_with(o),
+                    Place::Ends => lower.ends_with(o),
+                }),
+                Matcher::Exists(_) | Matcher::Null => false,
+            }
+        }
+    }
+}

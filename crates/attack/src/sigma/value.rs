@@ -1,0 +1,533 @@
+//! Sigma values and modifiers compiled into matchers.
+//!
+//! A field's values with their modifiers (`Image|endswith`, `CommandLine|contains|all`,
+//! `Payload|base64offset|contains`, `DestinationIp|cidr`, …) become one [`FieldTest`]: a list
+//! of [`Matcher`]s, any (or, with `all`, every) of which must hold. String matching is ASCII
+//! case-insensitive unless `cased` is given; `*` and `?` are wildcards unless escaped with `\`.
+//! This module only compiles values; reading event fields is [`super::eval`]'s business.
+
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use regex::Regex;
+
+/// Index of an interned field name.
+pub(crate) type FieldId = u32;
+
+/// Where a test reads its value from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// One named field.
+    Field(FieldId),
+    /// Any field of the event (Sigma keywords).
+    Any,
+}
+
+/// The values of one field with their modifiers.
+#[derive(Debug)]
+pub(crate) struct FieldTest {
+    pub(crate) target: Target,
+    pub(crate) matchers: Vec<Matcher>,
+    /// `all`: every matcher must hold instead of any.
+    pub(crate) all: bool,
+}
+
+/// How a compiled string pattern is placed in the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StrPat {
+    Exact(String),
+    Contains(String),
+    Starts(String),
+    Ends(String),
+    /// Literal parts between `*` wildcards; the first is anchored at the start unless empty,
+    /// the last at the end unless empty.
+    Glob(Vec<String>),
+}
+
+impl StrPat {
+    /// True when `value` (already lowered when the pattern is) matches.
+    pub(crate) fn matches(&self, value: &str) -> bool {
+        match self {
+            StrPat::Exact(p) => value == p,
+            StrPat::Contains(p) => value.contains(p.as_str()),
+            StrPat::Starts(p) => value.starts_with(p.as_str()),
+            StrPat::Ends(p) => value.ends_with(p.as_str()),
+            StrPat::Glob(parts) => glob_matches(parts, value),
+        }
+    }
+
+    /// The longest literal the value must contain, for the prefilter.
+    pub(crate) fn needle(&self) -> &str {
+        match self {
+            StrPat::Exact(p) | StrPat::Contains(p) | StrPat::Starts(p) | StrPat::Ends(p) => p,
+            StrPat::Glob(parts) => parts.iter().max_by_key(|p| p.len()).map_or("", String::as_str),
+        }
+    }
+}
+
+fn glob_matches(parts: &[String], value: &str) -> bool {
+    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+        return true;
+    };
+    if parts.len() == 1 {
+        return value == first;
+    }
+    let Some(mut rest) = value.strip_prefix(first.as_str()) else {
+        return false;
+    };
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part.as_str()) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last.as_str())
+}
+
+/// Numeric comparison of the `gt`/`gte`/`lt`/`lte` modifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cmp {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+/// One compiled value.
+#[derive(Debug)]
+pub(crate) enum Matcher {
+    /// A string pattern over the lowered value (or the value itself when `cased`).
+    Str { pat: StrPat, cased: bool },
+    /// A regular expression over the value as is.
+    Regex(Regex),
+    /// The value is an address inside the network.
+    Cidr { net: IpAddr, bits: u8 },
+    /// The value is a number comparing so with the operand.
+    Num(Cmp, f64),
+    /// The field is present (`true`) or absent (`false`).
+    Exists(bool),
+    /// The field is absent or empty (`Field: null`).
+    Null,
+    /// The value relates so to another field's value.
+    FieldRef { other: FieldId, place: Place },
+}
+
+/// Placement of a field reference's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    Exact,
+    Contains,
+    Starts,
+    Ends,
+}
+
+impl Matcher {
+    /// The literal a matching value must contain (lowered), when there is one.
+    pub(crate) fn needle(&self) -> Option<&str> {
+        match self {
+            Matcher::Str { pat, .. } => Some(pat.needle()).filter(|n| !n.is_empty()),
+            _ => None,
+        }
+    }
+}
+
+/// Modifiers of one field, as written after `|`.
+#[derive(Debug, Default)]
+struct Modifiers {
+    place: Option<Place>,
+    all: bool,
+    cased: bool,
+    regex: Option<String>,
+    cidr: bool,
+    cmp: Option<Cmp>,
+    exists: bool,
+    fieldref: bool,
+    base64: bool,
+    base64offset: bool,
+    windash: bool,
+    utf16: Option<Utf16>,
+    expand: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Utf16 {
+    Le,
+    Be,
+    Bom,
+}
+
+fn parse_modifiers(names: &[&str]) -> Result<Modifiers, String> {
+    let mut m = Modifiers::default();
+    for name in names {
+        match *name {
+            "contains" => m.place = Some(Place::Contains),
+            "startswith" => m.place = Some(Place::Starts),
+            "endswith" => m.place = Some(Place::Ends),
+            "all" => m.all = true,
+            "cased" => m.cased = true,
+            "re" => m.regex = Some(String::new()),
+            "i" | "m" | "s" if m.regex.is_some() => {
+                if let Some(flags) = m.regex.as_mut() {
+                    flags.push_str(name);
+                }
+            }
+            "cidr" => m.cidr = true,
+            "gt" => m.cmp = Some(Cmp::Gt),
+            "gte" => m.cmp = Some(Cmp::Gte),
+            "lt" => m.cmp = Some(Cmp::Lt),
+            "lte" => m.cmp = Some(Cmp::Lte),
+            "exists" => m.exists = true,
+            "fieldref" => m.fieldref = true,
+            "base64" => m.base64 = true,
+            "base64offset" => m.base64offset = true,
+            "windash" => m.windash = true,
+            "wide" | "utf16le" => m.utf16 = Some(Utf16::Le),
+            "utf16be" => m.utf16 = Some(Utf16::Be),
+            "utf16" => m.utf16 = Some(Utf16::Bom),
+            "expand" => m.expand = true,
+            other => return Err(format!("modifier `{other}` is not supported")),
+        }
+    }
+    Ok(m)
+}
+
+/// A YAML scalar of a detection, as text; `None` for `null`.
+pub(crate) fn scalar_text(v: &serde_yaml::Value) -> Result<Option<String>, String> {
+    match v {
+        serde_yaml::Value::Null => Ok(None),
+        serde_yaml::Value::Bool(b) => Ok(Some(b.to_string())),
+        serde_yaml::Value::Number(n) => Ok(Some(n.to_string())),
+        serde_yaml::Value::String(s) => Ok(Some(s.clone())),
+        serde_yaml::Value::Sequence(_) => Err("a nested list is not a value".into()),
+        serde_yaml::Value::Mapping(_) => Err("a mapping is not a value".into()),
+        serde_yaml::Value::Tagged(t) => scalar_text(&t.value),
+    }
+}
+
+/// Compiles `field|mod|mod: values`; `intern` gives field ids (for the field and fieldrefs).
+pub(crate) fn compile_field(
+    key: &str,
+    values: &serde_yaml::Value,
+    intern: &mut dyn FnMut(&str) -> FieldId,
+) -> Result<FieldTest, String> {
+    let mut parts = key.split('|');
+    let field = parts.next().unwrap_or_default().trim();
+    let names: Vec<&str> = parts.collect();
+    let m = parse_modifiers(&names)?;
+    let target = if field.is_empty() {
+        Target::Any
+    } else {
+        Target::Field(intern(field))
+    };
+    let list: Vec<Option<String>> = match values {
+        serde_yaml::Value::Sequence(items) => items.iter().map(scalar_text).collect::<Result<_, _>>()?,
+        other => vec![scalar_text(other)?],
+    };
+    if list.is_empty() {
+        return Err(format!("field `{key}` has an empty list of values"));
+    }
+    let mut matchers = Vec::new();
+    for value in list {
+        compile_value(&m, value, &mut matchers, intern).map_err(|e| format!("field `{key}`: {e}"))?;
+    }
+    Ok(FieldTest {
+        target,
+        matchers,
+        all: m.all,
+    })
+}
+
+fn compile_value(
+    m: &Modifiers,
+    value: Option<String>,
+    out: &mut Vec<Matcher>,
+    intern: &mut dyn FnMut(&str) -> FieldId,
+) -> Result<(), String> {
+    let Some(value) = value else {
+        out.push(Matcher::Null);
+        return Ok(());
+    };
+    if m.expand {
+        return Err(format!("placeholder `{value}` (expand) has no configured value"));
+    }
+    if m.exists {
+        let yes = match value.to_ascii_lowercase().as_str() {
+            "true" | "yes" => true,
+            "false" | "no" => false,
+            _ => return Err(format!("exists wants true or false, got `{value}`")),
+        };
+        out.push(Matcher::Exists(yes));
+        return Ok(());
+    }
+    if m.fieldref {
+        out.push(Matcher::FieldRef {
+            other: intern(value.trim()),
+            place: m.place.unwrap_or(Place::Exact),
+        });
+        return Ok(());
+    }
+    if let Some(flags) = &m.regex {
+        let mut prefix = String::new();
+        if !flags.is_empty() {
+            prefix = format!("(?{flags})");
+        }
+        let re = Regex::new(&format!("{prefix}{value}")).map_err(|e| format!("regex `{value}`: {}", one_line(&e)))?;
+        out.push(Matcher::Regex(re));
+        return Ok(());
+    }
+    if m.cidr {
+        let (net, bits) = parse_cidr(&value)?;
+        out.push(Matcher::Cidr { net, bits });
+        return Ok(());
+    }
+    if let Some(cmp) = m.cmp {
+        let n: f64 = value.trim().parse().map_err(|_| format!("`{value}` is not a number"))?;
+        out.push(Matcher::Num(cmp, n));
+        return Ok(());
+    }
+    let variants = transformed(m, &value)?;
+    let encoded = m.base64 || m.base64offset;
+    for v in variants {
+        let pat = if encoded {
+            literal_pattern(&v, m.place.unwrap_or(Place::Exact))
+        } else {
+            wildcard_pattern(&v, m.place.unwrap_or(Place::Exact))
+        };
+        let pat = match pat {
+            Pattern::Str(p) if m.cased => p,
+            Pattern::Str(p) => lower_pat(p),
+            Pattern::Regex(src) => {
+                let flags = if m.cased { "(?s)" } else { "(?si)" };
+                let re = Regex::new(&format!("{flags}{src}")).map_err(|e| format!("wildcards: {}", one_line(&e)))?;
+                out.push(Matcher::Regex(re));
+                continue;
+            }
+        };
+        out.push(Matcher::Str { pat, cased: m.cased });
+    }
+    Ok(())
+}
+
+fn one_line(e: &regex::Error) -> String {
+    e.to_string().lines().last().unwrap_or_default().trim().to_owned()
+}
+
+/// The value after the encoding modifiers (`wide`, `base64`, `base64offset`, `windash`).
+fn transformed(m: &Modifiers, value: &str) -> Result<Vec<String>, String> {
+    let mut texts = if m.windash {
+        windash(value)
+    } else {
+        vec![value.to_owned()]
+    };
+    if m.utf16.is_some() && !(m.base64 || m.base64offset) {
+        return Err("wide/utf16 is only supported before base64 or base64offset".into());
+    }
+    if m.base64 || m.base64offset {
+        let mut out = Vec::new();
+        for text in texts {
+            let bytes = match m.utf16 {
+                None => text.into_bytes(),
+                Some(Utf16::Le) => text.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+                Some(Utf16::Be) => text.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+                Some(Utf16::Bom) => [0xff, 0xfe]
+                    .into_iter()
+                    .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+                    .collect(),
+            };
+            if m.base64offset {
+                out.extend(base64_offsets(&bytes));
+            } else {
+                out.push(base64::engine::general_purpose::STANDARD.encode(&bytes));
+            }
+        }
+        texts = out;
+    }
+    Ok(texts)
+}
+
+/// The three encodings of `bytes` at every offset modulo 3, trimmed to the characters that do
+/// not depend on surrounding data (as the Sigma specification defines `base64offset`).
+fn base64_offsets(bytes: &[u8]) -> Vec<String> {
+    const START: [usize; 3] = [0, 2, 3];
+    const END_TRIM: [usize; 3] = [0, 3, 2];
+    (0..3)
+        .map(|i| {
+            let mut padded = vec![b' '; i];
+            padded.extend_from_slice(bytes);
+            let enc = base64::engine::general_purpose::STANDARD.encode(&padded);
+            let trim = END_TRIM[(bytes.len() + i) % 3];
+            let end = enc.len().saturating_sub(trim);
+            enc.get(START[i]..end).unwrap_or_default().to_owned()
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Dashes Windows command lines accept in place of `-` or `/` before an option.
+const DASHES: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
+/// Most option positions permuted; beyond, every position takes the same dash.
+const MAX_WINDASH_POSITIONS: usize = 4;
+
+/// Every spelling of `value` with each option dash (a `-` or `/` starting a word) replaced by
+/// each of [`DASHES`].
+fn windash(value: &str) -> Vec<String> {
+    let chars: Vec<char> = value.chars().collect();
+    let word = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric() || *c == '_');
+    let positions: Vec<usize> = (0..chars.len())
+        .filter(|&i| {
+            matches!(chars[i], '-' | '/') && !word(i.checked_sub(1).and_then(|p| chars.get(p))) && word(chars.get(i + 1))
+        })
+        .collect();
+    if positions.is_empty() {
+        return vec![value.to_owned()];
+    }
+    let mut out = Vec::new();
+    if positions.len() > MAX_WINDASH_POSITIONS {
+        for dash in DASHES {
+            let mut c = chars.clone();
+            for &p in &positions {
+                c[p] = dash;
+            }
+            out.push(c.into_iter().collect());
+        }
+        return out;
+    }
+    let combos = DASHES.len().pow(positions.len() as u32);
+    for mut n in 0..combos {
+        let mut c = chars.clone();
+        for &p in &positions {
+            c[p] = DASHES[n % DASHES.len()];
+            n /= DASHES.len();
+        }
+        out.push(c.into_iter().collect());
+    }
+    out
+}
+
+enum Pattern {
+    Str(StrPat),
+    /// Regex source for wildcard values with `?`.
+    Regex(String),
+}
+
+fn lower_pat(p: StrPat) -> StrPat {
+    match p {
+        StrPat::Exact(s) => StrPat::Exact(s.to_ascii_lowercase()),
+        StrPat::Contains(s) => StrPat::Contains(s.to_ascii_lowercase()),
+        StrPat::Starts(s) => StrPat::Starts(s.to_ascii_lowercase()),
+        StrPat::Ends(s) => StrPat::Ends(s.to_ascii_lowercase()),
+        StrPat::Glob(parts) => StrPat::Glob(parts.into_iter().map(|s| s.to_ascii_lowercase()).collect()),
+    }
+}
+
+fn literal_pattern(value: &str, place: Place) -> Pattern {
+    let v = value.to_owned();
+    Pattern::Str(match place {
+        Place::Exact => StrPat::Exact(v),
+        Place::Contains => StrPat::Contains(v),
+        Place::Starts => StrPat::Starts(v),
+        Place::Ends => StrPat::Ends(v),
+    })
+}
+
+/// One token of a Sigma string: a literal character or a wildcard.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    Char(char),
+    Star,
+    One,
+}
+
+/// Splits a Sigma string into literal characters and wildcards. A backslash escapes `*`, `?`
+/// and `\`; before anything else it is a literal backslash (Windows paths).
+fn tokens(value: &str) -> Vec<Tok> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.peek() {
+                Some(&n @ ('*' | '?' | '\\')) => {
+                    chars.next();
+                    out.push(Tok::Char(n));
+                }
+                _ => out.push(Tok::Char('\\')),
+            },
+            '*' => out.push(Tok::Star),
+            '?' => out.push(Tok::One),
+            c => out.push(Tok::Char(c)),
+        }
+    }
+    out
+}
+
+fn wildcard_pattern(value: &str, place: Place) -> Pattern {
+    let mut toks = tokens(value);
+    if matches!(place, Place::Contains | Place::Ends) {
+        toks.insert(0, Tok::Star);
+    }
+    if matches!(place, Place::Contains | Place::Starts) {
+        toks.push(Tok::Star);
+    }
+    if toks.contains(&Tok::One) {
+        let mut src = String::from("^");
+        for t in toks {
+            match t {
+                Tok::Char(c) => src.push_str(&regex::escape(&c.to_string())),
+                Tok::Star => src.push_str(".*"),
+                Tok::One => src.push('.'),
+            }
+        }
+        src.push('$');
+        return Pattern::Regex(src);
+    }
+    let mut parts = vec![String::new()];
+    for t in toks {
+        match t {
+            Tok::Char(c) => parts.last_mut().map_or((), |p| p.push(c)),
+            Tok::Star if parts.last().is_some_and(String::is_empty) && parts.len() > 1 => {}
+            Tok::Star | Tok::One => parts.push(String::new()),
+        }
+    }
+    Pattern::Str(match parts.as_slice() {
+        [one] => StrPat::Exact(one.clone()),
+        [a, b] if a.is_empty() && b.is_empty() => StrPat::Glob(parts),
+        [a, b] if a.is_empty() => StrPat::Ends(b.clone()),
+        [a, b] if b.is_empty() => StrPat::Starts(a.clone()),
+        [a, b, c] if a.is_empty() && c.is_empty() => StrPat::Contains(b.clone()),
+        _ => StrPat::Glob(parts),
+    })
+}
+
+fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, bits) = text.trim().split_once('/').unwrap_or((text.trim(), ""));
+    let net: IpAddr = addr.parse().map_err(|_| format!("`{text}` is not a network"))?;
+    let max = if net.is_ipv4() { 32 } else { 128 };
+    let bits = if bits.is_empty() {
+        max
+    } else {
+        bits.parse::<u8>()
+            .ok()
+            .filter(|b| *b <= max)
+            .ok_or_else(|| format!("`{text}` has a bad prefix length"))?
+    };
+    Ok((net, bits))
+}
+
+/// True when `ip` lies in `net/bits`.
+pub(crate) fn in_network(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+#[path = "value_tests.rs"]
+mod tests;

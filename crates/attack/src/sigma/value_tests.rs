@@ -1,0 +1,84 @@
+//! Values and modifiers, one behaviour each.
+
+use super::*;
+
+fn test_of(key: &str, yaml: &str) -> FieldTest {
+    let value: serde_yaml::Value = serde_yaml::from_str(yaml).expect("yaml");
+    let mut names: Vec<String> = Vec::new();
+    let mut intern = |n: &str| {
+        names.push(n.to_owned());
+        names.len() as FieldId - 1
+    };
+    compile_field(key, &value, &mut intern).expect("compiles")
+}
+
+fn any_matches(t: &FieldTest, value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    t.matchers.iter().any(|m| match m {
+        Matcher::Str { pat, cased } => pat.matches(if *cased { value } else { &lower }),
+        Matcher::Regex(re) => re.is_match(value),
+        Matcher::Cidr { net, bits } => value.parse().is_ok_and(|ip| in_network(ip, *net, *bits)),
+        _ => false,
+    })
+}
+
+#[test]
+fn placement_wildcards_and_case() {
+    let t = test_of("Image|endswith", "'\\powershell.exe'");
+    assert!(any_matches(&t, "C:\\Windows\\PowerShell.EXE".replace("PowerShell", "\\powershell").as_str()));
+    assert!(!any_matches(&t, "C:\\pwsh.exe"));
+    let t = test_of("CommandLine|contains", "['-enc ', ' -ec ']");
+    assert!(any_matches(&t, "powershell.exe -ENC abc"));
+    let t = test_of("CommandLine", "'*\\\\temp\\\\*.ps1'");
+    assert!(any_matches(&t, "run C:\\TEMP\\x.ps1"), "{:?}", t.matchers);
+    let t = test_of("CommandLine", "'a?c'");
+    assert!(any_matches(&t, "abc") && !any_matches(&t, "abbc"));
+    let t = test_of("CommandLine", "'literal\\*star'");
+    assert!(any_matches(&t, "literal*star") && !any_matches(&t, "literalXstar"));
+    let t = test_of("CommandLine|contains|cased", "'Invoke'");
+    assert!(any_matches(&t, "x Invoke y") && !any_matches(&t, "x invoke y"));
+}
+
+#[test]
+fn encodings() {
+    let t = test_of("CommandLine|base64offset|contains", "'IEX'");
+    // "IEX (" at three offsets, base64'd
+    for text in ["IEX (New", "aIEX (New", "abIEX (New"] {
+        let enc = base64::engine::general_purpose::STANDARD.encode(text);
+        assert!(any_matches(&t, &enc), "{text} -> {enc}");
+    }
+    let t = test_of("CommandLine|wide|base64offset|contains", "'IEX'");
+    let wide: Vec<u8> = "IEX (New".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    assert!(any_matches(&t, &base64::engine::general_purpose::STANDARD.encode(wide)));
+    let t = test_of("CommandLine|base64", "'whoami'");
+    assert!(any_matches(&t, "d2hvYW1p"));
+    let t = test_of("CommandLine|windash|contains", "' -enc '");
+    for v in ["x -enc y", "x /enc y", "x \u{2013}enc y", "x \u{2014}enc y", "x \u{2015}enc y"] {
+        assert!(any_matches(&t, v), "{v}");
+    }
+}
+
+#[test]
+fn regex_cidr_and_numbers() {
+    let t = test_of("CommandLine|re", "'\\-[Ee]nc(odedCommand)? '");
+    assert!(any_matches(&t, "ps -EncodedCommand x"));
+    let t = test_of("CommandLine|re|i", "'invoke-mimikatz'");
+    assert!(any_matches(&t, "Invoke-Mimikatz"));
+    let t = test_of("DestinationIp|cidr", "['10.0.0.0/8', 'fe80::/10']");
+    assert!(any_matches(&t, "10.2.3.4") && any_matches(&t, "fe80::1") && !any_matches(&t, "11.0.0.1"));
+    let t = test_of("Count|gt", "5");
+    assert!(matches!(t.matchers[0], Matcher::Num(Cmp::Gt, n) if n == 5.0));
+}
+
+#[test]
+fn unsupported_values_say_why() {
+    let mut intern = |_: &str| 0;
+    let bad = |key: &str, yaml: &str, intern: &mut dyn FnMut(&str) -> FieldId| {
+        let value: serde_yaml::Value = serde_yaml::from_str(yaml).expect("yaml");
+        compile_field(key, &value, intern).expect_err("refused")
+    };
+    assert!(bad("CommandLine|re", "'(?<=x)y'", &mut intern).contains("regex"));
+    assert!(bad("User|expand", "'%Admins%'", &mut intern).contains("placeholder"));
+    assert!(bad("X|frobnicate", "'a'", &mut intern).contains("frobnicate"));
+    assert!(bad("X|cidr", "'not-a-net'", &mut intern).contains("network"));
+}
