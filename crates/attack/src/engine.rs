@@ -69,6 +69,26 @@ impl Engine {
         })
     }
 
+    /// The embedded packs and Sigma rules, with a rules directory applied when given: its packs
+    /// overlay the embedded ones (see [`RulePack::embedded_with_dir`]) and the Sigma rules under
+    /// its `sigma/` folder are added (replacing SigmaHQ rules with the same id). A Sigma rule
+    /// that cannot be compiled is logged with its reason and listed by [`SigmaSet::rejected`].
+    pub fn with_rules_dir(kb: Arc<Kb>, dir: Option<&std::path::Path>) -> Result<Self, Error> {
+        let Some(dir) = dir else {
+            return Engine::new(kb, RulePack::embedded()?);
+        };
+        let packs = RulePack::embedded_with_dir(dir)?;
+        let mut sigma = vec![SigmaSet::embedded_compiled()?];
+        if let Some(local) = crate::sigma::SigmaPack::load_dir(dir)? {
+            let compiled = Compiled::compile(&[local]);
+            for r in &compiled.rejected {
+                tracing::warn!(path = %r.path, id = %r.id, reason = %r.reason, "sigma rule not loaded");
+            }
+            sigma.push(Arc::new(compiled));
+        }
+        Engine::with_sigma(kb, packs, sigma)
+    }
+
     /// The embedded knowledge base with the embedded rule packs.
     pub fn embedded() -> Result<Self, Error> {
         Engine::new(Kb::embedded()?, RulePack::embedded()?)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use attackmesh_attack::{Engine, Kb, RulePack};
+use attackmesh_attack::{Engine, Kb};
 
 use crate::error::Error;
 
@@ -23,7 +23,8 @@ pub struct AttributionConfig {
     /// Unset: the embedded ATT&CK 18.1 knowledge base.
     pub kb_path: Option<PathBuf>,
     /// Directory of rule packs (`*.yaml`, `*.yml`, `*.json`) applied over the embedded packs
-    /// (same pack name replaces, `enabled: false` removes) and watched for changes.
+    /// (same pack name replaces, `enabled: false` removes), and of Sigma rules under its
+    /// `sigma/` folder (added to the embedded SigmaHQ rules); watched for changes.
     pub rules_dir: Option<PathBuf>,
     /// How often the rules directory is checked for changes, e.g. "5s".
     #[serde(with = "humantime_serde")]
@@ -70,11 +71,7 @@ impl AttributionConfig {
     /// Builds the engine this configuration describes.
     pub fn build_engine(&self) -> Result<Engine, Error> {
         let kb = Kb::open(self.kb_path.as_deref())?;
-        let packs = match &self.rules_dir {
-            Some(dir) => RulePack::embedded_with_dir(dir)?,
-            None => RulePack::embedded()?,
-        };
-        Ok(Engine::new(kb, packs)?)
+        Ok(Engine::with_rules_dir(kb, self.rules_dir.as_deref())?)
     }
 }
 

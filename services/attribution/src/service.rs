@@ -22,7 +22,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument as _, info, warn};
 
-use attackmesh_attack::{Engine, Resolved, RulePack};
+use attackmesh_attack::{Engine, Resolved};
 
 use crate::config::{AttributionConfig, MAX_BATCH_LIMIT};
 use crate::error::Error;
@@ -61,7 +61,7 @@ impl EngineHandle {
     /// swaps them in; on error the current engine stays. Returns the new rule-pack version.
     pub fn reload_from_dir(&self, dir: &Path) -> Result<String, Error> {
         let kb = self.current().kb().clone();
-        let engine = Engine::new(kb, RulePack::embedded_with_dir(dir)?)?;
+        let engine = Engine::with_rules_dir(kb, Some(dir))?;
         let version = engine.rule_pack_version().to_owned();
         self.replace(engine);
         Ok(version)
@@ -272,8 +272,8 @@ async fn attribute_batch(state: &AttributionState, batch: AttributeRequest) -> R
     Ok(AttributeResponse { batch_id, attributions })
 }
 
-/// Polls `dir` every `interval` and reloads the rule packs when a pack file was added, removed
-/// or modified; stops when `shutdown` completes. A bad pack set is logged and the old one kept.
+/// Polls `dir` every `interval` and reloads the rule packs when a pack or Sigma rule file was
+/// added, removed or modified; stops when `shutdown` completes. A bad pack set is logged and the old one kept.
 pub async fn watch_rules(dir: PathBuf, interval: Duration, handle: EngineHandle, shutdown: impl Future<Output = ()>) {
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -316,15 +316,18 @@ async fn snapshot_blocking(dir: PathBuf) -> Snapshot {
         .unwrap_or_default()
 }
 
-/// Name, modification time and size of every pack file in `dir`.
+/// Name, modification time and size of every pack file in `dir` and Sigma rule file under
+/// `dir/sigma/`.
 fn snapshot(dir: &Path) -> Snapshot {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
+    let sigma = attackmesh_attack::sigma::source::rule_files(&dir.join(attackmesh_attack::sigma::SIGMA_SUBDIR));
     let mut out: Snapshot = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| attackmesh_attack::rules::pack::is_pack_file(p))
+        .chain(sigma)
         .map(|p| {
             let meta = std::fs::metadata(&p).ok();
             let modified = meta.as_ref().and_then(|m| m.modified().ok());

@@ -34,8 +34,18 @@ const PROBE_PACK: &str = "pack: lab\nversion: 1.0.0\nrules:\n  - id: probe\n    
 const PROBE_PACK_V2: &str = "pack: lab\nversion: 2.0.0\nrules:\n  - id: probe\n    event_type: lab_probe\n    techniques: [{ id: T1595.001, confidence: 0.8 }]\n";
 
 async fn start(max_batch: usize) -> Running {
+    start_with(max_batch, &[]).await
+}
+
+/// Starts the service over a rules directory holding the lab pack and `files` (relative paths).
+async fn start_with(max_batch: usize, files: &[(&str, &str)]) -> Running {
     let rules = tempfile::tempdir().expect("tempdir");
     std::fs::write(rules.path().join("lab.yaml"), PROBE_PACK).expect("write pack");
+    for (path, text) in files {
+        let path = rules.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
     let config = AttributionConfig {
         rules_dir: Some(rules.path().to_path_buf()),
         reload_interval: Duration::from_millis(100),
@@ -188,6 +198,68 @@ async fn attribute_stream_survives_hot_reload() {
         ("18.1", 216, 475, 14, 172)
     );
     assert!(info.rule_pack_version.contains("lab@2.0.0") && info.rules > 400);
+}
+
+const SIGMA_PROBE: &str = "title: Lab probe\nid: 7a1b0000-0000-4000-8000-00000000a001\nstatus: stable\nlogsource:\n  product: windows\n  category: process_creation\ndetection:\n  selection:\n    Image|endswith: '\\labprobe.exe'\n  condition: selection\nlevel: high\ntags: [attack.TECHNIQUE]\n";
+
+fn sysmon_probe(batch_id: u64) -> AttributeRequest {
+    let line = r##"{"Event":{"System":{"Provider":{"#attributes":{"Name":"Microsoft-Windows-Sysmon"}},"EventID":1,"TimeCreated":{"#attributes":{"SystemTime":"2024-05-01T10:00:00Z"}},"Channel":"Microsoft-Windows-Sysmon/Operational","Computer":"ws01"},"EventData":{"Image":"C:\\lab\\labprobe.exe","CommandLine":"labprobe.exe --run"}}}"##;
+    let event = attackmesh::formats::parse_line(
+        attackmesh::formats::Format::EvtxJson,
+        line,
+        &mut attackmesh::formats::ParseState::default(),
+    )
+    .expect("parses")
+    .expect("event");
+    AttributeRequest {
+        batch_id,
+        events: vec![event],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_changed_sigma_rule_is_picked_up_without_dropping_the_stream() {
+    let mut s = start_with(100, &[("sigma/probe.yml", &SIGMA_PROBE.replace("TECHNIQUE", "t1057"))]).await;
+    let sigma_dir = s.rules.path().join("sigma");
+    let first_version = s.state.engine.current().rule_pack_version().to_owned();
+    assert!(first_version.contains("sigma-local@"), "{first_version}");
+
+    let (tx, rx) = mpsc::channel(4);
+    let mut responses = s
+        .client
+        .attribute(ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    tx.send(sysmon_probe(1)).await.expect("send");
+    let first = responses.next().await.expect("a response").expect("ok");
+    assert_eq!(first.attributions[0].technique_ids, ["T1057"]);
+
+    // A broken rule next to it is listed, not fatal; the changed rule applies on the same stream.
+    std::fs::write(sigma_dir.join("broken.yml"), "title: Broken\ndetection:\n  condition: nothing\n").expect("write");
+    std::fs::write(sigma_dir.join("probe.yml"), SIGMA_PROBE.replace("TECHNIQUE", "t1082")).expect("write");
+    wait_for_change(&s.state, &first_version).await;
+    let engine = s.state.engine.current();
+    assert!(engine.sigma().rejected().any(|r| r.path.ends_with("broken.yml")));
+    tx.send(sysmon_probe(2)).await.expect("send on the same stream");
+    let second = responses.next().await.expect("a response").expect("ok");
+    assert_eq!(second.batch_id, 2);
+    assert_eq!(second.attributions[0].technique_ids, ["T1082"], "the changed rule applies");
+    let evidence = &second.attributions[0].metadata.as_ref().expect("metadata").techniques[0].evidence[0];
+    assert_eq!(evidence.rule_id, "sigma:7a1b0000-0000-4000-8000-00000000a001");
+}
+
+/// Waits (bounded) until the running engine's rule pack version differs from `before`.
+async fn wait_for_change(state: &AttributionState, before: &str) -> String {
+    for _ in 0..1200 {
+        let now = state.engine.current().rule_pack_version().to_owned();
+        if now != before {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("rules never reloaded from {before}");
 }
 
 #[tokio::test]
