@@ -25,7 +25,9 @@ const SOURCE: &str = "conn.log";
 pub fn check_format(format: Format, data: &[u8]) {
     let by_line = parse_lines(format, data);
     let by_reader = read_all(format, data);
-    if std::str::from_utf8(data).is_ok() {
+    // Document formats also join lines into multi-line documents and split arrays, so their
+    // Reader may see events that no single line holds: each is checked, not compared.
+    if std::str::from_utf8(data).is_ok() && !format.reads_documents() {
         assert_eq!(by_line, by_reader, "parse_line and Reader disagree on the events of a stream");
     }
 }

@@ -24,13 +24,14 @@ const EXIT_NO_INPUT: u8 = 66;
 /// Arguments of `attackmesh enrich`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Record format: suricata-eve, zeek, cowrie, falco, wazuh or ndjson.
+    /// Record format: suricata-eve, zeek, cowrie, falco, wazuh, ndjson, evtx, evtx-json or
+    /// winlogbeat.
     #[arg(long)]
     format: String,
     /// Knowledge base to use instead of the embedded one (compact KB or ATT&CK bundle).
     #[arg(long, value_name = "PATH")]
     kb: Option<PathBuf>,
-    /// Directory of rule packs applied over the embedded packs.
+    /// Directory of rule packs applied over the embedded packs (Sigma rules under its `sigma/`).
     #[arg(long, value_name = "DIR")]
     rules_dir: Option<PathBuf>,
     /// Files to attribute (gzip'd files are read transparently).

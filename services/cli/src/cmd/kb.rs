@@ -1,5 +1,8 @@
 //! `attackmesh kb`: inspect the ATT&CK knowledge base, or rebuild the compact one.
 //!
+//! `kb sigma` lists the Sigma rules in force per pack and per log source, and with `--rejected`
+//! every rule that could not be compiled with its reason (`--rules-dir` adds a user's rules).
+//!
 //! `kb info`, `kb technique ID` and `kb group ID|NAME|ALIAS` read the knowledge base embedded in
 //! the binary, or the one given with `--kb` (a compact KB or an official ATT&CK bundle
 //! `.json`/`.json.gz`, e.g. a newer release). `kb import BUNDLE --out FILE` imports an official
@@ -23,7 +26,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use attackmesh_attack::kb::{ImportOptions, import_bundle_with, version_from_file_name};
-use attackmesh_attack::{Engine, Kb, Resolved, RulePack};
+use attackmesh_attack::{Engine, Kb, Resolved};
 
 /// Arguments of `attackmesh kb`.
 #[derive(Debug, clap::Args)]
@@ -39,7 +42,20 @@ pub(crate) struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// ATT&CK release, counts and loaded rule packs.
-    Info,
+    Info {
+        /// Rules directory to apply over the embedded packs and Sigma rules.
+        #[arg(long, value_name = "DIR")]
+        rules_dir: Option<PathBuf>,
+    },
+    /// Sigma rules in force per pack and per log source.
+    Sigma {
+        /// Rules directory whose `sigma/` folder adds a user's rules.
+        #[arg(long, value_name = "DIR")]
+        rules_dir: Option<PathBuf>,
+        /// Also list every rule that could not be compiled, with its reason.
+        #[arg(long)]
+        rejected: bool,
+    },
     /// One technique or sub-technique; a revoked id shows its replacement.
     Technique {
         /// Technique id, e.g. T1110 or T1110.001.
@@ -77,7 +93,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             out,
             attack_version,
         } => import(&bundle, &out, attack_version),
-        Command::Info => info(&load(args.kb.as_ref())?),
+        Command::Info { rules_dir } => info(&engine(load(args.kb.as_ref())?, rules_dir.as_deref())?),
+        Command::Sigma { rules_dir, rejected } => sigma(&engine(load(args.kb.as_ref())?, rules_dir.as_deref())?, rejected),
         Command::Technique { id, json } => technique(&*load(args.kb.as_ref())?, &id, json),
         Command::Group { id, json } => group(&*load(args.kb.as_ref())?, &id, json),
     }
@@ -114,7 +131,12 @@ fn import(bundle: &Path, out: &Path, attack_version: Option<String>) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
-fn info(kb: &Arc<Kb>) -> anyhow::Result<ExitCode> {
+fn engine(kb: Arc<Kb>, rules_dir: Option<&Path>) -> anyhow::Result<Engine> {
+    Engine::with_rules_dir(kb, rules_dir).context("compiling the rule packs and Sigma rules")
+}
+
+fn info(engine: &Engine) -> anyhow::Result<ExitCode> {
+    let kb = engine.kb();
     let mut o = String::new();
     let c = kb.counts();
     writeln!(o, "ATT&CK {} ({})", kb.attack_version(), kb.domain())?;
@@ -125,13 +147,50 @@ fn info(kb: &Arc<Kb>) -> anyhow::Result<ExitCode> {
     writeln!(o, "software       {}", c.software)?;
     writeln!(o, "campaigns      {}", c.campaigns)?;
     writeln!(o, "mitigations    {}", c.mitigations)?;
-    let engine = Engine::new(kb.clone(), RulePack::embedded()?).context("compiling the embedded rule packs")?;
+    let packs: Vec<String> = engine
+        .rules()
+        .packs()
+        .iter()
+        .map(|p| format!("{}@{}", p.name, p.version))
+        .collect();
+    writeln!(o, "rule packs     {} ({} rules)", packs.join(","), engine.rules().len())?;
+    let sigma = engine.sigma();
+    let rejected: usize = sigma.packs().iter().map(|p| p.rejected).sum();
     writeln!(
         o,
-        "rule packs     {} ({} rules)",
-        engine.rule_pack_version(),
-        engine.rules().len()
+        "sigma rules    {} in force, {rejected} not compiled (`attackmesh kb sigma --rejected` lists why)",
+        sigma.len()
     )?;
+    for p in sigma.packs() {
+        writeln!(o, "  {:<24} {:>5} loaded {:>4} rejected  {}", format!("{}@{}", p.name, p.version), p.loaded, p.rejected, p.source)?;
+    }
+    emit(&o)
+}
+
+fn sigma(engine: &Engine, list_rejected: bool) -> anyhow::Result<ExitCode> {
+    let sigma = engine.sigma();
+    let mut o = String::new();
+    writeln!(o, "pack                              loaded rejected  source")?;
+    for p in sigma.packs() {
+        writeln!(o, "{:<33} {:>6} {:>8}  {}", format!("{}@{}", p.name, p.version), p.loaded, p.rejected, p.source)?;
+    }
+    writeln!(
+        o,
+        "\n{} rules in force; {} name no active technique of ATT&CK {} (no tag, or ids of a newer release: they match but attribute nothing)",
+        sigma.len(),
+        sigma.without_technique(),
+        engine.kb().attack_version()
+    )?;
+    writeln!(o, "\nlog source                                      rules")?;
+    for (source, n) in sigma.by_logsource() {
+        writeln!(o, "{source:<47} {n:>6}")?;
+    }
+    if list_rejected {
+        writeln!(o, "\nnot compiled:")?;
+        for r in sigma.rejected() {
+            writeln!(o, "{}  {}  [{}]  {}", r.path, r.id, r.title, r.reason)?;
+        }
+    }
     emit(&o)
 }
 

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 /// Arguments of `attackmesh ship`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Record format: suricata-eve, zeek, cowrie, falco, wazuh or ndjson.
+    /// Record format: suricata-eve, zeek, cowrie, falco, wazuh, ndjson, evtx, evtx-json or
+    /// winlogbeat.
     #[arg(long)]
     format: String,
     /// Keep shipping as the files grow (follows rotation) until SIGINT/SIGTERM.

@@ -183,8 +183,10 @@ fn read(
                     end_offset,
                     state: (format == Format::Zeek).then(|| reader.state().clone()),
                 },
-                // A read error completes no line and ends the stream.
-                Err(error) if record.end_offset == record.offset => return Err(error.kind().to_string()),
+                // A read error ends the stream.
+                Err(error) if matches!(error.kind(), attackmesh::formats::ParseError::Io(_)) => {
+                    return Err(error.kind().to_string());
+                }
                 Err(error) => Item::Rejected {
                     file,
                     line,
