@@ -28,7 +28,9 @@ pub struct EvtxLines {
 
 impl std::fmt::Debug for EvtxLines {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EvtxLines").field("done", &self.done).finish_non_exhaustive()
+        f.debug_struct("EvtxLines")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
     }
 }
 

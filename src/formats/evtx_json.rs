@@ -52,7 +52,11 @@ pub(super) fn record(value: &Value) -> Result<WinRecord, ParseError> {
             read_data(data, &mut r.data);
         }
     }
-    if let Some(text) = event.get("RenderingInfo").and_then(|i| i.get("Message")).and_then(Value::as_str) {
+    if let Some(text) = event
+        .get("RenderingInfo")
+        .and_then(|i| i.get("Message"))
+        .and_then(Value::as_str)
+    {
         r.message = Some(text.to_owned());
     }
     Ok(r)

@@ -78,7 +78,9 @@ impl WinRecord {
                 .then(|| r.get(from).map(|v| (to.to_owned(), v.to_owned())))
                 .flatten()
         };
-        if self.get("Channel").is_some_and(|c| c.eq_ignore_ascii_case("security")) && self.get("EventID") == Some("4688") {
+        if self.get("Channel").is_some_and(|c| c.eq_ignore_ascii_case("security"))
+            && self.get("EventID") == Some("4688")
+        {
             let extra: Vec<(String, String)> = [("NewProcessName", "Image"), ("ParentProcessName", "ParentImage")]
                 .into_iter()
                 .filter_map(|(from, to)| alias(&self, from, to))
@@ -110,7 +112,6 @@ fn severity(level: Option<&str>) -> Severity {
 pub(crate) fn build(format: Format, line: &str, record: WinRecord) -> Result<DetectionEvent, ParseError> {
     let timestamp = record
         .timestamp
-        .clone()
         .ok_or_else(|| ParseError::MissingField("TimeCreated".into()))?;
     let channel = record.get("Channel").unwrap_or("unknown").to_owned();
     let event_id = record.get("EventID").unwrap_or("0").to_owned();
@@ -148,7 +149,13 @@ pub(crate) fn build(format: Format, line: &str, record: WinRecord) -> Result<Det
         b.indicator(IndicatorType::UserAccount, u);
     }
     let source_ip = record
-        .first(&["SourceIp", "IpAddress", "SourceAddress", "ClientAddress", "SourceNetworkAddress"])
+        .first(&[
+            "SourceIp",
+            "IpAddress",
+            "SourceAddress",
+            "ClientAddress",
+            "SourceNetworkAddress",
+        ])
         .map(ip_text)
         .unwrap_or_default();
     let remote = !source_ip.is_empty() && record.get("DestinationIp").is_none();
@@ -161,7 +168,6 @@ pub(crate) fn build(format: Format, line: &str, record: WinRecord) -> Result<Det
             .unwrap_or_else(|| if remote { String::new() } else { computer.clone() }),
         user: user.unwrap_or_default(),
         process: (process != Process::default()).then_some(process),
-        ..Endpoint::default()
     });
     let dest_host = record.first(&["DestinationHostname"]).map(str::to_owned);
     b.destination(Endpoint {

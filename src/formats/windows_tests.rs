@@ -44,7 +44,11 @@ fn sysmon_process_creation_is_mapped_under_sigma_names() {
     assert!(kinds.contains(&(IndicatorType::ProcessCommandLine as i32)));
     crate::validate::detection_event(&event).expect("a parsed event validates");
     let fields = windows_fields("evtx-json", SYSMON_1).expect("fields");
-    assert!(fields.iter().any(|(k, v)| k == "Image" && v.ends_with("powershell.exe")));
+    assert!(
+        fields
+            .iter()
+            .any(|(k, v)| k == "Image" && v.ends_with("powershell.exe"))
+    );
 }
 
 #[test]
@@ -88,7 +92,10 @@ fn pretty_printed_documents_and_arrays_are_read() {
     let last = records.last().expect("records");
     assert_eq!(last.end_offset, input.len() as u64);
     let incomplete = Reader::new(Format::EvtxJson, Cursor::new("{\"Event\":\n{".to_owned()), "t").collect::<Vec<_>>();
-    assert!(incomplete.iter().any(|r| r.result.is_err()), "a cut document is reported");
+    assert!(
+        incomplete.iter().any(|r| r.result.is_err()),
+        "a cut document is reported"
+    );
 }
 
 #[test]
@@ -105,7 +112,14 @@ fn winlogbeat_documents_map_like_evtx() {
     );
     let hit = format!("{{\"_index\":\"winlogbeat\",\"_source\":{doc}}}");
     assert!(parse_line(Format::Winlogbeat, &hit, &mut ParseState::default()).is_ok());
-    assert!(parse_line(Format::Winlogbeat, r##"{"@timestamp":"2024-05-01T10:00:00Z"}"##, &mut ParseState::default()).is_err());
+    assert!(
+        parse_line(
+            Format::Winlogbeat,
+            r##"{"@timestamp":"2024-05-01T10:00:00Z"}"##,
+            &mut ParseState::default()
+        )
+        .is_err()
+    );
 }
 
 #[test]

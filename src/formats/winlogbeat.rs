@@ -69,7 +69,10 @@ pub(super) fn record(value: &Value) -> Result<WinRecord, ParseError> {
     push("ProcessID", get(winlog, &["process", "pid"]).and_then(text));
     push("ThreadID", get(winlog, &["process", "thread", "id"]).and_then(text));
     push("UserID", get(winlog, &["user", "identifier"]).and_then(text));
-    push("Level", get(doc, &["log", "level"]).and_then(text).map(|l| level_number(&l)));
+    push(
+        "Level",
+        get(doc, &["log", "level"]).and_then(text).map(|l| level_number(&l)),
+    );
     for section in ["event_data", "user_data"] {
         if let Some(Value::Object(map)) = winlog.get(section) {
             for (k, v) in map {

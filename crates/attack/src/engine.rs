@@ -135,7 +135,11 @@ impl Engine {
         self.sigma.for_each_match(ev, |hit, techniques| {
             let detail = format!("{} (Sigma {} rule, {})", hit.title, hit.level.name(), hit.pack);
             for t in techniques {
-                acc.add(*t, None, rule_evidence(&format!("sigma:{}", hit.id), &detail, hit.confidence));
+                acc.add(
+                    *t,
+                    None,
+                    rule_evidence(&format!("sigma:{}", hit.id), &detail, hit.confidence),
+                );
             }
         });
         add_hints(&self.kb, ev, &mut acc);

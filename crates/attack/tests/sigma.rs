@@ -53,7 +53,12 @@ fn a_detector_sending_only_the_original_gets_the_same_attribution() {
     let bare = DetectionEvent {
         original: parsed.original.clone(),
         original_format: "evtx-json".into(),
-        ..attackmesh_testkit::event("windows.sysmon", attackmesh::proto::DetectorKind::BehaviouralAnalysis, "x", &[])
+        ..attackmesh_testkit::event(
+            "windows.sysmon",
+            attackmesh::proto::DetectorKind::BehaviouralAnalysis,
+            "x",
+            &[],
+        )
     };
     let ids = |ev: &DetectionEvent| {
         let mut ids: Vec<String> = engine
@@ -137,7 +142,11 @@ fn a_broken_rule_is_reported_and_a_users_rule_applies() {
         .into_iter()
         .find(|t| t.id == "T1027")
         .expect("the user's rule attributes T1027");
-    assert!(t.evidence.iter().any(|e| e.rule_id == "sigma:11111111-0000-0000-0000-000000000002"));
+    assert!(
+        t.evidence
+            .iter()
+            .any(|e| e.rule_id == "sigma:11111111-0000-0000-0000-000000000002")
+    );
 }
 
 #[test]

@@ -92,7 +92,10 @@ fn tactic_folders_and_levels_report() {
     println!("\n| tactic folder | files | files with a technique of the tactic | by Sigma evidence |");
     println!("|---|---:|---:|---:|");
     for (folder, tactic, files, any, sigma) in &rows {
-        println!("| {folder} ({tactic}) | {files} | {any} ({}%) | {sigma} |", any * 100 / (*files).max(1));
+        println!(
+            "| {folder} ({tactic}) | {files} | {any} ({}%) | {sigma} |",
+            any * 100 / (*files).max(1)
+        );
     }
     let (files, any): (usize, usize) = rows.iter().fold((0, 0), |(f, a), r| (f + r.2, a + r.3));
     println!("| all | {files} | {any} ({}%) | |", any * 100 / files.max(1));
@@ -103,6 +106,9 @@ fn tactic_folders_and_levels_report() {
     }
     println!("| any (of {events} events in these folders) | {matched_events} |");
     assert!(kb.attack_version() == "18.1");
-    assert!(any * 3 > files, "a third of the files attributed to their tactic: {any} of {files}");
+    assert!(
+        any * 3 > files,
+        "a third of the files attributed to their tactic: {any} of {files}"
+    );
     assert!(matched_events > 500, "{matched_events} events matched");
 }

@@ -237,7 +237,11 @@ async fn a_changed_sigma_rule_is_picked_up_without_dropping_the_stream() {
     assert_eq!(first.attributions[0].technique_ids, ["T1057"]);
 
     // A broken rule next to it is listed, not fatal; the changed rule applies on the same stream.
-    std::fs::write(sigma_dir.join("broken.yml"), "title: Broken\ndetection:\n  condition: nothing\n").expect("write");
+    std::fs::write(
+        sigma_dir.join("broken.yml"),
+        "title: Broken\ndetection:\n  condition: nothing\n",
+    )
+    .expect("write");
     std::fs::write(sigma_dir.join("probe.yml"), SIGMA_PROBE.replace("TECHNIQUE", "t1082")).expect("write");
     wait_for_change(&s.state, &first_version).await;
     let engine = s.state.engine.current();
@@ -245,7 +249,11 @@ async fn a_changed_sigma_rule_is_picked_up_without_dropping_the_stream() {
     tx.send(sysmon_probe(2)).await.expect("send on the same stream");
     let second = responses.next().await.expect("a response").expect("ok");
     assert_eq!(second.batch_id, 2);
-    assert_eq!(second.attributions[0].technique_ids, ["T1082"], "the changed rule applies");
+    assert_eq!(
+        second.attributions[0].technique_ids,
+        ["T1082"],
+        "the changed rule applies"
+    );
     let evidence = &second.attributions[0].metadata.as_ref().expect("metadata").techniques[0].evidence[0];
     assert_eq!(evidence.rule_id, "sigma:7a1b0000-0000-4000-8000-00000000a001");
 }

@@ -111,7 +111,8 @@ impl Compiled {
             };
             for file in &pack.files {
                 for (n, doc) in serde_yaml::Deserializer::from_str(&file.text).enumerate() {
-                    let parsed = Value::deserialize(doc).map_err(|e| (String::new(), String::new(), format!("YAML: {e}")));
+                    let parsed =
+                        Value::deserialize(doc).map_err(|e| (String::new(), String::new(), format!("YAML: {e}")));
                     let path = if n == 0 {
                         file.path.clone()
                     } else {
@@ -218,7 +219,9 @@ impl Compiled {
             return Err(fail("rule collections (`action:`) are not supported".into()));
         }
         if doc.get("correlation").is_some() {
-            return Err(fail("correlation rules need state across events; not a per-event rule".into()));
+            return Err(fail(
+                "correlation rules need state across events; not a per-event rule".into(),
+            ));
         }
         let detection = doc
             .get("detection")
@@ -242,9 +245,7 @@ impl Compiled {
             if name == "timeframe" {
                 return Err(fail("`timeframe` needs state across events".into()));
             }
-            let search = self
-                .search(v)
-                .map_err(|e| fail(format!("search `{name}`: {e}")))?;
+            let search = self.search(v).map_err(|e| fail(format!("search `{name}`: {e}")))?;
             names.push(name.to_owned());
             searches.push(search);
         }
@@ -340,14 +341,20 @@ fn test_needles(t: &FieldTest) -> Option<Vec<String>> {
         let n = t.matchers.iter().filter_map(|m| m.needle()).max_by_key(|n| n.len())?;
         return Some(vec![n.to_ascii_lowercase()]);
     }
-    t.matchers.iter().map(|m| m.needle().map(str::to_ascii_lowercase)).collect()
+    t.matchers
+        .iter()
+        .map(|m| m.needle().map(str::to_ascii_lowercase))
+        .collect()
 }
 
 /// The most selective of several required sets (longest shortest needle, then fewest).
 fn best(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
-    sets.flatten()
-        .filter(|s| !s.is_empty())
-        .max_by_key(|s| (s.iter().map(String::len).min().unwrap_or(0).min(16), usize::MAX - s.len()))
+    sets.flatten().filter(|s| !s.is_empty()).max_by_key(|s| {
+        (
+            s.iter().map(String::len).min().unwrap_or(0).min(16),
+            usize::MAX - s.len(),
+        )
+    })
 }
 
 /// The union of alternatives' sets; `None` when any alternative has none.

@@ -100,7 +100,11 @@ impl Parser<'_> {
             self.pos += 1;
             items.push(self.and()?);
         }
-        Ok(if items.len() == 1 { items.remove(0) } else { Expr::Or(items) })
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::Or(items)
+        })
     }
 
     fn and(&mut self) -> Result<Expr, String> {
@@ -109,7 +113,11 @@ impl Parser<'_> {
             self.pos += 1;
             items.push(self.unary()?);
         }
-        Ok(if items.len() == 1 { items.remove(0) } else { Expr::And(items) })
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::And(items)
+        })
     }
 
     fn unary(&mut self) -> Result<Expr, String> {
@@ -216,8 +224,16 @@ mod tests {
 
     #[test]
     fn bad_conditions_say_why() {
-        assert!(parse("selection and missing", &names()).unwrap_err().contains("missing"));
-        assert!(parse("selection | count() > 5", &names()).unwrap_err().contains("aggregation"));
+        assert!(
+            parse("selection and missing", &names())
+                .unwrap_err()
+                .contains("missing")
+        );
+        assert!(
+            parse("selection | count() > 5", &names())
+                .unwrap_err()
+                .contains("aggregation")
+        );
         assert!(parse("(selection", &names()).unwrap_err().contains("parenthes"));
         assert!(parse("1 of nothing_*", &names()).unwrap_err().contains("nothing_*"));
     }

@@ -159,7 +159,9 @@ fn service(name: &str) -> Option<&'static [&'static str]> {
             "microsoft-windows-applocker/packaged app-execution",
         ],
         "microsoft-servicebus-client" => &["microsoft-servicebus-client"],
-        "terminalservices-localsessionmanager" => &["microsoft-windows-terminalservices-localsessionmanager/operational"],
+        "terminalservices-localsessionmanager" => {
+            &["microsoft-windows-terminalservices-localsessionmanager/operational"]
+        }
         "shell-core" => &["microsoft-windows-shell-core/operational"],
         "certificateservicesclient-lifecycle-system" => {
             &["microsoft-windows-certificateservicesclient-lifecycle-system/operational"]
@@ -197,12 +199,20 @@ mod tests {
 
     #[test]
     fn categories_and_services_route_to_channels() {
-        let routes = ls("windows", "process_creation", "").routes().expect("ok").expect("routes");
+        let routes = ls("windows", "process_creation", "")
+            .routes()
+            .expect("ok")
+            .expect("routes");
         assert_eq!(routes, vec![r(SYSMON, &[1]), r(SECURITY, &[4688])]);
         let routes = ls("windows", "", "security").routes().expect("ok").expect("routes");
         assert_eq!(routes, vec![r(SECURITY, &[])]);
         assert_eq!(ls("windows", "", "").routes(), Ok(None));
         assert!(ls("windows", "file_access", "").routes().unwrap_err().contains("ETW"));
-        assert!(ls("linux", "process_creation", "").routes().unwrap_err().contains("not a Windows"));
+        assert!(
+            ls("linux", "process_creation", "")
+                .routes()
+                .unwrap_err()
+                .contains("not a Windows")
+        );
     }
 }

@@ -375,7 +375,9 @@ fn windash(value: &str) -> Vec<String> {
     let word = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric() || *c == '_');
     let positions: Vec<usize> = (0..chars.len())
         .filter(|&i| {
-            matches!(chars[i], '-' | '/') && !word(i.checked_sub(1).and_then(|p| chars.get(p))) && word(chars.get(i + 1))
+            matches!(chars[i], '-' | '/')
+                && !word(i.checked_sub(1).and_then(|p| chars.get(p)))
+                && word(chars.get(i + 1))
         })
         .collect();
     if positions.is_empty() {

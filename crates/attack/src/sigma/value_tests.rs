@@ -25,7 +25,12 @@ fn any_matches(t: &FieldTest, value: &str) -> bool {
 #[test]
 fn placement_wildcards_and_case() {
     let t = test_of("Image|endswith", "'\\powershell.exe'");
-    assert!(any_matches(&t, "C:\\Windows\\PowerShell.EXE".replace("PowerShell", "\\powershell").as_str()));
+    assert!(any_matches(
+        &t,
+        "C:\\Windows\\PowerShell.EXE"
+            .replace("PowerShell", "\\powershell")
+            .as_str()
+    ));
     assert!(!any_matches(&t, "C:\\pwsh.exe"));
     let t = test_of("CommandLine|contains", "['-enc ', ' -ec ']");
     assert!(any_matches(&t, "powershell.exe -ENC abc"));
@@ -53,7 +58,13 @@ fn encodings() {
     let t = test_of("CommandLine|base64", "'whoami'");
     assert!(any_matches(&t, "d2hvYW1p"));
     let t = test_of("CommandLine|windash|contains", "' -enc '");
-    for v in ["x -enc y", "x /enc y", "x \u{2013}enc y", "x \u{2014}enc y", "x \u{2015}enc y"] {
+    for v in [
+        "x -enc y",
+        "x /enc y",
+        "x \u{2013}enc y",
+        "x \u{2014}enc y",
+        "x \u{2015}enc y",
+    ] {
         assert!(any_matches(&t, v), "{v}");
     }
 }

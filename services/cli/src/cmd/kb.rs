@@ -94,7 +94,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             attack_version,
         } => import(&bundle, &out, attack_version),
         Command::Info { rules_dir } => info(&engine(load(args.kb.as_ref())?, rules_dir.as_deref())?),
-        Command::Sigma { rules_dir, rejected } => sigma(&engine(load(args.kb.as_ref())?, rules_dir.as_deref())?, rejected),
+        Command::Sigma { rules_dir, rejected } => {
+            sigma(&engine(load(args.kb.as_ref())?, rules_dir.as_deref())?, rejected)
+        }
         Command::Technique { id, json } => technique(&*load(args.kb.as_ref())?, &id, json),
         Command::Group { id, json } => group(&*load(args.kb.as_ref())?, &id, json),
     }
@@ -162,7 +164,14 @@ fn info(engine: &Engine) -> anyhow::Result<ExitCode> {
         sigma.len()
     )?;
     for p in sigma.packs() {
-        writeln!(o, "  {:<24} {:>5} loaded {:>4} rejected  {}", format!("{}@{}", p.name, p.version), p.loaded, p.rejected, p.source)?;
+        writeln!(
+            o,
+            "  {:<24} {:>5} loaded {:>4} rejected  {}",
+            format!("{}@{}", p.name, p.version),
+            p.loaded,
+            p.rejected,
+            p.source
+        )?;
     }
     emit(&o)
 }
@@ -172,7 +181,14 @@ fn sigma(engine: &Engine, list_rejected: bool) -> anyhow::Result<ExitCode> {
     let mut o = String::new();
     writeln!(o, "pack                              loaded rejected  source")?;
     for p in sigma.packs() {
-        writeln!(o, "{:<33} {:>6} {:>8}  {}", format!("{}@{}", p.name, p.version), p.loaded, p.rejected, p.source)?;
+        writeln!(
+            o,
+            "{:<33} {:>6} {:>8}  {}",
+            format!("{}@{}", p.name, p.version),
+            p.loaded,
+            p.rejected,
+            p.source
+        )?;
     }
     writeln!(
         o,
