@@ -88,7 +88,9 @@ fn format_names_round_trip() {
     let unknown = "snort".parse::<Format>().err().map(|e| e.to_string());
     assert_eq!(
         unknown.as_deref(),
-        Some("unknown format `snort`, expected one of: suricata-eve, zeek, cowrie, falco, wazuh, ndjson, evtx, evtx-json, winlogbeat")
+        Some(
+            "unknown format `snort`, expected one of: suricata-eve, zeek, cowrie, falco, wazuh, ndjson, evtx, evtx-json, winlogbeat"
+        )
     );
 }
 

@@ -126,6 +126,30 @@ async fn shared_samples_arrive_enriched_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_evtx_files_arrive_enriched_exactly_once() {
+    let Some(data) = shared_data() else {
+        eprintln!("skipping: ../shared/data is not present");
+        return;
+    };
+    let dir = data.join("samples/evtx-attack-samples");
+    let files: Vec<_> = [
+        "Execution/Sysmon_Exec_CompiledHTML.evtx",
+        "Credential Access/CA_sysmon_hashdump_cmd_meterpreter.evtx",
+        "Lateral Movement/LM_sysmon_3_12_13_1_SharpRDP.evtx",
+    ]
+    .iter()
+    .map(|f| dir.join(f))
+    .filter(|p| p.is_file())
+    .collect();
+    if files.is_empty() {
+        eprintln!("skipping: the EVTX samples are not present");
+        return;
+    }
+    let cluster = Cluster::start().await;
+    ship_and_check(&cluster, &[(Format::Evtx, files)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_event_is_rejected_alone_and_its_batch_delivered() {
     let cluster = Cluster::start().await;
     let mut client = cluster.ingest_client();
