@@ -222,8 +222,11 @@ fn sysmon_probe(batch_id: u64) -> AttributeRequest {
 async fn a_changed_sigma_rule_is_picked_up_without_dropping_the_stream() {
     let mut s = start_with(100, &[("sigma/probe.yml", &SIGMA_PROBE.replace("TECHNIQUE", "t1057"))]).await;
     let sigma_dir = s.rules.path().join("sigma");
-    let first_version = s.state.engine.current().rule_pack_version().to_owned();
-    assert!(first_version.contains("sigma-local@"), "{first_version}");
+    assert!(
+        s.state.engine.current().rule_pack_version().contains("sigma-local@"),
+        "the directory's Sigma rules are loaded at start"
+    );
+    let first_version = watcher_running(&s.state, &sigma_dir).await;
 
     let (tx, rx) = mpsc::channel(4);
     let mut responses = s
@@ -256,6 +259,28 @@ async fn a_changed_sigma_rule_is_picked_up_without_dropping_the_stream() {
     );
     let evidence = &second.attributions[0].metadata.as_ref().expect("metadata").techniques[0].evidence[0];
     assert_eq!(evidence.rule_id, "sigma:7a1b0000-0000-4000-8000-00000000a001");
+}
+
+/// Makes sure the watcher has taken its first look at the directory: rewrites a rule file
+/// (longer each time) until a reload shows, and returns the version then in force.
+async fn watcher_running(state: &AttributionState, sigma_dir: &std::path::Path) -> String {
+    for n in 1..=120 {
+        let before = state.engine.current().rule_pack_version().to_owned();
+        let rule = SIGMA_PROBE
+            .replace("Lab probe", &format!("Warm-up{}", "!".repeat(n)))
+            .replace("a001", "a0ff")
+            .replace("labprobe.exe", "matches-nothing.exe")
+            .replace("TECHNIQUE", "t1057");
+        std::fs::write(sigma_dir.join("warmup.yml"), rule).expect("write");
+        for _ in 0..20 {
+            let now = state.engine.current().rule_pack_version().to_owned();
+            if now != before {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    panic!("the rules directory is not watched");
 }
 
 /// Waits (bounded) until the running engine's rule pack version differs from `before`.
