@@ -1,8 +1,8 @@
 //! Compiling Sigma rule files into a [`Compiled`] set: parse each document, route it by log
 //! source, compile its detection and condition, and build the literal prefilter.
 //!
-//! A rule that cannot be compiled is recorded in [`Compiled::rejected`] with its reason; it
-//! never fails the set. The prefilter: every rule whose condition cannot hold unless one of a
+//! A rule that cannot be compiled is recorded with its reason (see
+//! [`SigmaSet::rejected`](super::SigmaSet::rejected)); it never fails the set. The prefilter: every rule whose condition cannot hold unless one of a
 //! few literals occurs in the event (its *needles*) is registered under them in one
 //! Aho-Corasick automaton; rules with no such literals are always evaluated.
 
@@ -66,7 +66,7 @@ pub struct SigmaPackInfo {
     pub source: String,
     /// Rules compiled.
     pub loaded: usize,
-    /// Rules refused (listed in [`Compiled::rejected`]).
+    /// Rules refused (listed by [`SigmaSet::rejected`](super::SigmaSet::rejected)).
     pub rejected: usize,
 }
 
