@@ -25,8 +25,26 @@ impl Rpc for AttributeRpc {
     type Resp = AttributeResponse;
     const PATH: &'static str = attackmesh::grpc_path!(attribution_service_server::SERVICE_NAME, "Attribute");
 
+    type Item = DetectionEvent;
+
     fn batch_id(resp: &AttributeResponse) -> u64 {
         resp.batch_id
+    }
+
+    fn request(batch_id: u64, events: Vec<DetectionEvent>, trace_context: HashMap<String, String>) -> AttributeRequest {
+        AttributeRequest {
+            batch_id,
+            events,
+            trace_context,
+        }
+    }
+
+    fn into_items(request: AttributeRequest) -> Vec<DetectionEvent> {
+        request.events
+    }
+
+    fn items(request: &AttributeRequest) -> Vec<DetectionEvent> {
+        request.events.clone()
     }
 }
 
@@ -78,22 +96,7 @@ impl Attributor {
         trace: &HashMap<String, String>,
     ) -> (Vec<DetectionEvent>, Result<Vec<Attribution>, LinkError>) {
         let count = events.len();
-        let mut request = Some(AttributeRequest {
-            batch_id: 0,
-            events,
-            trace_context: trace.clone(),
-        });
-        let (shared, answer) = self
-            .link
-            .call(|batch_id| {
-                let mut request = request.take().unwrap_or_default();
-                request.batch_id = batch_id;
-                request
-            })
-            .await;
-        let events = Arc::try_unwrap(shared)
-            .map(|r| r.events)
-            .unwrap_or_else(|r| r.events.clone());
+        let (events, answer) = self.link.send(events, trace).await;
         let result = answer.and_then(|resp| {
             if resp.attributions.len() == count
                 && resp

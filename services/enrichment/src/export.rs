@@ -4,7 +4,7 @@
 //! it). RETRY answers and an unreachable export service are reported to the caller, which
 //! passes them upstream as backpressure; nothing here waits or drops on its own.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use attackmesh::proto::{
     AckStatus, EnrichedEvent, EventRejection, ExportRequest, ExportResponse, export_service_server,
@@ -28,8 +28,26 @@ impl Rpc for ExportRpc {
     type Resp = ExportResponse;
     const PATH: &'static str = attackmesh::grpc_path!(export_service_server::SERVICE_NAME, "Export");
 
+    type Item = EnrichedEvent;
+
     fn batch_id(resp: &ExportResponse) -> u64 {
         resp.batch_id
+    }
+
+    fn request(batch_id: u64, events: Vec<EnrichedEvent>, trace_context: HashMap<String, String>) -> ExportRequest {
+        ExportRequest {
+            batch_id,
+            events,
+            trace_context,
+        }
+    }
+
+    fn into_items(request: ExportRequest) -> Vec<EnrichedEvent> {
+        request.events
+    }
+
+    fn items(request: &ExportRequest) -> Vec<EnrichedEvent> {
+        request.events.clone()
     }
 }
 
@@ -103,22 +121,7 @@ impl Exporter {
         trace: &HashMap<String, String>,
     ) -> (Vec<EnrichedEvent>, Result<Exported, LinkError>) {
         let count = events.len();
-        let mut request = Some(ExportRequest {
-            batch_id: 0,
-            events,
-            trace_context: trace.clone(),
-        });
-        let (shared, answer) = self
-            .link
-            .call(|batch_id| {
-                let mut request = request.take().unwrap_or_default();
-                request.batch_id = batch_id;
-                request
-            })
-            .await;
-        let events = Arc::try_unwrap(shared)
-            .map(|r| r.events)
-            .unwrap_or_else(|r| r.events.clone());
+        let (events, answer) = self.link.send(events, trace).await;
         let result = answer.map(|resp| {
             if resp.status == AckStatus::Durable as i32 {
                 let rejections = resp

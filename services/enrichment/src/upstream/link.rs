@@ -10,6 +10,7 @@
 //! or an error. What an error means (degrade, or ask the detector to retry) is the caller's call.
 
 use std::{
+    collections::HashMap,
     collections::VecDeque,
     sync::{
         Arc, Mutex,
@@ -41,8 +42,16 @@ pub(crate) trait Rpc: Send + Sync + 'static {
     type Resp: Message + Default + Send + 'static;
     /// gRPC method path, built with [`attackmesh::grpc_path!`] from the generated service name.
     const PATH: &'static str;
+    /// What a batch carries.
+    type Item: Clone + Send + Sync + 'static;
     /// The batch an answer is for.
     fn batch_id(resp: &Self::Resp) -> u64;
+    /// A batch of `items` with the batch's W3C trace context.
+    fn request(batch_id: u64, items: Vec<Self::Item>, trace: HashMap<String, String>) -> Self::Req;
+    /// The items of a batch, taken back.
+    fn into_items(request: Self::Req) -> Vec<Self::Item>;
+    /// The items of a batch still shared with the link, copied back.
+    fn items(request: &Self::Req) -> Vec<Self::Item>;
 }
 
 /// Why a batch got no answer.
@@ -130,7 +139,21 @@ impl<R: Rpc> Link<R> {
 
     /// Sends the batch `build(batch_id)` and waits for its answer. The request comes back
     /// with the answer (shared with nothing else by then), so its contents can be reused.
-    pub(crate) async fn call(&self, build: impl FnOnce(u64) -> R::Req) -> (Arc<R::Req>, Result<R::Resp, LinkError>) {
+    /// Sends one batch of `items` and waits for its answer; the items come back either way, so
+    /// the caller can fall back (DEGRADED, RETRY) without having cloned them up front.
+    pub(crate) async fn send(
+        &self,
+        items: Vec<R::Item>,
+        trace: &HashMap<String, String>,
+    ) -> (Vec<R::Item>, Result<R::Resp, LinkError>) {
+        let (shared, answer) = self
+            .call(move |batch_id| R::request(batch_id, items, trace.clone()))
+            .await;
+        let items = Arc::try_unwrap(shared).map_or_else(|r| R::items(&r), R::into_items);
+        (items, answer)
+    }
+
+    async fn call(&self, build: impl FnOnce(u64) -> R::Req) -> (Arc<R::Req>, Result<R::Resp, LinkError>) {
         let batch_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = Arc::new(build(batch_id));
         if self.shared.stop.is_cancelled() {
