@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
-use crate::{auth::AuthConfig, error::Error, telemetry::TelemetryConfig, tls::TlsConfig};
+use crate::{auth::AuthConfig, error::Error, http::HttpLimits, telemetry::TelemetryConfig, tls::TlsConfig};
 
 mod layers;
 
@@ -32,6 +32,8 @@ pub struct RuntimeConfig {
     pub auth: AuthConfig,
     /// TLS for every listener and client.
     pub tls: TlsConfig,
+    /// Timeouts and connection caps of the HTTP listeners (Falco input, TAXII, metrics).
+    pub http: HttpLimits,
     /// How long a stopping service waits for in-flight streams before closing them.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -43,6 +45,7 @@ impl Default for RuntimeConfig {
             telemetry: TelemetryConfig::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            http: HttpLimits::default(),
             shutdown_grace: Duration::from_secs(20),
         }
     }
@@ -54,6 +57,7 @@ impl RuntimeConfig {
         self.auth.validate()?;
         self.tls.validate()?;
         self.telemetry.validate()?;
+        self.http.validate()?;
         if self.shutdown_grace > Duration::from_secs(600) {
             return Err(Error::ConfigInvalid("shutdown_grace: must be at most 10m".into()));
         }

@@ -51,14 +51,14 @@ pub fn router() -> axum::Router {
     )
 }
 
-/// Serves an HTTP router in plaintext on `listener` until `shutdown` resolves (in-flight requests
-/// finish); [`crate::http::serve`] also takes the listener TLS.
+/// Serves an HTTP router in plaintext with the default limits on `listener` until `shutdown`
+/// resolves (in-flight requests finish); [`crate::http::serve`] also takes TLS and limits.
 pub async fn serve_http(
     listener: TcpListener,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    crate::http::serve(listener, router, None, shutdown).await
+    crate::http::serve(listener, router, crate::http::HttpOptions::default(), shutdown).await
 }
 
 #[cfg(test)]

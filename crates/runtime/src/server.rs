@@ -12,6 +12,7 @@ use crate::{
     auth::{AuthLayer, Authenticator},
     config::RuntimeConfig,
     error::Error,
+    http::{HttpLimits, HttpOptions},
     tls::ListenerTls,
 };
 
@@ -23,16 +24,27 @@ pub struct ServeOptions {
     /// Listener TLS (server-only or mutual) for gRPC and the HTTP listeners beside it;
     /// plaintext when `None`.
     pub tls: Option<ListenerTls>,
+    /// Timeouts and connection caps of the HTTP listeners beside gRPC.
+    pub http: HttpLimits,
     /// Longest wait for in-flight calls after shutdown starts.
     pub grace: Duration,
 }
 
 impl ServeOptions {
+    /// How HTTP listeners beside these servers serve (see [`GrpcServer::http_options`]).
+    pub fn http_options(&self) -> HttpOptions {
+        HttpOptions {
+            tls: self.tls.as_ref().map(|tls| tls.http.clone()),
+            limits: self.http,
+        }
+    }
+
     /// Builds options from the shared runtime config (reads token and TLS files).
     pub fn from_config(config: &RuntimeConfig) -> Result<Self, Error> {
         Ok(Self {
             auth: Authenticator::new(&config.auth)?,
             tls: config.tls.listener()?,
+            http: config.http,
             grace: config.shutdown_grace,
         })
     }
@@ -112,10 +124,10 @@ impl GrpcServer {
         self.options.auth.clone()
     }
 
-    /// TLS for HTTP listeners served beside this server (Falco input, TAXII, metrics), so they
-    /// speak TLS exactly when gRPC does; pass it to [`crate::http::serve`].
-    pub fn http_tls(&self) -> Option<std::sync::Arc<rustls::ServerConfig>> {
-        self.options.tls.as_ref().map(|tls| tls.http.clone())
+    /// How HTTP listeners beside this server (Falco input, TAXII, metrics) serve: TLS exactly
+    /// when gRPC has it, and the configured limits; pass it to [`crate::http::serve`].
+    pub fn http_options(&self) -> HttpOptions {
+        self.options.http_options()
     }
 
     /// Adds a service; it reports NOT_SERVING until [`Health::serving`] is called for it.

@@ -54,7 +54,7 @@ async fn start(tls: TlsConfig, auth: AuthConfig) -> Server {
     tokio::spawn(attackmesh_runtime::http::serve(
         http,
         attackmesh_runtime::metrics::router(),
-        server.http_tls(),
+        server.http_options(),
         stop.clone().cancelled_owned(),
     ));
     tokio::spawn(server.serve(grpc, stop.clone().cancelled_owned()));

@@ -13,6 +13,7 @@ use attackmesh_runtime::{
     Error,
     auth::AuthConfig,
     config::{RuntimeConfig, load},
+    http::HttpLimits,
     peer::PeerConfig,
     telemetry::TelemetryConfig,
     tls::TlsConfig,
@@ -32,6 +33,8 @@ pub(crate) struct Config {
     pub(crate) auth: AuthConfig,
     /// TLS files.
     pub(crate) tls: TlsConfig,
+    /// Timeouts and connection caps of the HTTP listeners (Falco input, TAXII, metrics).
+    pub(crate) http: HttpLimits,
     /// Drain time on shutdown.
     #[serde(with = "humantime_serde", default = "default_grace")]
     pub(crate) shutdown_grace: Duration,
@@ -147,6 +150,7 @@ impl Config {
             telemetry: self.telemetry.clone(),
             auth: self.auth.clone(),
             tls: self.tls.clone(),
+            http: self.http,
             shutdown_grace: self.shutdown_grace,
         }
     }

@@ -68,13 +68,13 @@ pub async fn serve(
     let state = Arc::new(IngestState::new(pipeline, config.ingest.clone(), draining.clone()));
 
     let auth = server.authenticator();
-    let http_tls = server.http_tls();
+    let http_options = server.http_options();
     let server = server.add_service(grpc_service(state.clone())).await;
     tokio::spawn(follow_export(server.health(), exporter.watch(), draining.clone()));
     let http = http_listener.map(|l| {
         let router = http::router(state.clone(), auth, config.max_body_bytes);
         let stop = draining.clone().cancelled_owned();
-        tokio::spawn(async move { attackmesh_runtime::http::serve(l, router, http_tls, stop).await })
+        tokio::spawn(async move { attackmesh_runtime::http::serve(l, router, http_options, stop).await })
     });
 
     let drain = draining.clone();

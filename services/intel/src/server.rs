@@ -69,12 +69,12 @@ pub async fn serve(
     );
     let stop = CancellationToken::new();
     let taxii = TaxiiState::new(config, intel.clone(), server.authenticator());
-    let http_tls = server.http_tls();
+    let http_options = server.http_options();
     let http = {
         let stop = stop.clone();
         tokio::spawn(async move {
             let result =
-                attackmesh_runtime::http::serve(http_listener, router(taxii), http_tls, stop.clone().cancelled_owned())
+                attackmesh_runtime::http::serve(http_listener, router(taxii), http_options, stop.clone().cancelled_owned())
                     .await;
             if let Err(e) = &result {
                 tracing::error!(error = %e, "taxii listener failed");

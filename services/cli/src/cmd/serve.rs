@@ -140,10 +140,10 @@ async fn serve(mut config: Config, which: Service, exposed: &[secret_file::Expos
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-        let tls = config.tls.listener()?.map(|tls| tls.http);
+        let options = ServeOptions::from_config(&config.runtime())?.http_options();
         let stop = stop.clone().cancelled_owned();
         tasks.spawn(async move {
-            attackmesh_runtime::http::serve(listener, attackmesh_runtime::metrics::router(), tls, stop).await?;
+            attackmesh_runtime::http::serve(listener, attackmesh_runtime::metrics::router(), options, stop).await?;
             Ok(())
         });
     }
