@@ -17,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod peer;
+pub mod receive;
 pub mod secret;
 pub mod secret_file;
 pub mod server;

@@ -1,13 +1,16 @@
-//! Admission of batches: global in-flight limits (batches and encoded bytes) and per-detector
-//! token buckets. A batch that does not fit is refused with a wait, never queued: memory for
-//! work in flight stays within the configured bounds however many detectors push.
+//! Admission of streams and batches: the global stream limit and each caller's stream quota,
+//! global in-flight limits (batches and encoded bytes) and per-detector token buckets. A stream
+//! or batch that does not fit is refused with a wait, never queued: memory for work in flight
+//! stays within the configured bounds however many detectors push, and no caller can take every
+//! stream.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
+use attackmesh_runtime::receive::{ByteBudget, Reservation};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{IngestLimits, RateLimit, RateLimits};
@@ -27,14 +30,13 @@ pub(crate) struct Refused {
 #[derive(Debug)]
 pub(crate) struct Permit {
     _batch: OwnedSemaphorePermit,
-    _bytes: OwnedSemaphorePermit,
+    _bytes: Reservation,
 }
 
 /// The global limits and the rate limiter.
 pub(crate) struct Admission {
     batches: Arc<Semaphore>,
-    bytes: Arc<Semaphore>,
-    max_bytes: usize,
+    bytes: ByteBudget,
     retry_after: Duration,
     limiter: RateLimiter,
 }
@@ -42,19 +44,30 @@ pub(crate) struct Admission {
 impl Admission {
     /// Limits from config.
     pub(crate) fn new(limits: &IngestLimits, rates: &RateLimits) -> Self {
-        let max_bytes = limits.max_in_flight_bytes.min(Semaphore::MAX_PERMITS);
         Self {
             batches: Arc::new(Semaphore::new(limits.max_in_flight_batches)),
-            bytes: Arc::new(Semaphore::new(max_bytes)),
-            max_bytes,
+            bytes: ByteBudget::new(limits.max_in_flight_bytes),
             retry_after: limits.retry_after,
             limiter: RateLimiter::new(rates.clone()),
         }
     }
 
+    /// The in-flight byte budget, which request messages also count against while they arrive.
+    pub(crate) fn budget(&self) -> &ByteBudget {
+        &self.bytes
+    }
+
     /// Takes room for a batch of `events` events and `bytes` encoded bytes from `caller`, or
-    /// says why not.
-    pub(crate) fn admit(&self, caller: &str, events: usize, bytes: usize) -> Result<Permit, Refused> {
+    /// says why not. `received` is what the batch's message held while it arrived: it becomes
+    /// the batch's share of the byte budget (grown or shrunk to `bytes`), so the bytes are
+    /// counted once, from the first one received until the answer.
+    pub(crate) fn admit(
+        &self,
+        caller: &str,
+        events: usize,
+        bytes: usize,
+        received: Option<Reservation>,
+    ) -> Result<Permit, Refused> {
         let in_flight = |message: &str| Refused {
             reason: "in_flight",
             after: self.retry_after,
@@ -65,12 +78,10 @@ impl Admission {
             .clone()
             .try_acquire_owned()
             .map_err(|_| in_flight("too many batches in flight; retry later"))?;
-        let want = u32::try_from(bytes.clamp(1, self.max_bytes)).unwrap_or(u32::MAX);
-        let bytes = self
-            .bytes
-            .clone()
-            .try_acquire_many_owned(want)
-            .map_err(|_| in_flight("too many bytes in flight; retry later"))?;
+        let mut held = received.unwrap_or_default();
+        if !held.try_resize(&self.bytes, bytes.max(1)) {
+            return Err(in_flight("too many bytes in flight; retry later"));
+        }
         if let Err(after) = self.limiter.check(caller, events) {
             return Err(Refused {
                 reason: "rate_limit",
@@ -80,8 +91,76 @@ impl Admission {
         }
         Ok(Permit {
             _batch: batch,
-            _bytes: bytes,
+            _bytes: held,
         })
+    }
+}
+
+/// The global stream limit and every caller's quota.
+pub(crate) struct StreamSlots {
+    global: Arc<Semaphore>,
+    by_caller: Arc<Mutex<HashMap<Arc<str>, usize>>>,
+    limits: IngestLimits,
+}
+
+/// Held while a stream is served; gives its slots back when dropped.
+pub(crate) struct StreamSlot {
+    _global: OwnedSemaphorePermit,
+    caller: Arc<str>,
+    by_caller: Arc<Mutex<HashMap<Arc<str>, usize>>>,
+}
+
+impl StreamSlots {
+    /// Slots per `limits` (`max_streams`, `max_streams_per_caller`, `max_streams_by_caller`).
+    pub(crate) fn new(limits: &IngestLimits) -> Self {
+        Self {
+            global: Arc::new(Semaphore::new(limits.max_streams)),
+            by_caller: Arc::default(),
+            limits: limits.clone(),
+        }
+    }
+
+    /// A slot for a stream of `caller`, or which limit refuses it.
+    pub(crate) fn open(&self, caller: &Arc<str>) -> Result<StreamSlot, String> {
+        let global = self.global.clone().try_acquire_owned().map_err(|_| {
+            crate::metrics::refused_stream("max_streams");
+            format!(
+                "at most {} ingest streams are served at once",
+                self.limits.max_streams
+            )
+        })?;
+        let quota = self.limits.stream_quota(caller);
+        let mut by_caller = self.by_caller.lock().unwrap_or_else(PoisonError::into_inner);
+        let open = by_caller.entry(caller.clone()).or_insert(0);
+        if *open >= quota {
+            crate::metrics::refused_stream("caller_quota");
+            let key = if self.limits.max_streams_by_caller.contains_key(&**caller) {
+                format!("ingest.max_streams_by_caller.{caller}")
+            } else {
+                "ingest.max_streams_per_caller".to_owned()
+            };
+            return Err(format!(
+                "caller `{caller}` already holds its quota of {quota} ingest streams ({key}); close one or reuse it"
+            ));
+        }
+        *open += 1;
+        Ok(StreamSlot {
+            _global: global,
+            caller: caller.clone(),
+            by_caller: self.by_caller.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut by_caller = self.by_caller.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = by_caller.get_mut(&self.caller) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                by_caller.remove(&self.caller);
+            }
+        }
     }
 }
 
@@ -198,14 +277,53 @@ mod tests {
             ..Default::default()
         };
         let a = Admission::new(&limits, &RateLimits::default());
-        let p1 = a.admit("x", 1, 600).unwrap();
-        assert_eq!(a.admit("x", 1, 600).unwrap_err().reason, "in_flight", "bytes");
-        let p2 = a.admit("x", 1, 10).unwrap();
-        assert_eq!(a.admit("x", 1, 10).unwrap_err().reason, "in_flight", "batches");
+        let p1 = a.admit("x", 1, 600, None).unwrap();
+        assert_eq!(a.admit("x", 1, 600, None).unwrap_err().reason, "in_flight", "bytes");
+        let p2 = a.admit("x", 1, 10, None).unwrap();
+        assert_eq!(a.admit("x", 1, 10, None).unwrap_err().reason, "in_flight", "batches");
         drop((p1, p2));
         assert!(
-            a.admit("x", 1, 5000).is_ok(),
+            a.admit("x", 1, 5000, None).is_ok(),
             "a batch larger than the budget takes all of it"
         );
+    }
+
+    #[test]
+    fn bytes_held_while_a_message_arrived_become_the_batch_share() {
+        let limits = IngestLimits {
+            max_in_flight_bytes: 1000,
+            ..Default::default()
+        };
+        let a = Admission::new(&limits, &RateLimits::default());
+        let received = a.budget().try_reserve(700).unwrap();
+        assert!(
+            a.admit("x", 1, 400, None).is_err(),
+            "a message still arriving counts against the budget"
+        );
+        let permit = a.admit("x", 1, 750, Some(received)).unwrap();
+        assert_eq!(a.budget().available(), 250, "counted once, not twice");
+        drop(permit);
+        assert_eq!(a.budget().available(), 1000);
+    }
+
+    #[test]
+    fn each_caller_has_a_quota_of_streams() {
+        let limits = IngestLimits {
+            max_streams: 8,
+            max_streams_by_caller: [("fleet".to_owned(), 5)].into(),
+            ..Default::default()
+        };
+        let slots = StreamSlots::new(&limits);
+        let (det, fleet): (Arc<str>, Arc<str>) = (Arc::from("det"), Arc::from("fleet"));
+        let held: Vec<_> = (0..2).map(|_| slots.open(&det).unwrap()).collect();
+        let refused = slots.open(&det).err().unwrap();
+        assert!(refused.contains("quota of 2") && refused.contains("max_streams_per_caller"), "{refused}");
+        let fleet_held: Vec<_> = (0..5).map(|_| slots.open(&fleet).unwrap()).collect();
+        assert!(slots.open(&fleet).err().unwrap().contains("max_streams_by_caller.fleet"));
+        let other = slots.open(&Arc::from("other")).unwrap();
+        assert!(slots.open(&Arc::from("more")).err().unwrap().contains("at most 8"), "global limit");
+        drop((held, other));
+        assert!(slots.open(&det).is_ok(), "closed streams give their slots back");
+        drop(fleet_held);
     }
 }

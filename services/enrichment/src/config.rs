@@ -66,8 +66,9 @@ impl Default for EnrichmentConfig {
 
 /// Limits of the ingest side. Memory held for batches in flight is bounded by
 /// `max_in_flight_bytes` (encoded size; decoded events, the copy sent to attribution and the
-/// enriched events take about four times that), and no stream holds more than
-/// `max_in_flight_batches_per_stream` batches of at most `max_batch_events` events.
+/// enriched events take about four times that), which also counts the bytes of request messages
+/// still arriving, and no stream holds more than `max_in_flight_batches_per_stream` batches of at
+/// most `max_batch_events` events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestLimits {
@@ -78,6 +79,22 @@ pub struct IngestLimits {
     pub max_message_bytes: usize,
     /// Most concurrent `Ingest` streams; more are refused with `RESOURCE_EXHAUSTED`.
     pub max_streams: usize,
+    /// Most concurrent `Ingest` streams one caller (the `name` of a token entry; detectors that
+    /// share a token share its quota) may hold; more are refused with `RESOURCE_EXHAUSTED`.
+    /// Unset: a quarter of `max_streams` (at least 1), so one caller never locks out the others.
+    pub max_streams_per_caller: Option<usize>,
+    /// Quotas for named callers, overriding `max_streams_per_caller` (e.g. a fleet of sensors
+    /// sharing one token).
+    pub max_streams_by_caller: BTreeMap<String, usize>,
+    /// An `Ingest` stream with no batch and nothing unanswered for this long is ended with
+    /// `UNAVAILABLE`; the detector opens a new one when it has more to send.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Longest time one request message may take to arrive in full once its first byte came; a
+    /// message that stops arriving ends the call with `DEADLINE_EXCEEDED`. Raise it for large
+    /// batches over slow links.
+    #[serde(with = "humantime_serde")]
+    pub message_timeout: Duration,
     /// Batches one stream may have unacknowledged; further batches are answered RETRY.
     pub max_in_flight_batches_per_stream: usize,
     /// Batches all streams together may have in flight; further batches are answered RETRY.
@@ -95,11 +112,26 @@ impl Default for IngestLimits {
             max_batch_events: MAX_BATCH_LIMIT,
             max_message_bytes: attackmesh::limits::MAX_MESSAGE_BYTES,
             max_streams: 1_024,
+            max_streams_per_caller: None,
+            max_streams_by_caller: BTreeMap::new(),
+            idle_timeout: Duration::from_secs(300),
+            message_timeout: Duration::from_secs(60),
             max_in_flight_batches_per_stream: 16,
             max_in_flight_batches: 256,
             max_in_flight_bytes: 256 * 1024 * 1024,
             retry_after: Duration::from_millis(500),
         }
+    }
+}
+
+impl IngestLimits {
+    /// How many `Ingest` streams `caller` may hold at once.
+    pub fn stream_quota(&self, caller: &str) -> usize {
+        self.max_streams_by_caller
+            .get(caller)
+            .copied()
+            .or(self.max_streams_per_caller)
+            .unwrap_or((self.max_streams / 4).max(1))
     }
 }
 
@@ -221,6 +253,17 @@ impl EnrichmentConfig {
         ] {
             if value == 0 {
                 return bad(format!("{name} must be at least 1"));
+            }
+        }
+        if i.max_streams_per_caller == Some(0) || i.max_streams_by_caller.values().any(|&n| n == 0) {
+            return bad("ingest stream quotas (max_streams_per_caller, max_streams_by_caller) must be at least 1".into());
+        }
+        for (name, value) in [
+            ("ingest.idle_timeout", i.idle_timeout),
+            ("ingest.message_timeout", i.message_timeout),
+        ] {
+            if value < Duration::from_millis(10) {
+                return bad(format!("{name} must be at least 10ms"));
             }
         }
         if i.max_in_flight_bytes < i.max_message_bytes.min(64 * 1024 * 1024) {
@@ -357,6 +400,24 @@ mod tests {
             burst: 1.0,
         });
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn stream_quotas_default_to_a_quarter_of_the_streams() {
+        let mut limits = IngestLimits {
+            max_streams: 20,
+            ..Default::default()
+        };
+        assert_eq!(limits.stream_quota("det"), 5);
+        limits.max_streams_per_caller = Some(8);
+        limits.max_streams_by_caller.insert("fleet".into(), 16);
+        assert_eq!((limits.stream_quota("det"), limits.stream_quota("fleet")), (8, 16));
+        let mut c = EnrichmentConfig::default();
+        c.ingest.max_streams_by_caller.insert("x".into(), 0);
+        assert!(c.validate().unwrap_err().to_string().contains("quotas"));
+        let mut c = EnrichmentConfig::default();
+        c.ingest.idle_timeout = Duration::from_millis(1);
+        assert!(c.validate().unwrap_err().to_string().contains("idle_timeout"));
     }
 
     #[test]

@@ -87,7 +87,7 @@ async fn falco(State(state): State<HttpState>, headers: HeaderMap, body: Body) -
     }
     let trace = trace_context(&headers);
     let pipeline = &state.ingest.pipeline;
-    let permit = match pipeline.admit(&caller, events.len(), bytes.len()) {
+    let permit = match pipeline.admit(&caller, events.len(), bytes.len(), None) {
         Ok(permit) => permit,
         Err(refused) => return unavailable(refused.after, refused.message),
     };

@@ -38,12 +38,23 @@ pub const UPSTREAM_STREAMS: &str = "enrichment_upstream_streams";
 pub const UPSTREAM_RECONNECTS: &str = "enrichment_upstream_reconnects";
 /// Seconds from sending a batch upstream to its answer.
 pub const UPSTREAM_LATENCY: &str = "enrichment_upstream_batch_seconds";
+/// `Ingest` streams refused, by the limit that refused them.
+pub const REFUSED_STREAMS: &str = "enrichment_refused_streams";
+/// `Ingest` streams ended by the server because they stayed idle for `idle_timeout`.
+pub const IDLE_STREAMS: &str = "enrichment_idle_streams_closed";
 
 /// Label: why a batch was answered RETRY.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     /// `rate_limit`, `in_flight`, `export`, `reattribute_full`, `shutdown`.
     pub reason: &'static str,
+}
+
+/// Label: which stream limit.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    /// `max_streams` or `caller_quota`.
+    pub limit: &'static str,
 }
 
 /// Label: which upstream.
@@ -81,6 +92,10 @@ pub struct Metrics {
     pub upstream_reconnects: Family<UpstreamLabel, Counter>,
     /// See [`UPSTREAM_LATENCY`].
     pub upstream_latency: Family<UpstreamLabel, Histogram>,
+    /// See [`REFUSED_STREAMS`].
+    pub refused_streams: Family<LimitLabel, Counter>,
+    /// See [`IDLE_STREAMS`].
+    pub idle_streams: Counter,
 }
 
 fn buckets() -> Histogram {
@@ -106,6 +121,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         upstream_streams: Family::default(),
         upstream_reconnects: Family::default(),
         upstream_latency: Family::new_with_constructor(buckets),
+        refused_streams: Family::default(),
+        idle_streams: Counter::default(),
     };
     register(
         RECEIVED,
@@ -160,6 +177,16 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Seconds from sending a batch upstream to its answer",
         m.upstream_latency.clone(),
     );
+    register(
+        REFUSED_STREAMS,
+        "Ingest streams refused, by the limit that refused them",
+        m.refused_streams.clone(),
+    );
+    register(
+        IDLE_STREAMS,
+        "Ingest streams ended because they stayed idle for idle_timeout",
+        m.idle_streams.clone(),
+    );
     m
 });
 
@@ -169,6 +196,14 @@ pub(crate) fn register() {
     for reason in ["rate_limit", "in_flight", "export", "reattribute_full"] {
         let _ = METRICS.retried.get_or_create(&ReasonLabel { reason });
     }
+    for limit in ["max_streams", "caller_quota"] {
+        let _ = METRICS.refused_streams.get_or_create(&LimitLabel { limit });
+    }
+}
+
+/// Counts a stream refused by `limit`.
+pub(crate) fn refused_stream(limit: &'static str) {
+    METRICS.refused_streams.get_or_create(&LimitLabel { limit }).inc();
 }
 
 /// Counts a batch answered RETRY.

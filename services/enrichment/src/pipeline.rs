@@ -15,7 +15,7 @@ use attackmesh::{
     },
     validate::InBatch,
 };
-use attackmesh_runtime::telemetry;
+use attackmesh_runtime::{receive::Reservation, telemetry};
 use tracing::Instrument as _;
 
 use crate::{
@@ -70,8 +70,14 @@ impl Pipeline {
     }
 
     /// Takes room for a batch, or says why not (see [`Admission::admit`]).
-    pub(crate) fn admit(&self, caller: &str, events: usize, bytes: usize) -> Result<Permit, Refused> {
-        let result = self.admission.admit(caller, events, bytes);
+    pub(crate) fn admit(
+        &self,
+        caller: &str,
+        events: usize,
+        bytes: usize,
+        received: Option<Reservation>,
+    ) -> Result<Permit, Refused> {
+        let result = self.admission.admit(caller, events, bytes, received);
         if let Err(refused) = &result {
             metrics::retried(refused.reason);
         }

@@ -5,7 +5,11 @@
 //! holds at most `max_in_flight_batches_per_stream` batches in processing; batches beyond that,
 //! or beyond the global limits or the caller's rate, are answered RETRY right away. When the
 //! answers are not read the task stops reading requests, so a slow reader cannot make it buffer.
-//! Authentication and roles are checked by the runtime's tower layer before any of this runs.
+//! A stream with nothing sent and nothing unanswered for `idle_timeout` is ended, and no caller
+//! holds more streams than its quota. Request messages count against the in-flight byte budget
+//! from their first byte ([`attackmesh_runtime::receive`]); each batch takes over what its message
+//! held. Authentication and roles are checked by the runtime's tower layer before any of this
+//! runs.
 
 use std::{pin::Pin, sync::Arc};
 
@@ -13,15 +17,20 @@ use attackmesh::proto::{
     EnrichRequest, EnrichResponse, IngestRequest, IngestResponse,
     ingest_service_server::{IngestService, IngestServiceServer},
 };
-use attackmesh_runtime::{auth, telemetry};
+use attackmesh_runtime::{
+    auth,
+    receive::{Receipts, Receive, ReceiveLimits},
+    telemetry,
+};
 use futures::{Stream, StreamExt, stream::FuturesOrdered};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::{
+    admission::StreamSlots,
     config::IngestLimits,
     error::Error,
     metrics::METRICS,
@@ -32,7 +41,7 @@ use crate::{
 pub struct IngestState {
     pub(crate) pipeline: Pipeline,
     pub(crate) limits: IngestLimits,
-    pub(crate) streams: Arc<Semaphore>,
+    pub(crate) streams: StreamSlots,
     /// Cancelled when the service starts draining: streams take no new batches.
     pub(crate) draining: CancellationToken,
 }
@@ -41,7 +50,7 @@ impl IngestState {
     pub(crate) fn new(pipeline: Pipeline, limits: IngestLimits, draining: CancellationToken) -> Self {
         Self {
             pipeline,
-            streams: Arc::new(Semaphore::new(limits.max_streams)),
+            streams: StreamSlots::new(&limits),
             limits,
             draining,
         }
@@ -53,14 +62,21 @@ pub struct IngestApi {
     state: Arc<IngestState>,
 }
 
-/// The tonic service for `state`, accepting and sending gzip.
-pub fn grpc_service(state: Arc<IngestState>) -> IngestServiceServer<IngestApi> {
+/// The tonic service for `state`, accepting and sending gzip, its request messages counted
+/// against the in-flight byte budget and timed from their first byte.
+pub fn grpc_service(state: Arc<IngestState>) -> Receive<IngestServiceServer<IngestApi>> {
+    let limits = ReceiveLimits {
+        message_timeout: state.limits.message_timeout,
+        budget: Some(state.pipeline.admission.budget().clone()),
+        retry_after: state.limits.retry_after,
+    };
     let max = state.limits.max_message_bytes;
-    IngestServiceServer::new(IngestApi { state })
+    let service = IngestServiceServer::new(IngestApi { state })
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .send_compressed(tonic::codec::CompressionEncoding::Gzip)
         .max_decoding_message_size(max)
-        .max_encoding_message_size(max)
+        .max_encoding_message_size(max);
+    Receive::new(service, limits)
 }
 
 type IngestStream = Pin<Box<dyn Stream<Item = Result<IngestResponse, Status>> + Send>>;
@@ -80,18 +96,11 @@ impl IngestService for IngestApi {
             return Err(Error::Unavailable("enrichment is shutting down; reconnect to another replica".into()).into());
         }
         let caller = caller_name(&request);
-        let permit = self
-            .state
-            .streams
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::Exhausted {
-                after: std::time::Duration::from_secs(1),
-                message: format!(
-                    "at most {} ingest streams are served at once",
-                    self.state.limits.max_streams
-                ),
-            })?;
+        let slot = self.state.streams.open(&caller).map_err(|message| Error::Exhausted {
+            after: std::time::Duration::from_secs(1),
+            message,
+        })?;
+        let receipts = Receipts::of(&request).unwrap_or_default();
         let (tx, rx) = mpsc::channel(self.state.limits.max_in_flight_batches_per_stream + 1);
         let state = self.state.clone();
         // A detector instrumented at the gRPC layer sends its context as stream metadata; it
@@ -102,8 +111,12 @@ impl IngestService for IngestApi {
         let span = tracing::info_span!("ingest_stream", caller = %caller);
         tokio::spawn(
             async move {
+                let inbound = Inbound {
+                    messages: inbound,
+                    receipts,
+                };
                 run_stream(&state, &caller, &stream_trace, inbound, tx).await;
-                drop(permit);
+                drop(slot);
             }
             .instrument(span),
         );
@@ -112,6 +125,7 @@ impl IngestService for IngestApi {
 
     async fn enrich(&self, request: Request<EnrichRequest>) -> Result<Response<EnrichResponse>, Status> {
         let caller = caller_name(&request);
+        let received = Receipts::of(&request).and_then(|r| r.take());
         let mut trace = std::collections::HashMap::new();
         opentelemetry_inject(&request, &mut trace);
         let Some(mut event) = request.into_inner().event else {
@@ -124,7 +138,11 @@ impl IngestService for IngestApi {
             return Err(attackmesh::validate::to_status("event", &violations));
         }
         let bytes = prost::Message::encoded_len(&event);
-        let _permit = self.state.pipeline.admit(&caller, 1, bytes).map_err(|r| Error::Retry {
+        let _permit = self
+            .state
+            .pipeline
+            .admit(&caller, 1, bytes, received)
+            .map_err(|r| Error::Retry {
             after: r.after,
             message: r.message,
         })?;
@@ -157,21 +175,30 @@ fn opentelemetry_inject<T>(request: &Request<T>, map: &mut std::collections::Has
 
 type Answer = Pin<Box<dyn std::future::Future<Output = (IngestResponse, bool)> + Send>>;
 
-/// Serves one `Ingest` stream until the detector closes it (answering everything taken) or it
-/// breaks.
+/// The requests of a stream, and what each message held of the byte budget while it arrived.
+struct Inbound {
+    messages: Streaming<IngestRequest>,
+    receipts: Receipts,
+}
+
+/// Serves one `Ingest` stream until the detector closes it (answering everything taken), it
+/// breaks, or it stays idle for `idle_timeout`.
 async fn run_stream(
     state: &Arc<IngestState>,
     caller: &Arc<str>,
     stream_trace: &std::collections::HashMap<String, String>,
-    mut inbound: Streaming<IngestRequest>,
+    mut inbound: Inbound,
     tx: mpsc::Sender<Result<IngestResponse, Status>>,
 ) {
     let per_stream = state.limits.max_in_flight_batches_per_stream;
+    let idle_timeout = state.limits.idle_timeout;
     // Answers waiting their turn, processing or not; refusals are cheap but still bounded.
     let max_pending = per_stream * 2 + 1;
     let mut pending: FuturesOrdered<Answer> = FuturesOrdered::new();
     let mut processing = 0usize;
     let mut reading = true;
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     loop {
         tokio::select! {
             biased;
@@ -182,10 +209,27 @@ async fn run_stream(
                 if tx.send(Ok(answer)).await.is_err() {
                     return;
                 }
+                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
             }
             () = state.draining.cancelled(), if reading => reading = false,
-            message = inbound.message(), if reading && pending.len() < max_pending => match message {
+            () = &mut idle, if reading && pending.is_empty() => {
+                if inbound.receipts.arriving() {
+                    // A message is on its way; its own deadline (message_timeout) applies.
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    continue;
+                }
+                tracing::debug!(?idle_timeout, "idle ingest stream closed");
+                METRICS.idle_streams.inc();
+                let error = Error::Unavailable(format!(
+                    "no batch for {idle_timeout:?}: idle ingest stream closed; open a new one to send more"
+                ));
+                let _ = tx.send(Err(error.into())).await;
+                return;
+            }
+            message = inbound.messages.message(), if reading && pending.len() < max_pending => match message {
                 Ok(Some(mut batch)) => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    let received = inbound.receipts.take();
                     if batch.trace_context.is_empty() {
                         batch.trace_context.clone_from(stream_trace);
                     }
@@ -198,7 +242,7 @@ async fn run_stream(
                         return;
                     }
                     let admitted = processing < per_stream;
-                    pending.push_back(admit(state, caller, batch, admitted));
+                    pending.push_back(admit(state, caller, batch, admitted.then_some(received)));
                     if admitted {
                         processing += 1;
                     }
@@ -228,11 +272,17 @@ async fn run_stream(
     }
 }
 
-/// Starts processing an admitted batch, or answers RETRY at once; the bool says whether the
-/// answer comes from processing (and so counts against the stream's in-flight limit).
-fn admit(state: &Arc<IngestState>, caller: &Arc<str>, batch: IngestRequest, room_on_stream: bool) -> Answer {
+/// Starts processing a batch the stream has room for (`room`: what its message held of the byte
+/// budget), or answers RETRY at once; the bool says whether the answer comes from processing (and
+/// so counts against the stream's in-flight limit).
+fn admit(
+    state: &Arc<IngestState>,
+    caller: &Arc<str>,
+    batch: IngestRequest,
+    room: Option<Option<attackmesh_runtime::receive::Reservation>>,
+) -> Answer {
     let batch_id = batch.batch_id;
-    if !room_on_stream {
+    let Some(received) = room else {
         crate::metrics::retried("in_flight");
         let answer = retry_response(
             batch_id,
@@ -245,9 +295,9 @@ fn admit(state: &Arc<IngestState>, caller: &Arc<str>, batch: IngestRequest, room
             },
         );
         return Box::pin(std::future::ready((answer, false)));
-    }
+    };
     let bytes = prost::Message::encoded_len(&batch);
-    match state.pipeline.admit(caller, batch.events.len(), bytes) {
+    match state.pipeline.admit(caller, batch.events.len(), bytes, received) {
         Err(refused) => Box::pin(std::future::ready((refused_response(batch_id, refused), true))),
         Ok(permit) => {
             let state = state.clone();

@@ -167,3 +167,40 @@ async fn rejected_records_are_reported_with_file_and_line() {
         "{invalid}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_shipper_carries_on_after_its_idle_stream_is_closed() {
+    let cluster = Cluster::start_with(|c| c.ingest.idle_timeout = std::time::Duration::from_millis(200)).await;
+    let path = cluster.dir.path().join("followed.ndjson");
+    let write = |from: usize, to: usize| {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        for i in from..to {
+            let line = attackmesh::json::to_json(&port_scan(&format!("followed-{i}"), "203.0.113.41"));
+            writeln!(file, "{line}").unwrap();
+        }
+    };
+    write(0, 5);
+    let mut options = options(&cluster, Format::Ndjson, path.clone(), 5);
+    options.follow = true;
+    options.poll_interval = std::time::Duration::from_millis(20);
+    let (tx, mut progress) = watch::channel(Progress::default());
+    options.progress = Some(tx);
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(ship(options, stop.clone()));
+    let _ = progress.wait_for(|p| p.accepted >= 5).await;
+    // The file goes quiet; enrichment ends the idle stream.
+    let closed = metric("enrichment_idle_streams_closed_total");
+    for _ in 0..1500 {
+        if metric("enrichment_idle_streams_closed_total") > closed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(metric("enrichment_idle_streams_closed_total") > closed, "the idle stream was closed");
+    write(5, 10);
+    let ids = (0..10).map(|i| format!("followed-{i}")).collect();
+    wait_for_sink(&cluster.sink(), &ids, |_| true).await;
+    stop.cancel();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary.progress.accepted, 10, "{:?}", summary.progress);
+}

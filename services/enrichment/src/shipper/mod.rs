@@ -284,8 +284,17 @@ impl Run {
             }
             if let Some(s) = stream.as_mut()
                 && stopping.is_none()
+                && !self.send_ready(s)
             {
-                self.send_ready(s);
+                tracing::info!("ingest stream closed by enrichment; opening a new one");
+                for batch in stream.take().into_iter().flat_map(|s| s.in_flight) {
+                    self.summary.progress.resent += 1;
+                    self.retry.push(Resend {
+                        batch,
+                        due: Instant::now(),
+                    });
+                }
+                continue;
             }
             let window_full = self.window.ready.len() + self.retry.len() + in_flight > self.options.max_in_flight;
             let next_due = self.retry.iter().map(|r| r.due).min();
@@ -380,23 +389,27 @@ impl Run {
         }
     }
 
-    /// Sends due resends first, then new batches, while the window has room.
-    fn send_ready(&mut self, stream: &mut Stream) {
+    /// Sends due resends first, then new batches, while the window has room; `false` when the
+    /// stream is gone (enrichment ended it, e.g. after it sat idle).
+    fn send_ready(&mut self, stream: &mut Stream) -> bool {
         let now = Instant::now();
         while stream.in_flight.len() < self.options.max_in_flight {
             let batch = match self.retry.iter().position(|r| r.due <= now) {
                 Some(i) => self.retry.remove(i).batch,
                 None => match self.window.ready.pop_front() {
                     Some(batch) => batch,
-                    None => return,
+                    None => return true,
                 },
             };
-            if stream.out.try_send(Wire(batch.request.clone())).is_err() {
-                self.retry.push(Resend { batch, due: now });
-                return;
+            match stream.out.try_send(Wire(batch.request.clone())) {
+                Ok(()) => stream.in_flight.push_back(batch),
+                Err(full_or_closed) => {
+                    self.retry.push(Resend { batch, due: now });
+                    return matches!(full_or_closed, mpsc::error::TrySendError::Full(_));
+                }
             }
-            stream.in_flight.push_back(batch);
         }
+        true
     }
 
     fn save_checkpoints(&mut self) -> Result<(), Error> {
