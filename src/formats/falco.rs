@@ -4,6 +4,11 @@
 //! Network fields follow Falco's own names: `fd.cip`/`fd.cport` (client, the initiator) become the
 //! source and `fd.sip`/`fd.sport` (server) the destination. Rules that expose `fd.dip`/`fd.dport`
 //! instead are read as `fd.sip` → source and `fd.dip` → destination.
+//!
+//! Falco's priorities map to severities explicitly (case-insensitively): Emergency, Alert and
+//! Critical → critical; Error → high; Warning → medium; Notice, Informational (`Info` in rules
+//! files) and Debug → low. Any other priority, or none, is an error naming the field `priority`:
+//! an alert is never graded by guess.
 
 use serde_json::Value;
 
@@ -11,6 +16,10 @@ use super::builder::EventBuilder;
 use super::common::{flatten, get_i64, get_port, get_str, get_strings, ip_text, timestamp_field};
 use super::{Format, ParseError, json_object};
 use crate::proto::{DetectionEvent, DetectorKind, Endpoint, IndicatorType, Process, Severity};
+use crate::text::clip;
+
+/// Falco's priorities, as an error message lists them.
+const PRIORITIES: &str = "one of Emergency, Alert, Critical, Error, Warning, Notice, Informational, Debug";
 
 /// Attributes kept first when a record has more than the cap allows.
 const PRIORITY: &[&str] = &["rule", "priority", "source", "tags", "output_fields."];
@@ -38,7 +47,13 @@ fn build(line: &str, record: &Value) -> Result<DetectionEvent, ParseError> {
         Some(host) => b.source_service(&format!("falco:{host}")),
         None => b.source_service("falco"),
     }
-    b.severity(severity(get_str(record, &["priority"]).unwrap_or_default()));
+    let priority = get_str(record, &["priority"]).ok_or_else(|| ParseError::MissingField("priority".into()))?;
+    let severity = severity(priority).ok_or_else(|| ParseError::UnknownValue {
+        field: "priority".into(),
+        value: clip(priority, 64).to_owned(),
+        expected: PRIORITIES,
+    })?;
+    b.severity(severity);
     let rule = get_str(record, &["rule"]);
     b.description(get_str(record, &["output"]).or(rule).unwrap_or("falco alert"));
     for tag in get_strings(record, &["tags"]) {
@@ -95,14 +110,15 @@ fn build(line: &str, record: &Value) -> Result<DetectionEvent, ParseError> {
     Ok(b.finish())
 }
 
-/// Falco priorities, case-insensitively; unknown ones grade low.
-fn severity(priority: &str) -> Severity {
-    match priority.to_ascii_lowercase().as_str() {
+/// The severity of a Falco priority (case-insensitive); `None` for anything Falco does not define.
+fn severity(priority: &str) -> Option<Severity> {
+    Some(match priority.trim().to_ascii_lowercase().as_str() {
         "emergency" | "alert" | "critical" => Severity::Critical,
         "error" => Severity::High,
         "warning" => Severity::Medium,
-        _ => Severity::Low,
-    }
+        "notice" | "informational" | "info" | "debug" => Severity::Low,
+        _ => return None,
+    })
 }
 
 /// `T` + 4 digits, optionally `.` + 3 digits (case-insensitive), as Falco tags carry them.
@@ -159,5 +175,29 @@ mod tests {
         assert_eq!(from_value.description, event.description);
         assert_eq!(from_value.attributes, event.attributes);
         assert!(falco_from_json(r#"{"rule":"x"}"#).is_err_and(|e| e.to_string() == "missing field `time`"));
+    }
+
+    #[test]
+    fn priorities_map_explicitly_and_unknown_ones_are_errors() {
+        let alert = |priority: &str| {
+            format!(r#"{{"output":"x","priority":"{priority}","rule":"r","time":"2024-03-04T05:06:07Z"}}"#)
+        };
+        for (priority, severity) in [
+            ("Emergency", Severity::Critical),
+            ("ALERT", Severity::Critical),
+            ("Error", Severity::High),
+            ("warning", Severity::Medium),
+            ("Notice", Severity::Low),
+            ("Informational", Severity::Low),
+            ("Info", Severity::Low),
+            ("Debug", Severity::Low),
+        ] {
+            let event = falco_from_json(&alert(priority)).unwrap_or_default();
+            assert_eq!(event.severity, severity as i32, "{priority}");
+        }
+        let err = falco_from_json(&alert("Urgent")).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.starts_with("field `priority` has unknown value `Urgent`"), "{err}");
+        let none = r#"{"output":"x","rule":"r","time":"2024-03-04T05:06:07Z"}"#;
+        assert!(falco_from_json(none).is_err_and(|e| e.to_string() == "missing field `priority`"));
     }
 }

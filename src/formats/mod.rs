@@ -204,6 +204,16 @@ pub enum ParseError {
         /// What the field must hold.
         expected: &'static str,
     },
+    /// A field holds a value the format does not define.
+    #[error("field `{field}` has unknown value `{value}`; expected {expected}")]
+    UnknownValue {
+        /// Dotted name of the field.
+        field: String,
+        /// The value found (cut to 64 bytes).
+        value: String,
+        /// The values the format defines.
+        expected: &'static str,
+    },
     /// A timestamp field could not be parsed.
     #[error("bad timestamp `{value}` in field `{field}`")]
     BadTimestamp {

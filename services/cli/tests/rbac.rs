@@ -168,7 +168,10 @@ async fn http_endpoints_follow_the_same_roles(addrs: &Addrs) {
         (Some(bearer("edge-detector")), 400),
         (Some(bearer("ops-admin")), 400),
     ] {
-        let mut request = client.post(&falco).body("[]");
+        let mut request = client
+            .post(&falco)
+            .header("content-type", "application/json")
+            .body("[]");
         if let Some(auth) = &auth {
             request = request.header("authorization", auth);
         }
@@ -227,6 +230,7 @@ async fn oversized_messages_are_refused(addrs: &Addrs) {
     let falco = client
         .post(format!("http://{}/falco", addrs.falco))
         .header("authorization", &detector)
+        .header("content-type", "application/json")
         .body(big.clone())
         .send()
         .await
@@ -236,6 +240,7 @@ async fn oversized_messages_are_refused(addrs: &Addrs) {
     let falco = client
         .post(format!("http://{}/falco", addrs.falco))
         .header("authorization", &detector)
+        .header("content-type", "application/json")
         .body(chunks)
         .send()
         .await;

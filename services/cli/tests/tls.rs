@@ -293,6 +293,7 @@ async fn every_listener_and_internal_link_of_serve_all_speaks_mutual_tls() {
     let response = good
         .post(&falco)
         .header("authorization", format!("Bearer {}", token("edge-detector")))
+        .header("content-type", "application/json")
         .body(falco_alert.clone())
         .send()
         .await

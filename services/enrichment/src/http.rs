@@ -4,10 +4,12 @@
 //!
 //! A request is one batch and goes through exactly the gRPC path: same admission, validation,
 //! attribution, and a 200 only once export holds every accepted event durably. Answers: 200 (all
-//! delivered), 400 (unparseable body: nothing taken; or some events invalid: the others were
-//! delivered, the body lists the rejections), 401/403, 413 (body over `max_body_bytes` or too
-//! many alerts), 503 with `Retry-After` (backpressure: nothing taken, resend). Refusals take
-//! status and headers from the error policy and carry `{"error": …}` bodies.
+//! delivered), 400 (unparseable body, an alert without a known Falco priority among them:
+//! nothing taken; or some events invalid: the others were delivered, the body lists the
+//! rejections), 401/403, 413 (body over `max_body_bytes` or too many alerts), 415 (a content type
+//! other than JSON: `application/json`, what Falco and falcosidekick send, NDJSON or `+json`), 503
+//! with `Retry-After` (backpressure: nothing taken, resend). Refusals take status and headers
+//! from the error policy and carry `{"error": …}` bodies.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -54,6 +56,12 @@ async fn falco(State(state): State<HttpState>, headers: HeaderMap, body: Body) -
         Ok(caller) => caller.name,
         Err(denied) => return json_error(&ErrorAnswer::from_error(&denied)),
     };
+    if !is_json(&headers) {
+        return error(
+            ServiceErrorCode::UnsupportedMediaType,
+            "content-type must be application/json (or application/x-ndjson)",
+        );
+    }
     let too_large = || {
         error(
             ServiceErrorCode::PayloadTooLarge,
@@ -107,6 +115,18 @@ async fn falco(State(state): State<HttpState>, headers: HeaderMap, body: Body) -
         StatusCode::BAD_REQUEST
     };
     (status, Json(body)).into_response()
+}
+
+/// True when the request declares a JSON body: `application/json`, NDJSON, or a `+json` type.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let media = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    matches!(
+        media.as_str(),
+        "application/json" | "application/x-ndjson" | "application/ndjson"
+    ) || (media.starts_with("application/") && media.ends_with("+json"))
 }
 
 /// Backpressure: nothing was taken; 503 with `Retry-After`.

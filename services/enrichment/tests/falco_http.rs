@@ -11,6 +11,9 @@ use attackmesh_testkit::{wait_for_sink, wait_health};
 use common::*;
 use tonic_health::pb::health_check_response::ServingStatus;
 
+/// What Falco's `http_output` and falcosidekick send.
+const JSON: (&str, &str) = ("content-type", "application/json");
+
 fn alert(rule: &str, cmdline: &str) -> String {
     serde_json::json!({
         "hostname": "node-7",
@@ -35,7 +38,7 @@ async fn falco_alerts_over_http_are_enriched_and_exported() {
     let (status, _, body) = http_post(
         http,
         "/falco",
-        &[("authorization", &bearer(DETECTOR_TOKEN))],
+        &[("authorization", &bearer(DETECTOR_TOKEN)), JSON],
         one.as_bytes(),
     )
     .await;
@@ -51,7 +54,7 @@ async fn falco_alerts_over_http_are_enriched_and_exported() {
     let (status, _, body) = http_post(
         http,
         "/falco",
-        &[("authorization", &bearer(DETECTOR_TOKEN))],
+        &[("authorization", &bearer(DETECTOR_TOKEN)), JSON],
         many.as_bytes(),
     )
     .await;
@@ -64,7 +67,7 @@ async fn falco_alerts_over_http_are_enriched_and_exported() {
     let (status, _, body) = http_post(
         http,
         "/falco",
-        &[("authorization", &bearer(DETECTOR_TOKEN))],
+        &[("authorization", &bearer(DETECTOR_TOKEN)), JSON],
         array.as_bytes(),
     )
     .await;
@@ -87,15 +90,15 @@ async fn falco_alerts_over_http_are_enriched_and_exported() {
     );
 
     // Refusals.
-    let (status, headers, _) = http_post(http, "/falco", &[], one.as_bytes()).await;
+    let (status, headers, _) = http_post(http, "/falco", &[JSON], one.as_bytes()).await;
     assert_eq!(status, 401);
     assert_eq!(headers.get("www-authenticate").map(String::as_str), Some("Bearer"));
-    let (status, _, _) = http_post(http, "/falco", &[("authorization", &bearer("nope"))], one.as_bytes()).await;
+    let (status, _, _) = http_post(http, "/falco", &[("authorization", &bearer("nope")), JSON], one.as_bytes()).await;
     assert_eq!(status, 401);
     let (status, _, _) = http_post(
         http,
         "/falco",
-        &[("authorization", &bearer(ANALYST_TOKEN))],
+        &[("authorization", &bearer(ANALYST_TOKEN)), JSON],
         one.as_bytes(),
     )
     .await;
@@ -103,14 +106,14 @@ async fn falco_alerts_over_http_are_enriched_and_exported() {
     let (status, _, body) = http_post(
         http,
         "/falco",
-        &[("authorization", &bearer(DETECTOR_TOKEN))],
+        &[("authorization", &bearer(DETECTOR_TOKEN)), JSON],
         b"{\"rule\":\"no time\"}",
     )
     .await;
     assert_eq!(status, 400);
     assert!(body.contains("time"), "the reason names the field: {body}");
     let huge = vec![b' '; 70 * 1024];
-    let (status, _, _) = http_post(http, "/falco", &[("authorization", &bearer(DETECTOR_TOKEN))], &huge).await;
+    let (status, _, _) = http_post(http, "/falco", &[("authorization", &bearer(DETECTOR_TOKEN)), JSON], &huge).await;
     assert_eq!(status, 413);
 
     // An alert that parses but fails validation is rejected; its neighbour is delivered.
@@ -120,7 +123,7 @@ async fn falco_alerts_over_http_are_enriched_and_exported() {
     let (status, _, body) = http_post(
         http,
         "/falco",
-        &[("authorization", &bearer(DETECTOR_TOKEN))],
+        &[("authorization", &bearer(DETECTOR_TOKEN)), JSON],
         body.as_bytes(),
     )
     .await;
@@ -141,11 +144,64 @@ async fn falco_gets_503_with_retry_after_when_export_is_down() {
     let (status, headers, body) = http_post(
         http,
         "/falco",
-        &[("authorization", &format!("Bearer {DETECTOR_TOKEN}"))],
+        &[("authorization", &format!("Bearer {DETECTOR_TOKEN}")), JSON],
         body.as_bytes(),
     )
     .await;
     assert_eq!(status, 503, "{body}");
     let after: u64 = headers["retry-after"].parse().unwrap();
     assert!(after >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falco_refuses_other_content_types_and_unknown_priorities() {
+    let cluster = Cluster::start().await;
+    let http = cluster.enrichment.http.unwrap();
+    let auth = format!("Bearer {DETECTOR_TOKEN}");
+    let one = alert("Terminal shell in container", "bash -l");
+    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+        let mut headers = vec![("authorization", auth.as_str())];
+        headers.extend(content_type.map(|t| ("content-type", t)));
+        let (status, _, body) = http_post(http, "/falco", &headers, one.as_bytes()).await;
+        assert_eq!(status, 415, "{content_type:?}: {body}");
+        assert!(body.contains("application/json"), "the answer says what to send: {body}");
+    }
+    for content_type in [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "application/x-ndjson",
+    ] {
+        let (status, _, body) = http_post(
+            http,
+            "/falco",
+            &[("authorization", &auth), ("content-type", content_type)],
+            one.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 200, "{content_type}: {body}");
+    }
+
+    // Every Falco priority is known; anything else names the field.
+    for priority in [
+        "Emergency",
+        "Alert",
+        "Critical",
+        "Error",
+        "Warning",
+        "Notice",
+        "Informational",
+        "Info",
+        "Debug",
+    ] {
+        let mut known: serde_json::Value = serde_json::from_str(&alert("Known priority", priority)).unwrap();
+        known["priority"] = serde_json::json!(priority);
+        let (status, _, body) =
+            http_post(http, "/falco", &[("authorization", &auth), JSON], known.to_string().as_bytes()).await;
+        assert_eq!(status, 200, "{priority}: {body}");
+    }
+    let mut odd: serde_json::Value = serde_json::from_str(&alert("Odd priority", "id")).unwrap();
+    odd["priority"] = serde_json::json!("Urgent");
+    let (status, _, body) = http_post(http, "/falco", &[("authorization", &auth), JSON], odd.to_string().as_bytes()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("priority") && body.contains("Urgent"), "{body}");
 }
