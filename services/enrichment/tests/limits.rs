@@ -1,15 +1,19 @@
-//! Bounds a detector runs into: the number of streams, and the re-attribution backlog while
-//! attribution is away. Both refuse with a wait instead of buffering without limit.
+//! Bounds a detector runs into: the number of streams (overall and per caller), idle streams,
+//! messages that stop half way, and the re-attribution backlog while attribution is away. Each
+//! refuses or ends with a clear status instead of holding memory or slots without limit.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/raw_grpc.rs"]
+mod raw_grpc;
 
 use std::net::SocketAddr;
 
 use attackmesh::proto::{AckStatus, IngestRequest, ingest_service_client::IngestServiceClient};
 use attackmesh_testkit::{channel, free_addr, port_scan, wait_serving, with_token};
 use common::*;
+use raw_grpc::*;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,11 +19,8 @@ use attackmesh_testkit::{Tokens, channel, tokens::server, wait_serving, with_tok
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
-mod raw_grpc;
 mod sink;
 mod stub_export;
-#[allow(unused_imports)]
-pub use raw_grpc::*;
 #[allow(unused_imports)]
 pub use sink::*;
 #[allow(unused_imports)]

@@ -1,6 +1,8 @@
 //! A gRPC call written byte by byte over HTTP/2, for what a generated client never sends: a
 //! message that stops half way, bytes that are not a protobuf message, a stream left silent.
 
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 
 use bytes::Bytes;
