@@ -1,6 +1,6 @@
 //! Compiles `proto/` with the pure-Rust protox compiler (no protoc needed), generates prost
-//! messages, tonic clients/servers and pbjson serde impls into OUT_DIR, and writes the file
-//! descriptor set used by gRPC reflection.
+//! messages, tonic clients/servers (on `attackmesh::codec`) and pbjson serde impls into OUT_DIR,
+//! and writes the file descriptor set used by gRPC reflection.
 
 use std::{env, fs, path::PathBuf};
 
@@ -23,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(&descriptor_path, fds.encode_to_vec())?;
 
     tonic_prost_build::configure()
+        .codec_path("crate::codec::ProstCodec")
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(fds)?;

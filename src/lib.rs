@@ -5,6 +5,7 @@
 //! Everything that crosses a service boundary is defined here, so every service and every client
 //! agrees on one schema. This crate holds no service logic.
 
+pub mod codec;
 pub mod enriched;
 pub mod error;
 pub mod formats;

@@ -1,0 +1,62 @@
+//! The gRPC codec of every attackmesh service and client (generated code names it): prost
+//! encoding, with bytes that do not decode as the expected message reported as
+//! `INVALID_ARGUMENT` (the sender's mistake: truncated, wrong wire type, nested past the
+//! recursion limit) rather than tonic's `INTERNAL`, which would send callers looking for a bug
+//! on the server. Both sides use it, so a client that receives an undecodable answer sees
+//! `INVALID_ARGUMENT` too, with the decoder's reason.
+
+use std::marker::PhantomData;
+
+use prost::Message;
+use tonic::{
+    Status,
+    codec::{BufferSettings, Codec, DecodeBuf, Decoder},
+};
+
+/// Prost encoding; decoding failures are `INVALID_ARGUMENT`.
+#[derive(Debug, Clone, Copy)]
+pub struct ProstCodec<T, U>(PhantomData<(T, U)>);
+
+impl<T, U> Default for ProstCodec<T, U> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T, U> Codec for ProstCodec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = tonic_prost::ProstEncoder<T>;
+    type Decoder = ProstDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstCodec::<T, U>::default().encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder(tonic_prost::ProstCodec::<T, U>::default().decoder())
+    }
+}
+
+/// Prost decoding, failures as `INVALID_ARGUMENT`.
+#[derive(Debug)]
+pub struct ProstDecoder<U>(tonic_prost::ProstDecoder<U>);
+
+impl<U: Message + Default> Decoder for ProstDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        self.0
+            .decode(buf)
+            .map_err(|status| Status::invalid_argument(status.message().to_owned()))
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.0.buffer_settings()
+    }
+}
