@@ -3,7 +3,7 @@
 use crate::proto::{Attribution, DetectionEvent, EnrichedEvent};
 
 /// Builds the event delivered to sinks from a detection and its attribution: every detection
-/// field is copied, `enriched_at` is now and `revision` is as given (1 for a first enrichment).
+/// field is copied (`submitted_by` included), `enriched_at` is now and `revision` is as given (1 for a first enrichment).
 pub fn enriched_event(detection: DetectionEvent, attribution: Attribution, revision: u32) -> EnrichedEvent {
     let now = chrono::Utc::now();
     EnrichedEvent {
@@ -30,5 +30,6 @@ pub fn enriched_event(detection: DetectionEvent, attribution: Attribution, revis
             nanos: now.timestamp_subsec_nanos() as i32,
         }),
         revision,
+        submitted_by: detection.submitted_by,
     }
 }

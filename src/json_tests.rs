@@ -165,11 +165,12 @@ prop_compose! {
         description in text(), indicators in proptest::collection::vec((0i32..14, text()), 0..4),
         technique_hints in proptest::collection::vec(text(), 0..3), detector_confidence in proptest::option::of(finite()),
         attributes in proptest::collection::hash_map(text(), text(), 0..4), original in text(), original_format in text(),
+        submitted_by in text(),
     ) -> DetectionEvent {
         DetectionEvent {
             event_id, timestamp, source_service, detector_kind, event_type, source, destination, severity, description,
             indicators: indicators.into_iter().map(|(t, value)| Indicator { r#type: t, value }).collect(),
-            technique_hints, detector_confidence, attributes, original, original_format,
+            technique_hints, detector_confidence, attributes, original, original_format, submitted_by,
         }
     }
 }
@@ -193,7 +194,7 @@ prop_compose! {
             event_type: d.event_type, source: d.source, destination: d.destination, severity: d.severity,
             description: d.description, technique_ids, confidence_score, related_indicators: d.indicators, metadata,
             attack_version: version, attribution_status: status, attributes: d.attributes, original: d.original,
-            original_format: d.original_format, enriched_at, revision,
+            original_format: d.original_format, enriched_at, revision, submitted_by: d.submitted_by,
         }
     }
 }

@@ -180,6 +180,7 @@ pub fn event(i: u64) -> EnrichedEvent {
         original_format: "suricata-eve".into(),
         enriched_at: Some(Timestamp { seconds: now, nanos: 0 }),
         revision: 1,
+        submitted_by: "suricata-edge".into(),
     }
 }
 

@@ -100,7 +100,7 @@ impl Pipeline {
         let span = tracing::info_span!("ingest_batch", caller, batch_id, events = events.len());
         telemetry::set_parent_from_map(&span, &trace_context);
         let response = self
-            .ingest_inner(batch_id, events, trace_context)
+            .ingest_inner(caller, batch_id, events, trace_context)
             .instrument(span)
             .await;
         METRICS.in_flight.dec();
@@ -110,6 +110,7 @@ impl Pipeline {
 
     async fn ingest_inner(
         &self,
+        caller: &str,
         batch_id: u64,
         events: Vec<DetectionEvent>,
         trace_context: HashMap<String, String>,
@@ -119,7 +120,7 @@ impl Pipeline {
             positions,
             mut rejections,
             copies,
-        } = validate(events);
+        } = validate(caller, events);
         METRICS.rejected.inc_by(rejections.len() as u64);
         let mut response = IngestResponse {
             batch_id,
@@ -258,9 +259,17 @@ pub(crate) struct Sorted {
     pub(crate) copies: Vec<(u32, usize)>,
 }
 
-/// Sorts a batch into valid events, identical copies of them (taken once) and rejections.
-pub(crate) fn validate(mut events: Vec<DetectionEvent>) -> Sorted {
-    events.iter_mut().for_each(attackmesh::validate::prepare_detection);
+/// Stamps a detection with the caller that submitted it (replacing whatever the detector put
+/// there) and fills in what it may leave out.
+pub(crate) fn prepare(caller: &str, event: &mut DetectionEvent) {
+    caller.clone_into(&mut event.submitted_by);
+    attackmesh::validate::prepare_detection(event);
+}
+
+/// Sorts a batch from `caller` into valid events (stamped, ids filled in), identical copies of
+/// them (taken once) and rejections.
+pub(crate) fn validate(caller: &str, mut events: Vec<DetectionEvent>) -> Sorted {
+    events.iter_mut().for_each(|event| prepare(caller, event));
     let repeats = attackmesh::validate::repeats(&events, |e| (e.event_id.as_str(), 0));
     let mut sorted = Sorted {
         valid: Vec::with_capacity(events.len()),

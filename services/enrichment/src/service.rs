@@ -132,7 +132,7 @@ impl IngestService for IngestApi {
             return Err(Error::invalid("event", "is required").into());
         };
         METRICS.received.inc();
-        attackmesh::validate::prepare_detection(&mut event);
+        crate::pipeline::prepare(&caller, &mut event);
         if let Err(violations) = attackmesh::validate::detection_event(&event) {
             METRICS.rejected.inc();
             return Err(attackmesh::validate::to_status("event", &violations));

@@ -83,6 +83,7 @@ async fn falco_alerts_over_http_are_enriched_and_exported() {
     let shell = events.iter().find(|e| e.description.contains("bash -i")).unwrap();
     assert_eq!(shell.event_type, "falco.alert");
     assert_eq!(shell.original_format, "falco");
+    assert_eq!(shell.submitted_by, "det", "the token that posted the alert is recorded");
     assert!(
         shell.technique_ids.contains(&"T1059".to_owned()),
         "{:?}",

@@ -238,6 +238,11 @@ async fn batches_are_concatenated_objects_under_the_byte_cap() {
         );
         assert_eq!(e["severity"], "high");
         assert_eq!(
+            (e["source_service"].as_str(), e["submitted_by"].as_str()),
+            (Some("suricata-edge-01"), Some("suricata-edge")),
+            "the claimed source and the token that sent it"
+        );
+        assert_eq!(
             first["fields"]["mitre_technique_id"],
             json!(["T1110.001", "T1110", "T1046"])
         );

@@ -87,7 +87,7 @@ fn custom_mappings(opensearch: bool) -> Value {
         "subtechnique": {"type": "nested", "properties": {"id": kw, "name": kw, "reference": kw}},
     }});
     json!({"properties": {
-        "event_type": kw, "detector_kind": kw, "technique_ids": kw, "attack_version": kw,
+        "event_type": kw, "submitted_by": kw, "detector_kind": kw, "technique_ids": kw, "attack_version": kw,
         "attribution_status": kw, "severity": kw, "original_format": kw, "rule_pack_version": kw,
         "confidence_score": {"type": "float"},
         "revision": {"type": "long"},

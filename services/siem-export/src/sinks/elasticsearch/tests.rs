@@ -229,6 +229,11 @@ fn attack_attribution_lands_in_threat_with_the_pairing_kept() {
     assert_eq!(doc["event"]["kind"], "alert");
     assert_eq!(doc["event"]["id"], "evt-00000001");
     assert_eq!(
+        (&doc["event"]["provider"], &doc["attackmesh"]["submitted_by"]),
+        (&serde_json::json!("suricata-edge-01"), &serde_json::json!("suricata-edge")),
+        "the claimed source and the token that sent it"
+    );
+    assert_eq!(
         doc["related"]["ip"],
         serde_json::json!(["203.0.113.7", "10.0.0.5", "2001:db8::7"])
     );

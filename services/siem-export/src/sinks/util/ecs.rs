@@ -328,6 +328,7 @@ fn indicators(d: &mut Doc, list: &[Indicator]) {
 
 fn custom(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>) {
     d.set("attackmesh.event_type", event.event_type.as_str());
+    d.set("attackmesh.submitted_by", event.submitted_by.as_str());
     let kind = DetectorKind::try_from(event.detector_kind).unwrap_or(DetectorKind::Unspecified);
     d.set("attackmesh.detector_kind", kind.as_str_name());
     d.set("attackmesh.technique_ids", json!(event.technique_ids));

@@ -146,6 +146,8 @@ struct Body<'a> {
     vendor_product: &'static str,
     #[serde(skip_serializing_if = "no_str")]
     source_service: &'a str,
+    #[serde(skip_serializing_if = "no_str")]
+    submitted_by: &'a str,
     detector_kind: &'static str,
     confidence_score: f64,
     #[serde(skip_serializing_if = "no_str")]
@@ -304,6 +306,7 @@ fn body<'a>(ev: &'a EnrichedEvent, view: &'a AttackView<'_>) -> Body<'a> {
         user,
         vendor_product: "attackmesh",
         source_service: &ev.source_service,
+        submitted_by: &ev.submitted_by,
         detector_kind: kind.as_str_name(),
         confidence_score: ev.confidence_score,
         attack_version: &ev.attack_version,
