@@ -147,6 +147,10 @@ impl Default for RetryConfig {
 pub struct SiemExportConfig {
     /// Directory of the sink queues (`queues/<sink>/`) and dead letters (`dlq/<sink>/`).
     pub data_dir: PathBuf,
+    /// Knowledge base the technique ids of exported events are checked against (an id ATT&CK
+    /// never defined is rejected); the embedded one when unset. Give it the same file as
+    /// attribution's `kb_path` (`serve all` does when this is unset).
+    pub kb_path: Option<PathBuf>,
     /// Queue bounds and durability.
     pub queue: QueueConfig,
     /// Sink request batching.
@@ -174,6 +178,7 @@ impl Default for SiemExportConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("attackmesh-data/siem-export"),
+            kb_path: None,
             queue: QueueConfig::default(),
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
@@ -193,6 +198,11 @@ impl SiemExportConfig {
         let bad = |m: String| Err(Error::Config(m));
         if self.data_dir.as_os_str().is_empty() {
             return bad("data_dir must be set".into());
+        }
+        if let Some(kb) = &self.kb_path
+            && !kb.is_file()
+        {
+            return bad(format!("kb_path {} is not a readable file", kb.display()));
         }
         let q = &self.queue;
         if q.segment_bytes < 4096 {

@@ -1,11 +1,13 @@
 //! Wiring: opens every configured sink's queue and dead-letter directory, starts one driver
-//! per sink in the background, registers the Export service on a runtime [`GrpcServer`],
+//! per sink in the background, loads the knowledge base technique ids are checked against,
+//! registers the Export service on a runtime [`GrpcServer`],
 //! reports SERVING once the queues are open, and on shutdown stops accepting, lets the sinks
 //! deliver what they can within `drain_grace`, and leaves the rest queued on disk.
 
 use std::{future::Future, sync::Arc};
 
 use attackmesh::proto::export_service_server::ExportServiceServer;
+use attackmesh_attack::Kb;
 use attackmesh_runtime::server::GrpcServer;
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -96,11 +98,19 @@ pub async fn serve(
     let names: Vec<&str> = sinks.handles.iter().map(|h| h.name).collect();
     names.iter().for_each(|name| crate::metrics::register_sink(name));
     tracing::info!(sinks = ?names, data_dir = %config.data_dir.display(), "siem export ready");
-    let state = ExportState::new(sinks.handles, config.queue.retry_after);
+    let state = ExportState::new(sinks.handles, config.queue.retry_after).with_kb(load_kb(config).await?);
     let server = server.add_service(grpc_service(state)).await;
     server.health().serving::<ExportServiceServer<ExportApi>>().await;
     let result = server.serve(listener, shutdown).await;
     stop.cancel();
     while tasks.join_next().await.is_some() {}
     result.map_err(Error::from)
+}
+
+async fn load_kb(config: &SiemExportConfig) -> Result<Arc<Kb>, Error> {
+    let path = config.kb_path.clone();
+    tokio::task::spawn_blocking(move || Kb::open(path.as_deref()))
+        .await
+        .map_err(|e| Error::Config(format!("knowledge base task failed: {e}")))?
+        .map_err(|e| Error::Config(format!("kb_path: {e}")))
 }

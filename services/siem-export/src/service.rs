@@ -3,7 +3,10 @@
 //!
 //! Invalid events are listed in `rejections` and never queued; the valid ones of the same batch
 //! are. An event carried twice is queued once; one `(event_id, revision)` given to different
-//! events is refused for each of them. A batch that does not fit in every queue is answered `ACK_STATUS_RETRY` with
+//! events is refused for each of them. Besides the contract's checks, technique ids
+//! (`technique_ids` and the ids in `metadata.techniques`) must be ones ATT&CK defines, as they are
+//! for events that come in through ingest: an admin's `Export` cannot put `T9999` in front of a
+//! SIEM. A batch that does not fit in every queue is answered `ACK_STATUS_RETRY` with
 //! `retry_after`, and nothing of it is queued anywhere. Authentication and roles are enforced by
 //! the runtime's tower layer, not here.
 
@@ -13,11 +16,12 @@ use attackmesh::validate::InBatch;
 use attackmesh::{
     error::ErrorAnswer,
     proto::{
-        AckStatus, EnrichedEvent, EventRejection, ExportRequest, ExportResponse, GetSinkStatusRequest,
+        AckStatus, EnrichedEvent, EventRejection, ExportRequest, ExportResponse, FieldViolation, GetSinkStatusRequest,
         GetSinkStatusResponse,
         export_service_server::{ExportService, ExportServiceServer},
     },
 };
+use attackmesh_attack::Kb;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
@@ -27,22 +31,30 @@ use crate::{error::Error, metrics, queue::EncodedEvent, queue::lock, status::Sin
 /// Largest request message the service decodes (a full batch of large events).
 pub const MAX_MESSAGE_BYTES: usize = attackmesh::limits::MAX_MESSAGE_BYTES;
 
-/// What the service needs: the sinks' queues and the retry hint.
+/// What the service needs: the sinks' queues, the retry hint and the knowledge base.
 #[derive(Debug, Clone)]
 pub struct ExportState {
     sinks: Arc<Vec<SinkHandle>>,
     retry_after: Duration,
     append: Arc<std::sync::Mutex<()>>,
+    kb: Option<Arc<Kb>>,
 }
 
 impl ExportState {
-    /// State over the running sinks.
+    /// State over the running sinks, checking technique ids for their form only.
     pub fn new(sinks: Vec<SinkHandle>, retry_after: Duration) -> Self {
         Self {
             sinks: Arc::new(sinks),
             retry_after,
             append: Arc::default(),
+            kb: None,
         }
+    }
+
+    /// Checks technique ids against `kb` too: an id it does not hold (in any state) is rejected.
+    pub fn with_kb(mut self, kb: Arc<Kb>) -> Self {
+        self.kb = Some(kb);
+        self
     }
 
     /// The sinks.
@@ -122,6 +134,12 @@ impl ExportState {
         let mut accepted = 0u32;
         for ((i, event), repeat) in batch.events.into_iter().enumerate().zip(repeats) {
             let mut violations = attackmesh::validate::enriched_event(&event).err().unwrap_or_default();
+            if violations.is_empty()
+                && let Some(kb) = &self.kb
+                && let Err(unknown) = known_techniques(kb, &event)
+            {
+                violations = unknown;
+            }
             let copy = matches!(repeat, InBatch::CopyOf(_));
             if let InBatch::Conflict(v) = repeat {
                 violations.push(v);
@@ -172,6 +190,30 @@ impl ExportState {
         }
         Ok(response)
     }
+}
+
+/// Rejects technique ids `kb` does not hold in any state (revoked and deprecated ones pass:
+/// events attributed with an older release keep them).
+fn known_techniques(kb: &Kb, event: &EnrichedEvent) -> Result<(), Vec<FieldViolation>> {
+    let techniques = event.metadata.iter().flat_map(|m| m.techniques.iter());
+    let ids = event
+        .technique_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (format!("technique_ids[{i}]"), id))
+        .chain(
+            techniques
+                .enumerate()
+                .map(|(i, t)| (format!("metadata.techniques[{i}].id"), &t.id)),
+        );
+    let unknown: Vec<FieldViolation> = ids
+        .filter(|(_, id)| kb.technique(id).is_none())
+        .map(|(field, id)| FieldViolation {
+            field,
+            description: format!("`{id}` is not a technique of ATT&CK {}", kb.attack_version()),
+        })
+        .collect();
+    if unknown.is_empty() { Ok(()) } else { Err(unknown) }
 }
 
 /// The tonic service for `state`, accepting and sending gzip.

@@ -362,3 +362,25 @@ async fn one_batch_lands_in_every_file_sink_each_in_its_own_shape() {
     }
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn technique_ids_outside_attack_are_rejected_like_ingest_rejects_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(config(dir.path())).await;
+    let mut forged = fixtures::event(0);
+    forged.technique_ids = vec!["T1046".into(), "T9999".into()];
+    let batch = ExportRequest {
+        batch_id: 3,
+        events: vec![forged, fixtures::event(1)],
+        ..Default::default()
+    };
+    let answers = export(&running.channel(), vec![batch]).await;
+    let a = &answers[0];
+    assert_eq!((a.status, a.accepted), (AckStatus::Durable as i32, 1), "{a:?}");
+    assert_eq!(a.rejections.len(), 1, "{a:?}");
+    let rejection = &a.rejections[0];
+    assert_eq!(rejection.index, 0);
+    assert_eq!(rejection.violations[0].field, "technique_ids[1]", "{rejection:?}");
+    assert!(rejection.violations[0].description.contains("T9999"), "{rejection:?}");
+    running.stop().await.unwrap();
+}

@@ -273,6 +273,10 @@ pub(crate) async fn start(
             let server = GrpcServer::new(options).await?;
             let mut export = config.siem_export.clone();
             export.intel.peer.inherit_tls(&config.tls);
+            // Technique ids are checked against the release attribution attributes with.
+            if export.kb_path.is_none() {
+                export.kb_path.clone_from(&config.attribution.kb_path);
+            }
             Box::pin(async move {
                 attackmesh_siem_export::server::serve(&export, server, listener, shutdown).await?;
                 Ok(())
