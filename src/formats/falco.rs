@@ -195,7 +195,10 @@ mod tests {
             let event = falco_from_json(&alert(priority)).unwrap_or_default();
             assert_eq!(event.severity, severity as i32, "{priority}");
         }
-        let err = falco_from_json(&alert("Urgent")).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = falco_from_json(&alert("Urgent"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.starts_with("field `priority` has unknown value `Urgent`"), "{err}");
         let none = r#"{"output":"x","rule":"r","time":"2024-03-04T05:06:07Z"}"#;
         assert!(falco_from_json(none).is_err_and(|e| e.to_string() == "missing field `priority`"));

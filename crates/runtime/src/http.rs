@@ -345,7 +345,12 @@ impl tower::Service<http::Request<hyper::body::Incoming>> for Tracked {
         let router = self.router.clone();
         Box::pin(async move {
             let response = router.oneshot(request).await?;
-            Ok(response.map(|inner| Body::new(TrackedBody { inner, _in_flight: in_flight })))
+            Ok(response.map(|inner| {
+                Body::new(TrackedBody {
+                    inner,
+                    _in_flight: in_flight,
+                })
+            }))
         })
     }
 }

@@ -284,9 +284,7 @@ impl Receiving {
         } else {
             "an unknown number of".to_owned()
         };
-        Status::invalid_argument(format!(
-            "the request ended inside a message of {announced} bytes"
-        ))
+        Status::invalid_argument(format!("the request ended inside a message of {announced} bytes"))
     }
 }
 

@@ -124,10 +124,7 @@ impl StreamSlots {
     pub(crate) fn open(&self, caller: &Arc<str>) -> Result<StreamSlot, String> {
         let global = self.global.clone().try_acquire_owned().map_err(|_| {
             crate::metrics::refused_stream("max_streams");
-            format!(
-                "at most {} ingest streams are served at once",
-                self.limits.max_streams
-            )
+            format!("at most {} ingest streams are served at once", self.limits.max_streams)
         })?;
         let quota = self.limits.stream_quota(caller);
         let mut by_caller = self.by_caller.lock().unwrap_or_else(PoisonError::into_inner);
@@ -317,11 +314,23 @@ mod tests {
         let (det, fleet): (Arc<str>, Arc<str>) = (Arc::from("det"), Arc::from("fleet"));
         let held: Vec<_> = (0..2).map(|_| slots.open(&det).unwrap()).collect();
         let refused = slots.open(&det).err().unwrap();
-        assert!(refused.contains("quota of 2") && refused.contains("max_streams_per_caller"), "{refused}");
+        assert!(
+            refused.contains("quota of 2") && refused.contains("max_streams_per_caller"),
+            "{refused}"
+        );
         let fleet_held: Vec<_> = (0..5).map(|_| slots.open(&fleet).unwrap()).collect();
-        assert!(slots.open(&fleet).err().unwrap().contains("max_streams_by_caller.fleet"));
+        assert!(
+            slots
+                .open(&fleet)
+                .err()
+                .unwrap()
+                .contains("max_streams_by_caller.fleet")
+        );
         let other = slots.open(&Arc::from("other")).unwrap();
-        assert!(slots.open(&Arc::from("more")).err().unwrap().contains("at most 8"), "global limit");
+        assert!(
+            slots.open(&Arc::from("more")).err().unwrap().contains("at most 8"),
+            "global limit"
+        );
         drop((held, other));
         assert!(slots.open(&det).is_ok(), "closed streams give their slots back");
         drop(fleet_held);

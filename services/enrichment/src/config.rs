@@ -256,7 +256,9 @@ impl EnrichmentConfig {
             }
         }
         if i.max_streams_per_caller == Some(0) || i.max_streams_by_caller.values().any(|&n| n == 0) {
-            return bad("ingest stream quotas (max_streams_per_caller, max_streams_by_caller) must be at least 1".into());
+            return bad(
+                "ingest stream quotas (max_streams_per_caller, max_streams_by_caller) must be at least 1".into(),
+            );
         }
         for (name, value) in [
             ("ingest.idle_timeout", i.idle_timeout),

@@ -143,9 +143,9 @@ impl IngestService for IngestApi {
             .pipeline
             .admit(&caller, 1, bytes, received)
             .map_err(|r| Error::Retry {
-            after: r.after,
-            message: r.message,
-        })?;
+                after: r.after,
+                message: r.message,
+            })?;
         let span = tracing::info_span!("enrich", caller = %caller, event_id = %event.event_id);
         telemetry::set_parent_from_map(&span, &trace);
         let delivered = self

@@ -94,7 +94,13 @@ async fn falco_alerts_over_http_are_enriched_and_exported() {
     let (status, headers, _) = http_post(http, "/falco", &[JSON], one.as_bytes()).await;
     assert_eq!(status, 401);
     assert_eq!(headers.get("www-authenticate").map(String::as_str), Some("Bearer"));
-    let (status, _, _) = http_post(http, "/falco", &[("authorization", &bearer("nope")), JSON], one.as_bytes()).await;
+    let (status, _, _) = http_post(
+        http,
+        "/falco",
+        &[("authorization", &bearer("nope")), JSON],
+        one.as_bytes(),
+    )
+    .await;
     assert_eq!(status, 401);
     let (status, _, _) = http_post(
         http,
@@ -114,7 +120,13 @@ async fn falco_alerts_over_http_are_enriched_and_exported() {
     assert_eq!(status, 400);
     assert!(body.contains("time"), "the reason names the field: {body}");
     let huge = vec![b' '; 70 * 1024];
-    let (status, _, _) = http_post(http, "/falco", &[("authorization", &bearer(DETECTOR_TOKEN)), JSON], &huge).await;
+    let (status, _, _) = http_post(
+        http,
+        "/falco",
+        &[("authorization", &bearer(DETECTOR_TOKEN)), JSON],
+        &huge,
+    )
+    .await;
     assert_eq!(status, 413);
 
     // An alert that parses but fails validation is rejected; its neighbour is delivered.
@@ -165,7 +177,10 @@ async fn falco_refuses_other_content_types_and_unknown_priorities() {
         headers.extend(content_type.map(|t| ("content-type", t)));
         let (status, _, body) = http_post(http, "/falco", &headers, one.as_bytes()).await;
         assert_eq!(status, 415, "{content_type:?}: {body}");
-        assert!(body.contains("application/json"), "the answer says what to send: {body}");
+        assert!(
+            body.contains("application/json"),
+            "the answer says what to send: {body}"
+        );
     }
     for content_type in [
         "application/json",
@@ -196,13 +211,24 @@ async fn falco_refuses_other_content_types_and_unknown_priorities() {
     ] {
         let mut known: serde_json::Value = serde_json::from_str(&alert("Known priority", priority)).unwrap();
         known["priority"] = serde_json::json!(priority);
-        let (status, _, body) =
-            http_post(http, "/falco", &[("authorization", &auth), JSON], known.to_string().as_bytes()).await;
+        let (status, _, body) = http_post(
+            http,
+            "/falco",
+            &[("authorization", &auth), JSON],
+            known.to_string().as_bytes(),
+        )
+        .await;
         assert_eq!(status, 200, "{priority}: {body}");
     }
     let mut odd: serde_json::Value = serde_json::from_str(&alert("Odd priority", "id")).unwrap();
     odd["priority"] = serde_json::json!("Urgent");
-    let (status, _, body) = http_post(http, "/falco", &[("authorization", &auth), JSON], odd.to_string().as_bytes()).await;
+    let (status, _, body) = http_post(
+        http,
+        "/falco",
+        &[("authorization", &auth), JSON],
+        odd.to_string().as_bytes(),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("priority") && body.contains("Urgent"), "{body}");
 }

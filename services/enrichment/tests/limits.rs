@@ -109,7 +109,12 @@ async fn half_sent_messages_count_against_the_byte_budget_and_time_out() {
     })
     .await;
     // A detector announces a message of nearly the whole budget and stops 100 KB short.
-    let mut stalled = raw_call(cluster.enrichment.addr, "/attackmesh.v1.IngestService/Ingest", DETECTOR_TOKEN).await;
+    let mut stalled = raw_call(
+        cluster.enrichment.addr,
+        "/attackmesh.v1.IngestService/Ingest",
+        DETECTOR_TOKEN,
+    )
+    .await;
     let mut partial = frame_header(1_000_000);
     partial.extend(vec![0u8; 900_000]);
     stalled.send(&partial, false).await;
@@ -118,7 +123,13 @@ async fn half_sent_messages_count_against_the_byte_budget_and_time_out() {
     let mut client = cluster.ingest_client();
     let mut refused = None;
     for attempt in 0..200 {
-        match ingest(&mut client, ADMIN_TOKEN, vec![heavy_batch(&format!("beside-{attempt}"), 6)]).await {
+        match ingest(
+            &mut client,
+            ADMIN_TOKEN,
+            vec![heavy_batch(&format!("beside-{attempt}"), 6)],
+        )
+        .await
+        {
             Err(status) => {
                 refused = Some((status.code(), status.message().to_owned()));
                 break;
@@ -143,7 +154,12 @@ async fn half_sent_messages_count_against_the_byte_budget_and_time_out() {
     // ...and gives its bytes back.
     let mut durable = false;
     for attempt in 0..200 {
-        let answers = ingest(&mut client, ADMIN_TOKEN, vec![heavy_batch(&format!("after-{attempt}"), 6)]).await;
+        let answers = ingest(
+            &mut client,
+            ADMIN_TOKEN,
+            vec![heavy_batch(&format!("after-{attempt}"), 6)],
+        )
+        .await;
         if answers.is_ok_and(|a| a[0].status == AckStatus::Durable as i32) {
             durable = true;
             break;
@@ -159,7 +175,10 @@ async fn idle_streams_are_closed_with_a_clear_status() {
     let mut client = cluster.ingest_client();
     let (tx, rx) = tokio::sync::mpsc::channel::<IngestRequest>(1);
     let mut answers = client
-        .ingest(with_token(tokio_stream::wrappers::ReceiverStream::new(rx), DETECTOR_TOKEN))
+        .ingest(with_token(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            DETECTOR_TOKEN,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -191,7 +210,10 @@ async fn one_caller_cannot_take_every_stream() {
     for _ in 0..2 {
         let (tx, rx) = tokio::sync::mpsc::channel::<IngestRequest>(1);
         let stream = client
-            .ingest(with_token(tokio_stream::wrappers::ReceiverStream::new(rx), DETECTOR_TOKEN))
+            .ingest(with_token(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+                DETECTOR_TOKEN,
+            ))
             .await
             .unwrap();
         held.push((tx, stream));

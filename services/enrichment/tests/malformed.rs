@@ -100,7 +100,10 @@ async fn enriched_events_record_the_token_that_submitted_them() {
     };
     let first = line("claimed-source-1");
     assert_eq!(first["source_service"], "netmon-01", "the claimed source is kept");
-    assert_eq!(first["submitted_by"], "limited", "the token's caller name is recorded: {first}");
+    assert_eq!(
+        first["submitted_by"], "limited",
+        "the token's caller name is recorded: {first}"
+    );
     assert_eq!(line("claimed-source-2")["submitted_by"], "det");
 
     // Manual enrichment records its caller too.

@@ -173,7 +173,11 @@ async fn a_following_shipper_carries_on_after_its_idle_stream_is_closed() {
     let cluster = Cluster::start_with(|c| c.ingest.idle_timeout = std::time::Duration::from_millis(200)).await;
     let path = cluster.dir.path().join("followed.ndjson");
     let write = |from: usize, to: usize| {
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
         for i in from..to {
             let line = attackmesh::json::to_json(&port_scan(&format!("followed-{i}"), "203.0.113.41"));
             writeln!(file, "{line}").unwrap();
@@ -196,7 +200,10 @@ async fn a_following_shipper_carries_on_after_its_idle_stream_is_closed() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(metric("enrichment_idle_streams_closed_total") > closed, "the idle stream was closed");
+    assert!(
+        metric("enrichment_idle_streams_closed_total") > closed,
+        "the idle stream was closed"
+    );
     write(5, 10);
     let ids = (0..10).map(|i| format!("followed-{i}")).collect();
     wait_for_sink(&cluster.sink(), &ids, |_| true).await;

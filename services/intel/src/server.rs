@@ -73,9 +73,13 @@ pub async fn serve(
     let http = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            let result =
-                attackmesh_runtime::http::serve(http_listener, router(taxii), http_options, stop.clone().cancelled_owned())
-                    .await;
+            let result = attackmesh_runtime::http::serve(
+                http_listener,
+                router(taxii),
+                http_options,
+                stop.clone().cancelled_owned(),
+            )
+            .await;
             if let Err(e) = &result {
                 tracing::error!(error = %e, "taxii listener failed");
             }

@@ -82,7 +82,7 @@ impl RawCall {
             let message = headers
                 .get("grpc-message")
                 .and_then(|m| m.to_str().ok())
-                .map(|m| percent_decode(m))
+                .map(percent_decode)
                 .unwrap_or_default();
             Some(RawStatus { code, message })
         };

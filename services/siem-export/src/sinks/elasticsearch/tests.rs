@@ -230,7 +230,10 @@ fn attack_attribution_lands_in_threat_with_the_pairing_kept() {
     assert_eq!(doc["event"]["id"], "evt-00000001");
     assert_eq!(
         (&doc["event"]["provider"], &doc["attackmesh"]["submitted_by"]),
-        (&serde_json::json!("suricata-edge-01"), &serde_json::json!("suricata-edge")),
+        (
+            &serde_json::json!("suricata-edge-01"),
+            &serde_json::json!("suricata-edge")
+        ),
         "the claimed source and the token that sent it"
     );
     assert_eq!(
