@@ -10,7 +10,7 @@ use std::{net::SocketAddr, time::Duration};
 use attackmesh_runtime::http::{HttpLimits, HttpOptions};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -18,8 +18,7 @@ use tokio_util::sync::CancellationToken;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 async fn start(limits: HttpLimits) -> (SocketAddr, CancellationToken) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = attackmesh_testkit::bind().await;
     let stop = CancellationToken::new();
     let options = HttpOptions { tls: None, limits };
     tokio::spawn(attackmesh_runtime::http::serve(
