@@ -83,7 +83,10 @@ async fn a_resent_event_id_is_written_once_whichever_way_it_comes() {
         let (status, _, body) = http_post(
             http,
             "/falco",
-            &[("authorization", &format!("Bearer {DETECTOR_TOKEN}"))],
+            &[
+                ("authorization", &format!("Bearer {DETECTOR_TOKEN}")),
+                ("content-type", "application/json"),
+            ],
             alert.as_bytes(),
         )
         .await;
