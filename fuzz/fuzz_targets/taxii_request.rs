@@ -8,8 +8,8 @@
 use std::sync::LazyLock;
 
 use base64::Engine as _;
-use attackmesh_intel::taxii::{auth::authenticate, cursor::Cursors, envelope, params};
-use attackmesh_runtime::auth::{AuthConfig, Authenticator, Role, TokenEntry, hash_token};
+use attackmesh_intel::taxii::{cursor::Cursors, envelope, params};
+use attackmesh_runtime::auth::{AuthConfig, Authenticator, HttpEndpoint, Role, TokenEntry, hash_token};
 use libfuzzer_sys::fuzz_target;
 
 const TOKEN: &str = "fuzz-analyst-token";
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(value) = http::HeaderValue::from_bytes(header) {
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::AUTHORIZATION, value);
-        if authenticate(&AUTH, &headers).is_ok() {
+        if AUTH.check_http(HttpEndpoint::TaxiiRead, &headers).is_ok() {
             assert!(carries_token(header), "admitted without the token: {header:?}");
         }
     }
