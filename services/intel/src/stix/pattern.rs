@@ -3,6 +3,7 @@
 //! (lower-case hashes and MAC addresses), and string literals escaped (`\` and `'`).
 
 use attackmesh::proto::{Indicator, IndicatorType};
+use attackmesh::text::clip;
 
 /// Why an indicator has no pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub fn pattern_for(indicator: &Indicator) -> Result<String, PatternError> {
     if attackmesh::validate::enriched_event(&probe(indicator)).is_err() {
         return Err(PatternError(format!(
             "`{}` is not a valid {}",
-            clip(value),
+            clip(value, 120),
             kind.as_str_name()
         )));
     }
@@ -82,7 +83,7 @@ pub fn display_name(indicator: &Indicator) -> String {
         Ok(IndicatorType::X509Sha1) => "x509 SHA-1",
         _ => "observable",
     };
-    format!("{kind} {}", clip(indicator.value.trim()))
+    format!("{kind} {}", clip(indicator.value.trim(), 120))
 }
 
 /// CIDR blocks match by containment, single addresses by equality.
@@ -104,14 +105,6 @@ fn probe(indicator: &Indicator) -> attackmesh::proto::EnrichedEvent {
         revision: 1,
         ..Default::default()
     }
-}
-
-fn clip(s: &str) -> &str {
-    let mut end = s.len().min(120);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]
