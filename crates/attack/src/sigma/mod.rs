@@ -18,6 +18,7 @@ pub mod compile;
 mod condition;
 mod eval;
 mod logsource;
+mod modifiers;
 pub mod source;
 mod value;
 

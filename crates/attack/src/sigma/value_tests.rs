@@ -1,5 +1,7 @@
 //! Values and modifiers, one behaviour each.
 
+use base64::Engine as _;
+
 use super::*;
 
 fn test_of(key: &str, yaml: &str) -> FieldTest {
