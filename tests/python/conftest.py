@@ -1,15 +1,19 @@
 """Fixtures shared by the Python peer tests: the attackmesh binary, free ports, token files,
-waiting for a process to answer, and gRPC stubs generated from proto/ with grpcio-tools."""
+waiting for a process to answer, restartable `attackmesh serve` processes, and gRPC stubs
+generated from proto/ with grpcio-tools."""
 
 import hashlib
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
 import time
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("TEST_ATTACKMESH_BIN", str(ROOT / "target" / "debug" / "attackmesh"))
@@ -79,3 +83,41 @@ def spawn(args, env, log):
     if env is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATTACKMESH_")}
     return subprocess.Popen(args, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+class Service:
+    """One `attackmesh serve <name>` process, restartable on the same config and data."""
+
+    def __init__(self, name, config, tmp, port):
+        self.name, self.config, self.tmp, self.port = name, config, tmp, port
+        self.runs, self.kills, self.proc = 0, 0, None
+
+    def start(self, wait=True):
+        self.runs += 1
+        self.log = self.tmp / f"{self.name}-{self.runs}.log"
+        self.proc = spawn([BIN, "serve", self.name, "--config", str(self.config)], None, self.log)
+        if wait:
+            self.wait_serving()
+
+    def wait_serving(self):
+        channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        health = health_pb2_grpc.HealthStub(channel)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        try:
+            wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == serving,
+                       self.proc, self.log, self.name, timeout=90)
+        finally:
+            channel.close()
+
+    def kill9(self):
+        self.kills += 1
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except Exception:  # noqa: BLE001 - best effort at the end
+                self.proc.kill()

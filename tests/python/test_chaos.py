@@ -15,16 +15,13 @@ import json
 import os
 import queue
 import random
-import signal
 import threading
 import time
 import urllib.request
 
 import grpc
-import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import BIN, free_port, spawn, wait_until, write_tokens
+from conftest import Service, free_port, wait_until, write_tokens
 from faults import ElasticFaultProxy, PausableTcpProxy
 from test_siem_export_peers import start_noida
 
@@ -43,44 +40,6 @@ def http_json(method, url, body=None):
     req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read() or b"{}")
-
-
-class Service:
-    """One `attackmesh serve <name>` process, restartable on the same config and data."""
-
-    def __init__(self, name, config, tmp, port):
-        self.name, self.config, self.tmp, self.port = name, config, tmp, port
-        self.runs, self.kills, self.proc = 0, 0, None
-
-    def start(self, wait=True):
-        self.runs += 1
-        self.log = self.tmp / f"{self.name}-{self.runs}.log"
-        self.proc = spawn([BIN, "serve", self.name, "--config", str(self.config)], None, self.log)
-        if wait:
-            self.wait_serving()
-
-    def wait_serving(self):
-        channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        health = health_pb2_grpc.HealthStub(channel)
-        serving = health_pb2.HealthCheckResponse.SERVING
-        try:
-            wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == serving,
-                       self.proc, self.log, self.name, timeout=90)
-        finally:
-            channel.close()
-
-    def kill9(self):
-        self.kills += 1
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except Exception:  # noqa: BLE001 - best effort at the end
-                self.proc.kill()
 
 
 class Detector(threading.Thread):
