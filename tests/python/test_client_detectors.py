@@ -7,7 +7,7 @@ Findings reach the detector on stdin in three parts: after the first is acknowle
 goes out and enrichment is killed (SIGKILL) as soon as its first batch is acknowledged, then
 restarted; the third part follows. Afterwards the file sink holds every valid finding exactly
 once, the invalid one is reported as rejected by the detector and is absent from the sink, and
-the detector reconnected and saw RETRY answers."""
+the detector reconnected and saw RETRY answers. The guide must show these files verbatim."""
 
 import importlib
 import json
@@ -193,3 +193,9 @@ def test_typescript_detector_delivers_every_event_once_through_a_restart(pipelin
     subprocess.run(["npm", "run", "--silent", "generate"], cwd=TS_DIR, env=env, check=True)
     subprocess.run(["npm", "run", "--silent", "build"], cwd=TS_DIR, env=env, check=True)
     stream_through_restart(["node", "dist/detector.js"], TS_DIR, env, pipeline, proto_stubs, tmp_path)
+
+
+def test_client_guide_shows_the_files_the_tests_run():
+    check = subprocess.run([sys.executable, ROOT / "scripts" / "client-guide", "--check"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
