@@ -56,14 +56,14 @@ def pipeline(tmp_path):
     config = {
         "auth": {"token_files": [str(tokens)]},
         "telemetry": {"log_level": "info"},
-        "shutdown_grace": "3s",
+        "shutdown_grace": "1s",
         "listen": {name: f"127.0.0.1:{port}" for name, port in ports.items()},
         "enrichment": {
             "data_dir": str(tmp_path / "enrichment-data"),
             "attribution": {"token_file": str(tmp_path / "admin.token")},
             "export": {"token_file": str(tmp_path / "admin.token")},
             # A detector faster than this is answered RETRY with a retry_after.
-            "rate_limits": {"detectors": {"netmon-01": {"events_per_second": 1500, "burst": 300}}},
+            "rate_limits": {"detectors": {"netmon-01": {"events_per_second": 1000, "burst": 200}}},
         },
         "siem_export": {"data_dir": str(tmp_path / "export-data"), "file": {"path": str(sink)}},
     }
