@@ -2,13 +2,19 @@
 //! ECS document, the HEC envelope): the techniques with their parents, the tactics once each,
 //! the actors strong enough to be claimed, the ATT&CK pages, and the severity a SIEM is told.
 //! Every shape reads the same view, so an event never says one thing in Elastic and another in
-//! Splunk. No JSON and no I/O here.
+//! Splunk. No JSON and no I/O here; the one lookup beyond the event is a parent technique's name
+//! in the embedded knowledge base, decoded once per process.
+
+use std::sync::{Arc, OnceLock};
 
 use attackmesh::{
     proto::{EnrichedEvent, IndicatorType, Severity, Tactic, TechniqueDetail, ThreatActor},
     text::{reported_severity, severity_name},
 };
-use attackmesh_attack::url::{group_url, tactic_url, technique_url};
+use attackmesh_attack::{
+    kb::Kb,
+    url::{group_url, tactic_url, technique_url},
+};
 
 /// Name of the framework the techniques and tactics belong to.
 pub const FRAMEWORK: &str = "MITRE ATT&CK";
@@ -42,8 +48,9 @@ pub struct Technique<'a> {
     pub name: &'a str,
     /// Id of the parent technique: the id itself unless this is a sub-technique.
     pub parent: &'a str,
-    /// Name of the parent technique when the event names it, else empty; the technique's own
-    /// name when it is no sub-technique.
+    /// Name of the parent technique: the event's name for it when the event carries the parent,
+    /// else the knowledge base's (empty only for an id ATT&CK does not know); the technique's
+    /// own name when it is no sub-technique.
     pub parent_name: &'a str,
     /// ATT&CK page of the technique.
     pub reference: String,
@@ -108,12 +115,18 @@ impl<'a> AttackView<'a> {
                 techniques.push(technique(id, "", None));
             }
         }
-        // A sub-technique's parent is named only when the event carries the parent as well.
+        // A sub-technique's parent takes the name the event gives it, else ATT&CK's.
         for i in 0..techniques.len() {
             if techniques[i].is_sub() {
                 let parent = techniques[i].parent;
-                let name = techniques.iter().rev().find(|t| t.id == parent).map_or("", |t| t.name);
+                let name = techniques
+                    .iter()
+                    .rev()
+                    .find(|t| t.id == parent && !t.name.is_empty())
+                    .map_or_else(|| technique_name(parent), |t| t.name);
                 techniques[i].parent_name = name;
+            } else if techniques[i].name.is_empty() {
+                techniques[i].parent_name = technique_name(techniques[i].id);
             }
         }
         let mut tactics: Vec<TacticRef<'a>> = Vec::new();
@@ -175,6 +188,16 @@ impl<'a> AttackView<'a> {
             Severity::Critical => 99,
         }
     }
+}
+
+/// ATT&CK's name of technique `id` in the embedded knowledge base; empty when it is unknown (or
+/// the knowledge base cannot be decoded, which the build's own tests rule out).
+pub fn technique_name(id: &str) -> &'static str {
+    static KB: OnceLock<Option<Arc<Kb>>> = OnceLock::new();
+    KB.get_or_init(|| Kb::embedded().ok())
+        .as_deref()
+        .and_then(|kb| kb.technique(id))
+        .map_or("", |t| t.name.as_str())
 }
 
 fn technique<'a>(id: &'a str, name: &'a str, detail: Option<&'a TechniqueDetail>) -> Technique<'a> {

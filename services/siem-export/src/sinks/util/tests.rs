@@ -29,7 +29,7 @@ fn the_view_holds_each_technique_with_its_parent_and_each_tactic_once() {
             ("T1110.001", "T1110", "Brute Force"),
             ("T1110", "T1110", "Brute Force"),
             ("T1046", "T1046", "Network Service Discovery"),
-            ("T1059.004", "T1059", ""),
+            ("T1059.004", "T1059", "Command and Scripting Interpreter"),
         ]
     );
     assert!(view.techniques[3].detail.is_none() && view.techniques[3].tactics().is_empty());
@@ -89,4 +89,28 @@ fn ecs_and_hec_tell_the_same_attribution() {
         assert_eq!(doc["event"]["severity"], env["event"]["severity_id"], "{id}");
         assert_eq!(doc["attackmesh"]["severity"], env["event"]["severity"], "{id}");
     }
+}
+
+#[test]
+fn a_parent_technique_is_named_from_attack_when_only_its_sub_technique_was_seen() {
+    let mut ev = fixtures::event(1);
+    // Only T1110.001 attributed (its parent T1110 is not in the event), and a detail-less hint.
+    let meta = ev.metadata.as_mut().unwrap();
+    meta.techniques.retain(|t| t.id == "T1110.001");
+    ev.technique_ids = vec!["T1110.001".into(), "T1059.004".into()];
+    let doc = ecs::document(&ev, chrono::Utc::now());
+    assert_eq!(doc["threat"]["technique"]["id"], serde_json::json!(["T1110", "T1059"]));
+    assert_eq!(
+        doc["threat"]["technique"]["name"],
+        serde_json::json!(["Brute Force", "Command and Scripting Interpreter"])
+    );
+    assert_eq!(
+        doc["threat"]["technique"]["subtechnique"]["id"],
+        serde_json::json!(["T1110.001", "T1059.004"])
+    );
+    let pairing = &doc["attackmesh"]["threat"][0]["technique"][0];
+    assert_eq!(
+        (&pairing["id"], &pairing["name"]),
+        (&serde_json::json!("T1110"), &serde_json::json!("Brute Force"))
+    );
 }
