@@ -1,6 +1,6 @@
-"""Fixtures shared by the Python peer tests: the attackmesh binary, free ports, token files,
-waiting for a process to answer, restartable `attackmesh serve` processes, and gRPC stubs
-generated from proto/ with grpcio-tools."""
+"""Fixtures shared by the Python peer tests: the attackmesh binary, one demo run, the shared data,
+free ports, token files, waiting for a process to answer, restartable `attackmesh serve` processes,
+and gRPC stubs generated from proto/ with grpcio-tools."""
 
 import hashlib
 import os
@@ -17,6 +17,24 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("TEST_ATTACKMESH_BIN", str(ROOT / "target" / "debug" / "attackmesh"))
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_data(name):
+    """`../shared/data/<name>`, or skips the test with a clear message when it is absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """The result folder of one `attackmesh demo` run, shared by every test that reads it."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    run = subprocess.run([BIN, "demo", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return out
 
 
 def free_port():

@@ -16,14 +16,6 @@ from stix2validator import ValidationOptions, validate_instance
 from conftest import BIN
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    run = subprocess.run([BIN, "demo", "--out", str(out)], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return out
-
-
 def test_stix_bundle_passes_stix2_validator(demo):
     bundle = json.loads((demo / "stix-bundle.json").read_text())
     indicators = [o for o in bundle["objects"] if o["type"] == "indicator"]

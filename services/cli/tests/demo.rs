@@ -102,6 +102,16 @@ fn demo_delivers_every_detection_to_every_sink() {
         .collect();
     assert_eq!(hec.len(), enriched.len());
     assert!(hec.iter().all(|h| h["event"].is_object() && h["time"].is_number()));
+    let ocsf: Vec<Value> = lines(&out.join("ocsf.ndjson"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ocsf_ids: HashSet<&str> = ocsf
+        .iter()
+        .map(|f| f["finding_info"]["uid"].as_str().unwrap())
+        .collect();
+    assert_eq!((ocsf.len(), ocsf_ids), (enriched.len(), ids.clone()));
+    assert!(ocsf.iter().all(|f| f["class_uid"] == 2004));
 
     // Navigator: every observed technique is scored.
     let layer: Value = serde_json::from_slice(&std::fs::read(out.join("navigator-layer.json")).unwrap()).unwrap();

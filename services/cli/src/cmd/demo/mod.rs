@@ -3,9 +3,9 @@
 //! optionally, real detector files) through the Ingest stream, lets the pipeline enrich and
 //! deliver every detection, and prints what a SOC analyst wants to know first.
 //!
-//! The outputs are the sinks' own work: `enriched.ndjson`, `ecs.ndjson` and `hec.ndjson` are
-//! written by siem-export's file sinks, `stix-bundle.json` is exported from the intel service's
-//! collection (fed by the intel sink), and `navigator-layer.json` is built from what arrived in
+//! The outputs are the sinks' own work: `enriched.ndjson`, `ecs.ndjson`, `hec.ndjson` and
+//! `ocsf.ndjson` are written by siem-export's file sinks, `stix-bundle.json` is exported from the
+//! intel service's collection (fed by the intel sink), and `navigator-layer.json` is built from what arrived in
 //! `enriched.ndjson`. Elasticsearch and Splunk HEC are delivered to as well when the usual
 //! `ATTACKMESH_…` variables (or `--config`) configure them.
 

@@ -35,6 +35,8 @@ pub(crate) const ENRICHED: &str = "enriched.ndjson";
 pub(crate) const ECS: &str = "ecs.ndjson";
 /// HEC envelopes, as the Splunk sink sends them.
 pub(crate) const HEC: &str = "hec.ndjson";
+/// OCSF Detection Findings, one per line, for security data lakes.
+pub(crate) const OCSF: &str = "ocsf.ndjson";
 /// Queues, dead letters and the intel store of one run.
 const STATE: &str = ".state";
 
@@ -65,14 +67,14 @@ pub(crate) struct Pipeline {
 
 impl Pipeline {
     /// Starts every service with `config` (real SIEM sinks it configures are kept), writing its
-    /// results under `out`: the canonical, ECS and HEC files, and the intel store.
+    /// results under `out`: the canonical, ECS, HEC and OCSF files, and the intel store.
     pub(crate) async fn start(mut config: Config, out: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
         let state = out.join(STATE);
         if state.exists() {
             std::fs::remove_dir_all(&state).with_context(|| format!("cannot clear {}", state.display()))?;
         }
-        for file in [ENRICHED, ECS, HEC] {
+        for file in [ENRICHED, ECS, HEC, OCSF] {
             remove_if_present(&out.join(file))?;
         }
 
@@ -122,6 +124,7 @@ impl Pipeline {
         export.files = vec![
             file_sink(Some("ecs"), out.join(ECS), FileShape::Ecs),
             file_sink(Some("hec"), out.join(HEC), FileShape::Hec),
+            file_sink(Some("ocsf"), out.join(OCSF), FileShape::Ocsf),
         ];
         export.intel.peer.endpoints = vec![format!("http://{}", config.listen.intel)];
         export.intel.peer.token_file = None;

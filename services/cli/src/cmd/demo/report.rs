@@ -193,6 +193,11 @@ impl Report {
             "  Splunk HEC events                 {}",
             self.out.join(super::pipeline::HEC).display()
         );
+        let _ = writeln!(
+            s,
+            "  OCSF Detection Findings           {}",
+            self.out.join(super::pipeline::OCSF).display()
+        );
         let _ = writeln!(s, "  ATT&CK Navigator layer            {}", self.layer.display());
         let stix = format!("STIX 2.1 bundle ({} objects)", self.stix_objects);
         let _ = writeln!(s, "  {stix:<34}{}", self.stix.display());

@@ -20,6 +20,9 @@ pub enum FileShape {
     /// The Splunk HEC event envelope, with the default `host`, `source` and `sourcetype`
     /// ([`hec`](crate::sinks::util::hec)).
     Hec,
+    /// The OCSF 1.8.0 Detection Finding for security data lakes
+    /// ([`ocsf`](crate::sinks::util::ocsf)).
+    Ocsf,
 }
 
 /// Default of [`FileSinkConfig::dedup_ids`]: about 15 MB of memory per file sink.

@@ -1,10 +1,11 @@
 //! One NDJSON line per event, in the configured shape: canonical JSON, or the ECS document and
-//! the HEC envelope (with the default HEC metadata) the SIEM sinks send. No I/O here.
+//! the HEC envelope (with the default HEC metadata) the SIEM sinks send, or the OCSF Detection
+//! Finding. No I/O here.
 
 use attackmesh::proto::EnrichedEvent;
 
 use super::FileShape;
-use crate::sinks::util::{ecs, hec};
+use crate::sinks::util::{ecs, hec, ocsf};
 
 /// Appends `event` as one line of `shape` to `out`.
 pub(super) fn write_line(event: &EnrichedEvent, shape: FileShape, out: &mut Vec<u8>) {
@@ -13,6 +14,12 @@ pub(super) fn write_line(event: &EnrichedEvent, shape: FileShape, out: &mut Vec<
         FileShape::Ecs => {
             let doc = ecs::document(event, chrono::Utc::now());
             if serde_json::to_writer(&mut *out, &doc).is_err() {
+                out.extend_from_slice(b"{}");
+            }
+            out.push(b'\n');
+        }
+        FileShape::Ocsf => {
+            if serde_json::to_writer(&mut *out, &ocsf::finding(event)).is_err() {
                 out.extend_from_slice(b"{}");
             }
             out.push(b'\n');

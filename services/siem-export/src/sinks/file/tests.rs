@@ -15,7 +15,7 @@ fn queued(i: u64) -> Arc<QueuedEvent> {
 #[tokio::test]
 async fn lines_have_the_configured_shape_and_files_rotate_by_size() {
     let dir = tempfile::tempdir().unwrap();
-    for shape in [FileShape::Canonical, FileShape::Ecs, FileShape::Hec] {
+    for shape in [FileShape::Canonical, FileShape::Ecs, FileShape::Hec, FileShape::Ocsf] {
         let path = dir.path().join(format!("{shape:?}.ndjson"));
         let config = FileSinkConfig {
             path: Some(path.clone()),
@@ -44,6 +44,7 @@ async fn lines_have_the_configured_shape_and_files_rotate_by_size() {
             FileShape::Canonical => assert!(line.get("technique_ids").is_some()),
             FileShape::Ecs => assert_eq!(line["threat"]["framework"], "MITRE ATT&CK"),
             FileShape::Hec => assert!(line["event"]["mitre_attack"].is_object()),
+            FileShape::Ocsf => assert_eq!(line["class_uid"], 2004),
         }
     }
 }

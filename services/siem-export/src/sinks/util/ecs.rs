@@ -14,58 +14,18 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use attackmesh::proto::{AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, Indicator, IndicatorType, Tactic};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::{
     attack::{AttackView, FRAMEWORK, Technique, stix_type},
-    rfc3339,
+    doc::{Doc, push_unique},
+    rfc3339, rule_id, rule_name,
 };
 
 /// The ECS version the documents follow (`ecs.version` of every document).
 pub const ECS_VERSION: &str = "9.4.0";
 /// `event.dataset` of every document.
 pub const DATASET: &str = "attackmesh.alerts";
-
-/// A JSON object built by dotted paths; empty values are left out.
-#[derive(Default)]
-struct Doc(Map<String, Value>);
-
-impl Doc {
-    fn set(&mut self, path: &str, value: impl Into<Value>) {
-        let value = value.into();
-        let empty = match &value {
-            Value::Null => true,
-            Value::String(s) => s.is_empty(),
-            Value::Array(a) => a.is_empty(),
-            Value::Object(o) => o.is_empty(),
-            _ => false,
-        };
-        if empty {
-            return;
-        }
-        let mut node = &mut self.0;
-        let mut parts = path.split('.').peekable();
-        while let Some(part) = parts.next() {
-            if parts.peek().is_none() {
-                node.insert(part.to_owned(), value);
-                return;
-            }
-            let entry = node.entry(part.to_owned()).or_insert_with(|| Value::Object(Map::new()));
-            if !entry.is_object() {
-                *entry = Value::Object(Map::new());
-            }
-            let Value::Object(next) = entry else { return };
-            node = next;
-        }
-    }
-}
-
-/// Adds `value` to `list` once.
-fn push_unique(list: &mut Vec<String>, value: &str) {
-    if !value.is_empty() && !list.iter().any(|v| v == value) {
-        list.push(value.to_owned());
-    }
-}
 
 /// The document for `event`; `ingested` is when attackmesh hands it over (`event.ingested`).
 pub fn document(event: &EnrichedEvent, ingested: chrono::DateTime<chrono::Utc>) -> Value {
@@ -96,7 +56,7 @@ pub fn document(event: &EnrichedEvent, ingested: chrono::DateTime<chrono::Utc>) 
     threat(&mut d, &view);
     indicators(&mut d, &event.related_indicators);
     custom(&mut d, event, &view);
-    Value::Object(d.0)
+    d.into_value()
 }
 
 fn event_fields(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>, ingested: chrono::DateTime<chrono::Utc>) {
@@ -146,19 +106,9 @@ fn endpoint(d: &mut Doc, side: &str, e: Option<&Endpoint>) {
 }
 
 fn rule_and_observer(d: &mut Doc, event: &EnrichedEvent) {
-    let name = if event.description.is_empty() {
-        &event.event_type
-    } else {
-        &event.description
-    };
-    d.set("rule.name", name.as_str());
+    d.set("rule.name", rule_name(event));
     d.set("rule.category", event.event_type.as_str());
-    for key in ["signature_id", "sid", "rule_id", "rule.id"] {
-        if let Some(id) = event.attributes.get(key) {
-            d.set("rule.id", id.as_str());
-            break;
-        }
-    }
+    d.set("rule.id", rule_id(event));
     d.set("rule.ruleset", event.original_format.as_str());
     if let Some(m) = &event.metadata {
         d.set("rule.version", m.rule_pack_version.as_str());

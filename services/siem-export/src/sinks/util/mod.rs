@@ -1,11 +1,13 @@
 //! What more than one sink uses: the ATT&CK view of an event, the shapes events are written in
-//! (ECS document, HEC envelope) and the HTTP client. Sinks never import one another; code two
+//! (ECS document, HEC envelope, OCSF finding) and the HTTP client. Sinks never import one another; code two
 //! of them need lives here, and nothing here knows which sink calls it.
 
 pub mod attack;
+mod doc;
 pub mod ecs;
 pub mod hec;
 pub(crate) mod http;
+pub mod ocsf;
 #[cfg(test)]
 mod tests;
 
@@ -14,4 +16,23 @@ pub fn rfc3339(ts: Option<&pbjson_types::Timestamp>) -> Option<String> {
     let ts = ts?;
     let dt = chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0))?;
     Some(dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
+/// The detector's name for what it saw: the description, else the event type (ECS `rule.name`,
+/// OCSF `finding_info.analytic.name`).
+pub fn rule_name(event: &attackmesh::proto::EnrichedEvent) -> &str {
+    if event.description.is_empty() {
+        &event.event_type
+    } else {
+        &event.description
+    }
+}
+
+/// The detector's id of the rule or signature that fired, from the event's attributes
+/// (`signature_id`, `sid`, `rule_id` or `rule.id`, the first present); empty without one.
+pub fn rule_id(event: &attackmesh::proto::EnrichedEvent) -> &str {
+    ["signature_id", "sid", "rule_id", "rule.id"]
+        .iter()
+        .find_map(|k| event.attributes.get(*k))
+        .map_or("", String::as_str)
 }

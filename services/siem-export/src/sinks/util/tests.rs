@@ -1,10 +1,10 @@
-//! The ATT&CK view every shape reads, and the ECS and HEC shapes agreeing on it.
+//! The ATT&CK view every shape reads, and the ECS, HEC and OCSF shapes agreeing on it.
 
 use attackmesh::proto::Severity;
 use attackmesh_testkit::fixtures;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::{attack::AttackView, ecs, hec};
+use super::{attack::AttackView, ecs, hec, ocsf};
 
 fn envelope(ev: &attackmesh::proto::EnrichedEvent) -> Value {
     serde_json::from_slice(&hec::envelope_bytes(ev, &hec::Metadata::default())).unwrap()
@@ -113,4 +113,69 @@ fn a_parent_technique_is_named_from_attack_when_only_its_sub_technique_was_seen(
         (&pairing["id"], &pairing["name"]),
         (&serde_json::json!("T1110"), &serde_json::json!("Brute Force"))
     );
+}
+
+#[test]
+fn the_ocsf_finding_pairs_each_sub_technique_with_its_parent_and_tactic() {
+    let ev = fixtures::event(1);
+    let f = ocsf::finding(&ev);
+    assert_eq!(
+        (&f["class_uid"], &f["type_uid"], &f["activity_id"]),
+        (&json!(2004), &json!(200401), &json!(1))
+    );
+    assert_eq!((&f["severity_id"], &f["severity"]), (&json!(4), &json!("High")));
+    assert_eq!(f["metadata"]["version"], "1.8.0");
+    assert_eq!(f["metadata"]["product"]["name"], "attackmesh");
+    assert_eq!(f["finding_info"]["uid"], ev.event_id.as_str());
+    assert_eq!(f["finding_info"]["attacks"], f["attacks"]);
+    let pairs: Vec<(&str, &str, &str)> = f["attacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["tactic"]["uid"].as_str().unwrap(),
+                a["technique"]["uid"].as_str().unwrap(),
+                a["sub_technique"]["uid"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    // T1110 itself is not repeated beside T1110.001 under the same tactic.
+    assert_eq!(pairs, [("TA0006", "T1110", "T1110.001"), ("TA0007", "T1046", "")]);
+    assert!(
+        f["attacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["version"] == ev.attack_version.as_str())
+    );
+    assert_eq!(f["attacks"][0]["technique"]["name"], "Brute Force");
+    let score = (ev.confidence_score * 100.0).round() as i64;
+    assert_eq!(f["confidence_score"], score);
+    assert_eq!(
+        f["evidences"][0]["src_endpoint"]["ip"],
+        ev.source.as_ref().unwrap().ip.as_str()
+    );
+    let observed: Vec<&str> = f["observables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert!(observed.contains(&"evidences[0].src_endpoint.ip"), "{observed:?}");
+    // The ranked actors have no OCSF attribute: they stay, with scores, under `unmapped`.
+    assert_eq!(
+        f["unmapped"]["attackmesh"]["threat_actors"].as_array().unwrap().len(),
+        2
+    );
+}
+
+#[test]
+fn a_re_attributed_event_is_an_update_of_the_same_finding() {
+    let mut ev = fixtures::event(1);
+    ev.revision = 2;
+    let f = ocsf::finding(&ev);
+    assert_eq!((&f["activity_id"], &f["type_uid"]), (&json!(2), &json!(200402)));
+    assert_eq!(f["type_name"], "Detection Finding: Update");
+    assert_eq!(f["finding_info"]["uid"], ev.event_id.as_str());
 }
