@@ -109,6 +109,23 @@ impl Engine {
         &self.sigma
     }
 
+    /// Every technique the loaded rule packs and Sigma rules can attribute, once each, sorted
+    /// by id (a detector's hint can name any other active technique of the knowledge base).
+    pub fn emittable_techniques(&self) -> Vec<&crate::kb::Technique> {
+        let mut idx: Vec<TechIdx> = self
+            .rules
+            .rules
+            .iter()
+            .flat_map(|r| r.techniques.iter().map(|(t, _)| *t))
+            .chain(self.sigma.technique_indexes())
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let mut out: Vec<&crate::kb::Technique> = idx.into_iter().map(|i| self.kb.at(i)).collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
     /// `name@version` of every loaded pack, mapping packs then Sigma packs.
     pub fn rule_pack_version(&self) -> &str {
         &self.version

@@ -259,3 +259,32 @@ fn free_text_patterns_map() {
         "suricata rule applied to a cowrie type"
     );
 }
+
+#[test]
+fn emittable_techniques_cover_the_rule_packs_and_sigma_once_each() {
+    let full = engine();
+    let emitted = full.emittable_techniques();
+    let ids: Vec<&str> = emitted.iter().map(|t| t.id.as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "sorted, once each");
+    // T1110.001 comes from the packs, T1003.001 (LSASS memory) from SigmaHQ rules.
+    for id in ["T1110.001", "T1046", "T1003.001"] {
+        assert!(ids.contains(&id), "{id} missing");
+    }
+    assert!(emitted.iter().all(|t| t.is_active()));
+    let packs_only = Engine::with_sigma(
+        full.kb().clone(),
+        attackmesh_attack::rules::RulePack::embedded().unwrap(),
+        Vec::new(),
+    )
+    .unwrap();
+    let fewer = packs_only.emittable_techniques();
+    assert!(
+        !fewer.is_empty() && fewer.len() < emitted.len(),
+        "{} vs {}",
+        fewer.len(),
+        emitted.len()
+    );
+}

@@ -247,6 +247,15 @@ impl SigmaSet {
             .count()
     }
 
+    /// The techniques of the rules in force (knowledge-base indexes, with repeats).
+    pub(crate) fn technique_indexes(&self) -> impl Iterator<Item = TechIdx> + '_ {
+        self.bindings
+            .iter()
+            .flatten()
+            .filter(|b| !b.suppressed)
+            .flat_map(|b| b.techniques.iter().copied())
+    }
+
     /// Calls `f` for every rule matching `ev` with the rule and its techniques.
     pub fn for_each_match(&self, ev: &DetectionEvent, mut f: impl FnMut(SigmaHit<'_>, &[TechIdx])) {
         if self.sets.is_empty() {
