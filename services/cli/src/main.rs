@@ -36,6 +36,8 @@ enum Command {
     Dlq(cmd::dlq::Args),
     /// Export an intel collection as one STIX 2.1 bundle.
     Intel(cmd::intel::Args),
+    /// Write SIEM content: Kibana detection rules per ATT&CK technique, the Splunk app.
+    Siem(cmd::siem::Args),
     /// Manage bearer tokens.
     Token(cmd::token::Args),
     /// Measure the pipeline's throughput, latency and memory against a no-op baseline.
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Kb(args) => cmd::kb::run(args),
         Command::Navigator(args) => cmd::navigator::run(args),
         Command::Token(args) => cmd::token::run(args),
+        Command::Siem(args) => cmd::siem::run(args),
         Command::Health(args) => cmd::health::run(args),
         Command::Intel(args) => cmd::intel::run(args),
         Command::Dlq(args) => cmd::dlq::run(args),

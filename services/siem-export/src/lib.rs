@@ -11,6 +11,8 @@
 //! - [`dlq`]: dead letters on disk; list, show and replay for `attackmesh dlq`.
 //! - [`service`]: the gRPC `ExportService`; [`server`]: wiring onto the shared runtime.
 //! - [`metrics`], [`status`]: Prometheus metrics and `GetSinkStatus` counters.
+//! - [`content`]: Kibana detection rules and the Splunk app that make the delivered alerts'
+//!   ATT&CK visible inside Elastic Security and Splunk.
 //!
 //! An Export batch is acknowledged only once every sink's queue holds it on disk; sinks drain
 //! independently, so a dead sink never delays the others. This crate does no authentication
@@ -20,6 +22,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
+pub mod content;
 pub mod dlq;
 pub mod driver;
 pub mod error;

@@ -10,6 +10,7 @@ pub(crate) mod kb;
 pub(crate) mod navigator;
 pub(crate) mod serve;
 pub(crate) mod ship;
+pub(crate) mod siem;
 pub(crate) mod token;
 
 /// Exit code for an error: 64 for configuration and usage problems, 1 otherwise.
