@@ -67,8 +67,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             rules_dir,
         } => {
             let kb = Kb::open(kb.as_deref()).context("loading the knowledge base")?;
-            let engine = Engine::with_rules_dir(kb, rules_dir.as_deref())
-                .context("compiling the rule packs and Sigma rules")?;
+            let engine =
+                Engine::with_rules_dir(kb, rules_dir.as_deref()).context("compiling the rule packs and Sigma rules")?;
             let bytes = rules_ndjson(&engine, &RuleOptions { index, enabled });
             write(&out, &bytes)?;
             eprintln!(

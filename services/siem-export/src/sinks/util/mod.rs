@@ -29,9 +29,10 @@ pub fn rule_name(event: &attackmesh::proto::EnrichedEvent) -> &str {
 }
 
 /// The detector's id of the rule or signature that fired, from the event's attributes
-/// (`signature_id`, `sid`, `rule_id` or `rule.id`, the first present); empty without one.
+/// (`signature_id`, Suricata's `alert.signature_id`, `sid`, `rule_id` or `rule.id`, the first
+/// present); empty without one.
 pub fn rule_id(event: &attackmesh::proto::EnrichedEvent) -> &str {
-    ["signature_id", "sid", "rule_id", "rule.id"]
+    ["signature_id", "alert.signature_id", "sid", "rule_id", "rule.id"]
         .iter()
         .find_map(|k| event.attributes.get(*k))
         .map_or("", String::as_str)
