@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod data_dir;
 pub mod error;
+pub mod format;
 pub mod http;
 pub mod metrics;
 pub mod peer;

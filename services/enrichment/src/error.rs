@@ -60,6 +60,9 @@ pub enum Error {
     /// A gRPC call failed in a way no retry can fix.
     #[error("{0}")]
     Rpc(String),
+    /// Data on disk is in a format this release does not read (a newer one, or not its own).
+    #[error(transparent)]
+    Format(#[from] attackmesh_runtime::format::FormatError),
     /// The shared runtime (listener, TLS, health) failed.
     #[error(transparent)]
     Runtime(#[from] attackmesh_runtime::Error),
@@ -98,7 +101,8 @@ impl ServiceError for Error {
             | Error::Parse(_)
             | Error::Io { .. }
             | Error::Rpc(_)
-            | Error::Attack(_) => ServiceErrorCode::Internal,
+            | Error::Attack(_)
+            | Error::Format(_) => ServiceErrorCode::Internal,
         }
     }
 

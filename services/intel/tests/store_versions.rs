@@ -229,3 +229,96 @@ async fn sqlite_store_survives_a_reopen() {
     assert_eq!(store.count("c").await.unwrap(), 1);
     assert_eq!(store.cursor("push:x").await.unwrap(), 1);
 }
+
+/// A database whose `schema_version` is `version` (none: as the unversioned previous release
+/// left it) opens, or is refused, as this release reads it.
+async fn open_at_version(url: &str, set: impl AsyncFnOnce(Option<u32>)) -> Result<Store, attackmesh_intel::Error> {
+    let store = Store::open(url).await.unwrap();
+    store
+        .write("kept", vec![obj(common::indicator(1))], WriteMode::Exact, Utc::now())
+        .await
+        .unwrap();
+    drop(store);
+    set(None).await;
+    Store::open(url).await
+}
+
+#[tokio::test]
+async fn sqlite_schema_version_is_recorded_and_a_newer_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("intel.db");
+    let url = format!("sqlite:{}", path.display());
+    let version = |path: std::path::PathBuf| {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row("SELECT value FROM settings WHERE name = 'schema_version'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap()
+    };
+    let set = |value: Option<u32>| {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        match value {
+            None => conn
+                .execute("DELETE FROM settings WHERE name = 'schema_version'", [])
+                .unwrap(),
+            Some(v) => conn
+                .execute(
+                    "UPDATE settings SET value = ?1 WHERE name = 'schema_version'",
+                    [v.to_string()],
+                )
+                .unwrap(),
+        };
+    };
+    // The previous release wrote no version: the database opens and is stamped.
+    let store = open_at_version(&url, async |v| set(v)).await.unwrap();
+    assert_eq!(store.count("kept").await.unwrap(), 1);
+    drop(store);
+    assert_eq!(version(path.clone()), "1");
+    set(Some(2));
+    let err = Store::open(&url).await.err().unwrap().to_string();
+    assert!(
+        err.contains("intel schema version 2, written by a newer attackmesh"),
+        "{err}"
+    );
+    assert!(err.contains("reads versions up to 1"), "{err}");
+    assert_eq!(version(path.clone()), "2", "the newer database is left as it is");
+}
+
+#[tokio::test]
+async fn postgres_schema_version_is_recorded_and_a_newer_one_refused() {
+    if common::postgres_store().await.is_none() {
+        return;
+    }
+    let base = std::env::var("TEST_POSTGRES_URL").unwrap();
+    // A schema of its own: the other tests share the database and its settings.
+    let schema = format!("versions_{}", uuid::Uuid::new_v4().simple());
+    let (admin, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    admin.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
+    let url = format!("{base}?options=-csearch_path%3D{schema}");
+    let set = async |value: Option<u32>| {
+        let sql = match value {
+            None => format!("DELETE FROM {schema}.settings WHERE name = 'schema_version'"),
+            Some(v) => format!("UPDATE {schema}.settings SET value = '{v}' WHERE name = 'schema_version'"),
+        };
+        admin.batch_execute(&sql).await.unwrap();
+    };
+    let store = open_at_version(&url, async |v| set(v).await).await.unwrap();
+    assert_eq!(store.count("kept").await.unwrap(), 1);
+    drop(store);
+    let sql = format!("SELECT value FROM {schema}.settings WHERE name = 'schema_version'");
+    let stored = async |admin: &tokio_postgres::Client| admin.query_one(&sql, &[]).await.unwrap().get::<_, String>(0);
+    assert_eq!(stored(&admin).await, "1");
+    set(Some(2)).await;
+    let err = Store::open(&url).await.err().unwrap().to_string();
+    assert!(
+        err.contains("intel schema version 2, written by a newer attackmesh"),
+        "{err}"
+    );
+    assert_eq!(stored(&admin).await, "2", "the newer database is left as it is");
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}

@@ -11,6 +11,10 @@
 //! the operator, is checked against the known sinks before it names a directory, an entry is
 //! replayed only into the directory it was found in (and only when it names that sink), and
 //! lines that do not parse are reported with their file and line number, never skipped quietly.
+//!
+//! A sink's dead-letter directory carries a `FORMAT` file ([`FORMAT`]): dead letters written by
+//! a newer release are neither appended to nor listed, and a directory without the file (written
+//! before formats were versioned) is version 1.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -25,6 +29,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{error::Error, queue::lock};
 
+/// The layout of dead-letter directories: version 1 is NDJSON [`DeadLetter`] lines in
+/// `dead-*.ndjson`, with `replay/` and `replayed/` beside them.
+pub const FORMAT: attackmesh_runtime::format::Format = attackmesh_runtime::format::Format {
+    name: "attackmesh-dead-letters",
+    current: 1,
+};
 /// Dead-letter file size at which a new file is started.
 const ROTATE_BYTES: u64 = 64 << 20;
 const REPLAY: &str = "replay";
@@ -119,6 +129,7 @@ impl DeadLetterQueue {
     pub fn open(data_dir: &Path, sink: &str) -> Result<Self, Error> {
         let dir = sink_dir(data_dir, sink);
         std::fs::create_dir_all(dir.join(REPLAY)).map_err(|e| Error::io("create", &dir, e))?;
+        FORMAT.open(&dir)?;
         Ok(Self {
             sink: sink.to_owned(),
             dir,
@@ -323,6 +334,7 @@ pub fn list(data_dir: &Path, known: &[String], sink: Option<&str>) -> Result<Lis
     let mut out = Listing::default();
     for sink in sinks {
         let dir = sink_dir(data_dir, &sink);
+        FORMAT.check(&dir)?;
         let states = replay_states(&dir, &mut out.unreadable)?;
         for path in ndjson_files(&dir)? {
             let (entries, unreadable) = read_entries(&path)?;

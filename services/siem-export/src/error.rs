@@ -52,6 +52,9 @@ pub enum Error {
     /// A dead-letter entry was not found or cannot be replayed.
     #[error("dead letter: {0}")]
     DeadLetter(String),
+    /// Data on disk is in a format this release does not read (a newer one, or not its own).
+    #[error(transparent)]
+    Format(#[from] attackmesh_runtime::format::FormatError),
     /// The shared runtime (listener, TLS, health) failed.
     #[error(transparent)]
     Runtime(#[from] attackmesh_runtime::Error),
@@ -82,7 +85,7 @@ impl ServiceError for Error {
             Error::QueueFull { .. } => ServiceErrorCode::ResourceExhausted,
             Error::Io { .. } | Error::Sink { .. } => ServiceErrorCode::Unavailable,
             Error::Runtime(e) => e.error_code(),
-            Error::Config(_) | Error::DeadLetter(_) => ServiceErrorCode::Internal,
+            Error::Config(_) | Error::DeadLetter(_) | Error::Format(_) => ServiceErrorCode::Internal,
         }
     }
 

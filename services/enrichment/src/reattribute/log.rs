@@ -8,6 +8,10 @@
 //! acknowledged and their detectors resend them. When the cursor reaches the end the file is
 //! truncated, so the log only grows while attribution is away. Its size is bounded by
 //! `max_bytes`; what happens beyond is the caller's policy.
+//!
+//! The directory's `FORMAT` file names this layout ([`FORMAT`]): a log written by a newer
+//! release is refused, not misread; one without the file (written before formats were
+//! versioned) is version 1, this layout.
 
 use std::{
     fs::{File, OpenOptions},
@@ -23,6 +27,12 @@ use tokio::sync::Notify;
 
 use crate::{error::Error, metrics::METRICS};
 
+/// The layout of the re-attribution log directory: version 1 is the record format above, in
+/// `reattribute.log`, with the `reattribute.cursor` file.
+pub(crate) const FORMAT: attackmesh_runtime::format::Format = attackmesh_runtime::format::Format {
+    name: "attackmesh-reattribution-log",
+    current: 1,
+};
 const LOG_FILE: &str = "reattribute.log";
 const CURSOR_FILE: &str = "reattribute.cursor";
 const HEADER: u64 = 8;
@@ -57,6 +67,7 @@ impl ReattributeLog {
     /// Opens (or creates) the log in `dir`, cutting off a damaged tail.
     pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Self, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        FORMAT.open(dir)?;
         let path = dir.join(LOG_FILE);
         let file = OpenOptions::new()
             .create(true)

@@ -96,3 +96,45 @@ async fn room_is_bounded_by_max_bytes() {
     log.append(batch(&["a", "b", "c", "d", "e", "f"])).await.unwrap();
     assert!(!log.has_room(150));
 }
+
+/// A copy of the re-attribution log the previous release (6d77945) left behind: three batches
+/// appended, the first re-attributed (see `testdata/README.md`).
+fn previous_release_log() -> tempfile::TempDir {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/reattribute/testdata/release-6d77945");
+    let dir = tempfile::tempdir().unwrap();
+    for name in [LOG_FILE, CURSOR_FILE] {
+        std::fs::copy(fixture.join(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn the_previous_releases_log_is_read_on_where_it_stopped() {
+    let dir = previous_release_log();
+    let log = ReattributeLog::open(dir.path(), 1 << 20).unwrap();
+    let first = log.next().await.unwrap();
+    assert_eq!(ids(&first), ["pending-1", "pending-2"]);
+    assert_eq!(first.batch.trace_context["traceparent"], "00-abc");
+    log.commit(first.next).await.unwrap();
+    let second = log.next().await.unwrap();
+    assert_eq!(ids(&second), ["pending-3"]);
+    let marker = std::fs::read_to_string(dir.path().join(attackmesh_runtime::format::MARKER)).unwrap();
+    assert_eq!(
+        marker, "attackmesh-reattribution-log 1\n",
+        "the unversioned log is version 1"
+    );
+}
+
+#[tokio::test]
+async fn a_log_of_a_newer_release_is_refused_and_left_alone() {
+    let dir = previous_release_log();
+    std::fs::write(
+        dir.path().join(attackmesh_runtime::format::MARKER),
+        "attackmesh-reattribution-log 2\n",
+    )
+    .unwrap();
+    let before = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
+    let err = ReattributeLog::open(dir.path(), 1 << 20).err().unwrap().to_string();
+    assert!(err.contains("format version 2, written by a newer attackmesh"), "{err}");
+    assert_eq!(std::fs::read(dir.path().join(LOG_FILE)).unwrap(), before);
+}

@@ -331,6 +331,29 @@ impl Store {
 }
 
 /// Name under which the cursor key is kept in the `settings` table.
+/// Version of the database schema this release reads and writes, kept in the `settings` table
+/// (`schema_version`). A database without it was created before the schema was versioned: that
+/// schema is version 1 (older columns are added on open). A newer version is refused, never
+/// misread or altered.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Name of the `settings` row holding [`SCHEMA_VERSION`].
+pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
+
+/// Checks the stored `schema_version` (none: an unversioned database, version 1).
+pub(crate) fn check_schema_version(stored: Option<&str>) -> Result<(), Error> {
+    let Some(stored) = stored else { return Ok(()) };
+    match stored.trim().parse::<u32>() {
+        Ok(v) if v <= SCHEMA_VERSION => Ok(()),
+        Ok(v) => Err(Error::Storage(format!(
+            "the database holds intel schema version {v}, written by a newer attackmesh; this release reads versions up to {SCHEMA_VERSION}: run the newer release (the database is left as it is)"
+        ))),
+        Err(_) => Err(Error::Storage(format!(
+            "the database's schema_version setting is {:?}, not a version; refusing to use it",
+            stored.chars().take(32).collect::<String>()
+        ))),
+    }
+}
+
 pub(crate) const CURSOR_KEY: &str = "taxii_cursor_key";
 
 /// A fresh random cursor key (hex), for a store created without one.

@@ -19,8 +19,8 @@ use tokio_postgres::{Client, Config, NoTls, Transaction, types::ToSql};
 
 use super::{
     CURSOR_KEY, EVENT_RETENTION_SECS, EventObjects, EventRefused, EventsWritten, Page, Planned, Query, Record,
-    STATUS_RETENTION_SECS, Seen, StoredStatus, Version, WriteMode, WriteResult, needs_own, new_cursor_key, plan,
-    query::Param, stored_object,
+    SCHEMA_VERSION, SCHEMA_VERSION_KEY, STATUS_RETENTION_SECS, Seen, StoredStatus, Version, WriteMode, WriteResult,
+    check_schema_version, needs_own, new_cursor_key, plan, query::Param, stored_object,
 };
 use crate::{error::Error, stix::StixObject};
 
@@ -54,6 +54,30 @@ CREATE TABLE IF NOT EXISTS ingested_events (
 CREATE INDEX IF NOT EXISTS ingested_events_by_age ON ingested_events (collection, seen_us);
 ";
 
+/// Checks the stored schema version, then creates or upgrades the schema and records its
+/// version (under the schema lock, so replicas starting together do it once).
+async fn create_schema(client: &Client) -> Result<(), Error> {
+    let has_settings: bool = client
+        .query_one("SELECT to_regclass('settings') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if has_settings {
+        let stored = client
+            .query_opt("SELECT value FROM settings WHERE name = $1", &[&SCHEMA_VERSION_KEY])
+            .await?
+            .map(|row| row.get::<_, String>(0));
+        check_schema_version(stored.as_deref())?;
+    }
+    client.batch_execute(SCHEMA).await?;
+    client
+        .execute(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[&SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_string()],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Advisory-lock class of schema creation and of per-collection writes.
 const LOCK_SCHEMA: i64 = 0x6174_6b6d_0001;
 const LOCK_CLASS_COLLECTION: i32 = 0x6174_6b6d;
@@ -80,7 +104,7 @@ impl PostgresStore {
             let mut guard = connect(&config, &slots[0]).await?;
             let client = connected(&mut guard)?;
             client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_SCHEMA]).await?;
-            let created = client.batch_execute(SCHEMA).await;
+            let created = create_schema(client).await;
             client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_SCHEMA]).await?;
             created?;
             client

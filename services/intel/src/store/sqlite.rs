@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::{
     CURSOR_KEY, EVENT_RETENTION_SECS, EventObjects, EventRefused, EventsWritten, Page, Planned, Query, Record,
-    STATUS_RETENTION_SECS, Seen, StoredStatus, Version, WriteMode, WriteResult, needs_own, new_cursor_key, plan,
-    query::Param, stored_object,
+    SCHEMA_VERSION, SCHEMA_VERSION_KEY, STATUS_RETENTION_SECS, Seen, StoredStatus, Version, WriteMode, WriteResult,
+    check_schema_version, needs_own, new_cursor_key, plan, query::Param, stored_object,
 };
 use crate::{error::Error, stix::StixObject};
 
@@ -78,6 +78,19 @@ impl SqliteStore {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            let has_settings: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'settings'",
+                [],
+                |r| r.get(0),
+            )?;
+            if has_settings > 0 {
+                let stored: Option<String> = conn
+                    .query_row("SELECT value FROM settings WHERE name = ?1", params![SCHEMA_VERSION_KEY], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                check_schema_version(stored.as_deref())?;
+            }
             conn.execute_batch(SCHEMA)?;
             for (table, column, definition) in ADDED_COLUMNS {
                 let present: bool = conn
@@ -91,6 +104,10 @@ impl SqliteStore {
                     conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
                 }
             }
+            conn.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![SCHEMA_VERSION_KEY, SCHEMA_VERSION.to_string()],
+            )?;
             conn.execute(
                 "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
                 params![CURSOR_KEY, new_cursor_key()],

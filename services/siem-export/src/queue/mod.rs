@@ -13,6 +13,10 @@
 //! - Recovery on open truncates a torn tail (a crash mid-append), keeps damaged records in the
 //!   middle for the reader to report and skip, and never panics on bad bytes.
 //!
+//! - The directory's `FORMAT` file names the layout ([`FORMAT`]); a queue written by a newer
+//!   release is refused, not misread, and one without the file (written before formats were
+//!   versioned) is version 1, the layout described here.
+//!
 //! This module knows nothing of sinks or gRPC; it never drops a record silently (the reader
 //! reports damaged regions so the caller can dead-letter them).
 
@@ -35,6 +39,13 @@ pub use record::EncodedEvent;
 
 use crate::{config::FsyncPolicy, error::Error, sinks::QueuedEvent};
 
+/// The layout of queue directories this release reads and writes: version 1 is checksummed
+/// records (`AMQ1` marker, length, CRC-32C, protobuf entry) in `.seg` files with a `cursor`
+/// file, as every release so far wrote them.
+pub const FORMAT: attackmesh_runtime::format::Format = attackmesh_runtime::format::Format {
+    name: "attackmesh-queue",
+    current: 1,
+};
 /// Name of the cursor file in a queue directory.
 const CURSOR: &str = "cursor";
 /// Extension of segment files.
@@ -136,6 +147,7 @@ impl Queue {
     /// Opens (creating if needed) the queue in `dir`, recovering from a crash.
     pub fn open(name: &str, dir: &Path, settings: QueueSettings) -> Result<(Arc<Queue>, Recovery), Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create queue directory", dir, e))?;
+        FORMAT.open(dir)?;
         let found = recover::recover(dir, settings)?;
         let path = segment_path(dir, found.active);
         let file = OpenOptions::new()
