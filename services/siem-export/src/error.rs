@@ -41,6 +41,16 @@ pub enum Error {
         /// When to resend (`queue.retry_after`).
         retry_after: Duration,
     },
+    /// A queue's disk has no space left (or the quota is used up): the batch was refused.
+    #[error("no space left for the queue of sink `{sink}`: {source}")]
+    DiskFull {
+        /// The sink whose queue could not grow.
+        sink: String,
+        /// The cause.
+        source: std::io::Error,
+        /// When to resend (`queue.retry_after`).
+        retry_after: Duration,
+    },
     /// A sink could not be set up (HTTP client, CA file, index template).
     #[error("sink `{sink}`: {message}")]
     Sink {
@@ -70,6 +80,18 @@ impl Error {
         }
     }
 
+    /// `self` as [`Error::DiskFull`] of `sink` when it is an I/O error of a full disk.
+    pub(crate) fn disk_full_of(self, sink: &str, retry_after: Duration) -> Self {
+        match self {
+            Error::Io { source, .. } if crate::disk::is_disk_full(&source) => Error::DiskFull {
+                sink: sink.to_owned(),
+                source,
+                retry_after,
+            },
+            other => other,
+        }
+    }
+
     /// A sink error.
     pub(crate) fn sink(sink: &str, message: impl Into<String>) -> Self {
         Error::Sink {
@@ -82,7 +104,7 @@ impl Error {
 impl ServiceError for Error {
     fn error_code(&self) -> ServiceErrorCode {
         match self {
-            Error::QueueFull { .. } => ServiceErrorCode::ResourceExhausted,
+            Error::QueueFull { .. } | Error::DiskFull { .. } => ServiceErrorCode::ResourceExhausted,
             Error::Io { .. } | Error::Sink { .. } => ServiceErrorCode::Unavailable,
             Error::Runtime(e) => e.error_code(),
             Error::Config(_) | Error::DeadLetter(_) | Error::Format(_) => ServiceErrorCode::Internal,
@@ -91,7 +113,7 @@ impl ServiceError for Error {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::QueueFull { retry_after, .. } => Some(*retry_after),
+            Error::QueueFull { retry_after, .. } | Error::DiskFull { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -101,6 +123,7 @@ impl ServiceError for Error {
     fn public_message(&self) -> Option<String> {
         match self {
             Error::QueueFull { sink, .. } => Some(format!("queue of sink `{sink}` is full; resend later")),
+            Error::DiskFull { sink, .. } => Some(format!("no space left for the queue of sink `{sink}`; resend later")),
             _ => None,
         }
     }

@@ -9,6 +9,7 @@
 //!   what several sinks share (the ATT&CK view of an event, the ECS and HEC shapes).
 //! - [`driver`]: drains a queue into its sink (batching, retries, dead letters).
 //! - [`dlq`]: dead letters on disk; list, show and replay for `attackmesh dlq`.
+//! - [`disk`]: a full queue disk (Export answers RETRY, health NOT_SERVING until space returns).
 //! - [`service`]: the gRPC `ExportService`; [`server`]: wiring onto the shared runtime.
 //! - [`metrics`], [`status`]: Prometheus metrics and `GetSinkStatus` counters.
 //! - [`content`]: Kibana detection rules and the Splunk app that make the delivered alerts'
@@ -23,6 +24,7 @@
 
 pub mod config;
 pub mod content;
+pub mod disk;
 pub mod dlq;
 pub mod driver;
 pub mod error;

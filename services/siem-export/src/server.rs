@@ -1,19 +1,21 @@
 //! Wiring: opens every configured sink's queue and dead-letter directory, starts one driver
 //! per sink in the background, loads the knowledge base technique ids are checked against,
 //! registers the Export service on a runtime [`GrpcServer`],
-//! reports SERVING once the queues are open, and on shutdown stops accepting, lets the sinks
+//! reports SERVING once the queues are open (NOT_SERVING while their disk is full, see
+//! [`crate::disk`]; never for a sink outage, which the queues absorb), and on shutdown stops accepting, lets the sinks
 //! deliver what they can within `drain_grace`, and leaves the rest queued on disk.
 
 use std::{future::Future, sync::Arc};
 
 use attackmesh::proto::export_service_server::ExportServiceServer;
 use attackmesh_attack::Kb;
-use attackmesh_runtime::server::GrpcServer;
+use attackmesh_runtime::server::{GrpcServer, Health};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::SiemExportConfig,
+    disk::DiskState,
     dlq::DeadLetterQueue,
     driver::Driver,
     error::Error,
@@ -99,12 +101,35 @@ pub async fn serve(
     names.iter().for_each(|name| crate::metrics::register_sink(name));
     tracing::info!(sinks = ?names, data_dir = %config.data_dir.display(), "siem export ready");
     let state = ExportState::new(sinks.handles, config.queue.retry_after).with_kb(load_kb(config).await?);
+    let disk = state.disk().clone();
     let server = server.add_service(grpc_service(state)).await;
     server.health().serving::<ExportServiceServer<ExportApi>>().await;
+    let probe_every = config.queue.retry_after.max(std::time::Duration::from_millis(100));
+    tasks.spawn(
+        disk.clone()
+            .probe(config.data_dir.join("queues"), probe_every, stop.clone()),
+    );
+    tasks.spawn(report_disk(disk, server.health(), stop.clone()));
     let result = server.serve(listener, shutdown).await;
     stop.cancel();
     while tasks.join_next().await.is_some() {}
     result.map_err(Error::from)
+}
+
+/// Mirrors the queues' disk state in gRPC health until `stop`.
+async fn report_disk(disk: DiskState, health: Health, stop: CancellationToken) {
+    let mut changes = disk.subscribe();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = stop.cancelled() => return,
+        }
+        if *changes.borrow_and_update() {
+            health.not_serving::<ExportServiceServer<ExportApi>>().await;
+        } else {
+            health.serving::<ExportServiceServer<ExportApi>>().await;
+        }
+    }
 }
 
 async fn load_kb(config: &SiemExportConfig) -> Result<Arc<Kb>, Error> {

@@ -7,7 +7,9 @@
 //! (`technique_ids` and the ids in `metadata.techniques`) must be ones ATT&CK defines, as they are
 //! for events that come in through ingest: an admin's `Export` cannot put `T9999` in front of a
 //! SIEM. A batch that does not fit in every queue is answered `ACK_STATUS_RETRY` with
-//! `retry_after`, and nothing of it is queued anywhere. Authentication and roles are enforced by
+//! `retry_after`, and nothing of it is queued anywhere. So is a batch that meets a full disk
+//! (ENOSPC): a queue cuts off what it could not write, though a queue that did take the batch
+//! keeps it (the resent copy is the same `(event_id, revision)`). Authentication and roles are enforced by
 //! the runtime's tower layer, not here.
 
 use std::{pin::Pin, sync::Arc, time::Duration};
@@ -26,7 +28,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::{error::Error, metrics, queue::EncodedEvent, queue::lock, status::SinkHandle};
+use crate::{disk::DiskState, error::Error, metrics, queue::EncodedEvent, queue::lock, status::SinkHandle};
 
 /// Largest request message the service decodes (a full batch of large events).
 pub const MAX_MESSAGE_BYTES: usize = attackmesh::limits::MAX_MESSAGE_BYTES;
@@ -38,6 +40,7 @@ pub struct ExportState {
     retry_after: Duration,
     append: Arc<std::sync::Mutex<()>>,
     kb: Option<Arc<Kb>>,
+    disk: DiskState,
 }
 
 impl ExportState {
@@ -48,7 +51,13 @@ impl ExportState {
             retry_after,
             append: Arc::default(),
             kb: None,
+            disk: DiskState::default(),
         }
+    }
+
+    /// Whether the queues' disk is full, as appends found it (for health and its probe).
+    pub fn disk(&self) -> &DiskState {
+        &self.disk
     }
 
     /// Checks technique ids against `kb` too: an id it does not hold (in any state) is rejected.
@@ -94,22 +103,30 @@ impl ExportState {
                     });
                 }
             }
-            if state.sinks.len() == 1 {
-                state.sinks[0].queue.append(&encoded, now)?;
-                return Ok(());
-            }
-            // Each queue syncs its own files: do them side by side.
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = state
-                    .sinks
-                    .iter()
-                    .map(|s| scope.spawn(|| s.queue.append(&encoded, now).map(|_| ())))
-                    .collect();
-                handles.into_iter().try_for_each(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::DeadLetter("append thread panicked".into())))
+            let append = |s: &SinkHandle| {
+                s.queue
+                    .append(&encoded, now)
+                    .map(|_| ())
+                    .map_err(|e| e.disk_full_of(s.name, state.retry_after))
+            };
+            let result = if state.sinks.len() == 1 {
+                append(&state.sinks[0])
+            } else {
+                // Each queue syncs its own files: do them side by side.
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = state.sinks.iter().map(|s| scope.spawn(|| append(s))).collect();
+                    handles.into_iter().try_for_each(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(Error::DeadLetter("append thread panicked".into())))
+                    })
                 })
-            })
+            };
+            match &result {
+                Ok(()) => state.disk.mark_ok(),
+                Err(Error::DiskFull { .. }) => state.disk.mark_full(bytes),
+                Err(_) => {}
+            }
+            result
         })
         .await
         .map_err(|e| Error::DeadLetter(format!("append task failed: {e}")))?

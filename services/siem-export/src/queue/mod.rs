@@ -388,7 +388,8 @@ impl Queue {
             }
             (s.acked, doomed)
         };
-        write_cursor(&self.dir, doomed.0, self.settings.fsync)?;
+        // Delivered segments go first: on a full disk that is what makes room for the cursor.
+        // A cursor left behind them is moved up to the first segment on open.
         for first in doomed.1 {
             let path = segment_path(&self.dir, first);
             if let Err(e) = std::fs::remove_file(&path)
@@ -400,7 +401,7 @@ impl Queue {
             s.segments.remove(&first);
             s.bytes = s.segments.values().sum();
         }
-        Ok(())
+        write_cursor(&self.dir, doomed.0, self.settings.fsync)
     }
 
     /// Sets the oldest-record time when the consumer learns it (e.g. on reading at the cursor).

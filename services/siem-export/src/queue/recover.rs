@@ -37,6 +37,11 @@ pub(super) fn recover(dir: &Path, settings: QueueSettings) -> Result<Found, Erro
     let mut firsts = list_segments(dir)?;
     let cursor = read_cursor(dir);
     let mut acked = cursor.unwrap_or_else(|| firsts.first().copied().unwrap_or(0));
+    // Delivered segments are deleted before the cursor is written: one behind the first
+    // segment lags a deletion (everything before that segment was delivered).
+    if let Some(&first) = firsts.first() {
+        acked = acked.max(first);
+    }
     // Segments wholly below the cursor were delivered; a crash may have left them behind.
     while firsts.len() > 1 && firsts[1] <= acked {
         let path = segment_path(dir, firsts[0]);

@@ -343,3 +343,40 @@ fn batch_fsync_policy_syncs_once_per_append_and_never_policy_not_at_all() {
     q.append(&encoded(0..200), 5).unwrap();
     assert_eq!(q.syncs(), 0);
 }
+
+#[test]
+fn a_cursor_behind_deleted_segments_resumes_at_the_first_segment_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, _) = open(dir.path());
+    q.append(&encoded(0..100), 0).unwrap();
+    let before = std::fs::read(dir.path().join(CURSOR)).unwrap_or_default();
+    let mut reader = q.reader().unwrap();
+    let delivered = reader.read_available(60, 1 << 30).unwrap();
+    let ReadItem::Event(last) = delivered.last().unwrap() else {
+        panic!("an event")
+    };
+    q.ack(last.seq + 1, None).unwrap();
+    drop((reader, q));
+    // A crash after the delivered segments were deleted but before the cursor was written.
+    std::fs::write(dir.path().join(CURSOR), before).unwrap();
+    let first_left = list_first_segment(dir.path());
+    assert!(first_left > 0, "delivered segments were deleted");
+
+    let (q, recovery) = open(dir.path());
+    let items = read_all(&mut q.reader().unwrap());
+    assert!(
+        items.iter().all(|i| matches!(i, ReadItem::Event(_))),
+        "no damage reported"
+    );
+    let want: Vec<String> = (first_left as usize..100).map(|i| format!("ev-{i}")).collect();
+    assert_eq!(ids(&items), want);
+    assert_eq!(recovery.depth, 100 - first_left);
+}
+
+fn list_first_segment(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
+        .min()
+        .unwrap()
+}
