@@ -78,6 +78,10 @@ pub struct IntelConfig {
     pub max_page_size: usize,
     /// Remote TAXII collections new objects are pushed to.
     pub push: Vec<PushTarget>,
+    /// How often the database is probed for gRPC health: NOT_SERVING while it cannot be
+    /// reached or written (PostgreSQL down, the SQLite file gone), SERVING once it can again.
+    #[serde(with = "humantime_serde")]
+    pub db_probe_interval: Duration,
 }
 
 /// One TAXII collection and who may use it. Callers with the `admin` role may read and write
@@ -180,6 +184,7 @@ impl Default for IntelConfig {
             page_size: 100,
             max_page_size: 1000,
             push: Vec::new(),
+            db_probe_interval: Duration::from_secs(2),
         }
     }
 }

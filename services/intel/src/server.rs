@@ -1,12 +1,15 @@
 //! Wiring: opens the store, builds the attributor (attribution service or embedded engine),
 //! registers `IntelService` on a runtime [`GrpcServer`], serves TAXII 2.1 on its own HTTP
 //! listener with the same tokens, starts the push tasks, and stops all of them on shutdown.
+//!
+//! gRPC health follows the database: a probe every `db_probe_interval` turns it NOT_SERVING
+//! while the store cannot be reached or written, and SERVING again when it can.
 
 use std::{future::Future, sync::Arc};
 
 use attackmesh::proto::intel_service_server::IntelServiceServer;
 use attackmesh_attack::{Engine, Kb, RulePack};
-use attackmesh_runtime::server::GrpcServer;
+use attackmesh_runtime::server::{GrpcServer, Health};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +20,7 @@ use crate::{
     ingest::Intel,
     push::Pusher,
     service::{IntelApi, grpc_service},
+    store::Store,
     taxii::{TaxiiState, router},
 };
 
@@ -43,6 +47,37 @@ pub async fn attributor(config: &IntelConfig, kb: Arc<Kb>) -> Result<Attributor,
                 .await
                 .map_err(|e| Error::Storage(format!("attribution engine task: {e}")))??;
             Ok(Attributor::Embedded(Arc::new(engine)))
+        }
+    }
+}
+
+/// Longest a database probe may take before the database counts as unreachable.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Probes the store every `every` and mirrors the outcome in gRPC health until `stop`.
+async fn watch_db(store: Store, health: Health, every: std::time::Duration, stop: CancellationToken) {
+    let mut up = true;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
+        }
+        let outcome = match tokio::time::timeout(PROBE_TIMEOUT, store.ping()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::StorageUnavailable(format!("no answer within {PROBE_TIMEOUT:?}"))),
+        };
+        match (outcome, up) {
+            (Ok(()), false) => {
+                tracing::info!("database reachable again; serving");
+                health.serving::<IntelServiceServer<IntelApi>>().await;
+                up = true;
+            }
+            (Err(e), true) => {
+                tracing::error!(error = %e, "database unusable; not serving until it is back");
+                health.not_serving::<IntelServiceServer<IntelApi>>().await;
+                up = false;
+            }
+            _ => {}
         }
     }
 }
@@ -96,9 +131,11 @@ pub async fn serve(
         let pusher = Pusher::new(target.clone(), collection, intel.store().clone())?;
         pushers.spawn(pusher.run(stop.clone()));
     }
+    let store = intel.store().clone();
     let api = IntelApi::new(intel, attributor, config.collections());
     let server = server.add_service(grpc_service(api)).await;
     server.health().serving::<IntelServiceServer<IntelApi>>().await;
+    pushers.spawn(watch_db(store, server.health(), config.db_probe_interval, stop.clone()));
     let grpc_stop = {
         let stop = stop.clone();
         async move {

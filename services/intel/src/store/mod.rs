@@ -212,6 +212,15 @@ impl Store {
         }
     }
 
+    /// Checks that the database can be used now (reachable; for SQLite, the file still there
+    /// and writable): the health probe.
+    pub async fn ping(&self) -> Result<(), Error> {
+        match self {
+            Store::Sqlite(s) => s.ping().await,
+            Store::Postgres(s) => s.ping().await,
+        }
+    }
+
     /// Writes objects into a collection in one transaction, in order. In [`WriteMode::Exact`] a
     /// refused object is skipped and the others are written; in [`WriteMode::Merge`] a refusal
     /// writes nothing at all (the results say what was refused).

@@ -98,7 +98,11 @@ struct Inner {
 impl PostgresStore {
     /// Connects with up to `pool` connections and creates the schema.
     pub async fn open(url: &str, pool: usize) -> Result<Self, Error> {
-        let config = Config::from_str(url).map_err(|e| Error::Config(format!("db: invalid postgres URL: {e}")))?;
+        let mut config = Config::from_str(url).map_err(|e| Error::Config(format!("db: invalid postgres URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            // A server that is down must not hold a request (or the health probe) for minutes.
+            config.connect_timeout(std::time::Duration::from_secs(5));
+        }
         let slots: Vec<Mutex<Option<Client>>> = (0..pool.max(1)).map(|_| Mutex::new(None)).collect();
         let cursor_key = {
             let mut guard = connect(&config, &slots[0]).await?;
@@ -127,6 +131,14 @@ impl PostgresStore {
                 next: AtomicUsize::new(0),
             }),
         })
+    }
+
+    /// Whether the database answers (connecting a pool slot again when its connection broke).
+    pub(super) async fn ping(&self) -> Result<(), Error> {
+        let mut guard = self.slot().await?;
+        let client = connected(&mut guard)?;
+        client.batch_execute("SELECT 1").await?;
+        Ok(())
     }
 
     pub(super) fn cursor_key(&self) -> &[u8] {

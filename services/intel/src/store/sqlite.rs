@@ -59,6 +59,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     cursor_key: Arc<[u8]>,
+    /// The database file and its (device, inode) when opened; `None` in memory.
+    file: Option<Arc<(std::path::PathBuf, u64, u64)>>,
 }
 
 impl SqliteStore {
@@ -116,13 +118,55 @@ impl SqliteStore {
                 conn.query_row("SELECT value FROM settings WHERE name = ?1", params![CURSOR_KEY], |r| {
                     r.get(0)
                 })?;
+            let file = if path == ":memory:" {
+                None
+            } else {
+                use std::os::unix::fs::MetadataExt;
+                let meta = std::fs::metadata(&path)
+                    .map_err(|e| Error::Storage(format!("cannot examine {path}: {e}")))?;
+                Some(Arc::new((std::path::PathBuf::from(&path), meta.dev(), meta.ino())))
+            };
             Ok(Self {
                 conn: Arc::new(Mutex::new(conn)),
                 cursor_key: key.into_bytes().into(),
+                file,
             })
         })
         .await
         .map_err(|e| Error::Storage(format!("sqlite open task: {e}")))?
+    }
+
+    /// Whether the database can be used: its file is still the one opened (not deleted or
+    /// replaced) and a write commits.
+    pub(super) async fn ping(&self) -> Result<(), Error> {
+        if let Some(file) = &self.file {
+            use std::os::unix::fs::MetadataExt;
+            let (path, dev, ino) = file.as_ref();
+            match std::fs::metadata(path) {
+                Ok(meta) if (meta.dev(), meta.ino()) == (*dev, *ino) => {}
+                Ok(_) => {
+                    return Err(Error::StorageUnavailable(format!(
+                        "sqlite: {} was replaced by another file; restart intel to use it",
+                        path.display()
+                    )));
+                }
+                Err(e) => {
+                    return Err(Error::StorageUnavailable(format!(
+                        "sqlite: {} is gone ({})",
+                        path.display(),
+                        e.kind()
+                    )));
+                }
+            }
+        }
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO settings (name, value) VALUES ('health_probe', ?1) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![Utc::now().to_rfc3339()],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     pub(super) fn cursor_key(&self) -> &[u8] {

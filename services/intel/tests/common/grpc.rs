@@ -15,6 +15,8 @@ pub struct Running {
     pub http: String,
     /// The `db` URL of the running service's store.
     pub db: String,
+    /// The gRPC address.
+    pub addr: std::net::SocketAddr,
     _intel: attackmesh_testkit::Running<attackmesh_intel::Error>,
     _dir: tempfile::TempDir,
 }
@@ -33,6 +35,7 @@ pub async fn start(mut config: IntelConfig) -> Running {
         client: IntelServiceClient::new(intel.channel()),
         http: format!("http://{http_addr}"),
         db,
+        addr: intel.addr,
         _intel: intel,
         _dir: dir,
     }
