@@ -1,8 +1,9 @@
 """Fixtures shared by the Python peer tests: the attackmesh binary, one demo run, the shared data,
 free ports, token files, waiting for a process to answer, restartable `attackmesh serve` processes,
-and gRPC stubs generated from proto/ with grpcio-tools."""
+a medallion TAXII server, and gRPC stubs generated from proto/ with grpcio-tools."""
 
 import hashlib
+import json
 import os
 import pathlib
 import signal
@@ -13,9 +14,12 @@ import time
 
 import grpc
 import pytest
+import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+TAXII = "application/taxii+json;version=2.1"
+MEDALLION_USER, MEDALLION_PASSWORD = "pusher", "medallion-secret"
 BIN = os.environ.get("TEST_ATTACKMESH_BIN", str(ROOT / "target" / "debug" / "attackmesh"))
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -139,3 +143,34 @@ class Service:
                 self.proc.wait(timeout=20)
             except Exception:  # noqa: BLE001 - best effort at the end
                 self.proc.kill()
+
+
+def start_medallion(d, collection):
+    """Starts medallion (the OASIS TAXII 2.1 server, memory backend) in directory `d` with one
+    writable collection `collection` and user MEDALLION_USER; returns `collection` (its URL),
+    `proc` and `log`."""
+    port = free_port()
+    root = f"http://127.0.0.1:{port}/api1/"
+    (d / "data.json").write_text(json.dumps({
+        "/discovery": {"title": "partner TAXII", "description": "medallion", "default": root, "api_roots": [root]},
+        "api1": {
+            "information": {"title": "api1", "description": "", "versions": [TAXII], "max_content_length": 100_000_000},
+            "status": [],
+            "collections": [{
+                "id": collection, "title": "from attackmesh", "description": "", "can_read": True, "can_write": True,
+                "media_types": ["application/stix+json;version=2.1"], "objects": [], "manifest": [],
+            }],
+        },
+    }))
+    (d / "config.json").write_text(json.dumps({
+        "backend": {"module": "medallion.backends.memory_backend", "module_class": "MemoryBackend",
+                    "filename": str(d / "data.json")},
+        "users": {MEDALLION_USER: MEDALLION_PASSWORD},
+        "taxii": {"max_page_size": 100},
+    }))
+    exe = pathlib.Path(sys.executable).parent / "medallion"
+    log = d / "medallion.log"
+    proc = spawn([str(exe), "--host", "127.0.0.1", "--port", str(port), str(d / "config.json")], None, log)
+    wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/taxii2/", auth=(MEDALLION_USER, MEDALLION_PASSWORD),
+                                    headers={"Accept": TAXII}, timeout=2).ok, proc, log, "medallion")
+    return {"collection": f"{root}collections/{collection}/", "proc": proc, "log": log}

@@ -21,9 +21,9 @@ from stix2patterns.validator import run_validator
 from stix2validator import ValidationOptions, validate_instance
 from taxii2client.v21 import Collection, Server, as_pages
 
-from conftest import BIN, free_port, spawn, stop, wait_until, write_tokens
+from conftest import (BIN, MEDALLION_PASSWORD, MEDALLION_USER, TAXII, free_port, spawn, start_medallion, stop,
+                      wait_until, write_tokens)
 
-TAXII = "application/taxii+json;version=2.1"
 TOKENS = {
     "py-admin": ("admin", "py-admin-secret"),
     "py-analyst": ("analyst", "py-analyst-secret"),
@@ -33,39 +33,14 @@ SHARED = str(uuid.uuid4())
 PARTNER = str(uuid.uuid4())
 SCRATCH = str(uuid.uuid4())
 REMOTE = str(uuid.uuid4())
-MEDALLION_USER, MEDALLION_PASSWORD = "pusher", "medallion-secret"
 
 
 @pytest.fixture(scope="session")
 def medallion(tmp_path_factory):
-    d = tmp_path_factory.mktemp("medallion")
-    port = free_port()
-    root = f"http://127.0.0.1:{port}/api1/"
-    (d / "data.json").write_text(json.dumps({
-        "/discovery": {"title": "partner TAXII", "description": "medallion", "default": root, "api_roots": [root]},
-        "api1": {
-            "information": {"title": "api1", "description": "", "versions": [TAXII], "max_content_length": 100_000_000},
-            "status": [],
-            "collections": [{
-                "id": REMOTE, "title": "from attackmesh", "description": "", "can_read": True, "can_write": True,
-                "media_types": ["application/stix+json;version=2.1"], "objects": [], "manifest": [],
-            }],
-        },
-    }))
-    (d / "config.json").write_text(json.dumps({
-        "backend": {"module": "medallion.backends.memory_backend", "module_class": "MemoryBackend",
-                    "filename": str(d / "data.json")},
-        "users": {MEDALLION_USER: MEDALLION_PASSWORD},
-        "taxii": {"max_page_size": 100},
-    }))
-    exe = pathlib.Path(sys.executable).parent / "medallion"
-    log = d / "medallion.log"
-    proc = spawn([str(exe), "--host", "127.0.0.1", "--port", str(port), str(d / "config.json")], None, log)
-    wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/taxii2/", auth=(MEDALLION_USER, MEDALLION_PASSWORD),
-                                    headers={"Accept": TAXII}, timeout=2).ok, proc, log, "medallion")
-    yield {"collection": f"{root}collections/{REMOTE}/", "log": log}
-    proc.terminate()
-    proc.wait(timeout=30)
+    server = start_medallion(tmp_path_factory.mktemp("medallion"), REMOTE)
+    yield server
+    server["proc"].terminate()
+    server["proc"].wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

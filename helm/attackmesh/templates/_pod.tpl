@@ -6,9 +6,10 @@ unless stated otherwise.
 {{/*
 One probe: (dict "root" $ "c" $component "kind" "startup|readiness|liveness").
 Readiness asks for the service's own name, so a replica leaves the Services while it cannot
-do its job (enrichment while siem-export is unreachable). Startup and liveness ask for the
-server as a whole; enrichment's use a TCP check because its health deliberately follows
-siem-export's reachability and a restart would not bring siem-export back. With TLS on, the
+do its job (enrichment while siem-export is unreachable, siem-export while its queue disk is
+full, intel while its database is down). Startup and liveness ask attribution's server as a
+whole; the other three use a TCP check because their health deliberately follows what they
+depend on, and a restart would not bring siem-export, disk space or the database back. With TLS on, the
 listener speaks only TLS, which kubelet's gRPC probes cannot: `attackmesh health` runs inside
 the container instead, with the pod's own certificate.
 */}}
@@ -17,7 +18,7 @@ the container instead, with the pod's own certificate.
 {{- $v := index $V .c.key }}
 {{- $t := index $v.probes .kind }}
 {{- $service := ternary .c.grpc "" (eq .kind "readiness") }}
-{{- if and (eq .c.key "enrichment") (ne .kind "readiness") }}
+{{- if and (has .c.key (list "enrichment" "siemExport" "intel")) (ne .kind "readiness") }}
 tcpSocket:
   port: {{ $v.port }}
 {{- else if $V.tls.enabled }}

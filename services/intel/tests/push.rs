@@ -109,3 +109,25 @@ async fn refused_or_unreachable_remotes_keep_the_cursor() {
     assert!(!err.contains("not-a-valid-token"), "credentials never appear in errors");
     assert_eq!(local.cursor("push:refused:src").await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn one_postgres_replica_holds_a_push_lease_until_it_is_gone() {
+    let Some(a) = common::postgres_store().await else {
+        return;
+    };
+    let b = common::postgres_store().await.unwrap();
+    let name = common::unique("push:lease");
+    let (mut first, mut second) = (a.lease(&name), b.lease(&name));
+    assert!(first.hold().await.unwrap());
+    assert!(!second.hold().await.unwrap(), "a second replica does not push");
+    assert!(first.hold().await.unwrap(), "the holder keeps it");
+    let mut other = a.lease(&common::unique("push:other"));
+    assert!(other.hold().await.unwrap(), "another target's lease is its own");
+    drop(first);
+    // The lock goes with the holder's session, which ends when its connection closes.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !second.hold().await.unwrap() {
+        assert!(tokio::time::Instant::now() < deadline, "the lease never came free");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

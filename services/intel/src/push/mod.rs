@@ -4,6 +4,10 @@
 //! at least once: a crash or an unanswered status resends the batch, which TAXII servers take
 //! idempotently (same id and version).
 //!
+//! With PostgreSQL, replicas share the cursor and exactly one of them pushes each target: the
+//! holder of its lease (a session-level advisory lock), so no object is sent by two replicas at
+//! once; when the holder dies its session ends and another replica takes over from the cursor.
+//!
 //! Credentials are read from files before each attempt (so rotation needs no restart) and never
 //! logged; errors name the target, never its URL's credentials or a header.
 
@@ -95,25 +99,35 @@ impl Pusher {
         format!("push:{}:{}", self.target.name, self.collection)
     }
 
-    /// Pushes until `stop` is cancelled; after a failure, waits the runtime's backoff from
+    /// Pushes until `stop` is cancelled, while this replica holds the push's lease (see
+    /// [`Store::lease`]: with PostgreSQL exactly one replica pushes to a remote collection, and
+    /// another takes over when it dies); after a failure, waits the runtime's backoff from
     /// `interval` up to `max_backoff`.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut retries = Backoff::new(self.target.interval, self.target.max_backoff).retries();
+        let mut lease = self.store.lease(&self.cursor_name());
+        let mut leading = false;
         tracing::info!(push = %self.target.name, collection = %self.collection, "taxii push started");
         loop {
-            let wait = match self.push_once().await {
-                Ok(0) => {
-                    retries.reset();
+            let wait = match lease.hold().await {
+                Ok(true) => {
+                    if !leading {
+                        tracing::info!(push = %self.target.name, "this replica holds the push lease; pushing");
+                        leading = true;
+                    }
+                    self.push_step(&mut retries).await
+                }
+                Ok(false) => {
+                    if leading {
+                        tracing::warn!(push = %self.target.name, "push lease lost; another replica pushes");
+                        leading = false;
+                    }
                     self.target.interval
                 }
-                Ok(_) => {
-                    retries.reset();
-                    Duration::ZERO
-                }
-                Err(why) => {
-                    crate::metrics::push_retry(&self.target.name);
+                Err(e) => {
+                    leading = false;
                     let wait = retries.next_delay();
-                    tracing::warn!(push = %self.target.name, reason = %why, retry_in = ?wait, "taxii push failed; will retry");
+                    tracing::warn!(push = %self.target.name, error = %e, retry_in = ?wait, "cannot take the push lease");
                     wait
                 }
             };
@@ -123,6 +137,26 @@ impl Pusher {
             }
         }
         tracing::info!(push = %self.target.name, "taxii push stopped");
+    }
+
+    /// One push attempt under the lease; returns how long to wait before the next.
+    async fn push_step(&mut self, retries: &mut attackmesh_runtime::backoff::Retries) -> Duration {
+        match self.push_once().await {
+            Ok(0) => {
+                retries.reset();
+                self.target.interval
+            }
+            Ok(_) => {
+                retries.reset();
+                Duration::ZERO
+            }
+            Err(why) => {
+                crate::metrics::push_retry(&self.target.name);
+                let wait = retries.next_delay();
+                tracing::warn!(push = %self.target.name, reason = %why, retry_in = ?wait, "taxii push failed; will retry");
+                wait
+            }
+        }
     }
 
     /// Sends the next batch; returns how many records were delivered (0: nothing new).

@@ -212,6 +212,16 @@ impl Store {
         }
     }
 
+    /// The lease that lets one replica push with cursor `name`: with PostgreSQL an advisory
+    /// lock (replicas share the database, and exactly one of them pushes), with SQLite always
+    /// held (one process owns the file).
+    pub fn lease(&self, name: &str) -> Lease {
+        match self {
+            Store::Sqlite(_) => Lease::Local,
+            Store::Postgres(s) => Lease::Postgres(Box::new(s.lease(name))),
+        }
+    }
+
     /// Checks that the database can be used now (reachable; for SQLite, the file still there
     /// and writable): the health probe.
     pub async fn ping(&self) -> Result<(), Error> {
@@ -340,6 +350,25 @@ impl Store {
 }
 
 /// Name under which the cursor key is kept in the `settings` table.
+/// The right of one replica to do work only one may do at a time (see [`Store::lease`]).
+pub enum Lease {
+    /// One process owns the store: always held.
+    Local,
+    /// A PostgreSQL advisory lock on a connection of its own.
+    Postgres(Box<postgres::PgLease>),
+}
+
+impl Lease {
+    /// True when this replica holds the lease now (taking it if it is free); an error when the
+    /// database cannot say (then it is not held).
+    pub async fn hold(&mut self) -> Result<bool, Error> {
+        match self {
+            Lease::Local => Ok(true),
+            Lease::Postgres(lease) => lease.hold().await,
+        }
+    }
+}
+
 /// Version of the database schema this release reads and writes, kept in the `settings` table
 /// (`schema_version`). A database without it was created before the schema was versioned: that
 /// schema is version 1 (older columns are added on open). A newer version is refused, never

@@ -81,6 +81,61 @@ async fn create_schema(client: &Client) -> Result<(), Error> {
 /// Advisory-lock class of schema creation and of per-collection writes.
 const LOCK_SCHEMA: i64 = 0x6174_6b6d_0001;
 const LOCK_CLASS_COLLECTION: i32 = 0x6174_6b6d;
+/// Advisory-lock class of push leases (the key is `hashtext` of the push's cursor name).
+const LOCK_CLASS_PUSH: i32 = 0x6174_6b70;
+
+/// The lease of one push: a session-level advisory lock on a connection of its own, held for
+/// as long as that connection lives. When the replica holding it dies, PostgreSQL ends its
+/// session and the lock is free for another replica.
+pub struct PgLease {
+    config: Config,
+    name: String,
+    client: Option<Client>,
+    held: bool,
+}
+
+impl PgLease {
+    /// Holds the lease when this call returns true: confirms a held one (its session still
+    /// answers) or tries to take it, connecting again when the connection broke.
+    pub(super) async fn hold(&mut self) -> Result<bool, Error> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.held = false;
+            let (client, connection) = self.config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "push lease connection closed");
+                }
+            });
+            self.client = Some(client);
+        }
+        let Some(client) = &self.client else {
+            return Ok(false);
+        };
+        let answer = if self.held {
+            client.batch_execute("SELECT 1").await.map(|()| true)
+        } else {
+            client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                    &[&LOCK_CLASS_PUSH, &self.name],
+                )
+                .await
+                .map(|row| row.get::<_, bool>(0))
+        };
+        match answer {
+            Ok(held) => {
+                self.held = held;
+                Ok(held)
+            }
+            Err(e) => {
+                // The session (and the lock with it) may be gone: start over on a new one.
+                self.client = None;
+                self.held = false;
+                Err(e.into())
+            }
+        }
+    }
+}
 
 /// A PostgreSQL-backed store.
 #[derive(Clone)]
@@ -131,6 +186,16 @@ impl PostgresStore {
                 next: AtomicUsize::new(0),
             }),
         })
+    }
+
+    /// The (not yet held) lease of the push whose cursor is `name`.
+    pub(super) fn lease(&self, name: &str) -> PgLease {
+        PgLease {
+            config: self.inner.config.clone(),
+            name: name.to_owned(),
+            client: None,
+            held: false,
+        }
     }
 
     /// Whether the database answers (connecting a pool slot again when its connection broke).
