@@ -130,7 +130,75 @@ pub fn is_disk_full(err: &std::io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use attackmesh::proto::{AckStatus, ExportRequest};
+
     use super::*;
+    use crate::{
+        queue::{Queue, QueueSettings},
+        service::ExportState,
+        status::{SinkHandle, SinkStats},
+    };
+
+    /// The same path as the tmpfs test (tests/disk_full.rs), on machines that may not mount one:
+    /// the queue's file layer answers ENOSPC, then works again.
+    #[tokio::test]
+    async fn an_injected_enospc_answers_retry_and_space_coming_back_clears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = QueueSettings {
+            max_bytes: 1 << 20,
+            segment_bytes: 1 << 16,
+            fsync: Default::default(),
+        };
+        let (queue, _) = Queue::open("file", dir.path(), settings).unwrap();
+        let sink = SinkHandle {
+            name: "file",
+            kind: "file",
+            queue: queue.clone(),
+            stats: Arc::new(SinkStats::default()),
+        };
+        let state = ExportState::new(vec![sink], Duration::from_millis(300));
+        let batch = |id| ExportRequest {
+            batch_id: id,
+            events: (0..3).map(attackmesh_testkit::fixtures::event).collect(),
+            ..Default::default()
+        };
+        *crate::queue::lock(&queue.fail_appends) = Some(std::io::ErrorKind::StorageFull);
+        let refused = state.export_batch(batch(1)).await.unwrap();
+        assert_eq!(refused.status, AckStatus::Retry as i32);
+        assert_eq!(
+            refused.message,
+            "no space left for the queue of sink `file`; resend later"
+        );
+        assert_eq!(refused.retry_after.map(|d| d.nanos), Some(300_000_000));
+        assert!(state.disk().is_full());
+        assert_eq!(queue.stats().depth, 0, "nothing of the refused batch is queued");
+
+        *crate::queue::lock(&queue.fail_appends) = None;
+        let taken = state.export_batch(batch(2)).await.unwrap();
+        assert_eq!(taken.status, AckStatus::Durable as i32);
+        assert!(!state.disk().is_full());
+        assert_eq!(queue.stats().depth, 3);
+    }
+
+    #[tokio::test]
+    async fn the_probe_clears_a_full_disk_once_a_batch_fits() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskState::default();
+        let mut changes = disk.subscribe();
+        disk.mark_full(1024);
+        assert!(*changes.borrow_and_update());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let probe = tokio::spawn(
+            disk.clone()
+                .probe(dir.path().to_owned(), Duration::from_millis(10), stop.clone()),
+        );
+        changes.changed().await.unwrap();
+        assert!(!*changes.borrow_and_update(), "a temporary directory has room");
+        stop.cancel();
+        probe.await.unwrap();
+    }
 
     #[test]
     fn enospc_and_edquot_are_a_full_disk() {

@@ -123,6 +123,9 @@ pub struct Queue {
     reader_taken: Mutex<Option<(u64, u64)>>,
     syncs: std::sync::atomic::AtomicU64,
     recent: Mutex<Recent>,
+    /// Tests: the error every append fails with, as a file system would answer.
+    #[cfg(test)]
+    pub(crate) fail_appends: Mutex<Option<std::io::ErrorKind>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -188,6 +191,8 @@ impl Queue {
             reader_taken: Mutex::new(Some(start)),
             syncs: Default::default(),
             recent: Mutex::default(),
+            #[cfg(test)]
+            fail_appends: Mutex::default(),
         };
         Ok((Arc::new(queue), recovery))
     }
@@ -317,6 +322,10 @@ impl Queue {
     fn write_out(&self, w: &mut Writer, buf: &[u8]) -> Result<(), Error> {
         if buf.is_empty() {
             return Ok(());
+        }
+        #[cfg(test)]
+        if let Some(kind) = *lock(&self.fail_appends) {
+            return Err(Error::io("append to", &w.path, kind.into()));
         }
         w.file.write_all(buf).map_err(|e| Error::io("append to", &w.path, e))?;
         if self.settings.fsync == FsyncPolicy::Batch {
