@@ -7,10 +7,10 @@
 //! (`technique_ids` and the ids in `metadata.techniques`) must be ones ATT&CK defines, as they are
 //! for events that come in through ingest: an admin's `Export` cannot put `T9999` in front of a
 //! SIEM. A batch that does not fit in every queue is answered `ACK_STATUS_RETRY` with
-//! `retry_after`, and nothing of it is queued anywhere. So is a batch that meets a full disk
-//! (ENOSPC): a queue cuts off what it could not write, though a queue that did take the batch
-//! keeps it (the resent copy is the same `(event_id, revision)`). Authentication and roles are enforced by
-//! the runtime's tower layer, not here.
+//! `retry_after`, and nothing of it is queued anywhere. A batch that meets a full disk (ENOSPC)
+//! is answered the same way: a queue cuts off what it could not write, though a queue that did
+//! take the batch keeps it (the resent copy is the same `(event_id, revision)`). Authentication
+//! and roles are enforced by the runtime's tower layer, not here.
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
