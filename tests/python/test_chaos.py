@@ -119,8 +119,9 @@ def detections(events_pb2, common_pb2):
 
 
 def dead_letters(data_dir, sink):
+    """Dead letters by event id, from the sink's `dead-*.ndjson` files (beside them: `FORMAT`)."""
     out = {}
-    for path in sorted((data_dir / "dlq" / sink).glob("*")):
+    for path in sorted((data_dir / "dlq" / sink).glob("dead-*.ndjson")):
         if not path.is_file():
             continue
         for line in path.read_text().splitlines():
