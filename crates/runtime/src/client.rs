@@ -172,21 +172,7 @@ impl BearerToken {
         let token = match &*self.source {
             Source::None => return Ok(()),
             Source::Memory(token) => token.expose().trim().to_owned(),
-            Source::File(path) => {
-                let secret = |reason: String| Error::Secret {
-                    what: "bearer token",
-                    path: path.clone(),
-                    reason,
-                };
-                let text = tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|e| secret(e.kind().to_string()))?;
-                let token = text.trim().to_owned();
-                if token.is_empty() {
-                    return Err(secret("the file is empty".into()));
-                }
-                token
-            }
+            Source::File(path) => crate::secret::read_file("bearer token", path)?.expose().to_owned(),
         };
         let header = header(&token)?;
         if let Ok(mut slot) = self.header.write() {

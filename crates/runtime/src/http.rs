@@ -43,10 +43,9 @@ use tokio::{
     sync::{Notify, OwnedSemaphorePermit, Semaphore, watch},
     time::Instant,
 };
-use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use crate::error::Error;
+use crate::{error::Error, tls::ListenerTls};
 
 /// Longest time a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,7 +110,7 @@ impl HttpLimits {
 #[derive(Clone, Default)]
 pub struct HttpOptions {
     /// Listener TLS, the same certificate and client CA as gRPC.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<ListenerTls>,
     /// Timeouts and the connection cap.
     pub limits: HttpLimits,
 }
@@ -138,7 +137,7 @@ pub async fn serve(
     let limits = options.limits;
     let max = limits.max_connections.clamp(1, MAX_CONNECTIONS_LIMIT);
     tracing::info!(%addr, tls = options.tls.is_some(), max_connections = max, "http listener up");
-    let tls = options.tls.map(TlsAcceptor::from);
+    let tls = options.tls;
     let slots = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -166,7 +165,7 @@ pub async fn serve(
         tokio::spawn(async move {
             match tls {
                 None => serve_connection(tcp, peer, router, limits, stop, slot).await,
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await {
                     Ok(Ok(stream)) => serve_connection(stream, peer, router, limits, stop, slot).await,
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "tls handshake failed"),
                     Err(_) => tracing::debug!(%peer, "tls handshake timed out"),

@@ -16,6 +16,7 @@ pub mod data_dir;
 pub mod error;
 pub mod format;
 pub mod http;
+mod incoming;
 pub mod metrics;
 pub mod peer;
 pub mod receive;

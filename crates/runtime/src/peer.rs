@@ -9,7 +9,10 @@
 //! becomes one member of a balanced channel; addresses that disappear are removed, and a name
 //! that stops resolving keeps its last known addresses. Static endpoints are inserted once. The
 //! token file is re-read at the same pace, so tokens rotate without a restart. The refresh task
-//! ends when the last clone of the channel is dropped.
+//! ends when the last clone of the channel is dropped. The link's TLS files (CA, certificate,
+//! key) are checked at the same pace: when they changed and are usable, every replica is
+//! connected again with them (calls in flight finish on the connections they started on); when
+//! they are not, the link keeps the files it has and the failure is logged and counted.
 //!
 //! Nothing here retries a call: each link decides what a failure means, and pauses with
 //! [`crate::backoff`] between tries.
@@ -32,7 +35,8 @@ use crate::{
     client::{BearerToken, Target, endpoint, uri},
     error::Error,
     secret::Secret,
-    tls::{PeerTls, TlsConfig},
+    secret_file::Watched,
+    tls::{PeerTls, TlsConfig, check_client_files},
 };
 
 /// How often names are resolved again and token files re-read, where a link has no setting.
@@ -172,6 +176,13 @@ impl PeerConfig {
             changes,
             current: BTreeSet::new(),
             token: token.clone(),
+            tls_files: self.tls.ca_file.clone().map(|ca| {
+                let mut paths = vec![ca];
+                if let (Some(cert), Some(key)) = (&self.tls.cert_file, &self.tls.key_file) {
+                    paths.extend([cert.clone(), key.clone()]);
+                }
+                Watched::new(paths)
+            }),
         };
         resolver.refresh().await?;
         tokio::spawn(async move {
@@ -223,6 +234,8 @@ struct Resolver {
     changes: mpsc::Sender<Change<String, Endpoint>>,
     current: BTreeSet<String>,
     token: BearerToken,
+    /// The link's TLS files (CA, then certificate and key), when it speaks TLS.
+    tls_files: Option<Watched>,
 }
 
 impl Resolver {
@@ -230,6 +243,13 @@ impl Resolver {
     /// reported after the replicas are refreshed.
     async fn refresh(&mut self) -> Result<(), Error> {
         let token = self.token.reload().await;
+        let reconnect = self.tls_changed() && !self.current.is_empty();
+        if reconnect {
+            tracing::info!(
+                peer = self.name,
+                "tls files changed; connecting every replica again with them"
+            );
+        }
         let wanted = self.wanted().await?;
         for gone in self
             .current
@@ -246,9 +266,33 @@ impl Resolver {
             if self.current.insert(key.clone()) {
                 tracing::info!(peer = self.name, endpoint = %key, "endpoint added");
                 let _ = self.changes.send(Change::Insert(key, endpoint)).await;
+            } else if reconnect {
+                // Inserting a replica under a key it already has replaces it.
+                let _ = self.changes.send(Change::Insert(key, endpoint)).await;
             }
         }
         token
+    }
+
+    /// Whether the link's TLS files changed since the last check and are usable.
+    fn tls_changed(&mut self) -> bool {
+        let Some(watched) = &mut self.tls_files else {
+            return false;
+        };
+        let failed = match watched.changed() {
+            Ok(None) => return false,
+            Ok(Some(contents)) => match check_client_files(watched.paths(), &contents) {
+                Ok(()) => return true,
+                Err(error) => error,
+            },
+            Err((path, e)) => Error::Secret {
+                what: "link tls file",
+                path,
+                reason: e.kind().to_string(),
+            },
+        };
+        crate::secret_file::reload_failed(self.name, &failed);
+        false
     }
 
     /// Every replica the targets name right now, by URI.
@@ -272,12 +316,12 @@ impl Resolver {
                             wanted.insert(uri, endpoint);
                         }
                         if found == 0 {
-                            self.keep_known(&mut wanted, *port);
+                            self.keep_known(&mut wanted, host, *port)?;
                         }
                     }
                     Err(error) => {
                         tracing::warn!(peer = self.name, %host, %error, "dns lookup failed; keeping the known addresses");
-                        self.keep_known(&mut wanted, *port);
+                        self.keep_known(&mut wanted, host, *port)?;
                     }
                 },
             }
@@ -286,13 +330,15 @@ impl Resolver {
     }
 
     /// Keeps the addresses already known for a name that did not resolve this time.
-    fn keep_known(&self, wanted: &mut BTreeMap<String, Endpoint>, port: u16) {
+    fn keep_known(&self, wanted: &mut BTreeMap<String, Endpoint>, host: &str, port: u16) -> Result<(), Error> {
         let suffix = format!(":{port}");
         for key in self.current.iter().filter(|k| k.ends_with(&suffix)) {
-            if let Ok(endpoint) = Endpoint::from_shared(key.clone()) {
-                wanted.entry(key.clone()).or_insert(endpoint);
+            if !wanted.contains_key(key) {
+                let endpoint = endpoint(key, host, false, &self.tls, self.connect_timeout)?;
+                wanted.insert(key.clone(), endpoint);
             }
         }
+        Ok(())
     }
 }
 

@@ -133,6 +133,7 @@ async fn dns_targets_become_one_endpoint_per_address() {
         changes,
         current: BTreeSet::new(),
         token: BearerToken::default(),
+        tls_files: None,
     };
     let wanted = resolver.wanted().await.unwrap();
     assert!(wanted.contains_key("http://127.0.0.1:50999"), "{:?}", wanted.keys());

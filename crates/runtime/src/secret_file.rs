@@ -1,5 +1,6 @@
-//! Permission checks of files that hold secrets: token files, token digest files, TLS private
-//! keys and password files.
+//! Files that hold secrets — token files, token digest files, TLS certificates and keys,
+//! password and API key files: permission checks, and [`Watched`], which notices when such
+//! files change so they rotate without a restart.
 //!
 //! A secret file that other users may read or write is reported, never refused (the
 //! operator decides). The rule is PostgreSQL's for its key files: the owner alone may read
@@ -8,7 +9,15 @@
 //! metadata: it never reads a secret and never logs one. A file that cannot be examined is left
 //! to the code that reads it to report.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use std::sync::LazyLock;
+
+use prometheus_client::metrics::counter::Counter;
+use sha2::{Digest as _, Sha256};
 
 /// A secret file that users other than its owner can reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +81,111 @@ pub fn warn_all(exposed: &[Exposed]) {
     }
 }
 
+/// Metric: changed secret files (credentials, TLS certificates and keys) that could not be loaded.
+pub const RELOAD_FAILURES_METRIC: &str = "secret_reload_failures";
+
+static RELOAD_FAILURES: LazyLock<Counter> = LazyLock::new(|| {
+    let counter = Counter::default();
+    crate::metrics::register(
+        RELOAD_FAILURES_METRIC,
+        "Changed secret files (credentials, TLS certificates and keys) that could not be loaded; the previous ones stay in use",
+        counter.clone(),
+    );
+    counter
+});
+
+/// Reports a changed secret file that could not be loaded (the previous value stays in use):
+/// logs the error, which names the file and never the contents, and counts it.
+pub fn reload_failed(what: &str, error: &crate::error::Error) {
+    RELOAD_FAILURES.inc();
+    tracing::error!(what, %error, "changed secret file not loaded; the previous one stays in use");
+}
+
+/// How long the contents of watched files are trusted without reading them again, even when
+/// their metadata looks unchanged (a file system with coarse timestamps, a rewrite in place of
+/// the same size).
+pub const REREAD_EVERY: Duration = Duration::from_secs(10);
+
+/// A set of files read together (a certificate and its key), checked for change each time the
+/// caller asks: a `stat` per file, and a full read when the metadata moved (a Kubernetes
+/// Secret's symlink swap, an editor's rename, a rewrite) or [`REREAD_EVERY`] passed. Changes
+/// are decided on the contents, so a new timestamp over the same bytes is no change.
+#[derive(Debug)]
+pub struct Watched {
+    paths: Vec<PathBuf>,
+    stamps: Option<Vec<Option<Stamp>>>,
+    read_at: Option<Instant>,
+    digest: Option<[u8; 32]>,
+}
+
+/// What `stat` says of a file: enough to notice a swap or a rewrite without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    inode: (u64, u64),
+}
+
+impl Watched {
+    /// Watches `paths`; the first [`Watched::changed`] reads them.
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        Self {
+            paths,
+            stamps: None,
+            read_at: None,
+            digest: None,
+        }
+    }
+
+    /// The watched files, in order.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// The contents of every file, in order, when they differ from what the last call returned
+    /// (the first call always returns them); `Ok(None)` when nothing changed. A file that cannot
+    /// be read is an error once: later calls say `Ok(None)` until a file changes again, so a
+    /// caller keeps what it loaded before and reports each bad state once.
+    pub fn changed(&mut self) -> Result<Option<Vec<Vec<u8>>>, (PathBuf, std::io::Error)> {
+        let stamps: Vec<Option<Stamp>> = self.paths.iter().map(|p| stamp(p)).collect();
+        let fresh = self.read_at.is_some_and(|at| at.elapsed() < REREAD_EVERY);
+        if fresh && self.stamps.as_ref() == Some(&stamps) {
+            return Ok(None);
+        }
+        self.stamps = Some(stamps);
+        self.read_at = Some(Instant::now());
+        let mut contents = Vec::with_capacity(self.paths.len());
+        let mut hasher = Sha256::new();
+        for path in &self.paths {
+            let bytes = std::fs::read(path).map_err(|e| (path.clone(), e))?;
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+            contents.push(bytes);
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        if self.digest == Some(digest) {
+            return Ok(None);
+        }
+        self.digest = Some(digest);
+        Ok(Some(contents))
+    }
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    // Follows symlinks: a Secret's `..data` swap shows as a new inode behind the same name.
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        #[cfg(unix)]
+        inode: {
+            use std::os::unix::fs::MetadataExt as _;
+            (meta.dev(), meta.ino())
+        },
+    })
+}
+
 #[cfg(unix)]
 fn mode_and_owner(path: &Path) -> Option<(u32, u32)> {
     use std::os::unix::fs::MetadataExt as _;
@@ -126,5 +240,38 @@ mod tests {
         let path = file_with_mode(dir.path(), 0o640);
         assert_eq!(check("tls.key_file", &path).is_some(), !owner_is_root);
         assert_eq!(check("tls.key_file", &dir.path().join("missing")), None);
+    }
+
+    #[test]
+    fn watched_files_report_each_new_content_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "one").unwrap();
+        std::fs::write(&b, "two").unwrap();
+        let mut watched = Watched::new(vec![a.clone(), b.clone()]);
+        assert_eq!(watched.changed().unwrap(), Some(vec![b"one".to_vec(), b"two".to_vec()]));
+        assert_eq!(watched.changed().unwrap(), None, "nothing changed");
+        // A Kubernetes-style swap: a new file renamed over the old name.
+        std::fs::write(dir.path().join("b.new"), "three").unwrap();
+        std::fs::rename(dir.path().join("b.new"), &b).unwrap();
+        assert_eq!(
+            watched.changed().unwrap(),
+            Some(vec![b"one".to_vec(), b"three".to_vec()])
+        );
+        std::fs::remove_file(&a).unwrap();
+        let (path, _) = watched.changed().unwrap_err();
+        assert_eq!(path, a);
+        assert_eq!(watched.changed().unwrap(), None, "a bad state is reported once");
+        std::fs::write(&a, "one").unwrap();
+        assert_eq!(
+            watched.changed().unwrap(),
+            None,
+            "the same contents as last loaded are no change"
+        );
+        std::fs::write(&a, "four").unwrap();
+        assert_eq!(
+            watched.changed().unwrap(),
+            Some(vec![b"four".to_vec(), b"three".to_vec()])
+        );
     }
 }

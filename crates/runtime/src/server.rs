@@ -34,7 +34,7 @@ impl ServeOptions {
     /// How HTTP listeners beside these servers serve (see [`GrpcServer::http_options`]).
     pub fn http_options(&self) -> HttpOptions {
         HttpOptions {
-            tls: self.tls.as_ref().map(|tls| tls.http.clone()),
+            tls: self.tls.clone(),
             limits: self.http,
         }
     }
@@ -156,16 +156,14 @@ impl GrpcServer {
     /// and waits at most the grace period for in-flight calls before closing them.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
         let local = listener.local_addr()?;
-        let mut builder = Server::builder()
+        let builder = Server::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
-        if let Some(tls) = &self.options.tls {
-            builder = builder.tls_config(tls.grpc.clone())?;
-        }
         // Token files rotate without a restart for as long as this server runs.
         let _token_watch = self.options.auth.watch();
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // TLS is done here rather than by tonic, so each handshake takes the certificate of the moment.
+        let incoming = crate::incoming::incoming(listener, self.options.tls.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let router = builder
             .layer(AuthLayer::new(self.options.auth.clone()))

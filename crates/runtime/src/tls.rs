@@ -1,19 +1,26 @@
 //! TLS settings for listeners (server-only or mutual) and for service-to-service clients, with rustls.
 //!
-//! One set of files serves every listener of a process: gRPC through tonic, and the HTTP
-//! listeners (Falco input, TAXII, metrics) through [`ListenerTls::http`], a rustls server config
-//! on the ring provider with the same certificate and, when set, the same client CA. Calls to
-//! other services use [`PeerTls`]: the same certificate as the client identity, unless a link
-//! names its own files.
+//! One set of files serves every listener of a process, gRPC and HTTP (Falco input, TAXII,
+//! metrics) alike: [`ListenerTls`], a rustls server config on the ring provider with the
+//! certificate and, when set, the client CA. The files are watched ([`Watched`]): when they
+//! change, new handshakes use the new certificate, key and client CA, connections already open
+//! keep theirs, and a changed file that cannot be used leaves the previous ones in place (logged
+//! and counted by [`crate::secret_file::reload_failed`]). Calls to other services use
+//! [`PeerTls`]: the same certificate as the client identity, unless a link names its own files;
+//! links re-read them as they refresh ([`crate::peer`]).
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
 
+use arc_swap::ArcSwap;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tokio_rustls::TlsAcceptor;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
-use crate::error::Error;
+use crate::{error::Error, secret_file::Watched};
 
 /// TLS files. With `cert_file` + `key_file` every listener speaks TLS; with `client_ca_file` too,
 /// clients must present a certificate signed by that CA (mutual TLS).
@@ -59,31 +66,25 @@ impl TlsConfig {
         Ok(())
     }
 
-    /// Listener TLS, when configured.
-    pub fn server(&self) -> Result<Option<ServerTlsConfig>, Error> {
-        let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
-            return Ok(None);
-        };
-        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
-            read("tls certificate", cert)?,
-            read("tls key", key)?,
-        ));
-        if let Some(ca) = &self.client_ca_file {
-            tls = tls.client_ca_root(Certificate::from_pem(read("client CA", ca)?));
-        }
-        Ok(Some(tls))
-    }
-
-    /// TLS for every listener of this process, gRPC and HTTP alike, when configured.
+    /// TLS for every listener of this process, gRPC and HTTP alike, when configured: the files
+    /// are read now (an unusable file is an error here) and again whenever they change.
     pub fn listener(&self) -> Result<Option<ListenerTls>, Error> {
-        let Some(grpc) = self.server()? else { return Ok(None) };
         let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
             return Ok(None);
         };
-        let http = http_server_config(cert, key, self.client_ca_file.as_ref())?;
+        let mut paths = vec![cert.clone(), key.clone()];
+        paths.extend(self.client_ca_file.clone());
+        let mut watched = Watched::new(paths);
+        let contents = watched
+            .changed()
+            .map_err(|(path, e)| unreadable(&path, e))?
+            .unwrap_or_default();
+        let config = server_config(watched.paths(), &contents)?;
         Ok(Some(ListenerTls {
-            grpc,
-            http: Arc::new(http),
+            inner: Arc::new(ListenerInner {
+                current: ArcSwap::from_pointee(config),
+                watched: Mutex::new(watched),
+            }),
         }))
     }
 }
@@ -168,13 +169,45 @@ impl From<&TlsConfig> for PeerTls {
     }
 }
 
-/// Listener TLS in the two forms the servers need.
+/// Listener TLS of a process, shared by its gRPC and HTTP listeners: the server config in use,
+/// rebuilt from the files when they change (checked as connections arrive). Cheap to clone;
+/// clones share the config.
 #[derive(Clone)]
 pub struct ListenerTls {
-    /// For tonic's gRPC listeners.
-    pub grpc: ServerTlsConfig,
-    /// For the HTTP listeners (ALPN `h2` and `http/1.1`).
-    pub http: Arc<rustls::ServerConfig>,
+    inner: Arc<ListenerInner>,
+}
+
+struct ListenerInner {
+    current: ArcSwap<rustls::ServerConfig>,
+    watched: Mutex<Watched>,
+}
+
+impl ListenerTls {
+    /// The server config for a new handshake (ALPN `h2` and `http/1.1`), after checking the
+    /// files for change; a changed file that cannot be used keeps the config in use.
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        // A handshake never waits for another one's reload: it takes the config in use.
+        if let Ok(mut watched) = self.inner.watched.try_lock() {
+            let changed = watched.changed();
+            match changed {
+                Ok(None) => {}
+                Ok(Some(contents)) => match server_config(watched.paths(), &contents) {
+                    Ok(config) => {
+                        self.inner.current.store(Arc::new(config));
+                        tracing::info!(cert = %watched.paths()[0].display(), "tls files changed; new handshakes use them");
+                    }
+                    Err(error) => crate::secret_file::reload_failed("listener tls", &error),
+                },
+                Err((path, e)) => crate::secret_file::reload_failed("listener tls", &unreadable(&path, e)),
+            }
+        }
+        self.inner.current.load_full()
+    }
+
+    /// An acceptor for one new connection (see [`ListenerTls::config`]).
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.config())
+    }
 }
 
 impl std::fmt::Debug for ListenerTls {
@@ -183,39 +216,90 @@ impl std::fmt::Debug for ListenerTls {
     }
 }
 
-fn http_server_config(
-    cert: &PathBuf,
-    key: &PathBuf,
-    client_ca: Option<&PathBuf>,
-) -> Result<rustls::ServerConfig, Error> {
-    let invalid = |what: &'static str, path: &PathBuf, reason: String| Error::Secret {
+/// Checks that client TLS files hold a usable CA bundle and, when given, a certificate chain
+/// with its matching key (`paths` and `contents` in the order CA, certificate, key), so a link
+/// never switches to files a handshake would fail with.
+pub fn check_client_files(paths: &[PathBuf], contents: &[Vec<u8>]) -> Result<(), Error> {
+    if let (Some(ca), Some(bytes)) = (paths.first(), contents.first()) {
+        roots(ca, bytes)?;
+    }
+    if let (Some(cert), Some(key)) = (paths.get(1).zip(contents.get(1)), paths.get(2).zip(contents.get(2))) {
+        let (chain, private) = identity(cert, key)?;
+        let provider = rustls::crypto::ring::default_provider();
+        rustls::sign::CertifiedKey::from_der(chain, private, &provider)
+            .map_err(|e| invalid("tls key", key.0, format!("does not match the certificate ({e})")))?;
+    }
+    Ok(())
+}
+
+fn invalid(what: &'static str, path: &Path, reason: String) -> Error {
+    Error::Secret {
         what,
-        path: path.clone(),
+        path: path.to_owned(),
         reason,
-    };
-    let chain = CertificateDer::pem_slice_iter(&read("tls certificate", cert)?)
+    }
+}
+
+fn unreadable(path: &Path, e: std::io::Error) -> Error {
+    invalid("tls file", path, e.kind().to_string())
+}
+
+/// The certificate chain and private key in `cert` and `key` (path, contents).
+fn identity(
+    cert: (&PathBuf, &Vec<u8>),
+    key: (&PathBuf, &Vec<u8>),
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
+    let chain = CertificateDer::pem_slice_iter(cert.1)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid("tls certificate", cert, format!("not PEM certificates ({e})")))?;
+        .map_err(|e| invalid("tls certificate", cert.0, format!("not PEM certificates ({e})")))?;
     if chain.is_empty() {
-        return Err(invalid("tls certificate", cert, "no certificate in the file".into()));
+        return Err(invalid("tls certificate", cert.0, "no certificate in the file".into()));
     }
     // The key's own parse error is not shown: it could quote key material.
-    let private = PrivateKeyDer::from_pem_slice(&read("tls key", key)?)
-        .map_err(|_| invalid("tls key", key, "no PEM private key in the file".into()))?;
+    let private = PrivateKeyDer::from_pem_slice(key.1)
+        .map_err(|_| invalid("tls key", key.0, "no PEM private key in the file".into()))?;
+    Ok((chain, private))
+}
+
+/// The CA certificates in `bytes`, read from `path`.
+fn roots(path: &Path, bytes: &[u8]) -> Result<rustls::RootCertStore, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_slice_iter(bytes) {
+        let der = der.map_err(|e| invalid("CA", path, format!("not PEM certificates ({e})")))?;
+        roots
+            .add(der)
+            .map_err(|e| invalid("CA", path, format!("unusable CA certificate ({e})")))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid("CA", path, "no certificate in the file".into()));
+    }
+    Ok(roots)
+}
+
+/// The listener config from the certificate, key and optional client CA (`paths` and
+/// `contents` in that order).
+fn server_config(paths: &[PathBuf], contents: &[Vec<u8>]) -> Result<rustls::ServerConfig, Error> {
+    let (Some(cert), Some(key)) = (paths.first().zip(contents.first()), paths.get(1).zip(contents.get(1))) else {
+        return Err(Error::ConfigInvalid(
+            "tls: cert_file and key_file must be set together".into(),
+        ));
+    };
+    let (chain, private) = identity(cert, key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::ConfigInvalid(format!("tls: {e}")))?;
-    let builder = match client_ca {
+    let builder = match paths.get(2).zip(contents.get(2)) {
         None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for der in CertificateDer::pem_slice_iter(&read("client CA", ca)?) {
-                let der = der.map_err(|e| invalid("client CA", ca, format!("not PEM certificates ({e})")))?;
-                roots
-                    .add(der)
-                    .map_err(|e| invalid("client CA", ca, format!("unusable CA certificate ({e})")))?;
-            }
+        Some((ca, bytes)) => {
+            let roots = roots(ca, bytes).map_err(|e| match e {
+                Error::Secret { path, reason, .. } => Error::Secret {
+                    what: "client CA",
+                    path,
+                    reason,
+                },
+                other => other,
+            })?;
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| invalid("client CA", ca, e.to_string()))?;
@@ -224,7 +308,7 @@ fn http_server_config(
     };
     let mut config = builder
         .with_single_cert(chain, private)
-        .map_err(|e| invalid("tls key", key, format!("does not match the certificate ({e})")))?;
+        .map_err(|e| invalid("tls key", key.0, format!("does not match the certificate ({e})")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -113,6 +113,8 @@ async fn https_metrics(addr: SocketAddr, ca: &str, identity: Option<(&str, &str)
 }
 
 async fn plain_http_metrics(addr: SocketAddr) -> Result<u16, String> {
+    // reqwest builds a TLS setup even for plaintext, from the process's default provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
