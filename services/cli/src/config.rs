@@ -114,7 +114,7 @@ impl Config {
     }
 
     /// Every file of this configuration that holds a secret (token, token digests, TLS key,
-    /// password), with the setting that names it.
+    /// password, API key), with the setting that names it.
     pub(crate) fn secret_files(&self) -> Vec<(String, &Path)> {
         let mut files: Vec<(String, Option<&PathBuf>)> = self
             .auth
@@ -134,6 +134,17 @@ impl Config {
             files.push((format!("{name}.token_file"), link.token_file.as_ref()));
             files.push((format!("{name}.tls.key_file"), link.tls.key_file.as_ref()));
         }
+        let es = &self.siem_export.elasticsearch;
+        files.push((
+            "siem_export.elasticsearch.api_key_file".to_owned(),
+            es.api_key_file.as_ref(),
+        ));
+        files.push((
+            "siem_export.elasticsearch.password_file".to_owned(),
+            es.password_file.as_ref(),
+        ));
+        let hec = &self.siem_export.splunk_hec;
+        files.push(("siem_export.splunk_hec.token_file".to_owned(), hec.token_file.as_ref()));
         for (i, push) in self.intel.push.iter().enumerate() {
             files.push((format!("intel.push[{i}].token_file"), push.token_file.as_ref()));
             files.push((format!("intel.push[{i}].password_file"), push.password_file.as_ref()));

@@ -429,3 +429,45 @@ async fn a_missing_or_malformed_authorization_header_is_what_the_receiver_refuse
         (Some(12), Some(0))
     );
 }
+
+#[tokio::test]
+async fn a_rotated_token_file_is_used_without_a_restart() {
+    let (addr, hec) = receiver(Hec {
+        tokens: tokens(&[("token-before", false)]),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("hec-token");
+    std::fs::write(&token_file, "token-before\n").unwrap();
+    let mut c = hec_config(dir.path(), addr, "unused");
+    c.splunk_hec.token = None;
+    c.splunk_hec.token_file = Some(token_file.clone());
+    c.validate().unwrap();
+    let h = Harness::start(&c).await;
+    h.state
+        .enqueue((0..5).map(fixtures::event).collect(), HashMap::new())
+        .await
+        .unwrap();
+    eventually(30, "5 events delivered", || async {
+        h.sink("splunk_hec").status().delivered == 5
+    })
+    .await;
+
+    // Rotation as an operator does it: the Secret's file changes, then the old token is revoked.
+    let staged = dir.path().join(".hec-token.new");
+    std::fs::write(&staged, "token-after\n").unwrap();
+    std::fs::rename(&staged, &token_file).unwrap();
+    hec.lock().unwrap().tokens = tokens(&[("token-after", false)]);
+    h.state
+        .enqueue((5..10).map(fixtures::event).collect(), HashMap::new())
+        .await
+        .unwrap();
+    eventually(30, "10 events delivered", || async {
+        h.sink("splunk_hec").status().delivered == 10
+    })
+    .await;
+    assert_eq!(h.sink("splunk_hec").status().dead_lettered, 0);
+    assert_eq!(indexed_ids(&hec).len(), 10);
+    h.shutdown().await;
+}

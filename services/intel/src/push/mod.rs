@@ -264,15 +264,10 @@ impl Pusher {
     }
 }
 
-/// Reads a secret file (trimmed); the error names the file, never the content.
+/// Reads a secret file (trimmed) again for each request, so it rotates without a restart; the
+/// error names the file, never the content.
 fn secret(path: &Path) -> Result<Secret, Failure> {
-    let failed = |why: String| Failure::Retry(format!("cannot read secret {}: {why}", path.display()));
-    let text = std::fs::read_to_string(path).map_err(|e| failed(e.kind().to_string()))?;
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(failed("the file is empty".into()));
-    }
-    Ok(Secret::new(text))
+    attackmesh_runtime::secret::read_file("push credential", path).map_err(|e| Failure::Retry(e.to_string()))
 }
 
 /// A transport error without the URL (which may name internal hosts) or any header.

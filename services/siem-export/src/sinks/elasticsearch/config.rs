@@ -5,7 +5,10 @@ use std::{path::PathBuf, time::Duration};
 use attackmesh_runtime::{config::opt_scalar_string, secret::Secret};
 use serde::{Deserialize, Serialize};
 
-use crate::{error::Error, sinks::util::http::check_url};
+use crate::{
+    error::Error,
+    sinks::util::http::{check_credential, check_url},
+};
 
 /// Elasticsearch sink settings; the sink is enabled when `url` is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,11 +18,16 @@ pub struct ElasticsearchConfig {
     pub url: Option<String>,
     /// API key (the base64 `id:api_key` value sent as `Authorization: ApiKey …`).
     pub api_key: Option<Secret>,
+    /// File holding the API key instead (e.g. a mounted Secret); read again when it changes,
+    /// so the key rotates without a restart.
+    pub api_key_file: Option<PathBuf>,
     /// User for basic authentication.
     #[serde(deserialize_with = "opt_scalar_string")]
     pub username: Option<String>,
     /// Password for basic authentication.
     pub password: Option<Secret>,
+    /// File holding the password instead; read again when it changes.
+    pub password_file: Option<PathBuf>,
     /// PEM CA bundle trusted in addition to the platform roots (self-signed clusters).
     pub ca_file: Option<PathBuf>,
     /// Index written to (and the index template's pattern `<index>*`). Documents are written
@@ -44,8 +52,10 @@ impl Default for ElasticsearchConfig {
         Self {
             url: None,
             api_key: None,
+            api_key_file: None,
             username: None,
             password: None,
+            password_file: None,
             ca_file: None,
             index: "attackmesh-alerts".into(),
             data_stream: None,
@@ -68,13 +78,24 @@ impl ElasticsearchConfig {
             return Ok(());
         }
         check_url("elasticsearch.url", self.url.as_deref().unwrap_or_default())?;
-        let has_key = self.api_key.as_ref().is_some_and(|k| !k.is_empty());
+        check_credential(
+            "elasticsearch.api_key",
+            self.api_key.as_ref(),
+            self.api_key_file.as_deref(),
+        )?;
+        check_credential(
+            "elasticsearch.password",
+            self.password.as_ref(),
+            self.password_file.as_deref(),
+        )?;
+        let has_key = self.api_key.as_ref().is_some_and(|k| !k.is_empty()) || self.api_key_file.is_some();
+        let has_password = self.password.as_ref().is_some_and(|p| !p.is_empty()) || self.password_file.is_some();
         if has_key && self.username.is_some() {
             return Err(Error::Config(
-                "elasticsearch: set either api_key or username/password, not both".into(),
+                "elasticsearch: set either api_key(_file) or username/password(_file), not both".into(),
             ));
         }
-        if self.username.is_some() != self.password.as_ref().is_some_and(|p| !p.is_empty()) {
+        if self.username.is_some() != has_password {
             return Err(Error::Config(
                 "elasticsearch: username and password must be set together".into(),
             ));

@@ -12,7 +12,6 @@ use std::{io::Write, sync::Arc};
 
 use attackmesh::text::clip;
 use futures::future::BoxFuture;
-use http::HeaderValue;
 use serde_json::Value;
 
 use super::{config::ElasticsearchConfig, encode, template};
@@ -26,7 +25,7 @@ pub struct ElasticsearchSink {
     config: ElasticsearchConfig,
     client: reqwest::Client,
     base: String,
-    auth: Option<HeaderValue>,
+    auth: Option<h::Authorization>,
 }
 
 impl ElasticsearchSink {
@@ -35,11 +34,27 @@ impl ElasticsearchSink {
         let url = config.url.as_deref().unwrap_or_default();
         h::check_url("elasticsearch.url", url)?;
         let client = h::client(super::KIND, config.ca_file.as_deref(), config.request_timeout)?;
-        let auth = match (&config.api_key, &config.username, &config.password) {
-            (Some(key), _, _) if !key.is_empty() => Some(sensitive(&format!("ApiKey {}", key.expose()))?),
-            (_, Some(user), Some(pass)) => {
-                let token = base64(format!("{user}:{}", pass.expose()).as_bytes());
-                Some(sensitive(&format!("Basic {token}"))?)
+        let key = h::credential(
+            "elasticsearch api key",
+            config.api_key.as_ref(),
+            config.api_key_file.as_deref(),
+        )?;
+        let password = h::credential(
+            "elasticsearch password",
+            config.password.as_ref(),
+            config.password_file.as_deref(),
+        )?;
+        let auth = match (key, &config.username, password) {
+            (Some(key), _, _) => Some(h::Authorization::new("elasticsearch.api_key", key, |key| {
+                format!("ApiKey {key}")
+            })?),
+            (None, Some(user), Some(password)) => {
+                let user = user.clone();
+                Some(h::Authorization::new(
+                    "elasticsearch.password",
+                    password,
+                    move |password| format!("Basic {}", base64(format!("{user}:{password}").as_bytes())),
+                )?)
             }
             _ => None,
         };
@@ -53,8 +68,8 @@ impl ElasticsearchSink {
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut req = self.client.request(method, format!("{}/{path}", self.base));
-        if let Some(auth) = &self.auth {
-            req = req.header(http::header::AUTHORIZATION, auth.clone());
+        if let Some(auth) = self.auth.as_ref().map(h::Authorization::value) {
+            req = req.header(http::header::AUTHORIZATION, auth);
         }
         req
     }
@@ -147,13 +162,6 @@ fn items(text: &str, n: usize) -> Vec<ItemOutcome> {
             }
         })
         .collect()
-}
-
-fn sensitive(value: &str) -> Result<HeaderValue, Error> {
-    let mut v = HeaderValue::from_str(value)
-        .map_err(|_| Error::Config("elasticsearch: credentials contain characters not allowed in a header".into()))?;
-    v.set_sensitive(true);
-    Ok(v)
 }
 
 /// Standard base64 with padding.

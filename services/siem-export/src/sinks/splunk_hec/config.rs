@@ -9,7 +9,7 @@ use crate::{
     error::Error,
     sinks::util::{
         hec::{DEFAULT_SOURCE, DEFAULT_SOURCETYPE},
-        http::check_url,
+        http::{check_credential, check_url},
     },
 };
 
@@ -22,6 +22,9 @@ pub struct SplunkHecConfig {
     pub url: Option<String>,
     /// HEC token, sent as `Authorization: Splunk <token>`.
     pub token: Option<Secret>,
+    /// File holding the HEC token instead (e.g. a mounted Secret); read again when it changes,
+    /// so the token rotates without a restart.
+    pub token_file: Option<PathBuf>,
     /// Index for the events (must be allowed for the token); the token's default when unset.
     #[serde(deserialize_with = "opt_scalar_string")]
     pub index: Option<String>,
@@ -55,6 +58,7 @@ impl Default for SplunkHecConfig {
         Self {
             url: None,
             token: None,
+            token_file: None,
             index: None,
             source: DEFAULT_SOURCE.into(),
             sourcetype: DEFAULT_SOURCETYPE.into(),
@@ -81,9 +85,10 @@ impl SplunkHecConfig {
             return Ok(());
         }
         check_url("splunk_hec.url", self.url.as_deref().unwrap_or_default())?;
-        if self.token.as_ref().is_none_or(Secret::is_empty) {
+        check_credential("splunk_hec.token", self.token.as_ref(), self.token_file.as_deref())?;
+        if self.token.as_ref().is_none_or(Secret::is_empty) && self.token_file.is_none() {
             return Err(Error::Config(
-                "splunk_hec.token is required when splunk_hec.url is set".into(),
+                "splunk_hec.token or splunk_hec.token_file is required when splunk_hec.url is set".into(),
             ));
         }
         if self.max_request_bytes < 1024 {

@@ -20,7 +20,6 @@ use std::{
 
 use attackmesh::text::clip;
 use futures::future::BoxFuture;
-use http::HeaderValue;
 use serde_json::{Value, json};
 
 use super::{SplunkHecConfig, encode};
@@ -37,7 +36,7 @@ pub struct SplunkHecSink {
     config: SplunkHecConfig,
     client: reqwest::Client,
     base: String,
-    auth: HeaderValue,
+    auth: h::Authorization,
     channel: String,
     ack: AtomicBool,
 }
@@ -71,10 +70,9 @@ impl SplunkHecSink {
         let url = config.url.as_deref().unwrap_or_default();
         h::check_url("splunk_hec.url", url)?;
         let client = h::client(super::KIND, config.ca_file.as_deref(), config.request_timeout)?;
-        let token = config.token.as_ref().map(|t| t.expose().to_owned()).unwrap_or_default();
-        let mut auth = HeaderValue::from_str(&format!("Splunk {token}"))
-            .map_err(|_| Error::Config("splunk_hec.token contains characters not allowed in a header".into()))?;
-        auth.set_sensitive(true);
+        let token = h::credential("HEC token", config.token.as_ref(), config.token_file.as_deref())?
+            .ok_or_else(|| Error::Config("splunk_hec.token or token_file is required".into()))?;
+        let auth = h::Authorization::new("splunk_hec.token", token, |token| format!("Splunk {token}"))?;
         Ok(Self {
             config: config.clone(),
             client,
@@ -89,7 +87,7 @@ impl SplunkHecSink {
         let mut req = self
             .client
             .post(format!("{}{path}", self.base))
-            .header(http::header::AUTHORIZATION, self.auth.clone())
+            .header(http::header::AUTHORIZATION, self.auth.value())
             .header(http::header::CONTENT_TYPE, "application/json");
         if channel {
             req = req.header(CHANNEL_HEADER, self.channel.as_str());
@@ -187,7 +185,7 @@ impl SplunkHecSink {
         let resp = self
             .client
             .post(format!("{}/services/collector/ack", self.base))
-            .header(http::header::AUTHORIZATION, self.auth.clone())
+            .header(http::header::AUTHORIZATION, self.auth.value())
             .header(CHANNEL_HEADER, self.channel.as_str())
             .json(&json!({"acks": [id]}))
             .send()

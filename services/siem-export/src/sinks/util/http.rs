@@ -1,9 +1,92 @@
 //! The HTTP client the HTTP sinks share: rustls (ring) with an optional custom CA, timeouts,
-//! and error texts that never carry a URL's credentials or a request's headers.
+//! error texts that never carry a URL's credentials or a request's headers, and the
+//! `Authorization` value of a credential that may rotate ([`Authorization`]).
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Mutex, time::Duration};
+
+use attackmesh_runtime::secret::{Secret, SecretSource};
+use http::HeaderValue;
 
 use crate::error::Error;
+
+/// The `Authorization` value of an HTTP sink, rendered from a credential that may come from a
+/// `*_file` setting and rotate ([`SecretSource`]): every request takes the value of the moment.
+/// A rotated credential that cannot go into a header keeps the value before (logged once).
+pub(crate) struct Authorization {
+    setting: &'static str,
+    source: SecretSource,
+    render: Box<dyn Fn(&str) -> String + Send + Sync>,
+    /// The credential last seen and the header value in use.
+    last: Mutex<(Secret, HeaderValue)>,
+}
+
+impl Authorization {
+    /// The value `render(credential)` of the credential named by `setting`; a credential that
+    /// cannot go into a header is a configuration error here.
+    pub(crate) fn new(
+        setting: &'static str,
+        source: SecretSource,
+        render: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> Result<Self, Error> {
+        let secret = source.current();
+        let value = sensitive(&render(secret.expose()))
+            .ok_or_else(|| Error::Config(format!("{setting} contains characters not allowed in a header")))?;
+        Ok(Self {
+            setting,
+            source,
+            render: Box::new(render),
+            last: Mutex::new((secret, value)),
+        })
+    }
+
+    /// The header value for a request now.
+    pub(crate) fn value(&self) -> HeaderValue {
+        let secret = self.source.current();
+        // The pair is replaced whole, so a panic elsewhere cannot leave it half written.
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if secret != last.0 {
+            match sensitive(&(self.render)(secret.expose())) {
+                Some(value) => last.1 = value,
+                None => tracing::error!(
+                    setting = self.setting,
+                    "rotated credential contains characters not allowed in a header; the previous one stays in use"
+                ),
+            }
+            last.0 = secret;
+        }
+        last.1.clone()
+    }
+}
+
+/// A header value marked sensitive (never indexed by HTTP/2 header compression).
+fn sensitive(value: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(value).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// The credential of a `<key>` / `<key>_file` pair of settings (see
+/// [`SecretSource::from_config`]); errors name the file, never the credential.
+pub(crate) fn credential(
+    what: &'static str,
+    value: Option<&Secret>,
+    file: Option<&Path>,
+) -> Result<Option<SecretSource>, Error> {
+    SecretSource::from_config(what, value, file).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Checks a `<key>` / `<key>_file` pair: not both, and the file exists.
+pub(crate) fn check_credential(key: &str, value: Option<&Secret>, file: Option<&Path>) -> Result<(), Error> {
+    if value.is_some_and(|v| !v.is_empty()) && file.is_some() {
+        return Err(Error::Config(format!("set {key} or {key}_file, not both")));
+    }
+    if let Some(path) = file
+        && let Err(e) = std::fs::metadata(path)
+    {
+        return Err(Error::Config(format!("{key}_file {}: {}", path.display(), e.kind())));
+    }
+    Ok(())
+}
 
 /// Builds a client trusting the platform roots plus `ca_file` (PEM bundle) when given.
 pub(crate) fn client(sink: &str, ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, Error> {
