@@ -124,6 +124,17 @@ def lay_out_pod(pod_spec, container, docs, root):
                 files = {k: dummy_file(k) for k in names}
             for key, content in files.items():
                 (path / names[key]).write_text(content)
+        elif "projected" in vol:  # several Secrets' keys under one mount, in sub-directories
+            path.mkdir(parents=True, exist_ok=True)
+            for source in vol["projected"]["sources"]:
+                secret = source.get("secret")
+                if not secret:
+                    continue
+                data = secrets.get(secret["name"]) or {}
+                for item in secret.get("items", []):
+                    target = path / item["path"]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(data.get(item["key"], dummy_file(item["key"])))
         else:  # emptyDir or a claim template
             path.mkdir(parents=True, exist_ok=True)
     return mounts

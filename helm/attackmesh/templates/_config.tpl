@@ -2,7 +2,8 @@
 The product configuration one service runs with (`attackmesh serve <svc> --config ...`), as a
 YAML document: the shared sections, the service's listen address, and its section built from
 `<service>.config` plus the paths, endpoints and listeners the chart owns. Credentials are never
-written here: they arrive as environment variables from Secrets, or as mounted files.
+written here: they arrive as files mounted from Secrets (`*_file` keys point at them), which
+the services read again when Kubernetes updates them, so rotating a Secret needs no restart.
 Call with (dict "root" $ "c" $component).
 */}}
 
@@ -15,6 +16,7 @@ tokens: /etc/attackmesh/tokens
 rules: /etc/attackmesh/rules
 sinks: /etc/attackmesh/sinks
 push: /etc/attackmesh/push
+credentials: /etc/attackmesh/credentials
 {{- end }}
 
 {{/* `HOST:PORT` for a listener, bracketing IPv6 hosts: (dict "host" "0.0.0.0" "port" 50051). */}}
@@ -72,6 +74,19 @@ push: /etc/attackmesh/push
 {{- $_ = set $intel "token_file" (printf "%s/%s" $p.internal $V.auth.internalToken.tokenKey) }}
 {{- $_ = set $s "intel" $intel }}
 {{- end }}
+{{- with $v.credentials.elasticsearch }}
+{{- if .existingSecret }}
+{{- $section := deepCopy (default dict $s.elasticsearch) }}
+{{- if .apiKeyKey }}{{ $_ = set $section "api_key_file" (printf "%s/elasticsearch/api-key" $p.credentials) }}{{ end }}
+{{- if .passwordKey }}{{ $_ = set $section "password_file" (printf "%s/elasticsearch/password" $p.credentials) }}{{ end }}
+{{- $_ = set $s "elasticsearch" $section }}
+{{- end }}
+{{- end }}
+{{- if $v.credentials.splunkHec.existingSecret }}
+{{- $section := deepCopy (default dict $s.splunk_hec) }}
+{{- $_ = set $section "token_file" (printf "%s/splunk-hec/token" $p.credentials) }}
+{{- $_ = set $s "splunk_hec" $section }}
+{{- end }}
 {{- range $sink := list (list "elasticsearch" "elasticsearch") (list "splunk_hec" "splunkHec") }}
 {{- $ca := index $v.sinkCA (index $sink 1) }}
 {{- if $ca.secretName }}
@@ -119,7 +134,8 @@ push: /etc/attackmesh/push
 {{- end }}
 
 {{/*
-Environment variables carrying credentials from Secrets (never from values).
+Environment variables from Secrets (never from values): the Elasticsearch user name and the
+intel database URL. Sink credentials are mounted files instead ("attackmesh.volumes").
 Call with (dict "root" $ "c" $component).
 */}}
 {{- define "attackmesh.secretEnv" -}}
@@ -127,37 +143,12 @@ Call with (dict "root" $ "c" $component).
 {{- $v := index $V .c.key }}
 {{- if eq .c.key "siemExport" }}
 {{- with $v.credentials.elasticsearch }}
-{{- if .existingSecret }}
-{{- if .apiKeyKey }}
-- name: ATTACKMESH_SIEM_EXPORT__ELASTICSEARCH__API_KEY
-  valueFrom:
-    secretKeyRef:
-      name: {{ .existingSecret }}
-      key: {{ .apiKeyKey }}
-{{- end }}
-{{- if .usernameKey }}
+{{- if and .existingSecret .usernameKey }}
 - name: ATTACKMESH_SIEM_EXPORT__ELASTICSEARCH__USERNAME
   valueFrom:
     secretKeyRef:
       name: {{ .existingSecret }}
       key: {{ .usernameKey }}
-{{- end }}
-{{- if .passwordKey }}
-- name: ATTACKMESH_SIEM_EXPORT__ELASTICSEARCH__PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ .existingSecret }}
-      key: {{ .passwordKey }}
-{{- end }}
-{{- end }}
-{{- end }}
-{{- with $v.credentials.splunkHec }}
-{{- if .existingSecret }}
-- name: ATTACKMESH_SIEM_EXPORT__SPLUNK_HEC__TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ .existingSecret }}
-      key: {{ .tokenKey }}
 {{- end }}
 {{- end }}
 {{- else if eq .c.key "intel" }}

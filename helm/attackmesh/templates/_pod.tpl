@@ -91,6 +91,11 @@ successThreshold: 1
   readOnly: true
 {{- end }}
 {{- if eq .c.key "siemExport" }}
+{{- if or $v.credentials.elasticsearch.existingSecret $v.credentials.splunkHec.existingSecret }}
+- name: sink-credentials
+  mountPath: {{ $p.credentials }}
+  readOnly: true
+{{- end }}
 {{- range $sink := list "elasticsearch" "splunkHec" }}
 {{- if (index $v.sinkCA $sink).secretName }}
 - name: {{ printf "ca-%s" ($sink | lower) }}
@@ -170,6 +175,36 @@ successThreshold: 1
     name: {{ $v.rules.configMap }}
 {{- end }}
 {{- if eq $c.key "siemExport" }}
+{{- $es := $v.credentials.elasticsearch }}
+{{- $hec := $v.credentials.splunkHec }}
+{{- if or $es.existingSecret $hec.existingSecret }}
+{{- /* One projected volume, no subPath: Kubernetes swaps the files in place when a Secret
+changes, and siem-export reads them again without a restart. */}}
+- name: sink-credentials
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- if and $es.existingSecret (or $es.apiKeyKey $es.passwordKey) }}
+      - secret:
+          name: {{ $es.existingSecret }}
+          items:
+            {{- if $es.apiKeyKey }}
+            - key: {{ $es.apiKeyKey }}
+              path: elasticsearch/api-key
+            {{- end }}
+            {{- if $es.passwordKey }}
+            - key: {{ $es.passwordKey }}
+              path: elasticsearch/password
+            {{- end }}
+      {{- end }}
+      {{- if $hec.existingSecret }}
+      - secret:
+          name: {{ $hec.existingSecret }}
+          items:
+            - key: {{ $hec.tokenKey }}
+              path: splunk-hec/token
+      {{- end }}
+{{- end }}
 {{- range $sink := list "elasticsearch" "splunkHec" }}
 {{- $ca := index $v.sinkCA $sink }}
 {{- if $ca.secretName }}
