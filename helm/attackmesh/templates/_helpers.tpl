@@ -183,7 +183,7 @@ Each is a deliberate choice explained in the chart README.
   "CKV_K8S_15" "Release tags are immutable and image.digest pins by digest; Always would make restarts depend on the registry"
   "CKV_K8S_43" "image.digest pins by digest; the default is the chart's appVersion tag because a chart cannot know a build's digest"
   "CKV2_K8S_6" "NetworkPolicies are opt-in (networkPolicy.enabled): their detector, sink and DNS peers are site-specific"
-  "CKV_K8S_35" "The binary reads sink credentials and the database URL from its ATTACKMESH_ variables only; they come from secretKeyRef, never from values"
+  "CKV_K8S_35" "The intel database URL and the Elasticsearch user name come from secretKeyRef variables, never from values; sink credentials are mounted files"
   "CKV_K8S_8" "A one-shot helm test pod that exits when its check is done; probes do not apply"
   "CKV_K8S_9" "A one-shot helm test pod that exits when its check is done; probes do not apply"
 }}

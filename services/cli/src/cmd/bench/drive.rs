@@ -51,6 +51,17 @@ pub(super) struct Outcome {
     pub(super) latency: Percentiles,
 }
 
+/// What one reporting interval of a long run measured (see [`drive`]'s `every`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slice {
+    /// Seconds from the first send to the end of the interval.
+    pub(super) at_seconds: f64,
+    /// Events acknowledged DURABLE in the interval.
+    pub(super) accepted: u64,
+    /// Latency of the batches acknowledged in the interval.
+    pub(super) latency: Percentiles,
+}
+
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub(super) struct Percentiles {
@@ -153,12 +164,15 @@ struct Pending {
 }
 
 /// Streams `plan` to `client` on one `Ingest` stream and waits for every batch to be
-/// acknowledged DURABLE. Event ids are `<prefix>-<n>`.
+/// acknowledged DURABLE. Event ids are `<prefix>-<n>`. With `every`, `on_slice` is called at
+/// each such interval with what it measured (a soak's drift over time).
 pub(super) async fn drive(
     client: &mut IngestServiceClient<Channel>,
     token: &str,
     prefix: &str,
     plan: Plan,
+    every: Option<Duration>,
+    on_slice: &mut dyn FnMut(Slice),
 ) -> anyhow::Result<Outcome> {
     let batches = plan.events.div_ceil(plan.batch);
     let interval = plan.rate.map(|r| Duration::from_secs_f64(plan.batch as f64 / r));
@@ -188,6 +202,8 @@ pub(super) async fn drive(
     let mut latencies = Latencies::default();
     let (mut accepted, mut rejected, mut retried_batches) = (0u64, 0u64, 0u64);
     let mut last_ack = start;
+    let mut slice = (Latencies::default(), 0u64);
+    let mut slice_end = every.map(|e| start + e);
 
     while next < batches || !pending.is_empty() || !retry.is_empty() {
         let room = pending.len() < plan.in_flight;
@@ -208,6 +224,10 @@ pub(super) async fn drive(
                         accepted += u64::from(ack.accepted);
                         rejected += u64::from(ack.rejected);
                         latencies.record(last_ack - sent.since, sent.events);
+                        if every.is_some() {
+                            slice.0.record(last_ack - sent.since, sent.events);
+                            slice.1 += u64::from(ack.accepted);
+                        }
                     }
                     Ok(AckStatus::Retry) => {
                         retried_batches += 1;
@@ -216,6 +236,15 @@ pub(super) async fn drive(
                     }
                     _ => bail!("batch {} answered {:?}: {}", ack.batch_id, ack.status(), ack.message),
                 }
+            }
+            () = sleep_until(slice_end), if slice_end.is_some() => {
+                let (window, events) = std::mem::take(&mut slice);
+                on_slice(Slice {
+                    at_seconds: start.elapsed().as_secs_f64(),
+                    accepted: events,
+                    latency: window.percentiles(),
+                });
+                slice_end = slice_end.zip(every).map(|(end, every)| end + every);
             }
             () = sleep_until(retry_due), if room && retry_due.is_some() => {
                 if let Some((_, k, sent)) = retry.pop_front() {

@@ -8,8 +8,12 @@
 //! inside this process (`--processes single`). Everything lives in a temporary directory that
 //! is removed afterwards; nothing listens beyond 127.0.0.1. Timing goals are read off the
 //! report, not asserted here.
+//!
+//! A soak (`--duration 10m --rate 10000`) sends at a steady rate for that long and reports, every
+//! `--report-every`, one JSON line with the interval's throughput, latency and the resident memory
+//! of each service; the summary compares the first interval with the last (drift).
 
-use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
+use std::{collections::BTreeMap, io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, bail};
 use attackmesh::proto::ingest_service_client::IngestServiceClient;
@@ -25,7 +29,7 @@ mod procs;
 mod sink;
 mod stack;
 
-use drive::{Outcome, Percentiles, Plan};
+use drive::{Outcome, Percentiles, Plan, Slice};
 use sink::HecReceiver;
 use stack::{Setup, Stack};
 
@@ -78,6 +82,14 @@ struct PipelineArgs {
     /// as fast as acknowledgements allow when unset.
     #[arg(long)]
     rate: Option<f64>,
+    /// Soak: send at `--rate` for this long (e.g. `10m`) instead of `--events`, reporting every
+    /// `--report-every` (JSON lines on stdout) and the drift from the first interval to the
+    /// last; the no-op baseline is skipped.
+    #[arg(long, value_parser = parse_duration, requires = "rate")]
+    duration: Option<Duration>,
+    /// Length of a soak's reporting interval.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    report_every: Duration,
     /// Run the services as child processes or inside this process.
     #[arg(long, value_enum, default_value_t = Processes::Separate)]
     processes: Processes,
@@ -120,6 +132,57 @@ async fn noop_hop(args: NoopHopArgs) -> anyhow::Result<ExitCode> {
     let signals = shutdown::signals()?;
     noop::serve(args.role, &config, listener, signals).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime_serde::re::humantime::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// One reporting interval of a soak: a JSON line on stdout.
+#[derive(Debug, Clone, Serialize)]
+struct Interval {
+    interval: usize,
+    at_seconds: f64,
+    events: u64,
+    throughput_eps: f64,
+    latency_ms: Percentiles,
+    /// Resident memory of each service at the end of the interval.
+    rss_mb: BTreeMap<String, f64>,
+}
+
+/// How a soak's last interval differs from its first.
+#[derive(Debug, Serialize)]
+struct Drift {
+    intervals: usize,
+    first: Interval,
+    last: Interval,
+    /// Last minus first resident memory, by service, in MiB.
+    rss_mb_change: BTreeMap<String, f64>,
+    /// Last p99 latency over first.
+    latency_p99_ratio: f64,
+}
+
+impl Drift {
+    fn of(intervals: &[Interval]) -> Option<Self> {
+        let (first, last) = (intervals.first()?.clone(), intervals.last()?.clone());
+        let rss_mb_change = last
+            .rss_mb
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    ((v - first.rss_mb.get(k).copied().unwrap_or_default()) * 10.0).round() / 10.0,
+                )
+            })
+            .collect();
+        Some(Self {
+            intervals: intervals.len(),
+            latency_p99_ratio: (last.latency_ms.p99 / first.latency_ms.p99.max(1e-9) * 100.0).round() / 100.0,
+            first,
+            last,
+            rss_mb_change,
+        })
+    }
 }
 
 /// Throughput, latency and memory of one phase.
@@ -182,6 +245,8 @@ struct Report {
     in_flight: usize,
     baseline: Option<Figures>,
     ratio_to_baseline: Option<Ratio>,
+    /// Soak only: the first reporting interval against the last.
+    drift: Option<Drift>,
 }
 
 async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
@@ -190,6 +255,14 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     }
     if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         bail!("--rate must be a positive number of events per second");
+    }
+    let mut args = args;
+    if let (Some(duration), Some(rate)) = (args.duration, args.rate) {
+        if duration < args.report_every || args.report_every < Duration::from_secs(1) {
+            bail!("--report-every must be at least 1s and no longer than --duration");
+        }
+        args.events = ((duration.as_secs_f64() * rate).ceil() as usize).max(1);
+        args.no_baseline = true;
     }
     let dir = tempfile::Builder::new().prefix("attackmesh-bench-").tempdir()?;
     let hec = match args.sink {
@@ -209,10 +282,11 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     let baseline = if args.no_baseline {
         None
     } else {
-        let (outcome, rss, cpu, _) = phase(&setup, &args, hec.as_ref(), true).await.context("baseline")?;
+        let (outcome, rss, cpu, _, _) = phase(&setup, &args, hec.as_ref(), true).await.context("baseline")?;
         Some(Figures::new(&outcome, rss, cpu))
     };
-    let (outcome, rss, cpu, delivered) = phase(&setup, &args, hec.as_ref(), false).await.context("pipeline")?;
+    let (outcome, rss, cpu, delivered, intervals) =
+        phase(&setup, &args, hec.as_ref(), false).await.context("pipeline")?;
     let run = Figures::new(&outcome, rss, cpu);
     let ratio = |a: f64, b: f64| (a / b.max(1e-9) * 1000.0).round() / 1000.0;
     let total_cpu = |f: &Figures| f.cpu_us_per_event.get("total").copied().unwrap_or_default();
@@ -237,6 +311,7 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         in_flight: args.in_flight,
         baseline,
         ratio_to_baseline,
+        drift: Drift::of(&intervals),
     };
     eprint!("{}", summary(&report));
     if args.json {
@@ -252,7 +327,13 @@ async fn phase(
     args: &PipelineArgs,
     hec: Option<&HecReceiver>,
     noop: bool,
-) -> anyhow::Result<(Outcome, BTreeMap<String, f64>, BTreeMap<String, f64>, u64)> {
+) -> anyhow::Result<(
+    Outcome,
+    BTreeMap<String, f64>,
+    BTreeMap<String, f64>,
+    u64,
+    Vec<Interval>,
+)> {
     if args.processes == Processes::Single {
         stack::reset_own_peak_rss();
     }
@@ -271,7 +352,15 @@ async fn phase(
         in_flight: args.in_flight,
         rate: None,
     };
-    let warm = drive::drive(&mut client, &setup.detector_token, &format!("{prefix}-warmup"), warmup).await?;
+    let warm = drive::drive(
+        &mut client,
+        &setup.detector_token,
+        &format!("{prefix}-warmup"),
+        warmup,
+        None,
+        &mut |_| {},
+    )
+    .await?;
     let cpu_before = stack.cpu_seconds();
     let plan = Plan {
         events: args.events,
@@ -279,7 +368,29 @@ async fn phase(
         in_flight: args.in_flight,
         rate: args.rate,
     };
-    let outcome = drive::drive(&mut client, &setup.detector_token, &prefix, plan).await?;
+    let mut intervals: Vec<Interval> = Vec::new();
+    let mut on_slice = |slice: Slice| {
+        let seconds = args.report_every.as_secs_f64();
+        let interval = Interval {
+            interval: intervals.len() + 1,
+            at_seconds: (slice.at_seconds * 10.0).round() / 10.0,
+            events: slice.accepted,
+            throughput_eps: (slice.accepted as f64 / seconds).round(),
+            latency_ms: Percentiles {
+                p50: (slice.latency.p50 * 100.0).round() / 100.0,
+                p99: (slice.latency.p99 * 100.0).round() / 100.0,
+                p999: (slice.latency.p999 * 100.0).round() / 100.0,
+            },
+            rss_mb: stack.rss_mb(),
+        };
+        if let Ok(line) = serde_json::to_string(&interval) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+        }
+        intervals.push(interval);
+    };
+    let every = args.duration.map(|_| args.report_every);
+    let outcome = drive::drive(&mut client, &setup.detector_token, &prefix, plan, every, &mut on_slice).await?;
     let cpu_used = |stack: &Stack| -> BTreeMap<String, f64> {
         let after = stack.cpu_seconds();
         after
@@ -290,7 +401,7 @@ async fn phase(
     if noop {
         let (rss, cpu) = (stack.peak_rss_mb(), cpu_used(&stack));
         stack.stop().await?;
-        return Ok((outcome, rss, cpu, 0));
+        return Ok((outcome, rss, cpu, 0, intervals));
     }
     let acked = warm.accepted + outcome.accepted;
     sink::wait_delivered(stack.export, &setup.internal_token, acked).await?;
@@ -307,7 +418,7 @@ async fn phase(
             outcome.accepted
         );
     }
-    Ok((outcome, rss, cpu, delivered))
+    Ok((outcome, rss, cpu, delivered, intervals))
 }
 
 fn summary(r: &Report) -> String {
@@ -341,5 +452,71 @@ fn summary(r: &Report) -> String {
             ratio.throughput, ratio.latency_p99, ratio.cpu_per_event
         ));
     }
+    if let Some(d) = &r.drift {
+        let rss: Vec<String> = d
+            .rss_mb_change
+            .iter()
+            .map(|(k, change)| {
+                let first = d.first.rss_mb.get(k).copied().unwrap_or_default();
+                format!(
+                    "{k} {first} → {} MiB ({change:+})",
+                    d.last.rss_mb.get(k).copied().unwrap_or_default()
+                )
+            })
+            .collect();
+        text.push_str(&format!(
+            "  drift over {} intervals (first → last): RSS {}; p99 {} → {} ms ({}x); {} → {} events/s\n",
+            d.intervals,
+            rss.join(", "),
+            d.first.latency_ms.p99,
+            d.last.latency_ms.p99,
+            d.latency_p99_ratio,
+            d.first.throughput_eps,
+            d.last.throughput_eps
+        ));
+    }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interval(n: usize, p99: f64, rss: &[(&str, f64)]) -> Interval {
+        Interval {
+            interval: n,
+            at_seconds: n as f64 * 30.0,
+            events: 300_000,
+            throughput_eps: 10_000.0,
+            latency_ms: Percentiles {
+                p50: 5.0,
+                p99,
+                p999: p99,
+            },
+            rss_mb: rss.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn drift_compares_the_first_interval_with_the_last() {
+        assert!(Drift::of(&[]).is_none(), "no interval, no drift");
+        let intervals = [
+            interval(1, 20.0, &[("attribution", 90.0), ("siem_export", 100.0)]),
+            interval(2, 80.0, &[("attribution", 95.0), ("siem_export", 160.0)]),
+            interval(3, 30.0, &[("attribution", 90.5), ("siem_export", 101.2)]),
+        ];
+        let drift = Drift::of(&intervals).unwrap_or_else(|| panic!("three intervals"));
+        assert_eq!(drift.intervals, 3);
+        assert_eq!((drift.first.interval, drift.last.interval), (1, 3));
+        assert_eq!(drift.rss_mb_change["attribution"], 0.5);
+        assert_eq!(drift.rss_mb_change["siem_export"], 1.2);
+        assert_eq!(drift.latency_p99_ratio, 1.5);
+    }
+
+    #[test]
+    fn durations_are_written_the_human_way() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert!(parse_duration("ten minutes").is_err());
+    }
 }

@@ -114,6 +114,19 @@ impl Children {
             .collect()
     }
 
+    /// Resident memory (VmRSS) of each child now, in MiB, by service name.
+    pub(super) fn rss_mb(&self) -> BTreeMap<String, f64> {
+        self.0
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.name.replace('-', "_"),
+                    status_mb(&format!("/proc/{}/status", p.child.id()), "VmRSS:")?,
+                ))
+            })
+            .collect()
+    }
+
     /// CPU time (user + system) each child has used so far, in seconds, by service name.
     pub(super) fn cpu_seconds(&self) -> BTreeMap<String, f64> {
         self.0
@@ -162,8 +175,13 @@ impl Children {
 
 /// VmHWM of a `/proc/<pid>/status` file, in MiB.
 pub(super) fn peak_rss_mb(status_file: &str) -> Option<f64> {
+    status_mb(status_file, "VmHWM:")
+}
+
+/// A memory `field` (`VmRSS:`, `VmHWM:`) of a `/proc/<pid>/status` file, in MiB.
+pub(super) fn status_mb(status_file: &str, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(status_file).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some((kib / 1024.0 * 10.0).round() / 10.0)
 }

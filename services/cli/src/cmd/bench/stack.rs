@@ -219,6 +219,16 @@ impl Stack {
         }
     }
 
+    /// Resident memory now, in MiB: per service, or `all` for this process.
+    pub(super) fn rss_mb(&self) -> BTreeMap<String, f64> {
+        match &self.layout {
+            Layout::Separate(children) => children.rss_mb(),
+            Layout::Single { .. } => super::procs::status_mb("/proc/self/status", "VmRSS:")
+                .map(|mb| BTreeMap::from([("all".to_owned(), mb)]))
+                .unwrap_or_default(),
+        }
+    }
+
     /// CPU seconds used so far: per service, or `all` for this process (the load generator
     /// included).
     pub(super) fn cpu_seconds(&self) -> BTreeMap<String, f64> {
