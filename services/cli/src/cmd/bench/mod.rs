@@ -27,10 +27,12 @@ mod drive;
 mod noop;
 mod procs;
 mod sink;
+mod soak;
 mod stack;
 
 use drive::{Outcome, Percentiles, Plan, Slice};
 use sink::HecReceiver;
+use soak::{Drift, Interval};
 use stack::{Setup, Stack};
 
 /// Arguments of `attackmesh bench`.
@@ -136,53 +138,6 @@ async fn noop_hop(args: NoopHopArgs) -> anyhow::Result<ExitCode> {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime_serde::re::humantime::parse_duration(text).map_err(|e| e.to_string())
-}
-
-/// One reporting interval of a soak: a JSON line on stdout.
-#[derive(Debug, Clone, Serialize)]
-struct Interval {
-    interval: usize,
-    at_seconds: f64,
-    events: u64,
-    throughput_eps: f64,
-    latency_ms: Percentiles,
-    /// Resident memory of each service at the end of the interval.
-    rss_mb: BTreeMap<String, f64>,
-}
-
-/// How a soak's last interval differs from its first.
-#[derive(Debug, Serialize)]
-struct Drift {
-    intervals: usize,
-    first: Interval,
-    last: Interval,
-    /// Last minus first resident memory, by service, in MiB.
-    rss_mb_change: BTreeMap<String, f64>,
-    /// Last p99 latency over first.
-    latency_p99_ratio: f64,
-}
-
-impl Drift {
-    fn of(intervals: &[Interval]) -> Option<Self> {
-        let (first, last) = (intervals.first()?.clone(), intervals.last()?.clone());
-        let rss_mb_change = last
-            .rss_mb
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    ((v - first.rss_mb.get(k).copied().unwrap_or_default()) * 10.0).round() / 10.0,
-                )
-            })
-            .collect();
-        Some(Self {
-            intervals: intervals.len(),
-            latency_p99_ratio: (last.latency_ms.p99 / first.latency_ms.p99.max(1e-9) * 100.0).round() / 100.0,
-            first,
-            last,
-            rss_mb_change,
-        })
-    }
 }
 
 /// Throughput, latency and memory of one phase.
@@ -452,71 +407,8 @@ fn summary(r: &Report) -> String {
             ratio.throughput, ratio.latency_p99, ratio.cpu_per_event
         ));
     }
-    if let Some(d) = &r.drift {
-        let rss: Vec<String> = d
-            .rss_mb_change
-            .iter()
-            .map(|(k, change)| {
-                let first = d.first.rss_mb.get(k).copied().unwrap_or_default();
-                format!(
-                    "{k} {first} → {} MiB ({change:+})",
-                    d.last.rss_mb.get(k).copied().unwrap_or_default()
-                )
-            })
-            .collect();
-        text.push_str(&format!(
-            "  drift over {} intervals (first → last): RSS {}; p99 {} → {} ms ({}x); {} → {} events/s\n",
-            d.intervals,
-            rss.join(", "),
-            d.first.latency_ms.p99,
-            d.last.latency_ms.p99,
-            d.latency_p99_ratio,
-            d.first.throughput_eps,
-            d.last.throughput_eps
-        ));
+    if let Some(drift) = &r.drift {
+        text.push_str(&drift.summary());
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn interval(n: usize, p99: f64, rss: &[(&str, f64)]) -> Interval {
-        Interval {
-            interval: n,
-            at_seconds: n as f64 * 30.0,
-            events: 300_000,
-            throughput_eps: 10_000.0,
-            latency_ms: Percentiles {
-                p50: 5.0,
-                p99,
-                p999: p99,
-            },
-            rss_mb: rss.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
-        }
-    }
-
-    #[test]
-    fn drift_compares_the_first_interval_with_the_last() {
-        assert!(Drift::of(&[]).is_none(), "no interval, no drift");
-        let intervals = [
-            interval(1, 20.0, &[("attribution", 90.0), ("siem_export", 100.0)]),
-            interval(2, 80.0, &[("attribution", 95.0), ("siem_export", 160.0)]),
-            interval(3, 30.0, &[("attribution", 90.5), ("siem_export", 101.2)]),
-        ];
-        let drift = Drift::of(&intervals).unwrap_or_else(|| panic!("three intervals"));
-        assert_eq!(drift.intervals, 3);
-        assert_eq!((drift.first.interval, drift.last.interval), (1, 3));
-        assert_eq!(drift.rss_mb_change["attribution"], 0.5);
-        assert_eq!(drift.rss_mb_change["siem_export"], 1.2);
-        assert_eq!(drift.latency_p99_ratio, 1.5);
-    }
-
-    #[test]
-    fn durations_are_written_the_human_way() {
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert!(parse_duration("ten minutes").is_err());
-    }
 }
