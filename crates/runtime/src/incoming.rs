@@ -2,7 +2,8 @@
 //! with the listener's config of the moment when TLS is on ([`ListenerTls::config`]), so
 //! rotated certificates reach new clients without a restart.
 //!
-//! Handshakes run beside the accept loop, bounded by [`HANDSHAKE_TIMEOUT`], so a client that
+//! Plaintext connections come straight from tonic's own accept loop. Handshakes run beside the
+//! accept loop, bounded by [`HANDSHAKE_TIMEOUT`], so a client that
 //! never finishes one holds up nobody. Nothing here looks at requests.
 
 use std::{
@@ -16,7 +17,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::mpsc,
 };
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt as _, wrappers::ReceiverStream};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::{http::HANDSHAKE_TIMEOUT, tls::ListenerTls};
@@ -27,12 +28,17 @@ pub(crate) enum Conn {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
-/// Accepts connections on `listener` until the returned stream is dropped; with `tls`, each is
-/// handed over once its handshake completed (failed handshakes are logged at debug and dropped).
-pub(crate) fn incoming(
-    listener: TcpListener,
-    tls: Option<ListenerTls>,
-) -> ReceiverStream<Result<Conn, std::io::Error>> {
+/// The connections a server takes.
+pub(crate) type Incoming = Pin<Box<dyn Stream<Item = Result<Conn, std::io::Error>> + Send>>;
+
+/// Accepts connections on `listener`: in plaintext as tonic does; with `tls`, on a task of its
+/// own until the returned stream is dropped, each connection handed over once its handshake
+/// completed (failed handshakes are logged at debug and dropped).
+pub(crate) fn incoming(listener: TcpListener, tls: Option<ListenerTls>) -> Incoming {
+    let Some(tls) = tls else {
+        let plain = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        return Box::pin(plain.map(|accepted| accepted.map(Conn::Plain)));
+    };
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -50,28 +56,19 @@ pub(crate) fn incoming(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            match &tls {
-                None => {
-                    if tx.send(Ok(Conn::Plain(tcp))).await.is_err() {
-                        return;
+            let (acceptor, tx) = (tls.acceptor(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(Conn::Tls(Box::new(stream)))).await;
                     }
+                    Ok(Err(error)) => tracing::debug!(%peer, %error, "tls handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
                 }
-                Some(tls) => {
-                    let (acceptor, tx) = (tls.acceptor(), tx.clone());
-                    tokio::spawn(async move {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => {
-                                let _ = tx.send(Ok(Conn::Tls(Box::new(stream)))).await;
-                            }
-                            Ok(Err(error)) => tracing::debug!(%peer, %error, "tls handshake failed"),
-                            Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
-                        }
-                    });
-                }
-            }
+            });
         }
     });
-    ReceiverStream::new(rx)
+    Box::pin(ReceiverStream::new(rx))
 }
 
 impl Conn {
