@@ -229,3 +229,71 @@ impl Sink for ElasticsearchSink {
         Box::pin(self.bulk(events))
     }
 }
+
+#[cfg(test)]
+mod credential_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn configured() -> ElasticsearchConfig {
+        ElasticsearchConfig {
+            url: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn credentials_from_files_follow_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("api-key");
+        std::fs::write(&key, "a2V5LWJlZm9yZQ==\n").unwrap();
+        let mut config = configured();
+        config.api_key_file = Some(key.clone());
+        config.validate().unwrap();
+        let sink = ElasticsearchSink::new(&config).unwrap();
+        let auth = sink.auth.as_ref().unwrap();
+        assert_eq!(auth.value(), "ApiKey a2V5LWJlZm9yZQ==");
+        assert!(auth.value().is_sensitive());
+        std::fs::write(&key, "a2V5LWFmdGVy").unwrap();
+        assert_eq!(
+            auth.value(),
+            "ApiKey a2V5LWFmdGVy",
+            "a rotated key is used by the next request"
+        );
+        std::fs::write(&key, "not\u{7f}a header").unwrap();
+        assert_eq!(
+            auth.value(),
+            "ApiKey a2V5LWFmdGVy",
+            "an unusable key keeps the one before"
+        );
+
+        let password = dir.path().join("password");
+        std::fs::write(&password, "pw-before").unwrap();
+        let mut config = configured();
+        config.username = Some("elastic".into());
+        config.password_file = Some(password.clone());
+        config.validate().unwrap();
+        let sink = ElasticsearchSink::new(&config).unwrap();
+        let auth = sink.auth.as_ref().unwrap();
+        assert_eq!(auth.value(), format!("Basic {}", base64(b"elastic:pw-before")).as_str());
+        std::fs::write(&password, "pw-after").unwrap();
+        assert_eq!(auth.value(), format!("Basic {}", base64(b"elastic:pw-after")).as_str());
+    }
+
+    #[test]
+    fn a_credential_and_its_file_together_or_a_missing_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut both = configured();
+        both.api_key = Some("inline".into());
+        both.api_key_file = Some(dir.path().join("api-key"));
+        std::fs::write(dir.path().join("api-key"), "k").unwrap();
+        let err = both.validate().unwrap_err().to_string();
+        assert!(err.contains("api_key or elasticsearch.api_key_file"), "{err}");
+        let mut missing = configured();
+        missing.username = Some("elastic".into());
+        missing.password_file = Some(dir.path().join("absent"));
+        let err = missing.validate().unwrap_err().to_string();
+        assert!(err.contains("password_file") && err.contains("absent"), "{err}");
+    }
+}
