@@ -107,8 +107,16 @@ pub(super) fn count_lines(dir: &Path) -> anyhow::Result<u64> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let path = entry?.path();
         if path.is_file() {
-            let bytes = std::fs::read(&path)?;
-            lines += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            // Read in chunks: a soak's file holds gigabytes.
+            let mut file = std::fs::File::open(&path)?;
+            let mut chunk = vec![0u8; 1 << 20];
+            loop {
+                let n = std::io::Read::read(&mut file, &mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                lines += chunk[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            }
         }
     }
     Ok(lines)
