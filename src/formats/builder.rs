@@ -28,7 +28,7 @@ pub const ATTRIBUTES_DROPPED: &str = "attributes_dropped";
 pub(crate) struct EventBuilder {
     /// The event under construction; parsers set plain fields directly.
     pub(crate) event: DetectionEvent,
-    format: Format,
+    format: &'static str,
     line: String,
     attributes: Vec<(String, String)>,
     priority: &'static [&'static str],
@@ -39,13 +39,20 @@ pub(crate) struct EventBuilder {
 impl EventBuilder {
     /// Starts an event for `line` (without its line terminator) of `format`.
     pub(crate) fn new(format: Format, line: &str, kind: DetectorKind) -> Self {
+        Self::named(format.name(), line, kind)
+    }
+
+    /// Starts an event for `record` of a format that is not read line by line (OTLP), named
+    /// `format` in `original_format` and in the event id.
+    pub(crate) fn named(format: &'static str, record: &str, kind: DetectorKind) -> Self {
+        let line = record;
         let mut original = line.to_owned();
         let original_truncated = original.len() > MAX_ORIGINAL_BYTES;
         truncate(&mut original, MAX_ORIGINAL_BYTES);
         let event = DetectionEvent {
             detector_kind: kind as i32,
             original,
-            original_format: format.name().to_owned(),
+            original_format: format.to_owned(),
             ..DetectionEvent::default()
         };
         Self {
@@ -190,9 +197,9 @@ impl EventBuilder {
 }
 
 /// The deterministic id of a record, see [`super::EVENT_ID_NAMESPACE`].
-pub(crate) fn event_id(format: Format, event_type: &str, line: &str) -> String {
-    let mut name = Vec::with_capacity(format.name().len() + event_type.len() + line.len() + 2);
-    name.extend_from_slice(format.name().as_bytes());
+pub(crate) fn event_id(format: &str, event_type: &str, line: &str) -> String {
+    let mut name = Vec::with_capacity(format.len() + event_type.len() + line.len() + 2);
+    name.extend_from_slice(format.as_bytes());
     name.push(b'\n');
     name.extend_from_slice(event_type.as_bytes());
     name.push(b'\n');

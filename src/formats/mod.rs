@@ -1,6 +1,7 @@
 //! Parsers that turn detector records into [`DetectionEvent`]s: Suricata EVE JSON, Zeek logs (TSV
 //! and JSON), Cowrie JSON, Falco JSON output, Wazuh `alerts.json`, Windows event logs (binary
-//! `.evtx`, `evtx_dump` JSON, Winlogbeat/Elastic Agent documents) and canonical NDJSON.
+//! `.evtx`, `evtx_dump` JSON, Winlogbeat/Elastic Agent documents) and canonical NDJSON; and
+//! OpenTelemetry log records ([`otlp`], requests rather than lines).
 //!
 //! A record is one line. [`parse_line`] parses one line; [`Reader`] walks a stream and reports
 //! each line with its byte offsets so a shipper can checkpoint and resume without loss or
@@ -41,6 +42,7 @@ mod evtx;
 mod evtx_json;
 mod falco;
 mod ndjson;
+pub mod otlp;
 mod reader;
 mod suricata;
 mod wazuh;
@@ -245,6 +247,10 @@ pub enum ParseError {
     /// A canonical NDJSON line does not decode as a `DetectionEvent`.
     #[error("invalid detection event: {0}")]
     InvalidEvent(String),
+    /// An OTLP log record (or the request holding it) that cannot be read; the message names
+    /// the field (see [`otlp`]).
+    #[error("{0}")]
+    Otlp(String),
     /// A format name that [`Format::from_str`] does not know.
     #[error(
         "unknown format `{0}`, expected one of: suricata-eve, zeek, cowrie, falco, wazuh, ndjson, evtx, evtx-json, winlogbeat"

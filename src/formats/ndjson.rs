@@ -27,7 +27,7 @@ pub(super) fn parse(line: &str) -> Result<DetectionEvent, ParseError> {
         return Err(ParseError::MissingField("timestamp".into()));
     }
     if event.event_id.is_empty() {
-        event.event_id = event_id(Format::Ndjson, &event.event_type, line);
+        event.event_id = event_id(Format::Ndjson.name(), &event.event_type, line);
     }
     if event.original.is_empty() {
         let mut original = line.to_owned();
