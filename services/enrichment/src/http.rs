@@ -33,17 +33,19 @@ use serde_json::{Value, json};
 
 use crate::{error::Error, export::proto_duration, service::IngestState};
 
+/// What the HTTP routes share.
 #[derive(Clone)]
-struct HttpState {
-    ingest: Arc<IngestState>,
-    auth: Authenticator,
-    max_body: usize,
+pub(crate) struct HttpState {
+    pub(crate) ingest: Arc<IngestState>,
+    pub(crate) auth: Authenticator,
+    pub(crate) max_body: usize,
 }
 
-/// The HTTP routes: `POST /falco`.
+/// The HTTP routes: `POST /falco` and OTLP/HTTP `POST /v1/logs` ([`crate::otlp::http`]).
 pub fn router(ingest: Arc<IngestState>, auth: Authenticator, max_body: usize) -> Router {
     Router::new()
         .route("/falco", post(falco))
+        .route("/v1/logs", post(crate::otlp::http::logs))
         .with_state(HttpState { ingest, auth, max_body })
 }
 
@@ -142,7 +144,7 @@ fn rejection_json(r: &EventRejection) -> Value {
     })
 }
 
-fn trace_context(headers: &HeaderMap) -> HashMap<String, String> {
+pub(crate) fn trace_context(headers: &HeaderMap) -> HashMap<String, String> {
     ["traceparent", "tracestate"]
         .into_iter()
         .filter_map(|key| {

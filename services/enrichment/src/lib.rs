@@ -1,11 +1,12 @@
 //! Enrichment: the entry point for detectors. It takes detections over the gRPC `Ingest` stream,
-//! the unary `Enrich` call and Falco's HTTP output, attributes every one of them over long-lived
+//! the unary `Enrich` call, Falco's HTTP output and OpenTelemetry logs (OTLP gRPC and HTTP), attributes every one of them over long-lived
 //! streams to the attribution service, and hands the enriched events to the export service,
 //! acknowledging a detector's batch only once export holds it durably.
 //!
 //! - [`config`]: the `enrichment` section of the product config.
 //! - [`service`]: the tonic `IngestService` (stream handling, ordering, per-stream limits).
-//! - [`server`]: wiring onto the shared runtime; [`http`]: `POST /falco`.
+//! - [`otlp`]: OpenTelemetry's `LogsService/Export` and OTLP/HTTP `POST /v1/logs`.
+//! - [`server`]: wiring onto the shared runtime; [`http`]: `POST /falco` (and `/v1/logs`).
 //! - [`shipper`]: the client side of `attackmesh ship` (files → `Ingest`, with checkpoints).
 //!
 //! Internals: `pipeline` (validate → attribute → export → answer), `admission` (in-flight
@@ -26,6 +27,7 @@ pub mod error;
 mod export;
 pub mod http;
 pub mod metrics;
+pub mod otlp;
 mod pipeline;
 mod reattribute;
 pub mod server;

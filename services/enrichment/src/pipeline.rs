@@ -1,5 +1,5 @@
-//! The path every detection takes, whichever door it came in by (gRPC `Ingest`, `Enrich`, or
-//! Falco over HTTP): validate → attribute (or degrade) → export durably → (queue degraded events
+//! The path every detection takes, whichever door it came in by (gRPC `Ingest`, `Enrich`, Falco
+//! over HTTP, or OTLP logs): validate → attribute (or degrade) → export durably → (queue degraded events
 //! for re-attribution) → answer.
 //!
 //! A batch is answered DURABLE only after export acknowledged it and, for degraded events, after
@@ -93,6 +93,18 @@ impl Pipeline {
         events: Vec<DetectionEvent>,
         trace_context: HashMap<String, String>,
         _permit: Permit,
+    ) -> IngestResponse {
+        self.ingest_admitted(caller, batch_id, events, trace_context).await
+    }
+
+    /// [`Pipeline::ingest`] for a batch whose caller holds its permit (a request of several
+    /// batches, one per trace).
+    pub(crate) async fn ingest_admitted(
+        &self,
+        caller: &str,
+        batch_id: u64,
+        events: Vec<DetectionEvent>,
+        trace_context: HashMap<String, String>,
     ) -> IngestResponse {
         let started = Instant::now();
         METRICS.received.inc_by(events.len() as u64);

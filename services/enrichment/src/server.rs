@@ -1,6 +1,7 @@
 //! Wiring: builds the links to attribution and export, the re-attribution worker and the
-//! pipeline, registers `IngestService` on a runtime [`GrpcServer`] (with the Falco HTTP endpoint
-//! beside it when a listener is given), and serves until shutdown.
+//! pipeline, registers `IngestService` and OpenTelemetry's `LogsService` on a runtime
+//! [`GrpcServer`] (with the Falco and OTLP/HTTP endpoints beside it when a listener is given), and
+//! serves until shutdown.
 //!
 //! Health follows export: SERVING while a stream to export is open (detectors' batches can be
 //! made durable), NOT_SERVING otherwise. Attribution being down does not make the service
@@ -9,6 +10,7 @@
 
 use std::{future::Future, sync::Arc};
 
+use attackmesh::formats::otlp::proto::collector::logs_service_server::LogsServiceServer;
 use attackmesh::proto::ingest_service_server::IngestServiceServer;
 use attackmesh_attack::Kb;
 use attackmesh_runtime::server::{GrpcServer, Health};
@@ -21,6 +23,7 @@ use crate::{
     error::Error,
     export::Exporter,
     http,
+    otlp::LogsApi,
     pipeline::Pipeline,
     reattribute::{self, ReattributeLog},
     service::{IngestApi, IngestState, grpc_service},
@@ -69,7 +72,11 @@ pub async fn serve(
 
     let auth = server.authenticator();
     let http_options = server.http_options();
-    let server = server.add_service(grpc_service(state.clone())).await;
+    let server = server
+        .add_service(grpc_service(state.clone()))
+        .await
+        .add_service(crate::otlp::logs_service(state.clone()))
+        .await;
     tokio::spawn(follow_export(server.health(), exporter.watch(), draining.clone()));
     let http = http_listener.map(|l| {
         let router = http::router(state.clone(), auth, config.max_body_bytes);
@@ -115,6 +122,7 @@ async fn follow_export(health: Health, mut up: watch::Receiver<bool>, draining: 
         if serving {
             tracing::info!("export reachable; serving");
             health.serving::<IngestServiceServer<IngestApi>>().await;
+            health.serving::<LogsServiceServer<LogsApi>>().await;
         } else {
             // Before the first connection this is start-up, not an outage.
             if was_serving {
@@ -123,6 +131,7 @@ async fn follow_export(health: Health, mut up: watch::Receiver<bool>, draining: 
                 tracing::info!("waiting for export; not serving yet");
             }
             health.not_serving::<IngestServiceServer<IngestApi>>().await;
+            health.not_serving::<LogsServiceServer<LogsApi>>().await;
         }
         was_serving = serving;
         tokio::select! {

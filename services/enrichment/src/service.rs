@@ -81,7 +81,7 @@ pub fn grpc_service(state: Arc<IngestState>) -> Receive<IngestServiceServer<Inge
 
 type IngestStream = Pin<Box<dyn Stream<Item = Result<IngestResponse, Status>> + Send>>;
 
-fn caller_name<T>(request: &Request<T>) -> Arc<str> {
+pub(crate) fn caller_name<T>(request: &Request<T>) -> Arc<str> {
     auth::caller(request)
         .map(|c| c.name.clone())
         .unwrap_or_else(|| Arc::from("anonymous"))
@@ -165,7 +165,7 @@ impl IngestService for IngestApi {
 }
 
 /// Copies a W3C context from the request's metadata into a `trace_context` map.
-fn opentelemetry_inject<T>(request: &Request<T>, map: &mut std::collections::HashMap<String, String>) {
+pub(crate) fn opentelemetry_inject<T>(request: &Request<T>, map: &mut std::collections::HashMap<String, String>) {
     for key in ["traceparent", "tracestate"] {
         if let Some(value) = request.metadata().get(key).and_then(|v| v.to_str().ok()) {
             map.insert(key.to_owned(), value.to_owned());

@@ -6,6 +6,7 @@
 //! borrowed from an RPC. This module only answers lookups; checking tokens is the
 //! [`Authenticator`](super::Authenticator)'s job.
 
+use attackmesh::formats::otlp::proto::collector::logs_service_server::SERVICE_NAME as OTLP_LOGS;
 use attackmesh::proto::{
     attribution_service_server::SERVICE_NAME as ATTRIBUTION, export_service_server::SERVICE_NAME as EXPORT,
     ingest_service_server::SERVICE_NAME as INGEST, intel_service_server::SERVICE_NAME as INTEL,
@@ -44,6 +45,9 @@ impl Allowed {
 pub enum HttpEndpoint {
     /// `POST /falco` on enrichment: Falco alerts in.
     FalcoIngest,
+    /// `POST /v1/logs` on enrichment: OTLP/HTTP log records in (the HTTP twin of the OTLP
+    /// `LogsService`).
+    OtlpLogs,
     /// TAXII 2.1 reads on intel (discovery, collections, objects, manifest, status); the
     /// collection's `read` list narrows it further.
     TaxiiRead,
@@ -53,7 +57,7 @@ pub enum HttpEndpoint {
 
 impl HttpEndpoint {
     /// Every HTTP surface.
-    pub const ALL: &'static [HttpEndpoint] = &[Self::FalcoIngest, Self::TaxiiRead, Self::TaxiiWrite];
+    pub const ALL: &'static [HttpEndpoint] = &[Self::FalcoIngest, Self::OtlpLogs, Self::TaxiiRead, Self::TaxiiWrite];
 
     /// True when HTTP Basic (the token as password) is accepted beside Bearer: TAXII clients
     /// such as OpenCTI and MISP speak Basic.
@@ -74,6 +78,7 @@ impl HttpEndpoint {
     pub fn action(self) -> &'static str {
         match self {
             Self::FalcoIngest => "post Falco alerts",
+            Self::OtlpLogs => "send OTLP logs",
             Self::TaxiiRead => "read over TAXII",
             Self::TaxiiWrite => "write over TAXII",
         }
@@ -102,6 +107,8 @@ pub const RBAC: &[(Target, Allowed)] = &[
     (Target::Service(REFLECTION_ALPHA), Allowed::Authenticated),
     (Target::Method(INGEST, "Ingest"), DETECTOR),
     (Target::Method(INGEST, "Enrich"), ANALYST),
+    // OpenTelemetry's logs collector service (one RPC, Export): detections in, like Ingest.
+    (Target::Service(OTLP_LOGS), DETECTOR),
     (Target::Method(ATTRIBUTION, "Attribute"), ADMIN),
     (
         Target::Method(ATTRIBUTION, "GetKnowledgeBaseInfo"),
@@ -116,6 +123,7 @@ pub const RBAC: &[(Target, Allowed)] = &[
     (Target::Method(INTEL, "ListCollections"), ANALYST),
     (Target::Method(INTEL, "ShareEvents"), ADMIN),
     (Target::Http(HttpEndpoint::FalcoIngest), DETECTOR),
+    (Target::Http(HttpEndpoint::OtlpLogs), DETECTOR),
     (Target::Http(HttpEndpoint::TaxiiRead), ANALYST),
     (Target::Http(HttpEndpoint::TaxiiWrite), ANALYST),
 ];
@@ -172,6 +180,8 @@ mod tests {
         );
         assert!(!for_http(HttpEndpoint::TaxiiRead).admits(Role::Detector));
         assert!(!for_http(HttpEndpoint::FalcoIngest).admits(Role::Analyst));
+        assert_eq!(for_http(HttpEndpoint::OtlpLogs), DETECTOR);
+        assert!(!for_http(HttpEndpoint::OtlpLogs).admits(Role::Analyst));
     }
 
     #[test]
@@ -210,6 +220,10 @@ mod tests {
             Allowed::Authenticated
         );
         assert_eq!(for_rpc("/attackmesh.v1.IngestService/Ingest"), DETECTOR);
+        assert_eq!(
+            for_rpc("/opentelemetry.proto.collector.logs.v1.LogsService/Export"),
+            DETECTOR
+        );
         assert_eq!(for_rpc("/attackmesh.v1.IntelService/ListCollections"), ANALYST);
         assert_eq!(for_rpc("/attackmesh.v1.IngestService/DropEverything"), ADMIN);
         assert_eq!(for_rpc("/http/falco"), ADMIN, "HTTP surfaces are not reachable by path");
