@@ -23,8 +23,8 @@ const ALERT_FIELDS: [&str; 6] = ["priority", "rule", "source", "hostname", "tags
 
 /// The Falco alert a record carries, when it is one (see the module doc).
 pub(super) fn alert(located: &Located, time: &Timestamp) -> Result<Option<Value>, ParseError> {
-    let from_falco = attr_str(&located.resource.attributes, "service.name") == Some("falco")
-        || located.scope.name == "falco";
+    let from_falco =
+        attr_str(&located.resource.attributes, "service.name") == Some("falco") || located.scope.name == "falco";
     let attributes = attributes_object(&located.record.attributes);
     let is_text = |key: &str| attributes.get(key).is_some_and(Value::is_string);
     if !from_falco || !is_text("rule") || !is_text("priority") {
@@ -89,9 +89,7 @@ pub(super) fn go_time(text: &str) -> Result<Timestamp, ParseError> {
     let text = text.split(" m=").next().unwrap_or_default().trim();
     let parts: Vec<&str> = text.split_whitespace().collect();
     let rewritten = match parts.as_slice() {
-        [date, time, offset, _] | [date, time, offset]
-            if offset.starts_with(['+', '-']) && offset.len() == 5 =>
-        {
+        [date, time, offset, _] | [date, time, offset] if offset.starts_with(['+', '-']) && offset.len() == 5 => {
             format!("{date} {time}{offset}")
         }
         _ => text.to_owned(),
@@ -122,7 +120,12 @@ mod tests {
         assert_eq!((t.seconds, t.nanos), (1_709_528_767, 500_000_000));
         let t = go_time("2024-03-04T05:06:07Z").unwrap();
         assert_eq!(t.seconds, 1_709_528_767);
-        for bad in ["", "yesterday", "2024-03-04 25:06:07 +0000 UTC", "2024-03-04 05:06:07 +00 UTC"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2024-03-04 25:06:07 +0000 UTC",
+            "2024-03-04 05:06:07 +00 UTC",
+        ] {
             assert!(
                 go_time(bad).is_err_and(|e| e.to_string().contains("`timestamp`")),
                 "{bad}"

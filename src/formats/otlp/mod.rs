@@ -70,7 +70,13 @@ pub const DEFAULT_EVENT_TYPE: &str = "otlp.log";
 const MAX_DEPTH: usize = 16;
 
 /// Attributes kept first when a record has more than the cap allows.
-const PRIORITY: &[&str] = &["event.name", "security_rule.", "rule.id", "process.command_line", "resource."];
+const PRIORITY: &[&str] = &[
+    "event.name",
+    "security_rule.",
+    "rule.id",
+    "process.command_line",
+    "resource.",
+];
 
 /// One log record of a request, mapped.
 #[derive(Debug)]
@@ -319,7 +325,10 @@ fn flat_attributes(located: &Located, attributes: Map<String, Value>) -> Vec<(St
             scope.insert(key.into(), Value::String(value.clone()));
         }
     }
-    nested.insert("otel".into(), Value::Object(Map::from_iter([("scope".into(), Value::Object(scope))])));
+    nested.insert(
+        "otel".into(),
+        Value::Object(Map::from_iter([("scope".into(), Value::Object(scope))])),
+    );
     if let Some(body @ Value::Object(_)) = located.record.body.as_ref().map(|v| json_value(v, 0)) {
         nested.insert("body".into(), body);
     }
@@ -333,10 +342,11 @@ fn technique_ids(text: &str) -> Vec<String> {
     for chunk in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '/')) {
         let parts: Vec<&str> = chunk.split('/').collect();
         for (i, part) in parts.iter().enumerate() {
-            let is_parent = part.len() == 5
-                && part.starts_with(['T', 't'])
-                && part[1..].bytes().all(|b| b.is_ascii_digit());
-            let next = parts.get(i + 1).filter(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()));
+            let is_parent =
+                part.len() == 5 && part.starts_with(['T', 't']) && part[1..].bytes().all(|b| b.is_ascii_digit());
+            let next = parts
+                .get(i + 1)
+                .filter(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()));
             match next {
                 Some(sub) if is_parent => ids.push(format!("{part}.{sub}")),
                 _ if part.starts_with(['T', 't']) && part.as_bytes().get(1).is_some_and(u8::is_ascii_digit) => {
@@ -395,9 +405,7 @@ fn json_value(value: &AnyValue, depth: usize) -> Value {
             Value::Array(array.values.iter().map(|v| json_value(v, depth + 1)).collect())
         }
         Some(any_value::Value::KvlistValue(list)) => Value::Object(kvlist(&list.values, depth)),
-        Some(any_value::Value::BytesValue(bytes)) => {
-            Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect())
-        }
+        Some(any_value::Value::BytesValue(bytes)) => Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect()),
     }
 }
 

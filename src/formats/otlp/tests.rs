@@ -99,11 +99,12 @@ fn only(records: Vec<OtlpRecord>) -> OtlpEvent {
 
 #[test]
 fn a_security_record_maps_every_documented_field() {
-    let resource = vec![
-        kv("service.name", s("authwatch")),
-        kv("host.name", s("bastion-1")),
-    ];
-    let mapped = only(otlp_from_request(request(resource, "authwatch.rules", vec![security_record()])));
+    let resource = vec![kv("service.name", s("authwatch")), kv("host.name", s("bastion-1"))];
+    let mapped = only(otlp_from_request(request(
+        resource,
+        "authwatch.rules",
+        vec![security_record()],
+    )));
     let e = &mapped.event;
     assert_eq!(e.event_type, "auth.bruteforce");
     assert_eq!(e.source_service, "authwatch");
@@ -115,9 +116,15 @@ fn a_security_record_maps_every_documented_field() {
     assert_eq!((ts.seconds, ts.nanos), (1_709_528_767, 123_456_789));
     assert_eq!(e.technique_hints, ["T1110.001", "T1021.004"]);
     let source = e.source.clone().unwrap();
-    assert_eq!((source.ip.as_str(), source.port, source.user.as_str()), ("203.0.113.9", 51514, "root"));
+    assert_eq!(
+        (source.ip.as_str(), source.port, source.user.as_str()),
+        ("203.0.113.9", 51514, "root")
+    );
     let process = source.process.unwrap();
-    assert_eq!((process.pid, process.command_line.as_str()), (4242, "sshd: root [priv]"));
+    assert_eq!(
+        (process.pid, process.command_line.as_str()),
+        (4242, "sshd: root [priv]")
+    );
     let destination = e.destination.clone().unwrap();
     assert_eq!((destination.hostname.as_str(), destination.port), ("bastion-1", 22));
     let attr = |k: &str| e.attributes.get(k).map(String::as_str);
@@ -151,19 +158,30 @@ fn protobuf_and_json_of_one_record_are_one_event() {
         "scopeLogs": [{"scope": {}, "logRecords": [serde_json::to_value(security_record()).unwrap()]}]
     }]});
     let text = json.to_string();
-    assert!(text.contains("\"traceId\":\"0102030405060708090a0b0c0d0e0f10\""), "{text}");
+    assert!(
+        text.contains("\"traceId\":\"0102030405060708090a0b0c0d0e0f10\""),
+        "{text}"
+    );
     assert!(text.contains("\"timeUnixNano\":\"1709528767123456789\""), "{text}");
     let from_json = only(otlp_from_json(&text).unwrap());
     assert_eq!(from_json, from_proto);
     // Numbers where strings are usual are read too.
     let numeric = text.replace("\"1709528767123456789\"", "1709528767123456789");
-    assert_eq!(only(otlp_from_json(&numeric).unwrap()).event.timestamp, from_proto.event.timestamp);
+    assert_eq!(
+        only(otlp_from_json(&numeric).unwrap()).event.timestamp,
+        from_proto.event.timestamp
+    );
 }
 
 /// The alert falcosidekick's OTLP logs output turns into a log record.
 fn falcosidekick(alert: &serde_json::Value, extra: Vec<KeyValue>) -> ExportLogsServiceRequest {
     let text = |k: &str| alert[k].as_str().unwrap_or_default().to_owned();
-    let tags: Vec<&str> = alert["tags"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
+    let tags: Vec<&str> = alert["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
     let mut attributes = vec![
         kv("priority", s(&text("priority"))),
         kv("source", s(&text("source"))),
@@ -210,8 +228,14 @@ fn falcosidekick_records_parse_as_the_falco_alert() {
     ] {
         assert_eq!(a, b, "{name}");
     }
-    assert_eq!(mapped.severity, over_http.severity, "from `priority`, not the INFO level");
-    assert_eq!(mapped.timestamp, over_http.timestamp, "from `timestamp`, not the send time");
+    assert_eq!(
+        mapped.severity, over_http.severity,
+        "from `priority`, not the INFO level"
+    );
+    assert_eq!(
+        mapped.timestamp, over_http.timestamp,
+        "from `timestamp`, not the send time"
+    );
     assert_eq!(mapped.technique_hints, over_http.technique_hints);
     assert_eq!(mapped.detector_kind, over_http.detector_kind);
     for key in ["rule", "priority", "source", "tags", "hostname"] {
@@ -251,7 +275,9 @@ fn falcosidekick_records_with_bad_fields_are_rejected_by_name() {
 }
 
 fn one_record(record: LogRecord) -> Result<OtlpEvent, ParseError> {
-    otlp_from_request(request(Vec::new(), "", vec![record])).remove(0).result
+    otlp_from_request(request(Vec::new(), "", vec![record]))
+        .remove(0)
+        .result
 }
 
 #[test]
@@ -266,7 +292,11 @@ fn missing_and_odd_fields_have_defaults_or_named_errors() {
     assert_eq!(bare.source_service, FORMAT);
     assert_eq!(bare.description, DEFAULT_EVENT_TYPE);
     assert_eq!(bare.severity, Severity::Unspecified as i32);
-    assert_eq!(bare.timestamp.map(|t| t.seconds), Some(1_709_528_767), "observed time stands in");
+    assert_eq!(
+        bare.timestamp.map(|t| t.seconds),
+        Some(1_709_528_767),
+        "observed time stands in"
+    );
     assert!(bare.source.is_none() && bare.destination.is_none());
 
     let err = one_record(LogRecord::default()).unwrap_err();
@@ -277,7 +307,11 @@ fn missing_and_odd_fields_have_defaults_or_named_errors() {
         ..Default::default()
     })
     .unwrap_err();
-    assert!(err.to_string().starts_with("field `severity_number` has unknown value `99`"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("field `severity_number` has unknown value `99`"),
+        "{err}"
+    );
 
     // Timestamps outside what validation allows map, and validation names the field.
     let future = one_record(LogRecord {
@@ -290,7 +324,11 @@ fn missing_and_odd_fields_have_defaults_or_named_errors() {
     assert_eq!(violations[0].field, "timestamp");
 
     // Ids of the wrong length, or all zero, are no trace (as OTLP asks).
-    for (trace_id, span_id) in [(vec![1; 15], vec![1; 8]), (vec![0; 16], vec![1; 8]), (vec![1; 16], vec![])] {
+    for (trace_id, span_id) in [
+        (vec![1; 15], vec![1; 8]),
+        (vec![0; 16], vec![1; 8]),
+        (vec![1; 16], vec![]),
+    ] {
         let mapped = one_record(LogRecord {
             time_unix_nano: NOW_NANOS,
             trace_id,
@@ -319,9 +357,18 @@ fn json_records_with_wrong_types_are_rejected_alone() {
         (serde_json::json!({"timeUnixNano": "soon"}), "timeUnixNano"),
         (serde_json::json!({"timeUnixNano": "1", "traceId": 7}), "traceId"),
         (serde_json::json!({"timeUnixNano": "1", "spanId": "zz"}), "spanId"),
-        (serde_json::json!({"timeUnixNano": "1", "body": {"intValue": "x"}}), "body"),
-        (serde_json::json!({"timeUnixNano": "1", "severityNumber": "WARN"}), "severityNumber"),
-        (serde_json::json!({"timeUnixNano": "1", "attributes": {"k": "v"}}), "attributes"),
+        (
+            serde_json::json!({"timeUnixNano": "1", "body": {"intValue": "x"}}),
+            "body",
+        ),
+        (
+            serde_json::json!({"timeUnixNano": "1", "severityNumber": "WARN"}),
+            "severityNumber",
+        ),
+        (
+            serde_json::json!({"timeUnixNano": "1", "attributes": {"k": "v"}}),
+            "attributes",
+        ),
     ];
     for (record, field) in bad {
         let body = serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [good, record]}]}]});
@@ -333,11 +380,22 @@ fn json_records_with_wrong_types_are_rejected_alone() {
         assert!(err.contains(field), "{field}: {err}");
     }
     // A bad resource rejects the records under it, naming the resource.
-    let body = serde_json::json!({"resourceLogs": [{"resource": {"attributes": 5}, "scopeLogs": [{"logRecords": [good]}]}]});
-    let err = otlp_from_json(&body.to_string()).unwrap()[0].result.as_ref().unwrap_err().to_string();
+    let body =
+        serde_json::json!({"resourceLogs": [{"resource": {"attributes": 5}, "scopeLogs": [{"logRecords": [good]}]}]});
+    let err = otlp_from_json(&body.to_string()).unwrap()[0]
+        .result
+        .as_ref()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("resourceLogs[0].resource.attributes"), "{err}");
     // Shapes that hide the records fail whole.
-    for body in ["[]", "{\"resourceLogs\": {}}", "{\"resourceLogs\": [{\"scopeLogs\": 3}]}", "{", "\"x\""] {
+    for body in [
+        "[]",
+        "{\"resourceLogs\": {}}",
+        "{\"resourceLogs\": [{\"scopeLogs\": 3}]}",
+        "{",
+        "\"x\"",
+    ] {
         assert!(otlp_from_json(body).is_err(), "{body}");
     }
     assert!(otlp_from_json("{}").unwrap().is_empty());
@@ -358,7 +416,12 @@ fn hostile_sizes_and_depths_stay_within_the_limits() {
     attributes.push(kv("deep", Some(deep)));
     attributes.push(kv(&"k".repeat(500), s("long key")));
     attributes.push(kv("", s("no key")));
-    attributes.push(kv("nan", Some(AnyValue { value: Some(V::DoubleValue(f64::NAN)) })));
+    attributes.push(kv(
+        "nan",
+        Some(AnyValue {
+            value: Some(V::DoubleValue(f64::NAN)),
+        }),
+    ));
     attributes.push(kv("none", None));
     let record = LogRecord {
         time_unix_nano: NOW_NANOS,
@@ -371,7 +434,10 @@ fn hostile_sizes_and_depths_stay_within_the_limits() {
     assert!(event.attributes.len() <= MAX_ATTRIBUTES);
     assert!(event.description.len() <= MAX_DESCRIPTION_BYTES);
     assert!(event.original.len() <= MAX_ORIGINAL_BYTES);
-    assert_eq!(event.attributes.get("original_truncated").map(String::as_str), Some("true"));
+    assert_eq!(
+        event.attributes.get("original_truncated").map(String::as_str),
+        Some("true")
+    );
     assert!(crate::validate::detection_event(&event).is_ok());
 }
 

@@ -14,7 +14,9 @@ use std::io::Read as _;
 
 use attackmesh::{
     error::{ErrorAnswer, ServiceError, ServiceErrorCode},
-    formats::otlp::{OtlpRecord, otlp_from_json, otlp_from_request, proto::collector::ExportLogsServiceRequest, record_count},
+    formats::otlp::{
+        OtlpRecord, otlp_from_json, otlp_from_request, proto::collector::ExportLogsServiceRequest, record_count,
+    },
 };
 use attackmesh_runtime::{auth::HttpEndpoint, http::error_response};
 use axum::{
@@ -95,7 +97,13 @@ pub(crate) async fn logs(State(state): State<HttpState>, headers: HeaderMap, bod
         );
     };
     let max = state.max_body;
-    let too_large = |what: &str| error(ServiceErrorCode::PayloadTooLarge, format!("{what} larger than {max} bytes"), encoding);
+    let too_large = |what: &str| {
+        error(
+            ServiceErrorCode::PayloadTooLarge,
+            format!("{what} larger than {max} bytes"),
+            encoding,
+        )
+    };
     let declared_len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
