@@ -80,17 +80,65 @@ fn read_all(format: Format, data: &[u8]) -> Vec<String> {
 /// round trip is checked for them.
 pub fn check_event(format: Format, event: &DetectionEvent) {
     if format != Format::Ndjson {
-        let violations: Vec<_> = attackmesh::validate::detection_event(event)
-            .err()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|v| v.field != "timestamp")
-            .collect();
-        assert!(violations.is_empty(), "parsed event is invalid: {violations:?}");
-        assert!(!event.event_id.is_empty());
-        assert!(event.timestamp.is_some());
+        check_parsed(event);
     }
     json_round_trip(event);
+}
+
+/// An event a parser made: valid (timestamps aside), with an id and a timestamp.
+fn check_parsed(event: &DetectionEvent) {
+    let violations: Vec<_> = attackmesh::validate::detection_event(event)
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| v.field != "timestamp")
+        .collect();
+    assert!(violations.is_empty(), "parsed event is invalid: {violations:?}");
+    assert!(!event.event_id.is_empty());
+    assert!(event.timestamp.is_some());
+}
+
+/// An OTLP logs export request, protobuf (first byte even) or OTLP/JSON (odd), mapped as
+/// enrichment maps it: one outcome per record with a distinct path, every event valid (timestamps
+/// aside) and surviving canonical JSON, rejections naming something, and the mapping
+/// deterministic (the same request twice gives the same event ids).
+pub fn check_otlp(data: &[u8]) {
+    use attackmesh::formats::otlp::{OtlpRecord, otlp_from_json, otlp_from_protobuf};
+    let Some((&which, rest)) = data.split_first() else { return };
+    let map = |bytes: &[u8]| -> Option<Vec<OtlpRecord>> {
+        if which % 2 == 0 {
+            otlp_from_protobuf(bytes).ok()
+        } else {
+            otlp_from_json(std::str::from_utf8(bytes).ok()?).ok()
+        }
+    };
+    let Some(records) = map(rest) else { return };
+    let paths: std::collections::HashSet<&str> = records.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths.len(), records.len(), "two records share a path");
+    let mut ids = Vec::new();
+    for record in &records {
+        match &record.result {
+            Ok(mapped) => {
+                check_parsed(&mapped.event);
+                json_round_trip(&mapped.event);
+                assert!(["otlp", "falco"].contains(&mapped.event.original_format.as_str()));
+                if let Some(traceparent) = &mapped.traceparent {
+                    assert_eq!(traceparent.len(), 55, "traceparent: {traceparent}");
+                }
+                ids.push(Some(mapped.event.event_id.clone()));
+            }
+            Err(error) => {
+                assert!(!error.to_string().is_empty());
+                ids.push(None);
+            }
+        }
+    }
+    let again: Vec<Option<String>> = map(rest)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.result.ok().map(|m| m.event.event_id))
+        .collect();
+    assert_eq!(again, ids, "OTLP mapping is not deterministic");
 }
 
 /// Canonical JSON of `message` decodes, and encodes again to the same document (compared as

@@ -449,3 +449,29 @@ fn technique_ids_are_found_in_text_and_urls() {
     );
     assert!(technique_ids("no ids here").is_empty());
 }
+
+#[test]
+fn the_fuzz_seeds_map_to_valid_events() {
+    let seeds: [&[u8]; 3] = [
+        include_bytes!("../../../fuzz/corpus/otlp_logs/falcosidekick.pb"),
+        include_bytes!("../../../fuzz/corpus/otlp_logs/security_rule.pb"),
+        include_bytes!("../../../fuzz/corpus/otlp_logs/otlp.json"),
+    ];
+    let mut formats = Vec::new();
+    for seed in seeds {
+        let (which, rest) = seed.split_first().unwrap();
+        let records = if which % 2 == 0 {
+            otlp_from_protobuf(rest).unwrap()
+        } else {
+            otlp_from_json(std::str::from_utf8(rest).unwrap()).unwrap()
+        };
+        for record in records.into_iter().filter_map(|r| r.result.ok()) {
+            let violations = crate::validate::detection_event(&record.event)
+                .err()
+                .unwrap_or_default();
+            assert!(violations.iter().all(|v| v.field == "timestamp"), "{violations:?}");
+            formats.push(record.event.original_format);
+        }
+    }
+    assert_eq!(formats, ["falco", "otlp", "otlp"]);
+}
