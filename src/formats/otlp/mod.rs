@@ -23,10 +23,10 @@
 //! | `trace_id` + `span_id` (16 and 8 bytes, not all zero) and `flags` | [`OtlpEvent::traceparent`]: the batch the record travels in continues that trace |
 //!
 //! A record from falcosidekick's OTLP logs output is a Falco alert: it is rebuilt and parsed by
-//! the Falco parser (`original_format` `falco`), see [`falco`](self) below. Every other record has
-//! `detector_kind` OTHER, `original_format` `otlp` and as `original` the record alone as an
-//! OTLP/JSON request (its resource and scope included), so the same record sent twice, over
-//! protobuf or JSON, has the same deterministic `event_id`.
+//! the Falco parser (`original_format` `falco`), so it is attributed as the same alert over
+//! Falco's HTTP output. Every other record has `detector_kind` OTHER, `original_format` `otlp`
+//! and as `original` the record alone as an OTLP/JSON request (its resource and scope included),
+//! so the same record sent twice, over protobuf or JSON, has the same deterministic `event_id`.
 //!
 //! Invalid ids are ignored as the OTLP specification asks (the record is then not part of a
 //! trace); caps on sizes and counts are those of every format ([`crate::limits`]).

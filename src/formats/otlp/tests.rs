@@ -112,7 +112,7 @@ fn a_security_record_maps_every_documented_field() {
     assert_eq!(e.severity, Severity::High as i32);
     assert_eq!(e.detector_kind, DetectorKind::Other as i32);
     assert_eq!(e.original_format, FORMAT);
-    let ts = e.timestamp.clone().unwrap();
+    let ts = e.timestamp.unwrap();
     assert_eq!((ts.seconds, ts.nanos), (1_709_528_767, 123_456_789));
     assert_eq!(e.technique_hints, ["T1110.001", "T1021.004"]);
     let source = e.source.clone().unwrap();

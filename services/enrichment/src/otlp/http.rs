@@ -134,7 +134,7 @@ pub(crate) async fn logs(State(state): State<HttpState>, headers: HeaderMap, bod
     };
     let records = match decode(&bytes, encoding, state.ingest.limits.max_batch_events) {
         Ok(records) => records,
-        Err(refusal) => return refusal,
+        Err((code, why)) => return error(code, why, encoding),
     };
     let trace = trace_context(&headers);
     match super::export(&state.ingest, &caller, records, trace, bytes.len(), None).await {
@@ -158,17 +158,15 @@ pub(crate) async fn logs(State(state): State<HttpState>, headers: HeaderMap, bod
     }
 }
 
-/// Decodes and maps a body, refusing one that does not decode or holds too many records.
-fn decode(bytes: &[u8], encoding: Encoding, max_records: usize) -> Result<Vec<OtlpRecord>, Response> {
-    let bad = |why: String| error(ServiceErrorCode::BadRequest, why, encoding);
+/// Decodes and maps a body; refuses (with the code and reason) one that does not decode or
+/// holds too many records.
+fn decode(bytes: &[u8], encoding: Encoding, max_records: usize) -> Result<Vec<OtlpRecord>, (ServiceErrorCode, String)> {
+    let bad = |why: String| (ServiceErrorCode::BadRequest, why);
     let too_many = |count: usize| {
-        error(
-            ServiceErrorCode::PayloadTooLarge,
-            format!("at most {max_records} log records per request, got {count}"),
-            encoding,
-        )
+        let why = format!("at most {max_records} log records per request, got {count}");
+        (ServiceErrorCode::PayloadTooLarge, why)
     };
-    match encoding {
+    let records = match encoding {
         Encoding::Protobuf => {
             let request = ExportLogsServiceRequest::decode(bytes)
                 .map_err(|e| bad(format!("body is not an OTLP ExportLogsServiceRequest: {e}")))?;
@@ -176,17 +174,17 @@ fn decode(bytes: &[u8], encoding: Encoding, max_records: usize) -> Result<Vec<Ot
             if count > max_records {
                 return Err(too_many(count));
             }
-            Ok(otlp_from_request(request))
+            otlp_from_request(request)
         }
         Encoding::Json => {
             let text = std::str::from_utf8(bytes).map_err(|_| bad("body is not UTF-8".into()))?;
-            let records = otlp_from_json(text).map_err(|e| bad(format!("body is not OTLP/JSON logs: {e}")))?;
-            if records.len() > max_records {
-                return Err(too_many(records.len()));
-            }
-            Ok(records)
+            otlp_from_json(text).map_err(|e| bad(format!("body is not OTLP/JSON logs: {e}")))?
         }
+    };
+    if records.len() > max_records {
+        return Err(too_many(records.len()));
     }
+    Ok(records)
 }
 
 /// Inflates a gzip body; `Ok(None)` when it inflates beyond `max` bytes.
