@@ -1,5 +1,5 @@
-//! One detector batch is one trace: the detector's send span is the root, and enrichment's
-//! batch span, attribution's batch span, export's batch span, the sink requests that write the
+//! One detector batch is one trace (for OTLP logs: the records logged in one span are): the
+//! detector's send span is the root, and enrichment's batch span, attribution's batch span, export's batch span, the sink requests that write the
 //! events and intel's `ShareEvents` span are its descendants, over real gRPC on 127.0.0.1 and
 //! through export's durable queue. Spans are read back from an in-memory exporter and the
 //! parent links are walked.
@@ -189,51 +189,34 @@ enum Carrier {
     Batch,
     /// In the Ingest stream's gRPC metadata only (what gRPC-level instrumentation does).
     Metadata,
+    /// In each OTLP log record's `trace_id` and `span_id` (what an OpenTelemetry logging SDK
+    /// does for records logged inside a span), sent to `LogsService/Export`.
+    OtlpRecord,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_detector_batch_is_one_trace_through_every_hop() {
     let exporter = install_tracing();
     let cluster = Cluster::start().await;
-    for (n, carrier) in [Carrier::Batch, Carrier::Metadata].into_iter().enumerate() {
+    for (n, carrier) in [Carrier::Batch, Carrier::Metadata, Carrier::OtlpRecord]
+        .into_iter()
+        .enumerate()
+    {
         exporter.reset();
         one_trace(&cluster, &exporter, n, carrier).await;
     }
 }
 
 async fn one_trace(cluster: &Cluster, exporter: &InMemorySpanExporter, n: usize, carrier: Carrier) {
-    let mut client = IngestServiceClient::new(cluster.enrichment.channel());
     let detector = tracing::info_span!("detector_send");
     let trace_id = detector.context().span().span_context().trace_id();
     let detector_id = detector.context().span().span_context().span_id();
     assert_ne!(trace_id, TraceId::INVALID, "the test's tracer is installed");
-    let ids: BTreeSet<String> = (0..3).map(|i| format!("trace-{n}-{i}")).collect();
-    let context = detector.in_scope(attackmesh_runtime::telemetry::inject_map);
-    let batch = IngestRequest {
-        batch_id: 1,
-        events: ids.iter().map(|id| port_scan(id, "203.0.113.80")).collect(),
-        trace_context: match carrier {
-            Carrier::Batch => context.clone(),
-            Carrier::Metadata => HashMap::new(),
-        },
+    let ids = match carrier {
+        Carrier::OtlpRecord => send_otlp(cluster, &detector, n).await,
+        Carrier::Batch | Carrier::Metadata => send_batch(cluster, &detector, n, carrier).await,
     };
-    let mut request = with_token(tokio_stream::iter(vec![batch]), &cluster.tokens.bearer(DETECTOR));
-    if let Carrier::Metadata = carrier {
-        for (key, value) in &context {
-            request.metadata_mut().insert(
-                tonic::metadata::MetadataKey::from_bytes(key.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-    }
-    let answer = async { client.ingest(request).await.unwrap().into_inner().message().await }
-        .instrument(detector.clone())
-        .await
-        .unwrap()
-        .unwrap();
     drop(detector);
-    assert_eq!(answer.status, AckStatus::Durable as i32, "{answer:?}");
-    assert_eq!(answer.accepted, 3);
     wait_for_sink(&cluster.sink(), &ids, |_| true).await;
 
     // A span is recorded when it ends: the sink requests end just after the file is written
@@ -298,4 +281,87 @@ async fn one_trace(cluster: &Cluster, exporter: &InMemorySpanExporter, n: usize,
         ],
         "{carrier:?}: intel's ShareEvents span descends from the intel sink's request:\n{tree}"
     );
+}
+
+/// Sends three detections as one Ingest batch inside `detector`; returns their ids.
+async fn send_batch(cluster: &Cluster, detector: &tracing::Span, n: usize, carrier: Carrier) -> BTreeSet<String> {
+    let mut client = IngestServiceClient::new(cluster.enrichment.channel());
+    let ids: BTreeSet<String> = (0..3).map(|i| format!("trace-{n}-{i}")).collect();
+    let context = detector.in_scope(attackmesh_runtime::telemetry::inject_map);
+    let batch = IngestRequest {
+        batch_id: 1,
+        events: ids.iter().map(|id| port_scan(id, "203.0.113.80")).collect(),
+        trace_context: match carrier {
+            Carrier::Batch => context.clone(),
+            Carrier::Metadata | Carrier::OtlpRecord => HashMap::new(),
+        },
+    };
+    let mut request = with_token(tokio_stream::iter(vec![batch]), &cluster.tokens.bearer(DETECTOR));
+    if let Carrier::Metadata = carrier {
+        for (key, value) in &context {
+            request.metadata_mut().insert(
+                tonic::metadata::MetadataKey::from_bytes(key.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+    }
+    let answer = async { client.ingest(request).await.unwrap().into_inner().message().await }
+        .instrument(detector.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status, AckStatus::Durable as i32, "{answer:?}");
+    assert_eq!(answer.accepted, 3);
+    ids
+}
+
+/// Logs three records inside `detector` and exports them over OTLP with no context in the
+/// request's metadata: only the records' ids carry the trace. Returns their event ids.
+async fn send_otlp(cluster: &Cluster, detector: &tracing::Span, n: usize) -> BTreeSet<String> {
+    use attackmesh::formats::otlp::{
+        otlp_from_request,
+        proto::{
+            collector::{ExportLogsServiceRequest, logs_service_client::LogsServiceClient},
+            common::{AnyValue, any_value::Value},
+            logs::{LogRecord, ResourceLogs, ScopeLogs},
+        },
+    };
+    let context = detector.context();
+    let span = context.span();
+    let span_context = span.span_context();
+    let now = u64::try_from(chrono::Utc::now().timestamp_nanos_opt().unwrap()).unwrap();
+    let records = (0..3)
+        .map(|i| LogRecord {
+            time_unix_nano: now,
+            severity_number: 13,
+            body: Some(AnyValue {
+                value: Some(Value::StringValue(format!("port scan trace-{n}-{i}"))),
+            }),
+            trace_id: span_context.trace_id().to_bytes().to_vec(),
+            span_id: span_context.span_id().to_bytes().to_vec(),
+            flags: 1,
+            ..Default::default()
+        })
+        .collect();
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let ids = otlp_from_request(request.clone())
+        .into_iter()
+        .map(|r| r.result.unwrap().event.event_id)
+        .collect();
+    let mut client = LogsServiceClient::new(cluster.enrichment.channel());
+    let answer = client
+        .export(with_token(request, &cluster.tokens.bearer(DETECTOR)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.partial_success, None);
+    ids
 }
