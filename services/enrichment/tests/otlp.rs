@@ -18,6 +18,7 @@ use attackmesh::{
     },
     proto::EnrichedEvent,
 };
+use attackmesh_enrichment::otlp::MAX_TRACE_BATCHES;
 use attackmesh_testkit::{channel, wait_for_sink, wait_health, with_token};
 use common::*;
 use prost::Message as _;
@@ -210,6 +211,28 @@ async fn otlp_grpc_export_is_durable_reports_rejections_and_matches_falco_http()
     assert_eq!(falco.len(), 2);
     assert!(!falco[0].technique_ids.is_empty());
     assert_eq!(attribution(falco[0]), attribution(falco[1]));
+
+    // Records of many traces travel as one batch, each keeping its ids as attributes.
+    let many = request(
+        "authwatch",
+        "",
+        (11..11 + MAX_TRACE_BATCHES as u8 + 2)
+            .map(|t| generic(&format!("trace {t}"), t))
+            .collect(),
+    );
+    let answer = client
+        .export(with_token(many.clone(), DETECTOR_TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.partial_success, None);
+    let ids = attackmesh::formats::otlp::otlp_from_request(many)
+        .into_iter()
+        .map(|r| r.result.unwrap().event.event_id)
+        .collect();
+    let events = wait_for_sink(&cluster.sink(), &ids, |_| true).await;
+    let traced = events.iter().find(|e| e.description == "trace 12").unwrap();
+    assert_eq!(traced.attributes["trace.id"], "0c".repeat(16));
 
     // Tokens and roles are those of Ingest.
     let refused = client.export(generic_request.clone()).await.unwrap_err();

@@ -20,7 +20,7 @@
 //! | `url.full` | URL indicator |
 //! | `security_rule.name`, `.uuid`, `.category`, `.ruleset.name`, `.version`, `.reference`, … | kept as attributes (the rule that fired, for analysts and sinks); `.uuid` also as `rule.id`, which ECS documents carry |
 //! | technique ids in `security_rule.category`, `security_rule.reference` (`…/techniques/T1059/001/`), `threat.technique.id`, `threat.technique.subtechnique.id` | `technique_hints` (validated against ATT&CK by attribution, never trusted blindly) |
-//! | `trace_id` + `span_id` (16 and 8 bytes, not all zero) and `flags` | [`OtlpEvent::traceparent`]: the batch the record travels in continues that trace |
+//! | `trace_id` + `span_id` (16 and 8 bytes, not all zero) and `flags` | [`OtlpEvent::traceparent`]: the batch the record travels in continues that trace; also the attributes `trace.id` / `span.id` (lowercase hex, as ECS names them) |
 //!
 //! A record from falcosidekick's OTLP logs output is a Falco alert: it is rebuilt and parsed by
 //! the Falco parser (`original_format` `falco`), so it is attributed as the same alert over
@@ -177,6 +177,12 @@ fn map(located: &Located) -> Result<OtlpEvent, ParseError> {
     }
     b.priority(PRIORITY);
     b.attributes(flat_attributes(located, attributes));
+    if traceparent.is_some() {
+        b.attributes([
+            ("trace.id".to_owned(), hex(&record.trace_id)),
+            ("span.id".to_owned(), hex(&record.span_id)),
+        ]);
+    }
     Ok(OtlpEvent {
         event: b.finish(),
         traceparent,
@@ -247,13 +253,17 @@ fn traceparent(record: &LogRecord) -> Option<String> {
     if !valid(&record.trace_id, 16) || !valid(&record.span_id, 8) {
         return None;
     }
-    let hex = |id: &[u8]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
     Some(format!(
         "00-{}-{}-{:02x}",
         hex(&record.trace_id),
         hex(&record.span_id),
         record.flags & 0xff
     ))
+}
+
+/// Bytes as lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Sets the endpoints from semantic-convention attributes and the resource's host name.

@@ -142,6 +142,8 @@ fn a_security_record_maps_every_documented_field() {
         mapped.traceparent.as_deref(),
         Some("00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01")
     );
+    assert_eq!(attr("trace.id"), Some("0102030405060708090a0b0c0d0e0f10"));
+    assert_eq!(attr("span.id"), Some("0102030405060708"));
     // The original is the record alone, as OTLP/JSON: it maps back to the same event.
     let again = only(otlp_from_json(&e.original).unwrap());
     assert_eq!(again.event, mapped.event);

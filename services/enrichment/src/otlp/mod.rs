@@ -13,7 +13,11 @@
 //! all of which OTLP exporters retry; deterministic event ids make the resend harmless.
 //!
 //! Records of one trace travel as one batch whose trace context is theirs, so each continues the
-//! trace it was logged in; records without valid ids take the request's own context.
+//! trace it was logged in; records without valid ids take the request's own context. A request
+//! whose records come from more than [`MAX_TRACE_BATCHES`] traces (an SDK batch of records
+//! logged in many requests) travels as one batch under the request's own context instead: a
+//! durable export per trace would cost more than the traces are worth, and each event keeps its
+//! record's ids as `trace.id` / `span.id` attributes.
 
 pub mod http;
 
@@ -44,6 +48,9 @@ use crate::{
     metrics::METRICS,
     service::{IngestState, caller_name, opentelemetry_inject},
 };
+
+/// Most batches one export request is split into to keep each record's trace (see the module doc).
+pub const MAX_TRACE_BATCHES: usize = 4;
 
 /// Implementation of OpenTelemetry's `LogsService`.
 pub struct LogsApi {
@@ -129,6 +136,14 @@ pub(crate) async fn export(
             Err(error) => problems.push((position, format!("{}: {error}", record.path))),
         }
         paths.push(record.path);
+    }
+    if groups.len() > MAX_TRACE_BATCHES {
+        let mut one = Group::default();
+        for group in std::mem::take(&mut groups).into_values() {
+            one.positions.extend(group.positions);
+            one.events.extend(group.events);
+        }
+        groups.insert(None, one);
     }
     METRICS.received.inc_by(problems.len() as u64);
     METRICS.rejected.inc_by(problems.len() as u64);
