@@ -8,6 +8,7 @@ use prost::Message;
 
 const PROTOS: &[&str] = &[
     "proto/attackmesh/v1/common.proto",
+    "proto/attackmesh/v1/campaign.proto",
     "proto/attackmesh/v1/events.proto",
     "proto/attackmesh/v1/ingest.proto",
     "proto/attackmesh/v1/attribution.proto",

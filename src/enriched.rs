@@ -31,5 +31,7 @@ pub fn enriched_event(detection: DetectionEvent, attribution: Attribution, revis
         }),
         revision,
         submitted_by: detection.submitted_by,
+        campaign_id: String::new(),
+        campaign: None,
     }
 }

@@ -193,8 +193,9 @@ prop_compose! {
             event_id: d.event_id, timestamp: d.timestamp, source_service: d.source_service, detector_kind: d.detector_kind,
             event_type: d.event_type, source: d.source, destination: d.destination, severity: d.severity,
             description: d.description, technique_ids, confidence_score, related_indicators: d.indicators, metadata,
-            attack_version: version, attribution_status: status, attributes: d.attributes, original: d.original,
+            attack_version: version.clone(), attribution_status: status, attributes: d.attributes, original: d.original,
             original_format: d.original_format, enriched_at, revision, submitted_by: d.submitted_by,
+            campaign_id: version.clone(), campaign: None,
         }
     }
 }

@@ -181,6 +181,8 @@ pub fn event(i: u64) -> EnrichedEvent {
         enriched_at: Some(Timestamp { seconds: now, nanos: 0 }),
         revision: 1,
         submitted_by: "suricata-edge".into(),
+        campaign_id: String::new(),
+        campaign: None,
     }
 }
 
