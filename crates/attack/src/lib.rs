@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod actors;
+pub mod campaigns;
 pub mod engine;
 pub mod error;
 pub mod kb;

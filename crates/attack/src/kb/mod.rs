@@ -82,6 +82,8 @@ pub struct Kb {
     mitigation_index: HashMap<String, usize>,
     counts: KbCounts,
     pub(crate) actors: ActorIndex,
+    /// Campaign-ranking profiles, built on first use.
+    campaign_profiles: std::sync::OnceLock<crate::campaigns::Profiles>,
 }
 
 impl Kb {
@@ -233,6 +235,7 @@ impl Kb {
             mitigation_index,
             counts,
             actors: ActorIndex::default(),
+            campaign_profiles: std::sync::OnceLock::new(),
         };
         kb.actors = ActorIndex::build(&kb);
         Ok(kb)
@@ -425,6 +428,12 @@ impl Kb {
     /// Active sub-techniques of the technique at `i`.
     pub(crate) fn subtechnique_indices(&self, i: TechIdx) -> &[TechIdx] {
         &self.subtechniques[i as usize]
+    }
+
+    /// Group profiles for campaign ranking (built once, on first use).
+    pub(crate) fn campaign_profiles(&self) -> &crate::campaigns::Profiles {
+        self.campaign_profiles
+            .get_or_init(|| crate::campaigns::Profiles::build(self, None))
     }
 
     pub(crate) fn technique_count(&self) -> usize {

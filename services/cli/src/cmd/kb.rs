@@ -72,6 +72,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measures campaign-level actor ranking on ATT&CK's own campaigns attributed to groups:
+    /// each is ranked with profiles that leave it out; prints top-1/3/5.
+    RankCampaigns,
     /// Imports an official ATT&CK bundle and writes the compact knowledge base.
     Import {
         /// The bundle (`enterprise-attack-X.Y.json` or `.json.gz`).
@@ -99,6 +102,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::Technique { id, json } => technique(&*load(args.kb.as_ref())?, &id, json),
         Command::Group { id, json } => group(&*load(args.kb.as_ref())?, &id, json),
+        Command::RankCampaigns => emit(&attackmesh_attack::campaigns::evaluate(&*load(args.kb.as_ref())?).to_string()),
     }
 }
 
