@@ -6,8 +6,9 @@
 //!   (`attackmesh-cli`), the deployable that wires them all, is the one exception;
 //! - a library (a member under `crates/`) never depends on a service or the CLI;
 //! - the contract (the root package) depends on no other member;
-//! - the ATT&CK library (`attackmesh-attack`) depends on no RPC framework, async runtime or
-//!   service runtime (tonic, tokio, attackmesh-runtime).
+//! - the ATT&CK library (`attackmesh-attack`) and the campaign library (`attackmesh-campaign`)
+//!   depend on no RPC framework, async runtime or service runtime (tonic, tokio,
+//!   attackmesh-runtime).
 //!
 //! Only normal dependencies count: dev-dependencies (a test may start several services) and
 //! build dependencies never reach a deployed binary's code. Members are classified by where
@@ -25,6 +26,8 @@ const CLI: &str = "attackmesh-cli";
 /// The ATT&CK library and what it must not depend on.
 const ATTACK: &str = "attackmesh-attack";
 const ATTACK_FORBIDDEN: &[&str] = &["tonic", "tokio", "attackmesh-runtime"];
+/// The campaign library: plain domain logic that a service wraps, held to the same wall.
+const CAMPAIGN: &str = "attackmesh-campaign";
 
 /// A workspace member's place in the design.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +146,11 @@ fn violations(metadata: &Value) -> Vec<String> {
             if m.name == ATTACK && ATTACK_FORBIDDEN.contains(dep) {
                 out.push(format!(
                     "{ATTACK} ({at}) depends on {dep}: the ATT&CK library has no RPC framework, async runtime or service runtime"
+                ));
+            }
+            if m.name == CAMPAIGN && ATTACK_FORBIDDEN.contains(dep) {
+                out.push(format!(
+                    "{CAMPAIGN} ({at}) depends on {dep}: the campaign library has no RPC framework, async runtime or service runtime"
                 ));
             }
         }

@@ -400,7 +400,8 @@ impl std::fmt::Display for Evaluation {
         }
         let n = self.campaigns.len();
         let pct = |x: usize| if n == 0 { 0.0 } else { 100.0 * x as f64 / n as f64 };
-        let rows: [(&str, fn(&Self, usize) -> usize); 3] = [
+        type Count = fn(&Evaluation, usize) -> usize;
+        let rows: [(&str, Count); 3] = [
             ("campaign ranker", Self::top),
             ("  techniques only", Self::techniques_only_top),
             ("per-event ranker", Self::baseline_top),
