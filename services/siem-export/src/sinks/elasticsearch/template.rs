@@ -96,6 +96,16 @@ fn custom_mappings(opensearch: bool) -> Value {
         "threat_actors": {"type": "object", "dynamic": true},
         "indicators": {"properties": {"type": kw, "value": kw}},
         "attributes": {"type": if opensearch { "flat_object" } else { "flattened" }},
+        "campaign": {"properties": {
+            "id": kw, "status": kw, "summary": {"type": "text"}, "kill_chain": kw, "tactic_ids": kw,
+            "technique_ids": kw, "actor_evidence": kw, "merged_ids": kw, "merged_into": kw,
+            "revision": {"type": "long"}, "risk_score": {"type": "float"},
+            "first_seen": {"type": "date"}, "last_seen": {"type": "date"},
+            "entities": {"type": "object", "dynamic": true},
+            "risk_rules": {"type": "object", "dynamic": true},
+            "detectors": {"type": "object", "dynamic": true},
+            "candidate_groups": {"type": "object", "dynamic": true},
+        }},
     }})
 }
 

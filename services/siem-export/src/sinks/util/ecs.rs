@@ -8,8 +8,9 @@
 //! shaped like an Elastic Security rule's `threat` array (one entry per tactic, with its
 //! techniques and sub-techniques) and mapped `nested`. Candidate actors appear in `threat.group.*`
 //! only with a score of at least [`GROUP_CLAIM_SCORE`](super::attack::GROUP_CLAIM_SCORE) (ranked
-//! candidates with scores stay in `attackmesh.threat_actors`). This module only builds
-//! documents: no I/O.
+//! candidates with scores stay in `attackmesh.threat_actors`). A campaign alert adds its
+//! entities to `related.*` and the campaign itself as `attackmesh.campaign`. This module only
+//! builds documents: no I/O.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -132,6 +133,12 @@ fn related(d: &mut Doc, event: &EnrichedEvent) {
         }
         push_unique(&mut users, &e.user);
         push_unique(&mut hosts, &e.hostname);
+    }
+    if let Some(c) = &event.campaign {
+        let (c_ips, c_hosts, c_users) = super::campaign::entities(c);
+        c_ips.iter().for_each(|v| push_unique(&mut ips, v));
+        c_hosts.iter().for_each(|v| push_unique(&mut hosts, v));
+        c_users.iter().for_each(|v| push_unique(&mut users, v));
     }
     for i in &event.related_indicators {
         match IndicatorType::try_from(i.r#type).unwrap_or(IndicatorType::Unspecified) {
@@ -312,5 +319,8 @@ fn custom(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>) {
     d.set("attackmesh.indicators", Value::Array(indicators));
     if !event.attributes.is_empty() {
         d.set("attackmesh.attributes", json!(event.attributes));
+    }
+    if let Some(c) = &event.campaign {
+        d.set("attackmesh.campaign", super::campaign::summary_object(c));
     }
 }

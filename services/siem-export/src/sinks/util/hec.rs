@@ -2,7 +2,9 @@
 //! `fields`): what the Splunk HEC sink posts and what the file sink writes in its `hec` shape.
 //! The event carries `mitre_attack.*` (technique ids, technique details with tactics,
 //! ranked threat actors) and Splunk CIM-friendly fields (`src`, `dest`, `src_port`, `dest_port`,
-//! `user`, `signature`, `severity`, `annotations.mitre_attack.*`). Index-time `fields` hold only
+//! `user`, `signature`, `severity`, `annotations.mitre_attack.*`); a campaign alert also carries
+//! Splunk RBA's `risk_object`, `risk_object_type`, `risk_score`, `threat_object`,
+//! `threat_object_type` and the `campaign` itself. Index-time `fields` hold only
 //! strings or lists of strings, as HEC requires. No I/O here.
 
 use std::collections::HashMap;
@@ -165,6 +167,9 @@ struct Body<'a> {
     attributes: &'a HashMap<String, String>,
     #[serde(skip_serializing_if = "no_str")]
     original_format: &'a str,
+    /// Risk-based-alerting fields and the campaign, on a campaign alert only.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    rba: Option<super::campaign::Rba>,
 }
 
 #[derive(Serialize)]
@@ -340,6 +345,7 @@ fn body<'a>(ev: &'a EnrichedEvent, view: &'a AttackView<'_>) -> Body<'a> {
             .collect(),
         attributes: &ev.attributes,
         original_format: &ev.original_format,
+        rba: ev.campaign.as_ref().map(super::campaign::Rba::of),
     }
 }
 

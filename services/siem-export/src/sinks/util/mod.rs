@@ -3,6 +3,9 @@
 //! of them need lives here, and nothing here knows which sink calls it.
 
 pub mod attack;
+pub mod campaign;
+#[cfg(test)]
+mod campaign_tests;
 mod doc;
 pub mod ecs;
 pub mod hec;
