@@ -169,9 +169,13 @@ struct Inputs<'a> {
 }
 
 /// STIX objects for an enriched event's related indicators: indicators, `indicates`
-/// relationships and sightings. The identity and marking they reference come from
+/// relationships and sightings; for a campaign alert, the campaign's objects instead
+/// ([`super::campaign::campaign_objects`]). The identity and marking they reference come from
 /// [`StixOptions::base_objects`]. Indicators without a valid pattern are skipped.
 pub fn stix_objects_for(event: &EnrichedEvent, kb: &Kb, options: &StixOptions) -> Vec<StixObject> {
+    if let Some(campaign) = &event.campaign {
+        return super::campaign::campaign_objects(campaign, kb, options);
+    }
     let mut ids: Vec<&str> = event.technique_ids.iter().map(String::as_str).collect();
     if let Some(meta) = &event.metadata {
         ids.extend(meta.techniques.iter().map(|t| t.id.as_str()));

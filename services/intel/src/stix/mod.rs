@@ -6,6 +6,9 @@
 //! object with new versions, never a pile of duplicates. This module never touches storage.
 
 pub mod builder;
+pub mod campaign;
+#[cfg(test)]
+mod campaign_tests;
 pub mod merge;
 pub mod pattern;
 pub mod tlp;
