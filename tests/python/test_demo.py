@@ -86,3 +86,59 @@ def test_seed_variables_send_the_demo_to_elasticsearch(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_mitre_example_flow_validates_and_a_broken_one_does_not():
+    """The schema check itself: MITRE's example passes; an action without a name or with a
+    technique_ref that is not an attack-pattern fails."""
+    from attack_flow import example_bundle, flow_errors
+
+    bundle = example_bundle()
+    assert flow_errors(bundle) == []
+    action = next(o for o in bundle["objects"] if o["type"] == "attack-action")
+    del action["name"]
+    action["technique_ref"] = "malware--40f5caa0-4cb7-4117-89fc-d421bb493df3"
+    errors = flow_errors(bundle)
+    assert any("'name' is a required property" in e for e in errors), errors
+    assert any("attack-pattern--" in e for e in errors), errors
+
+
+def test_demo_intrusion_is_one_campaign_with_a_valid_attack_flow(demo):
+    from attack_flow import flow_errors
+
+    campaigns = [json.loads(line) for line in (demo / "campaigns.ndjson").read_text().splitlines()]
+    assert len(campaigns) == 1, campaigns
+    campaign = campaigns[0]
+    assert campaign["entities"][0]["value"] == "203.0.113.45"
+    assert [d["source_service"] for d in campaign["detectors"]] == ["netmon-edge", "decoy-ssh-01", "ueba-core"]
+    assert campaign["status"] == "CAMPAIGN_STATUS_OPEN"
+    assert int(campaign["revision"]) >= 1
+
+    flow = json.loads((demo / "attack-flow.json").read_text())
+    assert flow_errors(flow) == []
+    flows = [o for o in flow["objects"] if o["type"] == "attack-flow"]
+    assert len(flows) == 1 and flows[0]["scope"] == "incident"
+    actions = [o for o in flow["objects"] if o["type"] == "attack-action"]
+    assert [a["technique_id"] for a in actions] == [t["id"] for t in campaign["techniques"]]
+    starts = [a["execution_start"] for a in actions]
+    assert starts == sorted(starts), "actions in observed order"
+    assert all(a["technique_ref"].startswith("attack-pattern--") for a in actions)
+    assets = {o["id"] for o in flow["objects"] if o["type"] == "attack-asset"}
+    assert assets and all(set(a.get("asset_refs", [])) <= assets for a in actions)
+
+
+def test_demo_campaign_reaches_every_sink(demo):
+    campaign = json.loads((demo / "campaigns.ndjson").read_text().splitlines()[0])
+    cid = campaign["campaign_id"]
+    docs = [json.loads(line) for line in (demo / "ecs.ndjson").read_text().splitlines()]
+    alert = [d for d in docs if d.get("attackmesh", {}).get("campaign", {}).get("id") == cid]
+    assert len(alert) == 1 and alert[0]["event"]["kind"] == "alert"
+    assert "203.0.113.45" in alert[0]["related"]["ip"]
+    hec = [json.loads(line)["event"] for line in (demo / "hec.ndjson").read_text().splitlines()]
+    rba = [e for e in hec if e["event_id"] == cid]
+    assert len(rba) == 1 and rba[0]["threat_object"][0] == "203.0.113.45" and rba[0]["risk_score"] > 100
+    bundle = json.loads((demo / "stix-bundle.json").read_text())
+    stix = [o for o in bundle["objects"] if o["id"] == cid]
+    assert len(stix) == 1 and stix[0]["type"] == "campaign"
+    uses = [o for o in bundle["objects"] if o["type"] == "relationship" and o["source_ref"] == cid]
+    assert {o["relationship_type"] for o in uses} <= {"uses", "attributed-to"} and uses

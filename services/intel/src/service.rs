@@ -211,7 +211,7 @@ struct SortedEvents {
 }
 
 /// Validates every event on its own, as the export service does, so one bad event never costs
-/// the others their delivery.
+/// the others their delivery. Events with a shareable indicator, and campaign alerts, are shared.
 fn sort_events(events: Vec<EnrichedEvent>) -> SortedEvents {
     let mut out = SortedEvents {
         shareable: Vec::with_capacity(events.len()),
@@ -221,7 +221,9 @@ fn sort_events(events: Vec<EnrichedEvent>) -> SortedEvents {
     };
     for (i, event) in events.into_iter().enumerate() {
         match attackmesh::validate::enriched_event(&event) {
-            Ok(()) if event.related_indicators.iter().any(|ind| pattern_for(ind).is_ok()) => {
+            Ok(())
+                if event.campaign.is_some() || event.related_indicators.iter().any(|ind| pattern_for(ind).is_ok()) =>
+            {
                 out.shareable.push(event);
                 out.positions.push(i as u32);
             }

@@ -6,9 +6,12 @@
 //! The outputs are the sinks' own work: `enriched.ndjson`, `ecs.ndjson`, `hec.ndjson` and
 //! `ocsf.ndjson` are written by siem-export's file sinks, `stix-bundle.json` is exported from the
 //! intel service's collection (fed by the intel sink), and `navigator-layer.json` is built from what arrived in
-//! `enriched.ndjson`. Elasticsearch and Splunk HEC are delivered to as well when the usual
+//! `enriched.ndjson`. The delivered events are folded into campaigns (`campaigns.ndjson`,
+//! `attack-flow.json`), whose alerts go through siem-export to every sink as well.
+//! Elasticsearch and Splunk HEC are delivered to as well when the usual
 //! `ATTACKMESH_…` variables (or `--config`) configure them.
 
+mod campaign;
 mod pipeline;
 mod report;
 mod scenario;
@@ -154,10 +157,27 @@ async fn play(args: &Args, pipeline: &Pipeline, sources: Vec<Source>, started: I
     }
     let sent: Vec<Sent> = sent.into_iter().flatten().collect();
     let accepted: u64 = sent.iter().map(|s| s.accepted).sum();
-    let sinks = pipeline.wait_delivered(accepted, DELIVERY_TIMEOUT).await?;
+    pipeline.wait_delivered(accepted, DELIVERY_TIMEOUT).await?;
 
     let enriched = read_enriched(&args.out.join(pipeline::ENRICHED))?;
     let by_detector = group_by_detector(&sent, enriched);
+    // Campaigns from what was delivered, then their alerts through siem-export to every sink.
+    let kb = attackmesh_attack::Kb::embedded()?;
+    let delivered: Vec<&EnrichedEvent> = by_detector.iter().flat_map(|(_, events)| events).collect();
+    let campaigns = campaign::build(&kb, &delivered)?;
+    campaign::write(&args.out, &kb, &campaigns)?;
+    let alerts: Vec<EnrichedEvent> = campaigns
+        .iter()
+        .map(|c| attackmesh_campaign::campaign_alert(&kb, c))
+        .collect();
+    let alerted = if alerts.is_empty() {
+        0
+    } else {
+        pipeline.export(alerts).await?
+    };
+    let accepted = accepted + alerted;
+    let sinks = pipeline.wait_delivered(accepted, DELIVERY_TIMEOUT).await?;
+
     let stix = args.out.join("stix-bundle.json");
     let stix_objects = export_stix(&pipeline.config, &stix).await?;
     let report = report::write(&args.out, &by_detector, stix, stix_objects)?;
@@ -166,6 +186,7 @@ async fn play(args: &Args, pipeline: &Pipeline, sources: Vec<Source>, started: I
         .filter(|s| s.queue_depth > 0 || s.delivered + s.dead_lettered < accepted)
         .collect();
     report.print(&report::Run {
+        campaigns: &campaigns,
         detectors: &sent,
         by_detector: &by_detector,
         sinks: &sinks,

@@ -10,8 +10,8 @@ use std::{
 
 use anyhow::Context as _;
 use attackmesh::proto::{
-    GetSinkStatusRequest, SinkStatus, export_service_client::ExportServiceClient,
-    ingest_service_client::IngestServiceClient,
+    AckStatus, EnrichedEvent, ExportRequest, GetSinkStatusRequest, SinkStatus,
+    export_service_client::ExportServiceClient, ingest_service_client::IngestServiceClient,
 };
 use attackmesh_runtime::{
     auth::{Role, TokenEntry, hash_token},
@@ -176,6 +176,37 @@ impl Pipeline {
         )
     }
 
+    /// Hands `events` to siem-export as one Export batch (as the enrichment service does),
+    /// resending it while siem-export answers RETRY, and returns how many it queued.
+    pub(crate) async fn export(&self, events: Vec<EnrichedEvent>) -> anyhow::Result<u64> {
+        let channel = connect(self.siem_export).await?;
+        let mut client = ExportServiceClient::with_interceptor(channel, bearer(&self.admin_token)?)
+            .max_encoding_message_size(attackmesh::limits::MAX_MESSAGE_BYTES);
+        loop {
+            let request = ExportRequest {
+                batch_id: 0,
+                events: events.clone(),
+                trace_context: attackmesh_runtime::telemetry::inject_map(),
+            };
+            let mut responses = client.export(tokio_stream::iter([request])).await?.into_inner();
+            let response = responses
+                .message()
+                .await?
+                .context("siem-export closed the stream without an answer")?;
+            if response.status == AckStatus::Durable as i32 {
+                if let Some(r) = response.rejections.first() {
+                    anyhow::bail!("siem-export refused campaign alert {}: {:?}", r.event_id, r.violations);
+                }
+                return Ok(u64::from(response.accepted));
+            }
+            let wait = response
+                .retry_after
+                .and_then(|d| Duration::try_from(d).ok())
+                .unwrap_or(Duration::from_millis(200));
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Waits until every sink has delivered (or dead-lettered) `expected` events, or `timeout`
     /// passed, and returns the sinks' status.
     pub(crate) async fn wait_delivered(&self, expected: u64, timeout: Duration) -> anyhow::Result<Vec<SinkStatus>> {
@@ -260,7 +291,7 @@ fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

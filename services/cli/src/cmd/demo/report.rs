@@ -24,6 +24,8 @@ pub(crate) struct Report {
 
 /// What the run did, for the summary.
 pub(crate) struct Run<'a> {
+    /// Campaigns built from the delivered events, the intrusion's first.
+    pub(crate) campaigns: &'a [attackmesh::proto::Campaign],
     /// Per detector: what was sent and acknowledged.
     pub(crate) detectors: &'a [Sent],
     /// Per detector: the enriched events that arrived in `enriched.ndjson`.
@@ -80,6 +82,7 @@ impl Report {
                 .and_then(|e| e.metadata.as_ref())
                 .map_or("?", |m| m.rule_pack_version.as_str()),
         );
+        super::campaign::render(&mut s, run.campaigns);
         let _ = writeln!(s, "Detections by detector");
         let width = sources.iter().map(|(name, _)| name.chars().count()).max().unwrap_or(0);
         for (sent, (name, events)) in run.detectors.iter().zip(sources) {
@@ -199,6 +202,16 @@ impl Report {
             self.out.join(super::pipeline::OCSF).display()
         );
         let _ = writeln!(s, "  ATT&CK Navigator layer            {}", self.layer.display());
+        let _ = writeln!(
+            s,
+            "  campaigns (canonical JSON)        {}",
+            self.out.join(super::campaign::CAMPAIGNS).display()
+        );
+        let _ = writeln!(
+            s,
+            "  Attack Flow 2.0 of the campaign   {}",
+            self.out.join(super::campaign::ATTACK_FLOW).display()
+        );
         let stix = format!("STIX 2.1 bundle ({} objects)", self.stix_objects);
         let _ = writeln!(s, "  {stix:<34}{}", self.stix.display());
         let _ = writeln!(s, "  TAXII 2.1 collection              {}", run.taxii_objects);
