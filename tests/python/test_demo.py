@@ -142,3 +142,18 @@ def test_demo_campaign_reaches_every_sink(demo):
     assert len(stix) == 1 and stix[0]["type"] == "campaign"
     uses = [o for o in bundle["objects"] if o["type"] == "relationship" and o["source_ref"] == cid]
     assert {o["relationship_type"] for o in uses} <= {"uses", "attributed-to"} and uses
+
+
+def test_intel_flow_writes_the_campaign_flow_from_campaigns_ndjson(demo, tmp_path):
+    from attack_flow import flow_errors
+
+    cid = json.loads((demo / "campaigns.ndjson").read_text().splitlines()[0])["campaign_id"]
+    out = tmp_path / "flow.json"
+    args = [BIN, "intel", "flow", "--campaign", cid[:18], "--campaigns", str(demo / "campaigns.ndjson"), "--out", str(out)]
+    run = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    flow = json.loads(out.read_text())
+    assert flow == json.loads((demo / "attack-flow.json").read_text())
+    assert flow_errors(flow) == []
+    missing = subprocess.run(args[:4] + ["campaign--nope"] + args[5:], capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "no campaign campaign--nope" in missing.stderr

@@ -1,5 +1,6 @@
 //! `attackmesh intel export`: writes the latest version of every object of an intel collection
 //! as one STIX 2.1 bundle (for partners without TAXII, or for stix2-validator).
+//! `attackmesh intel flow` writes a campaign's Attack Flow (see `intel_flow`).
 
 use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
@@ -19,6 +20,8 @@ pub(crate) struct Args {
 enum Command {
     /// Write a collection as one STIX 2.1 bundle.
     Export(ExportArgs),
+    /// Write a campaign's Attack Flow 2.0 bundle (from a campaigns.ndjson).
+    Flow(super::intel_flow::FlowArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +44,7 @@ struct ExportArgs {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Export(args) => export(args),
+        Command::Flow(args) => super::intel_flow::flow(args),
     }
 }
 

@@ -6,6 +6,7 @@ pub(crate) mod dlq;
 pub(crate) mod enrich;
 pub(crate) mod health;
 pub(crate) mod intel;
+pub(crate) mod intel_flow;
 pub(crate) mod kb;
 pub(crate) mod navigator;
 pub(crate) mod serve;
