@@ -267,7 +267,7 @@ pub struct EvaluatedCampaign {
     pub techniques: usize,
     /// Software it records.
     pub software: usize,
-    /// 1-based rank of the best-placed attributed group among the first [`TOP`] (five), if any.
+    /// 1-based rank of the best-placed attributed group among the first five, if any.
     pub rank: Option<usize>,
     /// Same, ranked from the techniques alone (no software evidence).
     pub techniques_only_rank: Option<usize>,

@@ -389,10 +389,15 @@ fn evaluate(rule: &IncidentRule, history: &VecDeque<Contribution>, at: i64) -> O
     let from = at.saturating_sub(rule.window().as_millis() as i64);
     let inside = history.iter().filter(|c| c.ms >= from && c.ms <= at);
     let hours = rule.window().as_secs() / 3600;
+    let span = if hours >= 48 && hours.is_multiple_of(24) {
+        format!("{}d", hours / 24)
+    } else {
+        format!("{hours}h")
+    };
     match rule {
         IncidentRule::RiskThreshold { threshold, .. } => {
             let total: f64 = inside.map(|c| c.risk).sum();
-            (total > *threshold).then(|| format!("risk {total:.0} in {hours}h > {threshold:.0}"))
+            (total > *threshold).then(|| format!("risk {total:.0} in {span} > {threshold:.0}"))
         }
         IncidentRule::TacticSources {
             min_tactics,
@@ -409,7 +414,7 @@ fn evaluate(rule: &IncidentRule, history: &VecDeque<Contribution>, at: i64) -> O
             }
             let tactics = bits.count_ones() as usize;
             (tactics >= *min_tactics && sources.len() >= *min_sources)
-                .then(|| format!("{tactics} tactics from {} sources in {hours}h", sources.len()))
+                .then(|| format!("{tactics} tactics from {} sources in {span}", sources.len()))
         }
     }
 }

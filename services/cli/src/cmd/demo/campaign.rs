@@ -83,8 +83,12 @@ pub(crate) fn render(s: &mut String, campaigns: &[Campaign]) {
         .first()
         .map_or(String::new(), |o| format!(" (highest: {})", o.value));
     let _ = writeln!(s, "  risk        {:.0}{top}", risk.score);
-    for r in &risk.rules {
+    const SHOWN_RULES: usize = 4;
+    for r in risk.rules.iter().take(SHOWN_RULES) {
         let _ = writeln!(s, "              {} fired for {}: {}", r.rule, r.object, r.detail);
+    }
+    if risk.rules.len() > SHOWN_RULES {
+        let _ = writeln!(s, "              (+{} more rule hits)", risk.rules.len() - SHOWN_RULES);
     }
     let detectors: Vec<String> = c
         .detectors

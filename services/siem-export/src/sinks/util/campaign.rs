@@ -1,6 +1,6 @@
 //! A campaign alert's extra fields in the shapes sinks write: the `attackmesh.campaign` object
 //! of the ECS document and the risk-based-alerting fields of the HEC event. A campaign alert is
-//! an [`EnrichedEvent`] whose `campaign` is set (its `event_id` is the campaign id and its
+//! an [`EnrichedEvent`](attackmesh::proto::EnrichedEvent) whose `campaign` is set (its `event_id` is the campaign id and its
 //! `revision` the campaign's, so sinks replace it in place); everything else about it —
 //! `threat.*`, `annotations.mitre_attack.*` — comes from the event like any other. No I/O here.
 
