@@ -22,6 +22,9 @@ use crate::{
 pub const CAMPAIGN_EVENT_TYPE: &str = "attackmesh.campaign";
 /// Event ids remembered to recognise a redelivered event.
 const RECENT_EVENTS: usize = 100_000;
+/// Contributions kept per entity for the incident rules' windows; beyond it the oldest go, so
+/// a flood of events on one entity is judged on its latest ones.
+const MAX_HISTORY: usize = 4_096;
 /// Format revision of [`Snapshot`].
 const SNAPSHOT_FORMAT: u32 = 1;
 
@@ -91,14 +94,13 @@ impl CampaignBuilder {
         }
         let ms = event.timestamp.as_ref().map_or(self.watermark.max(0), ts_ms);
         if let Some(id) = self.recent.get(&event.event_id).cloned() {
-            let id = self.resolve(id);
-            if let Some(c) = self.campaigns.get_mut(&id) {
-                let tactics = &self.tactic_pos;
-                if add_techniques(c, event, ms, tactics) {
-                    c.dirty = true;
-                }
-                return Some(id);
+            // Seen before: counted once already. Only a new revision's techniques are added;
+            // an event whose campaign has closed since changes nothing.
+            let c = self.campaigns.get_mut(&id)?;
+            if add_techniques(c, event, ms, &self.tactic_pos) {
+                c.dirty = true;
             }
+            return Some(id);
         }
         if ms > self.watermark {
             self.watermark = ms;
@@ -210,17 +212,6 @@ impl CampaignBuilder {
         !self.config.never_link.iter().any(|v| v == &key.value)
     }
 
-    /// Follows `merged_into` to the campaign that now holds an event.
-    fn resolve(&self, mut id: String) -> String {
-        for _ in 0..64 {
-            match self.campaigns.get(&id).and_then(|c| c.merged_into.clone()) {
-                Some(next) => id = next,
-                None => break,
-            }
-        }
-        id
-    }
-
     /// The open campaign the event belongs to: new, existing, or the survivor of a merge.
     fn campaign_for(&mut self, event: &EnrichedEvent, entities: &[EntityKey], ms: i64) -> String {
         let mut found: Vec<String> = entities.iter().filter_map(|e| self.index.get(e).cloned()).collect();
@@ -274,6 +265,9 @@ impl CampaignBuilder {
                 if self.index.get(&e.key) == Some(&other.id) {
                     self.index.insert(e.key.clone(), survivor.clone());
                 }
+            }
+            for campaign in self.recent.values_mut().filter(|c| **c == other.id) {
+                campaign.clone_from(&survivor);
             }
             other.closed = true;
             other.dirty = true;
@@ -363,7 +357,7 @@ impl CampaignBuilder {
             let at = e.history.partition_point(|x| x.ms <= ms);
             e.history.insert(at, contribution.clone());
             let newest = e.history.back().map_or(ms, |x| x.ms);
-            while e.history.front().is_some_and(|x| x.ms < newest - history) {
+            while e.history.front().is_some_and(|x| x.ms < newest - history) || e.history.len() > MAX_HISTORY {
                 e.history.pop_front();
             }
             for rule in &self.config.rules {

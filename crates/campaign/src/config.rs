@@ -20,7 +20,8 @@ pub struct CampaignConfig {
     pub max_open_campaigns: usize,
     /// Event ids kept per detector and campaign (counts go on beyond it). Default 1,000.
     pub max_event_ids_per_detector: usize,
-    /// Entities kept per campaign; later entities still count towards risk but no longer link.
+    /// Entities kept per campaign; events still join through the kept ones, but entities
+    /// beyond the cap are neither listed, scored nor linking.
     pub max_entities_per_campaign: usize,
     /// Entity values that never link events (shared infrastructure such as a resolver or a
     /// proxy, or generic accounts); they still appear in the campaign and carry risk.

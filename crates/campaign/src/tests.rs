@@ -372,3 +372,19 @@ fn the_attack_flow_orders_actions_by_time_and_points_at_real_attack_patterns() {
     let again = attack_flow(&kb, &b.updates().remove(0));
     assert_eq!(again["objects"][1]["id"], flow["objects"][1]["id"]);
 }
+
+#[test]
+fn an_event_redelivered_after_a_merge_still_counts_once() {
+    let mut b = builder(CampaignConfig::default());
+    let first = b.observe(&ev("q1", 0, "ids", "203.0.113.45", "", &["T1046"])).unwrap();
+    b.observe(&ev("q2", 10, "edr", "10.0.1.15", "", &["T1003.001"]));
+    b.observe(&ev("q3", 20, "ueba", "203.0.113.45", "10.0.1.15", &[]));
+    b.updates();
+    assert_eq!(
+        b.observe(&ev("q2", 10, "edr", "10.0.1.15", "", &["T1003.001"])),
+        Some(first)
+    );
+    assert!(b.updates().is_empty(), "nothing changed");
+    let c = b.campaigns().remove(0);
+    assert_eq!(c.detectors.iter().map(|d| d.event_count).sum::<u32>(), 3);
+}
