@@ -364,7 +364,7 @@ async fn phase(
     stack.stop().await?;
     let held = match hec {
         Some(hec) => hec.received(),
-        None => sink::count_lines(&setup.sink_dir())?,
+        None => sink::count_events(&setup.sink_dir())?,
     };
     let delivered = held.saturating_sub(warm.accepted);
     if delivered < outcome.accepted {
