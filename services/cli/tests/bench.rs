@@ -75,3 +75,31 @@ fn one_process_with_the_hec_sink() {
     assert_eq!(report["sink"], "http");
     positive(&report, "/ratio_to_baseline/throughput");
 }
+
+#[test]
+fn replays_a_real_suricata_file_beside_the_generated_events() {
+    let Some(data) = attackmesh_testkit::data::shared_data() else {
+        return;
+    };
+    let file = data.join("samples/suricata/first-org-conf-2015.eve.ndjson");
+    let spec = format!("suricata-eve:{}", file.display());
+    let report = bench(&[
+        "--processes",
+        "single",
+        "--no-baseline",
+        "--file-shape",
+        "ecs",
+        "--replay",
+        &spec,
+    ]);
+    assert_eq!(report["workload"], "synthetic");
+    assert_eq!(report["file_shape"], "ecs");
+    check_figures(&report, &["all"]);
+    let replay = &report["replay"];
+    assert_eq!(replay["workload"], spec.as_str(), "{report}");
+    check_figures(replay, &["all"]);
+    // 2000 events from a file of 136 alerts: every copy is delivered, none taken for a resend.
+    assert_eq!(replay["delivered"], 2000, "{report}");
+    assert_eq!(replay["file_shape"], "ecs");
+    assert_eq!(replay["replay"], Value::Null);
+}

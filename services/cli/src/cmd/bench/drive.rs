@@ -23,6 +23,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, transport::Channel};
 
+use super::replay::Workload;
+
 /// What to send.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Plan {
@@ -150,10 +152,10 @@ pub(super) fn event(prefix: &str, n: usize) -> DetectionEvent {
     }
 }
 
-fn batch_events(prefix: &str, plan: &Plan, k: usize) -> Vec<DetectionEvent> {
+fn batch_events(workload: &Workload, prefix: &str, plan: &Plan, k: usize) -> Vec<DetectionEvent> {
     let first = k * plan.batch;
     let last = (first + plan.batch).min(plan.events);
-    (first..last).map(|n| event(prefix, n)).collect()
+    (first..last).map(|n| workload.event(prefix, n)).collect()
 }
 
 /// A batch sent and not yet answered DURABLE.
@@ -163,7 +165,7 @@ struct Pending {
     events: u64,
 }
 
-/// Streams `plan` to `client` on one `Ingest` stream and waits for every batch to be
+/// Streams `plan` of `workload` to `client` on one `Ingest` stream and waits for every batch to be
 /// acknowledged DURABLE. Event ids are `<prefix>-<n>`. With `every`, `on_slice` is called at
 /// each such interval with what it measured (a soak's drift over time).
 pub(super) async fn drive(
@@ -173,6 +175,7 @@ pub(super) async fn drive(
     plan: Plan,
     every: Option<Duration>,
     on_slice: &mut dyn FnMut(Slice),
+    workload: &Workload,
 ) -> anyhow::Result<Outcome> {
     let batches = plan.events.div_ceil(plan.batch);
     let interval = plan.rate.map(|r| Duration::from_secs_f64(plan.batch as f64 / r));
@@ -180,9 +183,11 @@ pub(super) async fn drive(
     // Events are built ahead on another task, so building them overlaps with waiting for acks.
     let (built_tx, mut built) = mpsc::channel::<(usize, Vec<DetectionEvent>)>(plan.in_flight.max(2));
     let owned_prefix = prefix.to_owned();
+    let owned_workload = workload.clone();
     let builder = tokio::spawn(async move {
         for k in 0..batches {
-            if built_tx.send((k, batch_events(&owned_prefix, &plan, k))).await.is_err() {
+            let events = batch_events(&owned_workload, &owned_prefix, &plan, k);
+            if built_tx.send((k, events)).await.is_err() {
                 return;
             }
         }
@@ -248,7 +253,7 @@ pub(super) async fn drive(
             }
             () = sleep_until(retry_due), if room && retry_due.is_some() => {
                 if let Some((_, k, sent)) = retry.pop_front() {
-                    send(&tx, k, batch_events(prefix, &plan, k)).await?;
+                    send(&tx, k, batch_events(workload, prefix, &plan, k)).await?;
                     pending.insert(k as u64, sent);
                 }
             }
@@ -324,8 +329,9 @@ mod tests {
             in_flight: 2,
             rate: None,
         };
-        let sizes: Vec<usize> = (0..3).map(|k| batch_events("t", &plan, k).len()).collect();
+        let w = Workload::Synthetic;
+        let sizes: Vec<usize> = (0..3).map(|k| batch_events(&w, "t", &plan, k).len()).collect();
         assert_eq!(sizes, [500, 500, 50]);
-        assert_eq!(batch_events("t", &plan, 2)[49].event_id, "t-1049");
+        assert_eq!(batch_events(&w, "t", &plan, 2)[49].event_id, "t-1049");
     }
 }

@@ -2,7 +2,9 @@
 //! (enrichment → attribution, enrichment → siem-export with its durable queue and a sink) and
 //! through a no-op baseline that makes the same gRPC hops without work, in the same run, and
 //! reports throughput, latency from detector send to sink-durable acknowledgement, and peak
-//! memory per service.
+//! memory per service. With `--replay FORMAT:PATH` the events of a real detector file, repeated
+//! to `--events`, go through the same two stacks after the generated ones, and the report gives
+//! both side by side in the same shape.
 //!
 //! The services run as child processes of this binary (`--processes separate`, as deployed) or
 //! inside this process (`--processes single`). Everything lives in a temporary directory that
@@ -26,11 +28,13 @@ use crate::config::Config;
 mod drive;
 mod noop;
 mod procs;
+mod replay;
 mod sink;
 mod soak;
 mod stack;
 
 use drive::{Outcome, Percentiles, Plan, Slice};
+use replay::{Replay, Workload};
 use sink::HecReceiver;
 use soak::{Drift, Interval};
 use stack::{Setup, Stack};
@@ -58,6 +62,28 @@ pub(crate) enum Processes {
     Separate,
     /// All services inside the benchmark process.
     Single,
+}
+
+/// Line shape of the file sink (`siem_export.file.shape`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FileShape {
+    /// Canonical JSON of the enriched event.
+    Canonical,
+    /// The ECS document.
+    Ecs,
+    /// The Splunk HEC envelope.
+    Hec,
+}
+
+impl FileShape {
+    /// The config value.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            FileShape::Canonical => "canonical",
+            FileShape::Ecs => "ecs",
+            FileShape::Hec => "hec",
+        }
+    }
 }
 
 /// Where siem-export delivers.
@@ -98,6 +124,14 @@ struct PipelineArgs {
     /// Sink behind siem-export.
     #[arg(long, value_enum, default_value_t = Sink::File)]
     sink: Sink,
+    /// What each line of the file sink holds.
+    #[arg(long, value_enum, default_value_t = FileShape::Canonical)]
+    file_shape: FileShape,
+    /// Also replay a real detector file, `FORMAT:PATH` as `attackmesh ship --format` reads it
+    /// (`suricata-eve:eve.json`), its events repeated to `--events`; reported beside the
+    /// generated events.
+    #[arg(long, value_name = "FORMAT:PATH")]
+    replay: Option<String>,
     /// Print one JSON object on stdout (the human summary still goes to stderr).
     #[arg(long)]
     json: bool,
@@ -190,11 +224,16 @@ struct Ratio {
 
 #[derive(Debug, Serialize)]
 struct Report {
+    /// `synthetic` (generated events) or the replayed `FORMAT:PATH`.
+    workload: String,
     #[serde(flatten)]
     run: Figures,
     delivered: u64,
     processes: &'static str,
     sink: &'static str,
+    /// Line shape of the file sink (`None` with the HEC sink).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_shape: Option<&'static str>,
     rate: Option<f64>,
     batch: usize,
     in_flight: usize,
@@ -202,6 +241,9 @@ struct Report {
     ratio_to_baseline: Option<Ratio>,
     /// Soak only: the first reporting interval against the last.
     drift: Option<Drift>,
+    /// The same run's replay of a detector file, in the same shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay: Option<Box<Report>>,
 }
 
 async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
@@ -219,6 +261,14 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         args.events = ((duration.as_secs_f64() * rate).ceil() as usize).max(1);
         args.no_baseline = true;
     }
+    let replay = match &args.replay {
+        Some(spec) => {
+            let replay = Replay::load(spec)?;
+            eprintln!("replaying {} events of {spec}", replay.len());
+            Some(Workload::Replay(std::sync::Arc::new(replay)))
+        }
+        None => None,
+    };
     let dir = tempfile::Builder::new().prefix("attackmesh-bench-").tempdir()?;
     let hec = match args.sink {
         Sink::Http => Some(HecReceiver::start().await?),
@@ -230,18 +280,47 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         detector_token: token()?,
         internal_token: token()?,
         sink: args.sink,
+        file_shape: args.file_shape,
         hec_url: hec.as_ref().map(|h| h.url.clone()),
     };
     setup.write()?;
 
+    let mut report = measure(&setup, &args, hec.as_ref(), &Workload::Synthetic, "").await?;
+    if let Some(replay) = &replay {
+        report.replay = Some(Box::new(measure(&setup, &args, hec.as_ref(), replay, "replay-").await?));
+    }
+    eprint!("{}", summary(&report));
+    if let Some(replay) = &report.replay {
+        eprint!("{}", summary(replay));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the baseline (unless skipped) and the pipeline on `workload`; `prefix` tells the phases'
+/// directories apart.
+async fn measure(
+    setup: &Setup,
+    args: &PipelineArgs,
+    hec: Option<&HecReceiver>,
+    workload: &Workload,
+    prefix: &str,
+) -> anyhow::Result<Report> {
     let baseline = if args.no_baseline {
         None
     } else {
-        let (outcome, rss, cpu, _, _) = phase(&setup, &args, hec.as_ref(), true).await.context("baseline")?;
+        let phase = format!("{prefix}baseline");
+        let (outcome, rss, cpu, _, _) = run_phase(setup, args, hec, workload, &phase, true)
+            .await
+            .with_context(|| phase.clone())?;
         Some(Figures::new(&outcome, rss, cpu))
     };
-    let (outcome, rss, cpu, delivered, intervals) =
-        phase(&setup, &args, hec.as_ref(), false).await.context("pipeline")?;
+    let phase = format!("{prefix}pipeline");
+    let (outcome, rss, cpu, delivered, intervals) = run_phase(setup, args, hec, workload, &phase, false)
+        .await
+        .with_context(|| phase.clone())?;
     let run = Figures::new(&outcome, rss, cpu);
     let ratio = |a: f64, b: f64| (a / b.max(1e-9) * 1000.0).round() / 1000.0;
     let total_cpu = |f: &Figures| f.cpu_us_per_event.get("total").copied().unwrap_or_default();
@@ -250,7 +329,8 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         latency_p99: ratio(run.latency_ms.p99, b.latency_ms.p99),
         cpu_per_event: ratio(total_cpu(&run), total_cpu(b)),
     });
-    let report = Report {
+    Ok(Report {
+        workload: workload.label(),
         run,
         delivered,
         processes: match args.processes {
@@ -261,26 +341,25 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
             Sink::File => "file",
             Sink::Http => "http",
         },
+        file_shape: (args.sink == Sink::File).then_some(args.file_shape.name()),
         rate: args.rate,
         batch: args.batch,
         in_flight: args.in_flight,
         baseline,
         ratio_to_baseline,
         drift: Drift::of(&intervals),
-    };
-    eprint!("{}", summary(&report));
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    }
-    Ok(ExitCode::SUCCESS)
+        replay: None,
+    })
 }
 
 /// Starts one stack, warms it up, drives it and stops it; for the real pipeline also waits
 /// until the sink holds every acknowledged event and returns how many it holds.
-async fn phase(
+async fn run_phase(
     setup: &Setup,
     args: &PipelineArgs,
     hec: Option<&HecReceiver>,
+    workload: &Workload,
+    phase: &str,
     noop: bool,
 ) -> anyhow::Result<(
     Outcome,
@@ -292,14 +371,13 @@ async fn phase(
     if args.processes == Processes::Single {
         stack::reset_own_peak_rss();
     }
-    let stack = Stack::start(setup, args.processes, noop).await?;
+    let stack = Stack::start(setup, args.processes, phase, noop).await?;
     let channel = Channel::from_shared(format!("http://{}", stack.ingest))?
         .tcp_nodelay(true)
         .connect()
         .await?;
     let mut client = IngestServiceClient::new(channel).max_decoding_message_size(64 << 20);
-    let name = if noop { "baseline" } else { "pipeline" };
-    let prefix = format!("bench-{}-{name}", std::process::id());
+    let prefix = format!("bench-{}-{phase}", std::process::id());
     // Connections, upstream streams and caches are set up before anything is measured.
     let warmup = Plan {
         events: args.batch * args.in_flight * 2,
@@ -314,6 +392,7 @@ async fn phase(
         warmup,
         None,
         &mut |_| {},
+        workload,
     )
     .await?;
     let cpu_before = stack.cpu_seconds();
@@ -345,7 +424,15 @@ async fn phase(
         intervals.push(interval);
     };
     let every = args.duration.map(|_| args.report_every);
-    let outcome = drive::drive(&mut client, &setup.detector_token, &prefix, plan, every, &mut on_slice).await?;
+    let outcome = drive::drive(
+        &mut client,
+        &setup.detector_token,
+        &prefix,
+        plan,
+        every,
+        &mut on_slice,
+        workload,
+    ).await?;
     let cpu_used = |stack: &Stack| -> BTreeMap<String, f64> {
         let after = stack.cpu_seconds();
         after
@@ -364,7 +451,7 @@ async fn phase(
     stack.stop().await?;
     let held = match hec {
         Some(hec) => hec.received(),
-        None => sink::count_events(&setup.sink_dir())?,
+        None => sink::count_events(&setup.sink_dir(phase))?,
     };
     let delivered = held.saturating_sub(warm.accepted);
     if delivered < outcome.accepted {
@@ -398,7 +485,7 @@ fn summary(r: &Report) -> String {
         "single" => "one process",
         _ => "separate processes",
     };
-    let mut text = line(&format!("pipeline ({layout}, {} sink)", r.sink), &r.run);
+    let mut text = line(&format!("{} pipeline ({layout}, {} sink)", r.workload, r.sink), &r.run);
     text.push_str(&format!("  the sink holds {} of them\n", r.delivered));
     if let (Some(b), Some(ratio)) = (&r.baseline, &r.ratio_to_baseline) {
         text.push_str(&line("baseline (no-op hops)", b));

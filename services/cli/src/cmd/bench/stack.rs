@@ -16,7 +16,7 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use super::{Processes, Sink, noop, noop::Role, procs::Children};
+use super::{FileShape, Processes, Sink, noop, noop::Role, procs::Children};
 use crate::{
     cmd::serve::{self, Service},
     config::Config,
@@ -35,14 +35,16 @@ pub(super) struct Setup {
     pub(super) internal_token: String,
     /// Where the sink writes.
     pub(super) sink: Sink,
+    /// Line shape of the file sink.
+    pub(super) file_shape: FileShape,
     /// Base URL of the HEC receiver with `--sink http`.
     pub(super) hec_url: Option<String>,
 }
 
 impl Setup {
-    /// Where the file sink of the real pipeline writes its NDJSON files.
-    pub(super) fn sink_dir(&self) -> PathBuf {
-        self.dir.join("pipeline/sink")
+    /// Where the file sink of the stack of `phase` writes its NDJSON files.
+    pub(super) fn sink_dir(&self, phase: &str) -> PathBuf {
+        self.dir.join(phase).join("sink")
     }
 
     fn internal_token_file(&self) -> PathBuf {
@@ -71,7 +73,7 @@ fn config(setup: &Setup, phase: &str, addrs: Addrs) -> Value {
     let upstream = |addr: SocketAddr| json!({"endpoints": [format!("http://{addr}")], "token_file": token_file});
     let sink = match setup.sink {
         Sink::File => {
-            json!({"file": {"path": setup.sink_dir().join("events.ndjson"), "rotate_bytes": 1u64 << 40, "keep_files": 0}})
+            json!({"file": {"path": setup.sink_dir(phase).join("events.ndjson"), "shape": setup.file_shape.name(), "rotate_bytes": 1u64 << 40, "keep_files": 0}})
         }
         Sink::Http => json!({"splunk_hec": {"url": setup.hec_url, "token": HEC_TOKEN, "ack": false}}),
     };
@@ -118,9 +120,9 @@ pub(super) struct Stack {
 }
 
 impl Stack {
-    /// Starts the real pipeline (`noop` false) or the no-op one and waits until it serves.
-    pub(super) async fn start(setup: &Setup, processes: Processes, noop: bool) -> anyhow::Result<Self> {
-        let phase = if noop { "baseline" } else { "pipeline" };
+    /// Starts the real pipeline (`noop` false) or the no-op one, in the directory of `phase`
+    /// under the run's directory, and waits until it serves.
+    pub(super) async fn start(setup: &Setup, processes: Processes, phase: &str, noop: bool) -> anyhow::Result<Self> {
         let dir = setup.dir.join(phase);
         std::fs::create_dir_all(&dir)?;
         match processes {
