@@ -9,7 +9,7 @@ use std::{collections::HashMap, sync::Arc};
 use attackmesh_siem_export::{
     config::FsyncPolicy,
     queue::{EncodedEvent, Queue, QueueSettings},
-    sinks::util::{ecs::document, hec},
+    sinks::util::{Original, ecs::document, hec},
 };
 use attackmesh_testkit::fixtures;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -50,7 +50,7 @@ fn queue(c: &mut Criterion) {
     group.bench_function("queue_record", |b| {
         b.iter(|| EncodedEvent::new(ev.clone(), trace.clone(), 1))
     });
-    group.bench_function("ecs_document", |b| b.iter(|| serde_json::to_vec(&document(&ev, now))));
+    group.bench_function("ecs_document", |b| b.iter(|| serde_json::to_vec(&document(&ev, now, Original::Keep))));
     let meta = hec::Metadata::default();
     group.bench_function("hec_envelope", |b| b.iter(|| hec::envelope_bytes(&ev, &meta)));
     group.finish();

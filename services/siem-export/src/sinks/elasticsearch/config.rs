@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::Error,
-    sinks::util::http::{check_credential, check_url},
+    sinks::util::{
+        Original,
+        http::{check_credential, check_url},
+    },
 };
 
 /// Elasticsearch sink settings; the sink is enabled when `url` is set.
@@ -42,6 +45,9 @@ pub struct ElasticsearchConfig {
     pub install_template: bool,
     /// Compress request bodies with gzip.
     pub gzip: bool,
+    /// Whether documents carry the detector's record as `event.original` (`keep`, the default)
+    /// or only its parsed attributes in `attackmesh.attributes` (`drop`).
+    pub original: Original,
     /// Timeout of one request.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -61,6 +67,7 @@ impl Default for ElasticsearchConfig {
             data_stream: None,
             install_template: true,
             gzip: true,
+            original: Original::Keep,
             request_timeout: Duration::from_secs(30),
         }
     }

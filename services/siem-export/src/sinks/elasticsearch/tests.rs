@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{encode, template};
-use crate::sinks::util::ecs;
+use crate::sinks::util::{Original, ecs};
 use attackmesh_testkit::fixtures;
 
 #[derive(Debug, Deserialize)]
@@ -104,7 +104,7 @@ fn documents() -> Vec<Value> {
     }
     [fixtures::event(1), fixtures::degraded_event(2), minimal, v6]
         .iter()
-        .map(|e| ecs::document(e, now))
+        .map(|e| ecs::document(e, now, Original::Keep))
         .collect()
 }
 
@@ -199,7 +199,7 @@ fn every_written_ecs_field_is_in_the_template() {
 
 #[test]
 fn attack_attribution_lands_in_threat_with_the_pairing_kept() {
-    let doc = ecs::document(&fixtures::event(1), chrono::Utc::now());
+    let doc = ecs::document(&fixtures::event(1), chrono::Utc::now(), Original::Keep);
     let t = &doc["threat"];
     assert_eq!(t["framework"], "MITRE ATT&CK");
     assert_eq!(t["technique"]["id"], serde_json::json!(["T1110", "T1046"]));

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::{error::Error, sinks::util::Original};
 
 /// What each NDJSON line holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,10 @@ pub struct FileSinkConfig {
     pub path: Option<PathBuf>,
     /// Line format.
     pub shape: FileShape,
+    /// Whether lines carry the detector's record as it arrived (`keep`, the default) or only
+    /// its parsed attributes (`drop`); either way it is written once. The HEC shape never
+    /// carries it.
+    pub original: Original,
     /// Size at which the file is rotated to `<path>.<UTC time>`.
     pub rotate_bytes: u64,
     /// Rotated files kept (older ones are deleted); 0 keeps all.
@@ -59,6 +63,7 @@ impl Default for FileSinkConfig {
             name: None,
             path: None,
             shape: FileShape::Canonical,
+            original: Original::Keep,
             rotate_bytes: 100 << 20,
             keep_files: 10,
             dedup_ids: DEFAULT_DEDUP_IDS,

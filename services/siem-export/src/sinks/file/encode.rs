@@ -5,14 +5,21 @@
 use attackmesh::proto::EnrichedEvent;
 
 use super::FileShape;
-use crate::sinks::util::{ecs, hec, ocsf};
+use crate::sinks::util::{Original, ecs, hec, ocsf};
 
-/// Appends `event` as one line of `shape` to `out`.
-pub(super) fn write_line(event: &EnrichedEvent, shape: FileShape, out: &mut Vec<u8>) {
+/// Appends `event` as one line of `shape` to `out`, with or without its `original` record.
+pub(super) fn write_line(event: &EnrichedEvent, shape: FileShape, original: Original, out: &mut Vec<u8>) {
     match shape {
+        FileShape::Canonical if original == Original::Drop && !event.original.is_empty() => {
+            let event = EnrichedEvent {
+                original: String::new(),
+                ..event.clone()
+            };
+            attackmesh::json::write_json_line(&event, out);
+        }
         FileShape::Canonical => attackmesh::json::write_json_line(event, out),
         FileShape::Ecs => {
-            let doc = ecs::document(event, chrono::Utc::now());
+            let doc = ecs::document(event, chrono::Utc::now(), original);
             if serde_json::to_writer(&mut *out, &doc).is_err() {
                 out.extend_from_slice(b"{}");
             }

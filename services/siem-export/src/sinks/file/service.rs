@@ -128,7 +128,7 @@ impl Batch<'_> {
                 in_batch.insert(id, revision);
             }
             let start = buf.len();
-            encode::write_line(&ev.event, self.config.shape, &mut buf);
+            encode::write_line(&ev.event, self.config.shape, self.config.original, &mut buf);
             lines.push((id, revision, buf.len() - start));
         }
         if buf.is_empty() {

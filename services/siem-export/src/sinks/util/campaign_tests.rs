@@ -5,7 +5,7 @@ use attackmesh_campaign::{CampaignBuilder, CampaignConfig, campaign_alert};
 use attackmesh_testkit::fixtures;
 use serde_json::Value;
 
-use super::{ecs, hec};
+use super::{Original, ecs, hec};
 
 /// The alert of a campaign of two fixture events from 203.0.113.45 against 10.0.5.10 / decoy-01.
 fn alert() -> EnrichedEvent {
@@ -31,7 +31,7 @@ fn alert() -> EnrichedEvent {
 #[test]
 fn the_ecs_document_is_an_alert_with_the_campaign_its_entities_and_its_techniques() {
     let alert = alert();
-    let doc = ecs::document(&alert, chrono::Utc::now());
+    let doc = ecs::document(&alert, chrono::Utc::now(), Original::Keep);
     assert_eq!(doc["event"]["kind"], "alert");
     let campaign = &doc["attackmesh"]["campaign"];
     assert_eq!(campaign["id"], alert.event_id.as_str());
@@ -92,7 +92,7 @@ fn an_ordinary_event_has_no_campaign_fields() {
     let envelope: Value = serde_json::from_slice(&hec::envelope_bytes(&ev, &hec::Metadata::default())).unwrap();
     assert!(envelope["event"].get("risk_object").is_none());
     assert!(
-        ecs::document(&ev, chrono::Utc::now())["attackmesh"]
+        ecs::document(&ev, chrono::Utc::now(), Original::Keep)["attackmesh"]
             .get("campaign")
             .is_none()
     );

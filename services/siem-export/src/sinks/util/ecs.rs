@@ -11,14 +11,20 @@
 //! candidates with scores stay in `attackmesh.threat_actors`). A campaign alert adds its
 //! entities to `related.*` and the campaign itself as `attackmesh.campaign`. This module only
 //! builds documents: no I/O.
+//!
+//! Beside `threat.*`, `attackmesh.techniques` keeps only what it lacks (confidence, evidence),
+//! the rule packs are in `rule.version` alone (those that gave evidence), and the detector's
+//! record is either `event.original` or `attackmesh.attributes` ([`Original`]).
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use attackmesh::proto::{AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, Indicator, IndicatorType, Tactic};
+use attackmesh::proto::{AttributionStatus, DetectorKind, EnrichmentMetadata, Endpoint, EnrichedEvent, Indicator, IndicatorType, Tactic};
 use serde_json::{Value, json};
 
 use super::{
+    Original,
     attack::{AttackView, FRAMEWORK, Technique, stix_type},
+    attributes_repeat_original,
     doc::{Doc, push_unique},
     rfc3339, rule_id, rule_name,
 };
@@ -29,13 +35,17 @@ pub const ECS_VERSION: &str = "9.4.0";
 pub const DATASET: &str = "attackmesh.alerts";
 
 /// The document for `event`; `ingested` is when attackmesh hands it over (`event.ingested`).
-pub fn document(event: &EnrichedEvent, ingested: chrono::DateTime<chrono::Utc>) -> Value {
+/// `original` says whether `event.original` is written.
+pub fn document(event: &EnrichedEvent, ingested: chrono::DateTime<chrono::Utc>, original: Original) -> Value {
     let view = AttackView::of(event);
     let mut d = Doc::default();
     d.set("@timestamp", rfc3339(event.timestamp.as_ref()));
     d.set("ecs.version", ECS_VERSION);
     d.set("message", event.description.as_str());
     event_fields(&mut d, event, &view, ingested);
+    if original == Original::Keep {
+        d.set("event.original", event.original.as_str());
+    }
     endpoint(&mut d, "source", event.source.as_ref());
     endpoint(&mut d, "destination", event.destination.as_ref());
     let process = event
@@ -56,7 +66,7 @@ pub fn document(event: &EnrichedEvent, ingested: chrono::DateTime<chrono::Utc>) 
     related(&mut d, event);
     threat(&mut d, &view);
     indicators(&mut d, &event.related_indicators);
-    custom(&mut d, event, &view);
+    custom(&mut d, event, &view, original);
     d.into_value()
 }
 
@@ -91,7 +101,6 @@ fn event_fields(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>, inges
         "event.ingested",
         ingested.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     );
-    d.set("event.original", event.original.as_str());
 }
 
 fn endpoint(d: &mut Doc, side: &str, e: Option<&Endpoint>) {
@@ -112,7 +121,7 @@ fn rule_and_observer(d: &mut Doc, event: &EnrichedEvent) {
     d.set("rule.id", rule_id(event));
     d.set("rule.ruleset", event.original_format.as_str());
     if let Some(m) = &event.metadata {
-        d.set("rule.version", m.rule_pack_version.as_str());
+        d.set("rule.version", packs_used(m));
     }
     d.set("observer.name", event.source_service.as_str());
     d.set("observer.product", event.original_format.as_str());
@@ -123,6 +132,30 @@ fn rule_and_observer(d: &mut Doc, event: &EnrichedEvent) {
         DetectorKind::Other | DetectorKind::Unspecified => "sensor",
     };
     d.set("observer.type", kind);
+}
+
+/// The rule packs (`name@version`, comma-separated) whose rules gave evidence: a pack's rule ids
+/// start with `<name>/`. Every loaded pack when no evidence names one; none without evidence.
+fn packs_used(m: &EnrichmentMetadata) -> String {
+    let evidence: Vec<&str> = m
+        .techniques
+        .iter()
+        .flat_map(|t| &t.evidence)
+        .filter_map(|e| e.rule_id.split_once('/').map(|(pack, _)| pack))
+        .collect();
+    if evidence.is_empty() {
+        return String::new();
+    }
+    let used: Vec<&str> = m
+        .rule_pack_version
+        .split(',')
+        .filter(|p| evidence.contains(&p.split('@').next().unwrap_or(p)))
+        .collect();
+    if used.is_empty() {
+        m.rule_pack_version.clone()
+    } else {
+        used.join(",")
+    }
 }
 
 fn related(d: &mut Doc, event: &EnrichedEvent) {
@@ -253,8 +286,12 @@ fn rule_threat(view: &AttackView<'_>) -> Vec<Value> {
         .collect()
 }
 
+/// The `threat.indicator.*` fields; an indicator no typed field takes (a CIDR block, an account,
+/// a command line, …) also goes to `attackmesh.indicators` with its type, the pairing the flat
+/// `threat.indicator.name` and `threat.indicator.type` arrays lose.
 fn indicators(d: &mut Doc, list: &[Indicator]) {
     let mut fields: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    let mut untyped = Vec::new();
     for i in list {
         let t = IndicatorType::try_from(i.r#type).unwrap_or(IndicatorType::Unspecified);
         push_unique(fields.entry("threat.indicator.type").or_default(), stix_type(i.r#type));
@@ -262,7 +299,11 @@ fn indicators(d: &mut Doc, list: &[Indicator]) {
         let (field, value) = match t {
             IndicatorType::Ipv4 | IndicatorType::Ipv6 => match i.value.parse::<IpAddr>() {
                 Ok(ip) => ("threat.indicator.ip", ip.to_string()),
-                Err(_) => continue, // a CIDR block: only in threat.indicator.name
+                Err(_) => {
+                    // A CIDR block.
+                    untyped.push(json!({"type": stix_type(i.r#type), "value": i.value}));
+                    continue;
+                }
             },
             IndicatorType::Domain => ("threat.indicator.url.domain", i.value.clone()),
             IndicatorType::Url => ("threat.indicator.url.original", i.value.clone()),
@@ -271,7 +312,10 @@ fn indicators(d: &mut Doc, list: &[Indicator]) {
             IndicatorType::FileSha256 => ("threat.indicator.file.hash.sha256", i.value.to_ascii_lowercase()),
             IndicatorType::FileName => ("threat.indicator.file.name", i.value.clone()),
             IndicatorType::Email => ("threat.indicator.email.address", i.value.clone()),
-            _ => continue,
+            _ => {
+                untyped.push(json!({"type": stix_type(i.r#type), "value": i.value}));
+                continue;
+            }
         };
         push_unique(fields.entry(field).or_default(), &value);
     }
@@ -281,10 +325,10 @@ fn indicators(d: &mut Doc, list: &[Indicator]) {
     for (field, values) in fields {
         d.set(field, json!(values));
     }
+    d.set("attackmesh.indicators", Value::Array(untyped));
 }
 
-fn custom(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>) {
-    d.set("attackmesh.event_type", event.event_type.as_str());
+fn custom(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>, original: Original) {
     d.set("attackmesh.submitted_by", event.submitted_by.as_str());
     let kind = DetectorKind::try_from(event.detector_kind).unwrap_or(DetectorKind::Unspecified);
     d.set("attackmesh.detector_kind", kind.as_str_name());
@@ -295,13 +339,22 @@ fn custom(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>) {
     d.set("attackmesh.attribution_status", status.as_str_name());
     d.set("attackmesh.revision", event.revision);
     d.set("attackmesh.severity", view.severity_name());
-    d.set("attackmesh.original_format", event.original_format.as_str());
     if let Some(m) = &event.metadata {
-        d.set("attackmesh.rule_pack_version", m.rule_pack_version.as_str());
+        // Names, tactics and pages are in `threat.*`: only what they lack.
         let techniques: Vec<Value> = m
             .techniques
             .iter()
-            .map(|t| serde_json::to_value(t).unwrap_or_default())
+            .map(|t| {
+                let mut entry = json!({
+                    "id": t.id,
+                    "confidence": t.confidence,
+                    "evidence": serde_json::to_value(&t.evidence).unwrap_or_default(),
+                });
+                if !t.replaces_revoked_id.is_empty() {
+                    entry["replaces_revoked_id"] = json!(t.replaces_revoked_id);
+                }
+                entry
+            })
             .collect();
         d.set("attackmesh.techniques", Value::Array(techniques));
         let actors: Vec<Value> = m
@@ -311,13 +364,8 @@ fn custom(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>) {
             .collect();
         d.set("attackmesh.threat_actors", Value::Array(actors));
     }
-    let indicators: Vec<Value> = event
-        .related_indicators
-        .iter()
-        .map(|i| json!({"type": stix_type(i.r#type), "value": i.value}))
-        .collect();
-    d.set("attackmesh.indicators", Value::Array(indicators));
-    if !event.attributes.is_empty() {
+    let in_original = original == Original::Keep && attributes_repeat_original(event);
+    if !event.attributes.is_empty() && !in_original {
         d.set("attackmesh.attributes", json!(event.attributes));
     }
     if let Some(c) = &event.campaign {

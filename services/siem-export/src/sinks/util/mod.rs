@@ -14,6 +14,32 @@ pub mod ocsf;
 #[cfg(test)]
 mod tests;
 
+use attackmesh::{formats::Format, proto::EnrichedEvent};
+use serde::{Deserialize, Serialize};
+
+/// Whether a sink writes the detector's record as it arrived (`original` in a sink's settings).
+/// Either way a document holds the record once: as the original, or as its parsed attributes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Original {
+    /// Written (ECS `event.original`, canonical `original`); the attributes a detector format's
+    /// parser derived from it are then not written again (see [`attributes_repeat_original`]).
+    #[default]
+    Keep,
+    /// Left out: the parsed attributes stand for the record.
+    Drop,
+}
+
+/// Whether `event`'s attributes are only its original record parsed: the record is present and
+/// whole, and `original_format` names a format `attackmesh::formats` parses (which derives the
+/// attributes from the record alone). Attributes a detector sent with a record in a format of
+/// its own, or beside a truncated record, say more than the record and are always written.
+pub fn attributes_repeat_original(event: &EnrichedEvent) -> bool {
+    !event.original.is_empty()
+        && event.original_format.parse::<Format>().is_ok()
+        && !event.attributes.contains_key("original_truncated")
+}
+
 /// RFC 3339 with as many fractional digits as needed, `Z`; `None` without a timestamp.
 pub fn rfc3339(ts: Option<&pbjson_types::Timestamp>) -> Option<String> {
     let ts = ts?;

@@ -1,10 +1,13 @@
 //! The ATT&CK view every shape reads, and the ECS, HEC and OCSF shapes agreeing on it.
 
-use attackmesh::proto::Severity;
+use attackmesh::{
+    formats::Format,
+    proto::{EnrichedEvent, Indicator, IndicatorType, Severity},
+};
 use attackmesh_testkit::fixtures;
 use serde_json::{Value, json};
 
-use super::{attack::AttackView, ecs, hec, ocsf};
+use super::{Original, attack::AttackView, ecs, hec, ocsf};
 
 fn envelope(ev: &attackmesh::proto::EnrichedEvent) -> Value {
     serde_json::from_slice(&hec::envelope_bytes(ev, &hec::Metadata::default())).unwrap()
@@ -65,7 +68,7 @@ fn the_view_holds_each_technique_with_its_parent_and_each_tactic_once() {
 fn an_event_without_severity_is_reported_low_in_every_shape() {
     let mut ev = fixtures::event(1);
     ev.severity = Severity::Unspecified as i32;
-    let doc = ecs::document(&ev, chrono::Utc::now());
+    let doc = ecs::document(&ev, chrono::Utc::now(), Original::Keep);
     assert_eq!(doc["event"]["severity"], 21);
     assert_eq!(doc["attackmesh"]["severity"], "low");
     let env = envelope(&ev);
@@ -77,7 +80,7 @@ fn an_event_without_severity_is_reported_low_in_every_shape() {
 #[test]
 fn ecs_and_hec_tell_the_same_attribution() {
     for ev in [fixtures::event(1), fixtures::degraded_event(2)] {
-        let doc = ecs::document(&ev, chrono::Utc::now());
+        let doc = ecs::document(&ev, chrono::Utc::now(), Original::Keep);
         let env = envelope(&ev);
         let mitre = &env["event"]["mitre_attack"];
         let ann = &env["event"]["annotations"]["mitre_attack"];
@@ -98,7 +101,7 @@ fn a_parent_technique_is_named_from_attack_when_only_its_sub_technique_was_seen(
     let meta = ev.metadata.as_mut().unwrap();
     meta.techniques.retain(|t| t.id == "T1110.001");
     ev.technique_ids = vec!["T1110.001".into(), "T1059.004".into()];
-    let doc = ecs::document(&ev, chrono::Utc::now());
+    let doc = ecs::document(&ev, chrono::Utc::now(), Original::Keep);
     assert_eq!(doc["threat"]["technique"]["id"], serde_json::json!(["T1110", "T1059"]));
     assert_eq!(
         doc["threat"]["technique"]["name"],
@@ -178,4 +181,72 @@ fn a_re_attributed_event_is_an_update_of_the_same_finding() {
     assert_eq!((&f["activity_id"], &f["type_uid"]), (&json!(2), &json!(200402)));
     assert_eq!(f["type_name"], "Detection Finding: Update");
     assert_eq!(f["finding_info"]["uid"], ev.event_id.as_str());
+}
+
+/// An attributed event carrying a real Suricata alert as a parser delivers it.
+fn suricata_event() -> Option<(EnrichedEvent, usize)> {
+    let data = attackmesh_testkit::data::shared_data()?;
+    let path = data.join("samples/suricata/first-org-conf-2015.eve.ndjson");
+    let (_, record) = attackmesh_testkit::data::sample_events(Format::SuricataEve, &path).remove(0);
+    let mut ev = fixtures::event(1);
+    let size = record.original.len();
+    // Enrichment derives the indicators of an alert from its addresses.
+    let ip = |e: &Option<attackmesh::proto::Endpoint>| Indicator {
+        r#type: IndicatorType::Ipv4 as i32,
+        value: e.as_ref().map(|e| e.ip.clone()).unwrap_or_default(),
+        ..Default::default()
+    };
+    ev.related_indicators = vec![ip(&record.source), ip(&record.destination)];
+    (ev.source, ev.destination) = (record.source, record.destination);
+    (ev.original, ev.original_format, ev.attributes) = (record.original, record.original_format, record.attributes);
+    Some((ev, size))
+}
+
+#[test]
+fn an_ecs_document_holds_the_record_once_and_names_techniques_once() {
+    let Some((ev, record)) = suricata_event() else {
+        return;
+    };
+    let kept = ecs::document(&ev, chrono::Utc::now(), Original::Keep);
+    assert_eq!(kept["event"]["original"], ev.original.as_str());
+    assert!(kept["attackmesh"].get("attributes").is_none(), "the parsed record again");
+    let dropped = ecs::document(&ev, chrono::Utc::now(), Original::Drop);
+    assert!(dropped["event"].get("original").is_none());
+    assert_eq!(dropped["attackmesh"]["attributes"]["alert.signature_id"], "2001219");
+
+    // Names and pages live in `threat.*`; the techniques keep confidences and evidence.
+    let custom = &kept["attackmesh"];
+    let technique = &custom["techniques"][0];
+    assert!(technique.get("name").is_none() && technique.get("tactics").is_none(), "{technique}");
+    assert_eq!(technique["evidence"][0]["rule_id"], "network/ssh-bruteforce");
+    assert!(custom.get("rule_pack_version").is_none(), "already rule.version");
+    // Of every loaded pack, the one whose rules gave evidence.
+    let mut ev = ev;
+    if let Some(m) = ev.metadata.as_mut() {
+        m.rule_pack_version = "network@2.1.0,suricata@1.0.0,sigma-core@8eaafff1f284".into();
+    }
+    let doc = ecs::document(&ev, chrono::Utc::now(), Original::Keep);
+    assert_eq!(doc["rule"]["version"], "network@2.1.0");
+    assert!(custom.get("event_type").is_none(), "already event.action");
+
+    // At most twice the record plus a bounded block: the ECS envelope (about 900 bytes) and the
+    // ATT&CK attribution (here three techniques, their named pairing and two ranked actors),
+    // whichever way the record is kept.
+    for doc in [&kept, &dropped] {
+        let size = serde_json::to_vec(doc).unwrap().len();
+        assert!(size <= 2 * record + 3072, "{size} bytes for a {record}-byte record: {doc:#}");
+    }
+}
+
+#[test]
+fn attributes_a_detector_sent_beside_its_own_record_are_kept() {
+    let mut ev = fixtures::event(1);
+    ev.original = r#"{"note":"free text"}"#.into();
+    ev.original_format = "my-detector".into();
+    let doc = ecs::document(&ev, chrono::Utc::now(), Original::Keep);
+    assert!(!doc["attackmesh"]["attributes"].is_null(), "not derived from the record");
+    ev.original_format = "suricata-eve".into();
+    ev.attributes.insert("original_truncated".into(), "true".into());
+    let doc = ecs::document(&ev, chrono::Utc::now(), Original::Keep);
+    assert!(!doc["attackmesh"]["attributes"].is_null(), "the record is cut: the attributes say more");
 }
