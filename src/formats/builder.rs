@@ -2,7 +2,7 @@
 //! [`crate::limits`] and the value rules of validation, so a parsed event is never rejected for
 //! its shape.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, hash_map::Entry};
 use std::net::IpAddr;
 
 use pbjson_types::Timestamp;
@@ -189,8 +189,11 @@ impl EventBuilder {
         if self.original_truncated {
             fixed.push((ORIGINAL_TRUNCATED.to_owned(), "true".to_owned()));
         }
-        let attributes = cap_attributes(fixed, self.attributes, self.priority);
-        self.event.attributes = attributes.into_iter().collect();
+        self.event.attributes = if fixed.len() + self.attributes.len() <= MAX_ATTRIBUTES {
+            uncapped_attributes(fixed, self.attributes)
+        } else {
+            cap_attributes(fixed, self.attributes, self.priority).into_iter().collect()
+        };
         self.event.event_id = event_id(self.format, &self.event.event_type, &self.line);
         self.event
     }
@@ -230,6 +233,29 @@ fn rank(key: &str, priority: &[&str]) -> usize {
         .unwrap_or(priority.len())
 }
 
+/// What [`cap_attributes`] gives when there are no more attributes than the cap allows, built
+/// straight into the event's map: priority only decides which attributes stay when there are
+/// too many, and a key's first occurrence is the one kept either way.
+fn uncapped_attributes(fixed: Vec<(String, String)>, pairs: Vec<(String, String)>) -> HashMap<String, String> {
+    let mut kept = HashMap::with_capacity(fixed.len() + pairs.len());
+    kept.extend(fixed);
+    let mut dropped = 0usize;
+    for (key, mut value) in pairs {
+        if key.is_empty() || key.len() > MAX_ATTRIBUTE_KEY_BYTES {
+            dropped += 1;
+            continue;
+        }
+        if let Entry::Vacant(slot) = kept.entry(key) {
+            truncate(&mut value, MAX_ATTRIBUTE_VALUE_BYTES);
+            slot.insert(value);
+        }
+    }
+    if dropped > 0 {
+        kept.insert(ATTRIBUTES_DROPPED.to_owned(), dropped.to_string());
+    }
+    kept
+}
+
 /// Orders attributes by priority, drops over-long keys and duplicates, truncates values and
 /// keeps at most [`MAX_ATTRIBUTES`], noting how many were left out.
 fn cap_attributes(
@@ -237,7 +263,7 @@ fn cap_attributes(
     mut pairs: Vec<(String, String)>,
     priority: &[&str],
 ) -> Vec<(String, String)> {
-    pairs.sort_by_key(|(key, _)| rank(key, priority));
+    pairs.sort_by_cached_key(|(key, _)| rank(key, priority));
     let mut keys: HashSet<String> = fixed.iter().map(|(key, _)| key.clone()).collect();
     let mut kept = fixed;
     let mut dropped = 0usize;
@@ -287,5 +313,21 @@ mod tests {
         );
         let dropped = kept.iter().find(|(k, _)| k == ATTRIBUTES_DROPPED);
         assert_eq!(dropped.map(|(_, v)| v.as_str()), Some("175"));
+    }
+
+    #[test]
+    fn under_the_cap_every_attribute_stays_as_the_capped_path_keeps_it() {
+        let pairs: Vec<(String, String)> = [("a", "1"), ("z.b", "2"), ("a", "3"), ("", "4")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .chain([("x".repeat(200), "long key".to_owned()), ("v".to_owned(), "w".repeat(5000))])
+            .collect();
+        let fixed = vec![(ORIGINAL_TRUNCATED.to_owned(), "true".to_owned())];
+        let fast = uncapped_attributes(fixed.clone(), pairs.clone());
+        let capped: HashMap<String, String> = cap_attributes(fixed, pairs, &["z."]).into_iter().collect();
+        assert_eq!(fast, capped);
+        assert_eq!(fast["a"], "1", "the first occurrence");
+        assert_eq!(fast[ATTRIBUTES_DROPPED], "2");
+        assert_eq!(fast["v"].len(), MAX_ATTRIBUTE_VALUE_BYTES);
     }
 }

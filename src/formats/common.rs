@@ -34,41 +34,48 @@ pub(crate) fn truncated(s: &str, max: usize) -> String {
 /// order. Arrays of scalars are joined with `,`; arrays holding objects get index segments
 /// (`dns.answers.0.rdata`). Nulls, empty strings and empty arrays are left out.
 pub(crate) fn flatten(value: &Value, out: &mut Vec<(String, String)>) {
-    flatten_into(value, "", out);
+    // One key buffer for the whole walk: segments are pushed and popped, and a key is copied
+    // only for a leaf that is kept.
+    let mut key = String::with_capacity(64);
+    flatten_into(value, &mut key, out);
 }
 
-fn join_key(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{prefix}.{key}")
+/// Runs `f` with `segment` appended to `key` (after a `.` unless `key` is empty), then
+/// restores `key`.
+fn with_segment(key: &mut String, segment: &str, f: impl FnOnce(&mut String)) {
+    let len = key.len();
+    if len > 0 {
+        key.push('.');
     }
+    key.push_str(segment);
+    f(key);
+    key.truncate(len);
 }
 
-fn flatten_into(value: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+fn flatten_into(value: &Value, key: &mut String, out: &mut Vec<(String, String)>) {
     match value {
         Value::Object(map) => {
-            for (key, child) in map {
-                flatten_into(child, &join_key(prefix, key), out);
+            for (segment, child) in map {
+                with_segment(key, segment, |key| flatten_into(child, key, out));
             }
         }
         Value::Array(items) => {
             if items.iter().all(|item| !item.is_object() && !item.is_array()) {
                 let joined: Vec<String> = items.iter().filter_map(scalar_string).collect();
-                if !joined.is_empty() && !prefix.is_empty() {
-                    out.push((prefix.to_owned(), joined.join(",")));
+                if !joined.is_empty() && !key.is_empty() {
+                    out.push((key.clone(), joined.join(",")));
                 }
             } else {
                 for (index, item) in items.iter().enumerate() {
-                    flatten_into(item, &join_key(prefix, &index.to_string()), out);
+                    with_segment(key, &index.to_string(), |key| flatten_into(item, key, out));
                 }
             }
         }
         scalar => {
-            if let Some(text) = scalar_string(scalar)
-                && !prefix.is_empty()
+            if !key.is_empty()
+                && let Some(text) = scalar_string(scalar)
             {
-                out.push((prefix.to_owned(), text));
+                out.push((key.clone(), text));
             }
         }
     }
