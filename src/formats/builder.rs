@@ -192,7 +192,9 @@ impl EventBuilder {
         self.event.attributes = if fixed.len() + self.attributes.len() <= MAX_ATTRIBUTES {
             uncapped_attributes(fixed, self.attributes)
         } else {
-            cap_attributes(fixed, self.attributes, self.priority).into_iter().collect()
+            cap_attributes(fixed, self.attributes, self.priority)
+                .into_iter()
+                .collect()
         };
         self.event.event_id = event_id(self.format, &self.event.event_type, &self.line);
         self.event
@@ -320,7 +322,10 @@ mod tests {
         let pairs: Vec<(String, String)> = [("a", "1"), ("z.b", "2"), ("a", "3"), ("", "4")]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .chain([("x".repeat(200), "long key".to_owned()), ("v".to_owned(), "w".repeat(5000))])
+            .chain([
+                ("x".repeat(200), "long key".to_owned()),
+                ("v".to_owned(), "w".repeat(5000)),
+            ])
             .collect();
         let fixed = vec![(ORIGINAL_TRUNCATED.to_owned(), "true".to_owned())];
         let fast = uncapped_attributes(fixed.clone(), pairs.clone());

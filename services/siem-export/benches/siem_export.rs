@@ -50,7 +50,9 @@ fn queue(c: &mut Criterion) {
     group.bench_function("queue_record", |b| {
         b.iter(|| EncodedEvent::new(ev.clone(), trace.clone(), 1))
     });
-    group.bench_function("ecs_document", |b| b.iter(|| serde_json::to_vec(&document(&ev, now, Original::Keep))));
+    group.bench_function("ecs_document", |b| {
+        b.iter(|| serde_json::to_vec(&document(&ev, now, Original::Keep)))
+    });
     let meta = hec::Metadata::default();
     group.bench_function("hec_envelope", |b| b.iter(|| hec::envelope_bytes(&ev, &meta)));
     group.finish();

@@ -432,7 +432,8 @@ async fn run_phase(
         every,
         &mut on_slice,
         workload,
-    ).await?;
+    )
+    .await?;
     let cpu_used = |stack: &Stack| -> BTreeMap<String, f64> {
         let after = stack.cpu_seconds();
         after

@@ -18,7 +18,9 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use attackmesh::proto::{AttributionStatus, DetectorKind, EnrichmentMetadata, Endpoint, EnrichedEvent, Indicator, IndicatorType, Tactic};
+use attackmesh::proto::{
+    AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, Indicator, IndicatorType, Tactic,
+};
 use serde_json::{Value, json};
 
 use super::{

@@ -194,7 +194,6 @@ fn suricata_event() -> Option<(EnrichedEvent, usize)> {
     let ip = |e: &Option<attackmesh::proto::Endpoint>| Indicator {
         r#type: IndicatorType::Ipv4 as i32,
         value: e.as_ref().map(|e| e.ip.clone()).unwrap_or_default(),
-        ..Default::default()
     };
     ev.related_indicators = vec![ip(&record.source), ip(&record.destination)];
     (ev.source, ev.destination) = (record.source, record.destination);
@@ -209,7 +208,10 @@ fn an_ecs_document_holds_the_record_once_and_names_techniques_once() {
     };
     let kept = ecs::document(&ev, chrono::Utc::now(), Original::Keep);
     assert_eq!(kept["event"]["original"], ev.original.as_str());
-    assert!(kept["attackmesh"].get("attributes").is_none(), "the parsed record again");
+    assert!(
+        kept["attackmesh"].get("attributes").is_none(),
+        "the parsed record again"
+    );
     let dropped = ecs::document(&ev, chrono::Utc::now(), Original::Drop);
     assert!(dropped["event"].get("original").is_none());
     assert_eq!(dropped["attackmesh"]["attributes"]["alert.signature_id"], "2001219");
@@ -217,7 +219,10 @@ fn an_ecs_document_holds_the_record_once_and_names_techniques_once() {
     // Names and pages live in `threat.*`; the techniques keep confidences and evidence.
     let custom = &kept["attackmesh"];
     let technique = &custom["techniques"][0];
-    assert!(technique.get("name").is_none() && technique.get("tactics").is_none(), "{technique}");
+    assert!(
+        technique.get("name").is_none() && technique.get("tactics").is_none(),
+        "{technique}"
+    );
     assert_eq!(technique["evidence"][0]["rule_id"], "network/ssh-bruteforce");
     assert!(custom.get("rule_pack_version").is_none(), "already rule.version");
     // Of every loaded pack, the one whose rules gave evidence.
@@ -234,7 +239,10 @@ fn an_ecs_document_holds_the_record_once_and_names_techniques_once() {
     // whichever way the record is kept.
     for doc in [&kept, &dropped] {
         let size = serde_json::to_vec(doc).unwrap().len();
-        assert!(size <= 2 * record + 3072, "{size} bytes for a {record}-byte record: {doc:#}");
+        assert!(
+            size <= 2 * record + 3072,
+            "{size} bytes for a {record}-byte record: {doc:#}"
+        );
     }
 }
 
@@ -244,9 +252,15 @@ fn attributes_a_detector_sent_beside_its_own_record_are_kept() {
     ev.original = r#"{"note":"free text"}"#.into();
     ev.original_format = "my-detector".into();
     let doc = ecs::document(&ev, chrono::Utc::now(), Original::Keep);
-    assert!(!doc["attackmesh"]["attributes"].is_null(), "not derived from the record");
+    assert!(
+        !doc["attackmesh"]["attributes"].is_null(),
+        "not derived from the record"
+    );
     ev.original_format = "suricata-eve".into();
     ev.attributes.insert("original_truncated".into(), "true".into());
     let doc = ecs::document(&ev, chrono::Utc::now(), Original::Keep);
-    assert!(!doc["attackmesh"]["attributes"].is_null(), "the record is cut: the attributes say more");
+    assert!(
+        !doc["attackmesh"]["attributes"].is_null(),
+        "the record is cut: the attributes say more"
+    );
 }
