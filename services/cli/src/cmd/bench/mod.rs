@@ -84,6 +84,15 @@ impl FileShape {
             FileShape::Hec => "hec",
         }
     }
+
+    /// Where a line of this shape holds the event's id (a JSON pointer).
+    pub(crate) fn event_id_pointer(self) -> &'static str {
+        match self {
+            FileShape::Canonical => "/event_id",
+            FileShape::Ecs => "/event/id",
+            FileShape::Hec => "/event/event_id",
+        }
+    }
 }
 
 /// Where siem-export delivers.
@@ -452,7 +461,7 @@ async fn run_phase(
     stack.stop().await?;
     let held = match hec {
         Some(hec) => hec.received(),
-        None => sink::count_events(&setup.sink_dir(phase))?,
+        None => sink::count_events(&setup.sink_dir(phase), setup.file_shape.event_id_pointer())?,
     };
     let delivered = held.saturating_sub(warm.accepted);
     if delivered < outcome.accepted {

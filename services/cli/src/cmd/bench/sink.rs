@@ -87,11 +87,16 @@ fn event_ids(bytes: &[u8], ids: &mut HashSet<u64>) {
         let Some(end) = rest.iter().position(|&b| b == b'"') else {
             break;
         };
-        let mut hasher = std::hash::DefaultHasher::new();
-        std::hash::Hasher::write(&mut hasher, &rest[..end]);
-        ids.insert(std::hash::Hasher::finish(&hasher));
+        ids.insert(hash(&rest[..end]));
         rest = &rest[end..];
     }
+}
+
+/// The 64-bit hash an id is counted by.
+fn hash(id: impl AsRef<[u8]>) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hasher::write(&mut hasher, id.as_ref());
+    std::hash::Hasher::finish(&hasher)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -99,16 +104,22 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Distinct events in every file under `dir` (the file sink's file and any rotated beside it),
-/// read a line at a time: a soak's file holds gigabytes.
-pub(super) fn count_events(dir: &Path) -> anyhow::Result<u64> {
+/// each line's id found at the JSON pointer `id_at`; read a line at a time: a soak's file holds
+/// gigabytes. A line without an id is an error: the sink wrote something that is not an event.
+pub(super) fn count_events(dir: &Path, id_at: &str) -> anyhow::Result<u64> {
     use std::io::BufRead as _;
     let mut ids = HashSet::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let path = entry?.path();
         if path.is_file() {
             let file = std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            for line in std::io::BufReader::new(file).split(b'\n') {
-                event_ids(&line?, &mut ids);
+            for (n, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+                let line = line?;
+                let id = serde_json::from_slice::<Value>(&line)
+                    .ok()
+                    .and_then(|v| v.pointer(id_at).and_then(Value::as_str).map(hash))
+                    .with_context(|| format!("{} line {}: no event id at {id_at}", path.display(), n + 1))?;
+                ids.insert(id);
             }
         }
     }
@@ -171,6 +182,12 @@ mod tests {
             "{\"event_id\":\"x\",\"revision\":1}\n",
         )
         .unwrap();
-        assert_eq!(count_events(dir.path()).unwrap(), 2);
+        assert_eq!(count_events(dir.path(), "/event_id").unwrap(), 2);
+        std::fs::write(dir.path().join("events.2.ndjson"), "{\"event\":{\"id\":\"x\"}}\n").unwrap();
+        let error = count_events(dir.path(), "/event_id").unwrap_err();
+        assert!(
+            format!("{error:#}").contains("events.2.ndjson line 1: no event id at /event_id"),
+            "{error:#}"
+        );
     }
 }
