@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "proto/attackmesh/v1/attribution.proto",
     "proto/attackmesh/v1/export.proto",
     "proto/attackmesh/v1/intel.proto",
+    "proto/attackmesh/v1/correlation.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

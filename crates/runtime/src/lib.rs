@@ -18,6 +18,7 @@ pub mod format;
 pub mod http;
 mod incoming;
 pub mod metrics;
+pub mod partition;
 pub mod peer;
 pub mod receive;
 pub mod secret;
