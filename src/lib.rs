@@ -16,3 +16,8 @@ pub mod text;
 pub mod validate;
 
 pub use enriched::enriched_event;
+
+/// `source_service` of the correlation service's findings. The export service's correlation
+/// sink never sends them back to correlation, and correlation never counts them: a finding can
+/// not feed the windows that raised it.
+pub const CORRELATION_DETECTOR: &str = "attackmesh-correlation";

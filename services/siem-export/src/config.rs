@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 use crate::sinks::{
-    SinkSpec, elasticsearch::ElasticsearchConfig, file::FileSinkConfig, intel::IntelSinkConfig,
-    splunk_hec::SplunkHecConfig,
+    SinkSpec, correlation::CorrelationSinkConfig, elasticsearch::ElasticsearchConfig, file::FileSinkConfig,
+    intel::IntelSinkConfig, splunk_hec::SplunkHecConfig,
 };
 
 /// The seed's environment variables, mapped to their paths in the product config (where this
@@ -168,6 +168,10 @@ pub struct SiemExportConfig {
     pub files: Vec<FileSinkConfig>,
     /// Intel sink (the intel service's `ShareEvents`); enabled when `endpoints` is set.
     pub intel: IntelSinkConfig,
+    /// Correlation sink (the correlation replicas' `Observe`); enabled when `endpoints` is set.
+    /// It feeds stateful detection and is not a delivery destination: with only this sink, the
+    /// default file sink is still written.
+    pub correlation: CorrelationSinkConfig,
     /// On shutdown, how long sinks keep delivering after the Export listener stopped; what is
     /// left stays queued on disk for the next start.
     #[serde(with = "humantime_serde")]
@@ -187,6 +191,7 @@ impl Default for SiemExportConfig {
             file: FileSinkConfig::default(),
             files: Vec::new(),
             intel: IntelSinkConfig::default(),
+            correlation: CorrelationSinkConfig::default(),
             drain_grace: Duration::from_secs(10),
         }
     }
@@ -247,6 +252,7 @@ impl SiemExportConfig {
         }
         self.file.validate("file")?;
         self.intel.validate()?;
+        self.correlation.validate()?;
         self.validate_files()
     }
 
@@ -293,6 +299,9 @@ impl SiemExportConfig {
             let mut file = self.file.clone();
             file.path = Some(self.data_dir.join("events").join("events.ndjson"));
             out.push(SinkSpec::File(file));
+        }
+        if self.correlation.enabled() {
+            out.push(SinkSpec::Correlation(self.correlation.clone()));
         }
         out
     }

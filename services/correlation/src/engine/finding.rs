@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::{rules::Rule, window::Entry};
 
 /// `source_service` and `original_format` of every finding.
-pub const DETECTOR: &str = "attackmesh-correlation";
+pub const DETECTOR: &str = attackmesh::CORRELATION_DETECTOR;
 /// Evidence ids listed in the `correlation.event_ids` attribute (all are in `original`).
 const LISTED_IDS: usize = 20;
 

@@ -93,7 +93,8 @@ pub struct Rule {
     pub group_by: Vec<Field>,
     /// Names of `group_by`, as written.
     pub group_names: Vec<String>,
-    /// Position in `group_by` of the field whose value decides the owning replica.
+    /// Position in `group_by` of the field whose value decides the owning replica (always
+    /// set: a rule without an entity field in `group-by` is refused).
     pub partition: Option<usize>,
     /// Sliding window length, in microseconds.
     pub timespan_micros: i64,
@@ -318,6 +319,12 @@ impl Pack {
             .group_by
             .iter()
             .position(|n| attackmesh_runtime::partition::ENTITY_FIELDS.contains(&n.as_str()));
+        if partition.is_none() {
+            return Err(format!(
+                "group-by must include one of {} so each window has one owning replica",
+                attackmesh_runtime::partition::ENTITY_FIELDS.join(", ")
+            ));
+        }
         let timespan = duration(&c.timespan)?;
         if timespan.is_zero() {
             return Err("correlation.timespan must be positive".into());
@@ -417,15 +424,25 @@ mod tests {
     fn bad_rules_are_named() {
         let bad = |text: &str| Pack::parse(&[("t.yml", text)]).unwrap_err();
         assert!(
-            bad("name: a\ncorrelation: {type: nope, rules: x, timespan: 5m, condition: {gte: 1}}").contains("nope")
+            bad("name: a\ncorrelation: {type: event_count, rules: x, group-by: [dns.parent], timespan: 5m, condition: {gte: 1}}")
+                .contains("owning replica")
         );
-        assert!(bad("name: a\ncorrelation: {type: event_count, rules: x, timespan: 5m}").contains("gte"));
         assert!(
-            bad("name: a\ncorrelation: {type: value_count, rules: x, timespan: 5m, condition: {gte: 2}}")
+            bad(
+                "name: a\ncorrelation: {type: nope, rules: x, group-by: [source.ip], timespan: 5m, condition: {gte: 1}}"
+            )
+            .contains("nope")
+        );
+        assert!(
+            bad("name: a\ncorrelation: {type: event_count, rules: x, group-by: [source.ip], timespan: 5m}")
+                .contains("gte")
+        );
+        assert!(
+            bad("name: a\ncorrelation: {type: value_count, rules: x, group-by: [source.ip], timespan: 5m, condition: {gte: 2}}")
                 .contains("field")
         );
         assert!(
-            bad("name: a\ncorrelation: {type: event_count, rules: x, timespan: soon, condition: {gte: 2}}")
+            bad("name: a\ncorrelation: {type: event_count, rules: x, group-by: [source.ip], timespan: soon, condition: {gte: 2}}")
                 .contains("duration")
         );
         assert!(bad("name: s\nmatch: {nofield: 1}").contains("nofield"));

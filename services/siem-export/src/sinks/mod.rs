@@ -20,6 +20,7 @@ use futures::future::BoxFuture;
 
 use crate::error::Error;
 
+pub mod correlation;
 pub mod elasticsearch;
 pub mod file;
 pub mod intel;
@@ -78,6 +79,8 @@ pub enum SinkSpec {
     File(file::FileSinkConfig),
     /// The intel service's `ShareEvents`.
     Intel(intel::IntelSinkConfig),
+    /// The correlation replicas' `Observe`.
+    Correlation(correlation::CorrelationSinkConfig),
 }
 
 impl SinkSpec {
@@ -100,6 +103,7 @@ impl SinkSpec {
             SinkSpec::SplunkHec(_) => splunk_hec::KIND,
             SinkSpec::File(_) => file::KIND,
             SinkSpec::Intel(_) => intel::KIND,
+            SinkSpec::Correlation(_) => correlation::KIND,
         }
     }
 
@@ -108,6 +112,7 @@ impl SinkSpec {
     pub fn retry(&self, base: &crate::config::RetryConfig) -> crate::config::RetryConfig {
         match self {
             SinkSpec::Intel(c) => c.retry(base),
+            SinkSpec::Correlation(c) => c.retry(base),
             _ => base.clone(),
         }
     }
@@ -124,6 +129,7 @@ impl SinkSpec {
                 Arc::new(file::FileSink::new(c, log)?)
             }
             SinkSpec::Intel(c) => Arc::new(intel::IntelSink::new(c)?),
+            SinkSpec::Correlation(c) => Arc::new(correlation::CorrelationSink::new(c)?),
         })
     }
 }
