@@ -48,6 +48,8 @@ pub(crate) struct Config {
     pub(crate) siem_export: attackmesh_siem_export::SiemExportConfig,
     /// Intel service settings (STIX 2.1 / TAXII 2.1).
     pub(crate) intel: attackmesh_intel::IntelConfig,
+    /// Correlation service settings (stateful rules over entities).
+    pub(crate) correlation: attackmesh_correlation::CorrelationConfig,
 }
 
 fn default_grace() -> Duration {
@@ -66,6 +68,8 @@ pub(crate) struct Listen {
     pub(crate) siem_export: SocketAddr,
     /// Intel service.
     pub(crate) intel: SocketAddr,
+    /// Correlation service.
+    pub(crate) correlation: SocketAddr,
     /// Prometheus `/metrics` over HTTP (with the `tls` settings); not served when unset.
     pub(crate) metrics: Option<SocketAddr>,
 }
@@ -78,6 +82,7 @@ impl Default for Listen {
             enrichment: at(50052),
             siem_export: at(50053),
             intel: at(50054),
+            correlation: at(50055),
             metrics: None,
         }
     }
@@ -110,6 +115,9 @@ impl Config {
             .validate()
             .map_err(|e| Error::ConfigInvalid(e.to_string()))?;
         self.intel.validate().map_err(|e| Error::ConfigInvalid(e.to_string()))?;
+        self.correlation
+            .validate()
+            .map_err(|e| Error::ConfigInvalid(format!("correlation: {e}")))?;
         Ok(())
     }
 
@@ -124,11 +132,13 @@ impl Config {
             .map(|(i, path)| (format!("auth.token_files[{i}]"), Some(path)))
             .collect();
         files.push(("tls.key_file".to_owned(), self.tls.key_file.as_ref()));
-        let links: [(&str, &PeerConfig); 4] = [
+        let links: [(&str, &PeerConfig); 6] = [
             ("enrichment.attribution", &self.enrichment.attribution.peer),
             ("enrichment.export", &self.enrichment.export.peer),
             ("siem_export.intel", &self.siem_export.intel.peer),
+            ("siem_export.correlation", &self.siem_export.correlation.peer),
             ("intel.attribution", &self.intel.attribution),
+            ("correlation.enrichment", &self.correlation.enrichment),
         ];
         for (name, link) in links {
             files.push((format!("{name}.token_file"), link.token_file.as_ref()));

@@ -35,6 +35,8 @@ pub(crate) enum Service {
     SiemExport,
     /// STIX 2.1 / TAXII 2.1 intel sharing.
     Intel,
+    /// Stateful rules over entities (one replica).
+    Correlation,
     /// Every service in this process.
     All,
 }
@@ -46,6 +48,7 @@ impl Service {
             Service::Enrichment => "enrichment",
             Service::SiemExport => "siem-export",
             Service::Intel => "intel",
+            Service::Correlation => "correlation",
             Service::All => "all",
         }
     }
@@ -57,6 +60,7 @@ impl Service {
                 Service::Enrichment,
                 Service::SiemExport,
                 Service::Intel,
+                Service::Correlation,
             ],
             one => vec![one],
         }
@@ -70,6 +74,7 @@ impl Service {
             }
             Service::SiemExport => Some(("siem_export.data_dir", &config.siem_export.data_dir)),
             Service::Intel if config.intel.db.is_none() => Some(("intel.data_dir", &config.intel.data_dir)),
+            Service::Correlation => Some(("correlation.data_dir", &config.correlation.data_dir)),
             _ => None,
         }
     }
@@ -80,6 +85,7 @@ impl Service {
             Service::Enrichment => config.listen.enrichment,
             Service::SiemExport => config.listen.siem_export,
             Service::Intel => config.listen.intel,
+            Service::Correlation => config.listen.correlation,
         }
     }
 }
@@ -124,6 +130,7 @@ async fn serve(mut config: Config, which: Service, exposed: &[secret_file::Expos
     let telemetry = telemetry::init(&config.telemetry, &format!("attackmesh-{}", which.name()))?;
     secret_file::warn_all(exposed);
     if which == Service::All {
+        wire_correlation(&mut config);
         admit_run_tokens(&mut config)?;
     }
     let signals = shutdown::signals()?;
@@ -160,6 +167,14 @@ async fn serve(mut config: Config, which: Service, exposed: &[secret_file::Expos
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
+/// In one process, correlation is on: export's correlation sink reaches this process's
+/// correlation listener unless `siem_export.correlation.endpoints` names replicas.
+pub(crate) fn wire_correlation(config: &mut Config) {
+    if !config.siem_export.correlation.enabled() {
+        config.siem_export.correlation.peer.endpoints = vec![format!("http://{}", config.listen.correlation)];
+    }
+}
+
 /// In one process, every link in use without a token or token file (enrichment's to attribution
 /// and export, whose endpoints default to this process's listeners; the intel sink's and intel's
 /// to attribution when they have endpoints) presents a token made for this run, one per calling
@@ -170,17 +185,27 @@ pub(crate) fn admit_run_tokens(config: &mut Config) -> anyhow::Result<()> {
         enrichment,
         siem_export,
         intel,
+        correlation,
+        listen,
         ..
     } = config;
+    if siem_export.correlation.enabled() && !correlation.enrichment.has_endpoints() {
+        correlation.enrichment.endpoints = vec![format!("http://{}", listen.enrichment)];
+    }
     // (caller, its links, whether a link without endpoints is still used)
-    let callers: [(&str, Vec<&mut PeerConfig>, bool); 3] = [
+    let callers: [(&str, Vec<&mut PeerConfig>, bool); 4] = [
         (
             "enrichment",
             vec![&mut enrichment.attribution.peer, &mut enrichment.export.peer],
             true,
         ),
-        ("siem-export", vec![&mut siem_export.intel.peer], false),
+        (
+            "siem-export",
+            vec![&mut siem_export.intel.peer, &mut siem_export.correlation.peer],
+            false,
+        ),
         ("intel", vec![&mut intel.attribution], false),
+        ("correlation", vec![&mut correlation.enrichment], false),
     ];
     for (name, links, defaulted) in callers {
         let mut links: Vec<_> = links
@@ -273,12 +298,26 @@ pub(crate) async fn start(
             let server = GrpcServer::new(options).await?;
             let mut export = config.siem_export.clone();
             export.intel.peer.inherit_tls(&config.tls);
+            export.correlation.peer.inherit_tls(&config.tls);
             // Technique ids are checked against the release attribution attributes with.
             if export.kb_path.is_none() {
                 export.kb_path.clone_from(&config.attribution.kb_path);
             }
             Box::pin(async move {
                 attackmesh_siem_export::server::serve(&export, server, listener, shutdown).await?;
+                Ok(())
+            })
+        }
+        Service::Correlation => {
+            let server = GrpcServer::new(options).await?;
+            let mut correlation = config.correlation.clone();
+            // Unset: findings go to the enrichment listener of this same config.
+            if !correlation.enrichment.has_endpoints() {
+                correlation.enrichment.endpoints = vec![format!("http://{}", config.listen.enrichment)];
+            }
+            correlation.enrichment.inherit_tls(&config.tls);
+            Box::pin(async move {
+                attackmesh_correlation::server::serve(&correlation, server, listener, shutdown).await?;
                 Ok(())
             })
         }

@@ -53,6 +53,7 @@ pub struct Addrs {
     pub enrichment: SocketAddr,
     pub siem_export: SocketAddr,
     pub intel: SocketAddr,
+    pub correlation: SocketAddr,
     pub falco: SocketAddr,
     pub taxii: SocketAddr,
     pub metrics: SocketAddr,
@@ -65,6 +66,7 @@ impl Addrs {
             enrichment: free_addr(),
             siem_export: free_addr(),
             intel: free_addr(),
+            correlation: free_addr(),
             falco: free_addr(),
             taxii: free_addr(),
             metrics: free_addr(),
@@ -78,6 +80,7 @@ impl Addrs {
             "attackmesh.v1.IngestService" => Some(self.enrichment),
             "attackmesh.v1.ExportService" => Some(self.siem_export),
             "attackmesh.v1.IntelService" => Some(self.intel),
+            "attackmesh.v1.CorrelationService" => Some(self.correlation),
             _ => None,
         }
     }
@@ -95,6 +98,7 @@ pub fn base_config(dir: &Path, addrs: &Addrs) -> Value {
             "enrichment": addrs.enrichment.to_string(),
             "siem_export": addrs.siem_export.to_string(),
             "intel": addrs.intel.to_string(),
+            "correlation": addrs.correlation.to_string(),
             "metrics": addrs.metrics.to_string(),
         },
         "enrichment": {
@@ -109,6 +113,7 @@ pub fn base_config(dir: &Path, addrs: &Addrs) -> Value {
             "data_dir": dir.join("intel"),
             "http_listen": addrs.taxii.to_string(),
         },
+        "correlation": {"data_dir": dir.join("correlation")},
     })
 }
 
@@ -130,7 +135,7 @@ impl Drop for Serve {
 }
 
 /// The services `attackmesh serve` runs one by one, with the listener their health answers on.
-const SERVICES: [&str; 4] = ["attribution", "enrichment", "siem-export", "intel"];
+const SERVICES: [&str; 5] = ["attribution", "enrichment", "siem-export", "intel", "correlation"];
 
 impl Serve {
     /// Starts `serve all` with `config` and waits until every gRPC service reports SERVING.
@@ -196,7 +201,13 @@ impl Serve {
 
     async fn wait_all_serving(&mut self, tls: Option<tonic::transport::ClientTlsConfig>) {
         let addrs = self.addrs;
-        for addr in [addrs.attribution, addrs.enrichment, addrs.siem_export, addrs.intel] {
+        for addr in [
+            addrs.attribution,
+            addrs.enrichment,
+            addrs.siem_export,
+            addrs.intel,
+            addrs.correlation,
+        ] {
             self.wait_serving(addr, tls.clone()).await;
         }
     }

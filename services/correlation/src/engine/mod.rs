@@ -7,8 +7,11 @@
 //!   [`Limits::max_events_per_group`] entries each and [`Limits::max_groups`] in total; beyond
 //!   that the expired windows go first, then the least recently seen (counted in
 //!   [`Stats::evicted`]).
-//! - Event time: the watermark is the newest event time seen; an event older than the
-//!   watermark minus [`Limits::allowed_lateness`] is late and not counted.
+//! - Event time, per window: an event older than its window's newest event minus
+//!   [`Limits::allowed_lateness`] is late and not counted; within that allowance it takes its
+//!   place in time order. Lateness is judged per window, not against one global clock, so a
+//!   detector that ships an hour late (or another whose clock runs ahead) does not make every
+//!   other entity's events late.
 //! - An event id already counted for a base rule is not counted again for it (a resend, or the
 //!   same event at a higher revision); a new revision still counts for base rules it newly
 //!   matches (a re-attribution that adds a technique).
@@ -89,8 +92,16 @@ pub enum Observed {
     Unmatched,
     /// A resend, a finding of correlation, or an event without a timestamp.
     Ignored,
-    /// Older than the watermark minus the allowed lateness.
+    /// Older than its windows' newest events minus the allowed lateness.
     Late,
+}
+
+/// What adding an entry to a window did.
+enum Window {
+    Applied,
+    Late,
+    /// Another replica owns the window.
+    Elsewhere,
 }
 
 /// The replica an event is observed on, for window ownership.
@@ -207,10 +218,6 @@ impl Engine {
         else {
             return Observed::Ignored;
         };
-        let lateness = i64::try_from(self.limits.allowed_lateness.as_micros()).unwrap_or(i64::MAX);
-        if ts < self.state.watermark.saturating_sub(lateness) {
-            return Observed::Late;
-        }
         let mut rule_ids: Option<Vec<_>> = None;
         let mut mask = 0u64;
         let mut matched = Vec::new();
@@ -238,7 +245,7 @@ impl Engine {
         }
         self.remember(id_hash, prior | mask);
         self.state.watermark = self.state.watermark.max(ts);
-        let mut applied = false;
+        let (mut applied, mut late) = (false, false);
         for b in matched {
             if prior & (1 << (b % 64)) != 0 {
                 continue;
@@ -269,13 +276,17 @@ impl Engine {
                     value,
                     id: event.event_id.as_str().into(),
                 };
-                applied |= self.apply(r, values, entry, shard, findings);
+                match self.apply(r, values, entry, shard, findings) {
+                    Window::Applied => applied = true,
+                    Window::Late => late = true,
+                    Window::Elsewhere => {}
+                }
             }
         }
-        if applied {
-            Observed::Applied
-        } else {
-            Observed::Unmatched
+        match (applied, late) {
+            (true, _) => Observed::Applied,
+            (false, true) => Observed::Late,
+            (false, false) => Observed::Unmatched,
         }
     }
 
@@ -296,7 +307,7 @@ impl Engine {
         }
     }
 
-    /// Adds `entry` to rule `r`'s window for `values`; true when the window is this replica's.
+    /// Adds `entry` to rule `r`'s window for `values`.
     fn apply(
         &mut self,
         r: usize,
@@ -304,7 +315,7 @@ impl Engine {
         entry: Entry,
         shard: Shard,
         findings: &mut Vec<DetectionEvent>,
-    ) -> bool {
+    ) -> Window {
         let pack = Arc::clone(&self.pack);
         let rule = &pack.rules[r];
         let owner = match rule.partition {
@@ -312,7 +323,7 @@ impl Engine {
             None => rule.id.clone(),
         };
         if !shard.owns(&owner) {
-            return false;
+            return Window::Elsewhere;
         }
         let parts: Vec<&str> = values.iter().map(|v| &**v).collect();
         let key = (r as u32, hash(&parts));
@@ -324,13 +335,17 @@ impl Engine {
             values,
             ..Group::default()
         });
+        let lateness = i64::try_from(self.limits.allowed_lateness.as_micros()).unwrap_or(i64::MAX);
+        if ts < group.last_seen.saturating_sub(lateness) {
+            return Window::Late;
+        }
         if ts < group.quiet_until {
             group.last_seen = group.last_seen.max(ts);
-            return true;
+            return Window::Applied;
         }
         self.stats.truncated += group.insert(entry, rule.timespan_micros, self.limits.max_events_per_group) as u64;
         let Some(count) = group.fires(rule) else {
-            return true;
+            return Window::Applied;
         };
         let entries: Vec<&Entry> = group.entries.iter().collect();
         let detection = finding::detection(rule, &group.values, &entries, count);
@@ -359,7 +374,7 @@ impl Engine {
         if rule.generate {
             findings.push(detection);
         }
-        true
+        Window::Applied
     }
 
     /// Frees at least a tenth of `max_groups`: expired windows first, then the least recently

@@ -84,7 +84,7 @@ fn resends_and_own_findings_are_ignored_and_late_events_do_not_count() {
     );
     assert_eq!(
         e.observe(
-            &conn("d", 1_700_000_001, "10.0.0.9", "10.0.0.20", 24),
+            &conn("d", 1_700_000_001, "10.0.0.9", "10.0.0.20", 23),
             Shard::default(),
             &mut out
         ),
@@ -162,4 +162,43 @@ fn shards_keep_only_their_windows() {
         total += out.len();
     }
     assert_eq!(total, 1, "exactly one replica owns the scanner's window");
+}
+
+#[test]
+fn success_after_a_run_of_failures() {
+    let mut e = engine();
+    let mut events = Vec::new();
+    for i in 0..5 {
+        let mut f = conn(&format!("f{i}"), 1_700_000_060 + i, "198.51.100.7", "10.0.0.5", 22);
+        f.event_type = "decoy_login_failed".into();
+        events.push(f);
+    }
+    let mut ok = conn("ok", 1_700_000_070, "198.51.100.7", "10.0.0.5", 22);
+    ok.event_type = "decoy_login".into();
+    events.push(ok);
+    let found = run(&mut e, &events);
+    let kinds: Vec<&str> = found.iter().map(|f| f.event_type.as_str()).collect();
+    assert_eq!(kinds, ["correlation.success_after_failures"], "{found:#?}");
+    assert_eq!(found[0].technique_hints, ["T1110", "T1078"]);
+}
+
+#[test]
+fn findings_are_valid_detections() {
+    let events: Vec<_> = (0..25)
+        .map(|i| {
+            conn(
+                &format!("c{i}"),
+                1_700_000_000 + i,
+                "10.0.0.9",
+                "10.0.0.20",
+                1000 + i as u32,
+            )
+        })
+        .collect();
+    for mut f in run(&mut engine(), &events) {
+        attackmesh::validate::prepare_detection(&mut f);
+        if let Err(v) = attackmesh::validate::detection_event(&f) {
+            panic!("{v:?}");
+        }
+    }
 }

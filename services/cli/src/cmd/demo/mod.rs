@@ -40,6 +40,8 @@ use pipeline::{Authed, Pipeline};
 const BATCH: usize = 500;
 /// How long the sinks get to deliver everything before the demo reports what is pending.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest wait for correlation findings on the delivered events to be delivered in turn.
+const FINDINGS_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Arguments of `attackmesh demo`.
 #[derive(Debug, clap::Args)]
@@ -158,8 +160,15 @@ async fn play(args: &Args, pipeline: &Pipeline, sources: Vec<Source>, started: I
     let sent: Vec<Sent> = sent.into_iter().flatten().collect();
     let accepted: u64 = sent.iter().map(|s| s.accepted).sum();
     pipeline.wait_delivered(accepted, DELIVERY_TIMEOUT).await?;
+    let canonical = args.out.join(pipeline::ENRICHED);
+    pipeline.wait_findings(accepted, &canonical, FINDINGS_TIMEOUT).await?;
 
-    let enriched = read_enriched(&args.out.join(pipeline::ENRICHED))?;
+    let enriched = read_enriched(&canonical)?;
+    let findings: Vec<EnrichedEvent> = enriched
+        .iter()
+        .filter(|e| e.source_service == attackmesh::CORRELATION_DETECTOR)
+        .cloned()
+        .collect();
     let by_detector = group_by_detector(&sent, enriched);
     // Campaigns from what was delivered, then their alerts through siem-export to every sink.
     let kb = attackmesh_attack::Kb::embedded()?;
@@ -194,6 +203,7 @@ async fn play(args: &Args, pipeline: &Pipeline, sources: Vec<Source>, started: I
         taxii_objects: &pipeline.taxii_objects,
         elapsed: started.elapsed(),
     });
+    print_findings(&findings);
     if !pending.is_empty() {
         let names: Vec<&str> = pending.iter().map(|s| s.name.as_str()).collect();
         eprintln!(
@@ -266,6 +276,26 @@ async fn send(mut client: IngestServiceClient<Authed>, source: Source) -> anyhow
         rejected,
         event_ids,
     })
+}
+
+/// The correlation findings: behaviour only visible across the events above.
+fn print_findings(findings: &[EnrichedEvent]) {
+    println!(
+        "\nCorrelation findings (stateful rules across events): {}",
+        findings.len()
+    );
+    for f in findings {
+        let source = f.source.as_ref().map(|s| s.ip.as_str()).unwrap_or_default();
+        println!(
+            "  {:<40} {:<22} source {source}  events {}",
+            f.event_type,
+            f.technique_ids.join(", "),
+            f.attributes
+                .get("correlation.events")
+                .map(String::as_str)
+                .unwrap_or("?")
+        );
+    }
 }
 
 fn read_enriched(path: &std::path::Path) -> anyhow::Result<Vec<EnrichedEvent>> {

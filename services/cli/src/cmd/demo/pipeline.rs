@@ -96,6 +96,7 @@ impl Pipeline {
         let mut listeners = Vec::new();
         for service in [
             Service::Attribution,
+            Service::Correlation,
             Service::SiemExport,
             Service::Intel,
             Service::Enrichment,
@@ -106,6 +107,7 @@ impl Pipeline {
                 Service::Attribution => config.listen.attribution = addr,
                 Service::SiemExport => config.listen.siem_export = addr,
                 Service::Intel => config.listen.intel = addr,
+                Service::Correlation => config.listen.correlation = addr,
                 Service::Enrichment | Service::All => config.listen.enrichment = addr,
             }
             listeners.push((service, listener));
@@ -129,6 +131,10 @@ impl Pipeline {
         export.intel.peer.endpoints = vec![format!("http://{}", config.listen.intel)];
         export.intel.peer.token_file = None;
         export.intel.peer.token = None;
+        export.correlation.peer = Default::default();
+        config.correlation.data_dir = state.join("correlation");
+        config.correlation.enrichment = Default::default();
+        serve::wire_correlation(&mut config);
         serve::admit_run_tokens(&mut config)?;
         config.validate()?;
 
@@ -226,6 +232,31 @@ impl Pipeline {
                 return Ok(sinks);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// After [`Pipeline::wait_delivered`]: waits until correlation's findings on the delivered
+    /// events went through enrichment into every sink (some finding is in `canonical` and every
+    /// queue is empty with the same count delivered), or `timeout` passes.
+    pub(crate) async fn wait_findings(
+        &self,
+        expected: u64,
+        canonical: &std::path::Path,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<SinkStatus>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let sinks = self.wait_delivered(expected, Duration::ZERO).await?;
+            let settled = sinks
+                .windows(2)
+                .all(|w| w[0].delivered + w[0].dead_lettered == w[1].delivered + w[1].dead_lettered);
+            let found = std::fs::read_to_string(canonical)
+                .map(|t| t.contains(attackmesh::CORRELATION_DETECTOR))
+                .unwrap_or(false);
+            if (found && settled) || tokio::time::Instant::now() >= deadline {
+                return Ok(sinks);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -144,9 +144,15 @@ fn honeypot(b: &mut Builder) -> Vec<DetectionEvent> {
     const NAME: &str = "decoy-ssh-01";
     const KIND: DetectorKind = DetectorKind::Decoy;
     let mut out = Vec::new();
-    for (i, (user, password)) in [("root", "123456"), ("admin", "admin"), ("root", "toor")]
-        .iter()
-        .enumerate()
+    for (i, (user, password)) in [
+        ("root", "123456"),
+        ("admin", "admin"),
+        ("root", "toor"),
+        ("admin", "password"),
+        ("root", "root"),
+    ]
+    .iter()
+    .enumerate()
     {
         let mut e = b.event(NAME, KIND, "decoy_login_failed", 61 + i as i64);
         e.source = Some(Endpoint {
