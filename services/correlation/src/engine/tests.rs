@@ -28,7 +28,7 @@ fn conn(id: &str, secs: i64, src: &str, dst: &str, port: u32) -> EnrichedEvent {
         revision: 1,
         ..Default::default()
     };
-    e.attributes.insert("conn_state".into(), "SF".into());
+    e.attributes.insert("conn_state".into(), "REJ".into());
     e
 }
 
