@@ -187,9 +187,15 @@ fn build(
     } else {
         Severity::Low
     });
+    // The account the initiator used, where the protocol log names one (ntlm, rdp, kerberos).
+    let user = get("username")
+        .or(get("cookie"))
+        .or(get("client").map(|c| c.split('/').next().unwrap_or(c)))
+        .filter(|u| *u != "-");
     b.source(Endpoint {
         ip: get("id.orig_h").map(ip_text).unwrap_or_default(),
         port: get("id.orig_p").map_or(0, port_from_str),
+        user: user.map(str::to_owned).unwrap_or_default(),
         ..Endpoint::default()
     });
     b.destination(Endpoint {
