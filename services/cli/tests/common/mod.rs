@@ -212,6 +212,11 @@ impl Serve {
         }
     }
 
+    /// Waits until `addr` reports SERVING (plain gRPC), failing if a process of this run exits.
+    pub async fn wait_serving_plain(&mut self, addr: SocketAddr) {
+        self.wait_serving(addr, None).await;
+    }
+
     async fn wait_serving(&mut self, addr: SocketAddr, tls: Option<tonic::transport::ClientTlsConfig>) {
         use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -246,6 +251,12 @@ fn write_config(dir: &Path, config: &Value) -> PathBuf {
     let path = dir.join("config.json");
     std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
     path
+}
+
+/// `attackmesh <args> --config <config>` writing to `log`, for tests that start, kill and
+/// restart single services themselves.
+pub fn spawn_attackmesh(args: &[&str], config: &Path, log: &Path) -> Child {
+    spawn(args, config, log, &[])
 }
 
 /// `attackmesh <args> --config <config>` with only PATH and `env` in its environment, writing
