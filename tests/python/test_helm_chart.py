@@ -23,7 +23,7 @@ BIN = os.environ.get("TEST_ATTACKMESH_BIN", str(ROOT / "target" / "debug" / "att
 CHART = ROOT / "helm" / "attackmesh"
 HELM = ROOT / "target" / "tools" / "bin" / "helm"
 CASES = ["defaults"] + sorted(p.name for p in (CHART / "ci").glob("*.yaml"))
-SERVICES = {"attribution", "enrichment", "siem-export", "intel"}
+SERVICES = {"attribution", "enrichment", "siem-export", "intel", "correlation"}
 # Values of environment variables whose Secrets the chart does not create, by variable name.
 DUMMY_ENV = {"ATTACKMESH_INTEL__DB": "postgres://attackmesh:dummy@postgres.example:5432/attackmesh"}
 DUMMY_DIGEST = hashlib.sha256(b"dummy-token").hexdigest()
@@ -213,7 +213,8 @@ def test_helm_test_pod_checks_every_service_with_arguments_the_binary_parses(hel
     containers = pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
     services = {c["args"][c["args"].index("--service") + 1] for c in containers}
     assert services == {"attackmesh.v1.AttributionService", "attackmesh.v1.IngestService",
-                        "attackmesh.v1.ExportService", "attackmesh.v1.IntelService"}
+                        "attackmesh.v1.ExportService", "attackmesh.v1.IntelService",
+                        "attackmesh.v1.CorrelationService"}
     for c in containers:
         root = tmp_path / c["name"]
         mounts = lay_out_pod(pod["spec"], c, docs, root)
@@ -304,7 +305,7 @@ def test_every_config_key_the_schema_allows_is_exercised_against_the_binary():
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "ci" / "all-config-keys-values.yaml").read_text())
     missing = []
-    for svc in ("attribution", "enrichment", "siemExport", "intel"):
+    for svc in ("attribution", "enrichment", "siemExport", "intel", "correlation"):
         allowed = schema_config_paths(schema["properties"][svc]["properties"]["config"])
         given = value_paths(values[svc]["config"])
         missing += [(svc,) + p for p in sorted(allowed) if not covered(p, given)]

@@ -87,6 +87,19 @@ credentials: /etc/attackmesh/credentials
 {{- $_ = set $section "token_file" (printf "%s/splunk-hec/token" $p.credentials) }}
 {{- $_ = set $s "splunk_hec" $section }}
 {{- end }}
+{{- if $V.correlation.enabled }}
+{{- /* One endpoint per replica, by ordinal: the sink hashes entities over this list. */}}
+{{- $full := printf "%s-correlation" (include "attackmesh.fullname" $root | trunc 40 | trimSuffix "-") }}
+{{- $headless := include "attackmesh.fqdn" (dict "root" $root "name" (printf "%s-headless" $full)) }}
+{{- $endpoints := list }}
+{{- range $i := until (int $V.correlation.replicaCount) }}
+{{- $endpoints = append $endpoints (printf "http://%s-%d.%s:%d" $full $i $headless (int $V.correlation.port)) }}
+{{- end }}
+{{- $link := deepCopy (default dict $s.correlation) }}
+{{- $_ = set $link "endpoints" $endpoints }}
+{{- $_ = set $link "token_file" (printf "%s/%s" $p.internal $V.auth.internalToken.tokenKey) }}
+{{- $_ = set $s "correlation" $link }}
+{{- end }}
 {{- range $sink := list (list "elasticsearch" "elasticsearch") (list "splunk_hec" "splunkHec") }}
 {{- $ca := index $v.sinkCA (index $sink 1) }}
 {{- if $ca.secretName }}
@@ -95,6 +108,13 @@ credentials: /etc/attackmesh/credentials
 {{- $_ = set $s (index $sink 0) $section }}
 {{- end }}
 {{- end }}
+{{- else if eq $c.key "correlation" }}
+{{- $_ = set $s "data_dir" $p.data }}
+{{- $name := printf "%s-enrichment-headless" (include "attackmesh.fullname" $root | trunc 40 | trimSuffix "-") }}
+{{- $link := deepCopy (default dict $s.enrichment) }}
+{{- $_ = set $link "endpoints" (list (printf "dns:///%s:%d" (include "attackmesh.fqdn" (dict "root" $root "name" $name)) (int $V.enrichment.port))) }}
+{{- $_ = set $link "token_file" (printf "%s/%s" $p.internal $V.auth.internalToken.tokenKey) }}
+{{- $_ = set $s "enrichment" $link }}
 {{- else if eq $c.key "intel" }}
 {{- $_ = set $s "data_dir" $p.data }}
 {{- $_ = set $s "http_listen" (include "attackmesh.hostPort" (dict "host" $V.listenHost "port" $v.taxii.port)) }}

@@ -71,6 +71,10 @@ key under `listen`), `grpc` the name it reports SERVING under in gRPC health.
   name: intel
   section: intel
   grpc: attackmesh.v1.IntelService
+- key: correlation
+  name: correlation
+  section: correlation
+  grpc: attackmesh.v1.CorrelationService
 {{- end }}
 
 {{/*
@@ -85,7 +89,7 @@ round trip turns numbers into floats).
 {{- $v := index $root.Values $c.key }}
 {{- if $v.enabled }}
 {{- $stateful := false }}
-{{- if eq $c.key "siemExport" }}{{ $stateful = true }}{{ end }}
+{{- if has $c.key (list "siemExport" "correlation") }}{{ $stateful = true }}{{ end }}
 {{- if and (eq $c.key "enrichment") $v.persistence.enabled }}{{ $stateful = true }}{{ end }}
 {{- if and (eq $c.key "intel") (not $v.database.existingSecret) }}{{ $stateful = true }}{{ end }}
 {{- $full := printf "%s-%s" (include "attackmesh.fullname" $root | trunc 40 | trimSuffix "-") $c.name }}
@@ -167,6 +171,12 @@ round trip turns numbers into floats).
 {{- end }}
 {{- if and $v.metrics.serviceMonitor.enabled (not $v.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" }}
+{{- end }}
+{{- if and $v.correlation.enabled (not $v.siemExport.enabled) }}
+{{- fail "correlation needs siemExport.enabled (its sink feeds the replicas)" }}
+{{- end }}
+{{- if and $v.correlation.enabled (not $v.enrichment.enabled) }}
+{{- fail "correlation needs enrichment.enabled (findings go to its Ingest)" }}
 {{- end }}
 {{- if and $v.intel.ingress.enabled (not $v.intel.enabled) }}
 {{- fail "intel.ingress.enabled needs intel.enabled" }}

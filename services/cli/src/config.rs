@@ -82,7 +82,7 @@ impl Default for Listen {
             enrichment: at(50052),
             siem_export: at(50053),
             intel: at(50054),
-            correlation: at(50055),
+            correlation: at(50056),
             metrics: None,
         }
     }

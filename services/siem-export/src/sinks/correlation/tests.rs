@@ -133,9 +133,9 @@ async fn a_replica_that_fails_gets_its_events_retried_and_only_those() {
 
 #[test]
 fn balanced_names_are_refused() {
-    let err = config(vec!["dns:///corr-headless:50055".into()])
+    let err = config(vec!["dns:///corr-headless:50056".into()])
         .validate()
         .unwrap_err();
     assert!(err.to_string().contains("each replica"), "{err}");
-    config(vec!["http://corr-0.corr:50055".into()]).validate().unwrap();
+    config(vec!["http://corr-0.corr:50056".into()]).validate().unwrap();
 }
