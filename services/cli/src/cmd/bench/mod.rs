@@ -25,6 +25,7 @@ use tonic::transport::Channel;
 
 use crate::config::Config;
 
+mod correlation;
 mod drive;
 mod noop;
 mod procs;
@@ -147,6 +148,13 @@ struct PipelineArgs {
     /// Skip the no-op baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Also measure what correlation adds per event (engine and the replica's durable apply),
+    /// over `--entities` distinct sources.
+    #[arg(long)]
+    correlation: bool,
+    /// Distinct entities of the correlation phase.
+    #[arg(long, default_value_t = 100_000)]
+    entities: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -253,6 +261,9 @@ struct Report {
     /// The same run's replay of a detector file, in the same shape.
     #[serde(skip_serializing_if = "Option::is_none")]
     replay: Option<Box<Report>>,
+    /// What correlation adds per event (`--correlation`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation: Option<correlation::CorrelationFigures>,
 }
 
 async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
@@ -297,6 +308,10 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     let mut report = measure(&setup, &args, hec.as_ref(), &Workload::Synthetic, "").await?;
     if let Some(replay) = &replay {
         report.replay = Some(Box::new(measure(&setup, &args, hec.as_ref(), replay, "replay-").await?));
+    }
+    if args.correlation {
+        let figures = correlation::measure(args.events, args.entities.max(1), args.batch, dir.path());
+        report.correlation = Some(figures.context("correlation")?);
     }
     eprint!("{}", summary(&report));
     if let Some(replay) = &report.replay {
@@ -358,6 +373,7 @@ async fn measure(
         ratio_to_baseline,
         drift: Drift::of(&intervals),
         replay: None,
+        correlation: None,
     })
 }
 
@@ -506,6 +522,9 @@ fn summary(r: &Report) -> String {
     }
     if let Some(drift) = &r.drift {
         text.push_str(&drift.summary());
+    }
+    if let Some(c) = &r.correlation {
+        text.push_str(&correlation::summary(c));
     }
     text
 }
