@@ -52,11 +52,13 @@ fn one(files: &[&str], rule: &str, technique: &str, source: &str) {
 
 #[test]
 fn lateral_movement_over_rdp_smb_and_winrm() {
-    let mut allowed = CorrelationConfig::default();
-    allowed.allow = vec![AllowConfig {
-        rules: vec!["lateral_movement_rdp".into()],
-        matches: serde_yaml::from_str("{source.ip: 10.0.0.5}").unwrap(),
-    }];
+    let allowed = CorrelationConfig {
+        allow: vec![AllowConfig {
+            rules: vec!["lateral_movement_rdp".into()],
+            matches: serde_yaml::from_str("{source.ip: 10.0.0.5}").unwrap(),
+        }],
+        ..Default::default()
+    };
     let mut engine = allowed.engine().unwrap();
     let rdp: Vec<_> = run(&mut engine, &["rdp.log"])
         .into_iter()

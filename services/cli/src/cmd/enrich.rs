@@ -98,8 +98,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The correlation engine of the default `correlation` section, with the packs of
 /// `<rules_dir>/correlation/` when that directory exists.
 fn correlation_engine(rules_dir: Option<&Path>) -> anyhow::Result<attackmesh_correlation::Engine> {
-    let mut config = attackmesh_correlation::CorrelationConfig::default();
-    config.rules_dir = rules_dir.map(|d| d.join("correlation")).filter(|d| d.is_dir());
+    let config = attackmesh_correlation::CorrelationConfig {
+        rules_dir: rules_dir.map(|d| d.join("correlation")).filter(|d| d.is_dir()),
+        ..Default::default()
+    };
     config
         .engine()
         .map_err(|e| attackmesh_runtime::Error::ConfigInvalid(e.to_string()).into())

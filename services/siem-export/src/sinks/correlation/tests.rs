@@ -13,10 +13,13 @@ use tonic::{Request, Response, Status};
 use super::*;
 use crate::sinks::{ItemOutcome, QueuedEvent, Sink};
 
+/// What a fake replica saw: (replica_index, replica_count, event ids) per call.
+type Seen = Arc<Mutex<Vec<(u32, u32, Vec<String>)>>>;
+
 /// A replica that records (replica_index, replica_count, event ids) and answers `fail` or ok.
 #[derive(Clone)]
 struct FakeReplica {
-    seen: Arc<Mutex<Vec<(u32, u32, Vec<String>)>>>,
+    seen: Seen,
     fail: bool,
 }
 
@@ -33,7 +36,7 @@ impl CorrelationService for FakeReplica {
     }
 }
 
-async fn replica(fail: bool) -> (String, Arc<Mutex<Vec<(u32, u32, Vec<String>)>>>) {
+async fn replica(fail: bool) -> (String, Seen) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
