@@ -1,6 +1,6 @@
 //! The replica ([`Replica`]) and the gRPC `CorrelationService` over it.
 //!
-//! `Observe` applies a batch under one lock, in order: every event passes [`Replica::intake`]
+//! `Observe` applies a batch under one lock, in order: every event passes `Replica::intake`
 //! (the one place each observed event goes through: the engine today, campaign tracking can
 //! hook in there), findings join the outbox, and the engine's state and the outbox are saved
 //! before the answer. So an answered batch is durable, and an unanswered one is resent by the
