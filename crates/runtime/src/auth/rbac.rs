@@ -8,8 +8,9 @@
 
 use attackmesh::formats::otlp::proto::collector::logs_service_server::SERVICE_NAME as OTLP_LOGS;
 use attackmesh::proto::{
-    attribution_service_server::SERVICE_NAME as ATTRIBUTION, export_service_server::SERVICE_NAME as EXPORT,
-    ingest_service_server::SERVICE_NAME as INGEST, intel_service_server::SERVICE_NAME as INTEL,
+    attribution_service_server::SERVICE_NAME as ATTRIBUTION, correlation_service_server::SERVICE_NAME as CORRELATION,
+    export_service_server::SERVICE_NAME as EXPORT, ingest_service_server::SERVICE_NAME as INGEST,
+    intel_service_server::SERVICE_NAME as INTEL,
 };
 use tonic_health::pb::health_server::SERVICE_NAME as HEALTH;
 use tonic_reflection::pb::{
@@ -122,6 +123,7 @@ pub const RBAC: &[(Target, Allowed)] = &[
     (Target::Method(INTEL, "ShareIndicators"), ANALYST),
     (Target::Method(INTEL, "ListCollections"), ANALYST),
     (Target::Method(INTEL, "ShareEvents"), ADMIN),
+    (Target::Method(CORRELATION, "Observe"), ADMIN),
     (Target::Http(HttpEndpoint::FalcoIngest), DETECTOR),
     (Target::Http(HttpEndpoint::OtlpLogs), DETECTOR),
     (Target::Http(HttpEndpoint::TaxiiRead), ANALYST),
