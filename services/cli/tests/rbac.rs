@@ -33,6 +33,7 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("attackmesh.v1.IntelService", "ShareIndicators", &["analyst", "admin"]),
     ("attackmesh.v1.IntelService", "ListCollections", &["analyst", "admin"]),
     ("attackmesh.v1.IntelService", "ShareEvents", &["admin"]),
+    ("attackmesh.v1.CorrelationService", "Observe", &["admin"]),
 ];
 
 /// Callers tried on every RPC: (label, role, authorization header).

@@ -340,7 +340,8 @@ async fn every_internal_link_between_separate_serve_processes_speaks_mutual_tls(
     config["enrichment"]["export"] = serde_json::json!({"token_file": token_file});
     config["siem_export"]["intel"]["token_file"] = serde_json::json!(token_file);
     config["intel"]["attribution"]["token_file"] = serde_json::json!(token_file);
-    let certs: HashMap<&str, (PathBuf, PathBuf)> = ["attribution", "enrichment", "siem-export", "intel"]
+    config["correlation"]["enrichment"] = serde_json::json!({"token_file": token_file});
+    let certs: HashMap<&str, (PathBuf, PathBuf)> = ["attribution", "enrichment", "siem-export", "intel", "correlation"]
         .into_iter()
         .map(|service| {
             let (cert, key) = mesh.pki.leaf(service);
