@@ -168,7 +168,10 @@ async fn every_service_reports_what_a_batch_did() {
     }
 
     // Export: per sink delivered, retried, dead-lettered, queue depth and age.
-    assert_eq!(sum(&m, "attackmesh_siem_export_delivered_events_total"), SENT, "{text}");
+    // Every sink delivered the batch: the file sink and, in `serve all`, the correlation sink.
+    let delivered = &m["attackmesh_siem_export_delivered_events_total"];
+    assert_eq!(delivered.len(), 2, "{text}");
+    assert!(delivered.values().all(|&n| n == SENT), "{text}");
     let sinks = m["attackmesh_siem_export_queue_depth"].clone();
     assert!(!sinks.is_empty(), "queue depth per sink: {text}");
     for labels in sinks.keys() {
