@@ -133,7 +133,7 @@ successThreshold: 1
     items:
       - key: {{ $V.auth.internalToken.tokensFileKey }}
         path: {{ $V.auth.internalToken.tokensFileKey }}
-      {{- if or (eq $c.key "enrichment") (and (eq $c.key "intel") $v.remoteAttribution.enabled) (and (eq $c.key "siemExport") (dig "intel" "endpoints" list $v.config)) }}
+      {{- if or (eq $c.key "enrichment") (eq $c.key "correlation") (and (eq $c.key "intel") $v.remoteAttribution.enabled) (and (eq $c.key "siemExport") (or (dig "intel" "endpoints" list $v.config) $V.correlation.enabled)) }}
       - key: {{ $V.auth.internalToken.tokenKey }}
         path: {{ $V.auth.internalToken.tokenKey }}
       {{- end }}
