@@ -21,7 +21,8 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CorrelationConfig {
-    /// Directory of the replica's state (`state.bin`: windows and undelivered findings).
+    /// Directory of the replica's state (`state.bin`: windows and undelivered findings; `wal.log`:
+    /// batches applied since).
     pub data_dir: PathBuf,
     /// Use the built-in network behaviours pack.
     pub builtin_rules: bool,

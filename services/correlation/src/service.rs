@@ -2,9 +2,11 @@
 //!
 //! `Observe` applies a batch under one lock, in order: every event passes `Replica::intake`
 //! (the one place each observed event goes through: the engine today, campaign tracking can
-//! hook in there), findings join the outbox, and the engine's state and the outbox are saved
-//! before the answer. So an answered batch is durable, and an unanswered one is resent by the
-//! sink and recognised event by event. Saving fails → `UNAVAILABLE`: the sink retries.
+//! hook in there), findings join the outbox, and the batch is appended to the write-ahead log
+//! before the answer; every [`SNAPSHOT_EVERY`] logged events (and after findings are delivered)
+//! a snapshot replaces the log. So an answered batch is durable, and an unanswered one is resent
+//! by the sink and recognised event by event. Logging fails → `UNAVAILABLE`: the sink retries
+//! (the events it resends count once: the engine already holds their ids).
 
 use std::{
     collections::VecDeque,
@@ -27,6 +29,8 @@ use crate::{
 
 /// Largest batch `Observe` takes.
 pub const MAX_BATCH: usize = 10_000;
+/// Events logged since the last snapshot that trigger the next one.
+pub const SNAPSHOT_EVERY: usize = 50_000;
 
 /// What `Observe` counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,6 +48,8 @@ pub struct Applied {
 struct Inner {
     engine: Engine,
     outbox: VecDeque<DetectionEvent>,
+    /// Events in the log since the last snapshot.
+    logged: usize,
 }
 
 /// One correlation replica: the engine, its outbox of findings and its durable store.
@@ -65,19 +71,39 @@ impl Replica {
         if !saved.engine.is_empty() {
             engine.restore(&saved.engine).map_err(Error::Config)?;
         }
+        let mut outbox: VecDeque<DetectionEvent> = saved.outbox.into();
+        let mut replayed = 0;
+        for (index, count, events) in &saved.log {
+            let mut findings = Vec::new();
+            let shard = Shard {
+                index: *index,
+                count: *count,
+            };
+            for event in events {
+                engine.observe(event, shard, &mut findings);
+            }
+            replayed += events.len();
+            outbox.extend(findings);
+        }
         tracing::info!(
             windows = engine.groups(),
-            outbox = saved.outbox.len(),
+            outbox = outbox.len(),
+            replayed,
             "correlation state restored"
         );
-        Ok(Self {
+        let replica = Self {
             inner: Mutex::new(Inner {
                 engine,
-                outbox: saved.outbox.into(),
+                outbox,
+                logged: 0,
             }),
             store,
             wake: Notify::new(),
-        })
+        };
+        if replayed > 0 {
+            replica.save(&lock(&replica.inner))?;
+        }
+        Ok(replica)
     }
 
     /// Where every observed event passes, in queue order.
@@ -105,7 +131,14 @@ impl Replica {
             tracing::info!(finding = %f.event_id, rule = %f.event_type, "correlation finding");
         }
         inner.outbox.extend(findings);
-        self.save(&inner)?;
+        self.store
+            .append(shard.index, shard.count, events)
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        inner.logged += events.len();
+        if inner.logged >= SNAPSHOT_EVERY {
+            self.save(&inner)?;
+            inner.logged = 0;
+        }
         metrics::state(
             inner.engine.stats(),
             inner.engine.groups(),
@@ -136,7 +169,9 @@ impl Replica {
         let n = n.min(inner.outbox.len());
         inner.outbox.drain(..n);
         metrics::delivered(n, inner.outbox.len());
-        self.save(&inner)
+        self.save(&inner)?;
+        inner.logged = 0;
+        Ok(())
     }
 }
 

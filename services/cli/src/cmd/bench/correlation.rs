@@ -130,7 +130,7 @@ pub(super) fn measure(
 pub(super) fn summary(f: &CorrelationFigures) -> String {
     format!(
         "correlation ({} events, {} distinct entities, in process): engine {} CPU µs/event; durable apply \
-         (engine + state saved per batch of {}) {} CPU µs/event; {} windows (max_groups {}), {} evicted, \
+         (engine + write-ahead log synced per batch of {}) {} CPU µs/event; {} windows (max_groups {}), {} evicted, \
          {} findings; state {} MiB, resident memory +{} MiB\n",
         f.events,
         f.entities,
