@@ -3,7 +3,7 @@
 //! `entities` distinct sources (each probing ports, some resolving names), in this process.
 //!
 //! Reported: CPU µs per event of the engine alone and of the replica's `Observe` path (engine,
-//! then the state saved before the answer, once per batch), the windows held and evicted, the
+//! then the batch logged and synced before the answer, and the periodic snapshot), the windows held and evicted, the
 //! saved state's size and the growth of this process's resident memory. The gRPC hop from the
 //! export sink costs what one more hop costs (see CRATES.md's transport figures).
 
