@@ -112,6 +112,7 @@ impl Intel {
     /// for how long events are remembered.
     pub async fn ingest_events(&self, collection: &str, events: &[EnrichedEvent]) -> Result<IngestReport, Error> {
         let collection = self.collection(collection)?.to_owned();
+        let now_us = Utc::now().timestamp_micros();
         let events = events
             .iter()
             .map(|event| {
@@ -123,6 +124,7 @@ impl Intel {
                     revision: event.revision,
                     objects,
                     observations,
+                    matrix: Some(crate::ui::observation(event, &self.kb, now_us)),
                 }
             })
             .collect();

@@ -9,6 +9,8 @@
 //! - [`ingest`]: [`Intel`], the library entry point that builds, merges and stores objects
 //!   (behind the gRPC `ShareEvents` that the export service's `intel` sink calls, and TAXII).
 //! - [`taxii`]: the TAXII 2.1 server (axum), authenticated with the runtime's tokens.
+//! - [`ui`]: the live ATT&CK matrix page (`/ui/`) on the TAXII listener, over the store's
+//!   aggregation of observed techniques ([`store::matrix`]).
 //! - [`push`]: delivery of new objects to remote TAXII collections.
 //! - [`export`]: a collection as one STIX bundle (`attackmesh intel export`).
 //! - [`service`] / [`server`]: the gRPC `IntelService` and the wiring of everything above.
@@ -31,6 +33,7 @@ pub mod service;
 pub mod stix;
 pub mod store;
 pub mod taxii;
+pub mod ui;
 
 pub use config::IntelConfig;
 pub use error::Error;

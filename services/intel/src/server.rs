@@ -1,6 +1,7 @@
 //! Wiring: opens the store, builds the attributor (attribution service or embedded engine),
-//! registers `IntelService` on a runtime [`GrpcServer`], serves TAXII 2.1 on its own HTTP
-//! listener with the same tokens, starts the push tasks, and stops all of them on shutdown.
+//! registers `IntelService` on a runtime [`GrpcServer`], serves TAXII 2.1 and the live matrix
+//! page on its own HTTP listener with the same tokens, starts the push tasks, and stops all of
+//! them on shutdown.
 //!
 //! gRPC health follows the database: a probe every `db_probe_interval` turns it NOT_SERVING
 //! while the store cannot be reached or written, and SERVING again when it can.
@@ -22,6 +23,7 @@ use crate::{
     service::{IntelApi, grpc_service},
     store::Store,
     taxii::{TaxiiState, router},
+    ui::UiState,
 };
 
 /// Loads the knowledge base `config` names (or the embedded one) off the async threads.
@@ -104,13 +106,14 @@ pub async fn serve(
     );
     let stop = CancellationToken::new();
     let taxii = TaxiiState::new(config, intel.clone(), server.authenticator());
+    let ui = UiState::new(config, intel.clone(), server.authenticator());
     let http_options = server.http_options();
     let http = {
         let stop = stop.clone();
         tokio::spawn(async move {
             let result = attackmesh_runtime::http::serve(
                 http_listener,
-                router(taxii),
+                crate::ui::router(ui).merge(router(taxii)),
                 http_options,
                 stop.clone().cancelled_owned(),
             )

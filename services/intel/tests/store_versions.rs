@@ -125,6 +125,7 @@ async fn refused_objects_cost_their_event_only(store: &Store) {
         revision: 1,
         objects: vec![labelled(n), labelled(n + 100)],
         observations: Vec::new(),
+        matrix: None,
     };
     let written = store
         .write_events(

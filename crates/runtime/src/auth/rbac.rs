@@ -54,11 +54,19 @@ pub enum HttpEndpoint {
     TaxiiRead,
     /// TAXII 2.1 `POST …/objects/` on intel; the collection's `write` list narrows it further.
     TaxiiWrite,
+    /// The live ATT&CK matrix page on intel (`/ui/`) and the reads behind it.
+    UiRead,
 }
 
 impl HttpEndpoint {
     /// Every HTTP surface.
-    pub const ALL: &'static [HttpEndpoint] = &[Self::FalcoIngest, Self::OtlpLogs, Self::TaxiiRead, Self::TaxiiWrite];
+    pub const ALL: &'static [HttpEndpoint] = &[
+        Self::FalcoIngest,
+        Self::OtlpLogs,
+        Self::TaxiiRead,
+        Self::TaxiiWrite,
+        Self::UiRead,
+    ];
 
     /// True when HTTP Basic (the token as password) is accepted beside Bearer: TAXII clients
     /// such as OpenCTI and MISP speak Basic.
@@ -82,6 +90,7 @@ impl HttpEndpoint {
             Self::OtlpLogs => "send OTLP logs",
             Self::TaxiiRead => "read over TAXII",
             Self::TaxiiWrite => "write over TAXII",
+            Self::UiRead => "read the ATT&CK matrix",
         }
     }
 }
@@ -128,6 +137,7 @@ pub const RBAC: &[(Target, Allowed)] = &[
     (Target::Http(HttpEndpoint::OtlpLogs), DETECTOR),
     (Target::Http(HttpEndpoint::TaxiiRead), ANALYST),
     (Target::Http(HttpEndpoint::TaxiiWrite), ANALYST),
+    (Target::Http(HttpEndpoint::UiRead), ANALYST),
 ];
 
 /// Who may call the gRPC method at `path` (`/<service>/<method>`); methods without a row are
@@ -180,7 +190,16 @@ mod tests {
             for_http(HttpEndpoint::TaxiiWrite),
             Allowed::Roles(&[Role::Analyst, Role::Admin])
         );
+        assert_eq!(
+            for_http(HttpEndpoint::UiRead),
+            Allowed::Roles(&[Role::Analyst, Role::Admin])
+        );
+        assert!(
+            !HttpEndpoint::UiRead.accepts_basic(),
+            "browsers send the token as Bearer"
+        );
         assert!(!for_http(HttpEndpoint::TaxiiRead).admits(Role::Detector));
+        assert!(!for_http(HttpEndpoint::UiRead).admits(Role::Detector));
         assert!(!for_http(HttpEndpoint::FalcoIngest).admits(Role::Analyst));
         assert_eq!(for_http(HttpEndpoint::OtlpLogs), DETECTOR);
         assert!(!for_http(HttpEndpoint::OtlpLogs).admits(Role::Analyst));

@@ -12,6 +12,7 @@
 //! never versioned, and attackmesh's merges build only on attackmesh's own versions. This
 //! module decides nothing about which caller may read or write which collection.
 
+pub mod matrix;
 pub mod postgres;
 pub mod query;
 pub mod sqlite;
@@ -123,6 +124,8 @@ pub struct EventObjects {
     /// Objects that record the observation itself (sightings): merged only the first time the
     /// event is applied, since a re-attribution is not another observation.
     pub observations: Vec<StixObject>,
+    /// What the live matrix counts of the event (recorded with its objects, once per revision).
+    pub matrix: Option<matrix::Observation>,
 }
 
 /// What a write of events did.
@@ -295,6 +298,40 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.query(collection, query).await,
             Store::Postgres(s) => s.query(collection, query).await,
+        }
+    }
+
+    /// How often each technique was observed in `collection` under `filter` (see [`matrix`]).
+    pub async fn matrix_counts(
+        &self,
+        collection: &str,
+        filter: &matrix::MatrixFilter,
+    ) -> Result<matrix::MatrixCounts, Error> {
+        match self {
+            Store::Sqlite(s) => s.matrix_counts(collection, filter).await,
+            Store::Postgres(s) => s.matrix_counts(collection, filter).await,
+        }
+    }
+
+    /// The newest observations of `technique` under `filter`, at most `limit`, newest first.
+    pub async fn technique_events(
+        &self,
+        collection: &str,
+        technique: &str,
+        filter: &matrix::MatrixFilter,
+        limit: usize,
+    ) -> Result<Vec<matrix::TechniqueEvent>, Error> {
+        match self {
+            Store::Sqlite(s) => s.technique_events(collection, technique, filter, limit).await,
+            Store::Postgres(s) => s.technique_events(collection, technique, filter, limit).await,
+        }
+    }
+
+    /// The detectors and campaigns observed in `collection`.
+    pub async fn facets(&self, collection: &str) -> Result<matrix::Facets, Error> {
+        match self {
+            Store::Sqlite(s) => s.facets(collection).await,
+            Store::Postgres(s) => s.facets(collection).await,
         }
     }
 

@@ -70,6 +70,9 @@ async fn create_schema(client: &Client) -> Result<(), Error> {
     }
     client.batch_execute(SCHEMA).await?;
     client
+        .batch_execute(&super::matrix::schema("BIGINT", "DOUBLE PRECISION"))
+        .await?;
+    client
         .execute(
             "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             &[&SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_string()],
@@ -210,7 +213,7 @@ impl PostgresStore {
         &self.inner.cursor_key
     }
 
-    async fn slot(&self) -> Result<MutexGuard<'_, Option<Client>>, Error> {
+    pub(super) async fn slot(&self) -> Result<MutexGuard<'_, Option<Client>>, Error> {
         let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.slots.len();
         connect(&self.inner.config, &self.inner.slots[i]).await
     }
@@ -280,6 +283,7 @@ impl PostgresStore {
             } else {
                 Vec::new()
             };
+            let matrix = event.matrix;
             // One savepoint per event: a refused object leaves the whole event out.
             let event_tx = tx.savepoint("event").await?;
             let before = last_added;
@@ -302,6 +306,9 @@ impl PostgresStore {
                     reason,
                 });
                 continue;
+            }
+            if let Some(observation) = &matrix {
+                super::matrix::postgres::record(&event_tx, collection, observation).await?;
             }
             event_tx
                 .execute(
@@ -560,7 +567,7 @@ async fn connect<'a>(
     Ok(guard)
 }
 
-fn connected<'a>(guard: &'a mut MutexGuard<'_, Option<Client>>) -> Result<&'a mut Client, Error> {
+pub(super) fn connected<'a>(guard: &'a mut MutexGuard<'_, Option<Client>>) -> Result<&'a mut Client, Error> {
     guard
         .as_mut()
         .ok_or_else(|| Error::StorageUnavailable("postgres: no connection".into()))

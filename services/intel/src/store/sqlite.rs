@@ -94,6 +94,7 @@ impl SqliteStore {
                 check_schema_version(stored.as_deref())?;
             }
             conn.execute_batch(SCHEMA)?;
+            conn.execute_batch(&super::matrix::schema("INTEGER", "REAL"))?;
             for (table, column, definition) in ADDED_COLUMNS {
                 let present: bool = conn
                     .query_row(
@@ -173,7 +174,7 @@ impl SqliteStore {
         &self.cursor_key
     }
 
-    async fn with<T: Send + 'static>(
+    pub(super) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
@@ -249,6 +250,7 @@ impl SqliteStore {
                     continue;
                 }
                 let observations = if seen == Seen::New { event.observations } else { Vec::new() };
+                let matrix = event.matrix;
                 // One savepoint per event: a refused object leaves the whole event out.
                 let event_tx = tx.savepoint()?;
                 let before = last_added;
@@ -272,6 +274,9 @@ impl SqliteStore {
                         reason,
                     });
                     continue;
+                }
+                if let Some(observation) = &matrix {
+                    super::matrix::sqlite::record(&event_tx, &collection, observation)?;
                 }
                 event_tx.execute(
                     "INSERT INTO ingested_events (collection, event_id, revision, seen_us) VALUES (?1, ?2, ?3, ?4) \

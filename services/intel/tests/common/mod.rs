@@ -112,7 +112,8 @@ impl TestServer {
         let kb = attackmesh_attack::Kb::embedded().unwrap();
         let intel = Intel::new(store, kb, &config);
         let auth = Authenticator::new(&auth_config()).unwrap();
-        let app = router(TaxiiState::new(&config, intel.clone(), auth));
+        let ui = attackmesh_intel::ui::UiState::new(&config, intel.clone(), auth.clone());
+        let app = attackmesh_intel::ui::router(ui).merge(router(TaxiiState::new(&config, intel.clone(), auth)));
         let (listener, addr) = attackmesh_testkit::bind().await;
         let base = format!("http://{addr}");
         let stop = CancellationToken::new();

@@ -1,0 +1,384 @@
+"use strict";
+// The live ATT&CK matrix. Plain DOM, no framework: the data endpoints under /ui/api/ do the
+// counting; this script draws the matrix once, then refreshes counts every few seconds.
+(function () {
+  const POLL_MS = 3000;
+  const TOKEN_KEY = "attackmesh.token";
+  // Cividis, light to dark: readable with every common colour-vision deficiency.
+  const STEPS = ["#fee838", "#c4b56c", "#8a8779", "#575d6d", "#123570", "#00224e"];
+  const DARK_FROM = 3;
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, props, ...children) => {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (k === "text") node.textContent = v;
+      else if (k === "class") node.className = v;
+      else if (k.startsWith("data-") || k.startsWith("aria-") || k === "role" || k === "tabindex") node.setAttribute(k, v);
+      else node[k] = v;
+    }
+    for (const c of children) if (c != null) node.append(c);
+    return node;
+  };
+
+  let token = null;
+  let counts = { techniques: {}, events: 0 };
+  let polling = null;
+  let inFlight = false;
+  let selected = null;
+  const folded = new Map(); // parent id -> user's choice (true: open)
+
+  function readToken() {
+    const hash = new URLSearchParams(location.hash.replace(/^#/, ""));
+    const fromHash = hash.get("token");
+    if (fromHash) {
+      sessionStorage.setItem(TOKEN_KEY, fromHash);
+      // Keep the token out of the address bar, history and bookmarks.
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  class HttpError extends Error {
+    constructor(status, message) { super(message); this.status = status; }
+  }
+
+  async function api(path, asBlob) {
+    const response = await fetch(path, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+    if (!response.ok) {
+      let message = response.statusText;
+      try { message = (await response.json()).error || message; } catch (_) { /* not JSON */ }
+      throw new HttpError(response.status, message);
+    }
+    return asBlob ? response.blob() : response.json();
+  }
+
+  function showLogin(message) {
+    stopPolling();
+    token = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("app").hidden = true;
+    $("logout").hidden = true;
+    $("login").hidden = false;
+    $("login-error").textContent = message || "";
+    $("token-input").focus();
+  }
+
+  function failed(err) {
+    if (err.status === 401) return showLogin("The token was not accepted: " + err.message);
+    if (err.status === 403) return showLogin("This token may not read the matrix (an analyst token is needed).");
+    $("status").textContent = "error: " + err.message;
+  }
+
+  function view() {
+    const q = new URLSearchParams();
+    q.set("since", $("f-since").value);
+    for (const [name, id] of [["detector", "f-detector"], ["severity", "f-severity"], ["entity", "f-entity"], ["campaign", "f-campaign"]]) {
+      const v = $(id).value.trim();
+      if (v) q.set(name, v);
+    }
+    return q.toString();
+  }
+
+  function colour(tally, max) {
+    if (!tally || !tally.count) return null;
+    let x;
+    if ($("f-colour").value === "confidence") x = tally.confidence;
+    else x = max <= 1 ? 1 : Math.log(tally.count) / Math.log(max);
+    const i = Math.min(STEPS.length - 1, Math.max(0, Math.round(x * (STEPS.length - 1))));
+    return i;
+  }
+
+  function paintCell(cell, max) {
+    const tally = counts.techniques[cell.dataset.technique];
+    const n = tally ? tally.count : 0;
+    cell.dataset.count = String(n);
+    const i = colour(tally, max);
+    cell.style.background = i == null ? "" : STEPS[i];
+    cell.style.color = i != null && i >= DARK_FROM ? "#fff" : "";
+    const label = cell.querySelector(".id");
+    const conf = tally ? " · " + n + "× · " + Math.round(tally.confidence * 100) + "%" : "";
+    label.textContent = cell.dataset.technique + conf;
+    cell.setAttribute("aria-label", cell.dataset.name + " " + cell.dataset.technique +
+      (n ? ", observed " + n + " times, mean confidence " + Math.round(tally.confidence * 100) + "%" : ", not observed"));
+  }
+
+  function paint() {
+    const values = Object.values(counts.techniques).map((t) => t.count);
+    const max = values.length ? Math.max(...values) : 0;
+    document.querySelectorAll(".technique").forEach((cell) => paintCell(cell, max));
+    document.querySelectorAll(".row[data-parent]").forEach((row) => {
+      const subs = row.nextElementSibling;
+      const seen = [...subs.querySelectorAll(".technique")].some((c) => c.dataset.count !== "0");
+      row.querySelector(".technique").classList.toggle("has-seen-subs", seen);
+      if (!folded.has(row.dataset.parent)) setFold(row, seen);
+    });
+    document.querySelectorAll(".tactic").forEach((col) => {
+      const seen = new Set([...col.querySelectorAll(".technique")].filter((c) => c.dataset.count !== "0").map((c) => c.dataset.technique));
+      col.querySelector(".n").textContent = col.dataset.total + " techniques · " + seen.size + " observed";
+    });
+    legend(max);
+    $("summary").textContent = counts.events + " events in view · " + Object.keys(counts.techniques).length +
+      " techniques observed" + (counts.from ? " since " + counts.from : "");
+    document.body.dataset.ready = "true";
+  }
+
+  function legend(max) {
+    const box = $("legend");
+    box.replaceChildren(el("span", { text: "Colour:" }));
+    box.append(el("span", { class: "swatch", text: "not observed" }));
+    STEPS.forEach((c, i) => {
+      let text;
+      if ($("f-colour").value === "confidence") text = Math.round((i / (STEPS.length - 1)) * 100) + "%";
+      else text = max ? "≈" + Math.max(1, Math.round(Math.pow(Math.max(max, 1), i / (STEPS.length - 1)))) + "×" : "–";
+      const s = el("span", { class: "swatch", text });
+      s.style.background = c;
+      s.style.color = i >= DARK_FROM ? "#fff" : "";
+      box.append(s);
+    });
+  }
+
+  function setFold(row, open) {
+    const subs = row.nextElementSibling;
+    subs.hidden = !open;
+    const button = row.querySelector(".fold");
+    button.setAttribute("aria-expanded", String(open));
+    button.textContent = open ? "▾" : "▸";
+  }
+
+  function cell(t, tacticName) {
+    const node = el("div", {
+      class: "technique", tabindex: "0", role: "button",
+      "data-technique": t.id, "data-count": "0", "data-name": t.name,
+      title: t.name + " (" + t.id + ") — " + tacticName,
+    }, el("span", { class: "name", text: t.name }), el("span", { class: "id", text: t.id }));
+    return node;
+  }
+
+  function draw(layout) {
+    $("release").textContent = "ATT&CK " + layout.attack_version + " · " + layout.domain;
+    const matrix = $("matrix");
+    matrix.replaceChildren();
+    for (const tactic of layout.tactics) {
+      const list = el("ul", { role: "list" });
+      for (const t of tactic.techniques) {
+        const item = el("li");
+        const row = el("div", { class: "row" }, cell(t, tactic.name));
+        item.append(row);
+        if (t.subtechniques.length) {
+          row.dataset.parent = t.id;
+          const fold = el("button", {
+            type: "button", class: "fold", "aria-expanded": "false",
+            "aria-label": "Sub-techniques of " + t.name, text: "▸",
+          });
+          fold.addEventListener("click", () => {
+            const open = row.nextElementSibling.hidden;
+            folded.set(t.id, open);
+            setFold(row, open);
+          });
+          row.append(fold);
+          const subs = el("ul", { class: "subs", role: "list", hidden: true });
+          for (const s of t.subtechniques) subs.append(el("li", {}, cell(s, tactic.name)));
+          item.append(subs);
+        }
+        list.append(item);
+      }
+      const heading = el("h2", {}, el("a", { href: tactic.url, target: "_blank", rel: "noopener noreferrer", text: tactic.name }),
+        el("span", { class: "n" }));
+      matrix.append(el("section", { class: "tactic", "data-tactic": tactic.shortname, "data-total": String(tactic.techniques.length), "aria-label": tactic.name }, heading, list));
+    }
+  }
+
+  async function refresh() {
+    if (inFlight || !token) return;
+    inFlight = true;
+    try {
+      counts = await api("/ui/api/counts?" + view());
+      paint();
+      $("status").textContent = "live · updated " + new Date().toLocaleTimeString();
+    } catch (err) {
+      failed(err);
+    } finally {
+      inFlight = false;
+    }
+  }
+
+  function stopPolling() {
+    if (polling) clearInterval(polling);
+    polling = null;
+  }
+
+  async function facets() {
+    const f = await api("/ui/api/facets?" + view());
+    const fill = (select, items, all) => {
+      const current = select.value;
+      select.replaceChildren(el("option", { value: "", text: all }));
+      for (const item of items) select.append(el("option", { value: item.name, text: item.name + " (" + item.events + ")" }));
+      select.value = current;
+    };
+    fill($("f-detector"), f.detectors, "all detectors");
+    fill($("f-campaign"), f.campaigns, "all campaigns");
+    $("campaign-filter").hidden = f.campaigns.length === 0;
+  }
+
+  function section(title, ...content) {
+    return [el("h3", { text: title }), ...content];
+  }
+
+  function endpoint(e) {
+    if (!e) return "";
+    return [e.user, e.hostname, e.ip && (e.ip + (e.port ? ":" + e.port : ""))].filter(Boolean).join(" ");
+  }
+
+  async function details(id, returnTo) {
+    const panel = $("details");
+    const body = $("details-body");
+    if (selected) selected.classList.remove("selected");
+    selected = returnTo;
+    if (selected) selected.classList.add("selected");
+    panel.hidden = false;
+    body.replaceChildren(el("p", { class: "muted", text: "Loading " + id + "…" }));
+    let d;
+    try {
+      d = await api("/ui/api/techniques/" + encodeURIComponent(id) + "?" + view());
+    } catch (err) {
+      body.replaceChildren(el("p", { class: "error", text: err.message }));
+      return failed(err);
+    }
+    const parts = [
+      el("h2", { id: "details-title", text: d.name }),
+      el("p", {}, el("strong", { text: d.id }), " · ",
+        el("a", { href: d.url, target: "_blank", rel: "noopener noreferrer", text: "ATT&CK page" }),
+        d.parent ? " · sub-technique of " + d.parent.name + " (" + d.parent.id + ")" : ""),
+      el("p", { text: d.description }),
+      el("p", { text: "Observed " + d.count + "× in this view, mean confidence " + Math.round(d.confidence * 100) + "%." }),
+    ];
+    const rules = el("ul");
+    for (const r of d.rules) rules.append(el("li", { text: (r.rule_id || "(no rule id)") + " — " + r.source + ", " + r.observations + "×" }));
+    parts.push(...section("Rules that produced it", d.rules.length ? rules :
+      el("p", { class: "muted", text: "No observation in this view." }),
+      d.rules.length ? el("p", { class: "muted", text: "From the newest " + d.rules_from + " observations." }) : null));
+    const table = el("table", {}, el("thead", {}, el("tr", {}, ...["Time", "Event", "Entities", "Confidence", "Evidence"].map((h) => el("th", { text: h })))));
+    const rows = el("tbody");
+    for (const e of d.events) {
+      const ev = e.event || {};
+      const evidence = el("ul", { class: "evidence" });
+      for (const x of e.evidence || []) evidence.append(el("li", { text: (x.rule_id || x.source) + (x.detail ? ": " + x.detail : "") }));
+      rows.append(el("tr", {},
+        el("td", { text: e.timestamp.replace("T", " ").replace(/\.\d+Z$/, "Z") }),
+        el("td", { text: [ev.detector, ev.event_type, ev.severity].filter(Boolean).join(" · ") + (ev.description ? " — " + ev.description : "") }),
+        el("td", { text: [endpoint(ev.source), endpoint(ev.destination)].filter(Boolean).join(" → ") }),
+        el("td", { text: Math.round(e.confidence * 100) + "%" }),
+        el("td", {}, evidence)));
+    }
+    table.append(rows);
+    parts.push(...section("Latest events", d.events.length ? table : el("p", { class: "muted", text: "None in this view." })));
+    const groups = el("ul");
+    for (const g of d.groups) groups.append(el("li", {}, el("a", { href: g.url, target: "_blank", rel: "noopener noreferrer", text: g.name }), " " + g.id + (g.aliases.length ? " (" + g.aliases.slice(0, 3).join(", ") + ")" : "")));
+    parts.push(...section("Groups known to use it (" + d.groups.length + ")", d.groups.length ? groups : el("p", { class: "muted", text: "None recorded by ATT&CK." })));
+    if (d.mitigations.length) {
+      const m = el("ul");
+      for (const x of d.mitigations) m.append(el("li", {}, el("a", { href: x.url, target: "_blank", rel: "noopener noreferrer", text: x.name }), " " + x.id));
+      parts.push(...section("Mitigations", m));
+    }
+    body.replaceChildren(...parts);
+    panel.focus();
+  }
+
+  function closeDetails() {
+    $("details").hidden = true;
+    if (selected) {
+      selected.classList.remove("selected");
+      selected.focus();
+    }
+    selected = null;
+  }
+
+  function visibleCells(column) {
+    return [...column.querySelectorAll(".technique")].filter((c) => c.offsetParent !== null);
+  }
+
+  function onKey(event) {
+    const cell = event.target.closest(".technique");
+    if (!cell) return;
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      details(cell.dataset.technique, cell);
+      return;
+    }
+    const column = cell.closest(".tactic");
+    const cells = visibleCells(column);
+    const i = cells.indexOf(cell);
+    let target = null;
+    if (event.key === "ArrowDown") target = cells[i + 1];
+    else if (event.key === "ArrowUp") target = cells[i - 1];
+    else if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
+      const next = event.key === "ArrowRight" ? column.nextElementSibling : column.previousElementSibling;
+      if (next) { const other = visibleCells(next); target = other[Math.min(i, other.length - 1)]; }
+    }
+    if (target) { event.preventDefault(); target.focus(); }
+  }
+
+  async function download() {
+    try {
+      const blob = await api("/ui/api/layer?" + view(), true);
+      const url = URL.createObjectURL(blob);
+      const a = el("a", { href: url, download: "attackmesh-layer.json" });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    } catch (err) {
+      failed(err);
+    }
+  }
+
+  async function open() {
+    $("login").hidden = true;
+    $("app").hidden = false;
+    $("logout").hidden = false;
+    $("status").textContent = "loading…";
+    try {
+      draw(await api("/ui/api/matrix"));
+      await facets();
+    } catch (err) {
+      return failed(err);
+    }
+    await refresh();
+    stopPolling();
+    polling = setInterval(refresh, POLL_MS);
+  }
+
+  function start() {
+    $("login").addEventListener("submit", (event) => {
+      event.preventDefault();
+      token = $("token-input").value.trim();
+      $("token-input").value = "";
+      if (!token) return;
+      sessionStorage.setItem(TOKEN_KEY, token);
+      open();
+    });
+    $("logout").addEventListener("click", () => showLogin(""));
+    $("filters").addEventListener("change", () => { refresh(); if (selected) details(selected.dataset.technique, selected); });
+    $("filters").addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
+    $("f-colour").addEventListener("change", paint);
+    $("download").addEventListener("click", download);
+    $("expand").addEventListener("click", () => {
+      const rows = document.querySelectorAll(".row[data-parent]");
+      const open = [...rows].some((r) => r.nextElementSibling.hidden);
+      rows.forEach((r) => { folded.set(r.dataset.parent, open); setFold(r, open); });
+      $("expand").textContent = open ? "Fold all sub-techniques" : "Expand all sub-techniques";
+    });
+    $("matrix").addEventListener("click", (event) => {
+      const cell = event.target.closest(".technique");
+      if (cell) details(cell.dataset.technique, cell);
+    });
+    $("matrix").addEventListener("keydown", onKey);
+    $("details-close").addEventListener("click", closeDetails);
+    document.addEventListener("keydown", (event) => { if (event.key === "Escape" && !$("details").hidden) closeDetails(); });
+    window.addEventListener("hashchange", () => { const t = readToken(); if (t && t !== token) { token = t; open(); } });
+    token = readToken();
+    if (token) open(); else showLogin("");
+  }
+
+  start();
+})();
