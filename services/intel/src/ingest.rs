@@ -140,6 +140,28 @@ impl Intel {
         })
     }
 
+    /// Records events with nothing to share (no indicator a pattern can be built for) for the
+    /// live matrix only: no STIX object is written, and each event counts once per revision as
+    /// in [`Intel::ingest_events`].
+    pub async fn observe_events(&self, collection: &str, events: &[EnrichedEvent]) -> Result<(), Error> {
+        let collection = self.collection(collection)?.to_owned();
+        let now_us = Utc::now().timestamp_micros();
+        let events = events
+            .iter()
+            .map(|event| EventObjects {
+                event_id: event.event_id.clone(),
+                revision: event.revision,
+                objects: Vec::new(),
+                observations: Vec::new(),
+                matrix: Some(crate::ui::observation(event, &self.kb, now_us)),
+            })
+            .collect();
+        self.store
+            .write_events(&collection, Vec::new(), events, Utc::now())
+            .await?;
+        Ok(())
+    }
+
     /// Stores objects attackmesh produced (merged into existing versions), preceded by the
     /// identity and marking definition they reference: all of them, or (`Conflict`) none when
     /// one is refused.

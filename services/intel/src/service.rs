@@ -104,6 +104,9 @@ impl IntelApi {
         } else {
             self.intel.ingest_events(&id, &sorted.shareable).await?
         };
+        if !sorted.observed_only.is_empty() {
+            self.intel.observe_events(&id, &sorted.observed_only).await?;
+        }
         // An event whose objects could not be stored is refused on its own (the sender
         // dead-letters it with the reason); the rest of the batch is stored.
         for refused in &report.refused {
@@ -206,6 +209,8 @@ struct SortedEvents {
     positions: Vec<u32>,
     /// Valid events with nothing to share (redelivered ones are counted after storing).
     skipped: usize,
+    /// Those events: nothing is shared of them, but the live matrix counts them.
+    observed_only: Vec<EnrichedEvent>,
     /// Invalid events, by position.
     rejections: Vec<EventRejection>,
 }
@@ -217,6 +222,7 @@ fn sort_events(events: Vec<EnrichedEvent>) -> SortedEvents {
         shareable: Vec::with_capacity(events.len()),
         positions: Vec::with_capacity(events.len()),
         skipped: 0,
+        observed_only: Vec::new(),
         rejections: Vec::new(),
     };
     for (i, event) in events.into_iter().enumerate() {
@@ -227,7 +233,10 @@ fn sort_events(events: Vec<EnrichedEvent>) -> SortedEvents {
                 out.shareable.push(event);
                 out.positions.push(i as u32);
             }
-            Ok(()) => out.skipped += 1,
+            Ok(()) => {
+                out.skipped += 1;
+                out.observed_only.push(event);
+            }
             Err(violations) => out.rejections.push(EventRejection {
                 index: i as u32,
                 event_id: event.event_id,

@@ -206,6 +206,8 @@ async fn shared_events_store_their_indicators_reject_invalid_ones_and_resend_ide
     let stored = object_count(&mut s, "rw").await;
     let versions = taxii_objects(&s, "match[version]=all").await;
     assert_eq!(sighting_counts(&s).await, vec![1, 1]);
+    // The live matrix counts the valid events, the one with nothing to share too.
+    assert_eq!(matrix_events(&s).await, 2);
 
     // A redelivered batch (lost answer, sender crash) changes nothing: the events are
     // duplicates, reported as skipped, and no sighting counts the observation again.
@@ -221,6 +223,7 @@ async fn shared_events_store_their_indicators_reject_invalid_ones_and_resend_ide
     assert_eq!(object_count(&mut s, "rw").await, stored);
     assert_eq!(taxii_objects(&s, "match[version]=all").await, versions);
     assert_eq!(sighting_counts(&s).await, vec![1, 1]);
+    assert_eq!(matrix_events(&s).await, 2, "a redelivery counts nothing again");
 
     // A re-attributed event (higher revision) is applied: it links the new technique, but is the
     // same observation, so the sightings keep their count. Resending it is a duplicate again.
@@ -249,6 +252,20 @@ async fn shared_events_store_their_indicators_reject_invalid_ones_and_resend_ide
         .unwrap()
         .into_inner();
     assert_eq!((repeat.accepted, repeat.skipped, repeat.objects_stored), (0, 1, 0));
+}
+
+/// The events the live matrix (served beside TAXII) counts in collection `rw`.
+async fn matrix_events(s: &Running) -> u64 {
+    let counts: serde_json::Value = common::client()
+        .get(format!("{}/ui/api/counts?since=all&collection=rw", s.http))
+        .bearer_auth(common::READER.1)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    counts["events"].as_u64().unwrap()
 }
 
 /// The `count` of each sighting in collection `rw`, in order.

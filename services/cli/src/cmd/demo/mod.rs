@@ -344,6 +344,9 @@ async fn export_stix(config: &Config, path: &std::path::Path) -> anyhow::Result<
 
 fn print_endpoints(pipeline: &Pipeline) {
     println!("\nThe pipeline keeps running; Ctrl-C stops it.");
+    // One line scripts can read: the live matrix and the analyst token that opens it
+    // (also accepted as `<URL>#token=<token>`).
+    println!("ui: {} token: {}", pipeline.ui, pipeline.analyst_token);
     println!(
         "  ingest (enrichment)  http://{}  token {}",
         pipeline.enrichment, pipeline.detector_token
@@ -353,6 +356,7 @@ fn print_endpoints(pipeline: &Pipeline) {
     println!("  intel                http://{}", pipeline.intel);
     println!("  TAXII 2.1 objects    {}", pipeline.taxii_objects);
     println!("  admin token          {}", pipeline.admin_token);
+    println!("  analyst token        {}", pipeline.analyst_token);
     println!(
         "  e.g. attackmesh ship --endpoint http://{} --token-file <file with the token> --format suricata-eve eve.json",
         pipeline.enrichment

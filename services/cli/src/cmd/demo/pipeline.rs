@@ -59,6 +59,10 @@ pub(crate) struct Pipeline {
     pub(crate) detector_token: String,
     /// Token of role admin.
     pub(crate) admin_token: String,
+    /// Token of role analyst (the matrix page, TAXII reads).
+    pub(crate) analyst_token: String,
+    /// The live ATT&CK matrix page.
+    pub(crate) ui: String,
     /// The configuration the services run with.
     pub(crate) config: Config,
     /// In start order; stopped in reverse, so nothing upstream is cut off mid-batch.
@@ -80,6 +84,7 @@ impl Pipeline {
 
         let detector_token = new_token()?.expose().to_owned();
         let admin_token = new_token()?.expose().to_owned();
+        let analyst_token = new_token()?.expose().to_owned();
         let token = |name: &str, role, secret: &str| TokenEntry {
             name: name.into(),
             role,
@@ -90,6 +95,10 @@ impl Pipeline {
             .tokens
             .push(token("demo-detector", Role::Detector, &detector_token));
         config.auth.tokens.push(token("demo-admin", Role::Admin, &admin_token));
+        config
+            .auth
+            .tokens
+            .push(token("demo-analyst", Role::Analyst, &analyst_token));
         // Loopback only: the demo's own listeners are plain gRPC.
         config.tls = Default::default();
 
@@ -159,6 +168,7 @@ impl Pipeline {
             config.intel.api_root.trim_matches('/'),
             config.intel.default_collection_id()
         );
+        let ui = format!("http://{}/ui/", config.intel.http_listen);
         Ok(Self {
             enrichment: config.listen.enrichment,
             attribution: config.listen.attribution,
@@ -167,6 +177,8 @@ impl Pipeline {
             taxii_objects,
             detector_token,
             admin_token,
+            analyst_token,
+            ui,
             config,
             running,
         })
