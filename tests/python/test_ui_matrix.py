@@ -45,7 +45,7 @@ def chromium(*args, timeout=120):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     if CHROMIUM is None:
-        assert os.environ.get("CI") is None, "chromium is not installed (.ci/run installs it)"
+        assert os.environ.get("TEST_REQUIRE_CHROMIUM") != "1", "chromium is not installed (.ci/run installs it)"
         pytest.skip("chromium not installed: apt-get install -y chromium")
     out = tmp_path_factory.mktemp("ui") / "out"
     proc = subprocess.Popen([BIN, "demo", "--serve", "--out", str(out)], stdout=subprocess.PIPE,

@@ -409,6 +409,18 @@ pub(crate) const FACET_DETECTORS: &str = "SELECT detector, CAST(SUM(n) AS BIGINT
 pub(crate) const FACET_CAMPAIGNS: &str = "SELECT campaign, COUNT(*) FROM observed_events \
      WHERE collection = $1 AND campaign > '' GROUP BY campaign ORDER BY campaign";
 
+/// The key of a roll-up contribution, before bucketing.
+pub(crate) struct RollupKey<'a> {
+    /// When the event was detected.
+    pub(crate) ts_us: i64,
+    /// The technique (or [`EVENT_ROW`]).
+    pub(crate) technique: &'a str,
+    /// The detector.
+    pub(crate) detector: &'a str,
+    /// The severity.
+    pub(crate) severity: i64,
+}
+
 /// The roll-up contributions of a stored revision.
 pub(crate) struct OldRows {
     /// Stored time.

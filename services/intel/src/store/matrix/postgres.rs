@@ -5,8 +5,8 @@ use tokio_postgres::{Transaction, types::ToSql};
 
 use super::{
     EVENT_ROW_SELECT, EVENT_TECHNIQUES, FACET_CAMPAIGNS, FACET_DETECTORS, FORGET_EVENT, Facets, INSERT_ENTITY,
-    INSERT_EVENT, INSERT_OBSERVATION, MatrixCounts, MatrixFilter, Observation, OldRows, ROLLUP_ADD, TechniqueEvent,
-    Value, bucket, count_queries, events_query, rollup_rows, spans,
+    INSERT_EVENT, INSERT_OBSERVATION, MatrixCounts, MatrixFilter, Observation, OldRows, ROLLUP_ADD, RollupKey,
+    TechniqueEvent, Value, bucket, count_queries, events_query, rollup_rows, spans,
 };
 use crate::{
     error::Error,
@@ -36,7 +36,7 @@ pub(crate) async fn record(tx: &Transaction<'_>, collection: &str, observation: 
             rows,
         };
         for (technique, confidence) in &old.rows {
-            let row = Rollup {
+            let row = RollupKey {
                 ts_us: old.ts_us,
                 technique,
                 detector: &old.detector,
@@ -101,7 +101,7 @@ pub(crate) async fn record(tx: &Transaction<'_>, collection: &str, observation: 
             .await?;
     }
     for (technique, confidence) in rollup_rows(o) {
-        let row = Rollup {
+        let row = RollupKey {
             ts_us: o.ts_us,
             technique: &technique,
             detector: &o.detector,
@@ -112,18 +112,10 @@ pub(crate) async fn record(tx: &Transaction<'_>, collection: &str, observation: 
     Ok(())
 }
 
-/// The key of a roll-up contribution (before bucketing).
-struct Rollup<'a> {
-    ts_us: i64,
-    technique: &'a str,
-    detector: &'a str,
-    severity: i64,
-}
-
 async fn add_rollup(
     tx: &Transaction<'_>,
     collection: &str,
-    row: Rollup<'_>,
+    row: RollupKey<'_>,
     n: i64,
     confidence: f64,
 ) -> Result<(), Error> {

@@ -4,8 +4,8 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::{
     EVENT_ROW_SELECT, EVENT_TECHNIQUES, FACET_CAMPAIGNS, FACET_DETECTORS, FORGET_EVENT, Facets, INSERT_ENTITY,
-    INSERT_EVENT, INSERT_OBSERVATION, MatrixCounts, MatrixFilter, OldRows, ROLLUP_ADD, TechniqueEvent, Value, bucket,
-    count_queries, events_query, rollup_rows, spans,
+    INSERT_EVENT, INSERT_OBSERVATION, MatrixCounts, MatrixFilter, OldRows, ROLLUP_ADD, RollupKey, TechniqueEvent,
+    Value, bucket, count_queries, events_query, rollup_rows, spans,
 };
 use crate::{
     error::Error,
@@ -50,16 +50,13 @@ pub(crate) fn record(conn: &Connection, collection: &str, observation: &Observat
             rows,
         };
         for (technique, confidence) in &old.rows {
-            add_rollup(
-                conn,
-                collection,
-                old.ts_us,
+            let key = RollupKey {
+                ts_us: old.ts_us,
                 technique,
-                &old.detector,
-                old.severity,
-                -1,
-                -confidence,
-            )?;
+                detector: &old.detector,
+                severity: old.severity,
+            };
+            add_rollup(conn, collection, key, -1, -confidence)?;
         }
         for statement in FORGET_EVENT {
             conn.prepare_cached(&sql(statement))?
@@ -100,40 +97,27 @@ pub(crate) fn record(conn: &Connection, collection: &str, observation: &Observat
         entity.execute(params![collection, e, o.ts_us, o.event_id])?;
     }
     for (technique, confidence) in rollup_rows(o) {
-        add_rollup(
-            conn,
-            collection,
-            o.ts_us,
-            &technique,
-            &o.detector,
+        let key = RollupKey {
+            ts_us: o.ts_us,
+            technique: &technique,
+            detector: &o.detector,
             severity,
-            1,
-            confidence,
-        )?;
+        };
+        add_rollup(conn, collection, key, 1, confidence)?;
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn add_rollup(
-    conn: &Connection,
-    collection: &str,
-    ts_us: i64,
-    technique: &str,
-    detector: &str,
-    severity: i64,
-    n: i64,
-    confidence: f64,
-) -> Result<(), Error> {
+fn add_rollup(conn: &Connection, collection: &str, key: RollupKey<'_>, n: i64, confidence: f64) -> Result<(), Error> {
     let mut stmt = conn.prepare_cached(&sql(ROLLUP_ADD))?;
     for &span in spans() {
         stmt.execute(params![
             collection,
             span,
-            bucket(ts_us, span),
-            technique,
-            detector,
-            severity,
+            bucket(key.ts_us, span),
+            key.technique,
+            key.detector,
+            key.severity,
             n,
             confidence
         ])?;

@@ -126,11 +126,27 @@
     const box = $("legend");
     box.replaceChildren(el("span", { text: "Colour:" }));
     box.append(el("span", { class: "swatch", text: "not observed" }));
+    const byConfidence = $("f-colour").value === "confidence";
+    // Which counts (or confidences) each step stands for in this view.
+    const ranges = STEPS.map(() => null);
+    if (byConfidence) {
+      STEPS.forEach((_, i) => { ranges[i] = Math.round(((i - 0.5) / (STEPS.length - 1)) * 100) + "–" + Math.round(((i + 0.5) / (STEPS.length - 1)) * 100) + "%"; });
+      ranges[0] = "0–10%";
+      ranges[STEPS.length - 1] = "90–100%";
+    } else {
+      const top = Math.min(max, 100000);
+      const lo = STEPS.map(() => null);
+      const hi = STEPS.map(() => null);
+      for (let c = 1; c <= top; c = c < 1000 ? c + 1 : Math.ceil(c * 1.01)) {
+        const i = colour({ count: c, confidence: 0 }, max);
+        if (lo[i] == null) lo[i] = c;
+        hi[i] = c;
+      }
+      STEPS.forEach((_, i) => { if (lo[i] != null) ranges[i] = lo[i] === hi[i] ? lo[i] + "×" : lo[i] + "–" + hi[i] + "×"; });
+    }
     STEPS.forEach((c, i) => {
-      let text;
-      if ($("f-colour").value === "confidence") text = Math.round((i / (STEPS.length - 1)) * 100) + "%";
-      else text = max ? "≈" + Math.max(1, Math.round(Math.pow(Math.max(max, 1), i / (STEPS.length - 1)))) + "×" : "–";
-      const s = el("span", { class: "swatch", text });
+      if (ranges[i] == null) return;
+      const s = el("span", { class: "swatch", text: ranges[i] });
       s.style.background = c;
       s.style.color = i >= DARK_FROM ? "#fff" : "";
       box.append(s);
