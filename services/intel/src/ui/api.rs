@@ -1,7 +1,6 @@
 //! The page's JSON endpoints. Each one authenticates ([`UiState::begin`]), checks its query
 //! ([`ViewParams`]) and answers from the store's aggregation; nothing here counts events.
 
-use attackmesh::error::ErrorAnswer;
 use attackmesh_attack::{Resolved, navigator::Tally};
 use axum::{
     extract::{Path, Query, State, rejection::QueryRejection},
@@ -12,7 +11,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::{
-    UiState, refuse,
+    Refusal, UiState,
     view::{self, ViewParams},
 };
 use crate::{error::Error, store::matrix::MatrixFilter};
@@ -30,75 +29,65 @@ fn json_ok(body: String) -> Response {
     response
 }
 
-fn fail(err: &Error) -> Response {
-    refuse(&ErrorAnswer::from_error(err))
-}
-
 /// Authenticates, then checks the query: `(collection, filter)` or the refusal.
-fn start(state: &UiState, headers: &HeaderMap, params: Params) -> Result<(String, MatrixFilter, i64), Response> {
+fn start(state: &UiState, headers: &HeaderMap, params: Params) -> Result<(String, MatrixFilter, i64), Refusal> {
     let Query(params) = match params {
         Ok(p) => p,
         Err(e) => {
             // Credentials come first: a malformed query without a token is still a 401.
             state.begin(headers, None)?;
-            return Err(fail(&Error::InvalidArgument(vec![attackmesh::proto::FieldViolation {
-                field: "query".into(),
-                description: e.body_text(),
-            }])));
+            return Err(Refusal::from(Error::InvalidArgument(vec![
+                attackmesh::proto::FieldViolation {
+                    field: "query".into(),
+                    description: e.body_text(),
+                },
+            ])));
         }
     };
     let (_, collection) = state.begin(headers, params.collection.as_deref())?;
     let now_us = Utc::now().timestamp_micros();
-    let filter = params.filter(now_us).map_err(|e| fail(&e))?;
+    let filter = params.filter(now_us)?;
     Ok((collection, filter, now_us))
 }
 
 /// `GET /ui/api/matrix`: the Enterprise matrix of the loaded ATT&CK release.
-pub(super) async fn matrix(State(state): State<UiState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = state.begin(&headers, None) {
-        return refused;
-    }
-    json_ok(state.inner.layout.clone())
+pub(super) async fn matrix(State(state): State<UiState>, headers: HeaderMap) -> Result<Response, Refusal> {
+    state.begin(&headers, None)?;
+    Ok(json_ok(state.inner.layout.clone()))
 }
 
 /// `GET /ui/api/counts`: observations per technique in the view.
-pub(super) async fn counts(State(state): State<UiState>, headers: HeaderMap, params: Params) -> Response {
-    let (collection, filter, now_us) = match start(&state, &headers, params) {
-        Ok(v) => v,
-        Err(refused) => return refused,
-    };
-    match state.inner.intel.store().matrix_counts(&collection, &filter).await {
-        Ok(counts) => json_ok(view::counts(&counts, &filter, now_us).to_string()),
-        Err(e) => fail(&e),
-    }
+pub(super) async fn counts(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, Refusal> {
+    let (collection, filter, now_us) = start(&state, &headers, params)?;
+    let counts = state.inner.intel.store().matrix_counts(&collection, &filter).await?;
+    Ok(json_ok(view::counts(&counts, &filter, now_us).to_string()))
 }
 
 /// `GET /ui/api/facets`: the detectors and campaigns a filter can choose from.
-pub(super) async fn facets(State(state): State<UiState>, headers: HeaderMap, params: Params) -> Response {
-    let (collection, _, _) = match start(&state, &headers, params) {
-        Ok(v) => v,
-        Err(refused) => return refused,
+pub(super) async fn facets(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, Refusal> {
+    let (collection, _, _) = start(&state, &headers, params)?;
+    let f = state.inner.intel.store().facets(&collection).await?;
+    let pairs = |items: Vec<(String, u64)>| -> Vec<Value> {
+        items
+            .into_iter()
+            .map(|(name, events)| json!({ "name": name, "events": events }))
+            .collect()
     };
-    match state.inner.intel.store().facets(&collection).await {
-        Ok(f) => {
-            let pairs = |items: Vec<(String, u64)>| -> Vec<Value> {
-                items
-                    .into_iter()
-                    .map(|(name, events)| json!({ "name": name, "events": events }))
-                    .collect()
-            };
-            json_ok(
-                json!({
-                    "collection": collection,
-                    "detectors": pairs(f.detectors),
-                    "campaigns": pairs(f.campaigns),
-                    "severities": ["low", "medium", "high", "critical"],
-                })
-                .to_string(),
-            )
-        }
-        Err(e) => fail(&e),
-    }
+    let body = json!({
+        "collection": collection,
+        "detectors": pairs(f.detectors),
+        "campaigns": pairs(f.campaigns),
+        "severities": ["low", "medium", "high", "critical"],
+    });
+    Ok(json_ok(body.to_string()))
 }
 
 /// `GET /ui/api/techniques/{id}`: one technique's panel.
@@ -107,44 +96,36 @@ pub(super) async fn technique(
     headers: HeaderMap,
     Path(id): Path<String>,
     params: Params,
-) -> Response {
-    let (collection, filter, _) = match start(&state, &headers, params) {
-        Ok(v) => v,
-        Err(refused) => return refused,
-    };
+) -> Result<Response, Refusal> {
+    let (collection, filter, _) = start(&state, &headers, params)?;
     let kb = state.inner.intel.kb().clone();
     let technique = match kb.resolve(&id) {
         Resolved::Active(t) => t,
         Resolved::Revoked { replacement, .. } => replacement,
         Resolved::Deprecated(_) | Resolved::Unknown => {
-            return fail(&Error::NotFound(format!(
+            return Err(Refusal::from(Error::NotFound(format!(
                 "`{}` is not an active technique of ATT&CK {}",
                 attackmesh::text::clip(&id, 64),
                 kb.attack_version()
-            )));
+            ))));
         }
     };
     let store = state.inner.intel.store();
-    let counts = store.matrix_counts(&collection, &filter).await;
+    let counts = store.matrix_counts(&collection, &filter).await?;
     let events = store
         .technique_events(&collection, &technique.id, &filter, RULE_SAMPLE)
-        .await;
-    match (counts, events) {
-        (Ok(counts), Ok(events)) => json_ok(view::technique(&kb, technique, &counts, &events).to_string()),
-        (Err(e), _) | (_, Err(e)) => fail(&e),
-    }
+        .await?;
+    Ok(json_ok(view::technique(&kb, technique, &counts, &events).to_string()))
 }
 
 /// `GET /ui/api/layer`: the view as an ATT&CK Navigator layer, to download.
-pub(super) async fn layer(State(state): State<UiState>, headers: HeaderMap, params: Params) -> Response {
-    let (collection, filter, _) = match start(&state, &headers, params) {
-        Ok(v) => v,
-        Err(refused) => return refused,
-    };
-    let counts = match state.inner.intel.store().matrix_counts(&collection, &filter).await {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
+pub(super) async fn layer(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, Refusal> {
+    let (collection, filter, _) = start(&state, &headers, params)?;
+    let counts = state.inner.intel.store().matrix_counts(&collection, &filter).await?;
     let kb = state.inner.intel.kb();
     let tally = Tally::from_counts(
         counts.events,
@@ -155,7 +136,7 @@ pub(super) async fn layer(State(state): State<UiState>, headers: HeaderMap, para
         header::CONTENT_DISPOSITION,
         HeaderValue::from_static("attachment; filename=\"attackmesh-layer.json\""),
     );
-    response
+    Ok(response)
 }
 
 /// A layer's name: what the view shows.

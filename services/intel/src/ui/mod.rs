@@ -78,12 +78,12 @@ impl UiState {
 
     /// Authenticates a request for the page's data and finds the collection it reads (the
     /// default one unless named), which the caller must be allowed to read.
-    fn begin(&self, headers: &HeaderMap, collection: Option<&str>) -> Result<(Caller, String), Response> {
+    fn begin(&self, headers: &HeaderMap, collection: Option<&str>) -> Result<(Caller, String), Refusal> {
         let caller = self
             .inner
             .auth
             .check_http(HttpEndpoint::UiRead, headers)
-            .map_err(|e| refuse(&ErrorAnswer::from_error(&e)))?;
+            .map_err(|e| Refusal(ErrorAnswer::from_error(&e)))?;
         let id = match collection.filter(|c| !c.is_empty()) {
             Some(id) => id.to_owned(),
             None => self.inner.intel.default_collection().to_owned(),
@@ -96,13 +96,11 @@ impl UiState {
             .map(|c| access(&caller, c).read);
         match readable {
             Some(true) => Ok((caller, id)),
-            Some(false) => Err(refuse(&ErrorAnswer::from_error(&Error::PermissionDenied(format!(
+            Some(false) => Err(Refusal::from(Error::PermissionDenied(format!(
                 "`{}` may not read collection `{id}`",
                 caller.name
-            ))))),
-            None => Err(refuse(&ErrorAnswer::from_error(&Error::NotFound(format!(
-                "collection `{id}` not found"
-            ))))),
+            )))),
+            None => Err(Refusal::from(Error::NotFound(format!("collection `{id}` not found")))),
         }
     }
 }
@@ -118,6 +116,22 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/api/layer", get(api::layer))
         .route("/ui/api/techniques/{id}", get(api::technique))
         .with_state(state)
+}
+
+/// A refused request of the page's data: a JSON error under the error policy.
+#[derive(Debug)]
+pub(crate) struct Refusal(ErrorAnswer);
+
+impl From<Error> for Refusal {
+    fn from(err: Error) -> Self {
+        Self(ErrorAnswer::from_error(&err))
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        refuse(&self.0)
+    }
 }
 
 /// A JSON error under the error policy, never cached.
