@@ -4,7 +4,7 @@
 //!
 //! A question ("how often was each technique observed between `from` and `to`, by this
 //! detector, at least this severe") is answered from whole days and whole hours of the roll-up
-//! and from the raw rows only at the edges ([`plan`]), so its cost grows with the number of
+//! and from the raw rows only at the edges (`plan`), so its cost grows with the number of
 //! days, techniques and detectors in the range, not with the number of events. Filters the
 //! roll-up does not carry (entity, campaign) read the raw rows through their own indexes.
 //!
