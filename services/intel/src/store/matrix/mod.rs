@@ -23,6 +23,10 @@ pub const HOUR_US: i64 = 3_600 * 1_000_000;
 pub const DAY_US: i64 = 24 * HOUR_US;
 /// The roll-up spans, widest first.
 const SPANS: &[i64] = &[DAY_US, HOUR_US];
+/// The detector of the roll-up rows that add up every detector.
+pub const ALL_DETECTORS: &str = "";
+/// The severity of the roll-up rows that add up every severity.
+pub const ALL_SEVERITIES: i64 = -1;
 /// The technique id of the roll-up and raw rows that count events rather than techniques:
 /// every event has one, so events without a technique are counted too.
 pub const EVENT_ROW: &str = "";
@@ -251,6 +255,8 @@ CREATE TABLE IF NOT EXISTS observation_rollup (
     confidence_sum {real} NOT NULL,
     PRIMARY KEY (collection, span, bucket_us, technique_id, detector, severity)
 );
+CREATE INDEX IF NOT EXISTS observation_rollup_by_detector
+    ON observation_rollup (collection, span, detector, severity, bucket_us);
 "
     )
 }
@@ -312,48 +318,56 @@ pub(crate) fn count_queries(collection: &str, filter: &MatrixFilter) -> Vec<(Str
                 params.push(v);
                 format!("${}", params.len())
             };
-            let (mut sql, table) = match segment {
+            let sql = match segment {
                 Segment::Raw(from, to) => {
                     let (from, to) = (bind(Value::Int(from)), bind(Value::Int(to)));
-                    let mut sql = format!(
-                        "SELECT technique_id, COUNT(*), COALESCE(SUM(confidence), 0) FROM observations o \
-                         WHERE o.collection = $1 AND o.ts_us >= {from} AND o.ts_us < {to}"
-                    );
-                    if let Some(entity) = &filter.entity {
-                        let entity = bind(Value::Text(entity.clone()));
-                        sql.push_str(&format!(
-                            " AND o.event_id IN (SELECT event_id FROM observation_entities WHERE collection = $1 \
-                             AND entity = {entity} AND ts_us >= {from} AND ts_us < {to})"
-                        ));
-                    }
+                    let mut sql = match &filter.entity {
+                        // Driven by the entity's own rows: few, however many events are stored.
+                        Some(entity) => format!(
+                            "SELECT o.technique_id, COUNT(*), COALESCE(SUM(o.confidence), 0) \
+                             FROM observation_entities e CROSS JOIN observations o \
+                             WHERE e.collection = $1 AND e.entity = {} AND e.ts_us >= {from} AND e.ts_us < {to} \
+                             AND o.collection = e.collection AND o.event_id = e.event_id",
+                            bind(Value::Text(entity.clone()))
+                        ),
+                        None => format!(
+                            "SELECT o.technique_id, COUNT(*), COALESCE(SUM(o.confidence), 0) FROM observations o \
+                             WHERE o.collection = $1 AND o.ts_us >= {from} AND o.ts_us < {to}"
+                        ),
+                    };
                     if let Some(campaign) = &filter.campaign {
                         let campaign = bind(Value::Text(campaign.clone()));
                         sql.push_str(&format!(" AND o.campaign = {campaign}"));
                     }
-                    (sql, "o")
+                    if let Some(detector) = &filter.detector {
+                        let p = bind(Value::Text(detector.clone()));
+                        sql.push_str(&format!(" AND o.detector = {p}"));
+                    }
+                    if let Some(severity) = filter.min_severity {
+                        let p = bind(Value::Int(i64::from(severity)));
+                        sql.push_str(&format!(" AND o.severity >= {p}"));
+                    }
+                    sql.push_str(" GROUP BY o.technique_id");
+                    sql
                 }
                 Segment::Rollup(span, from, to) => {
                     let span = bind(Value::Int(span));
                     let (from, to) = (bind(Value::Int(from)), bind(Value::Int(to)));
-                    (
-                        format!(
-                            "SELECT technique_id, CAST(SUM(n) AS BIGINT), COALESCE(SUM(confidence_sum), 0) \
-                             FROM observation_rollup r WHERE r.collection = $1 AND r.span = {span} \
-                             AND r.bucket_us >= {from} AND r.bucket_us < {to}"
-                        ),
-                        "r",
+                    let detector = bind(Value::Text(
+                        filter.detector.clone().unwrap_or_else(|| ALL_DETECTORS.to_owned()),
+                    ));
+                    let severity = match filter.min_severity {
+                        Some(s) => format!(">= {}", bind(Value::Int(i64::from(s)))),
+                        None => format!("= {}", bind(Value::Int(ALL_SEVERITIES))),
+                    };
+                    format!(
+                        "SELECT technique_id, CAST(SUM(n) AS BIGINT), COALESCE(SUM(confidence_sum), 0) \
+                         FROM observation_rollup WHERE collection = $1 AND span = {span} \
+                         AND detector = {detector} AND severity {severity} \
+                         AND bucket_us >= {from} AND bucket_us < {to} GROUP BY technique_id"
                     )
                 }
             };
-            if let Some(detector) = &filter.detector {
-                let p = bind(Value::Text(detector.clone()));
-                sql.push_str(&format!(" AND {table}.detector = {p}"));
-            }
-            if let Some(severity) = filter.min_severity {
-                let p = bind(Value::Int(i64::from(severity)));
-                sql.push_str(&format!(" AND {table}.severity >= {p}"));
-            }
-            sql.push_str(" GROUP BY technique_id");
             (sql, params)
         })
         .collect()
@@ -376,11 +390,22 @@ pub(crate) fn events_query(
         params.push(v);
         format!("${}", params.len())
     };
-    let mut sql = String::from(
-        "SELECT o.event_id, o.ts_us, o.confidence, o.evidence, e.summary FROM observations o \
-         JOIN observed_events e ON e.collection = o.collection AND e.event_id = o.event_id \
-         WHERE o.collection = $1 AND o.technique_id = $2 AND o.ts_us >= $3 AND o.ts_us < $4",
-    );
+    let mut sql = String::from("SELECT o.event_id, o.ts_us, o.confidence, o.evidence, e.summary FROM ");
+    if let Some(entity) = &filter.entity {
+        // Driven by the entity's own rows, as in the counts.
+        sql.push_str(&format!(
+            "observation_entities x CROSS JOIN observations o \
+             JOIN observed_events e ON e.collection = o.collection AND e.event_id = o.event_id \
+             WHERE x.collection = $1 AND x.entity = {} AND x.ts_us >= $3 AND x.ts_us < $4 \
+             AND o.collection = x.collection AND o.event_id = x.event_id AND o.technique_id = $2",
+            bind(Value::Text(entity.clone()))
+        ));
+    } else {
+        sql.push_str(
+            "observations o JOIN observed_events e ON e.collection = o.collection AND e.event_id = o.event_id \
+             WHERE o.collection = $1 AND o.technique_id = $2 AND o.ts_us >= $3 AND o.ts_us < $4",
+        );
+    }
     if let Some(detector) = &filter.detector {
         sql.push_str(&format!(" AND o.detector = {}", bind(Value::Text(detector.clone()))));
     }
@@ -390,13 +415,6 @@ pub(crate) fn events_query(
     if let Some(campaign) = &filter.campaign {
         sql.push_str(&format!(" AND o.campaign = {}", bind(Value::Text(campaign.clone()))));
     }
-    if let Some(entity) = &filter.entity {
-        sql.push_str(&format!(
-            " AND o.event_id IN (SELECT event_id FROM observation_entities WHERE collection = $1 \
-             AND entity = {} AND ts_us >= $3 AND ts_us < $4)",
-            bind(Value::Text(entity.clone()))
-        ));
-    }
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     sql.push_str(&format!(" ORDER BY o.ts_us DESC LIMIT {}", bind(Value::Int(limit))));
     (sql, params)
@@ -404,7 +422,8 @@ pub(crate) fn events_query(
 
 /// Detectors (from the daily roll-up) and campaigns (from the event rows) of a collection.
 pub(crate) const FACET_DETECTORS: &str = "SELECT detector, CAST(SUM(n) AS BIGINT) FROM observation_rollup \
-     WHERE collection = $1 AND span = $2 AND technique_id = '' GROUP BY detector ORDER BY detector";
+     WHERE collection = $1 AND span = $2 AND detector > '' AND severity = -1 AND technique_id = '' \
+     GROUP BY detector ORDER BY detector";
 /// Campaigns and their event counts.
 pub(crate) const FACET_CAMPAIGNS: &str = "SELECT campaign, COUNT(*) FROM observed_events \
      WHERE collection = $1 AND campaign > '' GROUP BY campaign ORDER BY campaign";
@@ -419,6 +438,21 @@ pub(crate) struct RollupKey<'a> {
     pub(crate) detector: &'a str,
     /// The severity.
     pub(crate) severity: i64,
+}
+
+impl RollupKey<'_> {
+    /// The `(detector, severity)` roll-up rows a contribution goes to: its own, and the rows
+    /// that add up every detector ([`ALL_DETECTORS`]), every severity ([`ALL_SEVERITIES`]) or
+    /// both, so that a view filtering on neither, one or both reads one row per bucket and
+    /// technique (per severity at most) through `observation_rollup_by_detector`.
+    pub(crate) fn rows(&self) -> [(&str, i64); 4] {
+        [
+            (self.detector, self.severity),
+            (self.detector, ALL_SEVERITIES),
+            (ALL_DETECTORS, self.severity),
+            (ALL_DETECTORS, ALL_SEVERITIES),
+        ]
+    }
 }
 
 /// The roll-up contributions of a stored revision.

@@ -120,20 +120,22 @@ async fn add_rollup(
     confidence: f64,
 ) -> Result<(), Error> {
     for &span in spans() {
-        tx.execute(
-            ROLLUP_ADD,
-            &[
-                &collection,
-                &span,
-                &bucket(row.ts_us, span),
-                &row.technique,
-                &row.detector,
-                &row.severity,
-                &n,
-                &confidence,
-            ],
-        )
-        .await?;
+        for (detector, severity) in row.rows() {
+            tx.execute(
+                ROLLUP_ADD,
+                &[
+                    &collection,
+                    &span,
+                    &bucket(row.ts_us, span),
+                    &row.technique,
+                    &detector,
+                    &severity,
+                    &n,
+                    &confidence,
+                ],
+            )
+            .await?;
+        }
     }
     Ok(())
 }

@@ -111,16 +111,18 @@ pub(crate) fn record(conn: &Connection, collection: &str, observation: &Observat
 fn add_rollup(conn: &Connection, collection: &str, key: RollupKey<'_>, n: i64, confidence: f64) -> Result<(), Error> {
     let mut stmt = conn.prepare_cached(&sql(ROLLUP_ADD))?;
     for &span in spans() {
-        stmt.execute(params![
-            collection,
-            span,
-            bucket(key.ts_us, span),
-            key.technique,
-            key.detector,
-            key.severity,
-            n,
-            confidence
-        ])?;
+        for (detector, severity) in key.rows() {
+            stmt.execute(params![
+                collection,
+                span,
+                bucket(key.ts_us, span),
+                key.technique,
+                detector,
+                severity,
+                n,
+                confidence
+            ])?;
+        }
     }
     Ok(())
 }

@@ -50,5 +50,5 @@ fn filters_the_rollup_lacks_read_raw_rows_and_values_are_bound() {
     };
     let queries = count_queries("c", &MatrixFilter { entity: None, ..filter });
     assert!(queries.iter().any(|(sql, _)| sql.contains("observation_rollup")));
-    assert!(queries.iter().all(|(sql, _)| sql.contains(".severity >= $")));
+    assert!(queries.iter().all(|(sql, _)| sql.contains("severity >= $")));
 }
