@@ -124,7 +124,11 @@ impl Intel {
                     revision: event.revision,
                     objects,
                     observations,
-                    matrix: Some(crate::ui::observation(event, &self.kb, now_us)),
+                    // A campaign alert sums up its members; it is not another observation.
+                    matrix: event
+                        .campaign
+                        .is_none()
+                        .then(|| crate::ui::observation(event, &self.kb, now_us)),
                 }
             })
             .collect();
@@ -153,7 +157,10 @@ impl Intel {
                 revision: event.revision,
                 objects: Vec::new(),
                 observations: Vec::new(),
-                matrix: Some(crate::ui::observation(event, &self.kb, now_us)),
+                matrix: event
+                    .campaign
+                    .is_none()
+                    .then(|| crate::ui::observation(event, &self.kb, now_us)),
             })
             .collect();
         self.store

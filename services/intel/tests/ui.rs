@@ -155,8 +155,11 @@ async fn aggregation_matches_a_plain_count(store: Store, collection: &str) {
     for chunk in events.chunks(100) {
         intel.ingest_events(collection, chunk).await.unwrap();
     }
-    // A redelivered batch counts nothing again.
+    // A redelivered batch counts nothing again, and a campaign alert is not an observation.
     intel.ingest_events(collection, &events[..50]).await.unwrap();
+    let mut alert = event(9_999);
+    alert.campaign = Some(attackmesh::proto::Campaign::default());
+    intel.ingest_events(collection, &[alert]).await.unwrap();
     check_counts(&store, collection, &events).await;
 
     // A re-attribution (higher revision) replaces the event's techniques, time and detector.

@@ -23,8 +23,8 @@ const MAX_DETAIL: usize = 500;
 /// Threat actors and indicators a summary lists at most.
 const MAX_LISTED: usize = 5;
 
-/// The observation of `event`, timed by its detection time (else its enrichment time, else
-/// `now_us`).
+/// The observation of `event` (a detection, not a campaign alert), timed by its detection
+/// time (else its enrichment time, else `now_us`), in the campaign its `campaign_id` names.
 pub fn observation(event: &EnrichedEvent, kb: &Kb, now_us: i64) -> Observation {
     let micros = |t: &pbjson_types::Timestamp| {
         t.seconds
@@ -71,7 +71,7 @@ pub fn observation(event: &EnrichedEvent, kb: &Kb, now_us: i64) -> Observation {
         ts_us,
         detector,
         severity: event.severity,
-        campaign: String::new(),
+        campaign: clip(event.campaign_id.trim(), MAX_NAME).to_owned(),
         entities: entities(event),
         techniques,
         summary: summary(event).to_string(),
@@ -164,6 +164,7 @@ mod tests {
             event_id: "e1".into(),
             revision: 2,
             source_service: "suricata".into(),
+            campaign_id: "campaign--1".into(),
             severity: 3,
             technique_ids: vec!["T1110.001".into(), "T1073".into(), "T9999".into(), "T1110.001".into()],
             confidence_score: 0.5,
@@ -207,6 +208,7 @@ mod tests {
         assert_eq!(evidence[0]["rule_id"], "ssh-brute");
         assert_eq!(o.entities, ["10.0.0.5", "root", "web-1"]);
         assert_eq!(o.detector, "suricata");
+        assert_eq!(o.campaign, "campaign--1");
         let summary: Value = serde_json::from_str(&o.summary).unwrap();
         assert_eq!(summary["severity"], "high");
     }
