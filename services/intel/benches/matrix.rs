@@ -106,6 +106,7 @@ async fn filled_store(end_us: i64) -> Store {
                     objects: Vec::new(),
                     observations: Vec::new(),
                     matrix: Some(o),
+                    campaign: None,
                 }
             })
             .collect();

@@ -13,7 +13,7 @@ use crate::{
     config::IntelConfig,
     error::Error,
     stix::{StixObject, StixOptions, stix_objects_for},
-    store::{EventObjects, EventRefused, Store, WriteMode, WriteResult},
+    store::{EventObjects, EventRefused, Store, WriteMode, WriteResult, campaigns::CampaignRecord},
 };
 
 /// What one ingest stored.
@@ -119,7 +119,7 @@ impl Intel {
                 let (observations, objects) = stix_objects_for(event, &self.kb, &self.options)
                     .into_iter()
                     .partition(|o| o.object_type() == "sighting");
-                EventObjects {
+                Ok(EventObjects {
                     event_id: event.event_id.clone(),
                     revision: event.revision,
                     objects,
@@ -129,9 +129,10 @@ impl Intel {
                         .campaign
                         .is_none()
                         .then(|| crate::ui::observation(event, &self.kb, now_us)),
-                }
+                    campaign: event.campaign.as_ref().map(CampaignRecord::of).transpose()?,
+                })
             })
-            .collect();
+            .collect::<Result<_, Error>>()?;
         let written = self
             .store
             .write_events(&collection, self.options.base_objects(), events, Utc::now())
@@ -161,6 +162,7 @@ impl Intel {
                     .campaign
                     .is_none()
                     .then(|| crate::ui::observation(event, &self.kb, now_us)),
+                campaign: None,
             })
             .collect();
         self.store

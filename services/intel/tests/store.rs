@@ -261,6 +261,7 @@ async fn events_are_applied_once_per_revision(store: &Store) {
         objects: vec![obj(common::indicator(indicator))],
         observations: vec![obj(sighting.clone())],
         matrix: None,
+        campaign: None,
     };
     let first = store
         .write_events(&c, vec![], vec![event("evt-1", 1, 1), event("evt-1", 1, 1)], now)

@@ -126,6 +126,7 @@ async fn refused_objects_cost_their_event_only(store: &Store) {
         objects: vec![labelled(n), labelled(n + 100)],
         observations: Vec::new(),
         matrix: None,
+        campaign: None,
     };
     let written = store
         .write_events(

@@ -12,6 +12,7 @@
 //! never versioned, and attackmesh's merges build only on attackmesh's own versions. This
 //! module decides nothing about which caller may read or write which collection.
 
+pub mod campaigns;
 pub mod matrix;
 pub mod postgres;
 pub mod query;
@@ -126,6 +127,8 @@ pub struct EventObjects {
     pub observations: Vec<StixObject>,
     /// What the live matrix counts of the event (recorded with its objects, once per revision).
     pub matrix: Option<matrix::Observation>,
+    /// The campaign a campaign alert carries (kept at its latest revision for the page).
+    pub campaign: Option<campaigns::CampaignRecord>,
 }
 
 /// What a write of events did.
@@ -332,6 +335,22 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.facets(collection).await,
             Store::Postgres(s) => s.facets(collection).await,
+        }
+    }
+
+    /// The latest stored revision of campaign `id` in `collection`, as JSON.
+    pub async fn campaign(&self, collection: &str, id: &str) -> Result<Option<String>, Error> {
+        match self {
+            Store::Sqlite(s) => s.campaign(collection, id).await,
+            Store::Postgres(s) => s.campaign(collection, id).await,
+        }
+    }
+
+    /// The latest revisions of at most `limit` campaigns of `collection`, latest activity first.
+    pub async fn campaigns(&self, collection: &str, limit: usize) -> Result<Vec<String>, Error> {
+        match self {
+            Store::Sqlite(s) => s.campaigns(collection, limit).await,
+            Store::Postgres(s) => s.campaigns(collection, limit).await,
         }
     }
 

@@ -72,6 +72,7 @@ async fn create_schema(client: &Client) -> Result<(), Error> {
     client
         .batch_execute(&super::matrix::schema("BIGINT", "DOUBLE PRECISION"))
         .await?;
+    client.batch_execute(super::campaigns::SCHEMA).await?;
     client
         .execute(
             "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -309,6 +310,9 @@ impl PostgresStore {
             }
             if let Some(observation) = &matrix {
                 super::matrix::postgres::record(&event_tx, collection, observation).await?;
+            }
+            if let Some(campaign) = &event.campaign {
+                super::campaigns::record_postgres(&event_tx, collection, campaign).await?;
             }
             event_tx
                 .execute(

@@ -95,6 +95,7 @@ impl SqliteStore {
             }
             conn.execute_batch(SCHEMA)?;
             conn.execute_batch(&super::matrix::schema("INTEGER", "REAL"))?;
+            conn.execute_batch(super::campaigns::SCHEMA)?;
             for (table, column, definition) in ADDED_COLUMNS {
                 let present: bool = conn
                     .query_row(
@@ -277,6 +278,9 @@ impl SqliteStore {
                 }
                 if let Some(observation) = &matrix {
                     super::matrix::sqlite::record(&event_tx, &collection, observation)?;
+                }
+                if let Some(campaign) = &event.campaign {
+                    super::campaigns::record_sqlite(&event_tx, &collection, campaign)?;
                 }
                 event_tx.execute(
                     "INSERT INTO ingested_events (collection, event_id, revision, seen_us) VALUES (?1, ?2, ?3, ?4) \

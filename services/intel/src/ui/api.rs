@@ -10,8 +10,10 @@ use axum::{
 use chrono::Utc;
 use serde_json::{Value, json};
 
+use attackmesh::proto::Campaign;
+
 use super::{
-    Refusal, UiState,
+    Refusal, UiState, campaign,
     view::{self, ViewParams},
 };
 use crate::{error::Error, store::matrix::MatrixFilter};
@@ -116,6 +118,49 @@ pub(super) async fn technique(
         .technique_events(&collection, &technique.id, &filter, RULE_SAMPLE)
         .await?;
     Ok(json_ok(view::technique(&kb, technique, &counts, &events).to_string()))
+}
+
+/// How many campaigns the list shows, latest activity first.
+const CAMPAIGN_LIST: usize = 200;
+
+/// A stored campaign's JSON read back; a body that does not parse is a storage fault.
+fn parse_campaign(body: &str) -> Result<Campaign, Refusal> {
+    serde_json::from_str(body).map_err(|e| Refusal::from(Error::Storage(format!("stored campaign unreadable: {e}"))))
+}
+
+/// `GET /ui/api/campaigns`: the collection's campaigns (latest revision each), newest first.
+pub(super) async fn campaigns(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, Refusal> {
+    let (collection, _, _) = start(&state, &headers, params)?;
+    let bodies = state.inner.intel.store().campaigns(&collection, CAMPAIGN_LIST).await?;
+    let list = bodies
+        .iter()
+        .map(|b| parse_campaign(b).map(|c| campaign::summary(&c)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(json_ok(
+        json!({ "collection": collection, "campaigns": list }).to_string(),
+    ))
+}
+
+/// `GET /ui/api/campaigns/{id}`: one campaign's panel, from its latest revision.
+pub(super) async fn campaign(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, Refusal> {
+    let (collection, _, _) = start(&state, &headers, params)?;
+    let Some(body) = state.inner.intel.store().campaign(&collection, &id).await? else {
+        return Err(Refusal::from(Error::NotFound(format!(
+            "campaign `{}` not found in collection `{collection}`",
+            attackmesh::text::clip(&id, 64)
+        ))));
+    };
+    let c = parse_campaign(&body)?;
+    Ok(json_ok(campaign::detail(state.inner.intel.kb(), &c).to_string()))
 }
 
 /// `GET /ui/api/layer`: the view as an ATT&CK Navigator layer, to download.

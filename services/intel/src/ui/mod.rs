@@ -13,6 +13,7 @@
 //! an `Authorization` header, and a token in a URL would reach logs).
 
 mod api;
+mod campaign;
 pub mod observation;
 mod view;
 
@@ -115,6 +116,8 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/api/facets", get(api::facets))
         .route("/ui/api/layer", get(api::layer))
         .route("/ui/api/techniques/{id}", get(api::technique))
+        .route("/ui/api/campaigns", get(api::campaigns))
+        .route("/ui/api/campaigns/{id}", get(api::campaign))
         .with_state(state)
 }
 
