@@ -1,7 +1,8 @@
 """The live ATT&CK matrix page in a real browser: `attackmesh demo --serve` runs the pipeline,
 headless Chromium (Debian's `chromium`) opens `/ui/#token=…`, and the rendered DOM must mark
 every technique the demo observed (with the number of events that carried it) and no other;
-a screenshot of the page is saved under target/."""
+a screenshot of the page is saved under target/. The campaign the demo builds opens in its panel
+(by URL) with its entity, its tactics in kill-chain order and its Attack Flow graph."""
 
 import collections
 import json
@@ -132,3 +133,50 @@ def test_the_matrix_marks_exactly_what_the_demo_observed(demo):
              f"--screenshot={SCREENSHOT}", page)
     assert SCREENSHOT.stat().st_size > 10_000
     print(f"\nscreenshot of the live matrix: {SCREENSHOT}")
+
+
+def campaigns(out):
+    """The latest revision of each campaign the demo delivered, by campaign id."""
+    latest = {}
+    for line in (out / "enriched.ndjson").read_text().splitlines():
+        c = json.loads(line).get("campaign")
+        if c and c.get("revision", 0) >= latest.get(c["campaign_id"], {}).get("revision", 0):
+            latest[c["campaign_id"]] = c
+    return latest
+
+
+KILLCHAIN = re.compile(r'<ol[^>]*id="campaign-killchain"[^>]*>(.*?)</ol>', re.S)
+
+
+def test_the_campaign_panel_shows_the_intruder_and_its_kill_chain(demo):
+    url, token, out = demo
+    found = campaigns(out)
+    assert len(found) == 1, f"the demo should make one campaign, made {len(found)}"
+    (cid, c), = found.items()
+    assert c["entities"][0]["value"] == "203.0.113.45"
+    tactics = [t["name"] for t in c["tactics"]]
+    assert len(tactics) >= 3, tactics
+
+    # Opened by URL, as a link from an alert would.
+    page = f"{url}?campaign={cid}#token={token}"
+    dom = chromium("--virtual-time-budget=20000", "--dump-dom", page)
+    assert f'data-campaign="{cid}"' in dom, dom[:3000]
+    title = re.search(r'<h2 id="details-title"[^>]*>([^<]*)</h2>', dom)
+    assert title and title.group(1) == "Campaign of 203.0.113.45", title and title.group(0)
+    chain = KILLCHAIN.search(dom)
+    assert chain, "no kill-chain line"
+    shown = re.findall(r"<li[^>]*>([^<]*)</li>", chain.group(1))
+    assert shown == tactics, f"kill chain {shown}, campaign says {tactics}"
+    # The same tactics, in the matrix's column order (kill-chain order).
+    columns = re.findall(r'<section class="tactic"[^>]*aria-label="([^"]+)"', dom)
+    assert [t for t in columns if t in tactics] == tactics, "tactics out of kill-chain order"
+    # The Attack Flow: one focusable step per technique, and an arrow between neighbours.
+    steps = re.findall(r'<g class="step" tabindex="0"[^>]*data-technique="([^"]+)"', dom)
+    assert steps == [t["id"] for t in c["techniques"]], steps
+    assert len(re.findall(r'<line [^>]*marker-end="url\(#arrow\)"', dom)) == len(steps) - 1
+    assert re.search(r"Evidence (none|weak|strong): ", dom), "candidate groups without their evidence wording"
+
+    shot = ROOT / "target" / "ui-campaign.png"
+    chromium("--virtual-time-budget=20000", "--window-size=1600,1400", "--hide-scrollbars", f"--screenshot={shot}", page)
+    assert shot.stat().st_size > 10_000
+    print(f"\nscreenshot of the campaign panel: {shot}")

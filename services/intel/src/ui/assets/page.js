@@ -234,6 +234,9 @@
     fill($("f-detector"), f.detectors, "all detectors");
     fill($("f-campaign"), f.campaigns, "all campaigns");
     $("campaign-filter").hidden = f.campaigns.length === 0;
+    $("show-campaign").hidden = f.campaigns.length === 0;
+    $("show-campaign").disabled = !$("f-campaign").value;
+    $("campaigns").hidden = f.campaigns.length === 0;
   }
 
   function section(title, ...content) {
@@ -300,6 +303,147 @@
     panel.focus();
   }
 
+  // ---- Campaigns: the list, and one campaign's panel (kill chain, timeline, members, risk,
+  // candidate groups, and its Attack Flow drawn as a graph).
+  const SVG = "http://www.w3.org/2000/svg";
+  const svg = (tag, attrs, ...children) => {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    for (const c of children) if (c != null) node.append(c);
+    return node;
+  };
+  const when = (t) => (t ? t.replace("T", " ").replace(/\.\d+Z$/, "Z") : "—");
+  const clip = (s, n) => (s.length > n ? s.slice(0, n - 1) + "…" : s);
+
+  function openPanel(returnTo, loading) {
+    if (selected) selected.classList.remove("selected");
+    selected = returnTo;
+    $("details").hidden = false;
+    $("details-body").replaceChildren(el("p", { class: "muted", text: loading }));
+  }
+
+  async function campaignList(returnTo) {
+    openPanel(returnTo, "Loading campaigns…");
+    let d;
+    try {
+      d = await api("/ui/api/campaigns");
+    } catch (err) {
+      $("details-body").replaceChildren(el("p", { class: "error", text: err.message }));
+      return failed(err);
+    }
+    const list = el("ul", { class: "campaign-list" });
+    for (const c of d.campaigns) {
+      const button = el("button", { type: "button", "data-campaign": c.id,
+        text: "Campaign of " + (c.entity || "an unknown entity") });
+      button.addEventListener("click", () => campaign(c.id, returnTo));
+      list.append(el("li", {}, button, " " + c.status + " · risk " + Math.round(c.risk) + " · " +
+        c.tactics.length + " tactics · last seen " + when(c.last_seen) + (c.merged_into ? " · merged into " + c.merged_into : "")));
+    }
+    $("details-body").replaceChildren(el("h2", { id: "details-title", text: "Campaigns (" + d.campaigns.length + ")" }),
+      d.campaigns.length ? list : el("p", { class: "muted", text: "No campaign yet." }));
+    $("details").focus();
+  }
+
+  // The flow, top to bottom in time order: one box per action, an arrow per effect. Each box
+  // is focusable and says in words what it shows; arrow keys move along the flow.
+  function flowGraph(flow) {
+    const W = 520, H = 58, GAP = 30, X = 10;
+    const y = (i) => 10 + i * (H + GAP);
+    const index = new Map(flow.actions.map((a, i) => [a.id, i]));
+    const height = flow.actions.length ? y(flow.actions.length) - GAP + 10 : 20;
+    const root = svg("svg", { class: "flow", viewBox: "0 0 " + (W + 2 * X) + " " + height, width: String(W + 2 * X),
+      height: String(height), role: "list", "aria-label": "Attack Flow: " + flow.actions.length + " actions in time order" });
+    root.append(svg("defs", {}, svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5",
+      markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" }, svg("path", { d: "M0,0 L10,5 L0,10 z", fill: "#1b1b1f" }))));
+    for (const e of flow.edges) {
+      const from = index.get(e.from), to = index.get(e.to);
+      if (from == null || to == null) continue;
+      const x = X + W / 2;
+      root.append(svg("line", { x1: String(x), y1: String(y(from) + H), x2: String(x), y2: String(y(to) - 2),
+        stroke: "#1b1b1f", "stroke-width": "2", "marker-end": "url(#arrow)", "data-from": e.from, "data-to": e.to }));
+    }
+    flow.actions.forEach((a, i) => {
+      const next = flow.edges.filter((e) => e.from === a.id).map((e) => index.get(e.to) + 1);
+      const label = "Step " + (i + 1) + " of " + flow.actions.length + ": " + a.technique_id + " " + a.name +
+        (a.tactic_id ? ", tactic " + a.tactic_id : "") + ", started " + when(a.start) +
+        (a.assets.length ? ", on " + a.assets.join(", ") : "") + (next.length ? ", leads to step " + next.join(", ") : "");
+      const g = svg("g", { class: "step", tabindex: "0", role: "listitem", "aria-label": label, "data-technique": a.technique_id });
+      g.append(svg("title", {}, label));
+      g.append(svg("rect", { x: String(X), y: String(y(i)), width: String(W), height: String(H), rx: "5",
+        fill: i % 2 ? "#eef0f6" : "#fff6c2", stroke: "#00224e", "stroke-width": "1.5" }));
+      const text = (dy, content, weight) => {
+        const t = svg("text", { x: String(X + 10), y: String(y(i) + dy), "font-size": "13", fill: "#1b1b1f" });
+        if (weight) t.setAttribute("font-weight", weight);
+        t.textContent = content;
+        return t;
+      };
+      g.append(text(18, (i + 1) + ". " + a.technique_id + (a.tactic_id ? " · " + a.tactic_id : ""), "bold"),
+        text(35, clip(a.name, 64)), text(51, when(a.start) + (a.assets.length ? " · " + clip(a.assets.join(", "), 40) : "")));
+      g.addEventListener("keydown", (event) => {
+        const steps = [...root.querySelectorAll(".step")];
+        const k = steps.indexOf(g);
+        const target = event.key === "ArrowDown" || event.key === "ArrowRight" ? steps[k + 1]
+          : event.key === "ArrowUp" || event.key === "ArrowLeft" ? steps[k - 1] : null;
+        if (target) { event.preventDefault(); target.focus(); }
+      });
+      root.append(g);
+    });
+    return root;
+  }
+
+  function table(headings, rows) {
+    return el("table", {}, el("thead", {}, el("tr", {}, ...headings.map((h) => el("th", { text: h })))),
+      el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", { text: String(c) }))))));
+  }
+
+  async function campaign(id, returnTo) {
+    openPanel(returnTo, "Loading " + id + "…");
+    let d;
+    try {
+      d = await api("/ui/api/campaigns/" + encodeURIComponent(id));
+    } catch (err) {
+      $("details-body").replaceChildren(el("p", { class: "error", text: err.message }));
+      return failed(err);
+    }
+    const c = d.campaign;
+    const killchain = el("ol", { class: "killchain", id: "campaign-killchain", "aria-label": "Tactics in kill-chain order" });
+    for (const t of d.kill_chain) killchain.append(el("li", { "data-tactic": t.id, text: t.name }));
+    const entities = el("ul");
+    for (const e of d.entities) entities.append(el("li", { text: e.type + " " + e.value + " · " + e.events + " events · risk " + Math.round(e.risk) + " · first " + when(e.first_seen) }));
+    const members = table(["Detector", "Kind", "Events", "Event ids"], d.members.map((m) =>
+      [m.detector, m.kind, m.events, m.event_ids.slice(0, 12).join(", ") + (m.event_ids.length > 12 ? ", … " + (m.event_ids.length - 12) + " more" : "")]));
+    const risk = el("ul");
+    for (const o of d.risk.objects) risk.append(el("li", { text: o.type + " " + o.value + ": " + Math.round(o.risk) + " (" + o.events + " events)" }));
+    for (const r of d.risk.rules) risk.append(el("li", { text: "rule " + r.rule + " fired for " + r.object + " at " + when(r.fired_at) + ": " + r.detail }));
+    const groups = el("ul");
+    for (const g of d.groups.candidates) groups.append(el("li", { text: g.name + " " + g.id + " · score " + g.score.toFixed(2) + (g.matched.length ? " · uses " + g.matched.join(", ") : "") }));
+    const filter = el("button", { type: "button", text: "Show its techniques in the matrix" });
+    filter.addEventListener("click", () => {
+      const select = $("f-campaign");
+      if (![...select.options].some((o) => o.value === c.id)) select.append(el("option", { value: c.id, text: c.id }));
+      select.value = c.id;
+      $("f-since").value = "all";
+      refresh();
+    });
+    $("details-body").replaceChildren(
+      el("h2", { id: "details-title", "data-campaign": c.id, text: "Campaign of " + (c.entity || "an unknown entity") }),
+      el("p", {}, el("strong", { text: c.id }), " · " + c.status + " · revision " + c.revision + " · " + when(c.first_seen) + " → " + when(c.last_seen)),
+      el("p", { text: d.summary }),
+      filter,
+      ...section("Kill chain", d.kill_chain.length ? killchain : el("p", { class: "muted", text: "No tactic." })),
+      ...section("Timeline", table(["First seen", "Technique", "Tactics", "Events", "First event"],
+        d.timeline.map((t) => [when(t.first_seen), t.id + " " + t.name, t.tactics.join(", "), t.events, t.first_event + (t.asset ? " on " + t.asset : "")]))),
+      ...section("Entities", entities),
+      ...section("Members", members),
+      ...section("Risk " + Math.round(d.risk.score), el("p", { class: "muted", text: "Per event: " + d.risk.formula }), risk),
+      ...section("Candidate groups", el("p", { class: "evidence-" + d.groups.evidence, text: "Evidence " + d.groups.wording + "." }),
+        d.groups.candidates.length ? groups : el("p", { class: "muted", text: "No candidate." })),
+      ...section("Attack Flow", flowGraph(d.flow)),
+    );
+    document.body.dataset.campaign = c.id;
+    $("details").focus();
+  }
+
   function closeDetails() {
     $("details").hidden = true;
     if (selected) {
@@ -360,6 +504,8 @@
       return failed(err);
     }
     await refresh();
+    const wanted = new URLSearchParams(location.search).get("campaign");
+    if (wanted) campaign(wanted, null);
     stopPolling();
     polling = setInterval(refresh, POLL_MS);
   }
@@ -374,7 +520,13 @@
       open();
     });
     $("logout").addEventListener("click", () => showLogin(""));
-    $("filters").addEventListener("change", () => { refresh(); if (selected) details(selected.dataset.technique, selected); });
+    $("filters").addEventListener("change", () => {
+      refresh();
+      if (selected && selected.dataset.technique && !$("details").hidden) details(selected.dataset.technique, selected);
+      $("show-campaign").disabled = !$("f-campaign").value;
+    });
+    $("show-campaign").addEventListener("click", () => campaign($("f-campaign").value, $("show-campaign")));
+    $("campaigns").addEventListener("click", () => campaignList($("campaigns")));
     $("filters").addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
     $("f-colour").addEventListener("change", paint);
     $("download").addEventListener("click", download);
