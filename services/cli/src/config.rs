@@ -132,13 +132,14 @@ impl Config {
             .map(|(i, path)| (format!("auth.token_files[{i}]"), Some(path)))
             .collect();
         files.push(("tls.key_file".to_owned(), self.tls.key_file.as_ref()));
-        let links: [(&str, &PeerConfig); 6] = [
+        let links: [(&str, &PeerConfig); 7] = [
             ("enrichment.attribution", &self.enrichment.attribution.peer),
             ("enrichment.export", &self.enrichment.export.peer),
             ("siem_export.intel", &self.siem_export.intel.peer),
             ("siem_export.correlation", &self.siem_export.correlation.peer),
             ("intel.attribution", &self.intel.attribution),
             ("correlation.enrichment", &self.correlation.enrichment),
+            ("correlation.export", &self.correlation.export),
         ];
         for (name, link) in links {
             files.push((format!("{name}.token_file"), link.token_file.as_ref()));

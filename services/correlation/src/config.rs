@@ -5,6 +5,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use attackmesh_campaign::CampaignConfig;
 use attackmesh_runtime::peer::PeerConfig;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,18 @@ pub struct CorrelationConfig {
     /// detector or admin), `tls`, `connect_timeout`, `request_timeout`, `backoff`. In
     /// `serve all`, unset endpoints mean this process's enrichment listener.
     pub enrichment: PeerConfig,
+    /// Build campaigns from the observed events (and this replica's findings) and deliver their
+    /// alerts to `export`. Off, or `export` without endpoints outside `serve all`: none are built.
+    pub build_campaigns: bool,
+    /// How campaigns are built: `inactivity`, `max_open_campaigns`, `never_link`,
+    /// `severity_weights`, `rules`, … (defaults: the campaign library's).
+    pub campaigns: CampaignConfig,
+    /// siem-export, where campaign alerts go (`Export`): `endpoints`, `token_file` or `token`
+    /// (role detector or admin), `tls`, `request_timeout`, `backoff`. In `serve all`, unset
+    /// endpoints mean this process's siem-export listener.
+    pub export: PeerConfig,
+    /// ATT&CK bundle campaigns rank groups with (default: the built-in release).
+    pub kb_path: Option<PathBuf>,
 }
 
 /// One allow-list entry.
@@ -71,6 +84,10 @@ impl Default for CorrelationConfig {
             allowed_lateness: limits.allowed_lateness,
             max_seen: limits.max_seen,
             enrichment: PeerConfig::default(),
+            build_campaigns: true,
+            campaigns: CampaignConfig::default(),
+            export: PeerConfig::default(),
+            kb_path: None,
         }
     }
 }
@@ -91,7 +108,20 @@ impl CorrelationConfig {
                 .validate()
                 .map_err(|why| Error::Config(format!("enrichment.{why}")))?;
         }
+        self.campaigns
+            .validate()
+            .map_err(|e| Error::Config(format!("campaigns: {e}")))?;
+        if self.export.has_endpoints() {
+            self.export
+                .validate()
+                .map_err(|why| Error::Config(format!("export.{why}")))?;
+        }
         self.engine().map(|_| ())
+    }
+
+    /// True when this replica builds campaigns: `build_campaigns` and somewhere to send them.
+    pub fn campaigns_on(&self) -> bool {
+        self.build_campaigns && self.export.has_endpoints()
     }
 
     /// The memory and lateness bounds.

@@ -3,13 +3,17 @@
 //! - [`engine`]: the library (sliding windows per entity, Sigma correlation rules v2.1, the
 //!   built-in network behaviours, snapshots). No I/O; `attackmesh enrich` runs it offline.
 //! - [`service`] / [`server`]: the gRPC `CorrelationService` a replica serves, its durable
-//!   state ([`store`]) and the delivery of findings to enrichment's `Ingest` ([`outbox`]).
+//!   state ([`store`]), the delivery of findings to enrichment's `Ingest` ([`outbox`]) and of
+//!   campaign alerts to siem-export's `Export` ([`alerts`]).
+//! - [`campaigns`]: campaigns built from what the replica observes.
 //!
 //! This crate never calls another service's library: findings reach enrichment over gRPC.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod alerts;
+pub mod campaigns;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -1,15 +1,17 @@
 //! Wiring: builds the engine from the config, opens the replica's state, registers
 //! `CorrelationService` on a runtime [`GrpcServer`], starts the delivery of findings to
-//! enrichment, and stops both on shutdown.
+//! enrichment and of campaign alerts to siem-export, and stops them on shutdown.
 
 use std::{future::Future, sync::Arc};
 
 use attackmesh::proto::correlation_service_server::CorrelationServiceServer;
+use attackmesh_attack::Kb;
 use attackmesh_runtime::server::GrpcServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    campaigns::Campaigns,
     config::CorrelationConfig,
     error::Error,
     service::{CorrelationApi, Replica, grpc_service},
@@ -30,14 +32,33 @@ pub async fn serve(
         ));
     }
     crate::metrics::register();
+    if config.build_campaigns && !config.campaigns_on() {
+        tracing::warn!("export.endpoints is not set: campaigns are not built (campaign alerts go to siem-export)");
+    }
     let replica = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || Replica::open(config.engine()?, Store::new(&config.data_dir)))
-            .await
-            .map_err(|e| Error::Config(format!("state task: {e}")))??
+        tokio::task::spawn_blocking(move || {
+            let campaigns = match config.campaigns_on() {
+                true => {
+                    let kb = Kb::open(config.kb_path.as_deref()).map_err(|e| Error::Config(format!("kb_path: {e}")))?;
+                    Some(Campaigns::new(kb, config.campaigns.clone())?)
+                }
+                false => None,
+            };
+            Replica::open_with(config.engine()?, campaigns, Store::new(&config.data_dir))
+        })
+        .await
+        .map_err(|e| Error::Config(format!("state task: {e}")))??
     };
     let replica = Arc::new(replica);
     let stop = CancellationToken::new();
+    let alerts = config.campaigns_on().then(|| {
+        tokio::spawn(crate::alerts::run(
+            replica.clone(),
+            config.export.clone(),
+            stop.clone(),
+        ))
+    });
     let outbox = tokio::spawn(crate::outbox::run(
         replica.clone(),
         config.enrichment.clone(),
@@ -52,6 +73,9 @@ pub async fn serve(
     let result = server.serve(listener, shutdown).await;
     stop.cancel();
     let _ = outbox.await;
+    if let Some(alerts) = alerts {
+        let _ = alerts.await;
+    }
     result?;
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! The replica ([`Replica`]) and the gRPC `CorrelationService` over it.
 //!
 //! `Observe` applies a batch under one lock, in order: every event passes `Replica::intake`
-//! (the one place each observed event goes through: the engine today, campaign tracking can
-//! hook in there), findings join the outbox, and the batch is appended to the write-ahead log
-//! before the answer; every [`SNAPSHOT_EVERY`] logged events (and after findings are delivered)
+//! (the one place each observed event goes through: the engine, then the campaign builder when
+//! campaigns are on), findings join the outbox and, as members, the campaigns (see
+//! [`crate::campaigns`]), changed campaigns join the alert queue as campaign alerts, and the
+//! batch is appended to the write-ahead log before the answer; every [`SNAPSHOT_EVERY`] logged events (and after findings are delivered)
 //! a snapshot replaces the log. So an answered batch is durable, and an unanswered one is resent
 //! by the sink and recognised event by event. Logging fails → `UNAVAILABLE`: the sink retries
 //! (the events it resends count once: the engine already holds their ids).
@@ -17,10 +18,12 @@ use attackmesh::proto::{
     DetectionEvent, EnrichedEvent, FieldViolation, ObserveRequest, ObserveResponse,
     correlation_service_server::{CorrelationService, CorrelationServiceServer},
 };
+use attackmesh_campaign::{CAMPAIGN_EVENT_TYPE, campaign_alert};
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 use crate::{
+    campaigns::Campaigns,
     engine::{Engine, Observed, Shard},
     error::Error,
     metrics,
@@ -43,11 +46,16 @@ pub struct Applied {
     pub late: u32,
     /// Findings raised.
     pub findings: u32,
+    /// Campaign alerts raised (campaigns started or changed by the batch).
+    pub campaign_alerts: u32,
 }
 
 struct Inner {
     engine: Engine,
     outbox: VecDeque<DetectionEvent>,
+    campaigns: Option<Campaigns>,
+    /// Campaign alerts waiting for siem-export, oldest first.
+    alerts: VecDeque<EnrichedEvent>,
     /// Events in the log since the last snapshot.
     logged: usize,
 }
@@ -58,6 +66,8 @@ pub struct Replica {
     store: Store,
     /// Woken when findings join the outbox.
     pub wake: Notify,
+    /// Woken when campaign alerts join their queue.
+    pub wake_alerts: Notify,
 }
 
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -65,40 +75,64 @@ fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
 }
 
 impl Replica {
-    /// Opens a replica: `engine` restored from `store` with its undelivered findings.
-    pub fn open(mut engine: Engine, store: Store) -> Result<Self, Error> {
+    /// Opens a replica without campaigns: `engine` restored from `store` with its undelivered
+    /// findings.
+    pub fn open(engine: Engine, store: Store) -> Result<Self, Error> {
+        Self::open_with(engine, None, store)
+    }
+
+    /// Opens a replica: `engine` and, when given, `campaigns` restored from `store` (snapshot,
+    /// then the log replayed through both) with the findings and campaign alerts not yet
+    /// delivered. Replaying regenerates the alerts a crash lost with the same ids and
+    /// revisions: the builder is deterministic and sees the same batches.
+    pub fn open_with(mut engine: Engine, campaigns: Option<Campaigns>, store: Store) -> Result<Self, Error> {
         let saved = store.load()?;
         if !saved.engine.is_empty() {
             engine.restore(&saved.engine).map_err(Error::Config)?;
         }
-        let mut outbox: VecDeque<DetectionEvent> = saved.outbox.into();
+        let (campaigns, alerts) = match campaigns {
+            Some(c) => (Some(c.restore(&saved.campaigns)?), saved.alerts.into()),
+            None => {
+                if !saved.campaigns.is_empty() || !saved.alerts.is_empty() {
+                    tracing::warn!(
+                        alerts = saved.alerts.len(),
+                        "campaign building is off: the saved campaigns and their undelivered alerts are dropped"
+                    );
+                }
+                (None, VecDeque::new())
+            }
+        };
+        let mut inner = Inner {
+            engine,
+            outbox: saved.outbox.into(),
+            campaigns,
+            alerts,
+            logged: 0,
+        };
         let mut replayed = 0;
         for (index, count, events) in &saved.log {
-            let mut findings = Vec::new();
             let shard = Shard {
                 index: *index,
                 count: *count,
             };
-            for event in events {
-                engine.observe(event, shard, &mut findings);
-            }
+            let mut findings = Vec::new();
+            Self::apply(&mut inner, events, shard, &mut findings, false);
             replayed += events.len();
-            outbox.extend(findings);
+            inner.outbox.extend(findings);
         }
         tracing::info!(
-            windows = engine.groups(),
-            outbox = outbox.len(),
+            windows = inner.engine.groups(),
+            outbox = inner.outbox.len(),
+            campaigns = inner.campaigns.as_ref().map_or(0, Campaigns::len),
+            campaign_alerts = inner.alerts.len(),
             replayed,
             "correlation state restored"
         );
         let replica = Self {
-            inner: Mutex::new(Inner {
-                engine,
-                outbox,
-                logged: 0,
-            }),
+            inner: Mutex::new(inner),
             store,
             wake: Notify::new(),
+            wake_alerts: Notify::new(),
         };
         if replayed > 0 {
             replica.save(&lock(&replica.inner))?;
@@ -106,19 +140,35 @@ impl Replica {
         Ok(replica)
     }
 
-    /// Where every observed event passes, in queue order.
+    /// Where every observed event passes, in queue order. Campaign alerts (siem-export's
+    /// correlation sink may carry them back) are neither rule input nor campaign members.
     fn intake(inner: &mut Inner, event: &EnrichedEvent, shard: Shard, findings: &mut Vec<DetectionEvent>) -> Observed {
-        inner.engine.observe(event, shard, findings)
+        if event.campaign.is_some() || event.event_type == CAMPAIGN_EVENT_TYPE {
+            return Observed::Ignored;
+        }
+        let outcome = inner.engine.observe(event, shard, findings);
+        if let Some(c) = &mut inner.campaigns {
+            c.observe(event, shard);
+        }
+        outcome
     }
 
-    /// Applies `events` and saves; blocking (file I/O), run it off the async threads.
-    pub fn observe(&self, events: &[EnrichedEvent], shard: Shard) -> Result<Applied, Error> {
-        let mut inner = lock(&self.inner);
-        let mut findings = Vec::new();
+    /// Applies one batch: every event through [`Self::intake`], then the batch's findings into
+    /// the campaigns, then the changed campaigns into the alert queue. The same for a live batch
+    /// and a replayed one, so replay rebuilds exactly what the batch built.
+    fn apply(
+        inner: &mut Inner,
+        events: &[EnrichedEvent],
+        shard: Shard,
+        findings: &mut Vec<DetectionEvent>,
+        live: bool,
+    ) -> Applied {
         let mut out = Applied::default();
         for event in events {
-            let outcome = Self::intake(&mut inner, event, shard, &mut findings);
-            metrics::observed(outcome);
+            let outcome = Self::intake(inner, event, shard, findings);
+            if live {
+                metrics::observed(outcome);
+            }
             match outcome {
                 Observed::Applied => out.applied += 1,
                 Observed::Ignored => out.ignored += 1,
@@ -127,6 +177,26 @@ impl Replica {
             }
         }
         out.findings = findings.len() as u32;
+        if let Some(c) = &mut inner.campaigns {
+            for f in findings.iter() {
+                c.observe_finding(f);
+            }
+            for campaign in c.updates() {
+                if live {
+                    tracing::info!(campaign = %campaign.campaign_id, revision = campaign.revision, "campaign update");
+                }
+                inner.alerts.push_back(campaign_alert(c.kb(), &campaign));
+                out.campaign_alerts += 1;
+            }
+        }
+        out
+    }
+
+    /// Applies `events` and saves; blocking (file I/O), run it off the async threads.
+    pub fn observe(&self, events: &[EnrichedEvent], shard: Shard) -> Result<Applied, Error> {
+        let mut inner = lock(&self.inner);
+        let mut findings = Vec::new();
+        let out = Self::apply(&mut inner, events, shard, &mut findings, true);
         for f in &findings {
             tracing::info!(finding = %f.event_id, rule = %f.event_type, "correlation finding");
         }
@@ -148,13 +218,23 @@ impl Replica {
         if out.findings > 0 {
             self.wake.notify_one();
         }
+        if out.campaign_alerts > 0 {
+            self.wake_alerts.notify_one();
+        }
         Ok(out)
     }
 
     fn save(&self, inner: &Inner) -> Result<(), Error> {
-        let outbox: Vec<&DetectionEvent> = inner.outbox.iter().collect();
         self.store
-            .save(inner.engine.snapshot(), &outbox)
+            .save(crate::store::Snapshot {
+                engine: inner.engine.snapshot(),
+                outbox: inner.outbox.iter().collect(),
+                campaigns: match &inner.campaigns {
+                    Some(c) => c.snapshot()?,
+                    None => Vec::new(),
+                },
+                alerts: inner.alerts.iter().collect(),
+            })
             .map_err(|e| Error::Unavailable(e.to_string()))
     }
 
@@ -169,6 +249,21 @@ impl Replica {
         let n = n.min(inner.outbox.len());
         inner.outbox.drain(..n);
         metrics::delivered(n, inner.outbox.len());
+        self.save(&inner)?;
+        inner.logged = 0;
+        Ok(())
+    }
+
+    /// Up to `max` campaign alerts waiting for siem-export, oldest first.
+    pub fn pending_alerts(&self, max: usize) -> Vec<EnrichedEvent> {
+        lock(&self.inner).alerts.iter().take(max).cloned().collect()
+    }
+
+    /// Drops the first `n` campaign alerts (siem-export holds them) and saves.
+    pub fn alerts_delivered(&self, n: usize) -> Result<(), Error> {
+        let mut inner = lock(&self.inner);
+        let n = n.min(inner.alerts.len());
+        inner.alerts.drain(..n);
         self.save(&inner)?;
         inner.logged = 0;
         Ok(())

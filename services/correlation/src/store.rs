@@ -1,5 +1,6 @@
-//! The replica's durable state: a snapshot — the engine's state and the findings not yet
-//! acknowledged by enrichment, in one checksummed file (`<data_dir>/state.bin`) replaced
+//! The replica's durable state: a snapshot — the engine's state, the findings not yet
+//! acknowledged by enrichment, the campaign builder's state and the campaign alerts not yet
+//! acknowledged by siem-export, in one checksummed file (`<data_dir>/state.bin`) replaced
 //! atomically (write a temporary file, sync, rename, sync the directory) — and a write-ahead log
 //! (`wal.log`) of the batches applied since, each appended and synced before `Observe` answers.
 //! Restoring is the snapshot plus the log replayed through the engine, which is deterministic, so
@@ -19,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-const MAGIC: &[u8; 8] = b"AMCORR01";
+/// Snapshots with campaigns; [`OLD_MAGIC`] ones (engine and findings only) still load.
+const MAGIC: &[u8; 8] = b"AMCORR02";
+const OLD_MAGIC: &[u8; 8] = b"AMCORR01";
 const FILE: &str = "state.bin";
 const WAL: &str = "wal.log";
 
@@ -32,9 +35,30 @@ struct Logged {
 }
 
 #[derive(Serialize, Deserialize)]
+struct OldBody {
+    engine: Vec<u8>,
+    outbox: Vec<Vec<u8>>,
+}
+
+#[derive(Serialize, Deserialize)]
 struct Body {
     engine: Vec<u8>,
     outbox: Vec<Vec<u8>>,
+    campaigns: Vec<u8>,
+    alerts: Vec<Vec<u8>>,
+}
+
+/// What a snapshot saves.
+#[derive(Debug, Default)]
+pub struct Snapshot<'a> {
+    /// The engine's snapshot.
+    pub engine: Vec<u8>,
+    /// Findings not yet delivered, oldest first.
+    pub outbox: Vec<&'a DetectionEvent>,
+    /// The campaign builder's snapshot (empty: campaigns are not built).
+    pub campaigns: Vec<u8>,
+    /// Campaign alerts not yet delivered, oldest first.
+    pub alerts: Vec<&'a EnrichedEvent>,
 }
 
 /// What a state file holds.
@@ -44,6 +68,10 @@ pub struct Saved {
     pub engine: Vec<u8>,
     /// Findings not yet delivered, oldest first.
     pub outbox: Vec<DetectionEvent>,
+    /// The campaign builder's snapshot (empty: none).
+    pub campaigns: Vec<u8>,
+    /// Campaign alerts not yet delivered, oldest first.
+    pub alerts: Vec<EnrichedEvent>,
     /// Batches applied after the snapshot, in order: (replica index, replica count, events).
     pub log: Vec<(u32, u32, Vec<EnrichedEvent>)>,
 }
@@ -134,7 +162,7 @@ impl Store {
             Err(e) => return Err(Error::Io(e)),
         };
         let corrupt = |why: &str| Error::Config(format!("{}: {why}; move it away to start empty", path.display()));
-        if bytes.len() < 12 || &bytes[..8] != MAGIC {
+        if bytes.len() < 12 || (&bytes[..8] != MAGIC && &bytes[..8] != OLD_MAGIC) {
             return Err(corrupt("not a correlation state file"));
         }
         let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
@@ -142,7 +170,23 @@ impl Store {
         if crc32c::crc32c(body) != crc {
             return Err(corrupt("checksum mismatch"));
         }
-        let body: Body = postcard::from_bytes(body).map_err(|e| corrupt(&e.to_string()))?;
+        let body: Body = if &bytes[..8] == OLD_MAGIC {
+            let old: OldBody = postcard::from_bytes(body).map_err(|e| corrupt(&e.to_string()))?;
+            Body {
+                engine: old.engine,
+                outbox: old.outbox,
+                campaigns: Vec::new(),
+                alerts: Vec::new(),
+            }
+        } else {
+            postcard::from_bytes(body).map_err(|e| corrupt(&e.to_string()))?
+        };
+        let alerts = body
+            .alerts
+            .iter()
+            .map(|b| EnrichedEvent::decode(b.as_slice()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| corrupt(&e.to_string()))?;
         let outbox = body
             .outbox
             .iter()
@@ -152,16 +196,20 @@ impl Store {
         Ok(Saved {
             engine: body.engine,
             outbox,
+            campaigns: body.campaigns,
+            alerts,
             log: Vec::new(),
         })
     }
 
     /// Replaces the snapshot and empties the log; when this returns Ok, a crash cannot lose it.
-    pub fn save(&self, engine: Vec<u8>, outbox: &[&DetectionEvent]) -> Result<(), Error> {
+    pub fn save(&self, snapshot: Snapshot<'_>) -> Result<(), Error> {
         fs::create_dir_all(&self.dir)?;
         let body = Body {
-            engine,
-            outbox: outbox.iter().map(|e| e.encode_to_vec()).collect(),
+            engine: snapshot.engine,
+            outbox: snapshot.outbox.iter().map(|e| e.encode_to_vec()).collect(),
+            campaigns: snapshot.campaigns,
+            alerts: snapshot.alerts.iter().map(|e| e.encode_to_vec()).collect(),
         };
         let body = postcard::to_stdvec(&body).map_err(|e| Error::Unavailable(e.to_string()))?;
         let tmp = self.dir.join(format!("{FILE}.tmp"));

@@ -192,6 +192,9 @@ pub(crate) fn admit_run_tokens(config: &mut Config) -> anyhow::Result<()> {
     if siem_export.correlation.enabled() && !correlation.enrichment.has_endpoints() {
         correlation.enrichment.endpoints = vec![format!("http://{}", listen.enrichment)];
     }
+    if siem_export.correlation.enabled() && correlation.build_campaigns && !correlation.export.has_endpoints() {
+        correlation.export.endpoints = vec![format!("http://{}", listen.siem_export)];
+    }
     // (caller, its links, whether a link without endpoints is still used)
     let callers: [(&str, Vec<&mut PeerConfig>, bool); 4] = [
         (
@@ -205,7 +208,11 @@ pub(crate) fn admit_run_tokens(config: &mut Config) -> anyhow::Result<()> {
             false,
         ),
         ("intel", vec![&mut intel.attribution], false),
-        ("correlation", vec![&mut correlation.enrichment], false),
+        (
+            "correlation",
+            vec![&mut correlation.enrichment, &mut correlation.export],
+            false,
+        ),
     ];
     for (name, links, defaulted) in callers {
         let mut links: Vec<_> = links
@@ -315,7 +322,16 @@ pub(crate) async fn start(
             if !correlation.enrichment.has_endpoints() {
                 correlation.enrichment.endpoints = vec![format!("http://{}", config.listen.enrichment)];
             }
+            // Unset: campaign alerts go to the siem-export listener of this same config.
+            if correlation.build_campaigns && !correlation.export.has_endpoints() {
+                correlation.export.endpoints = vec![format!("http://{}", config.listen.siem_export)];
+            }
             correlation.enrichment.inherit_tls(&config.tls);
+            correlation.export.inherit_tls(&config.tls);
+            // Campaigns rank groups with the release attribution attributes with.
+            if correlation.kb_path.is_none() {
+                correlation.kb_path.clone_from(&config.attribution.kb_path);
+            }
             Box::pin(async move {
                 attackmesh_correlation::server::serve(&correlation, server, listener, shutdown).await?;
                 Ok(())

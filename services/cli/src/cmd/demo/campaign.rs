@@ -1,6 +1,7 @@
-//! The demo's campaigns: until a correlation service builds them in the stream, the demo folds
+//! The demo's campaigns: the demo runs its correlation service with campaigns off and folds
 //! the enriched events it collected into campaigns with the campaign library (in event-time
-//! order, as the service will), writes `campaigns.ndjson` and the intrusion's
+//! order, as the service does, but over the whole delivered set at once, so revisions do not
+//! depend on how the stream was cut into batches), writes `campaigns.ndjson` and the intrusion's
 //! `attack-flow.json`, and hands the campaign alerts to siem-export so that every sink — the ECS,
 //! HEC and canonical files and the intel collection — carries them like any other alert.
 

@@ -143,6 +143,11 @@ impl Pipeline {
         export.correlation.peer = Default::default();
         config.correlation.data_dir = state.join("correlation");
         config.correlation.enrichment = Default::default();
+        // The demo folds the delivered events into campaigns itself (see `campaign`): the
+        // service's revisions depend on how the stream is cut into batches, the demo's output
+        // must not.
+        config.correlation.build_campaigns = false;
+        config.correlation.export = Default::default();
         serve::wire_correlation(&mut config);
         serve::admit_run_tokens(&mut config)?;
         config.validate()?;
