@@ -53,7 +53,10 @@ fn campaigns(path: &Path) -> Vec<(EnrichedEvent, Campaign)> {
         let Some(c) = e.campaign.clone() else { continue };
         assert_eq!(e.event_id, c.campaign_id, "a campaign alert's id is its campaign's");
         assert_eq!(e.revision, c.revision);
-        if latest.get(&c.campaign_id).is_none_or(|(_, old)| old.revision < c.revision) {
+        if latest
+            .get(&c.campaign_id)
+            .is_none_or(|(_, old)| old.revision < c.revision)
+        {
             latest.insert(c.campaign_id.clone(), (e, c));
         }
     }
@@ -88,7 +91,15 @@ async fn serve_all_delivers_the_intruders_campaign_to_the_file_sink() {
         "authorization",
         format!("Bearer {}", token("edge-detector")).parse().unwrap(),
     );
-    let answer = client.ingest(request).await.unwrap().into_inner().message().await.unwrap().unwrap();
+    let answer = client
+        .ingest(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(answer.status, AckStatus::Durable as i32, "{answer:?}");
 
     let sink = dir.join("out/events.ndjson");
@@ -111,10 +122,7 @@ async fn serve_all_delivers_the_intruders_campaign_to_the_file_sink() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(alert.event_type, attackmesh_campaign::CAMPAIGN_EVENT_TYPE);
-    assert!(
-        campaign.entities.iter().any(|e| e.value == INTRUDER),
-        "{campaign:#?}"
-    );
+    assert!(campaign.entities.iter().any(|e| e.value == INTRUDER), "{campaign:#?}");
     // Let the alerts siem-export's correlation sink carries back arrive before judging.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let found = campaigns(&sink);

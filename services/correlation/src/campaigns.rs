@@ -35,10 +35,11 @@ impl Campaigns {
         if bytes.is_empty() {
             return Ok(self);
         }
-        let corrupt = |why: String| Error::Config(format!("saved campaigns: {why}; move the state away to start empty"));
+        let corrupt =
+            |why: String| Error::Config(format!("saved campaigns: {why}; move the state away to start empty"));
         let snapshot: Snapshot = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-        let builder =
-            CampaignBuilder::restore(self.kb.clone(), self.config.clone(), snapshot).map_err(|e| corrupt(e.to_string()))?;
+        let builder = CampaignBuilder::restore(self.kb.clone(), self.config.clone(), snapshot)
+            .map_err(|e| corrupt(e.to_string()))?;
         Ok(Self { builder, ..self })
     }
 

@@ -52,13 +52,9 @@ pub async fn serve(
     };
     let replica = Arc::new(replica);
     let stop = CancellationToken::new();
-    let alerts = config.campaigns_on().then(|| {
-        tokio::spawn(crate::alerts::run(
-            replica.clone(),
-            config.export.clone(),
-            stop.clone(),
-        ))
-    });
+    let alerts = config
+        .campaigns_on()
+        .then(|| tokio::spawn(crate::alerts::run(replica.clone(), config.export.clone(), stop.clone())));
     let outbox = tokio::spawn(crate::outbox::run(
         replica.clone(),
         config.enrichment.clone(),

@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeSet, path::Path, sync::Arc};
 
-use attackmesh::proto::{EnrichedEvent, EnrichmentMetadata, Endpoint, Severity, Tactic, TechniqueDetail};
+use attackmesh::proto::{Endpoint, EnrichedEvent, EnrichmentMetadata, Severity, Tactic, TechniqueDetail};
 use attackmesh_attack::Kb;
 use attackmesh_campaign::CampaignConfig;
 use attackmesh_correlation::{CorrelationConfig, Shard, campaigns::Campaigns, service::Replica, store::Store};
@@ -137,7 +137,11 @@ fn a_killed_replica_continues_the_intruders_campaign_under_the_same_id() {
     let ids: BTreeSet<&String> = all.iter().map(|(i, _)| i).collect();
     assert_eq!(ids, BTreeSet::from([&id]), "one campaign, never a second: {all:?}");
     let revisions: Vec<u32> = all.iter().map(|(_, r)| *r).collect();
-    assert_eq!(revisions, [1, 2, 3, 4], "each revision once, growing across the restart");
+    assert_eq!(
+        revisions,
+        [1, 2, 3, 4],
+        "each revision once, growing across the restart"
+    );
     let last = replica.pending_alerts(1).remove(0).campaign.unwrap();
     let detectors: BTreeSet<&str> = last.detectors.iter().map(|c| c.source_service.as_str()).collect();
     assert_eq!(detectors, BTreeSet::from(["cowrie", "suricata", "zeek"]), "{last:#?}");
