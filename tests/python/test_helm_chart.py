@@ -313,3 +313,24 @@ def test_every_config_key_the_schema_allows_is_exercised_against_the_binary():
     missing += [("telemetry",) + p for p in sorted(schema_config_paths(schema["properties"]["telemetry"]))
                 if not covered(p, given)]
     assert not missing, f"schema keys not exercised by ci/all-config-keys-values.yaml: {missing}"
+
+
+def test_correlation_sends_campaign_alerts_to_siem_export_and_the_policy_lets_them_through(helm):
+    docs = render(helm, "ha-values.yaml")  # network policies on
+    config_maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+    correlation = [yaml.safe_load(text) for data in config_maps.values() for text in data.values()
+                   if isinstance(text, str) and "correlation:" in text and "listen:" in text]
+    sections = [c["correlation"] for c in correlation if "correlation" in c.get("listen", {})]
+    assert len(sections) == 1, sections
+    export = sections[0]["export"]
+    assert len(export["endpoints"]) == 1 and "siem-export-headless" in export["endpoints"][0], export
+    assert export["token_file"].startswith("/etc/attackmesh/internal/"), export
+    policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "NetworkPolicy"}
+    corr = next(p for n, p in policies.items() if n.endswith("-correlation"))
+    export_port = next(p for n, p in policies.items() if n.endswith("-siem-export"))
+    egress_to = [(rule["to"][0].get("podSelector", {}).get("matchLabels", {}), rule["ports"][0]["port"])
+                 for rule in corr["spec"]["egress"] if rule.get("to") and rule.get("ports")]
+    assert any(labels.get("app.kubernetes.io/component") == "siem-export" for labels, _ in egress_to), egress_to
+    ingress_from = [peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+                    for rule in export_port["spec"]["ingress"] for peer in rule.get("from", [])]
+    assert "correlation" in ingress_from, ingress_from

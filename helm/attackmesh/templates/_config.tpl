@@ -115,6 +115,12 @@ credentials: /etc/attackmesh/credentials
 {{- $_ = set $link "endpoints" (list (printf "dns:///%s:%d" (include "attackmesh.fqdn" (dict "root" $root "name" $name)) (int $V.enrichment.port))) }}
 {{- $_ = set $link "token_file" (printf "%s/%s" $p.internal $V.auth.internalToken.tokenKey) }}
 {{- $_ = set $s "enrichment" $link }}
+{{- /* Campaign alerts go straight to siem-export (they are not detections to attribute again). */}}
+{{- $name = printf "%s-siem-export-headless" (include "attackmesh.fullname" $root | trunc 40 | trimSuffix "-") }}
+{{- $export := deepCopy (default dict $s.export) }}
+{{- $_ = set $export "endpoints" (list (printf "dns:///%s:%d" (include "attackmesh.fqdn" (dict "root" $root "name" $name)) (int $V.siemExport.port))) }}
+{{- $_ = set $export "token_file" (printf "%s/%s" $p.internal $V.auth.internalToken.tokenKey) }}
+{{- $_ = set $s "export" $export }}
 {{- else if eq $c.key "intel" }}
 {{- $_ = set $s "data_dir" $p.data }}
 {{- $_ = set $s "http_listen" (include "attackmesh.hostPort" (dict "host" $V.listenHost "port" $v.taxii.port)) }}
