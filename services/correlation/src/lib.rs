@@ -12,7 +12,6 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod alerts;
 pub mod campaigns;
 pub mod config;
 pub mod engine;

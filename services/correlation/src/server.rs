@@ -14,6 +14,7 @@ use crate::{
     campaigns::Campaigns,
     config::CorrelationConfig,
     error::Error,
+    outbox::Route,
     service::{CorrelationApi, Replica, grpc_service},
     store::Store,
 };
@@ -52,10 +53,16 @@ pub async fn serve(
     };
     let replica = Arc::new(replica);
     let stop = CancellationToken::new();
-    let alerts = config
-        .campaigns_on()
-        .then(|| tokio::spawn(crate::alerts::run(replica.clone(), config.export.clone(), stop.clone())));
+    let alerts = config.campaigns_on().then(|| {
+        tokio::spawn(crate::outbox::run(
+            Route::CampaignAlerts,
+            replica.clone(),
+            config.export.clone(),
+            stop.clone(),
+        ))
+    });
     let outbox = tokio::spawn(crate::outbox::run(
+        Route::Findings,
         replica.clone(),
         config.enrichment.clone(),
         stop.clone(),
