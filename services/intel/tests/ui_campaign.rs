@@ -11,7 +11,10 @@ use std::sync::Arc;
 use attackmesh::proto::{Campaign, Endpoint, EnrichedEvent, EnrichmentMetadata};
 use attackmesh_attack::Kb;
 use attackmesh_campaign::{CampaignBuilder, CampaignConfig, campaign_alert};
-use attackmesh_intel::{Intel, Store};
+use attackmesh_intel::{
+    Intel, Store,
+    store::matrix::{MatrixCounts, MatrixFilter},
+};
 use common::{ADMIN, DETECTOR, READER, TestServer, client};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -101,6 +104,113 @@ async fn keeps_the_latest_revision(store: Store, collection: &str) {
     let listed = store.campaigns(collection, 10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(store.campaign(collection, "campaign--nope").await.unwrap().is_none());
+}
+
+/// The matrix of `collection` restricted to `campaign`, over the events' whole day.
+async fn campaign_matrix(store: &Store, collection: &str, campaign: &str) -> MatrixCounts {
+    let filter = MatrixFilter {
+        from_us: T0 * 1_000_000,
+        to_us: (T0 + 86_400) * 1_000_000,
+        campaign: Some(campaign.to_owned()),
+        ..Default::default()
+    };
+    store.matrix_counts(collection, &filter).await.unwrap()
+}
+
+/// The technique ids of a matrix answer with how many events carried each.
+fn counted(counts: &MatrixCounts) -> Vec<(&str, u64)> {
+    counts
+        .techniques
+        .iter()
+        .map(|(t, tally)| (t.as_str(), tally.count))
+        .collect()
+}
+
+/// Members stored before the campaign alert are tagged by it; a member arriving after the alert
+/// is tagged on arrival; an event outside the campaign never is; a later revision that merged
+/// another campaign takes over that campaign's events.
+async fn tags_the_members(store: Store, collection: &str) {
+    let kb = Arc::new(Kb::embedded().unwrap());
+    let mut config = common::config();
+    config.collections[0].id = collection.to_owned();
+    let intel = Intel::new(store.clone(), (*kb).clone(), &config);
+    let (_, campaign) = revisions(&kb);
+    let events = events();
+    let mut outsider = events[0].clone();
+    outsider.event_id = "evt-outsider".into();
+    intel.ingest_events(collection, &events[..3]).await.unwrap();
+    intel.ingest_events(collection, &[outsider.clone()]).await.unwrap();
+    assert_eq!(
+        campaign_matrix(&store, collection, &campaign.campaign_id).await.events,
+        0
+    );
+
+    intel
+        .ingest_events(collection, &[campaign_alert(&kb, &campaign)])
+        .await
+        .unwrap();
+    let counts = campaign_matrix(&store, collection, &campaign.campaign_id).await;
+    assert_eq!(counts.events, 3);
+    assert_eq!(counted(&counts), [("T1046", 1), ("T1078", 1), ("T1110.001", 1)]);
+
+    // The shell arrives after the alert that lists it.
+    intel.ingest_events(collection, &events[3..]).await.unwrap();
+    let counts = campaign_matrix(&store, collection, &campaign.campaign_id).await;
+    assert_eq!(counts.events, 4);
+    assert_eq!(
+        counted(&counts),
+        [("T1046", 1), ("T1059.004", 1), ("T1078", 1), ("T1110.001", 1)]
+    );
+    let facets = store.facets(collection).await.unwrap();
+    assert_eq!(facets.campaigns, [(campaign.campaign_id.clone(), 4)]);
+
+    // Another campaign holds the outsider; a later revision of the first merges it.
+    let mut other = campaign.clone();
+    other.campaign_id = "campaign--00000000-0000-4000-8000-000000000001".into();
+    other.revision = 1;
+    other.detectors.truncate(1);
+    other.detectors[0].event_ids = vec![outsider.event_id.clone()];
+    intel
+        .ingest_events(collection, &[campaign_alert(&kb, &other)])
+        .await
+        .unwrap();
+    assert_eq!(
+        counted(&campaign_matrix(&store, collection, &other.campaign_id).await),
+        [("T1046", 1)]
+    );
+    let mut merged = campaign.clone();
+    merged.revision += 1;
+    merged.merged_ids = vec![other.campaign_id.clone()];
+    merged.detectors[0].event_ids.push(outsider.event_id.clone());
+    // More members than one statement binds (the rest were never stored here).
+    merged.detectors[0]
+        .event_ids
+        .extend((0..450).map(|i| format!("evt-elsewhere-{i}")));
+    intel
+        .ingest_events(collection, &[campaign_alert(&kb, &merged)])
+        .await
+        .unwrap();
+    let counts = campaign_matrix(&store, collection, &campaign.campaign_id).await;
+    assert_eq!(counts.events, 5);
+    assert_eq!(
+        counted(&counts),
+        [("T1046", 2), ("T1059.004", 1), ("T1078", 1), ("T1110.001", 1)]
+    );
+    assert_eq!(campaign_matrix(&store, collection, &other.campaign_id).await.events, 0);
+}
+
+#[tokio::test]
+async fn sqlite_campaign_alerts_tag_their_members_in_the_matrix() {
+    let (store, _dir) = common::sqlite_store().await;
+    tags_the_members(store, "rw").await;
+}
+
+#[tokio::test]
+async fn postgres_campaign_alerts_tag_their_members_in_the_matrix() {
+    let Some(store) = common::postgres_store().await else {
+        return;
+    };
+    tags_the_members(store, &common::unique("campaign-tags")).await;
 }
 
 #[tokio::test]

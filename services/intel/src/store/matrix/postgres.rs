@@ -49,6 +49,12 @@ pub(crate) async fn record(tx: &Transaction<'_>, collection: &str, observation: 
         }
     }
     let severity = i64::from(o.severity);
+    let campaign = match o.campaign.as_str() {
+        "" => crate::store::campaigns::member_of_postgres(tx, collection, &o.event_id)
+            .await?
+            .unwrap_or_default(),
+        known => known.to_owned(),
+    };
     tx.execute(
         INSERT_EVENT,
         &[
@@ -58,7 +64,7 @@ pub(crate) async fn record(tx: &Transaction<'_>, collection: &str, observation: 
             &o.ts_us,
             &o.detector,
             &severity,
-            &o.campaign,
+            &campaign,
             &o.summary,
         ],
     )
@@ -73,7 +79,7 @@ pub(crate) async fn record(tx: &Transaction<'_>, collection: &str, observation: 
             &o.ts_us,
             &o.detector,
             &severity,
-            &o.campaign,
+            &campaign,
             &0.0f64,
             &"[]",
         ],
@@ -89,7 +95,7 @@ pub(crate) async fn record(tx: &Transaction<'_>, collection: &str, observation: 
                 &o.ts_us,
                 &o.detector,
                 &severity,
-                &o.campaign,
+                &campaign,
                 &t.confidence,
                 &t.evidence,
             ],

@@ -65,6 +65,10 @@ pub(crate) fn record(conn: &Connection, collection: &str, observation: &Observat
     }
     let o = observation;
     let severity = i64::from(o.severity);
+    let campaign = match o.campaign.as_str() {
+        "" => crate::store::campaigns::member_of_sqlite(conn, collection, &o.event_id)?.unwrap_or_default(),
+        known => known.to_owned(),
+    };
     conn.prepare_cached(&sql(INSERT_EVENT))?.execute(params![
         collection,
         o.event_id,
@@ -72,12 +76,12 @@ pub(crate) fn record(conn: &Connection, collection: &str, observation: &Observat
         o.ts_us,
         o.detector,
         severity,
-        o.campaign,
+        campaign,
         o.summary
     ])?;
     let mut insert = conn.prepare_cached(&sql(INSERT_OBSERVATION))?;
     insert.execute(params![
-        collection, o.event_id, "", o.ts_us, o.detector, severity, o.campaign, 0.0, "[]"
+        collection, o.event_id, "", o.ts_us, o.detector, severity, campaign, 0.0, "[]"
     ])?;
     for t in &o.techniques {
         insert.execute(params![
@@ -87,7 +91,7 @@ pub(crate) fn record(conn: &Connection, collection: &str, observation: &Observat
             o.ts_us,
             o.detector,
             severity,
-            o.campaign,
+            campaign,
             t.confidence,
             t.evidence
         ])?;
