@@ -3,8 +3,8 @@
 //! - [`engine`]: the library (sliding windows per entity, Sigma correlation rules v2.1, the
 //!   built-in network behaviours, snapshots). No I/O; `attackmesh enrich` runs it offline.
 //! - [`service`] / [`server`]: the gRPC `CorrelationService` a replica serves, its durable
-//!   state ([`store`]), the delivery of findings to enrichment's `Ingest` ([`outbox`]) and of
-//!   campaign alerts to siem-export's `Export` ([`alerts`]).
+//!   state ([`store`]), and the delivery ([`outbox`]) of findings to enrichment's `Ingest` and of
+//!   campaign alerts to siem-export's `Export`.
 //! - [`campaigns`]: campaigns built from what the replica observes.
 //!
 //! This crate never calls another service's library: findings reach enrichment over gRPC.
