@@ -44,3 +44,18 @@ pub fn sample_events(format: Format, path: &Path) -> Vec<(u64, DetectionEvent)> 
         })
         .collect()
 }
+
+/// Every event of a sample file as siem-export receives it: parsed, attributed by the embedded
+/// engine (rules, Sigma and actor ranking) and made an enriched event (revision 1).
+pub fn attributed_samples(format: Format, path: &Path) -> Vec<attackmesh::proto::EnrichedEvent> {
+    use std::sync::OnceLock;
+    static ENGINE: OnceLock<attackmesh_attack::Engine> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| attackmesh_attack::Engine::embedded().expect("embedded engine"));
+    sample_events(format, path)
+        .into_iter()
+        .map(|(_, ev)| {
+            let attribution = engine.attribute(&ev);
+            attackmesh::enriched_event(ev, attribution, 1)
+        })
+        .collect()
+}

@@ -39,7 +39,7 @@ pub(super) fn bulk_body(
     for ev in events {
         let _ = serde_json::to_writer(&mut body, &action(config, &ev.event));
         body.push(b'\n');
-        let _ = serde_json::to_writer(&mut body, &ecs::document(&ev.event, now, config.original));
+        ecs::write_document(&ev.event, now, config.original, &mut body);
         body.push(b'\n');
     }
     body

@@ -81,17 +81,18 @@ pub const ECS_FIELDS: &[(&str, &str)] = &[
 /// on Elasticsearch, `flat_object` on OpenSearch).
 fn custom_mappings(opensearch: bool) -> Value {
     let kw = json!({"type": "keyword", "ignore_above": 1024});
-    let tactic = json!({"properties": {"id": kw, "name": kw, "reference": kw}});
+    // The tactic ↔ technique pairing, by id (names and pages are in `threat.*`).
+    let tactic = json!({"properties": {"id": kw}});
     let technique = json!({"type": "nested", "properties": {
-        "id": kw, "name": kw, "reference": kw,
-        "subtechnique": {"type": "nested", "properties": {"id": kw, "name": kw, "reference": kw}},
+        "id": kw,
+        "subtechnique": {"type": "nested", "properties": {"id": kw}},
     }});
     json!({"properties": {
         "event_type": kw, "submitted_by": kw, "detector_kind": kw, "technique_ids": kw, "attack_version": kw,
         "attribution_status": kw, "severity": kw, "original_format": kw, "rule_pack_version": kw,
         "confidence_score": {"type": "float"},
         "revision": {"type": "long"},
-        "threat": {"type": "nested", "properties": {"framework": kw, "tactic": tactic, "technique": technique}},
+        "threat": {"type": "nested", "properties": {"tactic": tactic, "technique": technique}},
         "techniques": {"type": "object", "dynamic": true},
         "threat_actors": {"type": "object", "dynamic": true},
         "indicators": {"properties": {"type": kw, "value": kw}},

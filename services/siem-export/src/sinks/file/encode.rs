@@ -19,10 +19,7 @@ pub(super) fn write_line(event: &EnrichedEvent, shape: FileShape, original: Orig
         }
         FileShape::Canonical => attackmesh::json::write_json_line(event, out),
         FileShape::Ecs => {
-            let doc = ecs::document(event, chrono::Utc::now(), original);
-            if serde_json::to_writer(&mut *out, &doc).is_err() {
-                out.extend_from_slice(b"{}");
-            }
+            ecs::write_document(event, chrono::Utc::now(), original, out);
             out.push(b'\n');
         }
         FileShape::Ocsf => {

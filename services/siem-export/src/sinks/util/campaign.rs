@@ -58,17 +58,17 @@ pub fn summary_object(c: &Campaign) -> Value {
 }
 
 /// The campaign's addresses, host names and user names, for ECS `related.*`.
-pub fn entities(c: &Campaign) -> (Vec<String>, Vec<String>, Vec<String>) {
+pub fn entity_refs(c: &Campaign) -> (Vec<IpAddr>, Vec<&str>, Vec<&str>) {
     let (mut ips, mut hosts, mut users) = (Vec::new(), Vec::new(), Vec::new());
     for e in &c.entities {
         match EntityType::try_from(e.r#type) {
             Ok(EntityType::Ip) => {
                 if let Ok(ip) = e.value.parse::<IpAddr>() {
-                    ips.push(ip.to_string());
+                    ips.push(ip);
                 }
             }
-            Ok(EntityType::Host) => hosts.push(e.value.clone()),
-            Ok(EntityType::User) => users.push(e.value.clone()),
+            Ok(EntityType::Host) => hosts.push(e.value.as_str()),
+            Ok(EntityType::User) => users.push(e.value.as_str()),
             _ => {}
         }
     }

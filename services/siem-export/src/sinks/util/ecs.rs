@@ -6,28 +6,33 @@
 //! (`threat.tactic.id`, `threat.technique.id`, `threat.technique.subtechnique.id`, …), which
 //! lose the tactic ↔ technique pairing; the pairing is kept beside them in `attackmesh.threat`,
 //! shaped like an Elastic Security rule's `threat` array (one entry per tactic, with its
-//! techniques and sub-techniques) and mapped `nested`. Candidate actors appear in `threat.group.*`
-//! only with a score of at least [`GROUP_CLAIM_SCORE`](super::attack::GROUP_CLAIM_SCORE) (ranked
+//! techniques and sub-techniques) and mapped `nested`, by id only: the names and ATT&CK pages
+//! of those ids are in `threat.*` already. Candidate actors appear in `threat.group.*` only
+//! with a score of at least [`GROUP_CLAIM_SCORE`](super::attack::GROUP_CLAIM_SCORE) (ranked
 //! candidates with scores stay in `attackmesh.threat_actors`). A campaign alert adds its
-//! entities to `related.*` and the campaign itself as `attackmesh.campaign`. This module only
-//! builds documents: no I/O.
+//! entities to `related.*` and the campaign itself as `attackmesh.campaign`.
 //!
 //! Beside `threat.*`, `attackmesh.techniques` keeps only what it lacks (confidence, evidence),
 //! the rule packs are in `rule.version` alone (those that gave evidence), and the detector's
-//! record is either `event.original` or `attackmesh.attributes` ([`Original`]).
+//! record is either `event.original` or `attackmesh.attributes` ([`Original`]): no field is
+//! written twice.
+//!
+//! The document is written straight into the caller's buffer (one per batch) by the
+//! [`json`](super::json) writer: no `serde_json::Value` tree per event. Keys come in a fixed
+//! order and empty values (`""`, `[]`, `{}`, a missing time) are left out. This module does no
+//! I/O.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::net::IpAddr;
 
 use attackmesh::proto::{
-    AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, Indicator, IndicatorType, Tactic,
+    AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, EvidenceSource, IndicatorType,
 };
-use serde_json::{Value, json};
 
 use super::{
     Original,
-    attack::{AttackView, FRAMEWORK, Technique, stix_type},
+    attack::{AttackView, FRAMEWORK},
     attributes_repeat_original,
-    doc::{Doc, push_unique},
+    json::Json,
     rfc3339, rule_id, rule_name,
 };
 
@@ -36,104 +41,163 @@ pub const ECS_VERSION: &str = "9.4.0";
 /// `event.dataset` of every document.
 pub const DATASET: &str = "attackmesh.alerts";
 
-/// The document for `event`; `ingested` is when attackmesh hands it over (`event.ingested`).
-/// `original` says whether `event.original` is written.
-pub fn document(event: &EnrichedEvent, ingested: chrono::DateTime<chrono::Utc>, original: Original) -> Value {
+/// Appends the document for `event` to `out` (no newline); `ingested` is when attackmesh hands
+/// it over (`event.ingested`). `original` says whether `event.original` is written.
+pub fn write_document(
+    event: &EnrichedEvent,
+    ingested: chrono::DateTime<chrono::Utc>,
+    original: Original,
+    out: &mut Vec<u8>,
+) {
     let view = AttackView::of(event);
-    let mut d = Doc::default();
-    d.set("@timestamp", rfc3339(event.timestamp.as_ref()));
-    d.set("ecs.version", ECS_VERSION);
-    d.set("message", event.description.as_str());
-    event_fields(&mut d, event, &view, ingested);
-    if original == Original::Keep {
-        d.set("event.original", event.original.as_str());
+    let mut j = Json::object(out);
+    if let Some(ts) = rfc3339(event.timestamp.as_ref()) {
+        j.str("@timestamp", &ts);
     }
-    endpoint(&mut d, "source", event.source.as_ref());
-    endpoint(&mut d, "destination", event.destination.as_ref());
+    j.obj("ecs");
+    j.str("version", ECS_VERSION);
+    j.end();
+    j.str("message", &event.description);
+    event_fields(&mut j, event, &view, ingested, original);
+    endpoint(&mut j, "source", event.source.as_ref());
+    endpoint(&mut j, "destination", event.destination.as_ref());
+    process(&mut j, event);
+    rule_and_observer(&mut j, event);
+    related(&mut j, event);
+    j.obj("threat");
+    threat(&mut j, &view);
+    super::ecs_indicators::typed(&mut j, &event.related_indicators);
+    j.end();
+    j.obj("attackmesh");
+    pairing(&mut j, &view);
+    super::ecs_indicators::untyped(&mut j, &event.related_indicators);
+    custom(&mut j, event, &view, original);
+    j.end();
+    j.finish();
+}
+
+/// The document for `event` as a JSON value, for tests that look into it.
+#[cfg(test)]
+pub(crate) fn document(
+    event: &EnrichedEvent,
+    ingested: chrono::DateTime<chrono::Utc>,
+    original: Original,
+) -> serde_json::Value {
+    let mut out = Vec::new();
+    write_document(event, ingested, original, &mut out);
+    serde_json::from_slice(&out).unwrap()
+}
+
+fn event_fields(
+    j: &mut Json<'_>,
+    event: &EnrichedEvent,
+    view: &AttackView<'_>,
+    ingested: chrono::DateTime<chrono::Utc>,
+    original: Original,
+) {
+    j.obj("event");
+    j.str("kind", "alert");
+    let has_ip = [&event.source, &event.destination]
+        .iter()
+        .any(|e| e.as_ref().is_some_and(|e| !e.ip.is_empty()));
+    let threat = !event.technique_ids.is_empty() || !event.related_indicators.is_empty();
+    j.arr("category");
+    j.item_str("intrusion_detection");
+    if has_ip {
+        j.item_str("network");
+    }
+    if threat {
+        j.item_str("threat");
+    }
+    j.end();
+    j.arr("type");
+    j.item_str("info");
+    if threat {
+        j.item_str("indicator");
+    }
+    j.end();
+    j.int("severity", view.severity_number());
+    j.float("risk_score", (event.confidence_score * 100.0 * 100.0).round() / 100.0);
+    j.str("dataset", DATASET);
+    j.str("module", "attackmesh");
+    j.str("provider", &event.source_service);
+    j.str("action", &event.event_type);
+    j.str("id", &event.event_id);
+    if let Some(created) = rfc3339(event.enriched_at.as_ref()) {
+        j.str("created", &created);
+    }
+    j.str(
+        "ingested",
+        &ingested.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
+    if original == Original::Keep {
+        j.str("original", &event.original);
+    }
+    j.end();
+}
+
+fn endpoint(j: &mut Json<'_>, side: &str, e: Option<&Endpoint>) {
+    let Some(e) = e else { return };
+    let ip = e.ip.parse::<IpAddr>().ok();
+    j.obj(side);
+    if let Some(ip) = &ip {
+        j.ip("ip", ip);
+    }
+    if e.port > 0 {
+        j.int("port", i64::from(e.port));
+    }
+    j.str("domain", &e.hostname);
+    match &ip {
+        Some(ip) => j.ip("address", ip),
+        None => j.str("address", &e.hostname),
+    }
+    j.obj("user");
+    j.str("name", &e.user);
+    j.end();
+    j.end();
+}
+
+fn process(j: &mut Json<'_>, event: &EnrichedEvent) {
     let process = event
         .source
         .as_ref()
         .and_then(|e| e.process.as_ref())
         .or(event.destination.as_ref().and_then(|e| e.process.as_ref()));
-    if let Some(p) = process {
-        if p.pid > 0 {
-            d.set("process.pid", p.pid);
-        }
-        d.set("process.name", p.name.as_str());
-        d.set("process.executable", p.executable.as_str());
-        d.set("process.command_line", p.command_line.as_str());
-        d.set("process.parent.name", p.parent_name.as_str());
+    let Some(p) = process else { return };
+    j.obj("process");
+    if p.pid > 0 {
+        j.int("pid", i64::from(p.pid));
     }
-    rule_and_observer(&mut d, event);
-    related(&mut d, event);
-    threat(&mut d, &view);
-    indicators(&mut d, &event.related_indicators);
-    custom(&mut d, event, &view, original);
-    d.into_value()
+    j.str("name", &p.name);
+    j.str("executable", &p.executable);
+    j.str("command_line", &p.command_line);
+    j.obj("parent");
+    j.str("name", &p.parent_name);
+    j.end();
+    j.end();
 }
 
-fn event_fields(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>, ingested: chrono::DateTime<chrono::Utc>) {
-    d.set("event.kind", "alert");
-    let mut category = vec!["intrusion_detection"];
-    let mut types = vec!["info"];
-    let has_ip = [&event.source, &event.destination]
-        .iter()
-        .any(|e| e.as_ref().is_some_and(|e| !e.ip.is_empty()));
-    if has_ip {
-        category.push("network");
-    }
-    if !event.technique_ids.is_empty() || !event.related_indicators.is_empty() {
-        category.push("threat");
-        types.push("indicator");
-    }
-    d.set("event.category", json!(category));
-    d.set("event.type", json!(types));
-    d.set("event.severity", view.severity_number());
-    d.set(
-        "event.risk_score",
-        (event.confidence_score * 100.0 * 100.0).round() / 100.0,
-    );
-    d.set("event.dataset", DATASET);
-    d.set("event.module", "attackmesh");
-    d.set("event.provider", event.source_service.as_str());
-    d.set("event.action", event.event_type.as_str());
-    d.set("event.id", event.event_id.as_str());
-    d.set("event.created", rfc3339(event.enriched_at.as_ref()));
-    d.set(
-        "event.ingested",
-        ingested.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    );
-}
-
-fn endpoint(d: &mut Doc, side: &str, e: Option<&Endpoint>) {
-    let Some(e) = e else { return };
-    let ip = e.ip.parse::<IpAddr>().ok().map(|ip| ip.to_string());
-    d.set(&format!("{side}.ip"), ip.clone());
-    if e.port > 0 {
-        d.set(&format!("{side}.port"), e.port);
-    }
-    d.set(&format!("{side}.domain"), e.hostname.as_str());
-    d.set(&format!("{side}.address"), ip.unwrap_or_else(|| e.hostname.clone()));
-    d.set(&format!("{side}.user.name"), e.user.as_str());
-}
-
-fn rule_and_observer(d: &mut Doc, event: &EnrichedEvent) {
-    d.set("rule.name", rule_name(event));
-    d.set("rule.category", event.event_type.as_str());
-    d.set("rule.id", rule_id(event));
-    d.set("rule.ruleset", event.original_format.as_str());
+fn rule_and_observer(j: &mut Json<'_>, event: &EnrichedEvent) {
+    j.obj("rule");
+    j.str("name", rule_name(event));
+    j.str("category", &event.event_type);
+    j.str("id", rule_id(event));
+    j.str("ruleset", &event.original_format);
     if let Some(m) = &event.metadata {
-        d.set("rule.version", packs_used(m));
+        j.str("version", &packs_used(m));
     }
-    d.set("observer.name", event.source_service.as_str());
-    d.set("observer.product", event.original_format.as_str());
+    j.end();
+    j.obj("observer");
+    j.str("name", &event.source_service);
+    j.str("product", &event.original_format);
     let kind = match DetectorKind::try_from(event.detector_kind).unwrap_or(DetectorKind::Unspecified) {
         DetectorKind::TrafficMonitor => "ids",
         DetectorKind::BehaviouralAnalysis => "behavioural-analysis",
         DetectorKind::Decoy => "honeypot",
         DetectorKind::Other | DetectorKind::Unspecified => "sensor",
     };
-    d.set("observer.type", kind);
+    j.str("type", kind);
+    j.end();
 }
 
 /// The rule packs (`name@version`, comma-separated) whose rules gave evidence: a pack's rule ids
@@ -160,217 +224,200 @@ fn packs_used(m: &EnrichmentMetadata) -> String {
     }
 }
 
-fn related(d: &mut Doc, event: &EnrichedEvent) {
-    let (mut ips, mut users, mut hashes, mut hosts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+/// Adds `value` to `list` once (empty values never).
+fn push_unique<T: PartialEq>(list: &mut Vec<T>, value: T, empty: bool) {
+    if !empty && !list.contains(&value) {
+        list.push(value);
+    }
+}
+
+fn related(j: &mut Json<'_>, event: &EnrichedEvent) {
+    let (mut ips, mut users, mut hosts) = (Vec::new(), Vec::new(), Vec::new());
+    let mut hashes: Vec<String> = Vec::new();
     for e in [&event.source, &event.destination].into_iter().flatten() {
         if let Ok(ip) = e.ip.parse::<IpAddr>() {
-            push_unique(&mut ips, &ip.to_string());
+            push_unique(&mut ips, ip, false);
         }
-        push_unique(&mut users, &e.user);
-        push_unique(&mut hosts, &e.hostname);
+        push_unique(&mut users, e.user.as_str(), e.user.is_empty());
+        push_unique(&mut hosts, e.hostname.as_str(), e.hostname.is_empty());
     }
     if let Some(c) = &event.campaign {
-        let (c_ips, c_hosts, c_users) = super::campaign::entities(c);
-        c_ips.iter().for_each(|v| push_unique(&mut ips, v));
-        c_hosts.iter().for_each(|v| push_unique(&mut hosts, v));
-        c_users.iter().for_each(|v| push_unique(&mut users, v));
+        let (c_ips, c_hosts, c_users) = super::campaign::entity_refs(c);
+        c_ips.into_iter().for_each(|v| push_unique(&mut ips, v, false));
+        c_hosts.into_iter().for_each(|v| push_unique(&mut hosts, v, v.is_empty()));
+        c_users.into_iter().for_each(|v| push_unique(&mut users, v, v.is_empty()));
     }
     for i in &event.related_indicators {
         match IndicatorType::try_from(i.r#type).unwrap_or(IndicatorType::Unspecified) {
             IndicatorType::Ipv4 | IndicatorType::Ipv6 => {
                 if let Ok(ip) = i.value.parse::<IpAddr>() {
-                    push_unique(&mut ips, &ip.to_string());
+                    push_unique(&mut ips, ip, false);
                 }
             }
-            IndicatorType::UserAccount => push_unique(&mut users, &i.value),
+            IndicatorType::UserAccount => push_unique(&mut users, i.value.as_str(), i.value.is_empty()),
             IndicatorType::FileMd5 | IndicatorType::FileSha1 | IndicatorType::FileSha256 | IndicatorType::X509Sha1 => {
-                push_unique(&mut hashes, &i.value.to_ascii_lowercase());
+                push_unique(&mut hashes, i.value.to_ascii_lowercase(), i.value.is_empty());
             }
-            IndicatorType::Domain => push_unique(&mut hosts, &i.value),
+            IndicatorType::Domain => push_unique(&mut hosts, i.value.as_str(), i.value.is_empty()),
             _ => {}
         }
     }
-    d.set("related.ip", json!(ips));
-    d.set("related.user", json!(users));
-    d.set("related.hash", json!(hashes));
-    d.set("related.hosts", json!(hosts));
+    j.obj("related");
+    j.arr("ip");
+    ips.iter().for_each(|ip| j.item_ip(ip));
+    j.end();
+    j.strs("user", users);
+    j.strs("hash", hashes.iter().map(String::as_str));
+    j.strs("hosts", hosts);
+    j.end();
 }
 
-fn threat(d: &mut Doc, view: &AttackView<'_>) {
+fn threat(j: &mut Json<'_>, view: &AttackView<'_>) {
     if view.is_empty() {
         return;
     }
-    d.set("threat.framework", FRAMEWORK);
-    let (mut tac_id, mut tac_name, mut tac_ref) = (Vec::new(), Vec::new(), Vec::new());
-    for tac in &view.tactics {
-        push_unique(&mut tac_id, tac.id);
-        push_unique(&mut tac_name, tac.name);
-        push_unique(&mut tac_ref, &tac.reference);
-    }
-    let (mut tech_id, mut tech_name, mut tech_ref) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut sub_id, mut sub_name, mut sub_ref) = (Vec::new(), Vec::new(), Vec::new());
-    for t in &view.techniques {
-        push_unique(&mut tech_id, t.parent);
-        push_unique(&mut tech_ref, &t.parent_reference);
-        push_unique(&mut tech_name, t.parent_name);
-        if t.is_sub() {
-            push_unique(&mut sub_id, t.id);
-            push_unique(&mut sub_name, t.name);
-            push_unique(&mut sub_ref, &t.reference);
-        }
-    }
-    d.set("threat.tactic.id", json!(tac_id));
-    d.set("threat.tactic.name", json!(tac_name));
-    d.set("threat.tactic.reference", json!(tac_ref));
-    d.set("threat.technique.id", json!(tech_id));
-    d.set("threat.technique.name", json!(tech_name));
-    d.set("threat.technique.reference", json!(tech_ref));
-    d.set("threat.technique.subtechnique.id", json!(sub_id));
-    d.set("threat.technique.subtechnique.name", json!(sub_name));
-    d.set("threat.technique.subtechnique.reference", json!(sub_ref));
-    let mut alias = Vec::new();
-    for g in &view.groups {
-        for x in &g.actor.aliases {
-            push_unique(&mut alias, x);
-        }
-    }
-    d.set(
-        "threat.group.id",
-        json!(view.groups.iter().map(|g| &g.actor.group_id).collect::<Vec<_>>()),
+    j.str("framework", FRAMEWORK);
+    j.obj("tactic");
+    j.unique_strs("id", view.tactics.iter().map(|t| t.id));
+    j.unique_strs("name", view.tactics.iter().map(|t| t.name));
+    j.unique_strs("reference", view.tactics.iter().map(|t| t.reference.as_str()));
+    j.end();
+    j.obj("technique");
+    j.unique_strs("id", view.techniques.iter().map(|t| t.parent));
+    j.unique_strs("name", view.techniques.iter().map(|t| t.parent_name));
+    j.unique_strs("reference", view.techniques.iter().map(|t| t.parent_reference.as_str()));
+    let subs = || view.techniques.iter().filter(|t| t.is_sub());
+    j.obj("subtechnique");
+    j.unique_strs("id", subs().map(|t| t.id));
+    j.unique_strs("name", subs().map(|t| t.name));
+    j.unique_strs("reference", subs().map(|t| t.reference.as_str()));
+    j.end();
+    j.end();
+    j.obj("group");
+    j.strs("id", view.groups.iter().map(|g| g.actor.group_id.as_str()));
+    j.strs("name", view.groups.iter().map(|g| g.actor.name.as_str()));
+    j.unique_strs(
+        "alias",
+        view.groups.iter().flat_map(|g| g.actor.aliases.iter().map(String::as_str)),
     );
-    d.set(
-        "threat.group.name",
-        json!(view.groups.iter().map(|g| &g.actor.name).collect::<Vec<_>>()),
-    );
-    d.set("threat.group.alias", json!(alias));
-    d.set(
-        "threat.group.reference",
-        json!(view.groups.iter().map(|g| &g.reference).collect::<Vec<_>>()),
-    );
-    d.set("attackmesh.threat", Value::Array(rule_threat(view)));
+    j.strs("reference", view.groups.iter().map(|g| g.reference.as_str()));
+    j.end();
 }
 
-/// The pairing in Elastic Security's rule `threat` shape: one entry per tactic (by id), each with
-/// its parent techniques (by id) and their sub-techniques.
-fn rule_threat(view: &AttackView<'_>) -> Vec<Value> {
-    type Parents<'v, 'a> = BTreeMap<&'a str, (&'v Technique<'a>, Vec<&'v Technique<'a>>)>;
-    let mut by_tactic: BTreeMap<&str, (&Tactic, Parents<'_, '_>)> = BTreeMap::new();
-    for t in &view.techniques {
+/// `attackmesh.threat`: the pairing in Elastic Security's rule `threat` shape, by id: one entry
+/// per tactic (in id order), each with its parent techniques (in id order) and their
+/// sub-techniques (in the order attributed).
+fn pairing(j: &mut Json<'_>, view: &AttackView<'_>) {
+    // (tactic, parent technique, order attributed, sub-technique)
+    let mut rows: Vec<(&str, &str, usize, Option<&str>)> = Vec::new();
+    for (order, t) in view.techniques.iter().enumerate() {
         for tac in t.tactics() {
-            let (_, parents) = by_tactic
-                .entry(tac.id.as_str())
-                .or_insert_with(|| (tac, BTreeMap::new()));
-            let (_, subs) = parents.entry(t.parent).or_insert_with(|| (t, Vec::new()));
-            if t.is_sub() {
-                subs.push(t);
-            }
+            rows.push((&tac.id, t.parent, order, t.is_sub().then_some(t.id)));
         }
     }
-    by_tactic
-        .into_iter()
-        .map(|(id, (tactic, parents))| {
-            let technique: Vec<Value> = parents
-                .into_values()
-                .map(|(t, subs)| {
-                    let sub: Vec<Value> = subs
-                        .into_iter()
-                        .map(|s| json!({"id": s.id, "name": s.name, "reference": s.reference}))
-                        .collect();
-                    json!({"id": t.parent, "name": t.parent_name, "reference": t.parent_reference, "subtechnique": sub})
-                })
-                .collect();
-            json!({
-                "framework": FRAMEWORK,
-                "tactic": {"id": id, "name": tactic.name, "reference": view.tactic_reference(id)},
-                "technique": technique,
-            })
-        })
-        .collect()
-}
-
-/// The `threat.indicator.*` fields; an indicator no typed field takes (a CIDR block, an account,
-/// a command line, …) also goes to `attackmesh.indicators` with its type, the pairing the flat
-/// `threat.indicator.name` and `threat.indicator.type` arrays lose.
-fn indicators(d: &mut Doc, list: &[Indicator]) {
-    let mut fields: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
-    let mut untyped = Vec::new();
-    for i in list {
-        let t = IndicatorType::try_from(i.r#type).unwrap_or(IndicatorType::Unspecified);
-        push_unique(fields.entry("threat.indicator.type").or_default(), stix_type(i.r#type));
-        push_unique(fields.entry("threat.indicator.name").or_default(), &i.value);
-        let (field, value) = match t {
-            IndicatorType::Ipv4 | IndicatorType::Ipv6 => match i.value.parse::<IpAddr>() {
-                Ok(ip) => ("threat.indicator.ip", ip.to_string()),
-                Err(_) => {
-                    // A CIDR block.
-                    untyped.push(json!({"type": stix_type(i.r#type), "value": i.value}));
-                    continue;
-                }
-            },
-            IndicatorType::Domain => ("threat.indicator.url.domain", i.value.clone()),
-            IndicatorType::Url => ("threat.indicator.url.original", i.value.clone()),
-            IndicatorType::FileMd5 => ("threat.indicator.file.hash.md5", i.value.to_ascii_lowercase()),
-            IndicatorType::FileSha1 => ("threat.indicator.file.hash.sha1", i.value.to_ascii_lowercase()),
-            IndicatorType::FileSha256 => ("threat.indicator.file.hash.sha256", i.value.to_ascii_lowercase()),
-            IndicatorType::FileName => ("threat.indicator.file.name", i.value.clone()),
-            IndicatorType::Email => ("threat.indicator.email.address", i.value.clone()),
-            _ => {
-                untyped.push(json!({"type": stix_type(i.r#type), "value": i.value}));
-                continue;
+    rows.sort_unstable();
+    j.arr("threat");
+    let mut rest = rows.as_slice();
+    while let Some(&(tactic, ..)) = rest.first() {
+        let n = rest.iter().take_while(|r| r.0 == tactic).count();
+        let (of_tactic, tail) = rest.split_at(n);
+        rest = tail;
+        j.item_obj();
+        j.obj("tactic");
+        j.str_kept("id", tactic);
+        j.end();
+        j.arr_kept("technique");
+        let mut techniques = of_tactic;
+        while let Some(&(_, parent, ..)) = techniques.first() {
+            let n = techniques.iter().take_while(|r| r.1 == parent).count();
+            let (of_parent, tail) = techniques.split_at(n);
+            techniques = tail;
+            j.item_obj();
+            j.str_kept("id", parent);
+            j.arr("subtechnique");
+            for sub in of_parent.iter().filter_map(|r| r.3) {
+                j.item_obj();
+                j.str_kept("id", sub);
+                j.end();
             }
-        };
-        push_unique(fields.entry(field).or_default(), &value);
+            j.end();
+            j.end();
+        }
+        j.end();
+        j.end();
     }
-    if !list.is_empty() {
-        d.set("threat.indicator.provider", "attackmesh");
-    }
-    for (field, values) in fields {
-        d.set(field, json!(values));
-    }
-    d.set("attackmesh.indicators", Value::Array(untyped));
+    j.end();
 }
 
-fn custom(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>, original: Original) {
-    d.set("attackmesh.submitted_by", event.submitted_by.as_str());
+fn custom(j: &mut Json<'_>, event: &EnrichedEvent, view: &AttackView<'_>, original: Original) {
+    j.str("submitted_by", &event.submitted_by);
     let kind = DetectorKind::try_from(event.detector_kind).unwrap_or(DetectorKind::Unspecified);
-    d.set("attackmesh.detector_kind", kind.as_str_name());
-    d.set("attackmesh.technique_ids", json!(event.technique_ids));
-    d.set("attackmesh.confidence_score", event.confidence_score);
-    d.set("attackmesh.attack_version", event.attack_version.as_str());
+    j.str("detector_kind", kind.as_str_name());
+    j.strs("technique_ids", event.technique_ids.iter().map(String::as_str));
+    j.float("confidence_score", event.confidence_score);
+    j.str("attack_version", &event.attack_version);
     let status = AttributionStatus::try_from(event.attribution_status).unwrap_or(AttributionStatus::Unspecified);
-    d.set("attackmesh.attribution_status", status.as_str_name());
-    d.set("attackmesh.revision", event.revision);
-    d.set("attackmesh.severity", view.severity_name());
+    j.str("attribution_status", status.as_str_name());
+    j.int("revision", i64::from(event.revision));
+    j.str("severity", view.severity_name());
     if let Some(m) = &event.metadata {
         // Names, tactics and pages are in `threat.*`: only what they lack.
-        let techniques: Vec<Value> = m
-            .techniques
-            .iter()
-            .map(|t| {
-                let mut entry = json!({
-                    "id": t.id,
-                    "confidence": t.confidence,
-                    "evidence": serde_json::to_value(&t.evidence).unwrap_or_default(),
-                });
-                if !t.replaces_revoked_id.is_empty() {
-                    entry["replaces_revoked_id"] = json!(t.replaces_revoked_id);
-                }
-                entry
-            })
-            .collect();
-        d.set("attackmesh.techniques", Value::Array(techniques));
-        let actors: Vec<Value> = m
-            .threat_actors
-            .iter()
-            .map(|a| serde_json::to_value(a).unwrap_or_default())
-            .collect();
-        d.set("attackmesh.threat_actors", Value::Array(actors));
+        j.arr("techniques");
+        for t in &m.techniques {
+            j.item_obj();
+            j.str_kept("id", &t.id);
+            j.float_kept("confidence", t.confidence);
+            evidence(j, &t.evidence);
+            j.str("replaces_revoked_id", &t.replaces_revoked_id);
+            j.end();
+        }
+        j.end();
+        j.arr("threat_actors");
+        for a in &m.threat_actors {
+            j.item_obj();
+            j.str_kept("group_id", &a.group_id);
+            j.str_kept("name", &a.name);
+            j.arr_kept("aliases");
+            a.aliases.iter().for_each(|x| j.item_str(x));
+            j.end();
+            j.float_kept("score", a.score);
+            j.arr_kept("matched_techniques");
+            a.matched_techniques.iter().for_each(|x| j.item_str(x));
+            j.end();
+            j.str_kept("stix_id", &a.stix_id);
+            j.end();
+        }
+        j.end();
     }
     let in_original = original == Original::Keep && attributes_repeat_original(event);
-    if !event.attributes.is_empty() && !in_original {
-        d.set("attackmesh.attributes", json!(event.attributes));
+    if !in_original {
+        j.obj("attributes");
+        for (k, v) in &event.attributes {
+            j.str_kept(k, v);
+        }
+        j.end();
     }
     if let Some(c) = &event.campaign {
-        d.set("attackmesh.campaign", super::campaign::summary_object(c));
+        j.value("campaign", &super::campaign::summary_object(c));
     }
+}
+
+/// A technique's evidence in the contract's JSON (`source` by name); `null` when a source is
+/// not one the contract knows, as its JSON mapping cannot name it.
+fn evidence(j: &mut Json<'_>, list: &[attackmesh::proto::Evidence]) {
+    if list.iter().any(|e| EvidenceSource::try_from(e.source).is_err()) {
+        j.null("evidence");
+        return;
+    }
+    j.arr_kept("evidence");
+    for e in list {
+        let source = EvidenceSource::try_from(e.source).unwrap_or(EvidenceSource::Unspecified);
+        j.item_obj();
+        j.str_kept("source", source.as_str_name());
+        j.str_kept("rule_id", &e.rule_id);
+        j.str_kept("detail", &e.detail);
+        j.float_kept("confidence", e.confidence);
+        j.end();
+    }
+    j.end();
 }

@@ -8,8 +8,14 @@ pub mod campaign;
 mod campaign_tests;
 mod doc;
 pub mod ecs;
+mod ecs_indicators;
+#[cfg(test)]
+mod ecs_tree;
+#[cfg(test)]
+mod ecs_tests;
 pub mod hec;
 pub(crate) mod http;
+mod json;
 pub mod ocsf;
 #[cfg(test)]
 mod tests;

@@ -111,10 +111,12 @@ fn a_parent_technique_is_named_from_attack_when_only_its_sub_technique_was_seen(
         doc["threat"]["technique"]["subtechnique"]["id"],
         serde_json::json!(["T1110.001", "T1059.004"])
     );
-    let pairing = &doc["attackmesh"]["threat"][0]["technique"][0];
+    // The pairing keeps the parent by id under its tactic (its name is in `threat.*` above).
+    let pairing = &doc["attackmesh"]["threat"][0];
+    assert_eq!(pairing["tactic"], serde_json::json!({"id": "TA0006"}));
     assert_eq!(
-        (&pairing["id"], &pairing["name"]),
-        (&serde_json::json!("T1110"), &serde_json::json!("Brute Force"))
+        pairing["technique"],
+        serde_json::json!([{"id": "T1110", "subtechnique": [{"id": "T1110.001"}]}])
     );
 }
 

@@ -1,0 +1,292 @@
+//! A JSON writer that appends straight into a caller's byte buffer: how the ECS document and the
+//! HEC envelope are written without building a `serde_json::Value` tree first. Keys come out in
+//! the order they are written; a keyed object or array opened with [`Json::obj`] or
+//! [`Json::arr`] is taken back out when nothing was written into it, so a shape can leave empty
+//! values out the way [`Doc::set`](super::doc) does without looking ahead. Strings are escaped
+//! as `serde_json` escapes them and numbers formatted by it, so the bytes are the ones
+//! `serde_json` writes for the same values. No knowledge of any shape here.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+/// Writes one JSON object into a buffer; [`Json::finish`] closes it.
+pub(crate) struct Json<'a> {
+    out: &'a mut Vec<u8>,
+    /// Whether the innermost open container has no member yet.
+    first: bool,
+    /// Open containers, innermost last.
+    open: Vec<Frame>,
+}
+
+struct Frame {
+    /// Closing byte (`}` or `]`).
+    close: u8,
+    /// Where to cut the buffer back to, and the parent's `first`, when the container ends
+    /// empty and is to be left out; `None` when it is written even empty.
+    undo: Option<(usize, bool)>,
+}
+
+impl<'a> Json<'a> {
+    /// Opens the top-level object at the end of `out`.
+    pub(crate) fn object(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        let mut open = Vec::with_capacity(8);
+        open.push(Frame { close: b'}', undo: None });
+        Self { out, first: true, open }
+    }
+
+    /// Closes every container still open.
+    pub(crate) fn finish(mut self) {
+        while !self.open.is_empty() {
+            self.end();
+        }
+    }
+
+    fn sep(&mut self) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+    }
+
+    fn key(&mut self, key: &str) {
+        self.sep();
+        escaped(self.out, key);
+        self.out.push(b':');
+    }
+
+    fn open(&mut self, key: Option<&str>, open: u8, close: u8, omit_empty: bool) {
+        let undo = omit_empty.then_some((self.out.len(), self.first));
+        match key {
+            Some(k) => self.key(k),
+            None => self.sep(),
+        }
+        self.out.push(open);
+        self.open.push(Frame { close, undo });
+        self.first = true;
+    }
+
+    /// Opens object `key`, left out if it ends empty.
+    pub(crate) fn obj(&mut self, key: &str) {
+        self.open(Some(key), b'{', b'}', true);
+    }
+
+    /// Opens array `key`, left out if it ends empty.
+    pub(crate) fn arr(&mut self, key: &str) {
+        self.open(Some(key), b'[', b']', true);
+    }
+
+    /// Opens array `key`, written even empty.
+    pub(crate) fn arr_kept(&mut self, key: &str) {
+        self.open(Some(key), b'[', b']', false);
+    }
+
+    /// Opens an object as the next item of the array being written.
+    pub(crate) fn item_obj(&mut self) {
+        self.open(None, b'{', b'}', false);
+    }
+
+    /// Closes the innermost open object or array (taking it back out if it is empty and was
+    /// opened to be left out so).
+    pub(crate) fn end(&mut self) {
+        let Some(frame) = self.open.pop() else { return };
+        match frame.undo {
+            Some((at, parent_first)) if self.first => {
+                self.out.truncate(at);
+                self.first = parent_first;
+            }
+            _ => {
+                self.out.push(frame.close);
+                self.first = false;
+            }
+        }
+    }
+
+    /// `key: value`, left out when `value` is empty.
+    pub(crate) fn str(&mut self, key: &str, value: &str) {
+        if !value.is_empty() {
+            self.str_kept(key, value);
+        }
+    }
+
+    /// `key: value`, written even when `value` is empty.
+    pub(crate) fn str_kept(&mut self, key: &str, value: &str) {
+        self.key(key);
+        escaped(self.out, value);
+    }
+
+    /// The next item of the array being written: a string.
+    pub(crate) fn item_str(&mut self, value: &str) {
+        self.sep();
+        escaped(self.out, value);
+    }
+
+    /// The next item of the array being written: an address in its canonical text.
+    pub(crate) fn item_ip(&mut self, ip: &IpAddr) {
+        self.sep();
+        ip_text(self.out, ip);
+    }
+
+    /// `key: ip` in its canonical text.
+    pub(crate) fn ip(&mut self, key: &str, ip: &IpAddr) {
+        self.key(key);
+        ip_text(self.out, ip);
+    }
+
+    /// `key: [values…]`, left out when there are none.
+    pub(crate) fn strs<'s>(&mut self, key: &str, values: impl IntoIterator<Item = &'s str>) {
+        self.arr(key);
+        values.into_iter().for_each(|v| self.item_str(v));
+        self.end();
+    }
+
+    /// `key: [values…]` without empty strings and repeats, left out when none remain.
+    pub(crate) fn unique_strs<'s, I>(&mut self, key: &str, values: I)
+    where
+        I: IntoIterator<Item = &'s str>,
+        I::IntoIter: Clone,
+    {
+        let values = values.into_iter();
+        self.arr(key);
+        for (i, v) in values.clone().enumerate() {
+            if !v.is_empty() && !values.clone().take(i).any(|seen| seen == v) {
+                self.item_str(v);
+            }
+        }
+        self.end();
+    }
+
+    /// `key: n`.
+    pub(crate) fn int(&mut self, key: &str, n: i64) {
+        self.key(key);
+        number(self.out, &n);
+    }
+
+    /// `key: x`, left out when `x` is not finite (it has no JSON number).
+    pub(crate) fn float(&mut self, key: &str, x: f64) {
+        if x.is_finite() {
+            self.float_kept(key, x);
+        }
+    }
+
+    /// `key: x`, `null` when `x` is not finite.
+    pub(crate) fn float_kept(&mut self, key: &str, x: f64) {
+        self.key(key);
+        number(self.out, &x);
+    }
+
+    /// `key: null`.
+    pub(crate) fn null(&mut self, key: &str) {
+        self.key(key);
+        self.out.extend_from_slice(b"null");
+    }
+
+    /// `key: value` for a value built elsewhere; left out when it is empty (null, `""`, `[]`,
+    /// `{}`).
+    pub(crate) fn value(&mut self, key: &str, value: &Value) {
+        let empty = match value {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+            _ => false,
+        };
+        if !empty {
+            self.key(key);
+            number(self.out, value);
+        }
+    }
+}
+
+/// Appends anything serde_json writes infallibly (numbers, a `Value`) as serde_json writes it.
+fn number<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing a number or a `Value` (string keys only) into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+fn ip_text(out: &mut Vec<u8>, ip: &IpAddr) {
+    use std::io::Write as _;
+    // An address's text is digits, dots, colons and hex letters: nothing to escape; a Vec takes
+    // every write.
+    let _ = write!(out, "\"{ip}\"");
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `s` as a JSON string, escaped exactly as serde_json escapes it: `"` and `\`, the
+/// short forms of backspace, tab, newline, form feed and carriage return, `\u00XX` for the
+/// other control characters; everything else as it is.
+pub(crate) fn escaped(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x09 => b't',
+            0x0a => b'n',
+            0x0c => b'f',
+            0x0d => b'r',
+            0x00..=0x1f => b'u',
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
+        if short == b'u' {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.push(b'\\');
+            out.push(short);
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let every_ascii: String = (0u8..128).map(char::from).collect();
+        for s in [every_ascii.as_str(), "", "plain", "é ü 漢字 \u{2028} 🦀", "a\"b\\c\u{7f}"] {
+            let mut out = Vec::new();
+            escaped(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn containers_left_empty_are_taken_back_out() {
+        let mut out = b"prefix ".to_vec();
+        let mut j = Json::object(&mut out);
+        j.str("a", "1");
+        j.obj("empty");
+        j.obj("nested_empty");
+        j.arr("list");
+        j.end();
+        j.str("blank", "");
+        j.end();
+        j.end();
+        j.obj("b");
+        j.arr_kept("kept");
+        j.end();
+        j.float("nan", f64::NAN);
+        j.float_kept("null", f64::NAN);
+        j.strs("none", []);
+        j.unique_strs("uniq", ["x", "", "y", "x"]);
+        j.end();
+        j.finish();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"prefix {"a":"1","b":{"kept":[],"null":null,"uniq":["x","y"]}}"#
+        );
+    }
+}
