@@ -1,43 +1,58 @@
 //! The `_bulk` request body: per event, the action line (`index` with an external version, or
-//! `create` into a data stream) and the shared ECS document. No I/O here.
+//! `create` into a data stream) and the shared ECS document, all written into the one request
+//! buffer. No I/O here.
 
 use std::sync::Arc;
 
-use attackmesh::proto::EnrichedEvent;
-use serde_json::{Value, json};
-
 use super::ElasticsearchConfig;
-use crate::sinks::{QueuedEvent, util::ecs};
+use crate::sinks::{
+    QueuedEvent,
+    util::{ecs, json::Json},
+};
+use attackmesh::proto::EnrichedEvent;
 
-/// The bulk action line for one event.
-pub(super) fn action(config: &ElasticsearchConfig, event: &EnrichedEvent) -> Value {
+/// Appends the bulk action line for one event (no newline) to `out`.
+pub(super) fn write_action(config: &ElasticsearchConfig, event: &EnrichedEvent, out: &mut Vec<u8>) {
+    let mut j = Json::object(out);
     match &config.data_stream {
         Some(ds) => {
-            let id = if event.revision > 1 {
-                format!("{}-r{}", event.event_id, event.revision)
+            j.obj("create");
+            j.str_kept("_index", ds);
+            if event.revision > 1 {
+                j.str_kept("_id", &format!("{}-r{}", event.event_id, event.revision));
             } else {
-                event.event_id.clone()
-            };
-            json!({"create": {"_index": ds, "_id": id}})
+                j.str_kept("_id", &event.event_id);
+            }
         }
-        None => json!({"index": {
-            "_index": config.index,
-            "_id": event.event_id,
-            "version": event.revision.max(1),
-            "version_type": "external",
-        }}),
+        None => {
+            j.obj("index");
+            j.str_kept("_index", &config.index);
+            j.str_kept("_id", &event.event_id);
+            j.int("version", i64::from(event.revision.max(1)));
+            j.str_kept("version_type", "external");
+        }
     }
+    j.finish();
 }
 
-/// The NDJSON body of one `_bulk` request; `now` is the documents' `event.ingested`.
+/// The bulk action line for one event, for tests that look into it.
+#[cfg(test)]
+pub(super) fn action(config: &ElasticsearchConfig, event: &EnrichedEvent) -> serde_json::Value {
+    let mut out = Vec::new();
+    write_action(config, event, &mut out);
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// The NDJSON body of one `_bulk` request, written into one buffer; `now` is the documents'
+/// `event.ingested`.
 pub(super) fn bulk_body(
     config: &ElasticsearchConfig,
     events: &[Arc<QueuedEvent>],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<u8> {
-    let mut body = Vec::with_capacity(events.len() * 2048);
+    let mut body = Vec::with_capacity(events.len() * 4096);
     for ev in events {
-        let _ = serde_json::to_writer(&mut body, &action(config, &ev.event));
+        write_action(config, &ev.event, &mut body);
         body.push(b'\n');
         ecs::write_document(&ev.event, now, config.original, &mut body);
         body.push(b'\n');

@@ -44,8 +44,10 @@ pub struct FileSinkConfig {
     /// Line format.
     pub shape: FileShape,
     /// Whether lines carry the detector's record as it arrived (`keep`, the default) or only
-    /// its parsed attributes (`drop`); either way it is written once. The HEC shape never
-    /// carries it.
+    /// its parsed attributes (`drop`); in the ECS shape either way it is written once. The HEC
+    /// shape never carries it (its attributes are the record). The canonical shape is the
+    /// contract's lossless JSON of the event, so under `keep` it holds the record and its
+    /// attributes both; `drop` leaves the record out.
     pub original: Original,
     /// Size at which the file is rotated to `<path>.<UTC time>`.
     pub rotate_bytes: u64,

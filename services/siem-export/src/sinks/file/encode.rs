@@ -29,7 +29,7 @@ pub(super) fn write_line(event: &EnrichedEvent, shape: FileShape, original: Orig
             out.push(b'\n');
         }
         FileShape::Hec => {
-            out.extend_from_slice(&hec::envelope_bytes(event, &hec::Metadata::default()));
+            hec::write_envelope(event, &hec::Metadata::default(), out);
             out.push(b'\n');
         }
     }

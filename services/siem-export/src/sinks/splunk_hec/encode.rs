@@ -1,10 +1,11 @@
 //! The HEC envelopes this sink posts: the shared envelope shape with the sink's `host`,
-//! `source`, `sourcetype` and `index` settings. No I/O here.
+//! `source`, `sourcetype` and `index` settings, a whole batch written into one buffer that each
+//! request body is a slice of. No I/O here.
 
-use attackmesh::proto::EnrichedEvent;
+use std::sync::Arc;
 
 use super::SplunkHecConfig;
-use crate::sinks::util::hec;
+use crate::sinks::{QueuedEvent, util::hec};
 
 /// Where the configured collector files the events.
 fn metadata(config: &SplunkHecConfig) -> hec::Metadata<'_> {
@@ -16,7 +17,39 @@ fn metadata(config: &SplunkHecConfig) -> hec::Metadata<'_> {
     }
 }
 
-/// The envelope of `ev` serialised, as it goes into a batch body.
-pub(super) fn envelope_bytes(ev: &EnrichedEvent, config: &SplunkHecConfig) -> Vec<u8> {
-    hec::envelope_bytes(ev, &metadata(config))
+/// A batch's envelopes, one after the other in one buffer, and where each one ends.
+pub(super) struct Envelopes {
+    /// The envelopes, concatenated (a HEC batch body is exactly that).
+    pub(super) body: bytes::Bytes,
+    /// End offset of each event's envelope in `body`.
+    pub(super) ends: Vec<usize>,
+}
+
+impl Envelopes {
+    /// Where the envelopes of events `range` lie in `body`.
+    pub(super) fn span(&self, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let start = range.start.checked_sub(1).map_or(0, |i| self.ends[i]);
+        let end = range.end.checked_sub(1).map_or(0, |i| self.ends[i]);
+        start..end
+    }
+
+    /// The request body for events `range`: a slice of the one buffer, not a copy.
+    pub(super) fn body(&self, range: std::ops::Range<usize>) -> bytes::Bytes {
+        self.body.slice(self.span(range))
+    }
+}
+
+/// The envelopes of `events`, written into one buffer.
+pub(super) fn envelopes(events: &[Arc<QueuedEvent>], config: &SplunkHecConfig) -> Envelopes {
+    let meta = metadata(config);
+    let mut body = Vec::with_capacity(events.len() * 3072);
+    let mut ends = Vec::with_capacity(events.len());
+    for e in events {
+        hec::write_envelope(&e.event, &meta, &mut body);
+        ends.push(body.len());
+    }
+    Envelopes {
+        body: body.into(),
+        ends,
+    }
 }

@@ -11,6 +11,7 @@
 //! - 401/403 (codes 1–4) and other 4xx: dead-lettered with the code and text as reason.
 
 use std::{
+    ops::Range,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -22,7 +23,10 @@ use attackmesh::text::clip;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::{SplunkHecConfig, encode};
+use super::{
+    SplunkHecConfig,
+    encode::{self, Envelopes},
+};
 use crate::{
     error::Error,
     sinks::{ItemOutcome, QueuedEvent, Sink, util::http as h},
@@ -83,7 +87,7 @@ impl SplunkHecSink {
         })
     }
 
-    async fn post(&self, path: &str, body: Vec<u8>, channel: bool) -> Result<Answer, String> {
+    async fn post(&self, path: &str, body: bytes::Bytes, channel: bool) -> Result<Answer, String> {
         let mut req = self
             .client
             .post(format!("{}{path}", self.base))
@@ -111,12 +115,13 @@ impl SplunkHecSink {
         })
     }
 
-    /// Sends `bodies` (one encoded envelope per event) as one request; one outcome per event.
-    fn send_chunk<'a>(&'a self, bodies: &'a [Vec<u8>]) -> BoxFuture<'a, Vec<ItemOutcome>> {
+    /// Sends the envelopes of events `range` of `batch` as one request; one outcome per event.
+    fn send_chunk<'a>(&'a self, batch: &'a Envelopes, range: Range<usize>) -> BoxFuture<'a, Vec<ItemOutcome>> {
         Box::pin(async move {
-            let n = bodies.len();
+            let n = range.len();
             let use_ack = self.ack.load(Ordering::Relaxed);
-            let answer = match self.post("/services/collector/event", bodies.concat(), use_ack).await {
+            let body = batch.body(range.clone());
+            let answer = match self.post("/services/collector/event", body, use_ack).await {
                 Ok(a) => a,
                 Err(e) => return vec![ItemOutcome::Retry(e); n],
             };
@@ -127,7 +132,7 @@ impl SplunkHecSink {
                 },
                 (400, Some(14)) => {
                     self.disable_ack();
-                    self.send_chunk(bodies).await
+                    self.send_chunk(batch, range).await
                 }
                 (400, Some(6)) if answer.invalid_event.is_some_and(|i| i < n) => {
                     let bad = answer.invalid_event.unwrap_or(0);
@@ -140,7 +145,7 @@ impl SplunkHecSink {
                     let mut out = vec![ItemOutcome::Delivered; bad];
                     out.push(ItemOutcome::Dead(answer.reason()));
                     if bad + 1 < n {
-                        out.extend(self.send_chunk(&bodies[bad + 1..]).await);
+                        out.extend(self.send_chunk(batch, range.start + bad + 1..range.end).await);
                     }
                     out
                 }
@@ -221,28 +226,24 @@ impl Sink for SplunkHecSink {
 
     fn send<'a>(&'a self, events: &'a [Arc<QueuedEvent>]) -> BoxFuture<'a, Vec<ItemOutcome>> {
         Box::pin(async move {
-            let bodies: Vec<Vec<u8>> = events
-                .iter()
-                .map(|e| encode::envelope_bytes(&e.event, &self.config))
-                .collect();
-            let mut out = Vec::with_capacity(events.len());
+            let batch = encode::envelopes(events, &self.config);
+            let n = batch.ends.len();
+            let mut out = Vec::with_capacity(n);
             let mut start = 0;
-            while start < bodies.len() {
+            while start < n {
                 // Take events while the body stays under the cap (at least one per request).
                 let mut end = start + 1;
-                let mut size = bodies[start].len();
-                while end < bodies.len() && size + bodies[end].len() <= self.config.max_request_bytes {
-                    size += bodies[end].len();
+                while end < n && batch.span(start..end + 1).len() <= self.config.max_request_bytes {
                     end += 1;
                 }
-                let chunk = self.send_chunk(&bodies[start..end]).await;
+                let chunk = self.send_chunk(&batch, start..end).await;
                 let failed = chunk.iter().any(|o| matches!(o, ItemOutcome::Retry(_)));
                 out.extend(chunk);
                 start = end;
                 if failed {
                     // The collector is struggling: do not hammer it with the rest of the batch now.
                     let why = "not sent: an earlier request of the batch failed".to_owned();
-                    out.extend((start..bodies.len()).map(|_| ItemOutcome::Retry(why.clone())));
+                    out.extend((start..n).map(|_| ItemOutcome::Retry(why.clone())));
                     break;
                 }
             }

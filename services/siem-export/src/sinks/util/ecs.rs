@@ -244,8 +244,12 @@ fn related(j: &mut Json<'_>, event: &EnrichedEvent) {
     if let Some(c) = &event.campaign {
         let (c_ips, c_hosts, c_users) = super::campaign::entity_refs(c);
         c_ips.into_iter().for_each(|v| push_unique(&mut ips, v, false));
-        c_hosts.into_iter().for_each(|v| push_unique(&mut hosts, v, v.is_empty()));
-        c_users.into_iter().for_each(|v| push_unique(&mut users, v, v.is_empty()));
+        c_hosts
+            .into_iter()
+            .for_each(|v| push_unique(&mut hosts, v, v.is_empty()));
+        c_users
+            .into_iter()
+            .for_each(|v| push_unique(&mut users, v, v.is_empty()));
     }
     for i in &event.related_indicators {
         match IndicatorType::try_from(i.r#type).unwrap_or(IndicatorType::Unspecified) {
@@ -298,7 +302,9 @@ fn threat(j: &mut Json<'_>, view: &AttackView<'_>) {
     j.strs("name", view.groups.iter().map(|g| g.actor.name.as_str()));
     j.unique_strs(
         "alias",
-        view.groups.iter().flat_map(|g| g.actor.aliases.iter().map(String::as_str)),
+        view.groups
+            .iter()
+            .flat_map(|g| g.actor.aliases.iter().map(String::as_str)),
     );
     j.strs("reference", view.groups.iter().map(|g| g.reference.as_str()));
     j.end();

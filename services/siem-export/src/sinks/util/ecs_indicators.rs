@@ -16,7 +16,9 @@ fn kind(i: &Indicator) -> IndicatorType {
 /// Values of the indicators of `kinds`, without empties and repeats (hashes compared as the
 /// lower case they are written in).
 fn values<'a>(list: &'a [Indicator], kinds: &'a [IndicatorType]) -> impl Iterator<Item = &'a str> + Clone {
-    list.iter().filter(move |i| kinds.contains(&kind(i))).map(|i| i.value.as_str())
+    list.iter()
+        .filter(move |i| kinds.contains(&kind(i)))
+        .map(|i| i.value.as_str())
 }
 
 fn hashes(j: &mut Json<'_>, key: &str, list: &[Indicator], t: IndicatorType) {

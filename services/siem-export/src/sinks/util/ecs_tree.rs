@@ -402,6 +402,9 @@ fn custom(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>, original: O
         d.set("attackmesh.attributes", json!(event.attributes));
     }
     if let Some(c) = &event.campaign {
-        d.set("attackmesh.campaign", attackmesh_siem_export::sinks::util::campaign::summary_object(c));
+        d.set(
+            "attackmesh.campaign",
+            attackmesh_siem_export::sinks::util::campaign::summary_object(c),
+        );
     }
 }

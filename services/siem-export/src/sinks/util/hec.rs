@@ -5,7 +5,13 @@
 //! `user`, `signature`, `severity`, `annotations.mitre_attack.*`); a campaign alert also carries
 //! Splunk RBA's `risk_object`, `risk_object_type`, `risk_score`, `threat_object`,
 //! `threat_object_type` and the `campaign` itself. Index-time `fields` hold only
-//! strings or lists of strings, as HEC requires. No I/O here.
+//! strings or lists of strings, as HEC requires.
+//!
+//! The envelope carries no `original`: `attributes` stand for the detector's record, once.
+//! What looks repeated is what Splunk reads: `fields` are index-time fields (not part of the
+//! licensed raw event), `src`/`dest`, `signature` and `user` are the CIM names beside the
+//! detector's own, and `annotations.mitre_attack.*` is the shape Splunk ES's MITRE views read.
+//! The envelope is serialised straight into the caller's buffer (one per batch). No I/O here.
 
 use std::collections::HashMap;
 
@@ -365,8 +371,17 @@ fn envelope<'a>(ev: &'a EnrichedEvent, view: &'a AttackView<'_>, meta: &Metadata
     }
 }
 
-/// The envelope of `ev` serialised, as it goes into a batch body or a line.
-pub fn envelope_bytes(ev: &EnrichedEvent, meta: &Metadata<'_>) -> Vec<u8> {
+/// Appends the envelope of `ev` to `out` (no newline), as it goes into a batch body or a line.
+pub fn write_envelope(ev: &EnrichedEvent, meta: &Metadata<'_>, out: &mut Vec<u8>) {
     let view = AttackView::of(ev);
-    serde_json::to_vec(&envelope(ev, &view, meta)).unwrap_or_default()
+    // The envelope holds strings, numbers and string maps only: writing it into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &envelope(ev, &view, meta));
+}
+
+/// The envelope of `ev` on its own, for tests that look into it.
+#[cfg(test)]
+pub(crate) fn envelope_bytes(ev: &EnrichedEvent, meta: &Metadata<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_envelope(ev, meta, &mut out);
+    out
 }

@@ -32,7 +32,10 @@ impl<'a> Json<'a> {
     pub(crate) fn object(out: &'a mut Vec<u8>) -> Self {
         out.push(b'{');
         let mut open = Vec::with_capacity(8);
-        open.push(Frame { close: b'}', undo: None });
+        open.push(Frame {
+            close: b'}',
+            undo: None,
+        });
         Self { out, first: true, open }
     }
 
@@ -256,7 +259,13 @@ mod tests {
     #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {
         let every_ascii: String = (0u8..128).map(char::from).collect();
-        for s in [every_ascii.as_str(), "", "plain", "é ü 漢字 \u{2028} 🦀", "a\"b\\c\u{7f}"] {
+        for s in [
+            every_ascii.as_str(),
+            "",
+            "plain",
+            "é ü 漢字 \u{2028} 🦀",
+            "a\"b\\c\u{7f}",
+        ] {
             let mut out = Vec::new();
             escaped(&mut out, s);
             assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");

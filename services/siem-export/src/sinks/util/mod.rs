@@ -10,12 +10,12 @@ mod doc;
 pub mod ecs;
 mod ecs_indicators;
 #[cfg(test)]
-mod ecs_tree;
-#[cfg(test)]
 mod ecs_tests;
+#[cfg(test)]
+mod ecs_tree;
 pub mod hec;
 pub(crate) mod http;
-mod json;
+pub(crate) mod json;
 pub mod ocsf;
 #[cfg(test)]
 mod tests;
@@ -24,12 +24,15 @@ use attackmesh::{formats::Format, proto::EnrichedEvent};
 use serde::{Deserialize, Serialize};
 
 /// Whether a sink writes the detector's record as it arrived (`original` in a sink's settings).
-/// Either way a document holds the record once: as the original, or as its parsed attributes.
+/// Either way an ECS document holds the record once: as the original, or as its parsed
+/// attributes. The canonical shape, the contract's lossless JSON of the event, keeps the
+/// attributes beside the original (replays re-attribute from them without a format parser).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Original {
-    /// Written (ECS `event.original`, canonical `original`); the attributes a detector format's
-    /// parser derived from it are then not written again (see [`attributes_repeat_original`]).
+    /// Written (ECS `event.original`, canonical `original`); the ECS document then leaves out
+    /// the attributes a detector format's parser derived from it (see
+    /// [`attributes_repeat_original`]).
     #[default]
     Keep,
     /// Left out: the parsed attributes stand for the record.
