@@ -126,7 +126,7 @@ fn shapes(c: &mut Criterion) {
         ),
         (
             "canonical",
-            Box::new(|ev, out| attackmesh::json::write_json_line(ev, out)),
+            Box::new(attackmesh::json::write_json_line::<EnrichedEvent>),
         ),
     ];
     let record: usize = events.iter().map(|e| e.original.len()).sum();
