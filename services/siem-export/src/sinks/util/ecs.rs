@@ -18,7 +18,7 @@
 //! written twice.
 //!
 //! The document is written straight into the caller's buffer (one per batch) by the
-//! [`json`](super::json) writer: no `serde_json::Value` tree per event. Keys come in a fixed
+//! crate's small JSON writer: no `serde_json::Value` tree per event. Keys come in a fixed
 //! order and empty values (`""`, `[]`, `{}`, a missing time) are left out. This module does no
 //! I/O.
 
