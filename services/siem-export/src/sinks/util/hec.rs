@@ -7,7 +7,7 @@
 //! `threat_object_type` and the `campaign` itself. Index-time `fields` hold only
 //! strings or lists of strings, as HEC requires. No I/O here.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use attackmesh::proto::{AttributionStatus, DetectorKind, Endpoint, EnrichedEvent};
 use serde::Serialize;
@@ -163,8 +163,8 @@ struct Body<'a> {
     annotations: Option<Annotations<'a>>,
     #[serde(skip_serializing_if = "no_items")]
     indicators: Vec<IndicatorOut<'a>>,
-    #[serde(skip_serializing_if = "HashMap::is_empty")]
-    attributes: &'a HashMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    attributes: &'a BTreeMap<String, String>,
     #[serde(skip_serializing_if = "no_str")]
     original_format: &'a str,
     /// Risk-based-alerting fields and the campaign, on a campaign alert only.
