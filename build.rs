@@ -46,7 +46,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .preserve_proto_field_names()
         .emit_fields()
         // pbjson picks the map type per message: these messages have no other map.
-        .btree_map(ORDERED_MAPS.iter().filter_map(|f| f.rsplit_once('.').map(|(message, _)| message)))
+        .btree_map(
+            ORDERED_MAPS
+                .iter()
+                .filter_map(|f| f.rsplit_once('.').map(|(message, _)| message)),
+        )
         .build(&[".attackmesh.v1"])?;
     Ok(())
 }
