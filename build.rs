@@ -17,6 +17,14 @@ const PROTOS: &[&str] = &[
     "proto/attackmesh/v1/correlation.proto",
 ];
 
+/// Map fields generated as `BTreeMap`: a detector record's attributes are many short keys, which
+/// an ordered map builds, encodes and drops with fewer allocations and no hashing, and which every
+/// sink then writes in one stable order.
+const ORDERED_MAPS: &[&str] = &[
+    ".attackmesh.v1.DetectionEvent.attributes",
+    ".attackmesh.v1.EnrichedEvent.attributes",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let out = PathBuf::from(env::var("OUT_DIR")?);
@@ -24,7 +32,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor_path = out.join("attackmesh_descriptor.bin");
     fs::write(&descriptor_path, fds.encode_to_vec())?;
 
-    tonic_prost_build::configure()
+    ORDERED_MAPS
+        .iter()
+        .fold(tonic_prost_build::configure(), |b, path| b.btree_map(path))
         .codec_path("crate::codec::ProstCodec")
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
@@ -35,6 +45,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .register_descriptors(&descriptors)?
         .preserve_proto_field_names()
         .emit_fields()
+        // pbjson picks the map type per message: these messages have no other map.
+        .btree_map(
+            ORDERED_MAPS
+                .iter()
+                .filter_map(|f| f.rsplit_once('.').map(|(message, _)| message)),
+        )
         .build(&[".attackmesh.v1"])?;
     Ok(())
 }

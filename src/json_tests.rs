@@ -1,5 +1,3 @@
-use std::collections::HashMap;
-
 use proptest::prelude::*;
 
 use super::*;
@@ -164,7 +162,7 @@ prop_compose! {
         event_type in text(), source in endpoint(), destination in endpoint(), severity in 0i32..5,
         description in text(), indicators in proptest::collection::vec((0i32..14, text()), 0..4),
         technique_hints in proptest::collection::vec(text(), 0..3), detector_confidence in proptest::option::of(finite()),
-        attributes in proptest::collection::hash_map(text(), text(), 0..4), original in text(), original_format in text(),
+        attributes in proptest::collection::btree_map(text(), text(), 0..4), original in text(), original_format in text(),
         submitted_by in text(),
     ) -> DetectionEvent {
         DetectionEvent {
@@ -227,5 +225,4 @@ fn attribution_round_trips() {
         ..Default::default()
     };
     assert_eq!(from_json::<Attribution>(&to_json(&a)).unwrap(), a);
-    let _unused: HashMap<String, String> = HashMap::new();
 }

@@ -359,7 +359,7 @@ fn is_mac(value: &str) -> bool {
     parts.len() == 6 && parts.iter().all(|p| is_hex(p, 2))
 }
 
-fn attributes(v: &mut Violations, attrs: &std::collections::HashMap<String, String>) {
+fn attributes(v: &mut Violations, attrs: &std::collections::BTreeMap<String, String>) {
     if attrs.len() > MAX_ATTRIBUTES {
         v.add(
             "attributes",

@@ -2,7 +2,7 @@
 //! [`crate::limits`] and the value rules of validation, so a parsed event is never rejected for
 //! its shape.
 
-use std::collections::{HashMap, HashSet, hash_map::Entry};
+use std::collections::{BTreeMap, HashSet, btree_map::Entry};
 use std::net::IpAddr;
 
 use pbjson_types::Timestamp;
@@ -238,8 +238,8 @@ fn rank(key: &str, priority: &[&str]) -> usize {
 /// What [`cap_attributes`] gives when there are no more attributes than the cap allows, built
 /// straight into the event's map: priority only decides which attributes stay when there are
 /// too many, and a key's first occurrence is the one kept either way.
-fn uncapped_attributes(fixed: Vec<(String, String)>, pairs: Vec<(String, String)>) -> HashMap<String, String> {
-    let mut kept = HashMap::with_capacity(fixed.len() + pairs.len());
+fn uncapped_attributes(fixed: Vec<(String, String)>, pairs: Vec<(String, String)>) -> BTreeMap<String, String> {
+    let mut kept = BTreeMap::new();
     kept.extend(fixed);
     let mut dropped = 0usize;
     for (key, mut value) in pairs {
@@ -329,7 +329,7 @@ mod tests {
             .collect();
         let fixed = vec![(ORIGINAL_TRUNCATED.to_owned(), "true".to_owned())];
         let fast = uncapped_attributes(fixed.clone(), pairs.clone());
-        let capped: HashMap<String, String> = cap_attributes(fixed, pairs, &["z."]).into_iter().collect();
+        let capped: BTreeMap<String, String> = cap_attributes(fixed, pairs, &["z."]).into_iter().collect();
         assert_eq!(fast, capped);
         assert_eq!(fast["a"], "1", "the first occurrence");
         assert_eq!(fast[ATTRIBUTES_DROPPED], "2");

@@ -11,7 +11,7 @@
 mod common;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -157,7 +157,7 @@ async fn every_internal_link_works(mesh: &Mesh, serve: &Serve, dir: &Path, event
             event_type: "suricata.alert".into(),
             source_service: "edge".into(),
             description: "ET SCAN Potential SSH Scan".into(),
-            attributes: HashMap::from([("alert.signature".to_owned(), "ET SCAN Potential SSH Scan".to_owned())]),
+            attributes: BTreeMap::from([("alert.signature".to_owned(), "ET SCAN Potential SSH Scan".to_owned())]),
             ..Default::default()
         }],
         ..Default::default()

@@ -1,20 +1,207 @@
-//! Micro-benchmarks of the export hot path: queue appends (with and without the per-batch
-//! fsync), the per-event encoders of the Elasticsearch and Splunk HEC sinks (the ECS document
-//! and the HEC envelope), and every sink shape over the real Suricata sample as siem-export
-//! receives it (parsed and attributed), the ECS value tree the writer replaced beside it.
+//! Micro-benchmarks of the export hot path: reading an Export batch into queue records (the
+//! events' bytes kept as they arrived, beside decoding and encoding them again), queue appends
+//! (with and without the per-batch fsync) and reads back from disk, and the per-event encoders
+//! of the queue record, the Elasticsearch and Splunk HEC sinks (the ECS document and the HEC
+//! envelope), and every sink shape over the real Suricata sample as siem-export receives it
+//! (parsed and attributed), the ECS value tree the writer replaced beside it.
+//!
+//! The `suricata` benchmarks use 500 alerts of the shared Suricata sample, attributed by the
+//! embedded engine as the pipeline does (about 3 KB encoded each); they are skipped when the
+//! shared data is absent.
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use std::{collections::HashMap, sync::Arc};
 
-use attackmesh::{formats::Format, proto::EnrichedEvent};
+use attackmesh::{
+    formats::Format,
+    proto::{EnrichedEvent, ExportRequest},
+};
+use attackmesh_attack::Engine;
 use attackmesh_siem_export::{
     config::FsyncPolicy,
-    queue::{EncodedEvent, Queue, QueueSettings},
+    queue::{EncodedEvent, Queue, QueueSettings, ReceivedEvent},
+    service::ExportBatch,
     sinks::util::{Original, ecs, hec},
 };
-use attackmesh_testkit::fixtures;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use attackmesh_testkit::{data, fixtures};
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use prost::Message;
+
+const BATCH: usize = 500;
+
+fn trace() -> Arc<HashMap<String, String>> {
+    Arc::new(HashMap::from([(
+        "traceparent".to_owned(),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+    )]))
+}
+
+fn settings(fsync: FsyncPolicy) -> QueueSettings {
+    QueueSettings {
+        max_bytes: 1 << 34,
+        segment_bytes: 64 << 20,
+        fsync,
+    }
+}
+
+/// A batch of the Suricata sample's alerts (repeated under fresh ids), enriched as the
+/// pipeline enriches them.
+fn suricata_batch() -> Option<Vec<EnrichedEvent>> {
+    let path = data::shared_data()?.join("samples/suricata/first-org-conf-2015.eve.ndjson");
+    let detections = data::sample_events(Format::SuricataEve, &path);
+    let engine = Engine::embedded().expect("engine");
+    let events = (0..BATCH)
+        .map(|i| {
+            let mut detection = detections[i % detections.len()].1.clone();
+            detection.event_id = format!("{}-{i}", detection.event_id);
+            detection.submitted_by = "det".into();
+            let attribution = engine.attribute(&detection);
+            attackmesh::enriched_event(detection, attribution, 1)
+        })
+        .collect();
+    Some(events)
+}
+
+// Not inlined, so that instruction counts (`valgrind --tool=callgrind`) can name them.
+
+#[inline(never)]
+fn decode_request(wire: &Bytes) -> ExportRequest {
+    ExportRequest::decode(wire.clone()).expect("decode")
+}
+
+#[inline(never)]
+fn decode_kept_bytes(wire: &Bytes) -> Vec<ReceivedEvent> {
+    let batch = ExportBatch::decode(wire.clone()).expect("decode");
+    batch
+        .events
+        .into_iter()
+        .map(|e| ReceivedEvent::decode(e).expect("decode"))
+        .collect()
+}
+
+/// What siem-export did: decode the request, encode each event again.
+#[inline(never)]
+fn records_reencoded(wire: &Bytes, trace: &Arc<HashMap<String, String>>) -> Vec<EncodedEvent> {
+    decode_request(wire)
+        .events
+        .into_iter()
+        .map(|e| EncodedEvent::new(Arc::new(e), trace.clone(), 1))
+        .collect()
+}
+
+/// What it does: decode each event beside the bytes it keeps.
+#[inline(never)]
+fn records_kept_bytes(wire: &Bytes, trace: &Arc<HashMap<String, String>>) -> Vec<EncodedEvent> {
+    decode_kept_bytes(wire)
+        .into_iter()
+        .map(|e| EncodedEvent::received(e, trace.clone(), 1))
+        .collect()
+}
+
+/// An Export batch's bytes into queue records: as siem-export did (decode the request, encode
+/// each event again) and as it does (decode each event beside its kept bytes).
+fn export_batch(c: &mut Criterion, events: &[EnrichedEvent]) {
+    let trace = trace();
+    let request = ExportRequest {
+        batch_id: 1,
+        events: events.to_vec(),
+        trace_context: HashMap::clone(&trace),
+    };
+    let wire = Bytes::from(request.encode_to_vec());
+    eprintln!(
+        "export batch: {} events, {} bytes ({} per event)",
+        events.len(),
+        wire.len(),
+        wire.len() / events.len()
+    );
+    let mut group = c.benchmark_group("export_batch_500_suricata");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("decode_request", |b| b.iter(|| decode_request(&wire)));
+    group.bench_function("decode_kept_bytes", |b| b.iter(|| decode_kept_bytes(&wire)));
+    group.bench_function("to_records_reencoded", |b| {
+        b.iter_with_large_drop(|| records_reencoded(&wire, &trace))
+    });
+    group.bench_function("to_records_kept_bytes", |b| {
+        b.iter_with_large_drop(|| records_kept_bytes(&wire, &trace))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("encode_event");
+    group.throughput(Throughput::Elements(1));
+    let event = Arc::new(events[0].clone());
+    let received = ReceivedEvent::decode(Bytes::from(event.encode_to_vec())).expect("decode");
+    group.bench_function("queue_record_suricata", |b| {
+        b.iter(|| EncodedEvent::new(event.clone(), trace.clone(), 1))
+    });
+    group.bench_function("queue_record_suricata_kept_bytes", |b| {
+        b.iter_batched(
+            || received.clone(),
+            |r| EncodedEvent::received(r, trace.clone(), 1),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+/// Appends of the batch's records, and reading them back from the segment files.
+fn queue_suricata(c: &mut Criterion, events: &[EnrichedEvent]) {
+    let trace = trace();
+    let records: Vec<EncodedEvent> = events
+        .iter()
+        .map(|e| EncodedEvent::new(Arc::new(e.clone()), trace.clone(), 1))
+        .collect();
+    let mut group = c.benchmark_group("queue_append_500_suricata");
+    group.throughput(Throughput::Elements(records.len() as u64));
+    group.sample_size(20);
+    for (name, fsync) in [
+        ("fsync_per_batch", FsyncPolicy::Batch),
+        ("no_fsync", FsyncPolicy::Never),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (q, _) = Queue::open("bench", dir.path(), settings(fsync)).expect("queue");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let seqs = q.append(&records, 1).expect("append");
+                q.ack(seqs.end, None).expect("ack");
+            })
+        });
+    }
+    group.finish();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (q, _) = Queue::open("bench", dir.path(), settings(FsyncPolicy::Batch)).expect("queue");
+        q.append(&records, 1).expect("append");
+    }
+    let mut group = c.benchmark_group("queue_read_500_suricata");
+    group.throughput(Throughput::Elements(records.len() as u64));
+    group.sample_size(20);
+    group.bench_function("from_disk", |b| {
+        b.iter_batched(
+            || {
+                let (q, _) = Queue::open("bench", dir.path(), settings(FsyncPolicy::Batch)).expect("queue");
+                q.reader().expect("reader")
+            },
+            |mut reader| {
+                let items = reader.read_available(BATCH, usize::MAX).expect("read");
+                assert_eq!(items.len(), BATCH);
+                (items, reader)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn suricata(c: &mut Criterion) {
+    let Some(events) = suricata_batch() else {
+        return;
+    };
+    export_batch(c, &events);
+    queue_suricata(c, &events);
+}
 
 fn queue(c: &mut Criterion) {
     let events: Vec<_> = (0..500).map(fixtures::event).collect();
@@ -31,12 +218,7 @@ fn queue(c: &mut Criterion) {
         ("no_fsync", FsyncPolicy::Never),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let settings = QueueSettings {
-            max_bytes: 1 << 34,
-            segment_bytes: 64 << 20,
-            fsync,
-        };
-        let (q, _) = Queue::open("bench", dir.path(), settings).expect("queue");
+        let (q, _) = Queue::open("bench", dir.path(), settings(fsync)).expect("queue");
         group.bench_function(name, |b| {
             b.iter(|| {
                 let seqs = q.append(&encoded, 1).expect("append");
@@ -151,5 +333,5 @@ fn shapes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, queue, shapes);
+criterion_group!(benches, queue, suricata, shapes);
 criterion_main!(benches);

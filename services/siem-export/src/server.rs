@@ -7,7 +7,6 @@
 
 use std::{future::Future, sync::Arc};
 
-use attackmesh::proto::export_service_server::ExportServiceServer;
 use attackmesh_attack::Kb;
 use attackmesh_runtime::server::{GrpcServer, Health};
 use tokio::{net::TcpListener, task::JoinSet};
@@ -20,7 +19,7 @@ use crate::{
     driver::Driver,
     error::Error,
     queue::{Queue, QueueSettings},
-    service::{ExportApi, ExportState, grpc_service},
+    service::{ExportServer, ExportState, grpc_service},
     status::{SinkHandle, SinkStats},
 };
 
@@ -103,7 +102,7 @@ pub async fn serve(
     let state = ExportState::new(sinks.handles, config.queue.retry_after).with_kb(load_kb(config).await?);
     let disk = state.disk().clone();
     let server = server.add_service(grpc_service(state)).await;
-    server.health().serving::<ExportServiceServer<ExportApi>>().await;
+    server.health().serving::<ExportServer>().await;
     let probe_every = config.queue.retry_after.max(std::time::Duration::from_millis(100));
     tasks.spawn(
         disk.clone()
@@ -125,9 +124,9 @@ async fn report_disk(disk: DiskState, health: Health, stop: CancellationToken) {
             () = stop.cancelled() => return,
         }
         if *changes.borrow_and_update() {
-            health.not_serving::<ExportServiceServer<ExportApi>>().await;
+            health.not_serving::<ExportServer>().await;
         } else {
-            health.serving::<ExportServiceServer<ExportApi>>().await;
+            health.serving::<ExportServer>().await;
         }
     }
 }

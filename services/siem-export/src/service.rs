@@ -11,24 +11,33 @@
 //! is answered the same way: a queue cuts off what it could not write, though a queue that did
 //! take the batch keeps it (the resent copy is the same `(event_id, revision)`). Authentication
 //! and roles are enforced by the runtime's tower layer, not here.
+//!
+//! Each event is decoded once, from the bytes it arrived as ([`ExportBatch`]); those bytes are
+//! what the queues hold. An event that does not decode ends the call with `INVALID_ARGUMENT`
+//! before anything of its batch is queued, as a batch that does not decode does.
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+mod grpc;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use attackmesh::validate::InBatch;
 use attackmesh::{
     error::ErrorAnswer,
-    proto::{
-        AckStatus, EnrichedEvent, EventRejection, ExportRequest, ExportResponse, FieldViolation, GetSinkStatusRequest,
-        GetSinkStatusResponse,
-        export_service_server::{ExportService, ExportServiceServer},
-    },
+    proto::{AckStatus, EnrichedEvent, EventRejection, ExportResponse, FieldViolation},
 };
 use attackmesh_attack::Kb;
-use futures::{Stream, StreamExt};
-use tonic::{Request, Response, Status, Streaming};
-use tracing::Instrument;
+use bytes::Bytes;
+use tonic::Status;
 
-use crate::{disk::DiskState, error::Error, metrics, queue::EncodedEvent, queue::lock, status::SinkHandle};
+pub use grpc::{ExportBatch, ExportServer};
+
+use crate::{
+    disk::DiskState,
+    error::Error,
+    metrics,
+    queue::{EncodedEvent, ReceivedEvent, lock},
+    status::SinkHandle,
+};
 
 /// Largest request message the service decodes (a full batch of large events).
 pub const MAX_MESSAGE_BYTES: usize = attackmesh::limits::MAX_MESSAGE_BYTES;
@@ -76,19 +85,45 @@ impl ExportState {
     pub async fn enqueue(
         &self,
         events: Vec<EnrichedEvent>,
-        trace_context: std::collections::HashMap<String, String>,
+        trace_context: HashMap<String, String>,
     ) -> Result<(), Error> {
-        if events.is_empty() {
+        self.append(events.len(), trace_context, |trace, now| {
+            events
+                .into_iter()
+                .map(|e| EncodedEvent::new(Arc::new(e), trace.clone(), now))
+                .collect()
+        })
+        .await
+    }
+
+    /// [`Self::enqueue`] for events as they were received: their bytes are queued as they came.
+    async fn enqueue_received(
+        &self,
+        events: Vec<ReceivedEvent>,
+        trace_context: HashMap<String, String>,
+    ) -> Result<(), Error> {
+        self.append(events.len(), trace_context, |trace, now| {
+            events
+                .into_iter()
+                .map(|e| EncodedEvent::received(e, trace.clone(), now))
+                .collect()
+        })
+        .await
+    }
+
+    /// Appends the `count` events `encode` gives to every sink's queue (encoding off the async
+    /// runtime, like the appends).
+    async fn append<F>(&self, count: usize, trace_context: HashMap<String, String>, encode: F) -> Result<(), Error>
+    where
+        F: FnOnce(&Arc<HashMap<String, String>>, i64) -> Vec<EncodedEvent> + Send + 'static,
+    {
+        if count == 0 {
             return Ok(());
         }
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now().timestamp_micros();
-            let trace_context = Arc::new(trace_context);
-            let encoded: Vec<EncodedEvent> = events
-                .into_iter()
-                .map(|e| EncodedEvent::new(Arc::new(e), trace_context.clone(), now))
-                .collect();
+            let encoded = encode(&Arc::new(trace_context), now);
             let bytes: u64 = encoded.iter().map(|e| e.framed_len() as u64).sum();
             // One batch at a time, so the size check and the appends see the same queues.
             let _guard = lock(&state.append);
@@ -133,7 +168,8 @@ impl ExportState {
     }
 
     /// Answers one Export batch.
-    pub async fn export_batch(&self, batch: ExportRequest) -> Result<ExportResponse, Status> {
+    pub async fn export_batch(&self, batch: impl Into<ExportBatch>) -> Result<ExportResponse, Status> {
+        let batch = batch.into();
         if batch.events.len() > attackmesh::limits::MAX_BATCH_EVENTS {
             let v = attackmesh::proto::FieldViolation {
                 field: "events".into(),
@@ -145,15 +181,20 @@ impl ExportState {
             };
             return Err(attackmesh::validate::to_status("", &[v]));
         }
-        let repeats = attackmesh::validate::repeats(&batch.events, |e| (e.event_id.as_str(), e.revision));
+        let received = decode_events(batch.events)?;
+        let repeats = {
+            let events: Vec<&EnrichedEvent> = received.iter().map(ReceivedEvent::event).collect();
+            attackmesh::validate::repeats(&events, |e| (e.event_id.as_str(), e.revision))
+        };
         let mut rejections = Vec::new();
-        let mut valid = Vec::with_capacity(batch.events.len());
+        let mut valid = Vec::with_capacity(received.len());
         let mut accepted = 0u32;
-        for ((i, event), repeat) in batch.events.into_iter().enumerate().zip(repeats) {
-            let mut violations = attackmesh::validate::enriched_event(&event).err().unwrap_or_default();
+        for ((i, received), repeat) in received.into_iter().enumerate().zip(repeats) {
+            let event = received.event();
+            let mut violations = attackmesh::validate::enriched_event(event).err().unwrap_or_default();
             if violations.is_empty()
                 && let Some(kb) = &self.kb
-                && let Err(unknown) = known_techniques(kb, &event)
+                && let Err(unknown) = known_techniques(kb, event)
             {
                 violations = unknown;
             }
@@ -164,7 +205,7 @@ impl ExportState {
             if !violations.is_empty() {
                 rejections.push(EventRejection {
                     index: i as u32,
-                    event_id: event.event_id,
+                    event_id: event.event_id.clone(),
                     violations,
                 });
                 continue;
@@ -172,7 +213,7 @@ impl ExportState {
             accepted += 1;
             // An identical copy is the same event: queued once.
             if !copy {
-                valid.push(event);
+                valid.push(received);
             }
         }
         let mut response = ExportResponse {
@@ -186,7 +227,7 @@ impl ExportState {
         if trace_context.is_empty() {
             trace_context = batch.trace_context;
         }
-        match self.enqueue(valid, trace_context).await {
+        match self.enqueue_received(valid, trace_context).await {
             Ok(()) => {
                 response.status = AckStatus::Durable as i32;
                 response.accepted = accepted;
@@ -233,46 +274,19 @@ fn known_techniques(kb: &Kb, event: &EnrichedEvent) -> Result<(), Vec<FieldViola
     if unknown.is_empty() { Ok(()) } else { Err(unknown) }
 }
 
+/// Decodes every event of a batch, keeping its bytes; the first that does not decode is the
+/// caller's mistake, told as a message that does not decode is.
+fn decode_events(events: Vec<Bytes>) -> Result<Vec<ReceivedEvent>, Status> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            ReceivedEvent::decode(bytes).map_err(|e| Status::invalid_argument(format!("events[{i}]: {e}")))
+        })
+        .collect()
+}
+
 /// The tonic service for `state`, accepting and sending gzip.
-pub fn grpc_service(state: ExportState) -> ExportServiceServer<ExportApi> {
-    ExportServiceServer::new(ExportApi { state })
-        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-}
-
-/// Implementation of `attackmesh.v1.ExportService`.
-#[derive(Debug)]
-pub struct ExportApi {
-    state: ExportState,
-}
-
-type ExportStream = Pin<Box<dyn Stream<Item = Result<ExportResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl ExportService for ExportApi {
-    type ExportStream = ExportStream;
-
-    async fn export(&self, request: Request<Streaming<ExportRequest>>) -> Result<Response<ExportStream>, Status> {
-        let state = self.state.clone();
-        let responses = request.into_inner().then(move |batch| {
-            let state = state.clone();
-            async move {
-                let batch = batch?;
-                let span = tracing::info_span!("export_batch", batch_id = batch.batch_id, events = batch.events.len());
-                attackmesh_runtime::telemetry::set_parent_from_map(&span, &batch.trace_context);
-                state.export_batch(batch).instrument(span).await
-            }
-        });
-        Ok(Response::new(Box::pin(responses)))
-    }
-
-    async fn get_sink_status(
-        &self,
-        _request: Request<GetSinkStatusRequest>,
-    ) -> Result<Response<GetSinkStatusResponse>, Status> {
-        let sinks = self.state.sinks.iter().map(SinkHandle::status).collect();
-        Ok(Response::new(GetSinkStatusResponse { sinks }))
-    }
+pub fn grpc_service(state: ExportState) -> ExportServer {
+    ExportServer::new(state)
 }

@@ -35,7 +35,7 @@ use std::{
 use tokio::sync::Notify;
 
 pub use reader::{QueueReader, ReadItem};
-pub use record::EncodedEvent;
+pub use record::{EncodedEvent, ReceivedEvent};
 
 use crate::{config::FsyncPolicy, error::Error, sinks::QueuedEvent};
 

@@ -9,6 +9,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use attackmesh::proto::EnrichedEvent;
+use bytes::Bytes;
 use prost::Message;
 
 use crate::sinks::QueuedEvent;
@@ -37,27 +38,80 @@ pub(crate) struct QueueEntry {
     pub(crate) event: Option<EnrichedEvent>,
 }
 
-/// The part of a queue entry that is the same in every sink's queue: the encoded event field
-/// and trace context, built once per event and framed once per queue with its own sequence number.
-/// It keeps the decoded event too, so a queue can hand it to its reader without reading it back.
+/// One event as an Export batch carried it: decoded (for validation and the sinks) beside the
+/// bytes it arrived as (for the queue), so it is decoded once and never encoded again.
+#[derive(Debug, Clone)]
+pub struct ReceivedEvent {
+    event: EnrichedEvent,
+    bytes: Bytes,
+}
+
+impl ReceivedEvent {
+    /// Decodes `bytes` as an `EnrichedEvent`, keeping them.
+    pub fn decode(bytes: Bytes) -> Result<Self, prost::DecodeError> {
+        let event = EnrichedEvent::decode(bytes.clone())?;
+        Ok(Self { event, bytes })
+    }
+
+    /// The decoded event.
+    pub fn event(&self) -> &EnrichedEvent {
+        &self.event
+    }
+}
+
+/// The part of a queue entry that is the same in every sink's queue: the event's encoding and
+/// the trace context, built once per event and framed once per queue with its own sequence
+/// number. It keeps the decoded event too, so a queue can hand it to its reader without reading
+/// it back.
 #[derive(Debug, Clone)]
 pub struct EncodedEvent {
-    body: Vec<u8>,
+    /// Fields 2–3 of the entry.
+    head: Vec<u8>,
+    /// The encoded event, the content of field 4.
+    event_bytes: Bytes,
     event: Arc<EnrichedEvent>,
     trace_context: Arc<HashMap<String, String>>,
     enqueued_at_micros: i64,
 }
 
 impl EncodedEvent {
-    /// Encodes fields 2–4 of the entry (the event is encoded in place, not copied).
+    /// Encodes `event` for the queue.
     pub fn new(
         event: Arc<EnrichedEvent>,
         trace_context: Arc<HashMap<String, String>>,
         enqueued_at_micros: i64,
     ) -> Self {
-        let mut body = Vec::new();
+        let event_bytes = Bytes::from(event.encode_to_vec());
+        Self::with_bytes(event, event_bytes, trace_context, enqueued_at_micros)
+    }
+
+    /// Queues a received event as the bytes it arrived as. Bytes longer than the event's own
+    /// encoding carry more than this release decodes (fields of a newer contract, or a repeated
+    /// or non-minimal encoding) and are encoded afresh instead, so the queue holds only what was
+    /// validated.
+    pub fn received(
+        received: ReceivedEvent,
+        trace_context: Arc<HashMap<String, String>>,
+        enqueued_at_micros: i64,
+    ) -> Self {
+        let ReceivedEvent { event, bytes } = received;
+        let event = Arc::new(event);
+        if bytes.len() == event.encoded_len() {
+            Self::with_bytes(event, bytes, trace_context, enqueued_at_micros)
+        } else {
+            Self::new(event, trace_context, enqueued_at_micros)
+        }
+    }
+
+    fn with_bytes(
+        event: Arc<EnrichedEvent>,
+        event_bytes: Bytes,
+        trace_context: Arc<HashMap<String, String>>,
+        enqueued_at_micros: i64,
+    ) -> Self {
+        let mut head = Vec::new();
         if enqueued_at_micros != 0 {
-            prost::encoding::int64::encode(2, &enqueued_at_micros, &mut body);
+            prost::encoding::int64::encode(2, &enqueued_at_micros, &mut head);
         }
         prost::encoding::hash_map::encode(
             prost::encoding::string::encode,
@@ -66,12 +120,11 @@ impl EncodedEvent {
             prost::encoding::string::encoded_len,
             3,
             &trace_context,
-            &mut body,
+            &mut head,
         );
-        body.reserve(event.encoded_len() + 8);
-        prost::encoding::message::encode(4, &*event, &mut body);
         Self {
-            body,
+            head,
+            event_bytes,
             event,
             trace_context,
             enqueued_at_micros,
@@ -88,32 +141,36 @@ impl EncodedEvent {
         })
     }
 
-    /// Framed record size for this event (an upper bound).
+    /// Framed record size for this event (an upper bound: the sequence number counted at its
+    /// longest).
     pub fn framed_len(&self) -> usize {
-        HEADER + 11 + self.body.len()
+        let len = self.event_bytes.len();
+        HEADER + 11 + self.head.len() + 1 + prost::encoding::encoded_len_varint(len as u64) + len
     }
 
-    /// Appends the framed record with sequence number `seq` to `out`.
+    /// Appends the framed record with sequence number `seq` to `out`, writing the payload in
+    /// place.
     pub(crate) fn frame_into(&self, seq: u64, out: &mut Vec<u8>) {
-        let mut payload = Vec::with_capacity(11 + self.body.len());
+        let start = out.len();
+        out.reserve(self.framed_len());
+        out.extend_from_slice(&MAGIC.to_le_bytes());
+        // Length and checksum, known once the payload is written.
+        out.extend_from_slice(&[0; HEADER - 4]);
         if seq != 0 {
-            prost::encoding::uint64::encode(1, &seq, &mut payload);
+            prost::encoding::uint64::encode(1, &seq, out);
         }
-        // Protobuf merges concatenated encodings, so the shared body follows the sequence field.
-        payload.extend_from_slice(&self.body);
-        frame(&payload, out);
+        // Protobuf merges concatenated encodings, so the shared fields follow the sequence field.
+        out.extend_from_slice(&self.head);
+        prost::encoding::encode_key(4, prost::encoding::WireType::LengthDelimited, out);
+        prost::encoding::encode_varint(self.event_bytes.len() as u64, out);
+        out.extend_from_slice(&self.event_bytes);
+        let len = u32::try_from(out.len() - start - HEADER)
+            .unwrap_or(u32::MAX)
+            .to_le_bytes();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&len), &out[start + HEADER..]);
+        out[start + 4..start + 8].copy_from_slice(&len);
+        out[start + 8..start + HEADER].copy_from_slice(&crc.to_le_bytes());
     }
-}
-
-/// Appends `payload` as one framed record.
-pub(crate) fn frame(payload: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes();
-    let mut crc = crc32c::crc32c(&len);
-    crc = crc32c::crc32c_append(crc, payload);
-    out.extend_from_slice(&MAGIC.to_le_bytes());
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(payload);
 }
 
 /// What the bytes at a position hold.

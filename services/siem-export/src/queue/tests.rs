@@ -1,6 +1,7 @@
 use std::{collections::HashMap, io::Write, sync::Arc};
 
 use attackmesh::proto::EnrichedEvent;
+use prost::Message;
 
 use super::*;
 
@@ -379,4 +380,53 @@ fn list_first_segment(dir: &std::path::Path) -> u64 {
         .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
         .min()
         .unwrap()
+}
+
+fn framed(ev: &EncodedEvent) -> Vec<u8> {
+    let mut out = Vec::new();
+    ev.frame_into(9, &mut out);
+    out
+}
+
+#[test]
+fn a_received_event_is_framed_as_the_bytes_it_arrived_as_unless_they_carry_unknown_fields() {
+    let trace = Arc::new(HashMap::from([("traceparent".to_owned(), "00-ab-cd-01".to_owned())]));
+    let event = event(1);
+    let fresh = framed(&EncodedEvent::new(Arc::new(event.clone()), trace.clone(), 7));
+    let bytes = bytes::Bytes::from(event.encode_to_vec());
+    let received = ReceivedEvent::decode(bytes.clone()).unwrap();
+    assert_eq!(received.event(), &event);
+    let kept = EncodedEvent::received(received, trace.clone(), 7);
+    assert_eq!(
+        framed(&kept),
+        fresh,
+        "prost's own encoding is the same record either way"
+    );
+    assert!(kept.framed_len() >= fresh.len());
+
+    // A field of a newer contract (number 900): the event is framed as this release encodes it.
+    let mut newer = event.encode_to_vec();
+    prost::encoding::uint64::encode(900, &5, &mut newer);
+    let received = ReceivedEvent::decode(bytes::Bytes::from(newer)).unwrap();
+    assert_eq!(framed(&EncodedEvent::received(received, trace, 7)), fresh);
+
+    // The record reads back as the event.
+    match record::parse(&fresh) {
+        record::Frame::Record { end } => {
+            let entry = record::decode(&fresh[record::HEADER..end]).unwrap();
+            assert_eq!((entry.seq, entry.enqueued_at_micros), (9, 7));
+            assert_eq!(entry.event, Some(event));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bytes_that_are_not_an_event_are_refused() {
+    for bad in [&[0x0a, 50, 1][..], &[0x08, 1], &[0xff]] {
+        assert!(
+            ReceivedEvent::decode(bytes::Bytes::copy_from_slice(bad)).is_err(),
+            "{bad:?}"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! Events are generated relative to a start time, with deterministic ids, so every run tells the
 //! same story.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use attackmesh::proto::{DetectionEvent, DetectorKind, Endpoint, Indicator, IndicatorType, Process, Severity};
 use chrono::{DateTime, Duration, Utc};
@@ -59,7 +59,7 @@ fn ip(value: &str) -> Indicator {
     }
 }
 
-fn attrs(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 

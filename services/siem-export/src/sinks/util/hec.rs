@@ -13,7 +13,7 @@
 //! detector's own, and `annotations.mitre_attack.*` is the shape Splunk ES's MITRE views read.
 //! The envelope is serialised straight into the caller's buffer (one per batch). No I/O here.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use attackmesh::proto::{AttributionStatus, DetectorKind, Endpoint, EnrichedEvent};
 use serde::Serialize;
@@ -169,8 +169,8 @@ struct Body<'a> {
     annotations: Option<Annotations<'a>>,
     #[serde(skip_serializing_if = "no_items")]
     indicators: Vec<IndicatorOut<'a>>,
-    #[serde(skip_serializing_if = "HashMap::is_empty")]
-    attributes: &'a HashMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    attributes: &'a BTreeMap<String, String>,
     #[serde(skip_serializing_if = "no_str")]
     original_format: &'a str,
     /// Risk-based-alerting fields and the campaign, on a campaign alert only.

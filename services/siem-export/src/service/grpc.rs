@@ -1,0 +1,157 @@
+//! The tonic service of `attackmesh.v1.ExportService`, routed by hand rather than generated so
+//! that `Export` reads its batches as [`ExportBatch`]: the events stay the bytes that arrived,
+//! each decoded once for validation and the sinks and queued as it came, never encoded again.
+//! `GetSinkStatus` is answered as generated code would. Compression, message size limits and
+//! the `INVALID_ARGUMENT` answer to undecodable messages are the same for both methods and for
+//! every other attackmesh service; authentication stays the runtime's tower layer.
+
+use std::{collections::HashMap, convert::Infallible, pin::Pin};
+
+use attackmesh::{
+    codec::ProstCodec,
+    grpc_path,
+    proto::{
+        EnrichedEvent, ExportRequest, ExportResponse, GetSinkStatusRequest, GetSinkStatusResponse,
+        export_service_server::SERVICE_NAME,
+    },
+};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use prost::Message;
+use tonic::{
+    Request, Response, Status, Streaming,
+    body::Body,
+    codec::CompressionEncoding,
+    codegen::{BoxFuture, Context, Poll, Service},
+    server::{Grpc, NamedService, StreamingService, UnaryService},
+};
+use tracing::Instrument;
+
+use super::{ExportState, MAX_MESSAGE_BYTES};
+use crate::status::SinkHandle;
+
+/// `attackmesh.v1.ExportRequest` with its events left encoded. Field numbers and wire types are
+/// the contract's (`repeated EnrichedEvent` and `repeated bytes` are both length-delimited), so
+/// every client's batch decodes as this, and this encodes as an `ExportRequest`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ExportBatch {
+    /// Caller-chosen batch number, echoed in the acknowledgement.
+    #[prost(uint64, tag = "1")]
+    pub batch_id: u64,
+    /// The events, each an encoded `EnrichedEvent` as the caller sent it.
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    pub events: Vec<Bytes>,
+    /// W3C trace context of the batch.
+    #[prost(map = "string, string", tag = "3")]
+    pub trace_context: HashMap<String, String>,
+}
+
+impl From<ExportRequest> for ExportBatch {
+    /// Encodes each event, as a client would send it.
+    fn from(request: ExportRequest) -> Self {
+        Self {
+            batch_id: request.batch_id,
+            events: request
+                .events
+                .iter()
+                .map(|e| Bytes::from(EnrichedEvent::encode_to_vec(e)))
+                .collect(),
+            trace_context: request.trace_context,
+        }
+    }
+}
+
+const EXPORT: &str = grpc_path!(SERVICE_NAME, "Export");
+const GET_SINK_STATUS: &str = grpc_path!(SERVICE_NAME, "GetSinkStatus");
+
+/// `attackmesh.v1.ExportService` over an [`ExportState`], accepting and sending gzip.
+#[derive(Debug, Clone)]
+pub struct ExportServer {
+    state: ExportState,
+}
+
+impl ExportServer {
+    /// The service for `state`.
+    pub fn new(state: ExportState) -> Self {
+        Self { state }
+    }
+}
+
+impl NamedService for ExportServer {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+/// A gRPC call handler with the codec, compression and size limits of every method.
+fn grpc<T, U>() -> Grpc<ProstCodec<T, U>>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    Grpc::new(ProstCodec::default())
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+impl Service<http::Request<Body>> for ExportServer {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let state = self.state.clone();
+        match request.uri().path() {
+            EXPORT => Box::pin(async move { Ok(grpc().streaming(Export(state), request).await) }),
+            GET_SINK_STATUS => Box::pin(async move { Ok(grpc().unary(GetSinkStatus(state), request).await) }),
+            _ => Box::pin(async move { Ok(Status::unimplemented("").into_http()) }),
+        }
+    }
+}
+
+type ExportStream = Pin<Box<dyn Stream<Item = Result<ExportResponse, Status>> + Send>>;
+
+/// `Export`: answers each batch, in order.
+struct Export(ExportState);
+
+impl StreamingService<ExportBatch> for Export {
+    type Response = ExportResponse;
+    type ResponseStream = ExportStream;
+    type Future = BoxFuture<Response<ExportStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<ExportBatch>>) -> Self::Future {
+        let state = self.0.clone();
+        let responses = request.into_inner().then(move |batch| {
+            let state = state.clone();
+            async move {
+                let batch = batch?;
+                let span = tracing::info_span!("export_batch", batch_id = batch.batch_id, events = batch.events.len());
+                attackmesh_runtime::telemetry::set_parent_from_map(&span, &batch.trace_context);
+                state.export_batch(batch).instrument(span).await
+            }
+        });
+        let stream: ExportStream = Box::pin(responses);
+        Box::pin(async move { Ok(Response::new(stream)) })
+    }
+}
+
+/// `GetSinkStatus`: every sink's queue and delivery counters.
+struct GetSinkStatus(ExportState);
+
+impl UnaryService<GetSinkStatusRequest> for GetSinkStatus {
+    type Response = GetSinkStatusResponse;
+    type Future = BoxFuture<Response<GetSinkStatusResponse>, Status>;
+
+    fn call(&mut self, _request: Request<GetSinkStatusRequest>) -> Self::Future {
+        let sinks = self.0.sinks().iter().map(SinkHandle::status).collect();
+        Box::pin(async move { Ok(Response::new(GetSinkStatusResponse { sinks })) })
+    }
+}
+
+#[cfg(test)]
+#[path = "grpc_tests.rs"]
+mod tests;
