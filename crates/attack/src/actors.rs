@@ -225,14 +225,11 @@ fn rank_with(
                 .filter(|t| weight_of(index, *t, g).is_some())
                 .collect();
             matched.sort_by(|a, b| index.idf(*b).total_cmp(&index.idf(*a)).then(a.cmp(b)));
-            ThreatActor {
-                group_id: group.id.clone(),
-                name: group.name.clone(),
-                aliases: group.aliases.clone(),
-                score: round4(score),
-                matched_techniques: matched.iter().map(|t| kb.at(*t).id.clone()).collect(),
-                stix_id: group.stix_id.clone(),
-            }
+            kb.threat_actor(
+                group,
+                round4(score),
+                matched.iter().map(|t| kb.at(*t).id.clone()).collect(),
+            )
         })
         .collect()
 }

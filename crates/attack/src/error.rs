@@ -20,6 +20,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A compact attribution could not be expanded (see [`crate::compact::expand`]).
+    #[error("compact attribution: {0}")]
+    Compact(String),
     /// A file or directory could not be read.
     #[error("cannot read {path}: {source}")]
     Io {

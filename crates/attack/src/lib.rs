@@ -8,6 +8,8 @@
 //!   log source and evaluated against Windows events.
 //! - [`actors`]: ranking of ATT&CK groups by how specifically observed techniques match them.
 //! - [`engine`]: [`Engine`], knowledge base plus rules → `Attribution`, and the DEGRADED path.
+//! - [`compact`]: attributions without what a knowledge base of the same release can tell, and
+//!   back.
 //! - [`navigator`]: ATT&CK Navigator layers of observed techniques.
 //! - [`url`]: addresses of ATT&CK pages.
 //!
@@ -20,6 +22,7 @@
 
 pub mod actors;
 pub mod campaigns;
+pub mod compact;
 pub mod engine;
 pub mod error;
 pub mod kb;

@@ -19,16 +19,32 @@ impl Kb {
 
     /// A technique as a `TechniqueDetail` with no confidence or evidence yet.
     pub fn technique_detail(&self, technique: &Technique) -> proto::TechniqueDetail {
-        proto::TechniqueDetail {
-            id: technique.id.clone(),
-            name: technique.name.clone(),
-            tactics: self.tactic_protos(technique),
-            url: technique.url.clone(),
-            confidence: 0.0,
-            evidence: Vec::new(),
-            stix_id: technique.stix_id.clone(),
-            replaces_revoked_id: String::new(),
-        }
+        let mut detail = proto::TechniqueDetail::default();
+        self.describe_technique(technique, &mut detail);
+        detail
+    }
+
+    /// Fills what the knowledge base knows of a technique into `detail` (id, name, tactics,
+    /// url, STIX id), leaving confidence, evidence and `replaces_revoked_id` as they are. The
+    /// one place a `TechniqueDetail` learns these fields: attributions and the expansion of
+    /// compact ones (see [`crate::compact`]) both come here.
+    pub(crate) fn describe_technique(&self, technique: &Technique, detail: &mut proto::TechniqueDetail) {
+        technique.id.clone_into(&mut detail.id);
+        technique.name.clone_into(&mut detail.name);
+        detail.tactics = self.tactic_protos(technique);
+        technique.url.clone_into(&mut detail.url);
+        technique.stix_id.clone_into(&mut detail.stix_id);
+    }
+
+    /// A group as a ranked candidate `ThreatActor`.
+    pub fn threat_actor(&self, group: &Group, score: f64, matched_techniques: Vec<String>) -> proto::ThreatActor {
+        let mut actor = proto::ThreatActor {
+            score,
+            matched_techniques,
+            ..Default::default()
+        };
+        describe_group(group, &mut actor);
+        actor
     }
 
     /// A technique as the `Technique` message of the lookup RPC.
@@ -57,4 +73,14 @@ impl Kb {
             url: group.url.clone(),
         }
     }
+}
+
+/// Fills what the knowledge base knows of a group into `actor` (group id, name, aliases, STIX
+/// id), leaving score and matched techniques as they are; like [`Kb::describe_technique`], the
+/// one place for these fields.
+pub(crate) fn describe_group(group: &Group, actor: &mut proto::ThreatActor) {
+    group.id.clone_into(&mut actor.group_id);
+    group.name.clone_into(&mut actor.name);
+    actor.aliases.clone_from(&group.aliases);
+    group.stix_id.clone_into(&mut actor.stix_id);
 }

@@ -21,6 +21,8 @@ use flate2::write::GzEncoder;
 pub use import::{ImportOptions, import_bundle, import_bundle_with, version_from_file_name};
 pub use model::{Campaign, Group, KbData, Mitigation, Software, SoftwareKind, Tactic, Technique};
 
+pub(crate) use messages::describe_group;
+
 use crate::actors::ActorIndex;
 use crate::error::Error;
 

@@ -1,0 +1,96 @@
+//! Compact attributions: an attribution without what a knowledge base of the same ATT&CK release
+//! can tell (technique names, tactics, urls and STIX ids; group names, aliases and STIX ids), for
+//! a caller that holds that release itself (the contract's
+//! `AttributeRequest.compact_for_attack_version`). Fewer and smaller nested messages to encode,
+//! send and decode on every hop.
+//!
+//! [`strip`] makes the compact form of a finished attribution and [`expand`] makes the full one
+//! again: `expand(kb, strip(a)) == a` for every attribution made with `kb` (or a knowledge base
+//! of the same release). Expansion fills fields with the very code that fills them when an
+//! attribution is made ([`Kb::technique_detail`], [`Kb::threat_actor`]), so the two cannot
+//! drift apart. This module does no I/O and knows nothing of how the forms travel.
+
+use std::mem::take;
+
+use attackmesh::proto::{Attribution, TechniqueDetail, ThreatActor};
+
+use crate::error::Error;
+use crate::kb::{Kb, describe_group};
+
+/// Whether a caller asking for compact attributions of ATT&CK release `requested` gets them
+/// from a service whose knowledge base is `kb`: only for that exact, non-empty release.
+pub fn answers_compact(kb: &Kb, requested: &str) -> bool {
+    !requested.is_empty() && requested == kb.attack_version()
+}
+
+/// Leaves in `attribution` only what a knowledge base cannot tell: confidence, status, ATT&CK
+/// release and rule-pack version; per technique its id, confidence, evidence and
+/// `replaces_revoked_id`; per threat actor its group id, score and matched techniques.
+/// `technique_ids` is emptied too: it repeats the techniques' ids in the same order.
+pub fn strip(attribution: &mut Attribution) {
+    attribution.technique_ids = Vec::new();
+    let Some(metadata) = attribution.metadata.as_mut() else {
+        return;
+    };
+    // Rebuilt field by field, so a field added to the contract later is left out until
+    // expansion knows how to fill it (and the round-trip tests say so).
+    for t in &mut metadata.techniques {
+        *t = TechniqueDetail {
+            id: take(&mut t.id),
+            confidence: t.confidence,
+            evidence: take(&mut t.evidence),
+            replaces_revoked_id: take(&mut t.replaces_revoked_id),
+            ..Default::default()
+        };
+    }
+    for actor in &mut metadata.threat_actors {
+        *actor = ThreatActor {
+            group_id: take(&mut actor.group_id),
+            score: actor.score,
+            matched_techniques: take(&mut actor.matched_techniques),
+            ..Default::default()
+        };
+    }
+}
+
+/// Fills a compact attribution in from `kb`, which must be of the attribution's ATT&CK release:
+/// technique names, tactics, urls and STIX ids, group names, aliases and STIX ids, and
+/// `technique_ids`. Fails when the releases differ or an id is not an active technique or
+/// group of `kb`; `attribution` may then be partly filled and must be discarded.
+pub fn expand(kb: &Kb, attribution: &mut Attribution) -> Result<(), Error> {
+    if attribution.attack_version != kb.attack_version() {
+        return Err(Error::Compact(format!(
+            "attribution of ATT&CK `{}` cannot be expanded with ATT&CK {}",
+            attackmesh::text::clip(&attribution.attack_version, 16),
+            kb.attack_version()
+        )));
+    }
+    let Some(metadata) = attribution.metadata.as_mut() else {
+        return Ok(());
+    };
+    for detail in &mut metadata.techniques {
+        let technique = kb.technique(&detail.id).filter(|t| t.is_active()).ok_or_else(|| {
+            Error::Compact(format!(
+                "technique `{}` is not an active technique of ATT&CK {}",
+                attackmesh::text::clip(&detail.id, 16),
+                kb.attack_version()
+            ))
+        })?;
+        kb.describe_technique(technique, detail);
+    }
+    attribution.technique_ids = metadata.techniques.iter().map(|t| t.id.clone()).collect();
+    for actor in &mut metadata.threat_actors {
+        let group = kb
+            .group(&actor.group_id)
+            .filter(|g| g.is_active() && g.id.eq_ignore_ascii_case(actor.group_id.trim()))
+            .ok_or_else(|| {
+                Error::Compact(format!(
+                    "group `{}` is not an active group of ATT&CK {}",
+                    attackmesh::text::clip(&actor.group_id, 16),
+                    kb.attack_version()
+                ))
+            })?;
+        describe_group(group, actor);
+    }
+    Ok(())
+}

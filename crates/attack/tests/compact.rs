@@ -1,0 +1,119 @@
+//! Compact attributions lose nothing: stripping an attribution and expanding it with a
+//! knowledge base of the same release gives back exactly what the engine made, for the real
+//! Suricata, Zeek and Cowrie samples and for a detector hint naming a revoked technique; and
+//! expansion refuses what it cannot fill truthfully.
+
+use attackmesh::formats::Format;
+use attackmesh::proto::{Attribution, DetectionEvent, DetectorKind};
+use attackmesh_attack::{Engine, compact};
+
+fn engine() -> Engine {
+    Engine::embedded().expect("embedded engine")
+}
+
+/// Strips and expands `full` and says whether anything differs; counts what was stripped.
+fn round_trip(engine: &Engine, full: &Attribution, context: &str) -> usize {
+    let mut compact = full.clone();
+    compact::strip(&mut compact);
+    assert!(compact.technique_ids.is_empty(), "{context}");
+    let metadata = compact.metadata.as_ref().expect("metadata");
+    for t in &metadata.techniques {
+        assert!(t.name.is_empty() && t.tactics.is_empty() && t.url.is_empty() && t.stix_id.is_empty());
+        assert!(!t.id.is_empty() && !t.evidence.is_empty(), "{context}: {t:?}");
+    }
+    for a in &metadata.threat_actors {
+        assert!(a.name.is_empty() && a.aliases.is_empty() && a.stix_id.is_empty());
+        assert!(!a.group_id.is_empty(), "{context}: {a:?}");
+    }
+    let saved = prost::Message::encoded_len(full) - prost::Message::encoded_len(&compact);
+    compact::expand(engine.kb(), &mut compact).unwrap_or_else(|e| panic!("{context}: {e}"));
+    assert_eq!(&compact, full, "{context}: expanded differs from the full attribution");
+    saved
+}
+
+fn samples() -> Option<Vec<(String, DetectionEvent)>> {
+    let dir = attackmesh_testkit::shared_data()?.join("samples");
+    let mut files = vec![(Format::Cowrie, dir.join("cowrie/cowrie_local_session.json"))];
+    for f in ["first-org-conf-2015", "honeypot-2018", "wrccdc-2017"] {
+        files.push((Format::SuricataEve, dir.join(format!("suricata/{f}.eve.ndjson"))));
+    }
+    for f in ["notice.log", "dns.log", "http.log", "conn.log", "weird.log", "files.log", "ssl.log"] {
+        files.push((Format::Zeek, dir.join("zeek/zat-0.4.9").join(f)));
+    }
+    let mut out = Vec::new();
+    for (format, path) in files {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for (line, ev) in attackmesh_testkit::sample_events(format, &path) {
+            out.push((format!("{name}:{line}"), ev));
+        }
+    }
+    Some(out)
+}
+
+#[test]
+fn strip_then_expand_gives_back_the_attributions_of_the_real_samples() {
+    let Some(events) = samples() else { return };
+    let engine = engine();
+    let (mut attributed, mut with_actors, mut saved) = (0, 0, 0);
+    for (context, ev) in &events {
+        let full = engine.attribute(ev);
+        let metadata = full.metadata.as_ref().expect("metadata");
+        attributed += usize::from(!metadata.techniques.is_empty());
+        with_actors += usize::from(!metadata.threat_actors.is_empty());
+        saved += round_trip(&engine, &full, context);
+    }
+    println!(
+        "{} events, {attributed} attributed, {with_actors} with candidate groups; {saved} bytes not sent",
+        events.len()
+    );
+    assert!(attributed > 100, "expected the samples to attribute, got {attributed}");
+    assert!(saved > 0);
+}
+
+#[test]
+fn strip_then_expand_keeps_revoked_hints_and_candidate_groups() {
+    let engine = engine();
+    let mut ev = attackmesh_testkit::event(
+        "falco.alert",
+        DetectorKind::BehaviouralAnalysis,
+        "custom rule fired",
+        &[("rule", "My custom rule")],
+    );
+    // T1073 is revoked (replaced by T1574.001); APT29's own techniques make groups worth ranking.
+    let apt29 = engine.kb().group("G0016").expect("APT29");
+    ev.technique_hints = std::iter::once("T1073".to_owned())
+        .chain(apt29.techniques.iter().take(8).cloned())
+        .collect();
+    let full = engine.attribute(&ev);
+    let metadata = full.metadata.as_ref().expect("metadata");
+    assert!(metadata.techniques.iter().any(|t| t.replaces_revoked_id == "T1073"));
+    assert!(!metadata.threat_actors.is_empty(), "{metadata:?}");
+    round_trip(&engine, &full, "revoked hint");
+    let degraded = Engine::degraded(engine.kb(), &ev);
+    round_trip(&engine, &degraded, "degraded");
+}
+
+#[test]
+fn expansion_refuses_another_release_and_unknown_ids() {
+    let engine = engine();
+    let mut ev = attackmesh_testkit::port_scan("e1", "203.0.113.9");
+    ev.technique_hints = vec!["T1046".into()];
+    let mut other = engine.attribute(&ev);
+    compact::strip(&mut other);
+    let mut unknown = other.clone();
+    other.attack_version = "17.0".into();
+    let error = compact::expand(engine.kb(), &mut other).expect_err("other release");
+    assert!(error.to_string().contains("17.0"), "{error}");
+    unknown.metadata.as_mut().expect("metadata").techniques[0].id = "T9999".into();
+    let error = compact::expand(engine.kb(), &mut unknown).expect_err("unknown technique");
+    assert!(error.to_string().contains("T9999"), "{error}");
+}
+
+#[test]
+fn only_the_service_own_release_is_answered_compact() {
+    let engine = engine();
+    let kb = engine.kb();
+    assert!(compact::answers_compact(kb, kb.attack_version()));
+    assert!(!compact::answers_compact(kb, ""));
+    assert!(!compact::answers_compact(kb, "17.0"));
+}
