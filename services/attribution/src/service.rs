@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use attackmesh::proto::attribution_service_server::{AttributionService, AttributionServiceServer};
 use attackmesh::proto::{
-    AttributeRequest, AttributeResponse, DetectorKind, FieldViolation, GetGroupRequest, GetGroupResponse,
+    AttributeRequest, AttributeResponse, Attribution, DetectorKind, FieldViolation, GetGroupRequest, GetGroupResponse,
     GetKnowledgeBaseInfoRequest, GetKnowledgeBaseInfoResponse, GetTechniqueRequest, GetTechniqueResponse,
     MapPatternsRequest, MapPatternsResponse,
 };
@@ -22,7 +22,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument as _, info, warn};
 
-use attackmesh_attack::{Engine, Resolved};
+use attackmesh_attack::{Engine, Resolved, compact};
 
 use crate::config::{AttributionConfig, MAX_BATCH_LIMIT};
 use crate::error::Error;
@@ -234,7 +234,8 @@ fn violation(field: &str, description: impl Into<String>) -> FieldViolation {
     }
 }
 
-/// Validates and attributes one batch with the engine current when it arrived.
+/// Validates and attributes one batch with the engine current when it arrived, in the compact
+/// form when the caller asked for it with the engine's own ATT&CK release.
 async fn attribute_batch(state: &AttributionState, batch: AttributeRequest) -> Result<AttributeResponse, Error> {
     if batch.events.len() > state.max_batch {
         return Err(Error::invalid(
@@ -261,15 +262,33 @@ async fn attribute_batch(state: &AttributionState, batch: AttributeRequest) -> R
     }
     let engine = state.engine.current();
     let batch_id = batch.batch_id;
+    let batch_len = batch.events.len();
     let events = batch.events;
-    let attributions = if events.len() <= INLINE_BATCH {
-        events.iter().map(|e| engine.attribute(e)).collect()
+    let compact = compact::answers_compact(engine.kb(), &batch.compact_for_attack_version);
+    let attribute = move || -> Vec<Attribution> {
+        events
+            .iter()
+            .map(|e| {
+                let mut attribution = engine.attribute(e);
+                if compact {
+                    compact::strip(&mut attribution);
+                }
+                attribution
+            })
+            .collect()
+    };
+    let attributions = if batch_len <= INLINE_BATCH {
+        attribute()
     } else {
-        tokio::task::spawn_blocking(move || events.iter().map(|e| engine.attribute(e)).collect())
+        tokio::task::spawn_blocking(attribute)
             .await
             .map_err(|e| Error::Internal(format!("attribution task failed: {e}")))?
     };
-    Ok(AttributeResponse { batch_id, attributions })
+    Ok(AttributeResponse {
+        batch_id,
+        attributions,
+        compact,
+    })
 }
 
 /// Polls `dir` every `interval` and reloads the rule packs when a pack or Sigma rule file was

@@ -5,20 +5,36 @@
 //! concurrently. A chunk the attribution service cannot answer in time is attributed with
 //! [`Engine::degraded`] (validated detector hints only, status DEGRADED); the caller decides
 //! whether to queue it for re-attribution. A chunk is never dropped.
+//!
+//! Enrichment asks for compact attributions of its own knowledge base's ATT&CK release and fills
+//! them in from that knowledge base ([`compact::expand`]) before anything else sees them, so an
+//! attribution leaves here in full whichever form attribution sent: a service of another release,
+//! or one that predates the option, answers in full and its answer is used as it is.
 
 use std::{collections::HashMap, sync::Arc};
 
 use attackmesh::proto::{
     AttributeRequest, AttributeResponse, Attribution, AttributionStatus, DetectionEvent, attribution_service_server,
 };
-use attackmesh_attack::{Engine, Kb};
+use attackmesh_attack::{Engine, Kb, compact};
 use futures::future::join_all;
 use tokio::sync::watch;
 
 use crate::upstream::link::{Link, LinkError, Rpc};
 
-/// The `Attribute` RPC.
-pub(crate) struct AttributeRpc;
+/// The `Attribute` RPC, asking for compact attributions of one ATT&CK release.
+pub(crate) struct AttributeRpc {
+    compact_for_attack_version: String,
+}
+
+impl AttributeRpc {
+    /// Asks for compact attributions whenever attribution's release is that of `kb`.
+    pub(crate) fn compact_for(kb: &Kb) -> Self {
+        Self {
+            compact_for_attack_version: kb.attack_version().to_owned(),
+        }
+    }
+}
 
 impl Rpc for AttributeRpc {
     type Req = AttributeRequest;
@@ -31,11 +47,17 @@ impl Rpc for AttributeRpc {
         resp.batch_id
     }
 
-    fn request(batch_id: u64, events: Vec<DetectionEvent>, trace_context: HashMap<String, String>) -> AttributeRequest {
+    fn request(
+        &self,
+        batch_id: u64,
+        events: Vec<DetectionEvent>,
+        trace_context: HashMap<String, String>,
+    ) -> AttributeRequest {
         AttributeRequest {
             batch_id,
             events,
             trace_context,
+            compact_for_attack_version: self.compact_for_attack_version.clone(),
         }
     }
 
@@ -56,7 +78,7 @@ pub(crate) struct Attributor {
 }
 
 impl Attributor {
-    /// Wraps a link; `kb` validates detector hints in degraded mode.
+    /// Wraps a link; `kb` fills in compact answers and validates detector hints in degraded mode.
     pub(crate) fn new(link: Link<AttributeRpc>, kb: Arc<Kb>, max_batch: usize) -> Self {
         Self { link, kb, max_batch }
     }
@@ -89,7 +111,8 @@ impl Attributor {
         answers.into_iter().flatten().collect()
     }
 
-    /// Attributes one chunk by the service only (no fallback); the events come back either way.
+    /// Attributes one chunk by the service only (no fallback); the events come back either way,
+    /// and the attributions in full (compact answers filled in from the knowledge base).
     pub(crate) async fn try_chunk(
         &self,
         events: Vec<DetectionEvent>,
@@ -104,7 +127,7 @@ impl Attributor {
                     .iter()
                     .all(|a| a.status != AttributionStatus::Degraded as i32)
             {
-                Ok(resp.attributions)
+                self.full(resp)
             } else {
                 tracing::warn!(
                     sent = count,
@@ -117,6 +140,21 @@ impl Attributor {
             }
         });
         (events, result)
+    }
+
+    /// The attributions of an answer in full: as sent, or expanded from the knowledge base when
+    /// compact. An answer that cannot be expanded is no answer (the chunk degrades).
+    fn full(&self, resp: AttributeResponse) -> Result<Vec<Attribution>, LinkError> {
+        let mut attributions = resp.attributions;
+        if resp.compact {
+            for a in &mut attributions {
+                compact::expand(&self.kb, a).map_err(|error| {
+                    tracing::warn!(%error, "attribution answered compact attributions this knowledge base cannot fill in");
+                    LinkError::Unavailable(format!("attribution answered an unusable batch: {error}"))
+                })?;
+            }
+        }
+        Ok(attributions)
     }
 
     /// Most events per attribution request.

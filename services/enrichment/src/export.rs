@@ -34,7 +34,12 @@ impl Rpc for ExportRpc {
         resp.batch_id
     }
 
-    fn request(batch_id: u64, events: Vec<EnrichedEvent>, trace_context: HashMap<String, String>) -> ExportRequest {
+    fn request(
+        &self,
+        batch_id: u64,
+        events: Vec<EnrichedEvent>,
+        trace_context: HashMap<String, String>,
+    ) -> ExportRequest {
         ExportRequest {
             batch_id,
             events,

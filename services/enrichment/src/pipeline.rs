@@ -237,6 +237,7 @@ impl Pipeline {
                         batch_id: 0,
                         events,
                         trace_context: trace,
+                        ..Default::default()
                     })
                     .await?;
                 }

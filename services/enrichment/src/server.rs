@@ -18,10 +18,10 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    attribute::Attributor,
+    attribute::{AttributeRpc, Attributor},
     config::EnrichmentConfig,
     error::Error,
-    export::Exporter,
+    export::{ExportRpc, Exporter},
     http,
     otlp::LogsApi,
     pipeline::Pipeline,
@@ -46,11 +46,16 @@ pub async fn serve(
     let kb = load_kb(config).await?;
 
     let upstream = Upstream::start("attribution", &config.attribution, config.dns_refresh).await?;
-    let link = Link::start(upstream, &config.attribution, links.clone());
+    let link = Link::start(
+        AttributeRpc::compact_for(&kb),
+        upstream,
+        &config.attribution,
+        links.clone(),
+    );
     let attributor = Arc::new(Attributor::new(link, kb, config.attribution.max_batch));
     let upstream = Upstream::start("export", &config.export, config.dns_refresh).await?;
     let exporter = Arc::new(Exporter::new(
-        Link::start(upstream, &config.export, links.clone()),
+        Link::start(ExportRpc, upstream, &config.export, links.clone()),
         config.export.max_batch,
     ));
 

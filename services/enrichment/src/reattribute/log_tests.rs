@@ -16,6 +16,7 @@ fn batch(ids: &[&str]) -> AttributeRequest {
             })
             .collect(),
         trace_context: [("traceparent".to_owned(), "00-abc".to_owned())].into(),
+        ..Default::default()
     }
 }
 

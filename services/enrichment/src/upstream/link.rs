@@ -46,8 +46,9 @@ pub(crate) trait Rpc: Send + Sync + 'static {
     type Item: Clone + Send + Sync + 'static;
     /// The batch an answer is for.
     fn batch_id(resp: &Self::Resp) -> u64;
-    /// A batch of `items` with the batch's W3C trace context.
-    fn request(batch_id: u64, items: Vec<Self::Item>, trace: HashMap<String, String>) -> Self::Req;
+    /// A batch of `items` with the batch's W3C trace context (and whatever options the RPC
+    /// value carries for every batch).
+    fn request(&self, batch_id: u64, items: Vec<Self::Item>, trace: HashMap<String, String>) -> Self::Req;
     /// The items of a batch, taken back.
     fn into_items(request: Self::Req) -> Vec<Self::Item>;
     /// The items of a batch still shared with the link, copied back.
@@ -94,6 +95,7 @@ impl<R: Rpc> Job<R> {
 }
 
 struct Shared<R: Rpc> {
+    rpc: R,
     upstream: Upstream,
     config: UpstreamConfig,
     rx: tokio::sync::Mutex<mpsc::Receiver<Job<R>>>,
@@ -113,10 +115,12 @@ pub(crate) struct Link<R: Rpc> {
 }
 
 impl<R: Rpc> Link<R> {
-    /// Starts `config.streams` stream tasks on `upstream`; they stop when `stop` is cancelled.
-    pub(crate) fn start(upstream: Upstream, config: &UpstreamConfig, stop: CancellationToken) -> Self {
+    /// Starts `config.streams` stream tasks carrying `rpc` on `upstream`; they stop when `stop`
+    /// is cancelled.
+    pub(crate) fn start(rpc: R, upstream: Upstream, config: &UpstreamConfig, stop: CancellationToken) -> Self {
         let (tx, rx) = mpsc::channel(config.streams * config.max_in_flight);
         let shared = Arc::new(Shared {
+            rpc,
             upstream,
             config: config.clone(),
             rx: tokio::sync::Mutex::new(rx),
@@ -147,7 +151,7 @@ impl<R: Rpc> Link<R> {
         trace: &HashMap<String, String>,
     ) -> (Vec<R::Item>, Result<R::Resp, LinkError>) {
         let (shared, answer) = self
-            .call(move |batch_id| R::request(batch_id, items, trace.clone()))
+            .call(move |batch_id| self.shared.rpc.request(batch_id, items, trace.clone()))
             .await;
         let items = Arc::try_unwrap(shared).map_or_else(|r| R::items(&r), R::into_items);
         (items, answer)

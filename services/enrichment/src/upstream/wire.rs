@@ -56,6 +56,7 @@ mod tests {
                 ..Default::default()
             }],
             trace_context: [("traceparent".to_owned(), "00-x".to_owned())].into(),
+            compact_for_attack_version: "18.1".into(),
         };
         let wire = Wire(Arc::new(req.clone()));
         assert_eq!(wire.encode_to_vec(), req.encode_to_vec());

@@ -110,6 +110,7 @@ impl AttributionService for NoopAttribution {
             Ok(AttributeResponse {
                 batch_id: batch.batch_id,
                 attributions: vec![Attribution::default(); batch.events.len()],
+                ..Default::default()
             })
         });
         Ok(Response::new(Box::pin(answers)))
@@ -232,6 +233,7 @@ impl IngestService for NoopIngest {
                         batch_id: batch.batch_id,
                         events: batch.events.clone(),
                         trace_context: batch.trace_context,
+                        ..Default::default()
                     };
                     attr_tx
                         .send(copy)
