@@ -37,12 +37,23 @@ fn samples() -> Option<Vec<(String, DetectionEvent)>> {
     for f in ["first-org-conf-2015", "honeypot-2018", "wrccdc-2017"] {
         files.push((Format::SuricataEve, dir.join(format!("suricata/{f}.eve.ndjson"))));
     }
-    for f in ["notice.log", "dns.log", "http.log", "conn.log", "weird.log", "files.log", "ssl.log"] {
+    for f in [
+        "notice.log",
+        "dns.log",
+        "http.log",
+        "conn.log",
+        "weird.log",
+        "files.log",
+        "ssl.log",
+    ] {
         files.push((Format::Zeek, dir.join("zeek/zat-0.4.9").join(f)));
     }
     let mut out = Vec::new();
     for (format, path) in files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         for (line, ev) in attackmesh_testkit::sample_events(format, &path) {
             out.push((format!("{name}:{line}"), ev));
         }

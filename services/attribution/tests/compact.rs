@@ -78,9 +78,16 @@ async fn compact_answers_only_for_the_service_own_release() {
     let full = next().await;
     assert!(!full.compact, "no option: full answers");
     assert_eq!(full.attributions, expected);
-    let techniques = full.attributions.iter().flat_map(|a| &a.metadata.as_ref().expect("metadata").techniques);
+    let techniques = full
+        .attributions
+        .iter()
+        .flat_map(|a| &a.metadata.as_ref().expect("metadata").techniques);
     assert!(techniques.clone().count() > 50);
-    assert!(techniques.clone().all(|t| !t.name.is_empty() && !t.tactics.is_empty() && !t.url.is_empty()));
+    assert!(
+        techniques
+            .clone()
+            .all(|t| !t.name.is_empty() && !t.tactics.is_empty() && !t.url.is_empty())
+    );
 
     let compacted = next().await;
     assert!(compacted.compact, "the service's own release: compact answers");

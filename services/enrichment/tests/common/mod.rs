@@ -20,9 +20,12 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
 mod sink;
+mod stub_attribution;
 mod stub_export;
 #[allow(unused_imports)]
 pub use sink::*;
+#[allow(unused_imports)]
+pub use stub_attribution::start_stub_attribution;
 #[allow(unused_imports)]
 pub use stub_export::{Captured, CapturingExport, start_capturing_export};
 

@@ -1,5 +1,6 @@
 //! A stand-in export service that acknowledges every batch at once and records what it saw
-//! (trace context and event ids), for checks the real service's sinks cannot show.
+//! (trace context and event ids, and the events themselves), for checks the real service's
+//! sinks cannot show.
 
 use std::{collections::HashMap, net::SocketAddr};
 
@@ -14,6 +15,8 @@ pub type Captured = std::sync::Arc<std::sync::Mutex<Vec<(HashMap<String, String>
 #[derive(Clone, Default)]
 pub struct CapturingExport {
     pub seen: Captured,
+    /// Every event exported, as received, in order.
+    pub events: std::sync::Arc<std::sync::Mutex<Vec<attackmesh::proto::EnrichedEvent>>>,
 }
 
 #[tonic::async_trait]
@@ -26,11 +29,12 @@ impl attackmesh::proto::export_service_server::ExportService for CapturingExport
         request: Request<tonic::Streaming<attackmesh::proto::ExportRequest>>,
     ) -> Result<tonic::Response<Self::ExportStream>, tonic::Status> {
         use futures::StreamExt;
-        let seen = self.seen.clone();
+        let (seen, events) = (self.seen.clone(), self.events.clone());
         let answers = request.into_inner().map(move |batch| {
             let batch = batch?;
             let ids = batch.events.iter().map(|e| e.event_id.clone()).collect();
             seen.lock().unwrap().push((batch.trace_context.clone(), ids));
+            events.lock().unwrap().extend(batch.events.iter().cloned());
             Ok(attackmesh::proto::ExportResponse {
                 batch_id: batch.batch_id,
                 status: attackmesh::proto::AckStatus::Durable as i32,
