@@ -1,9 +1,11 @@
 //! Hot-path benchmarks of attribution.
 //!
-//! Run with `cargo bench -p attackmesh-attribution --bench attribution`. Rule evaluation and
+//! Run with `cargo bench -p attackmesh-attack --bench attack`. Rule evaluation and
 //! full attribution report events per second on one core (criterion "elements/s") over a mix of
 //! real detector records: the shared Suricata, Cowrie and Zeek samples when present, synthetic
-//! events of every detector kind otherwise.
+//! events of every detector kind otherwise. `answer/*` compares one `AttributeResponse` of 500
+//! attributions of that mix in full and compact form: encoding and decoding it, stripping it and
+//! expanding it again.
 
 #![allow(missing_docs)]
 
@@ -11,9 +13,10 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use attackmesh::formats::{self, Format, Reader};
-use attackmesh::proto::{DetectionEvent, DetectorKind};
-use attackmesh_attack::{Engine, Kb};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use attackmesh::proto::{AttributeResponse, AttributionStatus, DetectionEvent, DetectorKind};
+use attackmesh_attack::{Engine, Kb, compact};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use prost::Message;
 
 const COMPACT_KB: &[u8] = include_bytes!("../kb/enterprise-attack-18.1.kb.gz");
 
@@ -184,5 +187,104 @@ fn actors(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, rules, kb, actors);
+/// One batch's answer: the attributions of the first 500 events of the mix that attribute to
+/// something (cycling through them when there are fewer), in full.
+fn full_answer(engine: &Engine) -> AttributeResponse {
+    let attributed: Vec<_> = event_mix()
+        .iter()
+        .map(|ev| engine.attribute(ev))
+        .filter(|a| a.status == AttributionStatus::Ok as i32)
+        .collect();
+    AttributeResponse {
+        batch_id: 1,
+        attributions: attributed.iter().cycle().take(500).cloned().collect(),
+        compact: false,
+    }
+}
+
+fn stripped(full: &AttributeResponse) -> AttributeResponse {
+    let mut answer = full.clone();
+    answer.attributions.iter_mut().for_each(compact::strip);
+    answer.compact = true;
+    answer
+}
+
+fn answer(c: &mut Criterion) {
+    let engine = Engine::embedded().expect("embedded engine");
+    let kb = engine.kb().clone();
+    let full = full_answer(&engine);
+    let compact = stripped(&full);
+    println!(
+        "answer of {} attributions: {} bytes in full, {} bytes compact",
+        full.attributions.len(),
+        full.encoded_len(),
+        compact.encoded_len()
+    );
+    let mut g = c.benchmark_group("answer");
+    g.throughput(Throughput::Elements(full.attributions.len() as u64));
+    let mut buf = Vec::new();
+    for (name, answer) in [("full", &full), ("compact", &compact)] {
+        g.bench_function(BenchmarkId::new("encode+decode", name), |b| {
+            b.iter(|| {
+                buf.clear();
+                black_box(answer).encode(&mut buf).expect("encodes");
+                AttributeResponse::decode(black_box(buf.as_slice())).expect("decodes")
+            })
+        });
+    }
+    g.bench_function("strip", |b| {
+        b.iter_batched(
+            || full.clone(),
+            |mut answer| {
+                answer.attributions.iter_mut().for_each(compact::strip);
+                answer
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("expand", |b| {
+        b.iter_batched(
+            || compact.clone(),
+            |mut answer| {
+                for a in &mut answer.attributions {
+                    compact::expand(&kb, a).expect("expands");
+                }
+                answer
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // One hop as the services make it, the answer dropped by the sender and kept by the receiver:
+    // full = encode + decode; compact = strip + encode + decode + expand.
+    g.bench_function(BenchmarkId::new("hop", "full"), |b| {
+        b.iter_batched(
+            || full.clone(),
+            |answer| {
+                let bytes = answer.encode_to_vec();
+                drop(answer);
+                AttributeResponse::decode(bytes.as_slice()).expect("decodes")
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function(BenchmarkId::new("hop", "compact"), |b| {
+        b.iter_batched(
+            || full.clone(),
+            |mut answer| {
+                answer.attributions.iter_mut().for_each(compact::strip);
+                let bytes = answer.encode_to_vec();
+                drop(answer);
+                let mut answer = AttributeResponse::decode(bytes.as_slice()).expect("decodes");
+                for a in &mut answer.attributions {
+                    compact::expand(&kb, a).expect("expands");
+                }
+                answer
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, rules, kb, actors, answer);
 criterion_main!(benches);
