@@ -217,15 +217,25 @@ fn ip_text(out: &mut Vec<u8>, ip: &IpAddr) {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Appends `s` as a JSON string, escaped exactly as serde_json escapes it: `"` and `\`, the
-/// short forms of backspace, tab, newline, form feed and carriage return, `\u00XX` for the
-/// other control characters; everything else as it is.
+/// Appends `s` as a JSON string, escaped exactly as serde_json escapes it: `"` and `\\`, the
+/// short forms of backspace, tab, newline, form feed and carriage return, `\\u00XX` for the
+/// other control characters; everything else as it is. Runs of bytes that need no escape are
+/// skipped eight at a time and copied whole.
 pub(crate) fn escaped(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            if !needs_escape(word) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let short = match b {
             b'"' => b'"',
             b'\\' => b'\\',
@@ -235,10 +245,14 @@ pub(crate) fn escaped(out: &mut Vec<u8>, s: &str) {
             0x0c => b'f',
             0x0d => b'r',
             0x00..=0x1f => b'u',
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&bytes[start..i]);
-        start = i + 1;
+        i += 1;
+        start = i;
         if short == b'u' {
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
@@ -250,6 +264,17 @@ pub(crate) fn escaped(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any of the eight bytes of `word` is a control character, `"` or `\\`.
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // "Has a byte below n" (exact as a yes/no for n <= 128), and "has a zero byte" of the word
+    // XORed with the byte looked for.
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH;
+    let zero = |w: u64| below(w, 1);
+    below(word, 0x20) | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\'))) != 0
 }
 
 #[cfg(test)]
@@ -269,6 +294,26 @@ mod tests {
             let mut out = Vec::new();
             escaped(&mut out, s);
             assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn every_byte_in_every_lane_is_escaped_as_serde_json_escapes_it() {
+        for len in [7, 8, 9, 16, 17, 24] {
+            for at in 0..len {
+                for b in (0u8..128).chain([0xc3]) {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    if b == 0xc3 {
+                        // A two-byte character (é) whose second byte may start the next word.
+                        bytes.insert(at + 1, 0xa9);
+                    }
+                    let s = String::from_utf8(bytes).unwrap();
+                    let mut out = Vec::new();
+                    escaped(&mut out, &s);
+                    assert_eq!(out, serde_json::to_vec(&s).unwrap(), "{s:?}");
+                }
+            }
         }
     }
 
