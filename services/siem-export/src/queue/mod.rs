@@ -50,8 +50,12 @@ pub const FORMAT: attackmesh_runtime::format::Format = attackmesh_runtime::forma
 const CURSOR: &str = "cursor";
 /// Extension of segment files.
 const SEGMENT_EXT: &str = "seg";
-/// Most framed bytes of appended records kept decoded for the reader (a few batches).
-const RECENT_MAX_BYTES: u64 = 4 << 20;
+/// Most framed bytes of appended records kept decoded for the reader: about 5,000 real detector
+/// events, enough that a sink writing batches of 1,000 behind a stream of 500-event Export
+/// batches takes them from memory; at 4 MiB it fell behind at full load and read and decoded
+/// most events a second time from disk (siem-export 37.6 → 27.1 µs per real Suricata event).
+/// While a sink is down the window stays full: that much memory is held per queue.
+const RECENT_MAX_BYTES: u64 = 16 << 20;
 
 /// Size bounds and durability of one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
