@@ -55,6 +55,8 @@ mod reader_tests;
 #[cfg(test)]
 mod robustness_tests;
 #[cfg(test)]
+mod snapshot_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod windows_tests;
