@@ -25,27 +25,27 @@ pub(crate) const ORIGINAL_TRUNCATED: &str = "original_truncated";
 pub const ATTRIBUTES_DROPPED: &str = "attributes_dropped";
 
 /// Collects the parts of one event and enforces [`crate::limits`] when finished.
-pub(crate) struct EventBuilder {
+pub(crate) struct EventBuilder<'a> {
     /// The event under construction; parsers set plain fields directly.
     pub(crate) event: DetectionEvent,
     format: &'static str,
-    line: String,
+    /// The whole record, borrowed: the id is derived from it even when `original` is cut.
+    line: &'a str,
     attributes: Vec<(String, String)>,
     priority: &'static [&'static str],
     seen_indicators: HashSet<(i32, String)>,
     original_truncated: bool,
 }
 
-impl EventBuilder {
+impl<'a> EventBuilder<'a> {
     /// Starts an event for `line` (without its line terminator) of `format`.
-    pub(crate) fn new(format: Format, line: &str, kind: DetectorKind) -> Self {
+    pub(crate) fn new(format: Format, line: &'a str, kind: DetectorKind) -> Self {
         Self::named(format.name(), line, kind)
     }
 
     /// Starts an event for `record` of a format that is not read line by line (OTLP), named
     /// `format` in `original_format` and in the event id.
-    pub(crate) fn named(format: &'static str, record: &str, kind: DetectorKind) -> Self {
-        let line = record;
+    pub(crate) fn named(format: &'static str, line: &'a str, kind: DetectorKind) -> Self {
         let mut original = line.to_owned();
         let original_truncated = original.len() > MAX_ORIGINAL_BYTES;
         truncate(&mut original, MAX_ORIGINAL_BYTES);
@@ -58,7 +58,7 @@ impl EventBuilder {
         Self {
             event,
             format,
-            line: line.to_owned(),
+            line,
             attributes: Vec::new(),
             priority: &[],
             seen_indicators: HashSet::new(),
@@ -196,20 +196,26 @@ impl EventBuilder {
                 .into_iter()
                 .collect()
         };
-        self.event.event_id = event_id(self.format, &self.event.event_type, &self.line);
+        self.event.event_id = event_id(self.format, &self.event.event_type, self.line);
         self.event
     }
 }
 
 /// The deterministic id of a record, see [`super::EVENT_ID_NAMESPACE`].
+///
+/// This is `Uuid::new_v5(&EVENT_ID_NAMESPACE, name)` with the name hashed in parts, so the
+/// record is not copied once more just to be hashed.
 pub(crate) fn event_id(format: &str, event_type: &str, line: &str) -> String {
-    let mut name = Vec::with_capacity(format.len() + event_type.len() + line.len() + 2);
-    name.extend_from_slice(format.as_bytes());
-    name.push(b'\n');
-    name.extend_from_slice(event_type.as_bytes());
-    name.push(b'\n');
-    name.extend_from_slice(line.as_bytes());
-    Uuid::new_v5(&EVENT_ID_NAMESPACE, &name).to_string()
+    let mut sha1 = sha1_smol::Sha1::new();
+    for part in [EVENT_ID_NAMESPACE.as_bytes().as_slice(), format.as_bytes(), b"\n", event_type.as_bytes(), b"\n", line.as_bytes()] {
+        sha1.update(part);
+    }
+    let digest = sha1.digest().bytes();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    let mut text = String::with_capacity(uuid::fmt::Hyphenated::LENGTH);
+    text.push_str(uuid::Builder::from_sha1_bytes(bytes).into_uuid().hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+    text
 }
 
 /// `None` for an endpoint nothing is known about; otherwise its texts cut to the limits.

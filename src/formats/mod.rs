@@ -45,6 +45,7 @@ mod ndjson;
 pub mod otlp;
 mod reader;
 mod suricata;
+mod tree;
 mod wazuh;
 mod windows;
 mod winlogbeat;

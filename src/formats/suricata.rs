@@ -4,10 +4,11 @@
 //! detections; protocol records such as `dns`, `http`, `tls`, `flow` are kept so rule packs can
 //! map them like Zeek logs) except `stats`, which holds engine counters and is skipped.
 
-use serde_json::Value;
+use std::borrow::Cow;
 
 use super::builder::EventBuilder;
-use super::common::{flatten, get, get_i64, get_port, get_str, get_strings, get_text, ip_text, timestamp_field};
+use super::common::ip_text;
+use super::tree::{self, Json, flatten, get, get_i64, get_port, get_str, get_strings, get_text};
 use super::{Format, ParseError, json_object};
 use crate::proto::{DetectionEvent, DetectorKind, Endpoint, IndicatorType, Severity};
 
@@ -27,11 +28,23 @@ const PRIORITY: &[&str] = &[
 ];
 
 /// Parses one EVE line; `Ok(None)` for `stats` records.
+///
+/// The record is read into a tree borrowing from `line`; input only a `serde_json::Value` reads
+/// right (see [`tree::object`]) is read as a `Value` and converted, with the same result.
 pub(super) fn parse(line: &str) -> Result<Option<DetectionEvent>, ParseError> {
-    let record = json_object(line)?;
+    match tree::object(line) {
+        Some(record) => parse_record(line, &record),
+        None => {
+            let value = json_object(line)?;
+            parse_record(line, &Json::from_value(&value))
+        }
+    }
+}
+
+fn parse_record(line: &str, record: &Json<'_>) -> Result<Option<DetectionEvent>, ParseError> {
     let subtype = match record.get("event_type") {
-        None | Some(Value::Null) => return Err(ParseError::MissingField("event_type".into())),
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_ascii_lowercase(),
+        None | Some(Json::Null) => return Err(ParseError::MissingField("event_type".into())),
+        Some(Json::Str(s)) if !s.trim().is_empty() => s.trim().to_ascii_lowercase(),
         Some(_) => {
             return Err(ParseError::WrongType {
                 field: "event_type".into(),
@@ -43,36 +56,41 @@ pub(super) fn parse(line: &str) -> Result<Option<DetectionEvent>, ParseError> {
         return Ok(None);
     }
     let mut b = EventBuilder::new(Format::SuricataEve, line, DetectorKind::TrafficMonitor);
-    b.timestamp(timestamp_field(&record, "timestamp")?);
+    let timestamp = match tree::timestamp_field(record, "timestamp") {
+        Some(timestamp) => timestamp,
+        // Neither a string nor a number: the error quotes the value as a `Value` writes it.
+        None => super::common::timestamp_field(&json_object(line)?, "timestamp"),
+    };
+    b.timestamp(timestamp?);
     b.event_type(&format!("suricata.{subtype}"));
-    b.source_service(get_str(&record, &["host"]).unwrap_or("suricata"));
-    b.severity(severity(&record, &subtype));
-    b.description(&description(&record, &subtype));
+    b.source_service(get_str(record, &["host"]).unwrap_or("suricata"));
+    b.severity(severity(record, &subtype));
+    b.description(&description(record, &subtype));
 
     b.source(Endpoint {
-        ip: get_str(&record, &["src_ip"]).map(ip_text).unwrap_or_default(),
-        port: get_port(&record, &["src_port"]),
+        ip: get_str(record, &["src_ip"]).map(ip_text).unwrap_or_default(),
+        port: get_port(record, &["src_port"]),
         ..Endpoint::default()
     });
     b.destination(Endpoint {
-        ip: get_str(&record, &["dest_ip"]).map(ip_text).unwrap_or_default(),
-        port: get_port(&record, &["dest_port"]),
+        ip: get_str(record, &["dest_ip"]).map(ip_text).unwrap_or_default(),
+        port: get_port(record, &["dest_port"]),
         ..Endpoint::default()
     });
 
-    for id in get_strings(&record, &["alert", "metadata", "mitre_technique_id"]) {
+    for id in get_strings(record, &["alert", "metadata", "mitre_technique_id"]) {
         b.hint(&id);
     }
     indicators(&mut b, &record);
 
     let mut attributes = Vec::new();
-    flatten(&record, &mut attributes);
+    flatten(record, &mut attributes);
     b.priority(PRIORITY);
     b.attributes(attributes);
     Ok(Some(b.finish()))
 }
 
-fn severity(record: &Value, subtype: &str) -> Severity {
+fn severity(record: &Json<'_>, subtype: &str) -> Severity {
     if subtype != "alert" {
         return Severity::Low;
     }
@@ -83,15 +101,15 @@ fn severity(record: &Value, subtype: &str) -> Severity {
     }
 }
 
-fn description(record: &Value, subtype: &str) -> String {
-    let text = |path: &[&str]| get_text(record, path);
+fn description(record: &Json<'_>, subtype: &str) -> String {
+    let text = |path: &[&str]| get_text(record, path).map(Cow::into_owned);
     let found = match subtype {
         "alert" => text(&["alert", "signature"]),
         "anomaly" => text(&["anomaly", "event"]).map(|event| match text(&["anomaly", "type"]) {
             Some(kind) => format!("{kind} anomaly: {event}"),
             None => format!("anomaly: {event}"),
         }),
-        "dns" => dns_names(record).into_iter().next(),
+        "dns" => dns_names(record).into_iter().next().map(Cow::into_owned),
         "http" => match (text(&["http", "hostname"]), text(&["http", "url"])) {
             (Some(host), Some(url)) => Some(format!("{host}{url}")),
             (host, url) => host.or(url),
@@ -119,17 +137,17 @@ fn description(record: &Value, subtype: &str) -> String {
 }
 
 /// Query names of a `dns` object in every EVE layout (v1 `rrname`, `query[]`, v3 `queries[]`).
-fn dns_names(record: &Value) -> Vec<String> {
-    let mut names: Vec<String> = get_text(record, &["dns", "rrname"]).into_iter().collect();
+fn dns_names<'v>(record: &'v Json<'_>) -> Vec<Cow<'v, str>> {
+    let mut names: Vec<Cow<'v, str>> = get_text(record, &["dns", "rrname"]).into_iter().collect();
     for list in ["query", "queries"] {
-        if let Some(Value::Array(items)) = get(record, &["dns", list]) {
+        if let Some(Json::Array(items)) = get(record, &["dns", list]) {
             names.extend(items.iter().filter_map(|item| get_text(item, &["rrname"])));
         }
     }
     names
 }
 
-fn indicators(b: &mut EventBuilder, record: &Value) {
+fn indicators(b: &mut EventBuilder<'_>, record: &Json<'_>) {
     let host = get_text(record, &["http", "hostname"]);
     if let Some(host) = &host {
         b.domain_indicator(host);

@@ -220,7 +220,7 @@ fn qualified_user(r: &WinRecord) -> Option<String> {
 }
 
 /// Sysmon's `Hashes` (`SHA256=…,MD5=…,IMPHASH=…`).
-fn hash_indicators(b: &mut EventBuilder, hashes: &str) {
+fn hash_indicators(b: &mut EventBuilder<'_>, hashes: &str) {
     for part in hashes.split(',') {
         let Some((kind, value)) = part.split_once('=') else {
             continue;

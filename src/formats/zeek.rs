@@ -284,7 +284,7 @@ fn build(
     Ok(b.finish())
 }
 
-fn intel_indicator(b: &mut EventBuilder, value: Option<&str>, kind: Option<&str>) {
+fn intel_indicator(b: &mut EventBuilder<'_>, value: Option<&str>, kind: Option<&str>) {
     let (Some(value), Some(kind)) = (value, kind) else {
         return;
     };

@@ -267,7 +267,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Sets the endpoints from semantic-convention attributes and the resource's host name.
-fn endpoints(b: &mut EventBuilder, attributes: &Map<String, Value>, host: Option<&str>) {
+fn endpoints(b: &mut EventBuilder<'_>, attributes: &Map<String, Value>, host: Option<&str>) {
     let text = |keys: &[&str]| keys.iter().find_map(|key| attributes.get(*key).and_then(value_text));
     let port = |keys: &[&str]| text(keys).map(|p| port_from_str(&p)).unwrap_or(0);
     let process = Process {
@@ -307,7 +307,7 @@ fn endpoints(b: &mut EventBuilder, attributes: &Map<String, Value>, host: Option
 }
 
 /// An address attribute as (ip, hostname): a name is also a domain indicator.
-fn address(b: &mut EventBuilder, text: &str) -> (String, String) {
+fn address(b: &mut EventBuilder<'_>, text: &str) -> (String, String) {
     let ip = super::common::ip_text(text);
     if !ip.is_empty() || text.trim().is_empty() {
         return (ip, String::new());

@@ -1,0 +1,335 @@
+//! A JSON tree that borrows from the line it was parsed from: strings without escapes are slices
+//! of the line, objects are vectors of entries in document order. It reads every document
+//! exactly as `serde_json::Value` (with `preserve_order`) does, to the same values: a repeated
+//! key keeps its first position and its last value, numbers are the same `Number`s. Parsing one
+//! costs no hashing and no allocation per key or string, which a `Value` pays for every leaf.
+//!
+//! The helpers mirror those of `common` for `Value`, one for one.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use pbjson_types::Timestamp;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Number;
+
+use super::ParseError;
+use super::common::{parse_time, port_from_str};
+
+/// A parsed JSON value borrowing from its input.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Json<'a> {
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number, as `serde_json` reads it.
+    Number(Number),
+    /// A string; borrowed unless it had escapes.
+    Str(Cow<'a, str>),
+    /// An array.
+    Array(Vec<Json<'a>>),
+    /// An object, keys unique, in the order of their first occurrence.
+    Object(Vec<(Cow<'a, str>, Json<'a>)>),
+}
+
+/// Objects with more keys than this find repeated keys through a hash set instead of a scan.
+const SCAN_KEYS: usize = 16;
+
+impl<'a> Json<'a> {
+    /// The value of `key` when this is an object holding it.
+    pub(crate) fn get(&self, key: &str) -> Option<&Json<'a>> {
+        match self {
+            Json::Object(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The same value, borrowing from a `serde_json::Value`.
+    pub(crate) fn from_value(value: &'a serde_json::Value) -> Self {
+        use serde_json::Value;
+        match value {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Number(n) => Json::Number(n.clone()),
+            Value::String(s) => Json::Str(Cow::Borrowed(s)),
+            Value::Array(items) => Json::Array(items.iter().map(Json::from_value).collect()),
+            Value::Object(map) => Json::Object(
+                map.iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Json::from_value(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The string, when this is one.
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Parses `line` as a JSON object, or `None` when only a `serde_json::Value` reads it right:
+/// the line is not valid JSON or not an object (the caller reports the error the `Value` parse
+/// gives), or it uses `serde_json`'s raw-value marker key.
+pub(crate) fn object(line: &str) -> Option<Json<'_>> {
+    match serde_json::from_str::<Json<'_>>(line) {
+        Ok(value @ Json::Object(_)) => Some(value),
+        Ok(_) | Err(_) => None,
+    }
+}
+
+/// The key `serde_json` reserves for raw values; a `Value` parse treats an object holding it
+/// specially, so such input is left to it.
+const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
+
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Json::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Json::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Json::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Number::from_f64(v).map_or(Json::Null, Json::Number))
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Json::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Json::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Json::Str(Cow::Owned(v)))
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        Deserialize::deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries: Vec<(Cow<'de, str>, Json<'de>)> = Vec::new();
+        let mut index: Option<std::collections::HashMap<String, usize>> = None;
+        while let Some(Key(key)) = map.next_key()? {
+            if key == RAW_VALUE_KEY {
+                return Err(de::Error::custom("raw value marker"));
+            }
+            let value: Json<'de> = map.next_value()?;
+            // A repeated key keeps its first place and takes the new value, as in an IndexMap.
+            let found = match &index {
+                Some(index) => index.get(key.as_ref()).copied(),
+                None => entries.iter().position(|(k, _)| *k == key),
+            };
+            match found {
+                Some(position) => entries[position].1 = value,
+                None => {
+                    if let Some(index) = index.as_mut() {
+                        index.insert(key.clone().into_owned(), entries.len());
+                    }
+                    entries.push((key, value));
+                    if index.is_none() && entries.len() > SCAN_KEYS {
+                        index = Some(
+                            entries
+                                .iter()
+                                .enumerate()
+                                .map(|(i, (k, _))| (k.clone().into_owned(), i))
+                                .collect(),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(Json::Object(entries))
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Flattens the scalar leaves of `value` into dotted keys, exactly as `common::flatten` does
+/// for a `Value`.
+pub(crate) fn flatten(value: &Json<'_>, out: &mut Vec<(String, String)>) {
+    let mut key = String::with_capacity(64);
+    flatten_into(value, &mut key, out);
+}
+
+fn with_segment(key: &mut String, segment: &str, f: impl FnOnce(&mut String)) {
+    let len = key.len();
+    if len > 0 {
+        key.push('.');
+    }
+    key.push_str(segment);
+    f(key);
+    key.truncate(len);
+}
+
+fn flatten_into(value: &Json<'_>, key: &mut String, out: &mut Vec<(String, String)>) {
+    match value {
+        Json::Object(entries) => {
+            for (segment, child) in entries {
+                with_segment(key, segment, |key| flatten_into(child, key, out));
+            }
+        }
+        Json::Array(items) => {
+            if items.iter().all(|item| !matches!(item, Json::Object(_) | Json::Array(_))) {
+                // Scalars joined with `,`; `scalar_string` never yields an empty one.
+                let mut joined = String::new();
+                for text in items.iter().filter_map(scalar_string) {
+                    if !joined.is_empty() {
+                        joined.push(',');
+                    }
+                    joined.push_str(&text);
+                }
+                if !joined.is_empty() && !key.is_empty() {
+                    out.push((key.clone(), joined));
+                }
+            } else {
+                for (index, item) in items.iter().enumerate() {
+                    with_segment(key, &index.to_string(), |key| flatten_into(item, key, out));
+                }
+            }
+        }
+        scalar => {
+            if !key.is_empty()
+                && let Some(text) = scalar_string(scalar)
+            {
+                out.push((key.clone(), text.into_owned()));
+            }
+        }
+    }
+}
+
+/// The textual form of a scalar; `None` for null, empty strings, objects and arrays.
+pub(crate) fn scalar_string<'v>(value: &'v Json<'_>) -> Option<Cow<'v, str>> {
+    match value {
+        Json::Str(s) if !s.is_empty() => Some(Cow::Borrowed(s.as_ref())),
+        Json::Number(n) => Some(Cow::Owned(n.to_string())),
+        Json::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        _ => None,
+    }
+}
+
+/// Follows `path` through nested objects.
+pub(crate) fn get<'v, 'a>(value: &'v Json<'a>, path: &[&str]) -> Option<&'v Json<'a>> {
+    path.iter().try_fold(value, |current, key| current.get(key))
+}
+
+/// The trimmed, non-empty string at `path`.
+pub(crate) fn get_str<'v>(value: &'v Json<'_>, path: &[&str]) -> Option<&'v str> {
+    get(value, path)
+        .and_then(Json::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// The scalar at `path` as trimmed, non-empty text (numbers and booleans included).
+pub(crate) fn get_text<'v>(value: &'v Json<'_>, path: &[&str]) -> Option<Cow<'v, str>> {
+    let text = get(value, path).and_then(scalar_string)?;
+    let trimmed = match text {
+        Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+        Cow::Owned(s) => Cow::Owned(s.trim().to_owned()),
+    };
+    (!trimmed.is_empty()).then_some(trimmed)
+}
+
+/// The integer at `path`, given as a JSON number or a numeric string.
+pub(crate) fn get_i64(value: &Json<'_>, path: &[&str]) -> Option<i64> {
+    match get(value, path)? {
+        Json::Number(n) => n.as_i64(),
+        Json::Str(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The strings at `path`: each scalar of an array, or the single scalar found there.
+pub(crate) fn get_strings<'v>(value: &'v Json<'_>, path: &[&str]) -> Vec<Cow<'v, str>> {
+    match get(value, path) {
+        Some(Json::Array(items)) => items.iter().filter_map(scalar_string).collect(),
+        Some(other) => scalar_string(other).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// A port from the value at `path`, see [`port_from_str`].
+pub(crate) fn get_port(value: &Json<'_>, path: &[&str]) -> u32 {
+    get_text(value, path).map_or(0, |text| port_from_str(&text))
+}
+
+/// Parses the timestamp found in `field`; `None` when only a `Value` can word the error (the
+/// field holds neither a string nor a number).
+pub(crate) fn timestamp_field(record: &Json<'_>, field: &str) -> Option<Result<Timestamp, ParseError>> {
+    match record.get(field) {
+        None | Some(Json::Null) => Some(Err(ParseError::MissingField(field.to_owned()))),
+        Some(Json::Str(text)) => Some(parse_time(field, text)),
+        Some(Json::Number(number)) => Some(parse_time(field, &number.to_string())),
+        Some(_) => None,
+    }
+}
+
