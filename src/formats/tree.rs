@@ -270,9 +270,20 @@ fn flatten_into(value: &Json<'_>, key: &mut String, out: &mut Vec<(String, Strin
 pub(crate) fn scalar_string<'v>(value: &'v Json<'_>) -> Option<Cow<'v, str>> {
     match value {
         Json::Str(s) if !s.is_empty() => Some(Cow::Borrowed(s.as_ref())),
-        Json::Number(n) => Some(Cow::Owned(n.to_string())),
+        Json::Number(n) => Some(Cow::Owned(number_text(n))),
         Json::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
+    }
+}
+
+/// `n.to_string()`, without the formatting machinery for integers (the digits are the same).
+fn number_text(n: &Number) -> String {
+    if let Some(u) = n.as_u64() {
+        u.to_string()
+    } else if let Some(i) = n.as_i64() {
+        i.to_string()
+    } else {
+        n.to_string()
     }
 }
 
@@ -328,7 +339,7 @@ pub(crate) fn timestamp_field(record: &Json<'_>, field: &str) -> Option<Result<T
     match record.get(field) {
         None | Some(Json::Null) => Some(Err(ParseError::MissingField(field.to_owned()))),
         Some(Json::Str(text)) => Some(parse_time(field, text)),
-        Some(Json::Number(number)) => Some(parse_time(field, &number.to_string())),
+        Some(Json::Number(number)) => Some(parse_time(field, &number_text(number))),
         Some(_) => None,
     }
 }
