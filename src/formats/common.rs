@@ -187,6 +187,9 @@ fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
     if text.starts_with(|c: char| c.is_ascii_digit()) && !text.contains('-') && !text.contains(':') {
         return parse_epoch(text);
     }
+    if let Some(parsed) = parse_iso(text) {
+        return Some(parsed);
+    }
     if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
         return Some(parsed.with_timezone(&Utc));
     }
@@ -201,6 +204,54 @@ fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
         }
     }
     None
+}
+
+/// The common shape `YYYY-MM-DDTHH:MM:SS[.f{1,9}][Z|±HH:MM|±HHMM]` without chrono's format
+/// machinery; `None` for anything else (left to the general patterns, which read every text
+/// this reads to the same instant).
+fn parse_iso(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        b.get(range)?.iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(digits(0..4)?).ok()?, digits(5..7)?, digits(8..10)?)?;
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let mut rest = &b[19..];
+    let mut nanos = 0u32;
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let count = fraction.iter().take_while(|d| d.is_ascii_digit()).count();
+        if count == 0 || count > 9 {
+            return None;
+        }
+        for (index, digit) in fraction[..count].iter().enumerate() {
+            nanos += u32::from(digit - b'0') * 10u32.pow(u32::try_from(8 - index).ok()?);
+        }
+        rest = &fraction[count..];
+    }
+    if second >= 60 {
+        return None; // a leap second is left to chrono
+    }
+    let time = chrono::NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
+    let offset_seconds = match rest {
+        [] | [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] | [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
+            let two = |a: u8, b: u8| (a.is_ascii_digit() && b.is_ascii_digit()).then(|| i64::from((a - b'0') * 10 + (b - b'0')));
+            let (hours, minutes) = (two(*h1, *h2)?, two(*m1, *m2)?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let seconds = hours * 3600 + minutes * 60;
+            if *sign == b'-' { -seconds } else { seconds }
+        }
+        _ => return None,
+    };
+    let local = date.and_time(time);
+    Some((local - chrono::Duration::seconds(offset_seconds)).and_utc())
 }
 
 /// Epoch seconds as `digits[.digits]`, parsed exactly (no float rounding), or in exponent form.
@@ -268,6 +319,38 @@ mod tests {
         for bad in ["", "yesterday", "2024-13-01T00:00:00Z", "99999999999999999999", "-"] {
             assert!(seconds(bad).is_none(), "{bad} should not parse");
         }
+    }
+
+    #[test]
+    fn the_common_shape_reads_as_chrono_reads_it() {
+        let slow = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .ok()
+                .or_else(|| {
+                    ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.f"].iter().find_map(|p| {
+                        DateTime::parse_from_str(text, p)
+                            .map(|t| t.with_timezone(&Utc))
+                            .ok()
+                            .or_else(|| NaiveDateTime::parse_from_str(text, p).ok().map(|t| t.and_utc()))
+                    })
+                })
+        };
+        let mut checked = 0;
+        for date in ["2015-03-29", "2024-02-29", "2023-02-29", "0001-01-01", "9999-12-31", "2024-13-01", "2024-00-10"] {
+            for time in ["11:01:38", "00:00:00", "23:59:59", "24:00:00", "12:60:00", "23:59:60", "1:2:3"] {
+                for fraction in ["", ".5", ".221126", ".123456789", ".1234567891", ".", ".x"] {
+                    for zone in ["", "Z", "+0000", "-0600", "+05:30", "-23:59", "+2400", "+0060", "+01", "z", " Z"] {
+                        let text = format!("{date}T{time}{fraction}{zone}");
+                        if let Some(fast) = parse_iso(&text) {
+                            assert_eq!(Some(fast), slow(&text), "{text}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "{checked}");
     }
 
     #[test]
