@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use pbjson_types::Timestamp;
 use uuid::Uuid;
 
-use super::common::{truncate, truncated};
+use super::common::{canonical_ip, truncate, truncated};
 use super::{EVENT_ID_NAMESPACE, Format};
 use crate::limits::{
     MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES, MAX_COMMAND_LINE_BYTES, MAX_DESCRIPTION_BYTES,
@@ -119,10 +119,10 @@ impl<'a> EventBuilder<'a> {
 
     /// Adds an IPv4 or IPv6 indicator; anything that is not an address is skipped.
     pub(crate) fn ip_indicator(&mut self, text: &str) {
-        match text.trim().parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) => self.push_indicator(IndicatorType::Ipv4, ip.to_string()),
-            Ok(IpAddr::V6(ip)) => self.push_indicator(IndicatorType::Ipv6, ip.to_string()),
-            Err(_) => {}
+        match canonical_ip(text) {
+            Some((IpAddr::V4(_), text)) => self.push_indicator(IndicatorType::Ipv4, text),
+            Some((IpAddr::V6(_), text)) => self.push_indicator(IndicatorType::Ipv6, text),
+            None => {}
         }
     }
 
@@ -206,10 +206,10 @@ impl<'a> EventBuilder<'a> {
 /// The deterministic id of a record, see [`super::EVENT_ID_NAMESPACE`].
 ///
 /// This is `Uuid::new_v5(&EVENT_ID_NAMESPACE, name)` for the name `format\nevent_type\nline`,
-/// hashed in parts (the record is not copied once more) with ring's SHA-1, several times faster
-/// than the portable one behind `uuid`; SHA-1 is SHA-1, so ids stay what they were.
+/// with the name hashed in parts by the same SHA-1 `uuid` uses, so the record is not copied
+/// once more just to be hashed.
 pub(crate) fn event_id(format: &str, event_type: &str, line: &str) -> String {
-    let mut sha1 = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    let mut sha1 = sha1_smol::Sha1::new();
     for part in [
         EVENT_ID_NAMESPACE.as_bytes().as_slice(),
         format.as_bytes(),
@@ -221,7 +221,7 @@ pub(crate) fn event_id(format: &str, event_type: &str, line: &str) -> String {
         sha1.update(part);
     }
     let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&sha1.finish().as_ref()[..16]);
+    bytes.copy_from_slice(&sha1.digest().bytes()[..16]);
     let id = uuid::Builder::from_sha1_bytes(bytes).into_uuid();
     id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).to_owned()
 }

@@ -147,10 +147,19 @@ pub(crate) fn get_port(value: &Value, path: &[&str]) -> u32 {
 
 /// The address in canonical textual form when `text` is an IPv4 or IPv6 address, else empty.
 pub(crate) fn ip_text(text: &str) -> String {
-    text.trim()
-        .parse::<IpAddr>()
-        .map(|ip| ip.to_string())
-        .unwrap_or_default()
+    canonical_ip(text).map(|(_, text)| text).unwrap_or_default()
+}
+
+/// The address `text` holds (trimmed) and its canonical text. An IPv4 address that parses is
+/// already canonical (the parser refuses leading zeros), so its text is taken as it is.
+pub(crate) fn canonical_ip(text: &str) -> Option<(IpAddr, String)> {
+    let text = text.trim();
+    let ip: IpAddr = text.parse().ok()?;
+    let canonical = match ip {
+        IpAddr::V4(_) => text.to_owned(),
+        IpAddr::V6(v6) => v6.to_string(),
+    };
+    Some((ip, canonical))
 }
 
 /// Parses the timestamp found in `field`, see [`parse_time`].
@@ -369,6 +378,22 @@ mod tests {
         assert_eq!(find("flag"), Some("true"));
         assert_eq!(find("empty"), None);
         assert_eq!(find("none"), None);
+    }
+
+    #[test]
+    fn addresses_are_written_canonically() {
+        for (text, expected) in [
+            (" 10.0.0.1 ", "10.0.0.1"),
+            ("2001:DB8::0001", "2001:db8::1"),
+            ("::ffff:1.2.3.4", "::ffff:1.2.3.4"),
+            ("010.0.0.1", ""),
+            ("host", ""),
+        ] {
+            assert_eq!(ip_text(text), expected, "{text}");
+            if let Some((ip, canonical)) = canonical_ip(text) {
+                assert_eq!(ip.to_string(), canonical);
+            }
+        }
     }
 
     #[test]

@@ -81,9 +81,10 @@ fn parse_record(line: &str, record: &Json<'_>) -> Result<Option<DetectionEvent>,
     for id in get_strings(record, &["alert", "metadata", "mitre_technique_id"]) {
         b.hint(&id);
     }
-    indicators(&mut b, &record);
+    indicators(&mut b, record);
 
-    let mut attributes = Vec::new();
+    // A Suricata record has a few dozen leaves: one allocation instead of a growing vector.
+    let mut attributes = Vec::with_capacity(48);
     flatten(record, &mut attributes);
     b.priority(PRIORITY);
     b.attributes(attributes);
