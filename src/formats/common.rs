@@ -221,9 +221,9 @@ fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
 fn parse_iso(text: &str) -> Option<DateTime<Utc>> {
     let b = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| -> Option<u32> {
-        b.get(range)?.iter().try_fold(0u32, |n, &d| {
-            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
-        })
+        b.get(range)?
+            .iter()
+            .try_fold(0u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
     };
     if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return None;
@@ -249,7 +249,9 @@ fn parse_iso(text: &str) -> Option<DateTime<Utc>> {
     let offset_seconds = match rest {
         [] | [b'Z'] => 0,
         [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] | [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
-            let two = |a: u8, b: u8| (a.is_ascii_digit() && b.is_ascii_digit()).then(|| i64::from((a - b'0') * 10 + (b - b'0')));
+            let two = |a: u8, b: u8| {
+                (a.is_ascii_digit() && b.is_ascii_digit()).then(|| i64::from((a - b'0') * 10 + (b - b'0')))
+            };
             let (hours, minutes) = (two(*h1, *h2)?, two(*m1, *m2)?);
             if hours > 23 || minutes > 59 {
                 return None;
@@ -346,10 +348,22 @@ mod tests {
                 })
         };
         let mut checked = 0;
-        for date in ["2015-03-29", "2024-02-29", "2023-02-29", "0001-01-01", "9999-12-31", "2024-13-01", "2024-00-10"] {
-            for time in ["11:01:38", "00:00:00", "23:59:59", "24:00:00", "12:60:00", "23:59:60", "1:2:3"] {
+        for date in [
+            "2015-03-29",
+            "2024-02-29",
+            "2023-02-29",
+            "0001-01-01",
+            "9999-12-31",
+            "2024-13-01",
+            "2024-00-10",
+        ] {
+            for time in [
+                "11:01:38", "00:00:00", "23:59:59", "24:00:00", "12:60:00", "23:59:60", "1:2:3",
+            ] {
                 for fraction in ["", ".5", ".221126", ".123456789", ".1234567891", ".", ".x"] {
-                    for zone in ["", "Z", "+0000", "-0600", "+05:30", "-23:59", "+2400", "+0060", "+01", "z", " Z"] {
+                    for zone in [
+                        "", "Z", "+0000", "-0600", "+05:30", "-23:59", "+2400", "+0060", "+01", "z", " Z",
+                    ] {
                         let text = format!("{date}T{time}{fraction}{zone}");
                         if let Some(fast) = parse_iso(&text) {
                             assert_eq!(Some(fast), slow(&text), "{text}");

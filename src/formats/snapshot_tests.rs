@@ -140,12 +140,18 @@ fn formats_snapshot_of_every_sample_is_unchanged() {
     for row in &rows {
         let mut parts = row.splitn(3, '\t');
         let key = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let wanted = expected.get(&key).unwrap_or_else(|| panic!("{key:?} is not in {SNAPSHOT}"));
+        let wanted = expected
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key:?} is not in {SNAPSHOT}"));
         assert_eq!(row, wanted, "the parsed events of {} changed", key.1);
         checked += 1;
     }
     assert!(checked >= 3, "the fixtures are always checked");
     if shared_data().is_some() {
-        assert_eq!(checked, expected.len(), "every sample of {SNAPSHOT} was found and checked");
+        assert_eq!(
+            checked,
+            expected.len(),
+            "every sample of {SNAPSHOT} was found and checked"
+        );
     }
 }

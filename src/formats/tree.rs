@@ -238,7 +238,10 @@ fn flatten_into(value: &Json<'_>, key: &mut String, out: &mut Vec<(String, Strin
             }
         }
         Json::Array(items) => {
-            if items.iter().all(|item| !matches!(item, Json::Object(_) | Json::Array(_))) {
+            if items
+                .iter()
+                .all(|item| !matches!(item, Json::Object(_) | Json::Array(_)))
+            {
                 // Scalars joined with `,`; `scalar_string` never yields an empty one.
                 let mut joined = String::new();
                 for text in items.iter().filter_map(scalar_string) {
@@ -375,6 +378,63 @@ mod tests {
         for (ours, theirs) in ours.iter().zip(&theirs) {
             let Json::Number(n) = ours else { panic!("number") };
             assert_eq!(number_text(n), theirs.to_string());
+        }
+    }
+
+    /// JSON text with few distinct keys (so objects repeat keys), escapes, every scalar kind
+    /// and nesting.
+    fn json_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| format!("{f:e}")),
+            "[a-c .\\\\\"]{0,4}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+            Just(r#""\u00e9\/x""#.to_owned()),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(|items| format!("[{}]", items.join(","))),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![Just("a"), Just("b"), Just("a.b"), Just(""), Just("\\u0061")],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|entries| {
+                    let body: Vec<String> = entries.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    format!("{{{}}}", body.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reads_and_flattens_like_a_value(text in json_text()) {
+            let value: Result<serde_json::Value, _> = serde_json::from_str(&text);
+            let ours: Result<Json<'_>, _> = serde_json::from_str(&text);
+            proptest::prop_assert_eq!(value.is_ok(), ours.is_ok(), "{}", text);
+            if let (Ok(value), Ok(ours)) = (value, ours) {
+                proptest::prop_assert_eq!(&Json::from_value(&value), &ours, "{}", text);
+                let (mut theirs_flat, mut ours_flat) = (Vec::new(), Vec::new());
+                crate::formats::common::flatten(&value, &mut theirs_flat);
+                flatten(&ours, &mut ours_flat);
+                proptest::prop_assert_eq!(theirs_flat, ours_flat, "{}", text);
+                for path in [&["a"][..], &["a", "b"], &["a.b"], &["b", "a", "a"]] {
+                    let theirs_text = crate::formats::common::get_text(&value, path);
+                    let ours_text = get_text(&ours, path).map(Cow::into_owned);
+                    proptest::prop_assert_eq!(theirs_text, ours_text);
+                    proptest::prop_assert_eq!(crate::formats::common::get_strings(&value, path), get_strings(&ours, path).into_iter().map(Cow::into_owned).collect::<Vec<_>>());
+                    proptest::prop_assert_eq!(crate::formats::common::get_i64(&value, path), get_i64(&ours, path));
+                    proptest::prop_assert_eq!(crate::formats::common::get_str(&value, path), get_str(&ours, path));
+                }
+            }
         }
     }
 }
