@@ -206,9 +206,10 @@ impl<'a> EventBuilder<'a> {
 /// The deterministic id of a record, see [`super::EVENT_ID_NAMESPACE`].
 ///
 /// This is `Uuid::new_v5(&EVENT_ID_NAMESPACE, name)` for the name `format\nevent_type\nline`,
-/// hashed in parts (the record is not copied once more) by [`super::sha1`].
+/// with the name hashed in parts by the same SHA-1 `uuid` uses, so the record is not copied
+/// once more just to be hashed.
 pub(crate) fn event_id(format: &str, event_type: &str, line: &str) -> String {
-    let mut sha1 = super::sha1::Sha1::new();
+    let mut sha1 = sha1_smol::Sha1::new();
     for part in [
         EVENT_ID_NAMESPACE.as_bytes().as_slice(),
         format.as_bytes(),
@@ -220,7 +221,7 @@ pub(crate) fn event_id(format: &str, event_type: &str, line: &str) -> String {
         sha1.update(part);
     }
     let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&sha1.finish()[..16]);
+    bytes.copy_from_slice(&sha1.digest().bytes()[..16]);
     let id = uuid::Builder::from_sha1_bytes(bytes).into_uuid();
     id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).to_owned()
 }

@@ -44,7 +44,6 @@ mod falco;
 mod ndjson;
 pub mod otlp;
 mod reader;
-mod sha1;
 mod suricata;
 mod tree;
 mod wazuh;
