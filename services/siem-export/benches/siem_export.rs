@@ -3,7 +3,7 @@
 //! (with and without the per-batch fsync) and reads back from disk, and the per-event encoders
 //! of the queue record, the Elasticsearch and Splunk HEC sinks (the ECS document and the HEC
 //! envelope), and every sink shape over the real Suricata sample as siem-export receives it
-//! (parsed and attributed), the ECS value tree the writer replaced beside it.
+//! (parsed and attributed).
 //!
 //! The `suricata` benchmarks use 500 alerts of the shared Suricata sample, attributed by the
 //! embedded engine as the pipeline does (about 3 KB encoded each); they are skipped when the
@@ -251,9 +251,6 @@ fn queue(c: &mut Criterion) {
     group.finish();
 }
 
-#[path = "../src/sinks/util/ecs_tree.rs"]
-mod ecs_tree;
-
 /// One shape's encoder: appends the event's line to the buffer.
 type Encoder = Box<dyn Fn(&EnrichedEvent, &mut Vec<u8>)>;
 
@@ -269,13 +266,6 @@ fn shapes(c: &mut Criterion) {
     let now = chrono::Utc::now();
     let meta = hec::Metadata::default();
     let encoders: Vec<(&str, Encoder)> = vec![
-        (
-            "ecs_value_tree",
-            Box::new(move |ev, out| {
-                let _ = serde_json::to_writer(&mut *out, &ecs_tree::document(ev, now, Original::Keep));
-                out.push(b'\n');
-            }),
-        ),
         (
             "ecs_writer",
             Box::new(move |ev, out| {

@@ -22,10 +22,6 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-// Lets test-only code shared with the benchmarks name this crate the way they do.
-#[cfg(test)]
-extern crate self as attackmesh_siem_export;
-
 pub mod config;
 pub mod content;
 pub mod disk;

@@ -1,72 +1,26 @@
 //! The ECS document as it was built before the direct writer: a `serde_json::Value` tree laid
 //! out by dotted paths, then serialised. Kept only as the oracle the writer is checked against
-//! (every event of the real samples must come out the same) and as the "before" of the encoder
-//! benchmark; it is compiled into tests and benches, never into the service. It reaches the
-//! crate only through its public API, so the benchmark can include this same file.
-
-#![allow(dead_code, unreachable_pub, missing_docs)]
+//! (every event of the real samples must come out the same); compiled into tests only.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use attackmesh::proto::{
-    AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, Indicator, IndicatorType, Tactic,
-};
-use attackmesh_siem_export::sinks::util::{
+use crate::sinks::util::{
     Original,
     attack::{AttackView, FRAMEWORK, Technique, stix_type},
     attributes_repeat_original,
     ecs::{DATASET, ECS_VERSION},
     rfc3339, rule_id, rule_name,
 };
-use serde_json::{Map, Value, json};
+use attackmesh::proto::{
+    AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, Indicator, IndicatorType, Tactic,
+};
+use serde_json::{Value, json};
 
-/// A JSON object built by dotted paths; empty values are left out.
-#[derive(Default)]
-struct Doc(Map<String, Value>);
-
-impl Doc {
-    fn into_value(self) -> Value {
-        Value::Object(self.0)
-    }
-
-    fn set(&mut self, path: &str, value: impl Into<Value>) {
-        let value = value.into();
-        let empty = match &value {
-            Value::Null => true,
-            Value::String(s) => s.is_empty(),
-            Value::Array(a) => a.is_empty(),
-            Value::Object(o) => o.is_empty(),
-            _ => false,
-        };
-        if empty {
-            return;
-        }
-        let mut node = &mut self.0;
-        let mut parts = path.split('.').peekable();
-        while let Some(part) = parts.next() {
-            if parts.peek().is_none() {
-                node.insert(part.to_owned(), value);
-                return;
-            }
-            let entry = node.entry(part.to_owned()).or_insert_with(|| Value::Object(Map::new()));
-            if !entry.is_object() {
-                *entry = Value::Object(Map::new());
-            }
-            let Value::Object(next) = entry else { return };
-            node = next;
-        }
-    }
-}
-
-fn push_unique(list: &mut Vec<String>, value: &str) {
-    if !value.is_empty() && !list.iter().any(|v| v == value) {
-        list.push(value.to_owned());
-    }
-}
+use super::doc::{Doc, push_unique};
 
 /// The document for `event`; `ingested` is when attackmesh hands it over (`event.ingested`).
 /// `original` says whether `event.original` is written.
-pub fn document(event: &EnrichedEvent, ingested: chrono::DateTime<chrono::Utc>, original: Original) -> Value {
+pub(super) fn document(event: &EnrichedEvent, ingested: chrono::DateTime<chrono::Utc>, original: Original) -> Value {
     let view = AttackView::of(event);
     let mut d = Doc::default();
     d.set("@timestamp", rfc3339(event.timestamp.as_ref()));
@@ -314,7 +268,7 @@ fn rule_threat(view: &AttackView<'_>) -> Vec<Value> {
 
 /// The campaign's entities as strings.
 fn entities(c: &attackmesh::proto::Campaign) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let (ips, hosts, users) = attackmesh_siem_export::sinks::util::campaign::entity_refs(c);
+    let (ips, hosts, users) = crate::sinks::util::campaign::entity_refs(c);
     let own = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect();
     (ips.iter().map(ToString::to_string).collect(), own(hosts), own(users))
 }
@@ -402,9 +356,6 @@ fn custom(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>, original: O
         d.set("attackmesh.attributes", json!(event.attributes));
     }
     if let Some(c) = &event.campaign {
-        d.set(
-            "attackmesh.campaign",
-            attackmesh_siem_export::sinks::util::campaign::summary_object(c),
-        );
+        d.set("attackmesh.campaign", crate::sinks::util::campaign::summary_object(c));
     }
 }
