@@ -42,7 +42,7 @@ pub(crate) fn flatten(value: &Value, out: &mut Vec<(String, String)>) {
 
 /// Runs `f` with `segment` appended to `key` (after a `.` unless `key` is empty), then
 /// restores `key`.
-fn with_segment(key: &mut String, segment: &str, f: impl FnOnce(&mut String)) {
+pub(crate) fn with_segment(key: &mut String, segment: &str, f: impl FnOnce(&mut String)) {
     let len = key.len();
     if len > 0 {
         key.push('.');

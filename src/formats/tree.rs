@@ -14,7 +14,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
 use super::ParseError;
-use super::common::{parse_time, port_from_str};
+use super::common::{parse_time, port_from_str, with_segment};
 
 /// A parsed JSON value borrowing from its input.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,16 +218,6 @@ impl<'de> Deserialize<'de> for Key<'de> {
 pub(crate) fn flatten(value: &Json<'_>, out: &mut Vec<(String, String)>) {
     let mut key = String::with_capacity(64);
     flatten_into(value, &mut key, out);
-}
-
-fn with_segment(key: &mut String, segment: &str, f: impl FnOnce(&mut String)) {
-    let len = key.len();
-    if len > 0 {
-        key.push('.');
-    }
-    key.push_str(segment);
-    f(key);
-    key.truncate(len);
 }
 
 fn flatten_into(value: &Json<'_>, key: &mut String, out: &mut Vec<(String, String)>) {
