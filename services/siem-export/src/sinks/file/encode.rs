@@ -23,7 +23,7 @@ pub(super) fn write_line(event: &EnrichedEvent, shape: FileShape, original: Orig
             out.push(b'\n');
         }
         FileShape::Ocsf => {
-            if serde_json::to_writer(&mut *out, &ocsf::finding(event)).is_err() {
+            if serde_json::to_writer(&mut *out, &ocsf::finding(event, original)).is_err() {
                 out.extend_from_slice(b"{}");
             }
             out.push(b'\n');

@@ -9,6 +9,8 @@
 //! a technique are `finding_info.related_analytics`. Endpoints, process and user are one entry of
 //! `evidences`, each of their values also an `observables` entry. What OCSF has no attribute for
 //! (ranked actors, detector hints, attributes, delivery details) sits in `unmapped.attackmesh`.
+//! The detector's record is held once, as in the ECS document: `raw_data` under `original: keep`,
+//! and the attributes a format parser derived from it only when the record is left out.
 //! A re-attributed event (revision above 1) is an `Update` of the same finding (`finding_info.uid`
 //! is the event id). Campaigns would be Incident Findings (2005); none are produced yet, as no
 //! campaigns exist. This module only builds documents: no I/O.
@@ -19,7 +21,9 @@ use attackmesh::proto::{AttributionStatus, DetectorKind, Endpoint, EnrichedEvent
 use serde_json::{Value, json};
 
 use super::{
+    Original,
     attack::{AttackView, Technique, stix_type, technique_name},
+    attributes_repeat_original,
     doc::{Doc, push_unique},
     rule_id, rule_name,
 };
@@ -33,8 +37,9 @@ pub const FINDINGS_CATEGORY: i64 = 2;
 /// `metadata.product.name` and `vendor_name`.
 pub const PRODUCT: &str = "attackmesh";
 
-/// The Detection Finding for `event`.
-pub fn finding(event: &EnrichedEvent) -> Value {
+/// The Detection Finding for `event`; `original` says whether `raw_data` holds the detector's
+/// record (the attributes parsed from it are then left out).
+pub fn finding(event: &EnrichedEvent, original: Original) -> Value {
     let view = AttackView::of(event);
     let mut d = Doc::default();
     let (activity_id, activity) = if event.revision > 1 {
@@ -70,7 +75,9 @@ pub fn finding(event: &EnrichedEvent) -> Value {
     d.set("confidence_score", score);
     d.set("confidence_id", confidence_id);
     d.set("confidence", confidence);
-    d.set("raw_data", event.original.as_str());
+    if original == Original::Keep {
+        d.set("raw_data", event.original.as_str());
+    }
     metadata(&mut d, event);
     let attacks = attacks(&view, &event.attack_version);
     finding_info(&mut d, event, &view, time, attacks.clone());
@@ -80,7 +87,7 @@ pub fn finding(event: &EnrichedEvent) -> Value {
     indicator_observables(event, &mut observables);
     d.set("evidences", json!([evidence.into_value()]));
     d.set("observables", Value::Array(observables));
-    d.set("unmapped.attackmesh", unmapped(event, &view));
+    d.set("unmapped.attackmesh", unmapped(event, &view, original));
     d.into_value()
 }
 
@@ -302,7 +309,7 @@ fn indicator_observables(event: &EnrichedEvent, out: &mut Vec<Value>) {
     }
 }
 
-fn unmapped(event: &EnrichedEvent, view: &AttackView<'_>) -> Value {
+fn unmapped(event: &EnrichedEvent, view: &AttackView<'_>, original: Original) -> Value {
     let mut u = Doc::default();
     u.set("event_type", event.event_type.as_str());
     u.set("source_service", event.source_service.as_str());
@@ -334,7 +341,8 @@ fn unmapped(event: &EnrichedEvent, view: &AttackView<'_>) -> Value {
         .map(|i| json!({"type": stix_type(i.r#type), "value": i.value}))
         .collect();
     u.set("indicators", Value::Array(indicators));
-    if !event.attributes.is_empty() {
+    let in_raw_data = original == Original::Keep && attributes_repeat_original(event);
+    if !event.attributes.is_empty() && !in_raw_data {
         u.set("attributes", json!(event.attributes));
     }
     u.into_value()

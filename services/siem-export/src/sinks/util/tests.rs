@@ -123,7 +123,7 @@ fn a_parent_technique_is_named_from_attack_when_only_its_sub_technique_was_seen(
 #[test]
 fn the_ocsf_finding_pairs_each_sub_technique_with_its_parent_and_tactic() {
     let ev = fixtures::event(1);
-    let f = ocsf::finding(&ev);
+    let f = ocsf::finding(&ev, Original::Keep);
     assert_eq!(
         (&f["class_uid"], &f["type_uid"], &f["activity_id"]),
         (&json!(2004), &json!(200401), &json!(1))
@@ -179,7 +179,7 @@ fn the_ocsf_finding_pairs_each_sub_technique_with_its_parent_and_tactic() {
 fn a_re_attributed_event_is_an_update_of_the_same_finding() {
     let mut ev = fixtures::event(1);
     ev.revision = 2;
-    let f = ocsf::finding(&ev);
+    let f = ocsf::finding(&ev, Original::Keep);
     assert_eq!((&f["activity_id"], &f["type_uid"]), (&json!(2), &json!(200402)));
     assert_eq!(f["type_name"], "Detection Finding: Update");
     assert_eq!(f["finding_info"]["uid"], ev.event_id.as_str());
@@ -265,4 +265,35 @@ fn attributes_a_detector_sent_beside_its_own_record_are_kept() {
         !doc["attackmesh"]["attributes"].is_null(),
         "the record is cut: the attributes say more"
     );
+}
+
+#[test]
+fn an_ocsf_finding_holds_the_record_once() {
+    let Some((ev, record)) = suricata_event() else {
+        return;
+    };
+    let kept = ocsf::finding(&ev, Original::Keep);
+    assert_eq!(kept["raw_data"], ev.original.as_str());
+    assert!(
+        kept["unmapped"]["attackmesh"].get("attributes").is_none(),
+        "the parsed record again"
+    );
+    let dropped = ocsf::finding(&ev, Original::Drop);
+    assert!(dropped.get("raw_data").is_none());
+    assert_eq!(
+        dropped["unmapped"]["attackmesh"]["attributes"]["alert.signature_id"],
+        "2001219"
+    );
+    // A detector's own attributes beside its record say more than the record: both are kept.
+    let mut own = ev.clone();
+    own.original_format = "my-detector".into();
+    let f = ocsf::finding(&own, Original::Keep);
+    assert!(!f["raw_data"].is_null() && !f["unmapped"]["attackmesh"]["attributes"].is_null());
+    for doc in [&kept, &dropped] {
+        let size = serde_json::to_vec(doc).unwrap().len();
+        assert!(
+            size <= 2 * record + 4096,
+            "{size} bytes for a {record}-byte record: {doc:#}"
+        );
+    }
 }
