@@ -6,29 +6,29 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use attackmesh::proto::{
-    AckStatus, EnrichedEvent, EventRejection, ExportRequest, ExportResponse, export_service_server,
-};
+use attackmesh::proto::{AckStatus, EventRejection, ExportResponse, export_service_server};
 use futures::future::join_all;
+use prost::bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::{
     attribute::split,
+    encode::EncodedExport,
     upstream::link::{Link, LinkError, Rpc},
 };
 
 /// Wait suggested when export gives no `retry_after`.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The `Export` RPC.
+/// The `Export` RPC, its events sent as encoded once ([`crate::encode`]).
 pub(crate) struct ExportRpc;
 
 impl Rpc for ExportRpc {
-    type Req = ExportRequest;
+    type Req = EncodedExport;
     type Resp = ExportResponse;
     const PATH: &'static str = attackmesh::grpc_path!(export_service_server::SERVICE_NAME, "Export");
 
-    type Item = EnrichedEvent;
+    type Item = Bytes;
 
     fn batch_id(resp: &ExportResponse) -> u64 {
         resp.batch_id
@@ -37,21 +37,21 @@ impl Rpc for ExportRpc {
     fn request(
         &self,
         batch_id: u64,
-        events: Vec<EnrichedEvent>,
+        events: Vec<Bytes>,
         trace_context: HashMap<String, String>,
-    ) -> ExportRequest {
-        ExportRequest {
+    ) -> EncodedExport {
+        EncodedExport {
             batch_id,
             events,
             trace_context,
         }
     }
 
-    fn into_items(request: ExportRequest) -> Vec<EnrichedEvent> {
+    fn into_items(request: EncodedExport) -> Vec<Bytes> {
         request.events
     }
 
-    fn items(request: &ExportRequest) -> Vec<EnrichedEvent> {
+    fn items(request: &EncodedExport) -> Vec<Bytes> {
         request.events.clone()
     }
 }
@@ -82,15 +82,15 @@ impl Exporter {
         Self { link, max_batch }
     }
 
-    /// Exports `events` as one batch (or several, when over `max_batch`); the events come back
+    /// Exports `events` (encoded `EnrichedEvent`s) as one batch (or several, when over `max_batch`); the events come back
     /// so a caller can retry or answer with them. When any part is not durable the whole is
     /// reported as RETRY (resending is safe: the sinks that can recognise a resent
     /// `(event_id, revision)` do; see the README).
     pub(crate) async fn export(
         &self,
-        events: Vec<EnrichedEvent>,
+        events: Vec<Bytes>,
         trace: &HashMap<String, String>,
-    ) -> (Vec<EnrichedEvent>, Result<Exported, LinkError>) {
+    ) -> (Vec<Bytes>, Result<Exported, LinkError>) {
         let chunks = split(events, self.max_batch);
         let results = join_all(chunks.into_iter().map(|chunk| self.export_chunk(chunk, trace))).await;
         let mut events = Vec::new();
@@ -122,9 +122,9 @@ impl Exporter {
 
     async fn export_chunk(
         &self,
-        events: Vec<EnrichedEvent>,
+        events: Vec<Bytes>,
         trace: &HashMap<String, String>,
-    ) -> (Vec<EnrichedEvent>, Result<Exported, LinkError>) {
+    ) -> (Vec<Bytes>, Result<Exported, LinkError>) {
         let count = events.len();
         let (events, answer) = self.link.send(events, trace).await;
         let result = answer.map(|resp| {

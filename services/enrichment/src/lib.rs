@@ -22,6 +22,7 @@
 
 mod admission;
 mod attribute;
+pub mod encode;
 pub mod config;
 pub mod error;
 mod export;

@@ -22,6 +22,7 @@ use crate::{
     admission::{Admission, Permit, Refused},
     attribute::Attributor,
     config::{EnrichmentConfig, WhenFull},
+    encode::EventEncoder,
     error::Error,
     export::{Exported, Exporter, to_proto_duration},
     metrics::{self, METRICS},
@@ -200,17 +201,20 @@ impl Pipeline {
             _ => None,
         };
         let mut degraded = Vec::new();
-        let enriched: Vec<EnrichedEvent> = attributed
-            .into_iter()
-            .enumerate()
-            .map(|(i, (detection, attribution))| {
-                if attribution.status == AttributionStatus::Degraded as i32 {
-                    degraded.push((i as u32, queue.is_some().then(|| detection.clone())));
-                }
-                attackmesh::enriched_event(detection, attribution, FIRST_REVISION)
-            })
-            .collect();
-        let (enriched, result) = self.exporter.export(enriched, &trace).await;
+        // Each event is encoded as soon as it is made and let go: export needs only its bytes.
+        let mut encoder = EventEncoder::with_capacity(attributed.len());
+        let mut kept = Vec::new();
+        for (i, (detection, attribution)) in attributed.into_iter().enumerate() {
+            if attribution.status == AttributionStatus::Degraded as i32 {
+                degraded.push((i as u32, queue.is_some().then(|| detection.clone())));
+            }
+            let event = attackmesh::enriched_event(detection, attribution, FIRST_REVISION);
+            encoder.push(&event);
+            if keep {
+                kept.push(event);
+            }
+        }
+        let (_, result) = self.exporter.export(encoder.finish(), &trace).await;
         let rejections = match result {
             Ok(Exported::Durable(rejections)) => rejections,
             Ok(Exported::Retry { after, message }) => {
@@ -252,10 +256,7 @@ impl Pipeline {
                 }
             }
         }
-        Ok(Delivered {
-            rejections,
-            enriched: if keep { enriched } else { Vec::new() },
-        })
+        Ok(Delivered { rejections, enriched: kept })
     }
 }
 

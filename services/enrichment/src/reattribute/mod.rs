@@ -18,6 +18,7 @@ use tracing::Instrument as _;
 
 use crate::{
     attribute::{Attributor, split},
+    encode::EventEncoder,
     export::{Exported, Exporter},
     metrics::METRICS,
     upstream::link::LinkError,
@@ -108,7 +109,7 @@ async fn reattribute(
     stop: &CancellationToken,
 ) -> Result<u64, Failure> {
     let trace = batch.trace_context;
-    let mut enriched = Vec::with_capacity(batch.events.len());
+    let mut enriched = EventEncoder::with_capacity(batch.events.len());
     for chunk in split(batch.events, attributor.max_batch()) {
         let (events, result) = attributor.try_chunk(chunk, &trace).await;
         let attributions = match result {
@@ -116,13 +117,11 @@ async fn reattribute(
             Err(LinkError::Stopped) => return Err(Failure::Stopped),
             Err(LinkError::Unavailable(why)) => return Err(Failure::Attribution(why)),
         };
-        enriched.extend(
-            events
-                .into_iter()
-                .zip(attributions)
-                .map(|(ev, a)| attackmesh::enriched_event(ev, a, REATTRIBUTED_REVISION)),
-        );
+        for (ev, a) in events.into_iter().zip(attributions) {
+            enriched.push(&attackmesh::enriched_event(ev, a, REATTRIBUTED_REVISION));
+        }
     }
+    let mut enriched = enriched.finish();
     let mut retries = BACKOFF.retries();
     loop {
         let (back, result) = exporter.export(enriched, &trace).await;

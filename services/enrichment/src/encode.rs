@@ -1,0 +1,78 @@
+//! Enriched events encoded once, as they are made, into the bytes export receives.
+//!
+//! An `ExportRequest`'s `repeated EnrichedEvent events = 2` and a `repeated bytes` field 2 are
+//! the same on the wire (both length-delimited), so a batch of events encoded one by one and sent
+//! as [`EncodedExport`] is, byte for byte, the `ExportRequest` of those events. Encoding each
+//! event right after it is made lets it go while its memory is still warm, and spares prost's
+//! re-walking of every event (and its attributes map) for each length prefix of a whole batch.
+//! This module decides nothing about what an event holds; [`attackmesh::enriched_event`] does.
+
+use std::collections::HashMap;
+
+use attackmesh::proto::EnrichedEvent;
+use prost::{
+    Message,
+    bytes::{Bytes, BytesMut},
+};
+
+/// Room reserved for an event before any has been encoded: the typical generated event fits.
+const FIRST_EVENT_BYTES: usize = 1024;
+
+/// `attackmesh.v1.ExportRequest` with its events already encoded: encodes exactly as the
+/// `ExportRequest` of the decoded events.
+#[derive(Clone, PartialEq, Message)]
+pub struct EncodedExport {
+    /// Caller-chosen batch number, echoed in the acknowledgement.
+    #[prost(uint64, tag = "1")]
+    pub batch_id: u64,
+    /// The events, each an encoded `EnrichedEvent`.
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    pub events: Vec<Bytes>,
+    /// W3C trace context of the batch.
+    #[prost(map = "string, string", tag = "3")]
+    pub trace_context: HashMap<String, String>,
+}
+
+/// Encodes the events of one batch into slices of a few shared buffers.
+#[derive(Debug)]
+pub struct EventEncoder {
+    buf: BytesMut,
+    events: Vec<Bytes>,
+    expected: usize,
+    written: usize,
+}
+
+impl EventEncoder {
+    /// An encoder for a batch of `expected` events.
+    pub fn with_capacity(expected: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            events: Vec::with_capacity(expected),
+            expected,
+            written: 0,
+        }
+    }
+
+    /// Encodes `event` as the next event of the batch.
+    pub fn push(&mut self, event: &EnrichedEvent) {
+        if self.buf.capacity() < FIRST_EVENT_BYTES {
+            // Room for the rest of the batch at the mean size so far, so a batch takes few buffers.
+            let done = self.events.len();
+            let mean = self.written.checked_div(done).unwrap_or(FIRST_EVENT_BYTES).max(64);
+            let left = self.expected.saturating_sub(done).max(1);
+            self.buf.reserve(mean.saturating_mul(left) + mean / 4);
+        }
+        event.encode_raw(&mut self.buf);
+        self.written += self.buf.len();
+        self.events.push(self.buf.split().freeze());
+    }
+
+    /// The encoded events, in the order pushed.
+    pub fn finish(self) -> Vec<Bytes> {
+        self.events
+    }
+}
+
+#[cfg(test)]
+#[path = "encode_tests.rs"]
+mod tests;

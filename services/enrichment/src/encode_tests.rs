@@ -1,0 +1,125 @@
+//! The events encoded once against the `ExportRequest` prost encodes whole, over every real sample
+//! and hostile shapes: the same bytes on the wire, and the same events decoded.
+
+use std::collections::{BTreeMap, HashMap};
+
+use attackmesh::{
+    formats::Format,
+    proto::{EnrichedEvent, ExportRequest},
+};
+use attackmesh_testkit::data;
+use prost::Message;
+
+use super::{EncodedExport, EventEncoder};
+
+/// Every real sample as enrichment hands it to export (parsed, attributed, enriched).
+fn samples() -> Vec<EnrichedEvent> {
+    let Some(dir) = data::shared_data() else {
+        return Vec::new();
+    };
+    let s = dir.join("samples");
+    let mut files = vec![
+        (Format::SuricataEve, s.join("suricata/first-org-conf-2015.eve.ndjson")),
+        (Format::SuricataEve, s.join("suricata/honeypot-2018.eve.ndjson")),
+        (Format::SuricataEve, s.join("suricata/wrccdc-2017.eve.ndjson")),
+        (Format::Cowrie, s.join("cowrie/cowrie_local_session.json")),
+    ];
+    for log in ["conn.log", "dns.log", "http.log", "notice.log", "files.log", "ssl.log", "weird.log"] {
+        let path = s.join("zeek/zat-0.4.9").join(log);
+        if path.is_file() {
+            files.push((Format::Zeek, path));
+        }
+    }
+    let evtx = s.join("evtx-attack-samples/Credential Access");
+    if let Ok(dir) = std::fs::read_dir(&evtx) {
+        let mut paths: Vec<_> = dir
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "evtx"))
+            .collect();
+        paths.sort();
+        files.extend(paths.into_iter().take(8).map(|p| (Format::Evtx, p)));
+    }
+    files
+        .iter()
+        .flat_map(|(format, path)| data::attributed_samples(*format, path))
+        .collect()
+}
+
+/// Shapes no detector sends on purpose: empty, huge, odd text, every field at its limit.
+fn hostile() -> Vec<EnrichedEvent> {
+    let mut full = attackmesh_testkit::fixtures::event(7);
+    full.attributes = (0..2_000)
+        .map(|i| (format!("k{i}\u{0}é"), "v".repeat(i % 300)))
+        .collect::<BTreeMap<_, _>>();
+    full.original = "\u{feff}{\"a\":\"\\u0000\"}".repeat(10_000);
+    full.revision = u32::MAX;
+    full.confidence_score = f64::MIN_POSITIVE;
+    let mut negative = attackmesh_testkit::fixtures::degraded_event(3);
+    negative.detector_kind = -1;
+    negative.severity = i32::MAX;
+    vec![EnrichedEvent::default(), full, negative, EnrichedEvent::default()]
+}
+
+/// The message both paths send for `events`.
+fn both(events: &[EnrichedEvent]) -> (ExportRequest, EncodedExport) {
+    let trace: HashMap<String, String> = [("traceparent".to_owned(), "00-0af7-00f0-01".to_owned())].into();
+    let mut encoder = EventEncoder::with_capacity(events.len());
+    events.iter().for_each(|e| encoder.push(e));
+    let old = ExportRequest {
+        batch_id: 42,
+        events: events.to_vec(),
+        trace_context: trace.clone(),
+    };
+    let new = EncodedExport {
+        batch_id: 42,
+        events: encoder.finish(),
+        trace_context: trace,
+    };
+    (old, new)
+}
+
+fn assert_same(events: &[EnrichedEvent]) {
+    let (old, new) = both(events);
+    let sent = new.encode_to_vec();
+    assert_eq!(sent, old.encode_to_vec(), "bytes on the wire differ");
+    assert_eq!(new.encoded_len(), old.encoded_len());
+    assert_eq!(ExportRequest::decode(sent.as_slice()).unwrap(), old);
+    for (bytes, event) in new.events.iter().zip(events) {
+        assert_eq!(&EnrichedEvent::decode(bytes.as_ref()).unwrap(), event);
+    }
+}
+
+#[test]
+fn real_samples_go_out_as_the_export_request_of_the_same_events() {
+    let events = samples();
+    if events.is_empty() {
+        return;
+    }
+    assert!(events.len() > 1_000, "{} events", events.len());
+    assert!(events.iter().any(|e| e.metadata.is_some() && !e.attributes.is_empty()));
+    // One batch of everything, and batches of the sizes enrichment sends.
+    assert_same(&events);
+    for batch in events.chunks(500) {
+        assert_same(batch);
+    }
+}
+
+#[test]
+fn hostile_events_go_out_as_the_export_request_of_the_same_events() {
+    assert_same(&hostile());
+    assert_same(&[]);
+    assert_same(&hostile()[..1]);
+}
+
+#[test]
+fn an_encoder_told_too_few_events_still_encodes_them_all() {
+    let events: Vec<EnrichedEvent> = (0..50).map(attackmesh_testkit::fixtures::event).collect();
+    let mut encoder = EventEncoder::with_capacity(1);
+    events.iter().for_each(|e| encoder.push(e));
+    let sent = encoder.finish();
+    assert_eq!(sent.len(), events.len());
+    for (bytes, event) in sent.iter().zip(&events) {
+        assert_eq!(&EnrichedEvent::decode(bytes.as_ref()).unwrap(), event);
+    }
+}
