@@ -18,6 +18,10 @@ use prost::{
 /// Room reserved for an event before any has been encoded: the typical generated event fits.
 const FIRST_EVENT_BYTES: usize = 1024;
 
+/// Largest buffer reserved at once: below the allocator's mmap threshold, so buffers are taken
+/// from (and given back to) the heap instead of fresh pages for every batch.
+const MAX_BUFFER_BYTES: usize = 64 * 1024;
+
 /// `attackmesh.v1.ExportRequest` with its events already encoded: encodes exactly as the
 /// `ExportRequest` of the decoded events.
 #[derive(Clone, PartialEq, Message)]
@@ -55,12 +59,14 @@ impl EventEncoder {
 
     /// Encodes `event` as the next event of the batch.
     pub fn push(&mut self, event: &EnrichedEvent) {
-        if self.buf.capacity() < FIRST_EVENT_BYTES {
+        let done = self.events.len();
+        let mean = self.written.checked_div(done).unwrap_or(FIRST_EVENT_BYTES).max(64);
+        if self.buf.capacity() < mean * 2 {
             // Room for the rest of the batch at the mean size so far, so a batch takes few buffers.
-            let done = self.events.len();
-            let mean = self.written.checked_div(done).unwrap_or(FIRST_EVENT_BYTES).max(64);
+            // An event larger than what is left grows the buffer as it is written.
             let left = self.expected.saturating_sub(done).max(1);
-            self.buf.reserve(mean.saturating_mul(left) + mean / 4);
+            let want = mean.saturating_mul(left) + mean / 4;
+            self.buf.reserve(want.min(MAX_BUFFER_BYTES));
         }
         event.encode_raw(&mut self.buf);
         self.written += self.buf.len();

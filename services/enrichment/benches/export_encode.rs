@@ -1,0 +1,99 @@
+//! Micro-benchmark of enrichment's export hot path: a batch of attributed detections made into
+//! enriched events, encoded for export and let go. `encode_once` is what enrichment does (each
+//! event encoded into shared buffers as it is made, sent as `repeated bytes`);
+//! `export_request` is the contract message prost encodes whole, for comparison.
+//!
+//! The `suricata` group uses 500 events of the shared Suricata sample, attributed by the
+//! embedded engine (skipped when the shared data is absent); `port_scan` uses generated
+//! detections like those of `attackmesh bench pipeline`.
+
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
+use std::collections::HashMap;
+
+use attackmesh::{
+    formats::Format,
+    proto::{Attribution, DetectionEvent, EnrichedEvent, ExportRequest},
+};
+use attackmesh_attack::Engine;
+use attackmesh_enrichment::encode::{EncodedExport, EventEncoder};
+use attackmesh_testkit::data;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use prost::Message;
+
+const BATCH: usize = 500;
+
+type Attributed = Vec<(DetectionEvent, Attribution)>;
+
+fn trace() -> HashMap<String, String> {
+    HashMap::from([(
+        "traceparent".to_owned(),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+    )])
+}
+
+fn attributed(events: Vec<DetectionEvent>) -> Attributed {
+    let engine = Engine::embedded().expect("embedded engine");
+    events
+        .into_iter()
+        .cycle()
+        .take(BATCH)
+        .map(|ev| {
+            let a = engine.attribute(&ev);
+            (ev, a)
+        })
+        .collect()
+}
+
+fn encode_once(batch: Attributed) -> usize {
+    let mut encoder = EventEncoder::with_capacity(batch.len());
+    for (detection, attribution) in batch {
+        encoder.push(&attackmesh::enriched_event(detection, attribution, 1));
+    }
+    let request = EncodedExport {
+        batch_id: 1,
+        events: encoder.finish(),
+        trace_context: trace(),
+    };
+    request.encode_to_vec().len()
+}
+
+fn export_request(batch: Attributed) -> usize {
+    let events: Vec<EnrichedEvent> = batch
+        .into_iter()
+        .map(|(detection, attribution)| attackmesh::enriched_event(detection, attribution, 1))
+        .collect();
+    let request = ExportRequest {
+        batch_id: 1,
+        events,
+        trace_context: trace(),
+    };
+    request.encode_to_vec().len()
+}
+
+fn group(c: &mut Criterion, name: &str, batch: &Attributed) {
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    group.bench_function("encode_once", |b| {
+        b.iter_batched(|| batch.clone(), encode_once, BatchSize::LargeInput)
+    });
+    group.bench_function("export_request", |b| {
+        b.iter_batched(|| batch.clone(), export_request, BatchSize::LargeInput)
+    });
+    group.finish();
+}
+
+fn export_encode(c: &mut Criterion) {
+    let scans = (0..BATCH)
+        .map(|i| attackmesh_testkit::events::port_scan(&format!("scan-{i}"), &format!("10.0.{}.{}", i / 250, i % 250)))
+        .collect();
+    group(c, "port_scan", &attributed(scans));
+    if let Some(dir) = data::shared_data() {
+        let path = dir.join("samples/suricata/first-org-conf-2015.eve.ndjson");
+        let events = data::sample_events(Format::SuricataEve, &path).into_iter().map(|(_, ev)| ev).collect();
+        group(c, "suricata", &attributed(events));
+    }
+}
+
+criterion_group!(benches, export_encode);
+criterion_main!(benches);
