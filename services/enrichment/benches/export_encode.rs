@@ -90,7 +90,10 @@ fn export_encode(c: &mut Criterion) {
     group(c, "port_scan", &attributed(scans));
     if let Some(dir) = data::shared_data() {
         let path = dir.join("samples/suricata/first-org-conf-2015.eve.ndjson");
-        let events = data::sample_events(Format::SuricataEve, &path).into_iter().map(|(_, ev)| ev).collect();
+        let events = data::sample_events(Format::SuricataEve, &path)
+            .into_iter()
+            .map(|(_, ev)| ev)
+            .collect();
         group(c, "suricata", &attributed(events));
     }
 }

@@ -24,7 +24,15 @@ fn samples() -> Vec<EnrichedEvent> {
         (Format::SuricataEve, s.join("suricata/wrccdc-2017.eve.ndjson")),
         (Format::Cowrie, s.join("cowrie/cowrie_local_session.json")),
     ];
-    for log in ["conn.log", "dns.log", "http.log", "notice.log", "files.log", "ssl.log", "weird.log"] {
+    for log in [
+        "conn.log",
+        "dns.log",
+        "http.log",
+        "notice.log",
+        "files.log",
+        "ssl.log",
+        "weird.log",
+    ] {
         let path = s.join("zeek/zat-0.4.9").join(log);
         if path.is_file() {
             files.push((Format::Zeek, path));

@@ -34,12 +34,7 @@ impl Rpc for ExportRpc {
         resp.batch_id
     }
 
-    fn request(
-        &self,
-        batch_id: u64,
-        events: Vec<Bytes>,
-        trace_context: HashMap<String, String>,
-    ) -> EncodedExport {
+    fn request(&self, batch_id: u64, events: Vec<Bytes>, trace_context: HashMap<String, String>) -> EncodedExport {
         EncodedExport {
             batch_id,
             events,

@@ -22,8 +22,8 @@
 
 mod admission;
 mod attribute;
-pub mod encode;
 pub mod config;
+pub mod encode;
 pub mod error;
 mod export;
 pub mod http;

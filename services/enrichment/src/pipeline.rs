@@ -256,7 +256,10 @@ impl Pipeline {
                 }
             }
         }
-        Ok(Delivered { rejections, enriched: kept })
+        Ok(Delivered {
+            rejections,
+            enriched: kept,
+        })
     }
 }
 
