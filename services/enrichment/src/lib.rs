@@ -8,6 +8,7 @@
 //! - [`otlp`]: OpenTelemetry's `LogsService/Export` and OTLP/HTTP `POST /v1/logs`.
 //! - [`server`]: wiring onto the shared runtime; [`http`]: `POST /falco` (and `/v1/logs`).
 //! - [`shipper`]: the client side of `attackmesh ship` (files → `Ingest`, with checkpoints).
+//! - [`encode`]: enriched events encoded once, as they are made, into the bytes export receives.
 //!
 //! Internals: `pipeline` (validate → attribute → export → answer), `admission` (in-flight
 //! limits, per-detector rate limits), `attribute`/`export` (the upstream calls, with the
