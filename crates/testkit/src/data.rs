@@ -59,3 +59,47 @@ pub fn attributed_samples(format: Format, path: &Path) -> Vec<attackmesh::proto:
         })
         .collect()
 }
+
+/// Every event of the real samples (three Suricata captures, a Cowrie session, the Zeek logs and
+/// eight EVTX files) as siem-export receives them: parsed and attributed; empty without the
+/// shared data. What an encoder that replaces another is compared over.
+pub fn real_attributed_samples() -> Vec<attackmesh::proto::EnrichedEvent> {
+    let Some(dir) = shared_data() else {
+        return Vec::new();
+    };
+    let s = dir.join("samples");
+    let mut files = vec![
+        (Format::SuricataEve, s.join("suricata/first-org-conf-2015.eve.ndjson")),
+        (Format::SuricataEve, s.join("suricata/honeypot-2018.eve.ndjson")),
+        (Format::SuricataEve, s.join("suricata/wrccdc-2017.eve.ndjson")),
+        (Format::Cowrie, s.join("cowrie/cowrie_local_session.json")),
+    ];
+    for log in [
+        "conn.log",
+        "dns.log",
+        "http.log",
+        "notice.log",
+        "files.log",
+        "ssl.log",
+        "weird.log",
+    ] {
+        let path = s.join("zeek/zat-0.4.9").join(log);
+        if path.is_file() {
+            files.push((Format::Zeek, path));
+        }
+    }
+    let evtx = s.join("evtx-attack-samples/Credential Access");
+    if let Ok(dir) = std::fs::read_dir(&evtx) {
+        let mut paths: Vec<_> = dir
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "evtx"))
+            .collect();
+        paths.sort();
+        files.extend(paths.into_iter().take(8).map(|p| (Format::Evtx, p)));
+    }
+    files
+        .iter()
+        .flat_map(|(format, path)| attributed_samples(*format, path))
+        .collect()
+}

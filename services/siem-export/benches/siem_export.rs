@@ -298,7 +298,10 @@ fn shapes(c: &mut Criterion) {
         ),
         (
             "canonical",
-            Box::new(attackmesh::json::write_json_line::<EnrichedEvent>),
+            Box::new(|ev, out| {
+                attackmesh::json::write_enriched_event(ev, true, out);
+                out.push(b'\n');
+            }),
         ),
     ];
     let record: usize = events.iter().map(|e| e.original.len()).sum();

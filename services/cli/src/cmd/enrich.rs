@@ -124,7 +124,8 @@ fn write_findings(
     for finding in findings {
         let attribution = engine.attribute(&finding);
         line_buf.clear();
-        attackmesh::json::write_json_line(&enriched_event(finding, attribution, 1), &mut line_buf);
+        attackmesh::json::write_enriched_event(&enriched_event(finding, attribution, 1), true, &mut line_buf);
+        line_buf.push(b'\n');
         out.write_all(&line_buf)?;
     }
     Ok(())
@@ -169,7 +170,8 @@ fn enrich_file(
         let attribution = engine.attribute(&event);
         let enriched = enriched_event(event, attribution, 1);
         line_buf.clear();
-        attackmesh::json::write_json_line(&enriched, &mut line_buf);
+        attackmesh::json::write_enriched_event(&enriched, true, &mut line_buf);
+        line_buf.push(b'\n');
         out.write_all(&line_buf).map_err(Failure::Output)?;
         if let Some(keep) = keep.as_deref_mut() {
             keep.push(enriched);

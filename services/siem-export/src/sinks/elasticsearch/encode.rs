@@ -5,11 +5,8 @@
 use std::sync::Arc;
 
 use super::ElasticsearchConfig;
-use crate::sinks::{
-    QueuedEvent,
-    util::{ecs, json::Json},
-};
-use attackmesh::proto::EnrichedEvent;
+use crate::sinks::{QueuedEvent, util::ecs};
+use attackmesh::{json::Json, proto::EnrichedEvent};
 
 /// Appends the bulk action line for one event (no newline) to `out`.
 pub(super) fn write_action(config: &ElasticsearchConfig, event: &EnrichedEvent, out: &mut Vec<u8>) {

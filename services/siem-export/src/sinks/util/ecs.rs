@@ -28,11 +28,12 @@ use attackmesh::proto::{
     AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, EvidenceSource, IndicatorType,
 };
 
+use attackmesh::json::Json;
+
 use super::{
     Original,
     attack::{AttackView, FRAMEWORK},
     attributes_repeat_original,
-    json::Json,
     rfc3339, rule_id, rule_name,
 };
 

@@ -7,7 +7,9 @@ use std::net::IpAddr;
 
 use attackmesh::proto::{Indicator, IndicatorType};
 
-use super::{attack::stix_type, json::Json};
+use attackmesh::json::Json;
+
+use super::attack::stix_type;
 
 fn kind(i: &Indicator) -> IndicatorType {
     IndicatorType::try_from(i.r#type).unwrap_or(IndicatorType::Unspecified)

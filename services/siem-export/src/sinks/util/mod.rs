@@ -15,7 +15,6 @@ mod ecs_tests;
 mod ecs_tree;
 pub mod hec;
 pub(crate) mod http;
-pub(crate) mod json;
 pub mod ocsf;
 #[cfg(test)]
 mod tests;

@@ -1,17 +1,18 @@
-//! A JSON writer that appends straight into a caller's byte buffer: how the ECS document and the
-//! HEC envelope are written without building a `serde_json::Value` tree first. Keys come out in
-//! the order they are written; a keyed object or array opened with [`Json::obj`] or
-//! [`Json::arr`] is taken back out when nothing was written into it, so a shape can leave empty
-//! values out the way [`Doc::set`](super::doc) does without looking ahead. Strings are escaped
-//! as `serde_json` escapes them and numbers formatted by it, so the bytes are the ones
-//! `serde_json` writes for the same values. No knowledge of any shape here.
+//! A JSON writer that appends straight into a caller's byte buffer: how the canonical event, the
+//! ECS document and the HEC envelope are written without building a `serde_json::Value` tree or
+//! going through serde first. Keys come out in the order they are written; a keyed object or
+//! array opened with [`Json::obj`] or [`Json::arr`] is taken back out when nothing was written
+//! into it, so a shape can leave empty values out without looking ahead. Strings are escaped as
+//! `serde_json` escapes them and numbers formatted by it, so the bytes are the ones `serde_json`
+//! writes for the same values. No knowledge of any shape here.
 
 use std::net::IpAddr;
 
 use serde_json::Value;
 
 /// Writes one JSON object into a buffer; [`Json::finish`] closes it.
-pub(crate) struct Json<'a> {
+#[derive(Debug)]
+pub struct Json<'a> {
     out: &'a mut Vec<u8>,
     /// Whether the innermost open container has no member yet.
     first: bool,
@@ -19,6 +20,7 @@ pub(crate) struct Json<'a> {
     open: Vec<Frame>,
 }
 
+#[derive(Debug)]
 struct Frame {
     /// Closing byte (`}` or `]`).
     close: u8,
@@ -29,7 +31,7 @@ struct Frame {
 
 impl<'a> Json<'a> {
     /// Opens the top-level object at the end of `out`.
-    pub(crate) fn object(out: &'a mut Vec<u8>) -> Self {
+    pub fn object(out: &'a mut Vec<u8>) -> Self {
         out.push(b'{');
         let mut open = Vec::with_capacity(8);
         open.push(Frame {
@@ -40,7 +42,7 @@ impl<'a> Json<'a> {
     }
 
     /// Closes every container still open.
-    pub(crate) fn finish(mut self) {
+    pub fn finish(mut self) {
         while !self.open.is_empty() {
             self.end();
         }
@@ -71,28 +73,28 @@ impl<'a> Json<'a> {
     }
 
     /// Opens object `key`, left out if it ends empty.
-    pub(crate) fn obj(&mut self, key: &str) {
+    pub fn obj(&mut self, key: &str) {
         self.open(Some(key), b'{', b'}', true);
     }
 
     /// Opens array `key`, left out if it ends empty.
-    pub(crate) fn arr(&mut self, key: &str) {
+    pub fn arr(&mut self, key: &str) {
         self.open(Some(key), b'[', b']', true);
     }
 
     /// Opens array `key`, written even empty.
-    pub(crate) fn arr_kept(&mut self, key: &str) {
+    pub fn arr_kept(&mut self, key: &str) {
         self.open(Some(key), b'[', b']', false);
     }
 
     /// Opens an object as the next item of the array being written.
-    pub(crate) fn item_obj(&mut self) {
+    pub fn item_obj(&mut self) {
         self.open(None, b'{', b'}', false);
     }
 
     /// Closes the innermost open object or array (taking it back out if it is empty and was
     /// opened to be left out so).
-    pub(crate) fn end(&mut self) {
+    pub fn end(&mut self) {
         let Some(frame) = self.open.pop() else { return };
         match frame.undo {
             Some((at, parent_first)) if self.first => {
@@ -107,45 +109,45 @@ impl<'a> Json<'a> {
     }
 
     /// `key: value`, left out when `value` is empty.
-    pub(crate) fn str(&mut self, key: &str, value: &str) {
+    pub fn str(&mut self, key: &str, value: &str) {
         if !value.is_empty() {
             self.str_kept(key, value);
         }
     }
 
     /// `key: value`, written even when `value` is empty.
-    pub(crate) fn str_kept(&mut self, key: &str, value: &str) {
+    pub fn str_kept(&mut self, key: &str, value: &str) {
         self.key(key);
         escaped(self.out, value);
     }
 
     /// The next item of the array being written: a string.
-    pub(crate) fn item_str(&mut self, value: &str) {
+    pub fn item_str(&mut self, value: &str) {
         self.sep();
         escaped(self.out, value);
     }
 
     /// The next item of the array being written: an address in its canonical text.
-    pub(crate) fn item_ip(&mut self, ip: &IpAddr) {
+    pub fn item_ip(&mut self, ip: &IpAddr) {
         self.sep();
         ip_text(self.out, ip);
     }
 
     /// `key: ip` in its canonical text.
-    pub(crate) fn ip(&mut self, key: &str, ip: &IpAddr) {
+    pub fn ip(&mut self, key: &str, ip: &IpAddr) {
         self.key(key);
         ip_text(self.out, ip);
     }
 
     /// `key: [values…]`, left out when there are none.
-    pub(crate) fn strs<'s>(&mut self, key: &str, values: impl IntoIterator<Item = &'s str>) {
+    pub fn strs<'s>(&mut self, key: &str, values: impl IntoIterator<Item = &'s str>) {
         self.arr(key);
         values.into_iter().for_each(|v| self.item_str(v));
         self.end();
     }
 
     /// `key: [values…]` without empty strings and repeats, left out when none remain.
-    pub(crate) fn unique_strs<'s, I>(&mut self, key: &str, values: I)
+    pub fn unique_strs<'s, I>(&mut self, key: &str, values: I)
     where
         I: IntoIterator<Item = &'s str>,
         I::IntoIter: Clone,
@@ -161,33 +163,33 @@ impl<'a> Json<'a> {
     }
 
     /// `key: n`.
-    pub(crate) fn int(&mut self, key: &str, n: i64) {
+    pub fn int(&mut self, key: &str, n: i64) {
         self.key(key);
         number(self.out, &n);
     }
 
     /// `key: x`, left out when `x` is not finite (it has no JSON number).
-    pub(crate) fn float(&mut self, key: &str, x: f64) {
+    pub fn float(&mut self, key: &str, x: f64) {
         if x.is_finite() {
             self.float_kept(key, x);
         }
     }
 
     /// `key: x`, `null` when `x` is not finite.
-    pub(crate) fn float_kept(&mut self, key: &str, x: f64) {
+    pub fn float_kept(&mut self, key: &str, x: f64) {
         self.key(key);
         number(self.out, &x);
     }
 
     /// `key: null`.
-    pub(crate) fn null(&mut self, key: &str) {
+    pub fn null(&mut self, key: &str) {
         self.key(key);
         self.out.extend_from_slice(b"null");
     }
 
     /// `key: value` for a value built elsewhere; left out when it is empty (null, `""`, `[]`,
     /// `{}`).
-    pub(crate) fn value(&mut self, key: &str, value: &Value) {
+    pub fn value(&mut self, key: &str, value: &Value) {
         let empty = match value {
             Value::Null => true,
             Value::String(s) => s.is_empty(),
@@ -202,8 +204,10 @@ impl<'a> Json<'a> {
     }
 }
 
-/// Appends anything serde_json writes infallibly (numbers, a `Value`) as serde_json writes it.
-fn number<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+/// Appends anything serde_json writes infallibly (numbers, a `Value`) as serde_json writes it:
+/// integers in decimal, finite floats in their shortest round-trip form, `null` for NaN and the
+/// infinities.
+pub fn number<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     // Writing a number or a `Value` (string keys only) into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
 }
@@ -221,7 +225,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// short forms of backspace, tab, newline, form feed and carriage return, `\\u00XX` for the
 /// other control characters; everything else as it is. Runs of bytes that need no escape are
 /// skipped eight at a time and copied whole.
-pub(crate) fn escaped(out: &mut Vec<u8>, s: &str) {
+pub fn escaped(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();

@@ -1,0 +1,393 @@
+//! Canonical JSON of an [`EnrichedEvent`] written field by field into the caller's buffer: the
+//! bytes the pbjson-generated serde implementations write through `serde_json` (every field in
+//! schema order with the schema's names, defaults included, absent messages left out, enums by
+//! name, maps in key order, RFC 3339 timestamps as chrono writes them), without going through
+//! serde, without a `String` per timestamp and without copying the event to leave its
+//! `original` out.
+//!
+//! Where the generated path has no answer it fails halfway through a document; this writer
+//! stays total instead, so a line is always one JSON document: an enum value the schema does not
+//! know is written as its number (proto3 JSON's rule for unknown values), and a timestamp chrono
+//! cannot represent as `null` (read back as absent).
+
+use std::collections::BTreeMap;
+
+use pbjson_types::Timestamp;
+
+use super::writer::{escaped, number};
+use crate::proto::{
+    ActorEvidence, AttributionStatus, Campaign, CampaignEntity, CampaignRisk, CampaignStatus, CampaignTechnique,
+    DetectorEvents, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, EntityType, Evidence, EvidenceSource,
+    Indicator, IndicatorType, Process, RiskRuleHit, Severity, Tactic, TechniqueDetail, ThreatActor,
+};
+
+/// Appends the canonical JSON of `event` to `out` (no newline): what
+/// [`to_json`](super::to_json) writes for it, with `original` written as `""` unless
+/// `with_original`.
+pub fn write_enriched_event(event: &EnrichedEvent, with_original: bool, out: &mut Vec<u8>) {
+    let e = event;
+    out.reserve(1024 + if with_original { e.original.len() } else { 0 });
+    str_field(out, "{\"event_id\":", &e.event_id);
+    timestamp_field(out, ",\"timestamp\":", e.timestamp.as_ref());
+    str_field(out, ",\"source_service\":", &e.source_service);
+    key(out, ",\"detector_kind\":");
+    enum_value::<DetectorKind>(out, e.detector_kind, DetectorKind::as_str_name);
+    str_field(out, ",\"event_type\":", &e.event_type);
+    message_field(out, ",\"source\":", e.source.as_ref());
+    message_field(out, ",\"destination\":", e.destination.as_ref());
+    key(out, ",\"severity\":");
+    enum_value::<Severity>(out, e.severity, Severity::as_str_name);
+    str_field(out, ",\"description\":", &e.description);
+    strs_field(out, ",\"technique_ids\":", &e.technique_ids);
+    float_field(out, ",\"confidence_score\":", e.confidence_score);
+    list_field(out, ",\"related_indicators\":", &e.related_indicators);
+    message_field(out, ",\"metadata\":", e.metadata.as_ref());
+    str_field(out, ",\"attack_version\":", &e.attack_version);
+    key(out, ",\"attribution_status\":");
+    enum_value::<AttributionStatus>(out, e.attribution_status, AttributionStatus::as_str_name);
+    key(out, ",\"attributes\":");
+    map(out, &e.attributes);
+    str_field(out, ",\"original\":", if with_original { &e.original } else { "" });
+    str_field(out, ",\"original_format\":", &e.original_format);
+    timestamp_field(out, ",\"enriched_at\":", e.enriched_at.as_ref());
+    uint_field(out, ",\"revision\":", e.revision);
+    str_field(out, ",\"submitted_by\":", &e.submitted_by);
+    str_field(out, ",\"campaign_id\":", &e.campaign_id);
+    message_field(out, ",\"campaign\":", e.campaign.as_ref());
+    out.push(b'}');
+}
+
+/// A nested message, written as its object.
+trait Canonical {
+    fn write(&self, out: &mut Vec<u8>);
+}
+
+impl Canonical for Endpoint {
+    fn write(&self, out: &mut Vec<u8>) {
+        str_field(out, "{\"ip\":", &self.ip);
+        uint_field(out, ",\"port\":", self.port);
+        str_field(out, ",\"hostname\":", &self.hostname);
+        str_field(out, ",\"user\":", &self.user);
+        message_field(out, ",\"process\":", self.process.as_ref());
+        out.push(b'}');
+    }
+}
+
+impl Canonical for Process {
+    fn write(&self, out: &mut Vec<u8>) {
+        uint_field(out, "{\"pid\":", self.pid);
+        str_field(out, ",\"name\":", &self.name);
+        str_field(out, ",\"executable\":", &self.executable);
+        str_field(out, ",\"command_line\":", &self.command_line);
+        str_field(out, ",\"parent_name\":", &self.parent_name);
+        out.push(b'}');
+    }
+}
+
+impl Canonical for Indicator {
+    fn write(&self, out: &mut Vec<u8>) {
+        key(out, "{\"type\":");
+        enum_value::<IndicatorType>(out, self.r#type, IndicatorType::as_str_name);
+        str_field(out, ",\"value\":", &self.value);
+        out.push(b'}');
+    }
+}
+
+impl Canonical for EnrichmentMetadata {
+    fn write(&self, out: &mut Vec<u8>) {
+        list_field(out, "{\"techniques\":", &self.techniques);
+        list_field(out, ",\"threat_actors\":", &self.threat_actors);
+        str_field(out, ",\"rule_pack_version\":", &self.rule_pack_version);
+        out.push(b'}');
+    }
+}
+
+impl Canonical for TechniqueDetail {
+    fn write(&self, out: &mut Vec<u8>) {
+        str_field(out, "{\"id\":", &self.id);
+        str_field(out, ",\"name\":", &self.name);
+        list_field(out, ",\"tactics\":", &self.tactics);
+        str_field(out, ",\"url\":", &self.url);
+        float_field(out, ",\"confidence\":", self.confidence);
+        list_field(out, ",\"evidence\":", &self.evidence);
+        str_field(out, ",\"stix_id\":", &self.stix_id);
+        str_field(out, ",\"replaces_revoked_id\":", &self.replaces_revoked_id);
+        out.push(b'}');
+    }
+}
+
+impl Canonical for Tactic {
+    fn write(&self, out: &mut Vec<u8>) {
+        str_field(out, "{\"id\":", &self.id);
+        str_field(out, ",\"name\":", &self.name);
+        str_field(out, ",\"shortname\":", &self.shortname);
+        out.push(b'}');
+    }
+}
+
+impl Canonical for Evidence {
+    fn write(&self, out: &mut Vec<u8>) {
+        key(out, "{\"source\":");
+        enum_value::<EvidenceSource>(out, self.source, EvidenceSource::as_str_name);
+        str_field(out, ",\"rule_id\":", &self.rule_id);
+        str_field(out, ",\"detail\":", &self.detail);
+        float_field(out, ",\"confidence\":", self.confidence);
+        out.push(b'}');
+    }
+}
+
+impl Canonical for ThreatActor {
+    fn write(&self, out: &mut Vec<u8>) {
+        str_field(out, "{\"group_id\":", &self.group_id);
+        str_field(out, ",\"name\":", &self.name);
+        strs_field(out, ",\"aliases\":", &self.aliases);
+        float_field(out, ",\"score\":", self.score);
+        strs_field(out, ",\"matched_techniques\":", &self.matched_techniques);
+        str_field(out, ",\"stix_id\":", &self.stix_id);
+        out.push(b'}');
+    }
+}
+
+impl Canonical for Campaign {
+    fn write(&self, out: &mut Vec<u8>) {
+        str_field(out, "{\"campaign_id\":", &self.campaign_id);
+        uint_field(out, ",\"revision\":", self.revision);
+        key(out, ",\"status\":");
+        enum_value::<CampaignStatus>(out, self.status, CampaignStatus::as_str_name);
+        list_field(out, ",\"entities\":", &self.entities);
+        timestamp_field(out, ",\"first_seen\":", self.first_seen.as_ref());
+        timestamp_field(out, ",\"last_seen\":", self.last_seen.as_ref());
+        list_field(out, ",\"detectors\":", &self.detectors);
+        list_field(out, ",\"techniques\":", &self.techniques);
+        list_field(out, ",\"tactics\":", &self.tactics);
+        message_field(out, ",\"risk\":", self.risk.as_ref());
+        list_field(out, ",\"candidate_groups\":", &self.candidate_groups);
+        key(out, ",\"actor_evidence\":");
+        enum_value::<ActorEvidence>(out, self.actor_evidence, ActorEvidence::as_str_name);
+        strs_field(out, ",\"merged_ids\":", &self.merged_ids);
+        str_field(out, ",\"summary\":", &self.summary);
+        str_field(out, ",\"attack_version\":", &self.attack_version);
+        str_field(out, ",\"merged_into\":", &self.merged_into);
+        out.push(b'}');
+    }
+}
+
+impl Canonical for CampaignEntity {
+    fn write(&self, out: &mut Vec<u8>) {
+        key(out, "{\"type\":");
+        enum_value::<EntityType>(out, self.r#type, EntityType::as_str_name);
+        str_field(out, ",\"value\":", &self.value);
+        float_field(out, ",\"risk_score\":", self.risk_score);
+        uint_field(out, ",\"event_count\":", self.event_count);
+        timestamp_field(out, ",\"first_seen\":", self.first_seen.as_ref());
+        out.push(b'}');
+    }
+}
+
+impl Canonical for DetectorEvents {
+    fn write(&self, out: &mut Vec<u8>) {
+        str_field(out, "{\"source_service\":", &self.source_service);
+        key(out, ",\"detector_kind\":");
+        enum_value::<DetectorKind>(out, self.detector_kind, DetectorKind::as_str_name);
+        strs_field(out, ",\"event_ids\":", &self.event_ids);
+        uint_field(out, ",\"event_count\":", self.event_count);
+        out.push(b'}');
+    }
+}
+
+impl Canonical for CampaignTechnique {
+    fn write(&self, out: &mut Vec<u8>) {
+        str_field(out, "{\"id\":", &self.id);
+        str_field(out, ",\"name\":", &self.name);
+        strs_field(out, ",\"tactic_ids\":", &self.tactic_ids);
+        timestamp_field(out, ",\"first_seen\":", self.first_seen.as_ref());
+        str_field(out, ",\"stix_id\":", &self.stix_id);
+        uint_field(out, ",\"event_count\":", self.event_count);
+        str_field(out, ",\"first_event_id\":", &self.first_event_id);
+        str_field(out, ",\"first_asset\":", &self.first_asset);
+        out.push(b'}');
+    }
+}
+
+impl Canonical for CampaignRisk {
+    fn write(&self, out: &mut Vec<u8>) {
+        float_field(out, "{\"score\":", self.score);
+        list_field(out, ",\"objects\":", &self.objects);
+        list_field(out, ",\"rules\":", &self.rules);
+        str_field(out, ",\"formula\":", &self.formula);
+        out.push(b'}');
+    }
+}
+
+impl Canonical for RiskRuleHit {
+    fn write(&self, out: &mut Vec<u8>) {
+        str_field(out, "{\"rule\":", &self.rule);
+        key(out, ",\"object_type\":");
+        enum_value::<EntityType>(out, self.object_type, EntityType::as_str_name);
+        str_field(out, ",\"object\":", &self.object);
+        str_field(out, ",\"detail\":", &self.detail);
+        timestamp_field(out, ",\"fired_at\":", self.fired_at.as_ref());
+        out.push(b'}');
+    }
+}
+
+/// Appends a key already punctuated (`,"name":`, or `{"name":` for an object's first field).
+fn key(out: &mut Vec<u8>, key: &str) {
+    out.extend_from_slice(key.as_bytes());
+}
+
+fn str_field(out: &mut Vec<u8>, k: &str, value: &str) {
+    key(out, k);
+    escaped(out, value);
+}
+
+fn strs_field(out: &mut Vec<u8>, k: &str, values: &[String]) {
+    key(out, k);
+    out.push(b'[');
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        escaped(out, v);
+    }
+    out.push(b']');
+}
+
+fn list_field<T: Canonical>(out: &mut Vec<u8>, k: &str, items: &[T]) {
+    key(out, k);
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item.write(out);
+    }
+    out.push(b']');
+}
+
+/// A message field: left out when absent, as the generated code leaves it out.
+fn message_field<T: Canonical>(out: &mut Vec<u8>, k: &str, message: Option<&T>) {
+    if let Some(m) = message {
+        key(out, k);
+        m.write(out);
+    }
+}
+
+fn map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {
+    out.push(b'{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        escaped(out, k);
+        out.push(b':');
+        escaped(out, v);
+    }
+    out.push(b'}');
+}
+
+fn float_field(out: &mut Vec<u8>, k: &str, x: f64) {
+    key(out, k);
+    number(out, &x);
+}
+
+fn uint_field(out: &mut Vec<u8>, k: &str, n: u32) {
+    key(out, k);
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// An enum by its name in the schema, or by its number when the schema has no such value.
+fn enum_value<E: TryFrom<i32>>(out: &mut Vec<u8>, value: i32, name: fn(&E) -> &'static str) {
+    match E::try_from(value) {
+        // Schema names are upper-case letters, digits and underscores: nothing to escape.
+        Ok(e) => {
+            out.push(b'"');
+            out.extend_from_slice(name(&e).as_bytes());
+            out.push(b'"');
+        }
+        Err(_) => number(out, &value),
+    }
+}
+
+/// `0000-01-01T00:00:00Z` and `9999-12-31T23:59:59Z`: the seconds whose year chrono writes with
+/// four digits and no sign, written here without chrono.
+const FOUR_DIGIT_YEARS: std::ops::RangeInclusive<i64> = -62_167_219_200..=253_402_300_799;
+
+/// A timestamp field: left out when absent; RFC 3339 in UTC with `+00:00` and as many fraction
+/// digits (none, 3, 6 or 9) as the nanoseconds need, exactly as chrono's `to_rfc3339` writes it.
+fn timestamp_field(out: &mut Vec<u8>, k: &str, ts: Option<&Timestamp>) {
+    let Some(ts) = ts else { return };
+    key(out, k);
+    if !FOUR_DIGIT_YEARS.contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos) {
+        // Signed or five-digit years, leap seconds, and what chrono rejects: rare, left to chrono.
+        match chrono::DateTime::<chrono::Utc>::try_from(*ts) {
+            Ok(t) => escaped(out, &t.to_rfc3339()),
+            Err(_) => out.extend_from_slice(b"null"),
+        }
+        return;
+    }
+    let (year, month, day) = civil_from_days(ts.seconds.div_euclid(86_400));
+    let of_day = ts.seconds.rem_euclid(86_400) as u32;
+    out.push(b'"');
+    fixed(out, year, 4);
+    out.push(b'-');
+    fixed(out, month, 2);
+    out.push(b'-');
+    fixed(out, day, 2);
+    out.push(b'T');
+    fixed(out, of_day / 3600, 2);
+    out.push(b':');
+    fixed(out, of_day / 60 % 60, 2);
+    out.push(b':');
+    fixed(out, of_day % 60, 2);
+    let nanos = ts.nanos as u32;
+    if nanos == 0 {
+    } else if nanos % 1_000_000 == 0 {
+        out.push(b'.');
+        fixed(out, nanos / 1_000_000, 3);
+    } else if nanos % 1_000 == 0 {
+        out.push(b'.');
+        fixed(out, nanos / 1_000, 6);
+    } else {
+        out.push(b'.');
+        fixed(out, nanos, 9);
+    }
+    out.extend_from_slice(b"+00:00\"");
+}
+
+/// `n` in exactly `width` decimal digits (zero-padded; `n` has at most `width` digits).
+fn fixed(out: &mut Vec<u8>, n: u32, width: usize) {
+    let mut digits = [b'0'; 9];
+    let mut n = n;
+    for d in digits[..width].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&digits[..width]);
+}
+
+/// Year, month and day of the proleptic Gregorian calendar `days` after 1970-01-01 (H. Hinnant's
+/// `civil_from_days`), for years 0 to 9999.
+fn civil_from_days(days: i64) -> (u32, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year as u32, month as u32, day as u32)
+}
