@@ -223,62 +223,62 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends `s` as a JSON string, escaped exactly as serde_json escapes it: `"` and `\\`, the
 /// short forms of backspace, tab, newline, form feed and carriage return, `\\u00XX` for the
-/// other control characters; everything else as it is. Runs of bytes that need no escape are
-/// skipped eight at a time and copied whole.
+/// other control characters; everything else as it is. Bytes are looked at eight at a time: a
+/// word with nothing to escape is skipped whole, and in one with something the first such byte
+/// is found from the word's mask, so runs between escapes are copied in one piece however close
+/// the escapes are (a JSON record inside a string has a `"` every few bytes).
 pub fn escaped(out: &mut Vec<u8>, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push(b'"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if let Some(word) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
-            if !needs_escape(word) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            0x08 => b'b',
-            0x09 => b't',
-            0x0a => b'n',
-            0x0c => b'f',
-            0x0d => b'r',
-            0x00..=0x1f => b'u',
-            _ => {
-                i += 1;
-                continue;
+        let word = match bytes.get(i..i + 8) {
+            Some(word) => u64::from_le_bytes(word.try_into().unwrap_or_default()),
+            None => {
+                // The last few bytes, padded with spaces (nothing to escape).
+                let mut tail = [b' '; 8];
+                tail[..bytes.len() - i].copy_from_slice(&bytes[i..]);
+                u64::from_le_bytes(tail)
             }
         };
+        let mask = escape_mask(word);
+        if mask == 0 {
+            i += 8;
+            continue;
+        }
+        i += (mask.trailing_zeros() / 8) as usize;
+        let b = bytes[i];
         out.extend_from_slice(&bytes[start..i]);
         i += 1;
         start = i;
-        if short == b'u' {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.push(b'\\');
-            out.push(short);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x09 => out.extend_from_slice(b"\\t"),
+            0x0a => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0x0d => out.extend_from_slice(b"\\r"),
+            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]),
         }
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
 
-/// Whether any of the eight bytes of `word` is a control character, `"` or `\\`.
-fn needs_escape(word: u64) -> bool {
+/// The high bit of each of the eight bytes of `word` that is a control character, `"` or `\\`.
+/// Above the lowest byte marked, marks may be false (a borrow runs on); the lowest is exact,
+/// which is all [`escaped`] asks of it.
+fn escape_mask(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    // "Has a byte below n" (exact as a yes/no for n <= 128), and "has a zero byte" of the word
-    // XORed with the byte looked for.
+    // "Bytes below n" (bytes of 0x80 and up never marked), and "zero bytes" of the word XORed
+    // with the byte looked for.
     let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH;
     let zero = |w: u64| below(w, 1);
-    below(word, 0x20) | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\'))) != 0
+    below(word, 0x20) | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')))
 }
 
 #[cfg(test)]
@@ -312,6 +312,24 @@ mod tests {
                         // A two-byte character (é) whose second byte may start the next word.
                         bytes.insert(at + 1, 0xa9);
                     }
+                    let s = String::from_utf8(bytes).unwrap();
+                    let mut out = Vec::new();
+                    escaped(&mut out, &s);
+                    assert_eq!(out, serde_json::to_vec(&s).unwrap(), "{s:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn escapes_side_by_side_are_escaped_as_serde_json_escapes_them() {
+        let set = [b'"', b'\\', b'\n', 0x01, 0x1f, b'a', 0x7f, b' '];
+        for len in 2..=17 {
+            for at in 0..len - 1 {
+                for (x, y) in set.iter().flat_map(|x| set.iter().map(move |y| (*x, *y))) {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = x;
+                    bytes[len - 1 - at / 2] = y;
                     let s = String::from_utf8(bytes).unwrap();
                     let mut out = Vec::new();
                     escaped(&mut out, &s);

@@ -129,9 +129,12 @@ impl Delivered {
 
     /// Logs (and syncs) a batch about to be written at `offset` of the output file.
     pub(super) fn begin(&mut self, offset: u64, lines: &[Line<'_>]) -> Result<(), Error> {
-        let mut buf = format!("b {offset}\n");
+        use std::fmt::Write as _;
+        let mut buf = String::with_capacity(16 + lines.len() * 64);
+        // Writing into a String cannot fail.
+        let _ = writeln!(buf, "b {offset}");
         for (id, revision, len) in lines.iter().filter(|(id, ..)| recordable(id)) {
-            buf.push_str(&format!("w {revision} {len} {id}\n"));
+            let _ = writeln!(buf, "w {revision} {len} {id}");
         }
         self.log
             .write_all(buf.as_bytes())
