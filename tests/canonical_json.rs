@@ -163,7 +163,13 @@ fn endpoint() -> impl Strategy<Value = Option<Endpoint>> {
             parent_name,
         },
     );
-    let endpoint = (hostile(), any::<u32>(), hostile(), hostile(), proptest::option::of(process));
+    let endpoint = (
+        hostile(),
+        any::<u32>(),
+        hostile(),
+        hostile(),
+        proptest::option::of(process),
+    );
     proptest::option::of(endpoint.prop_map(|(ip, port, hostname, user, process)| Endpoint {
         ip,
         port,
@@ -175,14 +181,13 @@ fn endpoint() -> impl Strategy<Value = Option<Endpoint>> {
 
 fn metadata() -> impl Strategy<Value = Option<EnrichmentMetadata>> {
     let tactic = (hostile(), hostile(), hostile()).prop_map(|(id, name, shortname)| Tactic { id, name, shortname });
-    let evidence = (enum_value(3), hostile(), hostile(), float()).prop_map(|(source, rule_id, detail, confidence)| {
-        Evidence {
+    let evidence =
+        (enum_value(3), hostile(), hostile(), float()).prop_map(|(source, rule_id, detail, confidence)| Evidence {
             source,
             rule_id,
             detail,
             confidence,
-        }
-    });
+        });
     let technique = (
         (hostile(), hostile(), prop::collection::vec(tactic, 0..3), hostile()),
         (float(), prop::collection::vec(evidence, 0..3), hostile(), hostile()),
@@ -214,13 +219,13 @@ fn metadata() -> impl Strategy<Value = Option<EnrichmentMetadata>> {
         prop::collection::vec(actor, 0..3),
         hostile(),
     );
-    proptest::option::of(metadata.prop_map(|(techniques, threat_actors, rule_pack_version)| {
-        EnrichmentMetadata {
+    proptest::option::of(
+        metadata.prop_map(|(techniques, threat_actors, rule_pack_version)| EnrichmentMetadata {
             techniques,
             threat_actors,
             rule_pack_version,
-        }
-    }))
+        }),
+    )
 }
 
 fn entity() -> impl Strategy<Value = CampaignEntity> {
@@ -285,9 +290,17 @@ fn campaign() -> impl Strategy<Value = Option<Campaign>> {
         });
     let tactic = (hostile(), hostile(), hostile()).prop_map(|(id, name, shortname)| Tactic { id, name, shortname });
     let campaign = (
-        (hostile(), any::<u32>(), enum_value(3), prop::collection::vec(entity(), 0..2)),
+        (
+            hostile(),
+            any::<u32>(),
+            enum_value(3),
+            prop::collection::vec(entity(), 0..2),
+        ),
         (timestamp(), timestamp(), prop::collection::vec(detector, 0..2)),
-        (prop::collection::vec(technique, 0..2), prop::collection::vec(tactic, 0..2)),
+        (
+            prop::collection::vec(technique, 0..2),
+            prop::collection::vec(tactic, 0..2),
+        ),
         (proptest::option::of(risk), metadata(), enum_value(4)),
         (strs(), hostile(), hostile(), hostile()),
     );
@@ -324,7 +337,13 @@ fn enriched() -> impl Strategy<Value = EnrichedEvent> {
     (
         (hostile(), timestamp(), hostile(), enum_value(5), hostile()),
         (endpoint(), endpoint(), enum_value(5), hostile(), strs()),
-        (float(), prop::collection::vec(indicator, 0..3), metadata(), hostile(), enum_value(4)),
+        (
+            float(),
+            prop::collection::vec(indicator, 0..3),
+            metadata(),
+            hostile(),
+            enum_value(4),
+        ),
         (
             prop::collection::btree_map(hostile(), hostile(), 0..4),
             hostile(),

@@ -33,8 +33,7 @@ use attackmesh::json::Json;
 use super::{
     Original,
     attack::{AttackView, FRAMEWORK},
-    attributes_repeat_original,
-    rfc3339, rule_id, rule_name,
+    attributes_repeat_original, rfc3339, rule_id, rule_name,
 };
 
 /// The ECS version the documents follow (`ecs.version` of every document).
