@@ -16,7 +16,8 @@
 //! `@ <len>` (batch complete, file length after it).
 
 use std::{
-    collections::{HashMap, VecDeque},
+    cell::Cell,
+    collections::{HashMap, VecDeque, hash_map::Entry},
     fs::{File, OpenOptions},
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
@@ -39,7 +40,10 @@ pub(super) fn recordable(id: &str) -> bool {
 #[derive(Debug, Default)]
 struct Recent {
     capacity: usize,
-    revisions: HashMap<Arc<str>, (u32, u64)>,
+    /// Highest revision and stamp of the last write per id; in a `Cell` so that a repeat id is
+    /// updated with the one lookup that finds its key (every lookup in a map this size is a
+    /// cache miss or two).
+    revisions: HashMap<Arc<str>, Cell<(u32, u64)>>,
     /// Ids in the order they were (last) written, with the stamp of that write; an entry
     /// whose stamp is older than the id's current one is stale.
     order: VecDeque<(Arc<str>, u64)>,
@@ -55,39 +59,46 @@ impl Recent {
     }
 
     fn holds(&self, id: &str, revision: u32) -> bool {
-        self.revisions.get(id).is_some_and(|(r, _)| *r >= revision)
+        self.revisions.get(id).is_some_and(|v| v.get().0 >= revision)
     }
 
     fn insert(&mut self, id: &str, revision: u32) {
         self.stamp += 1;
         let stamp = self.stamp;
         let key = match self.revisions.get_key_value(id) {
-            Some((key, _)) => key.clone(),
-            None => Arc::from(id),
+            Some((key, value)) => {
+                value.set((value.get().0.max(revision), stamp));
+                key.clone()
+            }
+            None => {
+                let key = Arc::<str>::from(id);
+                self.revisions.insert(key.clone(), Cell::new((revision, stamp)));
+                key
+            }
         };
-        let entry = self.revisions.entry(key.clone()).or_insert((revision, stamp));
-        *entry = (entry.0.max(revision), stamp);
         self.order.push_back((key, stamp));
         while self.revisions.len() > self.capacity {
             let Some((oldest, at)) = self.order.pop_front() else {
                 break;
             };
-            if self.revisions.get(&oldest).is_some_and(|(_, s)| *s == at) {
-                self.revisions.remove(&oldest);
+            if let Entry::Occupied(entry) = self.revisions.entry(oldest)
+                && entry.get().get().1 == at
+            {
+                entry.remove();
             }
         }
         if self.order.len() > 2 * self.capacity.max(64) {
             let revisions = &self.revisions;
             self.order
-                .retain(|(id, at)| revisions.get(id).is_some_and(|(_, s)| s == at));
+                .retain(|(id, at)| revisions.get(id).is_some_and(|v| v.get().1 == *at));
         }
     }
 
     /// The current entries, oldest first.
     fn entries(&self) -> impl Iterator<Item = (&str, u32)> {
         self.order.iter().filter_map(|(id, at)| {
-            let (revision, stamp) = self.revisions.get(id)?;
-            (stamp == at).then_some((&**id, *revision))
+            let (revision, stamp) = self.revisions.get(id)?.get();
+            (stamp == *at).then_some((&**id, revision))
         })
     }
 }
