@@ -353,10 +353,10 @@ fn timestamp_field(out: &mut Vec<u8>, k: &str, ts: Option<&Timestamp>) {
     fixed(out, of_day % 60, 2);
     let nanos = ts.nanos as u32;
     if nanos == 0 {
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         out.push(b'.');
         fixed(out, nanos / 1_000_000, 3);
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         out.push(b'.');
         fixed(out, nanos / 1_000, 6);
     } else {
