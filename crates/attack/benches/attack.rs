@@ -1,20 +1,23 @@
 //! Hot-path benchmarks of attribution.
 //!
-//! Run with `cargo bench -p attackmesh-attack --bench attack`. Rule evaluation and
-//! full attribution report events per second on one core (criterion "elements/s") over a mix of
-//! real detector records: the shared Suricata, Cowrie and Zeek samples when present, synthetic
-//! events of every detector kind otherwise. `answer/*` compares one `AttributeResponse` of 500
-//! attributions of that mix in full and compact form: encoding and decoding it, stripping it and
-//! expanding it again.
+//! Run with `cargo bench -p attackmesh-attack --bench attack`. Rule evaluation and full
+//! attribution report events per second on one core (criterion "elements/s") over a mix of real
+//! detector records: every shared Suricata, Zeek and Cowrie sample and every EVTX file of the
+//! Windows samples when present, synthetic events of every detector kind otherwise.
+//! `rules/attribute` is attribution as the service makes it by default (every embedded rule pack
+//! and the embedded SigmaHQ Windows rules, actor ranking), `rules/attribute-compact` the same in
+//! the compact form, `rules/attribute-without-sigma` with the rule packs alone. `answer/*`
+//! compares one `AttributeResponse` of 500 attributions of that mix in full and compact form:
+//! encoding and decoding it, stripping it and expanding it again.
 
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use attackmesh::formats::{self, Format, Reader};
 use attackmesh::proto::{AttributeResponse, AttributionStatus, DetectionEvent, DetectorKind};
-use attackmesh_attack::{Engine, Kb, compact};
+use attackmesh_attack::{Engine, Kb, RulePack, compact};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 
@@ -25,13 +28,27 @@ fn shared_data() -> Option<PathBuf> {
     dir.join("samples").is_dir().then_some(dir)
 }
 
-fn read(format: Format, path: PathBuf) -> Vec<DetectionEvent> {
-    let Ok(input) = formats::open_path(&path) else {
+fn read(format: Format, path: &Path) -> Vec<DetectionEvent> {
+    let Ok(input) = formats::open_path(path) else {
         return Vec::new();
     };
     Reader::new(format, input, path.display().to_string())
         .filter_map(|r| r.result.ok().flatten())
         .collect()
+}
+
+/// Every `.evtx` file under `dir`, in path order.
+fn evtx(dir: &Path, out: &mut Vec<DetectionEvent>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            evtx(&p, out);
+        } else if p.extension().is_some_and(|e| e == "evtx") {
+            out.extend(read(Format::Evtx, &p));
+        }
+    }
 }
 
 fn synthetic() -> Vec<DetectionEvent> {
@@ -97,9 +114,9 @@ fn event_mix() -> Vec<DetectionEvent> {
     let s = dir.join("samples");
     let mut mix = Vec::new();
     for f in ["first-org-conf-2015", "honeypot-2018", "wrccdc-2017"] {
-        mix.extend(read(Format::SuricataEve, s.join(format!("suricata/{f}.eve.ndjson"))));
+        mix.extend(read(Format::SuricataEve, &s.join(format!("suricata/{f}.eve.ndjson"))));
     }
-    mix.extend(read(Format::Cowrie, s.join("cowrie/cowrie_local_session.json")));
+    mix.extend(read(Format::Cowrie, &s.join("cowrie/cowrie_local_session.json")));
     for f in [
         "notice.log",
         "dns.log",
@@ -109,31 +126,48 @@ fn event_mix() -> Vec<DetectionEvent> {
         "files.log",
         "ssl.log",
     ] {
-        mix.extend(read(Format::Zeek, s.join("zeek/zat-0.4.9").join(f)));
+        mix.extend(read(Format::Zeek, &s.join("zeek/zat-0.4.9").join(f)));
     }
+    evtx(&s.join("evtx-attack-samples"), &mut mix);
     mix.extend(synthetic());
     mix
 }
 
 fn rules(c: &mut Criterion) {
     let engine = Engine::embedded().expect("embedded engine");
+    let without_sigma = Engine::with_sigma(
+        engine.kb().clone(),
+        RulePack::embedded().expect("embedded packs"),
+        Vec::new(),
+    )
+    .expect("engine without Sigma");
     let mix = event_mix();
+    eprintln!(
+        "{} events; {} rules and {} Sigma rules in force ({})",
+        mix.len(),
+        engine.rules().len(),
+        engine.sigma().len(),
+        engine.rule_pack_version()
+    );
     let mut g = c.benchmark_group("rules");
     g.throughput(Throughput::Elements(mix.len() as u64));
-    g.bench_function(BenchmarkId::new("evaluate", format!("{}-event mix", mix.len())), |b| {
+    let name = format!("{}-event mix", mix.len());
+    g.bench_function(BenchmarkId::new("evaluate", &name), |b| {
         b.iter(|| {
             mix.iter()
                 .map(|ev| engine.rules().count_matches(black_box(ev)))
                 .sum::<usize>()
         })
     });
-    g.bench_function(BenchmarkId::new("attribute", format!("{}-event mix", mix.len())), |b| {
-        b.iter(|| {
-            mix.iter()
-                .map(|ev| engine.attribute(black_box(ev)).technique_ids.len())
-                .sum::<usize>()
-        })
-    });
+    for (id, engine) in [("attribute", &engine), ("attribute-without-sigma", &without_sigma)] {
+        g.bench_function(BenchmarkId::new(id, &name), |b| {
+            b.iter(|| {
+                mix.iter()
+                    .map(|ev| engine.attribute(black_box(ev)).confidence_score)
+                    .sum::<f64>()
+            })
+        });
+    }
     g.finish();
 }
 

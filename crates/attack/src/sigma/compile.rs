@@ -46,12 +46,13 @@ pub(crate) struct SigmaRule {
     pub(crate) filtered: bool,
 }
 
-/// The rules of one channel.
+/// The rules of one channel, each list sorted and without repeats and already holding the
+/// rules of every channel (`Compiled::any_channel`), so an event's candidates are one lookup.
 #[derive(Debug, Default)]
 pub(crate) struct ChannelRoutes {
-    /// Rules for any event id of the channel.
+    /// Rules for an event of the channel whose event id has no rules of its own.
     pub(crate) any: Vec<u32>,
-    /// Rules by event id.
+    /// Rules for an event of the channel by event id: the channel's for any event id too.
     pub(crate) by_event_id: HashMap<u32, Vec<u32>>,
 }
 
@@ -170,6 +171,21 @@ impl Compiled {
                     }
                 }
             }
+        }
+        // Each event's candidates ready-made: the channel's rules for any event id and the
+        // rules of every channel joined into each list (rule order, once each).
+        let any_channel = &self.any_channel;
+        let join = |list: &mut Vec<u32>, more: &[u32]| {
+            list.extend_from_slice(more);
+            list.sort_unstable();
+            list.dedup();
+        };
+        for routes in self.channels.values_mut() {
+            for list in routes.by_event_id.values_mut() {
+                join(list, &routes.any);
+                join(list, any_channel);
+            }
+            join(&mut routes.any, any_channel);
         }
         let mut patterns: HashMap<String, usize> = HashMap::new();
         for (i, set) in needles.into_iter().enumerate() {

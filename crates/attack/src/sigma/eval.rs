@@ -25,7 +25,6 @@ pub(crate) struct Scratch {
     /// Bit per rule: one of its needles occurs.
     hits: Vec<u64>,
     key: String,
-    candidates: Vec<u32>,
 }
 
 thread_local! {
@@ -50,18 +49,14 @@ impl Compiled {
     where
         I: Iterator<Item = (&'a str, &'a str)>,
     {
-        s.candidates.clear();
         s.key.clear();
         s.key.push_str(ev.channel);
         s.key.make_ascii_lowercase();
-        if let Some(routes) = self.channels.get(s.key.as_str()) {
-            s.candidates.extend_from_slice(&routes.any);
-            if let Some(list) = routes.by_event_id.get(&ev.event_id) {
-                s.candidates.extend_from_slice(list);
-            }
-        }
-        s.candidates.extend_from_slice(&self.any_channel);
-        if s.candidates.is_empty() {
+        let candidates: &[u32] = match self.channels.get(s.key.as_str()) {
+            Some(routes) => routes.by_event_id.get(&ev.event_id).unwrap_or(&routes.any),
+            None => &self.any_channel,
+        };
+        if candidates.is_empty() {
             return;
         }
         self.load(ev.fields, s);
@@ -74,9 +69,7 @@ impl Compiled {
                 }
             }
         }
-        s.candidates.sort_unstable();
-        s.candidates.dedup();
-        for &r in &s.candidates {
+        for &r in candidates {
             let rule = &self.rules[r as usize];
             if rule.filtered && s.hits[r as usize / 64] & (1 << (r % 64)) == 0 {
                 continue;

@@ -262,7 +262,12 @@ impl SigmaSet {
             return;
         }
         let reread;
-        let fields: Vec<(&str, &str)> = if needs_reread(ev) {
+        let reread_needed = needs_reread(ev);
+        if !reread_needed && !(ev.attributes.contains_key("Channel") && ev.attributes.contains_key("EventID")) {
+            // Not a Windows event (or one without its routing fields): no rule can route to it.
+            return;
+        }
+        let fields: Vec<(&str, &str)> = if reread_needed {
             reread = attackmesh::formats::windows_fields(&ev.original_format, &ev.original);
             match &reread {
                 Some(pairs) => pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
