@@ -6,7 +6,8 @@
 //! Windows samples when present, synthetic events of every detector kind otherwise.
 //! `rules/attribute` is attribution as the service makes it by default (every embedded rule pack
 //! and the embedded SigmaHQ Windows rules, actor ranking), `rules/attribute-compact` the same in
-//! the compact form, `rules/attribute-without-sigma` with the rule packs alone. `answer/*`
+//! the compact form, `rules/attribute-without-sigma` with the rule packs alone;
+//! `rules-by-source/*` splits the mix into Windows events and the others. `answer/*`
 //! compares one `AttributeResponse` of 500 attributions of that mix in full and compact form:
 //! encoding and decoding it, stripping it and expanding it again.
 
@@ -168,6 +169,31 @@ fn rules(c: &mut Criterion) {
             })
         });
     }
+    g.bench_function(BenchmarkId::new("attribute-compact", &name), |b| {
+        b.iter(|| {
+            mix.iter()
+                .map(|ev| engine.attribute_compact(black_box(ev)).confidence_score)
+                .sum::<f64>()
+        })
+    });
+    g.finish();
+    // The same by detector family: Windows events (Sigma's) apart from the others.
+    let (windows, others): (Vec<_>, Vec<_>) = mix.into_iter().partition(|ev| ev.original_format == "evtx");
+    let mut g = c.benchmark_group("rules-by-source");
+    for (source, events) in [("windows", &windows), ("network-and-honeypot", &others)] {
+        g.throughput(Throughput::Elements(events.len() as u64));
+        g.bench_function(
+            BenchmarkId::new("attribute", format!("{} {source} events", events.len())),
+            |b| {
+                b.iter(|| {
+                    events
+                        .iter()
+                        .map(|ev| engine.attribute(black_box(ev)).confidence_score)
+                        .sum::<f64>()
+                })
+            },
+        );
+    }
     g.finish();
 }
 
@@ -232,14 +258,15 @@ fn full_answer(engine: &Engine) -> AttributeResponse {
     AttributeResponse {
         batch_id: 1,
         attributions: attributed.iter().cycle().take(500).cloned().collect(),
-        compact: false,
+        ..Default::default()
     }
 }
 
-fn stripped(full: &AttributeResponse) -> AttributeResponse {
+fn stripped(full: &AttributeResponse, rule_pack_version: &str) -> AttributeResponse {
     let mut answer = full.clone();
     answer.attributions.iter_mut().for_each(compact::strip);
     answer.compact = true;
+    rule_pack_version.clone_into(&mut answer.rule_pack_version);
     answer
 }
 
@@ -247,7 +274,8 @@ fn answer(c: &mut Criterion) {
     let engine = Engine::embedded().expect("embedded engine");
     let kb = engine.kb().clone();
     let full = full_answer(&engine);
-    let compact = stripped(&full);
+    let version = engine.rule_pack_version().to_owned();
+    let compact = stripped(&full, &version);
     println!(
         "answer of {} attributions: {} bytes in full, {} bytes compact",
         full.attributions.len(),
@@ -281,7 +309,7 @@ fn answer(c: &mut Criterion) {
             || compact.clone(),
             |mut answer| {
                 for a in &mut answer.attributions {
-                    compact::expand(&kb, a).expect("expands");
+                    compact::expand(&kb, a, &answer.rule_pack_version).expect("expands");
                 }
                 answer
             },
@@ -306,11 +334,13 @@ fn answer(c: &mut Criterion) {
             || full.clone(),
             |mut answer| {
                 answer.attributions.iter_mut().for_each(compact::strip);
+                answer.compact = true;
+                version.clone_into(&mut answer.rule_pack_version);
                 let bytes = answer.encode_to_vec();
                 drop(answer);
                 let mut answer = AttributeResponse::decode(bytes.as_slice()).expect("decodes");
                 for a in &mut answer.attributions {
-                    compact::expand(&kb, a).expect("expands");
+                    compact::expand(&kb, a, &answer.rule_pack_version).expect("expands");
                 }
                 answer
             },

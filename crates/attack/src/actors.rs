@@ -129,7 +129,7 @@ pub fn rank_actors(kb: &Kb, techniques: &[&str]) -> Vec<ThreatActor> {
         .collect();
     idx.sort_unstable();
     idx.dedup();
-    rank(kb, &idx, TOP_ACTORS, true)
+    rank(kb, &idx, TOP_ACTORS, true, false)
 }
 
 /// Per-group accumulators of one ranking, dense by group index.
@@ -146,16 +146,23 @@ thread_local! {
 }
 
 /// Ranks groups for distinct active technique indexes; `keep_thin` keeps candidates whose
-/// evidence is thin (capped at [`THIN_EVIDENCE_CAP`]).
-pub(crate) fn rank(kb: &Kb, observed: &[TechIdx], limit: usize, keep_thin: bool) -> Vec<ThreatActor> {
+/// evidence is thin (capped at [`THIN_EVIDENCE_CAP`]); `compact` leaves out what the knowledge
+/// base can tell (name, aliases, STIX id), as [`crate::compact::strip`] does.
+pub(crate) fn rank(kb: &Kb, observed: &[TechIdx], limit: usize, keep_thin: bool, compact: bool) -> Vec<ThreatActor> {
     let index = &kb.actors;
     let total: f64 = observed.iter().map(|t| f64::from(index.idf(*t))).sum();
     if total <= 0.0 {
         return Vec::new();
     }
     ACC.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut acc) => rank_with(kb, observed, total, limit, keep_thin, &mut acc),
-        Err(_) => rank_with(kb, observed, total, limit, keep_thin, &mut Accumulators::default()),
+        Ok(mut acc) => rank_with(kb, observed, total, (limit, keep_thin, compact), &mut acc),
+        Err(_) => rank_with(
+            kb,
+            observed,
+            total,
+            (limit, keep_thin, compact),
+            &mut Accumulators::default(),
+        ),
     })
 }
 
@@ -163,8 +170,7 @@ fn rank_with(
     kb: &Kb,
     observed: &[TechIdx],
     total: f64,
-    limit: usize,
-    keep_thin: bool,
+    (limit, keep_thin, compact): (usize, bool, bool),
     acc: &mut Accumulators,
 ) -> Vec<ThreatActor> {
     let index = &kb.actors;
@@ -225,11 +231,17 @@ fn rank_with(
                 .filter(|t| weight_of(index, *t, g).is_some())
                 .collect();
             matched.sort_by(|a, b| index.idf(*b).total_cmp(&index.idf(*a)).then(a.cmp(b)));
-            kb.threat_actor(
-                group,
-                round4(score),
-                matched.iter().map(|t| kb.at(*t).id.clone()).collect(),
-            )
+            let matched_techniques = matched.iter().map(|t| kb.at(*t).id.clone()).collect();
+            if compact {
+                ThreatActor {
+                    group_id: group.id.clone(),
+                    score: round4(score),
+                    matched_techniques,
+                    ..Default::default()
+                }
+            } else {
+                kb.threat_actor(group, round4(score), matched_techniques)
+            }
         })
         .collect()
 }

@@ -4,11 +4,16 @@
 //! `AttributeRequest.compact_for_attack_version`). Fewer and smaller nested messages to encode,
 //! send and decode on every hop.
 //!
-//! [`strip`] makes the compact form of a finished attribution and [`expand`] makes the full one
-//! again: `expand(kb, strip(a)) == a` for every attribution made with `kb` (or a knowledge base
-//! of the same release). Expansion fills fields with the very code that fills them when an
-//! attribution is made ([`Kb::technique_detail`], [`Kb::threat_actor`]), so the two cannot
-//! drift apart. This module does no I/O and knows nothing of how the forms travel.
+//! The rule-pack version, the same for every attribution of one answer, travels once per answer
+//! (`AttributeResponse.rule_pack_version`) instead of in each attribution.
+//!
+//! [`strip`] makes the compact form of a finished attribution (what
+//! [`Engine::attribute_compact`](crate::Engine::attribute_compact) makes directly) and [`expand`]
+//! makes the full one again: `expand(kb, strip(a), v) == a` for every attribution made with `kb`
+//! (or a knowledge base of the same release) and rule-pack version `v`. Expansion fills fields
+//! with the very code that fills them when an attribution is made ([`Kb::technique_detail`],
+//! [`Kb::threat_actor`]), so the two cannot drift apart. This module does no I/O and knows
+//! nothing of how the forms travel.
 
 use std::mem::take;
 
@@ -23,15 +28,17 @@ pub fn answers_compact(kb: &Kb, requested: &str) -> bool {
     !requested.is_empty() && requested == kb.attack_version()
 }
 
-/// Leaves in `attribution` only what a knowledge base cannot tell: confidence, status, ATT&CK
-/// release and rule-pack version; per technique its id, confidence, evidence and
-/// `replaces_revoked_id`; per threat actor its group id, score and matched techniques.
-/// `technique_ids` is emptied too: it repeats the techniques' ids in the same order.
+/// Leaves in `attribution` only what a knowledge base cannot tell: confidence, status and
+/// ATT&CK release; per technique its id, confidence, evidence and `replaces_revoked_id`; per
+/// threat actor its group id, score and matched techniques. `technique_ids` is emptied too (it
+/// repeats the techniques' ids in the same order), and so is `metadata.rule_pack_version` (the
+/// answer carries it once).
 pub fn strip(attribution: &mut Attribution) {
     attribution.technique_ids = Vec::new();
     let Some(metadata) = attribution.metadata.as_mut() else {
         return;
     };
+    metadata.rule_pack_version = String::new();
     // Rebuilt field by field, so a field added to the contract later is left out until
     // expansion knows how to fill it (and the round-trip tests say so).
     for t in &mut metadata.techniques {
@@ -55,9 +62,10 @@ pub fn strip(attribution: &mut Attribution) {
 
 /// Fills a compact attribution in from `kb`, which must be of the attribution's ATT&CK release:
 /// technique names, tactics, urls and STIX ids, group names, aliases and STIX ids, and
-/// `technique_ids`. Fails when the releases differ or an id is not an active technique or
-/// group of `kb`; `attribution` may then be partly filled and must be discarded.
-pub fn expand(kb: &Kb, attribution: &mut Attribution) -> Result<(), Error> {
+/// `technique_ids`; and `metadata.rule_pack_version` with `rule_pack_version` (the answer's).
+/// Fails when the releases differ or an id is not an active technique or group of `kb`;
+/// `attribution` may then be partly filled and must be discarded.
+pub fn expand(kb: &Kb, attribution: &mut Attribution, rule_pack_version: &str) -> Result<(), Error> {
     if attribution.attack_version != kb.attack_version() {
         return Err(Error::Compact(format!(
             "attribution of ATT&CK `{}` cannot be expanded with ATT&CK {}",
@@ -68,6 +76,7 @@ pub fn expand(kb: &Kb, attribution: &mut Attribution) -> Result<(), Error> {
     let Some(metadata) = attribution.metadata.as_mut() else {
         return Ok(());
     };
+    rule_pack_version.clone_into(&mut metadata.rule_pack_version);
     for detail in &mut metadata.techniques {
         let technique = kb.technique(&detail.id).filter(|t| t.is_active()).ok_or_else(|| {
             Error::Compact(format!(

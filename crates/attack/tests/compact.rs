@@ -1,7 +1,8 @@
 //! Compact attributions lose nothing: stripping an attribution and expanding it with a
-//! knowledge base of the same release gives back exactly what the engine made, for the real
-//! Suricata, Zeek and Cowrie samples and for a detector hint naming a revoked technique; and
-//! expansion refuses what it cannot fill truthfully.
+//! knowledge base of the same release and the rule-pack version gives back exactly what the
+//! engine made, for the real Suricata, Zeek, Cowrie and Windows samples and for a detector hint
+//! naming a revoked technique; the engine's directly made compact form is exactly the stripped
+//! one; and expansion refuses what it cannot fill truthfully.
 
 use attackmesh::formats::Format;
 use attackmesh::proto::{Attribution, DetectionEvent, DetectorKind};
@@ -25,8 +26,10 @@ fn round_trip(engine: &Engine, full: &Attribution, context: &str) -> usize {
         assert!(a.name.is_empty() && a.aliases.is_empty() && a.stix_id.is_empty());
         assert!(!a.group_id.is_empty(), "{context}: {a:?}");
     }
+    assert!(metadata.rule_pack_version.is_empty(), "{context}: sent once per answer");
     let saved = prost::Message::encoded_len(full) - prost::Message::encoded_len(&compact);
-    compact::expand(engine.kb(), &mut compact).unwrap_or_else(|e| panic!("{context}: {e}"));
+    let version = &full.metadata.as_ref().expect("metadata").rule_pack_version;
+    compact::expand(engine.kb(), &mut compact, version).unwrap_or_else(|e| panic!("{context}: {e}"));
     assert_eq!(&compact, full, "{context}: expanded differs from the full attribution");
     saved
 }
@@ -48,6 +51,14 @@ fn samples() -> Option<Vec<(String, DetectionEvent)>> {
     ] {
         files.push((Format::Zeek, dir.join("zeek/zat-0.4.9").join(f)));
     }
+    // Windows events, for Sigma evidence.
+    let execution = dir.join("evtx-attack-samples/Execution");
+    let mut evtx: Vec<_> = std::fs::read_dir(&execution)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    evtx.retain(|p| p.extension().is_some_and(|e| e == "evtx"));
+    evtx.sort();
+    files.extend(evtx.into_iter().map(|p| (Format::Evtx, p)));
     let mut out = Vec::new();
     for (format, path) in files {
         let name = path
@@ -72,6 +83,13 @@ fn strip_then_expand_gives_back_the_attributions_of_the_real_samples() {
         attributed += usize::from(!metadata.techniques.is_empty());
         with_actors += usize::from(!metadata.threat_actors.is_empty());
         saved += round_trip(&engine, &full, context);
+        let mut stripped = full.clone();
+        compact::strip(&mut stripped);
+        assert_eq!(
+            engine.attribute_compact(ev),
+            stripped,
+            "{context}: made compact differs from stripped"
+        );
     }
     println!(
         "{} events, {attributed} attributed, {with_actors} with candidate groups; {saved} bytes not sent",
@@ -100,6 +118,13 @@ fn strip_then_expand_keeps_revoked_hints_and_candidate_groups() {
     assert!(metadata.techniques.iter().any(|t| t.replaces_revoked_id == "T1073"));
     assert!(!metadata.threat_actors.is_empty(), "{metadata:?}");
     round_trip(&engine, &full, "revoked hint");
+    let mut stripped = full.clone();
+    compact::strip(&mut stripped);
+    assert_eq!(
+        engine.attribute_compact(&ev),
+        stripped,
+        "made compact differs from stripped"
+    );
     let degraded = Engine::degraded(engine.kb(), &ev);
     round_trip(&engine, &degraded, "degraded");
 }
@@ -113,10 +138,10 @@ fn expansion_refuses_another_release_and_unknown_ids() {
     compact::strip(&mut other);
     let mut unknown = other.clone();
     other.attack_version = "17.0".into();
-    let error = compact::expand(engine.kb(), &mut other).expect_err("other release");
+    let error = compact::expand(engine.kb(), &mut other, "").expect_err("other release");
     assert!(error.to_string().contains("17.0"), "{error}");
     unknown.metadata.as_mut().expect("metadata").techniques[0].id = "T9999".into();
-    let error = compact::expand(engine.kb(), &mut unknown).expect_err("unknown technique");
+    let error = compact::expand(engine.kb(), &mut unknown, "").expect_err("unknown technique");
     assert!(error.to_string().contains("T9999"), "{error}");
 }
 

@@ -235,7 +235,8 @@ fn violation(field: &str, description: impl Into<String>) -> FieldViolation {
 }
 
 /// Validates and attributes one batch with the engine current when it arrived, in the compact
-/// form when the caller asked for it with the engine's own ATT&CK release.
+/// form (made directly, its rule-pack version sent once) when the caller asked for it with the
+/// engine's own ATT&CK release.
 async fn attribute_batch(state: &AttributionState, batch: AttributeRequest) -> Result<AttributeResponse, Error> {
     if batch.events.len() > state.max_batch {
         return Err(Error::invalid(
@@ -265,17 +266,17 @@ async fn attribute_batch(state: &AttributionState, batch: AttributeRequest) -> R
     let batch_len = batch.events.len();
     let events = batch.events;
     let compact = compact::answers_compact(engine.kb(), &batch.compact_for_attack_version);
+    let rule_pack_version = if compact {
+        engine.rule_pack_version().to_owned()
+    } else {
+        String::new()
+    };
     let attribute = move || -> Vec<Attribution> {
-        events
-            .iter()
-            .map(|e| {
-                let mut attribution = engine.attribute(e);
-                if compact {
-                    compact::strip(&mut attribution);
-                }
-                attribution
-            })
-            .collect()
+        if compact {
+            events.iter().map(|e| engine.attribute_compact(e)).collect()
+        } else {
+            events.iter().map(|e| engine.attribute(e)).collect()
+        }
     };
     let attributions = if batch_len <= INLINE_BATCH {
         attribute()
@@ -288,6 +289,7 @@ async fn attribute_batch(state: &AttributionState, batch: AttributeRequest) -> R
         batch_id,
         attributions,
         compact,
+        rule_pack_version,
     })
 }
 

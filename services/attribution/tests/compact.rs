@@ -47,6 +47,7 @@ async fn compact_answers_only_for_the_service_own_release() {
     let expected: Vec<_> = events.iter().map(|e| engine.attribute(e)).collect();
     let release = engine.kb().attack_version().to_owned();
     let kb = engine.kb().clone();
+    let rule_pack_version = engine.rule_pack_version().to_owned();
 
     let (listener, addr) = attackmesh_testkit::bind().await;
     let (stop, stopped) = oneshot::channel::<()>();
@@ -77,6 +78,7 @@ async fn compact_answers_only_for_the_service_own_release() {
 
     let full = next().await;
     assert!(!full.compact, "no option: full answers");
+    assert!(full.rule_pack_version.is_empty(), "full attributions carry their own");
     assert_eq!(full.attributions, expected);
     let techniques = full
         .attributions
@@ -97,9 +99,17 @@ async fn compact_answers_only_for_the_service_own_release() {
         .flat_map(|a| &a.metadata.as_ref().expect("metadata").threat_actors);
     assert!(actors.clone().count() > 0 && actors.clone().all(|a| a.name.is_empty() && a.aliases.is_empty()));
     assert!(prost::Message::encoded_len(&compacted) < prost::Message::encoded_len(&full));
+    assert!(
+        compacted
+            .attributions
+            .iter()
+            .all(|a| a.metadata.as_ref().is_some_and(|m| m.rule_pack_version.is_empty())),
+        "the rule-pack version is sent once per answer"
+    );
+    assert_eq!(compacted.rule_pack_version, rule_pack_version);
     let mut expanded = compacted.attributions;
     for a in &mut expanded {
-        compact::expand(&kb, a).expect("expands");
+        compact::expand(&kb, a, &compacted.rule_pack_version).expect("expands");
     }
     assert_eq!(expanded, expected);
 

@@ -142,13 +142,14 @@ impl Attributor {
         (events, result)
     }
 
-    /// The attributions of an answer in full: as sent, or expanded from the knowledge base when
-    /// compact. An answer that cannot be expanded is no answer (the chunk degrades).
+    /// The attributions of an answer in full: as sent, or expanded from the knowledge base (and
+    /// the answer's rule-pack version) when compact. An answer that cannot be expanded is no
+    /// answer (the chunk degrades).
     fn full(&self, resp: AttributeResponse) -> Result<Vec<Attribution>, LinkError> {
         let mut attributions = resp.attributions;
         if resp.compact {
             for a in &mut attributions {
-                compact::expand(&self.kb, a).map_err(|error| {
+                compact::expand(&self.kb, a, &resp.rule_pack_version).map_err(|error| {
                     tracing::warn!(%error, "attribution answered compact attributions this knowledge base cannot fill in");
                     LinkError::Unavailable(format!("attribution answered an unusable batch: {error}"))
                 })?;
