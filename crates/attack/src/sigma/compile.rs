@@ -7,6 +7,7 @@
 //! Aho-Corasick automaton; rules with no such literals are always evaluated.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use aho_corasick::AhoCorasick;
 use serde::Deserialize as _;
@@ -19,6 +20,60 @@ use super::{Level, SigmaPack, SigmaRejected};
 
 /// Shortest literal worth a place in the prefilter.
 const MIN_NEEDLE: usize = 3;
+
+/// A map built from rule files and only looked up with what events carry (field names,
+/// channels, event ids): a hostile event chooses no key of it, so a fast hasher without
+/// per-process keys is safe, and an event looks up every one of its fields.
+pub(crate) type LookupMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// The Fx hash (as in rustc): one multiply and rotate per word.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl FxHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// One search identifier of a detection.
 #[derive(Debug)]
@@ -53,7 +108,7 @@ pub(crate) struct ChannelRoutes {
     /// Rules for an event of the channel whose event id has no rules of its own.
     pub(crate) any: Vec<u32>,
     /// Rules for an event of the channel by event id: the channel's for any event id too.
-    pub(crate) by_event_id: HashMap<u32, Vec<u32>>,
+    pub(crate) by_event_id: LookupMap<u32, Vec<u32>>,
 }
 
 /// Per-pack figures.
@@ -78,9 +133,9 @@ pub struct Compiled {
     pub(crate) packs: Vec<SigmaPackInfo>,
     pub(crate) rejected: Vec<SigmaRejected>,
     /// Interned field names, lowercased.
-    pub(crate) fields: HashMap<Box<str>, FieldId>,
+    pub(crate) fields: LookupMap<Box<str>, FieldId>,
     /// Rules by channel (lowercase).
-    pub(crate) channels: HashMap<Box<str>, ChannelRoutes>,
+    pub(crate) channels: LookupMap<Box<str>, ChannelRoutes>,
     /// Rules for every Windows event.
     pub(crate) any_channel: Vec<u32>,
     /// The prefilter over lowered field values, and the rules of each needle.
@@ -95,8 +150,8 @@ impl Compiled {
             rules: Vec::new(),
             packs: Vec::new(),
             rejected: Vec::new(),
-            fields: HashMap::new(),
-            channels: HashMap::new(),
+            fields: LookupMap::default(),
+            channels: LookupMap::default(),
             any_channel: Vec::new(),
             prefilter: None,
             needle_rules: Vec::new(),
