@@ -263,7 +263,8 @@ impl SigmaSet {
         }
         let reread;
         let reread_needed = needs_reread(ev);
-        if !reread_needed && !(ev.attributes.contains_key("Channel") && ev.attributes.contains_key("EventID")) {
+        let routable = ev.attributes.contains_key("Channel") && ev.attributes.contains_key("EventID");
+        if !reread_needed && !routable {
             // Not a Windows event (or one without its routing fields): no rule can route to it.
             return;
         }
