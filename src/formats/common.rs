@@ -106,6 +106,8 @@ pub(crate) fn get_str<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// The scalar at `path` as text (numbers and booleans included).
+/// (Parsers read the borrowed tree; this is the oracle its property test compares with.)
+#[cfg(test)]
 pub(crate) fn get_text(value: &Value, path: &[&str]) -> Option<String> {
     get(value, path)
         .and_then(scalar_string)
@@ -114,6 +116,8 @@ pub(crate) fn get_text(value: &Value, path: &[&str]) -> Option<String> {
 }
 
 /// The integer at `path`, given as a JSON number or a numeric string.
+/// (Parsers read the borrowed tree; this is the oracle its property test compares with.)
+#[cfg(test)]
 pub(crate) fn get_i64(value: &Value, path: &[&str]) -> Option<i64> {
     match get(value, path)? {
         Value::Number(n) => n.as_i64(),
@@ -123,6 +127,8 @@ pub(crate) fn get_i64(value: &Value, path: &[&str]) -> Option<i64> {
 }
 
 /// The strings at `path`: each string of an array, or the single string found there.
+/// (Parsers read the borrowed tree; this is the oracle its property test compares with.)
+#[cfg(test)]
 pub(crate) fn get_strings(value: &Value, path: &[&str]) -> Vec<String> {
     match get(value, path) {
         Some(Value::Array(items)) => items.iter().filter_map(scalar_string).collect(),
@@ -138,11 +144,6 @@ pub(crate) fn port_from_str(text: &str) -> u32 {
         .ok()
         .filter(|port| *port <= u32::from(u16::MAX))
         .unwrap_or(0)
-}
-
-/// A port from the JSON value at `path`, see [`port_from_str`].
-pub(crate) fn get_port(value: &Value, path: &[&str]) -> u32 {
-    get_text(value, path).map_or(0, |text| port_from_str(&text))
 }
 
 /// The address in canonical textual form when `text` is an IPv4 or IPv6 address, else empty.

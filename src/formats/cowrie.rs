@@ -3,11 +3,10 @@
 //! The `eventid` (`cowrie.login.failed`, `cowrie.command.input`, ...) is the event type as is.
 //! Any interaction with a decoy is suspicious, so every record is an event.
 
-use serde_json::Value;
-
 use super::builder::EventBuilder;
-use super::common::{flatten, get, get_port, get_str, ip_text, timestamp_field};
-use super::{Format, ParseError, json_object};
+use super::common::ip_text;
+use super::tree::{self, Json, flatten, get, get_port, get_str};
+use super::{Format, ParseError};
 use crate::proto::{DetectionEvent, DetectorKind, Endpoint, IndicatorType, Severity};
 
 /// Attributes kept first when a record has more than the cap allows.
@@ -17,10 +16,13 @@ const PRIORITY: &[&str] = &[
 
 /// Parses one Cowrie line.
 pub(super) fn parse(line: &str) -> Result<DetectionEvent, ParseError> {
-    let record = json_object(line)?;
+    tree::with_object(line, |record| parse_record(line, record))
+}
+
+fn parse_record(line: &str, record: &Json<'_>) -> Result<DetectionEvent, ParseError> {
     let event_id = match record.get("eventid") {
-        None | Some(Value::Null) => return Err(ParseError::MissingField("eventid".into())),
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
+        None | Some(Json::Null) => return Err(ParseError::MissingField("eventid".into())),
+        Some(Json::Str(s)) if !s.trim().is_empty() => s.trim().to_owned(),
         Some(_) => {
             return Err(ParseError::WrongType {
                 field: "eventid".into(),
@@ -29,19 +31,19 @@ pub(super) fn parse(line: &str) -> Result<DetectionEvent, ParseError> {
         }
     };
     let mut b = EventBuilder::new(Format::Cowrie, line, DetectorKind::Decoy);
-    b.timestamp(timestamp_field(&record, "timestamp")?);
+    b.timestamp(tree::timestamp(record, "timestamp", line)?);
     b.event_type(&event_id);
-    match get_str(&record, &["sensor"]) {
+    match get_str(record, &["sensor"]) {
         Some(sensor) => b.source_service(&format!("cowrie:{sensor}")),
         None => b.source_service("cowrie"),
     }
     b.severity(severity(&event_id));
 
-    let input = get_str(&record, &["input"]);
-    let message = match get(&record, &["message"]) {
-        Some(Value::String(text)) => Some(text.clone()),
+    let input = get_str(record, &["input"]);
+    let message = match get(record, &["message"]) {
+        Some(Json::Str(text)) => Some(text.to_string()),
         // Older Cowrie releases log `message` as a list of strings.
-        Some(Value::Array(parts)) => Some(parts.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")),
+        Some(Json::Array(parts)) => Some(parts.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(" ")),
         _ => None,
     };
     let description = match (event_id.as_str(), input) {
@@ -52,17 +54,17 @@ pub(super) fn parse(line: &str) -> Result<DetectionEvent, ParseError> {
     };
     b.description(&description);
 
-    let username = get_str(&record, &["username"]);
+    let username = get_str(record, &["username"]);
     b.source(Endpoint {
-        ip: get_str(&record, &["src_ip"]).map(ip_text).unwrap_or_default(),
-        port: get_port(&record, &["src_port"]),
+        ip: get_str(record, &["src_ip"]).map(ip_text).unwrap_or_default(),
+        port: get_port(record, &["src_port"]),
         user: username.unwrap_or_default().to_owned(),
         ..Endpoint::default()
     });
     b.destination(Endpoint {
-        ip: get_str(&record, &["dst_ip"]).map(ip_text).unwrap_or_default(),
-        port: get_port(&record, &["dst_port"]),
-        hostname: get_str(&record, &["sensor"]).unwrap_or_default().to_owned(),
+        ip: get_str(record, &["dst_ip"]).map(ip_text).unwrap_or_default(),
+        port: get_port(record, &["dst_port"]),
+        hostname: get_str(record, &["sensor"]).unwrap_or_default().to_owned(),
         ..Endpoint::default()
     });
 
@@ -72,18 +74,18 @@ pub(super) fn parse(line: &str) -> Result<DetectionEvent, ParseError> {
     if let Some(input) = input {
         b.indicator(IndicatorType::ProcessCommandLine, input);
     }
-    if let Some(url) = get_str(&record, &["url"]) {
+    if let Some(url) = get_str(record, &["url"]) {
         b.indicator(IndicatorType::Url, url);
     }
     // `shasum` of a `log.closed` record hashes the session's TTY log, not an attacker's file.
     if (event_id.contains("file_download") || event_id.contains("file_upload"))
-        && let Some(hash) = get_str(&record, &["shasum"])
+        && let Some(hash) = get_str(record, &["shasum"])
     {
         b.hash_indicator(IndicatorType::FileSha256, hash);
     }
 
     let mut attributes = Vec::new();
-    flatten(&record, &mut attributes);
+    flatten(record, &mut attributes);
     b.priority(PRIORITY);
     b.attributes(attributes);
     Ok(b.finish())

@@ -13,8 +13,9 @@
 use serde_json::Value;
 
 use super::builder::EventBuilder;
-use super::common::{flatten, get_i64, get_port, get_str, get_strings, ip_text, timestamp_field};
-use super::{Format, ParseError, json_object};
+use super::common::ip_text;
+use super::tree::{self, Json, flatten, get_i64, get_port, get_str, get_strings};
+use super::{Format, ParseError};
 use crate::proto::{DetectionEvent, DetectorKind, Endpoint, IndicatorType, Process, Severity};
 use crate::text::clip;
 
@@ -27,8 +28,7 @@ const PRIORITY: &[&str] = &["rule", "priority", "source", "tags", "output_fields
 /// Builds an event from one Falco JSON alert (a log line or an `http_output` body).
 pub fn falco_from_json(body: &str) -> Result<DetectionEvent, ParseError> {
     let body = body.trim_end_matches(['\r', '\n']);
-    let record = json_object(body)?;
-    build(body, &record)
+    tree::with_object(body, |record| build(body, record))
 }
 
 /// Builds an event from an already decoded Falco alert; `original` is its compact JSON text.
@@ -36,12 +36,12 @@ pub fn falco_from_value(record: &Value) -> Result<DetectionEvent, ParseError> {
     if !record.is_object() {
         return Err(ParseError::NotAnObject("another JSON value"));
     }
-    build(&record.to_string(), record)
+    build(&record.to_string(), &Json::from_value(record))
 }
 
-fn build(line: &str, record: &Value) -> Result<DetectionEvent, ParseError> {
+fn build(line: &str, record: &Json<'_>) -> Result<DetectionEvent, ParseError> {
     let mut b = EventBuilder::new(Format::Falco, line, DetectorKind::BehaviouralAnalysis);
-    b.timestamp(timestamp_field(record, "time")?);
+    b.timestamp(tree::timestamp(record, "time", line)?);
     b.event_type("falco.alert");
     match get_str(record, &["hostname"]) {
         Some(host) => b.source_service(&format!("falco:{host}")),

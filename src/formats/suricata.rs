@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use super::builder::EventBuilder;
 use super::common::ip_text;
 use super::tree::{self, Json, flatten, get, get_i64, get_port, get_str, get_strings, get_text};
-use super::{Format, ParseError, json_object};
+use super::{Format, ParseError};
 use crate::proto::{DetectionEvent, DetectorKind, Endpoint, IndicatorType, Severity};
 
 /// Attributes kept first when a record has more than the cap allows.
@@ -29,16 +29,9 @@ const PRIORITY: &[&str] = &[
 
 /// Parses one EVE line; `Ok(None)` for `stats` records.
 ///
-/// The record is read into a tree borrowing from `line`; input only a `serde_json::Value` reads
-/// right (see [`tree::object`]) is read as a `Value` and converted, with the same result.
+/// The record is read into a tree borrowing from `line` (see [`tree::with_object`]).
 pub(super) fn parse(line: &str) -> Result<Option<DetectionEvent>, ParseError> {
-    match tree::object(line) {
-        Some(record) => parse_record(line, &record),
-        None => {
-            let value = json_object(line)?;
-            parse_record(line, &Json::from_value(&value))
-        }
-    }
+    tree::with_object(line, |record| parse_record(line, record))
 }
 
 fn parse_record(line: &str, record: &Json<'_>) -> Result<Option<DetectionEvent>, ParseError> {
@@ -56,12 +49,7 @@ fn parse_record(line: &str, record: &Json<'_>) -> Result<Option<DetectionEvent>,
         return Ok(None);
     }
     let mut b = EventBuilder::new(Format::SuricataEve, line, DetectorKind::TrafficMonitor);
-    let timestamp = match tree::timestamp_field(record, "timestamp") {
-        Some(timestamp) => timestamp,
-        // Neither a string nor a number: the error quotes the value as a `Value` writes it.
-        None => super::common::timestamp_field(&json_object(line)?, "timestamp"),
-    };
-    b.timestamp(timestamp?);
+    b.timestamp(tree::timestamp(record, "timestamp", line)?);
     b.event_type(&format!("suricata.{subtype}"));
     b.source_service(get_str(record, &["host"]).unwrap_or("suricata"));
     b.severity(severity(record, &subtype));

@@ -13,8 +13,8 @@ use pbjson_types::Timestamp;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
-use super::ParseError;
 use super::common::{parse_time, port_from_str, with_segment};
+use super::{ParseError, json_object};
 
 /// A parsed JSON value borrowing from its input.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +78,19 @@ pub(crate) fn object(line: &str) -> Option<Json<'_>> {
     match serde_json::from_str::<Json<'_>>(line) {
         Ok(value @ Json::Object(_)) => Some(value),
         Ok(_) | Err(_) => None,
+    }
+}
+
+/// Parses `line` as a JSON object and builds from it with `build`: from the borrowed tree when
+/// it reads the line right, else (see [`object`]) from a `serde_json::Value` converted to a tree,
+/// so a line that is not a JSON object gets the `Value` parse's error word for word.
+pub(crate) fn with_object<T>(
+    line: &str,
+    build: impl FnOnce(&Json<'_>) -> Result<T, ParseError>,
+) -> Result<T, ParseError> {
+    match object(line) {
+        Some(record) => build(&record),
+        None => build(&Json::from_value(&json_object(line)?)),
     }
 }
 
@@ -342,9 +355,19 @@ pub(crate) fn get_port(value: &Json<'_>, path: &[&str]) -> u32 {
     get_text(value, path).map_or(0, |text| port_from_str(&text))
 }
 
+/// Parses the timestamp found in `field` of `record`, which was read from `line`. A field holding
+/// neither a string nor a number is quoted in the error as a `Value` writes it, so `line` is
+/// read once more as one in that (rare) case.
+pub(crate) fn timestamp(record: &Json<'_>, field: &str, line: &str) -> Result<Timestamp, ParseError> {
+    match timestamp_field(record, field) {
+        Some(timestamp) => timestamp,
+        None => super::common::timestamp_field(&json_object(line)?, field),
+    }
+}
+
 /// Parses the timestamp found in `field`; `None` when only a `Value` can word the error (the
 /// field holds neither a string nor a number).
-pub(crate) fn timestamp_field(record: &Json<'_>, field: &str) -> Option<Result<Timestamp, ParseError>> {
+fn timestamp_field(record: &Json<'_>, field: &str) -> Option<Result<Timestamp, ParseError>> {
     match record.get(field) {
         None | Some(Json::Null) => Some(Err(ParseError::MissingField(field.to_owned()))),
         Some(Json::Str(text)) => Some(parse_time(field, text)),

@@ -5,11 +5,10 @@
 //! `agent.ip` when the alert names no destination address). The process that acted (Windows
 //! event data, or the `data.command` of sudo alerts) is the source's process.
 
-use serde_json::Value;
-
 use super::builder::EventBuilder;
-use super::common::{flatten, get_i64, get_port, get_str, get_strings, ip_text, timestamp_field};
-use super::{Format, ParseError, json_object};
+use super::common::ip_text;
+use super::tree::{self, Json, flatten, get_i64, get_port, get_str, get_strings};
+use super::{Format, ParseError};
 use crate::proto::{DetectionEvent, DetectorKind, Endpoint, IndicatorType, Process, Severity};
 
 /// Attributes kept first when a record has more than the cap allows.
@@ -17,41 +16,44 @@ const PRIORITY: &[&str] = &["rule.", "decoder.", "location", "data.", "syscheck.
 
 /// Parses one `alerts.json` line.
 pub(super) fn parse(line: &str) -> Result<DetectionEvent, ParseError> {
-    let record = json_object(line)?;
+    tree::with_object(line, |record| parse_record(line, record))
+}
+
+fn parse_record(line: &str, record: &Json<'_>) -> Result<DetectionEvent, ParseError> {
     let mut b = EventBuilder::new(Format::Wazuh, line, DetectorKind::BehaviouralAnalysis);
-    b.timestamp(timestamp_field(&record, "timestamp")?);
+    b.timestamp(tree::timestamp(record, "timestamp", line)?);
     b.event_type("wazuh.alert");
-    let service = get_str(&record, &["manager", "name"])
-        .or(get_str(&record, &["agent", "name"]))
+    let service = get_str(record, &["manager", "name"])
+        .or(get_str(record, &["agent", "name"]))
         .unwrap_or("wazuh");
     b.source_service(service);
-    b.severity(severity(get_i64(&record, &["rule", "level"])));
-    let description = get_str(&record, &["rule", "description"])
-        .or(get_str(&record, &["full_log"]))
+    b.severity(severity(get_i64(record, &["rule", "level"])));
+    let description = get_str(record, &["rule", "description"])
+        .or(get_str(record, &["full_log"]))
         .unwrap_or("wazuh alert");
     b.description(description);
-    for id in get_strings(&record, &["rule", "mitre", "id"]) {
+    for id in get_strings(record, &["rule", "mitre", "id"]) {
         b.hint(&id);
     }
 
-    let data = |name: &str| get_str(&record, &["data", name]);
-    let process = process(&record);
+    let data = |name: &str| get_str(record, &["data", name]);
+    let process = process(record);
     if !process.command_line.is_empty() {
         b.indicator(IndicatorType::ProcessCommandLine, &process.command_line);
     }
     b.source(Endpoint {
         ip: data("srcip").map(ip_text).unwrap_or_default(),
-        port: get_port(&record, &["data", "srcport"]),
+        port: get_port(record, &["data", "srcport"]),
         user: data("srcuser").unwrap_or_default().to_owned(),
         process: (process != Process::default()).then_some(process),
         ..Endpoint::default()
     });
-    let dest_ip = data("dstip").or(get_str(&record, &["agent", "ip"]));
+    let dest_ip = data("dstip").or(get_str(record, &["agent", "ip"]));
     b.destination(Endpoint {
         ip: dest_ip.map(ip_text).unwrap_or_default(),
-        port: get_port(&record, &["data", "dstport"]),
+        port: get_port(record, &["data", "dstport"]),
         user: data("dstuser").unwrap_or_default().to_owned(),
-        hostname: get_str(&record, &["agent", "name"]).unwrap_or_default().to_owned(),
+        hostname: get_str(record, &["agent", "name"]).unwrap_or_default().to_owned(),
         ..Endpoint::default()
     });
 
@@ -63,16 +65,16 @@ pub(super) fn parse(line: &str) -> Result<DetectionEvent, ParseError> {
         ("sha1_after", IndicatorType::FileSha1),
         ("sha256_after", IndicatorType::FileSha256),
     ] {
-        if let Some(hash) = get_str(&record, &["syscheck", field]) {
+        if let Some(hash) = get_str(record, &["syscheck", field]) {
             b.hash_indicator(kind, hash);
         }
     }
-    if let Some(path) = get_str(&record, &["syscheck", "path"]) {
+    if let Some(path) = get_str(record, &["syscheck", "path"]) {
         b.indicator(IndicatorType::FileName, path);
     }
 
     let mut attributes = Vec::new();
-    flatten(&record, &mut attributes);
+    flatten(record, &mut attributes);
     b.priority(PRIORITY);
     b.attributes(attributes);
     Ok(b.finish())
@@ -80,7 +82,7 @@ pub(super) fn parse(line: &str) -> Result<DetectionEvent, ParseError> {
 
 /// The process that acted, from Windows event data (Sysmon and the like) or a logged command
 /// (`data.command`, as sudo alerts carry it).
-fn process(record: &Value) -> Process {
+fn process(record: &Json<'_>) -> Process {
     let event = |name: &str| get_str(record, &["data", "win", "eventdata", name]);
     let image = event("image").unwrap_or_default();
     Process {

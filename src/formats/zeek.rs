@@ -12,8 +12,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::builder::EventBuilder;
-use super::common::{flatten, ip_text, parse_time, port_from_str};
-use super::{Format, ParseError, ParseState, json_object};
+use super::common::{ip_text, parse_time, port_from_str};
+use super::tree;
+use super::{Format, ParseError, ParseState};
 use crate::proto::{DetectionEvent, DetectorKind, Endpoint, IndicatorType, Severity};
 
 /// Attributes kept first when a record has more than the cap allows.
@@ -120,9 +121,11 @@ pub(super) fn parse(line: &str, state: &mut ParseState) -> Result<Option<Detecti
         return Ok(None);
     }
     if line.trim_start().starts_with('{') {
-        let record = json_object(line)?;
         let mut pairs = Vec::new();
-        flatten(&record, &mut pairs);
+        tree::with_object(line, |record| {
+            tree::flatten(record, &mut pairs);
+            Ok(())
+        })?;
         let path = pairs
             .iter()
             .find(|(key, _)| key == "_path")
