@@ -8,7 +8,9 @@
 //! the parsers as they were before the single-pass Suricata parser and the borrowing event
 //! builder (main at 87d8081); `tests/data/suricata/edge-cases.ndjson` adds hand-made records
 //! (duplicate keys, escapes, extreme numbers, deep nesting, every error) to the real samples, so any change to an event id, attribute, indicator, description or error message
-//! shows here. Samples from the shared data folder are skipped when it is absent; the Falco and
+//! shows here. The rows of `tests/data/json-edge-cases.ndjson` (the same kind of hostile input
+//! for Zeek JSON, Cowrie, Falco and Wazuh) were written by the parsers as they were before those
+//! four read the borrowed tree (main at 0236b08). Samples from the shared data folder are skipped when it is absent; the Falco and
 //! Wazuh fixtures are always checked.
 
 use std::fmt::Write as _;
@@ -40,6 +42,15 @@ fn inputs() -> Vec<(Format, String, PathBuf)> {
             fixture("suricata/edge-cases.ndjson"),
         ),
     ];
+    // Hostile JSON (not an object, the raw-value marker, repeated and escaped keys, timestamps
+    // of every type, extreme numbers, deep nesting) through every parser of JSON lines.
+    for format in [Format::Zeek, Format::Cowrie, Format::Falco, Format::Wazuh] {
+        inputs.push((
+            format,
+            "fixture/json-edge-cases.ndjson".to_owned(),
+            fixture("json-edge-cases.ndjson"),
+        ));
+    }
     let Some(data) = shared_data() else {
         return inputs;
     };
