@@ -78,6 +78,11 @@ impl<'a> EventBuilder<'a> {
         self.event.event_type = truncated(event_type.trim(), MAX_EVENT_TYPE_BYTES);
     }
 
+    /// [`EventBuilder::event_type`] for a text the parser built: kept without a copy.
+    pub(crate) fn event_type_owned(&mut self, event_type: String) {
+        self.event.event_type = trimmed(event_type, MAX_EVENT_TYPE_BYTES);
+    }
+
     pub(crate) fn source_service(&mut self, name: &str) {
         self.event.source_service = truncated(name.trim(), MAX_SOURCE_SERVICE_BYTES);
     }
@@ -92,6 +97,11 @@ impl<'a> EventBuilder<'a> {
 
     pub(crate) fn description(&mut self, text: &str) {
         self.event.description = truncated(text.trim(), MAX_DESCRIPTION_BYTES);
+    }
+
+    /// [`EventBuilder::description`] for a text the parser built: kept without a copy.
+    pub(crate) fn description_owned(&mut self, text: String) {
+        self.event.description = trimmed(text, MAX_DESCRIPTION_BYTES);
     }
 
     /// Sets the initiator; its address also becomes an indicator.
@@ -206,10 +216,11 @@ impl<'a> EventBuilder<'a> {
 /// The deterministic id of a record, see [`super::EVENT_ID_NAMESPACE`].
 ///
 /// This is `Uuid::new_v5(&EVENT_ID_NAMESPACE, name)` for the name `format\nevent_type\nline`,
-/// with the name hashed in parts by the same SHA-1 `uuid` uses, so the record is not copied
-/// once more just to be hashed.
+/// with the name hashed in parts, so the record is not copied once more just to be hashed, by
+/// a SHA-1 that uses the CPU's SHA extensions where it has them (the same digest either way).
 pub(crate) fn event_id(format: &str, event_type: &str, line: &str) -> String {
-    let mut sha1 = sha1_smol::Sha1::new();
+    use sha1::Digest as _;
+    let mut sha1 = sha1::Sha1::new();
     for part in [
         EVENT_ID_NAMESPACE.as_bytes().as_slice(),
         format.as_bytes(),
@@ -221,9 +232,19 @@ pub(crate) fn event_id(format: &str, event_type: &str, line: &str) -> String {
         sha1.update(part);
     }
     let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&sha1.digest().bytes()[..16]);
+    bytes.copy_from_slice(&sha1.finalize()[..16]);
     let id = uuid::Builder::from_sha1_bytes(bytes).into_uuid();
     id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).to_owned()
+}
+
+/// `text` trimmed and cut to `max` bytes, reusing its buffer when nothing had to be trimmed.
+fn trimmed(mut text: String, max: usize) -> String {
+    let trimmed = text.trim();
+    if trimmed.len() != text.len() {
+        return truncated(trimmed, max);
+    }
+    truncate(&mut text, max);
+    text
 }
 
 /// `None` for an endpoint nothing is known about; otherwise its texts cut to the limits.
@@ -312,6 +333,20 @@ fn cap_attributes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn event_ids_are_uuid_v5_of_the_name(
+            format in "[a-z-]{0,12}",
+            event_type in "\\PC{0,20}",
+            line in proptest::collection::vec(proptest::char::any(), 0..300),
+        ) {
+            let line: String = line.into_iter().collect();
+            let name = format!("{format}\n{event_type}\n{line}");
+            let expected = Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes()).to_string();
+            proptest::prop_assert_eq!(event_id(&format, &event_type, &line), expected);
+        }
+    }
 
     #[test]
     fn attributes_are_capped_with_priority_kept() {

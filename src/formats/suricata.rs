@@ -12,6 +12,9 @@ use super::tree::{self, Json, flatten, get, get_i64, get_port, get_str, get_stri
 use super::{Format, ParseError};
 use crate::proto::{DetectionEvent, DetectorKind, Endpoint, IndicatorType, Severity};
 
+/// What every event type starts with.
+const EVENT_TYPE_PREFIX: &str = "suricata.";
+
 /// Attributes kept first when a record has more than the cap allows.
 const PRIORITY: &[&str] = &[
     "event_type",
@@ -35,9 +38,16 @@ pub(super) fn parse(line: &str) -> Result<Option<DetectionEvent>, ParseError> {
 }
 
 fn parse_record(line: &str, record: &Json<'_>) -> Result<Option<DetectionEvent>, ParseError> {
-    let subtype = match record.get("event_type") {
+    // `suricata.<event_type>`, built once: the subtype is its tail.
+    let event_type = match record.get("event_type") {
         None | Some(Json::Null) => return Err(ParseError::MissingField("event_type".into())),
-        Some(Json::Str(s)) if !s.trim().is_empty() => s.trim().to_ascii_lowercase(),
+        Some(Json::Str(s)) if !s.trim().is_empty() => {
+            let mut event_type = String::with_capacity(EVENT_TYPE_PREFIX.len() + s.trim().len());
+            event_type.push_str(EVENT_TYPE_PREFIX);
+            event_type.push_str(s.trim());
+            event_type.make_ascii_lowercase();
+            event_type
+        }
         Some(_) => {
             return Err(ParseError::WrongType {
                 field: "event_type".into(),
@@ -45,15 +55,17 @@ fn parse_record(line: &str, record: &Json<'_>) -> Result<Option<DetectionEvent>,
             });
         }
     };
+    let subtype = &event_type[EVENT_TYPE_PREFIX.len()..];
     if subtype == "stats" {
         return Ok(None);
     }
     let mut b = EventBuilder::new(Format::SuricataEve, line, DetectorKind::TrafficMonitor);
     b.timestamp(tree::timestamp(record, "timestamp", line)?);
-    b.event_type(&format!("suricata.{subtype}"));
+    let description = description(record, subtype);
     b.source_service(get_str(record, &["host"]).unwrap_or("suricata"));
-    b.severity(severity(record, &subtype));
-    b.description(&description(record, &subtype));
+    b.severity(severity(record, subtype));
+    b.description_owned(description);
+    b.event_type_owned(event_type);
 
     b.source(Endpoint {
         ip: get_str(record, &["src_ip"]).map(ip_text).unwrap_or_default(),
