@@ -287,7 +287,7 @@ impl<R: BufRead> Iterator for Reader<R> {
                     None => continue,
                 }
             }
-            let (used, complete) = match buf.iter().position(|&b| b == b'\n') {
+            let (used, complete) = match memchr::memchr(b'\n', buf) {
                 Some(index) => (index + 1, true),
                 None => (buf.len(), false),
             };
