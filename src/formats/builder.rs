@@ -24,6 +24,17 @@ pub(crate) const ORIGINAL_TRUNCATED: &str = "original_truncated";
 /// Attribute holding how many attributes were left out to respect [`MAX_ATTRIBUTES`].
 pub const ATTRIBUTES_DROPPED: &str = "attributes_dropped";
 
+/// Longest attribute buffer handed on to the next record of a thread; a giant record's is let go.
+const KEPT_PAIRS: usize = 512;
+
+thread_local! {
+    /// The attribute buffer of the last record finished on this thread, empty, for the next one:
+    /// a record's few dozen pairs then cost no buffer of their own, whose size would send the
+    /// allocator to its slow path (consolidating the small blocks freed since) record after
+    /// record.
+    static PAIRS: std::cell::Cell<Vec<(String, String)>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Collects the parts of one event and enforces [`crate::limits`] when finished.
 pub(crate) struct EventBuilder<'a> {
     /// The event under construction; parsers set plain fields directly.
@@ -58,7 +69,7 @@ impl<'a> EventBuilder<'a> {
             event,
             format,
             line,
-            attributes: Vec::new(),
+            attributes: PAIRS.take(),
             priority: &[],
             original_truncated,
         }
@@ -72,6 +83,11 @@ impl<'a> EventBuilder<'a> {
     /// Adds attributes; order and caps are settled in [`EventBuilder::finish`].
     pub(crate) fn attributes(&mut self, pairs: impl IntoIterator<Item = (String, String)>) {
         self.attributes.extend(pairs);
+    }
+
+    /// The attributes added so far, to add more in place (as [`super::tree::flatten`] does).
+    pub(crate) fn attributes_mut(&mut self) -> &mut Vec<(String, String)> {
+        &mut self.attributes
     }
 
     pub(crate) fn event_type(&mut self, event_type: &str) {
@@ -201,12 +217,15 @@ impl<'a> EventBuilder<'a> {
         if self.original_truncated {
             fixed.push((ORIGINAL_TRUNCATED.to_owned(), "true".to_owned()));
         }
-        self.event.attributes = if fixed.len() + self.attributes.len() <= MAX_ATTRIBUTES {
-            uncapped_attributes(fixed, self.attributes)
+        let mut pairs = std::mem::take(&mut self.attributes);
+        self.event.attributes = if fixed.len() + pairs.len() <= MAX_ATTRIBUTES {
+            let attributes = uncapped_attributes(fixed, &mut pairs);
+            if pairs.capacity() <= KEPT_PAIRS {
+                PAIRS.set(pairs);
+            }
+            attributes
         } else {
-            cap_attributes(fixed, self.attributes, self.priority)
-                .into_iter()
-                .collect()
+            cap_attributes(fixed, pairs, self.priority).into_iter().collect()
         };
         self.event.event_id = event_id(self.format, &self.event.event_type, self.line);
         self.event
@@ -270,14 +289,14 @@ fn rank(key: &str, priority: &[&str]) -> usize {
         .unwrap_or(priority.len())
 }
 
-/// What [`cap_attributes`] gives when there are no more attributes than the cap allows, built
-/// straight into the event's map: priority only decides which attributes stay when there are
+/// What [`cap_attributes`] gives when there are no more attributes than the cap allows, moved
+/// out of `pairs` (left empty, its room kept) straight into the event's map: priority only decides which attributes stay when there are
 /// too many, and a key's first occurrence is the one kept either way.
-fn uncapped_attributes(fixed: Vec<(String, String)>, pairs: Vec<(String, String)>) -> BTreeMap<String, String> {
+fn uncapped_attributes(fixed: Vec<(String, String)>, pairs: &mut Vec<(String, String)>) -> BTreeMap<String, String> {
     let mut kept = BTreeMap::new();
     kept.extend(fixed);
     let mut dropped = 0usize;
-    for (key, mut value) in pairs {
+    for (key, mut value) in pairs.drain(..) {
         if key.is_empty() || key.len() > MAX_ATTRIBUTE_KEY_BYTES {
             dropped += 1;
             continue;
@@ -377,7 +396,7 @@ mod tests {
             ])
             .collect();
         let fixed = vec![(ORIGINAL_TRUNCATED.to_owned(), "true".to_owned())];
-        let fast = uncapped_attributes(fixed.clone(), pairs.clone());
+        let fast = uncapped_attributes(fixed.clone(), &mut pairs.clone());
         let capped: BTreeMap<String, String> = cap_attributes(fixed, pairs, &["z."]).into_iter().collect();
         assert_eq!(fast, capped);
         assert_eq!(fast["a"], "1", "the first occurrence");

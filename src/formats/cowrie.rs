@@ -84,10 +84,8 @@ fn parse_record(line: &str, record: &Json<'_>) -> Result<DetectionEvent, ParseEr
         b.hash_indicator(IndicatorType::FileSha256, hash);
     }
 
-    let mut attributes = Vec::new();
-    flatten(record, &mut attributes);
+    flatten(record, b.attributes_mut());
     b.priority(PRIORITY);
-    b.attributes(attributes);
     Ok(b.finish())
 }
 

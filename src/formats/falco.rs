@@ -103,10 +103,8 @@ fn build(line: &str, record: &Json<'_>) -> Result<DetectionEvent, ParseError> {
         b.domain_indicator(server);
     }
 
-    let mut attributes = Vec::new();
-    flatten(record, &mut attributes);
+    flatten(record, b.attributes_mut());
     b.priority(PRIORITY);
-    b.attributes(attributes);
     Ok(b.finish())
 }
 

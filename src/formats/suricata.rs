@@ -83,11 +83,8 @@ fn parse_record(line: &str, record: &Json<'_>) -> Result<Option<DetectionEvent>,
     }
     indicators(&mut b, record);
 
-    // A Suricata record has a few dozen leaves: one allocation instead of a growing vector.
-    let mut attributes = Vec::with_capacity(48);
-    flatten(record, &mut attributes);
+    flatten(record, b.attributes_mut());
     b.priority(PRIORITY);
-    b.attributes(attributes);
     Ok(Some(b.finish()))
 }
 
