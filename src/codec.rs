@@ -5,9 +5,9 @@
 //! on the server. Both sides use it, so a client that receives an undecodable answer sees
 //! `INVALID_ARGUMENT` too, with the decoder's reason.
 
-use std::marker::PhantomData;
+use std::{collections::HashMap, marker::PhantomData};
 
-use prost::Message;
+use prost::{Message, bytes::Bytes};
 use tonic::{
     Status,
     codec::{BufferSettings, Codec, DecodeBuf, Decoder},
@@ -58,5 +58,33 @@ impl<U: Message + Default> Decoder for ProstDecoder<U> {
 
     fn buffer_settings(&self) -> BufferSettings {
         self.0.buffer_settings()
+    }
+}
+
+/// `attackmesh.v1.ExportRequest` with its events left encoded: field numbers and wire types are
+/// the contract's (`repeated EnrichedEvent` and `repeated bytes` are both length-delimited), so
+/// every client's `ExportRequest` decodes as this and this encodes as that `ExportRequest`. A
+/// sender encodes each event once, as it is made; a receiver keeps the bytes that arrived.
+#[derive(Clone, PartialEq, Message)]
+pub struct EncodedExport {
+    /// Caller-chosen batch number, echoed in the acknowledgement.
+    #[prost(uint64, tag = "1")]
+    pub batch_id: u64,
+    /// The events, each an encoded `EnrichedEvent`.
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    pub events: Vec<Bytes>,
+    /// W3C trace context of the batch.
+    #[prost(map = "string, string", tag = "3")]
+    pub trace_context: HashMap<String, String>,
+}
+
+impl From<crate::proto::ExportRequest> for EncodedExport {
+    /// Encodes each event, as a client would send it.
+    fn from(request: crate::proto::ExportRequest) -> Self {
+        Self {
+            batch_id: request.batch_id,
+            events: request.events.iter().map(|e| Bytes::from(e.encode_to_vec())).collect(),
+            trace_context: request.trace_context,
+        }
     }
 }

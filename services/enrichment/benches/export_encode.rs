@@ -11,12 +11,13 @@
 
 use std::collections::HashMap;
 
+use attackmesh::codec::EncodedExport;
 use attackmesh::{
     formats::Format,
     proto::{Attribution, DetectionEvent, EnrichedEvent, ExportRequest},
 };
 use attackmesh_attack::Engine;
-use attackmesh_enrichment::encode::{EncodedExport, EventEncoder};
+use attackmesh_enrichment::encode::EventEncoder;
 use attackmesh_testkit::data;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;

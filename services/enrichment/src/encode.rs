@@ -2,12 +2,10 @@
 //!
 //! An `ExportRequest`'s `repeated EnrichedEvent events = 2` and a `repeated bytes` field 2 are
 //! the same on the wire (both length-delimited), so a batch of events encoded one by one and sent
-//! as [`EncodedExport`] is, byte for byte, the `ExportRequest` of those events. Encoding each
+//! as [`EncodedExport`](attackmesh::codec::EncodedExport) is, byte for byte, the `ExportRequest` of those events. Encoding each
 //! event right after it is made lets it go while its memory is still warm, and spares prost's
 //! re-walking of every event (and its attributes map) for each length prefix of a whole batch.
 //! This module decides nothing about what an event holds; [`attackmesh::enriched_event`] does.
-
-use std::collections::HashMap;
 
 use attackmesh::proto::EnrichedEvent;
 use prost::{
@@ -21,21 +19,6 @@ const FIRST_EVENT_BYTES: usize = 1024;
 /// Largest buffer reserved at once: below the allocator's mmap threshold, so buffers are taken
 /// from (and given back to) the heap instead of fresh pages for every batch.
 const MAX_BUFFER_BYTES: usize = 64 * 1024;
-
-/// `attackmesh.v1.ExportRequest` with its events already encoded: encodes exactly as the
-/// `ExportRequest` of the decoded events.
-#[derive(Clone, PartialEq, Message)]
-pub struct EncodedExport {
-    /// Caller-chosen batch number, echoed in the acknowledgement.
-    #[prost(uint64, tag = "1")]
-    pub batch_id: u64,
-    /// The events, each an encoded `EnrichedEvent`.
-    #[prost(bytes = "bytes", repeated, tag = "2")]
-    pub events: Vec<Bytes>,
-    /// W3C trace context of the batch.
-    #[prost(map = "string, string", tag = "3")]
-    pub trace_context: HashMap<String, String>,
-}
 
 /// Encodes the events of one batch into slices of a few shared buffers.
 #[derive(Debug)]

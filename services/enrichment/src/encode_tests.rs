@@ -4,54 +4,17 @@
 use std::collections::{BTreeMap, HashMap};
 
 use attackmesh::{
-    formats::Format,
+    codec::EncodedExport,
     proto::{EnrichedEvent, ExportRequest},
 };
 use attackmesh_testkit::data;
 use prost::Message;
 
-use super::{EncodedExport, EventEncoder};
+use super::EventEncoder;
 
 /// Every real sample as enrichment hands it to export (parsed, attributed, enriched).
 fn samples() -> Vec<EnrichedEvent> {
-    let Some(dir) = data::shared_data() else {
-        return Vec::new();
-    };
-    let s = dir.join("samples");
-    let mut files = vec![
-        (Format::SuricataEve, s.join("suricata/first-org-conf-2015.eve.ndjson")),
-        (Format::SuricataEve, s.join("suricata/honeypot-2018.eve.ndjson")),
-        (Format::SuricataEve, s.join("suricata/wrccdc-2017.eve.ndjson")),
-        (Format::Cowrie, s.join("cowrie/cowrie_local_session.json")),
-    ];
-    for log in [
-        "conn.log",
-        "dns.log",
-        "http.log",
-        "notice.log",
-        "files.log",
-        "ssl.log",
-        "weird.log",
-    ] {
-        let path = s.join("zeek/zat-0.4.9").join(log);
-        if path.is_file() {
-            files.push((Format::Zeek, path));
-        }
-    }
-    let evtx = s.join("evtx-attack-samples/Credential Access");
-    if let Ok(dir) = std::fs::read_dir(&evtx) {
-        let mut paths: Vec<_> = dir
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "evtx"))
-            .collect();
-        paths.sort();
-        files.extend(paths.into_iter().take(8).map(|p| (Format::Evtx, p)));
-    }
-    files
-        .iter()
-        .flat_map(|(format, path)| data::attributed_samples(*format, path))
-        .collect()
+    data::real_attributed_samples()
 }
 
 /// Shapes no detector sends on purpose: empty, huge, odd text, every field at its limit.

@@ -6,14 +6,16 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use attackmesh::proto::{AckStatus, EventRejection, ExportResponse, export_service_server};
+use attackmesh::{
+    codec::EncodedExport,
+    proto::{AckStatus, EventRejection, ExportResponse, export_service_server},
+};
 use futures::future::join_all;
 use prost::bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::{
     attribute::split,
-    encode::EncodedExport,
     upstream::link::{Link, LinkError, Rpc},
 };
 

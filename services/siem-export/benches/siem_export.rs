@@ -14,6 +14,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use attackmesh::{
+    codec::EncodedExport,
     formats::Format,
     proto::{EnrichedEvent, ExportRequest},
 };
@@ -21,7 +22,6 @@ use attackmesh_attack::Engine;
 use attackmesh_siem_export::{
     config::FsyncPolicy,
     queue::{EncodedEvent, Queue, QueueSettings, ReceivedEvent},
-    service::ExportBatch,
     sinks::util::{Original, ecs, hec},
 };
 use attackmesh_testkit::{data, fixtures};
@@ -73,7 +73,7 @@ fn decode_request(wire: &Bytes) -> ExportRequest {
 
 #[inline(never)]
 fn decode_kept_bytes(wire: &Bytes) -> Vec<ReceivedEvent> {
-    let batch = ExportBatch::decode(wire.clone()).expect("decode");
+    let batch = EncodedExport::decode(wire.clone()).expect("decode");
     batch
         .events
         .into_iter()

@@ -12,7 +12,7 @@
 //! take the batch keeps it (the resent copy is the same `(event_id, revision)`). Authentication
 //! and roles are enforced by the runtime's tower layer, not here.
 //!
-//! Each event is decoded once, from the bytes it arrived as ([`ExportBatch`]); those bytes are
+//! Each event is decoded once, from the bytes it arrived as ([`EncodedExport`]); those bytes are
 //! what the queues hold. An event that does not decode ends the call with `INVALID_ARGUMENT`
 //! before anything of its batch is queued, as a batch that does not decode does.
 
@@ -22,6 +22,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use attackmesh::validate::InBatch;
 use attackmesh::{
+    codec::EncodedExport,
     error::ErrorAnswer,
     proto::{AckStatus, EnrichedEvent, EventRejection, ExportResponse, FieldViolation},
 };
@@ -29,7 +30,7 @@ use attackmesh_attack::Kb;
 use bytes::Bytes;
 use tonic::Status;
 
-pub use grpc::{ExportBatch, ExportServer};
+pub use grpc::ExportServer;
 
 use crate::{
     disk::DiskState,
@@ -168,7 +169,7 @@ impl ExportState {
     }
 
     /// Answers one Export batch.
-    pub async fn export_batch(&self, batch: impl Into<ExportBatch>) -> Result<ExportResponse, Status> {
+    pub async fn export_batch(&self, batch: impl Into<EncodedExport>) -> Result<ExportResponse, Status> {
         let batch = batch.into();
         if batch.events.len() > attackmesh::limits::MAX_BATCH_EVENTS {
             let v = attackmesh::proto::FieldViolation {

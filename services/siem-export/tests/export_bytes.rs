@@ -10,7 +10,7 @@ mod common;
 use std::collections::HashMap;
 
 use attackmesh::{
-    codec::ProstCodec,
+    codec::{EncodedExport, ProstCodec},
     proto::{
         AckStatus, EnrichedEvent, ExportResponse, GetSinkStatusRequest, export_service_client::ExportServiceClient,
     },
@@ -19,7 +19,6 @@ use attackmesh_runtime::auth::Role;
 use attackmesh_siem_export::{
     SiemExportConfig,
     queue::{Queue, QueueSettings, ReadItem},
-    service::ExportBatch,
 };
 use attackmesh_testkit::{Running, Tokens, fixtures, free_addr, with_token};
 use bytes::Bytes;
@@ -43,12 +42,12 @@ async fn start(dir: &std::path::Path) -> Running<attackmesh_siem_export::Error> 
 /// Sends `batches` (events as given bytes) on one stream: the answers, then how the stream ended.
 async fn export(
     running: &Running<attackmesh_siem_export::Error>,
-    batches: Vec<ExportBatch>,
+    batches: Vec<EncodedExport>,
 ) -> (Vec<ExportResponse>, Option<Status>) {
     let mut grpc = tonic::client::Grpc::new(running.channel());
     grpc.ready().await.unwrap();
     let request = with_token(tokio_stream::iter(batches), "adm-token");
-    let codec = ProstCodec::<ExportBatch, ExportResponse>::default();
+    let codec = ProstCodec::<EncodedExport, ExportResponse>::default();
     let mut answers = match grpc.streaming(request, PathAndQuery::from_static(EXPORT), codec).await {
         Ok(response) => response.into_inner(),
         Err(status) => return (Vec::new(), Some(status)),
@@ -63,8 +62,8 @@ async fn export(
     (out, None)
 }
 
-fn batch(batch_id: u64, events: Vec<Bytes>) -> ExportBatch {
-    ExportBatch {
+fn batch(batch_id: u64, events: Vec<Bytes>) -> EncodedExport {
+    EncodedExport {
         batch_id,
         events,
         trace_context: HashMap::new(),

@@ -1,21 +1,17 @@
 //! The tonic service of `attackmesh.v1.ExportService`, routed by hand rather than generated so
-//! that `Export` reads its batches as [`ExportBatch`]: the events stay the bytes that arrived,
+//! that `Export` reads its batches as [`EncodedExport`]: the events stay the bytes that arrived,
 //! each decoded once for validation and the sinks and queued as it came, never encoded again.
 //! `GetSinkStatus` is answered as generated code would. Compression, message size limits and
 //! the `INVALID_ARGUMENT` answer to undecodable messages are the same for both methods and for
 //! every other attackmesh service; authentication stays the runtime's tower layer.
 
-use std::{collections::HashMap, convert::Infallible, pin::Pin};
+use std::{convert::Infallible, pin::Pin};
 
 use attackmesh::{
-    codec::ProstCodec,
+    codec::{EncodedExport, ProstCodec},
     grpc_path,
-    proto::{
-        EnrichedEvent, ExportRequest, ExportResponse, GetSinkStatusRequest, GetSinkStatusResponse,
-        export_service_server::SERVICE_NAME,
-    },
+    proto::{ExportResponse, GetSinkStatusRequest, GetSinkStatusResponse, export_service_server::SERVICE_NAME},
 };
-use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use prost::Message;
 use tonic::{
@@ -29,37 +25,6 @@ use tracing::Instrument;
 
 use super::{ExportState, MAX_MESSAGE_BYTES};
 use crate::status::SinkHandle;
-
-/// `attackmesh.v1.ExportRequest` with its events left encoded. Field numbers and wire types are
-/// the contract's (`repeated EnrichedEvent` and `repeated bytes` are both length-delimited), so
-/// every client's batch decodes as this, and this encodes as an `ExportRequest`.
-#[derive(Clone, PartialEq, Message)]
-pub struct ExportBatch {
-    /// Caller-chosen batch number, echoed in the acknowledgement.
-    #[prost(uint64, tag = "1")]
-    pub batch_id: u64,
-    /// The events, each an encoded `EnrichedEvent` as the caller sent it.
-    #[prost(bytes = "bytes", repeated, tag = "2")]
-    pub events: Vec<Bytes>,
-    /// W3C trace context of the batch.
-    #[prost(map = "string, string", tag = "3")]
-    pub trace_context: HashMap<String, String>,
-}
-
-impl From<ExportRequest> for ExportBatch {
-    /// Encodes each event, as a client would send it.
-    fn from(request: ExportRequest) -> Self {
-        Self {
-            batch_id: request.batch_id,
-            events: request
-                .events
-                .iter()
-                .map(|e| Bytes::from(EnrichedEvent::encode_to_vec(e)))
-                .collect(),
-            trace_context: request.trace_context,
-        }
-    }
-}
 
 const EXPORT: &str = grpc_path!(SERVICE_NAME, "Export");
 const GET_SINK_STATUS: &str = grpc_path!(SERVICE_NAME, "GetSinkStatus");
@@ -118,12 +83,12 @@ type ExportStream = Pin<Box<dyn Stream<Item = Result<ExportResponse, Status>> + 
 /// `Export`: answers each batch, in order.
 struct Export(ExportState);
 
-impl StreamingService<ExportBatch> for Export {
+impl StreamingService<EncodedExport> for Export {
     type Response = ExportResponse;
     type ResponseStream = ExportStream;
     type Future = BoxFuture<Response<ExportStream>, Status>;
 
-    fn call(&mut self, request: Request<Streaming<ExportBatch>>) -> Self::Future {
+    fn call(&mut self, request: Request<Streaming<EncodedExport>>) -> Self::Future {
         let state = self.0.clone();
         let responses = request.into_inner().then(move |batch| {
             let state = state.clone();

@@ -1,4 +1,6 @@
-use attackmesh::proto::ExportRequest;
+use std::collections::HashMap;
+
+use attackmesh::proto::{EnrichedEvent, ExportRequest};
 use attackmesh_testkit::fixtures;
 use prost::Message;
 
@@ -15,7 +17,7 @@ fn request() -> ExportRequest {
 #[test]
 fn a_batch_reads_as_an_export_request_and_an_export_request_as_a_batch() {
     let request = request();
-    let batch = ExportBatch::decode(request.encode_to_vec().as_slice()).unwrap();
+    let batch = EncodedExport::decode(request.encode_to_vec().as_slice()).unwrap();
     assert_eq!(batch.batch_id, 42);
     assert_eq!(batch.trace_context, request.trace_context);
     let events: Vec<EnrichedEvent> = batch
@@ -24,7 +26,7 @@ fn a_batch_reads_as_an_export_request_and_an_export_request_as_a_batch() {
         .map(|b| EnrichedEvent::decode(b.clone()).unwrap())
         .collect();
     assert_eq!(events, request.events);
-    assert_eq!(ExportBatch::from(request.clone()), batch);
+    assert_eq!(EncodedExport::from(request.clone()), batch);
     assert_eq!(
         ExportRequest::decode(batch.encode_to_vec().as_slice()).unwrap(),
         request
