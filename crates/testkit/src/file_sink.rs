@@ -9,7 +9,7 @@ use std::{
 
 use attackmesh::proto::EnrichedEvent;
 
-/// Every line of the sink file `path` and of its rotations (the files beside it), decoded.
+/// Every whole line of the sink file `path` and of its rotations (the files beside it), decoded.
 pub fn sink_events(path: &Path) -> Vec<EnrichedEvent> {
     let Some(dir) = path.parent() else { return Vec::new() };
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -20,7 +20,9 @@ pub fn sink_events(path: &Path) -> Vec<EnrichedEvent> {
         let Ok(text) = std::fs::read_to_string(entry.path()) else {
             continue;
         };
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        // A line without its newline is still being written: it is read on the next look.
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        for line in whole.lines().filter(|l| !l.trim().is_empty()) {
             out.push(attackmesh::json::from_json::<EnrichedEvent>(line).unwrap());
         }
     }
