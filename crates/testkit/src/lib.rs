@@ -22,5 +22,5 @@ pub use data::{attack_bundle, repo_root, sample_events, shared_data};
 pub use events::{assert_only_active, event, port_scan};
 pub use file_sink::{latest, sink_events, wait_for_sink};
 pub use grpc::{Running, Shutdown, channel, wait_health, wait_serving, with_token};
-pub use net::{bind, free_addr};
+pub use net::{bind, free_addr, free_addrs};
 pub use tokens::Tokens;

@@ -70,6 +70,7 @@ async fn serve_all_delivers_the_intruders_campaign_to_the_file_sink() {
     let addrs = Addrs::new();
     let config = base_config(dir, &addrs);
     let serve = Serve::start(dir, addrs, &config).await;
+    let addrs = serve.addrs;
 
     let events = vec![
         detection("scan-1", 0, "suricata-edge", DetectorKind::TrafficMonitor, "T1046"),

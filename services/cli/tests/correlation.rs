@@ -112,7 +112,7 @@ async fn a_killed_replica_loses_no_finding_and_reports_none_twice() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let addrs = Addrs::new();
-    let replicas = [free_addr(), free_addr()];
+    let replicas: [std::net::SocketAddr; 2] = free_addrs();
     let mut config = base_config(dir, &addrs);
     std::fs::write(dir.join("admin.token"), token("ops-admin")).unwrap();
     config["siem_export"]["correlation"] = json!({
@@ -121,6 +121,7 @@ async fn a_killed_replica_loses_no_finding_and_reports_none_twice() {
         "backoff": {"initial": "50ms", "max": "500ms"},
     });
     let mut serve = Serve::start(dir, addrs, &config).await;
+    let addrs = serve.addrs;
     let mut children = [
         replica(dir, 0, replicas[0], addrs.enrichment, "first"),
         replica(dir, 1, replicas[1], addrs.enrichment, "first"),

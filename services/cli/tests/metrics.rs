@@ -87,6 +87,7 @@ async fn every_service_reports_what_a_batch_did() {
     // their own schedule (services/cli/tests/campaigns.rs covers them).
     config["correlation"]["build_campaigns"] = serde_json::json!(false);
     let serve = Serve::start(dir.path(), addrs, &config).await;
+    let addrs = serve.addrs;
 
     let mut events: Vec<DetectionEvent> = (0..SENT as usize).map(|i| event(&format!("metrics-{i}"))).collect();
     let mut invalid = event("metrics-invalid");
@@ -227,4 +228,26 @@ async fn every_service_reports_what_a_batch_did() {
     for needle in forbidden {
         assert!(!text.contains(needle), "`{needle}` leaked into /metrics:\n{text}");
     }
+}
+
+/// A port the test found free can be taken before `serve all` binds it; the harness then starts
+/// again on fresh ports, with the config's addresses moved along, instead of failing the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_all_starts_again_on_fresh_ports_when_a_port_was_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = Addrs::new();
+    let config = base_config(dir.path(), &addrs);
+    let _taken = std::net::TcpListener::bind(addrs.metrics).unwrap();
+    let serve = Serve::start(dir.path(), addrs, &config).await;
+    assert_ne!(serve.addrs.metrics, addrs.metrics, "the taken port is not reused");
+    let text = scrape(&serve).await;
+    assert!(
+        text.contains("enrichment_"),
+        "metrics served on the fresh port:\n{text}"
+    );
+    let written = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+    assert!(
+        written.contains(&serve.addrs.enrichment.to_string()),
+        "the config moved with the ports:\n{written}"
+    );
 }

@@ -101,6 +101,7 @@ async fn every_rpc_admits_exactly_the_roles_of_the_table() {
         {"id": "rbac-test", "title": "RBAC test", "read": ["*"], "write": ["*"]}
     ]);
     let serve = Serve::start(dir.path(), addrs, &config).await;
+    let addrs = serve.addrs;
 
     let mut failures = Vec::new();
     let mut checked = 0;

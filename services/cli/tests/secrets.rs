@@ -157,6 +157,7 @@ async fn no_secret_reaches_logs_errors_metrics_or_dead_letters() {
         "interval": "200ms",
     }]);
     let serve = Serve::start(dir.path(), addrs, &config).await;
+    let addrs = serve.addrs;
     let mut evidence = String::new();
 
     // Detections flow to every sink, which refuse the credentials.

@@ -163,7 +163,7 @@ async fn every_internal_link_works(mesh: &Mesh, serve: &Serve, dir: &Path, event
         ..Default::default()
     };
     let request = authed(tokio_stream::iter([batch]), "edge-detector");
-    let mut answers = IngestServiceClient::new(mesh.channel(mesh.addrs.enrichment).await)
+    let mut answers = IngestServiceClient::new(mesh.channel(serve.addrs.enrichment).await)
         .ingest(request)
         .await
         .unwrap()
@@ -197,7 +197,7 @@ async fn every_internal_link_works(mesh: &Mesh, serve: &Serve, dir: &Path, event
         delivered.technique_ids
     );
 
-    let export = mesh.channel(mesh.addrs.siem_export).await;
+    let export = mesh.channel(serve.addrs.siem_export).await;
     eventually("the event delivered to intel", serve, || {
         let mut client = ExportServiceClient::new(export.clone());
         async move {
@@ -222,7 +222,7 @@ async fn every_internal_link_works(mesh: &Mesh, serve: &Serve, dir: &Path, event
         source_service: "soc".into(),
         ..Default::default()
     };
-    let shared = IntelServiceClient::new(mesh.channel(mesh.addrs.intel).await)
+    let shared = IntelServiceClient::new(mesh.channel(serve.addrs.intel).await)
         .share_indicators(authed(share, "ops-admin"))
         .await
         .unwrap()
@@ -246,6 +246,7 @@ async fn every_listener_and_internal_link_of_serve_all_speaks_mutual_tls() {
     let mesh = Mesh::new(dir.path());
     let addrs = mesh.addrs;
     let serve = Serve::start_with(dir.path(), addrs, &mesh.config, Some(mesh.grpc_tls())).await;
+    let addrs = serve.addrs;
 
     every_internal_link_works(&mesh, &serve, dir.path(), "tls-1").await;
 

@@ -1,6 +1,10 @@
 //! Helpers of the binary-level security tests: `attackmesh serve all` (or one `attackmesh
 //! serve <service>` per service) on free loopback ports with a config written for the test, raw
 //! gRPC calls to any method path, and the secret finder that the redaction test relies on.
+//!
+//! A port found free can be taken before the process binds it; [`Serve`] then starts again on
+//! fresh ports (the config's addresses moved with them), and only for that reason. Tests read
+//! the addresses from [`Serve::addrs`] once it started.
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
@@ -12,7 +16,7 @@ use std::{
 };
 
 use attackmesh_runtime::auth::hash_token;
-pub use attackmesh_testkit::free_addr;
+pub use attackmesh_testkit::free_addrs;
 use base64::Engine as _;
 use bytes::{Buf, BufMut};
 use serde_json::{Value, json};
@@ -61,15 +65,63 @@ pub struct Addrs {
 
 impl Addrs {
     pub fn new() -> Self {
+        let [
+            attribution,
+            enrichment,
+            siem_export,
+            intel,
+            correlation,
+            falco,
+            taxii,
+            metrics,
+        ] = free_addrs();
         Self {
-            attribution: free_addr(),
-            enrichment: free_addr(),
-            siem_export: free_addr(),
-            intel: free_addr(),
-            correlation: free_addr(),
-            falco: free_addr(),
-            taxii: free_addr(),
-            metrics: free_addr(),
+            attribution,
+            enrichment,
+            siem_export,
+            intel,
+            correlation,
+            falco,
+            taxii,
+            metrics,
+        }
+    }
+
+    fn all(&self) -> [SocketAddr; 8] {
+        [
+            self.attribution,
+            self.enrichment,
+            self.siem_export,
+            self.intel,
+            self.correlation,
+            self.falco,
+            self.taxii,
+            self.metrics,
+        ]
+    }
+
+    /// `config` with every address of `self` in its strings (`127.0.0.1:port`, `localhost:port`)
+    /// replaced by the same listener's address in `to`.
+    fn move_config(&self, to: &Addrs, config: &Value) -> Value {
+        match config {
+            Value::String(text) => {
+                let mut text = text.clone();
+                for (from, to) in self.all().iter().zip(to.all()) {
+                    for host in ["127.0.0.1", "localhost"] {
+                        text = replace_addr(
+                            &text,
+                            &format!("{host}:{}", from.port()),
+                            &format!("{host}:{}", to.port()),
+                        );
+                    }
+                }
+                Value::String(text)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.move_config(to, v)).collect()),
+            Value::Object(map) => {
+                Value::Object(map.iter().map(|(k, v)| (k.clone(), self.move_config(to, v))).collect())
+            }
+            other => other.clone(),
         }
     }
 
@@ -84,6 +136,24 @@ impl Addrs {
             _ => None,
         }
     }
+}
+
+/// `text` with `from` replaced by `to` where no digit follows (port 80 is not port 8080's start).
+fn replace_addr(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(from) {
+        let end = at + from.len();
+        out.push_str(&rest[..at]);
+        if rest[end..].starts_with(|c: char| c.is_ascii_digit()) {
+            out.push_str(from);
+        } else {
+            out.push_str(to);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A baseline config for `serve all` in `dir`: every service on its own port, the test's
@@ -150,16 +220,13 @@ impl Serve {
         config: &Value,
         tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Self {
-        let path = write_config(dir, config);
-        let log = dir.join("serve.log");
-        let child = spawn(&["serve", "all"], &path, &log, &[]);
-        let mut serve = Self {
-            children: vec![child],
-            logs: vec![log],
-            addrs,
-        };
-        serve.wait_all_serving(tls).await;
-        serve
+        Self::start_on_free_ports(addrs, config, tls, |config| {
+            let path = write_config(dir, config);
+            let log = dir.join("serve.log");
+            let child = spawn(&["serve", "all"], &path, &log, &[]);
+            (vec![child], vec![log])
+        })
+        .await
     }
 
     /// Starts one `serve <service>` process per service with `config`, each with the extra
@@ -171,21 +238,45 @@ impl Serve {
         tls: Option<tonic::transport::ClientTlsConfig>,
         env: impl Fn(&str) -> Vec<(String, String)>,
     ) -> Self {
-        let path = write_config(dir, config);
-        let mut serve = Self {
-            children: Vec::new(),
-            logs: Vec::new(),
-            addrs,
-        };
-        for service in SERVICES {
-            let log = dir.join(format!("serve-{service}.log"));
-            serve
-                .children
-                .push(spawn(&["serve", service], &path, &log, &env(service)));
-            serve.logs.push(log);
+        Self::start_on_free_ports(addrs, config, tls, |config| {
+            let path = write_config(dir, config);
+            SERVICES
+                .iter()
+                .map(|service| {
+                    let log = dir.join(format!("serve-{service}.log"));
+                    (spawn(&["serve", service], &path, &log, &env(service)), log)
+                })
+                .unzip()
+        })
+        .await
+    }
+
+    /// Runs `launch` (processes and their logs) with `config` until every service reports
+    /// SERVING. When a process exits because one of its addresses was taken since the test
+    /// found it free, launches again on fresh addresses; any other exit fails the test.
+    async fn start_on_free_ports(
+        mut addrs: Addrs,
+        config: &Value,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+        mut launch: impl FnMut(&Value) -> (Vec<Child>, Vec<PathBuf>),
+    ) -> Self {
+        let mut config = config.clone();
+        for attempt in 1.. {
+            let (children, logs) = launch(&config);
+            let mut serve = Self { children, logs, addrs };
+            match serve.wait_all_serving(tls.clone()).await {
+                Ok(()) => return serve,
+                Err(output) if output.contains("Address already in use") && attempt < 5 => {
+                    eprintln!("a port was taken before attackmesh bound it; starting again on fresh ports:\n{output}");
+                    drop(serve);
+                    let fresh = Addrs::new();
+                    config = addrs.move_config(&fresh, &config);
+                    addrs = fresh;
+                }
+                Err(output) => panic!("attackmesh serve exited:\n{output}"),
+            }
         }
-        serve.wait_all_serving(tls).await;
-        serve
+        unreachable!()
     }
 
     /// Everything the processes wrote so far.
@@ -199,7 +290,8 @@ impl Serve {
             .collect()
     }
 
-    async fn wait_all_serving(&mut self, tls: Option<tonic::transport::ClientTlsConfig>) {
+    /// Waits until every gRPC service reports SERVING; the processes' output when one exits.
+    async fn wait_all_serving(&mut self, tls: Option<tonic::transport::ClientTlsConfig>) -> Result<(), String> {
         let addrs = self.addrs;
         for addr in [
             addrs.attribution,
@@ -208,22 +300,29 @@ impl Serve {
             addrs.intel,
             addrs.correlation,
         ] {
-            self.wait_serving(addr, tls.clone()).await;
+            self.wait_serving(addr, tls.clone()).await?;
         }
+        Ok(())
     }
 
     /// Waits until `addr` reports SERVING (plain gRPC), failing if a process of this run exits.
     pub async fn wait_serving_plain(&mut self, addr: SocketAddr) {
-        self.wait_serving(addr, None).await;
+        if let Err(output) = self.wait_serving(addr, None).await {
+            panic!("attackmesh serve exited:\n{output}");
+        }
     }
 
-    async fn wait_serving(&mut self, addr: SocketAddr, tls: Option<tonic::transport::ClientTlsConfig>) {
+    async fn wait_serving(
+        &mut self,
+        addr: SocketAddr,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Result<(), String> {
         use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             for child in &mut self.children {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("attackmesh serve exited with {status}:\n{}", self.output());
+                    return Err(format!("exit {status}\n{}", self.output()));
                 }
             }
             let endpoint = match &tls {
@@ -239,7 +338,7 @@ impl Serve {
                     .await
                 && answer.get_ref().status == ServingStatus::Serving as i32
             {
-                return;
+                return Ok(());
             }
             assert!(Instant::now() < deadline, "{addr} never served:\n{}", self.output());
             tokio::time::sleep(Duration::from_millis(100)).await;
