@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
@@ -42,10 +43,23 @@ def demo(tmp_path_factory):
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's ephemeral
+    range: the ports it hands out by itself (to every outgoing connection) come from that range,
+    so none of them takes this one before the process the test starts binds it."""
+    try:
+        first = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768
+    if first < 11000:
+        first = 32768
+    while True:
+        port = random.randrange(10000, first)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def write_tokens(path, tokens):

@@ -4,7 +4,6 @@ running attackmesh service with it (health, authenticated RPCs, refused tokens a
 import hashlib
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_tools import protoc
+
+from conftest import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("TEST_ATTACKMESH_BIN", str(ROOT / "target" / "debug" / "attackmesh"))
@@ -33,12 +34,6 @@ def stubs(tmp_path_factory):
     from attackmesh.v1 import attribution_pb2, attribution_pb2_grpc, common_pb2, events_pb2
 
     return attribution_pb2, attribution_pb2_grpc, common_pb2, events_pb2
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

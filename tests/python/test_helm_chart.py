@@ -10,13 +10,14 @@ import hashlib
 import os
 import pathlib
 import re
-import socket
 import subprocess
 import tempfile
 import time
 
 import pytest
 import yaml
+
+from conftest import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("TEST_ATTACKMESH_BIN", str(ROOT / "target" / "debug" / "attackmesh"))
@@ -160,12 +161,6 @@ def probe_commands(container):
             yield kind, probe["exec"]["command"]
 
 
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_every_rendered_service_config_is_accepted_by_the_binary(helm, case, tmp_path):
     docs = render(helm, case)
@@ -197,7 +192,7 @@ def check_health_command(args, mounts, root, what):
     it reports the connection failure (exit 1) rather than a usage error (exit 2)."""
     assert args[0] == "health", what
     args = [rewrite(a, mounts, root) for a in args]
-    args[args.index("--addr") + 1] = f"127.0.0.1:{closed_port()}"
+    args[args.index("--addr") + 1] = f"127.0.0.1:{free_port()}"
     args[args.index("--timeout") + 1] = "2s"
     run = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=30)
     assert run.returncode == 1 and "cannot connect" in run.stderr, (what, run.returncode, run.stderr)
@@ -244,7 +239,7 @@ def test_readiness_command_reports_serving_from_a_service_started_with_the_rende
     spec = w["spec"]["template"]["spec"]
     container = spec["containers"][0]
     mounts = lay_out_pod(spec, container, docs, tmp_path)
-    port = closed_port()
+    port = free_port()
     config = under(tmp_path, "/etc/attackmesh/config.yaml")
     text = rewrite(config.read_text(), mounts, tmp_path).replace("0.0.0.0:50051", f"127.0.0.1:{port}")
     config.write_text(text)
