@@ -25,6 +25,7 @@ use std::{
 
 use bytes::Bytes;
 use http_body::Frame;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Status, body::Body, server::NamedService};
 
@@ -33,6 +34,7 @@ use tonic::{Status, body::Body, server::NamedService};
 pub struct ByteBudget {
     permits: Arc<Semaphore>,
     total: usize,
+    held: Option<Gauge>,
 }
 
 impl ByteBudget {
@@ -42,6 +44,16 @@ impl ByteBudget {
         Self {
             permits: Arc::new(Semaphore::new(total)),
             total,
+            held: None,
+        }
+    }
+
+    /// A budget of `total` bytes whose reservations add what they hold to `held` (a gauge
+    /// several budgets of one process may share) and take it back when they give it back.
+    pub fn with_gauge(total: usize, held: Gauge) -> Self {
+        Self {
+            held: Some(held),
+            ..Self::new(total)
         }
     }
 
@@ -67,6 +79,18 @@ impl ByteBudget {
 #[derive(Debug, Default)]
 pub struct Reservation {
     permit: Option<OwnedSemaphorePermit>,
+    /// The budget's gauge, which counts [`Reservation::bytes`] while they are held.
+    held: Option<Gauge>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.count(-gauge_delta(self.bytes()));
+    }
+}
+
+fn gauge_delta(bytes: usize) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 impl Reservation {
@@ -83,6 +107,7 @@ impl Reservation {
         if want <= have {
             if let Some(permit) = &mut self.permit {
                 drop(permit.split(have - want));
+                self.count(-gauge_delta(have - want));
             }
             return true;
         }
@@ -95,9 +120,19 @@ impl Reservation {
                     Some(permit) => permit.merge(more),
                     None => self.permit = Some(more),
                 }
+                if self.held.is_none() {
+                    self.held.clone_from(&budget.held);
+                }
+                self.count(gauge_delta(want - have));
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    fn count(&self, delta: i64) {
+        if let Some(held) = &self.held {
+            held.inc_by(delta);
         }
     }
 }
@@ -353,6 +388,25 @@ mod tests {
         drop((a, b));
         let all = budget.try_reserve(1_000).unwrap();
         assert_eq!(all.bytes(), 100, "more than the budget takes all of it");
+    }
+
+    #[test]
+    fn the_gauge_shows_the_bytes_reservations_hold() {
+        let held = Gauge::default();
+        let budget = ByteBudget::with_gauge(100, held.clone());
+        let mut a = budget.try_reserve(60).unwrap();
+        assert_eq!(held.get(), 60);
+        let mut b = Reservation::default();
+        assert!(b.try_resize(&budget, 30), "a reservation made empty joins the gauge");
+        assert_eq!(held.get(), 90);
+        assert!(!a.try_resize(&budget, 80), "a failed resize changes nothing");
+        assert_eq!(held.get(), 90);
+        assert!(a.try_resize(&budget, 20));
+        assert_eq!(held.get(), 50);
+        drop(a);
+        assert_eq!(held.get(), 30);
+        drop(b);
+        assert_eq!(held.get(), 0, "all given back");
     }
 
     fn receiving(budget: Option<ByteBudget>) -> Receiving {

@@ -46,7 +46,10 @@ impl Admission {
     pub(crate) fn new(limits: &IngestLimits, rates: &RateLimits) -> Self {
         Self {
             batches: Arc::new(Semaphore::new(limits.max_in_flight_batches)),
-            bytes: ByteBudget::new(limits.max_in_flight_bytes),
+            bytes: ByteBudget::with_gauge(
+                limits.max_in_flight_bytes,
+                crate::metrics::METRICS.in_flight_bytes.clone(),
+            ),
             retry_after: limits.retry_after,
             limiter: RateLimiter::new(rates.clone()),
         }

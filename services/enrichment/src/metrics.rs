@@ -32,6 +32,9 @@ pub const REATTRIBUTE_BACKLOG: &str = "enrichment_reattribute_backlog_bytes";
 pub const ACK_LATENCY: &str = "enrichment_ack_latency_seconds";
 /// Batches being processed.
 pub const IN_FLIGHT: &str = "enrichment_in_flight_batches";
+/// Bytes held against `ingest.max_in_flight_bytes`: request messages while they arrive and
+/// batches until their answer.
+pub const IN_FLIGHT_BYTES: &str = "enrichment_in_flight_bytes";
 /// Open streams to each upstream.
 pub const UPSTREAM_STREAMS: &str = "enrichment_upstream_streams";
 /// Stream (re)connection attempts to each upstream.
@@ -86,6 +89,8 @@ pub struct Metrics {
     pub ack_latency: Histogram,
     /// See [`IN_FLIGHT`].
     pub in_flight: Gauge,
+    /// See [`IN_FLIGHT_BYTES`].
+    pub in_flight_bytes: Gauge,
     /// See [`UPSTREAM_STREAMS`].
     pub upstream_streams: Family<UpstreamLabel, Gauge>,
     /// See [`UPSTREAM_RECONNECTS`].
@@ -118,6 +123,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         reattribute_backlog: Gauge::default(),
         ack_latency: buckets(),
         in_flight: Gauge::default(),
+        in_flight_bytes: Gauge::default(),
         upstream_streams: Family::default(),
         upstream_reconnects: Family::default(),
         upstream_latency: Family::new_with_constructor(buckets),
@@ -162,6 +168,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.ack_latency.clone(),
     );
     register(IN_FLIGHT, "Ingest batches being processed", m.in_flight.clone());
+    register(
+        IN_FLIGHT_BYTES,
+        "Bytes of ingest messages arriving and batches being processed, held against ingest.max_in_flight_bytes",
+        m.in_flight_bytes.clone(),
+    );
     register(
         UPSTREAM_STREAMS,
         "Open streams to each upstream service",

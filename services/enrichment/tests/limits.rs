@@ -83,6 +83,27 @@ async fn a_full_reattribution_backlog_turns_degraded_batches_into_retry() {
 /// hanging it.
 const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Waits until the enrichment services of this test process hold at least `bytes` against their
+/// in-flight byte budget, as their metric shows.
+async fn wait_until_held(bytes: usize) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let held = attackmesh_runtime::metrics::render()
+            .lines()
+            .find_map(|line| line.strip_prefix("attackmesh_enrichment_in_flight_bytes "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if held >= bytes as f64 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service never counted the {bytes} bytes sent (holds {held})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A batch of `n` events of about 60 KiB each.
 fn heavy_batch(tag: &str, n: usize) -> IngestRequest {
     let events = (0..n)
@@ -118,6 +139,9 @@ async fn half_sent_messages_count_against_the_byte_budget_and_time_out() {
     let mut partial = frame_header(1_000_000);
     partial.extend(vec![0u8; 900_000]);
     stalled.send(&partial, false).await;
+    // Sent is not yet received: a batch read before the message would hold the room the
+    // message then lacks. Wait until the service counts the message's bytes.
+    wait_until_held(partial.len()).await;
 
     // Another batch that does not fit beside it is refused instead of taken beyond the budget.
     let mut client = cluster.ingest_client();
