@@ -327,7 +327,11 @@ async fn an_outage_delays_delivery_but_loses_nothing() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Wait for the sink's first failed attempt rather than a fixed time.
+    eventually(30, "a failed delivery attempt", || async {
+        !h.sink("elasticsearch").status().last_error.is_empty()
+    })
+    .await;
     let down = h.sink("elasticsearch").status();
     assert_eq!(
         (down.delivered, down.queue_depth, down.healthy),
