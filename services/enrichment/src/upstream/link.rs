@@ -14,7 +14,7 @@ use std::{
     collections::VecDeque,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -28,7 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming, codec::CompressionEncoding};
 
-use super::{Upstream, wire::Wire};
+use super::{Upstream, streams::OpenStreams, wire::Wire};
 use crate::{config::UpstreamConfig, metrics};
 
 /// Largest message sent or accepted on a link.
@@ -101,9 +101,7 @@ struct Shared<R: Rpc> {
     rx: tokio::sync::Mutex<mpsc::Receiver<Job<R>>>,
     retry: Mutex<VecDeque<Job<R>>>,
     retry_notify: Notify,
-    connected: AtomicUsize,
-    down_since: Mutex<Option<Instant>>,
-    up: watch::Sender<bool>,
+    streams: OpenStreams,
     stop: CancellationToken,
 }
 
@@ -119,6 +117,7 @@ impl<R: Rpc> Link<R> {
     /// is cancelled.
     pub(crate) fn start(rpc: R, upstream: Upstream, config: &UpstreamConfig, stop: CancellationToken) -> Self {
         let (tx, rx) = mpsc::channel(config.streams * config.max_in_flight);
+        let name = upstream.name;
         let shared = Arc::new(Shared {
             rpc,
             upstream,
@@ -126,9 +125,7 @@ impl<R: Rpc> Link<R> {
             rx: tokio::sync::Mutex::new(rx),
             retry: Mutex::new(VecDeque::new()),
             retry_notify: Notify::new(),
-            connected: AtomicUsize::new(0),
-            down_since: Mutex::new(Some(Instant::now())),
-            up: watch::Sender::new(false),
+            streams: OpenStreams::new(name),
             stop,
         });
         for _ in 0..config.streams {
@@ -183,19 +180,15 @@ impl<R: Rpc> Link<R> {
 
     /// Follows [`Link::is_up`].
     pub(crate) fn watch(&self) -> watch::Receiver<bool> {
-        self.shared.up.subscribe()
+        self.shared.streams.watch()
     }
 }
 
 impl<R: Rpc> Shared<R> {
     fn given_up(&self) -> bool {
-        self.connected.load(Ordering::Acquire) == 0
-            && self
-                .down_since
-                .lock()
-                .ok()
-                .and_then(|d| *d)
-                .is_some_and(|since| since.elapsed() >= self.config.give_up_after)
+        self.streams
+            .down_for()
+            .is_some_and(|down| down >= self.config.give_up_after)
     }
 
     fn unavailable(&self) -> LinkError {
@@ -203,20 +196,7 @@ impl<R: Rpc> Shared<R> {
     }
 
     fn set_connected(&self, connected: bool) {
-        let now = if connected {
-            self.connected.fetch_add(1, Ordering::AcqRel) + 1
-        } else {
-            self.connected.fetch_sub(1, Ordering::AcqRel) - 1
-        };
-        if let Ok(mut since) = self.down_since.lock() {
-            *since = if now == 0 { since.or(Some(Instant::now())) } else { None };
-        }
-        metrics::upstream_streams(self.upstream.name, now);
-        self.up.send_if_modified(|up| {
-            let changed = *up != (now > 0);
-            *up = now > 0;
-            changed
-        });
+        let now = self.streams.count(connected);
         if connected && now == 1 {
             tracing::info!(upstream = self.upstream.name, "connected");
         } else if !connected && now == 0 && self.stop.is_cancelled() {
@@ -268,7 +248,7 @@ impl<R: Rpc> Shared<R> {
     async fn wait_down(&self, pause: Duration) {
         let until = Instant::now() + pause;
         loop {
-            if self.connected.load(Ordering::Acquire) == 0 {
+            if self.streams.open() == 0 {
                 self.expire();
             }
             let now = Instant::now();

@@ -4,6 +4,7 @@
 //! streams ([`link`]). This module never retries calls itself; [`link`] does.
 
 pub(crate) mod link;
+mod streams;
 pub(crate) mod wire;
 
 use std::time::Duration;
