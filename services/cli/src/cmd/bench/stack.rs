@@ -131,7 +131,26 @@ impl Stack {
         }
     }
 
+    /// One process per service on ports found free. A port can be taken between finding it
+    /// and the child binding it; the stack then starts again on fresh ports (a few times),
+    /// for that reason only.
     async fn start_separate(setup: &Setup, dir: &Path, phase: &str, noop: bool) -> anyhow::Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_separate_once(setup, dir, phase, noop).await {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+                    tracing::warn!(
+                        attempt,
+                        "a port was taken before a service bound it; starting again on fresh ports"
+                    );
+                    attempt += 1;
+                }
+                started => return started,
+            }
+        }
+    }
+
+    async fn start_separate_once(setup: &Setup, dir: &Path, phase: &str, noop: bool) -> anyhow::Result<Self> {
         let addrs = Addrs {
             attribution: free_addr()?,
             enrichment: free_addr()?,
