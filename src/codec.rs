@@ -88,3 +88,30 @@ impl From<crate::proto::ExportRequest> for EncodedExport {
         }
     }
 }
+
+/// `attackmesh.v1.IngestRequest` with its events left encoded, as [`EncodedExport`] is for
+/// `ExportRequest`: a detector-side shipper encodes each `DetectionEvent` once, on the thread
+/// that parsed it, and a batch is sent (and resent) from those bytes.
+#[derive(Clone, PartialEq, Message)]
+pub struct EncodedIngest {
+    /// Sender-chosen batch number, echoed in the acknowledgement.
+    #[prost(uint64, tag = "1")]
+    pub batch_id: u64,
+    /// The detections, each an encoded `DetectionEvent`.
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    pub events: Vec<Bytes>,
+    /// W3C trace context of the batch.
+    #[prost(map = "string, string", tag = "3")]
+    pub trace_context: HashMap<String, String>,
+}
+
+impl From<crate::proto::IngestRequest> for EncodedIngest {
+    /// Encodes each event, as a client would send it.
+    fn from(request: crate::proto::IngestRequest) -> Self {
+        Self {
+            batch_id: request.batch_id,
+            events: request.events.iter().map(|e| Bytes::from(e.encode_to_vec())).collect(),
+            trace_context: request.trace_context,
+        }
+    }
+}

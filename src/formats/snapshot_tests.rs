@@ -166,3 +166,54 @@ fn formats_snapshot_of_every_sample_is_unchanged() {
         );
     }
 }
+
+/// A shipper sends the events of a batch as [`crate::codec::EncodedIngest`], each encoded where
+/// it was parsed: the bytes must be the `IngestRequest` of those events, for every sample.
+#[test]
+fn encoded_ingest_of_every_sample_is_the_ingest_request() {
+    use prost::Message as _;
+
+    use crate::{codec::EncodedIngest, proto::IngestRequest};
+
+    let mut batches = 0;
+    for (format, label, path) in inputs() {
+        let events: Vec<_> = read_all(format, &path)
+            .into_iter()
+            .filter_map(|record| record.result.ok().flatten())
+            .collect();
+        for chunk in events.chunks(500) {
+            let request = IngestRequest {
+                batch_id: u64::MAX - batches,
+                events: chunk.to_vec(),
+                trace_context: [("traceparent".to_owned(), "00-ab-cd-01".to_owned())].into(),
+            };
+            let encoded = EncodedIngest::from(request.clone());
+            assert_eq!(encoded.encoded_len(), request.encoded_len(), "{label}");
+            assert_eq!(encoded.encode_to_vec(), request.encode_to_vec(), "{label}");
+            assert_eq!(
+                EncodedIngest::decode(request.encode_to_vec().as_slice()).ok(),
+                Some(encoded),
+                "{label}"
+            );
+            batches += 1;
+        }
+    }
+    assert!(batches >= 3, "the fixtures are always checked");
+    // Hostile events: empty, a huge attribute, characters at the edges of Unicode.
+    let mut hostile = crate::proto::DetectionEvent {
+        event_id: "é\u{0}\u{10ffff}".into(),
+        ..Default::default()
+    };
+    hostile.attributes.insert(String::new(), "x".repeat(70_000));
+    let request = IngestRequest {
+        batch_id: 0,
+        events: vec![hostile, Default::default()],
+        trace_context: Default::default(),
+    };
+    let encoded = EncodedIngest::from(request.clone());
+    assert_eq!(encoded.encode_to_vec(), request.encode_to_vec());
+    assert_eq!(
+        IngestRequest::decode(encoded.encode_to_vec().as_slice()).ok(),
+        Some(request)
+    );
+}

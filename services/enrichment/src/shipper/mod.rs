@@ -24,8 +24,9 @@ use std::{
 };
 
 use attackmesh::{
+    codec::EncodedIngest,
     formats::Format,
-    proto::{AckStatus, IngestRequest, IngestResponse},
+    proto::{AckStatus, IngestResponse},
 };
 use attackmesh_runtime::{backoff::Backoff, secret::Secret};
 pub use checkpoint::{Checkpoint, Checkpoints};
@@ -225,7 +226,7 @@ struct Resend {
 }
 
 struct Stream {
-    out: mpsc::Sender<Wire<IngestRequest>>,
+    out: mpsc::Sender<Wire<EncodedIngest>>,
     inbound: Streaming<IngestResponse>,
     in_flight: std::collections::VecDeque<Batch>,
 }
@@ -439,7 +440,7 @@ impl Run {
         grpc.ready()
             .await
             .map_err(|e| tonic::Status::unavailable(format!("not ready: {e}")))?;
-        let codec = tonic_prost::ProstCodec::<Wire<IngestRequest>, IngestResponse>::default();
+        let codec = tonic_prost::ProstCodec::<Wire<EncodedIngest>, IngestResponse>::default();
         let path = http::uri::PathAndQuery::from_static(attackmesh::grpc_path!(
             attackmesh::proto::ingest_service_server::SERVICE_NAME,
             "Ingest"

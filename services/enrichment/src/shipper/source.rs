@@ -13,10 +13,9 @@ use std::{
     time::Duration,
 };
 
-use attackmesh::{
-    formats::{Format, ParseState, Reader, open_path, open_path_at},
-    proto::DetectionEvent,
-};
+use attackmesh::formats::{Format, ParseState, Reader, open_path, open_path_at};
+use prost::Message as _;
+use prost::bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::checkpoint::{Checkpoint, Checkpoints};
@@ -25,12 +24,13 @@ use crate::error::Error;
 /// What the reader of file `file` found.
 #[derive(Debug)]
 pub(crate) enum Item {
-    /// A record that parsed to an event.
+    /// A record that parsed to an event, encoded here so the event is built, encoded and freed
+    /// on the reading thread and only its bytes cross to the sender.
     Event {
         file: usize,
         line: u64,
         end_offset: u64,
-        event: Box<DetectionEvent>,
+        event: Bytes,
     },
     /// A record that did not parse.
     Rejected {
@@ -175,7 +175,7 @@ fn read(
                     file,
                     line,
                     end_offset,
-                    event: Box::new(event),
+                    event: Bytes::from(event.encode_to_vec()),
                 },
                 Ok(None) => Item::Skip {
                     file,

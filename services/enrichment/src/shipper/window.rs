@@ -8,7 +8,8 @@
 
 use std::{collections::VecDeque, path::PathBuf, sync::Arc};
 
-use attackmesh::proto::{DetectionEvent, IngestRequest, IngestResponse};
+use attackmesh::{codec::EncodedIngest, proto::IngestResponse};
+use prost::bytes::Bytes;
 
 use super::{Rejected, checkpoint::Checkpoint, source::Item};
 
@@ -19,8 +20,8 @@ pub(crate) struct Batch {
     pub(crate) seq: u64,
     /// Index of the file.
     pub(crate) file: usize,
-    /// The request, shared so it can be resent without a copy.
-    pub(crate) request: Arc<IngestRequest>,
+    /// The request (its events encoded by the reader), shared so it can be resent without a copy.
+    pub(crate) request: Arc<EncodedIngest>,
     /// Line number of each event.
     pub(crate) lines: Vec<u64>,
 }
@@ -28,7 +29,8 @@ pub(crate) struct Batch {
 #[derive(Debug)]
 struct FileState {
     path: PathBuf,
-    events: Vec<DetectionEvent>,
+    /// Encoded events not yet in a batch.
+    events: Vec<Bytes>,
     lines: Vec<u64>,
     /// Position after the last item taken in.
     pos: Checkpoint,
@@ -85,7 +87,7 @@ impl Window {
                 event,
             } => {
                 let f = &mut self.files[file];
-                f.events.push(*event);
+                f.events.push(event);
                 f.lines.push(line);
                 f.pos.offset = end_offset;
                 f.pos.line = line;
@@ -181,7 +183,7 @@ impl Window {
         self.ready.push_back(Batch {
             seq,
             file,
-            request: Arc::new(IngestRequest {
+            request: Arc::new(EncodedIngest {
                 batch_id: seq,
                 events,
                 trace_context: Default::default(),
@@ -258,7 +260,7 @@ mod tests {
             file: 0,
             line,
             end_offset: line * 10,
-            event: Box::default(),
+            event: Bytes::new(),
         }
     }
 
