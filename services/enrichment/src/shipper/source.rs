@@ -13,9 +13,14 @@ use std::{
     time::Duration,
 };
 
-use attackmesh::formats::{Format, ParseState, Reader, open_path, open_path_at};
-use prost::Message as _;
-use prost::bytes::Bytes;
+use attackmesh::{
+    formats::{Format, ParseState, Reader, open_path, open_path_at},
+    proto::DetectionEvent,
+};
+use prost::{
+    Message as _,
+    bytes::{Bytes, BytesMut},
+};
 use tokio::sync::mpsc;
 
 use super::checkpoint::{Checkpoint, Checkpoints};
@@ -136,6 +141,7 @@ fn read(
         let mut reader = Reader::resume(format, input, &name, start.offset, start.state.clone())
             .with_first_line(start.line + 1)
             .follow(follow);
+        let mut encoder = Encoder::default();
         let mut idle_sent = false;
         loop {
             if stop.load(Ordering::Relaxed) {
@@ -175,7 +181,7 @@ fn read(
                     file,
                     line,
                     end_offset,
-                    event: Bytes::from(event.encode_to_vec()),
+                    event: encoder.encode(&event),
                 },
                 Ok(None) => Item::Skip {
                     file,
@@ -198,6 +204,28 @@ fn read(
                 return Ok(());
             }
         }
+    }
+}
+
+/// Room taken at once for encoded events: below the allocator's mmap threshold, and enough for
+/// dozens of records, so most events cost no allocation of their own.
+const BUFFER_BYTES: usize = 64 * 1024;
+
+/// Encodes events into slices of shared buffers; a buffer is freed once the last batch holding
+/// one of its events is acknowledged.
+#[derive(Default)]
+struct Encoder {
+    buf: BytesMut,
+}
+
+impl Encoder {
+    fn encode(&mut self, event: &DetectionEvent) -> Bytes {
+        let len = event.encoded_len();
+        if self.buf.capacity() < len {
+            self.buf.reserve(len.max(BUFFER_BYTES));
+        }
+        event.encode_raw(&mut self.buf);
+        self.buf.split().freeze()
     }
 }
 
