@@ -3,7 +3,8 @@
 //! Run with `cargo bench -p attackmesh-attack --bench sigma`. Reads every `.evtx` file of the
 //! shared samples (`../shared/data/samples/evtx-attack-samples`, skipped when absent) and reports
 //! events per second on one core (criterion "elements/s") for Sigma evaluation alone and for
-//! full attribution (rule packs, Sigma, actor ranking).
+//! full attribution (rule packs, Sigma, actor ranking). `sigma-load/compile` is the start-up
+//! cost of the embedded rules: parsing, routing and building the needle automata.
 
 #![allow(missing_docs)]
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use attackmesh::formats::{Format, Reader, open_path};
 use attackmesh::proto::DetectionEvent;
 use attackmesh_attack::Engine;
+use attackmesh_attack::sigma::{Compiled, SigmaPack};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn samples() -> Option<PathBuf> {
@@ -76,5 +78,13 @@ fn sigma(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sigma);
+fn load(c: &mut Criterion) {
+    let packs = SigmaPack::embedded().expect("embedded rules");
+    let mut g = c.benchmark_group("sigma-load");
+    g.sample_size(10);
+    g.bench_function("compile", |b| b.iter(|| Compiled::compile(black_box(&packs))));
+    g.finish();
+}
+
+criterion_group!(benches, sigma, load);
 criterion_main!(benches);

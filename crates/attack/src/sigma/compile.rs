@@ -2,20 +2,21 @@
 //! source, compile its detection and condition, and build the literal prefilter.
 //!
 //! A rule that cannot be compiled is recorded with its reason (see
-//! [`SigmaSet::rejected`](super::SigmaSet::rejected)); it never fails the set. The prefilter: every rule whose condition cannot hold unless one of a
-//! few literals occurs in the event (its *needles*) is registered under them in one
-//! Aho-Corasick automaton; rules with no such literals are always evaluated.
+//! [`SigmaSet::rejected`](super::SigmaSet::rejected)); it never fails the set. The prefilter: every
+//! rule whose condition cannot hold unless one of a few literals occurs in a named field (its
+//! *needles*) is registered under them in that field's automaton (see [`super::prefilter`]);
+//! rules with no such literals are always evaluated.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use aho_corasick::AhoCorasick;
 use serde::Deserialize as _;
 use serde_yaml::Value;
 
 use super::condition::{self, Expr};
 use super::logsource::{LogSource, Route};
-use super::value::{FieldId, FieldTest, compile_field};
+use super::prefilter::{Candidates, Prefilter};
+use super::value::{FieldId, FieldTest, Target, compile_field};
 use super::{Level, SigmaPack, SigmaRejected};
 
 /// Shortest literal worth a place in the prefilter.
@@ -101,14 +102,14 @@ pub(crate) struct SigmaRule {
     pub(crate) filtered: bool,
 }
 
-/// The rules of one channel, each list sorted and without repeats and already holding the
-/// rules of every channel (`Compiled::any_channel`), so an event's candidates are one lookup.
+/// The rules of one channel, each set already holding the rules of every channel
+/// (`Compiled::any_channel`), so an event's candidates are one lookup.
 #[derive(Debug, Default)]
 pub(crate) struct ChannelRoutes {
     /// Rules for an event of the channel whose event id has no rules of its own.
-    pub(crate) any: Vec<u32>,
+    pub(crate) any: Candidates,
     /// Rules for an event of the channel by event id: the channel's for any event id too.
-    pub(crate) by_event_id: LookupMap<u32, Vec<u32>>,
+    pub(crate) by_event_id: LookupMap<u32, Candidates>,
 }
 
 /// Per-pack figures.
@@ -136,11 +137,10 @@ pub struct Compiled {
     pub(crate) fields: LookupMap<Box<str>, FieldId>,
     /// Rules by channel (lowercase).
     pub(crate) channels: LookupMap<Box<str>, ChannelRoutes>,
-    /// Rules for every Windows event.
-    pub(crate) any_channel: Vec<u32>,
-    /// The prefilter over lowered field values, and the rules of each needle.
-    pub(crate) prefilter: Option<AhoCorasick>,
-    pub(crate) needle_rules: Vec<Vec<u32>>,
+    /// Rules for an event of a channel no rule names.
+    pub(crate) any_channel: Candidates,
+    /// The needle automata over lowered field values.
+    pub(crate) prefilter: Option<Prefilter>,
 }
 
 impl Compiled {
@@ -152,12 +152,11 @@ impl Compiled {
             rejected: Vec::new(),
             fields: LookupMap::default(),
             channels: LookupMap::default(),
-            any_channel: Vec::new(),
+            any_channel: Candidates::default(),
             prefilter: None,
-            needle_rules: Vec::new(),
         };
         let mut routes: Vec<Option<Vec<Route>>> = Vec::new();
-        let mut needles: Vec<Option<Vec<String>>> = Vec::new();
+        let mut needles: Vec<Option<Vec<Needle>>> = Vec::new();
         for (pack_idx, pack) in packs.iter().enumerate() {
             let mut info = SigmaPackInfo {
                 name: pack.name.clone(),
@@ -209,64 +208,55 @@ impl Compiled {
         c
     }
 
-    fn index(&mut self, routes: Vec<Option<Vec<Route>>>, needles: Vec<Option<Vec<String>>>) {
+    fn index(&mut self, routes: Vec<Option<Vec<Route>>>, needles: Vec<Option<Vec<(Target, String)>>>) {
+        let mut any_channel: Vec<u32> = Vec::new();
+        // Per channel: rules for any event id, and rules by event id.
+        type Lists = (Vec<u32>, LookupMap<u32, Vec<u32>>);
+        let mut channels: LookupMap<Box<str>, Lists> = LookupMap::default();
         for (i, r) in routes.into_iter().enumerate() {
             let i = i as u32;
             match r {
-                None => self.any_channel.push(i),
+                None => any_channel.push(i),
                 Some(routes) => {
                     for route in routes {
-                        let channel = self.channels.entry(route.channel.into()).or_default();
+                        let (any, by_event_id) = channels.entry(route.channel.into()).or_default();
                         if route.event_ids.is_empty() {
-                            channel.any.push(i);
+                            any.push(i);
                         }
                         for id in route.event_ids {
-                            channel.by_event_id.entry(*id).or_default().push(i);
+                            by_event_id.entry(*id).or_default().push(i);
                         }
                     }
                 }
             }
         }
+        self.prefilter = Prefilter::build(&needles, self.fields.len());
+        if self.prefilter.is_some() {
+            for (rule, set) in self.rules.iter_mut().zip(&needles) {
+                rule.filtered = set.is_some();
+            }
+        }
         // Each event's candidates ready-made: the channel's rules for any event id and the
-        // rules of every channel joined into each list (rule order, once each).
-        let any_channel = &self.any_channel;
-        let join = |list: &mut Vec<u32>, more: &[u32]| {
-            list.extend_from_slice(more);
-            list.sort_unstable();
-            list.dedup();
+        // rules of every channel joined into each set.
+        let rules = &self.rules;
+        let candidates = |list: &[u32], more: &[&[u32]]| {
+            let mut all = list.to_vec();
+            more.iter().for_each(|m| all.extend_from_slice(m));
+            let filtered = |r: u32| rules[r as usize].filtered;
+            let keywords = |r: u32| rules[r as usize].keywords();
+            Candidates::new(&all, rules.len(), filtered, keywords)
         };
-        for routes in self.channels.values_mut() {
-            for list in routes.by_event_id.values_mut() {
-                join(list, &routes.any);
-                join(list, any_channel);
-            }
-            join(&mut routes.any, any_channel);
+        for (channel, (any, by_event_id)) in channels {
+            let routes = ChannelRoutes {
+                any: candidates(&any, &[&any_channel]),
+                by_event_id: by_event_id
+                    .iter()
+                    .map(|(id, list)| (*id, candidates(list, &[&any, &any_channel])))
+                    .collect(),
+            };
+            self.channels.insert(channel, routes);
         }
-        let mut patterns: HashMap<String, usize> = HashMap::new();
-        for (i, set) in needles.into_iter().enumerate() {
-            let Some(set) = set else { continue };
-            self.rules[i].filtered = true;
-            for needle in set {
-                let next = patterns.len();
-                let at = *patterns.entry(needle).or_insert(next);
-                if at == self.needle_rules.len() {
-                    self.needle_rules.push(Vec::new());
-                }
-                self.needle_rules[at].push(i as u32);
-            }
-        }
-        let mut ordered: Vec<(String, usize)> = patterns.into_iter().collect();
-        ordered.sort_by_key(|(_, i)| *i);
-        let built = AhoCorasick::new(ordered.iter().map(|(p, _)| p.as_str()));
-        match built {
-            Ok(ac) => self.prefilter = Some(ac),
-            Err(_) => {
-                // Without the automaton every rule is evaluated: slower, never wrong.
-                for r in &mut self.rules {
-                    r.filtered = false;
-                }
-            }
-        }
+        self.any_channel = candidates(&any_channel, &[]);
     }
 
     fn intern(&mut self, name: &str) -> FieldId {
@@ -385,16 +375,32 @@ impl Compiled {
             let mut intern = |n: &str| self.intern(n);
             tests.push(compile_field(key, v, &mut intern)?);
         }
+        // Every test must hold, in whatever order: cheap ones first.
+        tests.sort_by_key(FieldTest::cost);
         Ok(tests)
     }
 }
 
-/// Literals one of which must occur for the rule to match; `None` when there is no such set.
-fn rule_needles(rule: &SigmaRule) -> Option<Vec<String>> {
-    expr_needles(&rule.condition, &rule.searches).filter(|set| set.iter().all(|n| n.len() >= MIN_NEEDLE))
+impl SigmaRule {
+    /// True when a search of the rule reads every field (Sigma keywords).
+    pub(crate) fn keywords(&self) -> bool {
+        self.searches.iter().any(|s| match s {
+            Search::All(tests) => tests.iter().any(|t| t.target == Target::Any),
+            Search::Any(alts) => alts.iter().flatten().any(|t| t.target == Target::Any),
+        })
+    }
 }
 
-fn expr_needles(e: &Expr, searches: &[Search]) -> Option<Vec<String>> {
+/// A needle: a lowered literal and where it must occur.
+type Needle = (Target, String);
+
+/// Literals one of which must occur (each in its field) for the rule to match; `None` when
+/// there is no such set.
+fn rule_needles(rule: &SigmaRule) -> Option<Vec<Needle>> {
+    expr_needles(&rule.condition, &rule.searches).filter(|set| set.iter().all(|(_, n)| n.len() >= MIN_NEEDLE))
+}
+
+fn expr_needles(e: &Expr, searches: &[Search]) -> Option<Vec<Needle>> {
     match e {
         Expr::Search(i) => match searches.get(*i)? {
             Search::All(tests) => best(tests.iter().map(test_needles)),
@@ -406,31 +412,31 @@ fn expr_needles(e: &Expr, searches: &[Search]) -> Option<Vec<String>> {
     }
 }
 
-fn test_needles(t: &FieldTest) -> Option<Vec<String>> {
+fn test_needles(t: &FieldTest) -> Option<Vec<Needle>> {
     if t.all {
         // Every value must match: the longest one's literal is required.
         let n = t.matchers.iter().filter_map(|m| m.needle()).max_by_key(|n| n.len())?;
-        return Some(vec![n.to_ascii_lowercase()]);
+        return Some(vec![(t.target, n.to_ascii_lowercase())]);
     }
     t.matchers
         .iter()
-        .map(|m| m.needle().map(str::to_ascii_lowercase))
+        .map(|m| m.needle().map(|n| (t.target, n.to_ascii_lowercase())))
         .collect()
 }
 
 /// The most selective of several required sets (longest shortest needle, then fewest).
-fn best(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
+fn best(sets: impl Iterator<Item = Option<Vec<Needle>>>) -> Option<Vec<Needle>> {
     sets.flatten().filter(|s| !s.is_empty()).max_by_key(|s| {
         (
-            s.iter().map(String::len).min().unwrap_or(0).min(16),
+            s.iter().map(|(_, n)| n.len()).min().unwrap_or(0).min(16),
             usize::MAX - s.len(),
         )
     })
 }
 
 /// The union of alternatives' sets; `None` when any alternative has none.
-fn union(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
+fn union(sets: impl Iterator<Item = Option<Vec<Needle>>>) -> Option<Vec<Needle>> {
+    let mut out: Vec<Needle> = Vec::new();
     for set in sets {
         for n in set? {
             if !out.contains(&n) {

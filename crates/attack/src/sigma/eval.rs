@@ -1,13 +1,15 @@
 //! Evaluating a [`Compiled`] set against one Windows event's fields: route by channel and
-//! event id, run the prefilter over the lowered values, then evaluate the conditions of the
-//! routed rules the prefilter let through. Per-thread scratch space is reused, so steady-state
-//! evaluation does not allocate.
+//! event id, load the values of the fields some rule names (every value when a candidate has
+//! keyword searches), scan each with its field's needle automaton, then evaluate the
+//! conditions of the candidates the prefilter let through, in rule order. Per-thread scratch
+//! space is reused, so steady-state evaluation does not allocate.
 
 use std::cell::RefCell;
 use std::net::IpAddr;
 
 use super::compile::{Compiled, Search};
 use super::condition::Expr;
+use super::prefilter::Candidates;
 use super::value::{Cmp, FieldTest, Matcher, Place, Target, in_network};
 
 const NONE: u32 = u32::MAX;
@@ -17,8 +19,10 @@ const NONE: u32 = u32::MAX;
 pub(crate) struct Scratch {
     raw: String,
     lower: String,
-    /// (raw start, raw end, lower start, lower end) of every value.
+    /// (raw start, raw end, lower start, lower end) of every loaded value.
     values: Vec<[u32; 4]>,
+    /// Interned field of every loaded value (`NONE`: a field no rule names).
+    value_fields: Vec<u32>,
     /// Value index of every interned field of the set being evaluated.
     slots: Vec<u32>,
     touched: Vec<u32>,
@@ -44,7 +48,7 @@ pub(crate) struct WinEvent<'a, I> {
 }
 
 impl Compiled {
-    /// Appends the indexes of the rules matching the event to `out`.
+    /// Appends the indexes of the rules matching the event to `out`, in rule order.
     pub(crate) fn matches<'a, I>(&self, ev: WinEvent<'a, I>, s: &mut Scratch, out: &mut Vec<u32>)
     where
         I: Iterator<Item = (&'a str, &'a str)>,
@@ -52,35 +56,49 @@ impl Compiled {
         s.key.clear();
         s.key.push_str(ev.channel);
         s.key.make_ascii_lowercase();
-        let candidates: &[u32] = match self.channels.get(s.key.as_str()) {
+        let candidates: &Candidates = match self.channels.get(s.key.as_str()) {
             Some(routes) => routes.by_event_id.get(&ev.event_id).unwrap_or(&routes.any),
             None => &self.any_channel,
         };
-        if candidates.is_empty() {
+        if candidates.empty {
             return;
         }
-        self.load(ev.fields, s);
+        self.load(ev.fields, candidates.keywords, s);
         s.hits.clear();
         s.hits.resize(self.rules.len().div_ceil(64), 0);
-        if let Some(ac) = &self.prefilter {
-            for m in ac.find_overlapping_iter(s.lower.as_str()) {
-                for r in &self.needle_rules[m.pattern().as_usize()] {
-                    s.hits[*r as usize / 64] |= 1 << (r % 64);
+        if let Some(p) = &self.prefilter {
+            for (i, &f) in s.value_fields.iter().enumerate() {
+                let [_, _, ls, le] = s.values[i];
+                let text = &s.lower[ls as usize..le as usize];
+                // A field's needles count in the value its tests read: its first one.
+                if f != NONE
+                    && s.slots[f as usize] == i as u32
+                    && let Some(n) = p.field(f)
+                {
+                    n.scan(text, &mut s.hits);
+                }
+                if candidates.keywords
+                    && let Some(n) = &p.any
+                {
+                    n.scan(text, &mut s.hits);
                 }
             }
         }
-        for &r in candidates {
-            let rule = &self.rules[r as usize];
-            if rule.filtered && s.hits[r as usize / 64] & (1 << (r % 64)) == 0 {
-                continue;
-            }
-            if self.expr(&rule.condition, &rule.searches, s) {
-                out.push(r);
+        for (w, (&filtered, &always)) in candidates.filtered.iter().zip(&candidates.always).enumerate() {
+            let mut bits = (s.hits[w] & filtered) | always;
+            while bits != 0 {
+                let r = (w * 64) as u32 + bits.trailing_zeros();
+                bits &= bits - 1;
+                let rule = &self.rules[r as usize];
+                if self.expr(&rule.condition, &rule.searches, s) {
+                    out.push(r);
+                }
             }
         }
     }
 
-    fn load<'a>(&self, fields: impl Iterator<Item = (&'a str, &'a str)>, s: &mut Scratch) {
+    /// Loads the values of the fields some rule names, or every value when `all`.
+    fn load<'a>(&self, fields: impl Iterator<Item = (&'a str, &'a str)>, all: bool, s: &mut Scratch) {
         for f in s.touched.drain(..) {
             if let Some(slot) = s.slots.get_mut(f as usize) {
                 *slot = NONE;
@@ -92,25 +110,28 @@ impl Compiled {
         s.raw.clear();
         s.lower.clear();
         s.values.clear();
+        s.value_fields.clear();
         for (k, v) in fields {
+            s.key.clear();
+            s.key.push_str(k);
+            s.key.make_ascii_lowercase();
+            let field = self.fields.get(s.key.as_str()).copied().unwrap_or(NONE);
+            // Without keyword searches only the first value of a named field is ever read.
+            if !all && (field == NONE || s.slots[field as usize] != NONE) {
+                continue;
+            }
+            let index = s.values.len() as u32;
+            if field != NONE && s.slots[field as usize] == NONE {
+                s.slots[field as usize] = index;
+                s.touched.push(field);
+            }
             let (rs, ls) = (s.raw.len() as u32, s.lower.len() as u32);
             s.raw.push_str(v);
             s.lower.push_str(v);
             let lower_end = s.lower.len();
-            s.lower[ls as usize..lower_end].make_ascii_lowercase();
-            // NUL keeps a needle from matching across two values.
-            s.lower.push('\0');
-            let index = s.values.len() as u32;
+            s.lower[ls as usize..].make_ascii_lowercase();
             s.values.push([rs, s.raw.len() as u32, ls, lower_end as u32]);
-            s.key.clear();
-            s.key.push_str(k);
-            s.key.make_ascii_lowercase();
-            if let Some(&f) = self.fields.get(s.key.as_str())
-                && s.slots[f as usize] == NONE
-            {
-                s.slots[f as usize] = index;
-                s.touched.push(f);
-            }
+            s.value_fields.push(field);
         }
     }
 
@@ -188,3 +209,7 @@ fn matcher(m: &Matcher, v: Option<(&str, &str)>, s: &Scratch) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "eval_tests.rs"]
+mod tests;

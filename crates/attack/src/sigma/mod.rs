@@ -6,6 +6,7 @@
 //!   compiled once per process), with every refused rule listed with its reason.
 //! - `logsource`: routing by `logsource` to event log channels and event ids.
 //! - `value`, `condition`: detection values with their modifiers, and conditions.
+//! - `prefilter`: needle automata per field and candidate rules per route.
 //! - `eval`: matching one event.
 //!
 //! A [`SigmaSet`] binds compiled sets to a knowledge base: each rule's `attack.tXXXX` tags are
@@ -19,6 +20,7 @@ mod condition;
 mod eval;
 mod logsource;
 mod modifiers;
+mod prefilter;
 pub mod source;
 mod value;
 

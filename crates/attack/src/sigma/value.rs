@@ -33,6 +33,13 @@ pub(crate) struct FieldTest {
     pub(crate) all: bool,
 }
 
+impl FieldTest {
+    /// Relative cost of the test: that of its dearest matcher.
+    pub(crate) fn cost(&self) -> u8 {
+        self.matchers.iter().map(Matcher::cost).max().unwrap_or(0)
+    }
+}
+
 /// How a compiled string pattern is placed in the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StrPat {
@@ -123,6 +130,16 @@ pub(crate) enum Place {
 }
 
 impl Matcher {
+    /// Relative cost of checking one value: string tests before parsing, regexes last.
+    fn cost(&self) -> u8 {
+        match self {
+            Matcher::Exists(_) | Matcher::Null => 0,
+            Matcher::Str { .. } | Matcher::FieldRef { .. } => 1,
+            Matcher::Cidr { .. } | Matcher::Num(..) => 2,
+            Matcher::Regex(_) => 3,
+        }
+    }
+
     /// The literal a matching value must contain (lowered), when there is one.
     pub(crate) fn needle(&self) -> Option<&str> {
         match self {
@@ -171,6 +188,8 @@ pub(crate) fn compile_field(
     for value in list {
         compile_value(&m, value, &mut matchers, intern).map_err(|e| format!("field `{key}`: {e}"))?;
     }
+    // Any or every of them must hold, in whatever order: cheap ones first.
+    matchers.sort_by_key(Matcher::cost);
     Ok(FieldTest {
         target,
         matchers,
