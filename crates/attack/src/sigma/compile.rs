@@ -4,7 +4,7 @@
 //! A rule that cannot be compiled is recorded with its reason (see
 //! [`SigmaSet::rejected`](super::SigmaSet::rejected)); it never fails the set. The prefilter: every
 //! rule whose condition cannot hold unless one of a few literals occurs in a named field (its
-//! *needles*) is registered under them in that field's automaton (see [`super::prefilter`]);
+//! *needles*) is registered under them in that field's automaton (see the `prefilter` module);
 //! rules with no such literals are always evaluated.
 
 use std::collections::HashMap;
