@@ -43,12 +43,19 @@ use crate::{
 /// Largest request message the service decodes (a full batch of large events).
 pub const MAX_MESSAGE_BYTES: usize = attackmesh::limits::MAX_MESSAGE_BYTES;
 
+/// Export batches decoded and on their way into the queues at once, over all streams: one
+/// appends (appends take turns) while the next is decoded and checked. Batches beyond wait as
+/// the bytes they arrived as: decoded, a real detector event takes about 3.5 times its
+/// encoding, and batches of several streams decoded while a sync was slow held tens of MiB.
+const MAX_BATCHES_AT_ONCE: usize = 2;
+
 /// What the service needs: the sinks' queues, the retry hint and the knowledge base.
 #[derive(Debug, Clone)]
 pub struct ExportState {
     sinks: Arc<Vec<SinkHandle>>,
     retry_after: Duration,
     append: Arc<std::sync::Mutex<()>>,
+    admit: Arc<tokio::sync::Semaphore>,
     kb: Option<Arc<Kb>>,
     disk: DiskState,
 }
@@ -60,6 +67,7 @@ impl ExportState {
             sinks: Arc::new(sinks),
             retry_after,
             append: Arc::default(),
+            admit: Arc::new(tokio::sync::Semaphore::new(MAX_BATCHES_AT_ONCE)),
             kb: None,
             disk: DiskState::default(),
         }
@@ -182,6 +190,12 @@ impl ExportState {
             };
             return Err(attackmesh::validate::to_status("", &[v]));
         }
+        // Held until the batch is queued (or refused); the semaphore is never closed.
+        let _turn = self
+            .admit
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("export is shutting down"))?;
         let received = decode_events(batch.events)?;
         let repeats = {
             let events: Vec<&EnrichedEvent> = received.iter().map(ReceivedEvent::event).collect();
@@ -255,20 +269,21 @@ impl ExportState {
 /// events attributed with an older release keep them).
 fn known_techniques(kb: &Kb, event: &EnrichedEvent) -> Result<(), Vec<FieldViolation>> {
     let techniques = event.metadata.iter().flat_map(|m| m.techniques.iter());
+    // Field names are built only for the ids refused: every accepted event passes here.
     let ids = event
         .technique_ids
         .iter()
         .enumerate()
-        .map(|(i, id)| (format!("technique_ids[{i}]"), id))
-        .chain(
-            techniques
-                .enumerate()
-                .map(|(i, t)| (format!("metadata.techniques[{i}].id"), &t.id)),
-        );
+        .map(|(i, id)| (false, i, id))
+        .chain(techniques.enumerate().map(|(i, t)| (true, i, &t.id)));
     let unknown: Vec<FieldViolation> = ids
-        .filter(|(_, id)| kb.technique(id).is_none())
-        .map(|(field, id)| FieldViolation {
-            field,
+        .filter(|(_, _, id)| kb.technique(id).is_none())
+        .map(|(in_metadata, i, id)| FieldViolation {
+            field: if in_metadata {
+                format!("metadata.techniques[{i}].id")
+            } else {
+                format!("technique_ids[{i}]")
+            },
             description: format!("`{id}` is not a technique of ATT&CK {}", kb.attack_version()),
         })
         .collect();
