@@ -3,7 +3,7 @@
 //! (with and without the per-batch fsync) and reads back from disk, and the per-event encoders
 //! of the queue record, the Elasticsearch and Splunk HEC sinks (the ECS document and the HEC
 //! envelope), and every sink shape over the real Suricata sample as siem-export receives it
-//! (parsed and attributed).
+//! (parsed and attributed), and the file sink writing a batch of it.
 //!
 //! The `suricata` benchmarks use 500 alerts of the shared Suricata sample, attributed by the
 //! embedded engine as the pipeline does (about 3 KB encoded each); they are skipped when the
@@ -22,7 +22,11 @@ use attackmesh_attack::Engine;
 use attackmesh_siem_export::{
     config::FsyncPolicy,
     queue::{EncodedEvent, Queue, QueueSettings, ReceivedEvent},
-    sinks::util::{Original, ecs, hec},
+    sinks::{
+        QueuedEvent, Sink,
+        file::{FileSink, FileSinkConfig},
+        util::{Original, ecs, hec},
+    },
 };
 use attackmesh_testkit::{data, fixtures};
 use bytes::Bytes;
@@ -201,6 +205,43 @@ fn suricata(c: &mut Criterion) {
     };
     export_batch(c, &events);
     queue_suricata(c, &events);
+    file_sink_suricata(c, &events);
+}
+
+/// The file sink writing the batch as canonical lines, synced, as its driver hands it over
+/// (no dedup record, so every round writes every line).
+fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = FileSinkConfig {
+        path: Some(dir.path().join("events.ndjson")),
+        dedup_ids: 0,
+        rotate_bytes: 64 << 20,
+        keep_files: 1,
+        ..Default::default()
+    };
+    let sink = FileSink::new(&config, dir.path().join("delivered.log")).expect("file sink");
+    let trace = trace();
+    let queued: Vec<Arc<QueuedEvent>> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            Arc::new(QueuedEvent {
+                seq: i as u64,
+                event: Arc::new(e.clone()),
+                trace_context: trace.clone(),
+                enqueued_at_micros: 1,
+            })
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("file_sink_500_suricata");
+    group.throughput(Throughput::Elements(queued.len() as u64));
+    group.sample_size(20);
+    group.bench_function("canonical_fsync", |b| b.iter(|| runtime.block_on(sink.send(&queued))));
+    group.finish();
 }
 
 fn queue(c: &mut Criterion) {

@@ -36,12 +36,19 @@ pub struct FileSink {
 }
 
 /// The open file (with its length) and the record of what was written, both opened on the
-/// first write.
+/// first write, and the buffer batches are encoded in.
 #[derive(Default)]
 struct State {
     file: Option<(File, u64)>,
     delivered: Option<Delivered>,
+    /// Kept between batches (up to [`KEEP_BUFFER_BYTES`]): a fresh buffer for every batch
+    /// grew by reallocation and page faults, each batch again.
+    buf: Vec<u8>,
 }
+
+/// Largest encoding buffer kept for the next batch; one grown past it by a batch of very
+/// large events is given back.
+const KEEP_BUFFER_BYTES: usize = 8 << 20;
 
 impl FileSink {
     /// Builds the sink; the file and `delivered_log` (the record of written event ids) are
@@ -100,7 +107,11 @@ struct Batch<'a> {
 impl Batch<'_> {
     fn write(&self, state: &Mutex<State>, events: &[Arc<QueuedEvent>]) -> Result<(), Error> {
         let mut state = lock(state);
-        let State { file: slot, delivered } = &mut *state;
+        let State {
+            file: slot,
+            delivered,
+            buf,
+        } = &mut *state;
         if slot.is_none() {
             *slot = Some(open(self.path)?);
         }
@@ -115,7 +126,11 @@ impl Batch<'_> {
                 self.config.dedup_ids,
             )?);
         }
-        let mut buf = Vec::with_capacity(events.len() * 1024);
+        buf.clear();
+        if buf.capacity() > KEEP_BUFFER_BYTES {
+            *buf = Vec::new();
+        }
+        buf.reserve(events.len() * 1024);
         let mut lines: Vec<Line<'_>> = Vec::with_capacity(events.len());
         // Revisions written by this batch so far: a copy inside the batch is a resend too.
         let mut in_batch: HashMap<&str, u32> = HashMap::new();
@@ -128,7 +143,7 @@ impl Batch<'_> {
                 in_batch.insert(id, revision);
             }
             let start = buf.len();
-            encode::write_line(&ev.event, self.config.shape, self.config.original, &mut buf);
+            encode::write_line(&ev.event, self.config.shape, self.config.original, buf);
             lines.push((id, revision, buf.len() - start));
         }
         if buf.is_empty() {
@@ -137,7 +152,7 @@ impl Batch<'_> {
         if let Some(d) = delivered.as_mut() {
             d.begin(*len, &lines)?;
         }
-        let result = file.write_all(&buf).and_then(|()| file.sync_data());
+        let result = file.write_all(buf).and_then(|()| file.sync_data());
         if let Err(e) = result {
             // Reopen next time; a partial line is completed by nothing, so start a fresh line.
             let _ = file.write_all(b"\n");
