@@ -384,3 +384,51 @@ async fn technique_ids_outside_attack_are_rejected_like_ingest_rejects_them() {
     assert!(rejection.violations[0].description.contains("T9999"), "{rejection:?}");
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn batches_of_many_streams_at_once_are_all_durable_and_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::config(dir.path());
+    c.file.path = Some(dir.path().join("out").join("events.ndjson"));
+    let running = start(c).await;
+    // More streams at once than batches are decoded at once: the others wait their turn.
+    let (streams, batches, per_batch) = (6u64, 4u64, 25u64);
+    let sends = (0..streams).map(|s| {
+        let channel = running.channel();
+        let batches: Vec<ExportRequest> = (0..batches)
+            .map(|b| ExportRequest {
+                batch_id: s * 100 + b,
+                events: (0..per_batch)
+                    .map(|i| fixtures::event((s * batches + b) * per_batch + i))
+                    .collect(),
+                trace_context: HashMap::new(),
+            })
+            .collect();
+        tokio::spawn(async move { export(&channel, batches).await })
+    });
+    for answers in futures::future::join_all(sends).await {
+        for a in answers.unwrap() {
+            assert_eq!((a.status, a.accepted), (AckStatus::Durable as i32, per_batch as u32));
+        }
+    }
+    let total = (streams * batches * per_batch) as usize;
+    let out = dir.path().join("out").join("events.ndjson");
+    eventually(30, "file sink wrote every event", || async {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= total)
+    })
+    .await;
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut ids: Vec<String> = text
+        .lines()
+        .map(|l| {
+            attackmesh::json::from_json::<attackmesh::proto::EnrichedEvent>(l)
+                .unwrap()
+                .event_id
+        })
+        .collect();
+    ids.sort();
+    let mut want: Vec<String> = (0..total as u64).map(|i| fixtures::event(i).event_id).collect();
+    want.sort();
+    assert_eq!(ids, want, "each event exactly once");
+    running.stop().await.unwrap();
+}

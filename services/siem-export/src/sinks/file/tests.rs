@@ -144,3 +144,41 @@ async fn with_dedup_off_every_copy_is_written() {
     assert_eq!(written(&path).len(), 2);
     assert!(!dir.path().join("delivered.log").exists());
 }
+
+#[tokio::test]
+async fn batches_after_one_of_very_large_events_are_written_as_if_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.ndjson");
+    let config = FileSinkConfig {
+        path: Some(path.clone()),
+        ..Default::default()
+    };
+    let sink = FileSink::new(&config, dir.path().join("delivered.log")).unwrap();
+    // 12 events of 1 MiB each grow the batch buffer past what is kept for the next batch.
+    let large: Vec<Arc<QueuedEvent>> = (0..12)
+        .map(|i| {
+            let mut event = attackmesh_testkit::fixtures::event(i);
+            event.original = "x".repeat(1 << 20);
+            Arc::new(QueuedEvent {
+                seq: i,
+                event: Arc::new(event),
+                trace_context: Default::default(),
+                enqueued_at_micros: 0,
+            })
+        })
+        .collect();
+    let batches = [large, (12..20).map(queued).collect(), (20..23).map(queued).collect()];
+    let mut want = Vec::new();
+    for batch in &batches {
+        assert!(sink.send(batch).await.iter().all(|o| *o == ItemOutcome::Delivered));
+        for ev in batch {
+            attackmesh::json::write_enriched_event(&ev.event, true, &mut want);
+            want.push(b'\n');
+        }
+    }
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        want,
+        "every line once, nothing of an earlier batch"
+    );
+}
