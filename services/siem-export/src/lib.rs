@@ -11,6 +11,7 @@
 //! - [`dlq`]: dead letters on disk; list, show and replay for `attackmesh dlq`.
 //! - [`disk`]: a full queue disk (Export answers RETRY, health NOT_SERVING until space returns).
 //! - [`service`]: the gRPC `ExportService`; [`server`]: wiring onto the shared runtime.
+//! - [`memory`]: gives the allocator's free pages back to the system once a second.
 //! - [`metrics`], [`status`]: Prometheus metrics and `GetSinkStatus` counters.
 //! - [`content`]: Kibana detection rules and the Splunk app that make the delivered alerts'
 //!   ATT&CK visible inside Elastic Security and Splunk.
@@ -19,7 +20,7 @@
 //! independently, so a dead sink never delays the others. This crate does no authentication
 //! (the runtime's tower layer does) and never logs credentials or event payloads.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
@@ -28,6 +29,7 @@ pub mod disk;
 pub mod dlq;
 pub mod driver;
 pub mod error;
+pub mod memory;
 pub mod metrics;
 pub mod queue;
 pub mod server;

@@ -1,0 +1,68 @@
+//! Gives the C allocator's free memory back to the system at a steady pace.
+//!
+//! Events are decoded on the runtime's worker threads, written by sinks on blocking threads and
+//! freed wherever their last reference goes; glibc keeps one heap arena per such thread (up to
+//! eight per core) and each arena keeps the free space of its own peak, in the middle of the
+//! heap where its automatic trimming never reaches. At a steady 10,000 real detector events/s
+//! that free space was a fifth of siem-export's resident memory, and it grew with every burst.
+//! [`trim`] returns whole free pages of every arena (`malloc_trim`); [`run`] calls it once per
+//! [`INTERVAL`], which costs a walk of the free lists and a page fault per returned page that
+//! is used again: nothing next to decoding the events that dirtied them.
+//!
+//! This module holds the crate's only unsafe code.
+#![allow(unsafe_code)]
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// Time between trims.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// Returns the allocator's free pages to the system (blocking: call it off the async runtime).
+/// Returns whether any memory was released; a no-op where the allocator is not glibc's.
+pub fn trim() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `malloc_trim` only releases free memory, under each arena's own lock; it
+        // takes no pointer and is safe to call from any thread at any time.
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
+/// Trims every [`INTERVAL`] until `stop` is cancelled.
+pub async fn run(stop: CancellationToken) {
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if tokio::task::spawn_blocking(trim).await.is_err() {
+                    return;
+                }
+            }
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trimming_leaves_live_memory_alone() {
+        let live: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i; 64 << 10]).collect();
+        drop((0..64).map(|_| vec![0u8; 64 << 10]).collect::<Vec<_>>());
+        trim();
+        assert!(
+            live.iter()
+                .enumerate()
+                .all(|(i, v)| v.iter().all(|b| usize::from(*b) == i))
+        );
+    }
+}
