@@ -191,16 +191,24 @@ def test_sdk_exporters_to_serve_all(tmp_path):
 
 
 class Sender(threading.Thread):
-    """Exports numbered records in batches with one SDK exporter, remembering the acknowledged."""
+    """Exports numbered records in batches with one SDK exporter, remembering the acknowledged.
 
-    def __init__(self, name, exporter, batches, size):
+    After `hold_after` batches it waits for `resume`, so a fault can be injected while it still
+    has batches to send, however fast the pipeline acknowledges.
+    """
+
+    def __init__(self, name, exporter, batches, size, hold_after):
         super().__init__(daemon=True)
         self.name, self.exporter, self.batches, self.size = name, exporter, batches, size
+        self.hold_after, self.held, self.resume = hold_after, threading.Event(), threading.Event()
         self.acked, self.failed = set(), 0
         self.log, self.records = logger(f"{name}-detector", name)
 
     def run(self):
         for b in range(self.batches):
+            if b == self.hold_after:
+                self.held.set()
+                self.resume.wait(timeout=240)
             bodies = [f"{self.name}-{b:03d}-{i:02d}" for i in range(self.size)]
             falco_alert(self.log, f"{self.name}-{b:03d}")
             for body in bodies:
@@ -226,17 +234,20 @@ def test_acknowledged_records_survive_a_siem_export_kill(tmp_path):
             services[name].start()
         senders = [
             Sender("grpc", GrpcLogExporter(endpoint=f"127.0.0.1:{ports['enrichment']}", insecure=True,
-                                           headers=headers, timeout=60), batches=30, size=10),
+                                           headers=headers, timeout=60), batches=30, size=10, hold_after=3),
             Sender("http", HttpLogExporter(endpoint=f"http://127.0.0.1:{http_port}/v1/logs", headers=headers,
-                                           timeout=60), batches=30, size=10),
+                                           timeout=60), batches=30, size=10, hold_after=3),
         ]
         for sender in senders:
             sender.start()
         export = services["siem-export"]
-        wait_until(lambda: all(len(s.acked) >= 30 for s in senders), export.proc, export.log, "first acks")
+        wait_until(lambda: all(s.held.is_set() and len(s.acked) >= 30 for s in senders), export.proc, export.log,
+                   "first acks")
         export.kill9()
         at_kill = sum(len(s.acked) for s in senders)
         assert any(s.is_alive() for s in senders), "the kill came after the last export"
+        for sender in senders:  # the rest is exported into the outage and after it
+            sender.resume.set()
         time.sleep(1)  # an outage, not a wait for a server
         export.start()
         for sender in senders:

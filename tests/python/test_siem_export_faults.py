@@ -68,7 +68,25 @@ def batches(proto_stubs, export_pb2):
     return out
 
 
-def client(port, requests, acked, done, errors, export_pb2_grpc, durable):
+class Gate:
+    """Lets the client send batches below `limit` only, so a kill always finds batches still to send."""
+
+    def __init__(self, limit):
+        self.limit, self.cond = limit, threading.Condition()
+
+    def open_to(self, limit):
+        with self.cond:
+            self.limit = limit
+            self.cond.notify_all()
+
+    def admit(self, requests):
+        for r in requests:
+            with self.cond:
+                self.cond.wait_for(lambda: r.batch_id < self.limit, timeout=60)
+            yield r
+
+
+def client(port, requests, acked, done, errors, export_pb2_grpc, durable, gate):
     """Streams every batch until each is acknowledged DURABLE; reconnects after a crash."""
     meta = (("authorization", f"Bearer {ADMIN}"),)
     deadline = time.monotonic() + 50
@@ -77,7 +95,7 @@ def client(port, requests, acked, done, errors, export_pb2_grpc, durable):
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         try:
             stub = export_pb2_grpc.ExportServiceStub(channel)
-            for answer in stub.Export(iter(todo), metadata=meta, timeout=30):
+            for answer in stub.Export(gate.admit(todo), metadata=meta, timeout=30):
                 if answer.status == durable:
                     acked.add(answer.batch_id)
                 else:
@@ -124,13 +142,16 @@ def test_kill_9_during_a_stream_loses_no_acknowledged_event(tmp_path, proto_stub
     server = Server(tmp_path, port, env)
     server.start()
     acked, done, errors = set(), threading.Event(), []
-    t = threading.Thread(target=client, args=(port, requests, acked, done, errors, export_pb2_grpc, durable))
-    t.start()
     rng = random.Random(int(os.environ.get("FAULT_SEED", time.time())))
-    # Kills in the first part of the stream: a fast export must not finish before the last one.
+    # Kills in the first part of the stream. The client sends at most AHEAD batches past the next
+    # kill's mark until that kill happened: however fast export is, the stream is still running.
     marks = sorted(rng.sample(range(5, len(requests) * 3 // 5), KILLS))
+    ahead = 10
+    gate = Gate(marks[0] + ahead)
+    t = threading.Thread(target=client, args=(port, requests, acked, done, errors, export_pb2_grpc, durable, gate))
+    t.start()
     kills = 0
-    for mark in marks:
+    for n, mark in enumerate(marks):
         while len(acked) < mark and not done.is_set():
             time.sleep(0.005)
         if done.is_set():
@@ -139,6 +160,8 @@ def test_kill_9_during_a_stream_loses_no_acknowledged_event(tmp_path, proto_stub
         server.kill()
         kills += 1
         server.start()
+        gate.open_to(marks[n + 1] + ahead if n + 1 < len(marks) else len(requests))
+    gate.open_to(len(requests))
     t.join(timeout=60)
     assert not errors, errors
     assert len(acked) == len(requests), f"only {len(acked)} of {len(requests)} batches acknowledged"
