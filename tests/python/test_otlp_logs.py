@@ -123,6 +123,7 @@ def config(tmp_path, ports, http_port):
         },
         "siem_export": {"data_dir": str(tmp_path / "export-data"), "file": {"path": str(tmp_path / "sink.ndjson")}},
         "intel": {"data_dir": str(tmp_path / "intel-data")},
+        "correlation": {"data_dir": str(tmp_path / "correlation-data")},
     }
 
 
