@@ -38,17 +38,10 @@ fn read(format: Format, path: &Path) -> Vec<DetectionEvent> {
         .collect()
 }
 
-/// Every `.evtx` file under `dir`, in path order.
+/// Every event of every `.evtx` file under `dir`.
 fn evtx(dir: &Path, out: &mut Vec<DetectionEvent>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
-            evtx(&p, out);
-        } else if p.extension().is_some_and(|e| e == "evtx") {
-            out.extend(read(Format::Evtx, &p));
-        }
+    for p in attackmesh_testkit::evtx_files(dir) {
+        out.extend(read(Format::Evtx, &p));
     }
 }
 

@@ -25,16 +25,10 @@ fn samples() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// Every event of every `.evtx` file under `dir`.
 fn events(dir: &Path, out: &mut Vec<DetectionEvent>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
-            events(&p, out);
-        } else if p.extension().is_some_and(|e| e == "evtx")
-            && let Ok(input) = open_path(&p)
-        {
+    for p in attackmesh_testkit::evtx_files(dir) {
+        if let Ok(input) = open_path(&p) {
             out.extend(
                 Reader::new(Format::Evtx, input, p.display().to_string()).filter_map(|r| r.result.ok().flatten()),
             );

@@ -52,12 +52,7 @@ fn samples() -> Option<Vec<(String, DetectionEvent)>> {
         files.push((Format::Zeek, dir.join("zeek/zat-0.4.9").join(f)));
     }
     // Windows events, for Sigma evidence.
-    let execution = dir.join("evtx-attack-samples/Execution");
-    let mut evtx: Vec<_> = std::fs::read_dir(&execution)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    evtx.retain(|p| p.extension().is_some_and(|e| e == "evtx"));
-    evtx.sort();
+    let evtx = attackmesh_testkit::evtx_files(&dir.join("evtx-attack-samples/Execution"));
     files.extend(evtx.into_iter().map(|p| (Format::Evtx, p)));
     let mut out = Vec::new();
     for (format, path) in files {

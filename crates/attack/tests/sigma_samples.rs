@@ -8,11 +8,11 @@
 //! reader or engine, not a missed rule.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use attackmesh::formats::{Format, Reader, open_path};
 use attackmesh_attack::Engine;
 use attackmesh_attack::sigma::Level;
+use attackmesh_testkit::evtx_files;
 
 const TACTICS: &[(&str, &str)] = &[
     ("Command and Control", "TA0011"),
@@ -24,23 +24,6 @@ const TACTICS: &[(&str, &str)] = &[
     ("Persistence", "TA0003"),
     ("Privilege Escalation", "TA0004"),
 ];
-
-fn evtx_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for p in entries.flatten().map(|e| e.path()) {
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "evtx") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 #[test]
 fn tactic_folders_and_levels_report() {

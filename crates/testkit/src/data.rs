@@ -33,6 +33,24 @@ pub fn attack_bundle() -> Option<PathBuf> {
         .filter(|p| p.is_file())
 }
 
+/// Every `.evtx` file under `dir` and its subfolders, in path order; empty when `dir` is absent.
+pub fn evtx_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for p in entries.flatten().map(|e| e.path()) {
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "evtx") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Every event of a sample file with its line number; panics on unreadable files.
 pub fn sample_events(format: Format, path: &Path) -> Vec<(u64, DetectionEvent)> {
     let input = formats::open_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -88,16 +106,8 @@ pub fn real_attributed_samples() -> Vec<attackmesh::proto::EnrichedEvent> {
             files.push((Format::Zeek, path));
         }
     }
-    let evtx = s.join("evtx-attack-samples/Credential Access");
-    if let Ok(dir) = std::fs::read_dir(&evtx) {
-        let mut paths: Vec<_> = dir
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "evtx"))
-            .collect();
-        paths.sort();
-        files.extend(paths.into_iter().take(8).map(|p| (Format::Evtx, p)));
-    }
+    let evtx = evtx_files(&s.join("evtx-attack-samples/Credential Access"));
+    files.extend(evtx.into_iter().take(8).map(|p| (Format::Evtx, p)));
     files
         .iter()
         .flat_map(|(format, path)| attributed_samples(*format, path))

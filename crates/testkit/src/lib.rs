@@ -18,7 +18,7 @@ pub mod net;
 pub mod pki;
 pub mod tokens;
 
-pub use data::{attack_bundle, repo_root, sample_events, shared_data};
+pub use data::{attack_bundle, evtx_files, repo_root, sample_events, shared_data};
 pub use events::{assert_only_active, event, port_scan};
 pub use file_sink::{latest, sink_events, wait_for_sink};
 pub use grpc::{Running, Shutdown, channel, wait_health, wait_serving, with_token};

@@ -47,20 +47,12 @@ fn sample_events() -> Vec<Vec<(String, String)>> {
     let Some(data) = attackmesh_testkit::shared_data() else {
         return Vec::new();
     };
-    let mut stack = vec![data.join("samples/evtx-attack-samples")];
     let mut events = Vec::new();
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for p in entries.flatten().map(|e| e.path()) {
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "evtx") {
-                let input = open_path(&p).expect("opens");
-                for record in Reader::new(Format::Evtx, input, p.display().to_string()) {
-                    if let Ok(Some(ev)) = record.result {
-                        events.push(ev.attributes.into_iter().collect());
-                    }
-                }
+    for p in attackmesh_testkit::evtx_files(&data.join("samples/evtx-attack-samples")) {
+        let input = open_path(&p).expect("opens");
+        for record in Reader::new(Format::Evtx, input, p.display().to_string()) {
+            if let Ok(Some(ev)) = record.result {
+                events.push(ev.attributes.into_iter().collect());
             }
         }
     }
