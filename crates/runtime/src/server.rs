@@ -158,6 +158,9 @@ impl GrpcServer {
         let local = listener.local_addr()?;
         let builder = Server::builder()
             .tcp_nodelay(true)
+            // The windows a caller grants this server's answers, granted to its requests too.
+            .initial_stream_window_size(Some(crate::client::STREAM_WINDOW))
+            .initial_connection_window_size(Some(crate::client::CONNECTION_WINDOW))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
         // Token files rotate without a restart for as long as this server runs.

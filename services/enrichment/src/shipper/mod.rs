@@ -204,8 +204,8 @@ fn endpoint(options: &ShipOptions) -> Result<Endpoint, Error> {
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(10))
-        .initial_stream_window_size(Some(4 * 1024 * 1024))
-        .initial_connection_window_size(Some(8 * 1024 * 1024));
+        .initial_stream_window_size(Some(attackmesh_runtime::client::STREAM_WINDOW))
+        .initial_connection_window_size(Some(attackmesh_runtime::client::CONNECTION_WINDOW));
     if options.endpoint.starts_with("https://") {
         let mut tls = tonic::transport::ClientTlsConfig::new();
         if let Some(ca) = &options.ca_file {
