@@ -128,9 +128,11 @@ def config(tmp_path, ports, http_port):
 
 
 def test_sdk_exporters_to_serve_all(tmp_path):
-    ports = {name: free_port() for name in ("attribution", "enrichment", "siem_export", "intel")}
+    # Every address `serve all` binds comes from free_port(): a default port may be taken.
+    ports = {name: free_port() for name in ("attribution", "enrichment", "siem_export", "intel", "correlation")}
     http_port = free_port()
     cfg = config(tmp_path, ports, http_port)
+    cfg["intel"]["http_listen"] = f"127.0.0.1:{free_port()}"
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     log_path = tmp_path / "serve-all.log"
     proc = spawn([BIN, "serve", "all", "--config", str(tmp_path / "config.json")], None, log_path)
