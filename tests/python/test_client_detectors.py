@@ -137,7 +137,11 @@ def stream_through_restart(cmd, cwd, env, pipeline, proto_stubs, tmp_path):
         enrichment.start()
         proc.stdin.write("\n".join(parts[2]) + "\n")
         proc.stdin.close()
-        code = proc.wait(timeout=180)
+        try:
+            code = proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the detector did not finish within 180 s after the restart; its last lines:\n"
+                                 + "\n".join(out.lines[-30:]) + "\n" + stderr.read_text()) from None
     finally:
         if proc.poll() is None:
             proc.kill()
