@@ -24,7 +24,7 @@ use attackmesh_siem_export::{
     queue::{EncodedEvent, Queue, QueueSettings, ReceivedEvent},
     sinks::{
         QueuedEvent, Sink,
-        file::{FileSink, FileSinkConfig},
+        file::{DEFAULT_DEDUP_IDS, FileSink, FileSinkConfig},
         util::{Original, ecs, hec},
     },
 };
@@ -208,39 +208,63 @@ fn suricata(c: &mut Criterion) {
     file_sink_suricata(c, &events);
 }
 
-/// The file sink writing the batch as canonical lines, synced, as its driver hands it over
-/// (no dedup record, so every round writes every line).
+/// The file sink writing the batch as canonical lines, synced, as its driver hands it over:
+/// without a dedup record, and with the default one (each round under fresh event ids, so every
+/// line is still written and the record fills and evicts as in a long run).
 fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent]) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = FileSinkConfig {
-        path: Some(dir.path().join("events.ndjson")),
-        dedup_ids: 0,
-        rotate_bytes: 64 << 20,
-        keep_files: 1,
-        ..Default::default()
-    };
-    let sink = FileSink::new(&config, dir.path().join("delivered.log")).expect("file sink");
     let trace = trace();
-    let queued: Vec<Arc<QueuedEvent>> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            Arc::new(QueuedEvent {
-                seq: i as u64,
-                event: Arc::new(e.clone()),
-                trace_context: trace.clone(),
-                enqueued_at_micros: 1,
+    let queued = |round: u64| -> Vec<Arc<QueuedEvent>> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut event = e.clone();
+                if round > 0 {
+                    event.event_id = format!("{round}-{}", e.event_id);
+                }
+                Arc::new(QueuedEvent {
+                    seq: i as u64,
+                    event: Arc::new(event),
+                    trace_context: trace.clone(),
+                    enqueued_at_micros: 1,
+                })
             })
-        })
-        .collect();
+            .collect()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .build()
         .expect("runtime");
     let mut group = c.benchmark_group("file_sink_500_suricata");
-    group.throughput(Throughput::Elements(queued.len() as u64));
+    group.throughput(Throughput::Elements(events.len() as u64));
     group.sample_size(20);
-    group.bench_function("canonical_fsync", |b| b.iter(|| runtime.block_on(sink.send(&queued))));
+    for (name, dedup_ids) in [("canonical_fsync", 0), ("canonical_fsync_dedup", DEFAULT_DEDUP_IDS)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = FileSinkConfig {
+            path: Some(dir.path().join("events.ndjson")),
+            dedup_ids,
+            rotate_bytes: 64 << 20,
+            keep_files: 1,
+            ..Default::default()
+        };
+        let sink = FileSink::new(&config, dir.path().join("delivered.log")).expect("file sink");
+        let first = queued(0);
+        let mut round = 0;
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    round += 1;
+                    if dedup_ids == 0 { first.clone() } else { queued(round) }
+                },
+                // The batch is returned, so that freeing it is not timed.
+                |batch| {
+                    runtime.block_on(sink.send(&batch));
+                    batch
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 }
 
