@@ -5,7 +5,7 @@
 //! nothing; one that reuses an id for different detections is told so instead of having one of
 //! them win at random further down. Costs one hash lookup per event when no id repeats.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::proto::FieldViolation;
 

@@ -17,12 +17,14 @@
 
 use std::{
     cell::Cell,
-    collections::{HashMap, VecDeque, hash_map::Entry},
+    collections::{VecDeque, hash_map::Entry},
     fs::{File, OpenOptions},
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     sync::Arc,
 };
+
+use foldhash::HashMap;
 
 use crate::error::Error;
 

@@ -7,13 +7,13 @@
 //! is recognised and not written twice.
 
 use std::{
-    collections::HashMap,
     fs::{File, OpenOptions},
     io::{Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
+use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
 
 use super::{
@@ -133,7 +133,7 @@ impl Batch<'_> {
         buf.reserve(events.len() * 1024);
         let mut lines: Vec<Line<'_>> = Vec::with_capacity(events.len());
         // Revisions written by this batch so far: a copy inside the batch is a resend too.
-        let mut in_batch: HashMap<&str, u32> = HashMap::new();
+        let mut in_batch: HashMap<&str, u32> = HashMap::with_capacity(events.len());
         for ev in events {
             let (id, revision) = (ev.event.event_id.as_str(), ev.event.revision);
             if let Some(d) = delivered.as_ref() {
