@@ -169,3 +169,39 @@ fn a_users_rule_replaces_the_sigmahq_rule_with_its_id() {
         .any(|e| e.rule_id == "sigma:ca2092a1-c273-4878-9b4b-0d60115bf5ea");
     assert!(!hit, "the user's version of the rule is the one in force");
 }
+
+#[test]
+fn a_keyword_is_found_in_one_value_never_across_two() {
+    let kb = Kb::embedded().expect("kb");
+    let rule = |n: u32, keyword: &str| {
+        format!(
+            "title: Keyword {keyword}\nid: 11111111-0000-0000-0000-00000000010{n}\nlogsource:\n  product: windows\n  category: process_creation\ndetection:\n  keywords: ['{keyword}']\n  condition: keywords\nlevel: high\ntags: [attack.t1059]\n"
+        )
+    };
+    let (across, inside, last) = (rule(1, "abc"), rule(2, "xab"), rule(3, "operational"));
+    let set = SigmaSet::bind(
+        &kb,
+        vec![local(&[
+            ("across.yml", &across),
+            ("inside.yml", &inside),
+            ("last.yml", &last),
+        ])],
+    );
+    // Loaded in key order: "xab", "cx", the channel, the event id.
+    let ev = DetectionEvent {
+        attributes: [
+            ("A", "xAb"),
+            ("B", "cx"),
+            ("Channel", "Microsoft-Windows-Sysmon/Operational"),
+            ("EventID", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        ..Default::default()
+    };
+    let mut titles = Vec::new();
+    set.for_each_match(&ev, |hit, _| titles.push(hit.title.to_owned()));
+    titles.sort();
+    assert_eq!(titles, ["Keyword operational", "Keyword xab"]);
+}

@@ -397,7 +397,11 @@ type Needle = (Target, String);
 /// Literals one of which must occur (each in its field) for the rule to match; `None` when
 /// there is no such set.
 fn rule_needles(rule: &SigmaRule) -> Option<Vec<Needle>> {
-    expr_needles(&rule.condition, &rule.searches).filter(|set| set.iter().all(|(_, n)| n.len() >= MIN_NEEDLE))
+    expr_needles(&rule.condition, &rule.searches).filter(|set| {
+        set.iter().all(|(target, n)| {
+            n.len() >= MIN_NEEDLE && !(*target == Target::Any && n.contains(super::prefilter::VALUE_SEPARATOR))
+        })
+    })
 }
 
 fn expr_needles(e: &Expr, searches: &[Search]) -> Option<Vec<Needle>> {

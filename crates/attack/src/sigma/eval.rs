@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use super::compile::{Compiled, Search};
 use super::condition::Expr;
-use super::prefilter::Candidates;
+use super::prefilter::{Candidates, VALUE_SEPARATOR};
 use super::value::{Cmp, FieldTest, Matcher, Place, Target, in_network};
 
 const NONE: u32 = u32::MAX;
@@ -77,11 +77,12 @@ impl Compiled {
                 {
                     n.scan(text, &mut s.hits);
                 }
-                if candidates.keywords
-                    && let Some(n) = &p.any
-                {
-                    n.scan(text, &mut s.hits);
-                }
+            }
+            // Every value, in one pass: they are loaded back to back, each ended by a separator.
+            if candidates.keywords
+                && let Some(n) = &p.any
+            {
+                n.scan(&s.lower, &mut s.hits);
             }
         }
         for (w, (&filtered, &always)) in candidates.filtered.iter().zip(&candidates.always).enumerate() {
@@ -130,6 +131,7 @@ impl Compiled {
             s.lower.push_str(v);
             let lower_end = s.lower.len();
             s.lower[ls as usize..].make_ascii_lowercase();
+            s.lower.push(VALUE_SEPARATOR);
             s.values.push([rs, s.raw.len() as u32, ls, lower_end as u32]);
             s.value_fields.push(field);
         }

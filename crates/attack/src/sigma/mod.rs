@@ -263,25 +263,38 @@ impl SigmaSet {
         if self.sets.is_empty() {
             return;
         }
-        let reread;
-        let reread_needed = needs_reread(ev);
+        let windows = is_windows_record(ev);
         let routable = ev.attributes.contains_key("Channel") && ev.attributes.contains_key("EventID");
-        if !reread_needed && !routable {
+        if !windows && !routable {
             // Not a Windows event (or one without its routing fields): no rule can route to it.
             return;
         }
+        // One pass over the attributes: the routing fields, and whether any was cut.
+        let (mut channel, mut event_id, mut cut) = (None, None, false);
+        for (k, v) in &ev.attributes {
+            match k.as_str() {
+                "Channel" => channel = Some(v.as_str()),
+                "EventID" => event_id = Some(v.as_str()),
+                attackmesh::formats::ATTRIBUTES_DROPPED => cut = true,
+                _ => {}
+            }
+            cut |= v.len() + 4 > attackmesh::limits::MAX_ATTRIBUTE_VALUE_BYTES;
+        }
+        // The attributes do not carry the Windows fields in full (a detector sent only
+        // `original`, or a value was cut to the attribute limit): read them from `original`.
+        let reread_needed = windows && (event_id.is_none() || cut);
+        let reread;
         let fields: Vec<(&str, &str)> = if reread_needed {
             reread = attackmesh::formats::windows_fields(&ev.original_format, &ev.original);
-            match &reread {
-                Some(pairs) => pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
-                None => return,
-            }
+            let Some(pairs) = &reread else { return };
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let get = |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+            (channel, event_id) = (get("Channel"), get("EventID"));
+            pairs
         } else {
             ev.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
         };
-        let get = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
-        let (Some(channel), Some(event_id)) = (get("Channel"), get("EventID").and_then(|v| v.trim().parse().ok()))
-        else {
+        let (Some(channel), Some(event_id)) = (channel, event_id.and_then(|v| v.trim().parse().ok())) else {
             return;
         };
         let mut matched = Vec::new();
@@ -314,18 +327,9 @@ impl SigmaSet {
     }
 }
 
-/// True when the event's attributes do not carry its Windows fields in full: it came without
-/// them (a detector sent only `original`), or a value was cut to the attribute limit.
-fn needs_reread(ev: &DetectionEvent) -> bool {
-    if !matches!(ev.original_format.as_str(), "evtx" | "evtx-json" | "winlogbeat") || ev.original.is_empty() {
-        return false;
-    }
-    !ev.attributes.contains_key("EventID")
-        || ev.attributes.contains_key(attackmesh::formats::ATTRIBUTES_DROPPED)
-        || ev
-            .attributes
-            .values()
-            .any(|v| v.len() + 4 > attackmesh::limits::MAX_ATTRIBUTE_VALUE_BYTES)
+/// True when the event is a Windows record that keeps its `original` document.
+fn is_windows_record(ev: &DetectionEvent) -> bool {
+    matches!(ev.original_format.as_str(), "evtx" | "evtx-json" | "winlogbeat") && !ev.original.is_empty()
 }
 
 /// The active techniques named by `attack.tXXXX` tags.

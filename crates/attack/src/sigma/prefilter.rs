@@ -16,11 +16,17 @@ use super::value::{FieldId, Target};
 /// Automata with at most this many needles are built as DFAs (fast, small at that size).
 const DFA_MAX_NEEDLES: usize = 400;
 
+/// Separates the values of an event in the text the keyword automaton scans: no needle holds
+/// it, so no needle is found across two values.
+pub(crate) const VALUE_SEPARATOR: char = '\0';
+
 /// One automaton and the rules each of its needles stands for.
 #[derive(Debug)]
 pub(crate) struct Needles {
     ac: AhoCorasick,
     rules: Vec<Vec<u32>>,
+    /// Length of the shortest needle: a shorter text holds none.
+    shortest: usize,
 }
 
 impl Needles {
@@ -33,14 +39,19 @@ impl Needles {
             .kind(kind)
             .build(ordered.iter().map(|(p, _)| p.as_str()))
             .ok()?;
+        let shortest = ordered.iter().map(|(p, _)| p.len()).min().unwrap_or(0);
         Some(Needles {
             ac,
             rules: ordered.into_iter().map(|(_, r)| r).collect(),
+            shortest,
         })
     }
 
     /// Sets the bit of every rule one of whose needles occurs in `text`.
     pub(crate) fn scan(&self, text: &str, hits: &mut [u64]) {
+        if text.len() < self.shortest {
+            return;
+        }
         for m in self.ac.find_overlapping_iter(text) {
             for &r in &self.rules[m.pattern().as_usize()] {
                 hits[r as usize / 64] |= 1 << (r % 64);
