@@ -170,15 +170,43 @@ fn a_users_rule_replaces_the_sigmahq_rule_with_its_id() {
     assert!(!hit, "the user's version of the rule is the one in force");
 }
 
+/// A Sysmon process creation with two more fields no rule names.
+fn sysmon_with(a: &str, b: &str) -> DetectionEvent {
+    DetectionEvent {
+        attributes: [
+            ("A", a),
+            ("B", b),
+            ("Channel", "Microsoft-Windows-Sysmon/Operational"),
+            ("EventID", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        ..Default::default()
+    }
+}
+
+fn keyword_rule(n: u32, keyword: &str) -> String {
+    format!(
+        "title: Keyword {keyword}\nid: 11111111-0000-0000-0000-00000000010{n}\nlogsource:\n  product: windows\n  category: process_creation\ndetection:\n  keywords: ['{keyword}']\n  condition: keywords\nlevel: high\ntags: [attack.t1059]\n"
+    )
+}
+
+fn titles(set: &SigmaSet, ev: &DetectionEvent) -> Vec<String> {
+    let mut titles = Vec::new();
+    set.for_each_match(ev, |hit, _| titles.push(hit.title.to_owned()));
+    titles.sort();
+    titles
+}
+
 #[test]
-fn a_keyword_is_found_in_one_value_never_across_two() {
+fn a_keyword_is_found_in_any_value_in_any_case_never_across_two() {
     let kb = Kb::embedded().expect("kb");
-    let rule = |n: u32, keyword: &str| {
-        format!(
-            "title: Keyword {keyword}\nid: 11111111-0000-0000-0000-00000000010{n}\nlogsource:\n  product: windows\n  category: process_creation\ndetection:\n  keywords: ['{keyword}']\n  condition: keywords\nlevel: high\ntags: [attack.t1059]\n"
-        )
-    };
-    let (across, inside, last) = (rule(1, "abc"), rule(2, "xab"), rule(3, "operational"));
+    let (across, inside, last) = (
+        keyword_rule(1, "abc"),
+        keyword_rule(2, "xab"),
+        keyword_rule(3, "operational"),
+    );
     let set = SigmaSet::bind(
         &kb,
         vec![local(&[
@@ -187,21 +215,19 @@ fn a_keyword_is_found_in_one_value_never_across_two() {
             ("last.yml", &last),
         ])],
     );
-    // Loaded in key order: "xab", "cx", the channel, the event id.
-    let ev = DetectionEvent {
-        attributes: [
-            ("A", "xAb"),
-            ("B", "cx"),
-            ("Channel", "Microsoft-Windows-Sysmon/Operational"),
-            ("EventID", "1"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect(),
-        ..Default::default()
-    };
-    let mut titles = Vec::new();
-    set.for_each_match(&ev, |hit, _| titles.push(hit.title.to_owned()));
-    titles.sort();
-    assert_eq!(titles, ["Keyword operational", "Keyword xab"]);
+    // Values in key order: "xAb", "cx", the channel, the event id.
+    assert_eq!(
+        titles(&set, &sysmon_with("xAb", "cx")),
+        ["Keyword operational", "Keyword xab"]
+    );
+}
+
+#[test]
+fn a_keyword_too_short_to_prefilter_still_reads_every_value() {
+    let kb = Kb::embedded().expect("kb");
+    // Two letters: no needle, so the rule is evaluated for every event of its route.
+    let short = keyword_rule(4, "qz");
+    let set = SigmaSet::bind(&kb, vec![local(&[("short.yml", &short)])]);
+    assert_eq!(titles(&set, &sysmon_with("-", "aQZa")), ["Keyword qz"]);
+    assert!(titles(&set, &sysmon_with("q", "z")).is_empty());
 }
