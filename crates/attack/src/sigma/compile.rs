@@ -16,7 +16,7 @@ use serde_yaml::Value;
 use super::condition::{self, Expr};
 use super::logsource::{LogSource, Route};
 use super::prefilter::{Candidates, Prefilter};
-use super::value::{FieldId, FieldTest, Target, compile_field};
+use super::value::{FieldId, FieldTest, Matcher, Target, compile_field};
 use super::{Level, SigmaPack, SigmaRejected};
 
 /// Shortest literal worth a place in the prefilter.
@@ -417,15 +417,16 @@ fn expr_needles(e: &Expr, searches: &[Search]) -> Option<Vec<Needle>> {
 }
 
 fn test_needles(t: &FieldTest) -> Option<Vec<Needle>> {
+    let needles = |m: &Matcher| Some(m.needles()?.into_iter().map(|n| (t.target, n)).collect::<Vec<_>>());
     if t.all {
-        // Every value must match: the longest one's literal is required.
-        let n = t.matchers.iter().filter_map(|m| m.needle()).max_by_key(|n| n.len())?;
-        return Some(vec![(t.target, n.to_ascii_lowercase())]);
+        // Every value must match: the needles of each one are required; the most selective.
+        return best(t.matchers.iter().map(needles));
     }
-    t.matchers
-        .iter()
-        .map(|m| m.needle().map(|n| (t.target, n.to_ascii_lowercase())))
-        .collect()
+    let mut out = Vec::new();
+    for m in &t.matchers {
+        out.extend(needles(m)?);
+    }
+    Some(out)
 }
 
 /// The most selective of several required sets (longest shortest needle, then fewest).

@@ -140,10 +140,13 @@ impl Matcher {
         }
     }
 
-    /// The literal a matching value must contain (lowered), when there is one.
-    pub(crate) fn needle(&self) -> Option<&str> {
+    /// Literals one of which a matching value must contain, lowered, when there are such.
+    pub(crate) fn needles(&self) -> Option<Vec<String>> {
         match self {
-            Matcher::Str { pat, .. } => Some(pat.needle()).filter(|n| !n.is_empty()),
+            Matcher::Str { pat, .. } => Some(pat.needle())
+                .filter(|n| !n.is_empty())
+                .map(|n| vec![n.to_ascii_lowercase()]),
+            Matcher::Regex(re) => regex_needles(re.as_str()),
             _ => None,
         }
     }
@@ -266,6 +269,25 @@ fn compile_value(
         out.push(Matcher::Str { pat, cased: m.cased });
     }
     Ok(())
+}
+
+/// The literals every match of the regular expression `src` starts with, lowered (a value
+/// that matches contains one, so its lowered text contains the lowered literal); `None` when
+/// the expression has no such finite set or one of them is empty.
+fn regex_needles(src: &str) -> Option<Vec<String>> {
+    let hir = regex_syntax::parse(src).ok()?;
+    let seq = regex_syntax::hir::literal::Extractor::new().extract(&hir);
+    let mut out: Vec<String> = Vec::new();
+    for lit in seq.literals()? {
+        let text = std::str::from_utf8(lit.as_bytes()).ok()?.to_ascii_lowercase();
+        if text.is_empty() {
+            return None;
+        }
+        if !out.contains(&text) {
+            out.push(text);
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 fn one_line(e: &regex::Error) -> String {
