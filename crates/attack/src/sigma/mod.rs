@@ -264,8 +264,8 @@ impl SigmaSet {
             return;
         }
         let windows = is_windows_record(ev);
-        let routable = ev.attributes.contains_key("Channel") && ev.attributes.contains_key("EventID");
-        if !windows && !routable {
+        let routable = || ev.attributes.contains_key("Channel") && ev.attributes.contains_key("EventID");
+        if !windows && !routable() {
             // Not a Windows event (or one without its routing fields): no rule can route to it.
             return;
         }
