@@ -27,12 +27,80 @@ pub const ATTRIBUTES_DROPPED: &str = "attributes_dropped";
 /// Longest attribute buffer handed on to the next record of a thread; a giant record's is let go.
 const KEPT_PAIRS: usize = 512;
 
+/// Most attribute texts a thread keeps for its next records (see [`recycle`]).
+pub(crate) const KEPT_STRINGS: usize = 512;
+/// Largest buffer [`recycle`] keeps: a rare long value's room is let go.
+const KEPT_STRING_BYTES: usize = 1024;
+
 thread_local! {
     /// The attribute buffer of the last record finished on this thread, empty, for the next one:
     /// a record's few dozen pairs then cost no buffer of their own, whose size would send the
     /// allocator to its slow path (consolidating the small blocks freed since) record after
     /// record.
     static PAIRS: std::cell::Cell<Vec<(String, String)>> = const { std::cell::Cell::new(Vec::new()) };
+    /// Emptied attribute texts of events handed back with [`recycle`] on this thread.
+    static STRINGS: std::cell::Cell<Vec<String>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Hands back an event parsed on this thread once its holder is done with it (a shipper, once
+/// the event is encoded): its attribute keys and values are emptied and kept, and the next
+/// records parsed on this thread write their attributes into them. A record's few dozen
+/// attributes then cost no allocation and no free each, which glibc's per-thread cache (seven
+/// blocks a size) cannot absorb. Dropping an event instead is always correct; this only saves
+/// work, and keeps at most [`KEPT_STRINGS`] buffers of at most [`KEPT_STRING_BYTES`].
+pub fn recycle(event: DetectionEvent) {
+    let mut kept = KeptStrings::take();
+    for (key, value) in event.attributes {
+        for mut text in [key, value] {
+            if kept.0.len() < KEPT_STRINGS && text.capacity() <= KEPT_STRING_BYTES {
+                text.clear();
+                kept.0.push(text);
+            }
+        }
+    }
+}
+
+/// This thread's emptied strings (see [`recycle`]), taken for one record and given back when
+/// dropped.
+pub(crate) struct KeptStrings(Vec<String>);
+
+impl KeptStrings {
+    pub(crate) fn take() -> Self {
+        Self(STRINGS.take())
+    }
+
+    /// An empty string, in a kept buffer when there is one.
+    pub(crate) fn empty(&mut self) -> String {
+        self.0.pop().unwrap_or_default()
+    }
+
+    /// `text` as an owned string, in a kept buffer when there is one.
+    pub(crate) fn copy(&mut self, text: &str) -> String {
+        match self.0.pop() {
+            Some(mut owned) => {
+                owned.push_str(text);
+                owned
+            }
+            None => text.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl KeptStrings {
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn all_empty_and_small(&self) -> bool {
+        self.0.iter().all(|s| s.is_empty() && s.capacity() <= KEPT_STRING_BYTES)
+    }
+}
+
+impl Drop for KeptStrings {
+    fn drop(&mut self) {
+        STRINGS.set(std::mem::take(&mut self.0));
+    }
 }
 
 /// Collects the parts of one event and enforces [`crate::limits`] when finished.

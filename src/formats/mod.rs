@@ -70,7 +70,7 @@ use uuid::Uuid;
 
 use crate::proto::DetectionEvent;
 
-pub use builder::ATTRIBUTES_DROPPED;
+pub use builder::{ATTRIBUTES_DROPPED, recycle};
 pub use evtx::EvtxLines;
 pub use falco::{falco_from_json, falco_from_value};
 pub use reader::{Reader, Record, ResumePoint, open_path, open_path_at, resume_path, scan_prefix};

@@ -13,6 +13,7 @@ use pbjson_types::Timestamp;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
+use super::builder::KeptStrings;
 use super::common::{parse_time, port_from_str, with_segment};
 use super::{ParseError, json_object};
 
@@ -230,16 +231,18 @@ impl<'de> Deserialize<'de> for Key<'de> {
 
 /// Flattens the scalar leaves of `value` into dotted keys, exactly as `common::flatten` does
 /// for a `Value`.
+/// The texts are written into strings recycled events left on this thread, when there are
+/// some (see [`super::builder::recycle`]).
 pub(crate) fn flatten(value: &Json<'_>, out: &mut Vec<(String, String)>) {
     let mut key = String::with_capacity(64);
-    flatten_into(value, &mut key, out);
+    flatten_into(value, &mut key, &mut KeptStrings::take(), out);
 }
 
-fn flatten_into(value: &Json<'_>, key: &mut String, out: &mut Vec<(String, String)>) {
+fn flatten_into(value: &Json<'_>, key: &mut String, kept: &mut KeptStrings, out: &mut Vec<(String, String)>) {
     match value {
         Json::Object(entries) => {
             for (segment, child) in entries {
-                with_segment(key, segment, |key| flatten_into(child, key, out));
+                with_segment(key, segment, |key| flatten_into(child, key, kept, out));
             }
         }
         Json::Array(items) => {
@@ -247,31 +250,60 @@ fn flatten_into(value: &Json<'_>, key: &mut String, out: &mut Vec<(String, Strin
                 .iter()
                 .all(|item| !matches!(item, Json::Object(_) | Json::Array(_)))
             {
-                // Scalars joined with `,`; `scalar_string` never yields an empty one.
-                let mut joined = String::new();
-                for text in items.iter().filter_map(scalar_string) {
-                    if !joined.is_empty() {
+                // Scalars joined with `,`; `push_scalar` never writes an empty one.
+                let mut joined = kept.empty();
+                for item in items {
+                    let len = joined.len();
+                    if len > 0 {
                         joined.push(',');
                     }
-                    joined.push_str(&text);
+                    if !push_scalar(item, &mut joined) {
+                        joined.truncate(len);
+                    }
                 }
                 if !joined.is_empty() && !key.is_empty() {
-                    out.push((key.clone(), joined));
+                    out.push((kept.copy(key), joined));
                 }
             } else {
                 for (index, item) in items.iter().enumerate() {
-                    with_segment(key, &index.to_string(), |key| flatten_into(item, key, out));
+                    with_segment(key, &index.to_string(), |key| flatten_into(item, key, kept, out));
                 }
             }
         }
         scalar => {
             if !key.is_empty()
-                && let Some(text) = scalar_string(scalar)
+                && let Some(text) = kept_scalar(scalar, kept)
             {
-                out.push((key.clone(), text.into_owned()));
+                out.push((kept.copy(key), text));
             }
         }
     }
+}
+
+/// [`scalar_string`], owned, in a kept buffer when there is one.
+fn kept_scalar(value: &Json<'_>, kept: &mut KeptStrings) -> Option<String> {
+    match value {
+        Json::Str(s) if !s.is_empty() => Some(kept.copy(s)),
+        Json::Number(n) => {
+            let mut text = kept.empty();
+            push_number(n, &mut text);
+            Some(text)
+        }
+        Json::Bool(b) => Some(kept.copy(if *b { "true" } else { "false" })),
+        _ => None,
+    }
+}
+
+/// Appends the textual form of a scalar to `out`, as [`scalar_string`] gives it; `false` (and
+/// nothing written) for null, empty strings, objects and arrays.
+fn push_scalar(value: &Json<'_>, out: &mut String) -> bool {
+    match value {
+        Json::Str(s) if !s.is_empty() => out.push_str(s),
+        Json::Number(n) => push_number(n, out),
+        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        _ => return false,
+    }
+    true
 }
 
 /// The textual form of a scalar; `None` for null, empty strings, objects and arrays.
@@ -285,12 +317,23 @@ pub(crate) fn scalar_string<'v>(value: &'v Json<'_>) -> Option<Cow<'v, str>> {
 }
 
 /// `n.to_string()`, with integers written digit by digit instead of through `fmt` (the same
-/// digits, one allocation of the right size).
+/// digits).
 fn number_text(n: &Number) -> String {
+    let mut text = String::new();
+    push_number(n, &mut text);
+    text
+}
+
+/// Appends `n` as [`number_text`] writes it.
+fn push_number(n: &Number, text: &mut String) {
     let (negative, magnitude) = match (n.as_u64(), n.as_i64()) {
         (Some(u), _) => (false, u),
         (None, Some(i)) => (true, i.unsigned_abs()),
-        (None, None) => return n.to_string(),
+        (None, None) => {
+            use std::fmt::Write as _;
+            let _ = write!(text, "{n}");
+            return;
+        }
     };
     let mut digits = [0u8; 20];
     let mut start = digits.len();
@@ -304,12 +347,10 @@ fn number_text(n: &Number) -> String {
             break;
         }
     }
-    let mut text = String::with_capacity(digits.len() - start + usize::from(negative));
     if negative {
         text.push('-');
     }
     text.extend(digits[start..].iter().map(|&digit| char::from(digit)));
-    text
 }
 
 /// Follows `path` through nested objects.
@@ -441,7 +482,15 @@ mod tests {
                 let (mut theirs_flat, mut ours_flat) = (Vec::new(), Vec::new());
                 crate::formats::common::flatten(&value, &mut theirs_flat);
                 flatten(&ours, &mut ours_flat);
-                proptest::prop_assert_eq!(theirs_flat, ours_flat, "{}", text);
+                proptest::prop_assert_eq!(&theirs_flat, &ours_flat, "{}", text);
+                // Once more into the strings of a recycled event: the same pairs.
+                super::super::builder::recycle(crate::proto::DetectionEvent {
+                    attributes: ours_flat.into_iter().map(|(k, v)| (k + "#", v + "#")).collect(),
+                    ..Default::default()
+                });
+                let mut again = Vec::new();
+                flatten(&ours, &mut again);
+                proptest::prop_assert_eq!(&theirs_flat, &again, "{}", text);
                 for path in [&["a"][..], &["a", "b"], &["a.b"], &["b", "a", "a"]] {
                     let theirs_text = crate::formats::common::get_text(&value, path);
                     let ours_text = get_text(&ours, path).map(Cow::into_owned);

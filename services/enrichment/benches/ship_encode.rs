@@ -1,6 +1,6 @@
 //! Micro-benchmark of the shipper's hot path (`attackmesh ship`): 500 real Suricata records
 //! parsed and made into the bytes of one `Ingest` batch. `encode_each` is what the shipper does
-//! (each event encoded as it is parsed, then dropped; the batch is `repeated bytes`);
+//! (each event encoded as it is parsed, then recycled; the batch is `repeated bytes`);
 //! `ingest_request` keeps the parsed events and has prost encode the `IngestRequest` whole.
 //! Skipped when the shared data is absent.
 
@@ -24,7 +24,13 @@ fn records(lines: &[u8]) -> impl Iterator<Item = attackmesh::proto::DetectionEve
 }
 
 fn encode_each(lines: &[u8]) -> usize {
-    let events = records(lines).map(|event| Bytes::from(event.encode_to_vec())).collect();
+    let events = records(lines)
+        .map(|event| {
+            let encoded = Bytes::from(event.encode_to_vec());
+            attackmesh::formats::recycle(event);
+            encoded
+        })
+        .collect();
     EncodedIngest {
         batch_id: 1,
         events,

@@ -14,7 +14,7 @@ use std::{
 };
 
 use attackmesh::{
-    formats::{Format, ParseState, Reader, open_path, open_path_at},
+    formats::{Format, ParseState, Reader, open_path, open_path_at, recycle},
     proto::DetectionEvent,
 };
 use prost::{
@@ -177,12 +177,17 @@ fn read(
             idle_sent = false;
             let (line, end_offset) = (record.line, record.end_offset);
             let item = match record.result {
-                Ok(Some(event)) => Item::Event {
-                    file,
-                    line,
-                    end_offset,
-                    event: encoder.encode(&event),
-                },
+                Ok(Some(event)) => {
+                    let encoded = encoder.encode(&event);
+                    // The parser on this thread writes the next records' attributes into its texts.
+                    recycle(event);
+                    Item::Event {
+                        file,
+                        line,
+                        end_offset,
+                        event: encoded,
+                    }
+                }
                 Ok(None) => Item::Skip {
                     file,
                     line,
