@@ -342,7 +342,23 @@ impl Run {
                 () = sleep_until(next_due), if next_due.is_some() && stopping.is_none() => {}
                 item = self.items.recv(), if stopping.is_none() && !window_full && self.readers_done < self.files => {
                     self.take(item);
+                    self.take_waiting(in_flight);
                 }
+            }
+        }
+    }
+
+    /// Takes in the items already waiting, until the window is full, without a turn of the loop
+    /// each: a turn also polls the stream, the timers and the stop token, which cost more than
+    /// taking an item in.
+    fn take_waiting(&mut self, in_flight: usize) {
+        while self.readers_done < self.files
+            && self.window.ready.len() + self.retry.len() + in_flight <= self.options.max_in_flight
+        {
+            match self.items.try_recv() {
+                Ok(item) => self.take(Some(item)),
+                // Empty, or every reader is gone: the next turn's `recv` tells which.
+                Err(_) => return,
             }
         }
     }
