@@ -18,6 +18,7 @@
 use std::{
     cell::Cell,
     collections::{VecDeque, hash_map::Entry},
+    fmt::Write as _,
     fs::{File, OpenOptions},
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
@@ -280,7 +281,8 @@ fn rewrite(path: &Path, output: &Path, recent: &Recent) -> Result<(File, usize),
     let mut text = format!("{HEADER} {output}\n");
     let mut records = 0;
     for (id, revision) in recent.entries() {
-        text.push_str(&format!("s {revision} {id}\n"));
+        // Written in place: a log holds up to 2 × `dedup_ids` records, one temporary string each.
+        let _ = writeln!(text, "s {revision} {id}");
         records += 1;
     }
     let tmp = path.with_extension("log.tmp");
