@@ -47,7 +47,7 @@ thread_local! {
 /// records parsed on this thread write their attributes into them. A record's few dozen
 /// attributes then cost no allocation and no free each, which glibc's per-thread cache (seven
 /// blocks a size) cannot absorb. Dropping an event instead is always correct; this only saves
-/// work, and keeps at most [`KEPT_STRINGS`] buffers of at most [`KEPT_STRING_BYTES`].
+/// work, and keeps at most 512 buffers of at most 1 KiB each.
 pub fn recycle(event: DetectionEvent) {
     let mut kept = KeptStrings::take();
     for (key, value) in event.attributes {
