@@ -164,7 +164,8 @@ pub async fn ship(options: ShipOptions, stop: CancellationToken) -> Result<Summa
         starts.push(source::start_point(&path, checkpoints.as_ref())?);
     }
     let endpoint = endpoint(&options)?;
-    let (items_tx, items) = mpsc::channel(options.batch.saturating_mul(2).max(64));
+    // Room for about two batches of records, in chunks.
+    let (items_tx, items) = mpsc::channel((options.batch.saturating_mul(2) / source::CHUNK_ITEMS).max(2));
     let stop_readers = Arc::new(AtomicBool::new(false));
     for (index, start) in starts.iter().enumerate() {
         let source = source::Source {
@@ -235,7 +236,7 @@ struct Run {
     options: ShipOptions,
     window: Window,
     checkpoints: Option<Checkpoints>,
-    items: mpsc::Receiver<source::Item>,
+    items: mpsc::Receiver<Vec<source::Item>>,
     readers_done: usize,
     files: usize,
     retry: Vec<Resend>,
@@ -340,8 +341,8 @@ impl Run {
                     }
                 }
                 () = sleep_until(next_due), if next_due.is_some() && stopping.is_none() => {}
-                item = self.items.recv(), if stopping.is_none() && !window_full && self.readers_done < self.files => {
-                    self.take(item);
+                chunk = self.items.recv(), if stopping.is_none() && !window_full && self.readers_done < self.files => {
+                    self.take(chunk);
                     self.take_waiting(in_flight);
                 }
             }
@@ -356,18 +357,24 @@ impl Run {
             && self.window.ready.len() + self.retry.len() + in_flight <= self.options.max_in_flight
         {
             match self.items.try_recv() {
-                Ok(item) => self.take(Some(item)),
+                Ok(chunk) => self.take(Some(chunk)),
                 // Empty, or every reader is gone: the next turn's `recv` tells which.
                 Err(_) => return,
             }
         }
     }
 
-    fn take(&mut self, item: Option<source::Item>) {
-        let Some(item) = item else {
+    fn take(&mut self, chunk: Option<Vec<source::Item>>) {
+        let Some(chunk) = chunk else {
             self.readers_done = self.files;
             return;
         };
+        for item in chunk {
+            self.take_item(item);
+        }
+    }
+
+    fn take_item(&mut self, item: source::Item) {
         if let source::Item::Done { file, error } = &item {
             self.readers_done += 1;
             if let Some(error) = error {

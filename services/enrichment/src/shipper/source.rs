@@ -86,20 +86,56 @@ pub(crate) struct Source {
     pub(crate) start: Checkpoint,
 }
 
+/// Items sent at once: a send per record cost more than the shipper's taking the record in.
+/// A chunk goes out when full and whenever the reader is about to wait or stop.
+pub(crate) const CHUNK_ITEMS: usize = 64;
+
 /// Reads `source` on a blocking thread until done, `stop` is set, or the receiver is gone.
 pub(crate) fn spawn(
     format: Format,
     source: Source,
     follow: bool,
     poll: Duration,
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::Sender<Vec<Item>>,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::task::spawn_blocking(move || {
         let file = source.index;
-        let error = read(format, &source, follow, poll, &tx, &stop).err();
-        let _ = tx.blocking_send(Item::Done { file, error });
+        let mut out = Chunks::new(&tx);
+        let error = read(format, &source, follow, poll, &mut out, &stop).err();
+        out.push(Item::Done { file, error });
+        out.flush();
     })
+}
+
+/// Items on their way to the shipper, a chunk at a time.
+struct Chunks<'a> {
+    tx: &'a mpsc::Sender<Vec<Item>>,
+    pending: Vec<Item>,
+}
+
+impl<'a> Chunks<'a> {
+    fn new(tx: &'a mpsc::Sender<Vec<Item>>) -> Self {
+        Self {
+            tx,
+            pending: Vec::with_capacity(CHUNK_ITEMS),
+        }
+    }
+
+    /// Adds `item`, sending the chunk once full; `false` when the receiver is gone.
+    fn push(&mut self, item: Item) -> bool {
+        self.pending.push(item);
+        self.pending.len() < CHUNK_ITEMS || self.flush()
+    }
+
+    /// Sends what is pending (waiting for room); `false` when the receiver is gone.
+    fn flush(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK_ITEMS));
+        self.tx.blocking_send(chunk).is_ok()
+    }
 }
 
 fn read(
@@ -107,7 +143,7 @@ fn read(
     source: &Source,
     follow: bool,
     poll: Duration,
-    tx: &mpsc::Sender<Item>,
+    out: &mut Chunks<'_>,
     stop: &AtomicBool,
 ) -> Result<(), String> {
     let file = source.index;
@@ -130,7 +166,7 @@ fn read(
                     state: ParseState::new(&name),
                     ..start
                 };
-                let _ = tx.blocking_send(Item::Reset {
+                out.push(Item::Reset {
                     file,
                     inode: start.inode,
                 });
@@ -153,7 +189,7 @@ fn read(
                 }
                 if !idle_sent {
                     idle_sent = true;
-                    if tx.blocking_send(Item::Idle { file }).is_err() {
+                    if !(out.push(Item::Idle { file }) && out.flush()) {
                         return Ok(());
                     }
                 }
@@ -167,7 +203,7 @@ fn read(
                         line: 0,
                         state: ParseState::new(&name),
                     };
-                    if tx.blocking_send(Item::Reset { file, inode }).is_err() {
+                    if !(out.push(Item::Reset { file, inode }) && out.flush()) {
                         return Ok(());
                     }
                     continue 'open;
@@ -205,7 +241,7 @@ fn read(
                     reason: error.kind().to_string(),
                 },
             };
-            if tx.blocking_send(item).is_err() {
+            if !out.push(item) {
                 return Ok(());
             }
         }
@@ -216,6 +252,10 @@ fn read(
 /// dozens of records, so most events cost no allocation of their own.
 const BUFFER_BYTES: usize = 64 * 1024;
 
+/// Room left below which a fresh buffer is taken before an event is encoded: more than a real
+/// detector event usually takes. A bigger one grows the buffer as it is written.
+const MIN_ROOM_BYTES: usize = 16 * 1024;
+
 /// Encodes events into slices of shared buffers; a buffer is freed once the last batch holding
 /// one of its events is acknowledged.
 #[derive(Default)]
@@ -224,10 +264,11 @@ struct Encoder {
 }
 
 impl Encoder {
+    /// The event's length is not worked out beforehand (a second walk over every attribute): a
+    /// `BytesMut` grows as it is written to.
     fn encode(&mut self, event: &DetectionEvent) -> Bytes {
-        let len = event.encoded_len();
-        if self.buf.capacity() < len {
-            self.buf.reserve(len.max(BUFFER_BYTES));
+        if self.buf.capacity() < MIN_ROOM_BYTES {
+            self.buf.reserve(BUFFER_BYTES);
         }
         event.encode_raw(&mut self.buf);
         self.buf.split().freeze()
@@ -249,4 +290,42 @@ fn replaced(path: &Path, inode: u64, offset: u64) -> Option<u64> {
         })
         .unwrap_or(false);
     (!gzip && meta.len() < offset).then_some(inode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events small and far bigger than the buffer's room each come out as their own encoding,
+    /// whatever was encoded before them.
+    #[test]
+    fn every_event_is_encoded_whole_whatever_its_size() {
+        let event = |n: usize| DetectionEvent {
+            event_id: format!("id-{n}"),
+            original: "x".repeat(n),
+            attributes: (0..n / 1000).map(|i| (format!("k{i}"), "v".repeat(n % 997))).collect(),
+            ..DetectionEvent::default()
+        };
+        let sizes = [
+            0,
+            10,
+            1_500,
+            15_000,
+            70_000,
+            300,
+            200_000,
+            5,
+            BUFFER_BYTES,
+            MIN_ROOM_BYTES,
+        ];
+        let mut encoder = Encoder::default();
+        let encoded: Vec<Bytes> = sizes.iter().map(|&n| encoder.encode(&event(n))).collect();
+        for (n, bytes) in sizes.iter().zip(&encoded) {
+            assert_eq!(
+                bytes.as_ref(),
+                event(*n).encode_to_vec().as_slice(),
+                "event of size {n}"
+            );
+        }
+    }
 }
