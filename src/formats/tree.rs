@@ -231,6 +231,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
 
 /// Flattens the scalar leaves of `value` into dotted keys, exactly as `common::flatten` does
 /// for a `Value`.
+///
 /// The texts are written into strings recycled events left on this thread, when there are
 /// some (see [`super::builder::recycle`]).
 pub(crate) fn flatten(value: &Json<'_>, out: &mut Vec<(String, String)>) {
@@ -271,26 +272,13 @@ fn flatten_into(value: &Json<'_>, key: &mut String, kept: &mut KeptStrings, out:
             }
         }
         scalar => {
-            if !key.is_empty()
-                && let Some(text) = kept_scalar(scalar, kept)
-            {
-                out.push((kept.copy(key), text));
+            if !key.is_empty() {
+                let mut text = kept.empty();
+                if push_scalar(scalar, &mut text) {
+                    out.push((kept.copy(key), text));
+                }
             }
         }
-    }
-}
-
-/// [`scalar_string`], owned, in a kept buffer when there is one.
-fn kept_scalar(value: &Json<'_>, kept: &mut KeptStrings) -> Option<String> {
-    match value {
-        Json::Str(s) if !s.is_empty() => Some(kept.copy(s)),
-        Json::Number(n) => {
-            let mut text = kept.empty();
-            push_number(n, &mut text);
-            Some(text)
-        }
-        Json::Bool(b) => Some(kept.copy(if *b { "true" } else { "false" })),
-        _ => None,
     }
 }
 
