@@ -3,7 +3,8 @@
 //! (with and without the per-batch fsync) and reads back from disk, and the per-event encoders
 //! of the queue record, the Elasticsearch and Splunk HEC sinks (the ECS document and the HEC
 //! envelope), and every sink shape over the real Suricata sample as siem-export receives it
-//! (parsed and attributed), and the file sink writing a batch of it.
+//! (parsed and attributed), and the file sink writing a batch of it (its pages dropped from the
+//! page cache once synced, the default, and kept).
 //!
 //! The `suricata` benchmarks use 500 alerts of the shared Suricata sample, attributed by the
 //! embedded engine as the pipeline does (about 3 KB encoded each); they are skipped when the
@@ -24,7 +25,7 @@ use attackmesh_siem_export::{
     queue::{EncodedEvent, Queue, QueueSettings, ReceivedEvent},
     sinks::{
         QueuedEvent, Sink,
-        file::{DEFAULT_DEDUP_IDS, FileSink, FileSinkConfig},
+        file::{DEFAULT_DEDUP_IDS, FileSink, FileSinkConfig, PageCache},
         util::{Original, ecs, hec},
     },
 };
@@ -238,11 +239,17 @@ fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent]) {
     let mut group = c.benchmark_group("file_sink_500_suricata");
     group.throughput(Throughput::Elements(events.len() as u64));
     group.sample_size(20);
-    for (name, dedup_ids) in [("canonical_fsync", 0), ("canonical_fsync_dedup", DEFAULT_DEDUP_IDS)] {
+    // `page_cache: keep` beside the default `drop`: what leaving the written pages cached costs.
+    for (name, dedup_ids, page_cache) in [
+        ("canonical_fsync", 0, PageCache::Drop),
+        ("canonical_fsync_page_cache_keep", 0, PageCache::Keep),
+        ("canonical_fsync_dedup", DEFAULT_DEDUP_IDS, PageCache::Drop),
+    ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = FileSinkConfig {
             path: Some(dir.path().join("events.ndjson")),
             dedup_ids,
+            page_cache,
             rotate_bytes: 64 << 20,
             keep_files: 1,
             ..Default::default()

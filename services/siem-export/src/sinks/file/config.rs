@@ -25,6 +25,21 @@ pub enum FileShape {
     Ocsf,
 }
 
+/// What becomes of the written lines in the kernel's page cache once their batch is synced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageCache {
+    /// Dropped from it (`posix_fadvise` `DONTNEED`): the sink never reads its lines again. A
+    /// busy sink otherwise fills memory with them, memory that counts in its container's usage;
+    /// and in a virtual machine that gives free memory back to its host (free page reporting,
+    /// ballooning), every new page-cache page costs a fault in the host as well, where a
+    /// dropped page is taken again at once.
+    #[default]
+    Drop,
+    /// Left in it, for a reader on the same machine that follows the file as it is written.
+    Keep,
+}
+
 /// Default of [`FileSinkConfig::dedup_ids`]: about 15 MB of memory per file sink.
 pub const DEFAULT_DEDUP_IDS: usize = 100_000;
 /// Largest [`FileSinkConfig::dedup_ids`].
@@ -57,6 +72,9 @@ pub struct FileSinkConfig {
     /// and under `<data_dir>/delivered/`), so that a resent event (same `event_id` and
     /// `revision`) is not written again; a higher revision is. 0 writes every copy.
     pub dedup_ids: usize,
+    /// Whether the written lines leave the kernel's page cache once synced (`drop`, the
+    /// default) or stay in it (`keep`); see [`PageCache`]. Linux only: elsewhere both keep them.
+    pub page_cache: PageCache,
 }
 
 impl Default for FileSinkConfig {
@@ -69,6 +87,7 @@ impl Default for FileSinkConfig {
             rotate_bytes: 100 << 20,
             keep_files: 10,
             dedup_ids: DEFAULT_DEDUP_IDS,
+            page_cache: PageCache::Drop,
         }
     }
 }

@@ -10,7 +10,7 @@ mod service;
 mod tests;
 
 pub(crate) use config::check_name;
-pub use config::{DEFAULT_DEDUP_IDS, FileShape, FileSinkConfig, MAX_DEDUP_IDS};
+pub use config::{DEFAULT_DEDUP_IDS, FileShape, FileSinkConfig, MAX_DEDUP_IDS, PageCache};
 pub use service::FileSink;
 
 /// Kind name of this sink.

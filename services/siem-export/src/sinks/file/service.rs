@@ -17,7 +17,7 @@ use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
 
 use super::{
-    FileSinkConfig,
+    FileSinkConfig, PageCache,
     delivered::{Delivered, Line},
     encode,
 };
@@ -159,6 +159,9 @@ impl Batch<'_> {
             *slot = None;
             return Err(Error::io("write", self.path, e));
         }
+        if self.config.page_cache == PageCache::Drop {
+            drop_cached(file, *len, buf.len());
+        }
         *len += buf.len() as u64;
         let rotate = *len >= self.config.rotate_bytes;
         if let Some(d) = delivered.as_mut() {
@@ -174,6 +177,26 @@ impl Batch<'_> {
         Ok(())
     }
 }
+
+/// Asks the kernel to drop from its page cache the `len` bytes just written at `at` and synced,
+/// with the page they start in (its head was synced with the batch before). The page the
+/// batch ends in stays, as the kernel keeps partial pages: the next batch writes into it, and
+/// had it been dropped, would read it back from disk first. Advice only: an error (a pipe or
+/// a device given as the path) changes nothing.
+#[cfg(target_os = "linux")]
+fn drop_cached(file: &File, at: u64, len: usize) {
+    let page = rustix::param::page_size() as u64;
+    let start = at - at % page;
+    let _ = rustix::fs::fadvise(
+        file,
+        start,
+        std::num::NonZeroU64::new(at + len as u64 - start),
+        rustix::fs::Advice::DontNeed,
+    );
+}
+
+#[cfg(not(target_os = "linux"))]
+fn drop_cached(_file: &File, _at: u64, _len: usize) {}
 
 fn rotate_file(config: &FileSinkConfig, path: &Path) -> Result<(), Error> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");

@@ -182,3 +182,51 @@ async fn batches_after_one_of_very_large_events_are_written_as_if_alone() {
         "every line once, nothing of an earlier batch"
     );
 }
+
+/// Bytes of `path` in the kernel's page cache, as `fincore` (util-linux) counts them.
+#[cfg(target_os = "linux")]
+fn cached_bytes(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("fincore (util-linux) runs");
+    assert!(
+        out.status.success(),
+        "fincore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn synced_lines_leave_the_page_cache_unless_kept() {
+    // Beside the test binary, on the build's file system: a tmpfs holds its files in the page
+    // cache itself and drops nothing.
+    let exe = std::env::current_exe().unwrap();
+    let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+    let page = rustix::param::page_size() as u64;
+    for page_cache in [PageCache::Drop, PageCache::Keep] {
+        let path = dir.path().join(format!("{page_cache:?}.ndjson"));
+        let config = FileSinkConfig {
+            path: Some(path.clone()),
+            page_cache,
+            ..Default::default()
+        };
+        let sink = FileSink::new(&config, dir.path().join(format!("{page_cache:?}.delivered"))).unwrap();
+        for batch in 0..40 {
+            let events: Vec<_> = (0..25).map(|i| queued(batch * 25 + i)).collect();
+            let outcomes = sink.send(&events).await;
+            assert!(outcomes.iter().all(|o| *o == ItemOutcome::Delivered), "{outcomes:?}");
+        }
+        let size = std::fs::metadata(&path).unwrap().len();
+        let cached = cached_bytes(&path);
+        match page_cache {
+            // Only the page the last batch ended in, which the next batch would write into.
+            PageCache::Drop => assert!(cached <= page, "{cached} of {size} bytes still cached"),
+            PageCache::Keep => assert!(cached * 10 >= size * 9, "only {cached} of {size} bytes cached"),
+        }
+        assert_eq!(written(&path).len(), 1000, "{page_cache:?}: every line is in the file");
+    }
+}
