@@ -183,20 +183,29 @@ async fn batches_after_one_of_very_large_events_are_written_as_if_alone() {
     );
 }
 
-/// Bytes of `path` in the kernel's page cache, as `fincore` (util-linux) counts them.
+/// Bytes of `path` in the kernel's page cache, as `fincore` (util-linux; util-linux-extra on
+/// Debian 12 and later) counts them; `None` where it is not installed, unless
+/// `TEST_REQUIRE_FINCORE` is set (as `.ci/run` does), which makes that a failure.
 #[cfg(target_os = "linux")]
-fn cached_bytes(path: &std::path::Path) -> u64 {
-    let out = std::process::Command::new("fincore")
+fn cached_bytes(path: &std::path::Path) -> Option<u64> {
+    let out = match std::process::Command::new("fincore")
         .args(["--bytes", "--noheadings", "--output", "RES"])
         .arg(path)
         .output()
-        .expect("fincore (util-linux) runs");
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::env::var_os("TEST_REQUIRE_FINCORE").is_none() => {
+            eprintln!("NOT RUN: the page-cache check needs fincore (util-linux)");
+            return None;
+        }
+        Err(e) => panic!("fincore: {e}"),
+    };
     assert!(
         out.status.success(),
         "fincore: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    Some(String::from_utf8(out.stdout).unwrap().trim().parse().unwrap())
 }
 
 #[cfg(target_os = "linux")]
@@ -221,11 +230,12 @@ async fn synced_lines_leave_the_page_cache_unless_kept() {
             assert!(outcomes.iter().all(|o| *o == ItemOutcome::Delivered), "{outcomes:?}");
         }
         let size = std::fs::metadata(&path).unwrap().len();
-        let cached = cached_bytes(&path);
-        match page_cache {
-            // Only the page the last batch ended in, which the next batch would write into.
-            PageCache::Drop => assert!(cached <= page, "{cached} of {size} bytes still cached"),
-            PageCache::Keep => assert!(cached * 10 >= size * 9, "only {cached} of {size} bytes cached"),
+        if let Some(cached) = cached_bytes(&path) {
+            match page_cache {
+                // Only the page the last batch ended in, which the next batch would write into.
+                PageCache::Drop => assert!(cached <= page, "{cached} of {size} bytes still cached"),
+                PageCache::Keep => assert!(cached * 10 >= size * 9, "only {cached} of {size} bytes cached"),
+            }
         }
         assert_eq!(written(&path).len(), 1000, "{page_cache:?}: every line is in the file");
     }
