@@ -194,8 +194,23 @@ fn age(ev: &QueuedEvent) -> Duration {
 async fn read(reader: &Arc<std::sync::Mutex<QueueReader>>, max_events: usize, max_bytes: usize) -> Vec<ReadItem> {
     let reader = reader.clone();
     let name = lock(&reader).queue().name().to_owned();
-    match tokio::task::spawn_blocking(move || lock(&reader).read_available(max_events, max_bytes)).await {
-        Ok(Ok(items)) => items,
+    let read = move || {
+        let mut reader = lock(&reader);
+        let before = reader.read_back();
+        let items = reader.read_available(max_events, max_bytes)?;
+        Ok::<_, crate::error::Error>((items, reader.read_back() - before))
+    };
+    match tokio::task::spawn_blocking(read).await {
+        Ok(Ok((items, read_back))) => {
+            if read_back > 0 {
+                let label = crate::metrics::label(&name);
+                crate::metrics::METRICS
+                    .read_back
+                    .get_or_create(&label)
+                    .inc_by(read_back);
+            }
+            items
+        }
         Ok(Err(e)) => {
             tracing::error!(sink = %name, error = %e, "cannot read the queue");
             tokio::time::sleep(Duration::from_secs(1)).await;

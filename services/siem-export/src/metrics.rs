@@ -26,6 +26,8 @@ pub const DEAD_LETTERED: &str = "siem_export_dead_lettered_events";
 pub const HEALTHY: &str = "siem_export_sink_healthy";
 /// Seconds from enqueue to the sink's success answer.
 pub const LATENCY: &str = "siem_export_delivery_latency_seconds";
+/// Events a sink's reader read back from its queue's files instead of taking them from memory.
+pub const READ_BACK: &str = "siem_export_queue_read_back_events";
 /// Export batches answered RETRY because a queue was full.
 pub const REFUSED_BATCHES: &str = "siem_export_refused_batches";
 
@@ -54,6 +56,8 @@ pub struct Metrics {
     pub healthy: Family<SinkLabel, Gauge>,
     /// See [`LATENCY`].
     pub latency: Family<SinkLabel, Histogram>,
+    /// See [`READ_BACK`].
+    pub read_back: Family<SinkLabel, Counter>,
     /// See [`REFUSED_BATCHES`].
     pub refused_batches: Counter,
 }
@@ -74,6 +78,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ])
         }),
+        read_back: Family::default(),
         refused_batches: Counter::default(),
     };
     register(QUEUE_DEPTH, "Events waiting in a sink's queue", m.queue_depth.clone());
@@ -101,6 +106,13 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.latency.clone(),
     );
     register(
+        READ_BACK,
+        "Events a sink's reader read back from its queue's files rather than from memory: after a \
+         restart, or while the sink was further behind than the queue keeps in memory (each is \
+         decoded a second time)",
+        m.read_back.clone(),
+    );
+    register(
         REFUSED_BATCHES,
         "Export batches answered RETRY because a queue was full",
         m.refused_batches.clone(),
@@ -115,6 +127,7 @@ pub fn register_sink(sink: &str) {
     let _ = METRICS.delivered.get_or_create(&label);
     let _ = METRICS.retried.get_or_create(&label);
     let _ = METRICS.dead_lettered.get_or_create(&label);
+    let _ = METRICS.read_back.get_or_create(&label);
 }
 
 /// The label of `sink`.

@@ -35,6 +35,7 @@ pub struct QueueReader {
     file: Option<(File, std::path::PathBuf)>,
     offset: u64,
     skip_below: u64,
+    read_back: u64,
 }
 
 impl QueueReader {
@@ -45,7 +46,15 @@ impl QueueReader {
             file: None,
             offset: 0,
             skip_below,
+            read_back: 0,
         }
+    }
+
+    /// Events this reader has read back from the segment files, in all, rather than taken as
+    /// they were appended: those of an earlier process, and those appended while it was further
+    /// behind than the queue keeps in memory (each is decoded a second time).
+    pub fn read_back(&self) -> u64 {
+        self.read_back
     }
 
     /// The queue read from.
@@ -90,6 +99,7 @@ impl QueueReader {
             match self.read_one(limit)? {
                 Some(ReadItemRaw::Event(raw)) => {
                     events += 1;
+                    self.read_back += 1;
                     bytes += raw.event_len;
                     out.push(ReadItem::Event(raw.into_event()));
                 }

@@ -95,11 +95,14 @@ fn events_handed_over_in_memory_equal_those_read_back_from_disk() {
             std::fs::write(&path, vec![0u8; bytes.len()]).unwrap();
         }
     }
-    let from_memory = read_all(&mut q.reader().unwrap());
+    let mut in_memory = q.reader().unwrap();
+    let from_memory = read_all(&mut in_memory);
     let (reopened, _) = open(copy.path());
-    let from_disk = read_all(&mut reopened.reader().unwrap());
+    let mut on_disk = reopened.reader().unwrap();
+    let from_disk = read_all(&mut on_disk);
     assert_eq!(from_memory.len(), 100);
     assert_eq!(from_memory, from_disk);
+    assert_eq!((in_memory.read_back(), on_disk.read_back()), (0, 100));
 }
 
 #[test]
@@ -134,6 +137,14 @@ fn a_reader_behind_the_memory_bound_reads_the_rest_from_disk_in_order() {
         })
         .collect();
     assert_eq!(got, (0..(total + 500) as u64).collect::<Vec<_>>());
+    // What the queue kept in memory (the first records appended) was handed over, the rest
+    // read back.
+    let read_back = r.read_back() as usize;
+    assert!(
+        read_back > 0 && read_back < total,
+        "{read_back} of {} read back",
+        total + 500
+    );
 }
 
 fn list_segments_count(dir: &std::path::Path) -> usize {
