@@ -203,11 +203,8 @@ async fn read(reader: &Arc<std::sync::Mutex<QueueReader>>, max_events: usize, ma
     match tokio::task::spawn_blocking(read).await {
         Ok(Ok((items, read_back))) => {
             if read_back > 0 {
-                let label = crate::metrics::label(&name);
-                crate::metrics::METRICS
-                    .read_back
-                    .get_or_create(&label)
-                    .inc_by(read_back);
+                let label = metrics::label(&name);
+                metrics::METRICS.read_back.get_or_create(&label).inc_by(read_back);
             }
             items
         }
