@@ -4,7 +4,7 @@
 use attackmesh::formats::{Format, Reader, open_path};
 
 use super::*;
-use crate::sigma::SigmaSet;
+use crate::sigma::{SigmaPack, SigmaSet, compile::Search, value::Matcher};
 
 /// Every candidate of the route evaluated, no prefilter, every value loaded.
 fn plain<'a>(c: &Compiled, channel: &str, event_id: u32, fields: &[(&'a str, &'a str)], s: &mut Scratch) -> Vec<u32> {
@@ -114,4 +114,85 @@ fn prefiltered_evaluation_equals_plain_evaluation() {
     );
     assert!(matched > 1000, "{matched} matches over the samples");
     assert!(hostile > 0);
+}
+
+/// Built and all needle automata, built and all regular expressions.
+fn built(c: &Compiled) -> ((usize, usize), (usize, usize)) {
+    let p = c.prefilter.as_ref().expect("a prefilter");
+    let automata: Vec<bool> = p
+        .by_field
+        .iter()
+        .flatten()
+        .chain(&p.any)
+        .map(|n| n.is_built())
+        .collect();
+    let regexes: Vec<bool> = c
+        .rules
+        .iter()
+        .flat_map(|r| &r.searches)
+        .flat_map(|s| match s {
+            Search::All(tests) => tests.iter().collect::<Vec<_>>(),
+            Search::Any(maps) => maps.iter().flatten().collect(),
+        })
+        .flat_map(|t| &t.matchers)
+        .filter_map(|m| match m {
+            Matcher::Regex(re) => Some(re.is_built()),
+            _ => None,
+        })
+        .collect();
+    let count = |v: &[bool]| (v.iter().filter(|b| **b).count(), v.len());
+    (count(&automata), count(&regexes))
+}
+
+#[test]
+fn automata_and_regexes_are_built_only_for_the_values_that_reach_them() {
+    // A set of its own: the shared embedded one is used by other tests of this process.
+    let c = Compiled::compile(&SigmaPack::embedded().expect("embedded rules"));
+    let ((automata, all_automata), (regexes, all_regexes)) = built(&c);
+    assert_eq!((automata, regexes), (0, 0), "nothing is built when the rules load");
+    assert!(
+        all_automata > 50 && all_regexes > 50,
+        "{all_automata} automata, {all_regexes} regexes"
+    );
+
+    let fields = [
+        ("Channel", "Microsoft-Windows-Sysmon/Operational"),
+        ("EventID", "1"),
+        ("Image", r"C:\Windows\System32\cmd.exe"),
+        ("CommandLine", "cmd.exe /c whoami /all"),
+    ];
+    let mut s = Scratch::default();
+    let mut out = Vec::new();
+    let ev = || WinEvent {
+        channel: fields[0].1,
+        event_id: 1,
+        fields: fields.iter().copied(),
+    };
+    c.matches(ev(), &mut s, &mut out);
+    let ((automata, _), (regexes, _)) = built(&c);
+    eprintln!("one event built {automata} of {all_automata} automata and {regexes} of {all_regexes} regexes");
+    let p = c.prefilter.as_ref().expect("a prefilter");
+    let named: Vec<&str> = c
+        .fields
+        .iter()
+        .filter(|(_, id)| p.field(**id).is_some_and(|n| n.is_built()))
+        .map(|(name, _)| &**name)
+        .collect();
+    assert!(automata > 0, "the event's fields were scanned");
+    for name in &named {
+        assert!(
+            fields.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)),
+            "built the automaton of `{name}`, a field the event does not carry"
+        );
+    }
+    assert!(automata <= named.len() + 1, "{automata} automata for {named:?}");
+    assert!(
+        regexes < all_regexes,
+        "{regexes} of {all_regexes} regexes built for one event"
+    );
+
+    // The same event again matches the same rules with what is built.
+    let first = std::mem::take(&mut out);
+    c.matches(ev(), &mut s, &mut out);
+    assert_eq!(out, first);
 }

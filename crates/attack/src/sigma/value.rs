@@ -6,7 +6,7 @@
 //! case-insensitive unless `cased` is given; `*` and `?` are wildcards unless escaped with `\`.
 //! This module only compiles values; reading event fields is [`super::eval`]'s business.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::OnceLock};
 
 use regex::Regex;
 
@@ -107,7 +107,7 @@ pub(crate) enum Matcher {
     /// A string pattern over the lowered value (or the value itself when `cased`).
     Str { pat: StrPat, cased: bool },
     /// A regular expression over the value as is.
-    Regex(Regex),
+    Regex(LazyRegex),
     /// The value is an address inside the network.
     Cidr { net: IpAddr, bits: u8 },
     /// The value is a number comparing so with the operand.
@@ -118,6 +118,46 @@ pub(crate) enum Matcher {
     Null,
     /// The value relates so to another field's value.
     FieldRef { other: FieldId, place: Place },
+}
+
+/// A regular expression checked when its rule is compiled and built again, to be kept, the
+/// first time a value is tested against it. A rule set holds hundreds of them, and an event
+/// stream reaches few: none at all when it holds no Windows records.
+#[derive(Debug)]
+pub(crate) struct LazyRegex {
+    src: Box<str>,
+    built: OnceLock<Option<Regex>>,
+}
+
+impl LazyRegex {
+    /// Compiles `src` to check it, and keeps only the source.
+    pub(crate) fn new(src: String) -> Result<Self, regex::Error> {
+        Regex::new(&src)?;
+        Ok(Self {
+            src: src.into(),
+            built: OnceLock::new(),
+        })
+    }
+
+    /// The source.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.src
+    }
+
+    /// Whether `value` matches (building the expression on the first call). The source was
+    /// compiled once already, and compiling is deterministic: it builds again.
+    pub(crate) fn is_match(&self, value: &str) -> bool {
+        self.built
+            .get_or_init(|| Regex::new(&self.src).ok())
+            .as_ref()
+            .is_some_and(|re| re.is_match(value))
+    }
+
+    /// Whether the expression was built to be kept.
+    #[cfg(test)]
+    pub(crate) fn is_built(&self) -> bool {
+        self.built.get().is_some()
+    }
 }
 
 /// Placement of a field reference's value.
@@ -234,7 +274,8 @@ fn compile_value(
         if !flags.is_empty() {
             prefix = format!("(?{flags})");
         }
-        let re = Regex::new(&format!("{prefix}{value}")).map_err(|e| format!("regex `{value}`: {}", one_line(&e)))?;
+        let re =
+            LazyRegex::new(format!("{prefix}{value}")).map_err(|e| format!("regex `{value}`: {}", one_line(&e)))?;
         out.push(Matcher::Regex(re));
         return Ok(());
     }
@@ -261,7 +302,7 @@ fn compile_value(
             Pattern::Str(p) => lower_pat(p),
             Pattern::Regex(src) => {
                 let flags = if m.cased { "(?s)" } else { "(?si)" };
-                let re = Regex::new(&format!("{flags}{src}")).map_err(|e| format!("wildcards: {}", one_line(&e)))?;
+                let re = LazyRegex::new(format!("{flags}{src}")).map_err(|e| format!("wildcards: {}", one_line(&e)))?;
                 out.push(Matcher::Regex(re));
                 continue;
             }

@@ -95,3 +95,19 @@ fn unsupported_values_say_why() {
     assert!(bad("X|frobnicate", "'a'", &mut intern).contains("frobnicate"));
     assert!(bad("X|cidr", "'not-a-net'", &mut intern).contains("network"));
 }
+
+#[test]
+fn a_regex_is_checked_at_compile_and_built_at_first_use() {
+    let t = test_of("CommandLine|re", "'\\s-(e|en|enc)\\s+[A-Za-z0-9+/=]{20,}'");
+    let Some(Matcher::Regex(re)) = t.matchers.first() else {
+        panic!("a regex matcher: {:?}", t.matchers)
+    };
+    assert!(!re.is_built());
+    assert!(any_matches(&t, "powershell -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBi"));
+    assert!(re.is_built());
+    assert!(!any_matches(&t, "powershell -enc short"));
+
+    let value: serde_yaml::Value = serde_yaml::from_str("'(unclosed'").expect("yaml");
+    let err = compile_field("CommandLine|re", &value, &mut |_| 0).expect_err("an invalid regex");
+    assert!(err.contains("regex `(unclosed`"), "{err}");
+}
