@@ -11,7 +11,6 @@
 //! - [`dlq`]: dead letters on disk; list, show and replay for `attackmesh dlq`.
 //! - [`disk`]: a full queue disk (Export answers RETRY, health NOT_SERVING until space returns).
 //! - [`service`]: the gRPC `ExportService`; [`server`]: wiring onto the shared runtime.
-//! - [`memory`]: gives the allocator's free pages back to the system once a second.
 //! - [`metrics`], [`status`]: Prometheus metrics and `GetSinkStatus` counters.
 //! - [`content`]: Kibana detection rules and the Splunk app that make the delivered alerts'
 //!   ATT&CK visible inside Elastic Security and Splunk.
@@ -20,7 +19,7 @@
 //! independently, so a dead sink never delays the others. This crate does no authentication
 //! (the runtime's tower layer does) and never logs credentials or event payloads.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
@@ -29,7 +28,6 @@ pub mod disk;
 pub mod dlq;
 pub mod driver;
 pub mod error;
-pub mod memory;
 pub mod metrics;
 pub mod queue;
 pub mod server;

@@ -109,7 +109,6 @@ pub async fn serve(
             .probe(config.data_dir.join("queues"), probe_every, stop.clone()),
     );
     tasks.spawn(report_disk(disk, server.health(), stop.clone()));
-    tasks.spawn(crate::memory::run(stop.clone()));
     let result = server.serve(listener, shutdown).await;
     stop.cancel();
     while tasks.join_next().await.is_some() {}

@@ -135,6 +135,8 @@ async fn serve(mut config: Config, which: Service, exposed: &[secret_file::Expos
     }
     let signals = shutdown::signals()?;
     let stop = CancellationToken::new();
+    // The allocator's free pages go back to the system once per process, whatever it serves.
+    let trim = tokio::spawn(attackmesh_runtime::memory::run(stop.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     for service in which.expand() {
         let addr = service.addr(&config);
@@ -163,6 +165,7 @@ async fn serve(mut config: Config, which: Service, exposed: &[secret_file::Expos
     while let Some(joined) = tasks.join_next().await {
         failed |= report(joined);
     }
+    let _ = trim.await;
     telemetry.shutdown();
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

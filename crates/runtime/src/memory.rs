@@ -1,13 +1,16 @@
-//! Gives the C allocator's free memory back to the system at a steady pace.
+//! Gives the C allocator's free memory back to the system at a steady pace, for the whole
+//! process (one [`run`] per process: the process entry point starts it, whatever services it
+//! serves).
 //!
-//! Events are decoded on the runtime's worker threads, written by sinks on blocking threads and
-//! freed wherever their last reference goes; glibc keeps one heap arena per such thread (up to
-//! eight per core) and each arena keeps the free space of its own peak, in the middle of the
-//! heap where its automatic trimming never reaches. At a steady 10,000 real detector events/s
-//! that free space was a fifth of siem-export's resident memory, and it grew with every burst.
-//! [`trim`] returns whole free pages of every arena (`malloc_trim`); [`run`] calls it once per
-//! [`INTERVAL`], which costs a walk of the free lists and a page fault per returned page that
-//! is used again: nothing next to decoding the events that dirtied them.
+//! Events are decoded on the runtime's worker threads, handled on blocking threads and freed
+//! wherever their last reference goes; glibc keeps one heap arena per such thread (up to eight
+//! per core) and each arena keeps the free space of its own peak, in the middle of the heap
+//! where its automatic trimming never reaches. At a steady 10,000 real detector events/s that
+//! free space was a fifth of siem-export's resident memory and grew with every burst; in
+//! attribution, on Windows records, it was a third of the heap. [`trim`] returns whole free
+//! pages of every arena (`malloc_trim`); [`run`] calls it once per [`INTERVAL`], which costs a
+//! walk of the free lists and a page fault per returned page that is used again: nothing next
+//! to decoding the events that dirtied them.
 //!
 //! This module holds the crate's only unsafe code.
 #![allow(unsafe_code)]
