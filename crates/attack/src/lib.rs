@@ -26,6 +26,7 @@ pub mod compact;
 pub mod engine;
 pub mod error;
 pub mod kb;
+mod lookup;
 pub mod navigator;
 pub mod rules;
 pub mod sigma;

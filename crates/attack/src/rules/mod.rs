@@ -18,7 +18,7 @@ mod model;
 pub mod pack;
 mod text;
 
-use std::collections::HashMap;
+use crate::lookup::LookupMap;
 
 use attackmesh::proto::DetectionEvent;
 
@@ -52,7 +52,7 @@ pub struct RuleSet {
     packs: Vec<PackInfo>,
     version: String,
     fields: Vec<FieldRef>,
-    exact: HashMap<Box<str>, Dispatch>,
+    exact: LookupMap<Box<str>, Dispatch>,
     globs: Vec<(Glob, Dispatch)>,
     any: Dispatch,
     /// Every rule with a trigger (pattern mode without an event type).

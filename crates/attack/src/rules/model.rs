@@ -2,7 +2,7 @@
 //! tables with their shared per-field matchers. Built by [`super::compile`], read by
 //! evaluation; it holds data only and decides nothing.
 
-use std::collections::HashMap;
+use crate::lookup::LookupMap;
 use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
@@ -44,8 +44,8 @@ pub(super) struct Dispatch {
 pub(super) struct FieldTriggers {
     pub(super) contains: Option<(AhoCorasick, Vec<Vec<RuleIdx>>)>,
     pub(super) regex: Option<(RegexSet, Vec<RuleIdx>)>,
-    pub(super) equals: HashMap<Box<str>, Vec<RuleIdx>>,
-    pub(super) command: HashMap<Box<str>, Vec<RuleIdx>>,
+    pub(super) equals: LookupMap<Box<str>, Vec<RuleIdx>>,
+    pub(super) command: LookupMap<Box<str>, Vec<RuleIdx>>,
 }
 
 /// A compiled condition.

@@ -5,6 +5,8 @@
 //! [`super`]; nothing here rejects a rule the validator accepted.
 
 use std::collections::{BTreeMap, HashMap};
+
+use crate::lookup::LookupMap;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -75,7 +77,7 @@ impl Builder {
         let exact = exact
             .into_iter()
             .map(|(et, members)| Ok((et, shared.dispatch(&members)?)))
-            .collect::<Result<HashMap<_, _>, Error>>()?;
+            .collect::<Result<LookupMap<_, _>, Error>>()?;
         let globs = globs
             .into_iter()
             .map(|(g, members)| Ok((g, shared.dispatch(&members)?)))
@@ -134,8 +136,8 @@ impl SharedTriggers<'_> {
 fn build_triggers(defs: &[Option<(FieldIdx, TriggerDef)>], rules: &[RuleIdx]) -> Result<FieldTriggers, Error> {
     let mut contains: BTreeMap<String, Vec<RuleIdx>> = BTreeMap::new();
     let mut regex: Vec<(String, RuleIdx)> = Vec::new();
-    let mut equals: HashMap<Box<str>, Vec<RuleIdx>> = HashMap::new();
-    let mut command: HashMap<Box<str>, Vec<RuleIdx>> = HashMap::new();
+    let mut equals: LookupMap<Box<str>, Vec<RuleIdx>> = LookupMap::default();
+    let mut command: LookupMap<Box<str>, Vec<RuleIdx>> = LookupMap::default();
     for r in rules {
         let Some((_, def)) = &defs[*r as usize] else { continue };
         match def {
