@@ -18,9 +18,9 @@ mod model;
 pub mod pack;
 mod text;
 
-use crate::lookup::LookupMap;
-
 use attackmesh::proto::DetectionEvent;
+
+use crate::lookup::LookupMap;
 
 pub use pack::{PackDef, RulePack};
 pub use text::command_words;

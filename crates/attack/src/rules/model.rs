@@ -2,7 +2,6 @@
 //! tables with their shared per-field matchers. Built by [`super::compile`], read by
 //! evaluation; it holds data only and decides nothing.
 
-use crate::lookup::LookupMap;
 use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
@@ -11,6 +10,7 @@ use regex::{Regex, RegexSet};
 
 use super::text::Glob;
 use crate::kb::TechIdx;
+use crate::lookup::LookupMap;
 
 /// Index of a rule in a [`RuleSet`](super::RuleSet).
 pub(crate) type RuleIdx = u32;

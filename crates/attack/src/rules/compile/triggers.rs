@@ -5,8 +5,6 @@
 //! [`super`]; nothing here rejects a rule the validator accepted.
 
 use std::collections::{BTreeMap, HashMap};
-
-use crate::lookup::LookupMap;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -14,6 +12,7 @@ use regex::RegexSet;
 
 use super::Builder;
 use crate::error::Error;
+use crate::lookup::LookupMap;
 use crate::rules::RuleSet;
 use crate::rules::model::{Dispatch, FieldIdx, FieldTriggers, RuleIdx};
 use crate::rules::pack::ConditionDef;
