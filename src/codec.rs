@@ -7,7 +7,11 @@
 
 use std::{collections::HashMap, marker::PhantomData};
 
-use prost::{Message, bytes::Bytes};
+use prost::{
+    DecodeError, Message,
+    bytes::{Buf, BufMut, Bytes},
+    encoding::{self, DecodeContext, WireType},
+};
 use tonic::{
     Status,
     codec::{BufferSettings, Codec, DecodeBuf, Decoder},
@@ -65,16 +69,13 @@ impl<U: Message + Default> Decoder for ProstDecoder<U> {
 /// the contract's (`repeated EnrichedEvent` and `repeated bytes` are both length-delimited), so
 /// every client's `ExportRequest` decodes as this and this encodes as that `ExportRequest`. A
 /// sender encodes each event once, as it is made; a receiver keeps the bytes that arrived.
-#[derive(Clone, PartialEq, Message)]
+#[derive(Clone, PartialEq, Debug, Default)]
 pub struct EncodedExport {
     /// Caller-chosen batch number, echoed in the acknowledgement.
-    #[prost(uint64, tag = "1")]
     pub batch_id: u64,
     /// The events, each an encoded `EnrichedEvent`.
-    #[prost(bytes = "bytes", repeated, tag = "2")]
     pub events: Vec<Bytes>,
     /// W3C trace context of the batch.
-    #[prost(map = "string, string", tag = "3")]
     pub trace_context: HashMap<String, String>,
 }
 
@@ -92,16 +93,13 @@ impl From<crate::proto::ExportRequest> for EncodedExport {
 /// `attackmesh.v1.IngestRequest` with its events left encoded, as [`EncodedExport`] is for
 /// `ExportRequest`: a detector-side shipper encodes each `DetectionEvent` once, on the thread
 /// that parsed it, and a batch is sent (and resent) from those bytes.
-#[derive(Clone, PartialEq, Message)]
+#[derive(Clone, PartialEq, Debug, Default)]
 pub struct EncodedIngest {
     /// Sender-chosen batch number, echoed in the acknowledgement.
-    #[prost(uint64, tag = "1")]
     pub batch_id: u64,
     /// The detections, each an encoded `DetectionEvent`.
-    #[prost(bytes = "bytes", repeated, tag = "2")]
     pub events: Vec<Bytes>,
     /// W3C trace context of the batch.
-    #[prost(map = "string, string", tag = "3")]
     pub trace_context: HashMap<String, String>,
 }
 
@@ -113,5 +111,133 @@ impl From<crate::proto::IngestRequest> for EncodedIngest {
             events: request.events.iter().map(|e| Bytes::from(e.encode_to_vec())).collect(),
             trace_context: request.trace_context,
         }
+    }
+}
+
+/// The `Message` of a batch of encoded events: what `#[derive(Message)]` generates for
+/// `batch_id = 1`, `repeated bytes events = 2` and `map<string, string> trace_context = 3`,
+/// except that each event is copied into the request from a borrowed slice. Prost's encoding of
+/// a `Bytes` field clones the handle and drops it once copied: two atomic updates, per event, of
+/// a reference count that the thread making the events keeps updating as it splits the next
+/// ones off the same buffer, so the two threads pass its cache line back and forth.
+macro_rules! encoded_batch_message {
+    ($name:ident) => {
+        impl Message for $name {
+            fn encode_raw(&self, buf: &mut impl BufMut) {
+                if self.batch_id != 0 {
+                    encoding::uint64::encode(1, &self.batch_id, buf);
+                }
+                for event in &self.events {
+                    encoding::encode_key(2, WireType::LengthDelimited, buf);
+                    encoding::encode_varint(event.len() as u64, buf);
+                    buf.put_slice(event);
+                }
+                encoding::hash_map::encode(
+                    encoding::string::encode,
+                    encoding::string::encoded_len,
+                    encoding::string::encode,
+                    encoding::string::encoded_len,
+                    3,
+                    &self.trace_context,
+                    buf,
+                );
+            }
+
+            fn merge_field(
+                &mut self,
+                tag: u32,
+                wire_type: WireType,
+                buf: &mut impl Buf,
+                ctx: DecodeContext,
+            ) -> Result<(), DecodeError> {
+                let (result, field) = match tag {
+                    1 => (
+                        encoding::uint64::merge(wire_type, &mut self.batch_id, buf, ctx),
+                        "batch_id",
+                    ),
+                    2 => (
+                        encoding::bytes::merge_repeated(wire_type, &mut self.events, buf, ctx),
+                        "events",
+                    ),
+                    3 => (
+                        encoding::hash_map::merge(
+                            encoding::string::merge,
+                            encoding::string::merge,
+                            &mut self.trace_context,
+                            buf,
+                            ctx,
+                        ),
+                        "trace_context",
+                    ),
+                    _ => return encoding::skip_field(wire_type, tag, buf, ctx),
+                };
+                result.map_err(|mut error| {
+                    error.push(stringify!($name), field);
+                    error
+                })
+            }
+
+            fn encoded_len(&self) -> usize {
+                (if self.batch_id != 0 {
+                    encoding::uint64::encoded_len(1, &self.batch_id)
+                } else {
+                    0
+                }) + encoding::bytes::encoded_len_repeated(2, &self.events)
+                    + encoding::hash_map::encoded_len(
+                        encoding::string::encoded_len,
+                        encoding::string::encoded_len,
+                        3,
+                        &self.trace_context,
+                    )
+            }
+
+            fn clear(&mut self) {
+                self.batch_id = 0;
+                self.events.clear();
+                self.trace_context.clear();
+            }
+        }
+    };
+}
+
+encoded_batch_message!(EncodedExport);
+encoded_batch_message!(EncodedIngest);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{EnrichedEvent, ExportRequest};
+
+    /// The batch messages encode and decode as the contract's requests, empty fields included,
+    /// skip fields they do not know, and name the field a decode fails in.
+    #[test]
+    fn batches_are_the_contract_requests_on_the_wire() {
+        let full = ExportRequest {
+            batch_id: 9,
+            events: vec![
+                EnrichedEvent {
+                    event_id: "a".into(),
+                    ..Default::default()
+                },
+                EnrichedEvent::default(),
+            ],
+            trace_context: [("traceparent".to_owned(), "00-x".to_owned())].into(),
+        };
+        for request in [ExportRequest::default(), full] {
+            let encoded = EncodedExport::from(request.clone());
+            assert_eq!(encoded.encoded_len(), request.encoded_len());
+            assert_eq!(encoded.encode_to_vec(), request.encode_to_vec());
+            assert_eq!(
+                ExportRequest::decode(encoded.encode_to_vec().as_slice()).ok(),
+                Some(request.clone())
+            );
+            let mut with_unknown = request.encode_to_vec();
+            encoding::string::encode(99, &"from a later release".to_owned(), &mut with_unknown);
+            assert_eq!(EncodedExport::decode(with_unknown.as_slice()).ok(), Some(encoded));
+        }
+        let mut wrong_type = Vec::new();
+        encoding::uint64::encode(2, &5, &mut wrong_type);
+        let error = EncodedIngest::decode(wrong_type.as_slice()).unwrap_err().to_string();
+        assert!(error.contains("EncodedIngest.events"), "{error}");
     }
 }
