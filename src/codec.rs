@@ -3,7 +3,10 @@
 //! `INVALID_ARGUMENT` (the sender's mistake: truncated, wrong wire type, nested past the
 //! recursion limit) rather than tonic's `INTERNAL`, which would send callers looking for a bug
 //! on the server. Both sides use it, so a client that receives an undecodable answer sees
-//! `INVALID_ARGUMENT` too, with the decoder's reason.
+//! `INVALID_ARGUMENT` too, with the decoder's reason. A client that retries a broken answer and
+//! gives up on a refusal uses [`ClientCodec`], whose decoding errors stay tonic's.
+//!
+//! Both reserve room for a whole message before encoding it (see [`ProstEncoder`]).
 
 use std::{collections::HashMap, marker::PhantomData};
 
@@ -14,7 +17,7 @@ use prost::{
 };
 use tonic::{
     Status,
-    codec::{BufferSettings, Codec, DecodeBuf, Decoder},
+    codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
 };
 
 /// Prost encoding; decoding failures are `INVALID_ARGUMENT`.
@@ -34,15 +37,66 @@ where
 {
     type Encode = T;
     type Decode = U;
-    type Encoder = tonic_prost::ProstEncoder<T>;
+    type Encoder = ProstEncoder<T>;
     type Decoder = ProstDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        tonic_prost::ProstCodec::<T, U>::default().encoder()
+        ProstEncoder(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
         ProstDecoder(tonic_prost::ProstCodec::<T, U>::default().decoder())
+    }
+}
+
+/// [`ProstCodec`]'s encoding with tonic's own decoding, whose failures are `INTERNAL`: for a
+/// client that resends a batch whose answer did not decode and gives up on `INVALID_ARGUMENT`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCodec<T, U>(PhantomData<(T, U)>);
+
+impl<T, U> Default for ClientCodec<T, U> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T, U> Codec for ClientCodec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = tonic_prost::ProstDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstCodec::<T, U>::default().decoder()
+    }
+}
+
+/// Prost encoding into room reserved for the whole message first. Tonic's prost encoder lets
+/// the frame buffer grow as the message is written: a batch of hundreds of events (hundreds of
+/// KB to a few MB) was copied into a new allocation at every doubling.
+#[derive(Debug)]
+pub struct ProstEncoder<T>(PhantomData<T>);
+
+impl<T: Message> Encoder for ProstEncoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.reserve(item.encoded_len());
+        item.encode_raw(buf);
+        Ok(())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::default()
     }
 }
 

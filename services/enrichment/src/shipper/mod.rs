@@ -463,7 +463,7 @@ impl Run {
         grpc.ready()
             .await
             .map_err(|e| tonic::Status::unavailable(format!("not ready: {e}")))?;
-        let codec = tonic_prost::ProstCodec::<Wire<EncodedIngest>, IngestResponse>::default();
+        let codec = attackmesh::codec::ClientCodec::<Wire<EncodedIngest>, IngestResponse>::default();
         let path = http::uri::PathAndQuery::from_static(attackmesh::grpc_path!(
             attackmesh::proto::ingest_service_server::SERVICE_NAME,
             "Ingest"

@@ -364,7 +364,7 @@ async fn open<R: Rpc>(shared: &Shared<R>) -> Result<Opened<R>, Status> {
     grpc.ready()
         .await
         .map_err(|e| Status::unavailable(format!("not ready: {e}")))?;
-    let codec = tonic_prost::ProstCodec::<Wire<R::Req>, R::Resp>::default();
+    let codec = attackmesh::codec::ClientCodec::<Wire<R::Req>, R::Resp>::default();
     let path = http::uri::PathAndQuery::from_static(R::PATH);
     let response = grpc.streaming(request, path, codec).await?;
     Ok((tx, response.into_inner()))
