@@ -4,7 +4,7 @@
 //! recursion limit) rather than tonic's `INTERNAL`, which would send callers looking for a bug
 //! on the server. Both sides use it, so a client that receives an undecodable answer sees
 //! `INVALID_ARGUMENT` too, with the decoder's reason. A client that retries a broken answer and
-//! gives up on a refusal uses [`ClientCodec`], whose decoding errors stay tonic's.
+//! gives up on a refusal uses [`ClientCodec`], whose decoding errors are `INTERNAL` as tonic's are.
 //!
 //! Both reserve room for a whole message before encoding it (see [`ProstEncoder`]).
 
@@ -45,12 +45,12 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder(tonic_prost::ProstCodec::<T, U>::default().decoder())
+        ProstDecoder(PhantomData, Status::invalid_argument)
     }
 }
 
-/// [`ProstCodec`]'s encoding with tonic's own decoding, whose failures are `INTERNAL`: for a
-/// client that resends a batch whose answer did not decode and gives up on `INVALID_ARGUMENT`.
+/// [`ProstCodec`] with decoding failures as `INTERNAL`, as tonic reports them: for a client that
+/// resends a batch whose answer did not decode and gives up on `INVALID_ARGUMENT`.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientCodec<T, U>(PhantomData<(T, U)>);
 
@@ -68,14 +68,14 @@ where
     type Encode = T;
     type Decode = U;
     type Encoder = ProstEncoder<T>;
-    type Decoder = tonic_prost::ProstDecoder<U>;
+    type Decoder = ProstDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
         ProstEncoder(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        tonic_prost::ProstCodec::<T, U>::default().decoder()
+        ProstDecoder(PhantomData, Status::internal)
     }
 }
 
@@ -100,22 +100,26 @@ impl<T: Message> Encoder for ProstEncoder<T> {
     }
 }
 
-/// Prost decoding, failures as `INVALID_ARGUMENT`.
+/// Prost decoding of a message taken whole from the receive buffer (without a copy), so the
+/// decoder reads fields from one contiguous `Bytes`: read through tonic's `DecodeBuf`, every
+/// field's advance went through two buffer layers. Failures get the decoder's reason and the
+/// codec's status code.
 #[derive(Debug)]
-pub struct ProstDecoder<U>(tonic_prost::ProstDecoder<U>);
+pub struct ProstDecoder<U>(PhantomData<U>, fn(String) -> Status);
 
 impl<U: Message + Default> Decoder for ProstDecoder<U> {
     type Item = U;
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        self.0
-            .decode(buf)
-            .map_err(|status| Status::invalid_argument(status.message().to_owned()))
+        let message = buf.copy_to_bytes(buf.remaining());
+        U::decode(message)
+            .map(Some)
+            .map_err(|error| (self.1)(error.to_string()))
     }
 
     fn buffer_settings(&self) -> BufferSettings {
-        self.0.buffer_settings()
+        BufferSettings::default()
     }
 }
 
