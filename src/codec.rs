@@ -21,46 +21,24 @@ use tonic::{
 };
 
 /// Prost encoding; decoding failures are `INVALID_ARGUMENT`.
-#[derive(Debug, Clone, Copy)]
-pub struct ProstCodec<T, U>(PhantomData<(T, U)>);
-
-impl<T, U> Default for ProstCodec<T, U> {
-    fn default() -> Self {
-        Self(PhantomData)
-    }
-}
-
-impl<T, U> Codec for ProstCodec<T, U>
-where
-    T: Message + Send + 'static,
-    U: Message + Default + Send + 'static,
-{
-    type Encode = T;
-    type Decode = U;
-    type Encoder = ProstEncoder<T>;
-    type Decoder = ProstDecoder<U>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        ProstEncoder(PhantomData)
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder(PhantomData, Status::invalid_argument)
-    }
-}
+pub type ProstCodec<T, U> = Prost<T, U, false>;
 
 /// [`ProstCodec`] with decoding failures as `INTERNAL`, as tonic reports them: for a client that
 /// resends a batch whose answer did not decode and gives up on `INVALID_ARGUMENT`.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientCodec<T, U>(PhantomData<(T, U)>);
+pub type ClientCodec<T, U> = Prost<T, U, true>;
 
-impl<T, U> Default for ClientCodec<T, U> {
+/// The prost codec behind [`ProstCodec`] and [`ClientCodec`]: `INTERNAL` decoding failures when
+/// `INTERNAL_DECODE_ERRORS`, `INVALID_ARGUMENT` otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct Prost<T, U, const INTERNAL_DECODE_ERRORS: bool>(PhantomData<(T, U)>);
+
+impl<T, U, const INTERNAL_DECODE_ERRORS: bool> Default for Prost<T, U, INTERNAL_DECODE_ERRORS> {
     fn default() -> Self {
         Self(PhantomData)
     }
 }
 
-impl<T, U> Codec for ClientCodec<T, U>
+impl<T, U, const INTERNAL_DECODE_ERRORS: bool> Codec for Prost<T, U, INTERNAL_DECODE_ERRORS>
 where
     T: Message + Send + 'static,
     U: Message + Default + Send + 'static,
@@ -75,7 +53,12 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder(PhantomData, Status::internal)
+        let status = if INTERNAL_DECODE_ERRORS {
+            Status::internal
+        } else {
+            Status::invalid_argument
+        };
+        ProstDecoder(PhantomData, status)
     }
 }
 
@@ -297,5 +280,84 @@ mod tests {
         encoding::uint64::encode(2, &5, &mut wrong_type);
         let error = EncodedIngest::decode(wrong_type.as_slice()).unwrap_err().to_string();
         assert!(error.contains("EncodedIngest.events"), "{error}");
+    }
+
+    /// A body of gRPC frames, received whole.
+    struct Received(Option<Bytes>);
+
+    impl http_body::Body for Received {
+        type Data = Bytes;
+        type Error = Status;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+            std::task::Poll::Ready(self.0.take().map(|data| Ok(http_body::Frame::data(data))))
+        }
+    }
+
+    /// What `codec` decodes from `messages`, each framed as gRPC sends it, until the first error.
+    fn decode_frames<C: Codec<Decode = ExportRequest>>(
+        mut codec: C,
+        messages: &[Vec<u8>],
+    ) -> (Vec<ExportRequest>, Option<Status>) {
+        let mut body = Vec::new();
+        for message in messages {
+            body.push(0);
+            body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+            body.extend_from_slice(message);
+        }
+        let mut stream =
+            tonic::codec::Streaming::new_request(codec.decoder(), Received(Some(Bytes::from(body))), None, None);
+        futures::executor::block_on(async {
+            let mut decoded = Vec::new();
+            loop {
+                match stream.message().await {
+                    Ok(Some(request)) => decoded.push(request),
+                    Ok(None) => return (decoded, None),
+                    Err(status) => return (decoded, Some(status)),
+                }
+            }
+        })
+    }
+
+    /// Each message of a stream is decoded from its own frame, whatever follows it; a frame
+    /// that does not decode is refused as `INVALID_ARGUMENT` by the server's codec and as
+    /// `INTERNAL` by the client's, both with the decoder's reason.
+    #[test]
+    fn frames_decode_whole_and_broken_ones_get_the_codecs_status() {
+        let requests: Vec<ExportRequest> = (1..=3)
+            .map(|batch_id| ExportRequest {
+                batch_id,
+                events: vec![EnrichedEvent {
+                    event_id: format!("ev-{batch_id}"),
+                    ..Default::default()
+                }],
+                trace_context: Default::default(),
+            })
+            .collect();
+        let encoded: Vec<Vec<u8>> = requests.iter().map(Message::encode_to_vec).collect();
+        let (decoded, error) = decode_frames(ProstCodec::<ExportRequest, ExportRequest>::default(), &encoded);
+        assert_eq!((decoded, error.map(|e| e.code())), (requests.clone(), None));
+
+        // A length-delimited event field whose length runs past the end of its frame.
+        let broken = vec![0x12, 0x7f, 0x0a];
+        let stream = [encoded[0].clone(), broken, encoded[1].clone()];
+        for (decoded, error, code) in [
+            {
+                let (d, e) = decode_frames(ProstCodec::<ExportRequest, ExportRequest>::default(), &stream);
+                (d, e, tonic::Code::InvalidArgument)
+            },
+            {
+                let (d, e) = decode_frames(ClientCodec::<ExportRequest, ExportRequest>::default(), &stream);
+                (d, e, tonic::Code::Internal)
+            },
+        ] {
+            assert_eq!(decoded, requests[..1]);
+            let error = error.expect("the broken frame is refused");
+            assert_eq!(error.code(), code, "{error:?}");
+            assert!(error.message().contains("buffer underflow"), "{error:?}");
+        }
     }
 }
