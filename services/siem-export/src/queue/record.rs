@@ -9,8 +9,11 @@
 use std::{collections::HashMap, sync::Arc};
 
 use attackmesh::proto::EnrichedEvent;
-use bytes::Bytes;
-use prost::Message;
+use bytes::{Buf, Bytes};
+use prost::{
+    DecodeError, Message,
+    encoding::{self, DecodeContext, WireType},
+};
 
 use crate::sinks::QueuedEvent;
 
@@ -38,25 +41,90 @@ pub(crate) struct QueueEntry {
     pub(crate) event: Option<EnrichedEvent>,
 }
 
+/// Field number of `EnrichedEvent.attributes`.
+const ATTRIBUTES: u32 = 16;
+
 /// One event as an Export batch carried it: decoded (for validation and the sinks) beside the
 /// bytes it arrived as (for the queue), so it is decoded once and never encoded again.
 #[derive(Debug, Clone)]
 pub struct ReceivedEvent {
     event: EnrichedEvent,
     bytes: Bytes,
+    /// Whether `bytes` are exactly this release's encoding of `event`, found while decoding.
+    exact: bool,
 }
 
 impl ReceivedEvent {
     /// Decodes `bytes` as an `EnrichedEvent`, keeping them.
-    pub fn decode(bytes: Bytes) -> Result<Self, prost::DecodeError> {
-        let event = EnrichedEvent::decode(bytes.clone())?;
-        Ok(Self { event, bytes })
+    ///
+    /// The attributes are read into a list and built into their map at the end: an encoder
+    /// writes them in key order, which the map's bulk build takes without a search per entry.
+    /// Repeated keys keep their last value, as a map field's merge does. While reading, it
+    /// tells whether the bytes are exactly what this release would encode: every attribute
+    /// entry written as prost writes it, no key repeated, and the rest of the event as long as
+    /// its own encoding (longer bytes carry fields this release does not know).
+    pub fn decode(bytes: Bytes) -> Result<Self, DecodeError> {
+        let mut event = EnrichedEvent::default();
+        let mut attributes = Vec::new();
+        // Bytes of the attribute fields as received, and as this release encodes their entries.
+        let (mut received_len, mut encoded_len) = (0, 0);
+        let mut buf = bytes.clone();
+        while buf.has_remaining() {
+            let start = buf.remaining();
+            let (tag, wire_type) = encoding::decode_key(&mut buf)?;
+            if tag == ATTRIBUTES {
+                let (key, value) = attribute(wire_type, &mut buf).map_err(|mut e| {
+                    e.push("EnrichedEvent", "attributes");
+                    e
+                })?;
+                received_len += start - buf.remaining();
+                encoded_len += attribute_encoded_len(&key, &value);
+                attributes.push((key, value));
+            } else {
+                event.merge_field(tag, wire_type, &mut buf, DecodeContext::default())?;
+            }
+        }
+        let entries = attributes.len();
+        let rest_len = event.encoded_len();
+        event.attributes = attributes.into_iter().collect();
+        let exact =
+            received_len == encoded_len && event.attributes.len() == entries && bytes.len() == rest_len + received_len;
+        Ok(Self { event, bytes, exact })
     }
 
     /// The decoded event.
     pub fn event(&self) -> &EnrichedEvent {
         &self.event
     }
+}
+
+/// One `map<string, string>` entry: a message of key (1) and value (2), either left out when
+/// empty, unknown fields skipped.
+fn attribute(wire_type: WireType, buf: &mut Bytes) -> Result<(String, String), DecodeError> {
+    encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+    let mut entry = (String::new(), String::new());
+    encoding::merge_loop(&mut entry, buf, DecodeContext::default(), |(key, value), buf, ctx| {
+        let (tag, wire_type) = encoding::decode_key(buf)?;
+        match tag {
+            1 => encoding::string::merge(wire_type, key, buf, ctx),
+            2 => encoding::string::merge(wire_type, value, buf, ctx),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    })?;
+    Ok(entry)
+}
+
+/// Bytes of the attribute field prost writes for one entry (empty key or value left out).
+fn attribute_encoded_len(key: &str, value: &str) -> usize {
+    let part = |tag: u32, s: &str| {
+        if s.is_empty() {
+            0
+        } else {
+            encoding::key_len(tag) + encoding::encoded_len_varint(s.len() as u64) + s.len()
+        }
+    };
+    let entry = part(1, key) + part(2, value);
+    encoding::key_len(ATTRIBUTES) + encoding::encoded_len_varint(entry as u64) + entry
 }
 
 /// The part of a queue entry that is the same in every sink's queue: the event's encoding and
@@ -85,18 +153,18 @@ impl EncodedEvent {
         Self::with_bytes(event, event_bytes, trace_context, enqueued_at_micros)
     }
 
-    /// Queues a received event as the bytes it arrived as. Bytes longer than the event's own
-    /// encoding carry more than this release decodes (fields of a newer contract, or a repeated
-    /// or non-minimal encoding) and are encoded afresh instead, so the queue holds only what was
-    /// validated.
+    /// Queues a received event as the bytes it arrived as. Bytes that are not exactly the
+    /// event's own encoding carry more than this release decodes (fields of a newer contract, or
+    /// a repeated or non-minimal encoding) and are encoded afresh instead, so the queue holds
+    /// only what was validated.
     pub fn received(
         received: ReceivedEvent,
         trace_context: Arc<HashMap<String, String>>,
         enqueued_at_micros: i64,
     ) -> Self {
-        let ReceivedEvent { event, bytes } = received;
+        let ReceivedEvent { event, bytes, exact } = received;
         let event = Arc::new(event);
-        if bytes.len() == event.encoded_len() {
+        if exact {
             Self::with_bytes(event, bytes, trace_context, enqueued_at_micros)
         } else {
             Self::new(event, trace_context, enqueued_at_micros)
