@@ -8,7 +8,7 @@
 
 #![allow(missing_docs)]
 
-use attackmesh::{formats::Format, json::write_enriched_event, proto::EnrichedEvent};
+use attackmesh::{json::write_enriched_event, proto::EnrichedEvent};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// One way of writing an event's line into the buffer.
@@ -62,10 +62,7 @@ fn bench(c: &mut Criterion, group: &str, events: &[EnrichedEvent]) {
 }
 
 fn canonical(c: &mut Criterion) {
-    let suricata = attackmesh_testkit::data::shared_data()
-        .map(|d| d.join("samples/suricata/first-org-conf-2015.eve.ndjson"))
-        .map(|path| attackmesh_testkit::data::attributed_samples(Format::SuricataEve, &path))
-        .unwrap_or_default();
+    let suricata = attackmesh_testkit::data::first_org_attributed();
     bench(c, "canonical_suricata", &suricata);
     let fixtures: Vec<_> = (0..1000).map(attackmesh_testkit::fixtures::event).collect();
     bench(c, "canonical_fixture", &fixtures);

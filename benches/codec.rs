@@ -17,7 +17,6 @@ use std::{
 
 use attackmesh::{
     codec::{EncodedExport, ProstCodec},
-    formats::Format,
     proto::{EnrichedEvent, ExportRequest},
 };
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -153,10 +152,7 @@ enum Side {
 }
 
 fn codec(c: &mut Criterion) {
-    let suricata = attackmesh_testkit::data::shared_data()
-        .map(|d| d.join("samples/suricata/first-org-conf-2015.eve.ndjson"))
-        .map(|path| attackmesh_testkit::data::attributed_samples(Format::SuricataEve, &path))
-        .unwrap_or_default();
+    let suricata = attackmesh_testkit::data::first_org_attributed();
     bench(c, "codec_suricata", &suricata);
     let fixtures: Vec<_> = (0..BATCH as u64).map(attackmesh_testkit::fixtures::event).collect();
     bench(c, "codec_fixture", &fixtures);

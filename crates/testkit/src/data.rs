@@ -78,6 +78,16 @@ pub fn attributed_samples(format: Format, path: &Path) -> Vec<attackmesh::proto:
         .collect()
 }
 
+/// The first-org Suricata sample's events as siem-export receives them (see
+/// [`attributed_samples`]): the real-record workload of the benches; empty without the shared
+/// data.
+pub fn first_org_attributed() -> Vec<attackmesh::proto::EnrichedEvent> {
+    shared_data()
+        .map(|d| d.join("samples/suricata/first-org-conf-2015.eve.ndjson"))
+        .map(|path| attributed_samples(Format::SuricataEve, &path))
+        .unwrap_or_default()
+}
+
 /// Every event of the real samples (three Suricata captures, a Cowrie session, the Zeek logs and
 /// eight EVTX files) as siem-export receives them: parsed and attributed; empty without the
 /// shared data. What an encoder that replaces another is compared over.

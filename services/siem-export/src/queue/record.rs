@@ -50,7 +50,9 @@ const ATTRIBUTES: u32 = 16;
 pub struct ReceivedEvent {
     event: EnrichedEvent,
     bytes: Bytes,
-    /// Whether `bytes` are exactly this release's encoding of `event`, found while decoding.
+    /// Whether `bytes` carry nothing beyond `event` as this release encodes it (as long as its
+    /// encoding, every attribute entry as prost writes one, no key repeated; attributes may come
+    /// in another order), found while decoding.
     exact: bool,
 }
 
