@@ -45,6 +45,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    attackmesh_runtime::memory::tune();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
