@@ -9,7 +9,7 @@
 #![allow(missing_docs)]
 
 use attackmesh::{json::write_enriched_event, proto::EnrichedEvent};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 
 /// One way of writing an event's line into the buffer.
 type Encoder = fn(&EnrichedEvent, &mut Vec<u8>);
@@ -69,4 +69,4 @@ fn canonical(c: &mut Criterion) {
 }
 
 criterion_group!(benches, canonical);
-criterion_main!(benches);
+attackmesh_testkit::criterion_main!(benches);

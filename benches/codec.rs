@@ -19,7 +19,7 @@ use attackmesh::{
     codec::{EncodedExport, ProstCodec},
     proto::{EnrichedEvent, ExportRequest},
 };
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use futures::{StreamExt, executor::block_on, stream};
 use http_body::{Body, Frame};
 use prost::{Message, bytes::Bytes};
@@ -159,4 +159,4 @@ fn codec(c: &mut Criterion) {
 }
 
 criterion_group!(benches, codec);
-criterion_main!(benches);
+attackmesh_testkit::criterion_main!(benches);

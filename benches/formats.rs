@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 use attackmesh::formats::{Format, ParseState, parse_line};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,4 +65,4 @@ fn parse(c: &mut Criterion) {
 }
 
 criterion_group!(benches, parse);
-criterion_main!(benches);
+attackmesh_testkit::criterion_main!(benches);

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use attackmesh::formats::{self, Format, Reader};
 use attackmesh::proto::{AttributeResponse, AttributionStatus, DetectionEvent, DetectorKind};
 use attackmesh_attack::{Engine, Kb, RulePack, compact};
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group};
 use prost::Message;
 
 const COMPACT_KB: &[u8] = include_bytes!("../kb/enterprise-attack-18.1.kb.gz");
@@ -344,4 +344,4 @@ fn answer(c: &mut Criterion) {
 }
 
 criterion_group!(benches, rules, kb, actors, answer);
-criterion_main!(benches);
+attackmesh_testkit::criterion_main!(benches);

@@ -15,7 +15,7 @@ use attackmesh::formats::{Format, Reader, open_path};
 use attackmesh::proto::DetectionEvent;
 use attackmesh_attack::Engine;
 use attackmesh_attack::sigma::{Compiled, SigmaPack};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 
 fn samples() -> Option<PathBuf> {
     let dir = PathBuf::from(concat!(
@@ -81,4 +81,4 @@ fn load(c: &mut Criterion) {
 }
 
 criterion_group!(benches, sigma, load);
-criterion_main!(benches);
+attackmesh_testkit::criterion_main!(benches);

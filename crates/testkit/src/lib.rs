@@ -24,3 +24,20 @@ pub use file_sink::{latest, sink_events, wait_for_sink};
 pub use grpc::{Running, Shutdown, channel, wait_health, wait_serving, with_token};
 pub use net::{bind, free_addr, free_addrs};
 pub use tokens::Tokens;
+
+#[doc(hidden)]
+pub use attackmesh_runtime::memory::tune as tune_allocator;
+
+/// `criterion::criterion_main!`, with the allocator set up first as every `attackmesh` process
+/// sets it up ([`attackmesh_runtime::memory::tune`]), so that a benchmark measures what the
+/// services run.
+#[macro_export]
+macro_rules! criterion_main {
+    ($($group:path),+ $(,)?) => {
+        fn main() {
+            $crate::tune_allocator();
+            $($group();)+
+            criterion::Criterion::default().configure_from_args().final_summary();
+        }
+    };
+}

@@ -19,7 +19,7 @@ use attackmesh::{
 use attackmesh_attack::Engine;
 use attackmesh_enrichment::encode::EventEncoder;
 use attackmesh_testkit::data;
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use prost::Message;
 
 const BATCH: usize = 500;
@@ -100,4 +100,4 @@ fn export_encode(c: &mut Criterion) {
 }
 
 criterion_group!(benches, export_encode);
-criterion_main!(benches);
+attackmesh_testkit::criterion_main!(benches);

@@ -12,7 +12,7 @@ use attackmesh::{
     proto::IngestRequest,
 };
 use attackmesh_testkit::data;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use prost::{Message, bytes::Bytes};
 
 const BATCH: usize = 500;
@@ -65,4 +65,4 @@ fn ship_encode(c: &mut Criterion) {
 }
 
 criterion_group!(benches, ship_encode);
-criterion_main!(benches);
+attackmesh_testkit::criterion_main!(benches);

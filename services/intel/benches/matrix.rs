@@ -21,7 +21,7 @@ use attackmesh_intel::{
     ui::{UiState, router},
 };
 use attackmesh_runtime::auth::{Authenticator, Role};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 
 const EVENTS: usize = 1_000_000;
 const BATCH: usize = 2_000;
@@ -211,4 +211,4 @@ fn matrix(c: &mut Criterion) {
 }
 
 criterion_group!(benches, matrix);
-criterion_main!(benches);
+attackmesh_testkit::criterion_main!(benches);

@@ -31,7 +31,7 @@ use attackmesh_siem_export::{
 };
 use attackmesh_testkit::{data, fixtures};
 use bytes::Bytes;
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use prost::Message;
 
 const BATCH: usize = 500;
@@ -399,4 +399,4 @@ fn shapes(c: &mut Criterion) {
 }
 
 criterion_group!(benches, queue, suricata, shapes);
-criterion_main!(benches);
+attackmesh_testkit::criterion_main!(benches);
