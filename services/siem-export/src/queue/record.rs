@@ -48,7 +48,9 @@ const ATTRIBUTES: u32 = 16;
 /// bytes it arrived as (for the queue), so it is decoded once and never encoded again.
 #[derive(Debug, Clone)]
 pub struct ReceivedEvent {
-    event: EnrichedEvent,
+    /// On the heap from the start: an `EnrichedEvent` is over a kilobyte, and a received event
+    /// moves through a few collections before it is queued.
+    event: Arc<EnrichedEvent>,
     bytes: Bytes,
     /// Whether `bytes` carry nothing beyond `event` as this release encodes it (as long as its
     /// encoding, every attribute entry as prost writes one, no key repeated; attributes may come
@@ -91,7 +93,11 @@ impl ReceivedEvent {
         event.attributes = attributes.into_iter().collect();
         let exact =
             received_len == encoded_len && event.attributes.len() == entries && bytes.len() == rest_len + received_len;
-        Ok(Self { event, bytes, exact })
+        Ok(Self {
+            event: Arc::new(event),
+            bytes,
+            exact,
+        })
     }
 
     /// The decoded event.
@@ -165,7 +171,6 @@ impl EncodedEvent {
         enqueued_at_micros: i64,
     ) -> Self {
         let ReceivedEvent { event, bytes, exact } = received;
-        let event = Arc::new(event);
         if exact {
             Self::with_bytes(event, bytes, trace_context, enqueued_at_micros)
         } else {
