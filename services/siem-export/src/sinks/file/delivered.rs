@@ -16,16 +16,16 @@
 //! `@ <len>` (batch complete, file length after it).
 
 use std::{
-    cell::Cell,
-    collections::{VecDeque, hash_map::Entry},
+    collections::VecDeque,
     fmt::Write as _,
     fs::{File, OpenOptions},
+    hash::BuildHasher,
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
-use foldhash::HashMap;
+use foldhash::fast::RandomState;
+use hashbrown::{HashTable, hash_table::Entry};
 
 use crate::error::Error;
 
@@ -43,13 +43,21 @@ pub(super) fn recordable(id: &str) -> bool {
 #[derive(Debug, Default)]
 struct Recent {
     capacity: usize,
-    /// Highest revision and stamp of the last write per id; in a `Cell` so that a repeat id is
-    /// updated with the one lookup that finds its key (every lookup in a map this size is a
-    /// cache miss or two).
-    revisions: HashMap<Arc<str>, Cell<(u32, u64)>>,
-    /// Ids in the order they were (last) written, with the stamp of that write; an entry
-    /// whose stamp is older than the id's current one is stale.
-    order: VecDeque<(Arc<str>, u64)>,
+    /// One entry per id. Each write looks its id up once, and evicting the oldest id finds it
+    /// by hash and stamp alone: every lookup in a table this size is a cache miss or two.
+    ids: HashTable<Written>,
+    hasher: RandomState,
+    /// Writes in order, as their id's hash and the write's stamp; an entry whose stamp is not
+    /// its id's current one is stale.
+    order: VecDeque<(u64, u64)>,
+    stamp: u64,
+}
+
+/// An id in [`Recent`]: its highest revision and the stamp of its last write (unique).
+#[derive(Debug)]
+struct Written {
+    id: Box<str>,
+    revision: u32,
     stamp: u64,
 }
 
@@ -62,46 +70,50 @@ impl Recent {
     }
 
     fn holds(&self, id: &str, revision: u32) -> bool {
-        self.revisions.get(id).is_some_and(|v| v.get().0 >= revision)
+        let hash = self.hasher.hash_one(id);
+        self.ids
+            .find(hash, |w| &*w.id == id)
+            .is_some_and(|w| w.revision >= revision)
     }
 
     fn insert(&mut self, id: &str, revision: u32) {
         self.stamp += 1;
         let stamp = self.stamp;
-        let key = match self.revisions.get_key_value(id) {
-            Some((key, value)) => {
-                value.set((value.get().0.max(revision), stamp));
-                key.clone()
+        let Self { ids, hasher, order, .. } = self;
+        let hash = hasher.hash_one(id);
+        match ids.entry(hash, |w| &*w.id == id, |w| hasher.hash_one(&*w.id)) {
+            Entry::Occupied(mut entry) => {
+                let w = entry.get_mut();
+                w.revision = w.revision.max(revision);
+                w.stamp = stamp;
             }
-            None => {
-                let key = Arc::<str>::from(id);
-                self.revisions.insert(key.clone(), Cell::new((revision, stamp)));
-                key
+            Entry::Vacant(entry) => {
+                entry.insert(Written {
+                    id: id.into(),
+                    revision,
+                    stamp,
+                });
             }
-        };
-        self.order.push_back((key, stamp));
-        while self.revisions.len() > self.capacity {
-            let Some((oldest, at)) = self.order.pop_front() else {
+        }
+        order.push_back((hash, stamp));
+        while ids.len() > self.capacity {
+            let Some((hash, at)) = order.pop_front() else {
                 break;
             };
-            if let Entry::Occupied(entry) = self.revisions.entry(oldest)
-                && entry.get().get().1 == at
-            {
+            if let Ok(entry) = ids.find_entry(hash, |w| w.stamp == at) {
                 entry.remove();
             }
         }
-        if self.order.len() > 2 * self.capacity.max(64) {
-            let revisions = &self.revisions;
-            self.order
-                .retain(|(id, at)| revisions.get(id).is_some_and(|v| v.get().1 == *at));
+        if order.len() > 2 * self.capacity.max(64) {
+            order.retain(|&(hash, at)| ids.find(hash, |w| w.stamp == at).is_some());
         }
     }
 
     /// The current entries, oldest first.
     fn entries(&self) -> impl Iterator<Item = (&str, u32)> {
-        self.order.iter().filter_map(|(id, at)| {
-            let (revision, stamp) = self.revisions.get(id)?.get();
-            (stamp == *at).then_some((&**id, revision))
+        self.order.iter().filter_map(|&(hash, at)| {
+            let w = self.ids.find(hash, |w| w.stamp == at)?;
+            Some((&*w.id, w.revision))
         })
     }
 }
@@ -141,13 +153,14 @@ impl Delivered {
         self.recent.holds(id, revision)
     }
 
-    /// Logs (and syncs) a batch about to be written at `offset` of the output file.
+    /// Logs (and syncs) a batch about to be written at `offset` of the output file: its
+    /// lines of [`recordable`] ids (the caller leaves the others out).
     pub(super) fn begin(&mut self, offset: u64, lines: &[Line<'_>]) -> Result<(), Error> {
         use std::fmt::Write as _;
         let mut buf = String::with_capacity(16 + lines.len() * 64);
         // Writing into a String cannot fail.
         let _ = writeln!(buf, "b {offset}");
-        for (id, revision, len) in lines.iter().filter(|(id, ..)| recordable(id)) {
+        for (id, revision, len) in lines {
             let _ = writeln!(buf, "w {revision} {len} {id}");
         }
         self.log
@@ -161,7 +174,7 @@ impl Delivered {
     /// Records that the batch is in the output file, now `len` bytes long. The mark is not
     /// synced: a lost mark is re-derived from the file's length.
     pub(super) fn complete(&mut self, len: u64, lines: &[Line<'_>]) -> Result<(), Error> {
-        for (id, revision, _) in lines.iter().filter(|(id, ..)| recordable(id)) {
+        for (id, revision, _) in lines {
             self.recent.insert(id, *revision);
         }
         self.log

@@ -131,6 +131,46 @@ async fn a_restarted_sink_remembers_what_it_wrote_and_ends_a_torn_line() {
 }
 
 #[tokio::test]
+async fn an_id_the_record_cannot_hold_is_written_every_time_and_leaves_the_record_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.ndjson");
+    let log = dir.path().join("delivered.log");
+    let config = FileSinkConfig {
+        path: Some(path.clone()),
+        ..Default::default()
+    };
+    let with_id = |i: u64, id: &str| {
+        let mut event = attackmesh_testkit::fixtures::event(i);
+        event.event_id = id.into();
+        Arc::new(QueuedEvent {
+            seq: i,
+            event: Arc::new(event),
+            trace_context: Default::default(),
+            enqueued_at_micros: 0,
+        })
+    };
+    let (spaced, plain) = ("spaced id\nw 1 9 forged", "plain-1");
+    let sink = FileSink::new(&config, log.clone()).unwrap();
+    let batch = [with_id(1, spaced), with_id(2, plain), with_id(3, spaced)];
+    assert_eq!(sink.send(&batch).await, vec![ItemOutcome::Delivered; 3]);
+    drop(sink);
+    let record = std::fs::read_to_string(&log).unwrap();
+    assert!(!record.contains("forged") && record.contains(plain), "{record}");
+
+    let sink = FileSink::new(&config, log).unwrap();
+    assert_eq!(
+        sink.send(&[with_id(4, plain), with_id(5, spaced)]).await,
+        vec![ItemOutcome::Delivered; 2]
+    );
+    let ids: Vec<String> = written(&path).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(
+        ids,
+        vec![spaced, plain, spaced],
+        "a copy in one batch is written once; the plain id is remembered across the reopen, the spaced one is not"
+    );
+}
+
+#[tokio::test]
 async fn with_dedup_off_every_copy_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.ndjson");
