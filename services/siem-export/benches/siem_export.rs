@@ -79,10 +79,11 @@ fn decode_request(wire: &Bytes) -> ExportRequest {
 #[inline(never)]
 fn decode_kept_bytes(wire: &Bytes) -> Vec<ReceivedEvent> {
     let batch = EncodedExport::decode(wire.clone()).expect("decode");
+    let mut attributes = Vec::new();
     batch
         .events
         .into_iter()
-        .map(|e| ReceivedEvent::decode(e).expect("decode"))
+        .map(|e| ReceivedEvent::decode_with(e, &mut attributes).expect("decode"))
         .collect()
 }
 

@@ -293,11 +293,13 @@ fn known_techniques(kb: &Kb, event: &EnrichedEvent) -> Result<(), Vec<FieldViola
 /// Decodes every event of a batch, keeping its bytes; the first that does not decode is the
 /// caller's mistake, told as a message that does not decode is.
 fn decode_events(events: Vec<Bytes>) -> Result<Vec<ReceivedEvent>, Status> {
+    let mut attributes = Vec::new();
     events
         .into_iter()
         .enumerate()
         .map(|(i, bytes)| {
-            ReceivedEvent::decode(bytes).map_err(|e| Status::invalid_argument(format!("events[{i}]: {e}")))
+            ReceivedEvent::decode_with(bytes, &mut attributes)
+                .map_err(|e| Status::invalid_argument(format!("events[{i}]: {e}")))
         })
         .collect()
 }

@@ -68,8 +68,22 @@ impl ReceivedEvent {
     /// entry written as prost writes it, no key repeated, and the rest of the event as long as
     /// its own encoding (longer bytes carry fields this release does not know).
     pub fn decode(bytes: Bytes) -> Result<Self, DecodeError> {
+        Self::decode_with(bytes, &mut Vec::new())
+    }
+
+    /// [`Self::decode`], reading the attributes into `attributes` (empty on return, whatever
+    /// the outcome). A caller decoding a batch passes the same list for every event, so it
+    /// grows to the batch's largest attribute count once instead of doubling its way there for
+    /// every event.
+    pub fn decode_with(bytes: Bytes, attributes: &mut Vec<(String, String)>) -> Result<Self, DecodeError> {
+        attributes.clear();
+        let result = Self::decode_into(bytes, attributes);
+        attributes.clear();
+        result
+    }
+
+    fn decode_into(bytes: Bytes, attributes: &mut Vec<(String, String)>) -> Result<Self, DecodeError> {
         let mut event = EnrichedEvent::default();
-        let mut attributes = Vec::new();
         // Bytes of the attribute fields as received, and as this release encodes their entries.
         let (mut received_len, mut encoded_len) = (0, 0);
         let mut buf = bytes.clone();
@@ -90,7 +104,7 @@ impl ReceivedEvent {
         }
         let entries = attributes.len();
         let rest_len = event.encoded_len();
-        event.attributes = attributes.into_iter().collect();
+        event.attributes = attributes.drain(..).collect();
         let exact =
             received_len == encoded_len && event.attributes.len() == entries && bytes.len() == rest_len + received_len;
         Ok(Self {

@@ -514,10 +514,13 @@ fn attributes_decode_as_the_map_field_does_and_only_prosts_own_encoding_is_kept(
             false,
         ),
     ];
+    // One attribute list for every decode, as a batch shares one: nothing carries over.
+    let mut scratch = Vec::new();
     for (what, bytes, exact) in cases {
         let expected = EnrichedEvent::decode(bytes.as_slice()).unwrap_or_else(|e| panic!("{what}: {e}"));
-        let received =
-            ReceivedEvent::decode(bytes::Bytes::from(bytes.clone())).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let received = ReceivedEvent::decode_with(bytes::Bytes::from(bytes.clone()), &mut scratch)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(scratch.is_empty(), "{what}");
         assert_eq!(received.event(), &expected, "{what}");
         let kept = EncodedEvent::received(received, trace.clone(), 7);
         if exact {
@@ -552,11 +555,15 @@ fn attributes_decode_as_the_map_field_does_and_only_prosts_own_encoding_is_kept(
         ),
     ] {
         let expected = EnrichedEvent::decode(bytes.as_slice()).expect_err(what).to_string();
-        let error = ReceivedEvent::decode(bytes::Bytes::from(bytes))
+        let error = ReceivedEvent::decode_with(bytes::Bytes::from(bytes), &mut scratch)
             .expect_err(what)
             .to_string();
         assert_eq!(error, expected, "{what}");
         assert!(error.contains("EnrichedEvent.attributes"), "{what}: {error}");
+        assert!(scratch.is_empty(), "{what}");
+        // The entries read before the broken one are not the next event's.
+        let next = ReceivedEvent::decode_with(bytes::Bytes::from(rest.clone()), &mut scratch).expect(what);
+        assert!(next.event().attributes.is_empty(), "{what}: the event after it");
     }
 }
 
