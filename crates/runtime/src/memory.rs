@@ -45,14 +45,14 @@ pub fn trim() -> bool {
 }
 
 /// Sets the allocator up for the services' allocation pattern (see the module documentation).
-/// Call it once, first thing in the process, before any thread is started. A no-op where the
+/// Call it first thing in the process, so that every allocation follows it. A no-op where the
 /// allocator is not glibc's.
 pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // SAFETY: `mallopt` takes no pointer; `M_MXFAST` with 0 only lowers the fastbin limit,
-        // after merging the fastbins' chunks under the arena's lock. Called before other
-        // threads exist, nothing else is allocating meanwhile.
+        // SAFETY: `mallopt` takes no pointer and changes the setting under the allocator's
+        // lock, after merging the fastbins' chunks; it is safe from any thread at any time.
+        // Calling it first only makes every later allocation follow the setting.
         unsafe {
             libc::mallopt(libc::M_MXFAST, 0);
         }
