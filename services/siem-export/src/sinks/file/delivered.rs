@@ -31,11 +31,26 @@ use crate::error::Error;
 
 const HEADER: &str = "attackmesh-delivered 1";
 
-/// One line a batch writes: event id, revision and the line's length in bytes.
-pub(super) type Line<'a> = (&'a str, u32, usize);
+/// One line a batch writes whose id the record can hold: event id, revision and the line's
+/// length in bytes. Only [`Line::new`] makes one, so nothing reaches the log or a compaction
+/// with an id that could break the log's line format.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Line<'a> {
+    id: &'a str,
+    revision: u32,
+    len: usize,
+}
+
+impl<'a> Line<'a> {
+    /// The line, when `id` can be recorded ([`recordable`]); other ids are never recorded (such
+    /// events are always written).
+    pub(super) fn new(id: &'a str, revision: u32, len: usize) -> Option<Self> {
+        recordable(id).then_some(Self { id, revision, len })
+    }
+}
 
 /// Whether `id` can be recorded: printable ASCII without spaces, as every valid event id is.
-pub(super) fn recordable(id: &str) -> bool {
+fn recordable(id: &str) -> bool {
     !id.is_empty() && id.len() <= attackmesh::limits::MAX_EVENT_ID_BYTES && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
@@ -153,14 +168,13 @@ impl Delivered {
         self.recent.holds(id, revision)
     }
 
-    /// Logs (and syncs) a batch about to be written at `offset` of the output file: its
-    /// lines of [`recordable`] ids (the caller leaves the others out).
+    /// Logs (and syncs) a batch about to be written at `offset` of the output file.
     pub(super) fn begin(&mut self, offset: u64, lines: &[Line<'_>]) -> Result<(), Error> {
         use std::fmt::Write as _;
         let mut buf = String::with_capacity(16 + lines.len() * 64);
         // Writing into a String cannot fail.
         let _ = writeln!(buf, "b {offset}");
-        for (id, revision, len) in lines {
+        for Line { id, revision, len } in lines {
             let _ = writeln!(buf, "w {revision} {len} {id}");
         }
         self.log
@@ -174,8 +188,8 @@ impl Delivered {
     /// Records that the batch is in the output file, now `len` bytes long. The mark is not
     /// synced: a lost mark is re-derived from the file's length.
     pub(super) fn complete(&mut self, len: u64, lines: &[Line<'_>]) -> Result<(), Error> {
-        for (id, revision, _) in lines {
-            self.recent.insert(id, *revision);
+        for line in lines {
+            self.recent.insert(line.id, line.revision);
         }
         self.log
             .write_all(format!("@ {len}\n").as_bytes())

@@ -30,7 +30,7 @@ fn what_was_written_is_remembered_across_a_reopen() {
     let output = dir.path().join("out.ndjson");
     let path = dir.path().join("delivered").join("file.log");
     let mut d = Delivered::open(&path, &output, 0, 100).unwrap();
-    let lines = [("a", 1, 10), ("b", 1, 12)];
+    let lines = [Line::new("a", 1, 10).unwrap(), Line::new("b", 1, 12).unwrap()];
     d.begin(0, &lines).unwrap();
     d.complete(22, &lines).unwrap();
     drop(d);
@@ -93,7 +93,7 @@ fn the_log_stays_bounded() {
     let mut len = 0;
     for batch in 0..50u64 {
         let ids: Vec<String> = (0..100).map(|i| format!("id-{}", batch * 100 + i)).collect();
-        let lines: Vec<Line<'_>> = ids.iter().map(|id| (id.as_str(), 1, 10)).collect();
+        let lines: Vec<Line<'_>> = ids.iter().filter_map(|id| Line::new(id, 1, 10)).collect();
         d.begin(len, &lines).unwrap();
         len += 1000;
         d.complete(len, &lines).unwrap();

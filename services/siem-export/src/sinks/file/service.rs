@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 
 use super::{
     FileSinkConfig, PageCache,
-    delivered::{Delivered, Line, recordable},
+    delivered::{Delivered, Line},
     encode,
 };
 use crate::{
@@ -131,7 +131,7 @@ impl Batch<'_> {
             *buf = Vec::new();
         }
         buf.reserve(events.len() * 1024);
-        // The lines to record: those of recordable ids, when the sink keeps a record.
+        // The lines to record, when the sink keeps a record.
         let mut lines: Vec<Line<'_>> = Vec::with_capacity(events.len());
         // Revisions written by this batch so far: a copy inside the batch is a resend too.
         let mut in_batch: HashMap<&str, u32> = HashMap::with_capacity(events.len());
@@ -145,8 +145,8 @@ impl Batch<'_> {
             }
             let start = buf.len();
             encode::write_line(&ev.event, self.config.shape, self.config.original, buf);
-            if delivered.is_some() && recordable(id) {
-                lines.push((id, revision, buf.len() - start));
+            if delivered.is_some() {
+                lines.extend(Line::new(id, revision, buf.len() - start));
             }
         }
         if buf.is_empty() {
