@@ -79,6 +79,10 @@ pub async fn run(stop: CancellationToken) {
 mod tests {
     use super::*;
 
+    /// Held by the tests that read or trim the allocator's free lists, which are the whole
+    /// process's: `cargo test` runs them on threads of one process.
+    static ALLOCATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// Bytes in glibc's fastbins, over every arena.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn in_fastbins() -> usize {
@@ -90,12 +94,16 @@ mod tests {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn after_tuning_small_frees_leave_nothing_in_the_fastbins() {
+        let _lock = ALLOCATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // More small blocks of one size than the per-thread cache holds: the rest go to the
         // fastbins when they exist.
         let free_many = || drop((0..200u8).map(|i| Box::new([i; 24])).collect::<Vec<_>>());
         free_many();
         let before = in_fastbins();
         tune();
+        // `tune` merges the fastbins of the arena it runs in; other threads' arenas (other tests
+        // here) keep theirs until a trim merges every arena's.
+        trim();
         free_many();
         assert!(before > 0, "the default allocator keeps small frees in fastbins");
         assert_eq!(in_fastbins(), 0, "tuning merged the fastbins and keeps them empty");
@@ -103,6 +111,7 @@ mod tests {
 
     #[test]
     fn trimming_leaves_live_memory_alone() {
+        let _lock = ALLOCATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let live: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i; 64 << 10]).collect();
         drop((0..64).map(|_| vec![0u8; 64 << 10]).collect::<Vec<_>>());
         trim();
