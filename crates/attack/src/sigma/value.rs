@@ -8,7 +8,7 @@
 
 use std::{net::IpAddr, sync::OnceLock};
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 
 use super::modifiers::{Modifiers, parse_modifiers, transformed};
 
@@ -129,10 +129,21 @@ pub(crate) struct LazyRegex {
     built: OnceLock<Option<Regex>>,
 }
 
+/// Capacity of each expression's lazy DFA cache. At the crate's default (2 MB), a bounded
+/// repetition of a Unicode class (SigmaHQ's `-k\s\w{1,64}`) does not fit, and every match runs
+/// the far slower PikeVM: 2.4 µs against 30 ns for a svchost command line. The cache grows only
+/// as far as an expression needs.
+const DFA_CACHE_BYTES: usize = 4 << 20;
+
+/// Builds `src` as every Sigma regular expression is built.
+fn build_regex(src: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(src).dfa_size_limit(DFA_CACHE_BYTES).build()
+}
+
 impl LazyRegex {
     /// Compiles `src` to check it, and keeps only the source.
     pub(crate) fn new(src: String) -> Result<Self, regex::Error> {
-        Regex::new(&src)?;
+        build_regex(&src)?;
         Ok(Self {
             src: src.into(),
             built: OnceLock::new(),
@@ -148,7 +159,7 @@ impl LazyRegex {
     /// compiled once already, and compiling is deterministic: it builds again.
     pub(crate) fn is_match(&self, value: &str) -> bool {
         self.built
-            .get_or_init(|| Regex::new(&self.src).ok())
+            .get_or_init(|| build_regex(&self.src).ok())
             .as_ref()
             .is_some_and(|re| re.is_match(value))
     }
