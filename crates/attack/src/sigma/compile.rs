@@ -2,17 +2,17 @@
 //! source, compile its detection and condition, and build the literal prefilter.
 //!
 //! A rule that cannot be compiled is recorded with its reason (see
-//! [`SigmaSet::rejected`](super::SigmaSet::rejected)); it never fails the set. The prefilter: every
-//! rule whose condition cannot hold unless one of a few literals occurs in a named field (its
-//! *needles*) is registered under them in that field's automaton (see the `prefilter` module);
-//! rules with no such literals are always evaluated.
+//! [`SigmaSet::rejected`](super::SigmaSet::rejected)); it never fails the set. The prefilter: a
+//! rule whose condition cannot hold unless one of a few literals occurs in a named field keeps
+//! them as its *needles*, and is evaluated only when the automata of its route (see the
+//! `prefilter` module) find one; rules with no such literals are always evaluated.
 
 use serde::Deserialize as _;
 use serde_yaml::Value;
 
 use super::condition::{self, Expr};
 use super::logsource::{LogSource, Route};
-use super::prefilter::{Candidates, Prefilter};
+use super::prefilter::Candidates;
 use super::value::{FieldId, FieldTest, Matcher, Target, compile_field};
 use super::{Level, SigmaPack, SigmaRejected};
 use crate::lookup::LookupMap;
@@ -42,8 +42,9 @@ pub(crate) struct SigmaRule {
     pub(crate) tags: Vec<String>,
     pub(crate) searches: Vec<Search>,
     pub(crate) condition: Expr,
-    /// Whether the prefilter must see one of the rule's needles before it is evaluated.
-    pub(crate) filtered: bool,
+    /// Literals one of which must occur, each in its field, for the rule to match: it is
+    /// evaluated only when the prefilter sees one. `None`: always evaluated.
+    pub(crate) needles: Option<Vec<Needle>>,
 }
 
 /// The rules of one channel, each set already holding the rules of every channel
@@ -83,8 +84,6 @@ pub struct Compiled {
     pub(crate) channels: LookupMap<Box<str>, ChannelRoutes>,
     /// Rules for an event of a channel no rule names.
     pub(crate) any_channel: Candidates,
-    /// The needle automata over lowered field values.
-    pub(crate) prefilter: Option<Prefilter>,
 }
 
 impl Compiled {
@@ -97,10 +96,8 @@ impl Compiled {
             fields: LookupMap::default(),
             channels: LookupMap::default(),
             any_channel: Candidates::default(),
-            prefilter: None,
         };
         let mut routes: Vec<Option<Vec<Route>>> = Vec::new();
-        let mut needles: Vec<Option<Vec<Needle>>> = Vec::new();
         for (pack_idx, pack) in packs.iter().enumerate() {
             let mut info = SigmaPackInfo {
                 name: pack.name.clone(),
@@ -120,16 +117,13 @@ impl Compiled {
                     let result = parsed.and_then(|v| c.rule(&v, pack_idx, &path));
                     match result {
                         Ok((rule, r)) => {
-                            let nd = rule_needles(&rule);
                             if let Some(old) = c.rules.iter().position(|x| x.id == rule.id && !x.id.is_empty()) {
                                 // Same id again: the later rule wins (a user's rule over SigmaHQ's).
                                 c.rules[old] = rule;
                                 routes[old] = r;
-                                needles[old] = nd;
                             } else {
                                 c.rules.push(rule);
                                 routes.push(r);
-                                needles.push(nd);
                             }
                             info.loaded += 1;
                         }
@@ -148,11 +142,11 @@ impl Compiled {
             }
             c.packs.push(info);
         }
-        c.index(routes, needles);
+        c.index(routes);
         c
     }
 
-    fn index(&mut self, routes: Vec<Option<Vec<Route>>>, needles: Vec<Option<Vec<(Target, String)>>>) {
+    fn index(&mut self, routes: Vec<Option<Vec<Route>>>) {
         let mut any_channel: Vec<u32> = Vec::new();
         // Per channel: rules for any event id, and rules by event id.
         type Lists = (Vec<u32>, LookupMap<u32, Vec<u32>>);
@@ -174,21 +168,13 @@ impl Compiled {
                 }
             }
         }
-        self.prefilter = Prefilter::build(&needles, self.fields.len());
-        if self.prefilter.is_some() {
-            for (rule, set) in self.rules.iter_mut().zip(&needles) {
-                rule.filtered = set.is_some();
-            }
-        }
         // Each event's candidates ready-made: the channel's rules for any event id and the
         // rules of every channel joined into each set.
         let rules = &self.rules;
         let candidates = |list: &[u32], more: &[&[u32]]| {
             let mut all = list.to_vec();
             more.iter().for_each(|m| all.extend_from_slice(m));
-            let filtered = |r: u32| rules[r as usize].filtered;
-            let keywords = |r: u32| rules[r as usize].keywords();
-            Candidates::new(&all, rules.len(), filtered, keywords)
+            Candidates::new(all, rules)
         };
         for (channel, (any, by_event_id)) in channels {
             let routes = ChannelRoutes {
@@ -271,7 +257,7 @@ impl Compiled {
             .and_then(Value::as_sequence)
             .map(|t| t.iter().filter_map(Value::as_str).map(str::to_owned).collect())
             .unwrap_or_default();
-        let rule = SigmaRule {
+        let mut rule = SigmaRule {
             id: id.clone(),
             title: title.clone(),
             level: Level::parse(&text("level")),
@@ -282,8 +268,9 @@ impl Compiled {
             tags,
             searches,
             condition,
-            filtered: false,
+            needles: None,
         };
+        rule.needles = rule_needles(&rule);
         Ok((rule, routes))
     }
 
@@ -326,17 +313,36 @@ impl Compiled {
 }
 
 impl SigmaRule {
+    /// Every test of the rule.
+    fn tests(&self) -> impl Iterator<Item = &FieldTest> {
+        self.searches.iter().flat_map(|s| match s {
+            Search::All(tests) => std::slice::from_ref(tests).iter().flatten(),
+            Search::Any(alts) => alts.iter().flatten(),
+        })
+    }
+
     /// True when a search of the rule reads every field (Sigma keywords).
     pub(crate) fn keywords(&self) -> bool {
-        self.searches.iter().any(|s| match s {
-            Search::All(tests) => tests.iter().any(|t| t.target == Target::Any),
-            Search::Any(alts) => alts.iter().flatten().any(|t| t.target == Target::Any),
-        })
+        self.tests().any(|t| t.target == Target::Any)
+    }
+
+    /// Calls `f` with every field the rule reads: those it tests and those it compares them to.
+    pub(crate) fn for_each_field(&self, mut f: impl FnMut(FieldId)) {
+        for t in self.tests() {
+            if let Target::Field(id) = t.target {
+                f(id);
+            }
+            for m in &t.matchers {
+                if let Matcher::FieldRef { other, .. } = m {
+                    f(*other);
+                }
+            }
+        }
     }
 }
 
 /// A needle: a lowered literal and where it must occur.
-type Needle = (Target, String);
+pub(crate) type Needle = (Target, String);
 
 /// Literals one of which must occur (each in its field) for the rule to match; `None` when
 /// there is no such set.

@@ -1,6 +1,6 @@
 //! Evaluating a [`Compiled`] set against one Windows event's fields: route by channel and
-//! event id, load the values of the fields some rule names (every value when a candidate has
-//! keyword searches), scan each with its field's needle automaton, then evaluate the
+//! event id, load the values of the fields the route's candidates read and scan each with its
+//! field's needle automaton (and every value with the keyword automaton), then evaluate the
 //! conditions of the candidates the prefilter let through, in rule order. Per-thread scratch
 //! space is reused, so steady-state evaluation does not allocate.
 
@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use super::compile::{Compiled, Search};
 use super::condition::Expr;
-use super::prefilter::{Candidates, VALUE_SEPARATOR};
+use super::prefilter::{Candidates, NOT_READ, Plan, VALUE_SEPARATOR};
 use super::value::{Cmp, FieldTest, Matcher, Place, Target, in_network};
 
 const NONE: u32 = u32::MAX;
@@ -21,10 +21,9 @@ pub(crate) struct Scratch {
     lower: String,
     /// (raw start, raw end, lower start, lower end) of every loaded value.
     values: Vec<[u32; 4]>,
-    /// Interned field of every loaded value (`NONE`: a field no rule names).
-    value_fields: Vec<u32>,
     /// Value index of every interned field of the set being evaluated.
     slots: Vec<u32>,
+    /// The fields with a value, in the order their first was loaded.
     touched: Vec<u32>,
     /// Bit per rule: one of its needles occurs.
     hits: Vec<u64>,
@@ -51,7 +50,7 @@ impl Compiled {
     /// Appends the indexes of the rules matching the event to `out`, in rule order.
     pub(crate) fn matches<'a, I>(&self, ev: WinEvent<'a, I>, s: &mut Scratch, out: &mut Vec<u32>)
     where
-        I: Iterator<Item = (&'a str, &'a str)>,
+        I: Iterator<Item = (&'a str, &'a str)> + Clone,
     {
         s.key.clear();
         s.key.push_str(ev.channel);
@@ -63,27 +62,38 @@ impl Compiled {
         if candidates.empty {
             return;
         }
-        self.load(ev.fields, candidates.keywords, s);
+        let plan = candidates.plan(&self.rules, self.fields.len());
+        // Keyword needles are searched in every value at once; otherwise only the values the
+        // route's rules read are loaded.
+        let all = plan.keywords.is_some();
+        if all {
+            self.load(ev.fields.clone(), s);
+        } else {
+            self.load_read(ev.fields.clone(), plan, s);
+        }
         s.hits.clear();
         s.hits.resize(self.rules.len().div_ceil(64), 0);
-        if let Some(p) = &self.prefilter {
-            for (i, &f) in s.value_fields.iter().enumerate() {
-                let [_, _, ls, le] = s.values[i];
-                let text = &s.lower[ls as usize..le as usize];
-                // A field's needles count in the value its tests read: its first one.
-                if f != NONE
-                    && s.slots[f as usize] == i as u32
-                    && let Some(n) = p.field(f)
-                {
-                    n.scan(text, &mut s.hits);
-                }
+        for &f in &s.touched {
+            if let Some(n) = plan.automaton(plan.read(f)) {
+                let [_, _, ls, le] = s.values[s.slots[f as usize] as usize];
+                n.scan(&s.lower[ls as usize..le as usize], &mut s.hits);
             }
-            // Every value, in one pass: they are loaded back to back, each ended by a separator.
-            if candidates.keywords
-                && let Some(n) = &p.any
-            {
-                n.scan(&s.lower, &mut s.hits);
-            }
+        }
+        if let Some(n) = &plan.keywords {
+            n.scan(&s.lower, &mut s.hits);
+        }
+        // A keyword search reads every value: load them all when such a rule is to be evaluated.
+        let words = candidates
+            .filtered
+            .iter()
+            .zip(&candidates.always)
+            .zip(&plan.keyword_rules);
+        if !all
+            && words
+                .zip(&s.hits)
+                .any(|(((&filtered, &always), &keywords), &hits)| ((hits & filtered) | always) & keywords != 0)
+        {
+            self.load(ev.fields, s);
         }
         for (w, (&filtered, &always)) in candidates.filtered.iter().zip(&candidates.always).enumerate() {
             let mut bits = (s.hits[w] & filtered) | always;
@@ -98,8 +108,28 @@ impl Compiled {
         }
     }
 
-    /// Loads the values of the fields some rule names, or every value when `all`.
-    fn load<'a>(&self, fields: impl Iterator<Item = (&'a str, &'a str)>, all: bool, s: &mut Scratch) {
+    /// Loads the first value of every field the route reads.
+    fn load_read<'a>(&self, fields: impl Iterator<Item = (&'a str, &'a str)>, plan: &Plan, s: &mut Scratch) {
+        self.clear(s);
+        for (k, v) in fields {
+            let field = self.field(k, &mut s.key);
+            if field != NONE && s.slots[field as usize] == NONE && plan.read(field) != NOT_READ {
+                push(s, field, v);
+            }
+        }
+    }
+
+    /// Loads every value (the first of each field is the one its tests read).
+    pub(crate) fn load<'a>(&self, fields: impl Iterator<Item = (&'a str, &'a str)>, s: &mut Scratch) {
+        self.clear(s);
+        for (k, v) in fields {
+            let field = self.field(k, &mut s.key);
+            push(s, field, v);
+        }
+    }
+
+    /// Empties the loaded values.
+    fn clear(&self, s: &mut Scratch) {
         for f in s.touched.drain(..) {
             if let Some(slot) = s.slots.get_mut(f as usize) {
                 *slot = NONE;
@@ -111,30 +141,14 @@ impl Compiled {
         s.raw.clear();
         s.lower.clear();
         s.values.clear();
-        s.value_fields.clear();
-        for (k, v) in fields {
-            s.key.clear();
-            s.key.push_str(k);
-            s.key.make_ascii_lowercase();
-            let field = self.fields.get(s.key.as_str()).copied().unwrap_or(NONE);
-            // Without keyword searches only the first value of a named field is ever read.
-            if !all && (field == NONE || s.slots[field as usize] != NONE) {
-                continue;
-            }
-            let index = s.values.len() as u32;
-            if field != NONE && s.slots[field as usize] == NONE {
-                s.slots[field as usize] = index;
-                s.touched.push(field);
-            }
-            let (rs, ls) = (s.raw.len() as u32, s.lower.len() as u32);
-            s.raw.push_str(v);
-            s.lower.push_str(v);
-            let lower_end = s.lower.len();
-            s.lower[ls as usize..].make_ascii_lowercase();
-            s.lower.push(VALUE_SEPARATOR);
-            s.values.push([rs, s.raw.len() as u32, ls, lower_end as u32]);
-            s.value_fields.push(field);
-        }
+    }
+
+    /// The interned field named `k` (any ASCII case), `NONE` when no rule names it.
+    fn field(&self, k: &str, key: &mut String) -> u32 {
+        key.clear();
+        key.push_str(k);
+        key.make_ascii_lowercase();
+        self.fields.get(key.as_str()).copied().unwrap_or(NONE)
     }
 
     fn expr(&self, e: &Expr, searches: &[Search], s: &Scratch) -> bool {
@@ -148,6 +162,24 @@ impl Compiled {
             Expr::Or(items) => items.iter().any(|x| self.expr(x, searches, s)),
         }
     }
+}
+
+/// Appends value `v` of `field` (`NONE`: a field no rule names), the field's first when it
+/// has none yet.
+fn push(s: &mut Scratch, field: u32, v: &str) {
+    let index = s.values.len() as u32;
+    if field != NONE && s.slots[field as usize] == NONE {
+        s.slots[field as usize] = index;
+        s.touched.push(field);
+    }
+    let (rs, ls) = (s.raw.len() as u32, s.lower.len() as u32);
+    s.raw.push_str(v);
+    s.lower.push_str(v);
+    let lower_end = s.lower.len() as u32;
+    s.lower[ls as usize..].make_ascii_lowercase();
+    // No needle holds it, so no needle is found across two values.
+    s.lower.push(VALUE_SEPARATOR);
+    s.values.push([rs, s.raw.len() as u32, ls, lower_end]);
 }
 
 /// The raw and lowered text of value `index`.

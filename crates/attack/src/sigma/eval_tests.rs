@@ -4,6 +4,7 @@
 use attackmesh::formats::{Format, Reader, open_path};
 
 use super::*;
+use crate::sigma::prefilter::{Needles, Plan};
 use crate::sigma::{SigmaPack, SigmaSet, compile::Search, value::Matcher};
 
 /// Every candidate of the route evaluated, no prefilter, every value loaded.
@@ -12,7 +13,7 @@ fn plain<'a>(c: &Compiled, channel: &str, event_id: u32, fields: &[(&'a str, &'a
         Some(routes) => routes.by_event_id.get(&event_id).unwrap_or(&routes.any),
         None => &c.any_channel,
     };
-    c.load(fields.iter().copied(), true, s);
+    c.load(fields.iter().copied(), s);
     (0..c.rules.len() as u32)
         .filter(|&r| {
             let bit = 1 << (r % 64);
@@ -76,6 +77,13 @@ fn variants(fields: &[(String, String)]) -> Vec<Vec<(String, String)>> {
         map(&|v| format!("Ünïcödé ✓ {v} \u{1F600}")),
         map(&|v| format!("{v}\0{v}")),
     ];
+    // A keyword search's literal in a field no rule names, in another case.
+    let mut keyword = fields.to_vec();
+    keyword.push((
+        "UnnamedByAnyRule".into(),
+        "run PRIVILEGE::Debug then Sekurlsa::logonpasswords".into(),
+    ));
+    out.push(keyword);
     let mut dup: Vec<(String, String)> = fields.to_vec();
     dup.extend(
         fields
@@ -116,16 +124,16 @@ fn prefiltered_evaluation_equals_plain_evaluation() {
     assert!(hostile > 0);
 }
 
-/// Built and all needle automata, built and all regular expressions.
-fn built(c: &Compiled) -> ((usize, usize), (usize, usize)) {
-    let p = c.prefilter.as_ref().expect("a prefilter");
-    let automata: Vec<bool> = p
-        .by_field
-        .iter()
-        .flatten()
-        .chain(&p.any)
-        .map(|n| n.is_built())
-        .collect();
+/// Every route's candidates.
+fn routes(c: &Compiled) -> impl Iterator<Item = &Candidates> {
+    c.channels
+        .values()
+        .flat_map(|r| std::iter::once(&r.any).chain(r.by_event_id.values()))
+        .chain(std::iter::once(&c.any_channel))
+}
+
+/// Built and all regular expressions.
+fn regexes(c: &Compiled) -> (usize, usize) {
     let regexes: Vec<bool> = c
         .rules
         .iter()
@@ -140,20 +148,17 @@ fn built(c: &Compiled) -> ((usize, usize), (usize, usize)) {
             _ => None,
         })
         .collect();
-    let count = |v: &[bool]| (v.iter().filter(|b| **b).count(), v.len());
-    (count(&automata), count(&regexes))
+    (regexes.iter().filter(|b| **b).count(), regexes.len())
 }
 
 #[test]
-fn automata_and_regexes_are_built_only_for_the_values_that_reach_them() {
+fn plans_automata_and_regexes_are_built_only_for_the_events_that_reach_them() {
     // A set of its own: the shared embedded one is used by other tests of this process.
     let c = Compiled::compile(&SigmaPack::embedded().expect("embedded rules"));
-    let ((automata, all_automata), (regexes, all_regexes)) = built(&c);
-    assert_eq!((automata, regexes), (0, 0), "nothing is built when the rules load");
-    assert!(
-        all_automata > 50 && all_regexes > 50,
-        "{all_automata} automata, {all_regexes} regexes"
-    );
+    let (regexes_built, all_regexes) = regexes(&c);
+    assert_eq!(regexes_built, 0, "no regex is built when the rules load");
+    assert!(all_regexes > 50, "{all_regexes} regexes");
+    assert_eq!(routes(&c).filter(|r| r.built_plan().is_some()).count(), 0);
 
     let fields = [
         ("Channel", "Microsoft-Windows-Sysmon/Operational"),
@@ -169,30 +174,64 @@ fn automata_and_regexes_are_built_only_for_the_values_that_reach_them() {
         fields: fields.iter().copied(),
     };
     c.matches(ev(), &mut s, &mut out);
-    let ((automata, _), (regexes, _)) = built(&c);
-    eprintln!("one event built {automata} of {all_automata} automata and {regexes} of {all_regexes} regexes");
-    let p = c.prefilter.as_ref().expect("a prefilter");
-    let named: Vec<&str> = c
-        .fields
-        .iter()
-        .filter(|(_, id)| p.field(**id).is_some_and(|n| n.is_built()))
-        .map(|(name, _)| &**name)
-        .collect();
-    assert!(automata > 0, "the event's fields were scanned");
-    for name in &named {
-        assert!(
-            fields.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)),
-            "built the automaton of `{name}`, a field the event does not carry"
-        );
+    let plans: Vec<&Plan> = routes(&c).filter_map(Candidates::built_plan).collect();
+    assert_eq!(plans.len(), 1, "one event builds the plan of its route only");
+    let plan = plans[0];
+    let built = plan.all_automata().filter(|n| n.is_built()).count();
+    let all = plan.all_automata().count();
+    eprintln!("one event built {built} of its route's {all} automata");
+    assert!(built > 0, "the event's fields were scanned");
+    assert!(all > built + 10, "{built} of {all} automata built");
+    for (name, &id) in c.fields.iter() {
+        if plan.automaton(plan.read(id)).is_some_and(Needles::is_built) {
+            assert!(
+                fields.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)),
+                "built the automaton of `{name}`, a field the event does not carry"
+            );
+        }
     }
-    assert!(automata <= named.len() + 1, "{automata} automata for {named:?}");
+    let (regexes_built, _) = regexes(&c);
     assert!(
-        regexes < all_regexes,
-        "{regexes} of {all_regexes} regexes built for one event"
+        regexes_built < all_regexes,
+        "{regexes_built} of {all_regexes} regexes built for one event"
     );
 
     // The same event again matches the same rules with what is built.
     let first = std::mem::take(&mut out);
     c.matches(ev(), &mut s, &mut out);
     assert_eq!(out, first);
+}
+
+#[test]
+fn a_keyword_is_found_in_a_field_no_rule_names_in_any_case() {
+    let c = SigmaSet::embedded_compiled().expect("embedded rules");
+    let mimikatz = c
+        .rules
+        .iter()
+        .position(|r| r.path.ends_with("win_alert_mimikatz_keywords.yml"))
+        .expect("the Mimikatz keyword rule") as u32;
+    let mut s = Scratch::default();
+    let run = |extra: &str, event_id: &str, s: &mut Scratch| {
+        let fields = [
+            ("Channel", "Security"),
+            ("EventID", event_id),
+            ("SubjectUserName", "alice"),
+            ("NamedByNoRule", extra),
+        ];
+        let event_id: u32 = event_id.parse().expect("a number");
+        let mut out = Vec::new();
+        let ev = WinEvent {
+            channel: "Security",
+            event_id,
+            fields: fields.iter().copied(),
+        };
+        c.matches(ev, s, &mut out);
+        assert_eq!(out, plain(&c, "Security", event_id, &fields, s), "{fields:?}");
+        out.contains(&mimikatz)
+    };
+    assert!(run("mimikatz # SEKURLSA::LogonPasswords", "4688", &mut s));
+    assert!(run("x Privilege::Debug", "4624", &mut s));
+    assert!(!run("sekurlsa", "4688", &mut s), "a keyword is matched whole");
+    assert!(!run("SEKURLSA::", "15", &mut s), "the rule's filter still holds");
+    assert!(!run("nothing to see", "4688", &mut s));
 }

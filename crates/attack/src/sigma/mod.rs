@@ -269,8 +269,9 @@ impl SigmaSet {
             // Not a Windows event (or one without its routing fields): no rule can route to it.
             return;
         }
-        // One pass over the attributes: the routing fields, and whether any was cut.
+        // One pass over the attributes: the fields, the routing ones, and whether any was cut.
         let (mut channel, mut event_id, mut cut) = (None, None, false);
+        let mut fields: Vec<(&str, &str)> = Vec::with_capacity(ev.attributes.len());
         for (k, v) in &ev.attributes {
             match k.as_str() {
                 "Channel" => channel = Some(v.as_str()),
@@ -279,21 +280,18 @@ impl SigmaSet {
                 _ => {}
             }
             cut |= v.len() + 4 > attackmesh::limits::MAX_ATTRIBUTE_VALUE_BYTES;
+            fields.push((k, v));
         }
         // The attributes do not carry the Windows fields in full (a detector sent only
         // `original`, or a value was cut to the attribute limit): read them from `original`.
-        let reread_needed = windows && (event_id.is_none() || cut);
         let reread;
-        let fields: Vec<(&str, &str)> = if reread_needed {
+        if windows && (event_id.is_none() || cut) {
             reread = attackmesh::formats::windows_fields(&ev.original_format, &ev.original);
             let Some(pairs) = &reread else { return };
-            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let get = |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+            fields = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let get = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
             (channel, event_id) = (get("Channel"), get("EventID"));
-            pairs
-        } else {
-            ev.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-        };
+        }
         let (Some(channel), Some(event_id)) = (channel, event_id.and_then(|v| v.trim().parse().ok())) else {
             return;
         };

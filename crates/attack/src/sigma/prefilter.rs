@@ -1,53 +1,67 @@
-//! The literal prefilter of a [`Compiled`](super::Compiled) set and its per-route candidates.
+//! The literal prefilter of a [`Compiled`](super::Compiled) set: the candidate rules of each
+//! route and the needle automata that decide which of them to evaluate.
 //!
 //! Most rules cannot hold unless one of a few literals (their *needles*) occurs in one named
-//! field. Needles are grouped by the field they must occur in: one Aho-Corasick automaton per
-//! field, built when it is first needed, scans only that field's lowered value, and one more
-//! holds the needles of keyword searches (any field), scanned over every value only for routes
-//! with keyword rules. A route (channel, event id) keeps its candidates as two bit sets: rules
-//! evaluated only when one of their needles was seen, and rules always evaluated; a rule needs
-//! no work at all otherwise.
+//! field. A route (channel, event id) keeps its candidates as two bit sets: rules evaluated only
+//! when one of their needles was seen, and rules always evaluated. The first event that takes a
+//! route builds its [`Plan`]: the fields its candidates read, one Aho-Corasick automaton per
+//! field over the needles of *its* candidates only, and one over the needles of its keyword
+//! searches (any field). An event then loads and scans only the fields its route reads (every
+//! value when its route has keyword needles), and the automata of a route hold none of the
+//! needles of rules it cannot reach: a Sysmon image load is not scanned for the thousands of
+//! process creation needles.
 
 use std::{collections::HashMap, sync::OnceLock};
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 
+use super::compile::SigmaRule;
 use super::value::{FieldId, Target};
 
-/// Automata with at most this many needles are built as DFAs (the fastest kind; up to about
-/// 2 MB each at that size).
-const DFA_MAX_NEEDLES: usize = 400;
+/// Automata with at most this many needles are built as DFAs (a few hundred KB each at that
+/// size); larger ones as contiguous NFAs, which are several times smaller. An event seldom
+/// finds an automaton in the cache, and then the smaller tables scan about as fast.
+const DFA_MAX_NEEDLES: usize = 100;
+
+/// Sets of at most this many needles are first searched leftmost-first: the crate's SIMD
+/// literal search (Teddy) serves that many.
+const FIRST_MAX_NEEDLES: usize = 64;
 
 /// Separates the values of an event in the text the keyword automaton scans: no needle holds
 /// it, so no needle is found across two values.
 pub(crate) const VALUE_SEPARATOR: char = '\0';
 
-/// One automaton and the rules each of its needles stands for. The automaton is built the first
-/// time a value is scanned, so an event stream that never carries the field (none carries any
-/// when it holds no Windows records) never pays for it: the embedded rules' needles take about
-/// 0.6 MB as text, back to back, and 15 MB as automata.
+/// [`Plan::read`]: the route reads the field, with no needles in it.
+pub(crate) const READ: u32 = u32::MAX - 1;
+/// [`Plan::read`]: no candidate of the route reads the field.
+pub(crate) const NOT_READ: u32 = u32::MAX;
+
+/// One set of needles and the rules each stands for. Its automata are built the first time a
+/// value is scanned, so a route's field that events never carry never pays for them: the
+/// embedded rules' needles take about 0.6 MB as text, back to back, and ten times that as
+/// automata.
 #[derive(Debug)]
 pub(crate) struct Needles {
     /// The needles, concatenated in order.
     text: Box<str>,
     /// Where each needle ends in `text`.
     ends: Box<[u32]>,
-    ac: OnceLock<Option<AhoCorasick>>,
+    ac: OnceLock<Option<Automata>>,
     rules: Vec<Vec<u32>>,
     /// Length of the shortest needle: a shorter text holds none.
     shortest: usize,
 }
 
 impl Needles {
-    fn new(patterns: HashMap<String, Vec<u32>>) -> Needles {
-        let mut ordered: Vec<(String, Vec<u32>)> = patterns.into_iter().collect();
+    fn new(patterns: HashMap<&str, Vec<u32>>) -> Needles {
+        let mut ordered: Vec<(&str, Vec<u32>)> = patterns.into_iter().collect();
         ordered.sort_unstable();
         let shortest = ordered.iter().map(|(p, _)| p.len()).min().unwrap_or(0);
         let mut text = String::new();
         let mut ends = Vec::with_capacity(ordered.len());
         let mut rules = Vec::with_capacity(ordered.len());
         for (needle, r) in ordered {
-            text.push_str(&needle);
+            text.push_str(needle);
             ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
             rules.push(r);
         }
@@ -60,20 +74,36 @@ impl Needles {
         }
     }
 
-    /// The automaton; `None` when it cannot be built.
-    fn automaton(&self) -> Option<&AhoCorasick> {
+    /// The automata; `None` when they cannot be built.
+    fn automata(&self) -> Option<&Automata> {
         self.ac
             .get_or_init(|| {
-                let kind = (self.ends.len() <= DFA_MAX_NEEDLES).then_some(AhoCorasickKind::DFA);
                 let starts = std::iter::once(0).chain(self.ends.iter().copied());
-                let needles = starts
+                let needles: Vec<&str> = starts
                     .zip(self.ends.iter())
-                    .map(|(start, &end)| self.text.get(start as usize..end as usize).unwrap_or_default());
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .kind(kind)
-                    .build(needles)
-                    .ok()
+                    .map(|(start, &end)| self.text.get(start as usize..end as usize).unwrap_or_default())
+                    .collect();
+                let kind = if needles.len() <= DFA_MAX_NEEDLES {
+                    AhoCorasickKind::DFA
+                } else {
+                    AhoCorasickKind::ContiguousNFA
+                };
+                let build = |match_kind, kind| {
+                    AhoCorasick::builder()
+                        .match_kind(match_kind)
+                        .kind(kind)
+                        .build(&needles)
+                        .ok()
+                };
+                let first = if needles.len() <= FIRST_MAX_NEEDLES {
+                    Some(build(MatchKind::LeftmostFirst, None)?)
+                } else {
+                    None
+                };
+                Some(Automata {
+                    first,
+                    every: build(MatchKind::Standard, Some(kind))?,
+                })
             })
             .as_ref()
     }
@@ -89,13 +119,18 @@ impl Needles {
                 hits[r as usize / 64] |= 1 << (r % 64);
             }
         };
-        match self.automaton() {
-            Some(ac) => {
-                for m in ac.find_overlapping_iter(text) {
-                    hit(&self.rules[m.pattern().as_usize()]);
-                }
-            }
-            None => self.rules.iter().for_each(|r| hit(r)),
+        let Some(ac) = self.automata() else {
+            self.rules.iter().for_each(|r| hit(r));
+            return;
+        };
+        let mut rest = Input::new(text);
+        if let Some(first) = &ac.first {
+            // No needle starts before the leftmost one.
+            let Some(m) = first.find(text) else { return };
+            rest.set_start(m.start());
+        }
+        for m in ac.every.find_overlapping_iter(rest) {
+            hit(&self.rules[m.pattern().as_usize()]);
         }
     }
 
@@ -106,77 +141,140 @@ impl Needles {
     }
 }
 
-/// Needle automata by field, and the one of keyword searches.
-#[derive(Debug, Default)]
-pub(crate) struct Prefilter {
-    pub(crate) by_field: Vec<Option<Needles>>,
-    pub(crate) any: Option<Needles>,
+/// The automata of a set of needles. Most values hold none of a set's needles. For a few dozen
+/// needles, a leftmost-first search says so fastest: it skips ahead with the crate's SIMD
+/// literal search, where the overlapping search steps through its tables byte by byte (and
+/// those tables are seldom in the cache when an event arrives). Only a value that holds one is
+/// searched again for every needle it holds, from the leftmost on.
+#[derive(Debug)]
+struct Automata {
+    /// Leftmost-first, for sets of at most [`FIRST_MAX_NEEDLES`].
+    first: Option<AhoCorasick>,
+    /// Every occurrence of every needle.
+    every: AhoCorasick,
 }
 
-impl Prefilter {
-    /// Groups each rule's needles (`None`: the rule has none) by the field they must occur in;
-    /// `None` when a needle names a field out of range.
-    pub(crate) fn build(needles: &[Option<Vec<(Target, String)>>], fields: usize) -> Option<Prefilter> {
-        let mut by_field: Vec<HashMap<String, Vec<u32>>> = vec![HashMap::new(); fields];
-        let mut any: HashMap<String, Vec<u32>> = HashMap::new();
-        for (rule, set) in needles.iter().enumerate() {
-            for (target, needle) in set.iter().flatten() {
+/// What evaluating the candidates of one route needs.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// Per interned field: [`NOT_READ`], [`READ`], or the index of its automaton.
+    read: Box<[u32]>,
+    automata: Vec<Needles>,
+    /// The needles of keyword searches, found in any value.
+    pub(crate) keywords: Option<Needles>,
+    /// Bit per rule with a keyword search: evaluating one needs every value of the event.
+    pub(crate) keyword_rules: Vec<u64>,
+}
+
+impl Plan {
+    /// The plan of candidates `list` of `rules`, over `fields` interned fields.
+    fn new(list: &[u32], rules: &[SigmaRule], fields: usize) -> Plan {
+        let mut read = vec![NOT_READ; fields];
+        let mut keyword_rules = vec![0; rules.len().div_ceil(64)];
+        let mut by_field: HashMap<FieldId, HashMap<&str, Vec<u32>>> = HashMap::new();
+        let mut any: HashMap<&str, Vec<u32>> = HashMap::new();
+        for &r in list {
+            let rule = &rules[r as usize];
+            rule.for_each_field(|f| {
+                if let Some(slot) = read.get_mut(f as usize) {
+                    *slot = READ;
+                }
+            });
+            if rule.keywords() {
+                keyword_rules[r as usize / 64] |= 1 << (r % 64);
+            }
+            for (target, needle) in rule.needles.iter().flatten() {
                 let map = match target {
-                    Target::Field(f) => by_field.get_mut(*f as usize)?,
+                    Target::Field(f) => by_field.entry(*f).or_default(),
                     Target::Any => &mut any,
                 };
-                let rules = map.entry(needle.clone()).or_default();
-                if rules.last() != Some(&(rule as u32)) {
-                    rules.push(rule as u32);
+                let rules = map.entry(needle).or_default();
+                if rules.last() != Some(&r) {
+                    rules.push(r);
                 }
             }
         }
-        let build = |m: HashMap<String, Vec<u32>>| (!m.is_empty()).then(|| Needles::new(m));
-        Some(Prefilter {
-            by_field: by_field.into_iter().map(build).collect(),
-            any: build(any),
-        })
+        let mut by_field: Vec<(FieldId, HashMap<&str, Vec<u32>>)> = by_field.into_iter().collect();
+        by_field.sort_unstable_by_key(|(f, _)| *f);
+        let mut automata = Vec::with_capacity(by_field.len());
+        for (f, needles) in by_field {
+            if let Some(slot) = read.get_mut(f as usize) {
+                *slot = automata.len() as u32;
+                automata.push(Needles::new(needles));
+            }
+        }
+        Plan {
+            read: read.into(),
+            automata,
+            keywords: (!any.is_empty()).then(|| Needles::new(any)),
+            keyword_rules,
+        }
     }
 
-    /// The automaton of field `f`'s needles.
-    pub(crate) fn field(&self, f: FieldId) -> Option<&Needles> {
-        self.by_field.get(f as usize).and_then(Option::as_ref)
+    /// [`NOT_READ`], [`READ`], or the index of field `f`'s automaton.
+    pub(crate) fn read(&self, f: FieldId) -> u32 {
+        self.read.get(f as usize).copied().unwrap_or(NOT_READ)
+    }
+
+    /// The automaton of index `i` (from [`Plan::read`]).
+    pub(crate) fn automaton(&self, i: u32) -> Option<&Needles> {
+        self.automata.get(i as usize)
+    }
+
+    /// Every automaton of the plan.
+    #[cfg(test)]
+    pub(crate) fn all_automata(&self) -> impl Iterator<Item = &Needles> {
+        self.automata.iter().chain(&self.keywords)
     }
 }
 
 /// The candidate rules of one route as bit sets over the set's rules.
 #[derive(Debug, Default)]
 pub(crate) struct Candidates {
+    /// The candidates, in rule order.
+    list: Box<[u32]>,
     /// Rules evaluated only when the prefilter saw one of their needles.
     pub(crate) filtered: Vec<u64>,
     /// Rules always evaluated.
     pub(crate) always: Vec<u64>,
-    /// Some candidate has a keyword search: every value of the event is read.
-    pub(crate) keywords: bool,
     /// No rule at all.
     pub(crate) empty: bool,
+    plan: OnceLock<Plan>,
 }
 
 impl Candidates {
-    /// The candidates `list` of a set of `rules` rules, with each rule's `filtered` and
-    /// `keywords` flags.
-    pub(crate) fn new(
-        list: &[u32],
-        rules: usize,
-        filtered: impl Fn(u32) -> bool,
-        keywords: impl Fn(u32) -> bool,
-    ) -> Self {
-        let words = rules.div_ceil(64);
+    /// The candidates `list` of `rules` (each evaluated only after one of its needles was seen
+    /// when it has needles).
+    pub(crate) fn new(mut list: Vec<u32>, rules: &[SigmaRule]) -> Self {
+        list.sort_unstable();
+        list.dedup();
+        let words = rules.len().div_ceil(64);
         let mut c = Candidates {
             filtered: vec![0; words],
             always: vec![0; words],
-            keywords: list.iter().any(|&r| keywords(r)),
             empty: list.is_empty(),
+            list: list.into(),
+            plan: OnceLock::new(),
         };
-        for &r in list {
-            let set = if filtered(r) { &mut c.filtered } else { &mut c.always };
+        for &r in &c.list {
+            let set = if rules[r as usize].needles.is_some() {
+                &mut c.filtered
+            } else {
+                &mut c.always
+            };
             set[r as usize / 64] |= 1 << (r % 64);
         }
         c
+    }
+
+    /// The plan of these candidates, built on first use.
+    pub(crate) fn plan(&self, rules: &[SigmaRule], fields: usize) -> &Plan {
+        self.plan.get_or_init(|| Plan::new(&self.list, rules, fields))
+    }
+
+    /// The plan, when an event has taken the route.
+    #[cfg(test)]
+    pub(crate) fn built_plan(&self) -> Option<&Plan> {
+        self.plan.get()
     }
 }
