@@ -17,8 +17,12 @@ use super::value::{FieldId, FieldTest, Matcher, Target, compile_field};
 use super::{Level, SigmaPack, SigmaRejected};
 use crate::lookup::LookupMap;
 
-/// Shortest literal worth a place in the prefilter.
-const MIN_NEEDLE: usize = 3;
+/// Shortest literal worth a place in the prefilter: three bytes, or two of a non-ASCII
+/// character (a Cyrillic or typographic look-alike is as rare in a command line as three ASCII
+/// letters are).
+fn worth_a_needle(n: &str) -> bool {
+    n.len() >= 3 || (n.len() == 2 && !n.is_ascii())
+}
 
 /// One search identifier of a detection.
 #[derive(Debug)]
@@ -349,7 +353,7 @@ pub(crate) type Needle = (Target, String);
 fn rule_needles(rule: &SigmaRule) -> Option<Vec<Needle>> {
     expr_needles(&rule.condition, &rule.searches).filter(|set| {
         set.iter().all(|(target, n)| {
-            n.len() >= MIN_NEEDLE && !(*target == Target::Any && n.contains(super::prefilter::VALUE_SEPARATOR))
+            worth_a_needle(n) && !(*target == Target::Any && n.contains(super::prefilter::VALUE_SEPARATOR))
         })
     })
 }

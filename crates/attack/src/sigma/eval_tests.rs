@@ -235,3 +235,39 @@ fn a_keyword_is_found_in_a_field_no_rule_names_in_any_case() {
     assert!(!run("SEKURLSA::", "15", &mut s), "the rule's filter still holds");
     assert!(!run("nothing to see", "4688", &mut s));
 }
+
+#[test]
+fn a_two_byte_look_alike_is_a_needle() {
+    let c = SigmaSet::embedded_compiled().expect("embedded rules");
+    let (index, rule) = c
+        .rules
+        .iter()
+        .enumerate()
+        .find(|(_, r)| {
+            r.path
+                .ends_with("proc_creation_win_susp_homoglyph_cyrillic_lookalikes.yml")
+        })
+        .expect("the Cyrillic look-alike rule");
+    assert!(
+        rule.needles.is_some(),
+        "the rule is evaluated only when a look-alike occurs"
+    );
+    let mut s = Scratch::default();
+    for (command_line, expected) in [("ping \u{0410}dmin-pc", true), ("ping Admin-pc", false)] {
+        let fields = [
+            ("Channel", "Microsoft-Windows-Sysmon/Operational"),
+            ("EventID", "1"),
+            ("Image", r"C:\Windows\System32\PING.EXE"),
+            ("CommandLine", command_line),
+        ];
+        let mut out = Vec::new();
+        let ev = WinEvent {
+            channel: fields[0].1,
+            event_id: 1,
+            fields: fields.iter().copied(),
+        };
+        c.matches(ev, &mut s, &mut out);
+        assert_eq!(out.contains(&(index as u32)), expected, "{command_line}");
+        assert_eq!(out, plain(&c, fields[0].1, 1, &fields, &mut s));
+    }
+}
