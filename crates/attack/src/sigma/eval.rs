@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use super::compile::{Compiled, Search};
 use super::condition::Expr;
-use super::prefilter::{Candidates, NOT_READ, Plan, VALUE_SEPARATOR};
+use super::prefilter::{Candidates, Plan, VALUE_SEPARATOR};
 use super::value::{Cmp, FieldTest, Matcher, Place, Target, in_network};
 
 const NONE: u32 = u32::MAX;
@@ -62,12 +62,12 @@ impl Compiled {
         if candidates.empty {
             return;
         }
-        let plan = candidates.plan(&self.rules, self.fields.len());
+        let plan = candidates.plan(&self.rules, &self.fields);
         // Keyword needles are searched in every value at once; otherwise only the values the
         // route's rules read are loaded.
         let all = plan.keywords.is_some();
         if all {
-            self.load(ev.fields.clone(), s);
+            self.load(ev.fields.clone(), plan, s);
         } else {
             self.load_read(ev.fields.clone(), plan, s);
         }
@@ -93,7 +93,7 @@ impl Compiled {
                 .zip(&s.hits)
                 .any(|(((&filtered, &always), &keywords), &hits)| ((hits & filtered) | always) & keywords != 0)
         {
-            self.load(ev.fields, s);
+            self.load(ev.fields, plan, s);
         }
         for (w, (&filtered, &always)) in candidates.filtered.iter().zip(&candidates.always).enumerate() {
             let mut bits = (s.hits[w] & filtered) | always;
@@ -112,19 +112,19 @@ impl Compiled {
     fn load_read<'a>(&self, fields: impl Iterator<Item = (&'a str, &'a str)>, plan: &Plan, s: &mut Scratch) {
         self.clear(s);
         for (k, v) in fields {
-            let field = self.field(k, &mut s.key);
-            if field != NONE && s.slots[field as usize] == NONE && plan.read(field) != NOT_READ {
+            if let Some(field) = plan.field(k)
+                && s.slots[field as usize] == NONE
+            {
                 push(s, field, v);
             }
         }
     }
 
-    /// Loads every value (the first of each field is the one its tests read).
-    pub(crate) fn load<'a>(&self, fields: impl Iterator<Item = (&'a str, &'a str)>, s: &mut Scratch) {
+    /// Loads every value (the first of each field the route reads is the one its tests read).
+    pub(crate) fn load<'a>(&self, fields: impl Iterator<Item = (&'a str, &'a str)>, plan: &Plan, s: &mut Scratch) {
         self.clear(s);
         for (k, v) in fields {
-            let field = self.field(k, &mut s.key);
-            push(s, field, v);
+            push(s, plan.field(k).unwrap_or(NONE), v);
         }
     }
 
@@ -143,14 +143,6 @@ impl Compiled {
         s.values.clear();
     }
 
-    /// The interned field named `k` (any ASCII case), `NONE` when no rule names it.
-    fn field(&self, k: &str, key: &mut String) -> u32 {
-        key.clear();
-        key.push_str(k);
-        key.make_ascii_lowercase();
-        self.fields.get(key.as_str()).copied().unwrap_or(NONE)
-    }
-
     fn expr(&self, e: &Expr, searches: &[Search], s: &Scratch) -> bool {
         match e {
             Expr::Search(i) => match &searches[*i] {
@@ -164,8 +156,8 @@ impl Compiled {
     }
 }
 
-/// Appends value `v` of `field` (`NONE`: a field no rule names), the field's first when it
-/// has none yet.
+/// Appends value `v` of `field` (`NONE`: a field the route does not read), the field's first
+/// when it has none yet.
 fn push(s: &mut Scratch, field: u32, v: &str) {
     let index = s.values.len() as u32;
     if field != NONE && s.slots[field as usize] == NONE {

@@ -13,7 +13,12 @@ fn plain<'a>(c: &Compiled, channel: &str, event_id: u32, fields: &[(&'a str, &'a
         Some(routes) => routes.by_event_id.get(&event_id).unwrap_or(&routes.any),
         None => &c.any_channel,
     };
-    c.load(fields.iter().copied(), s);
+    // Every value, each field found in the whole set's names, not the route's plan.
+    c.clear(s);
+    for (k, v) in fields {
+        let field = c.fields.get(k.to_ascii_lowercase().as_str()).copied().unwrap_or(NONE);
+        push(s, field, v);
+    }
     (0..c.rules.len() as u32)
         .filter(|&r| {
             let bit = 1 << (r % 64);

@@ -17,6 +17,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 
 use super::compile::SigmaRule;
 use super::value::{FieldId, Target};
+use crate::lookup::{LookupMap, NameTable};
 
 /// Automata with at most this many needles are built as DFAs (a few hundred KB each at that
 /// size); larger ones as contiguous NFAs, which are several times smaller. An event seldom
@@ -157,6 +158,8 @@ struct Automata {
 /// What evaluating the candidates of one route needs.
 #[derive(Debug)]
 pub(crate) struct Plan {
+    /// The fields the candidates read, by name.
+    names: NameTable,
     /// Per interned field: [`NOT_READ`], [`READ`], or the index of its automaton.
     read: Box<[u32]>,
     automata: Vec<Needles>,
@@ -167,9 +170,9 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The plan of candidates `list` of `rules`, over `fields` interned fields.
-    fn new(list: &[u32], rules: &[SigmaRule], fields: usize) -> Plan {
-        let mut read = vec![NOT_READ; fields];
+    /// The plan of candidates `list` of `rules`, over the interned `fields`.
+    fn new(list: &[u32], rules: &[SigmaRule], fields: &LookupMap<Box<str>, FieldId>) -> Plan {
+        let mut read = vec![NOT_READ; fields.len()];
         let mut keyword_rules = vec![0; rules.len().div_ceil(64)];
         let mut by_field: HashMap<FieldId, HashMap<&str, Vec<u32>>> = HashMap::new();
         let mut any: HashMap<&str, Vec<u32>> = HashMap::new();
@@ -203,12 +206,21 @@ impl Plan {
                 automata.push(Needles::new(needles));
             }
         }
+        let names = fields
+            .iter()
+            .filter(|(_, f)| read.get(**f as usize).is_some_and(|&r| r != NOT_READ));
         Plan {
+            names: NameTable::new(names.map(|(name, f)| (&**name, *f))),
             read: read.into(),
             automata,
             keywords: (!any.is_empty()).then(|| Needles::new(any)),
             keyword_rules,
         }
+    }
+
+    /// The interned field named `name` (in any ASCII case), when the route reads it.
+    pub(crate) fn field(&self, name: &str) -> Option<FieldId> {
+        self.names.get(name)
     }
 
     /// [`NOT_READ`], [`READ`], or the index of field `f`'s automaton.
@@ -268,7 +280,7 @@ impl Candidates {
     }
 
     /// The plan of these candidates, built on first use.
-    pub(crate) fn plan(&self, rules: &[SigmaRule], fields: usize) -> &Plan {
+    pub(crate) fn plan(&self, rules: &[SigmaRule], fields: &LookupMap<Box<str>, FieldId>) -> &Plan {
         self.plan.get_or_init(|| Plan::new(&self.list, rules, fields))
     }
 
