@@ -323,23 +323,72 @@ fn compile_value(
     Ok(())
 }
 
-/// The literals every match of the regular expression `src` starts with, lowered (a value
-/// that matches contains one, so its lowered text contains the lowered literal); `None` when
-/// the expression has no such finite set or one of them is empty.
+/// Literals one of which a match of regular expression `src` must contain, lowered: the most
+/// selective of its prefixes, its suffixes, and each run of literal characters every match
+/// holds (`werfault` in `(?i)\.exe\s+[^"]{0,64}werfaultsecure\.exe`, where the prefixes are
+/// only `.exe`). `None` when there is no such set.
 fn regex_needles(src: &str) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let hir = regex_syntax::parse(src).ok()?;
-    let seq = regex_syntax::hir::literal::Extractor::new().extract(&hir);
-    let mut out: Vec<String> = Vec::new();
-    for lit in seq.literals()? {
-        let text = std::str::from_utf8(lit.as_bytes()).ok()?.to_ascii_lowercase();
-        if text.is_empty() {
-            return None;
+    let set = |kind| {
+        let seq = Extractor::new().kind(kind).extract(&hir);
+        let mut out: Vec<String> = Vec::new();
+        for lit in seq.literals()? {
+            let text = std::str::from_utf8(lit.as_bytes()).ok()?.to_ascii_lowercase();
+            if text.is_empty() {
+                return None;
+            }
+            if !out.contains(&text) {
+                out.push(text);
+            }
         }
-        if !out.contains(&text) {
-            out.push(text);
+        (!out.is_empty()).then_some(out)
+    };
+    let mut sets: Vec<Vec<String>> = [ExtractKind::Prefix, ExtractKind::Suffix]
+        .into_iter()
+        .filter_map(set)
+        .collect();
+    sets.extend(required_runs(&hir).into_iter().map(|run| vec![run]));
+    // The longest shortest literal, then the fewest.
+    sets.into_iter()
+        .max_by_key(|s| (s.iter().map(String::len).min().unwrap_or(0), usize::MAX - s.len()))
+}
+
+/// The runs of literal characters, lowered, that every match of `hir` holds in order: the
+/// literals of its top-level concatenation, and characters matched in either ASCII case (a
+/// class of exactly `c` and `C`). Any other item ends a run.
+fn required_runs(hir: &regex_syntax::hir::Hir) -> Vec<String> {
+    use regex_syntax::hir::{Class, HirKind};
+    let mut node = hir;
+    while let HirKind::Capture(c) = node.kind() {
+        node = &c.sub;
+    }
+    let items = match node.kind() {
+        HirKind::Concat(items) => items.as_slice(),
+        _ => std::slice::from_ref(node),
+    };
+    let mut runs = Vec::new();
+    let mut run = String::new();
+    for item in items {
+        let piece = match item.kind() {
+            HirKind::Literal(lit) => std::str::from_utf8(&lit.0).ok().map(str::to_ascii_lowercase),
+            HirKind::Class(Class::Unicode(class)) => match class.ranges() {
+                [a, b] if a.start() == a.end() && b.start() == b.end() => {
+                    let (a, b) = (a.start(), b.start());
+                    (a.is_ascii_alphabetic() && a.eq_ignore_ascii_case(&b)).then(|| a.to_ascii_lowercase().to_string())
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        match piece {
+            Some(p) => run.push_str(&p),
+            None => runs.push(std::mem::take(&mut run)),
         }
     }
-    (!out.is_empty()).then_some(out)
+    runs.push(run);
+    runs.retain(|r| !r.is_empty());
+    runs
 }
 
 fn one_line(e: &regex::Error) -> String {

@@ -111,3 +111,48 @@ fn a_regex_is_checked_at_compile_and_built_at_first_use() {
     let err = compile_field("CommandLine|re", &value, &mut |_| 0).expect_err("an invalid regex");
     assert!(err.contains("regex `(unclosed`"), "{err}");
 }
+
+#[test]
+fn a_regex_needle_is_its_most_selective_required_literal() {
+    let needles = |src: &str| {
+        regex_needles(src).map(|mut n| {
+            n.sort();
+            n
+        })
+    };
+    // The prefix is only `.exe`; a later run of literal characters is longer.
+    let wsass = r#"(?i)\.exe[\"\']?\s+[^\"]{0,64}werfaultsecure\.exe[\"\']?\s+\d{2,10}"#;
+    let chosen = needles(wsass).expect("needles");
+    assert_eq!(chosen, ["ecure.exe"], "`s` also folds to U+017F, so it ends a run");
+    assert_eq!(needles(r"-k\s\w{1,64}(?:\s?(?:-p|-s))?").expect("needles"), ["-k"]);
+    assert_eq!(needles(r"\\Temp\\[a-z]{8}\.dll$").expect("needles"), ["\\temp\\"]);
+    // Four prefixes of 17 bytes and more beat one run of 8.
+    assert_eq!(
+        needles(r"(?:cmd|pwsh)\.exe /c (?:whoami|net user)").expect("needles"),
+        [
+            "cmd.exe /c net user",
+            "cmd.exe /c whoami",
+            "pwsh.exe /c net user",
+            "pwsh.exe /c whoami"
+        ]
+    );
+    for none in [r".{1000,}", r"(a|.*)", r"\w+\s*", ""] {
+        assert_eq!(needles(none), None, "{none}");
+    }
+    // Whatever is chosen, every value the expression matches holds one of them, lowered.
+    for (src, value) in [
+        (wsass, r#""C:\T\wsass.EXE" C:\W\WerFaultSecure.exe 1234"#),
+        (r"\\Temp\\[a-z]{8}\.dll$", r"C:\Temp\abcdefgh.dll"),
+        (r"(?:cmd|pwsh)\.exe /c (?:whoami|net user)", "cmd.exe /c net user"),
+    ] {
+        assert!(Regex::new(src).expect("compiles").is_match(value), "{src}");
+        let lower = value.to_ascii_lowercase();
+        assert!(
+            needles(src)
+                .expect("needles")
+                .iter()
+                .any(|n| lower.contains(n.as_str())),
+            "{src} on {value}"
+        );
+    }
+}
