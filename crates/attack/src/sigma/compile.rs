@@ -13,7 +13,7 @@ use serde_yaml::Value;
 use super::condition::{self, Expr};
 use super::logsource::{LogSource, Route};
 use super::prefilter::Candidates;
-use super::value::{FieldId, FieldTest, Matcher, Target, compile_field};
+use super::value::{FieldId, FieldTest, Matcher, Target, compile_field, selectivity};
 use super::{Level, SigmaPack, SigmaRejected};
 use crate::lookup::LookupMap;
 
@@ -385,12 +385,9 @@ fn test_needles(t: &FieldTest) -> Option<Vec<Needle>> {
 
 /// The most selective of several required sets (longest shortest needle, then fewest).
 fn best(sets: impl Iterator<Item = Option<Vec<Needle>>>) -> Option<Vec<Needle>> {
-    sets.flatten().filter(|s| !s.is_empty()).max_by_key(|s| {
-        (
-            s.iter().map(|(_, n)| n.len()).min().unwrap_or(0).min(16),
-            usize::MAX - s.len(),
-        )
-    })
+    sets.flatten()
+        .filter(|s| !s.is_empty())
+        .max_by_key(|s| selectivity(s.iter().map(|(_, n)| n.len())))
 }
 
 /// The union of alternatives' sets; `None` when any alternative has none.

@@ -33,9 +33,9 @@ const FIRST_MAX_NEEDLES: usize = 64;
 pub(crate) const VALUE_SEPARATOR: char = '\0';
 
 /// [`Plan::read`]: the route reads the field, with no needles in it.
-pub(crate) const READ: u32 = u32::MAX - 1;
+const READ: u32 = u32::MAX - 1;
 /// [`Plan::read`]: no candidate of the route reads the field.
-pub(crate) const NOT_READ: u32 = u32::MAX;
+const NOT_READ: u32 = u32::MAX;
 
 /// One set of needles and the rules each stands for. Its automata are built the first time a
 /// value is scanned, so a route's field that events never carry never pays for them: the

@@ -325,7 +325,7 @@ fn compile_value(
 
 /// Literals one of which a match of regular expression `src` must contain, lowered: the most
 /// selective of its prefixes, its suffixes, and each run of literal characters every match
-/// holds (`werfault` in `(?i)\.exe\s+[^"]{0,64}werfaultsecure\.exe`, where the prefixes are
+/// holds (`ecure.exe` in `(?i)\.exe\s+[^"]{0,64}werfaultsecure\.exe`, where the prefixes are
 /// only `.exe`). `None` when there is no such set.
 fn regex_needles(src: &str) -> Option<Vec<String>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
@@ -349,9 +349,15 @@ fn regex_needles(src: &str) -> Option<Vec<String>> {
         .filter_map(set)
         .collect();
     sets.extend(required_runs(&hir).into_iter().map(|run| vec![run]));
-    // The longest shortest literal, then the fewest.
-    sets.into_iter()
-        .max_by_key(|s| (s.iter().map(String::len).min().unwrap_or(0), usize::MAX - s.len()))
+    sets.into_iter().max_by_key(|s| selectivity(s.iter().map(String::len)))
+}
+
+/// How selective a set of needles (one of which must occur) is, from their lengths, as a key
+/// to maximize: the longest shortest needle (up to 16 bytes, past which length hardly
+/// matters), then the fewest needles.
+pub(crate) fn selectivity(lengths: impl ExactSizeIterator<Item = usize>) -> (usize, usize) {
+    let count = lengths.len();
+    (lengths.min().unwrap_or(0).min(16), usize::MAX - count)
 }
 
 /// The runs of literal characters, lowered, that every match of `hir` holds in order: the
