@@ -231,3 +231,37 @@ fn a_keyword_too_short_to_prefilter_still_reads_every_value() {
     assert_eq!(titles(&set, &sysmon_with("-", "aQZa")), ["Keyword qz"]);
     assert!(titles(&set, &sysmon_with("q", "z")).is_empty());
 }
+
+#[test]
+fn a_rule_is_routed_by_the_event_id_it_reads() {
+    let kb = Kb::embedded().expect("kb");
+    let rule = |n: u32, id: u32| {
+        format!(
+            "title: Event {id}\nid: 11111111-0000-0000-0000-00000000020{n}\nlogsource:\n  product: windows\n  service: sysmon\ndetection:\n  selection:\n    EventID: {id}\n  condition: selection\nlevel: high\ntags: [attack.t1059]\n"
+        )
+    };
+    let (one, block) = (rule(1, 1), rule(2, 27));
+    let set = SigmaSet::bind(&kb, vec![local(&[("one.yml", &one), ("block.yml", &block)])]);
+    let event = |ids: &[(&str, &str)]| DetectionEvent {
+        attributes: ids
+            .iter()
+            .copied()
+            .chain([("Channel", "Microsoft-Windows-Sysmon/Operational")])
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        ..Default::default()
+    };
+    assert_eq!(titles(&set, &event(&[("EventID", "27")])), ["Event 27"]);
+    assert_eq!(titles(&set, &event(&[("EventID", "1")])), ["Event 1"]);
+    assert!(titles(&set, &event(&[("EventID", "3")])).is_empty());
+    // A rule reads the first field of its name in any case ("EVENTID" sorts before
+    // "EventID"), and is routed by that one too.
+    assert_eq!(
+        titles(&set, &event(&[("EventID", "1"), ("EVENTID", "27")])),
+        ["Event 27"]
+    );
+    assert_eq!(
+        titles(&set, &event(&[("eventid", "1"), ("EventID", "27")])),
+        ["Event 27"]
+    );
+}

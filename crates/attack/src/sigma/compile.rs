@@ -13,7 +13,7 @@ use serde_yaml::Value;
 use super::condition::{self, Expr};
 use super::logsource::{LogSource, Route};
 use super::prefilter::Candidates;
-use super::value::{FieldId, FieldTest, Matcher, Target, compile_field, selectivity};
+use super::value::{FieldId, FieldTest, Matcher, StrPat, Target, compile_field, selectivity};
 use super::{Level, SigmaPack, SigmaRejected};
 use crate::lookup::LookupMap;
 
@@ -42,7 +42,7 @@ pub(crate) struct SigmaRule {
     pub(crate) status: String,
     pub(crate) path: String,
     pub(crate) pack: usize,
-    pub(crate) logsource: String,
+    pub(crate) logsource: LogSource,
     pub(crate) tags: Vec<String>,
     pub(crate) searches: Vec<Search>,
     pub(crate) condition: Expr,
@@ -101,7 +101,7 @@ impl Compiled {
             channels: LookupMap::default(),
             any_channel: Candidates::default(),
         };
-        let mut routes: Vec<Option<Vec<Route>>> = Vec::new();
+        let mut routes: Vec<Option<Vec<Placement>>> = Vec::new();
         for (pack_idx, pack) in packs.iter().enumerate() {
             let mut info = SigmaPackInfo {
                 name: pack.name.clone(),
@@ -150,7 +150,7 @@ impl Compiled {
         c
     }
 
-    fn index(&mut self, routes: Vec<Option<Vec<Route>>>) {
+    fn index(&mut self, routes: Vec<Option<Vec<Placement>>>) {
         let mut any_channel: Vec<u32> = Vec::new();
         // Per channel: rules for any event id, and rules by event id.
         type Lists = (Vec<u32>, LookupMap<u32, Vec<u32>>);
@@ -160,13 +160,13 @@ impl Compiled {
             match r {
                 None => any_channel.push(i),
                 Some(routes) => {
-                    for route in routes {
-                        let (any, by_event_id) = channels.entry(route.channel.into()).or_default();
-                        if route.event_ids.is_empty() {
-                            any.push(i);
-                        }
-                        for id in route.event_ids {
-                            by_event_id.entry(*id).or_default().push(i);
+                    for (channel, event_ids) in routes {
+                        let (any, by_event_id) = channels.entry(channel.into()).or_default();
+                        match event_ids {
+                            None => any.push(i),
+                            Some(ids) => ids
+                                .into_iter()
+                                .for_each(|id| by_event_id.entry(id).or_default().push(i)),
                         }
                     }
                 }
@@ -206,7 +206,7 @@ impl Compiled {
         doc: &Value,
         pack: usize,
         path: &str,
-    ) -> Result<(SigmaRule, Option<Vec<Route>>), (String, String, String)> {
+    ) -> Result<(SigmaRule, Option<Vec<Placement>>), (String, String, String)> {
         let text = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or_default().trim().to_owned();
         let (id, title) = (text("id"), text("title"));
         let fail = |reason: String| (id.clone(), title.clone(), reason);
@@ -268,14 +268,18 @@ impl Compiled {
             status: text("status").to_ascii_lowercase(),
             path: path.to_owned(),
             pack,
-            logsource: logsource.key(),
+            logsource,
             tags,
             searches,
             condition,
             needles: None,
         };
         rule.needles = rule_needles(&rule);
-        Ok((rule, routes))
+        let event_ids = self
+            .fields
+            .get("eventid")
+            .and_then(|&f| expr_event_ids(&rule.condition, &rule.searches, f));
+        Ok((rule, place(routes, event_ids)))
     }
 
     fn search(&mut self, v: &Value) -> Result<Search, String> {
@@ -345,6 +349,73 @@ impl SigmaRule {
     }
 }
 
+/// Where a rule is evaluated: a channel (lowercase) and its event ids (`None`: every event of
+/// the channel).
+type Placement = (&'static str, Option<Vec<u32>>);
+
+/// The log source's routes narrowed to the event ids the rule's own condition requires: a
+/// `service: sysmon` rule testing `EventID: 27` is evaluated for Sysmon event 27 only, and a
+/// route none of whose event ids the condition allows is left out.
+fn place(routes: Option<Vec<Route>>, required: Option<Vec<u32>>) -> Option<Vec<Placement>> {
+    let routes = routes?.into_iter().filter_map(|route| {
+        let ids = match (&required, route.event_ids) {
+            (None, []) => None,
+            (None, ids) => Some(ids.to_vec()),
+            (Some(required), []) => Some(required.clone()),
+            (Some(required), ids) => Some(ids.iter().copied().filter(|id| required.contains(id)).collect()),
+        };
+        let placed = ids.as_ref().is_none_or(|ids| !ids.is_empty());
+        placed.then_some((route.channel, ids))
+    });
+    Some(routes.collect())
+}
+
+/// Event ids one of which the event must have (in field `event_id`) for the condition to hold;
+/// `None` when it can hold whatever the id. Only plain `EventID: n` values count (a number as
+/// the router reads it back): a value the router could parse differently never narrows.
+fn expr_event_ids(e: &Expr, searches: &[Search], event_id: FieldId) -> Option<Vec<u32>> {
+    let tests = |tests: &[FieldTest]| intersect(tests.iter().map(|t| test_event_ids(t, event_id)));
+    match e {
+        Expr::Search(i) => match searches.get(*i)? {
+            Search::All(all) => tests(all),
+            Search::Any(alts) => union(alts.iter().map(|all| tests(all))),
+        },
+        Expr::Not(_) => None,
+        Expr::And(items) => intersect(items.iter().map(|x| expr_event_ids(x, searches, event_id))),
+        Expr::Or(items) => union(items.iter().map(|x| expr_event_ids(x, searches, event_id))),
+    }
+}
+
+fn test_event_ids(t: &FieldTest, event_id: FieldId) -> Option<Vec<u32>> {
+    if t.target != Target::Field(event_id) {
+        return None;
+    }
+    let mut ids = Vec::with_capacity(t.matchers.len());
+    for m in &t.matchers {
+        let Matcher::Str {
+            pat: StrPat::Exact(p), ..
+        } = m
+        else {
+            return None;
+        };
+        // Only the digits of a number as it prints: "027" or "+27" is no event id's text.
+        let id: u32 = p.parse().ok().filter(|id: &u32| id.to_string() == *p)?;
+        ids.push(id);
+    }
+    if t.all {
+        // Every value must be the event's id.
+        ids.dedup();
+        ids.truncate(usize::from(ids.len() == 1));
+    }
+    Some(ids)
+}
+
+/// The sets every one of which holds (their intersection); `None` when none constrains.
+fn intersect(sets: impl Iterator<Item = Option<Vec<u32>>>) -> Option<Vec<u32>> {
+    sets.flatten()
+        .reduce(|a, b| a.into_iter().filter(|id| b.contains(id)).collect())
+}
+
 /// A needle: a lowered literal and where it must occur.
 pub(crate) type Needle = (Target, String);
 
@@ -391,8 +462,8 @@ fn best(sets: impl Iterator<Item = Option<Vec<Needle>>>) -> Option<Vec<Needle>> 
 }
 
 /// The union of alternatives' sets; `None` when any alternative has none.
-fn union(sets: impl Iterator<Item = Option<Vec<Needle>>>) -> Option<Vec<Needle>> {
-    let mut out: Vec<Needle> = Vec::new();
+fn union<T: PartialEq>(sets: impl Iterator<Item = Option<Vec<T>>>) -> Option<Vec<T>> {
+    let mut out: Vec<T> = Vec::new();
     for set in sets {
         for n in set? {
             if !out.contains(&n) {

@@ -1,5 +1,6 @@
-//! The prefiltered evaluation against the plain one: every candidate of the event's route
-//! evaluated with every value loaded, over every EVTX sample event and hostile variants of them.
+//! The prefiltered evaluation against the plain one: every rule whose log source stands for the
+//! event evaluated with every value loaded, over every EVTX sample event and hostile variants
+//! of them.
 
 use attackmesh::formats::{Format, Reader, open_path};
 
@@ -7,11 +8,17 @@ use super::*;
 use crate::sigma::prefilter::{Needles, Plan};
 use crate::sigma::{SigmaPack, SigmaSet, compile::Search, value::Matcher};
 
-/// Every candidate of the route evaluated, no prefilter, every value loaded.
+/// Every rule whose log source stands for the event's channel and event id evaluated, with no
+/// prefilter and every value loaded. It reads the rules' log sources, not the routes built
+/// from them.
 fn plain<'a>(c: &Compiled, channel: &str, event_id: u32, fields: &[(&'a str, &'a str)], s: &mut Scratch) -> Vec<u32> {
-    let candidates = match c.channels.get(channel.to_ascii_lowercase().as_str()) {
-        Some(routes) => routes.by_event_id.get(&event_id).unwrap_or(&routes.any),
-        None => &c.any_channel,
+    let channel = channel.to_ascii_lowercase();
+    let applies = |rule: &crate::sigma::compile::SigmaRule| match rule.logsource.routes() {
+        Ok(None) => true,
+        Ok(Some(routes)) => routes
+            .iter()
+            .any(|r| r.channel == channel && (r.event_ids.is_empty() || r.event_ids.contains(&event_id))),
+        Err(_) => false,
     };
     // Every value, each field found in the whole set's names, not the route's plan.
     c.clear(s);
@@ -21,19 +28,20 @@ fn plain<'a>(c: &Compiled, channel: &str, event_id: u32, fields: &[(&'a str, &'a
     }
     (0..c.rules.len() as u32)
         .filter(|&r| {
-            let bit = 1 << (r % 64);
-            let w = r as usize / 64;
-            (candidates.filtered[w] | candidates.always[w]) & bit != 0
-        })
-        .filter(|&r| {
             let rule = &c.rules[r as usize];
-            c.expr(&rule.condition, &rule.searches, s)
+            applies(rule) && c.expr(&rule.condition, &rule.searches, s)
         })
         .collect()
 }
 
 fn check(c: &Compiled, fields: &[(&str, &str)], s: &mut Scratch) -> usize {
-    let get = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    // The routing fields as the router reads them: the first of the name in any case.
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    };
     let (Some(channel), Some(event_id)) = (get("Channel"), get("EventID").and_then(|v| v.trim().parse().ok())) else {
         return 0;
     };
@@ -45,7 +53,12 @@ fn check(c: &Compiled, fields: &[(&str, &str)], s: &mut Scratch) -> usize {
     };
     c.matches(ev, s, &mut fast);
     let expected = plain(c, channel, event_id, fields, s);
-    assert_eq!(fast, expected, "{channel}/{event_id}: {fields:?}");
+    assert_eq!(
+        fast,
+        expected,
+        "{channel}/{event_id}: {fields:?} {:?}",
+        expected.iter().map(|&r| &c.rules[r as usize].path).collect::<Vec<_>>()
+    );
     fast.len()
 }
 
@@ -65,8 +78,8 @@ fn sample_events() -> Vec<Vec<(String, String)>> {
     events
 }
 
-/// Hostile variants of one event: values upper-cased, emptied, huge, non-ASCII, with NUL, and
-/// field names repeated in another case.
+/// Hostile variants of one event: values upper-cased, emptied, huge, non-ASCII, with NUL, field
+/// names repeated in another case, and another event id ahead of the event's own.
 fn variants(fields: &[(String, String)]) -> Vec<Vec<(String, String)>> {
     let keep = |k: &str| k == "Channel" || k == "EventID";
     let map = |f: &dyn Fn(&str) -> String| -> Vec<(String, String)> {
@@ -98,6 +111,13 @@ fn variants(fields: &[(String, String)]) -> Vec<Vec<(String, String)>> {
     );
     dup.reverse();
     out.push(dup);
+    // Rules are routed by the event id they test: the first `EventID` in any case is the one
+    // both read, here another one than the event's.
+    for other in ["16", "27", "4624"] {
+        let mut routed = vec![("EVENTID".to_owned(), other.to_owned())];
+        routed.extend(fields.iter().cloned());
+        out.push(routed);
+    }
     out
 }
 
@@ -274,5 +294,95 @@ fn a_two_byte_look_alike_is_a_needle() {
         c.matches(ev, &mut s, &mut out);
         assert_eq!(out.contains(&(index as u32)), expected, "{command_line}");
         assert_eq!(out, plain(&c, fields[0].1, 1, &fields, &mut s));
+    }
+}
+
+#[test]
+fn a_rule_is_routed_by_the_event_ids_its_condition_requires() {
+    let rule = |n: usize, logsource: &str, detection: &str| crate::sigma::SigmaFile {
+        path: format!("r{n}.yml"),
+        text: format!(
+            "title: R{n}\nid: 22222222-0000-0000-0000-00000000000{n}\nlogsource:\n  product: windows\n  {logsource}\ndetection:\n{detection}\nlevel: high\n"
+        ),
+    };
+    let files = vec![
+        rule(
+            0,
+            "service: sysmon",
+            "  selection:\n    EventID: 27\n  condition: selection",
+        ),
+        rule(
+            1,
+            "service: security",
+            "  selection:\n    EventID: [4624, 4625]\n    LogonType: 3\n  condition: selection",
+        ),
+        rule(
+            2,
+            "category: process_creation",
+            "  selection:\n    EventID: 4688\n    CommandLine|contains: whoami\n  condition: selection",
+        ),
+        rule(
+            3,
+            "service: sysmon",
+            "  a:\n    EventID: 1\n  b:\n    Image|endswith: x.exe\n  condition: a or b",
+        ),
+        rule(4, "service: sysmon", "  a:\n    EventID: 1\n  condition: not a"),
+        rule(5, "service: sysmon", "  a:\n    EventID: '027'\n  condition: a"),
+        rule(6, "category: process_creation", "  a:\n    EventID: 5\n  condition: a"),
+        rule(
+            7,
+            "service: sysmon",
+            "  a:\n    EventID: 1\n  b:\n    EventID: 3\n  c:\n    Image: x\n  condition: (a or b) and c",
+        ),
+    ];
+    let pack = SigmaPack {
+        name: "sigma-local".into(),
+        version: "test".into(),
+        source: "test".into(),
+        files,
+    };
+    let c = Compiled::compile(&[pack]);
+    assert_eq!(c.rules.len(), 8, "{:?}", c.rejected);
+    let routed = |channel: &str, event_id: u32| -> Vec<usize> {
+        let candidates = match c.channels.get(channel) {
+            Some(routes) => routes.by_event_id.get(&event_id).unwrap_or(&routes.any),
+            None => &c.any_channel,
+        };
+        (0..c.rules.len())
+            .filter(|r| (candidates.filtered[r / 64] | candidates.always[r / 64]) & (1 << (r % 64)) != 0)
+            .map(|r| c.rules[r].path[1..2].parse().expect("rule number"))
+            .collect()
+    };
+    let sysmon = crate::sigma::logsource::SYSMON;
+    assert_eq!(routed(sysmon, 27), [0, 3, 4, 5]);
+    assert_eq!(routed(sysmon, 1), [3, 4, 5, 7]);
+    assert_eq!(routed(sysmon, 3), [3, 4, 5, 7]);
+    assert_eq!(routed(sysmon, 99), [3, 4, 5]);
+    assert_eq!(routed("security", 4624), [1]);
+    assert_eq!(routed("security", 4625), [1]);
+    assert_eq!(
+        routed("security", 4688),
+        [2],
+        "process creation is Security 4688 or Sysmon 1"
+    );
+    assert!(routed("security", 5).is_empty(), "an event id no route of the rule has");
+
+    // Routed by id, the rule still matches by its tests.
+    let mut s = Scratch::default();
+    for (event_id, expected) in [("27", true), ("1", false)] {
+        let fields = [
+            ("Channel", "Microsoft-Windows-Sysmon/Operational"),
+            ("EventID", event_id),
+        ];
+        let mut out = Vec::new();
+        let ev_id = event_id.parse().expect("a number");
+        let ev = WinEvent {
+            channel: fields[0].1,
+            event_id: ev_id,
+            fields: fields.iter().copied(),
+        };
+        c.matches(ev, &mut s, &mut out);
+        assert_eq!(out.contains(&0), expected, "event {event_id}");
+        assert_eq!(out, plain(&c, fields[0].1, ev_id, &fields, &mut s));
     }
 }

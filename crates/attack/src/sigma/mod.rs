@@ -232,7 +232,7 @@ impl SigmaSet {
         for (set, bindings) in self.sets.iter().zip(&self.bindings) {
             for (rule, b) in set.rules.iter().zip(bindings) {
                 if !b.suppressed {
-                    *out.entry(rule.logsource.clone()).or_insert(0) += 1;
+                    *out.entry(rule.logsource.key()).or_insert(0) += 1;
                 }
             }
         }
@@ -270,14 +270,17 @@ impl SigmaSet {
             return;
         }
         // One pass over the attributes: the fields, the routing ones, and whether any was cut.
+        // The routing fields are read as the rules' tests read them: the first of the name in
+        // any case (a rule is routed by the `EventID` it tests).
         let (mut channel, mut event_id, mut cut) = (None, None, false);
         let mut fields: Vec<(&str, &str)> = Vec::with_capacity(ev.attributes.len());
         for (k, v) in &ev.attributes {
-            match k.as_str() {
-                "Channel" => channel = Some(v.as_str()),
-                "EventID" => event_id = Some(v.as_str()),
-                attackmesh::formats::ATTRIBUTES_DROPPED => cut = true,
-                _ => {}
+            if k.eq_ignore_ascii_case("Channel") {
+                channel = channel.or(Some(v.as_str()));
+            } else if k.eq_ignore_ascii_case("EventID") {
+                event_id = event_id.or(Some(v.as_str()));
+            } else if k == attackmesh::formats::ATTRIBUTES_DROPPED {
+                cut = true;
             }
             cut |= v.len() + 4 > attackmesh::limits::MAX_ATTRIBUTE_VALUE_BYTES;
             fields.push((k, v));
@@ -289,7 +292,12 @@ impl SigmaSet {
             reread = attackmesh::formats::windows_fields(&ev.original_format, &ev.original);
             let Some(pairs) = &reread else { return };
             fields = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let get = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+            let get = |name: &str| {
+                fields
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| *v)
+            };
             (channel, event_id) = (get("Channel"), get("EventID"));
         }
         let (Some(channel), Some(event_id)) = (channel, event_id.and_then(|v| v.trim().parse().ok())) else {
