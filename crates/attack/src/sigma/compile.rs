@@ -4,8 +4,10 @@
 //! A rule that cannot be compiled is recorded with its reason (see
 //! [`SigmaSet::rejected`](super::SigmaSet::rejected)); it never fails the set. The prefilter: a
 //! rule whose condition cannot hold unless one of a few literals occurs in a named field keeps
-//! them as its *needles*, and is evaluated only when the automata of its route (see the
-//! `prefilter` module) find one; rules with no such literals are always evaluated.
+//! them as its *needles* (up to three such groups, when it needs literals in several fields),
+//! and is evaluated only when the automata of its route (see the `prefilter` module) find one of
+//! each group; rules with no such literals are always evaluated. A rule is routed by its log
+//! source, narrowed to the event ids its own condition requires.
 
 use serde::Deserialize as _;
 use serde_yaml::Value;
@@ -46,9 +48,12 @@ pub(crate) struct SigmaRule {
     pub(crate) tags: Vec<String>,
     pub(crate) searches: Vec<Search>,
     pub(crate) condition: Expr,
-    /// Literals one of which must occur, each in its field, for the rule to match: it is
-    /// evaluated only when the prefilter sees one. `None`: always evaluated.
-    pub(crate) needles: Option<Vec<Needle>>,
+    /// Groups of literals one of each of which must occur, each in its field, for the rule to
+    /// match: it is evaluated only when the prefilter sees one of every group. `None`: always
+    /// evaluated.
+    pub(crate) needles: Option<NeedleGroups>,
+    /// The prefilter's bit for each group after the first (the first's is the rule's index).
+    pub(crate) more_slots: Box<[u32]>,
 }
 
 /// The rules of one channel, each set already holding the rules of every channel
@@ -88,6 +93,9 @@ pub struct Compiled {
     pub(crate) channels: LookupMap<Box<str>, ChannelRoutes>,
     /// Rules for an event of a channel no rule names.
     pub(crate) any_channel: Candidates,
+    /// Bits the prefilter sets per event: one per rule, and one per needle group of a rule
+    /// after its first.
+    pub(crate) slots: usize,
 }
 
 impl Compiled {
@@ -100,6 +108,7 @@ impl Compiled {
             fields: LookupMap::default(),
             channels: LookupMap::default(),
             any_channel: Candidates::default(),
+            slots: 0,
         };
         let mut routes: Vec<Option<Vec<Placement>>> = Vec::new();
         for (pack_idx, pack) in packs.iter().enumerate() {
@@ -151,6 +160,13 @@ impl Compiled {
     }
 
     fn index(&mut self, routes: Vec<Option<Vec<Placement>>>) {
+        let mut next = self.rules.len() as u32;
+        for rule in &mut self.rules {
+            let more = rule.needles.as_ref().map_or(0, |groups| groups.len() as u32 - 1);
+            rule.more_slots = (next..next + more).collect();
+            next += more;
+        }
+        self.slots = next as usize;
         let mut any_channel: Vec<u32> = Vec::new();
         // Per channel: rules for any event id, and rules by event id.
         type Lists = (Vec<u32>, LookupMap<u32, Vec<u32>>);
@@ -273,6 +289,7 @@ impl Compiled {
             searches,
             condition,
             needles: None,
+            more_slots: Box::default(),
         };
         rule.needles = rule_needles(&rule);
         let event_ids = self
@@ -419,46 +436,93 @@ fn intersect(sets: impl Iterator<Item = Option<Vec<u32>>>) -> Option<Vec<u32>> {
 /// A needle: a lowered literal and where it must occur.
 pub(crate) type Needle = (Target, String);
 
-/// Literals one of which must occur (each in its field) for the rule to match; `None` when
-/// there is no such set.
-fn rule_needles(rule: &SigmaRule) -> Option<Vec<Needle>> {
-    expr_needles(&rule.condition, &rule.searches).filter(|set| {
-        set.iter().all(|(target, n)| {
-            worth_a_needle(n) && !(*target == Target::Any && n.contains(super::prefilter::VALUE_SEPARATOR))
-        })
-    })
+/// Most needle groups a rule keeps: each beyond the first is one more bit an event sets.
+const MAX_NEEDLE_GROUPS: usize = 3;
+
+/// Groups of needles every one of which must be seen for a rule to match: one needle of each
+/// group, each in its field.
+pub(crate) type NeedleGroups = Vec<Vec<Needle>>;
+
+/// The needle groups the rule's condition requires, the most selective first; `None` when it
+/// can match with none of its literals seen. A rule requiring `Image` to end in `\csi.exe`
+/// and `Company` to be `Microsoft Corporation` is evaluated only when both are seen, not
+/// whenever the (common) company name is.
+fn rule_needles(rule: &SigmaRule) -> Option<NeedleGroups> {
+    let mut groups = expr_needles(&rule.condition, &rule.searches)?;
+    groups.sort_by_key(|g| std::cmp::Reverse(group_selectivity(g)));
+    groups.truncate(MAX_NEEDLE_GROUPS);
+    Some(groups)
 }
 
-fn expr_needles(e: &Expr, searches: &[Search]) -> Option<Vec<Needle>> {
+fn expr_needles(e: &Expr, searches: &[Search]) -> Option<NeedleGroups> {
     match e {
         Expr::Search(i) => match searches.get(*i)? {
-            Search::All(tests) => best(tests.iter().map(test_needles)),
-            Search::Any(alts) => union(alts.iter().map(|tests| best(tests.iter().map(test_needles)))),
+            Search::All(tests) => all(tests.iter().map(test_needles)),
+            Search::Any(alts) => any(alts.iter().map(|tests| all(tests.iter().map(test_needles)))),
         },
         Expr::Not(_) => None,
-        Expr::And(items) => best(items.iter().map(|x| expr_needles(x, searches))),
-        Expr::Or(items) => union(items.iter().map(|x| expr_needles(x, searches))),
+        Expr::And(items) => all(items.iter().map(|x| expr_needles(x, searches))),
+        Expr::Or(items) => any(items.iter().map(|x| expr_needles(x, searches))),
     }
 }
 
-fn test_needles(t: &FieldTest) -> Option<Vec<Needle>> {
-    let needles = |m: &Matcher| Some(m.needles()?.into_iter().map(|n| (t.target, n)).collect::<Vec<_>>());
+fn test_needles(t: &FieldTest) -> Option<NeedleGroups> {
+    // A value's needles, when it has some and each is usable.
+    let needles = |m: &Matcher| {
+        let set: Vec<Needle> = m.needles()?.into_iter().map(|n| (t.target, n)).collect();
+        (!set.is_empty() && set.iter().all(usable)).then_some(set)
+    };
     if t.all {
-        // Every value must match: the needles of each one are required; the most selective.
-        return best(t.matchers.iter().map(needles));
+        // Every value must match: each one's needles are a group of their own.
+        return all(t.matchers.iter().map(|m| needles(m).map(|set| vec![set])));
     }
-    let mut out = Vec::new();
+    let mut group = Vec::new();
     for m in &t.matchers {
-        out.extend(needles(m)?);
+        group.extend(needles(m)?);
+    }
+    Some(vec![group])
+}
+
+/// Whether a literal can be a needle: long enough to be rare, and (searched across values)
+/// without the separator of values.
+fn usable((target, n): &Needle) -> bool {
+    worth_a_needle(n) && !(*target == Target::Any && n.contains(super::prefilter::VALUE_SEPARATOR))
+}
+
+/// The groups of every part that has some: all of them hold when every part does.
+fn all(parts: impl Iterator<Item = Option<NeedleGroups>>) -> Option<NeedleGroups> {
+    let mut out: NeedleGroups = Vec::new();
+    for group in parts.flatten().flatten() {
+        if !out.contains(&group) {
+            out.push(group);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The groups of alternatives: `(a and b) or c` requires `a or c` and `b or c`, so each group
+/// is one group of every alternative joined. When that makes more than [`MAX_NEEDLE_GROUPS`]
+/// groups, it is the most selective group of each, joined. `None` when an alternative has none.
+fn any(mut alternatives: impl Iterator<Item = Option<NeedleGroups>>) -> Option<NeedleGroups> {
+    let mut out = alternatives.next()??;
+    for alternative in alternatives {
+        let alternative = alternative?;
+        if out.len() * alternative.len() > MAX_NEEDLE_GROUPS {
+            let best = |groups: NeedleGroups| groups.into_iter().max_by_key(|g| group_selectivity(g));
+            out = vec![union([best(out), best(alternative)].into_iter())?];
+        } else {
+            out = out
+                .iter()
+                .flat_map(|a| alternative.iter().map(move |b| [a, b]))
+                .filter_map(|pair| union(pair.into_iter().map(|g| Some(g.clone()))))
+                .collect();
+        }
     }
     Some(out)
 }
 
-/// The most selective of several required sets (longest shortest needle, then fewest).
-fn best(sets: impl Iterator<Item = Option<Vec<Needle>>>) -> Option<Vec<Needle>> {
-    sets.flatten()
-        .filter(|s| !s.is_empty())
-        .max_by_key(|s| selectivity(s.iter().map(|(_, n)| n.len())))
+fn group_selectivity(group: &[Needle]) -> (usize, usize) {
+    selectivity(group.iter().map(|(_, n)| n.len()))
 }
 
 /// The union of alternatives' sets; `None` when any alternative has none.

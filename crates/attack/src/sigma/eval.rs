@@ -25,7 +25,7 @@ pub(crate) struct Scratch {
     slots: Vec<u32>,
     /// The fields with a value, in the order their first was loaded.
     touched: Vec<u32>,
-    /// Bit per rule: one of its needles occurs.
+    /// Bit per needle group (see `Compiled::slots`): one of its needles occurs.
     hits: Vec<u64>,
     key: String,
 }
@@ -72,7 +72,7 @@ impl Compiled {
             self.load_read(ev.fields.clone(), plan, s);
         }
         s.hits.clear();
-        s.hits.resize(self.rules.len().div_ceil(64), 0);
+        s.hits.resize(self.slots.div_ceil(64), 0);
         for &f in &s.touched {
             if let Some(n) = plan.automaton(plan.read(f)) {
                 let [_, _, ls, le] = s.values[s.slots[f as usize] as usize];
@@ -101,7 +101,9 @@ impl Compiled {
                 let r = (w * 64) as u32 + bits.trailing_zeros();
                 bits &= bits - 1;
                 let rule = &self.rules[r as usize];
-                if self.expr(&rule.condition, &rule.searches, s) {
+                // A rule needing more than one group of needles is evaluated once each was seen.
+                let seen = |&slot: &u32| s.hits[slot as usize / 64] & (1 << (slot % 64)) != 0;
+                if rule.more_slots.iter().all(seen) && self.expr(&rule.condition, &rule.searches, s) {
                     out.push(r);
                 }
             }

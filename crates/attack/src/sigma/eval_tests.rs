@@ -297,14 +297,28 @@ fn a_two_byte_look_alike_is_a_needle() {
     }
 }
 
-#[test]
-fn a_rule_is_routed_by_the_event_ids_its_condition_requires() {
-    let rule = |n: usize, logsource: &str, detection: &str| crate::sigma::SigmaFile {
+/// Rule `n` of a test pack: `r<n>.yml`, with its log source line and detection.
+fn rule(n: usize, logsource: &str, detection: &str) -> crate::sigma::SigmaFile {
+    crate::sigma::SigmaFile {
         path: format!("r{n}.yml"),
         text: format!(
             "title: R{n}\nid: 22222222-0000-0000-0000-00000000000{n}\nlogsource:\n  product: windows\n  {logsource}\ndetection:\n{detection}\nlevel: high\n"
         ),
+    }
+}
+
+fn compile(files: Vec<crate::sigma::SigmaFile>) -> Compiled {
+    let pack = SigmaPack {
+        name: "sigma-local".into(),
+        version: "test".into(),
+        source: "test".into(),
+        files,
     };
+    Compiled::compile(&[pack])
+}
+
+#[test]
+fn a_rule_is_routed_by_the_event_ids_its_condition_requires() {
     let files = vec![
         rule(
             0,
@@ -335,13 +349,7 @@ fn a_rule_is_routed_by_the_event_ids_its_condition_requires() {
             "  a:\n    EventID: 1\n  b:\n    EventID: 3\n  c:\n    Image: x\n  condition: (a or b) and c",
         ),
     ];
-    let pack = SigmaPack {
-        name: "sigma-local".into(),
-        version: "test".into(),
-        source: "test".into(),
-        files,
-    };
-    let c = Compiled::compile(&[pack]);
+    let c = compile(files);
     assert_eq!(c.rules.len(), 8, "{:?}", c.rejected);
     let routed = |channel: &str, event_id: u32| -> Vec<usize> {
         let candidates = match c.channels.get(channel) {
@@ -385,4 +393,117 @@ fn a_rule_is_routed_by_the_event_ids_its_condition_requires() {
         assert_eq!(out.contains(&0), expected, "event {event_id}");
         assert_eq!(out, plain(&c, fields[0].1, ev_id, &fields, &mut s));
     }
+}
+
+#[test]
+fn a_rule_needing_literals_in_two_fields_is_evaluated_once_both_are_seen() {
+    let c = compile(vec![
+        rule(
+            0,
+            "category: process_creation",
+            "  selection_img:\n    Image|endswith: ['\\csi.exe', '\\rcsi.exe']\n  selection_cli:\n    Company: 'Microsoft Corporation'\n  condition: all of selection_*",
+        ),
+        rule(
+            1,
+            "category: process_creation",
+            "  a:\n    Image|contains: '\\windows\\'\n    CommandLine|contains: ['\\..\\windows\\', '\\..\\system32\\']\n  b:\n    CommandLine|contains: '.exe\\..\\'\n  condition: a or b",
+        ),
+        rule(
+            2,
+            "category: process_creation",
+            "  a:\n    CommandLine|contains|all: ['/c', 'del', 'C:\\Users\\']\n  condition: a",
+        ),
+        rule(
+            3,
+            "category: process_creation",
+            "  a:\n    Image|endswith: x.exe\n  condition: not a",
+        ),
+        rule(
+            4,
+            "category: process_creation",
+            "  a:\n    Company: 'Microsoft Corporation'\n  b:\n    CommandLine|re: 'csi\\.exe\\s+\\w+\\.csx'\n  condition: a and b",
+        ),
+    ]);
+    assert_eq!(c.rules.len(), 5, "{:?}", c.rejected);
+    let field = |name: &str| Target::Field(*c.fields.get(name).expect("a field of the rules"));
+    let groups = |r: usize| -> Vec<Vec<(Target, &str)>> {
+        let mut groups: Vec<Vec<(Target, &str)>> = c.rules[r]
+            .needles
+            .iter()
+            .flatten()
+            .map(|g| {
+                let mut g: Vec<(Target, &str)> = g.iter().map(|(t, n)| (*t, n.as_str())).collect();
+                g.sort_by_key(|(_, n)| *n);
+                g
+            })
+            .collect();
+        groups.sort_by(|a, b| a.iter().map(|(_, n)| n).cmp(b.iter().map(|(_, n)| n)));
+        groups
+    };
+    let (image, command_line, company) = (field("image"), field("commandline"), field("company"));
+    assert_eq!(
+        groups(0),
+        [
+            vec![(image, "\\csi.exe"), (image, "\\rcsi.exe")],
+            vec![(company, "microsoft corporation")],
+        ]
+    );
+    // `(a1 and a2) or b` needs `a1 or b` and `a2 or b`.
+    assert_eq!(
+        groups(1),
+        [
+            vec![
+                (command_line, ".exe\\..\\"),
+                (command_line, "\\..\\system32\\"),
+                (command_line, "\\..\\windows\\"),
+            ],
+            vec![(command_line, ".exe\\..\\"), (image, "\\windows\\")],
+        ]
+    );
+    // Every value is required; `/c` is too short to be a needle, the others are kept.
+    assert_eq!(
+        groups(2),
+        [vec![(command_line, "c:\\users\\")], vec![(command_line, "del")]]
+    );
+    assert!(c.rules[3].needles.is_none());
+    assert_eq!(groups(4).len(), 2);
+    assert_eq!(c.slots, 5 + 4, "one more bit for each group after a rule's first");
+
+    let mut s = Scratch::default();
+    let run = |image: &str, company: &str, command_line: &str, s: &mut Scratch| {
+        let fields = [
+            ("Channel", "Microsoft-Windows-Sysmon/Operational"),
+            ("EventID", "1"),
+            ("Image", image),
+            ("Company", company),
+            ("CommandLine", command_line),
+        ];
+        let mut out = Vec::new();
+        let ev = WinEvent {
+            channel: fields[0].1,
+            event_id: 1,
+            fields: fields.iter().copied(),
+        };
+        c.matches(ev, s, &mut out);
+        // Bits of rule 0's groups the event set, and whether rule 4 was evaluated (its regular
+        // expression is built then).
+        let seen = |slot: u32| s.hits[slot as usize / 64] & (1 << (slot % 64)) != 0;
+        let rule = &c.rules[0];
+        let seen_groups = std::iter::once(0)
+            .chain(rule.more_slots.iter().copied())
+            .filter(|&x| seen(x))
+            .count();
+        let evaluated = regexes(&c).0 == 1;
+        assert_eq!(out, plain(&c, fields[0].1, 1, &fields, s), "{fields:?}");
+        (out.contains(&0), seen_groups, evaluated)
+    };
+    // An event with only the company name: rule 4 is not evaluated (the plain evaluation after
+    // it builds every regular expression, so this holds for the first event only).
+    let notepad = run(r"C:\Windows\notepad.exe", "Microsoft Corporation", "notepad", &mut s);
+    assert_eq!(notepad, (false, 1, false), "not evaluated with one of two groups seen");
+    let csi = r"C:\Program Files\dotnet\csi.exe";
+    let (matched, groups_seen, _) = run(csi, "Contoso", "csi.exe x.csx", &mut s);
+    assert_eq!((matched, groups_seen), (false, 1));
+    let (matched, groups_seen, _) = run(csi, "Microsoft Corporation", "csi.exe x.csx", &mut s);
+    assert_eq!((matched, groups_seen), (true, 2));
 }

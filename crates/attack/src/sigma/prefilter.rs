@@ -1,10 +1,11 @@
 //! The literal prefilter of a [`Compiled`](super::Compiled) set: the candidate rules of each
 //! route and the needle automata that decide which of them to evaluate.
 //!
-//! Most rules cannot hold unless one of a few literals (their *needles*) occurs in one named
-//! field. A route (channel, event id) keeps its candidates as two bit sets: rules evaluated only
-//! when one of their needles was seen, and rules always evaluated. The first event that takes a
-//! route builds its [`Plan`]: the fields its candidates read, one Aho-Corasick automaton per
+//! Most rules cannot hold unless one of a few literals (their *needles*) occurs in a named
+//! field, and many need literals in two or three fields at once (a group of needles each). A
+//! route (channel, event id) keeps its candidates as two bit sets: rules evaluated only when a
+//! needle of each of their groups was seen, and rules always evaluated. The first event that
+//! takes a route builds its [`Plan`]: the fields its candidates read, one Aho-Corasick automaton per
 //! field over the needles of *its* candidates only, and one over the needles of its keyword
 //! searches (any field). An event then loads and scans only the fields its route reads (every
 //! value when its route has keyword needles), and the automata of a route hold none of the
@@ -37,7 +38,8 @@ const READ: u32 = u32::MAX - 1;
 /// [`Plan::read`]: no candidate of the route reads the field.
 const NOT_READ: u32 = u32::MAX;
 
-/// One set of needles and the rules each stands for. Its automata are built the first time a
+/// One set of needles and the needle groups (their bits, see `Compiled::slots`) each stands
+/// for. Its automata are built the first time a
 /// value is scanned, so a route's field that events never carry never pays for them: the
 /// embedded rules' needles take about 0.6 MB as text, back to back, and ten times that as
 /// automata.
@@ -48,29 +50,31 @@ pub(crate) struct Needles {
     /// Where each needle ends in `text`.
     ends: Box<[u32]>,
     ac: OnceLock<Option<Automata>>,
-    rules: Vec<Vec<u32>>,
+    /// The group bits of each needle.
+    slots: Vec<Vec<u32>>,
     /// Length of the shortest needle: a shorter text holds none.
     shortest: usize,
 }
 
 impl Needles {
+    /// The needles of `patterns`, each with its group bits.
     fn new(patterns: HashMap<&str, Vec<u32>>) -> Needles {
         let mut ordered: Vec<(&str, Vec<u32>)> = patterns.into_iter().collect();
         ordered.sort_unstable();
         let shortest = ordered.iter().map(|(p, _)| p.len()).min().unwrap_or(0);
         let mut text = String::new();
         let mut ends = Vec::with_capacity(ordered.len());
-        let mut rules = Vec::with_capacity(ordered.len());
-        for (needle, r) in ordered {
+        let mut slots = Vec::with_capacity(ordered.len());
+        for (needle, s) in ordered {
             text.push_str(needle);
             ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
-            rules.push(r);
+            slots.push(s);
         }
         Needles {
             text: text.into(),
             ends: ends.into(),
             ac: OnceLock::new(),
-            rules,
+            slots,
             shortest,
         }
     }
@@ -109,19 +113,19 @@ impl Needles {
             .as_ref()
     }
 
-    /// Sets the bit of every rule one of whose needles occurs in `text`; of every rule with a
-    /// needle here when the automaton cannot be built (slower, never wrong).
+    /// Sets the bit of every needle group one of whose needles occurs in `text`; of every group
+    /// with a needle here when the automaton cannot be built (slower, never wrong).
     pub(crate) fn scan(&self, text: &str, hits: &mut [u64]) {
         if text.len() < self.shortest {
             return;
         }
-        let mut hit = |rules: &[u32]| {
-            for &r in rules {
-                hits[r as usize / 64] |= 1 << (r % 64);
+        let mut hit = |slots: &[u32]| {
+            for &s in slots {
+                hits[s as usize / 64] |= 1 << (s % 64);
             }
         };
         let Some(ac) = self.automata() else {
-            self.rules.iter().for_each(|r| hit(r));
+            self.slots.iter().for_each(|s| hit(s));
             return;
         };
         let mut rest = Input::new(text);
@@ -131,7 +135,7 @@ impl Needles {
             rest.set_start(m.start());
         }
         for m in ac.every.find_overlapping_iter(rest) {
-            hit(&self.rules[m.pattern().as_usize()]);
+            hit(&self.slots[m.pattern().as_usize()]);
         }
     }
 
@@ -186,14 +190,18 @@ impl Plan {
             if rule.keywords() {
                 keyword_rules[r as usize / 64] |= 1 << (r % 64);
             }
-            for (target, needle) in rule.needles.iter().flatten() {
-                let map = match target {
-                    Target::Field(f) => by_field.entry(*f).or_default(),
-                    Target::Any => &mut any,
-                };
-                let rules = map.entry(needle).or_default();
-                if rules.last() != Some(&r) {
-                    rules.push(r);
+            for (g, group) in rule.needles.iter().flatten().enumerate() {
+                // The group's bit: the rule's own for its first group.
+                let slot = g.checked_sub(1).map_or(r, |more| rule.more_slots[more]);
+                for (target, needle) in group {
+                    let map = match target {
+                        Target::Field(f) => by_field.entry(*f).or_default(),
+                        Target::Any => &mut any,
+                    };
+                    let slots = map.entry(needle).or_default();
+                    if slots.last() != Some(&slot) {
+                        slots.push(slot);
+                    }
                 }
             }
         }
@@ -245,7 +253,7 @@ impl Plan {
 pub(crate) struct Candidates {
     /// The candidates, in rule order.
     list: Box<[u32]>,
-    /// Rules evaluated only when the prefilter saw one of their needles.
+    /// Rules evaluated only when the prefilter saw a needle of each of their groups.
     pub(crate) filtered: Vec<u64>,
     /// Rules always evaluated.
     pub(crate) always: Vec<u64>,
