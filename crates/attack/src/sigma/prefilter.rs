@@ -20,11 +20,6 @@ use super::compile::SigmaRule;
 use super::value::{FieldId, Target};
 use crate::lookup::{LookupMap, NameTable};
 
-/// Automata with at most this many needles are built as DFAs (a few hundred KB each at that
-/// size); larger ones as contiguous NFAs, which are several times smaller. An event seldom
-/// finds an automaton in the cache, and then the smaller tables scan about as fast.
-const DFA_MAX_NEEDLES: usize = 100;
-
 /// Sets of at most this many needles are first searched leftmost-first: the crate's SIMD
 /// literal search (Teddy) serves that many.
 const FIRST_MAX_NEEDLES: usize = 64;
@@ -88,26 +83,24 @@ impl Needles {
                     .zip(self.ends.iter())
                     .map(|(start, &end)| self.text.get(start as usize..end as usize).unwrap_or_default())
                     .collect();
-                let kind = if needles.len() <= DFA_MAX_NEEDLES {
-                    AhoCorasickKind::DFA
-                } else {
-                    AhoCorasickKind::ContiguousNFA
-                };
-                let build = |match_kind, kind| {
+                // Contiguous NFAs: a DFA of a few dozen needles takes a few hundred KB, ten
+                // times as much, and an event seldom finds either in the cache, where the
+                // smaller tables scan as fast.
+                let build = |match_kind| {
                     AhoCorasick::builder()
                         .match_kind(match_kind)
-                        .kind(kind)
+                        .kind(Some(AhoCorasickKind::ContiguousNFA))
                         .build(&needles)
                         .ok()
                 };
                 let first = if needles.len() <= FIRST_MAX_NEEDLES {
-                    Some(build(MatchKind::LeftmostFirst, None)?)
+                    Some(build(MatchKind::LeftmostFirst)?)
                 } else {
                     None
                 };
                 Some(Automata {
                     first,
-                    every: build(MatchKind::Standard, Some(kind))?,
+                    every: build(MatchKind::Standard)?,
                 })
             })
             .as_ref()
