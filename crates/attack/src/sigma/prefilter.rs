@@ -83,13 +83,16 @@ impl Needles {
                     .zip(self.ends.iter())
                     .map(|(start, &end)| self.text.get(start as usize..end as usize).unwrap_or_default())
                     .collect();
-                // Contiguous NFAs: a DFA of a few dozen needles takes a few hundred KB, ten
-                // times as much, and an event seldom finds either in the cache, where the
-                // smaller tables scan as fast.
+                // Contiguous NFAs, dense at the root only: a DFA of a few dozen needles takes a
+                // few hundred KB, ten times as much, and dense states down to the crate's
+                // default depth (3) make building the command line automaton of process
+                // creation peak 3 MB higher. An event seldom finds the tables in the cache,
+                // where the smaller ones scan as fast.
                 let build = |match_kind| {
                     AhoCorasick::builder()
                         .match_kind(match_kind)
                         .kind(Some(AhoCorasickKind::ContiguousNFA))
+                        .dense_depth(1)
                         .build(&needles)
                         .ok()
                 };
