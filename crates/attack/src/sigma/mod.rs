@@ -34,6 +34,7 @@ pub use source::{SIGMA_SUBDIR, SigmaFile, SigmaPack};
 
 use crate::error::Error;
 use crate::kb::{Kb, TechIdx};
+use crate::lookup::equal_lowered;
 use eval::{WinEvent, with_scratch};
 
 /// A rule's `level`.
@@ -275,9 +276,9 @@ impl SigmaSet {
         let (mut channel, mut event_id, mut cut) = (None, None, false);
         let mut fields: Vec<(&str, &str)> = Vec::with_capacity(ev.attributes.len());
         for (k, v) in &ev.attributes {
-            if k.eq_ignore_ascii_case("Channel") {
+            if equal_lowered(b"channel", k.as_bytes()) {
                 channel = channel.or(Some(v.as_str()));
-            } else if k.eq_ignore_ascii_case("EventID") {
+            } else if equal_lowered(b"eventid", k.as_bytes()) {
                 event_id = event_id.or(Some(v.as_str()));
             } else if k == attackmesh::formats::ATTRIBUTES_DROPPED {
                 cut = true;
