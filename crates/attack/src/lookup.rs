@@ -102,10 +102,7 @@ pub(crate) fn equal_lowered(lowered: &[u8], name: &[u8]) -> bool {
 fn word(bytes: &[u8]) -> u64 {
     match <[u8; 8]>::try_from(bytes) {
         Ok(whole) => u64::from_le_bytes(whole),
-        Err(_) => bytes
-            .iter()
-            .rev()
-            .fold(0, |w, &b| (w << 8) | u64::from(b)),
+        Err(_) => bytes.iter().rev().fold(0, |w, &b| (w << 8) | u64::from(b)),
     }
 }
 
@@ -239,7 +236,11 @@ mod tests {
             ("ünïcode", "üNïCODE", true),
             ("", "", true),
         ] {
-            assert_eq!(equal_lowered(lowered.as_bytes(), name.as_bytes()), equal, "{lowered} {name}");
+            assert_eq!(
+                equal_lowered(lowered.as_bytes(), name.as_bytes()),
+                equal,
+                "{lowered} {name}"
+            );
         }
         // A later name equal in any case replaces the earlier one.
         let table = NameTable::new([("Image", 1), ("IMAGE", 2)]);

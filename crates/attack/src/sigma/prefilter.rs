@@ -74,37 +74,24 @@ impl Needles {
         }
     }
 
+    /// Needle `i`.
+    fn needle(&self, i: usize) -> &str {
+        let start = i.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
+        self.text.get(start..self.ends[i] as usize).unwrap_or_default()
+    }
+
     /// The automata; `None` when they cannot be built.
     fn automata(&self) -> Option<&Automata> {
         self.ac
             .get_or_init(|| {
-                let starts = std::iter::once(0).chain(self.ends.iter().copied());
-                let needles: Vec<&str> = starts
-                    .zip(self.ends.iter())
-                    .map(|(start, &end)| self.text.get(start as usize..end as usize).unwrap_or_default())
-                    .collect();
-                // Contiguous NFAs, dense at the root only: a DFA of a few dozen needles takes a
-                // few hundred KB, ten times as much, and dense states down to the crate's
-                // default depth (3) make building the command line automaton of process
-                // creation peak 3 MB higher. An event seldom finds the tables in the cache,
-                // where the smaller ones scan as fast.
-                let build = |match_kind| {
-                    AhoCorasick::builder()
-                        .match_kind(match_kind)
-                        .kind(Some(AhoCorasickKind::ContiguousNFA))
-                        .dense_depth(1)
-                        .build(&needles)
-                        .ok()
-                };
-                let first = if needles.len() <= FIRST_MAX_NEEDLES {
-                    Some(build(MatchKind::LeftmostFirst)?)
+                // A large set of long needles (hash values) is found by their windows; any
+                // other set by an automaton. Where some needles are short, values were not
+                // found faster with windows for the long ones.
+                if self.ends.len() > FIRST_MAX_NEEDLES && self.shortest >= WINDOW {
+                    Some(Automata::Windows(Windows::new(self)))
                 } else {
-                    None
-                };
-                Some(Automata {
-                    first,
-                    every: build(MatchKind::Standard)?,
-                })
+                    Ac::new(self).map(Automata::Ac)
+                }
             })
             .as_ref()
     }
@@ -115,23 +102,15 @@ impl Needles {
         if text.len() < self.shortest {
             return;
         }
-        let mut hit = |slots: &[u32]| {
-            for &s in slots {
+        let mut hit = |needle: usize| {
+            for &s in &self.slots[needle] {
                 hits[s as usize / 64] |= 1 << (s % 64);
             }
         };
-        let Some(ac) = self.automata() else {
-            self.slots.iter().for_each(|s| hit(s));
-            return;
-        };
-        let mut rest = Input::new(text);
-        if let Some(first) = &ac.first {
-            // No needle starts before the leftmost one.
-            let Some(m) = first.find(text) else { return };
-            rest.set_start(m.start());
-        }
-        for m in ac.every.find_overlapping_iter(rest) {
-            hit(&self.slots[m.pattern().as_usize()]);
+        match self.automata() {
+            Some(Automata::Ac(ac)) => ac.scan(text, &mut hit),
+            Some(Automata::Windows(windows)) => windows.scan(self, text.as_bytes(), &mut hit),
+            None => (0..self.slots.len()).for_each(hit),
         }
     }
 
@@ -142,17 +121,158 @@ impl Needles {
     }
 }
 
-/// The automata of a set of needles. Most values hold none of a set's needles. For a few dozen
-/// needles, a leftmost-first search says so fastest: it skips ahead with the crate's SIMD
-/// literal search, where the overlapping search steps through its tables byte by byte (and
-/// those tables are seldom in the cache when an event arrives). Only a value that holds one is
-/// searched again for every needle it holds, from the leftmost on.
+/// How a set of needles is searched.
 #[derive(Debug)]
-struct Automata {
+enum Automata {
+    Ac(Ac),
+    Windows(Windows),
+}
+
+/// The Aho-Corasick automata of a set of needles. Most values hold none of a set's needles.
+/// For a few dozen needles, a leftmost-first search says so fastest: it skips ahead with the
+/// crate's SIMD literal search, where the overlapping search steps through its tables byte by
+/// byte (and those tables are seldom in the cache when an event arrives). Only a value that
+/// holds one is searched again for every needle it holds, from the leftmost on.
+#[derive(Debug)]
+struct Ac {
     /// Leftmost-first, for sets of at most [`FIRST_MAX_NEEDLES`].
     first: Option<AhoCorasick>,
     /// Every occurrence of every needle.
     every: AhoCorasick,
+}
+
+impl Ac {
+    /// The automata of `set`; `None` when they cannot be built.
+    fn new(set: &Needles) -> Option<Ac> {
+        let needles: Vec<&str> = (0..set.ends.len()).map(|i| set.needle(i)).collect();
+        // Contiguous NFAs, dense at the root only: a DFA of a few dozen needles takes a few
+        // hundred KB, ten times as much, and dense states down to the crate's default depth
+        // (3) make building the command line automaton of process creation peak 3 MB higher.
+        // An event seldom finds the tables in the cache, where the smaller ones scan as fast.
+        let build = |match_kind| {
+            AhoCorasick::builder()
+                .match_kind(match_kind)
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .dense_depth(1)
+                .build(&needles)
+                .ok()
+        };
+        let first = if needles.len() <= FIRST_MAX_NEEDLES {
+            Some(build(MatchKind::LeftmostFirst)?)
+        } else {
+            None
+        };
+        Some(Ac {
+            first,
+            every: build(MatchKind::Standard)?,
+        })
+    }
+
+    /// Calls `hit` with every needle occurring in `text` (some more than once).
+    fn scan(&self, text: &str, hit: &mut impl FnMut(usize)) {
+        let mut rest = Input::new(text);
+        if let Some(first) = &self.first {
+            // No needle starts before the leftmost one.
+            let Some(m) = first.find(text) else { return };
+            rest.set_start(m.start());
+        }
+        for m in self.every.find_overlapping_iter(rest) {
+            hit(m.pattern().as_usize());
+        }
+    }
+}
+
+/// Bytes of the window by which a long needle is found.
+const WINDOW: usize = 8;
+
+/// Long needles (of at least [`WINDOW`] bytes) found by one window each: eight of their bytes,
+/// chosen to be shared by as few other needles as possible. A value is read a window at a
+/// time: each is one load, one multiply and one bit of a small filter, where the overlapping
+/// automaton of hundreds of hash values steps through a deep state per byte of a hex digest
+/// (a Sysmon `Hashes` value scanned in a third of the time). A window that passes the filter
+/// is looked up, and its needles are compared where they would start.
+#[derive(Debug)]
+struct Windows {
+    /// Bit per hashed window of any needle (the hash's top `filter_bits` bits).
+    filter: Box<[u64]>,
+    filter_bits: u32,
+    /// (window, needle, where the window starts in the needle), sorted.
+    entries: Box<[(u64, u32, u32)]>,
+}
+
+/// Multiplier of the window hash (Fx's).
+const WINDOW_HASH: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+/// The window of `bytes` at `at`, as a word.
+fn window(bytes: &[u8], at: usize) -> Option<u64> {
+    let w: [u8; WINDOW] = bytes.get(at..at + WINDOW)?.try_into().ok()?;
+    Some(u64::from_le_bytes(w))
+}
+
+impl Windows {
+    /// The windows of the needles of `set`, each at least [`WINDOW`] bytes long.
+    fn new(set: &Needles) -> Windows {
+        // How many needles hold each window.
+        let mut shared: HashMap<u64, u32> = HashMap::new();
+        for i in 0..set.ends.len() {
+            let bytes = set.needle(i).as_bytes();
+            let mut own: Vec<u64> = (0..=bytes.len() - WINDOW).filter_map(|at| window(bytes, at)).collect();
+            own.sort_unstable();
+            own.dedup();
+            for w in own {
+                *shared.entry(w).or_default() += 1;
+            }
+        }
+        let mut entries: Vec<(u64, u32, u32)> = (0..set.ends.len())
+            .filter_map(|i| {
+                let bytes = set.needle(i).as_bytes();
+                (0..=bytes.len() - WINDOW)
+                    .filter_map(|at| Some((window(bytes, at)?, at)))
+                    .min_by_key(|(w, _)| shared.get(w).copied().unwrap_or(0))
+                    .map(|(w, at)| (w, i as u32, at as u32))
+            })
+            .collect();
+        entries.sort_unstable();
+        // About sixteen bits per window: one value window in twenty passes by chance.
+        let filter_bits = (entries.len() * 16)
+            .next_power_of_two()
+            .clamp(1 << 10, 1 << 18)
+            .trailing_zeros();
+        let mut filter = vec![0u64; (1 << filter_bits) / 64];
+        for &(w, _, _) in &entries {
+            let h = Self::hash(w, filter_bits);
+            filter[h / 64] |= 1 << (h % 64);
+        }
+        Windows {
+            filter: filter.into(),
+            filter_bits,
+            entries: entries.into(),
+        }
+    }
+
+    fn hash(w: u64, bits: u32) -> usize {
+        (w.wrapping_mul(WINDOW_HASH) >> (64 - bits)) as usize
+    }
+
+    /// Calls `hit` with every needle of `set` occurring in `text` (some more than once).
+    fn scan(&self, set: &Needles, text: &[u8], hit: &mut impl FnMut(usize)) {
+        for at in 0..text.len().saturating_sub(WINDOW - 1) {
+            let Some(w) = window(text, at) else { break };
+            let h = Self::hash(w, self.filter_bits);
+            if self.filter[h / 64] & (1 << (h % 64)) == 0 {
+                continue;
+            }
+            let from = self.entries.partition_point(|e| e.0 < w);
+            for &(_, needle, offset) in self.entries[from..].iter().take_while(|e| e.0 == w) {
+                let needle_bytes = set.needle(needle as usize).as_bytes();
+                if let Some(start) = at.checked_sub(offset as usize)
+                    && text.get(start..).is_some_and(|t| t.starts_with(needle_bytes))
+                {
+                    hit(needle as usize);
+                }
+            }
+        }
+    }
 }
 
 /// What evaluating the candidates of one route needs.
@@ -292,5 +412,115 @@ impl Candidates {
     #[cfg(test)]
     pub(crate) fn built_plan(&self) -> Option<&Plan> {
         self.plan.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic stream of numbers (a linear congruential generator).
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self, below: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((self.0 >> 33) % below as u64) as usize
+        }
+
+        /// Hex digits, `min` and up to `spread - 1` more.
+        fn hex(&mut self, min: usize, spread: usize) -> String {
+            let len = min + self.next(spread);
+            (0..len).map(|_| b"0123456789abcdef"[self.next(16)] as char).collect()
+        }
+    }
+
+    /// The group bits `needles` set for `text`, one bit per needle.
+    fn hits(needles: &Needles, text: &str, count: usize) -> Vec<u64> {
+        let mut hits = vec![0; count.div_ceil(64)];
+        needles.scan(text, &mut hits);
+        hits
+    }
+
+    #[test]
+    fn long_needles_are_found_by_their_windows_wherever_they_occur() {
+        let mut rng = Lcg(7);
+        // Hash values, some behind a shared prefix, some inside others, some sharing windows.
+        let mut list: Vec<String> = (0..150).map(|_| rng.hex(8, 57)).collect();
+        list.extend((0..40).map(|_| format!("imphash={}", rng.hex(32, 1))));
+        list.push(list[3][1..list[3].len().min(9)].to_owned() + "ff");
+        list.push("0123456789abcdef".into());
+        list.push("89abcdef01234567".into());
+        list.push("23456789".into());
+        list.sort();
+        list.dedup();
+        list.retain(|n| n.len() >= WINDOW);
+        let patterns: HashMap<&str, Vec<u32>> = list
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), vec![i as u32]))
+            .collect();
+        let needles = Needles::new(patterns);
+        assert!(
+            matches!(needles.automata(), Some(Automata::Windows(_))),
+            "a large set of long needles"
+        );
+        let mut texts: Vec<String> = vec![
+            String::new(),
+            "0123456".into(),
+            "0123456789abcdef0123456789abcdef".into(),
+            format!("sha1={},md5={}", rng.hex(40, 1), rng.hex(32, 1)),
+        ];
+        for _ in 0..400 {
+            let mut text = rng.hex(0, 80);
+            for _ in 0..rng.next(4) {
+                let needle = &list[rng.next(list.len())];
+                let at = rng.next(text.len() + 1);
+                text.insert_str(at, needle);
+            }
+            texts.push(text);
+        }
+        // Every needle as the whole value and at its end; needles overlapping each other.
+        for needle in &list {
+            texts.push(needle.clone());
+            texts.push(format!("{}{needle}", rng.hex(1, 9)));
+        }
+        texts.push(format!("{}{}", list[0], list[1]));
+        texts.push(format!("{}{}", list[5], &list[5][3..]));
+        for text in &texts {
+            let mut expected = vec![0u64; list.len().div_ceil(64)];
+            for (i, n) in list.iter().enumerate() {
+                if text.contains(n.as_str()) {
+                    expected[i / 64] |= 1 << (i % 64);
+                }
+            }
+            assert_eq!(hits(&needles, text, list.len()), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_set_with_a_short_needle_is_searched_by_its_automaton() {
+        let mut rng = Lcg(11);
+        let mut list: Vec<String> = (0..100).map(|_| rng.hex(8, 30)).collect();
+        list.push("abc".into());
+        let patterns: HashMap<&str, Vec<u32>> = list
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), vec![i as u32]))
+            .collect();
+        let needles = Needles::new(patterns);
+        assert!(matches!(needles.automata(), Some(Automata::Ac(_))));
+        let small: HashMap<&str, Vec<u32>> = list[..10]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), vec![i as u32]))
+            .collect();
+        assert!(
+            matches!(Needles::new(small).automata(), Some(Automata::Ac(_))),
+            "a few dozen needles"
+        );
     }
 }
