@@ -5,12 +5,14 @@
 //! space is reused, so steady-state evaluation does not allocate.
 
 use std::cell::RefCell;
+use std::hash::Hasher as _;
 use std::net::IpAddr;
 
 use super::compile::{Compiled, Search};
 use super::condition::Expr;
-use super::prefilter::{Candidates, Plan, VALUE_SEPARATOR};
+use super::prefilter::{Candidates, Needles, Plan, VALUE_SEPARATOR};
 use super::value::{Cmp, FieldTest, Matcher, Place, Target, in_network};
+use crate::lookup::FxHasher;
 
 const NONE: u32 = u32::MAX;
 
@@ -28,6 +30,62 @@ pub(crate) struct Scratch {
     /// Bit per needle group (see `Compiled::slots`): one of its needles occurs.
     hits: Vec<u64>,
     key: String,
+    found: FoundCache,
+}
+
+/// Short values recently scanned, with the needles found in each, per needle set. Most fields
+/// of Windows events repeat from one event to the next (`IntegrityLevel`, `Company`, `User`, the
+/// image of a process started again and again), and a scan of even a short value costs more in
+/// the set's cold tables than looking its result up here: three in four short values of the
+/// EVTX samples, in their order, were found here. Direct-mapped and small (at most 32 KB of
+/// values per thread): it remembers only what recurs within the last few hundred values.
+#[derive(Default)]
+struct FoundCache {
+    entries: Vec<Found>,
+}
+
+/// One value a needle set was run over, and the needles it holds.
+#[derive(Default)]
+struct Found {
+    /// [`Needles::id`] of the set; 0: empty.
+    set: u64,
+    value: String,
+    needles: Vec<u32>,
+}
+
+/// Entries of a [`FoundCache`]: `1 << FOUND_BITS`.
+const FOUND_BITS: u32 = 8;
+
+/// Longest value a [`FoundCache`] keeps.
+const FOUND_MAX_VALUE: usize = 128;
+
+impl FoundCache {
+    /// Sets the group bits of the needles of `set` occurring in `text`, from the cache when
+    /// `set` was last run over the same text here.
+    fn scan(&mut self, set: &Needles, text: &str, hits: &mut [u64]) {
+        if text.len() > FOUND_MAX_VALUE {
+            return set.scan(text, hits);
+        }
+        if self.entries.is_empty() {
+            self.entries.resize_with(1 << FOUND_BITS, Found::default);
+        }
+        let mut h = FxHasher::default();
+        h.write_u64(set.id());
+        h.write(text.as_bytes());
+        let entry = &mut self.entries[(h.finish() >> (64 - FOUND_BITS)) as usize];
+        if entry.set != set.id() || entry.value != text {
+            entry.set = set.id();
+            entry.value.clear();
+            entry.value.push_str(text);
+            entry.needles.clear();
+            set.find(text, &mut |needle| entry.needles.push(needle as u32));
+            entry.needles.sort_unstable();
+            entry.needles.dedup();
+        }
+        for &needle in &entry.needles {
+            set.hit(needle as usize, hits);
+        }
+    }
 }
 
 thread_local! {
@@ -76,7 +134,7 @@ impl Compiled {
         for &f in &s.touched {
             if let Some(n) = plan.automaton(plan.read(f)) {
                 let [_, _, ls, le] = s.values[s.slots[f as usize] as usize];
-                n.scan(&s.lower[ls as usize..le as usize], &mut s.hits);
+                s.found.scan(n, &s.lower[ls as usize..le as usize], &mut s.hits);
             }
         }
         if let Some(n) = &plan.keywords {

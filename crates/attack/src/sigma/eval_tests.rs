@@ -492,3 +492,34 @@ fn a_rule_needing_literals_in_two_fields_is_evaluated_once_both_are_seen() {
     let (matched, groups_seen, _) = run(csi, "Microsoft Corporation", "csi.exe x.csx", &mut s);
     assert_eq!((matched, groups_seen), (true, 2));
 }
+
+#[test]
+fn a_value_scanned_again_is_found_as_its_own_set_finds_it() {
+    let set =
+        |needles: &[(&'static str, u32)]| Needles::new(needles.iter().map(|&(n, slot)| (n, vec![slot])).collect());
+    // The same needle index stands for different needles in the two sets.
+    let (a, b) = (set(&[("alpha", 0), ("beta", 1)]), set(&[("beta", 5)]));
+    assert!(a.id() != 0 && b.id() != 0 && a.id() != b.id());
+    let mut cache = FoundCache::default();
+    let mut scan = |set: &Needles, text: &str| {
+        let mut hits = vec![0u64; 1];
+        cache.scan(set, text, &mut hits);
+        hits[0]
+    };
+    let long = format!("{}beta", "x".repeat(FOUND_MAX_VALUE));
+    for _ in 0..2 {
+        assert_eq!(scan(&a, "xalphay"), 1 << 0);
+        assert_eq!(scan(&b, "xalphay"), 0, "another set's result for the same value");
+        assert_eq!(scan(&a, "xbetay"), 1 << 1);
+        assert_eq!(scan(&b, "xbetay"), 1 << 5);
+        assert_eq!(scan(&a, "alpha beta"), 1 << 0 | 1 << 1);
+        assert_eq!(scan(&a, &long), 1 << 1, "a value too long to keep");
+        assert_eq!(scan(&a, ""), 0);
+    }
+    // A set made after another was dropped is never taken for it.
+    let id = a.id();
+    drop(a);
+    let c = set(&[("gamma", 2)]);
+    assert_ne!(c.id(), id);
+    assert_eq!(scan(&c, "xalphay"), 0);
+}

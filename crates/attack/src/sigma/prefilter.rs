@@ -12,7 +12,13 @@
 //! needles of rules it cannot reach: a Sysmon image load is not scanned for the thousands of
 //! process creation needles.
 
-use std::{collections::HashMap, sync::OnceLock};
+use std::{
+    collections::HashMap,
+    sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 
@@ -40,6 +46,8 @@ const NOT_READ: u32 = u32::MAX;
 /// automata.
 #[derive(Debug)]
 pub(crate) struct Needles {
+    /// Unique in the process (see [`Needles::id`]).
+    id: u64,
     /// The needles, concatenated in order.
     text: Box<str>,
     /// Where each needle ends in `text`.
@@ -53,7 +61,7 @@ pub(crate) struct Needles {
 
 impl Needles {
     /// The needles of `patterns`, each with its group bits.
-    fn new(patterns: HashMap<&str, Vec<u32>>) -> Needles {
+    pub(super) fn new(patterns: HashMap<&str, Vec<u32>>) -> Needles {
         let mut ordered: Vec<(&str, Vec<u32>)> = patterns.into_iter().collect();
         ordered.sort_unstable();
         let shortest = ordered.iter().map(|(p, _)| p.len()).min().unwrap_or(0);
@@ -65,7 +73,10 @@ impl Needles {
             ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
             slots.push(s);
         }
+        /// The id of the next set made.
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Needles {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             text: text.into(),
             ends: ends.into(),
             ac: OnceLock::new(),
@@ -96,21 +107,35 @@ impl Needles {
             .as_ref()
     }
 
+    /// An id no other set of this process has (never 0), however sets are made and dropped:
+    /// what a set found in a value can be remembered by it.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Sets the bit of every needle group one of whose needles occurs in `text`; of every group
     /// with a needle here when the automaton cannot be built (slower, never wrong).
     pub(crate) fn scan(&self, text: &str, hits: &mut [u64]) {
+        self.find(text, &mut |needle| self.hit(needle, hits));
+    }
+
+    /// Calls `found` with every needle occurring in `text` (some more than once); with every
+    /// needle when the automaton cannot be built.
+    pub(crate) fn find(&self, text: &str, found: &mut impl FnMut(usize)) {
         if text.len() < self.shortest {
             return;
         }
-        let mut hit = |needle: usize| {
-            for &s in &self.slots[needle] {
-                hits[s as usize / 64] |= 1 << (s % 64);
-            }
-        };
         match self.automata() {
-            Some(Automata::Ac(ac)) => ac.scan(text, &mut hit),
-            Some(Automata::Windows(windows)) => windows.scan(self, text.as_bytes(), &mut hit),
-            None => (0..self.slots.len()).for_each(hit),
+            Some(Automata::Ac(ac)) => ac.scan(text, found),
+            Some(Automata::Windows(windows)) => windows.scan(self, text.as_bytes(), found),
+            None => (0..self.slots.len()).for_each(found),
+        }
+    }
+
+    /// Sets the bits of the needle groups `needle` stands for.
+    pub(crate) fn hit(&self, needle: usize, hits: &mut [u64]) {
+        for &s in &self.slots[needle] {
+            hits[s as usize / 64] |= 1 << (s % 64);
         }
     }
 
