@@ -276,6 +276,7 @@ fn matcher(m: &Matcher, v: Option<(&str, &str)>, s: &Scratch) -> bool {
             let Some((raw, lower)) = v else { return false };
             match m {
                 Matcher::Str { pat, cased } => pat.matches(if *cased { raw } else { lower }),
+                Matcher::Contains(literals) => literals.in_value(lower),
                 Matcher::Regex(re) => re.is_match(raw),
                 Matcher::Cidr { net, bits } => raw.trim().parse::<IpAddr>().is_ok_and(|ip| in_network(ip, *net, *bits)),
                 Matcher::Num(cmp, n) => raw.trim().parse::<f64>().is_ok_and(|x| match cmp {

@@ -18,6 +18,7 @@ fn any_matches(t: &FieldTest, value: &str) -> bool {
     let lower = value.to_ascii_lowercase();
     t.matchers.iter().any(|m| match m {
         Matcher::Str { pat, cased } => pat.matches(if *cased { value } else { &lower }),
+        Matcher::Contains(literals) => literals.in_value(&lower),
         Matcher::Regex(re) => re.is_match(value),
         Matcher::Cidr { net, bits } => value.parse().is_ok_and(|ip| in_network(ip, *net, *bits)),
         _ => false,
@@ -44,6 +45,44 @@ fn placement_wildcards_and_case() {
     assert!(any_matches(&t, "literal*star") && !any_matches(&t, "literalXstar"));
     let t = test_of("CommandLine|contains|cased", "'Invoke'");
     assert!(any_matches(&t, "x Invoke y") && !any_matches(&t, "x invoke y"));
+}
+
+#[test]
+fn a_list_of_contains_values_is_searched_at_once_and_matches_as_each_would() {
+    let merged = |t: &FieldTest| t.matchers.iter().filter(|m| matches!(m, Matcher::Contains(_))).count();
+    let list = "['^^', ',;,', ' c^m^d', '%COMSPEC:~', ' s^et ']";
+    let t = test_of("CommandLine|contains", list);
+    assert_eq!((merged(&t), t.matchers.len()), (1, 1));
+    for (value, expected) in [
+        ("cmd /c ec^^ho", true),
+        ("X ,;, Y", true),
+        ("%comspec:~0,1%", true),
+        ("CMD /C  C^M^D", true),
+        ("cmd /c set x", false),
+        ("", false),
+    ] {
+        assert_eq!(any_matches(&t, value), expected, "{value}");
+        let one_by_one = ["^^", ",;,", " c^m^d", "%comspec:~", " s^et "]
+            .iter()
+            .any(|l| value.to_ascii_lowercase().contains(l));
+        assert_eq!(expected, one_by_one, "{value}");
+    }
+    // With other kinds of values beside them, and an empty value that every value contains.
+    let t = test_of("CommandLine|contains", "['a1', 'b2', 'c3', 'd4', '']");
+    assert!(any_matches(&t, "zzz"));
+    let t = test_of("CommandLine", "['*a1*', '*b2*', '*c3*', '*d4*', 'exact']");
+    assert_eq!((merged(&t), t.matchers.len()), (1, 2));
+    assert!(any_matches(&t, "EXACT") && any_matches(&t, "xxD4") && !any_matches(&t, "exactly"));
+    // Too few, cased, or every one required: kept one by one.
+    for (key, list) in [
+        ("CommandLine|contains", "['a1', 'b2', 'c3']"),
+        ("CommandLine|contains|cased", "['a1', 'b2', 'c3', 'd4']"),
+        ("CommandLine|contains|all", "['a1', 'b2', 'c3', 'd4']"),
+    ] {
+        assert_eq!(merged(&test_of(key, list)), 0, "{key}");
+    }
+    let t = test_of("CommandLine|contains|cased", "['A1', 'b2', 'c3', 'd4']");
+    assert!(any_matches(&t, "xA1") && !any_matches(&t, "xa1"));
 }
 
 #[test]
