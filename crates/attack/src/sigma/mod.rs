@@ -18,6 +18,7 @@
 pub mod compile;
 mod condition;
 mod eval;
+mod literals;
 mod logsource;
 mod modifiers;
 mod prefilter;

@@ -8,9 +8,9 @@
 
 use std::{net::IpAddr, sync::OnceLock};
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexBuilder};
 
+use super::literals::{Literals, contains_at_once};
 use super::modifiers::{Modifiers, parse_modifiers, transformed};
 
 /// Index of an interned field name.
@@ -201,77 +201,11 @@ impl Matcher {
             Matcher::Str { pat, .. } => Some(pat.needle())
                 .filter(|n| !n.is_empty())
                 .map(|n| vec![n.to_ascii_lowercase()]),
-            Matcher::Contains(literals) => Some(literals.list.to_vec()),
+            Matcher::Contains(literals) => Some(literals.list().to_vec()),
             Matcher::Regex(re) => regex_needles(re.as_str()),
             _ => None,
         }
     }
-}
-
-/// Fewest `contains` values of a field that are searched for at once ([`Matcher::Contains`]).
-/// One search of a value for a few literals takes about as long as looking for one.
-const CONTAINS_AT_ONCE: usize = 4;
-
-/// Literals searched for all at once, with a searcher built the first time a value is tested
-/// (as [`LazyRegex`], for rule sets most of whose tests an event stream never reaches).
-#[derive(Debug)]
-pub(crate) struct Literals {
-    /// The literals, lowered.
-    list: Box<[String]>,
-    searcher: OnceLock<Option<AhoCorasick>>,
-}
-
-impl Literals {
-    /// Whether `lowered` contains one of the literals.
-    pub(crate) fn in_value(&self, lowered: &str) -> bool {
-        let searcher = self.searcher.get_or_init(|| {
-            // Leftmost-first, for the SIMD literal search that serves up to 64 literals; a
-            // contiguous NFA beyond them, small as the prefilter's automata are.
-            AhoCorasick::builder()
-                .match_kind(MatchKind::LeftmostFirst)
-                .kind(Some(AhoCorasickKind::ContiguousNFA))
-                .dense_depth(1)
-                .build(self.list.iter())
-                .ok()
-        });
-        match searcher {
-            Some(searcher) => searcher.is_match(lowered),
-            None => self.list.iter().any(|l| lowered.contains(l.as_str())),
-        }
-    }
-}
-
-/// `matchers` with its case-insensitive `contains` patterns, when there are at least
-/// [`CONTAINS_AT_ONCE`], made one [`Matcher::Contains`]: any of them holding is what it says.
-fn contains_at_once(matchers: Vec<Matcher>) -> Vec<Matcher> {
-    let at_once = |m: &Matcher| {
-        matches!(
-            m,
-            Matcher::Str {
-                pat: StrPat::Contains(_),
-                cased: false
-            }
-        )
-    };
-    if matchers.iter().filter(|m| at_once(m)).count() < CONTAINS_AT_ONCE {
-        return matchers;
-    }
-    let (literals, mut rest): (Vec<Matcher>, Vec<Matcher>) = matchers.into_iter().partition(at_once);
-    let list = literals
-        .into_iter()
-        .filter_map(|m| match m {
-            Matcher::Str {
-                pat: StrPat::Contains(p),
-                ..
-            } => Some(p),
-            _ => None,
-        })
-        .collect();
-    rest.push(Matcher::Contains(Literals {
-        list,
-        searcher: OnceLock::new(),
-    }));
-    rest
 }
 
 /// A YAML scalar of a detection, as text; `None` for `null`.
