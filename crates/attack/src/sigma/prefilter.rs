@@ -5,9 +5,10 @@
 //! field, and many need literals in two or three fields at once (a group of needles each). A
 //! route (channel, event id) keeps its candidates as two bit sets: rules evaluated only when a
 //! needle of each of their groups was seen, and rules always evaluated. The first event that
-//! takes a route builds its [`Plan`]: the fields its candidates read, one Aho-Corasick automaton per
-//! field over the needles of *its* candidates only, and one over the needles of its keyword
-//! searches (any field). An event then loads and scans only the fields its route reads (every
+//! takes a route builds its [`Plan`]: the fields its candidates read, one needle search per field
+//! over the needles of *its* candidates only (Aho-Corasick automata, or the windows of a large
+//! set of long needles), and one over the needles of its keyword searches (any field). An event
+//! then loads and scans only the fields its route reads (every
 //! value when its route has keyword needles), and the automata of a route hold none of the
 //! needles of rules it cannot reach: a Sysmon image load is not scanned for the thousands of
 //! process creation needles.
@@ -259,7 +260,8 @@ fn window(bytes: &[u8], at: usize) -> Option<u64> {
 }
 
 impl Windows {
-    /// The windows of the needles of `set`, each at least [`WINDOW`] bytes long.
+    /// The windows of the needles of `set`, each at least [`WINDOW`] bytes long (a shorter one
+    /// would never be found).
     fn new(set: &Needles) -> Windows {
         // How many needles hold each window.
         let mut shared: HashMap<u64, u32> = HashMap::new();
