@@ -99,7 +99,7 @@ pub(crate) fn equal_lowered(lowered: &[u8], name: &[u8]) -> bool {
 
 /// Up to eight bytes as a little-endian word, zero-padded (without a call to copy them: the
 /// bytes of a name's last word are shifted in one by one).
-fn word(bytes: &[u8]) -> u64 {
+pub(crate) fn word(bytes: &[u8]) -> u64 {
     match <[u8; 8]>::try_from(bytes) {
         Ok(whole) => u64::from_le_bytes(whole),
         Err(_) => bytes.iter().rev().fold(0, |w, &b| (w << 8) | u64::from(b)),

@@ -24,6 +24,7 @@ mod modifiers;
 mod prefilter;
 pub mod source;
 mod value;
+mod windows;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};

@@ -25,6 +25,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind, packed};
 
 use super::compile::SigmaRule;
 use super::value::{FieldId, Target};
+use super::windows::{WINDOW, Windows};
 use crate::lookup::{LookupMap, NameTable};
 
 /// Sets of at most this many needles are first searched leftmost-first: the crate's SIMD
@@ -86,8 +87,13 @@ impl Needles {
         }
     }
 
+    /// Number of needles.
+    pub(super) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
     /// Needle `i`.
-    fn needle(&self, i: usize) -> &str {
+    pub(super) fn needle(&self, i: usize) -> &str {
         let start = i.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
         self.text.get(start..self.ends[i] as usize).unwrap_or_default()
     }
@@ -228,100 +234,6 @@ impl Ac {
         }
         for m in self.every.find_overlapping_iter(rest) {
             hit(m.pattern().as_usize());
-        }
-    }
-}
-
-/// Bytes of the window by which a long needle is found.
-const WINDOW: usize = 8;
-
-/// Long needles (of at least [`WINDOW`] bytes) found by one window each: eight of their bytes,
-/// chosen to be shared by as few other needles as possible. A value is read a window at a
-/// time: each is one load, one multiply and one bit of a small filter. The overlapping
-/// automaton of hundreds of hash values stepped through a deep state per byte of a hex digest: a
-/// Sysmon `Hashes` value of a process creation is scanned in a third of the time. A window that
-/// passes the filter is looked up, and its needles are compared where they would start.
-#[derive(Debug)]
-struct Windows {
-    /// Bit per hashed window of any needle (the hash's top `filter_bits` bits).
-    filter: Box<[u64]>,
-    filter_bits: u32,
-    /// (window, needle, where the window starts in the needle), sorted.
-    entries: Box<[(u64, u32, u32)]>,
-}
-
-/// Multiplier of the window hash (Fx's).
-const WINDOW_HASH: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-/// The window of `bytes` at `at`, as a word.
-fn window(bytes: &[u8], at: usize) -> Option<u64> {
-    let w: [u8; WINDOW] = bytes.get(at..at + WINDOW)?.try_into().ok()?;
-    Some(u64::from_le_bytes(w))
-}
-
-impl Windows {
-    /// The windows of the needles of `set`, each at least [`WINDOW`] bytes long (a shorter one
-    /// would never be found).
-    fn new(set: &Needles) -> Windows {
-        // How many needles hold each window.
-        let mut shared: HashMap<u64, u32> = HashMap::new();
-        for i in 0..set.ends.len() {
-            let bytes = set.needle(i).as_bytes();
-            let mut own: Vec<u64> = (0..=bytes.len() - WINDOW).filter_map(|at| window(bytes, at)).collect();
-            own.sort_unstable();
-            own.dedup();
-            for w in own {
-                *shared.entry(w).or_default() += 1;
-            }
-        }
-        let mut entries: Vec<(u64, u32, u32)> = (0..set.ends.len())
-            .filter_map(|i| {
-                let bytes = set.needle(i).as_bytes();
-                (0..=bytes.len() - WINDOW)
-                    .filter_map(|at| Some((window(bytes, at)?, at)))
-                    .min_by_key(|(w, _)| shared.get(w).copied().unwrap_or(0))
-                    .map(|(w, at)| (w, i as u32, at as u32))
-            })
-            .collect();
-        entries.sort_unstable();
-        // About sixteen bits per window: one value window in twenty passes by chance.
-        let filter_bits = (entries.len() * 16)
-            .next_power_of_two()
-            .clamp(1 << 10, 1 << 18)
-            .trailing_zeros();
-        let mut filter = vec![0u64; (1 << filter_bits) / 64];
-        for &(w, _, _) in &entries {
-            let h = Self::hash(w, filter_bits);
-            filter[h / 64] |= 1 << (h % 64);
-        }
-        Windows {
-            filter: filter.into(),
-            filter_bits,
-            entries: entries.into(),
-        }
-    }
-
-    fn hash(w: u64, bits: u32) -> usize {
-        (w.wrapping_mul(WINDOW_HASH) >> (64 - bits)) as usize
-    }
-
-    /// Calls `hit` with every needle of `set` occurring in `text` (some more than once).
-    fn scan(&self, set: &Needles, text: &[u8], hit: &mut impl FnMut(usize)) {
-        for at in 0..text.len().saturating_sub(WINDOW - 1) {
-            let Some(w) = window(text, at) else { break };
-            let h = Self::hash(w, self.filter_bits);
-            if self.filter[h / 64] & (1 << (h % 64)) == 0 {
-                continue;
-            }
-            let from = self.entries.partition_point(|e| e.0 < w);
-            for &(_, needle, offset) in self.entries[from..].iter().take_while(|e| e.0 == w) {
-                let needle_bytes = set.needle(needle as usize).as_bytes();
-                if let Some(start) = at.checked_sub(offset as usize)
-                    && text.get(start..).is_some_and(|t| t.starts_with(needle_bytes))
-                {
-                    hit(needle as usize);
-                }
-            }
         }
     }
 }
