@@ -1,4 +1,5 @@
-//! A field's list of case-insensitive `contains` values, searched for all at once.
+//! Searching for many literals at once: a field's list of case-insensitive `contains` values,
+//! and the search that the prefilter's needle sets share with it.
 
 use std::sync::OnceLock;
 
@@ -16,17 +17,56 @@ const CONTAINS_AT_ONCE: usize = 4;
 pub(crate) struct Literals {
     /// The literals, lowered.
     list: Box<[String]>,
-    searcher: OnceLock<Option<Searcher>>,
+    searcher: OnceLock<Option<Leftmost>>,
 }
 
-/// How the literals are searched for.
+/// The leftmost-first search of literals.
 #[derive(Debug)]
-enum Searcher {
-    /// The SIMD literal search, for up to 64 literals.
+pub(super) enum Leftmost {
+    /// The SIMD literal search (Teddy) itself, for up to 64 literals. Behind an automaton it is
+    /// used only when the crate's heuristics pick it: they did not for the `SHA256=…` values of
+    /// Sysmon's image loads, which the automaton then stepped through at 1.1 µs a value,
+    /// against 70 ns here.
     Packed(packed::Searcher),
-    /// A contiguous NFA beyond them (or without the SIMD search), small as the prefilter's
-    /// automata are.
+    /// An [`automaton`] beyond them, or where the SIMD search is not available.
     Automaton(AhoCorasick),
+}
+
+impl Leftmost {
+    /// The search of `literals`; `None` when it cannot be built.
+    pub(super) fn new(literals: &[&str]) -> Option<Leftmost> {
+        let packed = packed::Config::new()
+            .match_kind(packed::MatchKind::LeftmostFirst)
+            .builder()
+            .extend(literals)
+            .build();
+        match packed {
+            Some(searcher) => Some(Leftmost::Packed(searcher)),
+            None => automaton(MatchKind::LeftmostFirst, literals).map(Leftmost::Automaton),
+        }
+    }
+
+    /// Where the leftmost literal in `text` starts: no literal starts before it.
+    pub(super) fn start(&self, text: &str) -> Option<usize> {
+        match self {
+            Leftmost::Packed(searcher) => searcher.find(text).map(|m| m.start()),
+            Leftmost::Automaton(automaton) => automaton.find(text).map(|m| m.start()),
+        }
+    }
+}
+
+/// An Aho-Corasick automaton of `literals` as every Sigma search builds one: a contiguous NFA,
+/// dense at the root only. A DFA of a few dozen literals takes a few hundred KB, ten times as
+/// much, and dense states down to the crate's default depth (3) make building the command line
+/// automaton of process creation peak 3 MB higher. An event seldom finds the tables in the
+/// cache, where the smaller ones scan as fast. `None` when it cannot be built.
+pub(super) fn automaton(match_kind: MatchKind, literals: &[&str]) -> Option<AhoCorasick> {
+    AhoCorasick::builder()
+        .match_kind(match_kind)
+        .kind(Some(AhoCorasickKind::ContiguousNFA))
+        .dense_depth(1)
+        .build(literals)
+        .ok()
 }
 
 impl Literals {
@@ -38,25 +78,11 @@ impl Literals {
     /// Whether `lowered` contains one of the literals.
     pub(crate) fn in_value(&self, lowered: &str) -> bool {
         let searcher = self.searcher.get_or_init(|| {
-            let packed = packed::Config::new()
-                .match_kind(packed::MatchKind::LeftmostFirst)
-                .builder()
-                .extend(self.list.iter())
-                .build();
-            match packed {
-                Some(searcher) => Some(Searcher::Packed(searcher)),
-                None => AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .kind(Some(AhoCorasickKind::ContiguousNFA))
-                    .dense_depth(1)
-                    .build(self.list.iter())
-                    .ok()
-                    .map(Searcher::Automaton),
-            }
+            let literals: Vec<&str> = self.list.iter().map(String::as_str).collect();
+            Leftmost::new(&literals)
         });
         match searcher {
-            Some(Searcher::Packed(searcher)) => searcher.find(lowered).is_some(),
-            Some(Searcher::Automaton(automaton)) => automaton.is_match(lowered),
+            Some(searcher) => searcher.start(lowered).is_some(),
             None => self.list.iter().any(|l| lowered.contains(l.as_str())),
         }
     }

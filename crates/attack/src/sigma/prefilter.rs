@@ -21,9 +21,10 @@ use std::{
     },
 };
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind, packed};
+use aho_corasick::{AhoCorasick, Input, MatchKind};
 
 use super::compile::SigmaRule;
+use super::literals::{Leftmost, automaton};
 use super::value::{FieldId, Target};
 use super::windows::{WINDOW, Windows};
 use crate::lookup::{LookupMap, NameTable};
@@ -169,54 +170,23 @@ enum Automata {
 #[derive(Debug)]
 struct Ac {
     /// Leftmost-first, for sets of at most [`FIRST_MAX_NEEDLES`].
-    first: Option<First>,
+    first: Option<Leftmost>,
     /// Every occurrence of every needle.
     every: AhoCorasick,
-}
-
-/// The leftmost-first search of a few dozen needles.
-#[derive(Debug)]
-enum First {
-    /// The SIMD literal search itself. Behind an automaton it is used only when the crate's
-    /// heuristics pick it: they did not for the `SHA256=…` values of Sysmon's image loads,
-    /// which the automaton then stepped through at 1.1 µs a value, against 70 ns here.
-    Packed(packed::Searcher),
-    /// Where the SIMD search is not available.
-    Automaton(AhoCorasick),
 }
 
 impl Ac {
     /// The automata of `set`; `None` when they cannot be built.
     fn new(set: &Needles) -> Option<Ac> {
-        let needles: Vec<&str> = (0..set.ends.len()).map(|i| set.needle(i)).collect();
-        // Contiguous NFAs, dense at the root only: a DFA of a few dozen needles takes a few
-        // hundred KB, ten times as much, and dense states down to the crate's default depth
-        // (3) make building the command line automaton of process creation peak 3 MB higher.
-        // An event seldom finds the tables in the cache, where the smaller ones scan as fast.
-        let build = |match_kind| {
-            AhoCorasick::builder()
-                .match_kind(match_kind)
-                .kind(Some(AhoCorasickKind::ContiguousNFA))
-                .dense_depth(1)
-                .build(&needles)
-                .ok()
-        };
+        let needles: Vec<&str> = (0..set.len()).map(|i| set.needle(i)).collect();
         let first = if needles.len() <= FIRST_MAX_NEEDLES {
-            let packed = packed::Config::new()
-                .match_kind(packed::MatchKind::LeftmostFirst)
-                .builder()
-                .extend(&needles)
-                .build();
-            Some(match packed {
-                Some(searcher) => First::Packed(searcher),
-                None => First::Automaton(build(MatchKind::LeftmostFirst)?),
-            })
+            Some(Leftmost::new(&needles)?)
         } else {
             None
         };
         Some(Ac {
             first,
-            every: build(MatchKind::Standard)?,
+            every: automaton(MatchKind::Standard, &needles)?,
         })
     }
 
@@ -225,11 +195,7 @@ impl Ac {
         let mut rest = Input::new(text);
         if let Some(first) = &self.first {
             // No needle starts before the leftmost one.
-            let start = match first {
-                First::Packed(searcher) => searcher.find(text).map(|m| m.start()),
-                First::Automaton(automaton) => automaton.find(text).map(|m| m.start()),
-            };
-            let Some(start) = start else { return };
+            let Some(start) = first.start(text) else { return };
             rest.set_start(start);
         }
         for m in self.every.find_overlapping_iter(rest) {
