@@ -18,6 +18,7 @@
 pub mod compile;
 mod condition;
 mod eval;
+mod glob;
 mod literals;
 mod logsource;
 mod modifiers;
@@ -360,4 +361,27 @@ fn techniques(kb: &Kb, tags: &[String]) -> Vec<TechIdx> {
         }
     }
     out
+}
+
+/// Helpers of this module's tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A deterministic stream of numbers (a linear congruential generator).
+    pub(crate) struct Lcg(pub(crate) u64);
+
+    impl Lcg {
+        pub(crate) fn next(&mut self, below: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((self.0 >> 33) % below as u64) as usize
+        }
+
+        /// Hex digits, `min` and up to `spread - 1` more.
+        pub(crate) fn hex(&mut self, min: usize, spread: usize) -> String {
+            let len = min + self.next(spread);
+            (0..len).map(|_| b"0123456789abcdef"[self.next(16)] as char).collect()
+        }
+    }
 }

@@ -347,25 +347,7 @@ impl Candidates {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A deterministic stream of numbers (a linear congruential generator).
-    struct Lcg(u64);
-
-    impl Lcg {
-        fn next(&mut self, below: usize) -> usize {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((self.0 >> 33) % below as u64) as usize
-        }
-
-        /// Hex digits, `min` and up to `spread - 1` more.
-        fn hex(&mut self, min: usize, spread: usize) -> String {
-            let len = min + self.next(spread);
-            (0..len).map(|_| b"0123456789abcdef"[self.next(16)] as char).collect()
-        }
-    }
+    use crate::sigma::testing::Lcg;
 
     /// The group bits `needles` set for `text`, one bit per needle.
     fn hits(needles: &Needles, text: &str, count: usize) -> Vec<u64> {

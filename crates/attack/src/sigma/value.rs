@@ -10,6 +10,7 @@ use std::{net::IpAddr, sync::OnceLock};
 
 use regex::{Regex, RegexBuilder};
 
+use super::glob::{self, Segment};
 use super::literals::{Literals, contains_at_once};
 use super::modifiers::{Modifiers, parse_modifiers, transformed};
 
@@ -48,9 +49,9 @@ pub(crate) enum StrPat {
     Contains(String),
     Starts(String),
     Ends(String),
-    /// Literal parts between `*` wildcards; the first is anchored at the start unless empty,
-    /// the last at the end unless empty.
-    Glob(Vec<String>),
+    /// Literal text and `?` holes between `*` wildcards; the first segment is anchored at the
+    /// start, the last at the end.
+    Glob(Vec<Segment>),
 }
 
 impl StrPat {
@@ -61,7 +62,7 @@ impl StrPat {
             StrPat::Contains(p) => value.contains(p.as_str()),
             StrPat::Starts(p) => value.starts_with(p.as_str()),
             StrPat::Ends(p) => value.ends_with(p.as_str()),
-            StrPat::Glob(parts) => glob_matches(parts, value),
+            StrPat::Glob(segments) => glob::matches(segments, value),
         }
     }
 
@@ -69,28 +70,13 @@ impl StrPat {
     pub(crate) fn needle(&self) -> &str {
         match self {
             StrPat::Exact(p) | StrPat::Contains(p) | StrPat::Starts(p) | StrPat::Ends(p) => p,
-            StrPat::Glob(parts) => parts.iter().max_by_key(|p| p.len()).map_or("", String::as_str),
+            StrPat::Glob(segments) => segments
+                .iter()
+                .map(Segment::longest)
+                .max_by_key(|l| l.len())
+                .unwrap_or(""),
         }
     }
-}
-
-fn glob_matches(parts: &[String], value: &str) -> bool {
-    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
-        return true;
-    };
-    if parts.len() == 1 {
-        return value == first;
-    }
-    let Some(mut rest) = value.strip_prefix(first.as_str()) else {
-        return false;
-    };
-    for part in &parts[1..parts.len() - 1] {
-        match rest.find(part.as_str()) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last.as_str())
 }
 
 /// Numeric comparison of the `gt`/`gte`/`lt`/`lte` modifiers.
@@ -316,16 +302,7 @@ fn compile_value(
         } else {
             wildcard_pattern(&v, m.place.unwrap_or(Place::Exact))
         };
-        let pat = match pat {
-            Pattern::Str(p) if m.cased => p,
-            Pattern::Str(p) => lower_pat(p),
-            Pattern::Regex(src) => {
-                let flags = if m.cased { "(?s)" } else { "(?si)" };
-                let re = LazyRegex::new(format!("{flags}{src}")).map_err(|e| format!("wildcards: {}", one_line(&e)))?;
-                out.push(Matcher::Regex(re));
-                continue;
-            }
-        };
+        let pat = if m.cased { pat } else { lower_pat(pat) };
         out.push(Matcher::Str { pat, cased: m.cased });
     }
     Ok(())
@@ -409,30 +386,24 @@ fn one_line(e: &regex::Error) -> String {
     e.to_string().lines().last().unwrap_or_default().trim().to_owned()
 }
 
-enum Pattern {
-    Str(StrPat),
-    /// Regex source for wildcard values with `?`.
-    Regex(String),
-}
-
 fn lower_pat(p: StrPat) -> StrPat {
     match p {
         StrPat::Exact(s) => StrPat::Exact(s.to_ascii_lowercase()),
         StrPat::Contains(s) => StrPat::Contains(s.to_ascii_lowercase()),
         StrPat::Starts(s) => StrPat::Starts(s.to_ascii_lowercase()),
         StrPat::Ends(s) => StrPat::Ends(s.to_ascii_lowercase()),
-        StrPat::Glob(parts) => StrPat::Glob(parts.into_iter().map(|s| s.to_ascii_lowercase()).collect()),
+        StrPat::Glob(segments) => StrPat::Glob(segments.into_iter().map(Segment::lowered).collect()),
     }
 }
 
-fn literal_pattern(value: &str, place: Place) -> Pattern {
+fn literal_pattern(value: &str, place: Place) -> StrPat {
     let v = value.to_owned();
-    Pattern::Str(match place {
+    match place {
         Place::Exact => StrPat::Exact(v),
         Place::Contains => StrPat::Contains(v),
         Place::Starts => StrPat::Starts(v),
         Place::Ends => StrPat::Ends(v),
-    })
+    }
 }
 
 /// One token of a Sigma string: a literal character or a wildcard.
@@ -465,7 +436,7 @@ fn tokens(value: &str) -> Vec<Tok> {
     out
 }
 
-fn wildcard_pattern(value: &str, place: Place) -> Pattern {
+fn wildcard_pattern(value: &str, place: Place) -> StrPat {
     let mut toks = tokens(value);
     if matches!(place, Place::Contains | Place::Ends) {
         toks.insert(0, Tok::Star);
@@ -473,34 +444,26 @@ fn wildcard_pattern(value: &str, place: Place) -> Pattern {
     if matches!(place, Place::Contains | Place::Starts) {
         toks.push(Tok::Star);
     }
-    if toks.contains(&Tok::One) {
-        let mut src = String::from("^");
-        for t in toks {
-            match t {
-                Tok::Char(c) => src.push_str(&regex::escape(&c.to_string())),
-                Tok::Star => src.push_str(".*"),
-                Tok::One => src.push('.'),
-            }
-        }
-        src.push('$');
-        return Pattern::Regex(src);
-    }
-    let mut parts = vec![String::new()];
+    let mut segments = Vec::new();
+    let mut current = Segment::default();
     for t in toks {
         match t {
-            Tok::Char(c) => parts.last_mut().map_or((), |p| p.push(c)),
-            Tok::Star if parts.last().is_some_and(String::is_empty) && parts.len() > 1 => {}
-            Tok::Star | Tok::One => parts.push(String::new()),
+            Tok::Char(c) => current.push_char(c),
+            Tok::One => current.push_hole(),
+            // `**` is one `*`.
+            Tok::Star if !segments.is_empty() && current == Segment::default() => {}
+            Tok::Star => segments.push(std::mem::take(&mut current)),
         }
     }
-    Pattern::Str(match parts.as_slice() {
-        [one] => StrPat::Exact(one.clone()),
-        [a, b] if a.is_empty() && b.is_empty() => StrPat::Glob(parts),
-        [a, b] if a.is_empty() => StrPat::Ends(b.clone()),
-        [a, b] if b.is_empty() => StrPat::Starts(a.clone()),
-        [a, b, c] if a.is_empty() && c.is_empty() => StrPat::Contains(b.clone()),
-        _ => StrPat::Glob(parts),
-    })
+    segments.push(current);
+    let literals: Option<Vec<&str>> = segments.iter().map(Segment::literal).collect();
+    match literals.as_deref() {
+        Some([one]) => StrPat::Exact((*one).to_owned()),
+        Some(["", b]) if !b.is_empty() => StrPat::Ends((*b).to_owned()),
+        Some([a, ""]) if !a.is_empty() => StrPat::Starts((*a).to_owned()),
+        Some(["", b, ""]) if !b.is_empty() => StrPat::Contains((*b).to_owned()),
+        _ => StrPat::Glob(segments),
+    }
 }
 
 fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {

@@ -48,6 +48,69 @@ fn placement_wildcards_and_case() {
 }
 
 #[test]
+fn wildcards_match_as_the_regular_expression_they_stand_for() {
+    // Random patterns and values over a few characters, some of them several bytes long, so
+    // that a `?` must take one character however many bytes it has.
+    let mut rng = crate::sigma::testing::Lcg(11);
+    let pattern_chars = ['a', 'b', 'é', '😀', '*', '?', '?'];
+    let value_chars = ['a', 'b', 'é', '😀'];
+    let mut globs = 0;
+    for _ in 0..2000 {
+        let len = rng.next(8);
+        let pattern: String = (0..len).map(|_| pattern_chars[rng.next(pattern_chars.len())]).collect();
+        let src: String = pattern
+            .chars()
+            .map(|c| match c {
+                '*' => ".*".to_owned(),
+                '?' => ".".to_owned(),
+                c => regex::escape(&c.to_string()),
+            })
+            .collect();
+        for (place, re) in [
+            (Place::Exact, format!("^{src}$")),
+            (Place::Contains, format!("^.*{src}.*$")),
+            (Place::Starts, format!("^{src}.*$")),
+            (Place::Ends, format!("^.*{src}$")),
+        ] {
+            let re = Regex::new(&format!("(?s){re}")).expect("compiles");
+            let pat = wildcard_pattern(&pattern, place);
+            globs += usize::from(matches!(pat, StrPat::Glob(_)));
+            for _ in 0..24 {
+                let len = rng.next(9);
+                let value: String = (0..len).map(|_| value_chars[rng.next(value_chars.len())]).collect();
+                assert_eq!(
+                    pat.matches(&value),
+                    re.is_match(&value),
+                    "{pattern:?} ({place:?}) on {value:?}"
+                );
+            }
+        }
+    }
+    assert!(globs > 1000, "{globs}");
+
+    // Sigma's own shape: a one-character hole for either quote, inside `contains`, without a
+    // regular expression; lowered values against a lowered pattern.
+    let t = test_of("CommandLine|contains", "['>?%TEMP%\\', 'zzz']");
+    assert!(
+        matches!(
+            &t.matchers[0],
+            Matcher::Str {
+                pat: StrPat::Glob(_),
+                cased: false
+            }
+        ),
+        "{:?}",
+        t.matchers
+    );
+    assert_eq!(t.matchers[0].needles(), Some(vec!["%temp%\\".to_owned()]));
+    assert!(any_matches(&t, "cmd /c dir >\"%Temp%\\out.txt\""));
+    assert!(any_matches(&t, "cmd /c dir >>%TEMP%\\out.txt"));
+    assert!(any_matches(&t, "cmd /c dir > %TEMP%\\out.txt"));
+    assert!(!any_matches(&t, "cmd /c dir >  %TEMP%\\out.txt"));
+    assert!(!any_matches(&t, "cmd /c dir >%TEMP%\\out.txt"));
+}
+
+#[test]
 fn a_list_of_contains_values_is_searched_at_once_and_matches_as_each_would() {
     let merged = |t: &FieldTest| t.matchers.iter().filter(|m| matches!(m, Matcher::Contains(_))).count();
     let list = "['^^', ',;,', ' c^m^d', '%COMSPEC:~', ' s^et ']";
