@@ -18,6 +18,7 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
+    /// Appends a literal character.
     pub(crate) fn push_char(&mut self, c: char) {
         match self.pieces.last_mut() {
             Some((_, lit)) if self.tail == 0 => lit.push(c),
@@ -26,6 +27,7 @@ impl Segment {
         self.chars += 1;
     }
 
+    /// Appends a `?`.
     pub(crate) fn push_hole(&mut self) {
         self.tail += 1;
         self.chars += 1;
@@ -59,36 +61,44 @@ impl Segment {
 
     /// Bytes at the start of `s` that the segment matches.
     fn match_at(&self, s: &str) -> Option<usize> {
-        let mut at = 0;
-        for (holes, lit) in &self.pieces {
-            at += skip(&s[at..], *holes)?;
-            if !s[at..].starts_with(lit.as_str()) {
-                return None;
-            }
-            at += lit.len();
-        }
-        Some(at + skip(&s[at..], self.tail)?)
+        match_pieces(&self.pieces, self.tail, s)
     }
 
     /// Where in `s` the segment's leftmost match ends.
     fn end_of_first(&self, s: &str) -> Option<usize> {
-        let Some((lead, lit)) = self.pieces.first() else {
+        let Some(((lead, lit), rest)) = self.pieces.split_first() else {
             return skip(s, self.tail);
         };
         // Every match has this literal `lead` characters from its start: trying its
-        // occurrences in order tries the starts in order.
+        // occurrences in order tries the starts in order. Each occurrence found is not
+        // compared again; the pieces after it are.
         let mut from = 0;
         while let Some(i) = s[from..].find(lit.as_str()) {
             let at = from + i;
-            if let Some(start) = back(&s[..at], *lead)
-                && let Some(len) = self.match_at(&s[start..])
+            let after = at + lit.len();
+            if back(&s[..at], *lead).is_some()
+                && let Some(len) = match_pieces(rest, self.tail, &s[after..])
             {
-                return Some(start + len);
+                return Some(after + len);
             }
             from = at + s[at..].chars().next().map_or(1, char::len_utf8);
         }
         None
     }
+}
+
+/// Bytes at the start of `s` that `pieces` (each literal after its holes) and `tail` more
+/// holes match.
+fn match_pieces(pieces: &[(usize, String)], tail: usize, s: &str) -> Option<usize> {
+    let mut at = 0;
+    for (holes, lit) in pieces {
+        at += skip(&s[at..], *holes)?;
+        if !s[at..].starts_with(lit.as_str()) {
+            return None;
+        }
+        at += lit.len();
+    }
+    Some(at + skip(&s[at..], tail)?)
 }
 
 /// Whether `value` matches the pattern of `segments`.
