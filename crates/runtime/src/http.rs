@@ -45,7 +45,7 @@ use tokio::{
 };
 use tower::ServiceExt as _;
 
-use crate::{error::Error, tls::ListenerTls};
+use crate::{error::Error, incoming::Conn, tls::ListenerTls};
 
 /// Longest time a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,9 +164,11 @@ pub async fn serve(
         let (tls, router, stop) = (tls.clone(), router.clone(), stop_rx.clone());
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(tcp, peer, router, limits, stop, slot).await,
+                None => serve_connection(Conn::Plain(tcp), peer, router, limits, stop, slot).await,
                 Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, peer, router, limits, stop, slot).await,
+                    Ok(Ok(stream)) => {
+                        serve_connection(Conn::Tls(Box::new(stream)), peer, router, limits, stop, slot).await
+                    }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "tls handshake failed"),
                     Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
                 },

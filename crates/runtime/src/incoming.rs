@@ -1,6 +1,7 @@
 //! The connections a gRPC server takes: accepted TCP connections, each behind a TLS handshake
 //! with the listener's config of the moment when TLS is on ([`ListenerTls::config`]), so
-//! rotated certificates reach new clients without a restart.
+//! rotated certificates reach new clients without a restart. The HTTP listeners
+//! ([`crate::http`]) accept on their own but serve the same [`Conn`].
 //!
 //! Plaintext connections come straight from tonic's own accept loop. Handshakes run beside the
 //! accept loop, bounded by [`HANDSHAKE_TIMEOUT`], so a client that
