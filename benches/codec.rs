@@ -97,7 +97,7 @@ fn bench(c: &mut Criterion, group: &str, events: &[EnrichedEvent]) {
     let request = ExportRequest {
         batch_id: 1,
         events: events.iter().cycle().take(BATCH).cloned().collect(),
-        trace_context: Default::default(),
+        ..Default::default()
     };
     // What enrichment sends: each event encoded once as it is made.
     let encoded = EncodedExport {
@@ -107,7 +107,7 @@ fn bench(c: &mut Criterion, group: &str, events: &[EnrichedEvent]) {
             .iter()
             .map(|ev| Bytes::from(ev.encode_to_vec()))
             .collect(),
-        trace_context: Default::default(),
+        ..Default::default()
     };
     let body = framed(&request);
     let mut group = c.benchmark_group(group);

@@ -118,6 +118,9 @@ pub struct EncodedExport {
     pub events: Vec<Bytes>,
     /// W3C trace context of the batch.
     pub trace_context: HashMap<String, String>,
+    /// The ATT&CK release whose knowledge base fills the events' details in, when they are
+    /// compact; empty when they are full.
+    pub compact_for_attack_version: String,
 }
 
 impl From<crate::proto::ExportRequest> for EncodedExport {
@@ -127,6 +130,7 @@ impl From<crate::proto::ExportRequest> for EncodedExport {
             batch_id: request.batch_id,
             events: request.events.iter().map(|e| Bytes::from(e.encode_to_vec())).collect(),
             trace_context: request.trace_context,
+            compact_for_attack_version: request.compact_for_attack_version,
         }
     }
 }
@@ -156,13 +160,13 @@ impl From<crate::proto::IngestRequest> for EncodedIngest {
 }
 
 /// The `Message` of a batch of encoded events: what `#[derive(Message)]` generates for
-/// `batch_id = 1`, `repeated bytes events = 2` and `map<string, string> trace_context = 3`,
-/// except that each event is copied into the request from a borrowed slice. Prost's encoding of
+/// `batch_id = 1`, `repeated bytes events = 2` and `map<string, string> trace_context = 3`
+/// (and any further string fields named after the type), except that each event is copied into the request from a borrowed slice. Prost's encoding of
 /// a `Bytes` field clones the handle and drops it once copied: two atomic updates, per event, of
 /// a reference count that the thread making the events keeps updating as it splits the next
 /// ones off the same buffer, so the two threads pass its cache line back and forth.
 macro_rules! encoded_batch_message {
-    ($name:ident) => {
+    ($name:ident $(, $field:ident = $tag:literal)*) => {
         impl Message for $name {
             fn encode_raw(&self, buf: &mut impl BufMut) {
                 if self.batch_id != 0 {
@@ -182,6 +186,11 @@ macro_rules! encoded_batch_message {
                     &self.trace_context,
                     buf,
                 );
+                $(
+                    if !self.$field.is_empty() {
+                        encoding::string::encode($tag, &self.$field, buf);
+                    }
+                )*
             }
 
             fn merge_field(
@@ -210,6 +219,10 @@ macro_rules! encoded_batch_message {
                         ),
                         "trace_context",
                     ),
+                    $($tag => (
+                        encoding::string::merge(wire_type, &mut self.$field, buf, ctx),
+                        stringify!($field),
+                    ),)*
                     _ => return encoding::skip_field(wire_type, tag, buf, ctx),
                 };
                 result.map_err(|mut error| {
@@ -230,18 +243,24 @@ macro_rules! encoded_batch_message {
                         3,
                         &self.trace_context,
                     )
+                    $(+ if self.$field.is_empty() {
+                        0
+                    } else {
+                        encoding::string::encoded_len($tag, &self.$field)
+                    })*
             }
 
             fn clear(&mut self) {
                 self.batch_id = 0;
                 self.events.clear();
                 self.trace_context.clear();
+                $(self.$field.clear();)*
             }
         }
     };
 }
 
-encoded_batch_message!(EncodedExport);
+encoded_batch_message!(EncodedExport, compact_for_attack_version = 4);
 encoded_batch_message!(EncodedIngest);
 
 #[cfg(test)]
@@ -263,6 +282,7 @@ mod tests {
                 EnrichedEvent::default(),
             ],
             trace_context: [("traceparent".to_owned(), "00-x".to_owned())].into(),
+            compact_for_attack_version: "18.1".into(),
         };
         for request in [ExportRequest::default(), full] {
             let encoded = EncodedExport::from(request.clone());
@@ -334,7 +354,7 @@ mod tests {
                     event_id: format!("ev-{batch_id}"),
                     ..Default::default()
                 }],
-                trace_context: Default::default(),
+                ..Default::default()
             })
             .collect();
         let encoded: Vec<Vec<u8>> = requests.iter().map(Message::encode_to_vec).collect();

@@ -175,7 +175,7 @@ async fn send(peer: &Peer, batch_id: u64, batch: Batch, timeout: Duration) -> Re
             let mut request = tonic::Request::new(tokio_stream::once(IngestRequest {
                 batch_id,
                 events,
-                trace_context: Default::default(),
+                ..Default::default()
             }));
             request.set_timeout(timeout);
             peer.authorize(request.metadata_mut());
@@ -194,7 +194,7 @@ async fn send(peer: &Peer, batch_id: u64, batch: Batch, timeout: Duration) -> Re
             let mut request = tonic::Request::new(tokio_stream::once(ExportRequest {
                 batch_id,
                 events,
-                trace_context: Default::default(),
+                ..Default::default()
             }));
             request.set_timeout(timeout);
             peer.authorize(request.metadata_mut());

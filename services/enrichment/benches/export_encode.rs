@@ -55,6 +55,7 @@ fn encode_once(batch: Attributed) -> usize {
         batch_id: 1,
         events: encoder.finish(),
         trace_context: trace(),
+        ..Default::default()
     };
     request.encode_to_vec().len()
 }
@@ -68,6 +69,7 @@ fn export_request(batch: Attributed) -> usize {
         batch_id: 1,
         events,
         trace_context: trace(),
+        ..Default::default()
     };
     request.encode_to_vec().len()
 }

@@ -41,11 +41,13 @@ fn both(events: &[EnrichedEvent]) -> (ExportRequest, EncodedExport) {
         batch_id: 42,
         events: events.to_vec(),
         trace_context: trace.clone(),
+        ..Default::default()
     };
     let new = EncodedExport {
         batch_id: 42,
         events: encoder.finish(),
         trace_context: trace,
+        ..Default::default()
     };
     (old, new)
 }

@@ -41,6 +41,7 @@ impl Rpc for ExportRpc {
             batch_id,
             events,
             trace_context,
+            ..Default::default()
         }
     }
 

@@ -114,6 +114,7 @@ fn export_batch(c: &mut Criterion, events: &[EnrichedEvent]) {
         batch_id: 1,
         events: events.to_vec(),
         trace_context: HashMap::clone(&trace),
+        ..Default::default()
     };
     let wire = Bytes::from(request.encode_to_vec());
     eprintln!(

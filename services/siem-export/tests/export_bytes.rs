@@ -67,6 +67,7 @@ fn batch(batch_id: u64, events: Vec<Bytes>) -> EncodedExport {
         batch_id,
         events,
         trace_context: HashMap::new(),
+        ..Default::default()
     }
 }
 

@@ -100,6 +100,7 @@ async fn invalid_events_are_rejected_one_by_one_and_valid_ones_are_durable_befor
         batch_id: 7,
         events,
         trace_context: HashMap::from([("traceparent".to_owned(), TRACEPARENT.to_owned())]),
+        ..Default::default()
     };
     let answers = export(&running.channel(), vec![batch]).await;
     let a = &answers[0];
@@ -170,6 +171,7 @@ async fn a_batch_with_an_id_twice_is_one_event_or_refused_for_that_id_and_resend
         batch_id,
         events,
         trace_context: HashMap::new(),
+        ..Default::default()
     };
     let answers = export(
         &running.channel(),
@@ -236,6 +238,7 @@ async fn a_full_queue_answers_retry_and_takes_nothing_of_the_batch() {
             batch_id: b,
             events: (b * 10..b * 10 + 10).map(fixtures::event).collect(),
             trace_context: HashMap::new(),
+            ..Default::default()
         })
         .collect();
     let answers = export(&running.channel(), batches).await;
@@ -275,6 +278,7 @@ async fn export_needs_the_admin_role() {
         batch_id: 1,
         events: vec![fixtures::event(1)],
         trace_context: HashMap::new(),
+        ..Default::default()
     };
     let err = client
         .export(with_token(tokio_stream::iter(vec![batch]), "ana-token"))
@@ -303,6 +307,7 @@ async fn one_batch_lands_in_every_file_sink_each_in_its_own_shape() {
         batch_id: 1,
         events: (0..3).map(fixtures::event).collect(),
         trace_context: HashMap::new(),
+        ..Default::default()
     };
     let answers = export(&running.channel(), vec![batch]).await;
     assert_eq!((answers[0].status, answers[0].accepted), (AckStatus::Durable as i32, 3));
@@ -402,6 +407,7 @@ async fn batches_of_many_streams_at_once_are_all_durable_and_written_once() {
                     .map(|i| fixtures::event((s * batches + b) * per_batch + i))
                     .collect(),
                 trace_context: HashMap::new(),
+                ..Default::default()
             })
             .collect();
         tokio::spawn(async move { export(&channel, batches).await })

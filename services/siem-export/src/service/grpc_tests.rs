@@ -11,6 +11,7 @@ fn request() -> ExportRequest {
         batch_id: 42,
         events: (0..3).map(fixtures::event).collect(),
         trace_context: HashMap::from([("traceparent".to_owned(), "00-ab-cd-01".to_owned())]),
+        compact_for_attack_version: "18.1".into(),
     }
 }
 

@@ -262,7 +262,7 @@ impl IngestService for NoopIngest {
                     let request = ExportRequest {
                         batch_id,
                         events,
-                        trace_context: Default::default(),
+                        ..Default::default()
                     };
                     export_tx
                         .send(request)

@@ -210,6 +210,7 @@ impl Pipeline {
                 batch_id: 0,
                 events: events.clone(),
                 trace_context: attackmesh_runtime::telemetry::inject_map(),
+                ..Default::default()
             };
             let mut responses = client.export(tokio_stream::iter([request])).await?.into_inner();
             let response = responses
