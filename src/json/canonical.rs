@@ -5,6 +5,11 @@
 //! serde, without a `String` per timestamp and without copying the event to leave its
 //! `original` out.
 //!
+//! A compact event (its ATT&CK details left for a knowledge base to fill in, see
+//! `ExportRequest.compact_for_attack_version`) is written by [`write_compact_event`] with the
+//! details looked up through [`AttackDetails`] as it goes: the bytes of the filled-in event,
+//! without filling it in.
+//!
 //! Where the generated path has no answer it fails halfway through a document; this writer
 //! stays total instead, so a line is always one JSON document: an enum value the schema does not
 //! know is written as its number (proto3 JSON's rule for unknown values), and a timestamp chrono
@@ -21,11 +26,103 @@ use crate::proto::{
     Indicator, IndicatorType, Process, RiskRuleHit, Severity, Tactic, TechniqueDetail, ThreatActor,
 };
 
+/// What a knowledge base tells of techniques and groups, borrowed: the details a compact event
+/// leaves out. Implemented by the ATT&CK knowledge base, which decides what a filled-in detail
+/// holds; [`write_compact_event`] only lays it out.
+pub trait AttackDetails {
+    /// The technique whose id is exactly `id`, with its tactics in matrix order; `None` leaves
+    /// the event's own fields of it as they are.
+    fn technique(&self, id: &str) -> Option<(TechniqueText<'_>, impl Iterator<Item = TacticText<'_>>)>;
+    /// The group whose id is exactly `id`; `None` leaves the event's own fields of it as they
+    /// are.
+    fn group(&self, id: &str) -> Option<GroupText<'_>>;
+}
+
+/// A technique's details, borrowed (see [`AttackDetails`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TechniqueText<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// ATT&CK page.
+    pub url: &'a str,
+    /// STIX id.
+    pub stix_id: &'a str,
+}
+
+/// A tactic, borrowed (see [`AttackDetails`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TacticText<'a> {
+    /// ATT&CK id.
+    pub id: &'a str,
+    /// Name.
+    pub name: &'a str,
+    /// Shortname.
+    pub shortname: &'a str,
+}
+
+/// A group's details, borrowed (see [`AttackDetails`]).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupText<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Aliases.
+    pub aliases: &'a [String],
+    /// STIX id.
+    pub stix_id: &'a str,
+}
+
 /// Appends the canonical JSON of `event` to `out` (no newline): what
 /// [`to_json`](super::to_json) writes for it, with `original` written as `""` unless
 /// `with_original`.
 pub fn write_enriched_event(event: &EnrichedEvent, with_original: bool, out: &mut Vec<u8>) {
-    let e = event;
+    write_event(event, with_original, out, |out, metadata| metadata.write(out));
+}
+
+/// [`write_enriched_event`] for a compact event, its details filled in from `details` as they
+/// are written: the bytes written for the event once filled in. A technique or threat actor
+/// left without a name is one to fill in (every ATT&CK technique and group has a name): its
+/// name, tactics, url and STIX id, or name, aliases and STIX id, come from `details`; one with a
+/// name, or one `details` does not know, is written as it is.
+pub fn write_compact_event<D: AttackDetails>(
+    event: &EnrichedEvent,
+    with_original: bool,
+    details: &D,
+    out: &mut Vec<u8>,
+) {
+    write_event(event, with_original, out, |out, metadata| {
+        key(out, "{\"techniques\":");
+        out.push(b'[');
+        for (i, t) in metadata.techniques.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_technique(t, details, out);
+        }
+        out.push(b']');
+        key(out, ",\"threat_actors\":");
+        out.push(b'[');
+        for (i, actor) in metadata.threat_actors.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match actor.name.is_empty().then(|| details.group(&actor.group_id)).flatten() {
+                Some(g) => write_actor(actor, g.name, g.aliases, g.stix_id, out),
+                None => actor.write(out),
+            }
+        }
+        out.push(b']');
+        str_field(out, ",\"rule_pack_version\":", &metadata.rule_pack_version);
+        out.push(b'}');
+    });
+}
+
+/// The event's fields in order, its metadata written by `metadata`.
+fn write_event(
+    e: &EnrichedEvent,
+    with_original: bool,
+    out: &mut Vec<u8>,
+    metadata: impl Fn(&mut Vec<u8>, &EnrichmentMetadata),
+) {
     out.reserve(1024 + if with_original { e.original.len() } else { 0 });
     str_field(out, "{\"event_id\":", &e.event_id);
     timestamp_field(out, ",\"timestamp\":", e.timestamp.as_ref());
@@ -41,7 +138,10 @@ pub fn write_enriched_event(event: &EnrichedEvent, with_original: bool, out: &mu
     strs_field(out, ",\"technique_ids\":", &e.technique_ids);
     float_field(out, ",\"confidence_score\":", e.confidence_score);
     list_field(out, ",\"related_indicators\":", &e.related_indicators);
-    message_field(out, ",\"metadata\":", e.metadata.as_ref());
+    if let Some(m) = &e.metadata {
+        key(out, ",\"metadata\":");
+        metadata(out, m);
+    }
     str_field(out, ",\"attack_version\":", &e.attack_version);
     key(out, ",\"attribution_status\":");
     enum_value::<AttributionStatus>(out, e.attribution_status, AttributionStatus::as_str_name);
@@ -54,6 +154,45 @@ pub fn write_enriched_event(event: &EnrichedEvent, with_original: bool, out: &mu
     str_field(out, ",\"submitted_by\":", &e.submitted_by);
     str_field(out, ",\"campaign_id\":", &e.campaign_id);
     message_field(out, ",\"campaign\":", e.campaign.as_ref());
+    out.push(b'}');
+}
+
+/// A technique of a compact event, its details from `details` when it knows the id.
+fn write_technique<D: AttackDetails>(t: &TechniqueDetail, details: &D, out: &mut Vec<u8>) {
+    let Some((text, tactics)) = t.name.is_empty().then(|| details.technique(&t.id)).flatten() else {
+        t.write(out);
+        return;
+    };
+    str_field(out, "{\"id\":", &t.id);
+    str_field(out, ",\"name\":", text.name);
+    key(out, ",\"tactics\":");
+    out.push(b'[');
+    for (i, tactic) in tactics.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        str_field(out, "{\"id\":", tactic.id);
+        str_field(out, ",\"name\":", tactic.name);
+        str_field(out, ",\"shortname\":", tactic.shortname);
+        out.push(b'}');
+    }
+    out.push(b']');
+    str_field(out, ",\"url\":", text.url);
+    float_field(out, ",\"confidence\":", t.confidence);
+    list_field(out, ",\"evidence\":", &t.evidence);
+    str_field(out, ",\"stix_id\":", text.stix_id);
+    str_field(out, ",\"replaces_revoked_id\":", &t.replaces_revoked_id);
+    out.push(b'}');
+}
+
+/// A threat actor with its name, aliases and STIX id as given.
+fn write_actor(actor: &ThreatActor, name: &str, aliases: &[String], stix_id: &str, out: &mut Vec<u8>) {
+    str_field(out, "{\"group_id\":", &actor.group_id);
+    str_field(out, ",\"name\":", name);
+    strs_field(out, ",\"aliases\":", aliases);
+    float_field(out, ",\"score\":", actor.score);
+    strs_field(out, ",\"matched_techniques\":", &actor.matched_techniques);
+    str_field(out, ",\"stix_id\":", stix_id);
     out.push(b'}');
 }
 
@@ -138,13 +277,7 @@ impl Canonical for Evidence {
 
 impl Canonical for ThreatActor {
     fn write(&self, out: &mut Vec<u8>) {
-        str_field(out, "{\"group_id\":", &self.group_id);
-        str_field(out, ",\"name\":", &self.name);
-        strs_field(out, ",\"aliases\":", &self.aliases);
-        float_field(out, ",\"score\":", self.score);
-        strs_field(out, ",\"matched_techniques\":", &self.matched_techniques);
-        str_field(out, ",\"stix_id\":", &self.stix_id);
-        out.push(b'}');
+        write_actor(self, &self.name, &self.aliases, &self.stix_id, out);
     }
 }
 

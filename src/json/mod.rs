@@ -13,7 +13,7 @@ mod writer;
 
 use serde::{Serialize, de::DeserializeOwned};
 
-pub use canonical::write_enriched_event;
+pub use canonical::{AttackDetails, GroupText, TacticText, TechniqueText, write_compact_event, write_enriched_event};
 pub use writer::{Json, escaped, number};
 
 /// A JSON document that does not decode into the expected message.

@@ -7,6 +7,12 @@
 //! The rule-pack version, the same for every attribution of one answer, travels once per answer
 //! (`AttributeResponse.rule_pack_version`) instead of in each attribution.
 //!
+//! An `Export` batch can carry events compact too (`ExportRequest.compact_for_attack_version`),
+//! in a form that keeps `technique_ids` and `metadata.rule_pack_version` ([`for_export`] makes
+//! it from a compact attribution): a technique or threat actor without a name is one whose
+//! details the receiver fills in ([`fill_in`]), or writes straight from its knowledge base
+//! ([`attackmesh::json::AttackDetails`], implemented by [`Kb`]).
+//!
 //! [`strip`] makes the compact form of a finished attribution (what
 //! [`Engine::attribute_compact`](crate::Engine::attribute_compact) makes directly) and [`expand`]
 //! makes the full one again: `expand(kb, strip(a), v) == a` for every attribution made with `kb`
@@ -17,7 +23,7 @@
 
 use std::mem::take;
 
-use attackmesh::proto::{Attribution, TechniqueDetail, ThreatActor};
+use attackmesh::proto::{Attribution, EnrichmentMetadata, TechniqueDetail, ThreatActor};
 
 use crate::error::Error;
 use crate::kb::{Kb, describe_group};
@@ -102,4 +108,70 @@ pub fn expand(kb: &Kb, attribution: &mut Attribution, rule_pack_version: &str) -
         describe_group(group, actor);
     }
     Ok(())
+}
+
+/// Turns a compact attribution (as attribution answers it, with the answer's
+/// `rule_pack_version`) into the compact form an `Export` batch carries: `technique_ids` and
+/// `metadata.rule_pack_version` put back, names and the rest still left out. Fails, as
+/// [`expand`] does, when `kb` is of another release or an id is not, exactly, an active
+/// technique or group of `kb` (a receiver of the same release could not fill it in); the
+/// attribution may then be partly changed and must be discarded.
+pub fn for_export(kb: &Kb, attribution: &mut Attribution, rule_pack_version: &str) -> Result<(), Error> {
+    if attribution.attack_version != kb.attack_version() {
+        return Err(Error::Compact(format!(
+            "attribution of ATT&CK `{}` cannot be sent compact for ATT&CK {}",
+            attackmesh::text::clip(&attribution.attack_version, 16),
+            kb.attack_version()
+        )));
+    }
+    let Some(metadata) = attribution.metadata.as_mut() else {
+        return Ok(());
+    };
+    if let Some(t) = metadata
+        .techniques
+        .iter()
+        .find(|t| !kb.exact_technique(&t.id).is_some_and(|t| t.is_active()))
+    {
+        return Err(Error::Compact(format!(
+            "technique `{}` is not an active technique of ATT&CK {}",
+            attackmesh::text::clip(&t.id, 16),
+            kb.attack_version()
+        )));
+    }
+    if let Some(a) = metadata
+        .threat_actors
+        .iter()
+        .find(|a| !kb.exact_group(&a.group_id).is_some_and(|g| g.is_active()))
+    {
+        return Err(Error::Compact(format!(
+            "group `{}` is not an active group of ATT&CK {}",
+            attackmesh::text::clip(&a.group_id, 16),
+            kb.attack_version()
+        )));
+    }
+    rule_pack_version.clone_into(&mut metadata.rule_pack_version);
+    attribution.technique_ids = metadata.techniques.iter().map(|t| t.id.clone()).collect();
+    Ok(())
+}
+
+/// Fills in, from `kb`, every technique and threat actor of `metadata` left without a name whose
+/// id `kb` holds exactly (in any state): the details [`expand`] fills in. Returns how many it
+/// could not fill in (ids `kb` does not hold, left as they are). `kb` may be of another release
+/// than the event's, as for an event queued before an upgrade: the details are then that
+/// release's, and the event's `attack_version` still names its own.
+pub fn fill_in(kb: &Kb, metadata: &mut EnrichmentMetadata) -> usize {
+    let mut missing = 0;
+    for detail in metadata.techniques.iter_mut().filter(|t| t.name.is_empty()) {
+        match kb.exact_technique(&detail.id) {
+            Some(technique) => kb.describe_technique(technique, detail),
+            None => missing += 1,
+        }
+    }
+    for actor in metadata.threat_actors.iter_mut().filter(|a| a.name.is_empty()) {
+        match kb.exact_group(&actor.group_id) {
+            Some(group) => describe_group(group, actor),
+            None => missing += 1,
+        }
+    }
+    missing
 }

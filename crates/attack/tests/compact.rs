@@ -6,7 +6,7 @@
 
 use attackmesh::formats::Format;
 use attackmesh::proto::{Attribution, DetectionEvent, DetectorKind};
-use attackmesh_attack::{Engine, compact};
+use attackmesh_attack::{Engine, Kb, compact};
 
 fn engine() -> Engine {
     Engine::embedded().expect("embedded engine")
@@ -136,7 +136,11 @@ fn expansion_refuses_another_release_and_unknown_ids() {
     let error = compact::expand(engine.kb(), &mut other, "").expect_err("other release");
     assert!(error.to_string().contains("17.0"), "{error}");
     unknown.metadata.as_mut().expect("metadata").techniques[0].id = "T9999".into();
-    let error = compact::expand(engine.kb(), &mut unknown, "").expect_err("unknown technique");
+    let error = compact::expand(engine.kb(), &mut unknown.clone(), "").expect_err("unknown technique");
+    assert!(error.to_string().contains("T9999"), "{error}");
+    let error = compact::for_export(engine.kb(), &mut other, "").expect_err("other release");
+    assert!(error.to_string().contains("17.0"), "{error}");
+    let error = compact::for_export(engine.kb(), &mut unknown, "").expect_err("unknown technique");
     assert!(error.to_string().contains("T9999"), "{error}");
 }
 
@@ -147,4 +151,101 @@ fn only_the_service_own_release_is_answered_compact() {
     assert!(compact::answers_compact(kb, kb.attack_version()));
     assert!(!compact::answers_compact(kb, ""));
     assert!(!compact::answers_compact(kb, "17.0"));
+}
+
+/// The compact form of an `Export` batch: `attribution` made compact as enrichment sends it.
+fn export_form(engine: &Engine, ev: &DetectionEvent) -> Attribution {
+    let mut compact = engine.attribute_compact(ev);
+    compact::for_export(engine.kb(), &mut compact, engine.rule_pack_version()).expect("compact for export");
+    compact
+}
+
+/// The event enrichment makes of `ev` and `attribution`, at a fixed time.
+fn enriched(ev: &DetectionEvent, attribution: Attribution) -> attackmesh::proto::EnrichedEvent {
+    let mut event = attackmesh::enriched_event(ev.clone(), attribution, 1);
+    event.enriched_at = Some(pbjson_types::Timestamp {
+        seconds: 1_700_000_000,
+        nanos: 5,
+    });
+    event
+}
+
+/// Writing a compact event by reference gives the bytes of writing the full one, and filling it
+/// in gives the full event, for every real sample, a revoked hint with candidate groups, and a
+/// degraded event (whose details travel in full even in a compact batch).
+#[test]
+fn compact_events_are_written_and_filled_in_as_the_full_ones() {
+    let engine = engine();
+    let kb: &Kb = engine.kb();
+    let mut events = samples().unwrap_or_default();
+    let mut hinted = attackmesh_testkit::event(
+        "falco.alert",
+        DetectorKind::BehaviouralAnalysis,
+        "custom rule fired",
+        &[("rule", "My custom rule")],
+    );
+    let apt29 = kb.group("G0016").expect("APT29");
+    hinted.technique_hints = std::iter::once("T1073".to_owned())
+        .chain(apt29.techniques.iter().take(8).cloned())
+        .collect();
+    events.push(("revoked hint".into(), hinted.clone()));
+    let (mut written, mut with_actors) = (0, 0);
+    for (context, ev) in &events {
+        let full = enriched(ev, engine.attribute(ev));
+        let mut compact = enriched(ev, export_form(&engine, ev));
+        assert_eq!(compact.technique_ids, full.technique_ids, "{context}");
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        attackmesh::json::write_enriched_event(&full, true, &mut want);
+        attackmesh::json::write_compact_event(&compact, true, kb, &mut got);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "{context}"
+        );
+        let metadata = compact.metadata.as_mut().expect("metadata");
+        with_actors += usize::from(!metadata.threat_actors.is_empty());
+        assert_eq!(compact::fill_in(kb, metadata), 0, "{context}");
+        assert_eq!(compact, full, "{context}: filled in differs from the full event");
+        written += 1;
+    }
+    assert!(with_actors > 0, "expected candidate groups among {written} events");
+    let degraded = enriched(&hinted, Engine::degraded(kb, &hinted));
+    let (mut want, mut got) = (Vec::new(), Vec::new());
+    attackmesh::json::write_enriched_event(&degraded, false, &mut want);
+    attackmesh::json::write_compact_event(&degraded, false, kb, &mut got);
+    assert_eq!(got, want, "a full event in a compact batch is written as it is");
+}
+
+/// An id the knowledge base does not hold exactly (unknown, or in another case) is left as it
+/// is, written and filled in alike, and counted.
+#[test]
+fn filling_in_leaves_what_the_knowledge_base_does_not_hold() {
+    let engine = engine();
+    let kb: &Kb = engine.kb();
+    let mut ev = attackmesh_testkit::port_scan("e1", "203.0.113.9");
+    ev.technique_hints = vec!["T1046".into(), "T1110".into()];
+    let mut event = enriched(&ev, export_form(&engine, &ev));
+    let metadata = event.metadata.as_mut().expect("metadata");
+    assert!(metadata.techniques.len() >= 2, "{metadata:?}");
+    metadata.techniques[0].id = "T9999".into();
+    metadata.techniques[1].id = metadata.techniques[1].id.to_lowercase();
+    metadata.threat_actors.push(attackmesh::proto::ThreatActor {
+        group_id: "G9999".into(),
+        score: 0.5,
+        ..Default::default()
+    });
+    let mut written = Vec::new();
+    attackmesh::json::write_compact_event(&event, false, kb, &mut written);
+    let metadata = event.metadata.as_mut().expect("metadata");
+    assert_eq!(compact::fill_in(kb, metadata), 3);
+    assert!(metadata.techniques[..2].iter().all(|t| t.name.is_empty()));
+    assert!(
+        metadata
+            .threat_actors
+            .iter()
+            .all(|a| a.group_id != "G9999" || a.name.is_empty())
+    );
+    let mut filled = Vec::new();
+    attackmesh::json::write_enriched_event(&event, false, &mut filled);
+    assert_eq!(String::from_utf8_lossy(&written), String::from_utf8_lossy(&filled));
 }

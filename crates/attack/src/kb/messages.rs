@@ -1,11 +1,54 @@
 //! The knowledge base's objects as the contract's protobuf messages (lookup answers and the
 //! technique details attached to attributions).
 
-use attackmesh::proto;
+use attackmesh::{
+    json::{AttackDetails, GroupText, TacticText, TechniqueText},
+    proto,
+};
 
 use super::{Group, Kb, Technique};
 
+/// The details a compact event leaves out, borrowed from the knowledge base: what
+/// [`Kb::describe_technique`] and [`describe_group`] fill in, field for field (the tests of
+/// [`crate::compact`] hold the two to the same bytes). Only an exact id counts, in any state: a
+/// queued event written after an upgrade still finds a technique the new release revoked.
+impl AttackDetails for Kb {
+    fn technique(&self, id: &str) -> Option<(TechniqueText<'_>, impl Iterator<Item = TacticText<'_>>)> {
+        let t = self.exact_technique(id)?;
+        let text = TechniqueText {
+            name: &t.name,
+            url: &t.url,
+            stix_id: &t.stix_id,
+        };
+        let tactics = self.tactics_of(t).map(|t| TacticText {
+            id: &t.id,
+            name: &t.name,
+            shortname: &t.shortname,
+        });
+        Some((text, tactics))
+    }
+
+    fn group(&self, id: &str) -> Option<GroupText<'_>> {
+        self.exact_group(id).map(|g| GroupText {
+            name: &g.name,
+            aliases: &g.aliases,
+            stix_id: &g.stix_id,
+        })
+    }
+}
+
 impl Kb {
+    /// The technique whose id is exactly `id` (as ATT&CK writes it), in any state.
+    pub fn exact_technique(&self, id: &str) -> Option<&Technique> {
+        self.technique(id).filter(|t| t.id == id)
+    }
+
+    /// The group whose id is exactly `id` (as ATT&CK writes it), in any state: a revoked group
+    /// is not taken for its replacement.
+    pub fn exact_group(&self, id: &str) -> Option<&Group> {
+        self.group_by_exact_id(id)
+    }
+
     /// The tactics of a technique as protobuf messages.
     pub fn tactic_protos(&self, technique: &Technique) -> Vec<proto::Tactic> {
         self.tactics_of(technique)
