@@ -119,6 +119,13 @@ impl Format {
         Ok(found)
     }
 
+    /// Marks the data in `dir` as of the current version, once its owner has upgraded it (or
+    /// found that data of the older version is valid data of the current one as it stands): from
+    /// then on an older release refuses it instead of misreading what the current one adds.
+    pub fn mark_current(&self, dir: &Path) -> Result<(), FormatError> {
+        self.write(dir, self.current)
+    }
+
     /// Writes the marker for `version` (a directory upgraded from an older version stays at
     /// that version until its owner rewrote it).
     fn write(&self, dir: &Path, version: u32) -> Result<(), FormatError> {
@@ -165,6 +172,23 @@ mod tests {
         let marker = std::fs::read_to_string(dir.path().join(MARKER)).unwrap();
         assert_eq!(marker, "attackmesh-queue 1\n");
         assert_eq!(QUEUE.check(dir.path()).unwrap(), Some(1));
+    }
+
+    #[test]
+    fn data_marked_current_is_refused_by_an_older_release() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("00000000000000000000.seg"), b"x").unwrap();
+        let newer = Format {
+            name: "attackmesh-queue",
+            current: 2,
+        };
+        assert_eq!(newer.open(dir.path()).unwrap(), 1);
+        newer.mark_current(dir.path()).unwrap();
+        assert_eq!(newer.check(dir.path()).unwrap(), Some(2));
+        assert!(matches!(
+            QUEUE.check(dir.path()),
+            Err(FormatError::Newer { found: 2, .. })
+        ));
     }
 
     #[test]
