@@ -230,6 +230,7 @@ fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent]) {
                     event: Arc::new(event),
                     trace_context: trace.clone(),
                     enqueued_at_micros: 1,
+                    compact_for: None,
                 })
             })
             .collect()

@@ -10,10 +10,14 @@
 //! - Batches are acknowledged to the queue in order, after the sink's success answer (or the
 //!   dead-letter write) — never before.
 //!
+//! - Compact events reach a sink that does not write them itself filled in from the knowledge
+//!   base, and the dead-letter queue always holds them filled in.
+//!
 //! The driver never blocks Export: queues are the only link between the two.
 
 use std::{sync::Arc, time::Duration};
 
+use attackmesh_attack::Kb;
 use attackmesh_runtime::backoff::Backoff;
 use futures::{StreamExt, stream::FuturesOrdered};
 use tokio::time::Instant;
@@ -48,6 +52,8 @@ pub struct Driver {
     pub batch: BatchConfig,
     /// Retry bounds.
     pub retry: RetryConfig,
+    /// The knowledge base compact events are filled in from.
+    pub kb: Arc<Kb>,
 }
 
 struct Done {
@@ -65,16 +71,19 @@ impl Driver {
             stats,
             batch,
             retry,
+            kb,
         } = self;
         let queue = reader.queue().clone();
         let reader = Arc::new(std::sync::Mutex::new(reader));
         let ctx = Arc::new(Ctx {
             name,
-            sink,
             dlq,
             stats,
             backoff: retry.backoff(),
             retry,
+            fill_in: !sink.writes_compact(),
+            sink,
+            kb,
         });
         let gauges = crate::status::SinkHandle {
             name,
@@ -104,6 +113,7 @@ impl Driver {
                 for item in got {
                     match item {
                         ReadItem::Event(ev) => {
+                            let ev = if ctx.fill_in { ev.filled_in(&ctx.kb) } else { ev };
                             if pending.is_empty() && inflight.is_empty() {
                                 queue.note_oldest(ev.seq, ev.enqueued_at_micros);
                             }
@@ -227,6 +237,9 @@ struct Ctx {
     stats: Arc<SinkStats>,
     retry: RetryConfig,
     backoff: Backoff,
+    kb: Arc<Kb>,
+    /// Whether the sink is given compact events filled in.
+    fill_in: bool,
 }
 
 impl Ctx {
@@ -289,7 +302,7 @@ impl Ctx {
                         retry.push(ev);
                     }
                     ItemOutcome::Dead(why) => {
-                        dead.push(DeadLetter::for_event(self.name, &ev.event, &why));
+                        dead.push(DeadLetter::for_event(self.name, &ev.filled_in(&self.kb).event, &why));
                         last_error = Some(why);
                     }
                 }
@@ -309,7 +322,7 @@ impl Ctx {
                 dead.extend(
                     retry
                         .drain(..)
-                        .map(|ev| DeadLetter::for_event(self.name, &ev.event, &why)),
+                        .map(|ev| DeadLetter::for_event(self.name, &ev.filled_in(&self.kb).event, &why)),
                 );
             }
             self.dead_letter(dead).await;

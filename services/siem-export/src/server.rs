@@ -29,11 +29,15 @@ pub struct Sinks {
     pub handles: Vec<SinkHandle>,
     /// One driver per sink.
     pub drivers: Vec<Driver>,
+    /// The knowledge base (`kb_path`, else the embedded one) that compact events are filled in
+    /// and written from.
+    pub kb: Arc<Kb>,
 }
 
 /// Opens queues (recovering them), dead-letter directories and sink clients.
 pub async fn open_sinks(config: &SiemExportConfig) -> Result<Sinks, Error> {
     config.validate()?;
+    let kb = load_kb(config).await?;
     let settings = QueueSettings {
         max_bytes: config.queue.max_bytes,
         segment_bytes: config.queue.segment_bytes,
@@ -43,7 +47,7 @@ pub async fn open_sinks(config: &SiemExportConfig) -> Result<Sinks, Error> {
     let mut drivers = Vec::new();
     for spec in config.sinks() {
         let name = crate::sinks::static_name(spec.name());
-        let sink = spec.build(&config.data_dir)?;
+        let sink = spec.build(&config.data_dir, &kb)?;
         let dir = config.data_dir.join("queues").join(name);
         let data_dir = config.data_dir.clone();
         let (queue, dlq, recovery) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
@@ -77,9 +81,10 @@ pub async fn open_sinks(config: &SiemExportConfig) -> Result<Sinks, Error> {
             stats,
             batch: config.batch.clone(),
             retry: spec.retry(&config.retry),
+            kb: kb.clone(),
         });
     }
-    Ok(Sinks { handles, drivers })
+    Ok(Sinks { handles, drivers, kb })
 }
 
 /// Serves the siem-export service on `listener` until `shutdown` completes.
@@ -99,7 +104,7 @@ pub async fn serve(
     let names: Vec<&str> = sinks.handles.iter().map(|h| h.name).collect();
     names.iter().for_each(|name| crate::metrics::register_sink(name));
     tracing::info!(sinks = ?names, data_dir = %config.data_dir.display(), "siem export ready");
-    let state = ExportState::new(sinks.handles, config.queue.retry_after).with_kb(load_kb(config).await?);
+    let state = ExportState::new(sinks.handles, config.queue.retry_after).with_kb(sinks.kb);
     let disk = state.disk().clone();
     let server = server.add_service(grpc_service(state)).await;
     server.health().serving::<ExportServer>().await;

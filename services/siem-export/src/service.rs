@@ -12,6 +12,13 @@
 //! take the batch keeps it (the resent copy is the same `(event_id, revision)`). Authentication
 //! and roles are enforced by the runtime's tower layer, not here.
 //!
+//! A batch may be compact (`compact_for_attack_version`): its events' techniques and threat
+//! actors without a name are filled in from this service's knowledge base when written. Every
+//! answer names that knowledge base's release (`attack_version`); a batch compact for another
+//! release, or sent while the service has no knowledge base, is answered RETRY as a whole, so
+//! the sender sends it again in full. In a compact batch, each technique and actor without a
+//! name must be, exactly, an active technique or group of the release, or the event is refused.
+//!
 //! Each event is decoded once, from the bytes it arrived as ([`EncodedExport`]); those bytes are
 //! what the queues hold. An event that does not decode ends the call with `INVALID_ARGUMENT`
 //! before anything of its batch is queued, as a batch that does not decode does.
@@ -105,16 +112,24 @@ impl ExportState {
         .await
     }
 
-    /// [`Self::enqueue`] for events as they were received: their bytes are queued as they came.
+    /// [`Self::enqueue`] for events as they were received: their bytes are queued as they came,
+    /// marked compact for `compact_for` when the batch was.
     async fn enqueue_received(
         &self,
         events: Vec<ReceivedEvent>,
         trace_context: HashMap<String, String>,
+        compact_for: Option<Arc<str>>,
     ) -> Result<(), Error> {
-        self.append(events.len(), trace_context, |trace, now| {
+        self.append(events.len(), trace_context, move |trace, now| {
             events
                 .into_iter()
-                .map(|e| EncodedEvent::received(e, trace.clone(), now))
+                .map(|e| {
+                    let encoded = EncodedEvent::received(e, trace.clone(), now);
+                    match &compact_for {
+                        Some(release) => encoded.compact_for(release.clone()),
+                        None => encoded,
+                    }
+                })
                 .collect()
         })
         .await
@@ -190,6 +205,36 @@ impl ExportState {
             };
             return Err(attackmesh::validate::to_status("", &[v]));
         }
+        let attack_version = self
+            .kb
+            .as_ref()
+            .map(|kb| kb.attack_version().to_owned())
+            .unwrap_or_default();
+        let compact_for: Option<Arc<str>> = match batch.compact_for_attack_version.as_str() {
+            "" => None,
+            release if release == attack_version => Some(release.into()),
+            release => {
+                metrics::METRICS.refused_batches.inc();
+                let message = if attack_version.is_empty() {
+                    format!(
+                        "batch is compact for ATT&CK `{}`, and this export takes full events only; send it in full",
+                        attackmesh::text::clip(release, 16)
+                    )
+                } else {
+                    format!(
+                        "batch is compact for ATT&CK `{}`, and this export fills in ATT&CK {attack_version}; send it in full",
+                        attackmesh::text::clip(release, 16)
+                    )
+                };
+                return Ok(ExportResponse {
+                    batch_id: batch.batch_id,
+                    status: AckStatus::Retry as i32,
+                    message,
+                    attack_version,
+                    ..Default::default()
+                });
+            }
+        };
         // Held until the batch is queued (or refused); the semaphore is never closed.
         let _turn = self
             .admit
@@ -209,9 +254,12 @@ impl ExportState {
             let mut violations = attackmesh::validate::enriched_event(event).err().unwrap_or_default();
             if violations.is_empty()
                 && let Some(kb) = &self.kb
-                && let Err(unknown) = known_techniques(kb, event)
             {
-                violations = unknown;
+                if let Err(unknown) = known_techniques(kb, event) {
+                    violations = unknown;
+                } else if compact_for.is_some() {
+                    violations = fillable(kb, event);
+                }
             }
             let copy = matches!(repeat, InBatch::CopyOf(_));
             if let InBatch::Conflict(v) = repeat {
@@ -234,6 +282,7 @@ impl ExportState {
         let mut response = ExportResponse {
             batch_id: batch.batch_id,
             rejections,
+            attack_version,
             ..Default::default()
         };
         // The queue records carry the context of the current (export batch) span, so the sink
@@ -242,7 +291,7 @@ impl ExportState {
         if trace_context.is_empty() {
             trace_context = batch.trace_context;
         }
-        match self.enqueue_received(valid, trace_context).await {
+        match self.enqueue_received(valid, trace_context, compact_for).await {
             Ok(()) => {
                 response.status = AckStatus::Durable as i32;
                 response.accepted = accepted;
@@ -288,6 +337,42 @@ fn known_techniques(kb: &Kb, event: &EnrichedEvent) -> Result<(), Vec<FieldViola
         })
         .collect();
     if unknown.is_empty() { Ok(()) } else { Err(unknown) }
+}
+
+/// In a compact batch: every technique and threat actor of `event` left without a name must be,
+/// exactly as ATT&CK writes its id, an active technique or group of `kb`, which fills it in.
+fn fillable(kb: &Kb, event: &EnrichedEvent) -> Vec<FieldViolation> {
+    let Some(metadata) = &event.metadata else {
+        return Vec::new();
+    };
+    let techniques = metadata
+        .techniques
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.name.is_empty() && !kb.exact_technique(&t.id).is_some_and(|t| t.is_active()));
+    let actors = metadata
+        .threat_actors
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.name.is_empty() && !kb.exact_group(&a.group_id).is_some_and(|g| g.is_active()));
+    techniques
+        .map(|(i, t)| FieldViolation {
+            field: format!("metadata.techniques[{i}].id"),
+            description: format!(
+                "`{}` is not an active technique of ATT&CK {}, so a compact batch cannot leave its details out",
+                attackmesh::text::clip(&t.id, 16),
+                kb.attack_version()
+            ),
+        })
+        .chain(actors.map(|(i, a)| FieldViolation {
+            field: format!("metadata.threat_actors[{i}].group_id"),
+            description: format!(
+                "`{}` is not an active group of ATT&CK {}, so a compact batch cannot leave its details out",
+                attackmesh::text::clip(&a.group_id, 16),
+                kb.attack_version()
+            ),
+        }))
+        .collect()
 }
 
 /// Decodes every event of a batch, keeping its bytes; the first that does not decode is the

@@ -77,6 +77,7 @@ async fn the_sink_request_is_a_child_of_the_batch_trace() {
         stats: Arc::new(SinkStats::default()),
         batch: BatchConfig::default(),
         retry: RetryConfig::default(),
+        kb: attackmesh_attack::Kb::embedded().unwrap(),
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(driver.run(stop.clone(), Duration::from_secs(1)));

@@ -60,29 +60,34 @@ async fn a_queue_of_the_previous_release_is_drained_by_this_one() {
     ids.sort();
     assert_eq!(ids, ["evt-00000100", "evt-00000101"]);
     let marker = |sub: &str| std::fs::read_to_string(dir.path().join(sub).join(MARKER)).unwrap();
-    assert_eq!(marker("queues/file"), "attackmesh-queue 1\n");
+    // The queue is marked with the current layout (version 1 data is valid in it), so a release
+    // that reads only version 1 no longer opens it.
+    assert_eq!(marker("queues/file"), "attackmesh-queue 2\n");
     assert_eq!(marker("dlq/file"), "attackmesh-dead-letters 1\n");
     running.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_queue_or_dead_letters_of_a_newer_release_are_refused_and_left_alone() {
-    for (sub, name) in [
-        ("queues/file", "attackmesh-queue"),
-        ("dlq/file", "attackmesh-dead-letters"),
+    for (sub, name, current) in [
+        ("queues/file", "attackmesh-queue", 2),
+        ("dlq/file", "attackmesh-dead-letters", 1),
     ] {
+        let newer = current + 1;
         let dir = previous_release();
-        std::fs::write(dir.path().join(sub).join(MARKER), format!("{name} 2\n")).unwrap();
+        std::fs::write(dir.path().join(sub).join(MARKER), format!("{name} {newer}\n")).unwrap();
         let before: Vec<_> = std::fs::read_dir(dir.path().join(sub))
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
         let err = open_sinks(&config(dir.path())).await.err().unwrap().to_string();
         assert!(
-            err.contains(&format!("holds {name} format version 2, written by a newer attackmesh")),
+            err.contains(&format!(
+                "holds {name} format version {newer}, written by a newer attackmesh"
+            )),
             "{err}"
         );
-        assert!(err.contains("reads versions up to 1"), "{err}");
+        assert!(err.contains(&format!("reads versions up to {current}")), "{err}");
         for path in before {
             assert!(path.exists(), "{} kept", path.display());
         }

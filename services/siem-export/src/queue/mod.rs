@@ -15,7 +15,7 @@
 //!
 //! - The directory's `FORMAT` file names the layout ([`FORMAT`]); a queue written by a newer
 //!   release is refused, not misread, and one without the file (written before formats were
-//!   versioned) is version 1, the layout described here.
+//!   versioned) is version 1, which version 2 (the layout described here) reads as it stands.
 //!
 //! This module knows nothing of sinks or gRPC; it never drops a record silently (the reader
 //! reports damaged regions so the caller can dead-letter them).
@@ -41,10 +41,13 @@ use crate::{config::FsyncPolicy, error::Error, sinks::QueuedEvent};
 
 /// The layout of queue directories this release reads and writes: version 1 is checksummed
 /// records (`AMQ1` marker, length, CRC-32C, protobuf entry) in `.seg` files with a `cursor`
-/// file, as every release so far wrote them.
+/// file; version 2 is the same, its entries possibly marked compact (`QueueEntry` field 5), so
+/// version 1 data is version 2 data as it stands and is marked 2 on open. A release that reads
+/// only version 1 would write a compact event without its ATT&CK details, so it must refuse
+/// version 2.
 pub const FORMAT: attackmesh_runtime::format::Format = attackmesh_runtime::format::Format {
     name: "attackmesh-queue",
-    current: 1,
+    current: 2,
 };
 /// Name of the cursor file in a queue directory.
 const CURSOR: &str = "cursor";
@@ -154,7 +157,9 @@ impl Queue {
     /// Opens (creating if needed) the queue in `dir`, recovering from a crash.
     pub fn open(name: &str, dir: &Path, settings: QueueSettings) -> Result<(Arc<Queue>, Recovery), Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create queue directory", dir, e))?;
-        FORMAT.open(dir)?;
+        if FORMAT.open(dir)? < FORMAT.current {
+            FORMAT.mark_current(dir)?;
+        }
         let found = recover::recover(dir, settings)?;
         let path = segment_path(dir, found.active);
         let file = OpenOptions::new()

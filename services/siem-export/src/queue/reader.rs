@@ -216,6 +216,7 @@ impl RawEvent {
             event: Arc::new(e.event.unwrap_or_default()),
             trace_context: Arc::new(e.trace_context),
             enqueued_at_micros: e.enqueued_at_micros,
+            compact_for: (!e.compact_for_attack_version.is_empty()).then(|| e.compact_for_attack_version.into()),
         })
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A record is `magic (u32 LE) | length (u32 LE) | crc32c(length ‖ payload) (u32 LE) | payload`.
 //! The payload is a protobuf [`QueueEntry`]: sequence number, enqueue time, the batch's W3C trace
-//! context and the protobuf-encoded `EnrichedEvent`. The magic lets a reader find the next record
+//! context, the protobuf-encoded `EnrichedEvent` and, for a compact event, the ATT&CK release
+//! its details are to be filled in from. The magic lets a reader find the next record
 //! after a damaged region; the checksum covers the length so a torn or flipped length is caught.
 //! This module only frames and parses bytes: it never opens files.
 
@@ -39,6 +40,12 @@ pub(crate) struct QueueEntry {
     /// The event.
     #[prost(message, optional, tag = "4")]
     pub(crate) event: Option<EnrichedEvent>,
+    /// For a compact event (one of an `Export` batch marked `compact_for_attack_version`), that
+    /// release: its techniques and threat actors without a name are filled in from the
+    /// knowledge base when written. Empty for a full event (and in records of earlier releases,
+    /// which held full events only).
+    #[prost(string, tag = "5")]
+    pub(crate) compact_for_attack_version: String,
 }
 
 /// Field number of `EnrichedEvent.attributes`.
@@ -155,13 +162,14 @@ fn attribute_encoded_len(key: &str, value: &str) -> usize {
 /// it back.
 #[derive(Debug, Clone)]
 pub struct EncodedEvent {
-    /// Fields 2–3 of the entry.
+    /// Fields 2–3 (and 5) of the entry.
     head: Vec<u8>,
     /// The encoded event, the content of field 4.
     event_bytes: Bytes,
     event: Arc<EnrichedEvent>,
     trace_context: Arc<HashMap<String, String>>,
     enqueued_at_micros: i64,
+    compact_for: Option<Arc<str>>,
 }
 
 impl EncodedEvent {
@@ -217,7 +225,18 @@ impl EncodedEvent {
             event,
             trace_context,
             enqueued_at_micros,
+            compact_for: None,
         }
+    }
+
+    /// Marks the event compact for ATT&CK release `release` (see
+    /// [`QueueEntry::compact_for_attack_version`]).
+    pub fn compact_for(mut self, release: Arc<str>) -> Self {
+        prost::encoding::encode_key(5, prost::encoding::WireType::LengthDelimited, &mut self.head);
+        prost::encoding::encode_varint(release.len() as u64, &mut self.head);
+        self.head.extend_from_slice(release.as_bytes());
+        self.compact_for = Some(release);
+        self
     }
 
     /// The event as queue position `seq` hands it to a sink.
@@ -227,6 +246,7 @@ impl EncodedEvent {
             event: self.event.clone(),
             trace_context: self.trace_context.clone(),
             enqueued_at_micros: self.enqueued_at_micros,
+            compact_for: self.compact_for.clone(),
         })
     }
 

@@ -16,6 +16,7 @@ use std::{
 };
 
 use attackmesh::proto::EnrichedEvent;
+use attackmesh_attack::Kb;
 use futures::future::BoxFuture;
 
 use crate::error::Error;
@@ -39,6 +40,40 @@ pub struct QueuedEvent {
     pub trace_context: Arc<HashMap<String, String>>,
     /// When it was queued, in microseconds since the Unix epoch.
     pub enqueued_at_micros: i64,
+    /// For a compact event, the ATT&CK release its details are to be filled in from: its
+    /// techniques and threat actors without a name get theirs from the knowledge base (see
+    /// [`QueuedEvent::filled_in`]). `None` for an event that carries its details.
+    pub compact_for: Option<Arc<str>>,
+}
+
+impl QueuedEvent {
+    /// The event with its details filled in from `kb` (itself when it carries them), as every
+    /// sink that does not write details by reference is given it. An id `kb` does not hold (an
+    /// event queued compact under another release, read after an upgrade) is left without
+    /// details, with a warning; the event keeps its own `attack_version`.
+    pub fn filled_in(self: &Arc<Self>, kb: &Kb) -> Arc<Self> {
+        if self.compact_for.is_none() {
+            return self.clone();
+        }
+        let mut event = EnrichedEvent::clone(&self.event);
+        if let Some(metadata) = event.metadata.as_mut() {
+            let missing = attackmesh_attack::compact::fill_in(kb, metadata);
+            if missing > 0 {
+                tracing::warn!(
+                    event_id = %event.event_id,
+                    missing,
+                    queued_for = self.compact_for.as_deref().unwrap_or_default(),
+                    attack = kb.attack_version(),
+                    "queued event names ATT&CK ids this knowledge base does not hold; written without their details"
+                );
+            }
+        }
+        Arc::new(Self {
+            event: Arc::new(event),
+            compact_for: None,
+            ..Self::clone(self)
+        })
+    }
 }
 
 /// What became of one event of a batch.
@@ -66,6 +101,13 @@ pub trait Sink: Send + Sync + 'static {
     /// Sends one batch; the answer has exactly one outcome per event, in order. Error texts
     /// must never contain credentials.
     fn send<'a>(&'a self, events: &'a [Arc<QueuedEvent>]) -> BoxFuture<'a, Vec<ItemOutcome>>;
+
+    /// Whether the sink writes compact events itself, their details by reference to the
+    /// knowledge base; a sink that does not is given every event filled in
+    /// ([`QueuedEvent::filled_in`]).
+    fn writes_compact(&self) -> bool {
+        false
+    }
 }
 
 /// One configured sink.
@@ -120,13 +162,14 @@ impl SinkSpec {
     /// Builds the sink (HTTP clients, files) without contacting the destination; state a sink
     /// keeps for itself goes under `data_dir` (a file sink's record of written event ids:
     /// `delivered/<name>.log`).
-    pub fn build(&self, data_dir: &std::path::Path) -> Result<Arc<dyn Sink>, Error> {
+    /// `kb` is the knowledge base compact events are written from.
+    pub fn build(&self, data_dir: &std::path::Path, kb: &Arc<Kb>) -> Result<Arc<dyn Sink>, Error> {
         Ok(match self {
             SinkSpec::Elasticsearch(c) => Arc::new(elasticsearch::ElasticsearchSink::new(c)?),
             SinkSpec::SplunkHec(c) => Arc::new(splunk_hec::SplunkHecSink::new(c)?),
             SinkSpec::File(c) => {
                 let log = data_dir.join("delivered").join(format!("{}.log", self.name()));
-                Arc::new(file::FileSink::new(c, log)?)
+                Arc::new(file::FileSink::new(c, log)?.with_kb(kb.clone()))
             }
             SinkSpec::Intel(c) => Arc::new(intel::IntelSink::new(c)?),
             SinkSpec::Correlation(c) => Arc::new(correlation::CorrelationSink::new(c)?),

@@ -64,6 +64,7 @@ fn queued(i: u64, src: &str, service: &str) -> Arc<QueuedEvent> {
         event: Arc::new(event),
         trace_context: Arc::new(HashMap::new()),
         enqueued_at_micros: 0,
+        compact_for: None,
     })
 }
 

@@ -3,16 +3,26 @@
 //! Finding. No I/O here.
 
 use attackmesh::proto::EnrichedEvent;
+use attackmesh_attack::Kb;
 
 use super::FileShape;
 use crate::sinks::util::{Original, ecs, hec, ocsf};
 
-/// Appends `event` as one line of `shape` to `out`, with or without its `original` record.
-pub(super) fn write_line(event: &EnrichedEvent, shape: FileShape, original: Original, out: &mut Vec<u8>) {
+/// Appends `event` as one line of `shape` to `out`, with or without its `original` record. A
+/// compact event comes with the knowledge base its details are written from (canonical lines
+/// only: the driver fills events in for the other shapes).
+pub(super) fn write_line(
+    event: &EnrichedEvent,
+    shape: FileShape,
+    original: Original,
+    compact: Option<&Kb>,
+    out: &mut Vec<u8>,
+) {
     match shape {
-        FileShape::Canonical => {
-            attackmesh::json::write_enriched_event(event, original == Original::Keep, out);
-        }
+        FileShape::Canonical => match compact {
+            Some(kb) => attackmesh::json::write_compact_event(event, original == Original::Keep, kb, out),
+            None => attackmesh::json::write_enriched_event(event, original == Original::Keep, out),
+        },
         FileShape::Ecs => ecs::write_document(event, chrono::Utc::now(), original, out),
         FileShape::Ocsf => {
             if serde_json::to_writer(&mut *out, &ocsf::finding(event, original)).is_err() {

@@ -13,11 +13,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use attackmesh_attack::Kb;
 use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
 
 use super::{
-    FileSinkConfig, PageCache,
+    FileShape, FileSinkConfig, PageCache,
     delivered::{Delivered, Line},
     encode,
 };
@@ -33,6 +34,8 @@ pub struct FileSink {
     path: PathBuf,
     delivered_log: PathBuf,
     state: Arc<Mutex<State>>,
+    /// Writes compact events' details from here (canonical lines only).
+    kb: Option<Arc<Kb>>,
 }
 
 /// The open file (with its length) and the record of what was written, both opened on the
@@ -63,7 +66,15 @@ impl FileSink {
             path,
             delivered_log,
             state: Arc::default(),
+            kb: None,
         })
+    }
+
+    /// Writes compact events by reference to `kb` when the lines are canonical: their details
+    /// are looked up as they are written, never filled into the event.
+    pub fn with_kb(mut self, kb: Arc<Kb>) -> Self {
+        self.kb = (self.config.shape == FileShape::Canonical).then_some(kb);
+        self
     }
 
     /// The file written.
@@ -102,6 +113,7 @@ struct Batch<'a> {
     config: &'a FileSinkConfig,
     path: &'a Path,
     delivered_log: &'a Path,
+    kb: Option<&'a Kb>,
 }
 
 impl Batch<'_> {
@@ -144,7 +156,18 @@ impl Batch<'_> {
                 in_batch.insert(id, revision);
             }
             let start = buf.len();
-            encode::write_line(&ev.event, self.config.shape, self.config.original, buf);
+            // Written by reference when compact for this knowledge base's release; filled in (and
+            // warned about, for ids it lacks) when compact for another, as after an upgrade.
+            let filled;
+            let (event, kb) = match (self.kb, ev.compact_for.as_deref()) {
+                (Some(kb), Some(release)) if release == kb.attack_version() => (&ev.event, Some(kb)),
+                (Some(kb), Some(_)) => {
+                    filled = ev.filled_in(kb);
+                    (&filled.event, None)
+                }
+                _ => (&ev.event, None),
+            };
+            encode::write_line(event, self.config.shape, self.config.original, kb, buf);
             if delivered.is_some() {
                 lines.extend(Line::new(id, revision, buf.len() - start));
             }
@@ -239,17 +262,19 @@ impl Sink for FileSink {
     fn send<'a>(&'a self, events: &'a [Arc<QueuedEvent>]) -> BoxFuture<'a, Vec<ItemOutcome>> {
         Box::pin(async move {
             let batch: Vec<Arc<QueuedEvent>> = events.to_vec();
-            let (config, path, log, state) = (
+            let (config, path, log, state, kb) = (
                 self.config.clone(),
                 self.path.clone(),
                 self.delivered_log.clone(),
                 self.state.clone(),
+                self.kb.clone(),
             );
             let result = tokio::task::spawn_blocking(move || {
                 let batch_io = Batch {
                     config: &config,
                     path: &path,
                     delivered_log: &log,
+                    kb: kb.as_deref(),
                 };
                 batch_io.write(&state, &batch)
             })
@@ -261,5 +286,9 @@ impl Sink for FileSink {
             };
             vec![outcome; events.len()]
         })
+    }
+
+    fn writes_compact(&self) -> bool {
+        self.kb.is_some()
     }
 }

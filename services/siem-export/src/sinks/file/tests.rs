@@ -9,6 +9,7 @@ fn queued(i: u64) -> Arc<QueuedEvent> {
         event: Arc::new(attackmesh_testkit::fixtures::event(i)),
         trace_context: Default::default(),
         enqueued_at_micros: 0,
+        compact_for: None,
     })
 }
 
@@ -57,6 +58,7 @@ fn revised(i: u64, revision: u32) -> Arc<QueuedEvent> {
         event: Arc::new(event),
         trace_context: Default::default(),
         enqueued_at_micros: 0,
+        compact_for: None,
     })
 }
 
@@ -147,6 +149,7 @@ async fn an_id_the_record_cannot_hold_is_written_every_time_and_leaves_the_recor
             event: Arc::new(event),
             trace_context: Default::default(),
             enqueued_at_micros: 0,
+            compact_for: None,
         })
     };
     let (spaced, plain) = ("spaced id\nw 1 9 forged", "plain-1");
@@ -204,6 +207,7 @@ async fn batches_after_one_of_very_large_events_are_written_as_if_alone() {
                 event: Arc::new(event),
                 trace_context: Default::default(),
                 enqueued_at_micros: 0,
+                compact_for: None,
             })
         })
         .collect();
@@ -279,4 +283,68 @@ async fn synced_lines_leave_the_page_cache_unless_kept() {
         }
         assert_eq!(written(&path).len(), 1000, "{page_cache:?}: every line is in the file");
     }
+}
+
+/// A compact event is written as the same event filled in: by reference when queued compact for
+/// the sink's release, filled in first when queued for another (a backlog across an upgrade).
+#[tokio::test]
+async fn compact_events_are_written_as_the_events_filled_in() {
+    let kb = attackmesh_attack::Kb::embedded().unwrap();
+    let release: Arc<str> = kb.attack_version().into();
+    let compact_event = |i: u64| {
+        let mut event = attackmesh_testkit::fixtures::event(i);
+        for t in &mut event.metadata.as_mut().unwrap().techniques {
+            *t = attackmesh::proto::TechniqueDetail {
+                id: std::mem::take(&mut t.id),
+                confidence: t.confidence,
+                evidence: std::mem::take(&mut t.evidence),
+                ..Default::default()
+            };
+        }
+        event
+    };
+    let written = |compact_for: Option<Arc<str>>| {
+        let kb = kb.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("out.ndjson");
+            let config = FileSinkConfig {
+                path: Some(path.clone()),
+                ..Default::default()
+            };
+            let sink = FileSink::new(&config, dir.path().join("delivered"))
+                .unwrap()
+                .with_kb(kb.clone());
+            assert!(sink.writes_compact());
+            let events: Vec<_> = (0..3)
+                .map(|i| {
+                    let mut event = compact_event(i);
+                    if compact_for.is_none() {
+                        attackmesh_attack::compact::fill_in(&kb, event.metadata.as_mut().unwrap());
+                    }
+                    Arc::new(QueuedEvent {
+                        seq: i,
+                        event: Arc::new(event),
+                        trace_context: Default::default(),
+                        enqueued_at_micros: 0,
+                        compact_for: compact_for.clone(),
+                    })
+                })
+                .collect();
+            assert_eq!(sink.send(&events).await, vec![ItemOutcome::Delivered; 3]);
+            std::fs::read_to_string(path).unwrap()
+        }
+    };
+    let full = written(None).await;
+    assert_eq!(full.lines().count(), 3);
+    assert!(full.lines().all(|l| l.contains("\"tactics\":[{")), "filled in: {full}");
+    assert_eq!(written(Some(release.clone())).await, full);
+    assert_eq!(written(Some("17.0".into())).await, full);
+    let hec = FileSinkConfig {
+        path: Some(std::path::PathBuf::from("unused")),
+        shape: FileShape::Hec,
+        ..Default::default()
+    };
+    let sink = FileSink::new(&hec, "unused".into()).unwrap().with_kb(kb);
+    assert!(!sink.writes_compact(), "only canonical lines are written by reference");
 }

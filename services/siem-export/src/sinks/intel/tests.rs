@@ -99,6 +99,7 @@ fn queued(i: u64, confidence: f64) -> Arc<QueuedEvent> {
         event: Arc::new(event),
         trace_context: Arc::new(HashMap::from([("traceparent".to_owned(), TRACEPARENT.to_owned())])),
         enqueued_at_micros: 0,
+        compact_for: None,
     })
 }
 
