@@ -6,10 +6,12 @@
 //! [`Engine::degraded`] (validated detector hints only, status DEGRADED); the caller decides
 //! whether to queue it for re-attribution. A chunk is never dropped.
 //!
-//! Enrichment asks for compact attributions of its own knowledge base's ATT&CK release and fills
-//! them in from that knowledge base ([`compact::expand`]) before anything else sees them, so an
-//! attribution leaves here in full whichever form attribution sent: a service of another release,
-//! or one that predates the option, answers in full and its answer is used as it is.
+//! Enrichment asks for compact attributions of its own knowledge base's ATT&CK release. When the
+//! caller will export them compact (export fills in the same release), they stay compact, in the
+//! form an `Export` batch carries ([`compact::for_export`]); otherwise they are filled in from
+//! the knowledge base ([`compact::expand`]) before anything else sees them. Either way a compact
+//! answer this knowledge base could not fill in is no answer. A service of another release, or
+//! one that predates the option, answers in full and its answer is used as it is.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -42,6 +44,7 @@ impl Rpc for AttributeRpc {
     const PATH: &'static str = attackmesh::grpc_path!(attribution_service_server::SERVICE_NAME, "Attribute");
 
     type Item = DetectionEvent;
+    type Options = ();
 
     fn batch_id(resp: &AttributeResponse) -> u64 {
         resp.batch_id
@@ -52,6 +55,7 @@ impl Rpc for AttributeRpc {
         batch_id: u64,
         events: Vec<DetectionEvent>,
         trace_context: HashMap<String, String>,
+        (): (),
     ) -> AttributeRequest {
         AttributeRequest {
             batch_id,
@@ -85,14 +89,16 @@ impl Attributor {
 
     /// Attributes every event: by the attribution service when it answers, DEGRADED otherwise.
     /// Events come back paired with their attribution, in order.
+    /// With `keep_compact`, compact answers stay compact (see the module docs).
     pub(crate) async fn attribute(
         &self,
         events: Vec<DetectionEvent>,
         trace: &HashMap<String, String>,
+        keep_compact: bool,
     ) -> Vec<(DetectionEvent, Attribution)> {
         let chunks = split(events, self.max_batch);
         let answers = join_all(chunks.into_iter().map(|chunk| async move {
-            let (events, result) = self.try_chunk(chunk, trace).await;
+            let (events, result) = self.try_chunk(chunk, trace, keep_compact).await;
             match result {
                 Ok(attributions) => events.into_iter().zip(attributions).collect::<Vec<_>>(),
                 Err(error) => {
@@ -112,14 +118,15 @@ impl Attributor {
     }
 
     /// Attributes one chunk by the service only (no fallback); the events come back either way,
-    /// and the attributions in full (compact answers filled in from the knowledge base).
+    /// and the attributions in full, or compact in the `Export` form with `keep_compact`.
     pub(crate) async fn try_chunk(
         &self,
         events: Vec<DetectionEvent>,
         trace: &HashMap<String, String>,
+        keep_compact: bool,
     ) -> (Vec<DetectionEvent>, Result<Vec<Attribution>, LinkError>) {
         let count = events.len();
-        let (events, answer) = self.link.send(events, trace).await;
+        let (events, answer) = self.link.send(events, trace, ()).await;
         let result = answer.and_then(|resp| {
             if resp.attributions.len() == count
                 && resp
@@ -127,7 +134,7 @@ impl Attributor {
                     .iter()
                     .all(|a| a.status != AttributionStatus::Degraded as i32)
             {
-                self.full(resp)
+                self.usable(resp, keep_compact)
             } else {
                 tracing::warn!(
                     sent = count,
@@ -142,14 +149,20 @@ impl Attributor {
         (events, result)
     }
 
-    /// The attributions of an answer in full: as sent, or expanded from the knowledge base (and
-    /// the answer's rule-pack version) when compact. An answer that cannot be expanded is no
-    /// answer (the chunk degrades).
-    fn full(&self, resp: AttributeResponse) -> Result<Vec<Attribution>, LinkError> {
+    /// The attributions of an answer: as sent when full; when compact, kept compact in the
+    /// `Export` form with `keep_compact`, else expanded from the knowledge base (and the answer's
+    /// rule-pack version). An answer this knowledge base cannot fill in is no answer (the chunk
+    /// degrades).
+    fn usable(&self, resp: AttributeResponse, keep_compact: bool) -> Result<Vec<Attribution>, LinkError> {
         let mut attributions = resp.attributions;
         if resp.compact {
             for a in &mut attributions {
-                compact::expand(&self.kb, a, &resp.rule_pack_version).map_err(|error| {
+                let made = if keep_compact {
+                    compact::for_export(&self.kb, a, &resp.rule_pack_version)
+                } else {
+                    compact::expand(&self.kb, a, &resp.rule_pack_version)
+                };
+                made.map_err(|error| {
                     tracing::warn!(%error, "attribution answered compact attributions this knowledge base cannot fill in");
                     LinkError::Unavailable(format!("attribution answered an unusable batch: {error}"))
                 })?;

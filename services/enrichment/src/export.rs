@@ -3,8 +3,20 @@
 //! A batch is handed off only when the export service answers DURABLE (every sink's queue holds
 //! it). RETRY answers and an unreachable export service are reported to the caller, which
 //! passes them upstream as backpressure; nothing here waits or drops on its own.
+//!
+//! Batches go compact (their events' ATT&CK details left for export to fill in, see
+//! `ExportRequest.compact_for_attack_version`) while export's last answer named this service's
+//! own ATT&CK release; the caller asks [`Exporter::compact_release`] before it attributes, and
+//! marks the batch with it. A compact batch that meets an export of another release (one
+//! replaced, or a mixed rollout) is answered RETRY as a whole; that answer names export's release
+//! and the batches made after it are full. Nothing is resent from here in another form: the
+//! detector resends, as for any RETRY.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use attackmesh::{
     codec::EncodedExport,
@@ -31,17 +43,25 @@ impl Rpc for ExportRpc {
     const PATH: &'static str = attackmesh::grpc_path!(export_service_server::SERVICE_NAME, "Export");
 
     type Item = Bytes;
+    /// The batch's `compact_for_attack_version` (empty for full events).
+    type Options = String;
 
     fn batch_id(resp: &ExportResponse) -> u64 {
         resp.batch_id
     }
 
-    fn request(&self, batch_id: u64, events: Vec<Bytes>, trace_context: HashMap<String, String>) -> EncodedExport {
+    fn request(
+        &self,
+        batch_id: u64,
+        events: Vec<Bytes>,
+        trace_context: HashMap<String, String>,
+        compact_for_attack_version: String,
+    ) -> EncodedExport {
         EncodedExport {
             batch_id,
             events,
             trace_context,
-            ..Default::default()
+            compact_for_attack_version,
         }
     }
 
@@ -72,25 +92,50 @@ pub(crate) enum Exported {
 pub(crate) struct Exporter {
     link: Link<ExportRpc>,
     max_batch: usize,
+    /// This service's ATT&CK release: the one its compact batches are for.
+    attack_version: String,
+    /// Whether export's last answer named `attack_version`.
+    compact: AtomicBool,
 }
 
 impl Exporter {
-    /// Wraps a link; batches over `max_batch` events are split.
-    pub(crate) fn new(link: Link<ExportRpc>, max_batch: usize) -> Self {
-        Self { link, max_batch }
+    /// Wraps a link; batches over `max_batch` events are split. Batches may go compact for
+    /// ATT&CK release `attack_version` (never when it is empty).
+    pub(crate) fn new(link: Link<ExportRpc>, max_batch: usize, attack_version: String) -> Self {
+        Self {
+            link,
+            max_batch,
+            attack_version,
+            compact: AtomicBool::new(false),
+        }
+    }
+
+    /// The ATT&CK release a batch made now may be compact for: this service's, while export's
+    /// last answer named it.
+    pub(crate) fn compact_release(&self) -> Option<&str> {
+        self.compact
+            .load(Ordering::Relaxed)
+            .then_some(self.attack_version.as_str())
     }
 
     /// Exports `events` (encoded `EnrichedEvent`s) as one batch (or several, when over `max_batch`); the events come back
     /// so a caller can retry or answer with them. When any part is not durable the whole is
     /// reported as RETRY (resending is safe: the sinks that can recognise a resent
-    /// `(event_id, revision)` do; see the README).
+    /// `(event_id, revision)` do; see the README). `compact_for` marks the events compact for
+    /// that release ([`Self::compact_release`] when the caller asked).
     pub(crate) async fn export(
         &self,
         events: Vec<Bytes>,
         trace: &HashMap<String, String>,
+        compact_for: Option<&str>,
     ) -> (Vec<Bytes>, Result<Exported, LinkError>) {
         let chunks = split(events, self.max_batch);
-        let results = join_all(chunks.into_iter().map(|chunk| self.export_chunk(chunk, trace))).await;
+        let results = join_all(
+            chunks
+                .into_iter()
+                .map(|chunk| self.export_chunk(chunk, trace, compact_for.unwrap_or_default())),
+        )
+        .await;
         let mut events = Vec::new();
         let mut rejections = Vec::new();
         let mut retry: Option<(Duration, String)> = None;
@@ -122,10 +167,21 @@ impl Exporter {
         &self,
         events: Vec<Bytes>,
         trace: &HashMap<String, String>,
+        compact_for: &str,
     ) -> (Vec<Bytes>, Result<Exported, LinkError>) {
         let count = events.len();
-        let (events, answer) = self.link.send(events, trace).await;
+        let (events, answer) = self.link.send(events, trace, compact_for.to_owned()).await;
         let result = answer.map(|resp| {
+            let compact = !self.attack_version.is_empty() && resp.attack_version == self.attack_version;
+            if self.compact.swap(compact, Ordering::Relaxed) != compact {
+                tracing::info!(
+                    export = %attackmesh::text::clip(&resp.attack_version, 16),
+                    own = %self.attack_version,
+                    compact,
+                    "export's ATT&CK release changed; batches are {}",
+                    if compact { "compact" } else { "full" }
+                );
+            }
             if resp.status == AckStatus::Durable as i32 {
                 let rejections = resp
                     .rejections

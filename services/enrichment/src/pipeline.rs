@@ -182,7 +182,10 @@ impl Pipeline {
         if trace.is_empty() {
             trace = trace_context;
         }
-        let attributed = self.attributor.attribute(events, &trace).await;
+        // Compact when export fills in this release (asked before attributing: the form is
+        // chosen once per batch).
+        let compact_for = self.exporter.compact_release();
+        let attributed = self.attributor.attribute(events, &trace, compact_for.is_some()).await;
         let degraded_bytes: usize = attributed
             .iter()
             .filter(|(_, a)| a.status == AttributionStatus::Degraded as i32)
@@ -214,7 +217,7 @@ impl Pipeline {
                 kept.push(event);
             }
         }
-        let (_, result) = self.exporter.export(encoder.finish(), &trace).await;
+        let (_, result) = self.exporter.export(encoder.finish(), &trace, compact_for).await;
         let rejections = match result {
             Ok(Exported::Durable(rejections)) => rejections,
             Ok(Exported::Retry { after, message }) => {

@@ -52,11 +52,13 @@ pub async fn serve(
         &config.attribution,
         links.clone(),
     );
+    let attack_version = kb.attack_version().to_owned();
     let attributor = Arc::new(Attributor::new(link, kb, config.attribution.max_batch));
     let upstream = Upstream::start("export", &config.export, config.dns_refresh).await?;
     let exporter = Arc::new(Exporter::new(
         Link::start(ExportRpc, upstream, &config.export, links.clone()),
         config.export.max_batch,
+        attack_version,
     ));
 
     let log = if config.reattribute.enabled {

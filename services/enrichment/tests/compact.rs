@@ -1,7 +1,8 @@
 //! Compact attributions between enrichment and attribution, over real gRPC: enrichment asks for
 //! them with its knowledge base's release and fills them in, and the events it delivers are the
 //! very events it delivers when attribution answers in full (as a service that predates the
-//! option does).
+//! option does). Export batches go compact only while export names enrichment's own release, and
+//! a real siem-export writes what they carry exactly as it writes the full events.
 
 #![allow(clippy::unwrap_used)]
 
@@ -213,4 +214,126 @@ async fn enriched_events_from_compact_answers_equal_those_from_full_answers() {
         assert_eq!(compact.get(id), Some(event), "{id}");
     }
     assert_eq!(compact.len(), full.len());
+}
+
+/// Ingests each of `batches` on its own call, one after another, so each is exported before the
+/// next is attributed.
+async fn ingest_one_by_one(enrichment: SocketAddr, batches: Vec<Vec<DetectionEvent>>) {
+    let mut client = attackmesh::proto::ingest_service_client::IngestServiceClient::new(channel(enrichment));
+    for (i, events) in batches.into_iter().enumerate() {
+        let n = events.len();
+        let request = IngestRequest {
+            batch_id: i as u64,
+            events,
+            ..Default::default()
+        };
+        let answers = ingest(&mut client, DETECTOR_TOKEN, vec![request]).await.unwrap();
+        assert_eq!(answers[0].accepted as usize, n, "{answers:?}");
+    }
+}
+
+/// Ingests `batches` one by one through enrichment to a capturing export that names
+/// `attack_version`; returns each batch's compact mark and the events export received.
+async fn export_naming(attack_version: &str, batches: Vec<Vec<DetectionEvent>>) -> (Vec<String>, Vec<EnrichedEvent>) {
+    let dir = tempfile::tempdir().unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let attribution = start_attribution(any);
+    wait_serving(attribution.addr).await;
+    let export = CapturingExport {
+        attack_version: attack_version.into(),
+        ..Default::default()
+    };
+    let export_proc = start_capturing_export(any, export.clone());
+    let enrichment = start_enrichment(any, enrichment_config(dir.path(), attribution.addr, export_proc.addr));
+    wait_serving(enrichment.addr).await;
+    ingest_one_by_one(enrichment.addr, batches).await;
+    drop((enrichment, export_proc, attribution));
+    let marks = std::mem::take(&mut *export.compact_for.lock().unwrap());
+    let events = std::mem::take(&mut *export.events.lock().unwrap());
+    (marks, events)
+}
+
+fn port_scans(batch: usize) -> Vec<DetectionEvent> {
+    (0..3)
+        .map(|i| {
+            let mut ev = attackmesh_testkit::port_scan(&format!("scan-{batch}-{i}"), "203.0.113.9");
+            ev.technique_hints = vec!["T1046".into()];
+            ev
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_batches_go_compact_only_while_export_names_this_release() {
+    let release = attackmesh_attack::Kb::embedded().unwrap().attack_version().to_owned();
+    let (marks, events) = export_naming(&release, (0..3).map(port_scans).collect()).await;
+    // The first batch is full: no answer has named a release yet.
+    assert_eq!(marks, ["", release.as_str(), release.as_str()]);
+    for ev in &events {
+        let techniques = &ev.metadata.as_ref().unwrap().techniques;
+        assert!(
+            !techniques.is_empty() && ev.technique_ids.len() == techniques.len(),
+            "{ev:?}"
+        );
+        assert!(!ev.metadata.as_ref().unwrap().rule_pack_version.is_empty());
+        let compact = ev.event_id.starts_with("scan-1") || ev.event_id.starts_with("scan-2");
+        assert_eq!(techniques.iter().all(|t| t.name.is_empty()), compact, "{ev:?}");
+    }
+
+    for other in ["17.0", ""] {
+        let (marks, events) = export_naming(other, (0..3).map(port_scans).collect()).await;
+        assert_eq!(marks, ["", "", ""], "export naming `{other}`");
+        assert!(
+            events
+                .iter()
+                .flat_map(|e| &e.metadata.as_ref().unwrap().techniques)
+                .all(|t| !t.name.is_empty())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_export_writes_the_compact_hop_as_the_full_events() {
+    let events = detections();
+    let (full, _) = deliver(&events, true).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let attribution = start_attribution(any);
+    let export = start_export(any, dir.path());
+    wait_serving(attribution.addr).await;
+    wait_serving(export.addr).await;
+    let enrichment = start_enrichment(any, enrichment_config(dir.path(), attribution.addr, export.addr));
+    wait_serving(enrichment.addr).await;
+    ingest_one_by_one(
+        enrichment.addr,
+        events.chunks(50).map(<[DetectionEvent]>::to_vec).collect(),
+    )
+    .await;
+    let sink = sink_path(dir.path());
+    let read = || std::fs::read_to_string(&sink).unwrap_or_default();
+    for _ in 0..300 {
+        if read().lines().count() >= events.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let written: BTreeMap<String, EnrichedEvent> = read()
+        .lines()
+        .map(|line| {
+            let mut ev: EnrichedEvent = attackmesh::json::from_json(line).unwrap();
+            ev.enriched_at = None;
+            (ev.event_id.clone(), ev)
+        })
+        .collect();
+    drop((enrichment, export, attribution));
+    assert_eq!(written.len(), events.len());
+    for (id, event) in &full {
+        let mut want = event.clone();
+        // The sink writes the event without its `original` record by default.
+        if written[id].original.is_empty() {
+            want.original.clear();
+        }
+        assert_eq!(written.get(id), Some(&want), "{id}");
+    }
 }

@@ -111,7 +111,9 @@ async fn reattribute(
     let trace = batch.trace_context;
     let mut enriched = EventEncoder::with_capacity(batch.events.len());
     for chunk in split(batch.events, attributor.max_batch()) {
-        let (events, result) = attributor.try_chunk(chunk, &trace).await;
+        // Full, never compact: this loop resends the same bytes until export holds them, so they
+        // must suit an export of any release.
+        let (events, result) = attributor.try_chunk(chunk, &trace, false).await;
         let attributions = match result {
             Ok(attributions) => attributions,
             Err(LinkError::Stopped) => return Err(Failure::Stopped),
@@ -124,7 +126,7 @@ async fn reattribute(
     let mut enriched = enriched.finish();
     let mut retries = BACKOFF.retries();
     loop {
-        let (back, result) = exporter.export(enriched, &trace).await;
+        let (back, result) = exporter.export(enriched, &trace, None).await;
         enriched = back;
         let wait = match result {
             Ok(Exported::Durable(rejections)) => {

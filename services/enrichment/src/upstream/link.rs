@@ -44,11 +44,19 @@ pub(crate) trait Rpc: Send + Sync + 'static {
     const PATH: &'static str;
     /// What a batch carries.
     type Item: Clone + Send + Sync + 'static;
+    /// What the caller tells of one batch besides its items (`()` when nothing).
+    type Options: Send;
     /// The batch an answer is for.
     fn batch_id(resp: &Self::Resp) -> u64;
-    /// A batch of `items` with the batch's W3C trace context (and whatever options the RPC
-    /// value carries for every batch).
-    fn request(&self, batch_id: u64, items: Vec<Self::Item>, trace: HashMap<String, String>) -> Self::Req;
+    /// A batch of `items` with the batch's W3C trace context and options (and whatever options
+    /// the RPC value carries for every batch).
+    fn request(
+        &self,
+        batch_id: u64,
+        items: Vec<Self::Item>,
+        trace: HashMap<String, String>,
+        options: Self::Options,
+    ) -> Self::Req;
     /// The items of a batch, taken back.
     fn into_items(request: Self::Req) -> Vec<Self::Item>;
     /// The items of a batch still shared with the link, copied back.
@@ -146,9 +154,10 @@ impl<R: Rpc> Link<R> {
         &self,
         items: Vec<R::Item>,
         trace: &HashMap<String, String>,
+        options: R::Options,
     ) -> (Vec<R::Item>, Result<R::Resp, LinkError>) {
         let (shared, answer) = self
-            .call(move |batch_id| self.shared.rpc.request(batch_id, items, trace.clone()))
+            .call(move |batch_id| self.shared.rpc.request(batch_id, items, trace.clone(), options))
             .await;
         let items = Arc::try_unwrap(shared).map_or_else(|r| R::items(&r), R::into_items);
         (items, answer)

@@ -17,6 +17,11 @@ pub struct CapturingExport {
     pub seen: Captured,
     /// Every event exported, as received, in order.
     pub events: std::sync::Arc<std::sync::Mutex<Vec<attackmesh::proto::EnrichedEvent>>>,
+    /// Each batch's `compact_for_attack_version`, in order.
+    pub compact_for: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The ATT&CK release every answer names (none when empty, as a service that takes full
+    /// events only).
+    pub attack_version: String,
 }
 
 #[tonic::async_trait]
@@ -29,16 +34,22 @@ impl attackmesh::proto::export_service_server::ExportService for CapturingExport
         request: Request<tonic::Streaming<attackmesh::proto::ExportRequest>>,
     ) -> Result<tonic::Response<Self::ExportStream>, tonic::Status> {
         use futures::StreamExt;
-        let (seen, events) = (self.seen.clone(), self.events.clone());
+        let (seen, events, compact_for) = (self.seen.clone(), self.events.clone(), self.compact_for.clone());
+        let attack_version = self.attack_version.clone();
         let answers = request.into_inner().map(move |batch| {
             let batch = batch?;
             let ids = batch.events.iter().map(|e| e.event_id.clone()).collect();
             seen.lock().unwrap().push((batch.trace_context.clone(), ids));
             events.lock().unwrap().extend(batch.events.iter().cloned());
+            compact_for
+                .lock()
+                .unwrap()
+                .push(batch.compact_for_attack_version.clone());
             Ok(attackmesh::proto::ExportResponse {
                 batch_id: batch.batch_id,
                 status: attackmesh::proto::AckStatus::Durable as i32,
                 accepted: batch.events.len() as u32,
+                attack_version: attack_version.clone(),
                 ..Default::default()
             })
         });
