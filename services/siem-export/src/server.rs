@@ -32,6 +32,8 @@ pub struct Sinks {
     /// The knowledge base (`kb_path`, else the embedded one) that compact events are filled in
     /// and written from.
     pub kb: Arc<Kb>,
+    /// Whether every sink writes compact events itself.
+    pub all_write_compact: bool,
 }
 
 /// Opens queues (recovering them), dead-letter directories and sink clients.
@@ -84,7 +86,13 @@ pub async fn open_sinks(config: &SiemExportConfig) -> Result<Sinks, Error> {
             kb: kb.clone(),
         });
     }
-    Ok(Sinks { handles, drivers, kb })
+    let all_write_compact = drivers.iter().all(|d| d.sink.writes_compact());
+    Ok(Sinks {
+        handles,
+        drivers,
+        kb,
+        all_write_compact,
+    })
 }
 
 /// Serves the siem-export service on `listener` until `shutdown` completes.
@@ -104,7 +112,9 @@ pub async fn serve(
     let names: Vec<&str> = sinks.handles.iter().map(|h| h.name).collect();
     names.iter().for_each(|name| crate::metrics::register_sink(name));
     tracing::info!(sinks = ?names, data_dir = %config.data_dir.display(), "siem export ready");
-    let state = ExportState::new(sinks.handles, config.queue.retry_after).with_kb(sinks.kb);
+    let state = ExportState::new(sinks.handles, config.queue.retry_after)
+        .with_kb(sinks.kb)
+        .with_sinks_writing_compact(sinks.all_write_compact);
     let disk = state.disk().clone();
     let server = server.add_service(grpc_service(state)).await;
     server.health().serving::<ExportServer>().await;

@@ -13,7 +13,8 @@
 //! and roles are enforced by the runtime's tower layer, not here.
 //!
 //! A batch may be compact (`compact_for_attack_version`): its events' techniques and threat
-//! actors without a name are filled in from this service's knowledge base when written. Every
+//! actors without a name are filled in from this service's knowledge base, once on receipt
+//! unless every sink writes them itself by reference (the queues keep the compact bytes). Every
 //! answer names that knowledge base's release (`attack_version`); a batch compact for another
 //! release, or sent while the service has no knowledge base, is answered RETRY as a whole, so
 //! the sender sends it again in full. In a compact batch, each technique and actor without a
@@ -64,6 +65,8 @@ pub struct ExportState {
     append: Arc<std::sync::Mutex<()>>,
     admit: Arc<tokio::sync::Semaphore>,
     kb: Option<Arc<Kb>>,
+    /// Whether compact events are filled in on receipt (some sink does not write them itself).
+    fill_in: bool,
     disk: DiskState,
 }
 
@@ -76,6 +79,7 @@ impl ExportState {
             append: Arc::default(),
             admit: Arc::new(tokio::sync::Semaphore::new(MAX_BATCHES_AT_ONCE)),
             kb: None,
+            fill_in: true,
             disk: DiskState::default(),
         }
     }
@@ -88,6 +92,14 @@ impl ExportState {
     /// Checks technique ids against `kb` too: an id it does not hold (in any state) is rejected.
     pub fn with_kb(mut self, kb: Arc<Kb>) -> Self {
         self.kb = Some(kb);
+        self
+    }
+
+    /// Keeps compact events compact in memory when `all_write_compact` (every sink writes them
+    /// itself, by reference to the knowledge base); otherwise, the default, each is filled in
+    /// once on receipt, so that no sink's driver copies it to fill it in.
+    pub fn with_sinks_writing_compact(mut self, all_write_compact: bool) -> Self {
+        self.fill_in = !all_write_compact;
         self
     }
 
@@ -120,14 +132,16 @@ impl ExportState {
         trace_context: HashMap<String, String>,
         compact_for: Option<Arc<str>>,
     ) -> Result<(), Error> {
+        let fill_in = self.kb.clone().filter(|_| self.fill_in);
         self.append(events.len(), trace_context, move |trace, now| {
             events
                 .into_iter()
                 .map(|e| {
                     let encoded = EncodedEvent::received(e, trace.clone(), now);
-                    match &compact_for {
-                        Some(release) => encoded.compact_for(release.clone()),
-                        None => encoded,
+                    match (&compact_for, &fill_in) {
+                        (Some(release), Some(kb)) => encoded.compact_for(release.clone()).filled_in(kb),
+                        (Some(release), None) => encoded.compact_for(release.clone()),
+                        (None, _) => encoded,
                     }
                 })
                 .collect()

@@ -229,6 +229,19 @@ impl EncodedEvent {
         }
     }
 
+    /// Fills the decoded event in from `kb` (see [`QueuedEvent::filled_in`]), for queues whose
+    /// sinks do not all write compact events themselves: filled once here, not once per sink.
+    /// The record keeps the bytes and mark it arrived with; a reader of the segment files gets
+    /// the event compact again, and its driver fills it in.
+    pub fn filled_in(mut self, kb: &attackmesh_attack::Kb) -> Self {
+        if self.compact_for.take().is_some()
+            && let Some(metadata) = Arc::make_mut(&mut self.event).metadata.as_mut()
+        {
+            attackmesh_attack::compact::fill_in(kb, metadata);
+        }
+        self
+    }
+
     /// Marks the event compact for ATT&CK release `release` (see
     /// [`QueueEntry::compact_for_attack_version`]).
     pub fn compact_for(mut self, release: Arc<str>) -> Self {
