@@ -302,7 +302,11 @@ impl Ctx {
                         retry.push(ev);
                     }
                     ItemOutcome::Dead(why) => {
-                        dead.push(DeadLetter::for_event(self.name, &ev.filled_in(&self.kb).event, &why));
+                        dead.push(DeadLetter::for_event(
+                            self.name,
+                            &ev.clone().filled_in(&self.kb).event,
+                            &why,
+                        ));
                         last_error = Some(why);
                     }
                 }
@@ -322,7 +326,7 @@ impl Ctx {
                 dead.extend(
                     retry
                         .drain(..)
-                        .map(|ev| DeadLetter::for_event(self.name, &ev.filled_in(&self.kb).event, &why)),
+                        .map(|ev| DeadLetter::for_event(self.name, &ev.clone().filled_in(&self.kb).event, &why)),
                 );
             }
             self.dead_letter(dead).await;

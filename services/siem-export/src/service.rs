@@ -15,10 +15,13 @@
 //! A batch may be compact (`compact_for_attack_version`): its events' techniques and threat
 //! actors without a name are filled in from this service's knowledge base, once on receipt
 //! unless every sink writes them itself by reference (the queues keep the compact bytes). Every
-//! answer names that knowledge base's release (`attack_version`); a batch compact for another
-//! release, or sent while the service has no knowledge base, is answered RETRY as a whole, so
-//! the sender sends it again in full. In a compact batch, each technique and actor without a
-//! name must be, exactly, an active technique or group of the release, or the event is refused.
+//! answer asks for compact batches, naming that knowledge base's release (`attack_version`),
+//! only when every sink writes them by reference: filling events in costs more than decoding
+//! their details, so a sender is better off sending them in full otherwise. A compact batch of
+//! the release is taken either way. One compact for another release, or sent while the service
+//! has no knowledge base, is answered RETRY as a whole, so the sender sends it again in full. In
+//! a compact batch, each technique and actor without a name must be, exactly, an active
+//! technique or group of the release, or the event is refused.
 //!
 //! Each event is decoded once, from the bytes it arrived as ([`EncodedExport`]); those bytes are
 //! what the queues hold. An event that does not decode ends the call with `INVALID_ARGUMENT`
@@ -95,9 +98,10 @@ impl ExportState {
         self
     }
 
-    /// Keeps compact events compact in memory when `all_write_compact` (every sink writes them
-    /// itself, by reference to the knowledge base); otherwise, the default, each is filled in
-    /// once on receipt, so that no sink's driver copies it to fill it in.
+    /// Keeps compact events compact in memory, and asks for them, when `all_write_compact`
+    /// (every sink writes them itself, by reference to the knowledge base); otherwise, the
+    /// default, asks for full events and fills each compact one in once on receipt, so that no
+    /// sink's driver copies it to fill it in.
     pub fn with_sinks_writing_compact(mut self, all_write_compact: bool) -> Self {
         self.fill_in = !all_write_compact;
         self
@@ -219,25 +223,23 @@ impl ExportState {
             };
             return Err(attackmesh::validate::to_status("", &[v]));
         }
-        let attack_version = self
-            .kb
-            .as_ref()
-            .map(|kb| kb.attack_version().to_owned())
-            .unwrap_or_default();
+        let release = self.kb.as_ref().map(|kb| kb.attack_version()).unwrap_or_default();
+        // Asked for only while no event needs filling in.
+        let attack_version = if self.fill_in { "" } else { release }.to_owned();
         let compact_for: Option<Arc<str>> = match batch.compact_for_attack_version.as_str() {
             "" => None,
-            release if release == attack_version => Some(release.into()),
-            release => {
+            compact if compact == release => Some(compact.into()),
+            compact => {
                 metrics::METRICS.refused_batches.inc();
-                let message = if attack_version.is_empty() {
+                let message = if release.is_empty() {
                     format!(
                         "batch is compact for ATT&CK `{}`, and this export takes full events only; send it in full",
-                        attackmesh::text::clip(release, 16)
+                        attackmesh::text::clip(compact, 16)
                     )
                 } else {
                     format!(
-                        "batch is compact for ATT&CK `{}`, and this export fills in ATT&CK {attack_version}; send it in full",
-                        attackmesh::text::clip(release, 16)
+                        "batch is compact for ATT&CK `{}`, and this export fills in ATT&CK {release}; send it in full",
+                        attackmesh::text::clip(compact, 16)
                     )
                 };
                 return Ok(ExportResponse {

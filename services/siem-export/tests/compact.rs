@@ -1,7 +1,8 @@
-//! Compact Export batches over real tonic: every answer names the service's ATT&CK release; a
-//! batch compact for that release is written, in every shape, exactly as the same events sent in
-//! full (canonical lines by reference to the knowledge base, the others filled in by the
-//! driver), and its queue records say they are compact, on disk too; a batch compact for another
+//! Compact Export batches over real tonic: answers ask for them, naming the service's ATT&CK
+//! release, only while every sink writes them by reference; a batch compact for that release is
+//! written, in every shape, exactly as the same events sent in full (canonical lines by
+//! reference to the knowledge base, the others filled in), and its queue records say they are
+//! compact, on disk too; a batch compact for another
 //! release is answered RETRY with nothing queued; an event whose nameless technique or group the
 //! release cannot fill in is refused alone; and a sink that does not write compact events, and
 //! the dead-letter queue, get them filled in.
@@ -58,12 +59,19 @@ async fn export(channel: &Channel, batches: Vec<ExportRequest>) -> Vec<ExportRes
     out
 }
 
-/// A canonical file sink (`events.ndjson`, the default one) and a HEC-shaped one (`hec.ndjson`)
-/// under `dir/out`, and an Elasticsearch sink nobody answers (its queue keeps everything).
-fn config(dir: &Path) -> SiemExportConfig {
+/// A canonical file sink (`events.ndjson`, the default one) under `dir/out`, the one sink that
+/// writes compact events by reference.
+fn canonical_only(dir: &Path) -> SiemExportConfig {
     let mut c = common::config(dir);
-    c.elasticsearch.url = Some(format!("http://{}", attackmesh_testkit::free_addr()));
     c.file.path = Some(dir.join("out").join("events.ndjson"));
+    c
+}
+
+/// [`canonical_only`] with a HEC-shaped file sink (`hec.ndjson`) and an Elasticsearch sink
+/// nobody answers (its queue keeps everything): sinks that are given compact events filled in.
+fn config(dir: &Path) -> SiemExportConfig {
+    let mut c = canonical_only(dir);
+    c.elasticsearch.url = Some(format!("http://{}", attackmesh_testkit::free_addr()));
     c.files.push(FileSinkConfig {
         name: Some("hec".into()),
         path: Some(dir.join("out").join("hec.ndjson")),
@@ -205,8 +213,11 @@ async fn a_compact_batch_is_written_in_every_shape_as_the_same_events_in_full() 
         "some event has candidate groups"
     );
     let n = full.len();
-    let (answer, canonical, hec, marks) = deliver(compact, &release).await;
-    assert_eq!(answer.attack_version, release);
+    let (answer, canonical, hec, marks) = deliver(compact.clone(), &release).await;
+    assert_eq!(
+        answer.attack_version, "",
+        "with sinks that fill them in, full events are asked for"
+    );
     assert_eq!(marks.len(), n);
     assert!(
         marks.iter().all(|m| m.as_deref() == Some(release.as_str())),
@@ -214,11 +225,32 @@ async fn a_compact_batch_is_written_in_every_shape_as_the_same_events_in_full() 
     );
 
     let (answer, want_canonical, want_hec, marks) = deliver(full, "").await;
-    assert_eq!(answer.attack_version, release, "every answer names the release");
+    assert_eq!(answer.attack_version, "");
     assert!(marks.iter().all(Option::is_none));
     assert_eq!(canonical, want_canonical);
     assert_eq!(hec, want_hec);
     assert!(canonical.contains("\"name\":\"Network Service Discovery\"") || n < 10);
+
+    // Where every sink writes them by reference, compact batches are asked for, and written the
+    // same.
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(canonical_only(dir.path())).await;
+    let batch = ExportRequest {
+        batch_id: 1,
+        events: compact,
+        compact_for_attack_version: release.clone(),
+        ..Default::default()
+    };
+    let answer = export(&running.channel(), vec![batch]).await.remove(0);
+    assert_eq!(
+        (answer.status, answer.accepted as usize),
+        (AckStatus::Durable as i32, n)
+    );
+    assert_eq!(answer.attack_version, release);
+    let out = dir.path().join("out").join("events.ndjson");
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    eventually(30, "canonical lines", || async { read().lines().count() == n }).await;
+    assert_eq!(read(), want_canonical);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,7 +258,7 @@ async fn a_batch_compact_for_another_release_is_retried_whole_and_unfillable_eve
     let engine = Engine::embedded().unwrap();
     let release = engine.kb().attack_version().to_owned();
     let dir = tempfile::tempdir().unwrap();
-    let running = start(config(dir.path())).await;
+    let running = start(canonical_only(dir.path())).await;
     let mut ev = attackmesh_testkit::port_scan("e1", "203.0.113.9");
     ev.technique_hints = vec!["T1046".into()];
     let mut attribution = engine.attribute_compact(&ev);

@@ -50,29 +50,29 @@ impl QueuedEvent {
     /// The event with its details filled in from `kb` (itself when it carries them), as every
     /// sink that does not write details by reference is given it. An id `kb` does not hold (an
     /// event queued compact under another release, read after an upgrade) is left without
-    /// details, with a warning; the event keeps its own `attack_version`.
-    pub fn filled_in(self: &Arc<Self>, kb: &Kb) -> Arc<Self> {
+    /// details, with a warning; the event keeps its own `attack_version`. Filled in place when
+    /// nothing else holds the event (as when it was read from the segment files), else in a
+    /// copy.
+    pub fn filled_in(self: Arc<Self>, kb: &Kb) -> Arc<Self> {
         if self.compact_for.is_none() {
-            return self.clone();
+            return self;
         }
-        let mut event = EnrichedEvent::clone(&self.event);
+        let mut queued = Arc::unwrap_or_clone(self);
+        let release = queued.compact_for.take();
+        let event = Arc::make_mut(&mut queued.event);
         if let Some(metadata) = event.metadata.as_mut() {
             let missing = attackmesh_attack::compact::fill_in(kb, metadata);
             if missing > 0 {
                 tracing::warn!(
                     event_id = %event.event_id,
                     missing,
-                    queued_for = self.compact_for.as_deref().unwrap_or_default(),
+                    queued_for = release.as_deref().unwrap_or_default(),
                     attack = kb.attack_version(),
                     "queued event names ATT&CK ids this knowledge base does not hold; written without their details"
                 );
             }
         }
-        Arc::new(Self {
-            event: Arc::new(event),
-            compact_for: None,
-            ..Self::clone(self)
-        })
+        Arc::new(queued)
     }
 }
 

@@ -162,7 +162,7 @@ impl Batch<'_> {
             let (event, kb) = match (self.kb, ev.compact_for.as_deref()) {
                 (Some(kb), Some(release)) if release == kb.attack_version() => (&ev.event, Some(kb)),
                 (Some(kb), Some(_)) => {
-                    filled = ev.filled_in(kb);
+                    filled = ev.clone().filled_in(kb);
                     (&filled.event, None)
                 }
                 _ => (&ev.event, None),
