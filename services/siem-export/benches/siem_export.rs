@@ -8,7 +8,9 @@
 //!
 //! The `suricata` benchmarks use 500 alerts of the shared Suricata sample, attributed by the
 //! embedded engine as the pipeline does (about 3 KB encoded each); they are skipped when the
-//! shared data is absent.
+//! shared data is absent. The `_compact` cases take the same alerts in the compact form
+//! enrichment sends while siem-export holds its ATT&CK release: decoded, and written by
+//! reference to the knowledge base.
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
@@ -19,7 +21,7 @@ use attackmesh::{
     formats::Format,
     proto::{EnrichedEvent, ExportRequest},
 };
-use attackmesh_attack::Engine;
+use attackmesh_attack::{Engine, compact};
 use attackmesh_siem_export::{
     config::FsyncPolicy,
     queue::{EncodedEvent, Queue, QueueSettings, ReceivedEvent},
@@ -52,17 +54,22 @@ fn settings(fsync: FsyncPolicy) -> QueueSettings {
 }
 
 /// A batch of the Suricata sample's alerts (repeated under fresh ids), enriched as the
-/// pipeline enriches them.
-fn suricata_batch() -> Option<Vec<EnrichedEvent>> {
+/// pipeline enriches them: in full, or in the compact form of an `Export` batch.
+fn suricata_batch(engine: &Engine, compact: bool) -> Option<Vec<EnrichedEvent>> {
     let path = data::shared_data()?.join("samples/suricata/first-org-conf-2015.eve.ndjson");
     let detections = data::sample_events(Format::SuricataEve, &path);
-    let engine = Engine::embedded().expect("engine");
     let events = (0..BATCH)
         .map(|i| {
             let mut detection = detections[i % detections.len()].1.clone();
             detection.event_id = format!("{}-{i}", detection.event_id);
             detection.submitted_by = "det".into();
-            let attribution = engine.attribute(&detection);
+            let attribution = if compact {
+                let mut a = engine.attribute_compact(&detection);
+                compact::for_export(engine.kb(), &mut a, engine.rule_pack_version()).expect("compact");
+                a
+            } else {
+                engine.attribute(&detection)
+            };
             attackmesh::enriched_event(detection, attribution, 1)
         })
         .collect();
@@ -108,8 +115,16 @@ fn records_kept_bytes(wire: &Bytes, trace: &Arc<HashMap<String, String>>) -> Vec
 
 /// An Export batch's bytes into queue records: as siem-export did (decode the request, encode
 /// each event again) and as it does (decode each event beside its kept bytes).
-fn export_batch(c: &mut Criterion, events: &[EnrichedEvent]) {
+fn export_batch(c: &mut Criterion, events: &[EnrichedEvent], compact_events: &[EnrichedEvent]) {
     let trace = trace();
+    let compact_wire = Bytes::from(
+        ExportRequest {
+            batch_id: 1,
+            events: compact_events.to_vec(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
     let request = ExportRequest {
         batch_id: 1,
         events: events.to_vec(),
@@ -127,6 +142,13 @@ fn export_batch(c: &mut Criterion, events: &[EnrichedEvent]) {
     group.throughput(Throughput::Elements(events.len() as u64));
     group.bench_function("decode_request", |b| b.iter(|| decode_request(&wire)));
     group.bench_function("decode_kept_bytes", |b| b.iter(|| decode_kept_bytes(&wire)));
+    eprintln!(
+        "export batch, compact: {} bytes per event",
+        compact_wire.len() / compact_events.len()
+    );
+    group.bench_function("decode_kept_bytes_compact", |b| {
+        b.iter(|| decode_kept_bytes(&compact_wire))
+    });
     group.bench_function("to_records_reencoded", |b| {
         b.iter_with_large_drop(|| records_reencoded(&wire, &trace))
     });
@@ -203,20 +225,24 @@ fn queue_suricata(c: &mut Criterion, events: &[EnrichedEvent]) {
 }
 
 fn suricata(c: &mut Criterion) {
-    let Some(events) = suricata_batch() else {
+    let engine = Engine::embedded().expect("engine");
+    let (Some(events), Some(compact_events)) = (suricata_batch(&engine, false), suricata_batch(&engine, true)) else {
         return;
     };
-    export_batch(c, &events);
+    export_batch(c, &events, &compact_events);
     queue_suricata(c, &events);
-    file_sink_suricata(c, &events);
+    file_sink_suricata(c, &events, &compact_events, &engine);
 }
 
 /// The file sink writing the batch as canonical lines, synced, as its driver hands it over:
 /// without a dedup record, and with the default one (each round under fresh event ids, so every
-/// line is still written and the record fills and evicts as in a long run).
-fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent]) {
+/// line is still written and the record fills and evicts as in a long run); and the compact
+/// batch, written by reference to the knowledge base.
+fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent], compact_events: &[EnrichedEvent], engine: &Engine) {
     let trace = trace();
-    let queued = |round: u64| -> Vec<Arc<QueuedEvent>> {
+    let release: Arc<str> = engine.kb().attack_version().into();
+    let queued = |round: u64, compact: bool| -> Vec<Arc<QueuedEvent>> {
+        let events = if compact { compact_events } else { events };
         events
             .iter()
             .enumerate()
@@ -230,7 +256,7 @@ fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent]) {
                     event: Arc::new(event),
                     trace_context: trace.clone(),
                     enqueued_at_micros: 1,
-                    compact_for: None,
+                    compact_for: compact.then(|| release.clone()),
                 })
             })
             .collect()
@@ -243,10 +269,11 @@ fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent]) {
     group.throughput(Throughput::Elements(events.len() as u64));
     group.sample_size(20);
     // `page_cache: keep` beside the default `drop`: what leaving the written pages cached costs.
-    for (name, dedup_ids, page_cache) in [
-        ("canonical_fsync", 0, PageCache::Drop),
-        ("canonical_fsync_page_cache_keep", 0, PageCache::Keep),
-        ("canonical_fsync_dedup", DEFAULT_DEDUP_IDS, PageCache::Drop),
+    for (name, dedup_ids, page_cache, compact) in [
+        ("canonical_fsync", 0, PageCache::Drop, false),
+        ("canonical_fsync_compact", 0, PageCache::Drop, true),
+        ("canonical_fsync_page_cache_keep", 0, PageCache::Keep, false),
+        ("canonical_fsync_dedup", DEFAULT_DEDUP_IDS, PageCache::Drop, false),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = FileSinkConfig {
@@ -257,14 +284,20 @@ fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent]) {
             keep_files: 1,
             ..Default::default()
         };
-        let sink = FileSink::new(&config, dir.path().join("delivered.log")).expect("file sink");
-        let first = queued(0);
+        let sink = FileSink::new(&config, dir.path().join("delivered.log"))
+            .expect("file sink")
+            .with_kb(engine.kb().clone());
+        let first = queued(0, compact);
         let mut round = 0;
         group.bench_function(name, |b| {
             b.iter_batched(
                 || {
                     round += 1;
-                    if dedup_ids == 0 { first.clone() } else { queued(round) }
+                    if dedup_ids == 0 {
+                        first.clone()
+                    } else {
+                        queued(round, compact)
+                    }
                 },
                 // The batch is returned, so that freeing it is not timed.
                 |batch| {
