@@ -9,7 +9,7 @@ use attackmesh::{
 use super::{Group, Kb, Technique};
 
 /// The details a compact event leaves out, borrowed from the knowledge base: what
-/// [`Kb::describe_technique`] and [`describe_group`] fill in, field for field (the tests of
+/// `Kb::describe_technique` and `describe_group` fill in, field for field (the tests of
 /// [`crate::compact`] hold the two to the same bytes). Only an exact id counts, in any state: a
 /// queued event written after an upgrade still finds a technique the new release revoked.
 impl AttackDetails for Kb {

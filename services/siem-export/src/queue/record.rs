@@ -242,8 +242,9 @@ impl EncodedEvent {
         self
     }
 
-    /// Marks the event compact for ATT&CK release `release` (see
-    /// [`QueueEntry::compact_for_attack_version`]).
+    /// Marks the event compact for ATT&CK release `release`: the record says so (its
+    /// `compact_for_attack_version`), and the sinks are given it compact until it is
+    /// [filled in](Self::filled_in).
     pub fn compact_for(mut self, release: Arc<str>) -> Self {
         prost::encoding::encode_key(5, prost::encoding::WireType::LengthDelimited, &mut self.head);
         prost::encoding::encode_varint(release.len() as u64, &mut self.head);
