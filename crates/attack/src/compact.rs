@@ -72,13 +72,7 @@ pub fn strip(attribution: &mut Attribution) {
 /// Fails when the releases differ or an id is not an active technique or group of `kb`;
 /// `attribution` may then be partly filled and must be discarded.
 pub fn expand(kb: &Kb, attribution: &mut Attribution, rule_pack_version: &str) -> Result<(), Error> {
-    if attribution.attack_version != kb.attack_version() {
-        return Err(Error::Compact(format!(
-            "attribution of ATT&CK `{}` cannot be expanded with ATT&CK {}",
-            attackmesh::text::clip(&attribution.attack_version, 16),
-            kb.attack_version()
-        )));
-    }
+    same_release(kb, attribution, "expanded with")?;
     let Some(metadata) = attribution.metadata.as_mut() else {
         return Ok(());
     };
@@ -110,6 +104,19 @@ pub fn expand(kb: &Kb, attribution: &mut Attribution, rule_pack_version: &str) -
     Ok(())
 }
 
+/// Fails unless `attribution` is of `kb`'s ATT&CK release, saying it cannot be `done` that
+/// release.
+fn same_release(kb: &Kb, attribution: &Attribution, done: &str) -> Result<(), Error> {
+    if attribution.attack_version == kb.attack_version() {
+        return Ok(());
+    }
+    Err(Error::Compact(format!(
+        "attribution of ATT&CK `{}` cannot be {done} ATT&CK {}",
+        attackmesh::text::clip(&attribution.attack_version, 16),
+        kb.attack_version()
+    )))
+}
+
 /// Turns a compact attribution (as attribution answers it, with the answer's
 /// `rule_pack_version`) into the compact form an `Export` batch carries: `technique_ids` and
 /// `metadata.rule_pack_version` put back, names and the rest still left out. Fails, as
@@ -117,13 +124,7 @@ pub fn expand(kb: &Kb, attribution: &mut Attribution, rule_pack_version: &str) -
 /// technique or group of `kb` (a receiver of the same release could not fill it in); the
 /// attribution may then be partly changed and must be discarded.
 pub fn for_export(kb: &Kb, attribution: &mut Attribution, rule_pack_version: &str) -> Result<(), Error> {
-    if attribution.attack_version != kb.attack_version() {
-        return Err(Error::Compact(format!(
-            "attribution of ATT&CK `{}` cannot be sent compact for ATT&CK {}",
-            attackmesh::text::clip(&attribution.attack_version, 16),
-            kb.attack_version()
-        )));
-    }
+    same_release(kb, attribution, "sent compact for")?;
     let Some(metadata) = attribution.metadata.as_mut() else {
         return Ok(());
     };

@@ -15,7 +15,6 @@ use std::{path::Path, sync::Arc};
 
 use attackmesh::proto::{
     AckStatus, DetectionEvent, DetectorKind, EnrichedEvent, ExportRequest, ExportResponse, ThreatActor,
-    export_service_client::ExportServiceClient,
 };
 use attackmesh_attack::{Engine, compact};
 use attackmesh_runtime::auth::Role;
@@ -24,18 +23,16 @@ use attackmesh_siem_export::{
     config::{BatchConfig, RetryConfig},
     dlq::DeadLetterQueue,
     driver::Driver,
-    queue::{EncodedEvent, Queue, QueueSettings, ReadItem},
+    queue::{EncodedEvent, Queue, QueueSettings},
     sinks::{
         ItemOutcome, QueuedEvent, Sink,
         file::{FileShape, FileSinkConfig},
     },
     status::SinkStats,
 };
-use attackmesh_testkit::{Running, Tokens, with_token};
-use tokio_stream::StreamExt;
-use tonic::transport::Channel;
+use attackmesh_testkit::{Running, Tokens};
 
-use common::eventually;
+use common::{eventually, export};
 
 async fn start(config: SiemExportConfig) -> Running<attackmesh_siem_export::Error> {
     let server = Tokens::new(&[("adm", Role::Admin)]).server().await;
@@ -43,20 +40,6 @@ async fn start(config: SiemExportConfig) -> Running<attackmesh_siem_export::Erro
         attackmesh_siem_export::server::serve(&config, server, listener, shutdown).await
     })
     .await
-}
-
-async fn export(channel: &Channel, batches: Vec<ExportRequest>) -> Vec<ExportResponse> {
-    let mut client = ExportServiceClient::new(channel.clone());
-    let mut answers = client
-        .export(with_token(tokio_stream::iter(batches), "adm-token"))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(a) = answers.next().await {
-        out.push(a.unwrap());
-    }
-    out
 }
 
 /// A canonical file sink (`events.ndjson`, the default one) under `dir/out`, the one sink that
@@ -167,30 +150,11 @@ async fn deliver(
     (answer, read("events.ndjson"), read("hec.ndjson"), marks)
 }
 
-/// The compact marks of a queue's records, read from a copy of its directory as a restarted
-/// process reads them.
-fn queued_marks(queue_dir: &Path) -> Vec<Option<std::sync::Arc<str>>> {
-    let copy = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(queue_dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, copy.path().join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    let settings = QueueSettings {
-        max_bytes: 1 << 30,
-        segment_bytes: 1 << 26,
-        fsync: Default::default(),
-    };
-    let (q, _) = Queue::open("copy", copy.path(), settings).unwrap();
-    let mut reader = q.reader().unwrap();
-    let items = reader.read_available(100_000, usize::MAX).unwrap();
-    items
+/// The compact marks of a queue's records, as a restarted process reads them.
+fn queued_marks(queue_dir: &Path) -> Vec<Option<Arc<str>>> {
+    common::recovered(queue_dir)
         .into_iter()
-        .filter_map(|i| match i {
-            ReadItem::Event(e) => Some(e.compact_for.clone()),
-            ReadItem::Damaged { .. } => None,
-        })
+        .map(|e| e.compact_for.clone())
         .collect()
 }
 

@@ -9,20 +9,15 @@ mod common;
 
 use std::{collections::HashMap, time::Duration};
 
-use attackmesh::proto::{
-    AckStatus, ExportRequest, ExportResponse, GetSinkStatusRequest, export_service_client::ExportServiceClient,
-};
+use attackmesh::proto::{AckStatus, ExportRequest, GetSinkStatusRequest, export_service_client::ExportServiceClient};
 use attackmesh_runtime::auth::Role;
 use attackmesh_siem_export::{
     SiemExportConfig,
-    queue::{Queue, QueueSettings, ReadItem},
     sinks::file::{FileShape, FileSinkConfig},
 };
 use attackmesh_testkit::{Running, Tokens, fixtures, free_addr, with_token};
-use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
-use common::eventually;
+use common::{eventually, export};
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -38,24 +33,6 @@ async fn start(config: SiemExportConfig) -> Running<attackmesh_siem_export::Erro
     .await
 }
 
-/// Sends batches on one stream and collects the answers.
-async fn export(channel: &Channel, batches: Vec<ExportRequest>) -> Vec<ExportResponse> {
-    let n = batches.len();
-    let mut client = ExportServiceClient::new(channel.clone());
-    let stream = tokio_stream::iter(batches);
-    let mut answers = client
-        .export(with_token(stream, "adm-token"))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(a) = answers.next().await {
-        out.push(a.unwrap());
-    }
-    assert_eq!(out.len(), n);
-    out
-}
-
 /// A file sink plus an Elasticsearch sink nobody answers (its queue keeps everything).
 fn config(dir: &std::path::Path) -> SiemExportConfig {
     let mut c = common::config(dir);
@@ -65,27 +42,11 @@ fn config(dir: &std::path::Path) -> SiemExportConfig {
     c
 }
 
-/// Opens a copy of a queue directory as a fresh process would after a crash.
+/// The ids and trace contexts of a queue's events, as a fresh process reads them after a crash.
 fn recovered_ids(queue_dir: &std::path::Path) -> (Vec<String>, Vec<HashMap<String, String>>) {
-    let copy = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(queue_dir).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, copy.path().join(p.file_name().unwrap())).unwrap();
-    }
-    let settings = QueueSettings {
-        max_bytes: 1 << 30,
-        segment_bytes: 1 << 26,
-        fsync: Default::default(),
-    };
-    let (q, _) = Queue::open("copy", copy.path(), settings).unwrap();
-    let mut reader = q.reader().unwrap();
-    let items = reader.read_available(100_000, usize::MAX).unwrap();
-    items
+    common::recovered(queue_dir)
         .into_iter()
-        .filter_map(|i| match i {
-            ReadItem::Event(e) => Some((e.event.event_id.clone(), HashMap::clone(&e.trace_context))),
-            ReadItem::Damaged { .. } => None,
-        })
+        .map(|e| (e.event.event_id.clone(), HashMap::clone(&e.trace_context)))
         .unzip()
 }
 
