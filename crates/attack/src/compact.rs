@@ -78,13 +78,10 @@ pub fn expand(kb: &Kb, attribution: &mut Attribution, rule_pack_version: &str) -
     };
     rule_pack_version.clone_into(&mut metadata.rule_pack_version);
     for detail in &mut metadata.techniques {
-        let technique = kb.technique(&detail.id).filter(|t| t.is_active()).ok_or_else(|| {
-            Error::Compact(format!(
-                "technique `{}` is not an active technique of ATT&CK {}",
-                attackmesh::text::clip(&detail.id, 16),
-                kb.attack_version()
-            ))
-        })?;
+        let technique = kb
+            .technique(&detail.id)
+            .filter(|t| t.is_active())
+            .ok_or_else(|| inactive(kb, "technique", &detail.id))?;
         kb.describe_technique(technique, detail);
     }
     attribution.technique_ids = metadata.techniques.iter().map(|t| t.id.clone()).collect();
@@ -92,13 +89,7 @@ pub fn expand(kb: &Kb, attribution: &mut Attribution, rule_pack_version: &str) -
         let group = kb
             .group(&actor.group_id)
             .filter(|g| g.is_active() && g.id.eq_ignore_ascii_case(actor.group_id.trim()))
-            .ok_or_else(|| {
-                Error::Compact(format!(
-                    "group `{}` is not an active group of ATT&CK {}",
-                    attackmesh::text::clip(&actor.group_id, 16),
-                    kb.attack_version()
-                ))
-            })?;
+            .ok_or_else(|| inactive(kb, "group", &actor.group_id))?;
         describe_group(group, actor);
     }
     Ok(())
@@ -117,6 +108,15 @@ fn same_release(kb: &Kb, attribution: &Attribution, done: &str) -> Result<(), Er
     )))
 }
 
+/// The error for `id`, which is not an active `kind` (technique, group) of `kb`.
+fn inactive(kb: &Kb, kind: &str, id: &str) -> Error {
+    Error::Compact(format!(
+        "{kind} `{}` is not an active {kind} of ATT&CK {}",
+        attackmesh::text::clip(id, 16),
+        kb.attack_version()
+    ))
+}
+
 /// Turns a compact attribution (as attribution answers it, with the answer's
 /// `rule_pack_version`) into the compact form an `Export` batch carries: `technique_ids` and
 /// `metadata.rule_pack_version` put back, names and the rest still left out. Fails, as
@@ -133,22 +133,14 @@ pub fn for_export(kb: &Kb, attribution: &mut Attribution, rule_pack_version: &st
         .iter()
         .find(|t| !kb.exact_technique(&t.id).is_some_and(|t| t.is_active()))
     {
-        return Err(Error::Compact(format!(
-            "technique `{}` is not an active technique of ATT&CK {}",
-            attackmesh::text::clip(&t.id, 16),
-            kb.attack_version()
-        )));
+        return Err(inactive(kb, "technique", &t.id));
     }
     if let Some(a) = metadata
         .threat_actors
         .iter()
         .find(|a| !kb.exact_group(&a.group_id).is_some_and(|g| g.is_active()))
     {
-        return Err(Error::Compact(format!(
-            "group `{}` is not an active group of ATT&CK {}",
-            attackmesh::text::clip(&a.group_id, 16),
-            kb.attack_version()
-        )));
+        return Err(inactive(kb, "group", &a.group_id));
     }
     rule_pack_version.clone_into(&mut metadata.rule_pack_version);
     attribution.technique_ids = metadata.techniques.iter().map(|t| t.id.clone()).collect();

@@ -5,12 +5,12 @@
 //! passes them upstream as backpressure; nothing here waits or drops on its own.
 //!
 //! Batches go compact (their events' ATT&CK details left for export to fill in, see
-//! `ExportRequest.compact_for_attack_version`) while export's last answer named this service's
-//! own ATT&CK release; the caller asks [`Exporter::compact_release`] before it attributes, and
-//! marks the batch with it. A compact batch that meets an export of another release (one
-//! replaced, or a mixed rollout) is answered RETRY as a whole; that answer names export's release
-//! and the batches made after it are full. Nothing is resent from here in another form: the
-//! detector resends, as for any RETRY.
+//! `ExportRequest.compact_for_attack_version`) while export's last answer asked for them in this
+//! service's own ATT&CK release; the caller asks [`Exporter::compact_release`] before it
+//! attributes, and marks the batch with it. A compact batch that meets an export of another
+//! release (one replaced, or a mixed rollout) is answered RETRY as a whole; that answer does not
+//! ask for this release, so the batches made after it are full. Nothing is resent from here in
+//! another form: the detector resends, as for any RETRY.
 
 use std::{
     collections::HashMap,
@@ -94,7 +94,7 @@ pub(crate) struct Exporter {
     max_batch: usize,
     /// This service's ATT&CK release: the one its compact batches are for.
     attack_version: String,
-    /// Whether export's last answer named `attack_version`.
+    /// Whether export's last answer asked for compact batches of `attack_version`.
     compact: AtomicBool,
 }
 
@@ -111,7 +111,7 @@ impl Exporter {
     }
 
     /// The ATT&CK release a batch made now may be compact for: this service's, while export's
-    /// last answer named it.
+    /// last answer asked for compact batches of it.
     pub(crate) fn compact_release(&self) -> Option<&str> {
         self.compact
             .load(Ordering::Relaxed)
@@ -175,11 +175,10 @@ impl Exporter {
             let compact = !self.attack_version.is_empty() && resp.attack_version == self.attack_version;
             if self.compact.swap(compact, Ordering::Relaxed) != compact {
                 tracing::info!(
-                    export = %attackmesh::text::clip(&resp.attack_version, 16),
+                    asked_for = %attackmesh::text::clip(&resp.attack_version, 16),
                     own = %self.attack_version,
-                    compact,
-                    "export's ATT&CK release changed; batches are {}",
-                    if compact { "compact" } else { "full" }
+                    "export batches go {}",
+                    if compact { "compact" } else { "in full" }
                 );
             }
             if resp.status == AckStatus::Durable as i32 {

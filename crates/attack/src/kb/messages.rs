@@ -44,9 +44,18 @@ impl Kb {
     }
 
     /// The group whose id is exactly `id` (as ATT&CK writes it), in any state: a revoked group
-    /// is not taken for its replacement.
+    /// is not taken for its replacement. Found without building a key: groups are sorted by id
+    /// (the index, which folds case, answers for data that is not).
     pub fn exact_group(&self, id: &str) -> Option<&Group> {
-        self.group_by_exact_id(id)
+        let groups = &self.data.groups;
+        match groups.binary_search_by(|g| g.id.as_str().cmp(id)) {
+            Ok(i) => Some(&groups[i]),
+            Err(_) => self
+                .group_index
+                .get(&id.to_lowercase())
+                .map(|i| &groups[*i])
+                .filter(|g| g.id == id),
+        }
     }
 
     /// The tactics of a technique as protobuf messages.

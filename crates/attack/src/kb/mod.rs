@@ -352,20 +352,6 @@ impl Kb {
         Some(g)
     }
 
-    /// The group whose id is exactly `id`, in any state, found without building a key: groups
-    /// are sorted by id (the index, which folds case, answers for data that is not).
-    pub(crate) fn group_by_exact_id(&self, id: &str) -> Option<&Group> {
-        let groups = &self.data.groups;
-        match groups.binary_search_by(|g| g.id.as_str().cmp(id)) {
-            Ok(i) => Some(&groups[i]),
-            Err(_) => self
-                .group_index
-                .get(&id.to_lowercase())
-                .map(|i| &groups[*i])
-                .filter(|g| g.id == id),
-        }
-    }
-
     /// All groups, including revoked and deprecated ones, sorted by id.
     pub fn groups(&self) -> impl Iterator<Item = &Group> {
         self.data.groups.iter()
