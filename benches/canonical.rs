@@ -4,7 +4,9 @@
 //!
 //! Run with `cargo bench -p attackmesh --bench canonical`. Criterion's elements/s are events per
 //! second on one core over the first-org Suricata sample (attributed as siem-export receives
-//! it; left out without the shared data) and over the test kit's fixture events.
+//! it; left out without the shared data) and over the test kit's fixture events. Beside them,
+//! the string escape alone over the sample's detector records (JSON inside a JSON string: the
+//! densest escaping every shape does).
 
 #![allow(missing_docs)]
 
@@ -64,6 +66,20 @@ fn bench(c: &mut Criterion, group: &str, events: &[EnrichedEvent]) {
 fn canonical(c: &mut Criterion) {
     let suricata = attackmesh_testkit::data::first_org_attributed();
     bench(c, "canonical_suricata", &suricata);
+    if !suricata.is_empty() {
+        let mut group = c.benchmark_group("escape_suricata");
+        group.throughput(Throughput::Elements(suricata.len() as u64));
+        let mut out = Vec::with_capacity(suricata.len() * 2048);
+        group.bench_function("original", |b| {
+            b.iter(|| {
+                out.clear();
+                suricata
+                    .iter()
+                    .for_each(|ev| attackmesh::json::escaped(&mut out, &ev.original));
+            })
+        });
+        group.finish();
+    }
     let fixtures: Vec<_> = (0..1000).map(attackmesh_testkit::fixtures::event).collect();
     bench(c, "canonical_fixture", &fixtures);
 }

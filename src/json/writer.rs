@@ -246,68 +246,89 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Appends `s` as a JSON string, escaped exactly as serde_json escapes it: `"` and `\\`, the
 /// short forms of backspace, tab, newline, form feed and carriage return, `\\u00XX` for the
 /// other control characters; everything else as it is. Bytes are looked at eight at a time: a
-/// word with nothing to escape is skipped whole, and in one with something the first such byte
-/// is found from the word's mask, so runs between escapes are copied in one piece however close
-/// the escapes are (a JSON record inside a string has a `"` every few bytes).
+/// word with nothing to escape is skipped whole, so a run of clean words is copied in one piece;
+/// in a word with something, each byte to escape is found from the word's mask, and the clean
+/// bytes before it are written from the word itself (stored whole, then cut back), so the short
+/// runs between dense escapes (a JSON record inside a string has a `"` every few bytes) cost a
+/// fixed eight-byte store each, and finding the next escape never waits for the last one.
 pub fn escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
+    // Start of the clean bytes not yet copied; `i` is where the next word starts.
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        let word = match bytes.get(i..i + 8) {
-            Some(word) => u64::from_le_bytes(word.try_into().unwrap_or_default()),
+        let word: [u8; 8] = match bytes.get(i..i + 8) {
+            Some(word) => word.try_into().unwrap_or_default(),
             None => {
                 // The last few bytes, padded with spaces (nothing to escape).
                 let mut tail = [b' '; 8];
                 tail[..bytes.len() - i].copy_from_slice(&bytes[i..]);
-                u64::from_le_bytes(tail)
+                tail
             }
         };
-        let mask = escape_mask(word);
+        let w = u64::from_le_bytes(word);
+        let mut mask = escape_mask(w);
         if mask == 0 {
             i += 8;
             continue;
         }
-        i += (mask.trailing_zeros() / 8) as usize;
-        let b = bytes[i];
-        out.extend_from_slice(&bytes[start..i]);
-        i += 1;
-        start = i;
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x09 => out.extend_from_slice(b"\\t"),
-            0x0a => out.extend_from_slice(b"\\n"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            0x0d => out.extend_from_slice(b"\\r"),
-            _ => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]),
+        if start < i {
+            out.extend_from_slice(&bytes[start..i]);
         }
+        // The word's bytes from `from` on are not written yet.
+        let mut from = 0;
+        while mask != 0 {
+            let at = (mask.trailing_zeros() / 8) as usize;
+            let len = out.len();
+            out.extend_from_slice(&(w >> (8 * from)).to_le_bytes());
+            out.truncate(len + at - from);
+            escape(out, word[at]);
+            from = at + 1;
+            mask &= mask - 1;
+        }
+        start = i + from;
+        i += 8;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
 
-/// The high bit of each of the eight bytes of `word` that is a control character, `"` or `\\`.
-/// Above the lowest byte marked, marks may be false (a borrow runs on); the lowest is exact,
-/// which is all [`escaped`] asks of it.
+/// Appends the escape of `b`, a byte [`escape_mask`] marks.
+fn escape(out: &mut Vec<u8>, b: u8) {
+    match b {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        0x08 => out.extend_from_slice(b"\\b"),
+        0x09 => out.extend_from_slice(b"\\t"),
+        0x0a => out.extend_from_slice(b"\\n"),
+        0x0c => out.extend_from_slice(b"\\f"),
+        0x0d => out.extend_from_slice(b"\\r"),
+        _ => out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 0xf)],
+        ]),
+    }
+}
+
+/// The high bit of each of the eight bytes of `word` that is a control character, `"` or `\\`,
+/// and of no other byte. Each byte's test adds to its low seven bits only, so no carry reaches
+/// the next byte.
 fn escape_mask(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    // "Bytes below n" (bytes of 0x80 and up never marked), and "zero bytes" of the word XORed
-    // with the byte looked for.
-    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH;
-    let zero = |w: u64| below(w, 1);
-    below(word, 0x20) | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')))
+    // Bytes below 0x20 (the high bit of `low + 0x60` is clear exactly for low seven bits below
+    // 0x20; bytes of 0x80 and up are never marked), and zero bytes of the word XORed with the
+    // byte looked for.
+    let control = !(((word & LOW) + ONES * 0x60) | word) & HIGH;
+    let zero = |w: u64| !(((w & LOW) + LOW) | w) & HIGH;
+    control | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')))
 }
 
 #[cfg(test)]
@@ -388,6 +409,27 @@ mod tests {
                     assert_eq!(out, serde_json::to_vec(&s).unwrap(), "{s:?}");
                 }
             }
+        }
+    }
+
+    /// Strings mixing escapes, plain ASCII and multi-byte characters in every order, several
+    /// escapes to a word and bytes of 0x80 and up beside them.
+    #[test]
+    fn mixed_strings_are_escaped_as_serde_json_escapes_them() {
+        let pieces = [
+            "\"", "\\", "\n", "\t", "\u{1}", "\u{1f}", "\u{7f}", " ", "a", "Z", "é", "漢", "🦀", "{\"k\":",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..5000 {
+            let mut s = String::new();
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            for _ in 0..(seed >> 58) {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                s.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+            }
+            let mut out = Vec::new();
+            escaped(&mut out, &s);
+            assert_eq!(out, serde_json::to_vec(&s).unwrap(), "{s:?}");
         }
     }
 
