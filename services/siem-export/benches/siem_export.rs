@@ -27,7 +27,7 @@ use attackmesh_siem_export::{
     queue::{EncodedEvent, Queue, QueueSettings, ReceivedEvent},
     sinks::{
         QueuedEvent, Sink,
-        file::{DEFAULT_DEDUP_IDS, FileSink, FileSinkConfig, PageCache},
+        file::{DEFAULT_DEDUP_IDS, FileShape, FileSink, FileSinkConfig, PageCache},
         util::{Original, ecs, hec},
     },
 };
@@ -237,7 +237,8 @@ fn suricata(c: &mut Criterion) {
 /// The file sink writing the batch as canonical lines, synced, as its driver hands it over:
 /// without a dedup record, and with the default one (each round under fresh event ids, so every
 /// line is still written and the record fills and evicts as in a long run); and the compact
-/// batch, written by reference to the knowledge base.
+/// batch, written by reference to the knowledge base, as canonical lines and as the ECS and HEC
+/// shapes beside the full batch.
 fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent], compact_events: &[EnrichedEvent], engine: &Engine) {
     let trace = trace();
     let release: Arc<str> = engine.kb().attack_version().into();
@@ -269,15 +270,27 @@ fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent], compact_event
     group.throughput(Throughput::Elements(events.len() as u64));
     group.sample_size(20);
     // `page_cache: keep` beside the default `drop`: what leaving the written pages cached costs.
-    for (name, dedup_ids, page_cache, compact) in [
-        ("canonical_fsync", 0, PageCache::Drop, false),
-        ("canonical_fsync_compact", 0, PageCache::Drop, true),
-        ("canonical_fsync_page_cache_keep", 0, PageCache::Keep, false),
-        ("canonical_fsync_dedup", DEFAULT_DEDUP_IDS, PageCache::Drop, false),
+    let canonical = FileShape::Canonical;
+    for (name, shape, dedup_ids, page_cache, compact) in [
+        ("canonical_fsync", canonical, 0, PageCache::Drop, false),
+        ("canonical_fsync_compact", canonical, 0, PageCache::Drop, true),
+        ("canonical_fsync_page_cache_keep", canonical, 0, PageCache::Keep, false),
+        (
+            "canonical_fsync_dedup",
+            canonical,
+            DEFAULT_DEDUP_IDS,
+            PageCache::Drop,
+            false,
+        ),
+        ("ecs_fsync", FileShape::Ecs, 0, PageCache::Drop, false),
+        ("ecs_fsync_compact", FileShape::Ecs, 0, PageCache::Drop, true),
+        ("hec_fsync", FileShape::Hec, 0, PageCache::Drop, false),
+        ("hec_fsync_compact", FileShape::Hec, 0, PageCache::Drop, true),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = FileSinkConfig {
             path: Some(dir.path().join("events.ndjson")),
+            shape,
             dedup_ids,
             page_cache,
             rotate_bytes: 64 << 20,
@@ -346,14 +359,14 @@ fn queue(c: &mut Criterion) {
     group.bench_function("ecs_document", |b| {
         b.iter(|| {
             out.clear();
-            ecs::write_document(&ev, now, Original::Keep, &mut out);
+            ecs::write_document(&ev, now, Original::Keep, None, &mut out);
         })
     });
     let meta = hec::Metadata::default();
     group.bench_function("hec_envelope", |b| {
         b.iter(|| {
             out.clear();
-            hec::write_envelope(&ev, &meta, &mut out);
+            hec::write_envelope(&ev, &meta, None, &mut out);
         })
     });
     group.finish();
@@ -377,14 +390,14 @@ fn shapes(c: &mut Criterion) {
         (
             "ecs_writer",
             Box::new(move |ev, out| {
-                ecs::write_document(ev, now, Original::Keep, out);
+                ecs::write_document(ev, now, Original::Keep, None, out);
                 out.push(b'\n');
             }),
         ),
         (
             "ecs_writer_original_drop",
             Box::new(move |ev, out| {
-                ecs::write_document(ev, now, Original::Drop, out);
+                ecs::write_document(ev, now, Original::Drop, None, out);
                 out.push(b'\n');
             }),
         ),
@@ -392,7 +405,7 @@ fn shapes(c: &mut Criterion) {
             "hec_vec_per_event",
             Box::new(move |ev, out| {
                 let mut own = Vec::new();
-                hec::write_envelope(ev, &meta, &mut own);
+                hec::write_envelope(ev, &meta, None, &mut own);
                 out.extend_from_slice(&own);
                 out.push(b'\n');
             }),
@@ -400,7 +413,7 @@ fn shapes(c: &mut Criterion) {
         (
             "hec_writer",
             Box::new(move |ev, out| {
-                hec::write_envelope(ev, &meta, out);
+                hec::write_envelope(ev, &meta, None, out);
                 out.push(b'\n');
             }),
         ),

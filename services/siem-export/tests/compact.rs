@@ -1,8 +1,8 @@
 //! Compact Export batches over real tonic: answers ask for them, naming the service's ATT&CK
-//! release, only while every sink writes them by reference; a batch compact for that release is
-//! written, in every shape, exactly as the same events sent in full (canonical lines by
-//! reference to the knowledge base, the others filled in), and its queue records say they are
-//! compact, on disk too; a batch compact for another
+//! release, only while every sink writes them by reference (file, Elasticsearch and HEC sinks
+//! do; intel does not); a batch compact for that release is written, in every shape, exactly as
+//! the same events sent in full, and its queue records say they are compact, on disk too; a
+//! batch compact for another
 //! release is answered RETRY with nothing queued; an event whose nameless technique or group the
 //! release cannot fill in is refused alone; and a sink that does not write compact events, and
 //! the dead-letter queue, get them filled in.
@@ -42,8 +42,7 @@ async fn start(config: SiemExportConfig) -> Running<attackmesh_siem_export::Erro
     .await
 }
 
-/// A canonical file sink (`events.ndjson`, the default one) under `dir/out`, the one sink that
-/// writes compact events by reference.
+/// A canonical file sink (`events.ndjson`, the default one) under `dir/out`.
 fn canonical_only(dir: &Path) -> SiemExportConfig {
     let mut c = common::config(dir);
     c.file.path = Some(dir.join("out").join("events.ndjson"));
@@ -51,7 +50,8 @@ fn canonical_only(dir: &Path) -> SiemExportConfig {
 }
 
 /// [`canonical_only`] with a HEC-shaped file sink (`hec.ndjson`) and an Elasticsearch sink
-/// nobody answers (its queue keeps everything): sinks that are given compact events filled in.
+/// nobody answers (its queue keeps everything): sinks that write compact events by reference
+/// too.
 fn config(dir: &Path) -> SiemExportConfig {
     let mut c = canonical_only(dir);
     c.elasticsearch.url = Some(format!("http://{}", attackmesh_testkit::free_addr()));
@@ -122,10 +122,19 @@ fn events(engine: &Engine) -> (Vec<EnrichedEvent>, Vec<EnrichedEvent>) {
     (full, compact)
 }
 
-/// Exports `events` to a fresh service (marked compact for `compact_for`), waits for both files
-/// to hold them all, and returns the answer, both files and the queue's records as read back
-/// from disk (each with whether it is marked compact).
+/// [`config`] with an intel sink nobody answers: a sink that is given compact events filled in.
+fn with_intel(dir: &Path) -> SiemExportConfig {
+    let mut c = config(dir);
+    c.intel.peer.endpoints = vec![format!("http://{}", attackmesh_testkit::free_addr())];
+    c.intel.peer.token = Some(attackmesh_runtime::secret::Secret::new("intel-token"));
+    c
+}
+
+/// Exports `events` to a fresh service with the sinks of `config` (marked compact for
+/// `compact_for`), waits for both files to hold them all, and returns the answer, both files and
+/// the queue's records as read back from disk (each with whether it is marked compact).
 async fn deliver(
+    config: fn(&Path) -> SiemExportConfig,
     events: Vec<EnrichedEvent>,
     compact_for: &str,
 ) -> (ExportResponse, String, String, Vec<Option<std::sync::Arc<str>>>) {
@@ -177,10 +186,10 @@ async fn a_compact_batch_is_written_in_every_shape_as_the_same_events_in_full() 
         "some event has candidate groups"
     );
     let n = full.len();
-    let (answer, canonical, hec, marks) = deliver(compact.clone(), &release).await;
+    let (answer, canonical, hec, marks) = deliver(config, compact.clone(), &release).await;
     assert_eq!(
-        answer.attack_version, "",
-        "with sinks that fill them in, full events are asked for"
+        answer.attack_version, release,
+        "every sink writes them by reference: compact batches are asked for"
     );
     assert_eq!(marks.len(), n);
     assert!(
@@ -188,33 +197,23 @@ async fn a_compact_batch_is_written_in_every_shape_as_the_same_events_in_full() 
         "{marks:?}"
     );
 
-    let (answer, want_canonical, want_hec, marks) = deliver(full, "").await;
-    assert_eq!(answer.attack_version, "");
+    let (answer, want_canonical, want_hec, marks) = deliver(config, full, "").await;
+    assert_eq!(answer.attack_version, release);
     assert!(marks.iter().all(Option::is_none));
     assert_eq!(canonical, want_canonical);
     assert_eq!(hec, want_hec);
     assert!(canonical.contains("\"name\":\"Network Service Discovery\"") || n < 10);
 
-    // Where every sink writes them by reference, compact batches are asked for, and written the
-    // same.
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(canonical_only(dir.path())).await;
-    let batch = ExportRequest {
-        batch_id: 1,
-        events: compact,
-        compact_for_attack_version: release.clone(),
-        ..Default::default()
-    };
-    let answer = export(&running.channel(), vec![batch]).await.remove(0);
+    // With a sink that is given them filled in, full events are asked for; a compact batch of
+    // the release is still taken, and written the same.
+    let (answer, canonical, hec, marks) = deliver(with_intel, compact, &release).await;
     assert_eq!(
-        (answer.status, answer.accepted as usize),
-        (AckStatus::Durable as i32, n)
+        answer.attack_version, "",
+        "with a sink that fills them in, full events are asked for"
     );
-    assert_eq!(answer.attack_version, release);
-    let out = dir.path().join("out").join("events.ndjson");
-    let read = || std::fs::read_to_string(&out).unwrap_or_default();
-    eventually(30, "canonical lines", || async { read().lines().count() == n }).await;
-    assert_eq!(read(), want_canonical);
+    assert!(marks.iter().all(|m| m.as_deref() == Some(release.as_str())));
+    assert_eq!(canonical, want_canonical);
+    assert_eq!(hec, want_hec);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,6 +74,19 @@ impl QueuedEvent {
         }
         Arc::new(queued)
     }
+
+    /// What a sink writing details by reference to `kb` writes, with the knowledge base its
+    /// writer takes them from: this event and `kb` when it is compact for `kb`'s release; the
+    /// event filled in from `kb` ([`QueuedEvent::filled_in`], which warns of ids `kb` lacks) when
+    /// compact for another, as after an upgrade; this event alone when it carries its details,
+    /// or when there is no `kb` (the driver then fills events in before the sink sees them).
+    pub fn by_reference<'k>(self: &Arc<Self>, kb: Option<&'k Kb>) -> (Arc<Self>, Option<&'k Kb>) {
+        match (kb, self.compact_for.as_deref()) {
+            (Some(kb), Some(release)) if release == kb.attack_version() => (self.clone(), Some(kb)),
+            (Some(kb), Some(_)) => (self.clone().filled_in(kb), None),
+            _ => (self.clone(), None),
+        }
+    }
 }
 
 /// What became of one event of a batch.
@@ -165,8 +178,8 @@ impl SinkSpec {
     /// `kb` is the knowledge base compact events are written from.
     pub fn build(&self, data_dir: &std::path::Path, kb: &Arc<Kb>) -> Result<Arc<dyn Sink>, Error> {
         Ok(match self {
-            SinkSpec::Elasticsearch(c) => Arc::new(elasticsearch::ElasticsearchSink::new(c)?),
-            SinkSpec::SplunkHec(c) => Arc::new(splunk_hec::SplunkHecSink::new(c)?),
+            SinkSpec::Elasticsearch(c) => Arc::new(elasticsearch::ElasticsearchSink::new(c)?.with_kb(kb.clone())),
+            SinkSpec::SplunkHec(c) => Arc::new(splunk_hec::SplunkHecSink::new(c)?.with_kb(kb.clone())),
             SinkSpec::File(c) => {
                 let log = data_dir.join("delivered").join(format!("{}.log", self.name()));
                 Arc::new(file::FileSink::new(c, log)?.with_kb(kb.clone()))

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::ElasticsearchConfig;
 use crate::sinks::{QueuedEvent, util::ecs};
 use attackmesh::{json::Json, proto::EnrichedEvent};
+use attackmesh_attack::Kb;
 
 /// Appends the bulk action line for one event (no newline) to `out`.
 pub(super) fn write_action(config: &ElasticsearchConfig, event: &EnrichedEvent, out: &mut Vec<u8>) {
@@ -41,17 +42,20 @@ pub(super) fn action(config: &ElasticsearchConfig, event: &EnrichedEvent) -> ser
 }
 
 /// The NDJSON body of one `_bulk` request, written into one buffer; `now` is the documents'
-/// `event.ingested`.
+/// `event.ingested`. Compact events are written by reference to `kb` when there is one
+/// ([`QueuedEvent::by_reference`]).
 pub(super) fn bulk_body(
     config: &ElasticsearchConfig,
     events: &[Arc<QueuedEvent>],
     now: chrono::DateTime<chrono::Utc>,
+    kb: Option<&Kb>,
 ) -> Vec<u8> {
     let mut body = Vec::with_capacity(events.len() * 4096);
     for ev in events {
+        let (ev, compact) = ev.by_reference(kb);
         write_action(config, &ev.event, &mut body);
         body.push(b'\n');
-        ecs::write_document(&ev.event, now, config.original, &mut body);
+        ecs::write_document(&ev.event, now, config.original, compact, &mut body);
         body.push(b'\n');
     }
     body

@@ -11,6 +11,7 @@
 use std::{io::Write, sync::Arc};
 
 use attackmesh::text::clip;
+use attackmesh_attack::Kb;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
@@ -26,6 +27,8 @@ pub struct ElasticsearchSink {
     client: reqwest::Client,
     base: String,
     auth: Option<h::Authorization>,
+    /// Writes compact events' details from here.
+    kb: Option<Arc<Kb>>,
 }
 
 impl ElasticsearchSink {
@@ -63,7 +66,15 @@ impl ElasticsearchSink {
             client,
             base: url.trim_end_matches('/').to_owned(),
             auth,
+            kb: None,
         })
+    }
+
+    /// Writes compact events by reference to `kb`: their details are looked up as the documents
+    /// are written, and the driver leaves them compact.
+    pub fn with_kb(mut self, kb: Arc<Kb>) -> Self {
+        self.kb = Some(kb);
+        self
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -75,7 +86,7 @@ impl ElasticsearchSink {
     }
 
     async fn bulk(&self, events: &[Arc<QueuedEvent>]) -> Vec<ItemOutcome> {
-        let mut body = encode::bulk_body(&self.config, events, chrono::Utc::now());
+        let mut body = encode::bulk_body(&self.config, events, chrono::Utc::now(), self.kb.as_deref());
         let mut req = self
             .request(reqwest::Method::POST, "_bulk")
             .header(http::header::CONTENT_TYPE, "application/x-ndjson");
@@ -227,6 +238,10 @@ impl Sink for ElasticsearchSink {
 
     fn send<'a>(&'a self, events: &'a [Arc<QueuedEvent>]) -> BoxFuture<'a, Vec<ItemOutcome>> {
         Box::pin(self.bulk(events))
+    }
+
+    fn writes_compact(&self) -> bool {
+        self.kb.is_some()
     }
 }
 

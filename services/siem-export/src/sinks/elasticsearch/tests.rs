@@ -268,3 +268,28 @@ fn bulk_actions_use_external_versions_for_indices_and_create_for_data_streams() 
     ev.revision = 1;
     assert_eq!(encode::action(&config, &ev)["create"]["_id"], "evt-00000005");
 }
+
+/// The bulk body of a compact batch, written by reference to the knowledge base, is that of the
+/// same events filled in from it: queued compact for the sink's release, or for another (filled
+/// in first).
+#[test]
+fn a_compact_batch_makes_the_bulk_body_of_the_events_filled_in() {
+    use crate::sinks::util::tests::queued_compact;
+
+    let kb = attackmesh_attack::Kb::embedded().unwrap();
+    let config = super::ElasticsearchConfig {
+        url: Some("http://127.0.0.1:9200".into()),
+        ..Default::default()
+    };
+    let now = chrono::Utc::now();
+    let full = encode::bulk_body(&config, &queued_compact(&kb, None), now, None);
+    assert!(String::from_utf8_lossy(&full).contains("Brute Force"));
+    for release in [kb.attack_version(), "17.0"] {
+        let compact = encode::bulk_body(&config, &queued_compact(&kb, Some(release)), now, Some(&kb));
+        assert_eq!(
+            String::from_utf8_lossy(&compact),
+            String::from_utf8_lossy(&full),
+            "{release}"
+        );
+    }
+}

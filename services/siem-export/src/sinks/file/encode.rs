@@ -9,8 +9,7 @@ use super::FileShape;
 use crate::sinks::util::{Original, ecs, hec, ocsf};
 
 /// Appends `event` as one line of `shape` to `out`, with or without its `original` record. A
-/// compact event comes with the knowledge base its details are written from (canonical lines
-/// only: the driver fills events in for the other shapes).
+/// compact event comes with the knowledge base its details are written from.
 pub(super) fn write_line(
     event: &EnrichedEvent,
     shape: FileShape,
@@ -23,13 +22,13 @@ pub(super) fn write_line(
             Some(kb) => attackmesh::json::write_compact_event(event, original == Original::Keep, kb, out),
             None => attackmesh::json::write_enriched_event(event, original == Original::Keep, out),
         },
-        FileShape::Ecs => ecs::write_document(event, chrono::Utc::now(), original, out),
+        FileShape::Ecs => ecs::write_document(event, chrono::Utc::now(), original, compact, out),
         FileShape::Ocsf => {
-            if serde_json::to_writer(&mut *out, &ocsf::finding(event, original)).is_err() {
+            if serde_json::to_writer(&mut *out, &ocsf::finding(event, original, compact)).is_err() {
                 out.extend_from_slice(b"{}");
             }
         }
-        FileShape::Hec => hec::write_envelope(event, &hec::Metadata::default(), out),
+        FileShape::Hec => hec::write_envelope(event, &hec::Metadata::default(), compact, out),
     }
     out.push(b'\n');
 }

@@ -18,7 +18,7 @@ use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
 
 use super::{
-    FileShape, FileSinkConfig, PageCache,
+    FileSinkConfig, PageCache,
     delivered::{Delivered, Line},
     encode,
 };
@@ -34,7 +34,7 @@ pub struct FileSink {
     path: PathBuf,
     delivered_log: PathBuf,
     state: Arc<Mutex<State>>,
-    /// Writes compact events' details from here (canonical lines only).
+    /// Writes compact events' details from here.
     kb: Option<Arc<Kb>>,
 }
 
@@ -70,10 +70,10 @@ impl FileSink {
         })
     }
 
-    /// Writes compact events by reference to `kb` when the lines are canonical: their details
-    /// are looked up as they are written, never filled into the event.
+    /// Writes compact events by reference to `kb`: their details are looked up as the lines are
+    /// written, never filled into the event.
     pub fn with_kb(mut self, kb: Arc<Kb>) -> Self {
-        self.kb = (self.config.shape == FileShape::Canonical).then_some(kb);
+        self.kb = Some(kb);
         self
     }
 
@@ -156,18 +156,8 @@ impl Batch<'_> {
                 in_batch.insert(id, revision);
             }
             let start = buf.len();
-            // Written by reference when compact for this knowledge base's release; filled in (and
-            // warned about, for ids it lacks) when compact for another, as after an upgrade.
-            let filled;
-            let (event, kb) = match (self.kb, ev.compact_for.as_deref()) {
-                (Some(kb), Some(release)) if release == kb.attack_version() => (&ev.event, Some(kb)),
-                (Some(kb), Some(_)) => {
-                    filled = ev.clone().filled_in(kb);
-                    (&filled.event, None)
-                }
-                _ => (&ev.event, None),
-            };
-            encode::write_line(event, self.config.shape, self.config.original, kb, buf);
+            let (ev, compact) = ev.by_reference(self.kb);
+            encode::write_line(&ev.event, self.config.shape, self.config.original, compact, buf);
             if delivered.is_some() {
                 lines.extend(Line::new(id, revision, buf.len() - start));
             }

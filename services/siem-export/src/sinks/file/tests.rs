@@ -285,31 +285,28 @@ async fn synced_lines_leave_the_page_cache_unless_kept() {
     }
 }
 
-/// A compact event is written as the same event filled in: by reference when queued compact for
-/// the sink's release, filled in first when queued for another (a backlog across an upgrade).
+/// A compact event is written as the same event filled in, in every shape that does not stamp
+/// the time it is written (the ECS writer's own test covers ECS): by reference when queued
+/// compact for the sink's release, filled in first when queued for another (a backlog across an
+/// upgrade).
 #[tokio::test]
 async fn compact_events_are_written_as_the_events_filled_in() {
     let kb = attackmesh_attack::Kb::embedded().unwrap();
     let release: Arc<str> = kb.attack_version().into();
-    let compact_event = |i: u64| {
-        let mut event = attackmesh_testkit::fixtures::event(i);
-        for t in &mut event.metadata.as_mut().unwrap().techniques {
-            *t = attackmesh::proto::TechniqueDetail {
-                id: std::mem::take(&mut t.id),
-                confidence: t.confidence,
-                evidence: std::mem::take(&mut t.evidence),
-                ..Default::default()
-            };
-        }
-        event
-    };
-    let written = |compact_for: Option<Arc<str>>| {
+    let compact_event = |i: u64| crate::sinks::util::tests::compact(&attackmesh_testkit::fixtures::event(i));
+    let name = kb
+        .technique(&compact_event(0).metadata.unwrap().techniques[0].id)
+        .unwrap()
+        .name
+        .clone();
+    let written = |shape: FileShape, compact_for: Option<Arc<str>>| {
         let kb = kb.clone();
         async move {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("out.ndjson");
             let config = FileSinkConfig {
                 path: Some(path.clone()),
+                shape,
                 ..Default::default()
             };
             let sink = FileSink::new(&config, dir.path().join("delivered"))
@@ -335,16 +332,20 @@ async fn compact_events_are_written_as_the_events_filled_in() {
             std::fs::read_to_string(path).unwrap()
         }
     };
-    let full = written(None).await;
-    assert_eq!(full.lines().count(), 3);
-    assert!(full.lines().all(|l| l.contains("\"tactics\":[{")), "filled in: {full}");
-    assert_eq!(written(Some(release.clone())).await, full);
-    assert_eq!(written(Some("17.0".into())).await, full);
-    let hec = FileSinkConfig {
+    for shape in [FileShape::Canonical, FileShape::Hec, FileShape::Ocsf] {
+        let full = written(shape, None).await;
+        assert_eq!(full.lines().count(), 3);
+        assert!(full.lines().all(|l| l.contains(&name)), "filled in ({shape:?}): {full}");
+        assert_eq!(written(shape, Some(release.clone())).await, full, "{shape:?}");
+        assert_eq!(written(shape, Some("17.0".into())).await, full, "{shape:?}");
+    }
+    let config = FileSinkConfig {
         path: Some(std::path::PathBuf::from("unused")),
-        shape: FileShape::Hec,
         ..Default::default()
     };
-    let sink = FileSink::new(&hec, "unused".into()).unwrap().with_kb(kb);
-    assert!(!sink.writes_compact(), "only canonical lines are written by reference");
+    let sink = FileSink::new(&config, "unused".into()).unwrap();
+    assert!(
+        !sink.writes_compact(),
+        "without a knowledge base the driver fills events in"
+    );
 }

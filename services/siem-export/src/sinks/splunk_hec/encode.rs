@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use attackmesh_attack::Kb;
+
 use super::SplunkHecConfig;
 use crate::sinks::{QueuedEvent, util::hec};
 
@@ -39,17 +41,47 @@ impl Envelopes {
     }
 }
 
-/// The envelopes of `events`, written into one buffer.
-pub(super) fn envelopes(events: &[Arc<QueuedEvent>], config: &SplunkHecConfig) -> Envelopes {
+/// The envelopes of `events`, written into one buffer; compact events by reference to `kb` when
+/// there is one ([`QueuedEvent::by_reference`]).
+pub(super) fn envelopes(events: &[Arc<QueuedEvent>], config: &SplunkHecConfig, kb: Option<&Kb>) -> Envelopes {
     let meta = metadata(config);
     let mut body = Vec::with_capacity(events.len() * 3072);
     let mut ends = Vec::with_capacity(events.len());
     for e in events {
-        hec::write_envelope(&e.event, &meta, &mut body);
+        let (e, compact) = e.by_reference(kb);
+        hec::write_envelope(&e.event, &meta, compact, &mut body);
         ends.push(body.len());
     }
     Envelopes {
         body: body.into(),
         ends,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::sinks::util::tests::queued_compact;
+
+    /// The envelopes of a compact batch, written by reference to the knowledge base, are those of
+    /// the same events filled in from it: queued compact for the sink's release, or for another
+    /// (filled in first).
+    #[test]
+    fn a_compact_batch_makes_the_envelopes_of_the_events_filled_in() {
+        let kb = Kb::embedded().unwrap();
+        let config = SplunkHecConfig::default();
+        let full = envelopes(&queued_compact(&kb, None), &config, None);
+        assert!(String::from_utf8_lossy(&full.body).contains("Brute Force"));
+        for release in [kb.attack_version(), "17.0"] {
+            let compact = envelopes(&queued_compact(&kb, Some(release)), &config, Some(&kb));
+            assert_eq!(compact.ends, full.ends, "{release}");
+            assert_eq!(
+                String::from_utf8_lossy(&compact.body),
+                String::from_utf8_lossy(&full.body),
+                "{release}"
+            );
+        }
     }
 }

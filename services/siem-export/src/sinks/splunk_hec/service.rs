@@ -20,6 +20,7 @@ use std::{
 };
 
 use attackmesh::text::clip;
+use attackmesh_attack::Kb;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
@@ -43,6 +44,8 @@ pub struct SplunkHecSink {
     auth: h::Authorization,
     channel: String,
     ack: AtomicBool,
+    /// Writes compact events' details from here.
+    kb: Option<Arc<Kb>>,
 }
 
 /// Splunk's JSON answer.
@@ -84,7 +87,15 @@ impl SplunkHecSink {
             auth,
             channel: uuid::Uuid::new_v4().to_string(),
             ack: AtomicBool::new(config.ack),
+            kb: None,
         })
+    }
+
+    /// Writes compact events by reference to `kb`: their details are looked up as the envelopes
+    /// are written, and the driver leaves them compact.
+    pub fn with_kb(mut self, kb: Arc<Kb>) -> Self {
+        self.kb = Some(kb);
+        self
     }
 
     async fn post(&self, path: &str, body: bytes::Bytes, channel: bool) -> Result<Answer, String> {
@@ -226,7 +237,7 @@ impl Sink for SplunkHecSink {
 
     fn send<'a>(&'a self, events: &'a [Arc<QueuedEvent>]) -> BoxFuture<'a, Vec<ItemOutcome>> {
         Box::pin(async move {
-            let batch = encode::envelopes(events, &self.config);
+            let batch = encode::envelopes(events, &self.config, self.kb.as_deref());
             let n = batch.ends.len();
             let mut out = Vec::with_capacity(n);
             let mut start = 0;
@@ -249,5 +260,9 @@ impl Sink for SplunkHecSink {
             }
             out
         })
+    }
+
+    fn writes_compact(&self) -> bool {
+        self.kb.is_some()
     }
 }

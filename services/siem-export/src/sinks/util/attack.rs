@@ -2,13 +2,16 @@
 //! ECS document, the HEC envelope): the techniques with their parents, the tactics once each,
 //! the actors strong enough to be claimed, the ATT&CK pages, and the severity a SIEM is told.
 //! Every shape reads the same view, so an event never says one thing in Elastic and another in
-//! Splunk. No JSON and no I/O here; the one lookup beyond the event is a parent technique's name
-//! in the embedded knowledge base, decoded once per process.
+//! Splunk. No JSON and no I/O here. Lookups beyond the event: a parent technique's name in the
+//! embedded knowledge base, decoded once per process, and, for a compact event, the details it
+//! leaves out, borrowed from the knowledge base it is compact for (as
+//! [`attackmesh::json::write_compact_event`] writes them for the canonical shape).
 
 use std::sync::{Arc, OnceLock};
 
 use attackmesh::{
-    proto::{EnrichedEvent, IndicatorType, Severity, Tactic, TechniqueDetail, ThreatActor},
+    json::{AttackDetails, TacticText},
+    proto::{EnrichedEvent, IndicatorType, Severity, TechniqueDetail, ThreatActor},
     text::{reported_severity, severity_name},
 };
 use attackmesh_attack::{
@@ -32,7 +35,7 @@ pub struct AttackView<'a> {
     /// The techniques' tactics, once each by id, in the order first met.
     pub tactics: Vec<TacticRef<'a>>,
     /// Every ranked candidate actor.
-    pub actors: &'a [ThreatActor],
+    pub actors: Vec<Actor<'a>>,
     /// The actors claimed (score of at least [`GROUP_CLAIM_SCORE`]), in rank order.
     pub groups: Vec<GroupRef<'a>>,
     /// The severity reported: `low` when the event carries none.
@@ -56,27 +59,30 @@ pub struct Technique<'a> {
     pub reference: String,
     /// ATT&CK page of the parent technique.
     pub parent_reference: String,
-    /// The attribution's details; `None` for an id carried without them.
+    /// The attribution's details; `None` for an id carried without them. A compact event's
+    /// lack the name, tactics and page: read those from this view, never from here.
     pub detail: Option<&'a TechniqueDetail>,
+    /// Tactics the technique serves: the detail's, or the knowledge base's for a compact one
+    /// (none for an id carried without details).
+    tactics: Vec<TacticText<'a>>,
+    /// The page the attribution names (empty when it names none).
+    url: &'a str,
 }
 
-impl Technique<'_> {
+impl<'a> Technique<'a> {
     /// Whether this is a sub-technique.
     pub fn is_sub(&self) -> bool {
         self.parent != self.id
     }
 
     /// Tactics the technique serves (none for an id carried without details).
-    pub fn tactics(&self) -> &[Tactic] {
-        self.detail.map(|d| d.tactics.as_slice()).unwrap_or_default()
+    pub fn tactics(&self) -> &[TacticText<'a>] {
+        &self.tactics
     }
 
     /// The page the attribution names for the technique, else its ATT&CK page.
     pub fn page(&self) -> &str {
-        match self.detail {
-            Some(d) if !d.url.is_empty() => &d.url,
-            _ => &self.reference,
-        }
+        if self.url.is_empty() { &self.reference } else { self.url }
     }
 }
 
@@ -91,24 +97,45 @@ pub struct TacticRef<'a> {
     pub reference: String,
 }
 
+/// A ranked candidate actor: the event's, its name, aliases and STIX id from the knowledge base
+/// when the event is compact.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// ATT&CK group id (`G0016`).
+    pub group_id: &'a str,
+    /// Name.
+    pub name: &'a str,
+    /// Aliases.
+    pub aliases: &'a [String],
+    /// Score of the candidate.
+    pub score: f64,
+    /// The event's techniques the group is known to use.
+    pub matched_techniques: &'a [String],
+    /// STIX id of the group.
+    pub stix_id: &'a str,
+}
+
 /// A claimed actor with its ATT&CK page.
 #[derive(Debug)]
 pub struct GroupRef<'a> {
     /// The ranked candidate.
-    pub actor: &'a ThreatActor,
+    pub actor: Actor<'a>,
     /// ATT&CK page of the group.
     pub reference: String,
 }
 
 impl<'a> AttackView<'a> {
-    /// The view of `event`.
-    pub fn of(event: &'a EnrichedEvent) -> Self {
-        let (details, actors) = event
+    /// The view of `event`. With `kb`, a compact event's techniques and actors left without a
+    /// name take their name, tactics, page and STIX id, or name, aliases and STIX id, from it, as
+    /// the event filled in from `kb` would carry them (an id `kb` does not hold exactly stays as
+    /// it is); without, every detail is taken as the event carries it.
+    pub fn of(event: &'a EnrichedEvent, kb: Option<&'a Kb>) -> Self {
+        let (details, candidates) = event
             .metadata
             .as_ref()
             .map(|m| (m.techniques.as_slice(), m.threat_actors.as_slice()))
             .unwrap_or_default();
-        let mut techniques: Vec<Technique<'a>> = details.iter().map(|d| technique(&d.id, &d.name, Some(d))).collect();
+        let mut techniques: Vec<Technique<'a>> = details.iter().map(|d| detailed(d, kb)).collect();
         // Ids without details (e.g. a degraded event carrying only validated hints) still count.
         for id in &event.technique_ids {
             if !techniques.iter().any(|t| t.id == id) {
@@ -130,21 +157,22 @@ impl<'a> AttackView<'a> {
             }
         }
         let mut tactics: Vec<TacticRef<'a>> = Vec::new();
-        for tactic in details.iter().flat_map(|d| &d.tactics) {
+        for tactic in techniques.iter().flat_map(|t| &t.tactics) {
             if !tactics.iter().any(|t| t.id == tactic.id) {
                 tactics.push(TacticRef {
-                    id: &tactic.id,
-                    name: &tactic.name,
-                    reference: tactic_url(&tactic.id),
+                    id: tactic.id,
+                    name: tactic.name,
+                    reference: tactic_url(tactic.id),
                 });
             }
         }
+        let actors: Vec<Actor<'a>> = candidates.iter().map(|a| actor(a, kb)).collect();
         let groups = actors
             .iter()
             .filter(|a| a.score >= GROUP_CLAIM_SCORE)
-            .map(|actor| GroupRef {
+            .map(|&actor| GroupRef {
                 actor,
-                reference: group_url(&actor.group_id),
+                reference: group_url(actor.group_id),
             })
             .collect();
         Self {
@@ -210,7 +238,61 @@ fn technique<'a>(id: &'a str, name: &'a str, detail: Option<&'a TechniqueDetail>
         reference: technique_url(id),
         parent_reference: technique_url(parent),
         detail,
+        tactics: Vec::new(),
+        url: "",
     }
+}
+
+/// An attributed technique: its details as the event carries them, or from `kb` when it is left
+/// without a name (a compact event's) and `kb` holds its id exactly.
+fn detailed<'a>(detail: &'a TechniqueDetail, kb: Option<&'a Kb>) -> Technique<'a> {
+    let known = kb
+        .filter(|_| detail.name.is_empty())
+        .and_then(|kb| AttackDetails::technique(kb, &detail.id));
+    let mut t = technique(&detail.id, &detail.name, Some(detail));
+    match known {
+        Some((text, tactics)) => {
+            t.name = text.name;
+            t.parent_name = text.name;
+            t.url = text.url;
+            t.tactics = tactics.collect();
+        }
+        None => {
+            t.url = &detail.url;
+            t.tactics = detail
+                .tactics
+                .iter()
+                .map(|x| TacticText {
+                    id: &x.id,
+                    name: &x.name,
+                    shortname: &x.shortname,
+                })
+                .collect();
+        }
+    }
+    t
+}
+
+/// A ranked candidate as the event carries it, or with its name, aliases and STIX id from `kb`
+/// when it is left without a name (a compact event's) and `kb` holds its id exactly.
+fn actor<'a>(candidate: &'a ThreatActor, kb: Option<&'a Kb>) -> Actor<'a> {
+    let mut actor = Actor {
+        group_id: &candidate.group_id,
+        name: &candidate.name,
+        aliases: &candidate.aliases,
+        score: candidate.score,
+        matched_techniques: &candidate.matched_techniques,
+        stix_id: &candidate.stix_id,
+    };
+    if let Some(group) = kb
+        .filter(|_| candidate.name.is_empty())
+        .and_then(|kb| AttackDetails::group(kb, &candidate.group_id))
+    {
+        actor.name = group.name;
+        actor.aliases = group.aliases;
+        actor.stix_id = group.stix_id;
+    }
+    actor
 }
 
 /// STIX cyber-observable type of an indicator (ECS `threat.indicator.type`, HEC `indicators`).

@@ -29,6 +29,7 @@ use attackmesh::proto::{
 };
 
 use attackmesh::json::Json;
+use attackmesh_attack::Kb;
 
 use super::{
     Original,
@@ -42,14 +43,16 @@ pub const ECS_VERSION: &str = "9.4.0";
 pub const DATASET: &str = "attackmesh.alerts";
 
 /// Appends the document for `event` to `out` (no newline); `ingested` is when attackmesh hands
-/// it over (`event.ingested`). `original` says whether `event.original` is written.
+/// it over (`event.ingested`). `original` says whether `event.original` is written. `kb` fills in
+/// a compact event's details, as for [`AttackView::of`].
 pub fn write_document(
     event: &EnrichedEvent,
     ingested: chrono::DateTime<chrono::Utc>,
     original: Original,
+    kb: Option<&Kb>,
     out: &mut Vec<u8>,
 ) {
-    let view = AttackView::of(event);
+    let view = AttackView::of(event, kb);
     let mut j = Json::object(out);
     if let Some(ts) = rfc3339(event.timestamp.as_ref()) {
         j.str("@timestamp", &ts);
@@ -84,7 +87,7 @@ pub(crate) fn document(
     original: Original,
 ) -> serde_json::Value {
     let mut out = Vec::new();
-    write_document(event, ingested, original, &mut out);
+    write_document(event, ingested, original, None, &mut out);
     serde_json::from_slice(&out).unwrap()
 }
 
@@ -298,8 +301,8 @@ fn threat(j: &mut Json<'_>, view: &AttackView<'_>) {
     j.end();
     j.end();
     j.obj("group");
-    j.strs("id", view.groups.iter().map(|g| g.actor.group_id.as_str()));
-    j.strs("name", view.groups.iter().map(|g| g.actor.name.as_str()));
+    j.strs("id", view.groups.iter().map(|g| g.actor.group_id));
+    j.strs("name", view.groups.iter().map(|g| g.actor.name));
     j.unique_strs(
         "alias",
         view.groups
@@ -318,7 +321,7 @@ fn pairing(j: &mut Json<'_>, view: &AttackView<'_>) {
     let mut rows: Vec<(&str, &str, usize, Option<&str>)> = Vec::new();
     for (order, t) in view.techniques.iter().enumerate() {
         for tac in t.tactics() {
-            rows.push((&tac.id, t.parent, order, t.is_sub().then_some(t.id)));
+            rows.push((tac.id, t.parent, order, t.is_sub().then_some(t.id)));
         }
     }
     rows.sort_unstable();
@@ -379,10 +382,10 @@ fn custom(j: &mut Json<'_>, event: &EnrichedEvent, view: &AttackView<'_>, origin
         }
         j.end();
         j.arr("threat_actors");
-        for a in &m.threat_actors {
+        for a in &view.actors {
             j.item_obj();
-            j.str_kept("group_id", &a.group_id);
-            j.str_kept("name", &a.name);
+            j.str_kept("group_id", a.group_id);
+            j.str_kept("name", a.name);
             j.arr_kept("aliases");
             a.aliases.iter().for_each(|x| j.item_str(x));
             j.end();
@@ -390,7 +393,7 @@ fn custom(j: &mut Json<'_>, event: &EnrichedEvent, view: &AttackView<'_>, origin
             j.arr_kept("matched_techniques");
             a.matched_techniques.iter().for_each(|x| j.item_str(x));
             j.end();
-            j.str_kept("stix_id", &a.stix_id);
+            j.str_kept("stix_id", a.stix_id);
             j.end();
         }
         j.end();

@@ -12,7 +12,7 @@ fn the_writer_writes_what_the_value_tree_wrote_for_every_real_event() {
     for ev in &events {
         for original in [Original::Keep, Original::Drop] {
             out.clear();
-            ecs::write_document(ev, now, original, &mut out);
+            ecs::write_document(ev, now, original, None, &mut out);
             let tree = ecs_tree::document(ev, now, original);
             let written: serde_json::Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(written, tree, "{} ({original:?})", ev.event_id);

@@ -11,8 +11,9 @@ use crate::sinks::util::{
     ecs::{DATASET, ECS_VERSION},
     rfc3339, rule_id, rule_name,
 };
+use attackmesh::json::TacticText;
 use attackmesh::proto::{
-    AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, Indicator, IndicatorType, Tactic,
+    AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, Indicator, IndicatorType,
 };
 use serde_json::{Value, json};
 
@@ -21,7 +22,7 @@ use super::doc::{Doc, push_unique};
 /// The document for `event`; `ingested` is when attackmesh hands it over (`event.ingested`).
 /// `original` says whether `event.original` is written.
 pub(super) fn document(event: &EnrichedEvent, ingested: chrono::DateTime<chrono::Utc>, original: Original) -> Value {
-    let view = AttackView::of(event);
+    let view = AttackView::of(event, None);
     let mut d = Doc::default();
     d.set("@timestamp", rfc3339(event.timestamp.as_ref()));
     d.set("ecs.version", ECS_VERSION);
@@ -212,7 +213,7 @@ fn threat(d: &mut Doc, view: &AttackView<'_>) {
     d.set("threat.technique.subtechnique.reference", json!(sub_ref));
     let mut alias = Vec::new();
     for g in &view.groups {
-        for x in &g.actor.aliases {
+        for x in g.actor.aliases {
             push_unique(&mut alias, x);
         }
     }
@@ -236,12 +237,10 @@ fn threat(d: &mut Doc, view: &AttackView<'_>) {
 /// its parent techniques and their sub-techniques (names and pages are in `threat.*`).
 fn rule_threat(view: &AttackView<'_>) -> Vec<Value> {
     type Parents<'v, 'a> = BTreeMap<&'a str, (&'v Technique<'a>, Vec<&'v Technique<'a>>)>;
-    let mut by_tactic: BTreeMap<&str, (&Tactic, Parents<'_, '_>)> = BTreeMap::new();
+    let mut by_tactic: BTreeMap<&str, (&TacticText<'_>, Parents<'_, '_>)> = BTreeMap::new();
     for t in &view.techniques {
         for tac in t.tactics() {
-            let (_, parents) = by_tactic
-                .entry(tac.id.as_str())
-                .or_insert_with(|| (tac, BTreeMap::new()));
+            let (_, parents) = by_tactic.entry(tac.id).or_insert_with(|| (tac, BTreeMap::new()));
             let (_, subs) = parents.entry(t.parent).or_insert_with(|| (t, Vec::new()));
             if t.is_sub() {
                 subs.push(t);

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use attackmesh::proto::{AttributionStatus, DetectorKind, Endpoint, EnrichedEvent};
+use attackmesh_attack::Kb;
 use serde::Serialize;
 
 use super::{
@@ -256,13 +257,13 @@ fn body<'a>(ev: &'a EnrichedEvent, view: &'a AttackView<'_>) -> Body<'a> {
             name: t.name,
             url: t.page(),
             confidence: d.confidence,
-            tactics: d
-                .tactics
+            tactics: t
+                .tactics()
                 .iter()
                 .map(|x| TacticOut {
-                    id: &x.id,
-                    name: &x.name,
-                    reference: view.tactic_reference(&x.id),
+                    id: x.id,
+                    name: x.name,
+                    reference: view.tactic_reference(x.id),
                 })
                 .collect(),
             evidence: d
@@ -282,7 +283,7 @@ fn body<'a>(ev: &'a EnrichedEvent, view: &'a AttackView<'_>) -> Body<'a> {
         mitre_technique: view.details().map(|(t, _)| t.name).collect(),
         mitre_tactic_id: tactic_ids.clone(),
         mitre_tactic: view.tactics.iter().map(|t| t.name).collect(),
-        mitre_threat_group_name: view.groups.iter().map(|g| g.actor.name.as_str()).collect(),
+        mitre_threat_group_name: view.groups.iter().map(|g| g.actor.name).collect(),
     };
     let has_ann = !(ann.mitre_technique_id.is_empty()
         && ann.mitre_technique.is_empty()
@@ -332,11 +333,11 @@ fn body<'a>(ev: &'a EnrichedEvent, view: &'a AttackView<'_>) -> Body<'a> {
                 .actors
                 .iter()
                 .map(|a| ActorOut {
-                    group_id: &a.group_id,
-                    name: &a.name,
-                    aliases: &a.aliases,
+                    group_id: a.group_id,
+                    name: a.name,
+                    aliases: a.aliases,
                     score: a.score,
-                    matched_techniques: &a.matched_techniques,
+                    matched_techniques: a.matched_techniques,
                 })
                 .collect(),
         },
@@ -372,8 +373,9 @@ fn envelope<'a>(ev: &'a EnrichedEvent, view: &'a AttackView<'_>, meta: &Metadata
 }
 
 /// Appends the envelope of `ev` to `out` (no newline), as it goes into a batch body or a line.
-pub fn write_envelope(ev: &EnrichedEvent, meta: &Metadata<'_>, out: &mut Vec<u8>) {
-    let view = AttackView::of(ev);
+/// `kb` fills in a compact event's details, as for [`AttackView::of`].
+pub fn write_envelope(ev: &EnrichedEvent, meta: &Metadata<'_>, kb: Option<&Kb>, out: &mut Vec<u8>) {
+    let view = AttackView::of(ev, kb);
     // The envelope holds strings, numbers and string maps only: writing it into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &envelope(ev, &view, meta));
 }
@@ -382,6 +384,6 @@ pub fn write_envelope(ev: &EnrichedEvent, meta: &Metadata<'_>, out: &mut Vec<u8>
 #[cfg(test)]
 pub(crate) fn envelope_bytes(ev: &EnrichedEvent, meta: &Metadata<'_>) -> Vec<u8> {
     let mut out = Vec::new();
-    write_envelope(ev, meta, &mut out);
+    write_envelope(ev, meta, None, &mut out);
     out
 }

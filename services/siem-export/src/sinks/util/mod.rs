@@ -17,7 +17,7 @@ pub mod hec;
 pub(crate) mod http;
 pub mod ocsf;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use attackmesh::{formats::Format, proto::EnrichedEvent};
 use serde::{Deserialize, Serialize};

@@ -17,7 +17,11 @@
 
 use std::net::IpAddr;
 
-use attackmesh::proto::{AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, IndicatorType, Severity};
+use attackmesh::{
+    json::TacticText,
+    proto::{AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, IndicatorType, Severity},
+};
+use attackmesh_attack::Kb;
 use serde_json::{Value, json};
 
 use super::{
@@ -38,9 +42,10 @@ pub const FINDINGS_CATEGORY: i64 = 2;
 pub const PRODUCT: &str = "attackmesh";
 
 /// The Detection Finding for `event`; `original` says whether `raw_data` holds the detector's
-/// record (the attributes parsed from it are then left out).
-pub fn finding(event: &EnrichedEvent, original: Original) -> Value {
-    let view = AttackView::of(event);
+/// record (the attributes parsed from it are then left out). `kb` fills in a compact event's
+/// details, as for [`AttackView::of`].
+pub fn finding(event: &EnrichedEvent, original: Original, kb: Option<&Kb>) -> Value {
+    let view = AttackView::of(event, kb);
     let mut d = Doc::default();
     let (activity_id, activity) = if event.revision > 1 {
         (2, "Update")
@@ -136,12 +141,12 @@ fn attacks(view: &AttackView<'_>, version: &str) -> Vec<Value> {
     ordered.extend(view.techniques.iter().filter(|t| !t.is_sub()));
     let mut out = Vec::new();
     for t in ordered {
-        let tactics: Vec<Option<&attackmesh::proto::Tactic>> = match t.tactics() {
+        let tactics: Vec<Option<&TacticText<'_>>> = match t.tactics() {
             [] => vec![None],
             list => list.iter().map(Some).collect(),
         };
         for tactic in tactics {
-            let tactic_id = tactic.map_or("", |x| x.id.as_str());
+            let tactic_id = tactic.map_or("", |x| x.id);
             if !t.is_sub() && seen.iter().any(|(p, tac, _)| *p == t.parent && *tac == tactic_id) {
                 continue;
             }
@@ -149,9 +154,9 @@ fn attacks(view: &AttackView<'_>, version: &str) -> Vec<Value> {
             let mut a = Doc::default();
             a.set("version", version);
             if let Some(tac) = tactic {
-                a.set("tactic.uid", tac.id.as_str());
-                a.set("tactic.name", tac.name.as_str());
-                a.set("tactic.src_url", view.tactic_reference(&tac.id));
+                a.set("tactic.uid", tac.id);
+                a.set("tactic.name", tac.name);
+                a.set("tactic.src_url", view.tactic_reference(tac.id));
             }
             a.set("technique.uid", t.parent);
             a.set("technique.name", t.parent_name);

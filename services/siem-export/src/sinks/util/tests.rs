@@ -20,7 +20,7 @@ fn the_view_holds_each_technique_with_its_parent_and_each_tactic_once() {
     ev.technique_ids.push("T1059.004".into());
     let kb_url = "https://attack.mitre.org/techniques/T1110/001";
     ev.metadata.as_mut().unwrap().techniques[0].url = kb_url.into();
-    let view = AttackView::of(&ev);
+    let view = AttackView::of(&ev, None);
     let techniques: Vec<_> = view
         .techniques
         .iter()
@@ -58,7 +58,7 @@ fn the_view_holds_each_technique_with_its_parent_and_each_tactic_once() {
     let groups: Vec<_> = view
         .groups
         .iter()
-        .map(|g| (g.actor.group_id.as_str(), g.reference.as_str()))
+        .map(|g| (g.actor.group_id, g.reference.as_str()))
         .collect();
     assert_eq!(groups, [("G0016", "https://attack.mitre.org/groups/G0016/")]);
     assert_eq!((view.severity_name(), view.severity_number()), ("high", 73));
@@ -123,7 +123,7 @@ fn a_parent_technique_is_named_from_attack_when_only_its_sub_technique_was_seen(
 #[test]
 fn the_ocsf_finding_pairs_each_sub_technique_with_its_parent_and_tactic() {
     let ev = fixtures::event(1);
-    let f = ocsf::finding(&ev, Original::Keep);
+    let f = ocsf::finding(&ev, Original::Keep, None);
     assert_eq!(
         (&f["class_uid"], &f["type_uid"], &f["activity_id"]),
         (&json!(2004), &json!(200401), &json!(1))
@@ -179,7 +179,7 @@ fn the_ocsf_finding_pairs_each_sub_technique_with_its_parent_and_tactic() {
 fn a_re_attributed_event_is_an_update_of_the_same_finding() {
     let mut ev = fixtures::event(1);
     ev.revision = 2;
-    let f = ocsf::finding(&ev, Original::Keep);
+    let f = ocsf::finding(&ev, Original::Keep, None);
     assert_eq!((&f["activity_id"], &f["type_uid"]), (&json!(2), &json!(200402)));
     assert_eq!(f["type_name"], "Detection Finding: Update");
     assert_eq!(f["finding_info"]["uid"], ev.event_id.as_str());
@@ -272,13 +272,13 @@ fn an_ocsf_finding_holds_the_record_once() {
     let Some((ev, record)) = suricata_event() else {
         return;
     };
-    let kept = ocsf::finding(&ev, Original::Keep);
+    let kept = ocsf::finding(&ev, Original::Keep, None);
     assert_eq!(kept["raw_data"], ev.original.as_str());
     assert!(
         kept["unmapped"]["attackmesh"].get("attributes").is_none(),
         "the parsed record again"
     );
-    let dropped = ocsf::finding(&ev, Original::Drop);
+    let dropped = ocsf::finding(&ev, Original::Drop, None);
     assert!(dropped.get("raw_data").is_none());
     assert_eq!(
         dropped["unmapped"]["attackmesh"]["attributes"]["alert.signature_id"],
@@ -287,7 +287,7 @@ fn an_ocsf_finding_holds_the_record_once() {
     // A detector's own attributes beside its record say more than the record: both are kept.
     let mut own = ev.clone();
     own.original_format = "my-detector".into();
-    let f = ocsf::finding(&own, Original::Keep);
+    let f = ocsf::finding(&own, Original::Keep, None);
     assert!(!f["raw_data"].is_null() && !f["unmapped"]["attackmesh"]["attributes"].is_null());
     for doc in [&kept, &dropped] {
         let size = serde_json::to_vec(doc).unwrap().len();
@@ -296,4 +296,113 @@ fn an_ocsf_finding_holds_the_record_once() {
             "{size} bytes for a {record}-byte record: {doc:#}"
         );
     }
+}
+
+/// `event` as a compact batch carries it: techniques and actors without the details a
+/// knowledge base of its release tells.
+pub(crate) fn compact(event: &EnrichedEvent) -> EnrichedEvent {
+    let mut event = event.clone();
+    let rule_packs = event.metadata.as_ref().map(|m| m.rule_pack_version.clone());
+    let mut attribution = attackmesh::proto::Attribution {
+        metadata: event.metadata.take(),
+        ..Default::default()
+    };
+    attackmesh_attack::compact::strip(&mut attribution);
+    event.metadata = attribution.metadata;
+    if let (Some(m), Some(v)) = (event.metadata.as_mut(), rule_packs) {
+        m.rule_pack_version = v;
+    }
+    event
+}
+
+/// Four fixture events as a sink's driver hands them over: compact and queued compact for
+/// `compact_for`, or, without it, the same events filled in from `kb`.
+pub(crate) fn queued_compact(
+    kb: &attackmesh_attack::Kb,
+    compact_for: Option<&str>,
+) -> Vec<std::sync::Arc<crate::sinks::QueuedEvent>> {
+    use std::sync::Arc;
+    (0..4)
+        .map(|i| {
+            let mut event = compact(&fixtures::event(i));
+            if compact_for.is_none() {
+                attackmesh_attack::compact::fill_in(kb, event.metadata.as_mut().unwrap());
+            }
+            Arc::new(crate::sinks::QueuedEvent {
+                seq: i,
+                event: Arc::new(event),
+                trace_context: Default::default(),
+                enqueued_at_micros: 0,
+                compact_for: compact_for.map(Arc::from),
+            })
+        })
+        .collect()
+}
+
+/// Every shape's line for `event`, with and without the original record, its details taken
+/// from `kb` when given.
+fn every_shape(event: &EnrichedEvent, kb: Option<&attackmesh_attack::Kb>) -> Vec<(String, Vec<u8>)> {
+    let now = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    let mut lines = Vec::new();
+    for original in [Original::Keep, Original::Drop] {
+        let mut out = Vec::new();
+        ecs::write_document(event, now, original, kb, &mut out);
+        lines.push((format!("ecs {original:?}"), out));
+        lines.push((
+            format!("ocsf {original:?}"),
+            serde_json::to_vec(&ocsf::finding(event, original, kb)).unwrap(),
+        ));
+    }
+    let mut out = Vec::new();
+    hec::write_envelope(event, &hec::Metadata::default(), kb, &mut out);
+    lines.push(("hec".into(), out));
+    lines
+}
+
+/// A compact event is written in every SIEM shape, its details by reference to the knowledge
+/// base, byte for byte as the same event filled in: for every real sample (candidate groups
+/// among them), the fixture's sub-technique and claimed group, a degraded event (its details
+/// travel in full) and ids the knowledge base does not hold (left bare either way).
+#[test]
+fn compact_events_are_written_in_every_shape_as_the_events_filled_in() {
+    let kb = attackmesh_attack::Kb::embedded().unwrap();
+    let mut events = attackmesh_testkit::data::real_attributed_samples();
+    events.push(fixtures::event(1));
+    events.push(fixtures::degraded_event(2));
+    let mut unknown = fixtures::event(3);
+    let m = unknown.metadata.as_mut().unwrap();
+    m.techniques[1].id = "T9999".into();
+    m.threat_actors[1].group_id = "g0007".into();
+    events.push(unknown);
+    let (mut compared, mut with_actors) = (0, 0);
+    for full in &events {
+        let compact = compact(full);
+        let mut filled = compact.clone();
+        if let Some(m) = filled.metadata.as_mut() {
+            attackmesh_attack::compact::fill_in(&kb, m);
+            with_actors += usize::from(!m.threat_actors.is_empty());
+        }
+        let want = every_shape(&filled, None);
+        for (got, want) in every_shape(&compact, Some(&kb)).iter().zip(&want) {
+            assert_eq!(
+                String::from_utf8_lossy(&got.1),
+                String::from_utf8_lossy(&want.1),
+                "{} ({})",
+                full.event_id,
+                want.0
+            );
+            compared += 1;
+        }
+        // A full event is written as it is, knowledge base or not.
+        assert_eq!(
+            every_shape(full, Some(&kb)),
+            every_shape(full, None),
+            "{}",
+            full.event_id
+        );
+    }
+    assert!(
+        with_actors > 1 && compared >= 5 * events.len(),
+        "{with_actors} / {compared}"
+    );
 }
