@@ -282,10 +282,11 @@ fn a_compact_batch_makes_the_bulk_body_of_the_events_filled_in() {
         ..Default::default()
     };
     let now = chrono::Utc::now();
-    let full = encode::bulk_body(&config, &queued_compact(&kb, None), now, None);
+    let events: Vec<_> = (0..4).map(attackmesh_testkit::fixtures::event).collect();
+    let full = encode::bulk_body(&config, &queued_compact(&kb, &events, None), now, None);
     assert!(String::from_utf8_lossy(&full).contains("Brute Force"));
     for release in [kb.attack_version(), "17.0"] {
-        let compact = encode::bulk_body(&config, &queued_compact(&kb, Some(release)), now, Some(&kb));
+        let compact = encode::bulk_body(&config, &queued_compact(&kb, &events, Some(release)), now, Some(&kb));
         assert_eq!(
             String::from_utf8_lossy(&compact),
             String::from_utf8_lossy(&full),

@@ -292,15 +292,14 @@ async fn synced_lines_leave_the_page_cache_unless_kept() {
 #[tokio::test]
 async fn compact_events_are_written_as_the_events_filled_in() {
     let kb = attackmesh_attack::Kb::embedded().unwrap();
-    let release: Arc<str> = kb.attack_version().into();
-    let compact_event = |i: u64| crate::sinks::util::tests::compact(&attackmesh_testkit::fixtures::event(i));
+    let events: Vec<_> = (0..3).map(attackmesh_testkit::fixtures::event).collect();
     let name = kb
-        .technique(&compact_event(0).metadata.unwrap().techniques[0].id)
+        .technique(&events[0].metadata.as_ref().unwrap().techniques[0].id)
         .unwrap()
         .name
         .clone();
-    let written = |shape: FileShape, compact_for: Option<Arc<str>>| {
-        let kb = kb.clone();
+    let written = |shape: FileShape, compact_for: Option<String>| {
+        let (kb, events) = (kb.clone(), &events);
         async move {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("out.ndjson");
@@ -313,21 +312,7 @@ async fn compact_events_are_written_as_the_events_filled_in() {
                 .unwrap()
                 .with_kb(kb.clone());
             assert!(sink.writes_compact());
-            let events: Vec<_> = (0..3)
-                .map(|i| {
-                    let mut event = compact_event(i);
-                    if compact_for.is_none() {
-                        attackmesh_attack::compact::fill_in(&kb, event.metadata.as_mut().unwrap());
-                    }
-                    Arc::new(QueuedEvent {
-                        seq: i,
-                        event: Arc::new(event),
-                        trace_context: Default::default(),
-                        enqueued_at_micros: 0,
-                        compact_for: compact_for.clone(),
-                    })
-                })
-                .collect();
+            let events = crate::sinks::util::tests::queued_compact(&kb, events, compact_for.as_deref());
             assert_eq!(sink.send(&events).await, vec![ItemOutcome::Delivered; 3]);
             std::fs::read_to_string(path).unwrap()
         }
@@ -336,8 +321,12 @@ async fn compact_events_are_written_as_the_events_filled_in() {
         let full = written(shape, None).await;
         assert_eq!(full.lines().count(), 3);
         assert!(full.lines().all(|l| l.contains(&name)), "filled in ({shape:?}): {full}");
-        assert_eq!(written(shape, Some(release.clone())).await, full, "{shape:?}");
-        assert_eq!(written(shape, Some("17.0".into())).await, full, "{shape:?}");
+        assert_eq!(
+            written(shape, Some(kb.attack_version().to_owned())).await,
+            full,
+            "{shape:?}"
+        );
+        assert_eq!(written(shape, Some("17.0".to_owned())).await, full, "{shape:?}");
     }
     let config = FileSinkConfig {
         path: Some(std::path::PathBuf::from("unused")),

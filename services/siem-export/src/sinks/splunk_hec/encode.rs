@@ -72,10 +72,11 @@ mod tests {
     fn a_compact_batch_makes_the_envelopes_of_the_events_filled_in() {
         let kb = Kb::embedded().unwrap();
         let config = SplunkHecConfig::default();
-        let full = envelopes(&queued_compact(&kb, None), &config, None);
+        let events: Vec<_> = (0..4).map(attackmesh_testkit::fixtures::event).collect();
+        let full = envelopes(&queued_compact(&kb, &events, None), &config, None);
         assert!(String::from_utf8_lossy(&full.body).contains("Brute Force"));
         for release in [kb.attack_version(), "17.0"] {
-            let compact = envelopes(&queued_compact(&kb, Some(release)), &config, Some(&kb));
+            let compact = envelopes(&queued_compact(&kb, &events, Some(release)), &config, Some(&kb));
             assert_eq!(compact.ends, full.ends, "{release}");
             assert_eq!(
                 String::from_utf8_lossy(&compact.body),

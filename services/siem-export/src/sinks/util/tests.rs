@@ -315,21 +315,24 @@ pub(crate) fn compact(event: &EnrichedEvent) -> EnrichedEvent {
     event
 }
 
-/// Four fixture events as a sink's driver hands them over: compact and queued compact for
-/// `compact_for`, or, without it, the same events filled in from `kb`.
+/// `events` as a sink's driver hands them over: compact and queued compact for `compact_for`,
+/// or, without it, filled in from `kb`. A test comparing the two builds `events` once (fixture
+/// events are stamped with the time they are made).
 pub(crate) fn queued_compact(
     kb: &attackmesh_attack::Kb,
+    events: &[EnrichedEvent],
     compact_for: Option<&str>,
 ) -> Vec<std::sync::Arc<crate::sinks::QueuedEvent>> {
     use std::sync::Arc;
-    (0..4)
-        .map(|i| {
-            let mut event = compact(&fixtures::event(i));
+    (0u64..)
+        .zip(events)
+        .map(|(seq, event)| {
+            let mut event = compact(event);
             if compact_for.is_none() {
                 attackmesh_attack::compact::fill_in(kb, event.metadata.as_mut().unwrap());
             }
             Arc::new(crate::sinks::QueuedEvent {
-                seq: i,
+                seq,
                 event: Arc::new(event),
                 trace_context: Default::default(),
                 enqueued_at_micros: 0,
