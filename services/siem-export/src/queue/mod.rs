@@ -6,10 +6,10 @@
 //!   returns, so a caller may acknowledge what it appended.
 //! - The consumer ([`QueueReader`]) sees only appended-and-synced records, reads ahead of the
 //!   cursor, and [`Queue::ack`]s in order; fully delivered segments are deleted.
-//! - Records this process appended are also kept decoded, up to a few MiB per queue, so a reader
-//!   that keeps up takes them from memory instead of reading and decoding them back; a reader
-//!   that falls behind, or starts after a restart, reads the segment files. Both give the same
-//!   events in the same order.
+//! - Records this process appended are also kept decoded, up to 16 MiB of records per queue, so
+//!   a reader that keeps up takes them from memory instead of reading and decoding them back; a
+//!   reader that falls behind, or starts after a restart, reads the segment files. Both give the
+//!   same events in the same order.
 //! - Recovery on open truncates a torn tail (a crash mid-append), keeps damaged records in the
 //!   middle for the reader to report and skip, and never panics on bad bytes.
 //!
@@ -57,7 +57,10 @@ const SEGMENT_EXT: &str = "seg";
 /// events, enough that a sink writing batches of 1,000 behind a stream of 500-event Export
 /// batches takes them from memory; at 4 MiB it fell behind at full load and read and decoded
 /// most events a second time from disk (siem-export 37.6 → 27.1 µs per real Suricata event).
-/// While a sink is down the window stays full: that much memory is held per queue.
+/// The bound counts framed bytes; held decoded, events take more: about three times as much for
+/// small events (an `EnrichedEvent` is over a kilobyte before its strings), 40–70 MiB of heap
+/// for 16 MiB of the benchmark's generated events. While a sink is down its window stays full:
+/// that much memory is held per queue.
 const RECENT_MAX_BYTES: u64 = 16 << 20;
 
 /// Size bounds and durability of one queue.
