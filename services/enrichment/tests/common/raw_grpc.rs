@@ -55,20 +55,23 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
 }
 
 impl RawCall {
-    /// Sends `data` as the server's flow control allows; `end` closes the request side.
+    /// Sends `data` as the server's flow control allows; `end` closes the request side. Stops,
+    /// without failing, once the server has ended the call: a server may answer a bad request
+    /// and close the stream before the rest of it arrives (the answer is [`RawCall::status`]).
     pub async fn send(&mut self, data: &[u8], end: bool) {
         let mut rest = Bytes::copy_from_slice(data);
         while !rest.is_empty() {
             self.send.reserve_capacity(rest.len());
-            let granted = futures::future::poll_fn(|cx| self.send.poll_capacity(cx))
-                .await
-                .unwrap()
-                .unwrap();
+            let Some(Ok(granted)) = futures::future::poll_fn(|cx| self.send.poll_capacity(cx)).await else {
+                return;
+            };
             let chunk = rest.split_to(granted.min(rest.len()));
-            self.send.send_data(chunk, false).unwrap();
+            if self.send.send_data(chunk, false).is_err() {
+                return;
+            }
         }
         if end {
-            self.send.send_data(Bytes::new(), true).unwrap();
+            let _ = self.send.send_data(Bytes::new(), true);
         }
     }
 
