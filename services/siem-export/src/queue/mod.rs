@@ -57,10 +57,10 @@ const SEGMENT_EXT: &str = "seg";
 /// events, enough that a sink writing batches of 1,000 behind a stream of 500-event Export
 /// batches takes them from memory; at 4 MiB it fell behind at full load and read and decoded
 /// most events a second time from disk (siem-export 37.6 → 27.1 µs per real Suricata event).
-/// The bound counts framed bytes; held decoded, events take more: about three times as much for
-/// small events (an `EnrichedEvent` is over a kilobyte before its strings), 40–70 MiB of heap
-/// for 16 MiB of the benchmark's generated events. While a sink is down its window stays full:
-/// that much memory is held per queue.
+/// The bound counts framed bytes; held decoded, events take more, up to about four times as
+/// much for small ones (an `EnrichedEvent` is over a kilobyte before its strings): with the
+/// benchmark's generated events a full window added 25–70 MiB to siem-export's peak resident
+/// memory. While a sink is down its window stays full: that much memory is held per queue.
 const RECENT_MAX_BYTES: u64 = 16 << 20;
 
 /// Size bounds and durability of one queue.
