@@ -321,6 +321,9 @@ async fn compact_events_are_written_as_the_events_filled_in() {
         let full = written(shape, None).await;
         assert_eq!(full.lines().count(), 3);
         assert!(full.lines().all(|l| l.contains(&name)), "filled in ({shape:?}): {full}");
+        if shape == FileShape::Canonical {
+            assert!(full.lines().all(|l| l.contains("\"tactics\":[{")), "filled in: {full}");
+        }
         assert_eq!(
             written(shape, Some(kb.attack_version().to_owned())).await,
             full,
