@@ -9,6 +9,10 @@ use std::{fs::File, os::unix::fs::FileExt, path::PathBuf, sync::Arc};
 use super::{Queue, record, segment_path};
 use crate::{error::Error, sinks::QueuedEvent};
 
+/// Bytes read from a segment file at once when records are read back: one read serves hundreds
+/// of records, where reading each record's header and then the record cost two reads apiece.
+const READ_CHUNK: usize = 256 << 10;
+
 /// One item read from a queue.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReadItem {
@@ -36,6 +40,9 @@ pub struct QueueReader {
     offset: u64,
     skip_below: u64,
     read_back: u64,
+    /// Bytes of the current segment read ahead, from offset `chunk_at`.
+    chunk: Vec<u8>,
+    chunk_at: u64,
 }
 
 impl QueueReader {
@@ -47,6 +54,8 @@ impl QueueReader {
             offset: 0,
             skip_below,
             read_back: 0,
+            chunk: Vec::new(),
+            chunk_at: 0,
         }
     }
 
@@ -82,6 +91,8 @@ impl QueueReader {
                         self.segment = next;
                         self.file = None;
                         self.offset = 0;
+                        self.chunk.clear();
+                        self.chunk_at = 0;
                         continue;
                     }
                     _ => break,
@@ -130,30 +141,50 @@ impl QueueReader {
         result
     }
 
+    /// Where the bytes at the reader's offset start in `chunk`, having read at least `want` of
+    /// them (fewer where the readable part of the segment, up to `limit`, ends first). Synced
+    /// bytes below the limit never change, so what was read ahead stays valid.
+    fn read_ahead(&mut self, file: &File, path: &std::path::Path, limit: u64, want: usize) -> Result<usize, Error> {
+        let avail = usize::try_from(limit - self.offset).unwrap_or(usize::MAX);
+        let want = want.min(avail);
+        let end = self.chunk_at + self.chunk.len() as u64;
+        if self.chunk_at <= self.offset && self.offset + want as u64 <= end {
+            return Ok((self.offset - self.chunk_at) as usize);
+        }
+        let len = want.max(READ_CHUNK).min(avail);
+        if self.chunk.capacity() > 4 * READ_CHUNK && len <= READ_CHUNK {
+            // Give back the room a single large record took.
+            self.chunk = Vec::new();
+        }
+        self.chunk.clear();
+        self.chunk.resize(len, 0);
+        self.chunk_at = self.offset;
+        if let Err(e) = file.read_exact_at(&mut self.chunk, self.offset) {
+            self.chunk.clear();
+            return Err(Error::io("read segment", path, e));
+        }
+        Ok(0)
+    }
+
     fn read_record(&mut self, file: &File, path: &std::path::Path, limit: u64) -> Result<Option<ReadItemRaw>, Error> {
         let avail = limit - self.offset;
-        let mut header = vec![0u8; record::HEADER.min(avail as usize)];
-        file.read_exact_at(&mut header, self.offset)
-            .map_err(|e| Error::io("read segment", path, e))?;
-        let whole = match record::parse(&header) {
+        let start = self.read_ahead(file, path, limit, record::HEADER)?;
+        let header = &self.chunk[start..(start + record::HEADER).min(self.chunk.len())];
+        let len = match record::parse(header) {
             record::Frame::Corrupt(reason) => return self.damaged(file, path, limit, reason).map(Some),
             _ if header.len() < record::HEADER => {
                 return self.damaged(file, path, limit, "truncated record").map(Some);
             }
-            _ => {
-                let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as u64;
-                if record::HEADER as u64 + len > avail {
-                    return self
-                        .damaged(file, path, limit, "record runs past the segment end")
-                        .map(Some);
-                }
-                let mut buf = vec![0u8; record::HEADER + len as usize];
-                file.read_exact_at(&mut buf, self.offset)
-                    .map_err(|e| Error::io("read segment", path, e))?;
-                buf
-            }
+            _ => u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize,
         };
-        match record::parse(&whole) {
+        if (record::HEADER + len) as u64 > avail {
+            return self
+                .damaged(file, path, limit, "record runs past the segment end")
+                .map(Some);
+        }
+        let start = self.read_ahead(file, path, limit, record::HEADER + len)?;
+        let whole = &self.chunk[start..start + record::HEADER + len];
+        match record::parse(whole) {
             record::Frame::Record { end } => {
                 let entry = record::decode(&whole[record::HEADER..end]);
                 let at = self.offset;

@@ -106,6 +106,67 @@ fn events_handed_over_in_memory_equal_those_read_back_from_disk() {
 }
 
 #[test]
+fn records_larger_than_a_read_and_records_across_reads_come_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = QueueSettings {
+        max_bytes: 1 << 30,
+        segment_bytes: 64 << 20,
+        fsync: FsyncPolicy::Never,
+    };
+    // Small records with one far larger than a single read of the segment every seventh, so
+    // records start and end at every position relative to the reads.
+    let events: Vec<EncodedEvent> = (0..60)
+        .map(|i| {
+            let mut event = event(i);
+            event.description = if i % 7 == 3 {
+                "y".repeat(300 << 10)
+            } else {
+                "z".repeat(900 + i)
+            };
+            EncodedEvent::new(Arc::new(event), Arc::new(HashMap::new()), 1)
+        })
+        .collect();
+    let (q, _) = Queue::open("test", dir.path(), settings).unwrap();
+    q.append(&events, 5).unwrap();
+    let from_memory = read_all(&mut q.reader().unwrap());
+    drop(q);
+    let (reopened, _) = Queue::open("test", dir.path(), settings).unwrap();
+    let mut on_disk = reopened.reader().unwrap();
+    let from_disk = read_all(&mut on_disk);
+    assert_eq!(on_disk.read_back(), 60);
+    assert_eq!(from_memory.len(), 60);
+    assert_eq!(from_disk, from_memory);
+    drop(reopened);
+
+    // Damage a small record well past the first read: it alone is reported, at its offset.
+    let seg = segment_path(dir.path(), 0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mut starts = vec![0];
+    while let record::Frame::Record { end } = record::parse(&bytes[*starts.last().unwrap()..]) {
+        starts.push(starts.last().unwrap() + end);
+    }
+    let victim = 40;
+    assert!(starts[victim] > 1 << 20, "the damaged record sits past the first reads");
+    bytes[starts[victim] + 30] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    let (damaged_queue, _) = Queue::open("test", dir.path(), settings).unwrap();
+    let items = read_all(&mut damaged_queue.reader().unwrap());
+    let want: Vec<String> = (0..60).filter(|&i| i != victim).map(|i| format!("ev-{i}")).collect();
+    assert_eq!(ids(&items), want);
+    let damaged: Vec<_> = items
+        .iter()
+        .filter_map(|i| match i {
+            ReadItem::Damaged { offset, len, .. } => Some((*offset, *len)),
+            ReadItem::Event(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        damaged,
+        vec![(starts[victim] as u64, (starts[victim + 1] - starts[victim]) as u64)]
+    );
+}
+
+#[test]
 fn a_reader_behind_the_memory_bound_reads_the_rest_from_disk_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let (q, _) = Queue::open(
