@@ -56,6 +56,11 @@ fn separate_processes_with_the_file_sink() {
     check_figures(&report, &["attribution", "enrichment", "siem_export"]);
     check_figures(&report["baseline"], &["attribution", "enrichment", "siem_export"]);
     assert_eq!(report["delivered"], 2000, "{report}");
+    let after = report["delivered_after_seconds"].as_f64();
+    assert!(
+        after.is_some_and(|s| s >= 0.0),
+        "delivered_after_seconds missing in {report}"
+    );
     assert_eq!(report["processes"], "separate");
     assert_eq!(report["sink"], "file");
     assert_eq!(report["rate"], Value::Null);

@@ -246,6 +246,10 @@ struct Report {
     #[serde(flatten)]
     run: Figures,
     delivered: u64,
+    /// Seconds from the last acknowledgement until the sink held every event (polled every
+    /// 20 ms): how far the sink was behind when the drive ended. Throughput counts events
+    /// acknowledged DURABLE, which the sink may still be writing.
+    delivered_after_seconds: f64,
     processes: &'static str,
     sink: &'static str,
     /// Line shape of the file sink (`None` with the HEC sink).
@@ -342,7 +346,7 @@ async fn measure(
         Some(Figures::new(&outcome, rss, cpu))
     };
     let phase = format!("{prefix}pipeline");
-    let (outcome, rss, cpu, delivered, intervals) = run_phase(setup, args, hec, workload, &phase, false)
+    let (outcome, rss, cpu, delivery, intervals) = run_phase(setup, args, hec, workload, &phase, false)
         .await
         .with_context(|| phase.clone())?;
     let run = Figures::new(&outcome, rss, cpu);
@@ -356,7 +360,8 @@ async fn measure(
     Ok(Report {
         workload: workload.label(),
         run,
-        delivered,
+        delivered: delivery.events,
+        delivered_after_seconds: (delivery.after_seconds * 100.0).round() / 100.0,
         processes: match args.processes {
             Processes::Separate => "separate",
             Processes::Single => "single",
@@ -377,8 +382,17 @@ async fn measure(
     })
 }
 
+/// What the sink held at the end of a phase.
+#[derive(Debug, Default, Clone, Copy)]
+struct Delivery {
+    /// Events the sink holds, the warm-up's left out.
+    events: u64,
+    /// Seconds from the last acknowledgement until the sink held every event.
+    after_seconds: f64,
+}
+
 /// Starts one stack, warms it up, drives it and stops it; for the real pipeline also waits
-/// until the sink holds every acknowledged event and returns how many it holds.
+/// until the sink holds every acknowledged event and returns what it holds and when.
 async fn run_phase(
     setup: &Setup,
     args: &PipelineArgs,
@@ -390,7 +404,7 @@ async fn run_phase(
     Outcome,
     BTreeMap<String, f64>,
     BTreeMap<String, f64>,
-    u64,
+    Delivery,
     Vec<Interval>,
 )> {
     if args.processes == Processes::Single {
@@ -469,10 +483,12 @@ async fn run_phase(
     if noop {
         let (rss, cpu) = (stack.peak_rss_mb(), cpu_used(&stack));
         stack.stop().await?;
-        return Ok((outcome, rss, cpu, 0, intervals));
+        return Ok((outcome, rss, cpu, Delivery::default(), intervals));
     }
     let acked = warm.accepted + outcome.accepted;
+    let drained = std::time::Instant::now();
     sink::wait_delivered(stack.export, &setup.internal_token, acked).await?;
+    let after_seconds = drained.elapsed().as_secs_f64();
     let (rss, cpu) = (stack.peak_rss_mb(), cpu_used(&stack));
     stack.stop().await?;
     let held = match hec {
@@ -486,7 +502,16 @@ async fn run_phase(
             outcome.accepted
         );
     }
-    Ok((outcome, rss, cpu, delivered, intervals))
+    Ok((
+        outcome,
+        rss,
+        cpu,
+        Delivery {
+            events: delivered,
+            after_seconds,
+        },
+        intervals,
+    ))
 }
 
 fn summary(r: &Report) -> String {
@@ -512,7 +537,10 @@ fn summary(r: &Report) -> String {
         _ => "separate processes",
     };
     let mut text = line(&format!("{} pipeline ({layout}, {} sink)", r.workload, r.sink), &r.run);
-    text.push_str(&format!("  the sink holds {} of them\n", r.delivered));
+    text.push_str(&format!(
+        "  the sink holds {} of them, {:.2} s after the last acknowledgement\n",
+        r.delivered, r.delivered_after_seconds
+    ));
     if let (Some(b), Some(ratio)) = (&r.baseline, &r.ratio_to_baseline) {
         text.push_str(&line("baseline (no-op hops)", b));
         text.push_str(&format!(

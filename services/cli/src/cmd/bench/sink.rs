@@ -150,7 +150,7 @@ pub(super) async fn wait_delivered(addr: SocketAddr, token: &str, events: u64) -
         if Instant::now() > deadline {
             bail!("sinks delivered {delivered} of {events} events within {DELIVERY_TIMEOUT:?} ({queued} queued)");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
