@@ -13,6 +13,15 @@ fn settings() -> QueueSettings {
     }
 }
 
+/// Settings with room for everything a test appends.
+fn roomy(segment_bytes: u64, fsync: FsyncPolicy) -> QueueSettings {
+    QueueSettings {
+        max_bytes: 1 << 30,
+        segment_bytes,
+        fsync,
+    }
+}
+
 fn event(i: usize) -> EnrichedEvent {
     EnrichedEvent {
         event_id: format!("ev-{i}"),
@@ -108,11 +117,7 @@ fn events_handed_over_in_memory_equal_those_read_back_from_disk() {
 #[test]
 fn records_larger_than_a_read_and_records_across_reads_come_back_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = QueueSettings {
-        max_bytes: 1 << 30,
-        segment_bytes: 64 << 20,
-        fsync: FsyncPolicy::Never,
-    };
+    let settings = roomy(64 << 20, FsyncPolicy::Never);
     // Small records with one far larger than a single read of the segment every seventh, so
     // records start and end at every position relative to the reads.
     let events: Vec<EncodedEvent> = (0..60)
@@ -169,16 +174,7 @@ fn records_larger_than_a_read_and_records_across_reads_come_back_whole() {
 #[test]
 fn a_reader_behind_the_memory_bound_reads_the_rest_from_disk_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (q, _) = Queue::open(
-        "test",
-        dir.path(),
-        QueueSettings {
-            max_bytes: 1 << 30,
-            segment_bytes: 1 << 20,
-            fsync: FsyncPolicy::Never,
-        },
-    )
-    .unwrap();
+    let (q, _) = Queue::open("test", dir.path(), roomy(1 << 20, FsyncPolicy::Never)).unwrap();
     // About 24 MiB: far more than is kept in memory, so most records come from the files.
     let total = 100_000;
     for start in (0..total).step_by(10_000) {
@@ -389,11 +385,7 @@ fn oldest_age_follows_the_cursor() {
 #[test]
 fn batch_fsync_policy_syncs_once_per_append_and_never_policy_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
-    let big = QueueSettings {
-        max_bytes: 1 << 30,
-        segment_bytes: 1 << 20,
-        fsync: FsyncPolicy::Batch,
-    };
+    let big = roomy(1 << 20, FsyncPolicy::Batch);
     let (q, _) = Queue::open("test", dir.path(), big).unwrap();
     q.append(&encoded(0..200), 5).unwrap();
     assert_eq!(
