@@ -356,3 +356,7 @@ pub(crate) fn resync(buf: &[u8]) -> Option<usize> {
 pub(crate) fn decode(payload: &[u8]) -> Result<QueueEntry, prost::DecodeError> {
     QueueEntry::decode(payload)
 }
+
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod tests;
