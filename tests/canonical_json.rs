@@ -382,7 +382,7 @@ fn enriched() -> impl Strategy<Value = EnrichedEvent> {
                 revision,
                 submitted_by,
                 campaign_id,
-                campaign,
+                campaign: campaign.map(Box::new),
             },
         )
 }

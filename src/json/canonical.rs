@@ -153,7 +153,7 @@ fn write_event(
     uint_field(out, ",\"revision\":", e.revision);
     str_field(out, ",\"submitted_by\":", &e.submitted_by);
     str_field(out, ",\"campaign_id\":", &e.campaign_id);
-    message_field(out, ",\"campaign\":", e.campaign.as_ref());
+    message_field(out, ",\"campaign\":", e.campaign.as_deref());
     out.push(b'}');
 }
 

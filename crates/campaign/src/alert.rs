@@ -91,7 +91,7 @@ pub fn campaign_alert(kb: &Kb, campaign: &Campaign) -> EnrichedEvent {
         }),
         revision: campaign.revision,
         campaign_id: campaign.campaign_id.clone(),
-        campaign: Some(campaign.clone()),
+        campaign: Some(Box::new(campaign.clone())),
         ..Default::default()
     }
 }

@@ -50,7 +50,9 @@ fn campaigns(path: &Path) -> Vec<(EnrichedEvent, Campaign)> {
     let mut latest: std::collections::BTreeMap<String, (EnrichedEvent, Campaign)> = Default::default();
     for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
         let e: EnrichedEvent = attackmesh::json::from_json(line).unwrap();
-        let Some(c) = e.campaign.clone() else { continue };
+        let Some(c) = e.campaign.as_deref().cloned() else {
+            continue;
+        };
         assert_eq!(e.event_id, c.campaign_id, "a campaign alert's id is its campaign's");
         assert_eq!(e.revision, c.revision);
         if latest

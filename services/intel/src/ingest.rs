@@ -129,7 +129,7 @@ impl Intel {
                         .campaign
                         .is_none()
                         .then(|| crate::ui::observation(event, &self.kb, now_us)),
-                    campaign: event.campaign.as_ref().map(CampaignRecord::of).transpose()?,
+                    campaign: event.campaign.as_deref().map(CampaignRecord::of).transpose()?,
                 })
             })
             .collect::<Result<_, Error>>()?;

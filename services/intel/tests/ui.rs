@@ -158,7 +158,7 @@ async fn aggregation_matches_a_plain_count(store: Store, collection: &str) {
     // A redelivered batch counts nothing again, and a campaign alert is not an observation.
     intel.ingest_events(collection, &events[..50]).await.unwrap();
     let mut alert = event(9_999);
-    alert.campaign = Some(attackmesh::proto::Campaign::default());
+    alert.campaign = Some(Box::default());
     intel.ingest_events(collection, &[alert]).await.unwrap();
     check_counts(&store, collection, &events).await;
 

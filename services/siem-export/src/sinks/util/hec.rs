@@ -352,7 +352,7 @@ fn body<'a>(ev: &'a EnrichedEvent, view: &'a AttackView<'_>) -> Body<'a> {
             .collect(),
         attributes: &ev.attributes,
         original_format: &ev.original_format,
-        rba: ev.campaign.as_ref().map(super::campaign::Rba::of),
+        rba: ev.campaign.as_deref().map(super::campaign::Rba::of),
     }
 }
 
