@@ -238,7 +238,7 @@ fn suricata(c: &mut Criterion) {
 /// without a dedup record, and with the default one (each round under fresh event ids, so every
 /// line is still written and the record fills and evicts as in a long run); and the compact
 /// batch, written by reference to the knowledge base, as canonical lines and as the ECS and HEC
-/// shapes beside the full batch.
+/// shapes beside the full batch; then two batches sent at once.
 fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent], compact_events: &[EnrichedEvent], engine: &Engine) {
     let trace = trace();
     let release: Arc<str> = engine.kb().attack_version().into();
@@ -316,6 +316,41 @@ fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent], compact_event
                 |batch| {
                     runtime.block_on(sink.send(&batch));
                     batch
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+
+    // Two batches in flight at once, as the driver sends them under load: the second is encoded
+    // while the first waits for its syncs.
+    let mut group = c.benchmark_group("file_sink_2x500_suricata");
+    group.throughput(Throughput::Elements(2 * events.len() as u64));
+    group.sample_size(20);
+    for (name, shape) in [
+        ("canonical_fsync_dedup", canonical),
+        ("ecs_fsync_dedup", FileShape::Ecs),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = FileSinkConfig {
+            path: Some(dir.path().join("events.ndjson")),
+            shape,
+            rotate_bytes: 64 << 20,
+            keep_files: 1,
+            ..Default::default()
+        };
+        let sink = FileSink::new(&config, dir.path().join("delivered.log")).expect("file sink");
+        let mut round = 0;
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    round += 2;
+                    (queued(round - 1, false), queued(round, false))
+                },
+                |(first, second)| {
+                    runtime.block_on(futures::future::join(sink.send(&first), sink.send(&second)));
+                    (first, second)
                 },
                 BatchSize::PerIteration,
             )

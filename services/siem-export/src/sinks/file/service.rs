@@ -5,6 +5,11 @@
 //! file is reopened). What was written is recorded before the lines go out (see
 //! [`super::delivered`]), so a resend after a crash, or after a lost acknowledgement upstream,
 //! is recognised and not written twice.
+//!
+//! A batch is encoded before it takes the file, so with two batches in flight one is encoded
+//! while the other waits for its syncs (two per batch: the record, then the lines), and the
+//! sink keeps up with a stream it would otherwise fall behind. Batches still reach the file
+//! in the order they were sent.
 
 use std::{
     fs::{File, OpenOptions},
@@ -12,6 +17,8 @@ use std::{
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
+
+use tokio::sync::oneshot;
 
 use attackmesh_attack::Kb;
 use foldhash::{HashMap, HashMapExt};
@@ -34,24 +41,30 @@ pub struct FileSink {
     path: PathBuf,
     delivered_log: PathBuf,
     state: Arc<Mutex<State>>,
+    /// Buffers batches are encoded in, kept between batches (up to [`KEEP_BUFFER_BYTES`]
+    /// each): a fresh buffer for every batch grew by reallocation and page faults, each batch
+    /// again.
+    buffers: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Dropped when the last batch sent has been written (or has failed): the next batch
+    /// waits for it before it takes the file.
+    last: Mutex<Option<oneshot::Receiver<()>>>,
     /// Writes compact events' details from here.
     kb: Option<Arc<Kb>>,
 }
 
 /// The open file (with its length) and the record of what was written, both opened on the
-/// first write, and the buffer batches are encoded in.
+/// first write.
 #[derive(Default)]
 struct State {
     file: Option<(File, u64)>,
     delivered: Option<Delivered>,
-    /// Kept between batches (up to [`KEEP_BUFFER_BYTES`]): a fresh buffer for every batch
-    /// grew by reallocation and page faults, each batch again.
-    buf: Vec<u8>,
 }
 
 /// Largest encoding buffer kept for the next batch; one grown past it by a batch of very
 /// large events is given back.
 const KEEP_BUFFER_BYTES: usize = 8 << 20;
+/// Most encoding buffers kept: one per batch in flight, as the driver sends them.
+const KEEP_BUFFERS: usize = 4;
 
 impl FileSink {
     /// Builds the sink; the file and `delivered_log` (the record of written event ids) are
@@ -66,6 +79,8 @@ impl FileSink {
             path,
             delivered_log,
             state: Arc::default(),
+            buffers: Arc::default(),
+            last: Mutex::default(),
             kb: None,
         })
     }
@@ -116,14 +131,43 @@ struct Batch<'a> {
     kb: Option<&'a Kb>,
 }
 
+/// A batch encoded: its lines one after the other, and for each, the index of its event and
+/// its length. Events resent within the batch (an id at a revision it already has) have none.
+#[derive(Default)]
+struct Encoded {
+    buf: Vec<u8>,
+    lines: Vec<(usize, usize)>,
+}
+
 impl Batch<'_> {
-    fn write(&self, state: &Mutex<State>, events: &[Arc<QueuedEvent>]) -> Result<(), Error> {
+    /// Encodes the lines of `events` into `out`, each id at most once at each revision.
+    fn encode(&self, events: &[Arc<QueuedEvent>], out: &mut Encoded) {
+        let Encoded { buf, lines } = out;
+        buf.reserve(events.len() * 1024);
+        lines.reserve(events.len());
+        let dedup = self.config.dedup_ids > 0;
+        // Revisions encoded by this batch so far: a copy inside the batch is a resend too.
+        let mut in_batch: HashMap<&str, u32> = HashMap::with_capacity(if dedup { events.len() } else { 0 });
+        for (i, ev) in events.iter().enumerate() {
+            if dedup {
+                let (id, revision) = (ev.event.event_id.as_str(), ev.event.revision);
+                if in_batch.get(id).is_some_and(|r| *r >= revision) {
+                    continue;
+                }
+                in_batch.insert(id, revision);
+            }
+            let start = buf.len();
+            let (ev, compact) = ev.by_reference(self.kb);
+            encode::write_line(&ev.event, self.config.shape, self.config.original, compact, buf);
+            lines.push((i, buf.len() - start));
+        }
+    }
+
+    /// Writes the lines `encoded` holds of `events` (less those of events the record shows
+    /// written, a resend) and syncs them, recording them first.
+    fn write(&self, state: &Mutex<State>, events: &[Arc<QueuedEvent>], encoded: &mut Encoded) -> Result<(), Error> {
         let mut state = lock(state);
-        let State {
-            file: slot,
-            delivered,
-            buf,
-        } = &mut *state;
+        let State { file: slot, delivered } = &mut *state;
         if slot.is_none() {
             *slot = Some(open(self.path)?);
         }
@@ -138,35 +182,36 @@ impl Batch<'_> {
                 self.config.dedup_ids,
             )?);
         }
-        buf.clear();
-        if buf.capacity() > KEEP_BUFFER_BYTES {
-            *buf = Vec::new();
-        }
-        buf.reserve(events.len() * 1024);
         // The lines to record, when the sink keeps a record.
-        let mut lines: Vec<Line<'_>> = Vec::with_capacity(events.len());
-        // Revisions written by this batch so far: a copy inside the batch is a resend too.
-        let mut in_batch: HashMap<&str, u32> = HashMap::with_capacity(events.len());
-        for ev in events {
-            let (id, revision) = (ev.event.event_id.as_str(), ev.event.revision);
-            if let Some(d) = delivered.as_ref() {
-                if d.holds(id, revision) || in_batch.get(id).is_some_and(|r| *r >= revision) {
+        let mut record: Vec<Line<'_>> = Vec::new();
+        if let Some(d) = delivered.as_ref() {
+            record.reserve(encoded.lines.len());
+            // The buffer without the lines of events already written, once one is found.
+            let mut kept: Option<Vec<u8>> = None;
+            let mut at = 0;
+            for &(i, line_len) in &encoded.lines {
+                let (id, revision) = (events[i].event.event_id.as_str(), events[i].event.revision);
+                let line = &encoded.buf[at..at + line_len];
+                at += line_len;
+                if d.holds(id, revision) {
+                    kept.get_or_insert_with(|| encoded.buf[..at - line_len].to_vec());
                     continue;
                 }
-                in_batch.insert(id, revision);
+                if let Some(kept) = kept.as_mut() {
+                    kept.extend_from_slice(line);
+                }
+                record.extend(Line::new(id, revision, line_len));
             }
-            let start = buf.len();
-            let (ev, compact) = ev.by_reference(self.kb);
-            encode::write_line(&ev.event, self.config.shape, self.config.original, compact, buf);
-            if delivered.is_some() {
-                lines.extend(Line::new(id, revision, buf.len() - start));
+            if let Some(kept) = kept {
+                encoded.buf = kept;
             }
         }
+        let buf = &encoded.buf;
         if buf.is_empty() {
             return Ok(());
         }
         if let Some(d) = delivered.as_mut() {
-            d.begin(*len, &lines)?;
+            d.begin(*len, &record)?;
         }
         let result = file.write_all(buf).and_then(|()| file.sync_data());
         if let Err(e) = result {
@@ -181,7 +226,7 @@ impl Batch<'_> {
         *len += buf.len() as u64;
         let rotate = *len >= self.config.rotate_bytes;
         if let Some(d) = delivered.as_mut() {
-            d.complete(*len, &lines)?;
+            d.complete(*len, &record)?;
             if rotate {
                 d.sync()?;
             }
@@ -252,13 +297,18 @@ impl Sink for FileSink {
     fn send<'a>(&'a self, events: &'a [Arc<QueuedEvent>]) -> BoxFuture<'a, Vec<ItemOutcome>> {
         Box::pin(async move {
             let batch: Vec<Arc<QueuedEvent>> = events.to_vec();
-            let (config, path, log, state, kb) = (
+            let (config, path, log, state, buffers, kb) = (
                 self.config.clone(),
                 self.path.clone(),
                 self.delivered_log.clone(),
                 self.state.clone(),
+                self.buffers.clone(),
                 self.kb.clone(),
             );
+            // This batch's turn at the file comes when the one sent before it is done; dropping
+            // `done` (written, failed, or the task gone) gives the next batch its turn.
+            let (done, turn) = oneshot::channel::<()>();
+            let before = lock(&self.last).replace(turn);
             let result = tokio::task::spawn_blocking(move || {
                 let batch_io = Batch {
                     config: &config,
@@ -266,7 +316,24 @@ impl Sink for FileSink {
                     delivered_log: &log,
                     kb: kb.as_deref(),
                 };
-                batch_io.write(&state, &batch)
+                let mut encoded = Encoded {
+                    buf: lock(&buffers).pop().unwrap_or_default(),
+                    lines: Vec::new(),
+                };
+                batch_io.encode(&batch, &mut encoded);
+                if let Some(before) = before {
+                    // An error only says the sender is gone: the batch before is done either way.
+                    let _ = before.blocking_recv();
+                }
+                let result = batch_io.write(&state, &batch, &mut encoded);
+                drop(done);
+                let mut buf = encoded.buf;
+                let mut kept = lock(&buffers);
+                if buf.capacity() <= KEEP_BUFFER_BYTES && kept.len() < KEEP_BUFFERS {
+                    buf.clear();
+                    kept.push(buf);
+                }
+                result
             })
             .await;
             let outcome = match result {

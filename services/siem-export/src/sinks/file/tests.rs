@@ -71,15 +71,21 @@ fn written(path: &std::path::Path) -> Vec<(String, u32)> {
         .collect()
 }
 
-#[tokio::test]
-async fn an_event_id_and_revision_is_written_once_and_a_higher_revision_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("out.ndjson");
+/// A sink with the default settings writing `out.ndjson` in `dir`, its record in `delivered.log`.
+fn default_sink(dir: &std::path::Path) -> (std::path::PathBuf, FileSinkConfig, FileSink) {
+    let path = dir.join("out.ndjson");
     let config = FileSinkConfig {
         path: Some(path.clone()),
         ..Default::default()
     };
-    let sink = FileSink::new(&config, dir.path().join("delivered.log")).unwrap();
+    let sink = FileSink::new(&config, dir.join("delivered.log")).unwrap();
+    (path, config, sink)
+}
+
+#[tokio::test]
+async fn an_event_id_and_revision_is_written_once_and_a_higher_revision_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, sink) = default_sink(dir.path());
     let delivered = |n| vec![ItemOutcome::Delivered; n];
     assert_eq!(sink.send(&[queued(1), queued(2), queued(1)]).await, delivered(3));
     assert_eq!(sink.send(&[queued(1)]).await, delivered(1));
@@ -340,4 +346,29 @@ async fn compact_events_are_written_as_the_events_filled_in() {
         !sink.writes_compact(),
         "without a knowledge base the driver fills events in"
     );
+}
+
+#[tokio::test]
+async fn batches_in_flight_together_reach_the_file_in_the_order_sent_each_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, config, sink) = default_sink(dir.path());
+    // The first batch takes far longer to encode than the second, which must still wait for it;
+    // the third resends an event of each, which the record then holds.
+    let first: Vec<_> = (0..3000).map(queued).collect();
+    let second: Vec<_> = (3000..3002).map(queued).collect();
+    let third = vec![queued(3001), queued(3002), queued(5), queued(3003)];
+    let (a, b, c) = futures::join!(sink.send(&first), sink.send(&second), sink.send(&third));
+    for outcome in [a, b, c].concat() {
+        assert_eq!(outcome, ItemOutcome::Delivered);
+    }
+    let id = |i: u64| (attackmesh_testkit::fixtures::event(i).event_id, 1);
+    let want: Vec<_> = (0..3002).chain([3002, 3003]).map(id).collect();
+    assert_eq!(written(&path), want);
+
+    // The record matches the file: a restarted sink holds every line and writes none again.
+    drop(sink);
+    let sink = FileSink::new(&config, dir.path().join("delivered.log")).unwrap();
+    let again: Vec<_> = [0, 2999, 3001, 3002, 3003].into_iter().map(queued).collect();
+    assert!(sink.send(&again).await.iter().all(|o| *o == ItemOutcome::Delivered));
+    assert_eq!(written(&path), want);
 }
