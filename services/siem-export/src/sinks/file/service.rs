@@ -133,7 +133,6 @@ struct Batch<'a> {
 
 /// A batch encoded: its lines one after the other, and for each, the index of its event and
 /// its length. Events resent within the batch (an id at a revision it already has) have none.
-#[derive(Default)]
 struct Encoded {
     buf: Vec<u8>,
     lines: Vec<(usize, usize)>,
