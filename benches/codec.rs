@@ -6,7 +6,11 @@
 //!
 //! Run with `cargo bench -p attackmesh --bench codec`. Criterion's elements/s are events per
 //! second on one core, in Export batches of 500 events: attributed events of the first-org
-//! Suricata sample (left out without the shared data) and the test kit's fixture events.
+//! Suricata sample (left out without the shared data) and the test kit's fixture events. The
+//! `detections_suricata` group decodes Attribute requests of that sample's detections (as
+//! attribution receives them; enrichment decodes Ingest requests the same way): events per
+//! second of decoding and freeing whole 500-event messages, the largest single cost of
+//! attribution on real records.
 
 #![allow(missing_docs)]
 
@@ -17,7 +21,8 @@ use std::{
 
 use attackmesh::{
     codec::{EncodedExport, ProstCodec},
-    proto::{EnrichedEvent, ExportRequest},
+    formats::Format,
+    proto::{AttributeRequest, DetectionEvent, EnrichedEvent, ExportRequest},
 };
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use futures::{StreamExt, executor::block_on, stream};
@@ -151,9 +156,42 @@ enum Side {
     Stock,
 }
 
+/// Attribute requests of `detections` decoded from whole messages, as the codec's decoder
+/// decodes a received one (prost's generated code over one contiguous buffer), and freed.
+fn bench_detections(c: &mut Criterion, detections: &[DetectionEvent]) {
+    if detections.is_empty() {
+        return;
+    }
+    let request = AttributeRequest {
+        batch_id: 1,
+        events: detections.iter().cycle().take(BATCH).cloned().collect(),
+        trace_context: [(
+            "traceparent".to_owned(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+        )]
+        .into(),
+        compact_for_attack_version: "18.1".into(),
+    };
+    let message = Bytes::from(request.encode_to_vec());
+    let mut group = c.benchmark_group("detections_suricata");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("decode_attribute_request", |b| {
+        b.iter(|| AttributeRequest::decode(message.clone()).expect("decodes").events.len())
+    });
+    group.finish();
+}
+
 fn codec(c: &mut Criterion) {
     let suricata = attackmesh_testkit::data::first_org_attributed();
     bench(c, "codec_suricata", &suricata);
+    let detections: Vec<DetectionEvent> = attackmesh_testkit::data::shared_data()
+        .map(|dir| dir.join("samples/suricata/first-org-conf-2015.eve.ndjson"))
+        .map(|path| attackmesh_testkit::data::sample_events(Format::SuricataEve, &path))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, event)| event)
+        .collect();
+    bench_detections(c, &detections);
     let fixtures: Vec<_> = (0..BATCH as u64).map(attackmesh_testkit::fixtures::event).collect();
     bench(c, "codec_fixture", &fixtures);
 }
