@@ -21,7 +21,6 @@ use std::{
 
 use attackmesh::{
     codec::{EncodedExport, ProstCodec},
-    formats::Format,
     proto::{AttributeRequest, DetectionEvent, EnrichedEvent, ExportRequest},
 };
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
@@ -184,14 +183,7 @@ fn bench_detections(c: &mut Criterion, detections: &[DetectionEvent]) {
 fn codec(c: &mut Criterion) {
     let suricata = attackmesh_testkit::data::first_org_attributed();
     bench(c, "codec_suricata", &suricata);
-    let detections: Vec<DetectionEvent> = attackmesh_testkit::data::shared_data()
-        .map(|dir| dir.join("samples/suricata/first-org-conf-2015.eve.ndjson"))
-        .map(|path| attackmesh_testkit::data::sample_events(Format::SuricataEve, &path))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(_, event)| event)
-        .collect();
-    bench_detections(c, &detections);
+    bench_detections(c, &attackmesh_testkit::data::first_org_detections());
     let fixtures: Vec<_> = (0..BATCH as u64).map(attackmesh_testkit::fixtures::event).collect();
     bench(c, "codec_fixture", &fixtures);
 }

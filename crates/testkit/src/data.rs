@@ -78,20 +78,36 @@ pub fn attributed_samples(format: Format, path: &Path) -> Vec<attackmesh::proto:
         .collect()
 }
 
+/// The first-org Suricata sample (a real capture, 854-byte alerts on average): the real-record
+/// workload of the benches; `None` (noted on stderr) without the shared data.
+pub fn first_org_sample() -> Option<PathBuf> {
+    shared_data().map(|d| d.join("samples/suricata/first-org-conf-2015.eve.ndjson"))
+}
+
+/// The first-org Suricata sample's detections, as a detector sends them; empty without the
+/// shared data.
+pub fn first_org_detections() -> Vec<DetectionEvent> {
+    first_org_sample()
+        .map(|path| {
+            sample_events(Format::SuricataEve, &path)
+                .into_iter()
+                .map(|(_, ev)| ev)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The first-org Suricata sample's events as siem-export receives them (see
-/// [`attributed_samples`]): the real-record workload of the benches; empty without the shared
-/// data.
+/// [`attributed_samples`]); empty without the shared data.
 pub fn first_org_attributed() -> Vec<attackmesh::proto::EnrichedEvent> {
-    shared_data()
-        .map(|d| d.join("samples/suricata/first-org-conf-2015.eve.ndjson"))
+    first_org_sample()
         .map(|path| attributed_samples(Format::SuricataEve, &path))
         .unwrap_or_default()
 }
 
-/// Every event of the real samples (three Suricata captures, a Cowrie session, the Zeek logs and
-/// eight EVTX files) as siem-export receives them: parsed and attributed; empty without the
-/// shared data. What an encoder that replaces another is compared over.
-pub fn real_attributed_samples() -> Vec<attackmesh::proto::EnrichedEvent> {
+/// The real sample files: three Suricata captures, a Cowrie session, the Zeek logs and eight
+/// EVTX files; empty without the shared data.
+fn real_sample_files() -> Vec<(Format, PathBuf)> {
     let Some(dir) = shared_data() else {
         return Vec::new();
     };
@@ -119,6 +135,22 @@ pub fn real_attributed_samples() -> Vec<attackmesh::proto::EnrichedEvent> {
     let evtx = evtx_files(&s.join("evtx-attack-samples/Credential Access"));
     files.extend(evtx.into_iter().take(8).map(|p| (Format::Evtx, p)));
     files
+}
+
+/// Every detection of the real samples (see [`real_sample_files`]) as a detector sends it;
+/// empty without the shared data. What an encoder of detections is compared over.
+pub fn real_detections() -> Vec<DetectionEvent> {
+    real_sample_files()
+        .iter()
+        .flat_map(|(format, path)| sample_events(*format, path).into_iter().map(|(_, ev)| ev))
+        .collect()
+}
+
+/// Every event of the real samples (see [`real_sample_files`]) as siem-export receives it:
+/// parsed and attributed; empty without the shared data. What an encoder that replaces another
+/// is compared over.
+pub fn real_attributed_samples() -> Vec<attackmesh::proto::EnrichedEvent> {
+    real_sample_files()
         .iter()
         .flat_map(|(format, path)| attributed_samples(*format, path))
         .collect()

@@ -12,10 +12,7 @@
 use std::collections::HashMap;
 
 use attackmesh::codec::EncodedExport;
-use attackmesh::{
-    formats::Format,
-    proto::{Attribution, DetectionEvent, EnrichedEvent, ExportRequest},
-};
+use attackmesh::proto::{Attribution, DetectionEvent, EnrichedEvent, ExportRequest};
 use attackmesh_attack::Engine;
 use attackmesh_enrichment::encode::EventEncoder;
 use attackmesh_testkit::data;
@@ -91,12 +88,8 @@ fn export_encode(c: &mut Criterion) {
         .map(|i| attackmesh_testkit::events::port_scan(&format!("scan-{i}"), &format!("10.0.{}.{}", i / 250, i % 250)))
         .collect();
     group(c, "port_scan", &attributed(scans));
-    if let Some(dir) = data::shared_data() {
-        let path = dir.join("samples/suricata/first-org-conf-2015.eve.ndjson");
-        let events = data::sample_events(Format::SuricataEve, &path)
-            .into_iter()
-            .map(|(_, ev)| ev)
-            .collect();
+    let events = data::first_org_detections();
+    if !events.is_empty() {
         group(c, "suricata", &attributed(events));
     }
 }

@@ -51,10 +51,10 @@ fn ingest_request(lines: &[u8]) -> usize {
 }
 
 fn ship_encode(c: &mut Criterion) {
-    let Some(dir) = data::shared_data() else {
+    let Some(path) = data::first_org_sample() else {
         return;
     };
-    let sample = std::fs::read(dir.join("samples/suricata/first-org-conf-2015.eve.ndjson")).expect("sample readable");
+    let sample = std::fs::read(path).expect("sample readable");
     let lines: Vec<u8> = sample.iter().copied().cycle().take(sample.len() * 8).collect();
     assert_eq!(encode_each(&lines), ingest_request(&lines), "both make the same batch");
     let mut group = c.benchmark_group("suricata");

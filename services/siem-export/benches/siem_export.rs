@@ -18,7 +18,6 @@ use std::{collections::HashMap, sync::Arc};
 
 use attackmesh::{
     codec::EncodedExport,
-    formats::Format,
     proto::{EnrichedEvent, ExportRequest},
 };
 use attackmesh_attack::{Engine, compact};
@@ -56,11 +55,13 @@ fn settings(fsync: FsyncPolicy) -> QueueSettings {
 /// A batch of the Suricata sample's alerts (repeated under fresh ids), enriched as the
 /// pipeline enriches them: in full, or in the compact form of an `Export` batch.
 fn suricata_batch(engine: &Engine, compact: bool) -> Option<Vec<EnrichedEvent>> {
-    let path = data::shared_data()?.join("samples/suricata/first-org-conf-2015.eve.ndjson");
-    let detections = data::sample_events(Format::SuricataEve, &path);
+    let detections = data::first_org_detections();
+    if detections.is_empty() {
+        return None;
+    }
     let events = (0..BATCH)
         .map(|i| {
-            let mut detection = detections[i % detections.len()].1.clone();
+            let mut detection = detections[i % detections.len()].clone();
             detection.event_id = format!("{}-{i}", detection.event_id);
             detection.submitted_by = "det".into();
             let attribution = if compact {
@@ -413,11 +414,10 @@ type Encoder = Box<dyn Fn(&EnrichedEvent, &mut Vec<u8>)>;
 /// Every sink shape over the first-org Suricata sample: µs per event (criterion's time over
 /// the sample's length) and, on stderr, bytes per event.
 fn shapes(c: &mut Criterion) {
-    let Some(data) = attackmesh_testkit::data::shared_data() else {
+    let events = attackmesh_testkit::data::first_org_attributed();
+    if events.is_empty() {
         return;
-    };
-    let path = data.join("samples/suricata/first-org-conf-2015.eve.ndjson");
-    let events = attackmesh_testkit::data::attributed_samples(Format::SuricataEve, &path);
+    }
     let n = events.len();
     let now = chrono::Utc::now();
     let meta = hec::Metadata::default();
