@@ -22,7 +22,10 @@ use attackmesh_attack::{Engine, Kb, compact};
 use futures::future::join_all;
 use tokio::sync::watch;
 
-use crate::upstream::link::{Link, LinkError, Rpc};
+use crate::{
+    encode::AttributeBatch,
+    upstream::link::{Link, LinkError, Rpc},
+};
 
 /// The `Attribute` RPC, asking for compact attributions of one ATT&CK release.
 pub(crate) struct AttributeRpc {
@@ -39,7 +42,7 @@ impl AttributeRpc {
 }
 
 impl Rpc for AttributeRpc {
-    type Req = AttributeRequest;
+    type Req = AttributeBatch;
     type Resp = AttributeResponse;
     const PATH: &'static str = attackmesh::grpc_path!(attribution_service_server::SERVICE_NAME, "Attribute");
 
@@ -56,21 +59,21 @@ impl Rpc for AttributeRpc {
         events: Vec<DetectionEvent>,
         trace_context: HashMap<String, String>,
         (): (),
-    ) -> AttributeRequest {
-        AttributeRequest {
+    ) -> AttributeBatch {
+        AttributeBatch::new(AttributeRequest {
             batch_id,
             events,
             trace_context,
             compact_for_attack_version: self.compact_for_attack_version.clone(),
-        }
+        })
     }
 
-    fn into_items(request: AttributeRequest) -> Vec<DetectionEvent> {
-        request.events
+    fn into_items(request: AttributeBatch) -> Vec<DetectionEvent> {
+        request.into_events()
     }
 
-    fn items(request: &AttributeRequest) -> Vec<DetectionEvent> {
-        request.events.clone()
+    fn items(request: &AttributeBatch) -> Vec<DetectionEvent> {
+        request.events().to_vec()
     }
 }
 

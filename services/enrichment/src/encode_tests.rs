@@ -1,16 +1,17 @@
-//! The events encoded once against the `ExportRequest` prost encodes whole, over every real sample
-//! and hostile shapes: the same bytes on the wire, and the same events decoded.
+//! The events encoded once against the `ExportRequest` prost encodes whole, and attribution's
+//! batches against the `AttributeRequest` prost encodes, over every real sample and hostile
+//! shapes: the same messages decoded (and for export, the same bytes on the wire).
 
 use std::collections::{BTreeMap, HashMap};
 
 use attackmesh::{
     codec::EncodedExport,
-    proto::{EnrichedEvent, ExportRequest},
+    proto::{AttributeRequest, DetectionEvent, EnrichedEvent, ExportRequest},
 };
 use attackmesh_testkit::data;
 use prost::Message;
 
-use super::EventEncoder;
+use super::{AttributeBatch, EventEncoder};
 
 /// Every real sample as enrichment hands it to export (parsed, attributed, enriched).
 fn samples() -> Vec<EnrichedEvent> {
@@ -95,4 +96,70 @@ fn an_encoder_told_too_few_events_still_encodes_them_all() {
     for (bytes, event) in sent.iter().zip(&events) {
         assert_eq!(&EnrichedEvent::decode(bytes.as_ref()).unwrap(), event);
     }
+}
+
+/// What enrichment sends attribution for `events`, checked against prost's `AttributeRequest`.
+fn assert_attribute_request(events: &[DetectionEvent]) {
+    for request in [
+        AttributeRequest {
+            batch_id: 42,
+            events: events.to_vec(),
+            trace_context: [("traceparent".to_owned(), "00-0af7-00f0-01".to_owned())].into(),
+            compact_for_attack_version: "18.1".into(),
+        },
+        AttributeRequest {
+            events: events.to_vec(),
+            ..Default::default()
+        },
+    ] {
+        let batch = AttributeBatch::new(request.clone());
+        let sent = batch.encode_to_vec();
+        assert_eq!(batch.encoded_len(), sent.len());
+        assert_eq!(batch.encoded_len(), request.encoded_len());
+        assert_eq!(AttributeRequest::decode(sent.as_slice()).unwrap(), request);
+    }
+}
+
+#[test]
+fn real_detections_go_to_attribution_as_the_attribute_request_of_the_same_events() {
+    let events = data::real_detections();
+    if events.is_empty() {
+        return;
+    }
+    assert!(events.len() > 1_000, "{} events", events.len());
+    assert!(events.iter().all(|e| !e.attributes.is_empty()));
+    assert_attribute_request(&events);
+    for batch in events.chunks(500) {
+        assert_attribute_request(batch);
+    }
+}
+
+#[test]
+fn hostile_detections_go_to_attribution_as_the_attribute_request_of_the_same_events() {
+    let mut full = DetectionEvent {
+        event_id: "e".repeat(128),
+        timestamp: Some(pbjson_types::Timestamp {
+            seconds: i64::MIN,
+            nanos: -1,
+        }),
+        source: Some(attackmesh::proto::Endpoint {
+            ip: "::ffff:10.0.0.1".into(),
+            port: u32::MAX,
+            ..Default::default()
+        }),
+        technique_hints: vec![String::new(); 300],
+        submitted_by: "détecteur".into(),
+        ..Default::default()
+    };
+    full.attributes = (0..2_000)
+        .map(|i| (format!("k{i}\u{0}é"), "v".repeat(i % 300)))
+        .collect::<BTreeMap<_, _>>();
+    full.original = "\u{feff}{\"a\":\"\\u0000\"}".repeat(10_000);
+    full.detector_confidence = Some(f64::MIN_POSITIVE);
+    full.detector_kind = -1;
+    full.severity = i32::MAX;
+    let events = [DetectionEvent::default(), full, DetectionEvent::default()];
+    assert_attribute_request(&events);
+    assert_attribute_request(&events[..1]);
+    assert_attribute_request(&[]);
 }
