@@ -161,12 +161,14 @@ impl From<crate::proto::IngestRequest> for EncodedIngest {
 
 /// The `Message` of a batch of encoded events: what `#[derive(Message)]` generates for
 /// `batch_id = 1`, `repeated bytes events = 2` and `map<string, string> trace_context = 3`
-/// (and any further string fields named after the type), except that each event is copied into the request from a borrowed slice. Prost's encoding of
+/// (and any further string fields named after the type), except that each event is copied into
+/// the request from a borrowed slice, and a decoding error names the contract's message it
+/// stands for. Prost's encoding of
 /// a `Bytes` field clones the handle and drops it once copied: two atomic updates, per event, of
 /// a reference count that the thread making the events keeps updating as it splits the next
 /// ones off the same buffer, so the two threads pass its cache line back and forth.
 macro_rules! encoded_batch_message {
-    ($name:ident $(, $field:ident = $tag:literal)*) => {
+    ($name:ident as $contract:literal $(, $field:ident = $tag:literal)*) => {
         impl Message for $name {
             fn encode_raw(&self, buf: &mut impl BufMut) {
                 if self.batch_id != 0 {
@@ -226,7 +228,7 @@ macro_rules! encoded_batch_message {
                     _ => return encoding::skip_field(wire_type, tag, buf, ctx),
                 };
                 result.map_err(|mut error| {
-                    error.push(stringify!($name), field);
+                    error.push($contract, field);
                     error
                 })
             }
@@ -260,8 +262,8 @@ macro_rules! encoded_batch_message {
     };
 }
 
-encoded_batch_message!(EncodedExport, compact_for_attack_version = 4);
-encoded_batch_message!(EncodedIngest);
+encoded_batch_message!(EncodedExport as "ExportRequest", compact_for_attack_version = 4);
+encoded_batch_message!(EncodedIngest as "IngestRequest");
 
 #[cfg(test)]
 mod tests {
@@ -299,7 +301,7 @@ mod tests {
         let mut wrong_type = Vec::new();
         encoding::uint64::encode(2, &5, &mut wrong_type);
         let error = EncodedIngest::decode(wrong_type.as_slice()).unwrap_err().to_string();
-        assert!(error.contains("EncodedIngest.events"), "{error}");
+        assert!(error.contains("IngestRequest.events"), "{error}");
     }
 
     /// A body of gRPC frames, received whole.

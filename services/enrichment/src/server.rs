@@ -11,7 +11,6 @@
 use std::{future::Future, sync::Arc};
 
 use attackmesh::formats::otlp::proto::collector::logs_service_server::LogsServiceServer;
-use attackmesh::proto::ingest_service_server::IngestServiceServer;
 use attackmesh_attack::Kb;
 use attackmesh_runtime::server::{GrpcServer, Health};
 use tokio::{net::TcpListener, sync::watch};
@@ -26,7 +25,7 @@ use crate::{
     otlp::LogsApi,
     pipeline::Pipeline,
     reattribute::{self, ReattributeLog},
-    service::{IngestApi, IngestState, grpc_service},
+    service::{IngestServer, IngestState, grpc_service},
     upstream::{Upstream, link::Link},
 };
 
@@ -128,7 +127,7 @@ async fn follow_export(health: Health, mut up: watch::Receiver<bool>, draining: 
         }
         if serving {
             tracing::info!("export reachable; serving");
-            health.serving::<IngestServiceServer<IngestApi>>().await;
+            health.serving::<IngestServer>().await;
             health.serving::<LogsServiceServer<LogsApi>>().await;
         } else {
             // Before the first connection this is start-up, not an outage.
@@ -137,7 +136,7 @@ async fn follow_export(health: Health, mut up: watch::Receiver<bool>, draining: 
             } else {
                 tracing::info!("waiting for export; not serving yet");
             }
-            health.not_serving::<IngestServiceServer<IngestApi>>().await;
+            health.not_serving::<IngestServer>().await;
             health.not_serving::<LogsServiceServer<LogsApi>>().await;
         }
         was_serving = serving;

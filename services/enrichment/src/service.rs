@@ -10,12 +10,22 @@
 //! from their first byte ([`attackmesh_runtime::receive`]); each batch takes over what its message
 //! held. Authentication and roles are checked by the runtime's tower layer before any of this
 //! runs.
+//!
+//! The service is routed by hand rather than generated so that `Ingest` reads its batches as
+//! [`EncodedIngest`]: a batch's size is that of the bytes that arrived, not a walk over every
+//! decoded event, and each event is decoded from its own bytes. A batch with an event that does
+//! not decode ends the stream with `INVALID_ARGUMENT`, naming the field, as a message that does
+//! not decode does. `Enrich` is served as generated code would serve it.
 
-use std::{pin::Pin, sync::Arc};
+use std::{convert::Infallible, pin::Pin, sync::Arc};
 
-use attackmesh::proto::{
-    EnrichRequest, EnrichResponse, IngestRequest, IngestResponse,
-    ingest_service_server::{IngestService, IngestServiceServer},
+use attackmesh::{
+    codec::{EncodedIngest, ProstCodec},
+    grpc_path,
+    proto::{
+        DetectionEvent, EnrichRequest, EnrichResponse, IngestRequest, IngestResponse,
+        ingest_service_server::SERVICE_NAME,
+    },
 };
 use attackmesh_runtime::{
     auth,
@@ -23,10 +33,17 @@ use attackmesh_runtime::{
     telemetry,
 };
 use futures::{Stream, StreamExt, stream::FuturesOrdered};
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{
+    Request, Response, Status, Streaming,
+    body::Body,
+    codec::CompressionEncoding,
+    codegen::{BoxFuture, Context, Poll, Service},
+    server::{Grpc, NamedService, StreamingService, UnaryService},
+};
 use tracing::Instrument as _;
 
 use crate::{
@@ -57,26 +74,69 @@ impl IngestState {
     }
 }
 
-/// Implementation of `attackmesh.v1.IngestService`.
-pub struct IngestApi {
+const INGEST: &str = grpc_path!(SERVICE_NAME, "Ingest");
+const ENRICH: &str = grpc_path!(SERVICE_NAME, "Enrich");
+
+/// `attackmesh.v1.IngestService` over an [`IngestState`], accepting and sending gzip.
+#[derive(Clone)]
+pub struct IngestServer {
     state: Arc<IngestState>,
+}
+
+impl NamedService for IngestServer {
+    const NAME: &'static str = SERVICE_NAME;
 }
 
 /// The tonic service for `state`, accepting and sending gzip, its request messages counted
 /// against the in-flight byte budget and timed from their first byte.
-pub fn grpc_service(state: Arc<IngestState>) -> Receive<IngestServiceServer<IngestApi>> {
+pub fn grpc_service(state: Arc<IngestState>) -> Receive<IngestServer> {
     let limits = ReceiveLimits {
         message_timeout: state.limits.message_timeout,
         budget: Some(state.pipeline.admission.budget().clone()),
         retry_after: state.limits.retry_after,
     };
-    let max = state.limits.max_message_bytes;
-    let service = IngestServiceServer::new(IngestApi { state })
-        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-    Receive::new(service, limits)
+    Receive::new(IngestServer { state }, limits)
+}
+
+impl IngestServer {
+    /// A gRPC call handler with the codec, compression and size limits of every method.
+    fn grpc<T, U>(&self) -> Grpc<ProstCodec<T, U>>
+    where
+        T: Message + Send + 'static,
+        U: Message + Default + Send + 'static,
+    {
+        let max = self.state.limits.max_message_bytes;
+        Grpc::new(ProstCodec::default())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
+    }
+}
+
+impl Service<http::Request<Body>> for IngestServer {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let state = self.state.clone();
+        match request.uri().path() {
+            INGEST => {
+                let mut grpc = self.grpc();
+                Box::pin(async move { Ok(grpc.streaming(Ingest(state), request).await) })
+            }
+            ENRICH => {
+                let mut grpc = self.grpc();
+                Box::pin(async move { Ok(grpc.unary(Enrich(state), request).await) })
+            }
+            _ => Box::pin(async move { Ok(Status::unimplemented("").into_http()) }),
+        }
+    }
 }
 
 type IngestStream = Pin<Box<dyn Stream<Item = Result<IngestResponse, Status>> + Send>>;
@@ -87,81 +147,106 @@ pub(crate) fn caller_name<T>(request: &Request<T>) -> Arc<str> {
         .unwrap_or_else(|| Arc::from("anonymous"))
 }
 
-#[tonic::async_trait]
-impl IngestService for IngestApi {
-    type IngestStream = IngestStream;
+/// `Ingest`: one task per stream (see the module docs).
+struct Ingest(Arc<IngestState>);
 
-    async fn ingest(&self, request: Request<Streaming<IngestRequest>>) -> Result<Response<IngestStream>, Status> {
-        if self.state.draining.is_cancelled() {
-            return Err(Error::Unavailable("enrichment is shutting down; reconnect to another replica".into()).into());
+impl StreamingService<EncodedIngest> for Ingest {
+    type Response = IngestResponse;
+    type ResponseStream = IngestStream;
+    type Future = BoxFuture<Response<IngestStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<EncodedIngest>>) -> Self::Future {
+        let state = self.0.clone();
+        Box::pin(async move { ingest(state, request) })
+    }
+}
+
+/// Opens an `Ingest` stream: refused while draining or over the caller's stream quota, else
+/// served by its own task.
+fn ingest(
+    state: Arc<IngestState>,
+    request: Request<Streaming<EncodedIngest>>,
+) -> Result<Response<IngestStream>, Status> {
+    if state.draining.is_cancelled() {
+        return Err(Error::Unavailable("enrichment is shutting down; reconnect to another replica".into()).into());
+    }
+    let caller = caller_name(&request);
+    let slot = state.streams.open(&caller).map_err(|message| Error::Exhausted {
+        after: std::time::Duration::from_secs(1),
+        message,
+    })?;
+    let receipts = Receipts::of(&request).unwrap_or_default();
+    let (tx, rx) = mpsc::channel(state.limits.max_in_flight_batches_per_stream + 1);
+    // A detector instrumented at the gRPC layer sends its context as stream metadata; it
+    // parents every batch that carries no trace_context of its own.
+    let mut stream_trace = std::collections::HashMap::new();
+    opentelemetry_inject(&request, &mut stream_trace);
+    let inbound = request.into_inner();
+    let span = tracing::info_span!("ingest_stream", caller = %caller);
+    tokio::spawn(
+        async move {
+            let inbound = Inbound {
+                messages: inbound,
+                receipts,
+            };
+            run_stream(&state, &caller, &stream_trace, inbound, tx).await;
+            drop(slot);
         }
-        let caller = caller_name(&request);
-        let slot = self.state.streams.open(&caller).map_err(|message| Error::Exhausted {
-            after: std::time::Duration::from_secs(1),
-            message,
+        .instrument(span),
+    );
+    Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+}
+
+/// `Enrich`: one detection, enriched and exported before the answer.
+struct Enrich(Arc<IngestState>);
+
+impl UnaryService<EnrichRequest> for Enrich {
+    type Response = EnrichResponse;
+    type Future = BoxFuture<Response<EnrichResponse>, Status>;
+
+    fn call(&mut self, request: Request<EnrichRequest>) -> Self::Future {
+        let state = self.0.clone();
+        Box::pin(async move { enrich(&state, request).await })
+    }
+}
+
+/// Validates, attributes and exports one detection, answering with the enriched event.
+async fn enrich(state: &IngestState, request: Request<EnrichRequest>) -> Result<Response<EnrichResponse>, Status> {
+    let caller = caller_name(&request);
+    let received = Receipts::of(&request).and_then(|r| r.take());
+    let mut trace = std::collections::HashMap::new();
+    opentelemetry_inject(&request, &mut trace);
+    let Some(mut event) = request.into_inner().event else {
+        return Err(Error::invalid("event", "is required").into());
+    };
+    METRICS.received.inc();
+    crate::pipeline::prepare(&caller, &mut event);
+    if let Err(violations) = attackmesh::validate::detection_event(&event) {
+        METRICS.rejected.inc();
+        return Err(attackmesh::validate::to_status("event", &violations));
+    }
+    let bytes = prost::Message::encoded_len(&event);
+    let _permit = state
+        .pipeline
+        .admit(&caller, 1, bytes, received)
+        .map_err(|r| Error::Retry {
+            after: r.after,
+            message: r.message,
         })?;
-        let receipts = Receipts::of(&request).unwrap_or_default();
-        let (tx, rx) = mpsc::channel(self.state.limits.max_in_flight_batches_per_stream + 1);
-        let state = self.state.clone();
-        // A detector instrumented at the gRPC layer sends its context as stream metadata; it
-        // parents every batch that carries no trace_context of its own.
-        let mut stream_trace = std::collections::HashMap::new();
-        opentelemetry_inject(&request, &mut stream_trace);
-        let inbound = request.into_inner();
-        let span = tracing::info_span!("ingest_stream", caller = %caller);
-        tokio::spawn(
-            async move {
-                let inbound = Inbound {
-                    messages: inbound,
-                    receipts,
-                };
-                run_stream(&state, &caller, &stream_trace, inbound, tx).await;
-                drop(slot);
-            }
-            .instrument(span),
-        );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    let span = tracing::info_span!("enrich", caller = %caller, event_id = %event.event_id);
+    telemetry::set_parent_from_map(&span, &trace);
+    let delivered = state
+        .pipeline
+        .deliver(vec![event], trace, true)
+        .instrument(span)
+        .await?;
+    if let Some(rejection) = delivered.rejections.into_iter().next() {
+        METRICS.rejected.inc();
+        return Err(attackmesh::validate::to_status("event", &rejection.violations));
     }
-
-    async fn enrich(&self, request: Request<EnrichRequest>) -> Result<Response<EnrichResponse>, Status> {
-        let caller = caller_name(&request);
-        let received = Receipts::of(&request).and_then(|r| r.take());
-        let mut trace = std::collections::HashMap::new();
-        opentelemetry_inject(&request, &mut trace);
-        let Some(mut event) = request.into_inner().event else {
-            return Err(Error::invalid("event", "is required").into());
-        };
-        METRICS.received.inc();
-        crate::pipeline::prepare(&caller, &mut event);
-        if let Err(violations) = attackmesh::validate::detection_event(&event) {
-            METRICS.rejected.inc();
-            return Err(attackmesh::validate::to_status("event", &violations));
-        }
-        let bytes = prost::Message::encoded_len(&event);
-        let _permit = self
-            .state
-            .pipeline
-            .admit(&caller, 1, bytes, received)
-            .map_err(|r| Error::Retry {
-                after: r.after,
-                message: r.message,
-            })?;
-        let span = tracing::info_span!("enrich", caller = %caller, event_id = %event.event_id);
-        telemetry::set_parent_from_map(&span, &trace);
-        let delivered = self
-            .state
-            .pipeline
-            .deliver(vec![event], trace, true)
-            .instrument(span)
-            .await?;
-        if let Some(rejection) = delivered.rejections.into_iter().next() {
-            METRICS.rejected.inc();
-            return Err(attackmesh::validate::to_status("event", &rejection.violations));
-        }
-        METRICS.accepted.inc();
-        let event = delivered.enriched.into_iter().next();
-        Ok(Response::new(EnrichResponse { event }))
-    }
+    METRICS.accepted.inc();
+    let event = delivered.enriched.into_iter().next();
+    Ok(Response::new(EnrichResponse { event }))
 }
 
 /// Copies a W3C context from the request's metadata into a `trace_context` map.
@@ -177,7 +262,7 @@ type Answer = Pin<Box<dyn std::future::Future<Output = (IngestResponse, bool)> +
 
 /// The requests of a stream, and what each message held of the byte budget while it arrived.
 struct Inbound {
-    messages: Streaming<IngestRequest>,
+    messages: Streaming<EncodedIngest>,
     receipts: Receipts,
 }
 
@@ -241,8 +326,17 @@ async fn run_stream(
                         let _ = tx.send(Err(error.into())).await;
                         return;
                     }
+                    let bytes = batch.encoded_len();
+                    let batch = match decode(batch) {
+                        Ok(batch) => batch,
+                        Err(status) => {
+                            tracing::debug!(message = status.message(), "ingest stream sent an event that does not decode");
+                            let _ = tx.try_send(Err(status));
+                            return;
+                        }
+                    };
                     let admitted = processing < per_stream;
-                    pending.push_back(admit(state, caller, batch, admitted.then_some(received)));
+                    pending.push_back(admit(state, caller, batch, bytes, admitted.then_some(received)));
                     if admitted {
                         processing += 1;
                     }
@@ -272,13 +366,34 @@ async fn run_stream(
     }
 }
 
-/// Starts processing a batch the stream has room for (`room`: what its message held of the byte
-/// budget), or answers RETRY at once; the bool says whether the answer comes from processing (and
-/// so counts against the stream's in-flight limit).
+/// The detections of a batch, each decoded from the bytes it arrived as; an event that does not
+/// decode is `INVALID_ARGUMENT`, with the decoder's reason, as the codec answers a message that
+/// does not decode.
+fn decode(batch: EncodedIngest) -> Result<IngestRequest, Status> {
+    let events = batch
+        .events
+        .into_iter()
+        .map(DetectionEvent::decode)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|mut error| {
+            error.push("IngestRequest", "events");
+            Status::invalid_argument(error.to_string())
+        })?;
+    Ok(IngestRequest {
+        batch_id: batch.batch_id,
+        events,
+        trace_context: batch.trace_context,
+    })
+}
+
+/// Starts processing a batch of `bytes` encoded bytes that the stream has room for (`room`: what
+/// its message held of the byte budget), or answers RETRY at once; the bool says whether the
+/// answer comes from processing (and so counts against the stream's in-flight limit).
 fn admit(
     state: &Arc<IngestState>,
     caller: &Arc<str>,
     batch: IngestRequest,
+    bytes: usize,
     room: Option<Option<attackmesh_runtime::receive::Reservation>>,
 ) -> Answer {
     let batch_id = batch.batch_id;
@@ -296,7 +411,6 @@ fn admit(
         );
         return Box::pin(std::future::ready((answer, false)));
     };
-    let bytes = prost::Message::encoded_len(&batch);
     match state.pipeline.admit(caller, batch.events.len(), bytes, received) {
         Err(refused) => Box::pin(std::future::ready((refused_response(batch_id, refused), true))),
         Ok(permit) => {

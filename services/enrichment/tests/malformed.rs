@@ -58,7 +58,21 @@ async fn malformed_protobuf_is_invalid_argument() {
         call.send(&frame(&batch), true).await;
         let status = call.status().await;
         assert_eq!(status.code, Code::InvalidArgument as i32, "Ingest, {what}: {status:?}");
+        assert!(
+            status.message.contains("IngestRequest.events"),
+            "Ingest, {what}: the answer names the field: {status:?}"
+        );
     }
+    // A batch whose `events` field is a varint, not an event.
+    let mut call = raw_call(addr, INGEST, DETECTOR_TOKEN).await;
+    call.send(&frame(&[0x10, 1]), true).await;
+    let status = call.status().await;
+    assert_eq!(
+        status.code,
+        Code::InvalidArgument as i32,
+        "events as a varint: {status:?}"
+    );
+    assert!(status.message.contains("IngestRequest.events"), "{status:?}");
     // A stream that ends inside a message.
     let mut call = raw_call(addr, INGEST, DETECTOR_TOKEN).await;
     let mut cut = frame_header(100);
