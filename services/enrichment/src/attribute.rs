@@ -23,6 +23,7 @@ use futures::future::join_all;
 use tokio::sync::watch;
 
 use crate::{
+    detection::Detection,
     encode::AttributeBatch,
     upstream::link::{Link, LinkError, Rpc},
 };
@@ -46,7 +47,7 @@ impl Rpc for AttributeRpc {
     type Resp = AttributeResponse;
     const PATH: &'static str = attackmesh::grpc_path!(attribution_service_server::SERVICE_NAME, "Attribute");
 
-    type Item = DetectionEvent;
+    type Item = Detection;
     type Options = ();
 
     fn batch_id(resp: &AttributeResponse) -> u64 {
@@ -56,24 +57,25 @@ impl Rpc for AttributeRpc {
     fn request(
         &self,
         batch_id: u64,
-        events: Vec<DetectionEvent>,
+        events: Vec<Detection>,
         trace_context: HashMap<String, String>,
         (): (),
     ) -> AttributeBatch {
-        AttributeBatch::new(AttributeRequest {
+        let request = AttributeRequest {
             batch_id,
-            events,
+            events: Vec::new(),
             trace_context,
             compact_for_attack_version: self.compact_for_attack_version.clone(),
-        })
+        };
+        AttributeBatch::new(request, events)
     }
 
-    fn into_items(request: AttributeBatch) -> Vec<DetectionEvent> {
-        request.into_events()
+    fn into_items(request: AttributeBatch) -> Vec<Detection> {
+        request.into_detections()
     }
 
-    fn items(request: &AttributeBatch) -> Vec<DetectionEvent> {
-        request.events().to_vec()
+    fn items(request: &AttributeBatch) -> Vec<Detection> {
+        request.detections().to_vec()
     }
 }
 
@@ -95,7 +97,7 @@ impl Attributor {
     /// With `keep_compact`, compact answers stay compact (see the module docs).
     pub(crate) async fn attribute(
         &self,
-        events: Vec<DetectionEvent>,
+        events: Vec<Detection>,
         trace: &HashMap<String, String>,
         keep_compact: bool,
     ) -> Vec<(DetectionEvent, Attribution)> {
@@ -103,12 +105,17 @@ impl Attributor {
         let answers = join_all(chunks.into_iter().map(|chunk| async move {
             let (events, result) = self.try_chunk(chunk, trace, keep_compact).await;
             match result {
-                Ok(attributions) => events.into_iter().zip(attributions).collect::<Vec<_>>(),
+                Ok(attributions) => events
+                    .into_iter()
+                    .map(Detection::into_event)
+                    .zip(attributions)
+                    .collect::<Vec<_>>(),
                 Err(error) => {
                     tracing::debug!(events = events.len(), %error, "attribution unavailable; degrading");
                     events
                         .into_iter()
-                        .map(|ev| {
+                        .map(|detection| {
+                            let ev = detection.into_event();
                             let attribution = Engine::degraded(&self.kb, &ev);
                             (ev, attribution)
                         })
@@ -124,10 +131,10 @@ impl Attributor {
     /// and the attributions in full, or compact in the `Export` form with `keep_compact`.
     pub(crate) async fn try_chunk(
         &self,
-        events: Vec<DetectionEvent>,
+        events: Vec<Detection>,
         trace: &HashMap<String, String>,
         keep_compact: bool,
-    ) -> (Vec<DetectionEvent>, Result<Vec<Attribution>, LinkError>) {
+    ) -> (Vec<Detection>, Result<Vec<Attribution>, LinkError>) {
         let count = events.len();
         let (events, answer) = self.link.send(events, trace, ()).await;
         let result = answer.and_then(|resp| {

@@ -1,6 +1,6 @@
 //! Requests encoded with no walk over an event repeated: enriched events encoded once, as they
 //! are made, into the bytes export receives ([`EventEncoder`]), and detections sent for
-//! attribution with each event's length computed once ([`AttributeBatch`]).
+//! attribution as they arrived, or with each event's length computed once ([`AttributeBatch`]).
 //!
 //! An `ExportRequest`'s `repeated EnrichedEvent events = 2` and a `repeated bytes` field 2 are
 //! the same on the wire (both length-delimited), so a batch of events encoded one by one and sent
@@ -9,12 +9,14 @@
 //! re-walking of every event (and its attributes map) for each length prefix of a whole batch.
 //! This module decides nothing about what an event holds; [`attackmesh::enriched_event`] does.
 
-use attackmesh::proto::{AttributeRequest, DetectionEvent, EnrichedEvent};
+use attackmesh::proto::{AttributeRequest, EnrichedEvent};
 use prost::{
     Message,
     bytes::{Buf, BufMut, Bytes, BytesMut},
     encoding::{self, DecodeContext, WireType},
 };
+
+use crate::detection::Detection;
 
 /// Room reserved for an event before any has been encoded: the typical generated event fits.
 const FIRST_EVENT_BYTES: usize = 1024;
@@ -65,18 +67,18 @@ impl EventEncoder {
     }
 }
 
-/// An `AttributeRequest` to send, with each event's encoded length computed once, when the batch
-/// is made. Prost's encoding of the request walks every event (and its attributes map) once for
-/// the room tonic reserves, again for each event's length prefix, and a third time to write it;
-/// on real detections those length walks were a tenth of enrichment's CPU. Here the request's
-/// other fields are encoded by prost as the batch is made, and the events follow them: a decoder
-/// takes fields in any order, so this is the same `AttributeRequest`. Encode only: decoding one
-/// is not supported.
+/// An `AttributeRequest` to send, each event's encoded length computed once, when the batch is
+/// made, and received detections sent as they arrived (see [`Detection`]). Prost's encoding of
+/// the request walks every event (and its attributes map) once for the room tonic reserves,
+/// again for each event's length prefix, and a third time to write it; on real detections those
+/// walks were a quarter of enrichment's CPU. Here the request's other fields are encoded by
+/// prost as the batch is made, and the events follow them: a decoder takes fields in any order,
+/// so this is the same `AttributeRequest`. Encode only: decoding one is not supported.
 #[derive(Debug)]
 pub struct AttributeBatch {
     /// The encoded `AttributeRequest` without its events.
     head: Vec<u8>,
-    events: Vec<DetectionEvent>,
+    events: Vec<Detection>,
     /// The encoded length of each event, in order.
     lengths: Vec<usize>,
     /// The encoded length of the whole request.
@@ -84,11 +86,19 @@ pub struct AttributeBatch {
 }
 
 impl AttributeBatch {
-    /// The batch that encodes as `request`.
-    pub fn new(mut request: AttributeRequest) -> Self {
-        let events = std::mem::take(&mut request.events);
+    /// The batch of `request`'s fields and `detections`, after any events `request` holds.
+    pub fn new(mut request: AttributeRequest, detections: Vec<Detection>) -> Self {
+        let events: Vec<Detection> = if request.events.is_empty() {
+            detections
+        } else {
+            std::mem::take(&mut request.events)
+                .into_iter()
+                .map(Detection::from)
+                .chain(detections)
+                .collect()
+        };
         let head = request.encode_to_vec();
-        let lengths: Vec<usize> = events.iter().map(Message::encoded_len).collect();
+        let lengths: Vec<usize> = events.iter().map(Detection::encoded_len).collect();
         let len = head.len()
             + lengths
                 .iter()
@@ -102,13 +112,13 @@ impl AttributeBatch {
         }
     }
 
-    /// The events, taken back.
-    pub fn into_events(self) -> Vec<DetectionEvent> {
+    /// The detections, taken back.
+    pub fn into_detections(self) -> Vec<Detection> {
         self.events
     }
 
-    /// The events.
-    pub fn events(&self) -> &[DetectionEvent] {
+    /// The detections.
+    pub fn detections(&self) -> &[Detection] {
         &self.events
     }
 }

@@ -12,6 +12,7 @@ use attackmesh_testkit::data;
 use prost::Message;
 
 use super::{AttributeBatch, EventEncoder};
+use crate::detection::Detection;
 
 /// Every real sample as enrichment hands it to export (parsed, attributed, enriched).
 fn samples() -> Vec<EnrichedEvent> {
@@ -112,11 +113,21 @@ fn assert_attribute_request(events: &[DetectionEvent]) {
             ..Default::default()
         },
     ] {
-        let batch = AttributeBatch::new(request.clone());
-        let sent = batch.encode_to_vec();
-        assert_eq!(batch.encoded_len(), sent.len());
-        assert_eq!(batch.encoded_len(), request.encoded_len());
-        assert_eq!(AttributeRequest::decode(sent.as_slice()).unwrap(), request);
+        // The events in the request, or handed over as detections.
+        let header = AttributeRequest {
+            events: Vec::new(),
+            ..request.clone()
+        };
+        let detections = request.events.iter().cloned().map(Detection::from).collect();
+        for batch in [
+            AttributeBatch::new(request.clone(), Vec::new()),
+            AttributeBatch::new(header, detections),
+        ] {
+            let sent = batch.encode_to_vec();
+            assert_eq!(batch.encoded_len(), sent.len());
+            assert_eq!(batch.encoded_len(), request.encoded_len());
+            assert_eq!(AttributeRequest::decode(sent.as_slice()).unwrap(), request);
+        }
     }
 }
 

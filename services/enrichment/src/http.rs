@@ -101,6 +101,7 @@ async fn falco(State(state): State<HttpState>, headers: HeaderMap, body: Body) -
         Ok(permit) => permit,
         Err(refused) => return unavailable(refused.after, refused.message),
     };
+    let events = events.into_iter().map(Into::into).collect();
     let answer = pipeline.ingest(&caller, 0, events, trace, permit).await;
     if answer.status != AckStatus::Durable as i32 {
         let after = answer.retry_after.map(proto_duration).unwrap_or(Duration::from_secs(1));

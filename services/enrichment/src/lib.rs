@@ -8,7 +8,9 @@
 //! - [`otlp`]: OpenTelemetry's `LogsService/Export` and OTLP/HTTP `POST /v1/logs`.
 //! - [`server`]: wiring onto the shared runtime; [`http`]: `POST /falco` (and `/v1/logs`).
 //! - [`shipper`]: the client side of `attackmesh ship` (files → `Ingest`, with checkpoints).
-//! - [`encode`]: enriched events encoded once, as they are made, into the bytes export receives.
+//! - [`detection`]: detections with the bytes they arrived as, and `Ingest` batches read so.
+//! - [`encode`]: what enrichment sends export and attribution, encoded without walking an event
+//!   twice.
 //!
 //! Internals: `pipeline` (validate → attribute → export → answer), `admission` (in-flight
 //! limits, per-detector rate limits), `attribute`/`export` (the upstream calls, with the
@@ -24,6 +26,7 @@
 mod admission;
 mod attribute;
 pub mod config;
+pub mod detection;
 pub mod encode;
 pub mod error;
 mod export;

@@ -22,6 +22,7 @@ use crate::{
     admission::{Admission, Permit, Refused},
     attribute::Attributor,
     config::{EnrichmentConfig, WhenFull},
+    detection::Detection,
     encode::EventEncoder,
     error::Error,
     export::{Exported, Exporter, to_proto_duration},
@@ -91,7 +92,7 @@ impl Pipeline {
         &self,
         caller: &str,
         batch_id: u64,
-        events: Vec<DetectionEvent>,
+        events: Vec<Detection>,
         trace_context: HashMap<String, String>,
         _permit: Permit,
     ) -> IngestResponse {
@@ -104,7 +105,7 @@ impl Pipeline {
         &self,
         caller: &str,
         batch_id: u64,
-        events: Vec<DetectionEvent>,
+        events: Vec<Detection>,
         trace_context: HashMap<String, String>,
     ) -> IngestResponse {
         let started = Instant::now();
@@ -125,7 +126,7 @@ impl Pipeline {
         &self,
         caller: &str,
         batch_id: u64,
-        events: Vec<DetectionEvent>,
+        events: Vec<Detection>,
         trace_context: HashMap<String, String>,
     ) -> IngestResponse {
         let Sorted {
@@ -172,7 +173,7 @@ impl Pipeline {
     /// re-attribution log holds the degraded ones), [`Error::Retry`] otherwise.
     pub(crate) async fn deliver(
         &self,
-        events: Vec<DetectionEvent>,
+        events: Vec<Detection>,
         trace_context: HashMap<String, String>,
         keep: bool,
     ) -> Result<Delivered, Error> {
@@ -270,7 +271,7 @@ impl Pipeline {
 #[derive(Debug, Default)]
 pub(crate) struct Sorted {
     /// Valid events (with ids filled in), each once.
-    pub(crate) valid: Vec<DetectionEvent>,
+    pub(crate) valid: Vec<Detection>,
     /// `positions[i]`: the index in the batch of `valid[i]`.
     pub(crate) positions: Vec<u32>,
     /// Invalid events, and every event whose id the batch gives to a different event too.
@@ -288,16 +289,18 @@ pub(crate) fn prepare(caller: &str, event: &mut DetectionEvent) {
 
 /// Sorts a batch from `caller` into valid events (stamped, ids filled in), identical copies of
 /// them (taken once) and rejections.
-pub(crate) fn validate(caller: &str, mut events: Vec<DetectionEvent>) -> Sorted {
-    events.iter_mut().for_each(|event| prepare(caller, event));
-    let repeats = attackmesh::validate::repeats(&events, |e| (e.event_id.as_str(), 0));
+pub(crate) fn validate(caller: &str, mut events: Vec<Detection>) -> Sorted {
+    events.iter_mut().for_each(|event| event.prepare(caller));
+    let repeats = attackmesh::validate::repeats(&events, |e| (e.event().event_id.as_str(), 0));
     let mut sorted = Sorted {
         valid: Vec::with_capacity(events.len()),
         positions: Vec::with_capacity(events.len()),
         ..Default::default()
     };
     for ((index, event), repeat) in events.into_iter().enumerate().zip(repeats) {
-        let mut violations = attackmesh::validate::detection_event(&event).err().unwrap_or_default();
+        let mut violations = attackmesh::validate::detection_event(event.event())
+            .err()
+            .unwrap_or_default();
         match repeat {
             InBatch::Conflict(v) => violations.push(v),
             InBatch::CopyOf(original) if violations.is_empty() => {
@@ -315,7 +318,7 @@ pub(crate) fn validate(caller: &str, mut events: Vec<DetectionEvent>) -> Sorted 
         } else {
             sorted.rejections.push(EventRejection {
                 index: index as u32,
-                event_id: event.event_id,
+                event_id: event.into_event().event_id,
                 violations,
             });
         }

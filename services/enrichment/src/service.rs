@@ -12,20 +12,16 @@
 //! runs.
 //!
 //! The service is routed by hand rather than generated so that `Ingest` reads its batches as
-//! [`EncodedIngest`]: a batch's size is that of the bytes that arrived, not a walk over every
-//! decoded event, and each event is decoded from its own bytes. A batch with an event that does
-//! not decode ends the stream with `INVALID_ARGUMENT`, naming the field, as a message that does
-//! not decode does. `Enrich` is served as generated code would serve it.
+//! [`IngestBatch`]es: each event keeps the bytes it arrived as, which go on to attribution, and
+//! a batch's size is that of those bytes, not a walk over every decoded event. `Enrich` is
+//! served as generated code would serve it.
 
 use std::{convert::Infallible, pin::Pin, sync::Arc};
 
 use attackmesh::{
-    codec::{EncodedIngest, ProstCodec},
+    codec::ProstCodec,
     grpc_path,
-    proto::{
-        DetectionEvent, EnrichRequest, EnrichResponse, IngestRequest, IngestResponse,
-        ingest_service_server::SERVICE_NAME,
-    },
+    proto::{EnrichRequest, EnrichResponse, IngestResponse, ingest_service_server::SERVICE_NAME},
 };
 use attackmesh_runtime::{
     auth,
@@ -49,6 +45,7 @@ use tracing::Instrument as _;
 use crate::{
     admission::StreamSlots,
     config::IngestLimits,
+    detection::IngestBatch,
     error::Error,
     metrics::METRICS,
     pipeline::{Pipeline, refused_response, retry_response},
@@ -150,12 +147,12 @@ pub(crate) fn caller_name<T>(request: &Request<T>) -> Arc<str> {
 /// `Ingest`: one task per stream (see the module docs).
 struct Ingest(Arc<IngestState>);
 
-impl StreamingService<EncodedIngest> for Ingest {
+impl StreamingService<IngestBatch> for Ingest {
     type Response = IngestResponse;
     type ResponseStream = IngestStream;
     type Future = BoxFuture<Response<IngestStream>, Status>;
 
-    fn call(&mut self, request: Request<Streaming<EncodedIngest>>) -> Self::Future {
+    fn call(&mut self, request: Request<Streaming<IngestBatch>>) -> Self::Future {
         let state = self.0.clone();
         Box::pin(async move { ingest(state, request) })
     }
@@ -163,10 +160,7 @@ impl StreamingService<EncodedIngest> for Ingest {
 
 /// Opens an `Ingest` stream: refused while draining or over the caller's stream quota, else
 /// served by its own task.
-fn ingest(
-    state: Arc<IngestState>,
-    request: Request<Streaming<EncodedIngest>>,
-) -> Result<Response<IngestStream>, Status> {
+fn ingest(state: Arc<IngestState>, request: Request<Streaming<IngestBatch>>) -> Result<Response<IngestStream>, Status> {
     if state.draining.is_cancelled() {
         return Err(Error::Unavailable("enrichment is shutting down; reconnect to another replica".into()).into());
     }
@@ -237,7 +231,7 @@ async fn enrich(state: &IngestState, request: Request<EnrichRequest>) -> Result<
     telemetry::set_parent_from_map(&span, &trace);
     let delivered = state
         .pipeline
-        .deliver(vec![event], trace, true)
+        .deliver(vec![event.into()], trace, true)
         .instrument(span)
         .await?;
     if let Some(rejection) = delivered.rejections.into_iter().next() {
@@ -262,7 +256,7 @@ type Answer = Pin<Box<dyn std::future::Future<Output = (IngestResponse, bool)> +
 
 /// The requests of a stream, and what each message held of the byte budget while it arrived.
 struct Inbound {
-    messages: Streaming<EncodedIngest>,
+    messages: Streaming<IngestBatch>,
     receipts: Receipts,
 }
 
@@ -326,17 +320,8 @@ async fn run_stream(
                         let _ = tx.send(Err(error.into())).await;
                         return;
                     }
-                    let bytes = batch.encoded_len();
-                    let batch = match decode(batch) {
-                        Ok(batch) => batch,
-                        Err(status) => {
-                            tracing::debug!(message = status.message(), "ingest stream sent an event that does not decode");
-                            let _ = tx.try_send(Err(status));
-                            return;
-                        }
-                    };
                     let admitted = processing < per_stream;
-                    pending.push_back(admit(state, caller, batch, bytes, admitted.then_some(received)));
+                    pending.push_back(admit(state, caller, batch, admitted.then_some(received)));
                     if admitted {
                         processing += 1;
                     }
@@ -366,34 +351,13 @@ async fn run_stream(
     }
 }
 
-/// The detections of a batch, each decoded from the bytes it arrived as; an event that does not
-/// decode is `INVALID_ARGUMENT`, with the decoder's reason, as the codec answers a message that
-/// does not decode.
-fn decode(batch: EncodedIngest) -> Result<IngestRequest, Status> {
-    let events = batch
-        .events
-        .into_iter()
-        .map(DetectionEvent::decode)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|mut error| {
-            error.push("IngestRequest", "events");
-            Status::invalid_argument(error.to_string())
-        })?;
-    Ok(IngestRequest {
-        batch_id: batch.batch_id,
-        events,
-        trace_context: batch.trace_context,
-    })
-}
-
-/// Starts processing a batch of `bytes` encoded bytes that the stream has room for (`room`: what
-/// its message held of the byte budget), or answers RETRY at once; the bool says whether the
-/// answer comes from processing (and so counts against the stream's in-flight limit).
+/// Starts processing a batch the stream has room for (`room`: what its message held of the byte
+/// budget), or answers RETRY at once; the bool says whether the answer comes from processing (and
+/// so counts against the stream's in-flight limit).
 fn admit(
     state: &Arc<IngestState>,
     caller: &Arc<str>,
-    batch: IngestRequest,
-    bytes: usize,
+    batch: IngestBatch,
     room: Option<Option<attackmesh_runtime::receive::Reservation>>,
 ) -> Answer {
     let batch_id = batch.batch_id;
@@ -411,6 +375,7 @@ fn admit(
         );
         return Box::pin(std::future::ready((answer, false)));
     };
+    let bytes = batch.encoded_len();
     match state.pipeline.admit(caller, batch.events.len(), bytes, received) {
         Err(refused) => Box::pin(std::future::ready((refused_response(batch_id, refused), true))),
         Ok(permit) => {

@@ -163,7 +163,8 @@ pub(crate) async fn export(
                 None => trace.clone(),
             };
             async move {
-                let answer = state.pipeline.ingest_admitted(caller, 0, group.events, context).await;
+                let events = group.events.into_iter().map(Into::into).collect();
+                let answer = state.pipeline.ingest_admitted(caller, 0, events, context).await;
                 (group.positions, answer)
             }
         });

@@ -18,6 +18,7 @@ use tracing::Instrument as _;
 
 use crate::{
     attribute::{Attributor, split},
+    detection::Detection,
     encode::EventEncoder,
     export::{Exported, Exporter},
     metrics::METRICS,
@@ -110,7 +111,8 @@ async fn reattribute(
 ) -> Result<u64, Failure> {
     let trace = batch.trace_context;
     let mut enriched = EventEncoder::with_capacity(batch.events.len());
-    for chunk in split(batch.events, attributor.max_batch()) {
+    let events: Vec<Detection> = batch.events.into_iter().map(Detection::from).collect();
+    for chunk in split(events, attributor.max_batch()) {
         // Full, never compact: this loop resends the same bytes until export holds them, so they
         // must suit an export of any release.
         let (events, result) = attributor.try_chunk(chunk, &trace, false).await;
@@ -120,7 +122,7 @@ async fn reattribute(
             Err(LinkError::Unavailable(why)) => return Err(Failure::Attribution(why)),
         };
         for (ev, a) in events.into_iter().zip(attributions) {
-            enriched.push(&attackmesh::enriched_event(ev, a, REATTRIBUTED_REVISION));
+            enriched.push(&attackmesh::enriched_event(ev.into_event(), a, REATTRIBUTED_REVISION));
         }
     }
     let mut enriched = enriched.finish();
