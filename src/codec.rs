@@ -62,6 +62,21 @@ where
     }
 }
 
+/// A gRPC call handler for a service routed by hand (one that reads a request as a type of its
+/// own): this codec, gzip accepted and sent, and `max_message_bytes` as the limit both ways, as
+/// every generated attackmesh service is set up.
+pub fn grpc<T, U>(max_message_bytes: usize) -> tonic::server::Grpc<ProstCodec<T, U>>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    tonic::server::Grpc::new(ProstCodec::default())
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
+}
+
 /// Prost encoding into room reserved for the whole message first. Tonic's prost encoder lets
 /// the frame buffer grow as the message is written: a batch of hundreds of events (hundreds of
 /// KB to a few MB) was copied into a new allocation at every doubling.

@@ -19,7 +19,7 @@
 use std::{convert::Infallible, pin::Pin, sync::Arc};
 
 use attackmesh::{
-    codec::ProstCodec,
+    codec::grpc,
     grpc_path,
     proto::{EnrichRequest, EnrichResponse, IngestResponse, ingest_service_server::SERVICE_NAME},
 };
@@ -36,9 +36,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::{
     Request, Response, Status, Streaming,
     body::Body,
-    codec::CompressionEncoding,
     codegen::{BoxFuture, Context, Poll, Service},
-    server::{Grpc, NamedService, StreamingService, UnaryService},
+    server::{NamedService, StreamingService, UnaryService},
 };
 use tracing::Instrument as _;
 
@@ -95,22 +94,6 @@ pub fn grpc_service(state: Arc<IngestState>) -> Receive<IngestServer> {
     Receive::new(IngestServer { state }, limits)
 }
 
-impl IngestServer {
-    /// A gRPC call handler with the codec, compression and size limits of every method.
-    fn grpc<T, U>(&self) -> Grpc<ProstCodec<T, U>>
-    where
-        T: Message + Send + 'static,
-        U: Message + Default + Send + 'static,
-    {
-        let max = self.state.limits.max_message_bytes;
-        Grpc::new(ProstCodec::default())
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max)
-    }
-}
-
 impl Service<http::Request<Body>> for IngestServer {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -124,11 +107,11 @@ impl Service<http::Request<Body>> for IngestServer {
         let state = self.state.clone();
         match request.uri().path() {
             INGEST => {
-                let mut grpc = self.grpc();
+                let mut grpc = grpc(self.state.limits.max_message_bytes);
                 Box::pin(async move { Ok(grpc.streaming(Ingest(state), request).await) })
             }
             ENRICH => {
-                let mut grpc = self.grpc();
+                let mut grpc = grpc(self.state.limits.max_message_bytes);
                 Box::pin(async move { Ok(grpc.unary(Enrich(state), request).await) })
             }
             _ => Box::pin(async move { Ok(Status::unimplemented("").into_http()) }),

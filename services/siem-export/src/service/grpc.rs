@@ -8,18 +8,16 @@
 use std::{convert::Infallible, pin::Pin};
 
 use attackmesh::{
-    codec::{EncodedExport, ProstCodec},
+    codec::{EncodedExport, grpc},
     grpc_path,
     proto::{ExportResponse, GetSinkStatusRequest, GetSinkStatusResponse, export_service_server::SERVICE_NAME},
 };
 use futures::{Stream, StreamExt};
-use prost::Message;
 use tonic::{
     Request, Response, Status, Streaming,
     body::Body,
-    codec::CompressionEncoding,
     codegen::{BoxFuture, Context, Poll, Service},
-    server::{Grpc, NamedService, StreamingService, UnaryService},
+    server::{NamedService, StreamingService, UnaryService},
 };
 use tracing::Instrument;
 
@@ -46,19 +44,6 @@ impl NamedService for ExportServer {
     const NAME: &'static str = SERVICE_NAME;
 }
 
-/// A gRPC call handler with the codec, compression and size limits of every method.
-fn grpc<T, U>() -> Grpc<ProstCodec<T, U>>
-where
-    T: Message + Send + 'static,
-    U: Message + Default + Send + 'static,
-{
-    Grpc::new(ProstCodec::default())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-}
-
 impl Service<http::Request<Body>> for ExportServer {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -71,8 +56,10 @@ impl Service<http::Request<Body>> for ExportServer {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let state = self.state.clone();
         match request.uri().path() {
-            EXPORT => Box::pin(async move { Ok(grpc().streaming(Export(state), request).await) }),
-            GET_SINK_STATUS => Box::pin(async move { Ok(grpc().unary(GetSinkStatus(state), request).await) }),
+            EXPORT => Box::pin(async move { Ok(grpc(MAX_MESSAGE_BYTES).streaming(Export(state), request).await) }),
+            GET_SINK_STATUS => {
+                Box::pin(async move { Ok(grpc(MAX_MESSAGE_BYTES).unary(GetSinkStatus(state), request).await) })
+            }
             _ => Box::pin(async move { Ok(Status::unimplemented("").into_http()) }),
         }
     }
