@@ -107,7 +107,7 @@ pub fn first_org_attributed() -> Vec<attackmesh::proto::EnrichedEvent> {
 
 /// The real sample files: three Suricata captures, a Cowrie session, the Zeek logs and eight
 /// EVTX files; empty without the shared data.
-fn real_sample_files() -> Vec<(Format, PathBuf)> {
+pub fn real_sample_files() -> Vec<(Format, PathBuf)> {
     let Some(dir) = shared_data() else {
         return Vec::new();
     };

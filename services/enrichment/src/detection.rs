@@ -4,7 +4,8 @@
 //! An `IngestBatch` decodes exactly as prost decodes an `IngestRequest` (the same recursion
 //! depths, the same errors, naming `IngestRequest` and the field), and keeps each event's bytes as
 //! a slice of the received message, without a copy. Its encoded length, which admission counts,
-//! is that of the bytes that arrived, not a walk over every decoded event.
+//! is that of the bytes that arrived (and of the two fields enrichment stamps on each event), not
+//! a walk over every decoded event.
 
 use std::collections::HashMap;
 
@@ -17,7 +18,7 @@ use prost::{
 
 /// A detection on its way through enrichment: the decoded event and, when it arrived whole in a
 /// detector's `Ingest` batch, the bytes it arrived as. Enrichment changes a detection only in
-/// [`Detection::prepare`], which sets `event_id` (when missing) and `submitted_by`; a received
+/// `Detection::prepare`, which sets `event_id` (when missing) and `submitted_by`; a received
 /// detection is sent on for attribution as its bytes followed by those two fields, instead of
 /// being encoded again: for a singular field the last value on the wire wins, so attribution
 /// decodes the prepared event.
