@@ -1,7 +1,9 @@
 //! Micro-benchmark of enrichment's export hot path: a batch of attributed detections made into
-//! enriched events, encoded for export and let go. `encode_once` is what enrichment does (each
-//! event encoded into shared buffers as it is made, sent as `repeated bytes`);
-//! `export_request` is the contract message prost encodes whole, for comparison.
+//! enriched events, encoded for export and let go. `received` is what enrichment does with
+//! detections from a detector's `Ingest` batch (each event written into shared buffers from the
+//! bytes its detection arrived as, sent as `repeated bytes`); `encode_once` is what it does with
+//! the others (each event encoded by prost as it is made); `export_request` is the contract
+//! message prost encodes whole, for comparison.
 //!
 //! The `suricata` group uses 500 events of the shared Suricata sample, attributed by the
 //! embedded engine (skipped when the shared data is absent); `port_scan` uses generated
@@ -12,12 +14,16 @@
 use std::collections::HashMap;
 
 use attackmesh::codec::EncodedExport;
+use attackmesh::proto::IngestRequest;
 use attackmesh::proto::{Attribution, DetectionEvent, EnrichedEvent, ExportRequest};
 use attackmesh_attack::Engine;
-use attackmesh_enrichment::encode::EventEncoder;
+use attackmesh_enrichment::{
+    detection::{Detection, IngestBatch},
+    encode::EventEncoder,
+};
 use attackmesh_testkit::data;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
-use prost::Message;
+use prost::{Message, bytes::Bytes};
 
 const BATCH: usize = 500;
 
@@ -41,6 +47,35 @@ fn attributed(events: Vec<DetectionEvent>) -> Attributed {
             (ev, a)
         })
         .collect()
+}
+
+/// The batch's detections as an `Ingest` batch delivers them, each with its attribution.
+fn received(batch: &Attributed) -> Vec<(Detection, Attribution)> {
+    let ingest = IngestRequest {
+        events: batch.iter().map(|(d, _)| d.clone()).collect(),
+        ..Default::default()
+    };
+    let detections = IngestBatch::decode(Bytes::from(ingest.encode_to_vec()))
+        .expect("a batch prost encoded")
+        .events;
+    detections
+        .into_iter()
+        .zip(batch.iter().map(|(_, a)| a.clone()))
+        .collect()
+}
+
+fn encode_received(batch: Vec<(Detection, Attribution)>) -> usize {
+    let mut encoder = EventEncoder::with_capacity(batch.len());
+    for (detection, attribution) in batch {
+        encoder.push_enriched(detection, attribution, 1);
+    }
+    let request = EncodedExport {
+        batch_id: 1,
+        events: encoder.finish(),
+        trace_context: trace(),
+        ..Default::default()
+    };
+    request.encode_to_vec().len()
 }
 
 fn encode_once(batch: Attributed) -> usize {
@@ -74,6 +109,10 @@ fn export_request(batch: Attributed) -> usize {
 fn group(c: &mut Criterion, name: &str, batch: &Attributed) {
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(batch.len() as u64));
+    let arrived = received(batch);
+    group.bench_function("received", |b| {
+        b.iter_batched(|| arrived.clone(), encode_received, BatchSize::LargeInput)
+    });
     group.bench_function("encode_once", |b| {
         b.iter_batched(|| batch.clone(), encode_once, BatchSize::LargeInput)
     });

@@ -16,7 +16,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use attackmesh::proto::{
-    AttributeRequest, AttributeResponse, Attribution, AttributionStatus, DetectionEvent, attribution_service_server,
+    AttributeRequest, AttributeResponse, Attribution, AttributionStatus, attribution_service_server,
 };
 use attackmesh_attack::{Engine, Kb, compact};
 use futures::future::join_all;
@@ -100,24 +100,19 @@ impl Attributor {
         events: Vec<Detection>,
         trace: &HashMap<String, String>,
         keep_compact: bool,
-    ) -> Vec<(DetectionEvent, Attribution)> {
+    ) -> Vec<(Detection, Attribution)> {
         let chunks = split(events, self.max_batch);
         let answers = join_all(chunks.into_iter().map(|chunk| async move {
             let (events, result) = self.try_chunk(chunk, trace, keep_compact).await;
             match result {
-                Ok(attributions) => events
-                    .into_iter()
-                    .map(Detection::into_event)
-                    .zip(attributions)
-                    .collect::<Vec<_>>(),
+                Ok(attributions) => events.into_iter().zip(attributions).collect::<Vec<_>>(),
                 Err(error) => {
                     tracing::debug!(events = events.len(), %error, "attribution unavailable; degrading");
                     events
                         .into_iter()
                         .map(|detection| {
-                            let ev = detection.into_event();
-                            let attribution = Engine::degraded(&self.kb, &ev);
-                            (ev, attribution)
+                            let attribution = Engine::degraded(&self.kb, detection.event());
+                            (detection, attribution)
                         })
                         .collect()
                 }

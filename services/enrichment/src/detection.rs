@@ -16,6 +16,14 @@ use prost::{
     encoding::{self, DecodeContext, WireType},
 };
 
+/// `DetectionEvent.event_id`, which `Detection::prepare` fills when missing.
+const EVENT_ID: u32 = 1;
+/// `DetectionEvent.submitted_by`, which `Detection::prepare` always sets.
+const SUBMITTED_BY: u32 = 16;
+/// The fields `Detection::prepare` sets: of a received detection, taken from the event, never
+/// from the bytes it arrived as.
+pub(crate) const PREPARED_FIELDS: [u32; 2] = [EVENT_ID, SUBMITTED_BY];
+
 /// A detection on its way through enrichment: the decoded event and, when it arrived whole in a
 /// detector's `Ingest` batch, the bytes it arrived as. Enrichment changes a detection only in
 /// `Detection::prepare`, which sets `event_id` (when missing) and `submitted_by`; a received
@@ -39,6 +47,11 @@ impl Detection {
         self.event
     }
 
+    /// The event and the bytes it arrived as, if it did.
+    pub(crate) fn into_parts(self) -> (DetectionEvent, Option<Bytes>) {
+        (self.event, self.received)
+    }
+
     /// Stamps the detection as received from `caller` (see [`crate::pipeline::prepare`]).
     pub(crate) fn prepare(&mut self, caller: &str) {
         crate::pipeline::prepare(caller, &mut self.event);
@@ -49,8 +62,8 @@ impl Detection {
         match &self.received {
             Some(bytes) => {
                 bytes.len()
-                    + encoding::string::encoded_len(1, &self.event.event_id)
-                    + encoding::string::encoded_len(16, &self.event.submitted_by)
+                    + encoding::string::encoded_len(EVENT_ID, &self.event.event_id)
+                    + encoding::string::encoded_len(SUBMITTED_BY, &self.event.submitted_by)
             }
             None => self.event.encoded_len(),
         }
@@ -62,8 +75,8 @@ impl Detection {
             Some(bytes) => {
                 buf.put_slice(bytes);
                 // The fields prepare() sets, after whatever the detector sent in them.
-                encoding::string::encode(1, &self.event.event_id, buf);
-                encoding::string::encode(16, &self.event.submitted_by, buf);
+                encoding::string::encode(EVENT_ID, &self.event.event_id, buf);
+                encoding::string::encode(SUBMITTED_BY, &self.event.submitted_by, buf);
             }
             None => self.event.encode_raw(buf),
         }

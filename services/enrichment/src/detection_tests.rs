@@ -1,7 +1,7 @@
 //! `IngestBatch` against the `IngestRequest` prost decodes, and received detections sent on for
 //! attribution against the prepared events they stand for.
 
-use attackmesh::proto::{AttributeRequest, DetectionEvent, IngestRequest};
+use attackmesh::proto::{AttributeRequest, DetectionEvent, EnrichedEvent, IngestRequest};
 use attackmesh_testkit::data;
 use prost::{Message, bytes::Buf};
 
@@ -157,4 +157,82 @@ fn received_detections_go_to_attribution_as_the_prepared_events() {
             ..header
         }
     );
+}
+
+/// A received detection, prepared, goes to export as the enriched event of the prepared event,
+/// written from its bytes; with the detector's bytes as prost writes them, as long as prost's
+/// encoding of that event (so export can queue the bytes as they come instead of encoding the
+/// event again).
+#[test]
+fn received_detections_go_to_export_as_the_enriched_events_of_the_prepared_events() {
+    let engine = attackmesh_attack::Engine::embedded().unwrap();
+    let mut events = detections();
+    // With fields a detector cannot set on an enriched event (revision 20, campaign_id 22).
+    let forged = DetectionEvent {
+        description: "forged".into(),
+        ..events[0].clone()
+    };
+    let mut wire = IngestRequest::default().encode_to_vec();
+    for event in events.iter().chain([&forged]) {
+        let mut bytes = event.encode_to_vec();
+        if event.description == "forged" {
+            encoding::uint32::encode(20, &7, &mut bytes);
+            encoding::string::encode(22, &"campaign".to_owned(), &mut bytes);
+        }
+        encoding::bytes::encode(2, &bytes, &mut wire);
+    }
+    events.push(forged);
+    let batch = IngestBatch::decode(Bytes::from(wire)).unwrap();
+    assert_eq!(batch.events.len(), events.len());
+    let mut encoder = crate::encode::EventEncoder::with_capacity(1);
+    let mut expected = Vec::new();
+    for mut detection in batch.events {
+        detection.prepare("det");
+        let attribution = engine.attribute(detection.event());
+        expected.push(attackmesh::enriched_event(
+            detection.event().clone(),
+            attribution.clone(),
+            2,
+        ));
+        encoder.push_enriched(detection, attribution, 2);
+    }
+    let sent = encoder.finish();
+    assert_eq!(sent.len(), expected.len());
+    assert!(
+        expected
+            .iter()
+            .any(|e| e.metadata.is_some() && !e.attributes.is_empty())
+    );
+    for (i, (bytes, expected)) in sent.iter().zip(&expected).enumerate() {
+        let mut got = EnrichedEvent::decode(bytes.as_ref()).unwrap();
+        assert!(got.enriched_at.is_some());
+        got.enriched_at = expected.enriched_at;
+        assert_eq!(&got, expected, "event {i}");
+        assert_eq!(got.submitted_by, "det");
+        assert!(!got.event_id.is_empty());
+        let forged = i == sent.len() - 1;
+        if !forged {
+            assert_eq!(bytes.len(), expected.encoded_len(), "event {i}");
+        }
+    }
+}
+
+/// A detection that did not arrive as bytes (HTTP, OTLP, `Enrich`, the re-attribution log) goes
+/// to export as its enriched event, encoded by prost.
+#[test]
+fn other_detections_go_to_export_as_prost_encodes_their_enriched_events() {
+    let engine = attackmesh_attack::Engine::embedded().unwrap();
+    let events: Vec<DetectionEvent> = detections().into_iter().take(3).collect();
+    let mut encoder = crate::encode::EventEncoder::with_capacity(events.len());
+    for event in &events {
+        encoder.push_enriched(Detection::from(event.clone()), engine.attribute(event), 1);
+    }
+    let sent = encoder.finish();
+    assert_eq!(sent.len(), events.len());
+    for (bytes, event) in sent.iter().zip(events) {
+        let attribution = engine.attribute(&event);
+        let mut expected = attackmesh::enriched_event(event, attribution, 1);
+        expected.enriched_at = EnrichedEvent::decode(bytes.as_ref()).unwrap().enriched_at;
+        assert_eq!(bytes.as_ref(), expected.encode_to_vec().as_slice());
+    }
 }

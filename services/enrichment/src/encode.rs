@@ -1,6 +1,7 @@
 //! Requests encoded with no walk over an event repeated: enriched events encoded once, as they
-//! are made, into the bytes export receives ([`EventEncoder`]), and detections sent for
-//! attribution as they arrived, or with each event's length computed once ([`AttributeBatch`]).
+//! are made, into the bytes export receives, the detection part of a received detection's event
+//! copied from the bytes it arrived as ([`EventEncoder`]); and detections sent for attribution
+//! as they arrived, or with each event's length computed once ([`AttributeBatch`]).
 //!
 //! An `ExportRequest`'s `repeated EnrichedEvent events = 2` and a `repeated bytes` field 2 are
 //! the same on the wire (both length-delimited), so a batch of events encoded one by one and sent
@@ -9,14 +10,18 @@
 //! re-walking of every event (and its attributes map) for each length prefix of a whole batch.
 //! This module decides nothing about what an event holds; [`attackmesh::enriched_event`] does.
 
-use attackmesh::proto::{AttributeRequest, EnrichedEvent};
+use attackmesh::{
+    enriched::write_detection_fields,
+    enriched_event,
+    proto::{AttributeRequest, Attribution, DetectionEvent, EnrichedEvent},
+};
 use prost::{
     Message,
     bytes::{Buf, BufMut, Bytes, BytesMut},
     encoding::{self, DecodeContext, WireType},
 };
 
-use crate::detection::Detection;
+use crate::detection::{Detection, PREPARED_FIELDS};
 
 /// Room reserved for an event before any has been encoded: the typical generated event fits.
 const FIRST_EVENT_BYTES: usize = 1024;
@@ -47,6 +52,42 @@ impl EventEncoder {
 
     /// Encodes `event` as the next event of the batch.
     pub fn push(&mut self, event: &EnrichedEvent) {
+        self.reserve();
+        event.encode_raw(&mut self.buf);
+        self.split();
+    }
+
+    /// Encodes, as the next event of the batch, the event [`attackmesh::enriched_event`] makes of
+    /// `detection` and `attribution`. A detection that arrived as bytes of its own is not
+    /// encoded again: its fields are copied from those bytes, renumbered as `enriched_event`
+    /// places them ([`write_detection_fields`]), but for the two `Detection::prepare` sets,
+    /// which are encoded with the attribution's fields after them. A decoder takes fields in any
+    /// order, so export decodes the same event.
+    pub fn push_enriched(&mut self, detection: Detection, attribution: Attribution, revision: u32) {
+        let (mut event, received) = detection.into_parts();
+        self.reserve();
+        if let Some(received) = received {
+            match write_detection_fields(&received, &PREPARED_FIELDS, &mut self.buf) {
+                Ok(()) => {
+                    let prepared = DetectionEvent {
+                        event_id: std::mem::take(&mut event.event_id),
+                        submitted_by: std::mem::take(&mut event.submitted_by),
+                        ..Default::default()
+                    };
+                    enriched_event(prepared, attribution, revision).encode_raw(&mut self.buf);
+                    self.split();
+                    return;
+                }
+                // Not reached for bytes that decoded as the event: encoded from the event then.
+                Err(_) => self.buf.clear(),
+            }
+        }
+        enriched_event(event, attribution, revision).encode_raw(&mut self.buf);
+        self.split();
+    }
+
+    /// Makes room for the next event.
+    fn reserve(&mut self) {
         let done = self.events.len();
         let mean = self.written.checked_div(done).unwrap_or(FIRST_EVENT_BYTES).max(64);
         if self.buf.capacity() < mean * 2 {
@@ -56,7 +97,10 @@ impl EventEncoder {
             let want = mean.saturating_mul(left) + mean / 4;
             self.buf.reserve(want.min(MAX_BUFFER_BYTES));
         }
-        event.encode_raw(&mut self.buf);
+    }
+
+    /// Takes the event just written as the next of the batch.
+    fn split(&mut self) {
         self.written += self.buf.len();
         self.events.push(self.buf.split().freeze());
     }

@@ -190,7 +190,7 @@ impl Pipeline {
         let degraded_bytes: usize = attributed
             .iter()
             .filter(|(_, a)| a.status == AttributionStatus::Degraded as i32)
-            .map(|(d, _)| prost::Message::encoded_len(d))
+            .map(|(d, _)| prost::Message::encoded_len(d.event()))
             .sum();
         let queue = match (&self.log, degraded_bytes) {
             (_, 0) => None,
@@ -210,12 +210,14 @@ impl Pipeline {
         let mut kept = Vec::new();
         for (i, (detection, attribution)) in attributed.into_iter().enumerate() {
             if attribution.status == AttributionStatus::Degraded as i32 {
-                degraded.push((i as u32, queue.is_some().then(|| detection.clone())));
+                degraded.push((i as u32, queue.is_some().then(|| detection.event().clone())));
             }
-            let event = attackmesh::enriched_event(detection, attribution, FIRST_REVISION);
-            encoder.push(&event);
             if keep {
+                let event = attackmesh::enriched_event(detection.into_event(), attribution, FIRST_REVISION);
+                encoder.push(&event);
                 kept.push(event);
+            } else {
+                encoder.push_enriched(detection, attribution, FIRST_REVISION);
             }
         }
         let (_, result) = self.exporter.export(encoder.finish(), &trace, compact_for).await;

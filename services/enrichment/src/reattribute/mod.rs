@@ -122,7 +122,7 @@ async fn reattribute(
             Err(LinkError::Unavailable(why)) => return Err(Failure::Attribution(why)),
         };
         for (ev, a) in events.into_iter().zip(attributions) {
-            enriched.push(&attackmesh::enriched_event(ev.into_event(), a, REATTRIBUTED_REVISION));
+            enriched.push_enriched(ev, a, REATTRIBUTED_REVISION);
         }
     }
     let mut enriched = enriched.finish();
