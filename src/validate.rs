@@ -90,8 +90,20 @@ pub fn prepare_detection(event: &mut DetectionEvent) {
 
 /// Checks a detection as received from a detector (after [`prepare_detection`]).
 pub fn detection_event(event: &DetectionEvent) -> Result<(), Vec<FieldViolation>> {
+    let attributes = event.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    detection_event_with_attributes(event, event.attributes.len(), attributes)
+}
+
+/// [`detection_event`] for a detection whose attributes are held apart from it (its own
+/// `attributes` are not read): `count` entries, in key order, each key once, as a map holds them.
+pub fn detection_event_with_attributes<'a>(
+    event: &DetectionEvent,
+    count: usize,
+    attributes: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(), Vec<FieldViolation>> {
     let mut v = Violations::new("");
     check_detection(&mut v, event);
+    check_attributes(&mut v, count, attributes);
     v.result()
 }
 
@@ -145,7 +157,8 @@ pub fn enriched_event(event: &EnrichedEvent) -> Result<(), Vec<FieldViolation>> 
         }
     }
     indicators(&mut v, "related_indicators", &event.related_indicators);
-    attributes(&mut v, &event.attributes);
+    let attributes = event.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    check_attributes(&mut v, event.attributes.len(), attributes);
     timestamp(&mut v, "enriched_at", event.enriched_at.as_ref(), false);
     if event.revision == 0 {
         v.add("revision", "must be at least 1");
@@ -189,7 +202,6 @@ fn check_detection(v: &mut Violations, event: &DetectionEvent) {
     if let Some(c) = event.detector_confidence {
         v.unit_interval("detector_confidence", c);
     }
-    attributes(v, &event.attributes);
 }
 
 fn event_id(v: &mut Violations, id: &str, required: bool) {
@@ -359,11 +371,11 @@ fn is_mac(value: &str) -> bool {
     parts.len() == 6 && parts.iter().all(|p| is_hex(p, 2))
 }
 
-fn attributes(v: &mut Violations, attrs: &std::collections::BTreeMap<String, String>) {
-    if attrs.len() > MAX_ATTRIBUTES {
+fn check_attributes<'a>(v: &mut Violations, count: usize, attrs: impl Iterator<Item = (&'a str, &'a str)>) {
+    if count > MAX_ATTRIBUTES {
         v.add(
             "attributes",
-            format!("at most {MAX_ATTRIBUTES} attributes, got {}", attrs.len()),
+            format!("at most {MAX_ATTRIBUTES} attributes, got {count}"),
         );
     }
     for (key, value) in attrs {

@@ -110,8 +110,8 @@ impl Attributor {
                     tracing::debug!(events = events.len(), %error, "attribution unavailable; degrading");
                     events
                         .into_iter()
-                        .map(|detection| {
-                            let attribution = Engine::degraded(&self.kb, detection.event());
+                        .map(|mut detection| {
+                            let attribution = Engine::degraded(&self.kb, detection.whole());
                             (detection, attribution)
                         })
                         .collect()

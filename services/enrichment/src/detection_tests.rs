@@ -3,7 +3,11 @@
 
 use attackmesh::proto::{AttributeRequest, DetectionEvent, EnrichedEvent, IngestRequest};
 use attackmesh_testkit::data;
-use prost::{Message, bytes::Buf};
+use prost::{
+    Message,
+    bytes::Buf,
+    encoding::{self as encoding, WireType},
+};
 
 use super::*;
 use crate::encode::AttributeBatch;
@@ -44,8 +48,8 @@ fn a_batch_reads_as_the_ingest_request_with_every_event_kept_as_it_arrived() {
         let batch = IngestBatch::decode(Bytes::from(wire.clone())).unwrap();
         assert_eq!(batch.batch_id, request.batch_id);
         assert_eq!(batch.trace_context, request.trace_context);
-        let decoded: Vec<&DetectionEvent> = batch.events.iter().map(Detection::event).collect();
-        assert_eq!(decoded, request.events.iter().collect::<Vec<_>>());
+        let decoded: Vec<DetectionEvent> = batch.events.iter().map(Detection::to_event).collect();
+        assert_eq!(decoded, request.events);
         for (detection, event) in batch.events.iter().zip(&request.events) {
             assert_eq!(detection.received.as_deref(), Some(event.encode_to_vec().as_slice()));
         }
@@ -64,7 +68,7 @@ fn a_batch_in_pieces_reads_the_same() {
     let wire = request.encode_to_vec();
     let (a, b) = wire.split_at(wire.len() / 2);
     let batch = IngestBatch::decode(a.chain(b)).unwrap();
-    let decoded: Vec<DetectionEvent> = batch.events.iter().map(|d| d.event().clone()).collect();
+    let decoded: Vec<DetectionEvent> = batch.events.iter().map(Detection::to_event).collect();
     assert_eq!(decoded, request.events);
     assert!(batch.events.iter().any(|d| d.received.is_none()));
     assert_eq!(
@@ -135,7 +139,7 @@ fn received_detections_go_to_attribution_as_the_prepared_events() {
     for event in &mut events {
         event.prepare("det");
     }
-    let prepared: Vec<DetectionEvent> = events.iter().map(|d| d.event().clone()).collect();
+    let prepared: Vec<DetectionEvent> = events.iter().map(Detection::to_event).collect();
     assert!(
         prepared
             .iter()
@@ -188,12 +192,8 @@ fn received_detections_go_to_export_as_the_enriched_events_of_the_prepared_event
     let mut expected = Vec::new();
     for mut detection in batch.events {
         detection.prepare("det");
-        let attribution = engine.attribute(detection.event());
-        expected.push(attackmesh::enriched_event(
-            detection.event().clone(),
-            attribution.clone(),
-            2,
-        ));
+        let attribution = engine.attribute(&detection.to_event());
+        expected.push(attackmesh::enriched_event(detection.to_event(), attribution.clone(), 2));
         encoder.push_enriched(detection, attribution, 2);
     }
     let sent = encoder.finish();
@@ -235,4 +235,166 @@ fn other_detections_go_to_export_as_prost_encodes_their_enriched_events() {
         expected.enriched_at = EnrichedEvent::decode(bytes.as_ref()).unwrap().enriched_at;
         assert_eq!(bytes.as_ref(), expected.encode_to_vec().as_slice());
     }
+}
+
+/// An attribute entry of `fields`, each (field number, wire type, bytes).
+fn entry(fields: &[(u32, WireType, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (tag, wire_type, bytes) in fields {
+        encoding::encode_key(*tag, *wire_type, &mut body);
+        match wire_type {
+            WireType::LengthDelimited => {
+                encoding::encode_varint(bytes.len() as u64, &mut body);
+                body.extend_from_slice(bytes);
+            }
+            _ => body.extend_from_slice(bytes),
+        }
+    }
+    body
+}
+
+/// A `key`, `value` entry as every map encoder writes it.
+fn pair(key: &str, value: &str) -> Vec<u8> {
+    entry(&[
+        (1, WireType::LengthDelimited, key.as_bytes()),
+        (2, WireType::LengthDelimited, value.as_bytes()),
+    ])
+}
+
+/// An event of `description` and these attribute entries, as field 2 of a request, with an
+/// event before it whose attributes are as prost writes them.
+fn with_entries(entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut event = Vec::new();
+    encoding::string::encode(9, &"before".to_owned(), &mut event);
+    for (i, e) in entries.iter().enumerate() {
+        encoding::bytes::encode(13, e, &mut event);
+        if i == 0 {
+            // Another field between entries.
+            encoding::string::encode(5, &"between".to_owned(), &mut event);
+        }
+    }
+    let mut wire = request(detections().into_iter().take(1).collect()).encode_to_vec();
+    encoding::bytes::encode(2, &event, &mut wire);
+    wire
+}
+
+/// Attributes as detectors may write them, well or badly: a batch reads as prost reads the
+/// request (the same events, or the same error), whether the attributes are left in the bytes
+/// or decoded.
+#[test]
+fn attributes_read_as_prost_reads_them() {
+    let bad = [0xff_u8, 0xfe];
+    let cases: Vec<Vec<u8>> = vec![
+        with_entries(&[pair("a", "1"), pair("b", "2")]),
+        with_entries(&[pair("b", "2"), pair("a", "1")]),
+        with_entries(&[pair("a", "1"), pair("a", "2")]),
+        with_entries(&[pair("a", "1"), pair("c", "3"), pair("b", "2"), pair("d", "4")]),
+        with_entries(&[pair("", "empty key"), pair("k", "")]),
+        with_entries(&[entry(&[(2, WireType::LengthDelimited, b"no key")])]),
+        with_entries(&[entry(&[(1, WireType::LengthDelimited, b"no value")])]),
+        with_entries(&[Vec::new(), pair("a", "1")]),
+        with_entries(&[entry(&[
+            (1, WireType::LengthDelimited, b"k"),
+            (1, WireType::LengthDelimited, b"k2"),
+            (2, WireType::LengthDelimited, b"v"),
+        ])]),
+        with_entries(&[
+            pair("a", "1"),
+            entry(&[
+                (1, WireType::LengthDelimited, b"b"),
+                (2, WireType::LengthDelimited, b"2"),
+                (3, WireType::Varint, &[5]),
+            ]),
+        ]),
+        with_entries(&[entry(&[
+            (1, WireType::LengthDelimited, b"g"),
+            (3, WireType::StartGroup, &[]),
+            (3, WireType::EndGroup, &[]),
+        ])]),
+        with_entries(&[pair("a", "1"), entry(&[(1, WireType::LengthDelimited, &bad)])]),
+        with_entries(&[pair("a", "1"), entry(&[(2, WireType::LengthDelimited, &bad)])]),
+        with_entries(&[entry(&[(1, WireType::Varint, &[1])])]),
+        with_entries(&[vec![0x0a, 9, b'a']]),
+        with_entries(&[pair("a", &"v".repeat(300)), pair("é", "\u{0}")]),
+        // Attributes as a varint, and as a length past the event's end.
+        {
+            let mut wire = Vec::new();
+            encoding::bytes::encode(2, &vec![0x68_u8, 0x01], &mut wire);
+            wire
+        },
+        {
+            let mut wire = Vec::new();
+            encoding::bytes::encode(2, &vec![0x6a_u8, 0x05, 0x0a, 0x01], &mut wire);
+            wire
+        },
+    ];
+    let (mut accepted, mut refused) = (0, 0);
+    for wire in cases {
+        let prost = IngestRequest::decode(wire.as_slice()).map(|r| r.events);
+        let ours = IngestBatch::decode(Bytes::from(wire.clone()));
+        match (&ours, &prost) {
+            (Ok(batch), Ok(events)) => {
+                accepted += 1;
+                let decoded: Vec<DetectionEvent> = batch.events.iter().map(Detection::to_event).collect();
+                assert_eq!(&decoded, events, "{wire:02x?}");
+                for (detection, event) in batch.events.iter().zip(events) {
+                    let attributes: Vec<(&str, &str)> = detection.attributes().collect();
+                    let expected: Vec<(&str, &str)> =
+                        event.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    assert_eq!(attributes, expected, "{wire:02x?}");
+                    assert_eq!(detection.validate(), attackmesh::validate::detection_event(event));
+                    assert_eq!(detection, &Detection::from(event.clone()));
+                }
+            }
+            (Err(ours), Err(prost)) => {
+                refused += 1;
+                assert_eq!(ours.to_string(), prost.to_string(), "{wire:02x?}");
+            }
+            _ => panic!("{wire:02x?}: ours {:?}, prost {prost:?}", ours.map(|b| b.events.len())),
+        }
+    }
+    assert!(accepted >= 10 && refused >= 4, "{accepted} accepted, {refused} refused");
+}
+
+/// Detections whose attributes were left in their bytes: checked as their events are, and
+/// equal only when their events are.
+#[test]
+fn attributes_left_in_the_bytes_check_and_compare_as_the_event() {
+    let events = detections();
+    let batch = IngestBatch::decode(Bytes::from(request(events.clone()).encode_to_vec())).unwrap();
+    assert!(
+        batch.events.iter().all(|d| d.entries.is_some()),
+        "attributes as prost writes them are left in the bytes"
+    );
+    for (detection, event) in batch.events.iter().zip(&events) {
+        assert_eq!(detection.validate(), attackmesh::validate::detection_event(event));
+    }
+    // Attributes a check refuses: too many, too long, an empty key.
+    let mut refused = events[0].clone();
+    refused.attributes = (0..attackmesh::limits::MAX_ATTRIBUTES + 1)
+        .map(|i| (format!("k{i:04}"), "v".into()))
+        .collect();
+    refused.attributes.insert(String::new(), "x".into());
+    refused.attributes.insert(
+        "long".into(),
+        "v".repeat(attackmesh::limits::MAX_ATTRIBUTE_VALUE_BYTES + 1),
+    );
+    let mut other = refused.clone();
+    other.attributes.insert("long".into(), "w".into());
+    let batch = IngestBatch::decode(Bytes::from(
+        request(vec![refused.clone(), other.clone(), refused.clone()]).encode_to_vec(),
+    ))
+    .unwrap();
+    let [a, b, c] = &batch.events[..] else { panic!() };
+    assert!(a.entries.is_some() && b.entries.is_some());
+    let violations = a.validate().unwrap_err();
+    assert_eq!(Err(violations.clone()), attackmesh::validate::detection_event(&refused));
+    assert!(violations.len() >= 3, "{violations:?}");
+    assert_eq!(a, c);
+    assert_ne!(a, b);
+    assert_eq!(a, &Detection::from(refused.clone()));
+    assert_ne!(b, &Detection::from(refused));
+    let mut whole = b.clone();
+    assert_eq!(whole.whole(), &other);
+    assert_eq!(&whole, b);
 }

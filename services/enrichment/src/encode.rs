@@ -13,7 +13,7 @@
 use attackmesh::{
     enriched::write_detection_fields,
     enriched_event,
-    proto::{AttributeRequest, Attribution, DetectionEvent, EnrichedEvent},
+    proto::{AttributeRequest, Attribution, EnrichedEvent},
 };
 use prost::{
     Message,
@@ -64,17 +64,11 @@ impl EventEncoder {
     /// which are encoded with the attribution's fields after them. A decoder takes fields in any
     /// order, so export decodes the same event.
     pub fn push_enriched(&mut self, detection: Detection, attribution: Attribution, revision: u32) {
-        let (mut event, received) = detection.into_parts();
         self.reserve();
-        if let Some(received) = received {
-            match write_detection_fields(&received, &PREPARED_FIELDS, &mut self.buf) {
+        if let Some(received) = detection.received() {
+            match write_detection_fields(received, &PREPARED_FIELDS, &mut self.buf) {
                 Ok(()) => {
-                    let prepared = DetectionEvent {
-                        event_id: std::mem::take(&mut event.event_id),
-                        submitted_by: std::mem::take(&mut event.submitted_by),
-                        ..Default::default()
-                    };
-                    enriched_event(prepared, attribution, revision).encode_raw(&mut self.buf);
+                    enriched_event(detection.into_prepared(), attribution, revision).encode_raw(&mut self.buf);
                     self.split();
                     return;
                 }
@@ -82,7 +76,7 @@ impl EventEncoder {
                 Err(_) => self.buf.clear(),
             }
         }
-        enriched_event(event, attribution, revision).encode_raw(&mut self.buf);
+        enriched_event(detection.into_event(), attribution, revision).encode_raw(&mut self.buf);
         self.split();
     }
 

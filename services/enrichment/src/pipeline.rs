@@ -190,7 +190,7 @@ impl Pipeline {
         let degraded_bytes: usize = attributed
             .iter()
             .filter(|(_, a)| a.status == AttributionStatus::Degraded as i32)
-            .map(|(d, _)| prost::Message::encoded_len(d.event()))
+            .map(|(d, _)| d.encoded_len())
             .sum();
         let queue = match (&self.log, degraded_bytes) {
             (_, 0) => None,
@@ -208,9 +208,9 @@ impl Pipeline {
         // Each event is encoded as soon as it is made and let go: export needs only its bytes.
         let mut encoder = EventEncoder::with_capacity(attributed.len());
         let mut kept = Vec::new();
-        for (i, (detection, attribution)) in attributed.into_iter().enumerate() {
+        for (i, (mut detection, attribution)) in attributed.into_iter().enumerate() {
             if attribution.status == AttributionStatus::Degraded as i32 {
-                degraded.push((i as u32, queue.is_some().then(|| detection.event().clone())));
+                degraded.push((i as u32, queue.is_some().then(|| detection.whole().clone())));
             }
             if keep {
                 let event = attackmesh::enriched_event(detection.into_event(), attribution, FIRST_REVISION);
@@ -293,16 +293,14 @@ pub(crate) fn prepare(caller: &str, event: &mut DetectionEvent) {
 /// them (taken once) and rejections.
 pub(crate) fn validate(caller: &str, mut events: Vec<Detection>) -> Sorted {
     events.iter_mut().for_each(|event| event.prepare(caller));
-    let repeats = attackmesh::validate::repeats(&events, |e| (e.event().event_id.as_str(), 0));
+    let repeats = attackmesh::validate::repeats(&events, |e| (e.event_id(), 0));
     let mut sorted = Sorted {
         valid: Vec::with_capacity(events.len()),
         positions: Vec::with_capacity(events.len()),
         ..Default::default()
     };
     for ((index, event), repeat) in events.into_iter().enumerate().zip(repeats) {
-        let mut violations = attackmesh::validate::detection_event(event.event())
-            .err()
-            .unwrap_or_default();
+        let mut violations = event.validate().err().unwrap_or_default();
         match repeat {
             InBatch::Conflict(v) => violations.push(v),
             InBatch::CopyOf(original) if violations.is_empty() => {
