@@ -2,10 +2,11 @@
 //! [`IngestBatch`], the `Ingest` request decoded so that each event keeps its bytes.
 //!
 //! An `IngestBatch` decodes exactly as prost decodes an `IngestRequest` (the same recursion
-//! depths, the same errors, naming `IngestRequest` and the field), and keeps each event's bytes as
-//! a slice of the received message, without a copy. Its encoded length, which admission counts,
-//! is that of the bytes that arrived (and of the two fields enrichment stamps on each event), not
-//! a walk over every decoded event.
+//! depths, the same errors, naming `IngestRequest` and the field, the same events), and keeps
+//! each event's bytes as a slice of the received message, without a copy; an event's
+//! attributes stay in those bytes, undecoded, while they are as a map encoder writes them. Its
+//! encoded length, which admission counts, is that of the bytes that arrived (and of the two
+//! fields enrichment stamps on each event), not a walk over every decoded event.
 
 use std::collections::HashMap;
 
@@ -106,12 +107,7 @@ impl Detection {
     /// detection was read).
     fn read<'a>(&'a self, entries: &'a [Entry]) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         let bytes = self.received.as_deref().unwrap_or_default();
-        let text = move |(at, len): (u32, u32)| {
-            bytes
-                .get(at as usize..(at + len) as usize)
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .unwrap_or_default()
-        };
+        let text = move |range| std::str::from_utf8(at(bytes, range)).unwrap_or_default();
         entries.iter().map(move |e| (text(e.key), text(e.value)))
     }
 
@@ -184,6 +180,13 @@ impl PartialEq for Detection {
     }
 }
 
+/// The `(offset, length)` range of `bytes`; empty when out of them.
+fn at(bytes: &[u8], (offset, len): (u32, u32)) -> &[u8] {
+    bytes
+        .get(offset as usize..offset as usize + len as usize)
+        .unwrap_or_default()
+}
+
 /// A received detection being read: the event's fields decoded by prost but for the
 /// attributes, which are found in the bytes and left there while each is an entry of key and
 /// value only whose key follows the one before. The first that is not (an entry with another
@@ -198,11 +201,6 @@ struct Reading {
 }
 
 impl Reading {
-    /// The text at `range` of the received bytes (checked as UTF-8 when found).
-    fn text(&self, (at, len): (u32, u32)) -> &[u8] {
-        self.received.get(at as usize..(at + len) as usize).unwrap_or_default()
-    }
-
     /// The entry at the start of `buf` and its length with the length prefix, when it is an
     /// entry of key and value only, both UTF-8, whose key follows the last one found; `buf` is
     /// not advanced.
@@ -242,7 +240,7 @@ impl Reading {
             body = &body[n..];
         }
         if let Some(last) = entries.last()
-            && self.text(last.key) >= self.text(entry.key)
+            && at(&self.received, last.key) >= at(&self.received, entry.key)
         {
             return None;
         }
@@ -274,8 +272,8 @@ impl Message for Reading {
             }
             // From here on, prost's reading.
             for entry in &entries {
-                let key = String::from_utf8_lossy(self.text(entry.key)).into_owned();
-                let value = String::from_utf8_lossy(self.text(entry.value)).into_owned();
+                let key = String::from_utf8_lossy(at(&self.received, entry.key)).into_owned();
+                let value = String::from_utf8_lossy(at(&self.received, entry.value)).into_owned();
                 self.event.attributes.insert(key, value);
             }
         }
