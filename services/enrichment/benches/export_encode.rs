@@ -49,6 +49,17 @@ fn attributed(events: Vec<DetectionEvent>) -> Attributed {
         .collect()
 }
 
+/// The bytes of the `ExportRequest` of `events`, as enrichment sends it.
+fn sent(events: Vec<Bytes>) -> usize {
+    let request = EncodedExport {
+        batch_id: 1,
+        events,
+        trace_context: trace(),
+        ..Default::default()
+    };
+    request.encode_to_vec().len()
+}
+
 /// The batch's detections as an `Ingest` batch delivers them, each with its attribution.
 fn received(batch: &Attributed) -> Vec<(Detection, Attribution)> {
     let ingest = IngestRequest {
@@ -69,13 +80,7 @@ fn encode_received(batch: Vec<(Detection, Attribution)>) -> usize {
     for (detection, attribution) in batch {
         encoder.push_enriched(detection, attribution, 1);
     }
-    let request = EncodedExport {
-        batch_id: 1,
-        events: encoder.finish(),
-        trace_context: trace(),
-        ..Default::default()
-    };
-    request.encode_to_vec().len()
+    sent(encoder.finish())
 }
 
 fn encode_once(batch: Attributed) -> usize {
@@ -83,13 +88,7 @@ fn encode_once(batch: Attributed) -> usize {
     for (detection, attribution) in batch {
         encoder.push(&attackmesh::enriched_event(detection, attribution, 1));
     }
-    let request = EncodedExport {
-        batch_id: 1,
-        events: encoder.finish(),
-        trace_context: trace(),
-        ..Default::default()
-    };
-    request.encode_to_vec().len()
+    sent(encoder.finish())
 }
 
 fn export_request(batch: Attributed) -> usize {
