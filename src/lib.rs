@@ -9,6 +9,7 @@ pub mod codec;
 pub mod enriched;
 pub mod error;
 pub mod formats;
+pub mod held;
 pub mod json;
 pub mod limits;
 pub mod proto;

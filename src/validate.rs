@@ -9,6 +9,7 @@ use std::{fmt::Display, net::IpAddr};
 use chrono::Utc;
 use pbjson_types::Timestamp;
 
+use crate::held::EventView;
 use crate::limits::*;
 use crate::proto::{
     AttributionStatus, DetectionEvent, DetectorKind, Endpoint, EnrichedEvent, EvidenceSource, FieldViolation,
@@ -88,27 +89,18 @@ pub fn prepare_detection(event: &mut DetectionEvent) {
     }
 }
 
-/// Checks a detection as received from a detector (after [`prepare_detection`]).
-pub fn detection_event(event: &DetectionEvent) -> Result<(), Vec<FieldViolation>> {
-    let attributes = event.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    detection_event_with_attributes(event, event.attributes.len(), attributes)
-}
-
-/// [`detection_event`] for a detection whose attributes are held apart from it (its own
-/// `attributes` are not read): `count` entries, in key order, each key once, as a map holds them.
-pub fn detection_event_with_attributes<'a>(
-    event: &DetectionEvent,
-    count: usize,
-    attributes: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Result<(), Vec<FieldViolation>> {
+/// Checks a detection as received from a detector (after [`prepare_detection`]), its
+/// attributes wherever they are held.
+pub fn detection_event(event: &impl EventView<DetectionEvent>) -> Result<(), Vec<FieldViolation>> {
     let mut v = Violations::new("");
-    check_detection(&mut v, event);
-    check_attributes(&mut v, count, attributes);
+    check_detection(&mut v, event.event());
+    check_attributes(&mut v, event.attribute_count(), event.attributes());
     v.result()
 }
 
-/// Checks an enriched event before it is exported.
-pub fn enriched_event(event: &EnrichedEvent) -> Result<(), Vec<FieldViolation>> {
+/// Checks an enriched event before it is exported, its attributes wherever they are held.
+pub fn enriched_event(view: &impl EventView<EnrichedEvent>) -> Result<(), Vec<FieldViolation>> {
+    let event = view.event();
     let mut v = Violations::new("");
     event_id(&mut v, &event.event_id, true);
     timestamp(&mut v, "timestamp", event.timestamp.as_ref(), true);
@@ -157,8 +149,7 @@ pub fn enriched_event(event: &EnrichedEvent) -> Result<(), Vec<FieldViolation>> 
         }
     }
     indicators(&mut v, "related_indicators", &event.related_indicators);
-    let attributes = event.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    check_attributes(&mut v, event.attributes.len(), attributes);
+    check_attributes(&mut v, view.attribute_count(), view.attributes());
     timestamp(&mut v, "enriched_at", event.enriched_at.as_ref(), false);
     if event.revision == 0 {
         v.add("revision", "must be at least 1");

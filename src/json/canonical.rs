@@ -15,11 +15,10 @@
 //! know is written as its number (proto3 JSON's rule for unknown values), and a timestamp chrono
 //! cannot represent as `null` (read back as absent).
 
-use std::collections::BTreeMap;
-
 use pbjson_types::Timestamp;
 
 use super::writer::{escaped, number};
+use crate::held::EventView;
 use crate::proto::{
     ActorEvidence, AttributionStatus, Campaign, CampaignEntity, CampaignRisk, CampaignStatus, CampaignTechnique,
     DetectorEvents, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, EntityType, Evidence, EvidenceSource,
@@ -73,8 +72,8 @@ pub struct GroupText<'a> {
 
 /// Appends the canonical JSON of `event` to `out` (no newline): what
 /// [`to_json`](super::to_json) writes for it, with `original` written as `""` unless
-/// `with_original`.
-pub fn write_enriched_event(event: &EnrichedEvent, with_original: bool, out: &mut Vec<u8>) {
+/// `with_original`. Its attributes are read wherever they are held.
+pub fn write_enriched_event(event: &impl EventView<EnrichedEvent>, with_original: bool, out: &mut Vec<u8>) {
     write_event(event, with_original, out, |out, metadata| metadata.write(out));
 }
 
@@ -84,7 +83,7 @@ pub fn write_enriched_event(event: &EnrichedEvent, with_original: bool, out: &mu
 /// name, tactics, url and STIX id, or name, aliases and STIX id, come from `details`; one with a
 /// name, or one `details` does not know, is written as it is.
 pub fn write_compact_event<D: AttackDetails>(
-    event: &EnrichedEvent,
+    event: &impl EventView<EnrichedEvent>,
     with_original: bool,
     details: &D,
     out: &mut Vec<u8>,
@@ -118,11 +117,12 @@ pub fn write_compact_event<D: AttackDetails>(
 
 /// The event's fields in order, its metadata written by `metadata`.
 fn write_event(
-    e: &EnrichedEvent,
+    view: &impl EventView<EnrichedEvent>,
     with_original: bool,
     out: &mut Vec<u8>,
     metadata: impl Fn(&mut Vec<u8>, &EnrichmentMetadata),
 ) {
+    let e = view.event();
     out.reserve(1024 + if with_original { e.original.len() } else { 0 });
     str_field(out, "{\"event_id\":", &e.event_id);
     timestamp_field(out, ",\"timestamp\":", e.timestamp.as_ref());
@@ -146,7 +146,7 @@ fn write_event(
     key(out, ",\"attribution_status\":");
     enum_value::<AttributionStatus>(out, e.attribution_status, AttributionStatus::as_str_name);
     key(out, ",\"attributes\":");
-    map(out, &e.attributes);
+    map(out, view.attributes());
     str_field(out, ",\"original\":", if with_original { &e.original } else { "" });
     str_field(out, ",\"original_format\":", &e.original_format);
     timestamp_field(out, ",\"enriched_at\":", e.enriched_at.as_ref());
@@ -406,9 +406,9 @@ fn message_field<T: Canonical>(out: &mut Vec<u8>, k: &str, message: Option<&T>) 
     }
 }
 
-fn map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {
+fn map<'a>(out: &mut Vec<u8>, entries: impl Iterator<Item = (&'a str, &'a str)>) {
     out.push(b'{');
-    for (i, (k, v)) in map.iter().enumerate() {
+    for (i, (k, v)) in entries.enumerate() {
         if i > 0 {
             out.push(b',');
         }

@@ -28,7 +28,7 @@ fn ingest_request(wire: Bytes) -> usize {
     request
         .events
         .iter()
-        .filter(|e| attackmesh::validate::detection_event(e).is_ok())
+        .filter(|e| attackmesh::validate::detection_event(*e).is_ok())
         .count()
 }
 

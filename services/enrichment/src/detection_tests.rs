@@ -51,7 +51,10 @@ fn a_batch_reads_as_the_ingest_request_with_every_event_kept_as_it_arrived() {
         let decoded: Vec<DetectionEvent> = batch.events.iter().map(Detection::to_event).collect();
         assert_eq!(decoded, request.events);
         for (detection, event) in batch.events.iter().zip(&request.events) {
-            assert_eq!(detection.received.as_deref(), Some(event.encode_to_vec().as_slice()));
+            assert_eq!(
+                detection.received().map(|b| &b[..]),
+                Some(event.encode_to_vec().as_slice())
+            );
         }
         assert_eq!(
             IngestRequest::decode(batch.encode_to_vec().as_slice()).unwrap(),
@@ -70,7 +73,7 @@ fn a_batch_in_pieces_reads_the_same() {
     let batch = IngestBatch::decode(a.chain(b)).unwrap();
     let decoded: Vec<DetectionEvent> = batch.events.iter().map(Detection::to_event).collect();
     assert_eq!(decoded, request.events);
-    assert!(batch.events.iter().any(|d| d.received.is_none()));
+    assert!(batch.events.iter().any(|d| d.received().is_none()));
     assert_eq!(
         IngestRequest::decode(batch.encode_to_vec().as_slice()).unwrap(),
         request
@@ -363,7 +366,7 @@ fn attributes_left_in_the_bytes_check_and_compare_as_the_event() {
     let events = detections();
     let batch = IngestBatch::decode(Bytes::from(request(events.clone()).encode_to_vec())).unwrap();
     assert!(
-        batch.events.iter().all(|d| d.entries.is_some()),
+        batch.events.iter().all(|d| d.held.is_held()),
         "attributes as prost writes them are left in the bytes"
     );
     for (detection, event) in batch.events.iter().zip(&events) {
@@ -386,7 +389,7 @@ fn attributes_left_in_the_bytes_check_and_compare_as_the_event() {
     ))
     .unwrap();
     let [a, b, c] = &batch.events[..] else { panic!() };
-    assert!(a.entries.is_some() && b.entries.is_some());
+    assert!(a.held.is_held() && b.held.is_held());
     let violations = a.validate().unwrap_err();
     assert_eq!(Err(violations.clone()), attackmesh::validate::detection_event(&refused));
     assert!(violations.len() >= 3, "{violations:?}");
