@@ -87,11 +87,10 @@ fn decode_request(wire: &Bytes) -> ExportRequest {
 #[inline(never)]
 fn decode_kept_bytes(wire: &Bytes) -> Vec<ReceivedEvent> {
     let batch = EncodedExport::decode(wire.clone()).expect("decode");
-    let mut attributes = Vec::new();
     batch
         .events
         .into_iter()
-        .map(|e| ReceivedEvent::decode_with(e, &mut attributes).expect("decode"))
+        .map(|e| ReceivedEvent::decode(e).expect("decode"))
         .collect()
 }
 
@@ -101,7 +100,7 @@ fn records_reencoded(wire: &Bytes, trace: &Arc<HashMap<String, String>>) -> Vec<
     decode_request(wire)
         .events
         .into_iter()
-        .map(|e| EncodedEvent::new(Arc::new(e), trace.clone(), 1))
+        .map(|e| EncodedEvent::new(e, trace.clone(), 1))
         .collect()
 }
 
@@ -160,10 +159,14 @@ fn export_batch(c: &mut Criterion, events: &[EnrichedEvent], compact_events: &[E
 
     let mut group = c.benchmark_group("encode_event");
     group.throughput(Throughput::Elements(1));
-    let event = Arc::new(events[0].clone());
+    let event = events[0].clone();
     let received = ReceivedEvent::decode(Bytes::from(event.encode_to_vec())).expect("decode");
     group.bench_function("queue_record_suricata", |b| {
-        b.iter(|| EncodedEvent::new(event.clone(), trace.clone(), 1))
+        b.iter_batched(
+            || event.clone(),
+            |e| EncodedEvent::new(e, trace.clone(), 1),
+            BatchSize::SmallInput,
+        )
     });
     group.bench_function("queue_record_suricata_kept_bytes", |b| {
         b.iter_batched(
@@ -180,7 +183,7 @@ fn queue_suricata(c: &mut Criterion, events: &[EnrichedEvent]) {
     let trace = trace();
     let records: Vec<EncodedEvent> = events
         .iter()
-        .map(|e| EncodedEvent::new(Arc::new(e.clone()), trace.clone(), 1))
+        .map(|e| EncodedEvent::new(e.clone(), trace.clone(), 1))
         .collect();
     let mut group = c.benchmark_group("queue_append_500_suricata");
     group.throughput(Throughput::Elements(records.len() as u64));
@@ -255,7 +258,7 @@ fn file_sink_suricata(c: &mut Criterion, events: &[EnrichedEvent], compact_event
                 }
                 Arc::new(QueuedEvent {
                     seq: i as u64,
-                    event: Arc::new(event),
+                    event: Arc::new(event.into()),
                     trace_context: trace.clone(),
                     enqueued_at_micros: 1,
                     compact_for: compact.then(|| release.clone()),
@@ -365,7 +368,7 @@ fn queue(c: &mut Criterion) {
     let trace = Arc::new(HashMap::new());
     let encoded: Vec<EncodedEvent> = events
         .into_iter()
-        .map(|e| EncodedEvent::new(Arc::new(e), trace.clone(), 1))
+        .map(|e| EncodedEvent::new(e, trace.clone(), 1))
         .collect();
     let mut group = c.benchmark_group("queue_append_500");
     group.throughput(Throughput::Elements(500));
@@ -386,10 +389,14 @@ fn queue(c: &mut Criterion) {
     group.finish();
     let mut group = c.benchmark_group("encode_event");
     group.throughput(Throughput::Elements(1));
-    let ev = Arc::new(fixtures::event(1));
+    let ev = fixtures::event(1);
     let now = chrono::Utc::now();
     group.bench_function("queue_record", |b| {
-        b.iter(|| EncodedEvent::new(ev.clone(), trace.clone(), 1))
+        b.iter_batched(
+            || ev.clone(),
+            |e| EncodedEvent::new(e, trace.clone(), 1),
+            BatchSize::SmallInput,
+        )
     });
     let mut out = Vec::new();
     group.bench_function("ecs_document", |b| {

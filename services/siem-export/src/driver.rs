@@ -17,6 +17,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use attackmesh::held::EventView;
 use attackmesh_attack::Kb;
 use attackmesh_runtime::backoff::Backoff;
 use futures::{StreamExt, stream::FuturesOrdered};
@@ -182,7 +183,7 @@ impl Driver {
 }
 
 fn approx_bytes(ev: &QueuedEvent) -> usize {
-    ev.event.description.len() + ev.event.original.len() + 512
+    ev.event.event().description.len() + ev.event.event().original.len() + 512
 }
 
 async fn reader_wait(queue: &crate::queue::Queue) {
@@ -304,7 +305,7 @@ impl Ctx {
                     ItemOutcome::Dead(why) => {
                         dead.push(DeadLetter::for_event(
                             self.name,
-                            &ev.clone().filled_in(&self.kb).event,
+                            &ev.clone().filled_in(&self.kb).event.to_event(),
                             &why,
                         ));
                         last_error = Some(why);
@@ -323,11 +324,9 @@ impl Ctx {
                     humantime_serde::re::humantime::format_duration(self.retry.max_duration),
                     last_error.as_deref().unwrap_or("unknown error")
                 );
-                dead.extend(
-                    retry
-                        .drain(..)
-                        .map(|ev| DeadLetter::for_event(self.name, &ev.clone().filled_in(&self.kb).event, &why)),
-                );
+                dead.extend(retry.drain(..).map(|ev| {
+                    DeadLetter::for_event(self.name, &ev.clone().filled_in(&self.kb).event.to_event(), &why)
+                }));
             }
             self.dead_letter(dead).await;
             self.stats.set_health(self.name, last_error.as_deref());
@@ -387,7 +386,7 @@ impl Ctx {
                 let trace = Arc::default();
                 let encoded: Vec<EncodedEvent> = events
                     .into_iter()
-                    .map(|e| EncodedEvent::new(Arc::new(e), Arc::clone(&trace), now))
+                    .map(|e| EncodedEvent::new(e, Arc::clone(&trace), now))
                     .collect();
                 if !encoded.is_empty() {
                     queue.append(&encoded, now)?;

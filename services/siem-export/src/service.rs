@@ -35,6 +35,7 @@ use attackmesh::validate::InBatch;
 use attackmesh::{
     codec::EncodedExport,
     error::ErrorAnswer,
+    held::{EventView, Held},
     proto::{AckStatus, EnrichedEvent, EventRejection, ExportResponse, FieldViolation},
 };
 use attackmesh_attack::Kb;
@@ -122,7 +123,7 @@ impl ExportState {
         self.append(events.len(), trace_context, |trace, now| {
             events
                 .into_iter()
-                .map(|e| EncodedEvent::new(Arc::new(e), trace.clone(), now))
+                .map(|e| EncodedEvent::new(e, trace.clone(), now))
                 .collect()
         })
         .await
@@ -259,15 +260,16 @@ impl ExportState {
             .map_err(|_| Status::unavailable("export is shutting down"))?;
         let received = decode_events(batch.events)?;
         let repeats = {
-            let events: Vec<&EnrichedEvent> = received.iter().map(ReceivedEvent::event).collect();
-            attackmesh::validate::repeats(&events, |e| (e.event_id.as_str(), e.revision))
+            let events: Vec<&Held<EnrichedEvent>> = received.iter().map(ReceivedEvent::event).collect();
+            attackmesh::validate::repeats(&events, |e| (e.event().event_id.as_str(), e.event().revision))
         };
         let mut rejections = Vec::new();
         let mut valid = Vec::with_capacity(received.len());
         let mut accepted = 0u32;
         for ((i, received), repeat) in received.into_iter().enumerate().zip(repeats) {
-            let event = received.event();
-            let mut violations = attackmesh::validate::enriched_event(event).err().unwrap_or_default();
+            let held = received.event();
+            let event = held.event();
+            let mut violations = attackmesh::validate::enriched_event(held).err().unwrap_or_default();
             if violations.is_empty()
                 && let Some(kb) = &self.kb
             {
@@ -394,13 +396,11 @@ fn fillable(kb: &Kb, event: &EnrichedEvent) -> Vec<FieldViolation> {
 /// Decodes every event of a batch, keeping its bytes; the first that does not decode is the
 /// caller's mistake, told as a message that does not decode is.
 fn decode_events(events: Vec<Bytes>) -> Result<Vec<ReceivedEvent>, Status> {
-    let mut attributes = Vec::new();
     events
         .into_iter()
         .enumerate()
         .map(|(i, bytes)| {
-            ReceivedEvent::decode_with(bytes, &mut attributes)
-                .map_err(|e| Status::invalid_argument(format!("events[{i}]: {e}")))
+            ReceivedEvent::decode(bytes).map_err(|e| Status::invalid_argument(format!("events[{i}]: {e}")))
         })
         .collect()
 }

@@ -191,12 +191,12 @@ async fn the_queue_holds_the_bytes_that_arrived_and_not_fields_this_release_does
     )
     .unwrap();
     let read = queue.reader().unwrap().read_available(10, usize::MAX).unwrap();
-    let events: Vec<&EnrichedEvent> = read
+    let events: Vec<EnrichedEvent> = read
         .iter()
         .filter_map(|item| match item {
-            ReadItem::Event(e) => Some(&*e.event),
+            ReadItem::Event(e) => Some(e.event.to_event()),
             ReadItem::Damaged { .. } => None,
         })
         .collect();
-    assert_eq!(events, [&event, &EnrichedEvent::decode(known.as_slice()).unwrap()]);
+    assert_eq!(events, [event, EnrichedEvent::decode(known.as_slice()).unwrap()]);
 }

@@ -9,7 +9,10 @@ mod common;
 
 use std::{collections::HashMap, time::Duration};
 
-use attackmesh::proto::{AckStatus, ExportRequest, GetSinkStatusRequest, export_service_client::ExportServiceClient};
+use attackmesh::{
+    held::EventView,
+    proto::{AckStatus, ExportRequest, GetSinkStatusRequest, export_service_client::ExportServiceClient},
+};
 use attackmesh_runtime::auth::Role;
 use attackmesh_siem_export::{
     SiemExportConfig,
@@ -46,7 +49,7 @@ fn config(dir: &std::path::Path) -> SiemExportConfig {
 fn recovered_ids(queue_dir: &std::path::Path) -> (Vec<String>, Vec<HashMap<String, String>>) {
     common::recovered(queue_dir)
         .into_iter()
-        .map(|e| (e.event.event_id.clone(), HashMap::clone(&e.trace_context)))
+        .map(|e| (e.event.event().event_id.clone(), HashMap::clone(&e.trace_context)))
         .unzip()
 }
 

@@ -64,7 +64,7 @@ async fn the_sink_request_is_a_child_of_the_batch_trace() {
         format!("00-{TRACE_ID}-00f067aa0ba902b7-01"),
     )]));
     let encoded: Vec<_> = (0..3)
-        .map(|i| EncodedEvent::new(Arc::new(fixtures::event(i)), trace.clone(), 1))
+        .map(|i| EncodedEvent::new(fixtures::event(i), trace.clone(), 1))
         .collect();
     queue.append(&encoded, 1).unwrap();
 

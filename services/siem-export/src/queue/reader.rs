@@ -244,7 +244,7 @@ impl RawEvent {
         let e = self.entry;
         Arc::new(QueuedEvent {
             seq: e.seq,
-            event: Arc::new(e.event.unwrap_or_default()),
+            event: Arc::new(e.event.unwrap_or_default().into()),
             trace_context: Arc::new(e.trace_context),
             enqueued_at_micros: e.enqueued_at_micros,
             compact_for: (!e.compact_for_attack_version.is_empty()).then(|| e.compact_for_attack_version.into()),

@@ -9,12 +9,9 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use attackmesh::proto::EnrichedEvent;
-use bytes::{Buf, Bytes};
-use prost::{
-    DecodeError, Message,
-    encoding::{self, DecodeContext, WireType},
-};
+use attackmesh::{held::Held, proto::EnrichedEvent};
+use bytes::Bytes;
+use prost::{DecodeError, Message};
 
 use crate::sinks::QueuedEvent;
 
@@ -48,112 +45,28 @@ pub(crate) struct QueueEntry {
     pub(crate) compact_for_attack_version: String,
 }
 
-/// Field number of `EnrichedEvent.attributes`.
-const ATTRIBUTES: u32 = 16;
-
-/// One event as an Export batch carried it: decoded (for validation and the sinks) beside the
-/// bytes it arrived as (for the queue), so it is decoded once and never encoded again.
+/// One event as an Export batch carried it: decoded (for validation and the sinks) with the
+/// bytes it arrived as (for the queue), so it is decoded once and never encoded again. Its
+/// attributes stay in those bytes ([`Held`]).
 #[derive(Debug, Clone)]
 pub struct ReceivedEvent {
     /// On the heap from the start: an `EnrichedEvent` is over a kilobyte, and a received event
     /// moves through a few collections before it is queued.
-    event: Arc<EnrichedEvent>,
-    bytes: Bytes,
-    /// Whether `bytes` carry nothing beyond `event` as this release encodes it (as long as its
-    /// encoding, every attribute entry as prost writes one, no key repeated; attributes may come
-    /// in another order), found while decoding.
-    exact: bool,
+    event: Arc<Held<EnrichedEvent>>,
 }
 
 impl ReceivedEvent {
     /// Decodes `bytes` as an `EnrichedEvent`, keeping them.
-    ///
-    /// The attributes are read into a list and built into their map at the end: an encoder
-    /// writes them in key order, which the map's bulk build takes without a search per entry.
-    /// Repeated keys keep their last value, as a map field's merge does. While reading, it
-    /// tells whether the bytes are exactly what this release would encode: every attribute
-    /// entry written as prost writes it, no key repeated, and the rest of the event as long as
-    /// its own encoding (longer bytes carry fields this release does not know).
     pub fn decode(bytes: Bytes) -> Result<Self, DecodeError> {
-        Self::decode_with(bytes, &mut Vec::new())
-    }
-
-    /// [`Self::decode`], reading the attributes into `attributes` (empty on return, whatever
-    /// the outcome). A caller decoding a batch passes the same list for every event, so it
-    /// grows to the batch's largest attribute count once instead of doubling its way there for
-    /// every event.
-    pub fn decode_with(bytes: Bytes, attributes: &mut Vec<(String, String)>) -> Result<Self, DecodeError> {
-        attributes.clear();
-        let result = Self::decode_into(bytes, attributes);
-        attributes.clear();
-        result
-    }
-
-    fn decode_into(bytes: Bytes, attributes: &mut Vec<(String, String)>) -> Result<Self, DecodeError> {
-        let mut event = EnrichedEvent::default();
-        // Bytes of the attribute fields as received, and as this release encodes their entries.
-        let (mut received_len, mut encoded_len) = (0, 0);
-        let mut buf = bytes.clone();
-        while buf.has_remaining() {
-            let start = buf.remaining();
-            let (tag, wire_type) = encoding::decode_key(&mut buf)?;
-            if tag == ATTRIBUTES {
-                let (key, value) = attribute(wire_type, &mut buf).map_err(|mut e| {
-                    e.push("EnrichedEvent", "attributes");
-                    e
-                })?;
-                received_len += start - buf.remaining();
-                encoded_len += attribute_encoded_len(&key, &value);
-                attributes.push((key, value));
-            } else {
-                event.merge_field(tag, wire_type, &mut buf, DecodeContext::default())?;
-            }
-        }
-        let entries = attributes.len();
-        let rest_len = event.encoded_len();
-        event.attributes = attributes.drain(..).collect();
-        let exact =
-            received_len == encoded_len && event.attributes.len() == entries && bytes.len() == rest_len + received_len;
         Ok(Self {
-            event: Arc::new(event),
-            bytes,
-            exact,
+            event: Arc::new(Held::decode(bytes)?),
         })
     }
 
     /// The decoded event.
-    pub fn event(&self) -> &EnrichedEvent {
+    pub fn event(&self) -> &Held<EnrichedEvent> {
         &self.event
     }
-}
-
-/// One `map<string, string>` entry: a message of key (1) and value (2), either left out when
-/// empty, unknown fields skipped.
-fn attribute(wire_type: WireType, buf: &mut Bytes) -> Result<(String, String), DecodeError> {
-    encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-    let mut entry = (String::new(), String::new());
-    encoding::merge_loop(&mut entry, buf, DecodeContext::default(), |(key, value), buf, ctx| {
-        let (tag, wire_type) = encoding::decode_key(buf)?;
-        match tag {
-            1 => encoding::string::merge(wire_type, key, buf, ctx),
-            2 => encoding::string::merge(wire_type, value, buf, ctx),
-            _ => encoding::skip_field(wire_type, tag, buf, ctx),
-        }
-    })?;
-    Ok(entry)
-}
-
-/// Bytes of the attribute field prost writes for one entry (empty key or value left out).
-fn attribute_encoded_len(key: &str, value: &str) -> usize {
-    let part = |tag: u32, s: &str| {
-        if s.is_empty() {
-            0
-        } else {
-            encoding::key_len(tag) + encoding::encoded_len_varint(s.len() as u64) + s.len()
-        }
-    };
-    let entry = part(1, key) + part(2, value);
-    encoding::key_len(ATTRIBUTES) + encoding::encoded_len_varint(entry as u64) + entry
 }
 
 /// The part of a queue entry that is the same in every sink's queue: the event's encoding and
@@ -166,7 +79,7 @@ pub struct EncodedEvent {
     head: Vec<u8>,
     /// The encoded event, the content of field 4.
     event_bytes: Bytes,
-    event: Arc<EnrichedEvent>,
+    event: Arc<Held<EnrichedEvent>>,
     trace_context: Arc<HashMap<String, String>>,
     enqueued_at_micros: i64,
     compact_for: Option<Arc<str>>,
@@ -174,13 +87,9 @@ pub struct EncodedEvent {
 
 impl EncodedEvent {
     /// Encodes `event` for the queue.
-    pub fn new(
-        event: Arc<EnrichedEvent>,
-        trace_context: Arc<HashMap<String, String>>,
-        enqueued_at_micros: i64,
-    ) -> Self {
+    pub fn new(event: EnrichedEvent, trace_context: Arc<HashMap<String, String>>, enqueued_at_micros: i64) -> Self {
         let event_bytes = Bytes::from(event.encode_to_vec());
-        Self::with_bytes(event, event_bytes, trace_context, enqueued_at_micros)
+        Self::with_bytes(Arc::new(event.into()), event_bytes, trace_context, enqueued_at_micros)
     }
 
     /// Queues a received event as the bytes it arrived as. Bytes that are not exactly the
@@ -192,16 +101,16 @@ impl EncodedEvent {
         trace_context: Arc<HashMap<String, String>>,
         enqueued_at_micros: i64,
     ) -> Self {
-        let ReceivedEvent { event, bytes, exact } = received;
-        if exact {
-            Self::with_bytes(event, bytes, trace_context, enqueued_at_micros)
-        } else {
-            Self::new(event, trace_context, enqueued_at_micros)
-        }
+        let event = received.event;
+        let event_bytes = match event.bytes() {
+            Some(bytes) if event.is_as_encoded() => bytes.clone(),
+            _ => Bytes::from(event.to_event().encode_to_vec()),
+        };
+        Self::with_bytes(event, event_bytes, trace_context, enqueued_at_micros)
     }
 
     fn with_bytes(
-        event: Arc<EnrichedEvent>,
+        event: Arc<Held<EnrichedEvent>>,
         event_bytes: Bytes,
         trace_context: Arc<HashMap<String, String>>,
         enqueued_at_micros: i64,
@@ -235,7 +144,7 @@ impl EncodedEvent {
     /// the event compact again, and its driver fills it in.
     pub fn filled_in(mut self, kb: &attackmesh_attack::Kb) -> Self {
         if self.compact_for.take().is_some()
-            && let Some(metadata) = Arc::make_mut(&mut self.event).metadata.as_mut()
+            && let Some(metadata) = Arc::make_mut(&mut self.event).event_mut().metadata.as_mut()
         {
             attackmesh_attack::compact::fill_in(kb, metadata);
         }

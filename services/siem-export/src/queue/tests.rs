@@ -1,6 +1,6 @@
 use std::{collections::HashMap, io::Write, sync::Arc};
 
-use attackmesh::proto::EnrichedEvent;
+use attackmesh::{held::EventView, proto::EnrichedEvent};
 
 use super::*;
 
@@ -36,7 +36,7 @@ fn encoded(range: std::ops::Range<usize>) -> Vec<EncodedEvent> {
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
     )]));
     range
-        .map(|i| EncodedEvent::new(Arc::new(event(i)), trace.clone(), 1_000 + i as i64))
+        .map(|i| EncodedEvent::new(event(i), trace.clone(), 1_000 + i as i64))
         .collect()
 }
 
@@ -55,7 +55,7 @@ fn ids(items: &[ReadItem]) -> Vec<String> {
     items
         .iter()
         .filter_map(|i| match i {
-            ReadItem::Event(e) => Some(e.event.event_id.clone()),
+            ReadItem::Event(e) => Some(e.event.event().event_id.clone()),
             ReadItem::Damaged { .. } => None,
         })
         .collect()
@@ -127,7 +127,7 @@ fn records_larger_than_a_read_and_records_across_reads_come_back_whole() {
             } else {
                 "z".repeat(900 + i)
             };
-            EncodedEvent::new(Arc::new(event), Arc::new(HashMap::new()), 1)
+            EncodedEvent::new(event, Arc::new(HashMap::new()), 1)
         })
         .collect();
     let (q, _) = Queue::open("test", dir.path(), settings).unwrap();

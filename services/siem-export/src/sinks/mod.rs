@@ -15,7 +15,7 @@ use std::{
     sync::{Arc, LazyLock, Mutex},
 };
 
-use attackmesh::proto::EnrichedEvent;
+use attackmesh::{held::Held, proto::EnrichedEvent};
 use attackmesh_attack::Kb;
 use futures::future::BoxFuture;
 
@@ -34,8 +34,8 @@ pub mod util;
 pub struct QueuedEvent {
     /// Position in the sink's queue.
     pub seq: u64,
-    /// The event.
-    pub event: Arc<EnrichedEvent>,
+    /// The event, its attributes perhaps still in the bytes it arrived as.
+    pub event: Arc<Held<EnrichedEvent>>,
     /// W3C trace context of the Export batch that carried it.
     pub trace_context: Arc<HashMap<String, String>>,
     /// When it was queued, in microseconds since the Unix epoch.
@@ -59,7 +59,7 @@ impl QueuedEvent {
         }
         let mut queued = Arc::unwrap_or_clone(self);
         let release = queued.compact_for.take();
-        let event = Arc::make_mut(&mut queued.event);
+        let event = Arc::make_mut(&mut queued.event).event_mut();
         if let Some(metadata) = event.metadata.as_mut() {
             let missing = attackmesh_attack::compact::fill_in(kb, metadata);
             if missing > 0 {

@@ -4,6 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use attackmesh::{
+    held::EventView,
     proto::{EnrichedEvent, ObserveRequest, correlation_service_client::CorrelationServiceClient},
     text::clip,
 };
@@ -117,10 +118,10 @@ impl Sink for CorrelationSink {
             // Per replica: the positions of the events it owns an entity of.
             let mut routed: Vec<Vec<usize>> = vec![Vec::new(); peers.len()];
             for (i, queued) in events.iter().enumerate() {
-                if queued.event.source_service == attackmesh::CORRELATION_DETECTOR {
+                if queued.event.event().source_service == attackmesh::CORRELATION_DETECTOR {
                     continue;
                 }
-                for owner in partition::owners(&queued.event, count) {
+                for owner in partition::owners(queued.event.event(), count) {
                     routed[owner as usize].push(i);
                 }
             }
@@ -129,7 +130,7 @@ impl Sink for CorrelationSink {
                 .enumerate()
                 .filter(|(_, picked)| !picked.is_empty())
                 .map(|(r, picked)| {
-                    let batch = picked.iter().map(|&i| EnrichedEvent::clone(&events[i].event)).collect();
+                    let batch = picked.iter().map(|&i| events[i].event.to_event()).collect();
                     async move { (picked, self.observe(&peers[r], r as u32, count, batch).await) }
                 });
             for (picked, result) in join_all(calls).await {

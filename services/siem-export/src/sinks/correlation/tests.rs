@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::*;
 use crate::sinks::{ItemOutcome, QueuedEvent, Sink};
+use attackmesh::held::EventView;
 
 /// What a fake replica saw: (replica_index, replica_count, event ids) per call.
 type Seen = Arc<Mutex<Vec<(u32, u32, Vec<String>)>>>;
@@ -61,7 +62,7 @@ fn queued(i: u64, src: &str, service: &str) -> Arc<QueuedEvent> {
     event.source_service = service.into();
     Arc::new(QueuedEvent {
         seq: i,
-        event: Arc::new(event),
+        event: Arc::new(event.into()),
         trace_context: Arc::new(HashMap::new()),
         enqueued_at_micros: 0,
         compact_for: None,
@@ -126,7 +127,7 @@ async fn a_replica_that_fails_gets_its_events_retried_and_only_those() {
     let events: Vec<_> = (0..50u64).map(|i| queued(i, &format!("10.1.0.{i}"), "zeek")).collect();
     let outcomes = sink.send(&events).await;
     for (e, o) in events.iter().zip(&outcomes) {
-        let owner = attackmesh_runtime::partition::owner(&e.event.source.as_ref().unwrap().ip, 2);
+        let owner = attackmesh_runtime::partition::owner(&e.event.event().source.as_ref().unwrap().ip, 2);
         assert_eq!(
             matches!(o, ItemOutcome::Retry(why) if why.contains("disk full")),
             owner == 1,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::ElasticsearchConfig;
 use crate::sinks::{QueuedEvent, util::ecs};
-use attackmesh::{json::Json, proto::EnrichedEvent};
+use attackmesh::{held::EventView, json::Json, proto::EnrichedEvent};
 use attackmesh_attack::Kb;
 
 /// Appends the bulk action line for one event (no newline) to `out`.
@@ -53,9 +53,9 @@ pub(super) fn bulk_body(
     let mut body = Vec::with_capacity(events.len() * 4096);
     for ev in events {
         let (ev, compact) = ev.by_reference(kb);
-        write_action(config, &ev.event, &mut body);
+        write_action(config, ev.event.event(), &mut body);
         body.push(b'\n');
-        ecs::write_document(&ev.event, now, config.original, compact, &mut body);
+        ecs::write_document(&*ev.event, now, config.original, compact, &mut body);
         body.push(b'\n');
     }
     body

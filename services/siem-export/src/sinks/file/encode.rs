@@ -2,7 +2,7 @@
 //! the HEC envelope (with the default HEC metadata) the SIEM sinks send, or the OCSF Detection
 //! Finding. No I/O here.
 
-use attackmesh::proto::EnrichedEvent;
+use attackmesh::{held::EventView, proto::EnrichedEvent};
 use attackmesh_attack::Kb;
 
 use super::FileShape;
@@ -11,7 +11,7 @@ use crate::sinks::util::{Original, ecs, hec, ocsf};
 /// Appends `event` as one line of `shape` to `out`, with or without its `original` record. A
 /// compact event comes with the knowledge base its details are written from.
 pub(super) fn write_line(
-    event: &EnrichedEvent,
+    event: &impl EventView<EnrichedEvent>,
     shape: FileShape,
     original: Original,
     compact: Option<&Kb>,

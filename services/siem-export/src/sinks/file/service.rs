@@ -20,6 +20,7 @@ use std::{
 
 use tokio::sync::oneshot;
 
+use attackmesh::held::EventView;
 use attackmesh_attack::Kb;
 use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
@@ -149,7 +150,7 @@ impl Batch<'_> {
         let mut in_batch: HashMap<&str, u32> = HashMap::with_capacity(if dedup { events.len() } else { 0 });
         for (i, ev) in events.iter().enumerate() {
             if dedup {
-                let (id, revision) = (ev.event.event_id.as_str(), ev.event.revision);
+                let (id, revision) = (ev.event.event().event_id.as_str(), ev.event.event().revision);
                 if in_batch.get(id).is_some_and(|r| *r >= revision) {
                     continue;
                 }
@@ -157,7 +158,7 @@ impl Batch<'_> {
             }
             let start = buf.len();
             let (ev, compact) = ev.by_reference(self.kb);
-            encode::write_line(&ev.event, self.config.shape, self.config.original, compact, buf);
+            encode::write_line(&*ev.event, self.config.shape, self.config.original, compact, buf);
             lines.push((i, buf.len() - start));
         }
     }
@@ -189,7 +190,10 @@ impl Batch<'_> {
             let mut kept: Option<Vec<u8>> = None;
             let mut at = 0;
             for &(i, line_len) in &encoded.lines {
-                let (id, revision) = (events[i].event.event_id.as_str(), events[i].event.revision);
+                let (id, revision) = (
+                    events[i].event.event().event_id.as_str(),
+                    events[i].event.event().revision,
+                );
                 let line = &encoded.buf[at..at + line_len];
                 at += line_len;
                 if d.holds(id, revision) {

@@ -6,7 +6,7 @@ use crate::sinks::{ItemOutcome, QueuedEvent, Sink};
 fn queued(i: u64) -> Arc<QueuedEvent> {
     Arc::new(QueuedEvent {
         seq: i,
-        event: Arc::new(attackmesh_testkit::fixtures::event(i)),
+        event: Arc::new(attackmesh_testkit::fixtures::event(i).into()),
         trace_context: Default::default(),
         enqueued_at_micros: 0,
         compact_for: None,
@@ -55,7 +55,7 @@ fn revised(i: u64, revision: u32) -> Arc<QueuedEvent> {
     event.revision = revision;
     Arc::new(QueuedEvent {
         seq: i,
-        event: Arc::new(event),
+        event: Arc::new(event.into()),
         trace_context: Default::default(),
         enqueued_at_micros: 0,
         compact_for: None,
@@ -152,7 +152,7 @@ async fn an_id_the_record_cannot_hold_is_written_every_time_and_leaves_the_recor
         event.event_id = id.into();
         Arc::new(QueuedEvent {
             seq: i,
-            event: Arc::new(event),
+            event: Arc::new(event.into()),
             trace_context: Default::default(),
             enqueued_at_micros: 0,
             compact_for: None,
@@ -210,7 +210,7 @@ async fn batches_after_one_of_very_large_events_are_written_as_if_alone() {
             event.original = "x".repeat(1 << 20);
             Arc::new(QueuedEvent {
                 seq: i,
-                event: Arc::new(event),
+                event: Arc::new(event.into()),
                 trace_context: Default::default(),
                 enqueued_at_micros: 0,
                 compact_for: None,
@@ -222,7 +222,7 @@ async fn batches_after_one_of_very_large_events_are_written_as_if_alone() {
     for batch in &batches {
         assert!(sink.send(batch).await.iter().all(|o| *o == ItemOutcome::Delivered));
         for ev in batch {
-            attackmesh::json::write_enriched_event(&ev.event, true, &mut want);
+            attackmesh::json::write_enriched_event(&*ev.event, true, &mut want);
             want.push(b'\n');
         }
     }

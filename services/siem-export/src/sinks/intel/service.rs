@@ -8,6 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use attackmesh::{
+    held::EventView,
     proto::{EventRejection, ShareEventsRequest, intel_service_client::IntelServiceClient},
     text::clip,
 };
@@ -63,10 +64,7 @@ impl IntelSink {
         }
         let mut request = tonic::Request::new(ShareEventsRequest {
             collection_id: self.config.collection_id.clone(),
-            events: picked
-                .iter()
-                .map(|&i| attackmesh::proto::EnrichedEvent::clone(&events[i].event))
-                .collect(),
+            events: picked.iter().map(|&i| events[i].event.to_event()).collect(),
         });
         peer.authorize(request.metadata_mut());
         propagate_trace(request.metadata_mut(), &events[picked[0]]);
@@ -162,7 +160,7 @@ impl Sink for IntelSink {
         Box::pin(async move {
             let min = self.config.min_confidence;
             let picked: Vec<usize> = (0..events.len())
-                .filter(|&i| events[i].event.confidence_score >= min)
+                .filter(|&i| events[i].event.event().confidence_score >= min)
                 .collect();
             let mut outcomes = vec![ItemOutcome::Delivered; events.len()];
             if picked.is_empty() {

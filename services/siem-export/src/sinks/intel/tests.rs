@@ -96,7 +96,7 @@ fn queued(i: u64, confidence: f64) -> Arc<QueuedEvent> {
     event.confidence_score = confidence;
     Arc::new(QueuedEvent {
         seq: i,
-        event: Arc::new(event),
+        event: Arc::new(event.into()),
         trace_context: Arc::new(HashMap::from([("traceparent".to_owned(), TRACEPARENT.to_owned())])),
         enqueued_at_micros: 0,
         compact_for: None,

@@ -49,7 +49,7 @@ pub(super) fn envelopes(events: &[Arc<QueuedEvent>], config: &SplunkHecConfig, k
     let mut ends = Vec::with_capacity(events.len());
     for e in events {
         let (e, compact) = e.by_reference(kb);
-        hec::write_envelope(&e.event, &meta, compact, &mut body);
+        hec::write_envelope(&*e.event, &meta, compact, &mut body);
         ends.push(body.len());
     }
     Envelopes {

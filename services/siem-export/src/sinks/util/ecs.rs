@@ -28,7 +28,7 @@ use attackmesh::proto::{
     AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, EvidenceSource, IndicatorType,
 };
 
-use attackmesh::json::Json;
+use attackmesh::{held::EventView, json::Json};
 use attackmesh_attack::Kb;
 
 use super::{
@@ -46,12 +46,13 @@ pub const DATASET: &str = "attackmesh.alerts";
 /// it over (`event.ingested`). `original` says whether `event.original` is written. `kb` fills in
 /// a compact event's details, as for [`AttackView::of`].
 pub fn write_document(
-    event: &EnrichedEvent,
+    held: &impl EventView<EnrichedEvent>,
     ingested: chrono::DateTime<chrono::Utc>,
     original: Original,
     kb: Option<&Kb>,
     out: &mut Vec<u8>,
 ) {
+    let event = held.event();
     let view = AttackView::of(event, kb);
     let mut j = Json::object(out);
     if let Some(ts) = rfc3339(event.timestamp.as_ref()) {
@@ -65,7 +66,7 @@ pub fn write_document(
     endpoint(&mut j, "source", event.source.as_ref());
     endpoint(&mut j, "destination", event.destination.as_ref());
     process(&mut j, event);
-    rule_and_observer(&mut j, event);
+    rule_and_observer(&mut j, held);
     related(&mut j, event);
     j.obj("threat");
     threat(&mut j, &view);
@@ -74,7 +75,7 @@ pub fn write_document(
     j.obj("attackmesh");
     pairing(&mut j, &view);
     super::ecs_indicators::untyped(&mut j, &event.related_indicators);
-    custom(&mut j, event, &view, original);
+    custom(&mut j, held, &view, original);
     j.end();
     j.finish();
 }
@@ -180,11 +181,12 @@ fn process(j: &mut Json<'_>, event: &EnrichedEvent) {
     j.end();
 }
 
-fn rule_and_observer(j: &mut Json<'_>, event: &EnrichedEvent) {
+fn rule_and_observer(j: &mut Json<'_>, held: &impl EventView<EnrichedEvent>) {
+    let event = held.event();
     j.obj("rule");
     j.str("name", rule_name(event));
     j.str("category", &event.event_type);
-    j.str("id", rule_id(event));
+    j.str("id", rule_id(held));
     j.str("ruleset", &event.original_format);
     if let Some(m) = &event.metadata {
         j.str("version", &packs_used(m));
@@ -358,7 +360,8 @@ fn pairing(j: &mut Json<'_>, view: &AttackView<'_>) {
     j.end();
 }
 
-fn custom(j: &mut Json<'_>, event: &EnrichedEvent, view: &AttackView<'_>, original: Original) {
+fn custom(j: &mut Json<'_>, held: &impl EventView<EnrichedEvent>, view: &AttackView<'_>, original: Original) {
+    let event = held.event();
     j.str("submitted_by", &event.submitted_by);
     let kind = DetectorKind::try_from(event.detector_kind).unwrap_or(DetectorKind::Unspecified);
     j.str("detector_kind", kind.as_str_name());
@@ -398,10 +401,10 @@ fn custom(j: &mut Json<'_>, event: &EnrichedEvent, view: &AttackView<'_>, origin
         }
         j.end();
     }
-    let in_original = original == Original::Keep && attributes_repeat_original(event);
+    let in_original = original == Original::Keep && attributes_repeat_original(held);
     if !in_original {
         j.obj("attributes");
-        for (k, v) in &event.attributes {
+        for (k, v) in held.attributes() {
             j.str_kept(k, v);
         }
         j.end();

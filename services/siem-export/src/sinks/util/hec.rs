@@ -13,9 +13,10 @@
 //! detector's own, and `annotations.mitre_attack.*` is the shape Splunk ES's MITRE views read.
 //! The envelope is serialised straight into the caller's buffer (one per batch). No I/O here.
 
-use std::collections::BTreeMap;
-
-use attackmesh::proto::{AttributionStatus, DetectorKind, Endpoint, EnrichedEvent};
+use attackmesh::{
+    held::EventView,
+    proto::{AttributionStatus, DetectorKind, Endpoint, EnrichedEvent},
+};
 use attackmesh_attack::Kb;
 use serde::Serialize;
 
@@ -170,8 +171,8 @@ struct Body<'a> {
     annotations: Option<Annotations<'a>>,
     #[serde(skip_serializing_if = "no_items")]
     indicators: Vec<IndicatorOut<'a>>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    attributes: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Attributes::is_empty")]
+    attributes: Attributes<'a>,
     #[serde(skip_serializing_if = "no_str")]
     original_format: &'a str,
     /// Risk-based-alerting fields and the campaign, on a campaign alert only.
@@ -249,7 +250,23 @@ struct IndicatorOut<'a> {
     value: &'a str,
 }
 
-fn body<'a>(ev: &'a EnrichedEvent, view: &'a AttackView<'_>) -> Body<'a> {
+/// An event's attributes, written as a JSON object in key order.
+struct Attributes<'a>(Vec<(&'a str, &'a str)>);
+
+impl Attributes<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Attributes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().copied())
+    }
+}
+
+fn body<'a>(held: &'a impl EventView<EnrichedEvent>, view: &'a AttackView<'_>) -> Body<'a> {
+    let ev = held.event();
     let details = view
         .details()
         .map(|(t, d)| TechniqueOut {
@@ -350,20 +367,25 @@ fn body<'a>(ev: &'a EnrichedEvent, view: &'a AttackView<'_>) -> Body<'a> {
                 value: &i.value,
             })
             .collect(),
-        attributes: &ev.attributes,
+        attributes: Attributes(held.attributes().collect()),
         original_format: &ev.original_format,
         rba: ev.campaign.as_deref().map(super::campaign::Rba::of),
     }
 }
 
-fn envelope<'a>(ev: &'a EnrichedEvent, view: &'a AttackView<'_>, meta: &Metadata<'a>) -> Envelope<'a> {
+fn envelope<'a>(
+    held: &'a impl EventView<EnrichedEvent>,
+    view: &'a AttackView<'_>,
+    meta: &Metadata<'a>,
+) -> Envelope<'a> {
+    let ev = held.event();
     Envelope {
         time: epoch(ev.timestamp.as_ref()),
         host: meta.host.unwrap_or(&ev.source_service),
         source: meta.source,
         sourcetype: meta.sourcetype,
         index: meta.index,
-        event: body(ev, view),
+        event: body(held, view),
         fields: Fields {
             event_id: &ev.event_id,
             severity: view.severity_name(),
@@ -374,8 +396,8 @@ fn envelope<'a>(ev: &'a EnrichedEvent, view: &'a AttackView<'_>, meta: &Metadata
 
 /// Appends the envelope of `ev` to `out` (no newline), as it goes into a batch body or a line.
 /// `kb` fills in a compact event's details, as for [`AttackView::of`].
-pub fn write_envelope(ev: &EnrichedEvent, meta: &Metadata<'_>, kb: Option<&Kb>, out: &mut Vec<u8>) {
-    let view = AttackView::of(ev, kb);
+pub fn write_envelope(ev: &impl EventView<EnrichedEvent>, meta: &Metadata<'_>, kb: Option<&Kb>, out: &mut Vec<u8>) {
+    let view = AttackView::of(ev.event(), kb);
     // The envelope holds strings, numbers and string maps only: writing it into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &envelope(ev, &view, meta));
 }

@@ -19,7 +19,7 @@ pub mod ocsf;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use attackmesh::{formats::Format, proto::EnrichedEvent};
+use attackmesh::{formats::Format, held::EventView, proto::EnrichedEvent};
 use serde::{Deserialize, Serialize};
 
 /// Whether a sink writes the detector's record as it arrived (`original` in a sink's settings).
@@ -42,10 +42,11 @@ pub enum Original {
 /// whole, and `original_format` names a format `attackmesh::formats` parses (which derives the
 /// attributes from the record alone). Attributes a detector sent with a record in a format of
 /// its own, or beside a truncated record, say more than the record and are always written.
-pub fn attributes_repeat_original(event: &EnrichedEvent) -> bool {
+pub fn attributes_repeat_original(view: &impl EventView<EnrichedEvent>) -> bool {
+    let event = view.event();
     !event.original.is_empty()
         && event.original_format.parse::<Format>().is_ok()
-        && !event.attributes.contains_key("original_truncated")
+        && view.attribute("original_truncated").is_none()
 }
 
 /// RFC 3339 with as many fractional digits as needed, `Z`; `None` without a timestamp.
@@ -68,9 +69,9 @@ pub fn rule_name(event: &attackmesh::proto::EnrichedEvent) -> &str {
 /// The detector's id of the rule or signature that fired, from the event's attributes
 /// (`signature_id`, Suricata's `alert.signature_id`, `sid`, `rule_id` or `rule.id`, the first
 /// present); empty without one.
-pub fn rule_id(event: &attackmesh::proto::EnrichedEvent) -> &str {
+pub fn rule_id(event: &impl EventView<EnrichedEvent>) -> &str {
     ["signature_id", "alert.signature_id", "sid", "rule_id", "rule.id"]
         .iter()
-        .find_map(|k| event.attributes.get(*k))
-        .map_or("", String::as_str)
+        .find_map(|k| event.attribute(k))
+        .unwrap_or_default()
 }

@@ -18,6 +18,7 @@
 use std::net::IpAddr;
 
 use attackmesh::{
+    held::EventView,
     json::TacticText,
     proto::{AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, IndicatorType, Severity},
 };
@@ -44,7 +45,8 @@ pub const PRODUCT: &str = "attackmesh";
 /// The Detection Finding for `event`; `original` says whether `raw_data` holds the detector's
 /// record (the attributes parsed from it are then left out). `kb` fills in a compact event's
 /// details, as for [`AttackView::of`].
-pub fn finding(event: &EnrichedEvent, original: Original, kb: Option<&Kb>) -> Value {
+pub fn finding(held: &impl EventView<EnrichedEvent>, original: Original, kb: Option<&Kb>) -> Value {
+    let event = held.event();
     let view = AttackView::of(event, kb);
     let mut d = Doc::default();
     let (activity_id, activity) = if event.revision > 1 {
@@ -85,14 +87,14 @@ pub fn finding(event: &EnrichedEvent, original: Original, kb: Option<&Kb>) -> Va
     }
     metadata(&mut d, event);
     let attacks = attacks(&view, &event.attack_version);
-    finding_info(&mut d, event, &view, time, attacks.clone());
+    finding_info(&mut d, held, &view, time, attacks.clone());
     d.set("attacks", Value::Array(attacks));
     let evidence = evidence(event);
     let mut observables = evidence_observables(&evidence);
     indicator_observables(event, &mut observables);
     d.set("evidences", json!([evidence.into_value()]));
     d.set("observables", Value::Array(observables));
-    d.set("unmapped.attackmesh", unmapped(event, &view, original));
+    d.set("unmapped.attackmesh", unmapped(held, &view, original));
     d.into_value()
 }
 
@@ -177,7 +179,14 @@ fn attacks(view: &AttackView<'_>, version: &str) -> Vec<Value> {
     out
 }
 
-fn finding_info(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>, time: i64, attacks: Vec<Value>) {
+fn finding_info(
+    d: &mut Doc,
+    held: &impl EventView<EnrichedEvent>,
+    view: &AttackView<'_>,
+    time: i64,
+    attacks: Vec<Value>,
+) {
+    let event = held.event();
     d.set("finding_info.uid", event.event_id.as_str());
     d.set("finding_info.title", rule_name(event));
     d.set("finding_info.desc", event.description.as_str());
@@ -189,7 +198,7 @@ fn finding_info(d: &mut Doc, event: &EnrichedEvent, view: &AttackView<'_>, time:
         d.set("finding_info.data_sources", json!([event.original_format]));
     }
     let mut analytic = Doc::default();
-    analytic.set("uid", rule_id(event));
+    analytic.set("uid", rule_id(held));
     analytic.set("name", rule_name(event));
     analytic.set("category", event.original_format.as_str());
     analytic.set("type_id", 1);
@@ -314,7 +323,8 @@ fn indicator_observables(event: &EnrichedEvent, out: &mut Vec<Value>) {
     }
 }
 
-fn unmapped(event: &EnrichedEvent, view: &AttackView<'_>, original: Original) -> Value {
+fn unmapped(held: &impl EventView<EnrichedEvent>, view: &AttackView<'_>, original: Original) -> Value {
+    let event = held.event();
     let mut u = Doc::default();
     u.set("event_type", event.event_type.as_str());
     u.set("source_service", event.source_service.as_str());
@@ -346,9 +356,11 @@ fn unmapped(event: &EnrichedEvent, view: &AttackView<'_>, original: Original) ->
         .map(|i| json!({"type": stix_type(i.r#type), "value": i.value}))
         .collect();
     u.set("indicators", Value::Array(indicators));
-    let in_raw_data = original == Original::Keep && attributes_repeat_original(event);
-    if !event.attributes.is_empty() && !in_raw_data {
-        u.set("attributes", json!(event.attributes));
+    let in_raw_data = original == Original::Keep && attributes_repeat_original(held);
+    if held.attribute_count() > 0 && !in_raw_data {
+        let attributes: serde_json::Map<String, Value> =
+            held.attributes().map(|(k, v)| (k.to_owned(), Value::from(v))).collect();
+        u.set("attributes", Value::Object(attributes));
     }
     u.into_value()
 }

@@ -333,7 +333,7 @@ pub(crate) fn queued_compact(
             }
             Arc::new(crate::sinks::QueuedEvent {
                 seq,
-                event: Arc::new(event),
+                event: Arc::new(event.into()),
                 trace_context: Default::default(),
                 enqueued_at_micros: 0,
                 compact_for: compact_for.map(Arc::from),
@@ -408,4 +408,65 @@ fn compact_events_are_written_in_every_shape_as_the_events_filled_in() {
         with_actors > 1 && compared >= 5 * events.len(),
         "{with_actors} / {compared}"
     );
+}
+
+/// An event as siem-export receives it, its attributes left in its bytes, is written in every
+/// shape exactly as the same event decoded whole: real records, and attributes that need
+/// escaping, mark a truncated record or name the rule.
+#[test]
+fn received_events_are_written_as_the_events_they_decode_to() {
+    use attackmesh::held::{EventView, Held};
+    use prost::Message;
+
+    let mut events = attackmesh_testkit::data::real_attributed_samples();
+    events.extend((0..20).map(fixtures::event));
+    let mut odd = fixtures::event(99);
+    odd.original = r#"{"alert":{"signature_id":2001219}}"#.into();
+    odd.original_format = "suricata-eve".into();
+    odd.attributes = [
+        ("alert.signature_id", "2001219"),
+        ("original_truncated", "true"),
+        ("quote\"and\\slash", "line\nbreak\u{1}"),
+        ("é", "ü"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .into();
+    events.push(odd.clone());
+    odd.attributes.remove("original_truncated");
+    events.push(odd);
+    let now = chrono::Utc::now();
+    let meta = hec::Metadata::default();
+    for event in &events {
+        let held = Held::<EnrichedEvent>::decode(event.encode_to_vec().into()).unwrap();
+        assert!(held.is_held(), "{}", event.event_id);
+        assert_eq!(super::rule_id(&held), super::rule_id(event));
+        assert_eq!(
+            super::attributes_repeat_original(&held),
+            super::attributes_repeat_original(event)
+        );
+        for original in [Original::Keep, Original::Drop] {
+            let (mut want, mut got) = (Vec::new(), Vec::new());
+            ecs::write_document(event, now, original, None, &mut want);
+            ecs::write_document(&held, now, original, None, &mut got);
+            hec::write_envelope(event, &meta, None, &mut want);
+            hec::write_envelope(&held, &meta, None, &mut got);
+            attackmesh::json::write_enriched_event(event, original == Original::Keep, &mut want);
+            attackmesh::json::write_enriched_event(&held, original == Original::Keep, &mut got);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{}",
+                event.event_id
+            );
+            assert_eq!(
+                ocsf::finding(&held, original, None),
+                ocsf::finding(event, original, None)
+            );
+        }
+        assert_eq!(
+            attackmesh::validate::enriched_event(&held),
+            attackmesh::validate::enriched_event(event)
+        );
+        assert_eq!(held.attribute_count(), event.attributes.len());
+    }
 }
