@@ -3,7 +3,8 @@
 //! (with and without the per-batch fsync) and reads back from disk, and the per-event encoders
 //! of the queue record, the Elasticsearch and Splunk HEC sinks (the ECS document and the HEC
 //! envelope), and every sink shape over the real Suricata sample as siem-export receives it
-//! (parsed and attributed), and the file sink writing a batch of it (its pages dropped from the
+//! (parsed and attributed; the ECS and canonical shapes also with the attributes left in the
+//! received bytes, as siem-export holds them), and the file sink writing a batch of it (its pages dropped from the
 //! page cache once synced, the default, and kept).
 //!
 //! The `suricata` benchmarks use 500 alerts of the shared Suricata sample, attributed by the
@@ -18,6 +19,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use attackmesh::{
     codec::EncodedExport,
+    held::Held,
     proto::{EnrichedEvent, ExportRequest},
 };
 use attackmesh_attack::{Engine, compact};
@@ -486,6 +488,30 @@ fn shapes(c: &mut Criterion) {
             })
         });
     }
+    // The same events as siem-export holds them once received: their attributes left in the
+    // bytes they arrived as.
+    let received: Vec<Held<EnrichedEvent>> = events
+        .iter()
+        .map(|e| Held::decode(Bytes::from(e.encode_to_vec())).expect("decode"))
+        .collect();
+    group.bench_function("ecs_writer_received", |b| {
+        b.iter(|| {
+            out.clear();
+            for ev in &received {
+                ecs::write_document(ev, now, Original::Keep, None, &mut out);
+                out.push(b'\n');
+            }
+        })
+    });
+    group.bench_function("canonical_received", |b| {
+        b.iter(|| {
+            out.clear();
+            for ev in &received {
+                attackmesh::json::write_enriched_event(ev, true, &mut out);
+                out.push(b'\n');
+            }
+        })
+    });
     group.finish();
 }
 
