@@ -18,6 +18,7 @@
 
 use std::sync::Arc;
 
+use attackmesh::held::EventView;
 use attackmesh::proto::{
     Attribution, AttributionStatus, DetectionEvent, DetectorKind, EnrichmentMetadata, Evidence, EvidenceSource,
     GetKnowledgeBaseInfoResponse, PatternMapping, TechniqueDetail, ThreatActor,
@@ -133,7 +134,7 @@ impl Engine {
 
     /// Attributes one detection: rule matches and validated hints, combined per technique,
     /// plus candidate groups when at least two techniques were found.
-    pub fn attribute(&self, ev: &DetectionEvent) -> Attribution {
+    pub fn attribute(&self, ev: &impl EventView<DetectionEvent>) -> Attribution {
         self.attribute_as(ev, false)
     }
 
@@ -141,12 +142,12 @@ impl Engine {
     /// the rule-pack version (the answer carries it once, see [`Engine::rule_pack_version`]):
     /// equal to the full attribution after [`crate::compact::strip`], at a fraction of its
     /// allocations.
-    pub fn attribute_compact(&self, ev: &DetectionEvent) -> Attribution {
+    pub fn attribute_compact(&self, ev: &impl EventView<DetectionEvent>) -> Attribution {
         self.attribute_as(ev, true)
     }
 
-    fn attribute_as(&self, ev: &DetectionEvent, compact: bool) -> Attribution {
-        let mut acc = Accumulator::new(ev.detector_confidence);
+    fn attribute_as(&self, ev: &impl EventView<DetectionEvent>, compact: bool) -> Attribution {
+        let mut acc = Accumulator::new(ev.event().detector_confidence);
         with_scratch(|scratch| {
             let fields = EventFields(ev);
             self.rules.matches(&fields, scratch);
@@ -171,7 +172,7 @@ impl Engine {
                 );
             }
         });
-        add_hints(&self.kb, ev, &mut acc);
+        add_hints(&self.kb, ev.event(), &mut acc);
         let status = if acc.is_empty() {
             AttributionStatus::NoMatch
         } else {

@@ -1,6 +1,7 @@
 //! Where rule evaluation reads field values from: the fields of a detection event, or free
 //! text mapped by `MapPatterns`. Reading never allocates; it decides nothing about matches.
 
+use attackmesh::held::EventView;
 use attackmesh::proto::{DetectionEvent, DetectorKind, Endpoint};
 use attackmesh::text::severity_name;
 
@@ -99,30 +100,31 @@ pub(crate) trait Fields {
     fn get(&self, field: &FieldRef) -> Option<Value<'_>>;
 }
 
-/// Fields of a detection event.
-pub(crate) struct EventFields<'e>(pub(crate) &'e DetectionEvent);
+/// Fields of a detection event, its attributes wherever they are held.
+pub(crate) struct EventFields<'e, V>(pub(crate) &'e V);
 
-impl Fields for EventFields<'_> {
+impl<V: EventView<DetectionEvent>> Fields for EventFields<'_, V> {
     fn event_type(&self) -> Option<&str> {
-        Some(&self.0.event_type)
+        Some(&self.0.event().event_type)
     }
 
     fn kind(&self) -> Option<DetectorKind> {
-        Some(match DetectorKind::try_from(self.0.detector_kind) {
+        Some(match DetectorKind::try_from(self.0.event().detector_kind) {
             Ok(DetectorKind::Unspecified) | Err(_) => DetectorKind::Other,
             Ok(k) => k,
         })
     }
 
     fn get(&self, field: &FieldRef) -> Option<Value<'_>> {
-        let ev = self.0;
+        let view = self.0;
+        let ev = view.event();
         match field {
-            FieldRef::Attr(key) => ev.attributes.get(&**key).and_then(|v| s(v)).map(Value::Str),
+            FieldRef::Attr(key) => view.attribute(key).and_then(s).map(Value::Str),
             FieldRef::Description => s(&ev.description).map(Value::Str),
             FieldRef::EventType => s(&ev.event_type).map(Value::Str),
             FieldRef::SourceService => s(&ev.source_service).map(Value::Str),
             FieldRef::Severity => Some(Value::Str(severity_name(ev.severity))),
-            FieldRef::CommandLine => command_line(ev).map(Value::Str),
+            FieldRef::CommandLine => command_line(view).map(Value::Str),
             FieldRef::Endpoint(side, f) => {
                 let ep = match side {
                     Side::Source => ev.source.as_ref(),
@@ -149,18 +151,19 @@ fn endpoint_field(ep: &Endpoint, f: EndpointField) -> Option<Value<'_>> {
 }
 
 /// The command line an event carries: a process command line, else a known attribute.
-fn command_line(ev: &DetectionEvent) -> Option<&str> {
+fn command_line(view: &impl EventView<DetectionEvent>) -> Option<&str> {
     fn process(ep: &Option<Endpoint>) -> Option<&str> {
         ep.as_ref()
             .and_then(|e| e.process.as_ref())
             .map(|p| p.command_line.as_str())
             .filter(|c| !c.is_empty())
     }
+    let ev = view.event();
     if let Some(c) = process(&ev.source).or_else(|| process(&ev.destination)) {
         return Some(c);
     }
-    // One pass over a typical attribute map is cheaper than a hash lookup per candidate key.
-    if ev.attributes.len() <= 64 {
+    // One pass over a typical attribute map is cheaper than a lookup per candidate key.
+    if view.attribute_count() <= 64 {
         // Bit n is set when some candidate key is n bytes long: most keys are skipped on length.
         const LENGTHS: u64 = {
             let mut mask = 0u64;
@@ -172,7 +175,7 @@ fn command_line(ev: &DetectionEvent) -> Option<&str> {
             mask
         };
         let mut best: Option<(usize, &str)> = None;
-        for (k, v) in &ev.attributes {
+        for (k, v) in view.attributes() {
             if k.len() >= 64 || LENGTHS & (1 << k.len()) == 0 {
                 continue;
             }
@@ -185,8 +188,7 @@ fn command_line(ev: &DetectionEvent) -> Option<&str> {
     }
     COMMAND_LINE_ATTRS
         .iter()
-        .find_map(|k| ev.attributes.get(*k).filter(|v| !v.is_empty()))
-        .map(String::as_str)
+        .find_map(|k| view.attribute(k).filter(|v| !v.is_empty()))
 }
 
 /// Free text mapped by `MapPatterns`: every field reads the pattern.

@@ -30,6 +30,7 @@ mod windows;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
+use attackmesh::held::EventView;
 use attackmesh::proto::DetectionEvent;
 
 pub use compile::{Compiled, SigmaPackInfo};
@@ -263,12 +264,13 @@ impl SigmaSet {
     }
 
     /// Calls `f` for every rule matching `ev` with the rule and its techniques.
-    pub fn for_each_match(&self, ev: &DetectionEvent, mut f: impl FnMut(SigmaHit<'_>, &[TechIdx])) {
+    pub fn for_each_match(&self, view: &impl EventView<DetectionEvent>, mut f: impl FnMut(SigmaHit<'_>, &[TechIdx])) {
         if self.sets.is_empty() {
             return;
         }
+        let ev = view.event();
         let windows = is_windows_record(ev);
-        let routable = || ev.attributes.contains_key("Channel") && ev.attributes.contains_key("EventID");
+        let routable = || view.attribute("Channel").is_some() && view.attribute("EventID").is_some();
         if !windows && !routable() {
             // Not a Windows event (or one without its routing fields): no rule can route to it.
             return;
@@ -277,12 +279,12 @@ impl SigmaSet {
         // The routing fields are read as the rules' tests read them: the first of the name in
         // any case (a rule is routed by the `EventID` it tests).
         let (mut channel, mut event_id, mut cut) = (None, None, false);
-        let mut fields: Vec<(&str, &str)> = Vec::with_capacity(ev.attributes.len());
-        for (k, v) in &ev.attributes {
+        let mut fields: Vec<(&str, &str)> = Vec::with_capacity(view.attribute_count());
+        for (k, v) in view.attributes() {
             if equal_lowered(b"channel", k.as_bytes()) {
-                channel = channel.or(Some(v.as_str()));
+                channel = channel.or(Some(v));
             } else if equal_lowered(b"eventid", k.as_bytes()) {
-                event_id = event_id.or(Some(v.as_str()));
+                event_id = event_id.or(Some(v));
             } else if k == attackmesh::formats::ATTRIBUTES_DROPPED {
                 cut = true;
             }
