@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: the `attribution` section of the configuration (knowledge base, rules directory).
 //! - [`metrics`]: Prometheus series of the service (batches, hits, latency, reloads).
+//! - [`batch`]: `AttributeRequest` read with each detection's attributes left in its bytes.
 //! - [`service`]: the tonic `AttributionService` with hot reload of rule packs.
 //! - [`server`]: wiring onto the shared runtime's gRPC server.
 //!
@@ -11,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod config;
 pub mod error;
 pub mod metrics;

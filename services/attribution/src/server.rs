@@ -4,7 +4,6 @@
 
 use std::future::Future;
 
-use attackmesh::proto::attribution_service_server::AttributionServiceServer;
 use attackmesh_runtime::server::GrpcServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -12,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::AttributionConfig,
     error::Error,
-    service::{AttributionApi, AttributionState, grpc_service, watch_rules},
+    service::{AttributionServer, AttributionState, grpc_service, watch_rules},
 };
 
 /// Serves the attribution service on `listener` until `shutdown` completes.
@@ -44,10 +43,7 @@ pub async fn serve(
         ));
     }
     let server = server.add_service(grpc_service(state)).await;
-    server
-        .health()
-        .serving::<AttributionServiceServer<AttributionApi>>()
-        .await;
+    server.health().serving::<AttributionServer>().await;
     let result = server.serve(listener, shutdown).await;
     stop_watch.cancel();
     result.map_err(Error::from)

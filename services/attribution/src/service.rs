@@ -5,6 +5,7 @@
 //! A pack set that fails to compile is logged and the running engine kept. Authentication and
 //! roles are enforced by the runtime's tower layer, not here.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -12,18 +13,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use attackmesh::proto::attribution_service_server::{AttributionService, AttributionServiceServer};
+use attackmesh::codec::grpc;
+use attackmesh::grpc_path;
+use attackmesh::proto::attribution_service_server::{AttributionService, AttributionServiceServer, SERVICE_NAME};
 use attackmesh::proto::{
     AttributeRequest, AttributeResponse, Attribution, DetectorKind, FieldViolation, GetGroupRequest, GetGroupResponse,
     GetKnowledgeBaseInfoRequest, GetKnowledgeBaseInfoResponse, GetTechniqueRequest, GetTechniqueResponse,
     MapPatternsRequest, MapPatternsResponse,
 };
 use futures::{Stream, StreamExt};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{
+    Request, Response, Status, Streaming,
+    body::Body,
+    codegen::{BoxFuture, Context, Poll, Service},
+    server::{NamedService, StreamingService},
+};
 use tracing::{Instrument as _, info, warn};
 
 use attackmesh_attack::{Engine, Resolved, compact};
 
+use crate::batch::AttributeBatch;
 use crate::config::{AttributionConfig, MAX_BATCH_LIMIT};
 use crate::error::Error;
 use crate::metrics;
@@ -88,21 +97,101 @@ impl AttributionState {
 }
 
 /// The tonic service for `state`, accepting and sending gzip.
-pub fn grpc_service(state: AttributionState) -> AttributionServiceServer<AttributionApi> {
-    AttributionServiceServer::new(AttributionApi { state })
+pub fn grpc_service(state: AttributionState) -> AttributionServer {
+    let generated = AttributionServiceServer::new(AttributionApi { state: state.clone() })
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .send_compressed(tonic::codec::CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    AttributionServer { state, generated }
 }
 
-/// Implementation of `attackmesh.v1.AttributionService`.
+const ATTRIBUTE: &str = grpc_path!(SERVICE_NAME, "Attribute");
+
+/// `attackmesh.v1.AttributionService` over an [`AttributionState`]. `Attribute` is routed by
+/// hand, so that its batches are read as [`AttributeBatch`]es (each detection's attributes left
+/// in the bytes they arrived as); the other methods are the generated server's. Compression,
+/// message size limits and the `INVALID_ARGUMENT` answer to undecodable messages are the same
+/// for every method.
+#[derive(Debug, Clone)]
+pub struct AttributionServer {
+    state: AttributionState,
+    generated: AttributionServiceServer<AttributionApi>,
+}
+
+impl NamedService for AttributionServer {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+impl Service<http::Request<Body>> for AttributionServer {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if request.uri().path() == ATTRIBUTE {
+            let state = self.state.clone();
+            Box::pin(async move { Ok(grpc(MAX_MESSAGE_BYTES).streaming(Attribute(state), request).await) })
+        } else {
+            self.generated.call(request)
+        }
+    }
+}
+
+type AttributeStream = Pin<Box<dyn Stream<Item = Result<AttributeResponse, Status>> + Send>>;
+
+/// `Attribute`: answers each batch, in order.
+struct Attribute(AttributionState);
+
+impl StreamingService<AttributeBatch> for Attribute {
+    type Response = AttributeResponse;
+    type ResponseStream = AttributeStream;
+    type Future = BoxFuture<Response<AttributeStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<AttributeBatch>>) -> Self::Future {
+        let stream = answer(self.0.clone(), request.into_inner());
+        Box::pin(async move { Ok(Response::new(stream)) })
+    }
+}
+
+/// The answers to a stream of batches, in order.
+fn answer(
+    state: AttributionState,
+    batches: impl Stream<Item = Result<AttributeBatch, Status>> + Send + 'static,
+) -> AttributeStream {
+    Box::pin(batches.then(move |batch| {
+        let state = state.clone();
+        async move {
+            let batch = batch?;
+            // One detector batch is one trace: the batch's span joins the context it carries.
+            let span = tracing::info_span!(
+                "attribute_batch",
+                batch_id = batch.batch_id,
+                events = batch.events.len()
+            );
+            attackmesh_runtime::telemetry::set_parent_from_map(&span, &batch.trace_context);
+            let started = Instant::now();
+            let result = attribute_batch(&state, batch).instrument(span).await;
+            match &result {
+                Ok(response) => metrics::batch_answered(&response.attributions, started.elapsed()),
+                Err(Error::InvalidArgument(_)) => metrics::batch_refused(),
+                Err(_) => {}
+            }
+            result.map_err(Status::from)
+        }
+    }))
+}
+
+/// The generated server's implementation of `attackmesh.v1.AttributionService`; its
+/// `Attribute` reads prost-decoded requests, which [`AttributionServer`] routes past it.
 #[derive(Debug)]
 pub struct AttributionApi {
     state: AttributionState,
 }
-
-type AttributeStream = Pin<Box<dyn Stream<Item = Result<AttributeResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl AttributionService for AttributionApi {
@@ -112,29 +201,8 @@ impl AttributionService for AttributionApi {
         &self,
         request: Request<Streaming<AttributeRequest>>,
     ) -> Result<Response<AttributeStream>, Status> {
-        let state = self.state.clone();
-        let responses = request.into_inner().then(move |batch| {
-            let state = state.clone();
-            async move {
-                let batch = batch?;
-                // One detector batch is one trace: the batch's span joins the context it carries.
-                let span = tracing::info_span!(
-                    "attribute_batch",
-                    batch_id = batch.batch_id,
-                    events = batch.events.len()
-                );
-                attackmesh_runtime::telemetry::set_parent_from_map(&span, &batch.trace_context);
-                let started = Instant::now();
-                let result = attribute_batch(&state, batch).instrument(span).await;
-                match &result {
-                    Ok(response) => metrics::batch_answered(&response.attributions, started.elapsed()),
-                    Err(Error::InvalidArgument(_)) => metrics::batch_refused(),
-                    Err(_) => {}
-                }
-                result.map_err(Status::from)
-            }
-        });
-        Ok(Response::new(Box::pin(responses)))
+        let batches = request.into_inner().map(|batch| batch.map(AttributeBatch::from));
+        Ok(Response::new(answer(self.state.clone(), batches)))
     }
 
     async fn map_patterns(
@@ -237,7 +305,7 @@ fn violation(field: &str, description: impl Into<String>) -> FieldViolation {
 /// Validates and attributes one batch with the engine current when it arrived, in the compact
 /// form (made directly, its rule-pack version sent once) when the caller asked for it with the
 /// engine's own ATT&CK release.
-async fn attribute_batch(state: &AttributionState, batch: AttributeRequest) -> Result<AttributeResponse, Error> {
+async fn attribute_batch(state: &AttributionState, batch: AttributeBatch) -> Result<AttributeResponse, Error> {
     if batch.events.len() > state.max_batch {
         return Err(Error::invalid(
             "events",

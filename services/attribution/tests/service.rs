@@ -1,5 +1,6 @@
 //! The attribution service over real gRPC on 127.0.0.1:0: a two-batch Attribute stream that
-//! survives a hot reload of the rules directory, batch limits, MapPatterns and lookups.
+//! survives a hot reload of the rules directory, batch limits, undecodable batches, real
+//! detections attributed as the engine attributes them, MapPatterns and lookups.
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tonic::transport::Channel;
 
 struct Running {
     client: AttributionServiceClient<Channel>,
+    addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     rules: tempfile::TempDir,
     state: AttributionState,
@@ -80,6 +82,7 @@ async fn start_with(max_batch: usize, files: &[(&str, &str)]) -> Running {
     let client = AttributionServiceClient::new(attackmesh_testkit::channel(addr));
     Running {
         client,
+        addr,
         stop: Some(stop),
         rules,
         state,
@@ -416,4 +419,120 @@ fn reload_from_dir_keeps_the_engine_on_error() {
         "{err}"
     );
     assert_eq!(handle.current().rule_pack_version(), before);
+}
+
+/// A request message written as given bytes, for what a generated client never sends.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Raw(Vec<u8>);
+
+impl prost::Message for Raw {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// Sends `batches` as one `Attribute` stream of raw messages and returns its answers up to the
+/// first error.
+async fn attribute_raw(
+    s: &Running,
+    batches: Vec<Vec<u8>>,
+) -> (Vec<attackmesh::proto::AttributeResponse>, Option<tonic::Status>) {
+    let mut grpc = tonic::client::Grpc::new(attackmesh_testkit::channel(s.addr));
+    grpc.ready().await.expect("ready");
+    let codec = attackmesh::codec::ProstCodec::<Raw, attackmesh::proto::AttributeResponse>::default();
+    let path = http::uri::PathAndQuery::from_static("/attackmesh.v1.AttributionService/Attribute");
+    let request = tonic::Request::new(tokio_stream::iter(batches.into_iter().map(Raw)));
+    let mut stream = match grpc.streaming(request, path, codec).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return (Vec::new(), Some(status)),
+    };
+    let mut answers = Vec::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(answer)) => answers.push(answer),
+            Ok(None) => return (answers, None),
+            Err(status) => return (answers, Some(status)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn undecodable_batches_are_invalid_argument_naming_the_field() {
+    use prost::Message as _;
+    let s = start(100).await;
+    let good = probe_batch(1).encode_to_vec();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("an event cut short", vec![0x12, 50, 1, 2, 3]),
+        ("events as a varint", vec![0x10, 1]),
+        (
+            "an attribute value that is not UTF-8",
+            vec![0x12, 8, 0x6a, 6, 0x0a, 1, b'k', 0x12, 1, 0xff],
+        ),
+        ("compact_for_attack_version as a varint", vec![0x20, 1]),
+    ];
+    for (what, bad) in cases {
+        let (answers, status) = attribute_raw(&s, vec![good.clone(), bad]).await;
+        assert_eq!(answers.len(), 1, "{what}: the batch before is answered");
+        assert_eq!(answers[0].attributions.len(), 3, "{what}");
+        let status = status.expect("an error");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{what}: {status:?}");
+        assert!(status.message().contains("AttributeRequest."), "{what}: {status:?}");
+    }
+}
+
+/// Real detections sent over gRPC are attributed as the engine attributes the decoded events,
+/// full and compact.
+#[tokio::test]
+async fn detections_over_grpc_are_attributed_as_the_decoded_events() {
+    let mut events = attackmesh_testkit::data::real_detections();
+    if events.is_empty() {
+        events = probe_batch(0).events;
+    }
+    let s = start(10_000).await;
+    let engine = s.state.engine.current();
+    for compact in ["", engine.kb().attack_version()] {
+        let request = AttributeRequest {
+            batch_id: 9,
+            events: events.clone(),
+            compact_for_attack_version: compact.to_owned(),
+            ..Default::default()
+        };
+        let mut client = s.client.clone();
+        let mut responses = client
+            .attribute(tokio_stream::iter(vec![request]))
+            .await
+            .expect("opens")
+            .into_inner();
+        let answer = responses.next().await.expect("an answer").expect("attributed");
+        assert_eq!(answer.compact, !compact.is_empty());
+        let expected: Vec<_> = events
+            .iter()
+            .map(|e| {
+                if compact.is_empty() {
+                    engine.attribute(e)
+                } else {
+                    engine.attribute_compact(e)
+                }
+            })
+            .collect();
+        assert_eq!(answer.attributions, expected);
+    }
 }
