@@ -162,30 +162,7 @@ fn command_line(view: &impl EventView<DetectionEvent>) -> Option<&str> {
     if let Some(c) = process(&ev.source).or_else(|| process(&ev.destination)) {
         return Some(c);
     }
-    // One pass over a typical attribute map is cheaper than a lookup per candidate key.
-    if view.attribute_count() <= 64 {
-        // Bit n is set when some candidate key is n bytes long: most keys are skipped on length.
-        const LENGTHS: u64 = {
-            let mut mask = 0u64;
-            let mut i = 0;
-            while i < COMMAND_LINE_ATTRS.len() {
-                mask |= 1 << COMMAND_LINE_ATTRS[i].len();
-                i += 1;
-            }
-            mask
-        };
-        let mut best: Option<(usize, &str)> = None;
-        for (k, v) in view.attributes() {
-            if k.len() >= 64 || LENGTHS & (1 << k.len()) == 0 {
-                continue;
-            }
-            let rank = COMMAND_LINE_ATTRS.iter().position(|c| *c == k);
-            if let Some(rank) = rank.filter(|rank| !v.is_empty() && best.is_none_or(|(r, _)| *rank < r)) {
-                best = Some((rank, v));
-            }
-        }
-        return best.map(|(_, v)| v);
-    }
+    // A lookup per candidate key: a held event's values are read (and checked) only when found.
     COMMAND_LINE_ATTRS
         .iter()
         .find_map(|k| view.attribute(k).filter(|v| !v.is_empty()))
