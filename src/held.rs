@@ -68,6 +68,10 @@ pub trait EventView<M> {
     /// The attributes, in key order, each key once.
     fn attributes(&self) -> impl Iterator<Item = (&str, &str)>;
 
+    /// The attributes as [`Self::attributes`] gives them, as bytes (UTF-8, checked when they
+    /// were read): for a reader of their lengths, which need not check them again.
+    fn attribute_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])>;
+
     /// The value of attribute `key`.
     fn attribute(&self, key: &str) -> Option<&str>;
 
@@ -82,6 +86,10 @@ impl<M: Attributed> EventView<M> for M {
 
     fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.attribute_map().iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    fn attribute_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.attribute_map().iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))
     }
 
     fn attribute(&self, key: &str) -> Option<&str> {
@@ -235,6 +243,17 @@ impl<M: Attributed> EventView<M> for Held<M> {
         let decoded = self.event.attributes();
         let held = self.entries.as_deref().map(|entries| self.read(entries));
         decoded.chain(held.into_iter().flatten())
+    }
+
+    fn attribute_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let decoded = self.event.attribute_bytes();
+        let bytes = self.bytes.as_deref().unwrap_or_default();
+        let held = self
+            .entries
+            .iter()
+            .flatten()
+            .map(move |e| (at(bytes, e.key), at(bytes, e.value)));
+        decoded.chain(held)
     }
 
     fn attribute(&self, key: &str) -> Option<&str> {

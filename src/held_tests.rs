@@ -34,6 +34,11 @@ fn held_attributes_read_look_up_and_count_as_the_decoded_map() {
     assert!(held.is_held());
     assert!(held.event().attributes.is_empty(), "left in the bytes");
     assert!(held.attributes().eq(plain.attributes()));
+    assert!(held.attribute_bytes().eq(plain.attribute_bytes()));
+    assert!(
+        held.attribute_bytes()
+            .eq(held.attributes().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
+    );
     assert_eq!(held.attribute_count(), 4);
     for (key, value) in &plain.attributes {
         assert_eq!(held.attribute(key), Some(value.as_str()), "{key}");
@@ -71,6 +76,7 @@ fn attributes_out_of_order_or_repeated_are_decoded_as_prost_decodes_them() {
         let got = Held::<EnrichedEvent>::decode(Bytes::from(bytes)).unwrap();
         assert_eq!(got.to_event(), want, "{what}");
         assert!(got.attributes().eq(want.attributes()), "{what}");
+        assert!(got.attribute_bytes().eq(want.attribute_bytes()), "{what}");
         assert_eq!(
             got.attribute("a"),
             want.attributes.get("a").map(String::as_str),

@@ -94,7 +94,7 @@ pub fn prepare_detection(event: &mut DetectionEvent) {
 pub fn detection_event(event: &impl EventView<DetectionEvent>) -> Result<(), Vec<FieldViolation>> {
     let mut v = Violations::new("");
     check_detection(&mut v, event.event());
-    check_attributes(&mut v, event.attribute_count(), event.attributes());
+    check_attributes(&mut v, event.attribute_count(), event.attribute_bytes());
     v.result()
 }
 
@@ -149,7 +149,7 @@ pub fn enriched_event(view: &impl EventView<EnrichedEvent>) -> Result<(), Vec<Fi
         }
     }
     indicators(&mut v, "related_indicators", &event.related_indicators);
-    check_attributes(&mut v, view.attribute_count(), view.attributes());
+    check_attributes(&mut v, view.attribute_count(), view.attribute_bytes());
     timestamp(&mut v, "enriched_at", event.enriched_at.as_ref(), false);
     if event.revision == 0 {
         v.add("revision", "must be at least 1");
@@ -362,7 +362,8 @@ fn is_mac(value: &str) -> bool {
     parts.len() == 6 && parts.iter().all(|p| is_hex(p, 2))
 }
 
-fn check_attributes<'a>(v: &mut Violations, count: usize, attrs: impl Iterator<Item = (&'a str, &'a str)>) {
+/// Checks the attributes' count and sizes; only a key named in a violation is read as text.
+fn check_attributes<'a>(v: &mut Violations, count: usize, attrs: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
     if count > MAX_ATTRIBUTES {
         v.add(
             "attributes",
@@ -370,15 +371,19 @@ fn check_attributes<'a>(v: &mut Violations, count: usize, attrs: impl Iterator<I
         );
     }
     for (key, value) in attrs {
+        let text = || String::from_utf8_lossy(key);
         if key.is_empty() || key.len() > MAX_ATTRIBUTE_KEY_BYTES {
             v.add(
                 "attributes",
-                format!("key `{}` must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes", clip(key, 64)),
+                format!(
+                    "key `{}` must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes",
+                    clip(&text(), 64)
+                ),
             );
         }
         if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
             v.add(
-                format_args!("attributes[{}]", clip(key, 64)),
+                format_args!("attributes[{}]", clip(&text(), 64)),
                 format!("must be at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes"),
             );
         }
