@@ -162,10 +162,35 @@ fn command_line(view: &impl EventView<DetectionEvent>) -> Option<&str> {
     if let Some(c) = process(&ev.source).or_else(|| process(&ev.destination)) {
         return Some(c);
     }
-    // A lookup per candidate key: a held event's values are read (and checked) only when found.
-    COMMAND_LINE_ATTRS
-        .iter()
-        .find_map(|k| view.attribute(k).filter(|v| !v.is_empty()))
+    if view.attribute_count() > 64 {
+        return COMMAND_LINE_ATTRS
+            .iter()
+            .find_map(|k| view.attribute(k).filter(|v| !v.is_empty()));
+    }
+    // One pass over a typical attribute map is cheaper than a lookup per candidate key. It reads
+    // keys and value lengths only, so a held event's values are not read as text; the value
+    // found is then looked up.
+    // Bit n is set when some candidate key is n bytes long: most keys are skipped on length.
+    const LENGTHS: u64 = {
+        let mut mask = 0u64;
+        let mut i = 0;
+        while i < COMMAND_LINE_ATTRS.len() {
+            mask |= 1 << COMMAND_LINE_ATTRS[i].len();
+            i += 1;
+        }
+        mask
+    };
+    let mut best: Option<usize> = None;
+    for (k, v) in view.attribute_bytes() {
+        if k.len() >= 64 || LENGTHS & (1 << k.len()) == 0 || v.is_empty() {
+            continue;
+        }
+        let rank = COMMAND_LINE_ATTRS.iter().position(|c| c.as_bytes() == k);
+        if let Some(rank) = rank.filter(|rank| best.is_none_or(|b| *rank < b)) {
+            best = Some(rank);
+        }
+    }
+    view.attribute(COMMAND_LINE_ATTRS[best?])
 }
 
 /// Free text mapped by `MapPatterns`: every field reads the pattern.
