@@ -12,6 +12,9 @@
 //!
 //! Readers take an [`EventView`]: the event's fields and its attributes, wherever they are. A
 //! plain event is one, and so is a `Held` event.
+//!
+//! A [`DetectionBatch`] is an `IngestRequest` or `AttributeRequest` read with each detection
+//! held.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +25,11 @@ use prost::{
 };
 
 use crate::proto::{DetectionEvent, EnrichedEvent};
+
+#[path = "held_batch.rs"]
+mod batch;
+
+pub use batch::{Attribute, BatchEvent, DetectionBatch, DetectionRequest, Ingest};
 
 /// A message with a `map<string, string> attributes` field.
 pub trait Attributed: Message + Default {

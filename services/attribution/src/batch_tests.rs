@@ -3,7 +3,11 @@
 use attackmesh::held::EventView;
 use attackmesh::proto::AttributeRequest;
 use attackmesh_testkit::data;
-use prost::bytes::{Buf, Bytes};
+use prost::{
+    Message,
+    bytes::{Buf, Bytes},
+    encoding,
+};
 
 use super::*;
 

@@ -8,16 +8,14 @@
 //! them. Its encoded length, which admission counts, is that of the bytes that arrived (and of
 //! the two fields enrichment stamps on each event), not a walk over every decoded event.
 
-use std::collections::HashMap;
-
 use attackmesh::{
-    held::{EventView, Held},
+    held::{BatchEvent, DetectionBatch, EventView, Held, Ingest},
     proto::DetectionEvent,
 };
 use prost::{
-    DecodeError, Message,
-    bytes::{Buf, BufMut, Bytes},
-    encoding::{self, DecodeContext, WireType},
+    Message,
+    bytes::{BufMut, Bytes},
+    encoding,
 };
 
 /// `DetectionEvent.event_id`, which `Detection::prepare` fills when missing.
@@ -130,107 +128,27 @@ impl From<DetectionEvent> for Detection {
     }
 }
 
-/// `attackmesh.v1.IngestRequest` as enrichment reads it: the same fields, each event a
-/// [`Detection`] that keeps the bytes it arrived as.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct IngestBatch {
-    /// Sender-chosen batch number, echoed in the acknowledgement.
-    pub batch_id: u64,
-    /// The detections, in order.
-    pub events: Vec<Detection>,
-    /// W3C trace context of the batch.
-    pub trace_context: HashMap<String, String>,
-}
-
-impl IngestBatch {
-    /// Decodes one event of field 2 the way prost's nested decoding does (so at the same depth),
-    /// keeping its bytes when the buffer holds them in one piece, as the codec's always does.
-    fn merge_event(&mut self, wire_type: WireType, buf: &mut impl Buf, ctx: DecodeContext) -> Result<(), DecodeError> {
-        let held = Held::merge(wire_type, buf, ctx)?;
-        self.events.push(Detection { held });
-        Ok(())
+impl From<Held<DetectionEvent>> for Detection {
+    /// A detection read from an `Ingest` batch.
+    fn from(held: Held<DetectionEvent>) -> Self {
+        Self { held }
     }
 }
 
-impl Message for IngestBatch {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        if self.batch_id != 0 {
-            encoding::uint64::encode(1, &self.batch_id, buf);
-        }
-        for event in &self.events {
-            encoding::encode_key(2, WireType::LengthDelimited, buf);
-            encoding::encode_varint(event.encoded_len() as u64, buf);
-            event.encode_raw(buf);
-        }
-        encoding::hash_map::encode(
-            encoding::string::encode,
-            encoding::string::encoded_len,
-            encoding::string::encode,
-            encoding::string::encoded_len,
-            3,
-            &self.trace_context,
-            buf,
-        );
-    }
-
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), DecodeError> {
-        let (result, field) = match tag {
-            1 => (
-                encoding::uint64::merge(wire_type, &mut self.batch_id, buf, ctx),
-                "batch_id",
-            ),
-            2 => (self.merge_event(wire_type, buf, ctx), "events"),
-            3 => (
-                encoding::hash_map::merge(
-                    encoding::string::merge,
-                    encoding::string::merge,
-                    &mut self.trace_context,
-                    buf,
-                    ctx,
-                ),
-                "trace_context",
-            ),
-            _ => return encoding::skip_field(wire_type, tag, buf, ctx),
-        };
-        result.map_err(|mut error| {
-            error.push("IngestRequest", field);
-            error
-        })
-    }
-
+impl BatchEvent for Detection {
     fn encoded_len(&self) -> usize {
-        (if self.batch_id == 0 {
-            0
-        } else {
-            encoding::uint64::encoded_len(1, &self.batch_id)
-        }) + self
-            .events
-            .iter()
-            .map(|event| {
-                let len = event.encoded_len();
-                encoding::key_len(2) + encoding::encoded_len_varint(len as u64) + len
-            })
-            .sum::<usize>()
-            + encoding::hash_map::encoded_len(
-                encoding::string::encoded_len,
-                encoding::string::encoded_len,
-                3,
-                &self.trace_context,
-            )
+        Detection::encoded_len(self)
     }
 
-    fn clear(&mut self) {
-        self.batch_id = 0;
-        self.events.clear();
-        self.trace_context.clear();
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        Detection::encode_raw(self, buf);
     }
 }
+
+/// `attackmesh.v1.IngestRequest` as enrichment reads it: the same fields, each event a
+/// [`Detection`] that keeps the bytes it arrived as (see [`DetectionBatch`]). Its encoded
+/// length, which admission counts, is that of the detections as sent on.
+pub type IngestBatch = DetectionBatch<Detection, Ingest>;
 
 #[cfg(test)]
 #[path = "detection_tests.rs"]
