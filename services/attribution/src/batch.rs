@@ -15,7 +15,3 @@ use attackmesh::{
 /// `attackmesh.v1.AttributeRequest` as the service reads it: the same fields, each event a
 /// [`Held`] detection.
 pub type AttributeBatch = DetectionBatch<Held<DetectionEvent>, Attribute>;
-
-#[cfg(test)]
-#[path = "batch_tests.rs"]
-mod tests;
