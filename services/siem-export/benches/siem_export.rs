@@ -29,7 +29,7 @@ use attackmesh_siem_export::{
     sinks::{
         QueuedEvent, Sink,
         file::{DEFAULT_DEDUP_IDS, FileShape, FileSink, FileSinkConfig, PageCache},
-        util::{Original, ecs, hec},
+        util::{Original, ecs, hec, warm::warmed},
     },
 };
 use attackmesh_testkit::{data, fixtures};
@@ -508,6 +508,53 @@ fn shapes(c: &mut Criterion) {
             out.clear();
             for ev in &received {
                 attackmesh::json::write_enriched_event(ev, true, &mut out);
+                out.push(b'\n');
+            }
+        })
+    });
+    group.finish();
+    // As the file sink meets them behind a full queue window (16 MiB of records, about 5,000
+    // real Suricata events): decoded long before they are written, each in allocations of its
+    // own, so every event is read from memory, not cache. The same events as above, so the
+    // difference between the two is what the cold reads cost.
+    let window = 5_000 / n + 1;
+    let cold: Vec<Held<EnrichedEvent>> = (0..window)
+        .flat_map(|_| events.iter())
+        .map(|e| Held::decode(Bytes::from(e.encode_to_vec())).expect("decode"))
+        .collect();
+    let mut group = c.benchmark_group("shape_suricata_cold");
+    group.throughput(Throughput::Elements(cold.len() as u64));
+    group.sample_size(20);
+    let mut out = Vec::with_capacity(cold.len() * 4096);
+    group.bench_function("ecs_writer_received", |b| {
+        b.iter(|| {
+            out.clear();
+            for ev in &cold {
+                ecs::write_document(ev, now, Original::Keep, None, &mut out);
+                out.push(b'\n');
+            }
+        })
+    });
+    // The same, each event read a few ahead of writing it, as the sinks write them.
+    let queued: Vec<Arc<QueuedEvent>> = cold
+        .iter()
+        .enumerate()
+        .map(|(seq, event)| {
+            Arc::new(QueuedEvent {
+                seq: seq as u64,
+                event: Arc::new(event.clone()),
+                trace_context: Arc::default(),
+                enqueued_at_micros: 0,
+                compact_for: None,
+            })
+        })
+        .collect();
+    drop(cold);
+    group.bench_function("ecs_writer_received_warmed", |b| {
+        b.iter(|| {
+            out.clear();
+            for ev in warmed(&queued) {
+                ecs::write_document(&*ev.event, now, Original::Keep, None, &mut out);
                 out.push(b'\n');
             }
         })

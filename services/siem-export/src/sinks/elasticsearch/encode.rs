@@ -5,7 +5,10 @@
 use std::sync::Arc;
 
 use super::ElasticsearchConfig;
-use crate::sinks::{QueuedEvent, util::ecs};
+use crate::sinks::{
+    QueuedEvent,
+    util::{ecs, warm::warmed},
+};
 use attackmesh::{held::EventView, json::Json, proto::EnrichedEvent};
 use attackmesh_attack::Kb;
 
@@ -51,7 +54,7 @@ pub(super) fn bulk_body(
     kb: Option<&Kb>,
 ) -> Vec<u8> {
     let mut body = Vec::with_capacity(events.len() * 4096);
-    for ev in events {
+    for ev in warmed(events) {
         let (ev, compact) = ev.by_reference(kb);
         write_action(config, ev.event.event(), &mut body);
         body.push(b'\n');

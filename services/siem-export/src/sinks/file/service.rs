@@ -148,7 +148,7 @@ impl Batch<'_> {
         let dedup = self.config.dedup_ids > 0;
         // Revisions encoded by this batch so far: a copy inside the batch is a resend too.
         let mut in_batch: HashMap<&str, u32> = HashMap::with_capacity(if dedup { events.len() } else { 0 });
-        for (i, ev) in events.iter().enumerate() {
+        for (i, ev) in crate::sinks::util::warm::warmed(events).enumerate() {
             if dedup {
                 let (id, revision) = (ev.event.event().event_id.as_str(), ev.event.event().revision);
                 if in_batch.get(id).is_some_and(|r| *r >= revision) {

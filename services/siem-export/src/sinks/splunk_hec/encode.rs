@@ -7,7 +7,10 @@ use std::sync::Arc;
 use attackmesh_attack::Kb;
 
 use super::SplunkHecConfig;
-use crate::sinks::{QueuedEvent, util::hec};
+use crate::sinks::{
+    QueuedEvent,
+    util::{hec, warm::warmed},
+};
 
 /// Where the configured collector files the events.
 fn metadata(config: &SplunkHecConfig) -> hec::Metadata<'_> {
@@ -47,7 +50,7 @@ pub(super) fn envelopes(events: &[Arc<QueuedEvent>], config: &SplunkHecConfig, k
     let meta = metadata(config);
     let mut body = Vec::with_capacity(events.len() * 3072);
     let mut ends = Vec::with_capacity(events.len());
-    for e in events {
+    for e in warmed(events) {
         let (e, compact) = e.by_reference(kb);
         hec::write_envelope(&*e.event, &meta, compact, &mut body);
         ends.push(body.len());

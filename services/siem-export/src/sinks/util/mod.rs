@@ -18,6 +18,7 @@ pub(crate) mod http;
 pub mod ocsf;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod warm;
 
 use attackmesh::{formats::Format, held::EventView, proto::EnrichedEvent};
 use serde::{Deserialize, Serialize};
