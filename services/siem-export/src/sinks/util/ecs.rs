@@ -22,7 +22,7 @@
 //! order and empty values (`""`, `[]`, `{}`, a missing time) are left out. This module does no
 //! I/O.
 
-use std::net::IpAddr;
+use std::{borrow::Cow, net::IpAddr};
 
 use attackmesh::proto::{
     AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, EvidenceSource, IndicatorType,
@@ -207,26 +207,33 @@ fn rule_and_observer(j: &mut Json<'_>, held: &impl EventView<EnrichedEvent>) {
 
 /// The rule packs (`name@version`, comma-separated) whose rules gave evidence: a pack's rule ids
 /// start with `<name>/`. Every loaded pack when no evidence names one; none without evidence.
-fn packs_used(m: &EnrichmentMetadata) -> String {
-    let evidence: Vec<&str> = m
-        .techniques
-        .iter()
-        .flat_map(|t| &t.evidence)
-        .filter_map(|e| e.rule_id.split_once('/').map(|(pack, _)| pack))
-        .collect();
-    if evidence.is_empty() {
-        return String::new();
+fn packs_used(m: &EnrichmentMetadata) -> Cow<'_, str> {
+    // Looked up pack by pack without collecting: an event names a few packs and carries a few
+    // pieces of evidence.
+    let packs_with_evidence = || {
+        m.techniques
+            .iter()
+            .flat_map(|t| &t.evidence)
+            .filter_map(|e| e.rule_id.split_once('/').map(|(pack, _)| pack))
+    };
+    if packs_with_evidence().next().is_none() {
+        return Cow::Borrowed("");
     }
-    let used: Vec<&str> = m
-        .rule_pack_version
-        .split(',')
-        .filter(|p| evidence.contains(&p.split('@').next().unwrap_or(p)))
-        .collect();
-    if used.is_empty() {
-        m.rule_pack_version.clone()
-    } else {
-        used.join(",")
+    let gave = |p: &&str| {
+        let name = p.split('@').next().unwrap_or(p);
+        packs_with_evidence().any(|pack| pack == name)
+    };
+    let mut packs = m.rule_pack_version.split(',');
+    if packs.clone().all(|p| gave(&p)) || !packs.any(|p| gave(&p)) {
+        return Cow::Borrowed(&m.rule_pack_version);
     }
+    Cow::Owned(
+        m.rule_pack_version
+            .split(',')
+            .filter(gave)
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 /// Adds `value` to `list` once (empty values never).

@@ -234,6 +234,29 @@ fn an_ecs_document_holds_the_record_once_and_names_techniques_once() {
     }
     let doc = ecs::document(&ev, chrono::Utc::now(), Original::Keep);
     assert_eq!(doc["rule"]["version"], "network@2.1.0");
+    // Several packs that gave evidence, in the order loaded; every pack when each gave some, or
+    // when no evidence names a loaded one.
+    for (loaded, used) in [
+        ("suricata@1.0.0,network@2.1.0,x@1", "network@2.1.0"),
+        ("network@2.1.0", "network@2.1.0"),
+        ("a@1,b@2", "a@1,b@2"),
+    ] {
+        let mut ev = ev.clone();
+        if let Some(m) = ev.metadata.as_mut() {
+            m.rule_pack_version = loaded.into();
+        }
+        let doc = ecs::document(&ev, chrono::Utc::now(), Original::Keep);
+        assert_eq!(doc["rule"]["version"], used, "{loaded}");
+    }
+    let mut two = ev.clone();
+    if let Some(m) = two.metadata.as_mut() {
+        m.rule_pack_version = "x@1,network@2.1.0,sigma-core@8,y@2".into();
+        if let Some(e) = m.techniques.iter_mut().flat_map(|t| &mut t.evidence).nth(1) {
+            e.rule_id = "sigma-core/proc-creation".into();
+        }
+    }
+    let doc = ecs::document(&two, chrono::Utc::now(), Original::Keep);
+    assert_eq!(doc["rule"]["version"], "network@2.1.0,sigma-core@8");
     assert!(custom.get("event_type").is_none(), "already event.action");
 
     // At most twice the record plus a bounded block: the ECS envelope (about 900 bytes) and the
