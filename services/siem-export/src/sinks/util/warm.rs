@@ -20,7 +20,7 @@ use crate::sinks::QueuedEvent;
 /// complete while the events between are written, near enough that they are still in cache.
 const AHEAD: usize = 2;
 
-/// The events of `events` in order, each event [`AHEAD`] of the one yielded read first.
+/// The events of `events` in order, each event two ahead of the one yielded read first.
 pub fn warmed(events: &[Arc<QueuedEvent>]) -> impl Iterator<Item = &Arc<QueuedEvent>> {
     events.iter().take(AHEAD).for_each(|e| touch(&e.event));
     events.iter().enumerate().map(move |(i, e)| {
