@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -140,6 +141,13 @@ def stream_through_restart(cmd, cwd, env, pipeline, proto_stubs, tmp_path):
         try:
             code = proc.wait(timeout=180)
         except subprocess.TimeoutExpired:
+            # Where it hangs: a Python detector, started with -X faulthandler, writes the stack of
+            # every thread to its stderr on SIGABRT.
+            proc.send_signal(signal.SIGABRT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
             raise AssertionError("the detector did not finish within 180 s after the restart; its last lines:\n"
                                  + "\n".join(out.lines[-30:]) + "\n" + stderr.read_text()) from None
     finally:
@@ -188,7 +196,8 @@ def test_python_detector_delivers_every_event_once_through_a_restart(pipeline, p
     gen = tmp_path / "gen"
     subprocess.run([PY_DIR / "generate.sh", gen], env=env, check=True)
     env["PYTHONPATH"] = str(gen)
-    stream_through_restart([sys.executable, PY_DIR / "detector.py"], PY_DIR, env, pipeline, proto_stubs, tmp_path)
+    stream_through_restart([sys.executable, "-X", "faulthandler", PY_DIR / "detector.py"], PY_DIR, env, pipeline,
+                           proto_stubs, tmp_path)
 
 
 def test_typescript_detector_delivers_every_event_once_through_a_restart(pipeline, proto_stubs, tmp_path):
