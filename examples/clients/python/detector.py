@@ -15,6 +15,7 @@ What the contract (proto/attackmesh/v1/ingest.proto) asks of a detector, and whe
 
 import argparse
 import datetime
+import gc
 import hashlib
 import json
 import queue
@@ -162,7 +163,14 @@ class Detector:
                 self.backoff = min(self.backoff * 2, MAX_BACKOFF_S)
             finally:
                 outbox.put(None)
+                # Every batch is answered or will be resent: end the call (a no-op once it has ended).
+                answers.cancel()
                 channel.close()
+        # A gRPC call object takes its call's lock when it is garbage-collected. Left for the collector
+        # at interpreter exit, when grpc's daemon threads are frozen and may hold that lock, it hangs
+        # the exit: collect it now, while those threads still run.
+        del answers
+        gc.collect()
         log(f"done: {self.accepted} accepted, {self.rejected} rejected")
 
 
