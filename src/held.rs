@@ -363,6 +363,9 @@ impl<M: Attributed> Reading<M> {
         let mut rest = chunk;
         let len = usize::try_from(encoding::decode_varint(&mut rest).ok()?).ok()?;
         let mut body = rest.get(..len)?;
+        // Keys and values are nearly always short ASCII, and then so is the whole entry (its
+        // tags and lengths are single bytes below 0x80): one check of it covers both texts.
+        let ascii = body.is_ascii();
         let mut entry = Entry {
             key: (0, 0),
             value: (0, 0),
@@ -374,7 +377,9 @@ impl<M: Attributed> Reading<M> {
             }
             let n = usize::try_from(encoding::decode_varint(&mut body).ok()?).ok()?;
             let text = body.get(..n)?;
-            std::str::from_utf8(text).ok()?;
+            if !ascii {
+                std::str::from_utf8(text).ok()?;
+            }
             // The text's offset: the entry's length prefix, then what of the entry is read.
             let at = base + (chunk.len() - rest.len()) + (len - body.len());
             let range = (u32::try_from(at).ok()?, u32::try_from(n).ok()?);
