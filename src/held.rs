@@ -350,7 +350,7 @@ impl<M: Attributed> Reading<M> {
     /// The entry at the start of `buf` and its length with the length prefix, when it is an
     /// entry of key and value only, both UTF-8, whose key follows the last one found; `buf` is
     /// not advanced.
-    fn entry(&self, entries: &[Entry], wire_type: WireType, buf: &impl Buf) -> Option<(Entry, usize)> {
+    fn entry(received: &[u8], last: Option<&Entry>, wire_type: WireType, buf: &impl Buf) -> Option<(Entry, usize)> {
         if wire_type != WireType::LengthDelimited {
             return None;
         }
@@ -359,7 +359,7 @@ impl<M: Attributed> Reading<M> {
             return None;
         }
         // Offset in the received bytes of the start of `chunk`.
-        let base = self.received.len().checked_sub(chunk.len())?;
+        let base = received.len().checked_sub(chunk.len())?;
         let mut rest = chunk;
         let len = usize::try_from(encoding::decode_varint(&mut rest).ok()?).ok()?;
         let mut body = rest.get(..len)?;
@@ -390,8 +390,8 @@ impl<M: Attributed> Reading<M> {
             }
             body = &body[n..];
         }
-        if let Some(last) = entries.last()
-            && at(&self.received, last.key) >= at(&self.received, entry.key)
+        if let Some(last) = last
+            && at(received, last.key) >= at(received, entry.key)
         {
             return None;
         }
@@ -413,16 +413,18 @@ impl<M: Attributed> Message for Reading<M> {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         if tag == M::ATTRIBUTES
-            && let Some(mut entries) = self.entries.take()
+            && let Some(entries) = self.entries.as_mut()
         {
-            if let Some((entry, len)) = self.entry(&entries, wire_type, buf) {
+            // In place: taking the list out and putting it back for every entry costs more
+            // than the entry's own reading.
+            if let Some((entry, len)) = Self::entry(&self.received, entries.last(), wire_type, buf) {
                 entries.push(entry);
                 buf.advance(len);
                 self.entries_len += encoding::key_len(tag) + len;
-                self.entries = Some(entries);
                 return Ok(());
             }
             // From here on, prost's reading.
+            let entries = self.entries.take().unwrap_or_default();
             let map = self.event.attribute_map_mut();
             for entry in &entries {
                 let key = String::from_utf8_lossy(at(&self.received, entry.key)).into_owned();
