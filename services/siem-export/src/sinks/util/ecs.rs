@@ -208,32 +208,40 @@ fn rule_and_observer(j: &mut Json<'_>, held: &impl EventView<EnrichedEvent>) {
 /// The rule packs (`name@version`, comma-separated) whose rules gave evidence: a pack's rule ids
 /// start with `<name>/`. Every loaded pack when no evidence names one; none without evidence.
 fn packs_used(m: &EnrichmentMetadata) -> Cow<'_, str> {
-    // Looked up pack by pack without collecting: an event names a few packs and carries a few
-    // pieces of evidence.
-    let packs_with_evidence = || {
-        m.techniques
-            .iter()
-            .flat_map(|t| &t.evidence)
-            .filter_map(|e| e.rule_id.split_once('/').map(|(pack, _)| pack))
-    };
-    if packs_with_evidence().next().is_none() {
+    // The packs that gave evidence, each once, found in one pass: an event's evidence names a
+    // few packs, and looking each loaded pack up in its evidence again costs more.
+    let mut gave: Vec<&str> = Vec::new();
+    for e in m.techniques.iter().flat_map(|t| &t.evidence) {
+        if let Some((pack, _)) = e.rule_id.split_once('/')
+            && !gave.contains(&pack)
+        {
+            gave.push(pack);
+        }
+    }
+    if gave.is_empty() {
         return Cow::Borrowed("");
     }
-    let gave = |p: &&str| {
-        let name = p.split('@').next().unwrap_or(p);
-        packs_with_evidence().any(|pack| pack == name)
-    };
-    let mut packs = m.rule_pack_version.split(',');
-    if packs.clone().all(|p| gave(&p)) || !packs.any(|p| gave(&p)) {
-        return Cow::Borrowed(&m.rule_pack_version);
+    // One pass over the loaded packs (a deployment loads a dozen or so), building the subset
+    // as it goes: the whole list is borrowed when every pack, or none, gave evidence.
+    let mut subset = String::new();
+    let (mut every, mut some) = (true, false);
+    for pack in m.rule_pack_version.split(',') {
+        let name = pack.split_once('@').map_or(pack, |(name, _)| name);
+        if gave.contains(&name) {
+            some = true;
+            if !subset.is_empty() {
+                subset.push(',');
+            }
+            subset.push_str(pack);
+        } else {
+            every = false;
+        }
     }
-    Cow::Owned(
-        m.rule_pack_version
-            .split(',')
-            .filter(gave)
-            .collect::<Vec<_>>()
-            .join(","),
-    )
+    if every || !some {
+        Cow::Borrowed(&m.rule_pack_version)
+    } else {
+        Cow::Owned(subset)
+    }
 }
 
 /// Adds `value` to `list` once (empty values never).
