@@ -153,12 +153,15 @@ impl Engine {
             self.rules.matches(&fields, scratch);
             for r in &scratch.matched {
                 let rule = &self.rules.rules[*r as usize];
-                let detail = match self.rules.matched_text(*r, &fields) {
-                    Some(text) => format!("{}: {text}", rule.description),
-                    None => rule.description.clone(),
-                };
-                for (t, c) in &rule.techniques {
-                    acc.add(*t, None, rule_evidence(&rule.full_id, &detail, *c));
+                let mut detail = Some(self.rules.match_detail(*r, &fields));
+                for (i, (t, c)) in rule.techniques.iter().enumerate() {
+                    // The last technique (nearly always the only one) takes the detail itself.
+                    let detail = if i + 1 == rule.techniques.len() {
+                        detail.take().unwrap_or_default()
+                    } else {
+                        detail.clone().unwrap_or_default()
+                    };
+                    acc.add(*t, None, rule_evidence(&rule.full_id, detail, *c));
                 }
             }
         });
@@ -168,7 +171,7 @@ impl Engine {
                 acc.add(
                     *t,
                     None,
-                    rule_evidence(&format!("sigma:{}", hit.id), &detail, hit.confidence),
+                    rule_evidence(&format!("sigma:{}", hit.id), detail.clone(), hit.confidence),
                 );
             }
         });
@@ -219,7 +222,7 @@ impl Engine {
                     for r in &scratch.matched {
                         let rule = &self.rules.rules[*r as usize];
                         for (t, c) in &rule.techniques {
-                            acc.add(*t, None, rule_evidence(&rule.full_id, &rule.description, *c));
+                            acc.add(*t, None, rule_evidence(&rule.full_id, rule.description.clone(), *c));
                         }
                     }
                 });
@@ -251,11 +254,11 @@ impl Engine {
     }
 }
 
-fn rule_evidence(rule_id: &str, detail: &str, confidence: f64) -> Evidence {
+fn rule_evidence(rule_id: &str, detail: String, confidence: f64) -> Evidence {
     Evidence {
         source: EvidenceSource::Rule as i32,
         rule_id: rule_id.to_owned(),
-        detail: detail.to_owned(),
+        detail,
         confidence,
     }
 }
