@@ -153,27 +153,14 @@ impl Engine {
             self.rules.matches(&fields, scratch);
             for r in &scratch.matched {
                 let rule = &self.rules.rules[*r as usize];
-                let mut detail = Some(self.rules.match_detail(*r, &fields));
-                for (i, (t, c)) in rule.techniques.iter().enumerate() {
-                    // The last technique (nearly always the only one) takes the detail itself.
-                    let detail = if i + 1 == rule.techniques.len() {
-                        detail.take().unwrap_or_default()
-                    } else {
-                        detail.clone().unwrap_or_default()
-                    };
-                    acc.add(*t, None, rule_evidence(&rule.full_id, detail, *c));
-                }
+                let detail = self.rules.match_detail(*r, &fields);
+                add_match(&mut acc, rule.techniques.iter().copied(), rule.full_id.clone(), detail);
             }
         });
         self.sigma.for_each_match(ev, |hit, techniques| {
             let detail = format!("{} (Sigma {} rule, {})", hit.title, hit.level.name(), hit.pack);
-            for t in techniques {
-                acc.add(
-                    *t,
-                    None,
-                    rule_evidence(&format!("sigma:{}", hit.id), detail.clone(), hit.confidence),
-                );
-            }
+            let techniques = techniques.iter().map(|t| (*t, hit.confidence));
+            add_match(&mut acc, techniques, format!("sigma:{}", hit.id), detail);
         });
         add_hints(&self.kb, ev.event(), &mut acc);
         let status = if acc.is_empty() {
@@ -221,9 +208,8 @@ impl Engine {
                     self.rules.matches(&fields, scratch);
                     for r in &scratch.matched {
                         let rule = &self.rules.rules[*r as usize];
-                        for (t, c) in &rule.techniques {
-                            acc.add(*t, None, rule_evidence(&rule.full_id, rule.description.clone(), *c));
-                        }
+                        let (id, detail) = (rule.full_id.clone(), rule.description.clone());
+                        add_match(&mut acc, rule.techniques.iter().copied(), id, detail);
                     }
                 });
                 PatternMapping {
@@ -254,12 +240,30 @@ impl Engine {
     }
 }
 
-fn rule_evidence(rule_id: &str, detail: String, confidence: f64) -> Evidence {
-    Evidence {
-        source: EvidenceSource::Rule as i32,
-        rule_id: rule_id.to_owned(),
-        detail,
-        confidence,
+/// Adds the evidence of one rule match to each technique it names, with that technique's
+/// confidence: a copy of `rule_id` and `detail` to each but the last, which takes them (a match
+/// nearly always names one technique).
+fn add_match(
+    acc: &mut Accumulator,
+    techniques: impl ExactSizeIterator<Item = (TechIdx, f64)>,
+    rule_id: String,
+    detail: String,
+) {
+    let last = techniques.len().saturating_sub(1);
+    let (mut rule_id, mut detail) = (Some(rule_id), Some(detail));
+    for (i, (t, confidence)) in techniques.enumerate() {
+        let (rule_id, detail) = if i == last {
+            (rule_id.take(), detail.take())
+        } else {
+            (rule_id.clone(), detail.clone())
+        };
+        let evidence = Evidence {
+            source: EvidenceSource::Rule as i32,
+            rule_id: rule_id.unwrap_or_default(),
+            detail: detail.unwrap_or_default(),
+            confidence,
+        };
+        acc.add(t, None, evidence);
     }
 }
 
@@ -409,7 +413,26 @@ impl Accumulator {
 
 #[cfg(test)]
 mod tests {
-    use super::normalise_hint;
+    use super::{Accumulator, add_match, normalise_hint};
+
+    /// Every technique a match names gets the match's evidence, with its own confidence, the
+    /// last as well as the others.
+    #[test]
+    fn a_match_gives_each_of_its_techniques_its_evidence() {
+        for n in 0..4u32 {
+            let mut acc = Accumulator::new(None);
+            let techniques = (0..n).map(|t| (t, 0.5 + f64::from(t) / 10.0));
+            add_match(&mut acc, techniques, "pack/rule".into(), "matched: text".into());
+            assert_eq!(acc.items.len(), n as usize);
+            for (t, (idx, _, evidence)) in (0..n).zip(&acc.items) {
+                assert_eq!(*idx, t);
+                assert_eq!(evidence.len(), 1);
+                assert_eq!(evidence[0].rule_id, "pack/rule");
+                assert_eq!(evidence[0].detail, "matched: text");
+                assert_eq!(evidence[0].confidence, 0.5 + f64::from(t) / 10.0);
+            }
+        }
+    }
 
     #[test]
     fn hints_are_normalised_or_refused() {
