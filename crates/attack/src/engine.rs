@@ -245,22 +245,21 @@ impl Engine {
 /// nearly always names one technique).
 fn add_match(
     acc: &mut Accumulator,
-    techniques: impl ExactSizeIterator<Item = (TechIdx, f64)>,
-    rule_id: String,
-    detail: String,
+    techniques: impl Iterator<Item = (TechIdx, f64)>,
+    mut rule_id: String,
+    mut detail: String,
 ) {
-    let last = techniques.len().saturating_sub(1);
-    let (mut rule_id, mut detail) = (Some(rule_id), Some(detail));
-    for (i, (t, confidence)) in techniques.enumerate() {
-        let (rule_id, detail) = if i == last {
-            (rule_id.take(), detail.take())
-        } else {
+    let mut techniques = techniques.peekable();
+    while let Some((t, confidence)) = techniques.next() {
+        let (rule_id, detail) = if techniques.peek().is_some() {
             (rule_id.clone(), detail.clone())
+        } else {
+            (std::mem::take(&mut rule_id), std::mem::take(&mut detail))
         };
         let evidence = Evidence {
             source: EvidenceSource::Rule as i32,
-            rule_id: rule_id.unwrap_or_default(),
-            detail: detail.unwrap_or_default(),
+            rule_id,
+            detail,
             confidence,
         };
         acc.add(t, None, evidence);
