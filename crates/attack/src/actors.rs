@@ -15,12 +15,23 @@
 //! Scores are rankings, not claims: below 0.5 is weak evidence. Per-event rankings leave out
 //! thin candidates altogether (the contract's "empty when evidence is too thin"); rankings over a
 //! set of techniques ([`rank_actors`]) keep them, capped, as leads. This module never reads events.
+//!
+//! A ranking depends on the observed set alone, and a detector stream repeats a few sets (the
+//! same signatures fire again and again), so each knowledge base keeps the rankings of recently
+//! ranked sets ([`RankCache`]) and gives a repeated set its ranking again without working it out.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    hash::Hasher as _,
+    sync::{Mutex, TryLockError},
+};
 
 use attackmesh::proto::ThreatActor;
 
-use crate::kb::{Kb, TechIdx};
+use crate::{
+    kb::{Kb, TechIdx},
+    lookup::FxHasher,
+};
 
 /// Highest score a group can get from thin evidence (one matched technique, or generic ones only).
 pub const THIN_EVIDENCE_CAP: f64 = 0.3;
@@ -41,6 +52,96 @@ pub(crate) struct ActorIndex {
     by_technique: Vec<Vec<(u32, f32)>>,
     idf: Vec<f32>,
     profile_size: Vec<u32>,
+    cache: RankCache,
+}
+
+/// How many rankings a knowledge base keeps (a power of two): each at the slot its set's hash
+/// picks, the last one kept there replacing the one before. A few hundred bytes each.
+const CACHED_RANKINGS: usize = 256;
+
+/// Recent rankings of one knowledge base, by observed set and ranking options. A ranking is a
+/// pure function of those, so a cached one is exactly what ranking again would give. A ranking
+/// is kept the second time its set is ranked in a row at its slot: a set seen once costs a hash
+/// and no copy, so a stream of sets that never repeat ranks at nearly the uncached cost. Slots
+/// are locked one at a time and never waited for: a slot another thread holds is a miss.
+#[derive(Debug)]
+struct RankCache {
+    slots: Box<[Mutex<Slot>]>,
+}
+
+/// What one slot of [`RankCache`] holds.
+#[derive(Debug, Default)]
+enum Slot {
+    #[default]
+    Empty,
+    /// The hash of the last set and options ranked here, not kept.
+    Seen(u64),
+    /// A ranking kept.
+    Ranked(Ranked),
+}
+
+/// One cached ranking.
+#[derive(Debug)]
+struct Ranked {
+    hash: u64,
+    observed: Box<[TechIdx]>,
+    options: Options,
+    actors: Vec<ThreatActor>,
+}
+
+/// What a ranking asks for besides the set: `(limit, keep_thin, compact)`.
+type Options = (usize, bool, bool);
+
+impl Default for RankCache {
+    fn default() -> Self {
+        Self {
+            slots: (0..CACHED_RANKINGS).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+impl RankCache {
+    /// The ranking of `observed` with `options`: the cached one, else `rank()`'s (kept when the
+    /// slot saw the same set last).
+    fn get_or_rank(
+        &self,
+        observed: &[TechIdx],
+        options: Options,
+        rank: impl FnOnce() -> Vec<ThreatActor>,
+    ) -> Vec<ThreatActor> {
+        let mut h = FxHasher::default();
+        for t in observed {
+            h.write_u32(*t);
+        }
+        h.write_u64(options.0 as u64);
+        h.write_u8(u8::from(options.1) | (u8::from(options.2) << 1));
+        let hash = h.finish();
+        // The hash's high bits: the multiply leaves the low ones weak.
+        let slot = &self.slots[(hash >> (64 - CACHED_RANKINGS.trailing_zeros())) as usize];
+        let seen_before = match slot.try_lock() {
+            Ok(mut slot) => match &*slot {
+                Slot::Ranked(r) if r.hash == hash && r.options == options && *r.observed == *observed => {
+                    return r.actors.clone();
+                }
+                Slot::Seen(seen) if *seen == hash => true,
+                _ => {
+                    *slot = Slot::Seen(hash);
+                    false
+                }
+            },
+            Err(TryLockError::WouldBlock | TryLockError::Poisoned(_)) => return rank(),
+        };
+        let actors = rank();
+        if seen_before && let Ok(mut slot) = slot.try_lock() {
+            *slot = Slot::Ranked(Ranked {
+                hash,
+                observed: observed.into(),
+                options,
+                actors: actors.clone(),
+            });
+        }
+        actors
+    }
 }
 
 impl ActorIndex {
@@ -107,6 +208,7 @@ impl ActorIndex {
             by_technique,
             idf,
             profile_size,
+            cache: RankCache::default(),
         }
     }
 
@@ -154,15 +256,12 @@ pub(crate) fn rank(kb: &Kb, observed: &[TechIdx], limit: usize, keep_thin: bool,
     if total <= 0.0 {
         return Vec::new();
     }
-    ACC.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut acc) => rank_with(kb, observed, total, (limit, keep_thin, compact), &mut acc),
-        Err(_) => rank_with(
-            kb,
-            observed,
-            total,
-            (limit, keep_thin, compact),
-            &mut Accumulators::default(),
-        ),
+    let options = (limit, keep_thin, compact);
+    index.cache.get_or_rank(observed, options, || {
+        ACC.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut acc) => rank_with(kb, observed, total, options, &mut acc),
+            Err(_) => rank_with(kb, observed, total, options, &mut Accumulators::default()),
+        })
     })
 }
 
@@ -170,7 +269,7 @@ fn rank_with(
     kb: &Kb,
     observed: &[TechIdx],
     total: f64,
-    (limit, keep_thin, compact): (usize, bool, bool),
+    (limit, keep_thin, compact): Options,
     acc: &mut Accumulators,
 ) -> Vec<ThreatActor> {
     let index = &kb.actors;
@@ -258,4 +357,73 @@ fn weight_of(index: &ActorIndex, t: TechIdx, g: usize) -> Option<f32> {
 /// Rounds to four decimals so scores read cleanly in JSON.
 pub(crate) fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ranking of `observed`, worked out without the cache.
+    fn uncached(kb: &Kb, observed: &[TechIdx], options: Options) -> Vec<ThreatActor> {
+        let total: f64 = observed.iter().map(|t| f64::from(kb.actors.idf(*t))).sum();
+        if total <= 0.0 {
+            return Vec::new();
+        }
+        rank_with(kb, observed, total, options, &mut Accumulators::default())
+    }
+
+    #[test]
+    fn a_cached_ranking_is_that_of_its_own_set_and_options() {
+        let kb = Kb::embedded().expect("embedded knowledge base");
+        // Each active group's profile, and its first two and three techniques: more sets than
+        // the cache has slots, so slots are shared and rankings replaced.
+        let sets: Vec<Vec<TechIdx>> = kb
+            .groups()
+            .filter(|g| g.is_active())
+            .flat_map(|g| {
+                let mut idx: Vec<TechIdx> = g
+                    .techniques
+                    .iter()
+                    .filter_map(|t| kb.resolve_idx(t).map(|(i, _)| i))
+                    .collect();
+                idx.sort_unstable();
+                idx.dedup();
+                [
+                    idx.clone(),
+                    idx[..idx.len().min(2)].to_vec(),
+                    idx[..idx.len().min(3)].to_vec(),
+                ]
+            })
+            .filter(|set| set.len() >= 2)
+            .collect();
+        assert!(sets.len() > CACHED_RANKINGS, "only {} sets", sets.len());
+        let all_options: [Options; 3] = [(TOP_ACTORS, false, true), (TOP_ACTORS, true, false), (1, true, false)];
+        let mut named = 0;
+        for round in 0..2 {
+            for set in &sets {
+                for options in all_options {
+                    let expected = uncached(&kb, set, options);
+                    named += usize::from(!expected.is_empty());
+                    // Three times in a row: the second keeps the ranking, the third is the kept one.
+                    for _ in 0..3 {
+                        assert_eq!(
+                            rank(&kb, set, options.0, options.1, options.2),
+                            expected,
+                            "{set:?} {options:?} round {round}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(named > sets.len(), "the sets name groups");
+        // What the slots hold is what ranking their sets gives.
+        let mut held = 0;
+        for slot in &kb.actors.cache.slots {
+            if let Slot::Ranked(r) = &*slot.lock().unwrap() {
+                held += 1;
+                assert_eq!(r.actors, uncached(&kb, &r.observed, r.options));
+            }
+        }
+        assert!(held > CACHED_RANKINGS / 2, "{held} slots hold a ranking");
+    }
 }
