@@ -267,20 +267,30 @@ fn add_match(
 }
 
 /// Normalises a detector's tag to a technique id: `t1059.004`, `attack.t1059.004`, `T1059_004`.
-fn normalise_hint(hint: &str) -> Option<String> {
-    let h = hint.trim();
-    let lower = h.to_ascii_lowercase();
+/// The id is written into `buf` (an id is at most nine bytes), so a hint costs no allocation.
+fn normalise_hint<'b>(hint: &str, buf: &'b mut [u8; 9]) -> Option<&'b str> {
+    let h = hint.trim().as_bytes();
     let h = ["attack.", "mitre.", "mitre_attack.", "mitre-attack:"]
         .iter()
-        .find_map(|p| lower.strip_prefix(p))
-        .unwrap_or(&lower);
-    let id = h.to_ascii_uppercase().replace('_', ".");
-    attackmesh::validate::is_technique_id(&id).then_some(id)
+        .find_map(|p| {
+            h.get(..p.len())
+                .filter(|start| start.eq_ignore_ascii_case(p.as_bytes()))
+                .map(|_| &h[p.len()..])
+        })
+        .unwrap_or(h);
+    let id = buf.get_mut(..h.len())?;
+    for (to, &b) in id.iter_mut().zip(h) {
+        *to = if b == b'_' { b'.' } else { b.to_ascii_uppercase() };
+    }
+    std::str::from_utf8(id)
+        .ok()
+        .filter(|id| attackmesh::validate::is_technique_id(id))
 }
 
 fn add_hints(kb: &Kb, ev: &DetectionEvent, acc: &mut Accumulator) {
+    let mut buf = [0u8; 9];
     for hint in &ev.technique_hints {
-        let resolved = normalise_hint(hint).and_then(|id| kb.resolve_idx(&id).map(|r| (id, r)));
+        let resolved = normalise_hint(hint, &mut buf).and_then(|id| kb.resolve_idx(id).map(|r| (id, r)));
         match resolved {
             Some((id, (t, revoked))) => {
                 let detail = if revoked {
@@ -290,7 +300,11 @@ fn add_hints(kb: &Kb, ev: &DetectionEvent, acc: &mut Accumulator) {
                         kb.at(t).id
                     )
                 } else {
-                    format!("detector tagged {id}")
+                    const TAGGED: &str = "detector tagged ";
+                    let mut detail = String::with_capacity(TAGGED.len() + id.len());
+                    detail.push_str(TAGGED);
+                    detail.push_str(id);
+                    detail
                 };
                 let evidence = Evidence {
                     source: EvidenceSource::DetectorHint as i32,
@@ -298,7 +312,7 @@ fn add_hints(kb: &Kb, ev: &DetectionEvent, acc: &mut Accumulator) {
                     detail,
                     confidence: HINT_CONFIDENCE,
                 };
-                acc.add(t, revoked.then_some(id), evidence);
+                acc.add(t, revoked.then(|| id.to_owned()), evidence);
             }
             None => {
                 debug!(hint = %attackmesh::text::clip(hint, 64), "dropped detector hint that is not an active ATT&CK technique")
@@ -435,10 +449,24 @@ mod tests {
 
     #[test]
     fn hints_are_normalised_or_refused() {
-        assert_eq!(normalise_hint(" t1059.004 ").as_deref(), Some("T1059.004"));
-        assert_eq!(normalise_hint("attack.t1110.001").as_deref(), Some("T1110.001"));
-        assert_eq!(normalise_hint("T1003_008").as_deref(), Some("T1003.008"));
-        assert_eq!(normalise_hint("mitre_execution"), None);
-        assert_eq!(normalise_hint("T12"), None);
+        let normalised = |hint: &str| normalise_hint(hint, &mut [0; 9]).map(str::to_owned);
+        assert_eq!(normalised(" t1059.004 ").as_deref(), Some("T1059.004"));
+        assert_eq!(normalised("attack.t1110.001").as_deref(), Some("T1110.001"));
+        assert_eq!(normalised("ATTACK.T1110").as_deref(), Some("T1110"));
+        assert_eq!(normalised("Mitre-Attack:t1003_008").as_deref(), Some("T1003.008"));
+        assert_eq!(normalised("mitre_attack.T1021.002").as_deref(), Some("T1021.002"));
+        assert_eq!(normalised("mitre.t1046").as_deref(), Some("T1046"));
+        assert_eq!(normalised("T1003_008").as_deref(), Some("T1003.008"));
+        assert_eq!(normalised("mitre_execution"), None);
+        assert_eq!(normalised("T12"), None);
+        assert_eq!(normalised("T1059.0041"), None);
+        assert_eq!(normalised("attack."), None);
+        assert_eq!(normalised(""), None);
+        // A prefix is cut once; what follows must be the id itself.
+        assert_eq!(normalised("attack.attack.t1059"), None);
+        // Bytes that are not ASCII are never an id, wherever they are.
+        assert_eq!(normalised("attack.T1059\u{e9}"), None);
+        assert_eq!(normalised("\u{e9}ttack.T1059"), None);
+        assert_eq!(normalised("T\u{e9}059"), None);
     }
 }
