@@ -77,12 +77,12 @@ impl Detection {
         self.held.bytes()
     }
 
-    /// The event with only the fields `prepare` sets, letting the rest go.
-    pub(crate) fn into_prepared(self) -> DetectionEvent {
-        let event = self.held.event();
+    /// The event with only the fields `prepare` sets (moved out, not copied), letting the rest go.
+    pub(crate) fn into_prepared(mut self) -> DetectionEvent {
+        let event = self.held.event_mut();
         DetectionEvent {
-            event_id: event.event_id.clone(),
-            submitted_by: event.submitted_by.clone(),
+            event_id: std::mem::take(&mut event.event_id),
+            submitted_by: std::mem::take(&mut event.submitted_by),
             ..Default::default()
         }
     }
