@@ -18,7 +18,7 @@
 //!
 //! A ranking depends on the observed set alone, and a detector stream repeats a few sets (the
 //! same signatures fire again and again), so each knowledge base keeps the rankings of recently
-//! ranked sets ([`RankCache`]) and gives a repeated set its ranking again without working it out.
+//! ranked sets and gives a repeated set its ranking again without working it out.
 
 use std::{
     collections::HashMap,
