@@ -9,7 +9,7 @@ pub mod import;
 mod messages;
 pub mod model;
 
-use crate::lookup::LookupMap;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -74,14 +74,14 @@ pub struct KbCounts {
 #[derive(Debug)]
 pub struct Kb {
     data: KbData,
-    technique_index: LookupMap<String, TechIdx>,
+    technique_index: HashMap<String, TechIdx>,
     replacement: Vec<Option<TechIdx>>,
     subtechniques: Vec<Vec<TechIdx>>,
-    tactic_index: LookupMap<String, usize>,
-    group_index: LookupMap<String, usize>,
-    software_index: LookupMap<String, usize>,
-    campaign_index: LookupMap<String, usize>,
-    mitigation_index: LookupMap<String, usize>,
+    tactic_index: HashMap<String, usize>,
+    group_index: HashMap<String, usize>,
+    software_index: HashMap<String, usize>,
+    campaign_index: HashMap<String, usize>,
+    mitigation_index: HashMap<String, usize>,
     counts: KbCounts,
     pub(crate) actors: ActorIndex,
     /// Campaign-ranking profiles, built on first use.
@@ -155,7 +155,7 @@ impl Kb {
         if data.techniques.is_empty() {
             return Err(Error::Kb("knowledge base holds no techniques".into()));
         }
-        let technique_index: LookupMap<String, TechIdx> = data
+        let technique_index: HashMap<String, TechIdx> = data
             .techniques
             .iter()
             .enumerate()
@@ -193,7 +193,7 @@ impl Kb {
                 subtechniques[*parent as usize].push(i as TechIdx);
             }
         }
-        let mut tactic_index = LookupMap::default();
+        let mut tactic_index = HashMap::new();
         for (i, t) in data.tactics.iter().enumerate() {
             tactic_index.insert(t.id.clone(), i);
             tactic_index.insert(t.shortname.clone(), i);
@@ -446,9 +446,9 @@ impl Kb {
 /// Lower-cased id, name and aliases → index; active entries win over inactive ones.
 fn name_index<'a>(
     items: impl Iterator<Item = (&'a String, &'a String, &'a Vec<String>, bool)>,
-) -> LookupMap<String, usize> {
+) -> HashMap<String, usize> {
     let items: Vec<_> = items.collect();
-    let mut index = LookupMap::default();
+    let mut index = HashMap::new();
     // Inactive first so that active entries overwrite them; ids always point at their own entry.
     for pass_active in [false, true] {
         for (i, (_, name, aliases, active)) in items.iter().enumerate() {
