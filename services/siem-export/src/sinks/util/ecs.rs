@@ -22,7 +22,7 @@
 //! order and empty values (`""`, `[]`, `{}`, a missing time) are left out. This module does no
 //! I/O.
 
-use std::{borrow::Cow, net::IpAddr};
+use std::{borrow::Cow, cell::RefCell, net::IpAddr};
 
 use attackmesh::proto::{
     AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, EvidenceSource, IndicatorType,
@@ -209,23 +209,70 @@ fn rule_and_observer(j: &mut Json<'_>, held: &impl EventView<EnrichedEvent>) {
 /// start with `<name>/`. Every loaded pack when no evidence names one; none without evidence.
 fn packs_used(m: &EnrichmentMetadata) -> Cow<'_, str> {
     // The packs that gave evidence, each once, found in one pass: an event's evidence names a
-    // few packs, and looking each loaded pack up in its evidence again costs more.
+    // few packs, and looking each loaded pack up in its evidence again costs more. A byte
+    // search: `split_once` sets up a substring search for each short rule id.
     let mut gave: Vec<&str> = Vec::new();
     for e in m.techniques.iter().flat_map(|t| &t.evidence) {
-        if let Some((pack, _)) = e.rule_id.split_once('/')
-            && !gave.contains(&pack)
+        if let Some(slash) = e.rule_id.bytes().position(|b| b == b'/')
+            && !gave.contains(&&e.rule_id[..slash])
         {
-            gave.push(pack);
+            gave.push(&e.rule_id[..slash]);
         }
     }
     if gave.is_empty() {
         return Cow::Borrowed("");
     }
+    let subset = PACKS_SEEN.with(|seen| {
+        let Ok(mut seen) = seen.try_borrow_mut() else {
+            return subset_of(&m.rule_pack_version, &gave);
+        };
+        let same = |p: &&PacksUsed| {
+            p.loaded == m.rule_pack_version && p.gave.iter().map(String::as_str).eq(gave.iter().copied())
+        };
+        if let Some(p) = seen.iter().find(same) {
+            return p.subset.clone();
+        }
+        let subset = subset_of(&m.rule_pack_version, &gave);
+        if seen.len() == PACKS_SEEN_MAX {
+            seen.remove(0);
+        }
+        seen.push(PacksUsed {
+            loaded: m.rule_pack_version.clone(),
+            gave: gave.iter().map(|&p| p.to_owned()).collect(),
+            subset: subset.clone(),
+        });
+        subset
+    });
+    subset.map_or(Cow::Borrowed(&m.rule_pack_version), Cow::Owned)
+}
+
+/// How many (loaded packs, packs that gave evidence) pairs [`PACKS_SEEN`] remembers.
+const PACKS_SEEN_MAX: usize = 8;
+
+thread_local! {
+    /// What [`packs_used`] made of the pairs it saw last on this thread. Every event of one
+    /// attribution engine carries the same list of loaded packs, and a detector's events name a
+    /// few subsets of it, so the list is split and matched once per subset instead of once per
+    /// event: it was an eighth of writing the ECS document of a real Suricata event.
+    static PACKS_SEEN: RefCell<Vec<PacksUsed>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One pair [`packs_used`] saw, and its answer.
+struct PacksUsed {
+    loaded: String,
+    gave: Vec<String>,
+    /// See [`subset_of`].
+    subset: Option<String>,
+}
+
+/// The packs of `loaded` (comma-separated `name@version`) named in `gave`, in `loaded`'s order;
+/// `None` when that is every pack of it, or none.
+fn subset_of(loaded: &str, gave: &[&str]) -> Option<String> {
     // One pass over the loaded packs (a deployment loads a dozen or so), building the subset
-    // as it goes: the whole list is borrowed when every pack, or none, gave evidence.
+    // as it goes.
     let mut subset = String::new();
     let (mut every, mut some) = (true, false);
-    for pack in m.rule_pack_version.split(',') {
+    for pack in loaded.split(',') {
         let name = pack.split_once('@').map_or(pack, |(name, _)| name);
         if gave.contains(&name) {
             some = true;
@@ -237,11 +284,7 @@ fn packs_used(m: &EnrichmentMetadata) -> Cow<'_, str> {
             every = false;
         }
     }
-    if every || !some {
-        Cow::Borrowed(&m.rule_pack_version)
-    } else {
-        Cow::Owned(subset)
-    }
+    (some && !every).then_some(subset)
 }
 
 /// Adds `value` to `list` once (empty values never).
@@ -447,4 +490,49 @@ fn evidence(j: &mut Json<'_>, list: &[attackmesh::proto::Evidence]) {
         j.end();
     }
     j.end();
+}
+
+#[cfg(test)]
+mod tests {
+    use attackmesh::proto::{Evidence, TechniqueDetail};
+
+    use super::*;
+
+    fn metadata(loaded: &str, rule_ids: &[&str]) -> EnrichmentMetadata {
+        EnrichmentMetadata {
+            rule_pack_version: loaded.into(),
+            techniques: vec![TechniqueDetail {
+                id: "T1046".into(),
+                evidence: rule_ids
+                    .iter()
+                    .map(|r| Evidence {
+                        rule_id: (*r).into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// The answers remembered are keyed on the loaded list and the packs that gave evidence
+    /// both: more pairs than are remembered, each asked for twice in a row (the second answer
+    /// remembered) and again in later rounds (long forgotten), always get their own answer.
+    #[test]
+    fn every_pair_gets_its_own_rule_version_however_often_asked() {
+        let lists: Vec<String> = (0..PACKS_SEEN_MAX + 3).map(|i| format!("a@{i},b@1,c@{i}")).collect();
+        for _round in 0..3 {
+            for (i, loaded) in lists.iter().enumerate() {
+                for _twice in 0..2 {
+                    let used = |ids: &[&str]| packs_used(&metadata(loaded, ids)).into_owned();
+                    assert_eq!(used(&["b/r"]), "b@1");
+                    assert_eq!(used(&["c/r", "a/r"]), format!("a@{i},c@{i}"));
+                    assert_eq!(used(&["a/r", "b/r", "c/r"]), *loaded);
+                    assert_eq!(used(&["z/r"]), *loaded);
+                    assert_eq!(used(&["no-pack"]), "");
+                }
+            }
+        }
+    }
 }
