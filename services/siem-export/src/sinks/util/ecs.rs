@@ -517,8 +517,9 @@ mod tests {
     }
 
     /// The answers remembered are keyed on the loaded list and the packs that gave evidence
-    /// both: more pairs than are remembered, each asked for twice in a row (the second answer
-    /// remembered) and again in later rounds (long forgotten), always get their own answer.
+    /// both: more pairs than are remembered, each asked for twice in a row (the second time
+    /// answered from memory) and again in later rounds (long forgotten by then), always get their
+    /// own answer.
     #[test]
     fn every_pair_gets_its_own_rule_version_however_often_asked() {
         let lists: Vec<String> = (0..PACKS_SEEN_MAX + 3).map(|i| format!("a@{i},b@1,c@{i}")).collect();
