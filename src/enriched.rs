@@ -4,7 +4,7 @@
 use prost::{
     DecodeError,
     bytes::BufMut,
-    encoding::{self, DecodeContext},
+    encoding::{self, DecodeContext, WireType},
 };
 
 use crate::proto::{Attribution, DetectionEvent, EnrichedEvent};
@@ -68,17 +68,65 @@ pub fn enriched_field(field: u32) -> Option<u32> {
 /// of its enriched event's encoding, in the order the fields came. Values are copied as they
 /// are, never decoded. An error (bytes that do not walk as fields) may leave some written.
 pub fn write_detection_fields(mut detection: &[u8], except: &[u32], out: &mut impl BufMut) -> Result<(), DecodeError> {
+    // Every number `enriched_field` copies is below 32.
+    let excepted = except
+        .iter()
+        .filter(|&&tag| tag < 32)
+        .fold(0u32, |mask, &tag| mask | 1 << tag);
     while !detection.is_empty() {
-        let field = detection;
-        let (tag, wire_type) = encoding::decode_key(&mut detection)?;
-        let key = field.len() - detection.len();
-        encoding::skip_field(wire_type, tag, &mut detection, DecodeContext::default())?;
-        if let Some(to) = enriched_field(tag).filter(|_| !except.contains(&tag)) {
-            encoding::encode_key(to, wire_type, out);
-            out.put_slice(&field[key..field.len() - detection.len()]);
+        let (tag, wire_type, key, len) = match short_field(detection) {
+            Some(field) => field,
+            None => {
+                let mut rest = detection;
+                let (tag, wire_type) = encoding::decode_key(&mut rest)?;
+                let key = detection.len() - rest.len();
+                encoding::skip_field(wire_type, tag, &mut rest, DecodeContext::default())?;
+                (tag, wire_type, key, detection.len() - rest.len())
+            }
+        };
+        let (field, rest) = detection.split_at(len);
+        detection = rest;
+        if let Some(to) = enriched_field(tag).filter(|_| excepted & 1 << tag == 0) {
+            // Every number it copies to is below 2,048: a key of one or two bytes.
+            let to = to << 3 | wire_type as u32;
+            if to < 0x80 {
+                out.put_slice(&[to as u8]);
+            } else {
+                out.put_slice(&[to as u8 | 0x80, (to >> 7) as u8]);
+            }
+            out.put_slice(&field[key..]);
         }
     }
     Ok(())
+}
+
+/// The field at the start of `bytes` when it is of the kind nearly every detection field is,
+/// read in place: a one-byte key (fields 1–15) and either a varint of at most nine bytes or a
+/// length of one or two bytes and that many bytes after it. Its number, wire type, key length
+/// and whole length; `None` for any other field, which prost walks (and whose errors are
+/// prost's), so both read the same fields.
+fn short_field(bytes: &[u8]) -> Option<(u32, WireType, usize, usize)> {
+    let key = *bytes.first()?;
+    let tag = u32::from(key >> 3);
+    if key >= 0x80 || tag == 0 {
+        return None;
+    }
+    match key & 7 {
+        0 => {
+            let value = bytes.get(1..)?.iter().take(9).position(|&b| b < 0x80)? + 1;
+            Some((tag, WireType::Varint, 1, 1 + value))
+        }
+        2 => {
+            let (len, width) = match *bytes.get(1..3.min(bytes.len()))? {
+                [b, ..] if b < 0x80 => (usize::from(b), 1),
+                [b, c] if c < 0x80 => (usize::from(b & 0x7f) | usize::from(c) << 7, 2),
+                _ => return None,
+            };
+            let end = 1 + width + len;
+            (end <= bytes.len()).then_some((tag, WireType::LengthDelimited, 1, end))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -165,4 +213,98 @@ mod tests {
         // A length past the end does not walk.
         assert!(write_detection_fields(&[0x0a, 0x05, b'a'], &[], &mut Vec::new()).is_err());
     }
+
+    /// The fields as prost walks them, one at a time: what [`write_detection_fields`] must
+    /// write for any bytes, read in place or not.
+    fn walked_by_prost(mut detection: &[u8], except: &[u32]) -> Result<Vec<u8>, DecodeError> {
+        let mut out = Vec::new();
+        while !detection.is_empty() {
+            let field = detection;
+            let (tag, wire_type) = encoding::decode_key(&mut detection)?;
+            let key = field.len() - detection.len();
+            encoding::skip_field(wire_type, tag, &mut detection, DecodeContext::default())?;
+            if let Some(to) = enriched_field(tag).filter(|_| !except.contains(&tag)) {
+                encoding::encode_key(to, wire_type, &mut out);
+                out.extend_from_slice(&field[key..field.len() - detection.len()]);
+            }
+        }
+        Ok(out)
+    }
+
+    fn written(detection: &[u8], except: &[u32]) -> Result<Vec<u8>, DecodeError> {
+        let mut out = Vec::new();
+        write_detection_fields(detection, except, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn fields_read_in_place_are_the_fields_prost_walks() {
+        // Lengths of one, two and three bytes, varints of one to ten bytes, a group, field
+        // numbers past 15, and every way of ending short.
+        let mut bytes = Vec::new();
+        encoding::string::encode(1, &"a".repeat(127), &mut bytes);
+        encoding::string::encode(5, &"b".repeat(128), &mut bytes);
+        encoding::string::encode(9, &"c".repeat(16_384), &mut bytes);
+        for v in [0, 1, 127, 128, 1 << 20, 1 << 62, u64::MAX] {
+            encoding::uint64::encode(4, &v, &mut bytes);
+        }
+        encoding::string::encode(16, &"s".to_owned(), &mut bytes);
+        encoding::encode_key(14, WireType::StartGroup, &mut bytes);
+        encoding::uint32::encode(1, &5, &mut bytes);
+        encoding::encode_key(14, WireType::EndGroup, &mut bytes);
+        encoding::fixed32::encode(15, &7, &mut bytes);
+        encoding::fixed64::encode(3, &7, &mut bytes);
+        for end in 0..=bytes.len() {
+            let cut = &bytes[..end];
+            match (written(cut, &[1]), walked_by_prost(cut, &[1])) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "first {end} bytes"),
+                (Err(_), Err(_)) => {}
+                (got, want) => panic!("first {end} bytes: {got:?} against {want:?}"),
+            }
+        }
+        // A key of field 0, an eleven-byte varint, a non-minimal length.
+        for odd in [
+            &[0x02, 0x00][..],
+            &[0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            &[0x0a, 0x81, 0x00, b'x'],
+        ] {
+            assert_eq!(written(odd, &[]).ok(), walked_by_prost(odd, &[]).ok(), "{odd:?}");
+        }
+    }
+
+    /// Fields of every wire type, numbered 1–20, with lengths and values of every width.
+    fn fields() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        proptest::collection::vec((1u32..=20, 0u8..4, any::<u64>(), 0usize..300), 0..12).prop_map(|fields| {
+            let mut bytes = Vec::new();
+            for (tag, kind, value, len) in fields {
+                match kind {
+                    0 => encoding::uint64::encode(tag, &(value >> (value % 64)), &mut bytes),
+                    1 => encoding::bytes::encode(tag, &vec![b'x'; len], &mut bytes),
+                    2 => encoding::fixed32::encode(tag, &(value as u32), &mut bytes),
+                    _ => encoding::fixed64::encode(tag, &value, &mut bytes),
+                }
+            }
+            bytes
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_written_as_prost_walks_them(
+            bytes in fields(),
+            change in proptest::option::of((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>())),
+        ) {
+            let mut bytes = bytes;
+            if let Some((at, to)) = change.filter(|_| !bytes.is_empty()) {
+                let at = at.index(bytes.len());
+                bytes[at] = to;
+            }
+            let got = written(&bytes, &PREPARED);
+            let want = walked_by_prost(&bytes, &PREPARED);
+            proptest::prop_assert_eq!(got.is_ok(), want.is_ok());
+            proptest::prop_assert_eq!(got.ok(), want.ok());
+        }
+    }
+
+    const PREPARED: [u32; 2] = [1, 16];
 }
