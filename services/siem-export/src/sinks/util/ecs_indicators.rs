@@ -34,42 +34,59 @@ fn hashes(j: &mut Json<'_>, key: &str, list: &[Indicator], t: IndicatorType) {
     j.strs(key, seen.iter().map(String::as_str));
 }
 
-/// The `threat.indicator` object (inside `threat`), left out without indicators.
+/// The `threat.indicator` object (inside `threat`), left out without indicators. The kinds
+/// present are found in one pass, and the fields of a kind no indicator has are not looked for.
 pub(super) fn typed(j: &mut Json<'_>, list: &[Indicator]) {
     if list.is_empty() {
         return;
     }
+    let present = list.iter().fold(0u64, |present, i| present | bit(kind(i)));
+    let any = |kinds: &[IndicatorType]| kinds.iter().any(|&k| present & bit(k) != 0);
+    use IndicatorType::{Domain, Email, FileMd5, FileName, FileSha1, FileSha256, Ipv4, Ipv6, Url};
     j.obj("indicator");
     j.str("provider", "attackmesh");
-    j.obj("email");
-    j.unique_strs("address", values(list, &[IndicatorType::Email]));
-    j.end();
-    j.obj("file");
-    j.obj("hash");
-    hashes(j, "md5", list, IndicatorType::FileMd5);
-    hashes(j, "sha1", list, IndicatorType::FileSha1);
-    hashes(j, "sha256", list, IndicatorType::FileSha256);
-    j.end();
-    j.unique_strs("name", values(list, &[IndicatorType::FileName]));
-    j.end();
-    let mut ips: Vec<IpAddr> = Vec::new();
-    for v in values(list, &[IndicatorType::Ipv4, IndicatorType::Ipv6]) {
-        if let Ok(ip) = v.parse::<IpAddr>()
-            && !ips.contains(&ip)
-        {
-            ips.push(ip);
-        }
+    if any(&[Email]) {
+        j.obj("email");
+        j.unique_strs("address", values(list, &[Email]));
+        j.end();
     }
-    j.arr("ip");
-    ips.iter().for_each(|ip| j.item_ip(ip));
-    j.end();
+    if any(&[FileMd5, FileSha1, FileSha256, FileName]) {
+        j.obj("file");
+        j.obj("hash");
+        hashes(j, "md5", list, FileMd5);
+        hashes(j, "sha1", list, FileSha1);
+        hashes(j, "sha256", list, FileSha256);
+        j.end();
+        j.unique_strs("name", values(list, &[FileName]));
+        j.end();
+    }
+    if any(&[Ipv4, Ipv6]) {
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for v in values(list, &[Ipv4, Ipv6]) {
+            if let Ok(ip) = v.parse::<IpAddr>()
+                && !ips.contains(&ip)
+            {
+                ips.push(ip);
+            }
+        }
+        j.arr("ip");
+        ips.iter().for_each(|ip| j.item_ip(ip));
+        j.end();
+    }
     j.unique_strs("name", list.iter().map(|i| i.value.as_str()));
     j.unique_strs("type", list.iter().map(|i| stix_type(i.r#type)));
-    j.obj("url");
-    j.unique_strs("domain", values(list, &[IndicatorType::Domain]));
-    j.unique_strs("original", values(list, &[IndicatorType::Url]));
+    if any(&[Domain, Url]) {
+        j.obj("url");
+        j.unique_strs("domain", values(list, &[Domain]));
+        j.unique_strs("original", values(list, &[Url]));
+        j.end();
+    }
     j.end();
-    j.end();
+}
+
+/// The bit of `kind` in a set of kinds (every kind is numbered below 64).
+fn bit(kind: IndicatorType) -> u64 {
+    1 << (kind as u32 & 63)
 }
 
 /// `attackmesh.indicators`: the indicators no typed field takes, with their types.
