@@ -17,7 +17,10 @@
 
 use pbjson_types::Timestamp;
 
-use super::writer::{escaped, number};
+use super::{
+    time::{Rfc3339, write_rfc3339},
+    writer::{escaped, number},
+};
 use crate::held::EventView;
 use crate::proto::{
     ActorEvidence, AttributionStatus, Campaign, CampaignEntity, CampaignRisk, CampaignStatus, CampaignTechnique,
@@ -453,74 +456,18 @@ fn enum_value<E: TryFrom<i32>>(out: &mut Vec<u8>, value: i32, name: fn(&E) -> &'
     }
 }
 
-/// `0000-01-01T00:00:00Z` and `9999-12-31T23:59:59Z`: the seconds whose year chrono writes with
-/// four digits and no sign, written here without chrono.
-const FOUR_DIGIT_YEARS: std::ops::RangeInclusive<i64> = -62_167_219_200..=253_402_300_799;
-
 /// A timestamp field: left out when absent; RFC 3339 in UTC with `+00:00` and as many fraction
-/// digits (none, 3, 6 or 9) as the nanoseconds need, exactly as chrono's `to_rfc3339` writes it.
+/// digits (none, 3, 6 or 9) as the nanoseconds need, exactly as chrono's `to_rfc3339` writes it;
+/// `null` for an instant chrono has not.
 fn timestamp_field(out: &mut Vec<u8>, k: &str, ts: Option<&Timestamp>) {
     let Some(ts) = ts else { return };
     key(out, k);
-    if !FOUR_DIGIT_YEARS.contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos) {
-        // Signed or five-digit years, leap seconds, and what chrono rejects: rare, left to chrono.
-        match chrono::DateTime::<chrono::Utc>::try_from(*ts) {
-            Ok(t) => escaped(out, &t.to_rfc3339()),
-            Err(_) => out.extend_from_slice(b"null"),
-        }
-        return;
-    }
-    let (year, month, day) = civil_from_days(ts.seconds.div_euclid(86_400));
-    let of_day = ts.seconds.rem_euclid(86_400) as u32;
+    let at = out.len();
     out.push(b'"');
-    fixed(out, year, 4);
-    out.push(b'-');
-    fixed(out, month, 2);
-    out.push(b'-');
-    fixed(out, day, 2);
-    out.push(b'T');
-    fixed(out, of_day / 3600, 2);
-    out.push(b':');
-    fixed(out, of_day / 60 % 60, 2);
-    out.push(b':');
-    fixed(out, of_day % 60, 2);
-    let nanos = ts.nanos as u32;
-    if nanos == 0 {
-    } else if nanos.is_multiple_of(1_000_000) {
-        out.push(b'.');
-        fixed(out, nanos / 1_000_000, 3);
-    } else if nanos.is_multiple_of(1_000) {
-        out.push(b'.');
-        fixed(out, nanos / 1_000, 6);
+    if write_rfc3339(out, ts, Rfc3339::CANONICAL) {
+        out.push(b'"');
     } else {
-        out.push(b'.');
-        fixed(out, nanos, 9);
+        out.truncate(at);
+        out.extend_from_slice(b"null");
     }
-    out.extend_from_slice(b"+00:00\"");
-}
-
-/// `n` in exactly `width` decimal digits (zero-padded; `n` has at most `width` digits).
-fn fixed(out: &mut Vec<u8>, n: u32, width: usize) {
-    let mut digits = [b'0'; 9];
-    let mut n = n;
-    for d in digits[..width].iter_mut().rev() {
-        *d = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    out.extend_from_slice(&digits[..width]);
-}
-
-/// Year, month and day of the proleptic Gregorian calendar `days` after 1970-01-01 (H. Hinnant's
-/// `civil_from_days`), for years 0 to 9999.
-fn civil_from_days(days: i64) -> (u32, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year as u32, month as u32, day as u32)
 }

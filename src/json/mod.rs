@@ -9,11 +9,13 @@
 //! the SIEM shapes are built on.
 
 mod canonical;
+mod time;
 mod writer;
 
 use serde::{Serialize, de::DeserializeOwned};
 
 pub use canonical::{AttackDetails, GroupText, TacticText, TechniqueText, write_compact_event, write_enriched_event};
+pub use time::{Rfc3339, rfc3339, write_rfc3339};
 pub use writer::{Json, escaped, number};
 
 /// A JSON document that does not decode into the expected message.

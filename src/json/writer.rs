@@ -8,7 +8,10 @@
 
 use std::net::IpAddr;
 
+use pbjson_types::Timestamp;
 use serde_json::Value;
+
+use super::time::{Rfc3339, write_rfc3339};
 
 /// Writes one JSON object into a buffer; [`Json::finish`] closes it.
 #[derive(Debug)]
@@ -147,6 +150,20 @@ impl<'a> Json<'a> {
     pub fn ip(&mut self, key: &str, ip: &IpAddr) {
         self.key(key);
         ip_text(self.out, ip);
+    }
+
+    /// `key: "instant"` as RFC 3339 text in `style` ([`write_rfc3339`]), left out when chrono has
+    /// no such instant.
+    pub fn rfc3339(&mut self, key: &str, ts: &Timestamp, style: Rfc3339) {
+        let (at, first) = (self.out.len(), self.first);
+        self.key(key);
+        self.out.push(b'"');
+        if write_rfc3339(self.out, ts, style) {
+            self.out.push(b'"');
+        } else {
+            self.out.truncate(at);
+            self.first = first;
+        }
     }
 
     /// `key: [values…]`, left out when there are none.

@@ -28,13 +28,16 @@ use attackmesh::proto::{
     AttributionStatus, DetectorKind, Endpoint, EnrichedEvent, EnrichmentMetadata, EvidenceSource, IndicatorType,
 };
 
-use attackmesh::{held::EventView, json::Json};
+use attackmesh::{
+    held::EventView,
+    json::{Json, Rfc3339},
+};
 use attackmesh_attack::Kb;
 
 use super::{
     Original,
     attack::{AttackView, FRAMEWORK},
-    attributes_repeat_original, rfc3339, rule_id, rule_name,
+    attributes_repeat_original, rule_id, rule_name,
 };
 
 /// The ECS version the documents follow (`ecs.version` of every document).
@@ -55,8 +58,8 @@ pub fn write_document(
     let event = held.event();
     let view = AttackView::of(event, kb);
     let mut j = Json::object(out);
-    if let Some(ts) = rfc3339(event.timestamp.as_ref()) {
-        j.str("@timestamp", &ts);
+    if let Some(ts) = &event.timestamp {
+        j.rfc3339("@timestamp", ts, Rfc3339::ZULU);
     }
     j.obj("ecs");
     j.str("version", ECS_VERSION);
@@ -127,13 +130,14 @@ fn event_fields(
     j.str("provider", &event.source_service);
     j.str("action", &event.event_type);
     j.str("id", &event.event_id);
-    if let Some(created) = rfc3339(event.enriched_at.as_ref()) {
-        j.str("created", &created);
+    if let Some(created) = &event.enriched_at {
+        j.rfc3339("created", created, Rfc3339::ZULU);
     }
-    j.str(
-        "ingested",
-        &ingested.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    );
+    let ingested = pbjson_types::Timestamp {
+        seconds: ingested.timestamp(),
+        nanos: ingested.timestamp_subsec_nanos() as i32,
+    };
+    j.rfc3339("ingested", &ingested, Rfc3339::ZULU_MILLIS);
     if original == Original::Keep {
         j.str("original", &event.original);
     }

@@ -52,9 +52,7 @@ pub fn attributes_repeat_original(view: &impl EventView<EnrichedEvent>) -> bool 
 
 /// RFC 3339 with as many fractional digits as needed, `Z`; `None` without a timestamp.
 pub fn rfc3339(ts: Option<&pbjson_types::Timestamp>) -> Option<String> {
-    let ts = ts?;
-    let dt = chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0))?;
-    Some(dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    attackmesh::json::rfc3339(ts?, attackmesh::json::Rfc3339::ZULU)
 }
 
 /// The detector's name for what it saw: the description, else the event type (ECS `rule.name`,
