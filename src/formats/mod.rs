@@ -167,10 +167,10 @@ impl FromStr for Format {
     type Err = ParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let wanted = s.trim().to_ascii_lowercase();
+        let wanted = s.trim();
         Format::ALL
             .into_iter()
-            .find(|format| format.name() == wanted)
+            .find(|format| format.name().eq_ignore_ascii_case(wanted))
             .ok_or_else(|| ParseError::UnknownFormat(s.to_owned()))
     }
 }

@@ -84,7 +84,11 @@ fn format_names_round_trip() {
     for (format, name) in Format::ALL.into_iter().zip(Format::NAMES) {
         assert_eq!(format.to_string(), name);
         assert_eq!(name.parse::<Format>().ok(), Some(format));
+        // Names are read without regard to ASCII case or surrounding space.
+        let shouted = format!(" {} ", name.to_ascii_uppercase());
+        assert_eq!(shouted.parse::<Format>().ok(), Some(format));
     }
+    assert!("suricata-eveX".parse::<Format>().is_err());
     let unknown = "snort".parse::<Format>().err().map(|e| e.to_string());
     assert_eq!(
         unknown.as_deref(),
