@@ -44,11 +44,14 @@ impl Rfc3339 {
 /// four digits and no sign, written here without chrono.
 const FOUR_DIGIT_YEARS: std::ops::RangeInclusive<i64> = -62_167_219_200..=253_402_300_799;
 
-/// Appends `ts` in UTC as RFC 3339 text (no quotes), as chrono writes the instant in `style`; a
-/// negative `nanos` counts as 0. Returns false, and appends nothing, for an instant chrono has
-/// not (out of its range, or nanoseconds past a second that is not a leap second).
+/// Appends `ts` in UTC as RFC 3339 text (no quotes), as chrono writes the instant in `style`.
+/// Returns false, and appends nothing, for a timestamp that is no instant to chrono (as
+/// pbjson converts it): negative nanoseconds, out of chrono's range, or nanoseconds past a
+/// second that is not a leap second.
 pub fn write_rfc3339(out: &mut Vec<u8>, ts: &Timestamp, style: Rfc3339) -> bool {
-    let nanos = u32::try_from(ts.nanos).unwrap_or(0);
+    let Ok(nanos) = u32::try_from(ts.nanos) else {
+        return false;
+    };
     if !FOUR_DIGIT_YEARS.contains(&ts.seconds) || nanos >= 1_000_000_000 {
         // Signed or five-digit years, leap seconds, and what chrono rejects: rare, left to chrono.
         let Some(t) = chrono::DateTime::from_timestamp(ts.seconds, nanos) else {
@@ -133,7 +136,7 @@ mod tests {
     use super::*;
 
     fn chrono_text(ts: &Timestamp, style: Rfc3339) -> Option<String> {
-        let t = chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0))?;
+        let t = chrono::DateTime::<chrono::Utc>::try_from(*ts).ok()?;
         Some(t.to_rfc3339_opts(style.seconds_format(), style.zulu))
     }
 

@@ -50,7 +50,8 @@ pub fn attributes_repeat_original(view: &impl EventView<EnrichedEvent>) -> bool 
         && view.attribute("original_truncated").is_none()
 }
 
-/// RFC 3339 with as many fractional digits as needed, `Z`; `None` without a timestamp.
+/// RFC 3339 with as many fractional digits as needed, `Z`; `None` without a timestamp or for one
+/// that is no instant ([`attackmesh::json::write_rfc3339`]).
 pub fn rfc3339(ts: Option<&pbjson_types::Timestamp>) -> Option<String> {
     attackmesh::json::rfc3339(ts?, attackmesh::json::Rfc3339::ZULU)
 }
