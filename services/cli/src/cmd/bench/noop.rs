@@ -83,7 +83,8 @@ pub(super) async fn serve(
     let server = GrpcServer::new(ServeOptions::from_config(&config.runtime())?).await?;
     let server = match role {
         Role::Attribution => with(server, NoopAttribution).await,
-        Role::Export => with(server, NoopExport).await,
+        // As siem-export takes Export batches.
+        Role::Export => with(server.max_frame(attackmesh_siem_export::server::MAX_FRAME), NoopExport).await,
         Role::Ingest => with(server, NoopIngest::new(config)?).await,
     };
     server.serve(listener, shutdown).await?;
