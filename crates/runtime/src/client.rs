@@ -25,15 +25,6 @@ use crate::{error::Error, secret::Secret, tls::PeerTls};
 pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 /// HTTP/2 flow-control window of each connection, shared by its streams.
 pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
-/// Largest HTTP/2 frame this side accepts, as a server ([`crate::server::ServeOptions`]) and as a
-/// client. At HTTP/2's default of 16 KiB a batch of 500 real detector events (1.2–2 MB) is
-/// sent as about a hundred frames, each its own `writev` and read; at 256 KiB it is a handful.
-/// On the real Suricata replay (`bench pipeline --replay`), attribution and enrichment spent
-/// about 9 % less CPU per event next to siem-export's, at a steady 10,000 events/s and at full
-/// speed, and the no-op chain about a sixth less.
-pub const MAX_FRAME: u32 = 256 * 1024;
-// HTTP/2 allows frames of 16 KiB to 16 MiB − 1; h2 panics on anything else.
-const _: () = assert!(MAX_FRAME >= 16 * 1024 && MAX_FRAME < 1 << 24);
 
 /// One endpoint as written in config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,8 +111,7 @@ pub fn endpoint(
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true)
         .initial_stream_window_size(Some(STREAM_WINDOW))
-        .initial_connection_window_size(Some(CONNECTION_WINDOW))
-        .max_frame_size(MAX_FRAME);
+        .initial_connection_window_size(Some(CONNECTION_WINDOW));
     match tls.client(host)? {
         Some(client) => {
             endpoint = endpoint

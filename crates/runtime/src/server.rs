@@ -28,9 +28,6 @@ pub struct ServeOptions {
     pub http: HttpLimits,
     /// Longest wait for in-flight calls after shutdown starts.
     pub grace: Duration,
-    /// Largest HTTP/2 frame a caller may send ([`crate::client::MAX_FRAME`] unless a service
-    /// sets its own with [`GrpcServer::max_frame`]).
-    pub max_frame: u32,
 }
 
 impl ServeOptions {
@@ -49,7 +46,6 @@ impl ServeOptions {
             tls: config.tls.listener()?,
             http: config.http,
             grace: config.shutdown_grace,
-            max_frame: crate::client::MAX_FRAME,
         })
     }
 }
@@ -156,21 +152,6 @@ impl GrpcServer {
         self
     }
 
-    /// Accepts HTTP/2 frames of at most `bytes` (16 KiB to 16 MiB − 1) instead of
-    /// [`crate::client::MAX_FRAME`].
-    ///
-    /// # Panics
-    /// When `bytes` is outside that range, as HTTP/2 does not allow it.
-    #[must_use]
-    pub fn max_frame(mut self, bytes: u32) -> Self {
-        assert!(
-            (16 * 1024..1 << 24).contains(&bytes),
-            "HTTP/2 frames are 16 KiB to 16 MiB - 1"
-        );
-        self.options.max_frame = bytes;
-        self
-    }
-
     /// Serves on `listener` until `shutdown` resolves, then reports NOT_SERVING, stops accepting,
     /// and waits at most the grace period for in-flight calls before closing them.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
@@ -180,7 +161,6 @@ impl GrpcServer {
             // The windows a caller grants this server's answers, granted to its requests too.
             .initial_stream_window_size(Some(crate::client::STREAM_WINDOW))
             .initial_connection_window_size(Some(crate::client::CONNECTION_WINDOW))
-            .max_frame_size(self.options.max_frame)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
         // Token files rotate without a restart for as long as this server runs.

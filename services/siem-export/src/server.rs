@@ -23,12 +23,6 @@ use crate::{
     status::{SinkHandle, SinkStats},
 };
 
-/// Largest HTTP/2 frame the Export service accepts: HTTP/2's default, not the runtime's larger
-/// [`attackmesh_runtime::client::MAX_FRAME`]. With 256 KiB frames, Export batches arrived faster
-/// than the file sink wrote them at full load, and siem-export's peak resident memory on the
-/// real Suricata replay rose from 106–123 MiB to 126–241 MiB, with no CPU saved here.
-pub const MAX_FRAME: u32 = 16 * 1024;
-
 /// The sinks of a configuration with their queues open and drivers not yet started.
 pub struct Sinks {
     /// One handle per sink (for the service and status).
@@ -122,7 +116,7 @@ pub async fn serve(
         .with_kb(sinks.kb)
         .with_sinks_writing_compact(sinks.all_write_compact);
     let disk = state.disk().clone();
-    let server = server.max_frame(MAX_FRAME).add_service(grpc_service(state)).await;
+    let server = server.add_service(grpc_service(state)).await;
     server.health().serving::<ExportServer>().await;
     let probe_every = config.queue.retry_after.max(std::time::Duration::from_millis(100));
     tasks.spawn(

@@ -83,8 +83,7 @@ pub(super) async fn serve(
     let server = GrpcServer::new(ServeOptions::from_config(&config.runtime())?).await?;
     let server = match role {
         Role::Attribution => with(server, NoopAttribution).await,
-        // As siem-export takes Export batches.
-        Role::Export => with(server.max_frame(attackmesh_siem_export::server::MAX_FRAME), NoopExport).await,
+        Role::Export => with(server, NoopExport).await,
         Role::Ingest => with(server, NoopIngest::new(config)?).await,
     };
     server.serve(listener, shutdown).await?;
